@@ -1,0 +1,2 @@
+//! tandem's control plane.
+#![forbid(unsafe_code)]

@@ -1,0 +1,26 @@
+//! Memory-mapped DHCPv4 lease tables.
+//!
+//! One table file per subnet holds a fixed-size [`record`] per address, indexed by
+//! `address - first address`, and a client index in the same mapping. Every change a
+//! DHCPACK promises is appended to a per-worker [`journal`] that is fdatasync'ed once per
+//! batch (group commit) before the ACK leaves; the mapped table is a checkpoint written back
+//! in the background, and recovery replays the journals past it. `FORMAT.md` specifies the
+//! bytes and the crash argument.
+//!
+//! API contract used by `dataplane` (the engine and the workers):
+//! [`Store`] opens every table of a `data_dir` and recovers them; [`Table`] offers seqlock
+//! reads, CAS updates and lock-free allocation; [`WorkerJournal`] is owned by one worker and
+//! group-commits its batch.
+
+pub mod record;
+pub mod store;
+pub mod table;
+pub mod journal;
+mod sync;
+mod time;
+
+pub use record::{BindingState, ClientKey, Lease, Owner};
+pub use store::{Durability, OpenError, RecoveryReport, Store, TableSpec};
+pub use table::{AllocCursor, Slot, Table, TableId, UpdateError};
+pub use journal::{CommitError, WorkerJournal};
+pub use time::UnixTime;

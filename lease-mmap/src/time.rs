@@ -1,0 +1,27 @@
+/// Wall-clock time in whole seconds since 1970-01-01 UTC, as it travels to the failover
+/// peer (draft-ietf-dhc-failover-12 §6.1 "time") and into lease records.
+///
+/// Deliberately not convertible to or from a monotonic instant, so the two cannot be mixed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixTime(pub u32);
+
+impl UnixTime {
+    /// The current wall-clock time. Only the binaries' edges call this; cores take `now` in.
+    pub fn now() -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Self(u32::try_from(secs).unwrap_or(u32::MAX))
+    }
+
+    /// `self + secs`, saturating (an infinite lease is `u32::MAX`).
+    pub fn saturating_add(self, secs: u32) -> Self {
+        Self(self.0.saturating_add(secs))
+    }
+
+    /// Seconds from `self` until `later`, zero if `later` is not later.
+    pub fn until(self, later: UnixTime) -> u32 {
+        later.0.saturating_sub(self.0)
+    }
+}
