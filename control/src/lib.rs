@@ -2,10 +2,10 @@
 //! daemon's front end ([`daemon`], [`logging`]) and the operator CLI ([`ctl`]).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
-
-/// Admin API.
-pub mod admin {
-    /// The admin socket's file name inside `data_dir`.
-    pub const SOCKET_NAME: &str = "tandemd.sock";
-}
+pub mod ctl;
+pub mod daemon;
+pub mod logging;
+pub mod status;
+pub mod time;

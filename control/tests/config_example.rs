@@ -62,7 +62,10 @@ fn design_example_parses() {
     assert_eq!((s.t1(), s.t2()), (1800, 3150));
     assert_eq!(s.failover.as_deref(), Some("edge-pair"));
     assert_eq!(s.reservations.len(), 1);
-    assert_eq!(s.reservations[0].key, ReservationKey::Mac([2, 0, 0, 0, 0, 1]));
+    assert_eq!(
+        s.reservations[0].key,
+        ReservationKey::Mac([2, 0, 0, 0, 0, 1])
+    );
     assert_eq!(s.reservations[0].address, Ipv4Addr::new(10, 0, 1, 5));
     let f = c.relationship("edge-pair").expect("relationship");
     assert_eq!(f.role, Role::Primary);
@@ -82,4 +85,3 @@ fn design_example_parses() {
         Some("/etc/tandem/edge-pair.secret")
     );
 }
-

@@ -89,9 +89,7 @@ pub fn parse(src: &str) -> Result<Config, Vec<ConfigError>> {
     let root: raw::Node = match toml::from_str(src) {
         Ok(root) => root,
         Err(e) => {
-            let (line, col) = e
-                .span()
-                .map_or((1, 1), |span| index.span_position(&span));
+            let (line, col) = e.span().map_or((1, 1), |span| index.span_position(&span));
             return Err(vec![ConfigError {
                 line,
                 col,
@@ -105,7 +103,8 @@ pub fn parse(src: &str) -> Result<Config, Vec<ConfigError>> {
 /// Parses a duration: one or more `<integer><unit>` with units `w`, `d`, `h`, `m`, `s`
 /// (`"90s"`, `"1h"`, `"1d"`, `"1h30m"`), in seconds.
 pub fn parse_duration(text: &str) -> Result<u32, String> {
-    let bad = || format!("invalid duration {text:?}: expected e.g. \"90s\", \"1h\", \"1d\" or \"1h30m\"");
+    let bad =
+        || format!("invalid duration {text:?}: expected e.g. \"90s\", \"1h\", \"1d\" or \"1h30m\"");
     if text.is_empty() {
         return Err(bad());
     }
@@ -132,7 +131,8 @@ pub fn parse_duration(text: &str) -> Result<u32, String> {
             .ok_or_else(|| format!("duration {text:?} is too long"))?;
         rest = &rest[digits + 1..];
     }
-    u32::try_from(total).map_err(|_| format!("duration {text:?} is too long (at most {} s)", u32::MAX))
+    u32::try_from(total)
+        .map_err(|_| format!("duration {text:?} is too long (at most {} s)", u32::MAX))
 }
 
 /// Parses a MAC address, `02:00:00:00:00:01` (or with `-`).
@@ -166,7 +166,8 @@ pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
     } else {
         text.to_owned()
     };
-    if digits.is_empty() || digits.len() % 2 != 0 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) || !digits.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return None;
     }
     (0..digits.len())
@@ -177,9 +178,9 @@ pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
 
 /// Parses `10.0.0.0/16`; host bits must be clear.
 pub fn parse_prefix(text: &str) -> Result<Ipv4Prefix, String> {
-    let (a, l) = text
-        .split_once('/')
-        .ok_or_else(|| format!("invalid prefix {text:?}: expected ADDRESS/LENGTH, e.g. \"10.0.0.0/16\""))?;
+    let (a, l) = text.split_once('/').ok_or_else(|| {
+        format!("invalid prefix {text:?}: expected ADDRESS/LENGTH, e.g. \"10.0.0.0/16\"")
+    })?;
     let addr: std::net::Ipv4Addr = a
         .parse()
         .map_err(|_| format!("invalid prefix {text:?}: {a:?} is not an IPv4 address"))?;
@@ -204,9 +205,12 @@ pub fn parse_range(text: &str) -> Result<AddrRange, String> {
         return parse_prefix(text).map(Ipv4Prefix::range);
     }
     let ip = |s: &str| {
-        s.trim()
-            .parse::<std::net::Ipv4Addr>()
-            .map_err(|_| format!("invalid address range {text:?}: {:?} is not an IPv4 address", s.trim()))
+        s.trim().parse::<std::net::Ipv4Addr>().map_err(|_| {
+            format!(
+                "invalid address range {text:?}: {:?} is not an IPv4 address",
+                s.trim()
+            )
+        })
     };
     let (first, last) = match text.split_once('-') {
         Some((a, b)) => (ip(a)?, ip(b)?),
@@ -216,7 +220,9 @@ pub fn parse_range(text: &str) -> Result<AddrRange, String> {
         }
     };
     if first > last {
-        return Err(format!("invalid address range {text:?}: {first} is after {last}"));
+        return Err(format!(
+            "invalid address range {text:?}: {first} is after {last}"
+        ));
     }
     Ok(AddrRange { first, last })
 }
@@ -233,7 +239,17 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(5400));
         assert_eq!(parse_duration("0s"), Ok(0));
         assert_eq!(parse_duration("2w"), Ok(1_209_600));
-        for bad in ["", "1", "h", "1x", "1h30", "-1s", "1.5h", " 1h", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "1",
+            "h",
+            "1x",
+            "1h30",
+            "-1s",
+            "1.5h",
+            " 1h",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
         assert!(parse_duration("50000d").is_err());
@@ -243,7 +259,12 @@ mod tests {
     fn macs_hex_prefixes_ranges() {
         assert_eq!(parse_mac("02:00:00:00:00:0a"), Some([2, 0, 0, 0, 0, 10]));
         assert_eq!(parse_mac("02-00-00-00-00-0A"), Some([2, 0, 0, 0, 0, 10]));
-        for bad in ["02:00:00:00:00", "02:00:00:00:00:00:00", "2:0:0:0:0:0", "zz:00:00:00:00:00"] {
+        for bad in [
+            "02:00:00:00:00",
+            "02:00:00:00:00:00:00",
+            "2:0:0:0:0:0",
+            "zz:00:00:00:00:00",
+        ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
         assert_eq!(parse_hex("01:02:0a"), Some(vec![1, 2, 10]));
@@ -254,9 +275,16 @@ mod tests {
         assert_eq!(parse_hex("é1"), None);
         let p = parse_prefix("10.0.0.0/16").unwrap();
         assert_eq!(p.last(), std::net::Ipv4Addr::new(10, 0, 255, 255));
-        assert!(parse_prefix("10.0.0.1/16").unwrap_err().contains("10.0.0.0/16"));
+        assert!(
+            parse_prefix("10.0.0.1/16")
+                .unwrap_err()
+                .contains("10.0.0.0/16")
+        );
         assert!(parse_prefix("10.0.0.0/33").is_err());
-        assert_eq!(parse_prefix("0.0.0.0/0").unwrap().last(), std::net::Ipv4Addr::BROADCAST);
+        assert_eq!(
+            parse_prefix("0.0.0.0/0").unwrap().last(),
+            std::net::Ipv4Addr::BROADCAST
+        );
         assert_eq!(parse_range("10.0.0.5").unwrap().len(), 1);
         assert_eq!(parse_range("10.0.0.0/24").unwrap().len(), 256);
         assert_eq!(parse_range("10.0.0.5 - 10.0.0.9").unwrap().len(), 5);

@@ -243,8 +243,9 @@ impl SubnetConfig {
     }
     /// The effective T2.
     pub fn t2(&self) -> u32 {
-        self.rebinding_time
-            .unwrap_or_else(|| u32::try_from(u64::from(self.lease_time) * 7 / 8).unwrap_or(u32::MAX))
+        self.rebinding_time.unwrap_or_else(|| {
+            u32::try_from(u64::from(self.lease_time) * 7 / 8).unwrap_or(u32::MAX)
+        })
     }
 }
 

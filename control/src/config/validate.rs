@@ -51,7 +51,10 @@ impl<'t> Table<'t> {
                 known: Vec::new(),
             }),
             other => {
-                ctx.err(&node.span(), format!("{what} must be a table, found {}", other.kind()));
+                ctx.err(
+                    &node.span(),
+                    format!("{what} must be a table, found {}", other.kind()),
+                );
                 None
             }
         }
@@ -94,7 +97,10 @@ fn string<'n>(node: &'n Node, key: &str, ctx: &mut Ctx<'_>) -> Option<&'n str> {
     match node.get_ref() {
         Raw::Str(s) => Some(s),
         other => {
-            ctx.err(&node.span(), format!("`{key}` must be a string, found {}", other.kind()));
+            ctx.err(
+                &node.span(),
+                format!("`{key}` must be a string, found {}", other.kind()),
+            );
             None
         }
     }
@@ -113,17 +119,29 @@ fn integer(node: &Node, key: &str, min: i64, max: i64, ctx: &mut Ctx<'_>) -> Opt
     match node.get_ref() {
         Raw::Int(v) if (min..=max).contains(v) => Some(*v),
         Raw::Int(v) => {
-            ctx.err(&node.span(), format!("`{key}` = {v} is out of range {min}..={max}"));
+            ctx.err(
+                &node.span(),
+                format!("`{key}` = {v} is out of range {min}..={max}"),
+            );
             None
         }
         other => {
-            ctx.err(&node.span(), format!("`{key}` must be an integer, found {}", other.kind()));
+            ctx.err(
+                &node.span(),
+                format!("`{key}` must be an integer, found {}", other.kind()),
+            );
             None
         }
     }
 }
 
-fn int_as<T: TryFrom<i64>>(node: &Node, key: &str, min: i64, max: i64, ctx: &mut Ctx<'_>) -> Option<T> {
+fn int_as<T: TryFrom<i64>>(
+    node: &Node,
+    key: &str,
+    min: i64,
+    max: i64,
+    ctx: &mut Ctx<'_>,
+) -> Option<T> {
     integer(node, key, min, max, ctx).and_then(|v| T::try_from(v).ok())
 }
 
@@ -132,7 +150,10 @@ fn ipv4(node: &Node, key: &str, ctx: &mut Ctx<'_>) -> Option<Ipv4Addr> {
     match s.parse() {
         Ok(a) => Some(a),
         Err(_) => {
-            ctx.err(&node.span(), format!("`{key}`: {s:?} is not an IPv4 address"));
+            ctx.err(
+                &node.span(),
+                format!("`{key}`: {s:?} is not an IPv4 address"),
+            );
             None
         }
     }
@@ -177,7 +198,10 @@ fn array<'n>(node: &'n Node, key: &str, ctx: &mut Ctx<'_>) -> Option<&'n [Node]>
     match node.get_ref() {
         Raw::Array(items) => Some(items),
         other => {
-            ctx.err(&node.span(), format!("`{key}` must be an array, found {}", other.kind()));
+            ctx.err(
+                &node.span(),
+                format!("`{key}` must be an array, found {}", other.kind()),
+            );
             None
         }
     }
@@ -233,7 +257,9 @@ pub(super) fn validate(root: &Node, index: &LineIndex<'_>) -> Result<Config, Vec
         }
     };
 
-    let failover_tables = failover_node.map(|n| tables(n, "failover", &mut ctx)).unwrap_or_default();
+    let failover_tables = failover_node
+        .map(|n| tables(n, "failover", &mut ctx))
+        .unwrap_or_default();
     let failovers: Vec<FailoverConfig> = failover_tables
         .iter()
         .enumerate()
@@ -243,18 +269,30 @@ pub(super) fn validate(root: &Node, index: &LineIndex<'_>) -> Result<Config, Vec
     // defined (no cascade of "not defined" errors).
     let mut names: HashMap<String, Span> = HashMap::new();
     for f in &failover_tables {
-        let Raw::Table(entries) = f.get_ref() else { continue };
-        let Some((_, n)) = entries.iter().find(|(k, _)| k.get_ref() == "name") else { continue };
-        let Raw::Str(name) = n.get_ref() else { continue };
+        let Raw::Table(entries) = f.get_ref() else {
+            continue;
+        };
+        let Some((_, n)) = entries.iter().find(|(k, _)| k.get_ref() == "name") else {
+            continue;
+        };
+        let Raw::Str(name) = n.get_ref() else {
+            continue;
+        };
         if let Some(first) = names.get(name) {
             let line = ctx.line_of(first);
-            ctx.err(&n.span(), format!("failover relationship {name:?} is already defined on line {line}"));
+            ctx.err(
+                &n.span(),
+                format!("failover relationship {name:?} is already defined on line {line}"),
+            );
         } else {
             names.insert(name.clone(), n.span());
         }
     }
 
-    let interfaces: Vec<String> = server.as_ref().map(|s| s.interfaces.clone()).unwrap_or_default();
+    let interfaces: Vec<String> = server
+        .as_ref()
+        .map(|s| s.interfaces.clone())
+        .unwrap_or_default();
     let mut subnets: Vec<(SubnetConfig, Span)> = Vec::new();
     if let Some(n) = subnet_node {
         for (i, s) in tables(n, "subnet", &mut ctx).into_iter().enumerate() {
@@ -276,13 +314,22 @@ pub(super) fn validate(root: &Node, index: &LineIndex<'_>) -> Result<Config, Vec
             if let (Some(name), Some(span)) = (&subnet.failover, &spans.failover)
                 && !names.contains_key(name.as_str())
             {
-                ctx.err(span, format!("subnet {} names failover relationship {name:?}, which is not defined", subnet.prefix));
+                ctx.err(
+                    span,
+                    format!(
+                        "subnet {} names failover relationship {name:?}, which is not defined",
+                        subnet.prefix
+                    ),
+                );
             }
             if let (Some(ifname), Some(span)) = (&subnet.interface, &spans.interface)
                 && server.is_some()
                 && !interfaces.contains(ifname)
             {
-                ctx.err(span, format!("`interface` = {ifname:?} is not one of server.interfaces"));
+                ctx.err(
+                    span,
+                    format!("`interface` = {ifname:?} is not one of server.interfaces"),
+                );
             }
             subnets.push((subnet, spans.prefix));
         }
@@ -309,7 +356,10 @@ fn tables<'n>(node: &'n Node, name: &str, ctx: &mut Ctx<'_>) -> Vec<&'n Node> {
         other => {
             ctx.err(
                 &node.span(),
-                format!("`{name}` must be an array of tables ([[{name}]]), found {}", other.kind()),
+                format!(
+                    "`{name}` must be an array of tables ([[{name}]]), found {}",
+                    other.kind()
+                ),
             );
             Vec::new()
         }
@@ -322,7 +372,9 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
 
     let interfaces = match t.require("interfaces", ctx) {
         Some(n) => {
-            let list = each(n, "interfaces", ctx, |item, ctx| nonempty_string(item, "interfaces", ctx));
+            let list = each(n, "interfaces", ctx, |item, ctx| {
+                nonempty_string(item, "interfaces", ctx)
+            });
             if list.is_empty() && matches!(n.get_ref(), Raw::Array(items) if items.is_empty()) {
                 ctx.err(&n.span(), "`interfaces` must name at least one interface");
             }
@@ -340,20 +392,28 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
     };
 
     let server_id = flat(t.get("server_id").map(|n| ipv4(n, "server_id", ctx)));
-    let data_dir = flat(t.get("data_dir").map(|n| nonempty_string(n, "data_dir", ctx)))
-        .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from);
+    let data_dir = flat(
+        t.get("data_dir")
+            .map(|n| nonempty_string(n, "data_dir", ctx)),
+    )
+    .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from);
     let datapath = flat(t.get("datapath").map(|n| {
         choice(
             n,
             "datapath",
-            &[("xdp", Datapath::Xdp), ("packet", Datapath::Packet), ("auto", Datapath::Auto)],
+            &[
+                ("xdp", Datapath::Xdp),
+                ("packet", Datapath::Packet),
+                ("auto", Datapath::Auto),
+            ],
             ctx,
         )
     }))
     .unwrap_or(Datapath::Auto);
-    let workers = flat(t
-        .get("workers")
-        .map(|n| int_as::<u16>(n, "workers", 0, i64::from(MAX_WORKERS), ctx)))
+    let workers = flat(
+        t.get("workers")
+            .map(|n| int_as::<u16>(n, "workers", 0, i64::from(MAX_WORKERS), ctx)),
+    )
     .unwrap_or(0);
     let durability = flat(t.get("durability").map(|n| {
         choice(
@@ -373,7 +433,10 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
                 None
             }
             Err(e) => {
-                ctx.err(&n.span(), format!("`log_level` = {s:?} is not a log filter: {e}"));
+                ctx.err(
+                    &n.span(),
+                    format!("`log_level` = {s:?} is not a log filter: {e}"),
+                );
                 None
             }
         }
@@ -383,7 +446,10 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         match s.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                ctx.err(&n.span(), format!("`admin` = {s:?} is not an address:port such as \"127.0.0.1:6470\""));
+                ctx.err(
+                    &n.span(),
+                    format!("`admin` = {s:?} is not an address:port such as \"127.0.0.1:6470\""),
+                );
                 None
             }
         }
@@ -416,7 +482,9 @@ fn subnet(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<(SubnetConfig, S
     let prefix_node = t.require("prefix", ctx);
     let prefix = prefix_node.and_then(|n| {
         let s = string(n, "prefix", ctx)?;
-        parse_prefix(s).map_err(|e| ctx.err(&n.span(), format!("`prefix`: {e}"))).ok()
+        parse_prefix(s)
+            .map_err(|e| ctx.err(&n.span(), format!("`prefix`: {e}")))
+            .ok()
     });
 
     let pools = t
@@ -439,17 +507,24 @@ fn subnet(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<(SubnetConfig, S
         let s = nonempty_string(n, "domain_name", ctx)?;
         let valid = s.len() <= 253
             && s.trim_end_matches('.').split('.').all(|l| {
-                !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         if !valid {
-            ctx.err(&n.span(), format!("`domain_name` = {s:?} is not a domain name"));
+            ctx.err(
+                &n.span(),
+                format!("`domain_name` = {s:?} is not a domain name"),
+            );
         }
         Some(s)
     });
     let interface_node = t.get("interface");
     let interface = interface_node.and_then(|n| nonempty_string(n, "interface", ctx));
     let lease_time_node = t.get("lease_time");
-    let lease_time = lease_time_node.and_then(|n| duration(n, "lease_time", ctx)).unwrap_or(3600);
+    let lease_time = lease_time_node
+        .and_then(|n| duration(n, "lease_time", ctx))
+        .unwrap_or(3600);
     if let Some(n) = lease_time_node
         && lease_time == 0
     {
@@ -472,26 +547,39 @@ fn subnet(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<(SubnetConfig, S
 
     // T1 < T2 < lease time (RFC 2131 §4.4.5).
     let t1 = renewal_time.unwrap_or(lease_time / 2);
-    let t2 = rebinding_time.unwrap_or_else(|| u32::try_from(u64::from(lease_time) * 7 / 8).unwrap_or(u32::MAX));
+    let t2 = rebinding_time
+        .unwrap_or_else(|| u32::try_from(u64::from(lease_time) * 7 / 8).unwrap_or(u32::MAX));
     if let (Some(n), Some(v)) = (t1_node, renewal_time)
         && (v == 0 || v >= lease_time || v >= t2)
     {
-        ctx.err(&n.span(), "`renewal_time` must be above 0s and below rebinding_time and lease_time");
+        ctx.err(
+            &n.span(),
+            "`renewal_time` must be above 0s and below rebinding_time and lease_time",
+        );
     }
     if let (Some(n), Some(v)) = (t2_node, rebinding_time)
         && (v <= t1 || v >= lease_time)
     {
-        ctx.err(&n.span(), "`rebinding_time` must be above renewal_time and below lease_time");
+        ctx.err(
+            &n.span(),
+            "`rebinding_time` must be above renewal_time and below lease_time",
+        );
     }
 
-    let reservation_nodes = t.get("reservation").map(|n| tables(n, "subnet.reservation", ctx)).unwrap_or_default();
+    let reservation_nodes = t
+        .get("reservation")
+        .map(|n| tables(n, "subnet.reservation", ctx))
+        .unwrap_or_default();
     t.finish(ctx);
 
     // Pools: inside the prefix, off its network and broadcast addresses, disjoint.
     if let Some(p) = prefix {
         for (i, (pool, span)) in pools.iter().enumerate() {
             if !p.range().covers(*pool) {
-                ctx.err(span, format!("pool {pool} is outside the subnet's prefix {p}"));
+                ctx.err(
+                    span,
+                    format!("pool {pool} is outside the subnet's prefix {p}"),
+                );
             } else if p.len <= 30 && (pool.contains(p.first()) || pool.contains(p.last())) {
                 ctx.err(
                     span,
@@ -501,14 +589,20 @@ fn subnet(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<(SubnetConfig, S
             for (other, other_span) in &pools[..i] {
                 if other.overlaps(*pool) {
                     let line = ctx.line_of(other_span);
-                    ctx.err(span, format!("pool {pool} overlaps pool {other} (line {line})"));
+                    ctx.err(
+                        span,
+                        format!("pool {pool} overlaps pool {other} (line {line})"),
+                    );
                 }
             }
         }
     }
     for (ex, span) in &exclude {
         if !pools.iter().any(|(pool, _)| pool.covers(*ex)) {
-            ctx.err(span, format!("exclusion {ex} is not inside one of the subnet's pools"));
+            ctx.err(
+                span,
+                format!("exclusion {ex} is not inside one of the subnet's pools"),
+            );
         }
     }
 
@@ -521,20 +615,38 @@ fn subnet(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<(SubnetConfig, S
         };
         if let Some(p) = prefix {
             if !p.contains(r.address) {
-                ctx.err(&addr_span, format!("reserved address {} is outside the subnet's prefix {p}", r.address));
+                ctx.err(
+                    &addr_span,
+                    format!(
+                        "reserved address {} is outside the subnet's prefix {p}",
+                        r.address
+                    ),
+                );
             } else if p.len <= 30 && (r.address == p.first() || r.address == p.last()) {
-                ctx.err(&addr_span, format!("reserved address {} is the network or broadcast address of {p}", r.address));
+                ctx.err(
+                    &addr_span,
+                    format!(
+                        "reserved address {} is the network or broadcast address of {p}",
+                        r.address
+                    ),
+                );
             }
         }
         if let Some(first) = seen_addr.get(&r.address) {
             let line = ctx.line_of(first);
-            ctx.err(&addr_span, format!("address {} is already reserved on line {line}", r.address));
+            ctx.err(
+                &addr_span,
+                format!("address {} is already reserved on line {line}", r.address),
+            );
         } else {
             seen_addr.insert(r.address, addr_span.clone());
         }
         if let Some(first) = seen_key.get(&r.key) {
             let line = ctx.line_of(first);
-            ctx.err(&rn.span(), format!("this client already has a reservation in this subnet on line {line}"));
+            ctx.err(
+                &rn.span(),
+                format!("this client already has a reservation in this subnet on line {line}"),
+            );
         } else {
             seen_key.insert(r.key.clone(), rn.span());
         }
@@ -570,18 +682,32 @@ fn subnet(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<(SubnetConfig, S
     ))
 }
 
-fn reservation(node: &Node, subnet: usize, nth: usize, ctx: &mut Ctx<'_>) -> Option<(Reservation, Span)> {
-    let mut t = Table::new(node, format!("[[subnet.reservation]] #{nth} of [[subnet]] #{subnet}"), ctx)?;
+fn reservation(
+    node: &Node,
+    subnet: usize,
+    nth: usize,
+    ctx: &mut Ctx<'_>,
+) -> Option<(Reservation, Span)> {
+    let mut t = Table::new(
+        node,
+        format!("[[subnet.reservation]] #{nth} of [[subnet]] #{subnet}"),
+        ctx,
+    )?;
     let errors_before = ctx.errors.len();
     let address_node = t.require("address", ctx);
     let address = address_node.and_then(|n| ipv4(n, "address", ctx));
-    let hostname = t.get("hostname").and_then(|n| nonempty_string(n, "hostname", ctx));
+    let hostname = t
+        .get("hostname")
+        .and_then(|n| nonempty_string(n, "hostname", ctx));
 
     let text_or_hex = |n: &Node, key: &str, hex: bool, ctx: &mut Ctx<'_>| -> Option<Vec<u8>> {
         let s = string(n, key, ctx)?;
         let bytes = if hex {
             parse_hex(s).or_else(|| {
-                ctx.err(&n.span(), format!("`{key}` = {s:?} is not hex bytes such as \"01:02:0a\""));
+                ctx.err(
+                    &n.span(),
+                    format!("`{key}` = {s:?} is not hex bytes such as \"01:02:0a\""),
+                );
                 None
             })?
         } else {
@@ -598,23 +724,35 @@ fn reservation(node: &Node, subnet: usize, nth: usize, ctx: &mut Ctx<'_>) -> Opt
         let s = string(n, "mac", ctx);
         let mac = s.and_then(|s| {
             parse_mac(s).or_else(|| {
-                ctx.err(&n.span(), format!("`mac` = {s:?} is not a MAC address such as \"02:00:00:00:00:01\""));
+                ctx.err(
+                    &n.span(),
+                    format!("`mac` = {s:?} is not a MAC address such as \"02:00:00:00:00:01\""),
+                );
                 None
             })
         });
         keys.push((mac.map(ReservationKey::Mac), n.span()));
     }
     if let Some(n) = t.get("client_id") {
-        keys.push((text_or_hex(n, "client_id", true, ctx).map(ReservationKey::ClientId), n.span()));
+        keys.push((
+            text_or_hex(n, "client_id", true, ctx).map(ReservationKey::ClientId),
+            n.span(),
+        ));
     }
     for (key, hex) in [("circuit_id", false), ("circuit_id_hex", true)] {
         if let Some(n) = t.get(key) {
-            keys.push((text_or_hex(n, key, hex, ctx).map(ReservationKey::CircuitId), n.span()));
+            keys.push((
+                text_or_hex(n, key, hex, ctx).map(ReservationKey::CircuitId),
+                n.span(),
+            ));
         }
     }
     for (key, hex) in [("remote_id", false), ("remote_id_hex", true)] {
         if let Some(n) = t.get(key) {
-            keys.push((text_or_hex(n, key, hex, ctx).map(ReservationKey::RemoteId), n.span()));
+            keys.push((
+                text_or_hex(n, key, hex, ctx).map(ReservationKey::RemoteId),
+                n.span(),
+            ));
         }
     }
     match keys.len() {
@@ -652,28 +790,44 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
     let name = t.require("name", ctx).and_then(|n| {
         let s = nonempty_string(n, "name", ctx)?;
         if s.len() > 255 {
-            ctx.err(&n.span(), "`name` must be at most 255 bytes (it travels in the failover protocol)");
+            ctx.err(
+                &n.span(),
+                "`name` must be at most 255 bytes (it travels in the failover protocol)",
+            );
         }
         Some(s)
     });
-    let role = t
-        .require("role", ctx)
-        .and_then(|n| choice(n, "role", &[("primary", Role::Primary), ("secondary", Role::Secondary)], ctx));
+    let role = t.require("role", ctx).and_then(|n| {
+        choice(
+            n,
+            "role",
+            &[("primary", Role::Primary), ("secondary", Role::Secondary)],
+            ctx,
+        )
+    });
     let mode = t
         .get("mode")
         .and_then(|n| {
             choice(
                 n,
                 "mode",
-                &[("load-balance", FailoverMode::LoadBalance), ("hot-standby", FailoverMode::HotStandby)],
+                &[
+                    ("load-balance", FailoverMode::LoadBalance),
+                    ("hot-standby", FailoverMode::HotStandby),
+                ],
                 ctx,
             )
         })
         .unwrap_or(FailoverMode::LoadBalance);
-    let address = t.require("address", ctx).and_then(|n| ipv4(n, "address", ctx));
+    let address = t
+        .require("address", ctx)
+        .and_then(|n| ipv4(n, "address", ctx));
     let peer_address_node = t.require("peer_address", ctx);
     let peer_address = peer_address_node.and_then(|n| ipv4(n, "peer_address", ctx));
-    let port = t.get("port").and_then(|n| int_as::<u16>(n, "port", 1, 65535, ctx)).unwrap_or(647);
+    let port = t
+        .get("port")
+        .and_then(|n| int_as::<u16>(n, "port", 1, 65535, ctx))
+        .unwrap_or(647);
     let peer_port = t
         .get("peer_port")
         .and_then(|n| int_as::<u16>(n, "peer_port", 1, 65535, ctx))
@@ -683,13 +837,18 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
     } else {
         t.get("mclt")
     };
-    let mclt = mclt_node.and_then(|n| duration(n, "mclt", ctx)).unwrap_or(3600);
+    let mclt = mclt_node
+        .and_then(|n| duration(n, "mclt", ctx))
+        .unwrap_or(3600);
     if let Some(n) = mclt_node
         && mclt == 0
     {
         ctx.err(&n.span(), "`mclt` must be longer than 0s");
     }
-    let split = t.get("split").and_then(|n| int_as::<u16>(n, "split", 0, 256, ctx)).unwrap_or(128);
+    let split = t
+        .get("split")
+        .and_then(|n| int_as::<u16>(n, "split", 0, 256, ctx))
+        .unwrap_or(128);
     let reserve_percent = t
         .get("reserve_percent")
         .and_then(|n| int_as::<u8>(n, "reserve_percent", 0, 100, ctx))
@@ -699,7 +858,9 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
         .and_then(|n| int_as::<u16>(n, "load_balance_max_seconds", 0, 65535, ctx))
         .unwrap_or(3);
     let mrd_node = t.get("max_response_delay");
-    let max_response_delay = mrd_node.and_then(|n| duration(n, "max_response_delay", ctx)).unwrap_or(60);
+    let max_response_delay = mrd_node
+        .and_then(|n| duration(n, "max_response_delay", ctx))
+        .unwrap_or(60);
     if let Some(n) = mrd_node
         && max_response_delay == 0
     {
@@ -722,7 +883,10 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
         && a == p
         && port == peer_port
     {
-        ctx.err(&n.span(), "`peer_address`:`peer_port` is our own `address`:`port`");
+        ctx.err(
+            &n.span(),
+            "`peer_address`:`peer_port` is our own `address`:`port`",
+        );
     }
     if ctx.errors.len() != errors_before {
         return None;
