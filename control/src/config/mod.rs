@@ -166,7 +166,9 @@ pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
     } else {
         text.to_owned()
     };
-    if digits.is_empty() || !digits.len().is_multiple_of(2) || !digits.bytes().all(|b| b.is_ascii_hexdigit())
+    if digits.is_empty()
+        || !digits.len().is_multiple_of(2)
+        || !digits.bytes().all(|b| b.is_ascii_hexdigit())
     {
         return None;
     }

@@ -293,36 +293,36 @@ pub(super) fn validate(root: &Node, index: &LineIndex<'_>) -> Result<Config, Vec
         .as_ref()
         .map(|s| s.interfaces.clone())
         .unwrap_or_default();
-    let mut subnets: Vec<(SubnetConfig, Span)> = Vec::new();
+    let mut subnets: Vec<SubnetConfig> = Vec::new();
+    let mut prefixes: Vec<(Ipv4Prefix, Span)> = Vec::new();
     if let Some(n) = subnet_node {
         for (i, s) in tables(n, "subnet", &mut ctx).into_iter().enumerate() {
-            let Some((subnet, spans)) = subnet(s, i + 1, &mut ctx) else {
+            let Some((subnet, refs)) = subnet(s, i + 1, &mut ctx) else {
                 continue;
             };
-            for (prev, prev_span) in &subnets {
-                if prev.prefix.overlaps(subnet.prefix) {
-                    let line = ctx.line_of(prev_span);
-                    ctx.err(
-                        &spans.prefix,
-                        format!(
-                            "subnet {} overlaps subnet {} (line {line})",
-                            subnet.prefix, prev.prefix
-                        ),
-                    );
+            if let Some((prefix, span)) = &refs.prefix {
+                for (prev, prev_span) in &prefixes {
+                    if prev.overlaps(*prefix) {
+                        let line = ctx.line_of(prev_span);
+                        ctx.err(
+                            span,
+                            format!("subnet {prefix} overlaps subnet {prev} (line {line})"),
+                        );
+                    }
                 }
+                prefixes.push((*prefix, span.clone()));
             }
-            if let (Some(name), Some(span)) = (&subnet.failover, &spans.failover)
+            if let Some((name, span)) = &refs.failover
                 && !names.contains_key(name.as_str())
             {
                 ctx.err(
                     span,
                     format!(
-                        "subnet {} names failover relationship {name:?}, which is not defined",
-                        subnet.prefix
+                        "the subnet names failover relationship {name:?}, which is not defined"
                     ),
                 );
             }
-            if let (Some(ifname), Some(span)) = (&subnet.interface, &spans.interface)
+            if let Some((ifname, span)) = &refs.interface
                 && server.is_some()
                 && !interfaces.contains(ifname)
             {
@@ -331,7 +331,7 @@ pub(super) fn validate(root: &Node, index: &LineIndex<'_>) -> Result<Config, Vec
                     format!("`interface` = {ifname:?} is not one of server.interfaces"),
                 );
             }
-            subnets.push((subnet, spans.prefix));
+            subnets.extend(subnet);
         }
     }
 
@@ -340,7 +340,7 @@ pub(super) fn validate(root: &Node, index: &LineIndex<'_>) -> Result<Config, Vec
     {
         return Ok(Config {
             server,
-            subnets: subnets.into_iter().map(|(s, _)| s).collect(),
+            subnets,
             failover: failovers,
         });
     }
@@ -467,14 +467,19 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
     })
 }
 
-/// Spans the cross-subnet checks need.
-struct SubnetSpans {
-    prefix: Span,
-    failover: Option<Span>,
-    interface: Option<Span>,
+/// What the cross-subnet checks need, known even when the subnet has errors of its own.
+struct SubnetRefs {
+    prefix: Option<(Ipv4Prefix, Span)>,
+    failover: Option<(String, Span)>,
+    interface: Option<(String, Span)>,
 }
 
-fn subnet(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<(SubnetConfig, SubnetSpans)> {
+/// `None` when `node` is not a table; else the subnet if it is valid, and its references.
+fn subnet(
+    node: &Node,
+    nth: usize,
+    ctx: &mut Ctx<'_>,
+) -> Option<(Option<SubnetConfig>, SubnetRefs)> {
     let what = format!("[[subnet]] #{nth}");
     let mut t = Table::new(node, what.clone(), ctx)?;
     let errors_before = ctx.errors.len();
@@ -653,12 +658,13 @@ fn subnet(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<(SubnetConfig, S
         reservations.push(r);
     }
 
-    let prefix = prefix?;
-    if ctx.errors.len() != errors_before {
-        return None;
-    }
-    Some((
-        SubnetConfig {
+    let refs = SubnetRefs {
+        prefix: prefix.zip(prefix_node.map(Spanned::span)),
+        failover: failover.clone().zip(failover_node.map(Spanned::span)),
+        interface: interface.clone().zip(interface_node.map(Spanned::span)),
+    };
+    let config = match prefix {
+        Some(prefix) if ctx.errors.len() == errors_before => Some(SubnetConfig {
             prefix,
             pools: pools.into_iter().map(|(p, _)| p).collect(),
             exclude: exclude.into_iter().map(|(p, _)| p).collect(),
@@ -673,13 +679,10 @@ fn subnet(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<(SubnetConfig, S
             offer_hold,
             failover,
             reservations,
-        },
-        SubnetSpans {
-            prefix: prefix_node.map_or(node.span(), Spanned::span),
-            failover: failover_node.map(Spanned::span),
-            interface: interface_node.map(Spanned::span),
-        },
-    ))
+        }),
+        _ => None,
+    };
+    Some((config, refs))
 }
 
 fn reservation(
