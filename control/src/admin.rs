@@ -461,6 +461,18 @@ impl EventLoop {
 fn drive_conn(conn: &mut Conn, backend: &dyn AdminBackend) -> bool {
     let mut buf = [0u8; 4096];
     loop {
+        // Answer complete lines while the client keeps up.
+        while conn.outbuf.len() < OUT_HIGH_WATER
+            && let Some(pos) = conn.inbuf.iter().position(|&b| b == b'\n')
+        {
+            let line: Vec<u8> = conn.inbuf.drain(..=pos).collect();
+            answer(&line[..pos], backend, &mut conn.outbuf);
+        }
+        if conn.closing && !conn.inbuf.is_empty() && conn.outbuf.len() < OUT_HIGH_WATER {
+            // A last request without its newline.
+            let line = std::mem::take(&mut conn.inbuf);
+            answer(&line, backend, &mut conn.outbuf);
+        }
         // Flush what is queued.
         while !conn.outbuf.is_empty() {
             match conn.stream.write(&conn.outbuf) {
@@ -473,24 +485,15 @@ fn drive_conn(conn: &mut Conn, backend: &dyn AdminBackend) -> bool {
                 Err(_) => return false,
             }
         }
-        // Answer complete lines while the client keeps up.
-        while conn.outbuf.len() < OUT_HIGH_WATER
-            && let Some(pos) = conn.inbuf.iter().position(|&b| b == b'\n')
-        {
-            let line: Vec<u8> = conn.inbuf.drain(..=pos).collect();
-            answer(&line[..pos], backend, &mut conn.outbuf);
-        }
         if conn.closing {
-            if !conn.inbuf.is_empty() && conn.outbuf.len() < OUT_HIGH_WATER {
-                // A last request without its newline.
-                let line = std::mem::take(&mut conn.inbuf);
-                answer(&line, backend, &mut conn.outbuf);
-                continue;
+            match (conn.outbuf.is_empty(), conn.inbuf.is_empty()) {
+                // Everything answered and sent.
+                (true, true) => return false,
+                // More requests to answer.
+                (true, false) => continue,
+                // Wait for WRITABLE.
+                (false, _) => return true,
             }
-            if conn.outbuf.is_empty() {
-                return false;
-            }
-            return true;
         }
         if conn.outbuf.len() >= OUT_HIGH_WATER {
             // Wait for WRITABLE before reading more.
@@ -528,7 +531,7 @@ fn drive_conn(conn: &mut Conn, backend: &dyn AdminBackend) -> bool {
                 Err(_) => return false,
             }
         }
-        if !progressed {
+        if !progressed && !conn.inbuf.contains(&b'\n') {
             return true;
         }
     }

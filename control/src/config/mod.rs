@@ -93,7 +93,10 @@ pub fn parse(src: &str) -> Result<Config, Vec<ConfigError>> {
             return Err(vec![ConfigError {
                 line,
                 col,
-                message: format!("TOML syntax: {}", e.message().trim_end()),
+                message: format!(
+                    "TOML syntax: {}",
+                    e.message().trim_end().replace('\n', "; ")
+                ),
             }]);
         }
     };
