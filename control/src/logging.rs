@@ -25,6 +25,13 @@ pub fn init(config_level: Option<&str>) {
     let _ = tracing_subscriber::fmt()
         .compact()
         .with_writer(std::io::stderr)
+        .with_ansi(use_color())
         .with_env_filter(filter(config_level))
         .try_init();
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set (no-color.org).
+fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
