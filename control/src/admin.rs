@@ -659,3 +659,57 @@ fn io_reason(e: &io::Error) -> String {
         None => text,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{LeaseFilter, LeaseInfo, Status};
+
+    struct Empty;
+
+    impl AdminBackend for Empty {
+        fn status(&self) -> Status {
+            Status {
+                version: "t".into(),
+                uptime: 0,
+                datapath: "auto".into(),
+                relationships: Vec::new(),
+                workers: Vec::new(),
+                leases: Default::default(),
+            }
+        }
+        fn leases(&self, _: &LeaseFilter) -> Vec<LeaseInfo> {
+            Vec::new()
+        }
+        fn partner_down(&self, name: &str, _: u64) -> Result<(), String> {
+            Err(format!("no such relationship {name:?}"))
+        }
+    }
+
+    #[test]
+    fn garbage_gets_an_error_answer() {
+        for line in [
+            &b""[..],
+            b"\xff\xfe\x00",
+            b"{",
+            b"null",
+            b"{\"verb\":5}",
+            b"{\"verb\":\"leases\",\"limit\":-1}",
+            b"{\"verb\":\"leases\",\"state\":\"bound\"}",
+            b"{\"verb\":\"partner-down\",\"name\":\"x\",\"since\":\"now\"}",
+            b"{\"verb\":\"partner-down\",\"name\":\"x\"}",
+            b"{\"nested\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        ] {
+            let r = handle_line(line, &Empty);
+            assert!(!r.ok, "{:?}", String::from_utf8_lossy(line));
+            assert!(r.error.is_some());
+        }
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(
+            !handle_line(deep.as_bytes(), &Empty).ok,
+            "serde_json's recursion limit holds"
+        );
+        assert!(handle_line(b"{\"verb\":\"status\"}", &Empty).ok);
+        assert!(handle_line(b"{\"verb\":\"leases\",\"subnet\":\"10.0.0.0/8\"}", &Empty).ok);
+    }
+}

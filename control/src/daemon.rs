@@ -151,11 +151,15 @@ impl Shutdown {
 }
 
 /// What the lead's wiring hands to [`run`].
+#[must_use]
 pub struct Hooks {
     /// Set by signals; every loop of the daemon observes it.
     pub shutdown: Shutdown,
     /// Answers the admin API; `None` = [`ConfigBackend`] (configuration only, no live data).
     pub backend: Option<Arc<dyn AdminBackend>>,
+    /// Run after shutdown was requested and the admin API stopped, last registered first: join
+    /// workers, flush journals, close tables.
+    pub on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Hooks {
@@ -164,6 +168,7 @@ impl Hooks {
         Hooks {
             shutdown,
             backend: None,
+            on_shutdown: Vec::new(),
         }
     }
 }
@@ -205,6 +210,9 @@ pub fn run(config: &Config, hooks: Hooks) -> Result<(), DaemonError> {
     );
     hooks.shutdown.wait();
     admin.stop();
+    for stop in hooks.on_shutdown.into_iter().rev() {
+        stop();
+    }
     tracing::info!(after = ?started.elapsed(), "tandemd stopped");
     Ok(())
 }

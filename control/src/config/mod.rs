@@ -1,6 +1,6 @@
 //! `tandemd`'s configuration (DESIGN.md §6): TOML in, validated [`Config`] out.
 //!
-//! The file is first read into a tree that keeps the span of every key and value ([`raw`]); the
+//! The file is first read into a tree that keeps the span of every key and value (`raw`); the
 //! validator then walks it once, collecting every error it finds (syntax aside, where the TOML parser
 //! stops at the first) as `FILE:LINE:COL: reason`. Unknown keys are errors.
 
