@@ -524,3 +524,39 @@ fn garbage_never_panics() {
         let _ = config::parse(src);
     }
 }
+
+#[test]
+fn mutations_of_a_valid_file_never_panic_and_point_inside_it() {
+    let base = format!(
+        "{HEAD}datapath = \"xdp\"\n[[subnet]]\nprefix = \"10.0.0.0/24\"\npools = [\"10.0.0.10-10.0.0.99\"]\nexclude = [\"10.0.0.20\"]\nlease_time = \"1h30m\"\nfailover = \"fo\"\n[[subnet.reservation]]\nmac = \"02:00:00:00:00:01\"\naddress = \"10.0.0.5\"\n{FAILOVER}"
+    );
+    config::parse(&base).unwrap_or_else(|e| panic!("base must be valid: {e:#?}"));
+    let lines = u32::try_from(base.lines().count()).expect("small") + 1;
+    let replacements = [
+        "",
+        "x",
+        "\"",
+        "]",
+        "[",
+        "=",
+        "\n",
+        "0",
+        ".",
+        "é",
+        "999999999999",
+    ];
+    let chars: Vec<(usize, char)> = base.char_indices().collect();
+    for (i, (at, c)) in chars.iter().enumerate() {
+        let r = replacements[i % replacements.len()];
+        let mutated = format!("{}{r}{}", &base[..*at], &base[at + c.len_utf8()..]);
+        if let Err(errors) = config::parse(&mutated) {
+            assert!(!errors.is_empty());
+            for e in errors {
+                assert!(
+                    e.line >= 1 && e.line <= lines + 1 && e.col >= 1,
+                    "{e:?} for mutation at {at}"
+                );
+            }
+        }
+    }
+}
