@@ -1,2 +1,11 @@
-//! tandem's control plane.
+//! tandem's control plane: the configuration ([`config`]), the admin API ([`admin`], [`status`]), the
+//! daemon's front end ([`daemon`], [`logging`]) and the operator CLI ([`ctl`]).
 #![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod ctl;
+pub mod daemon;
+pub mod logging;
+pub mod status;
+pub mod time;

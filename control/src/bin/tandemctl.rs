@@ -1,8 +1,7 @@
-//! `tandemctl`: the operator CLI.
+//! `tandemctl`: the operator CLI. The logic lives in `control::ctl`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() {
-    eprintln!("tandemctl: not yet wired up");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    control::ctl::main()
 }

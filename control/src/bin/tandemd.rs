@@ -1,8 +1,8 @@
-//! `tandemd`: the DHCP failover daemon.
+//! `tandemd`: the DHCP failover daemon. The front end lives in `control::daemon`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() {
-    eprintln!("tandemd: not yet wired up");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    // The dataplane is wired here (fill `hooks.backend`, start workers observing `hooks.shutdown`).
+    control::daemon::main(|_config, _hooks| Ok(()))
 }

@@ -1,0 +1,715 @@
+//! The admin API: line-delimited JSON over a Unix socket (`DATA_DIR/tandemd.sock`, mode 0600) and,
+//! optionally, TCP (`server.admin`), served by one mio event-loop thread.
+//!
+//! A request is one JSON object on one line, `{"verb":"status"}`; the answer is one JSON object on one
+//! line, `{"ok":true,"status":{…}}` or `{"ok":false,"error":"…"}`. Requests longer than
+//! [`MAX_REQUEST`] bytes are refused and the connection closed; malformed requests get an error answer.
+//! The data comes from an [`AdminBackend`], the seam through which the rest of the daemon is reached.
+//!
+//! **Architecture Invariant**: nothing a client sends can panic or block the loop: requests are
+//! bounded, sockets are non-blocking, and a panicking backend call becomes an error answer.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use serde::{Deserialize, Serialize};
+
+use crate::status::{LeaseFilter, LeaseInfo, Status};
+
+/// The admin socket's file name inside `data_dir`.
+pub const SOCKET_NAME: &str = "tandemd.sock";
+/// The longest request line accepted, in bytes.
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// The most leases one `leases` answer carries.
+pub const MAX_LEASES: u32 = 100_000;
+/// Connections served at once; more are accepted and closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Answers queued for a client beyond this are not added to until it reads.
+const OUT_HIGH_WATER: usize = 1 << 20;
+
+/// What the admin server needs from the rest of the daemon. Called on the admin thread; keep calls short.
+pub trait AdminBackend: Send + Sync {
+    /// The status document.
+    fn status(&self) -> Status;
+    /// Leases matching `filter` (at most `filter.limit`, which the server has capped).
+    fn leases(&self, filter: &LeaseFilter) -> Vec<LeaseInfo>;
+    /// Declares the partner of relationship `name` down, last known up at `since` (Unix seconds).
+    /// The error is shown to the operator as is (`no such relationship "x"`).
+    fn partner_down(&self, name: &str, since: u64) -> Result<(), String>;
+}
+
+/// One request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "kebab-case")]
+pub enum Request {
+    /// `{"verb":"status"}`.
+    Status,
+    /// `{"verb":"leases","subnet":"10.0.0.0/16","state":"active","limit":100}`, all but `verb` optional.
+    Leases(LeaseFilter),
+    /// `{"verb":"partner-down","name":"edge-pair","since":1763784000}`; `since` defaults to now.
+    PartnerDown {
+        /// The relationship.
+        name: String,
+        /// When the partner was last known up, Unix seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
+}
+
+/// One answer.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// Why it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The answer to `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// The answer to `leases`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leases: Option<Vec<LeaseInfo>>,
+    /// A human sentence for verbs that only act (`partner-down`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Response {
+    /// A failure answer.
+    pub fn error(message: impl Into<String>) -> Self {
+        Response {
+            ok: false,
+            error: Some(message.into()),
+            ..Response::default()
+        }
+    }
+}
+
+/// Answers one request line. Never panics, whatever the line or the backend does.
+pub fn handle_line(line: &[u8], backend: &dyn AdminBackend) -> Response {
+    let request: Request = match serde_json::from_slice(line) {
+        Ok(r) => r,
+        Err(e) => {
+            let verb = serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("verb").and_then(|v| v.as_str()).map(str::to_owned));
+            return Response::error(match verb {
+                Some(v) if !["status", "leases", "partner-down"].contains(&v.as_str()) => {
+                    format!("unknown verb {v:?} (known: status, leases, partner-down)")
+                }
+                _ => format!("malformed request: {e}"),
+            });
+        }
+    };
+    let answer = catch_unwind(AssertUnwindSafe(|| match request {
+        Request::Status => Response {
+            ok: true,
+            status: Some(backend.status()),
+            ..Response::default()
+        },
+        Request::Leases(mut filter) => {
+            filter.limit = Some(filter.limit.unwrap_or(MAX_LEASES).min(MAX_LEASES));
+            let mut leases = backend.leases(&filter);
+            leases.truncate(
+                usize::try_from(filter.limit.unwrap_or(MAX_LEASES)).unwrap_or(usize::MAX),
+            );
+            Response {
+                ok: true,
+                leases: Some(leases),
+                ..Response::default()
+            }
+        }
+        Request::PartnerDown { name, since } => {
+            let since = since.unwrap_or_else(unix_now);
+            match backend.partner_down(&name, since) {
+                Ok(()) => Response {
+                    ok: true,
+                    message: Some(format!("relationship {name:?}: partner declared down")),
+                    ..Response::default()
+                },
+                Err(e) => Response::error(e),
+            }
+        }
+    }));
+    answer.unwrap_or_else(|_| Response::error("internal error while answering (see tandemd's log)"))
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Why the admin server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Another process answers on the socket.
+    #[error("{}: another tandemd is already serving this data_dir", path.display())]
+    AlreadyRunning {
+        /// The socket.
+        path: PathBuf,
+    },
+    /// Something other than a socket is in the way.
+    #[error("{}: exists and is not a socket", path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Binding or setting up the Unix socket failed.
+    #[error("admin socket {}: {source}", path.display())]
+    Unix {
+        /// The socket.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Binding the TCP listener failed.
+    #[error("admin address {addr}: {source}")]
+    Tcp {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Setting up the event loop failed.
+    #[error("admin event loop: {0}")]
+    Poll(#[source] io::Error),
+}
+
+/// The running admin server; stops (and removes its socket) on [`AdminServer::stop`] or drop.
+pub struct AdminServer {
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+    socket: PathBuf,
+    tcp: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for AdminServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminServer")
+            .field("socket", &self.socket)
+            .field("tcp", &self.tcp)
+            .finish_non_exhaustive()
+    }
+}
+
+const WAKER: Token = Token(0);
+const UNIX_LISTENER: Token = Token(1);
+const TCP_LISTENER: Token = Token(2);
+const FIRST_CONN: usize = 3;
+
+impl AdminServer {
+    /// Binds `socket` (mode 0600; a stale socket left by a dead daemon is replaced) and, if given,
+    /// `tcp`, and starts serving on a thread named `admin`.
+    pub fn start(
+        socket: &Path,
+        tcp: Option<SocketAddr>,
+        backend: Arc<dyn AdminBackend>,
+    ) -> Result<Self, AdminError> {
+        let unix_err = |source| AdminError::Unix {
+            path: socket.to_owned(),
+            source,
+        };
+        match std::fs::symlink_metadata(socket) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                    return Err(AdminError::AlreadyRunning {
+                        path: socket.to_owned(),
+                    });
+                }
+                std::fs::remove_file(socket).map_err(unix_err)?;
+            }
+            Ok(_) => {
+                return Err(AdminError::NotASocket {
+                    path: socket.to_owned(),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(unix_err(e)),
+        }
+        let mut unix = UnixListener::bind(socket).map_err(unix_err)?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(unix_err)?;
+        let mut tcp_listener = match tcp {
+            Some(addr) => {
+                Some(TcpListener::bind(addr).map_err(|source| AdminError::Tcp { addr, source })?)
+            }
+            None => None,
+        };
+        let tcp_addr = match &tcp_listener {
+            Some(l) => Some(l.local_addr().map_err(AdminError::Poll)?),
+            None => None,
+        };
+        let poll = Poll::new().map_err(AdminError::Poll)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(AdminError::Poll)?);
+        poll.registry()
+            .register(&mut unix, UNIX_LISTENER, Interest::READABLE)
+            .map_err(AdminError::Poll)?;
+        if let Some(l) = &mut tcp_listener {
+            poll.registry()
+                .register(l, TCP_LISTENER, Interest::READABLE)
+                .map_err(AdminError::Poll)?;
+        }
+        let mut event_loop = EventLoop {
+            poll,
+            unix,
+            tcp: tcp_listener,
+            conns: HashMap::new(),
+            next_token: FIRST_CONN,
+            backend,
+        };
+        let thread = std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || event_loop.run())
+            .map_err(AdminError::Poll)?;
+        tracing::info!(socket = %socket.display(), tcp = ?tcp_addr, "admin API listening");
+        Ok(AdminServer {
+            waker,
+            thread: Some(thread),
+            socket: socket.to_owned(),
+            tcp: tcp_addr,
+        })
+    }
+
+    /// The Unix socket's path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The TCP address actually bound (useful with port 0).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp
+    }
+
+    /// Stops the loop, joins the thread, removes the socket.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            if let Err(e) = self.waker.wake() {
+                tracing::warn!(error = %e, "cannot wake the admin thread");
+            }
+            if thread.join().is_err() {
+                tracing::error!("the admin thread panicked");
+            }
+            let _ = std::fs::remove_file(&self.socket);
+        }
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Stream::Unix(s) => s,
+            Stream::Tcp(s) => s,
+        }
+    }
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+}
+
+struct Conn {
+    stream: Stream,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    /// The peer sent EOF (or a request too large): close once `outbuf` is flushed.
+    closing: bool,
+}
+
+struct EventLoop {
+    poll: Poll,
+    unix: UnixListener,
+    tcp: Option<TcpListener>,
+    conns: HashMap<Token, Conn>,
+    next_token: usize,
+    backend: Arc<dyn AdminBackend>,
+}
+
+impl EventLoop {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(128);
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!(error = %e, "admin poll failed; admin API stopped");
+                return;
+            }
+            for event in &events {
+                match event.token() {
+                    WAKER => return,
+                    UNIX_LISTENER => self.accept_unix(),
+                    TCP_LISTENER => self.accept_tcp(),
+                    token => self.drive(token),
+                }
+            }
+        }
+    }
+
+    fn accept_unix(&mut self) {
+        loop {
+            match self.unix.accept() {
+                Ok((s, _)) => self.add(Stream::Unix(s)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accept_tcp(&mut self) {
+        let Some(listener) = &self.tcp else { return };
+        let mut accepted = Vec::new();
+        loop {
+            match listener.accept() {
+                Ok((s, _)) => accepted.push(s),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    break;
+                }
+            }
+        }
+        for s in accepted {
+            self.add(Stream::Tcp(s));
+        }
+    }
+
+    fn add(&mut self, mut stream: Stream) {
+        if self.conns.len() >= MAX_CONNECTIONS {
+            tracing::warn!("admin API: too many connections, refusing one");
+            let mut line = serde_json::to_vec(&Response::error("too many admin connections"))
+                .unwrap_or_default();
+            line.push(b'\n');
+            let _ = stream.write(&line);
+            return;
+        }
+        let token = Token(self.next_token);
+        self.next_token = self.next_token.wrapping_add(1).max(FIRST_CONN);
+        if let Err(e) = self.poll.registry().register(
+            stream.source(),
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(error = %e, "admin API: cannot register a connection");
+            return;
+        }
+        self.conns.insert(
+            token,
+            Conn {
+                stream,
+                inbuf: Vec::new(),
+                outbuf: Vec::new(),
+                closing: false,
+            },
+        );
+        self.drive(token);
+    }
+
+    /// Reads, answers and writes as far as the socket allows; drops the connection when done.
+    fn drive(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let keep = drive_conn(conn, &*self.backend);
+        if !keep && let Some(mut conn) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(conn.stream.source());
+        }
+    }
+}
+
+/// Returns whether the connection stays open.
+fn drive_conn(conn: &mut Conn, backend: &dyn AdminBackend) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        // Answer complete lines while the client keeps up.
+        while conn.outbuf.len() < OUT_HIGH_WATER
+            && let Some(pos) = conn.inbuf.iter().position(|&b| b == b'\n')
+        {
+            let line: Vec<u8> = conn.inbuf.drain(..=pos).collect();
+            answer(&line[..pos], backend, &mut conn.outbuf);
+        }
+        if conn.closing && !conn.inbuf.is_empty() && conn.outbuf.len() < OUT_HIGH_WATER {
+            // A last request without its newline.
+            let line = std::mem::take(&mut conn.inbuf);
+            answer(&line, backend, &mut conn.outbuf);
+        }
+        // Flush what is queued.
+        while !conn.outbuf.is_empty() {
+            match conn.stream.write(&conn.outbuf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    conn.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        if conn.closing {
+            match (conn.outbuf.is_empty(), conn.inbuf.is_empty()) {
+                // Everything answered and sent.
+                (true, true) => return false,
+                // More requests to answer.
+                (true, false) => continue,
+                // Wait for WRITABLE.
+                (false, _) => return true,
+            }
+        }
+        if conn.outbuf.len() >= OUT_HIGH_WATER {
+            // Wait for WRITABLE before reading more.
+            return true;
+        }
+        // Read until the socket is drained.
+        let mut progressed = false;
+        loop {
+            match conn.stream.read(&mut buf) {
+                Ok(0) => {
+                    conn.closing = true;
+                    progressed = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.inbuf.extend_from_slice(&buf[..n]);
+                    progressed = true;
+                    if conn.inbuf.contains(&b'\n') {
+                        break;
+                    }
+                    if conn.inbuf.len() > MAX_REQUEST {
+                        push(
+                            &mut conn.outbuf,
+                            &Response::error(format!(
+                                "request too large (limit {MAX_REQUEST} bytes)"
+                            )),
+                        );
+                        conn.inbuf.clear();
+                        conn.closing = true;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        if !progressed && !conn.inbuf.contains(&b'\n') {
+            return true;
+        }
+    }
+}
+
+fn answer(line: &[u8], backend: &dyn AdminBackend, out: &mut Vec<u8>) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
+    if line.len() > MAX_REQUEST {
+        push(
+            out,
+            &Response::error(format!("request too large (limit {MAX_REQUEST} bytes)")),
+        );
+        return;
+    }
+    push(out, &handle_line(line, backend));
+}
+
+fn push(out: &mut Vec<u8>, response: &Response) {
+    match serde_json::to_writer(&mut *out, response) {
+        Ok(()) => out.push(b'\n'),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode an admin answer");
+            out.extend_from_slice(
+                b"{\"ok\":false,\"error\":\"internal error: cannot encode the answer\"}\n",
+            );
+        }
+    }
+}
+
+/// Where a client finds the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The Unix socket, `DATA_DIR/tandemd.sock`.
+    Unix(PathBuf),
+    /// `server.admin`, `HOST:PORT`.
+    Tcp(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Unix(p) => write!(f, "{}", p.display()),
+            Target::Tcp(a) => f.write_str(a),
+        }
+    }
+}
+
+/// Why a client request failed (the daemon's own `ok:false` answers are not errors here).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing answers at the target.
+    #[error("cannot reach tandemd at {target}: {reason} (is tandemd running?)")]
+    Unreachable {
+        /// Where we looked.
+        target: Target,
+        /// `connection refused`, `no such file or directory`, ...
+        reason: String,
+    },
+    /// The connection broke or the answer was not understood.
+    #[error("talking to tandemd at {target}: {reason}")]
+    Protocol {
+        /// Where.
+        target: Target,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Sends one request and reads its answer (blocking, 30 s timeout).
+pub fn request(target: &Target, request: &Request) -> Result<Response, ClientError> {
+    let timeout = Some(Duration::from_secs(30));
+    let unreachable = |e: io::Error| ClientError::Unreachable {
+        target: target.clone(),
+        reason: io_reason(&e),
+    };
+    let protocol = |reason: String| ClientError::Protocol {
+        target: target.clone(),
+        reason,
+    };
+    let mut line = serde_json::to_vec(request).map_err(|e| protocol(e.to_string()))?;
+    line.push(b'\n');
+    let mut answer = String::new();
+    match target {
+        Target::Unix(path) => {
+            let s = std::os::unix::net::UnixStream::connect(path).map_err(unreachable)?;
+            s.set_read_timeout(timeout)
+                .map_err(|e| protocol(io_reason(&e)))?;
+            s.set_write_timeout(timeout)
+                .map_err(|e| protocol(io_reason(&e)))?;
+            (&s).write_all(&line).map_err(|e| protocol(io_reason(&e)))?;
+            BufReader::new(&s)
+                .read_line(&mut answer)
+                .map_err(|e| protocol(io_reason(&e)))?;
+        }
+        Target::Tcp(addr) => {
+            let s = std::net::TcpStream::connect(addr.as_str()).map_err(unreachable)?;
+            s.set_read_timeout(timeout)
+                .map_err(|e| protocol(io_reason(&e)))?;
+            s.set_write_timeout(timeout)
+                .map_err(|e| protocol(io_reason(&e)))?;
+            (&s).write_all(&line).map_err(|e| protocol(io_reason(&e)))?;
+            BufReader::new(&s)
+                .read_line(&mut answer)
+                .map_err(|e| protocol(io_reason(&e)))?;
+        }
+    }
+    if answer.is_empty() {
+        return Err(protocol(
+            "the daemon closed the connection without answering".into(),
+        ));
+    }
+    serde_json::from_str(&answer).map_err(|e| protocol(format!("unreadable answer: {e}")))
+}
+
+/// `connection refused` rather than `Connection refused (os error 111)`.
+fn io_reason(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{LeaseFilter, LeaseInfo, Status};
+
+    struct Empty;
+
+    impl AdminBackend for Empty {
+        fn status(&self) -> Status {
+            Status {
+                version: "t".into(),
+                uptime: 0,
+                datapath: "auto".into(),
+                relationships: Vec::new(),
+                workers: Vec::new(),
+                leases: Default::default(),
+            }
+        }
+        fn leases(&self, _: &LeaseFilter) -> Vec<LeaseInfo> {
+            Vec::new()
+        }
+        fn partner_down(&self, name: &str, _: u64) -> Result<(), String> {
+            Err(format!("no such relationship {name:?}"))
+        }
+    }
+
+    #[test]
+    fn garbage_gets_an_error_answer() {
+        for line in [
+            &b""[..],
+            b"\xff\xfe\x00",
+            b"{",
+            b"null",
+            b"{\"verb\":5}",
+            b"{\"verb\":\"leases\",\"limit\":-1}",
+            b"{\"verb\":\"leases\",\"state\":\"bound\"}",
+            b"{\"verb\":\"partner-down\",\"name\":\"x\",\"since\":\"now\"}",
+            b"{\"verb\":\"partner-down\",\"name\":\"x\"}",
+            b"{\"nested\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        ] {
+            let r = handle_line(line, &Empty);
+            assert!(!r.ok, "{:?}", String::from_utf8_lossy(line));
+            assert!(r.error.is_some());
+        }
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(
+            !handle_line(deep.as_bytes(), &Empty).ok,
+            "serde_json's recursion limit holds"
+        );
+        assert!(handle_line(b"{\"verb\":\"status\"}", &Empty).ok);
+        assert!(handle_line(b"{\"verb\":\"leases\",\"subnet\":\"10.0.0.0/8\"}", &Empty).ok);
+    }
+}

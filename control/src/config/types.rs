@@ -1,0 +1,350 @@
+//! The validated configuration: what `tandemd` runs on. Every value here has passed the checks in
+//! [`super::validate`]; the types say what the TOML meant (addresses, seconds, enums), not how it was spelled.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+/// A whole `tandemd` configuration file (DESIGN.md §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[[subnet]]`, in file order.
+    pub subnets: Vec<SubnetConfig>,
+    /// `[[failover]]`, in file order. Parsed and validated; acted on by `control::failover`.
+    pub failover: Vec<FailoverConfig>,
+}
+
+impl Config {
+    /// The relationship called `name`.
+    pub fn relationship(&self, name: &str) -> Option<&FailoverConfig> {
+        self.failover.iter().find(|f| f.name == name)
+    }
+
+    /// The number of reservations over all subnets.
+    pub fn reservation_count(&self) -> usize {
+        self.subnets.iter().map(|s| s.reservations.len()).sum()
+    }
+
+    /// The Unix socket of the admin API: `DATA_DIR/tandemd.sock`.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.server.data_dir.join(crate::admin::SOCKET_NAME)
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `interfaces`: where DHCP is served; never empty.
+    pub interfaces: Vec<String>,
+    /// `server_id` (option 54); `None` = the first interface's first IPv4 address.
+    pub server_id: Option<Ipv4Addr>,
+    /// `data_dir`: lease tables, journals, the admin socket. Default `/var/lib/tandem`.
+    pub data_dir: PathBuf,
+    /// `datapath`. Default `auto`.
+    pub datapath: Datapath,
+    /// `workers`: 0 = one per rx queue (capped at cores). At most [`MAX_WORKERS`].
+    pub workers: u16,
+    /// `durability`. Default `sync`.
+    pub durability: Durability,
+    /// `log_level`: a tracing filter (`info`, `debug`, `control=debug,info`). `TANDEM_LOG` overrides it.
+    pub log_level: Option<String>,
+    /// `admin`: an optional TCP address for the admin API, besides the Unix socket.
+    pub admin: Option<SocketAddr>,
+}
+
+/// The largest accepted `server.workers`.
+pub const MAX_WORKERS: u16 = 1024;
+
+/// The default `server.data_dir`.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/tandem";
+
+/// `server.datapath` (DESIGN.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Datapath {
+    /// XDP + AF_XDP.
+    Xdp,
+    /// AF_PACKET raw frames.
+    Packet,
+    /// Try `xdp`, fall back to `packet` and say so.
+    Auto,
+}
+
+impl Datapath {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Datapath::Xdp => "xdp",
+            Datapath::Packet => "packet",
+            Datapath::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for Datapath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `server.durability` (DESIGN.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Durability {
+    /// The journal is fdatasync'ed before the ACK leaves (group commit).
+    Sync,
+    /// ACKs may leave before the journal is durable: an explicit operator choice.
+    Async,
+}
+
+impl Durability {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Async => "async",
+        }
+    }
+}
+
+/// An IPv4 prefix, `10.0.0.0/16`, with no host bits set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Prefix {
+    /// The network address.
+    pub addr: Ipv4Addr,
+    /// The prefix length, 0..=32.
+    pub len: u8,
+}
+
+impl Ipv4Prefix {
+    /// The netmask.
+    pub fn netmask(self) -> Ipv4Addr {
+        Ipv4Addr::from(mask(self.len))
+    }
+    /// The first address (the network address).
+    pub fn first(self) -> Ipv4Addr {
+        self.addr
+    }
+    /// The last address (the broadcast address).
+    pub fn last(self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !mask(self.len))
+    }
+    /// Whether `a` is inside.
+    pub fn contains(self, a: Ipv4Addr) -> bool {
+        u32::from(a) & mask(self.len) == u32::from(self.addr)
+    }
+    /// Whether the two prefixes share an address.
+    pub fn overlaps(self, other: Ipv4Prefix) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
+    }
+    /// The whole prefix as a range.
+    pub fn range(self) -> AddrRange {
+        AddrRange {
+            first: self.first(),
+            last: self.last(),
+        }
+    }
+}
+
+impl fmt::Display for Ipv4Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+pub(crate) fn mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    }
+}
+
+/// An inclusive range of addresses, `first <= last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddrRange {
+    /// The first address.
+    pub first: Ipv4Addr,
+    /// The last address (inclusive).
+    pub last: Ipv4Addr,
+}
+
+impl AddrRange {
+    /// Whether `a` is inside.
+    pub fn contains(self, a: Ipv4Addr) -> bool {
+        self.first <= a && a <= self.last
+    }
+    /// Whether `other` lies wholly inside.
+    pub fn covers(self, other: AddrRange) -> bool {
+        self.first <= other.first && other.last <= self.last
+    }
+    /// Whether the two ranges share an address.
+    pub fn overlaps(self, other: AddrRange) -> bool {
+        self.first <= other.last && other.first <= self.last
+    }
+    /// The number of addresses.
+    pub fn len(self) -> u64 {
+        u64::from(u32::from(self.last)) - u64::from(u32::from(self.first)) + 1
+    }
+    /// Never empty (`first <= last` always holds); present for clippy's `len_without_is_empty`.
+    pub fn is_empty(self) -> bool {
+        false
+    }
+}
+
+impl fmt::Display for AddrRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// `[[subnet]]`: one scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetConfig {
+    /// `prefix`.
+    pub prefix: Ipv4Prefix,
+    /// `pools`: dynamic ranges inside `prefix`, not overlapping each other, never the network or
+    /// broadcast address. May be empty (a reservations-only subnet).
+    pub pools: Vec<AddrRange>,
+    /// `exclude`: ranges inside the pools that are never handed out.
+    pub exclude: Vec<AddrRange>,
+    /// `router` (option 3).
+    pub router: Vec<Ipv4Addr>,
+    /// `dns` (option 6).
+    pub dns: Vec<Ipv4Addr>,
+    /// `domain_name` (option 15).
+    pub domain_name: Option<String>,
+    /// `interface`: the receiving interface for clients that are not relayed (no giaddr).
+    pub interface: Option<String>,
+    /// `lease_time` in seconds (option 51). Default 3600.
+    pub lease_time: u32,
+    /// `renewal_time` T1 in seconds (option 58); `None` = lease_time / 2.
+    pub renewal_time: Option<u32>,
+    /// `rebinding_time` T2 in seconds (option 59); `None` = lease_time * 7 / 8.
+    pub rebinding_time: Option<u32>,
+    /// `decline_probation` in seconds: how long a DECLINEd address stays abandoned. Default 3600.
+    pub decline_probation: u32,
+    /// `offer_hold` in seconds: how long an OFFERed address is held for its client. Default 30.
+    pub offer_hold: u32,
+    /// `failover`: the relationship this scope belongs to (checked to exist).
+    pub failover: Option<String>,
+    /// `[[subnet.reservation]]`.
+    pub reservations: Vec<Reservation>,
+}
+
+impl SubnetConfig {
+    /// The effective T1.
+    pub fn t1(&self) -> u32 {
+        self.renewal_time.unwrap_or(self.lease_time / 2)
+    }
+    /// The effective T2.
+    pub fn t2(&self) -> u32 {
+        self.rebinding_time.unwrap_or_else(|| {
+            u32::try_from(u64::from(self.lease_time) * 7 / 8).unwrap_or(u32::MAX)
+        })
+    }
+}
+
+/// `[[subnet.reservation]]`: a fixed address for one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// Who the client is.
+    pub key: ReservationKey,
+    /// `address`, inside the subnet's prefix.
+    pub address: Ipv4Addr,
+    /// `hostname` (option 12), optional.
+    pub hostname: Option<String>,
+}
+
+/// How a reservation recognises its client (DESIGN.md §3): exactly one of the keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReservationKey {
+    /// `mac = "02:00:00:00:00:01"`: chaddr with htype 1.
+    Mac([u8; 6]),
+    /// `client_id = "01:02:00:00:00:00:01"` (hex): option 61, whole.
+    ClientId(Vec<u8>),
+    /// `circuit_id = "text"` or `circuit_id_hex = "0a0b"`: option 82 sub-option 1.
+    CircuitId(Vec<u8>),
+    /// `remote_id = "text"` or `remote_id_hex = "0a0b"`: option 82 sub-option 2.
+    RemoteId(Vec<u8>),
+}
+
+/// `[[failover]]`: one relationship (DESIGN.md §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverConfig {
+    /// `name`: unique.
+    pub name: String,
+    /// `role`.
+    pub role: Role,
+    /// `mode`. Default load balance.
+    pub mode: FailoverMode,
+    /// `address`: ours, where the peer link listens.
+    pub address: Ipv4Addr,
+    /// `peer_address`.
+    pub peer_address: Ipv4Addr,
+    /// `port`. Default 647.
+    pub port: u16,
+    /// `peer_port`. Default 647.
+    pub peer_port: u16,
+    /// `mclt` in seconds, > 0. Required of a primary; a secondary learns it (default 3600 until then).
+    pub mclt: u32,
+    /// `split`: hash buckets the primary owns, 0..=256. Default 128.
+    pub split: u16,
+    /// `reserve_percent`: hot standby's share of free addresses, 0..=100. Default 10.
+    pub reserve_percent: u8,
+    /// `load_balance_max_seconds`: a client whose `secs` exceeds it is answered regardless of the hash.
+    /// Default 3.
+    pub load_balance_max_seconds: u16,
+    /// `max_response_delay` in seconds. Default 60.
+    pub max_response_delay: u32,
+    /// `max_unacked_updates`. Default 10.
+    pub max_unacked_updates: u32,
+    /// `auto_partner_down`: the safe period in seconds; 0 = off (the default).
+    pub auto_partner_down: u32,
+    /// `shared_secret_file`: tandem peers only.
+    pub shared_secret_file: Option<PathBuf>,
+}
+
+/// `failover.role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The primary: owns mclt and split.
+    Primary,
+    /// The secondary: learns mclt and split from the primary.
+    Secondary,
+}
+
+impl Role {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Secondary => "secondary",
+        }
+    }
+}
+
+/// `failover.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailoverMode {
+    /// RFC 3074 hash split of DISCOVERs.
+    LoadBalance,
+    /// The standby answers only when the active one is down.
+    HotStandby,
+}
+
+impl FailoverMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverMode::LoadBalance => "load-balance",
+            FailoverMode::HotStandby => "hot-standby",
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! `tandemctl`: the operator CLI (DESIGN.md §6). Talks to `tandemd` over the admin API.
+//!
+//! Exit status: 0 success, 1 the daemon is unreachable or refused the request, 2 bad usage.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::admin::{self, Request, Response, Target};
+use crate::config::{self, DEFAULT_DATA_DIR, LoadError};
+use crate::status::{LeaseFilter, LeaseInfo, LeaseState, Status};
+use crate::time::{format_duration, format_rfc3339, parse_time};
+
+const HELP: &str = "\
+tandemctl: control a running tandemd
+
+Usage:
+  tandemctl [--config FILE | --data-dir DIR | --admin ADDR] <verb> ...
+
+Verbs:
+  status [--json]                      relationships, workers and their counters, leases by state
+  leases [--json] [--subnet PREFIX] [--state STATE] [--limit N]
+                                       leases (default: the bound ones, state active)
+  partner-down NAME [--since TIME]     the partner of relationship NAME is down, last known up at
+                                       TIME (RFC 3339 UTC, e.g. 2026-11-22T04:00:00Z, or Unix
+                                       seconds; default now)
+
+Where the daemon is found:
+  --config FILE    the Unix socket in FILE's server.data_dir
+  --data-dir DIR   the Unix socket DIR/tandemd.sock
+  --admin ADDR     HOST:PORT (server.admin), or the path of a socket
+  (default: /var/lib/tandem/tandemd.sock)
+
+Exit status: 0 success, 1 the daemon is unreachable or refused, 2 bad usage.";
+
+/// Where to find the daemon, as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locator {
+    /// Nothing given: the default data_dir.
+    Default,
+    /// `--config FILE`.
+    Config(PathBuf),
+    /// `--data-dir DIR`.
+    DataDir(PathBuf),
+    /// `--admin ADDR`.
+    Admin(String),
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verb {
+    /// `status [--json]`.
+    Status {
+        /// Print the raw document.
+        json: bool,
+    },
+    /// `leases [--json] [--subnet P] [--state S] [--limit N]`.
+    Leases {
+        /// Print the raw list.
+        json: bool,
+        /// What to list.
+        filter: LeaseFilter,
+    },
+    /// `partner-down NAME [--since TIME]`.
+    PartnerDown {
+        /// The relationship.
+        name: String,
+        /// Unix seconds; `None` = now (the daemon's clock).
+        since: Option<u64>,
+    },
+    /// `--help`.
+    Help,
+    /// `--version`.
+    Version,
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// Where.
+    pub locator: Locator,
+    /// What.
+    pub verb: Verb,
+}
+
+/// Parses `tandemctl`'s arguments (without the program name).
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, String> {
+    let mut args = args.into_iter().peekable();
+    let mut locator = Locator::Default;
+    let set = |l: Locator, locator: &mut Locator| {
+        if *locator != Locator::Default {
+            return Err("give only one of --config, --data-dir, --admin".to_owned());
+        }
+        *locator = l;
+        Ok(())
+    };
+    let verb = loop {
+        let Some(arg) = args.next() else {
+            return Err("a verb is required (status, leases, partner-down)".into());
+        };
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "--help" | "-h" | "help" => {
+                return Ok(Invocation {
+                    locator,
+                    verb: Verb::Help,
+                });
+            }
+            "--version" | "-V" => {
+                return Ok(Invocation {
+                    locator,
+                    verb: Verb::Version,
+                });
+            }
+            "--config" | "-c" => set(Locator::Config(value("--config")?.into()), &mut locator)?,
+            "--data-dir" => set(Locator::DataDir(value("--data-dir")?.into()), &mut locator)?,
+            "--admin" => set(Locator::Admin(value("--admin")?), &mut locator)?,
+            _ if flag.starts_with('-') => return Err(format!("unknown option {arg:?}")),
+            _ => break arg,
+        }
+    };
+    let rest: Vec<String> = args.collect();
+    let verb = match verb.as_str() {
+        "status" => {
+            let mut json = false;
+            for a in &rest {
+                match a.as_str() {
+                    "--json" => json = true,
+                    other => return Err(format!("status: unexpected argument {other:?}")),
+                }
+            }
+            Verb::Status { json }
+        }
+        "leases" => {
+            let mut json = false;
+            let mut filter = LeaseFilter::default();
+            let mut it = rest.into_iter();
+            while let Some(a) = it.next() {
+                let (flag, inline) = match a.split_once('=') {
+                    Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+                    None => (a.clone(), None),
+                };
+                let mut value = |name: &str| {
+                    inline
+                        .clone()
+                        .or_else(|| it.next())
+                        .ok_or_else(|| format!("leases: {name} needs a value"))
+                };
+                match flag.as_str() {
+                    "--json" => json = true,
+                    "--subnet" => {
+                        let p = value("--subnet")?;
+                        config::parse_prefix(&p).map_err(|e| format!("leases: --subnet: {e}"))?;
+                        filter.subnet = Some(p);
+                    }
+                    "--state" => {
+                        let s = value("--state")?;
+                        let state = LeaseState::ALL
+                            .into_iter()
+                            .find(|st| st.as_str() == s)
+                            .ok_or_else(|| {
+                                let names: Vec<&str> =
+                                    LeaseState::ALL.iter().map(|s| s.as_str()).collect();
+                                format!("leases: --state {s:?} is not one of {}", names.join(", "))
+                            })?;
+                        filter.state = Some(state);
+                    }
+                    "--limit" => {
+                        let n = value("--limit")?;
+                        filter.limit = Some(
+                            n.parse()
+                                .map_err(|_| format!("leases: --limit {n:?} is not a count"))?,
+                        );
+                    }
+                    _ => return Err(format!("leases: unexpected argument {a:?}")),
+                }
+            }
+            Verb::Leases { json, filter }
+        }
+        "partner-down" => {
+            let mut name = None;
+            let mut since = None;
+            let mut it = rest.into_iter();
+            while let Some(a) = it.next() {
+                if a == "--since" || a.starts_with("--since=") {
+                    let v = match a.strip_prefix("--since=") {
+                        Some(v) => v.to_owned(),
+                        None => it.next().ok_or("partner-down: --since needs a TIME")?,
+                    };
+                    since =
+                        Some(parse_time(&v).map_err(|e| format!("partner-down: --since: {e}"))?);
+                } else if a.starts_with('-') {
+                    return Err(format!("partner-down: unknown option {a:?}"));
+                } else if name.replace(a).is_some() {
+                    return Err("partner-down: give one relationship NAME".into());
+                }
+            }
+            Verb::PartnerDown {
+                name: name.ok_or("partner-down: the relationship NAME is required")?,
+                since,
+            }
+        }
+        other => {
+            return Err(format!(
+                "unknown verb {other:?} (known: status, leases, partner-down)"
+            ));
+        }
+    };
+    Ok(Invocation { locator, verb })
+}
+
+/// Where the daemon's admin API is, for a locator. Reads the config for [`Locator::Config`].
+pub fn resolve(locator: &Locator) -> Result<Target, String> {
+    Ok(match locator {
+        Locator::Default => Target::Unix(PathBuf::from(DEFAULT_DATA_DIR).join(admin::SOCKET_NAME)),
+        Locator::DataDir(d) => Target::Unix(d.join(admin::SOCKET_NAME)),
+        Locator::Admin(a) if a.contains('/') => Target::Unix(a.into()),
+        Locator::Admin(a) => Target::Tcp(a.clone()),
+        Locator::Config(path) => match config::load(path) {
+            Ok(c) => Target::Unix(c.admin_socket()),
+            Err(LoadError::Invalid(errors)) => return Err(format!("invalid config:\n{errors}")),
+            Err(e) => return Err(format!("cannot read config {e}")),
+        },
+    })
+}
+
+/// `tandemctl`'s `main`.
+pub fn main() -> ExitCode {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    ExitCode::from(run(
+        std::env::args().skip(1),
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    ))
+}
+
+/// Runs one invocation, printing to `out` and `err`; returns the exit status.
+pub fn run<I: IntoIterator<Item = String>>(
+    args: I,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let inv = match parse_args(args) {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = writeln!(err, "tandemctl: {e}\n(see tandemctl --help)");
+            return 2;
+        }
+    };
+    let request = match &inv.verb {
+        Verb::Help => {
+            let _ = writeln!(out, "{HELP}");
+            return 0;
+        }
+        Verb::Version => {
+            let _ = writeln!(out, "tandemctl {}", crate::daemon::VERSION);
+            return 0;
+        }
+        Verb::Status { .. } => Request::Status,
+        Verb::Leases { filter, .. } => Request::Leases(filter.clone()),
+        Verb::PartnerDown { name, since } => Request::PartnerDown {
+            name: name.clone(),
+            since: *since,
+        },
+    };
+    let target = match resolve(&inv.locator) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(err, "tandemctl: {e}");
+            return 1;
+        }
+    };
+    let response = match admin::request(&target, &request) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(err, "tandemctl: {e}");
+            return 1;
+        }
+    };
+    if !response.ok {
+        let _ = writeln!(
+            err,
+            "tandemctl: {}",
+            response
+                .error
+                .as_deref()
+                .unwrap_or("the daemon refused without a reason")
+        );
+        return 1;
+    }
+    let printed = match (&inv.verb, response) {
+        (
+            Verb::Status { json: true },
+            Response {
+                status: Some(s), ..
+            },
+        ) => serde_json::to_string_pretty(&s).map(|j| writeln!(out, "{j}")),
+        (
+            Verb::Status { json: false },
+            Response {
+                status: Some(s), ..
+            },
+        ) => Ok(write!(out, "{}", render_status(&s))),
+        (
+            Verb::Leases { json: true, .. },
+            Response {
+                leases: Some(l), ..
+            },
+        ) => serde_json::to_string_pretty(&l).map(|j| writeln!(out, "{j}")),
+        (
+            Verb::Leases { json: false, .. },
+            Response {
+                leases: Some(l), ..
+            },
+        ) => Ok(write!(out, "{}", render_leases(&l))),
+        (Verb::PartnerDown { .. }, r) => {
+            Ok(writeln!(out, "{}", r.message.as_deref().unwrap_or("done")))
+        }
+        _ => {
+            let _ = writeln!(
+                err,
+                "tandemctl: the daemon's answer lacks the expected document"
+            );
+            return 1;
+        }
+    };
+    match printed {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            let _ = writeln!(err, "tandemctl: cannot print: {e}");
+            1
+        }
+        Err(e) => {
+            let _ = writeln!(err, "tandemctl: cannot encode: {e}");
+            1
+        }
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut s = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            l.push_str(cell);
+            l.extend(std::iter::repeat_n(
+                ' ',
+                w.saturating_sub(cell.chars().count()),
+            ));
+        }
+        s.push_str(l.trim_end());
+        s.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    s
+}
+
+/// The human form of `status`.
+pub fn render_status(s: &Status) -> String {
+    let mut out = format!(
+        "tandemd {}, up {}, datapath {}\n\n",
+        s.version,
+        format_duration(s.uptime),
+        s.datapath
+    );
+    if s.relationships.is_empty() {
+        out.push_str("Failover: no relationships active\n");
+    } else {
+        let rows: Vec<Vec<String>> = s
+            .relationships
+            .iter()
+            .map(|r| {
+                vec![
+                    r.name.clone(),
+                    r.role.as_str().to_owned(),
+                    r.mode.as_str().to_owned(),
+                    r.state.to_string(),
+                    r.partner_state.to_string(),
+                    format_rfc3339(r.state_since),
+                    r.unacked_updates.to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "RELATIONSHIP",
+                "ROLE",
+                "MODE",
+                "STATE",
+                "PARTNER-STATE",
+                "SINCE",
+                "UNACKED",
+            ],
+            &rows,
+        ));
+    }
+    out.push('\n');
+    if s.workers.is_empty() {
+        out.push_str("Workers: none running\n");
+    } else {
+        let rows: Vec<Vec<String>> = s
+            .workers
+            .iter()
+            .map(|w| {
+                let total: u64 = w.dropped.values().sum();
+                let reasons: Vec<String> =
+                    w.dropped.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                let dropped = if reasons.is_empty() {
+                    total.to_string()
+                } else {
+                    format!("{total} ({})", reasons.join(", "))
+                };
+                vec![
+                    w.id.to_string(),
+                    w.datapath.clone(),
+                    w.rx.to_string(),
+                    w.tx.to_string(),
+                    dropped,
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["WORKER", "DATAPATH", "RX", "TX", "DROPPED"],
+            &rows,
+        ));
+    }
+    out.push('\n');
+    if s.leases.is_empty() {
+        out.push_str("Leases: no subnets\n");
+    } else {
+        let mut header = vec!["SUBNET"];
+        header.extend(LeaseState::ALL.iter().map(|st| st.as_str()));
+        let rows: Vec<Vec<String>> = s
+            .leases
+            .iter()
+            .map(|(subnet, counts)| {
+                let mut row = vec![subnet.clone()];
+                row.extend(
+                    LeaseState::ALL
+                        .iter()
+                        .map(|st| counts.get(st).copied().unwrap_or(0).to_string()),
+                );
+                row
+            })
+            .collect();
+        let header: Vec<String> = header.iter().map(|h| h.to_uppercase()).collect();
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        out.push_str(&table(&header, &rows));
+    }
+    out
+}
+
+/// The human form of `leases`.
+pub fn render_leases(leases: &[LeaseInfo]) -> String {
+    if leases.is_empty() {
+        return "no leases\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = leases
+        .iter()
+        .map(|l| {
+            vec![
+                l.address.to_string(),
+                l.state.to_string(),
+                l.chaddr.clone(),
+                l.client_id.clone().unwrap_or_else(|| "-".into()),
+                format_rfc3339(l.ends),
+            ]
+        })
+        .collect();
+    table(&["ADDRESS", "STATE", "CHADDR", "CLIENT-ID", "ENDS"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(a: &[&str]) -> Result<Invocation, String> {
+        parse_args(a.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn command_lines() {
+        assert_eq!(
+            parse(&["status"]),
+            Ok(Invocation {
+                locator: Locator::Default,
+                verb: Verb::Status { json: false }
+            })
+        );
+        assert_eq!(
+            parse(&["--data-dir", "/d", "status", "--json"]).map(|i| (i.locator, i.verb)),
+            Ok((Locator::DataDir("/d".into()), Verb::Status { json: true }))
+        );
+        assert_eq!(
+            parse(&[
+                "--admin=127.0.0.1:1",
+                "partner-down",
+                "x",
+                "--since",
+                "2025-11-22T04:00:00Z"
+            ])
+            .map(|i| i.verb),
+            Ok(Verb::PartnerDown {
+                name: "x".into(),
+                since: Some(1_763_784_000)
+            })
+        );
+        assert_eq!(
+            parse(&["leases", "--state", "expired", "--limit=5"]).map(|i| i.verb),
+            Ok(Verb::Leases {
+                json: false,
+                filter: LeaseFilter {
+                    subnet: None,
+                    state: Some(LeaseState::Expired),
+                    limit: Some(5)
+                }
+            })
+        );
+        for bad in [
+            &[][..],
+            &["frob"],
+            &["--config", "a", "--data-dir", "b", "status"],
+            &["status", "--jsn"],
+            &["partner-down"],
+            &["partner-down", "a", "b"],
+            &["partner-down", "a", "--since", "yesterday"],
+            &["leases", "--state", "bound"],
+            &["--data-dir"],
+            &["--bogus", "status"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! `tandemd`'s life: the command line ([`main`]), the shutdown flag signals set ([`Shutdown`]), and
+//! the run loop ([`run`]) into which the lead wires the dataplane.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::admin::{AdminBackend, AdminError, AdminServer};
+use crate::config::{self, Config, LoadError};
+use crate::status::{LeaseFilter, LeaseInfo, Status};
+
+/// `tandemd`'s version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A shutdown request shared by every thread: set once (by SIGTERM/SIGINT or [`Shutdown::request`]),
+/// observed by polling [`Shutdown::is_requested`], by [`Shutdown::wait`], or through registered mio
+/// wakers (each event loop registers its own).
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<ShutdownInner>,
+}
+
+#[derive(Default)]
+struct ShutdownInner {
+    flag: AtomicBool,
+    wakers: Mutex<Vec<Arc<mio::Waker>>>,
+    cond: Condvar,
+}
+
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("requested", &self.is_requested())
+            .finish()
+    }
+}
+
+impl Shutdown {
+    /// A flag not yet set.
+    pub fn new() -> Self {
+        Shutdown::default()
+    }
+
+    /// Whether shutdown was requested. Cheap: one relaxed-acquire load, fine on a worker's hot loop.
+    pub fn is_requested(&self) -> bool {
+        self.inner.flag.load(Ordering::Acquire)
+    }
+
+    /// The raw flag, for code that wants an `Arc<AtomicBool>`-like handle without this type.
+    pub fn requested_flag(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let inner = Arc::clone(&self.inner);
+        move || inner.flag.load(Ordering::Acquire)
+    }
+
+    /// Requests shutdown: sets the flag, wakes the registered event loops and the waiters.
+    pub fn request(&self) {
+        self.inner.flag.store(true, Ordering::Release);
+        let wakers = self
+            .inner
+            .wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for w in wakers.iter() {
+            if let Err(e) = w.wake() {
+                tracing::warn!(error = %e, "cannot wake an event loop for shutdown");
+            }
+        }
+        self.inner.cond.notify_all();
+    }
+
+    /// Wakes `waker` on shutdown (at once if it was already requested).
+    pub fn register_waker(&self, waker: Arc<mio::Waker>) {
+        let mut wakers = self
+            .inner
+            .wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.is_requested() {
+            let _ = waker.wake();
+        }
+        wakers.push(waker);
+    }
+
+    /// Blocks until shutdown is requested.
+    pub fn wait(&self) {
+        let mut guard = self
+            .inner
+            .wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while !self.is_requested() {
+            guard = self
+                .inner
+                .cond
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Blocks until shutdown is requested or `timeout` passes; returns whether it was requested.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self
+            .inner
+            .wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while !self.is_requested() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            guard = self
+                .inner
+                .cond
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    /// SIGTERM and SIGINT request shutdown; a second one while shutting down exits at once (status 130).
+    /// Uses signal-hook's self-pipe iterator on a thread named `signals`, so nothing runs in the handler.
+    pub fn install_signal_handlers(&self) -> io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        let shutdown = self.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    let name = if signal == SIGTERM {
+                        "SIGTERM"
+                    } else {
+                        "SIGINT"
+                    };
+                    if shutdown.is_requested() {
+                        tracing::warn!(signal = name, "second signal: exiting now");
+                        std::process::exit(130);
+                    }
+                    tracing::info!(signal = name, "shutting down");
+                    shutdown.request();
+                }
+            })?;
+        Ok(())
+    }
+}
+
+/// What the lead's wiring hands to [`run`].
+#[must_use]
+pub struct Hooks {
+    /// Set by signals; every loop of the daemon observes it.
+    pub shutdown: Shutdown,
+    /// Answers the admin API; `None` = [`ConfigBackend`] (configuration only, no live data).
+    pub backend: Option<Arc<dyn AdminBackend>>,
+    /// Run after shutdown was requested and the admin API stopped, last registered first: join
+    /// workers, flush journals, close tables.
+    pub on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl Hooks {
+    /// Hooks with a fresh shutdown flag and no backend.
+    pub fn new(shutdown: Shutdown) -> Self {
+        Hooks {
+            shutdown,
+            backend: None,
+            on_shutdown: Vec::new(),
+        }
+    }
+}
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// `data_dir` could not be created.
+    #[error("data_dir {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The admin API could not start.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+}
+
+/// Runs the daemon until shutdown is requested: creates `data_dir` (0750), starts the admin API on
+/// `DATA_DIR/tandemd.sock` (and `server.admin`), and waits. The dataplane (workers, lease tables) and
+/// failover are started here by the lead's wiring, which also supplies the real backend.
+pub fn run(config: &Config, hooks: Hooks) -> Result<(), DaemonError> {
+    let started = Instant::now();
+    let data_dir = &config.server.data_dir;
+    create_data_dir(data_dir)?;
+    let backend = hooks
+        .backend
+        .unwrap_or_else(|| Arc::new(ConfigBackend::new(config.clone())));
+    let admin = AdminServer::start(&config.admin_socket(), config.server.admin, backend)?;
+    tracing::info!(
+        version = VERSION,
+        subnets = config.subnets.len(),
+        relationships = config.failover.len(),
+        datapath = %config.server.datapath,
+        data_dir = %data_dir.display(),
+        "tandemd running"
+    );
+    hooks.shutdown.wait();
+    admin.stop();
+    for stop in hooks.on_shutdown.into_iter().rev() {
+        stop();
+    }
+    tracing::info!(after = ?started.elapsed(), "tandemd stopped");
+    Ok(())
+}
+
+fn create_data_dir(path: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(path)
+        .map_err(|source| DaemonError::DataDir {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// An [`AdminBackend`] that knows only the configuration: no workers, no leases, no failover yet.
+/// The default until the lead's wiring supplies the live one.
+#[derive(Debug)]
+pub struct ConfigBackend {
+    config: Config,
+    started: Instant,
+}
+
+impl ConfigBackend {
+    /// Starts the uptime clock now.
+    pub fn new(config: Config) -> Self {
+        ConfigBackend {
+            config,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl AdminBackend for ConfigBackend {
+    fn status(&self) -> Status {
+        Status {
+            version: VERSION.to_owned(),
+            uptime: self.started.elapsed().as_secs(),
+            datapath: self.config.server.datapath.as_str().to_owned(),
+            relationships: Vec::new(),
+            workers: Vec::new(),
+            leases: self
+                .config
+                .subnets
+                .iter()
+                .map(|s| (s.prefix.to_string(), Default::default()))
+                .collect(),
+        }
+    }
+
+    fn leases(&self, _filter: &LeaseFilter) -> Vec<LeaseInfo> {
+        Vec::new()
+    }
+
+    fn partner_down(&self, name: &str, _since: u64) -> Result<(), String> {
+        partner_down_unavailable(&self.config, name)
+    }
+}
+
+/// The answer to `partner-down` while failover is not running: "no such relationship" for a name
+/// the config lacks, "failover not active" for one it has.
+pub fn partner_down_unavailable(config: &Config, name: &str) -> Result<(), String> {
+    if config.relationship(name).is_some() {
+        Err(format!(
+            "failover not active: relationship {name:?} is configured but failover is not running"
+        ))
+    } else {
+        Err(format!("no such relationship {name:?}"))
+    }
+}
+
+const TANDEMD_HELP: &str = "\
+tandemd: the tandem DHCPv4 failover daemon
+
+Usage:
+  tandemd --config FILE            run the daemon
+  tandemd --check --config FILE    validate FILE and exit (0 = valid)
+  tandemd --version | --help
+
+Logging goes to stderr; the level is server.log_level (default info), overridden by
+the TANDEM_LOG environment variable (a tracing filter such as \"debug\" or \"control=debug,info\").
+SIGTERM or SIGINT stop the daemon cleanly.";
+
+/// What `tandemd`'s command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run with this config file.
+    Run(PathBuf),
+    /// Validate this config file.
+    Check(PathBuf),
+    /// Print the version.
+    Version,
+    /// Print the help.
+    Help,
+}
+
+/// Parses `tandemd`'s arguments (without the program name).
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    let mut config: Option<PathBuf> = None;
+    let mut check = false;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--help" | "-h" => return Ok(Command::Help),
+            "--version" | "-V" => return Ok(Command::Version),
+            "--check" => check = true,
+            "--config" | "-c" => {
+                let v = args.next().ok_or("--config needs a FILE")?;
+                if config.replace(v.into()).is_some() {
+                    return Err("--config given twice".into());
+                }
+            }
+            other => {
+                if let Some(v) = other.strip_prefix("--config=") {
+                    if config.replace(v.into()).is_some() {
+                        return Err("--config given twice".into());
+                    }
+                } else {
+                    return Err(format!("unexpected argument {other:?}"));
+                }
+            }
+        }
+    }
+    let config = config.ok_or("--config FILE is required")?;
+    Ok(if check {
+        Command::Check(config)
+    } else {
+        Command::Run(config)
+    })
+}
+
+/// A one-line summary of a valid config, for `--check`.
+pub fn summary(config: &Config) -> String {
+    format!(
+        "{} subnet{}, {} reservation{}, {} failover relationship{}; interfaces {}, datapath {}, durability {}",
+        config.subnets.len(),
+        plural(config.subnets.len()),
+        config.reservation_count(),
+        plural(config.reservation_count()),
+        config.failover.len(),
+        plural(config.failover.len()),
+        config.server.interfaces.join(","),
+        config.server.datapath,
+        config.server.durability.as_str(),
+    )
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn load_or_report(path: &Path) -> Option<Config> {
+    match config::load(path) {
+        Ok(c) => Some(c),
+        Err(LoadError::Invalid(errors)) => {
+            eprintln!("{errors}");
+            None
+        }
+        Err(e @ LoadError::Io { .. }) => {
+            eprintln!("tandemd: cannot read config {e}");
+            None
+        }
+    }
+}
+
+/// `tandemd`'s `main`: exit 0 on success, 1 on an invalid config or a runtime failure, 2 on bad usage.
+/// `wire` starts the dataplane: given the config and hooks, it may fill `hooks.backend` and start
+/// threads observing `hooks.shutdown` before [`run`] is called.
+pub fn main(wire: impl FnOnce(&Config, &mut Hooks) -> anyhow::Result<()>) -> ExitCode {
+    let command = match parse_args(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tandemd: {e}\n\n{TANDEMD_HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            println!("{TANDEMD_HELP}");
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("tandemd {VERSION}");
+            ExitCode::SUCCESS
+        }
+        Command::Check(path) => match load_or_report(&path) {
+            Some(c) => {
+                println!("{}: ok ({})", path.display(), summary(&c));
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::from(1),
+        },
+        Command::Run(path) => {
+            let Some(config) = load_or_report(&path) else {
+                return ExitCode::from(1);
+            };
+            crate::logging::init(config.server.log_level.as_deref());
+            let shutdown = Shutdown::new();
+            if let Err(e) = shutdown.install_signal_handlers() {
+                tracing::error!(error = %e, "cannot install signal handlers");
+                return ExitCode::from(1);
+            }
+            let mut hooks = Hooks::new(shutdown.clone());
+            if let Err(e) = wire(&config, &mut hooks) {
+                tracing::error!(error = format!("{e:#}"), "cannot start");
+                shutdown.request();
+                return ExitCode::from(1);
+            }
+            match run(&config, hooks) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "tandemd failed");
+                    shutdown.request();
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn command_line() {
+        assert_eq!(
+            parse_args(args(&["--config", "a.toml"])),
+            Ok(Command::Run("a.toml".into()))
+        );
+        assert_eq!(
+            parse_args(args(&["--check", "--config=a.toml"])),
+            Ok(Command::Check("a.toml".into()))
+        );
+        assert_eq!(
+            parse_args(args(&["--config", "a.toml", "--check"])),
+            Ok(Command::Check("a.toml".into()))
+        );
+        assert_eq!(parse_args(args(&["--version"])), Ok(Command::Version));
+        assert_eq!(parse_args(args(&["-h"])), Ok(Command::Help));
+        assert!(parse_args(args(&[])).is_err());
+        assert!(parse_args(args(&["--config"])).is_err());
+        assert!(parse_args(args(&["--check"])).is_err());
+        assert!(parse_args(args(&["--config", "a", "--config", "b"])).is_err());
+        assert!(parse_args(args(&["--frobnicate"])).is_err());
+    }
+
+    #[test]
+    fn shutdown_wakes_waiters() {
+        let s = Shutdown::new();
+        assert!(!s.wait_timeout(Duration::from_millis(10)));
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || s2.wait());
+        s.request();
+        t.join().expect("waiter");
+        assert!(s.is_requested());
+        assert!(s.wait_timeout(Duration::from_secs(1)));
+        assert!(s.requested_flag()());
+    }
+}

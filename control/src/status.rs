@@ -1,0 +1,188 @@
+//! The documents the admin API serves (`tandemctl status --json`, `tandemctl leases --json`).
+//!
+//! State names are the failover draft's in lower case with hyphens (DESIGN.md §6).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{FailoverMode, Role};
+
+/// The answer to `{"verb":"status"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// `tandemd`'s version (the crate version).
+    pub version: String,
+    /// Seconds since the daemon started.
+    pub uptime: u64,
+    /// The datapath in use: `xdp`, `packet`, or `auto` before one has been chosen.
+    pub datapath: String,
+    /// One per `[[failover]]`; empty until failover is running.
+    pub relationships: Vec<RelationshipStatus>,
+    /// One per worker.
+    pub workers: Vec<WorkerStatus>,
+    /// Per subnet (its prefix, `10.0.0.0/16`): lease count by binding state.
+    pub leases: BTreeMap<String, BTreeMap<LeaseState, u64>>,
+}
+
+/// One failover relationship.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationshipStatus {
+    /// `failover.name`.
+    pub name: String,
+    /// Our role.
+    pub role: Role,
+    /// The mode.
+    pub mode: FailoverMode,
+    /// Our state.
+    pub state: FailoverState,
+    /// The partner's state as last reported.
+    pub partner_state: FailoverState,
+    /// When we entered `state`, Unix seconds.
+    pub state_since: u64,
+    /// Binding updates sent and not yet acknowledged.
+    pub unacked_updates: u64,
+}
+
+/// The failover states (draft-ietf-dhc-failover-12 §9), plus `unknown` for a partner not yet heard from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[expect(missing_docs, reason = "the draft's state names speak for themselves")]
+pub enum FailoverState {
+    Unknown,
+    Startup,
+    Normal,
+    CommunicationsInterrupted,
+    PartnerDown,
+    PotentialConflict,
+    ResolutionInterrupted,
+    ConflictDone,
+    Recover,
+    RecoverWait,
+    RecoverDone,
+    Paused,
+    Shutdown,
+}
+
+impl FailoverState {
+    /// The name as in `--json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverState::Unknown => "unknown",
+            FailoverState::Startup => "startup",
+            FailoverState::Normal => "normal",
+            FailoverState::CommunicationsInterrupted => "communications-interrupted",
+            FailoverState::PartnerDown => "partner-down",
+            FailoverState::PotentialConflict => "potential-conflict",
+            FailoverState::ResolutionInterrupted => "resolution-interrupted",
+            FailoverState::ConflictDone => "conflict-done",
+            FailoverState::Recover => "recover",
+            FailoverState::RecoverWait => "recover-wait",
+            FailoverState::RecoverDone => "recover-done",
+            FailoverState::Paused => "paused",
+            FailoverState::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl fmt::Display for FailoverState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One worker's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// Worker index.
+    pub id: u32,
+    /// The datapath this worker runs on (`xdp` or `packet`).
+    pub datapath: String,
+    /// Frames received.
+    pub rx: u64,
+    /// Frames sent.
+    pub tx: u64,
+    /// Frames dropped, by reason (`malformed`, `not-for-us`, `overload`, ...).
+    pub dropped: BTreeMap<String, u64>,
+}
+
+/// A lease's binding state (DESIGN.md §4), as named in the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[expect(
+    missing_docs,
+    reason = "the draft's binding-state names speak for themselves"
+)]
+pub enum LeaseState {
+    Free,
+    Active,
+    Expired,
+    Released,
+    Abandoned,
+    Reset,
+    Backup,
+}
+
+impl LeaseState {
+    /// Every state, in display order.
+    pub const ALL: [LeaseState; 7] = [
+        LeaseState::Active,
+        LeaseState::Free,
+        LeaseState::Backup,
+        LeaseState::Expired,
+        LeaseState::Released,
+        LeaseState::Abandoned,
+        LeaseState::Reset,
+    ];
+
+    /// The name as in `--json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseState::Free => "free",
+            LeaseState::Active => "active",
+            LeaseState::Expired => "expired",
+            LeaseState::Released => "released",
+            LeaseState::Abandoned => "abandoned",
+            LeaseState::Reset => "reset",
+            LeaseState::Backup => "backup",
+        }
+    }
+}
+
+impl fmt::Display for LeaseState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What `{"verb":"leases"}` asks for; all fields optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseFilter {
+    /// Only this subnet (its prefix as written in the config, `10.0.0.0/16`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    /// Only this state; `None` = bound leases (`active`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<LeaseState>,
+    /// At most this many (the server caps it at [`crate::admin::MAX_LEASES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One lease in the `leases` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// The address.
+    pub address: Ipv4Addr,
+    /// Its binding state.
+    pub state: LeaseState,
+    /// The client's hardware address, `02:00:00:00:00:01`.
+    pub chaddr: String,
+    /// The client identifier (option 61) in hex with colons, if the client sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// When the lease ends, Unix seconds.
+    pub ends: u64,
+}

@@ -1,0 +1,498 @@
+//! The admin API in process, with a test backend that has live-looking data: the protocol's edges
+//! (malformed, oversized, pipelined and unknown requests) and the real `tandemctl` rendering it.
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use control::admin::{AdminBackend, AdminServer, MAX_REQUEST};
+use control::config::{FailoverMode, Role};
+use control::status::{
+    FailoverState, LeaseFilter, LeaseInfo, LeaseState, RelationshipStatus, Status, WorkerStatus,
+};
+
+#[derive(Default)]
+struct TestBackend {
+    partner_down_calls: Mutex<Vec<(String, u64)>>,
+    last_filter: Mutex<Option<LeaseFilter>>,
+}
+
+impl AdminBackend for TestBackend {
+    fn status(&self) -> Status {
+        Status {
+            version: "9.9.9".into(),
+            uptime: 3723,
+            datapath: "xdp".into(),
+            relationships: vec![RelationshipStatus {
+                name: "edge-pair".into(),
+                role: Role::Primary,
+                mode: FailoverMode::LoadBalance,
+                state: FailoverState::CommunicationsInterrupted,
+                partner_state: FailoverState::RecoverWait,
+                state_since: 1_763_784_000,
+                unacked_updates: 7,
+            }],
+            workers: vec![WorkerStatus {
+                id: 0,
+                datapath: "xdp".into(),
+                rx: 1000,
+                tx: 990,
+                dropped: BTreeMap::from([("malformed".into(), 4), ("overload".into(), 6)]),
+            }],
+            leases: BTreeMap::from([(
+                "10.0.0.0/16".into(),
+                BTreeMap::from([(LeaseState::Active, 12), (LeaseState::Free, 65_000)]),
+            )]),
+        }
+    }
+
+    fn leases(&self, filter: &LeaseFilter) -> Vec<LeaseInfo> {
+        *self.last_filter.lock().expect("lock") = Some(filter.clone());
+        vec![LeaseInfo {
+            address: Ipv4Addr::new(10, 0, 1, 20),
+            state: LeaseState::Active,
+            chaddr: "02:00:00:00:00:01".into(),
+            client_id: Some("01:02:00:00:00:00:01".into()),
+            ends: 1_763_787_600,
+        }]
+    }
+
+    fn partner_down(&self, name: &str, since: u64) -> Result<(), String> {
+        if name == "panic" {
+            panic!("backend bug");
+        }
+        if name != "edge-pair" {
+            return Err(format!("no such relationship {name:?}"));
+        }
+        self.partner_down_calls
+            .lock()
+            .expect("lock")
+            .push((name.into(), since));
+        Ok(())
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    backend: Arc<TestBackend>,
+    server: Option<AdminServer>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = Arc::new(TestBackend::default());
+        let server = AdminServer::start(
+            &dir.path().join("tandemd.sock"),
+            Some("127.0.0.1:0".parse().expect("addr")),
+            backend.clone(),
+        )
+        .expect("admin server");
+        Fixture {
+            dir,
+            backend,
+            server: Some(server),
+        }
+    }
+
+    fn server(&self) -> &AdminServer {
+        self.server.as_ref().expect("running")
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(args)
+            .output()
+            .expect("run tandemctl")
+    }
+
+    fn connect(&self) -> UnixStream {
+        let s = UnixStream::connect(self.server().socket()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn exchange(s: &mut UnixStream, request: &[u8]) -> serde_json::Value {
+    s.write_all(request).expect("write");
+    let mut line = String::new();
+    BufReader::new(&*s).read_line(&mut line).expect("read");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+#[test]
+fn socket_is_private() {
+    let f = Fixture::new();
+    let mode = std::fs::metadata(f.server().socket())
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn status_json_through_tandemctl() {
+    let f = Fixture::new();
+    let out = f.ctl(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["version"], "9.9.9");
+    assert_eq!(v["uptime"], 3723);
+    assert_eq!(v["datapath"], "xdp");
+    let r = &v["relationships"][0];
+    assert_eq!(r["name"], "edge-pair");
+    assert_eq!(r["role"], "primary");
+    assert_eq!(r["mode"], "load-balance");
+    assert_eq!(r["state"], "communications-interrupted");
+    assert_eq!(r["partner_state"], "recover-wait");
+    assert_eq!(r["state_since"], 1_763_784_000);
+    assert_eq!(r["unacked_updates"], 7);
+    let w = &v["workers"][0];
+    assert_eq!(
+        (w["id"].as_u64(), w["rx"].as_u64(), w["tx"].as_u64()),
+        (Some(0), Some(1000), Some(990))
+    );
+    assert_eq!(w["datapath"], "xdp");
+    assert_eq!(w["dropped"]["malformed"], 4);
+    assert_eq!(w["dropped"]["overload"], 6);
+    assert_eq!(v["leases"]["10.0.0.0/16"]["active"], 12);
+    assert_eq!(v["leases"]["10.0.0.0/16"]["free"], 65_000);
+}
+
+#[test]
+fn status_human_through_tandemctl() {
+    let f = Fixture::new();
+    let out = f.ctl(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.starts_with("tandemd 9.9.9, up 1h02m03s, datapath xdp\n"),
+        "{s}"
+    );
+    let line_with = |needle: &str| {
+        s.lines()
+            .find(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("no line starting {needle:?} in\n{s}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        line_with("RELATIONSHIP"),
+        [
+            "RELATIONSHIP",
+            "ROLE",
+            "MODE",
+            "STATE",
+            "PARTNER-STATE",
+            "SINCE",
+            "UNACKED"
+        ]
+    );
+    assert_eq!(
+        line_with("edge-pair"),
+        [
+            "edge-pair",
+            "primary",
+            "load-balance",
+            "communications-interrupted",
+            "recover-wait",
+            "2025-11-22T04:00:00Z",
+            "7"
+        ]
+    );
+    assert_eq!(
+        line_with("WORKER"),
+        ["WORKER", "DATAPATH", "RX", "TX", "DROPPED"]
+    );
+    assert_eq!(
+        line_with("0 "),
+        [
+            "0",
+            "xdp",
+            "1000",
+            "990",
+            "10",
+            "(malformed",
+            "4,",
+            "overload",
+            "6)"
+        ]
+    );
+    assert_eq!(line_with("SUBNET")[..3], ["SUBNET", "ACTIVE", "FREE"]);
+    assert_eq!(
+        line_with("10.0.0.0/16"),
+        ["10.0.0.0/16", "12", "65000", "0", "0", "0", "0", "0"]
+    );
+}
+
+#[test]
+fn leases_and_partner_down_through_tandemctl() {
+    let f = Fixture::new();
+    let out = f.ctl(&["leases", "--state", "active", "--subnet", "10.0.0.0/16"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let row: Vec<&str> = s
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row,
+        [
+            "10.0.1.20",
+            "active",
+            "02:00:00:00:00:01",
+            "01:02:00:00:00:00:01",
+            "2025-11-22T05:00:00Z"
+        ]
+    );
+    let filter = f
+        .backend
+        .last_filter
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("called");
+    assert_eq!(filter.subnet.as_deref(), Some("10.0.0.0/16"));
+    assert_eq!(filter.state, Some(LeaseState::Active));
+    assert_eq!(
+        filter.limit,
+        Some(control::admin::MAX_LEASES),
+        "the server caps and fills the limit"
+    );
+
+    let out = f.ctl(&["leases", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v[0]["address"], "10.0.1.20");
+    assert_eq!(v[0]["ends"], 1_763_787_600);
+
+    let out = f.ctl(&[
+        "partner-down",
+        "edge-pair",
+        "--since",
+        "2025-11-22T04:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let before = control::admin::unix_now();
+    let out = f.ctl(&["partner-down", "edge-pair"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let calls = f.backend.partner_down_calls.lock().expect("lock").clone();
+    assert_eq!(calls[0], ("edge-pair".into(), 1_763_784_000));
+    assert!(
+        calls[1].1 >= before && calls[1].1 <= before + 5,
+        "default since = now: {calls:?}"
+    );
+
+    let out = f.ctl(&["partner-down", "nope", "--since", "1763784000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "tandemctl: no such relationship \"nope\"\n"
+    );
+}
+
+#[test]
+fn tcp_admin_address() {
+    let f = Fixture::new();
+    let addr = f.server().tcp_addr().expect("tcp").to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+        .args(["--admin", &addr, "status", "--json"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["version"], "9.9.9");
+}
+
+#[test]
+fn malformed_requests_get_errors_and_the_server_survives() {
+    let f = Fixture::new();
+    let mut s = f.connect();
+    let v = exchange(&mut s, b"this is not json\n");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("malformed request"),
+        "{v}"
+    );
+    let v = exchange(&mut s, b"{\"verb\":\"reboot\"}\n");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]
+            .as_str()
+            .expect("error")
+            .contains("unknown verb \"reboot\""),
+        "{v}"
+    );
+    let v = exchange(&mut s, b"{\"verb\":\"partner-down\"}\n");
+    assert_eq!(v["ok"], false);
+    let v = exchange(&mut s, b"[1,2,3]\r\n");
+    assert_eq!(v["ok"], false);
+    let v = exchange(&mut s, b"{\"verb\":\"partner-down\",\"name\":\"panic\"}\n");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]
+            .as_str()
+            .expect("error")
+            .contains("internal error"),
+        "{v}"
+    );
+    // Still serving on the same connection, blank lines ignored.
+    let v = exchange(&mut s, b"\n\n{\"verb\":\"status\"}\n");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["status"]["version"], "9.9.9");
+}
+
+#[test]
+fn pipelined_requests_and_request_without_newline() {
+    let f = Fixture::new();
+    let mut s = f.connect();
+    s.write_all(b"{\"verb\":\"status\"}\n{\"verb\":\"leases\"}\n{\"verb\":\"status\"}")
+        .expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut all = String::new();
+    s.read_to_string(&mut all).expect("read to EOF");
+    let answers: Vec<serde_json::Value> = all
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(answers.len(), 3, "{all}");
+    assert!(answers[0]["status"].is_object());
+    assert!(answers[1]["leases"].is_array());
+    assert!(answers[2]["status"].is_object());
+}
+
+#[test]
+fn oversized_request_is_refused_and_closed() {
+    let f = Fixture::new();
+    let mut s = f.connect();
+    let big = vec![b'x'; MAX_REQUEST + 10_000];
+    // The server may close before we finish writing; that is fine.
+    let _ = s.write_all(&big);
+    let mut all = String::new();
+    let _ = s.read_to_string(&mut all);
+    let first = all.lines().next().expect("an answer before close");
+    let v: serde_json::Value = serde_json::from_str(first).expect("json");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]
+            .as_str()
+            .expect("error")
+            .contains("request too large"),
+        "{v}"
+    );
+    // Others are still served.
+    let mut s2 = f.connect();
+    assert_eq!(exchange(&mut s2, b"{\"verb\":\"status\"}\n")["ok"], true);
+}
+
+#[test]
+fn many_idle_connections_do_not_block_service() {
+    let f = Fixture::new();
+    let idle: Vec<UnixStream> = (0..100).map(|_| f.connect()).collect();
+    // Past the connection cap, new clients are told so rather than hanging.
+    let mut s = f.connect();
+    s.write_all(b"{\"verb\":\"status\"}\n").expect("write");
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).expect("read");
+    assert!(line.contains("too many admin connections"), "{line}");
+    drop(idle);
+    // Once they are gone, service resumes (the server notices the closes).
+    let mut ok = false;
+    for _ in 0..100 {
+        let mut s = f.connect();
+        if exchange(&mut s, b"{\"verb\":\"status\"}\n")["ok"] == true {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ok, "service resumed after idle clients left");
+}
+
+#[test]
+fn stop_removes_socket_and_refuses_second_server() {
+    let mut f = Fixture::new();
+    let path = f.server().socket().to_owned();
+    let second = AdminServer::start(&path, None, f.backend.clone());
+    assert!(
+        second
+            .expect_err("in use")
+            .to_string()
+            .contains("already serving")
+    );
+    f.server.take().expect("server").stop();
+    assert!(!path.exists(), "socket removed on stop");
+    let out = f.ctl(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "tandemctl: cannot reach tandemd at {}: no such file or directory (is tandemd running?)\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn stale_socket_is_replaced_and_reported_as_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tandemd.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+    let out = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+        .args(["--data-dir", dir.path().to_str().expect("utf-8"), "status"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "tandemctl: cannot reach tandemd at {}: connection refused (is tandemd running?)\n",
+            path.display()
+        )
+    );
+    let server = AdminServer::start(&path, None, Arc::new(TestBackend::default()))
+        .expect("replaces the stale socket");
+    server.stop();
+}
+
+#[test]
+fn tandemctl_usage_errors() {
+    for args in [
+        &["frobnicate"][..],
+        &[],
+        &["status", "--yaml"],
+        &["--config", "a", "--admin", "b", "status"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+            .args(args)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).starts_with("tandemctl: "),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+        .arg("--help")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("partner-down NAME [--since TIME]"));
+}

@@ -1,0 +1,306 @@
+//! The real `tandemd` (front end only: config, logging, admin API, signals; no dataplane yet) answering
+//! the real `tandemctl`, and stopping cleanly on SIGTERM and SIGINT.
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Daemon {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Daemon {
+    fn start(extra_server: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let config = dir.path().join("tandem.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[server]
+interfaces = ["lo"]
+data_dir = "{}"
+datapath = "packet"
+{extra_server}
+
+[[subnet]]
+prefix = "10.77.0.0/24"
+pools = ["10.77.0.10-10.77.0.200"]
+failover = "pair"
+
+[[failover]]
+name = "pair"
+role = "primary"
+address = "127.0.0.1"
+peer_address = "127.0.0.2"
+mclt = "1h"
+"#,
+                data_dir.display()
+            ),
+        )
+        .expect("write config");
+        let child = Command::new(env!("CARGO_BIN_EXE_tandemd"))
+            .arg("--config")
+            .arg(&config)
+            .env("TANDEM_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tandemd");
+        let mut d = Daemon {
+            child: Some(child),
+            dir,
+            config,
+        };
+        d.wait_for_socket();
+        d
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.data_dir().join("tandemd.sock")
+    }
+
+    fn wait_for_socket(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .expect("child")
+                .try_wait()
+                .expect("try_wait")
+            {
+                let mut err = String::new();
+                let _ = self
+                    .child
+                    .as_mut()
+                    .expect("child")
+                    .stderr
+                    .take()
+                    .expect("stderr")
+                    .read_to_string(&mut err);
+                panic!("tandemd exited early with {status}: {err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("tandemd did not open {} in 20 s", self.socket().display());
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("child").id()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Waits (bounded) for exit; returns the exit code and stderr.
+    fn wait(&mut self) -> (Option<i32>, String) {
+        let mut child = self.child.take().expect("child");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tandemd did not exit within 20 s of the signal");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        let _ = child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err);
+        (status.code(), err)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn ctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+        .args(args)
+        .output()
+        .expect("run tandemctl")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn serves_status_and_stops_on_sigterm() {
+    let mut d = Daemon::start("");
+    let mode = std::fs::metadata(d.socket()).expect("stat").permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+
+    // --data-dir
+    let out = ctl(&["--data-dir", s(&d.data_dir()), "status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["datapath"], "packet");
+    assert!(v["uptime"].as_u64().expect("uptime") < 60);
+    assert_eq!(
+        v["relationships"],
+        serde_json::json!([]),
+        "empty until failover runs"
+    );
+    assert_eq!(v["workers"], serde_json::json!([]));
+    assert!(v["leases"]["10.77.0.0/24"].is_object(), "{v}");
+
+    // --config finds the same socket
+    let out = ctl(&["--config", s(&d.config), "status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let human = text(&out.stdout);
+    assert!(
+        human.starts_with(&format!("tandemd {}, up ", env!("CARGO_PKG_VERSION"))),
+        "{human}"
+    );
+    assert!(human.contains("datapath packet"), "{human}");
+    assert!(
+        human.contains("Failover: no relationships active"),
+        "{human}"
+    );
+    assert!(human.contains("Workers: none running"), "{human}");
+    assert!(
+        human.lines().any(|l| l.starts_with("10.77.0.0/24")),
+        "{human}"
+    );
+
+    let out = ctl(&["--config", s(&d.config), "leases"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "no leases\n");
+
+    // partner-down: a clear refusal until failover lands.
+    let out = ctl(&["--config", s(&d.config), "partner-down", "pair"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("failover not active"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ctl(&[
+        "--config",
+        s(&d.config),
+        "partner-down",
+        "other",
+        "--since",
+        "2025-11-22T04:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "tandemctl: no such relationship \"other\"\n"
+    );
+
+    // A second daemon on the same data_dir refuses to start.
+    let second = Command::new(env!("CARGO_BIN_EXE_tandemd"))
+        .arg("--config")
+        .arg(&d.config)
+        .output()
+        .expect("second tandemd");
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        text(&second.stderr).contains("already serving"),
+        "{}",
+        text(&second.stderr)
+    );
+    assert!(
+        std::os::unix::net::UnixStream::connect(d.socket()).is_ok(),
+        "the first still serves"
+    );
+
+    d.signal("TERM");
+    let (code, log) = d.wait();
+    assert_eq!(code, Some(0), "log:\n{log}");
+    assert!(log.contains("tandemd running"), "log:\n{log}");
+    assert!(log.contains("SIGTERM"), "log:\n{log}");
+    assert!(log.contains("tandemd stopped"), "log:\n{log}");
+    assert!(!d.socket().exists(), "socket removed on shutdown");
+
+    let out = ctl(&["--data-dir", s(&d.data_dir()), "status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("(is tandemd running?)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn tcp_admin_and_sigint() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("probe port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut d = Daemon::start(&format!("admin = \"{addr}\"\nlog_level = \"warn\""));
+    let out = ctl(&["--admin", &addr, "status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["datapath"], "packet");
+    d.signal("INT");
+    let (code, log) = d.wait();
+    assert_eq!(code, Some(0), "log:\n{log}");
+    // TANDEM_LOG=debug (set by Daemon::start) overrides log_level = "warn".
+    assert!(log.contains("tandemd running"), "log:\n{log}");
+    assert!(log.contains("SIGINT"), "log:\n{log}");
+}
+
+#[test]
+fn invalid_config_does_not_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[server]\ninterfaces = [\"lo\"]\ndatapath = \"warp\"\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tandemd"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{}:3:12: `datapath` = \"warp\" is not one of \"xdp\", \"packet\", \"auto\"\n",
+            config.display()
+        )
+    );
+}
