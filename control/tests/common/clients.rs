@@ -618,7 +618,9 @@ pub struct Perfdhcp {
 impl Perfdhcp {
     /// perfdhcp in `ns` toward `target`.
     pub fn new(ns: &Ns, target: &PerfTarget) -> Self {
-        let mut args = vec!["perfdhcp".to_owned(), "-4".to_owned()];
+        // -W: after the last exchange starts, wait 1 s for its answers instead of counting
+        // them as drops.
+        let mut args = vec!["perfdhcp".to_owned(), "-4".to_owned(), "-W".into(), "1000000".into()];
         match target {
             PerfTarget::Broadcast { iface } => args.extend(["-l".into(), iface.clone()]),
             PerfTarget::Relay { local, server } => {

@@ -22,8 +22,12 @@ pub const RELAY_LINK_SERVER: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 1);
 pub const RELAY_LINK_RELAY: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 2);
 /// The clients' subnet behind the relay: the relay's client-side address is its giaddr.
 pub const RELAYED_PREFIX: &str = "10.78.0.0/24";
-/// The relay's client-side address (giaddr).
+/// The relay's giaddr, in [`RELAYED_PREFIX`]: a /32 on the relay's uplink, so perfdhcp (which
+/// sends out of the interface holding its `-l` address) reaches the server with it as giaddr.
 pub const RELAY_GIADDR: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 1);
+/// The relay's client-side (bridge) address, also in [`RELAYED_PREFIX`], for relay agents that
+/// serve the client namespaces behind it.
+pub const RELAY_CLIENT_SIDE: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 254);
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -123,8 +127,9 @@ pub struct Endpoint {
 pub enum Layout {
     /// Clients and server on one bridged link, server at [`DIRECT_SERVER`] in [`DIRECT_PREFIX`].
     Direct,
-    /// Clients on a bridged link with a relay namespace (client side [`RELAY_GIADDR`]), which
-    /// has a second link to the server ([`RELAY_LINK_RELAY`] ⇄ [`RELAY_LINK_SERVER`]).
+    /// Clients on a bridged link with a relay namespace (client side [`RELAY_CLIENT_SIDE`]),
+    /// which has a second link to the server ([`RELAY_LINK_RELAY`] ⇄ [`RELAY_LINK_SERVER`])
+    /// carrying the giaddr [`RELAY_GIADDR`] too.
     Relayed,
 }
 
@@ -176,7 +181,7 @@ impl TestNet {
             Layout::Relayed => {
                 let relay_ns = Ns::create(format!("{}-rly", net.prefix));
                 let iface = net.iface("r");
-                net.relay = Some(net.attach(&relay_ns, &iface, Some((RELAY_GIADDR, 24))));
+                net.relay = Some(net.attach(&relay_ns, &iface, Some((RELAY_CLIENT_SIDE, 24))));
                 // The relay ⇄ server link is a plain veth pair, no bridge.
                 let srv_if = net.iface("s");
                 let up_if = net.iface("u");
@@ -192,6 +197,8 @@ impl TestNet {
                     ns.run(&["ip", "addr", "add", &format!("{addr}/24"), "dev", ifc]);
                     ns.run(&["ip", "link", "set", ifc, "up"]);
                 }
+                let giaddr = format!("{RELAY_GIADDR}/32");
+                relay_ns.run(&["ip", "addr", "add", &giaddr, "dev", &up_if]);
                 relay_ns.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
                 server_ns.run(&[
                     "ip",
