@@ -51,6 +51,7 @@ impl Capture {
         let child = ns.spawn(
             &[
                 "dumpcap",
+                "-q",
                 "-i",
                 iface,
                 "-f",
