@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{
     Env,
     capture::{DhcpMsg, msg},
-    clients::{ClientLease, Dhcpcd, Dhclient, Udhcpc},
+    clients::{ClientLease, Dhclient, Dhcpcd, Udhcpc},
     net::{DIRECT_SERVER, Endpoint, Layout},
 };
 
@@ -42,14 +42,18 @@ fn assert_bound(env: &Env, ep: &Endpoint, lease: &ClientLease) {
 }
 
 fn assert_released(env: &Env, lease: &ClientLease) {
-    common::wait_until(Duration::from_secs(5), "the server to drop the released lease", || {
-        (!env
-            .server
-            .active_leases()
-            .iter()
-            .any(|l| l.address == lease.address))
-        .then_some(())
-    });
+    common::wait_until(
+        Duration::from_secs(5),
+        "the server to drop the released lease",
+        || {
+            (!env
+                .server
+                .active_leases()
+                .iter()
+                .any(|l| l.address == lease.address))
+            .then_some(())
+        },
+    );
 }
 
 /// On the wire: at least `acks` ACKs of `address` to `mac`, and a RELEASE of it from `mac`.
@@ -58,7 +62,11 @@ fn assert_wire(msgs: &[DhcpMsg], mac: &str, lease: &ClientLease, acks: usize) {
         .iter()
         .filter(|m| m.msg_type == msg::ACK && m.chaddr == mac && m.yiaddr == lease.address)
         .count();
-    assert!(n >= acks, "{n} ACKs of {} to {mac} on the wire, want {acks}", lease.address);
+    assert!(
+        n >= acks,
+        "{n} ACKs of {} to {mac} on the wire, want {acks}",
+        lease.address
+    );
     assert!(
         msgs.iter()
             .any(|m| m.msg_type == msg::RELEASE && m.chaddr == mac && m.ciaddr == lease.address),

@@ -26,14 +26,19 @@ fn kill_9_under_load_loses_no_acked_lease() {
     let _heavy = common::heavy();
     let mut env = Env::new(Layout::Direct, 1, Duration::from_secs(3600));
     let ep = env.net.clients[0].clone();
-    let run = Perfdhcp::new(&ep.ns, &PerfTarget::Broadcast { iface: ep.iface.clone() })
-        .arg("-r")
-        .arg("400")
-        .arg("-p")
-        .arg("6")
-        .arg("-R")
-        .arg("5000")
-        .spawn();
+    let run = Perfdhcp::new(
+        &ep.ns,
+        &PerfTarget::Broadcast {
+            iface: ep.iface.clone(),
+        },
+    )
+    .arg("-r")
+    .arg("400")
+    .arg("-p")
+    .arg("6")
+    .arg("-R")
+    .arg("5000")
+    .spawn();
     std::thread::sleep(Duration::from_secs(3));
     env.server.kill9();
     // perfdhcp sees drops from here on; its report is not the point.
@@ -45,7 +50,11 @@ fn kill_9_under_load_loses_no_acked_lease() {
     for ack in capture::acks(&before) {
         promised.insert(ack.yiaddr, ack);
     }
-    assert!(promised.len() >= 300, "only {} leases ACKed before the kill", promised.len());
+    assert!(
+        promised.len() >= 300,
+        "only {} leases ACKed before the kill",
+        promised.len()
+    );
 
     env.capture = Capture::start(&env.net.server.ns, &env.net.server.iface);
     env.server.restart();
@@ -59,7 +68,10 @@ fn kill_9_under_load_loses_no_acked_lease() {
     for (addr, ack) in &promised {
         match stored.get(addr) {
             Some(l) if l.chaddr == ack.chaddr => {}
-            other => lost.push(format!("{addr} ACKed to {} but stored {other:?}", ack.chaddr)),
+            other => lost.push(format!(
+                "{addr} ACKed to {} but stored {other:?}",
+                ack.chaddr
+            )),
         }
     }
     assert!(

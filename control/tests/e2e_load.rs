@@ -10,8 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Env,
-    capture,
+    Env, capture,
     clients::{PerfTarget, Perfdhcp},
     net::Layout,
 };
@@ -33,15 +32,20 @@ fn perfdhcp_5000_per_second_for_10_seconds_without_drops() {
     let _heavy = common::heavy();
     let mut env = Env::new(Layout::Direct, 1, Duration::from_secs(3600));
     let ep = env.net.clients[0].clone();
-    let report = Perfdhcp::new(&ep.ns, &PerfTarget::Broadcast { iface: ep.iface.clone() })
-        .arg("-r")
-        .arg(rate.to_string())
-        .arg("-p")
-        .arg(SECONDS.to_string())
-        .arg("-R")
-        .arg("40000")
-        .run(Duration::from_secs(40))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let report = Perfdhcp::new(
+        &ep.ns,
+        &PerfTarget::Broadcast {
+            iface: ep.iface.clone(),
+        },
+    )
+    .arg("-r")
+    .arg(rate.to_string())
+    .arg("-p")
+    .arg(SECONDS.to_string())
+    .arg("-R")
+    .arg("40000")
+    .run(Duration::from_secs(40))
+    .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
         "perfdhcp: sent {:?} received {:?} drops {:?} rate {:?}",
         report.sent, report.received, report.drops, report.rate

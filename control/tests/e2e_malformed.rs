@@ -68,7 +68,10 @@ fn malformed_frames_are_dropped_and_the_server_keeps_serving() {
         "option53_length_2",
         "garbage_burst",
     ] {
-        assert!(sent.iter().any(|s| s.starts_with(kind)), "{kind} not sent: {sent:?}");
+        assert!(
+            sent.iter().any(|s| s.starts_with(kind)),
+            "{kind} not sent: {sent:?}"
+        );
     }
     assert!(env.server.alive(), "server died on malformed input");
 
@@ -98,7 +101,10 @@ fn malformed_frames_are_dropped_and_the_server_keeps_serving() {
                 after - before,
                 BURST as usize + sent.len()
             );
-            assert!(reasons.len() >= 3, "drops not counted by reason: {reasons:?} in {status}");
+            assert!(
+                reasons.len() >= 3,
+                "drops not counted by reason: {reasons:?} in {status}"
+            );
         }
     }
     env.finish_capture();

@@ -59,18 +59,34 @@ fn relayed_clients_get_leases_from_the_giaddr_subnet_with_option_82_echoed() {
     let in_relayed_subnet = |a: Ipv4Addr| a.octets()[..3] == [10, 78, 0];
     for ack in &acks {
         assert_eq!(ack.giaddr, RELAY_GIADDR, "{ack:?}");
-        assert!(in_relayed_subnet(ack.yiaddr), "lease from the wrong subnet: {ack:?}");
-        assert_eq!(ack.option82.as_deref(), Some(option82.as_str()), "option 82 not echoed: {ack:?}");
+        assert!(
+            in_relayed_subnet(ack.yiaddr),
+            "lease from the wrong subnet: {ack:?}"
+        );
+        assert_eq!(
+            ack.option82.as_deref(),
+            Some(option82.as_str()),
+            "option 82 not echoed: {ack:?}"
+        );
     }
     for offer in msgs.iter().filter(|m| m.msg_type == msg::OFFER) {
-        assert_eq!(offer.option82.as_deref(), Some(option82.as_str()), "{offer:?}");
+        assert_eq!(
+            offer.option82.as_deref(),
+            Some(option82.as_str()),
+            "{offer:?}"
+        );
     }
     let active = env.server.active_leases();
-    let bound: Vec<_> = active.iter().filter(|l| in_relayed_subnet(l.address)).collect();
+    let bound: Vec<_> = active
+        .iter()
+        .filter(|l| in_relayed_subnet(l.address))
+        .collect();
     assert_eq!(bound.len() as u64, CLIENTS, "server store: {active:?}");
     for ack in &acks {
         assert!(
-            bound.iter().any(|l| l.address == ack.yiaddr && l.chaddr == ack.chaddr),
+            bound
+                .iter()
+                .any(|l| l.address == ack.yiaddr && l.chaddr == ack.chaddr),
             "ACKed {ack:?} not bound in the server's store: {active:?}"
         );
     }

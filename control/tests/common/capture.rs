@@ -80,7 +80,11 @@ impl Capture {
                 .is_ok_and(|m| m.len() > 0)
                 .then_some(())
         });
-        assert!(started.is_some(), "dumpcap did not start: {}", cap.log_text());
+        assert!(
+            started.is_some(),
+            "dumpcap did not start: {}",
+            cap.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
         cap
     }

@@ -269,10 +269,18 @@ impl Dhclient {
         let before = self.work.events().len();
         match self.run(&["-1"], Duration::from_secs(30)) {
             Some(s) if s.success() => {}
-            other => return Err(self.work.error(format!("dhclient -1 exited with {other:?}"))),
+            other => {
+                return Err(self
+                    .work
+                    .error(format!("dhclient -1 exited with {other:?}")));
+            }
         }
-        self.work
-            .lease_after(before, BINDING_EVENTS, Duration::from_secs(2), "dhclient -1")
+        self.work.lease_after(
+            before,
+            BINDING_EVENTS,
+            Duration::from_secs(2),
+            "dhclient -1",
+        )
     }
 
     /// Waits for the running dhclient to renew on its own (T1 of a short lease).
@@ -287,7 +295,11 @@ impl Dhclient {
         let before = self.work.events().len();
         match self.run(&["-r"], Duration::from_secs(15)) {
             Some(s) if s.success() => {}
-            other => return Err(self.work.error(format!("dhclient -r exited with {other:?}"))),
+            other => {
+                return Err(self
+                    .work
+                    .error(format!("dhclient -r exited with {other:?}")));
+            }
         }
         self.work
             .wait_event(before, &["RELEASE"], Duration::from_secs(2))
@@ -395,8 +407,12 @@ impl Udhcpc {
     pub fn renew(&mut self) -> Result<ClientLease, ClientError> {
         let before = self.work.events().len();
         super::signal(self.pid(), "USR1");
-        self.work
-            .lease_after(before, &["renew", "bound"], Duration::from_secs(10), "udhcpc SIGUSR1")
+        self.work.lease_after(
+            before,
+            &["renew", "bound"],
+            Duration::from_secs(10),
+            "udhcpc SIGUSR1",
+        )
     }
 
     /// SIGUSR2: release the lease (udhcpc then deconfigures and idles); then stop it.
@@ -468,15 +484,32 @@ impl Dhcpcd {
             script = self.work.script.display(),
             iface = self.ep.iface,
         );
-        let args = ["unshare", "-m", "--propagation", "private", "sh", "-c", &shell];
+        let args = [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &shell,
+        ];
         self.child = Some(self.ep.ns.spawn(&args, &self.work.path("dhcpcd.log")));
-        self.work
-            .lease_after(before, BINDING_EVENTS, Duration::from_secs(25), "dhcpcd start")
+        self.work.lease_after(
+            before,
+            BINDING_EVENTS,
+            Duration::from_secs(25),
+            "dhcpcd start",
+        )
     }
 
     /// Runs `dhcpcd ARGS` inside the running dhcpcd's namespaces (its control socket).
     fn control(&self, args: &[&str]) -> Result<(), ClientError> {
-        let pid = self.child.as_ref().expect("dhcpcd not running").id().to_string();
+        let pid = self
+            .child
+            .as_ref()
+            .expect("dhcpcd not running")
+            .id()
+            .to_string();
         let mut full = vec!["nsenter", "-t", &pid, "-m", "-n", "dhcpcd", "-4"];
         full.extend_from_slice(args);
         full.push(&self.ep.iface);
@@ -570,7 +603,7 @@ impl PerfReport {
             }
             let num = |prefix: &str| {
                 line.strip_prefix(prefix)
-                    .and_then(|v| v.trim().split_whitespace().next())
+                    .and_then(|v| v.split_whitespace().next())
                     .and_then(|v| v.parse::<u64>().ok())
             };
             if let Some(v) = num("sent packets:") {
@@ -620,7 +653,12 @@ impl Perfdhcp {
     pub fn new(ns: &Ns, target: &PerfTarget) -> Self {
         // -W: after the last exchange starts, wait 1 s for its answers instead of counting
         // them as drops.
-        let mut args = vec!["perfdhcp".to_owned(), "-4".to_owned(), "-W".into(), "1000000".into()];
+        let mut args = vec![
+            "perfdhcp".to_owned(),
+            "-4".to_owned(),
+            "-W".into(),
+            "1000000".into(),
+        ];
         match target {
             PerfTarget::Broadcast { iface } => args.extend(["-l".into(), iface.clone()]),
             PerfTarget::Relay { local, server } => {
@@ -752,8 +790,11 @@ impl Scapy {
             .prefix("tdm-e2e-scapy-")
             .tempdir()
             .expect("create the scapy temp dir");
-        std::fs::write(dir.path().join("scapy_dhcp.py"), include_str!("scapy_dhcp.py"))
-            .expect("write scapy_dhcp.py");
+        std::fs::write(
+            dir.path().join("scapy_dhcp.py"),
+            include_str!("scapy_dhcp.py"),
+        )
+        .expect("write scapy_dhcp.py");
         Self { dir }
     }
 
@@ -803,7 +844,11 @@ impl Scapy {
             .collect();
         let mut args = vec!["init-reboot", &ep.iface];
         args.extend(specs.iter().map(String::as_str));
-        let out = self.run(ep, &args, Duration::from_secs(30 + 3 * clients.len() as u64))?;
+        let out = self.run(
+            ep,
+            &args,
+            Duration::from_secs(30 + 3 * clients.len() as u64),
+        )?;
         Ok(out
             .lines()
             .filter_map(|l| l.strip_prefix("reply "))

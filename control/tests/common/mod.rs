@@ -50,7 +50,11 @@ pub fn require_e2e() {
         uid, "0",
         "e2e tests need root (network namespaces, raw sockets); run them as root"
     );
-    let missing: Vec<&str> = TOOLS.iter().copied().filter(|t| which(t).is_none()).collect();
+    let missing: Vec<&str> = TOOLS
+        .iter()
+        .copied()
+        .filter(|t| which(t).is_none())
+        .collect();
     assert!(
         missing.is_empty(),
         "e2e tests need these tools on PATH (apt: kea-dhcp4-server kea-admin isc-dhcp-client \
@@ -61,7 +65,10 @@ pub fn require_e2e() {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(scapy, "e2e tests need scapy for {PYTHON} (apt: python3-scapy)");
+    assert!(
+        scapy,
+        "e2e tests need scapy for {PYTHON} (apt: python3-scapy)"
+    );
 }
 
 /// The full path of `tool` on `PATH` (plus the sbin directories), if it is there.

@@ -98,7 +98,9 @@ impl Ns {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        out.split_whitespace().filter_map(|p| p.parse().ok()).collect()
+        out.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
     }
 
     /// The MAC address of `iface` in this namespace.
@@ -149,6 +151,7 @@ pub struct TestNet {
 impl TestNet {
     /// Builds a network with `clients` client namespaces in the given layout.
     pub fn new(layout: Layout, clients: usize) -> Self {
+        remove_stale();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}{n}", std::process::id());
         let prefix = format!("tdm-e2e-{}-{n}", std::process::id());
@@ -168,9 +171,18 @@ impl TestNet {
             prefix,
             id,
         };
-        net.bridge.run(&["ip", "link", "add", "br0", "type", "bridge"]);
         net.bridge
-            .run(&["ip", "link", "set", "br0", "type", "bridge", "forward_delay", "0"]);
+            .run(&["ip", "link", "add", "br0", "type", "bridge"]);
+        net.bridge.run(&[
+            "ip",
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+        ]);
         net.bridge.run(&["ip", "link", "set", "br0", "up"]);
         match layout {
             Layout::Direct => {
@@ -187,8 +199,19 @@ impl TestNet {
                 let up_if = net.iface("u");
                 let server_ns = net.server.ns.clone();
                 host_run(&[
-                    "ip", "link", "add", &srv_if, "netns", &server_ns.name, "type", "veth",
-                    "peer", "name", &up_if, "netns", &relay_ns.name,
+                    "ip",
+                    "link",
+                    "add",
+                    &srv_if,
+                    "netns",
+                    &server_ns.name,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &up_if,
+                    "netns",
+                    &relay_ns.name,
                 ]);
                 for (ns, ifc, addr) in [
                     (&server_ns, &srv_if, RELAY_LINK_SERVER),
@@ -243,10 +266,22 @@ impl TestNet {
         let peer = format!("{iface}b");
         assert!(peer.len() <= 15, "interface name {peer} too long");
         host_run(&[
-            "ip", "link", "add", iface, "netns", &ns.name, "type", "veth", "peer", "name", &peer,
-            "netns", &self.bridge.name,
+            "ip",
+            "link",
+            "add",
+            iface,
+            "netns",
+            &ns.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+            "netns",
+            &self.bridge.name,
         ]);
-        self.bridge.run(&["ip", "link", "set", &peer, "master", "br0"]);
+        self.bridge
+            .run(&["ip", "link", "set", &peer, "master", "br0"]);
         self.bridge.run(&["ip", "link", "set", &peer, "up"]);
         if let Some((a, len)) = addr {
             ns.run(&["ip", "addr", "add", &format!("{a}/{len}"), "dev", iface]);
@@ -289,6 +324,35 @@ impl Drop for TestNet {
             });
             let _ = Command::new("ip").args(["netns", "del", &ns.name]).output();
         }
+    }
+}
+
+/// Deletes the namespaces of earlier test processes that died without running `Drop` (killed
+/// by a signal): `tdm-e2e-<pid>-…` whose `<pid>` is gone. Only our own prefix is touched.
+fn remove_stale() {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for name in out.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(pid) = name
+            .strip_prefix("tdm-e2e-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || super::pid_alive(pid) {
+            continue;
+        }
+        let ns = Ns {
+            name: name.to_owned(),
+        };
+        for p in ns.pids() {
+            super::signal(p, "KILL");
+        }
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
     }
 }
 

@@ -202,13 +202,16 @@ impl Server {
     pub fn terminate(&mut self) {
         let mut child = self.child.take().expect("terminate: server not running");
         super::signal(child.id(), "TERM");
-        let exited = super::try_wait_until(Duration::from_secs(10), || {
-            child.try_wait().ok().flatten()
-        });
+        let exited =
+            super::try_wait_until(Duration::from_secs(10), || child.try_wait().ok().flatten());
         if exited.is_none() {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{:?} ignored SIGTERM for 10 s; log:\n{}", self.kind, self.log());
+            panic!(
+                "{:?} ignored SIGTERM for 10 s; log:\n{}",
+                self.kind,
+                self.log()
+            );
         }
     }
 
@@ -245,9 +248,11 @@ impl Server {
                 let out = self
                     .tandemctl(&["status", "--json"])
                     .unwrap_or_else(|e| panic!("tandemctl status: {e}"));
-                Some(serde_json::from_str(&out).unwrap_or_else(|e| {
-                    panic!("tandemctl status --json is not JSON ({e}): {out}")
-                }))
+                Some(
+                    serde_json::from_str(&out).unwrap_or_else(|e| {
+                        panic!("tandemctl status --json is not JSON ({e}): {out}")
+                    }),
+                )
             }
         }
     }
@@ -283,7 +288,12 @@ impl Drop for Server {
             let _ = child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("--- {:?} log ({}) ---\n{}", self.kind, self.log_path().display(), self.log());
+            eprintln!(
+                "--- {:?} log ({}) ---\n{}",
+                self.kind,
+                self.log_path().display(),
+                self.log()
+            );
         }
     }
 }
@@ -362,8 +372,11 @@ fn write_kea_config(dir: &Path, spec: &ServerSpec) -> PathBuf {
         }
     });
     let path = dir.join("kea-dhcp4.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&config).expect("serialise"))
-        .expect("write the Kea config");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&config).expect("serialise"),
+    )
+    .expect("write the Kea config");
     path
 }
 
