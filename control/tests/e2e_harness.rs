@@ -20,7 +20,10 @@ fn m(t: u64, kind: u8, addr: [u8; 4], mac: &str, lease: u32) -> DhcpMsg {
     let a = Ipv4Addr::from(addr);
     DhcpMsg {
         time_us: t * S,
+        op: if kind == msg::ACK { 2 } else { 1 },
+        sport: if kind == msg::ACK { 67 } else { 68 },
         msg_type: kind,
+        xid: 0,
         ciaddr: if kind == msg::RELEASE {
             a
         } else {

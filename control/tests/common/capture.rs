@@ -125,8 +125,14 @@ impl Drop for Capture {
 pub struct DhcpMsg {
     /// Capture time, microseconds since the Unix epoch.
     pub time_us: u64,
+    /// BOOTP `op`: 1 BOOTREQUEST, 2 BOOTREPLY.
+    pub op: u8,
+    /// UDP source port: 67 from servers and relays, 68 from clients.
+    pub sport: u16,
     /// Option 53 (0 if absent: BOOTP).
     pub msg_type: u8,
+    /// `xid`.
+    pub xid: u32,
     /// `ciaddr`.
     pub ciaddr: Ipv4Addr,
     /// `yiaddr`.
@@ -148,6 +154,11 @@ pub struct DhcpMsg {
 }
 
 impl DhcpMsg {
+    /// Whether a server sent it (a BOOTREPLY from port 67).
+    pub fn from_server(&self) -> bool {
+        self.op == 2 && self.sport == 67
+    }
+
     /// The client as RFC 2131 §4.2 identifies it: client-id if present, else chaddr.
     pub fn client_key(&self) -> String {
         match &self.client_id {
@@ -169,6 +180,9 @@ const FIELDS: &[&str] = &[
     "dhcp.option.requested_ip_address",
     "dhcp.option.type",
     "dhcp.option.value",
+    "dhcp.id",
+    "dhcp.type",
+    "udp.srcport",
 ];
 
 /// Every DHCP message tshark can dissect in `file`.
@@ -218,7 +232,10 @@ fn parse_line(line: &str) -> Option<DhcpMsg> {
     }
     Some(DhcpMsg {
         time_us,
+        op: first(f[12]).parse().unwrap_or(0),
+        sport: first(f[13]).parse().unwrap_or(0),
         msg_type: first(f[1]).parse().unwrap_or(0),
+        xid: u32::from_str_radix(first(f[11]).trim_start_matches("0x"), 16).unwrap_or(0),
         ciaddr: addr(f[2]).unwrap_or(Ipv4Addr::UNSPECIFIED),
         yiaddr: addr(f[3]).unwrap_or(Ipv4Addr::UNSPECIFIED),
         giaddr: addr(f[4]).unwrap_or(Ipv4Addr::UNSPECIFIED),

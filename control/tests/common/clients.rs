@@ -772,6 +772,15 @@ pub struct Scapy {
     dir: tempfile::TempDir,
 }
 
+/// One kind of malformed frame scapy sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// `truncated_bootp`, `hlen_over_16`, ..., `garbage_burst`.
+    pub kind: String,
+    /// Its xid, unique per kind (none for the random burst).
+    pub xid: Option<u32>,
+}
+
 /// The reply scapy saw to one INIT-REBOOT REQUEST.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebootReply {
@@ -817,8 +826,8 @@ impl Scapy {
     }
 
     /// Sends every malformed frame kind once, then `burst` random garbage frames, from `ep`
-    /// toward the server. Returns the names of the kinds sent.
-    pub fn malformed(&self, ep: &Endpoint, burst: u32) -> Result<Vec<String>, ClientError> {
+    /// (with `ep.mac` as source and chaddr) toward the server. Returns what was sent.
+    pub fn malformed(&self, ep: &Endpoint, burst: u32) -> Result<Vec<Malformed>, ClientError> {
         let out = self.run(
             ep,
             &["malformed", &ep.iface, &ep.mac, &burst.to_string()],
@@ -827,7 +836,15 @@ impl Scapy {
         Ok(out
             .lines()
             .filter_map(|l| l.strip_prefix("sent "))
-            .map(str::to_owned)
+            .map(|l| {
+                let mut f = l.split_whitespace();
+                Malformed {
+                    kind: f.next().unwrap_or_default().to_owned(),
+                    xid: f
+                        .next()
+                        .and_then(|x| u32::from_str_radix(x.trim_start_matches("0x"), 16).ok()),
+                }
+            })
             .collect())
     }
 

@@ -105,11 +105,13 @@ pub fn wait_until<T>(timeout: Duration, what: &str, f: impl FnMut() -> Option<T>
 /// take it.
 pub struct HeavyGuard(File);
 
-/// Takes the machine-wide heavy-test lock, waiting (unbounded: the holder is a bounded test).
+/// Takes the machine-wide heavy-test lock, waiting at most 5 minutes (holders are bounded tests).
 pub fn heavy() -> HeavyGuard {
     let file = File::create(std::env::temp_dir().join("tdm-e2e-heavy.lock"))
         .expect("create the heavy-test lock file");
-    file.lock().expect("take the heavy-test lock");
+    wait_until(Duration::from_secs(300), "the heavy-test lock", || {
+        file.try_lock().ok()
+    });
     HeavyGuard(file)
 }
 

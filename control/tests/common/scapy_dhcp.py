@@ -3,7 +3,7 @@
   scapy_dhcp.py malformed IFACE MAC BURST   malformed frames toward UDP 67, then BURST garbage
   scapy_dhcp.py init-reboot IFACE MAC/CID/ADDR...   INIT-REBOOT REQUESTs, one reply line each
 
-Output lines: "sent KIND" and "reply MAC ack|nak|none YIADDR".
+Output lines: "sent KIND XID" (XID absent for the burst) and "reply MAC ack|nak|none YIADDR".
 """
 
 import random
@@ -16,6 +16,7 @@ conf.verb = 0
 conf.checkIPaddr = False  # replies go to 255.255.255.255 / yiaddr, not to our 0.0.0.0
 
 COOKIE = b"\x63\x82\x53\x63"
+MALFORMED_XID = 0x7E2E0100  # the first malformed kind's xid; each kind adds its index
 
 
 def mac_bytes(mac):
@@ -30,7 +31,7 @@ def l3(**ip):
     return IP(src="0.0.0.0", dst="255.255.255.255", **ip)
 
 
-def bootp_fixed(mac, hlen=6, xid=0x7E2E0001):
+def bootp_fixed(mac, xid, hlen=6):
     """The 236-byte fixed BOOTP header of a BOOTREQUEST (RFC 2131 section 2)."""
     hdr = struct.pack("!BBBBIHH", 1, 1, hlen, 0, xid, 0, 0x8000)
     hdr += b"\x00" * 16  # ciaddr yiaddr siaddr giaddr
@@ -49,39 +50,55 @@ def frame(mac, payload, ip=None, udp=None):
 
 
 def malformed(iface, mac, burst):
-    good = bootp_fixed(mac) + COOKIE + discover_opts()
-    kinds = {
-        "truncated_bootp": frame(mac, good[:100]),
-        "truncated_before_cookie": frame(mac, good[:236]),
-        "bad_ip_total_length_long": frame(mac, good, ip={"len": 1400}),
-        "bad_ip_total_length_short": frame(mac, good, ip={"len": 24}),
-        "bad_udp_length_long": frame(mac, good, udp={"len": 1400}),
-        "bad_udp_length_short": frame(mac, good, udp={"len": 5}),
-        "bad_udp_checksum": frame(mac, good, udp={"chksum": 0x1234}),
-        "options_past_end": frame(
-            mac, bootp_fixed(mac) + COOKIE + b"\x35\x01\x01" + b"\x0c\xc8hello"
+    """Each kind has its own xid (MALFORMED_XID + index), so a reply names what it answered."""
+
+    def good(xid):
+        return bootp_fixed(mac, xid=xid) + COOKIE + discover_opts()
+
+    def fixed(xid, **kw):
+        return bootp_fixed(mac, xid=xid, **kw)
+
+    kinds = [
+        ("truncated_bootp", lambda x: frame(mac, good(x)[:100])),
+        ("truncated_before_cookie", lambda x: frame(mac, good(x)[:236])),
+        ("bad_ip_total_length_long", lambda x: frame(mac, good(x), ip={"len": 1400})),
+        ("bad_ip_total_length_short", lambda x: frame(mac, good(x), ip={"len": 24})),
+        ("bad_udp_length_long", lambda x: frame(mac, good(x), udp={"len": 1400})),
+        ("bad_udp_length_short", lambda x: frame(mac, good(x), udp={"len": 5})),
+        ("bad_udp_checksum", lambda x: frame(mac, good(x), udp={"chksum": 0x1234})),
+        (
+            "options_past_end",
+            lambda x: frame(mac, fixed(x) + COOKIE + b"\x35\x01\x01" + b"\x0c\xc8hello"),
         ),
-        "option61_longer_than_packet": frame(
-            mac, bootp_fixed(mac) + COOKIE + b"\x35\x01\x01" + b"\x3d\xff\x01\x02\x03"
+        (
+            "option61_longer_than_packet",
+            lambda x: frame(mac, fixed(x) + COOKIE + b"\x35\x01\x01" + b"\x3d\xff\x01\x02\x03"),
         ),
-        "hlen_over_16": frame(mac, bootp_fixed(mac, hlen=200) + COOKIE + discover_opts()),
-        "option53_length_2": frame(
-            mac, bootp_fixed(mac) + COOKIE + b"\x35\x02\x01\x01" + b"\xff"
+        ("hlen_over_16", lambda x: frame(mac, fixed(x, hlen=200) + COOKIE + discover_opts())),
+        (
+            "option53_length_2",
+            lambda x: frame(mac, fixed(x) + COOKIE + b"\x35\x02\x01\x01" + b"\xff"),
         ),
-        "option53_length_0": frame(mac, bootp_fixed(mac) + COOKIE + b"\x35\x00" + b"\xff"),
-        "option53_unknown_type": frame(
-            mac, bootp_fixed(mac) + COOKIE + b"\x35\x01\xee" + b"\xff"
+        ("option53_length_0", lambda x: frame(mac, fixed(x) + COOKIE + b"\x35\x00" + b"\xff")),
+        (
+            "option53_unknown_type",
+            lambda x: frame(mac, fixed(x) + COOKIE + b"\x35\x01\xee" + b"\xff"),
         ),
-        "bad_magic_cookie": frame(mac, bootp_fixed(mac) + b"\xde\xad\xbe\xef" + discover_opts()),
-        "overload_past_end": frame(
-            mac, bootp_fixed(mac) + COOKIE + b"\x35\x01\x01\x34\x01\x03" + b"\xff"
+        (
+            "bad_magic_cookie",
+            lambda x: frame(mac, fixed(x) + b"\xde\xad\xbe\xef" + discover_opts()),
         ),
-        "empty_udp": frame(mac, b""),
-        "bootreply_op": frame(mac, b"\x02" + good[1:]),
-    }
-    for name, pkt in kinds.items():
-        sendp(pkt, iface=iface)
-        print("sent", name)
+        (
+            "overload_past_end",
+            lambda x: frame(mac, fixed(x) + COOKIE + b"\x35\x01\x01\x34\x01\x03" + b"\xff"),
+        ),
+        ("empty_udp", lambda x: frame(mac, b"")),
+        ("bootreply_op", lambda x: frame(mac, b"\x02" + good(x)[1:])),
+    ]
+    for i, (name, build) in enumerate(kinds):
+        xid = MALFORMED_XID + i
+        sendp(build(xid), iface=iface)
+        print("sent", name, hex(xid))
     seed = 0x7A9D3E
     rng = random.Random(seed)
     frames = []
