@@ -115,7 +115,10 @@ fn malformed_frames_are_dropped_and_the_server_keeps_serving() {
     let answered: Vec<&str> = sent
         .iter()
         .filter(|s| !TOLERATED.contains(&s.kind.as_str()))
-        .filter(|s| msgs.iter().any(|m| m.from_server() && Some(m.xid) == s.xid))
+        .filter(|s| {
+            msgs.iter()
+                .any(|m| m.is_server_reply() && Some(m.xid) == s.xid)
+        })
         .map(|s| s.kind.as_str())
         .collect();
     match env.server.kind {

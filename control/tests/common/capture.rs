@@ -155,7 +155,7 @@ pub struct DhcpMsg {
 
 impl DhcpMsg {
     /// Whether a server sent it (a BOOTREPLY from port 67).
-    pub fn from_server(&self) -> bool {
+    pub fn is_server_reply(&self) -> bool {
         self.op == 2 && self.sport == 67
     }
 
