@@ -8,6 +8,14 @@
 //! Every test calls [`require_e2e`] first: the tests need root and the apt tools, and on a
 //! machine without them they fail loudly instead of passing vacuously. The server under test is
 //! chosen in one place, [`server::ServerKind::from_env`] (`TANDEM_E2E_SERVER=kea|tandemd`).
+//!
+//! Run (as root): `TANDEM_E2E_SERVER=kea cargo test -p control --test 'e2e_*'`; the default
+//! server is `tandemd`. `TANDEM_E2E_LOAD_RATE` lowers the load test's 5,000 exchanges/s, only
+//! to prove the harness against a baseline that can't keep up on a small machine.
+//!
+//! Map: [`net`] builds namespaces ([`net::TestNet`], [`net::Ns`]); [`server`] runs the server
+//! ([`server::Server`]); [`clients`] drives dhclient, udhcpc, dhcpcd, perfdhcp and scapy;
+//! [`capture`] records the wire and checks it; [`Env`] puts the three together for a test.
 
 pub mod capture;
 pub mod clients;
