@@ -99,11 +99,8 @@ impl Capture {
             // Let the last replies reach the capture.
             std::thread::sleep(Duration::from_millis(300));
             super::signal(child.id(), "INT");
-            if super::try_wait_until(Duration::from_secs(10), || child.try_wait().ok().flatten())
-                .is_none()
-            {
-                let _ = child.kill();
-                let _ = child.wait();
+            if super::wait_exit(&mut child, Duration::from_secs(10)).is_none() {
+                super::reap(&mut child);
             }
             eprintln!("capture: {}", self.log_text().trim());
         }
@@ -114,8 +111,7 @@ impl Capture {
 impl Drop for Capture {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            super::reap(&mut child);
         }
     }
 }

@@ -199,10 +199,9 @@ exit 0
 /// For clients that daemonise: the parent exits, the daemon keeps the log file, not a pipe.
 fn run_bounded(ns: &Ns, args: &[&str], log: &Path, timeout: Duration) -> Option<ExitStatus> {
     let mut child = ns.spawn(args, log);
-    let status = super::try_wait_until(timeout, || child.try_wait().ok().flatten());
+    let status = super::wait_exit(&mut child, timeout);
     if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
+        super::reap(&mut child);
     }
     status
 }
@@ -430,8 +429,7 @@ impl Udhcpc {
     /// Kills the running udhcpc.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            super::reap(&mut child);
         }
     }
 }
@@ -550,8 +548,7 @@ impl Dhcpcd {
     /// reaps any helper it forked).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            super::reap(&mut child);
         }
     }
 }
@@ -728,12 +725,11 @@ impl PerfRun {
     /// Waits for it to finish (at most `timeout`) and parses its report. perfdhcp exits 3 when
     /// it saw drops; that is still a report, and the caller asserts on the drops.
     pub fn wait(mut self, timeout: Duration) -> Result<PerfReport, ClientError> {
-        let status = super::try_wait_until(timeout, || self.child.try_wait().ok().flatten());
+        let status = super::wait_exit(&mut self.child, timeout);
         let output = std::fs::read_to_string(&self.log).unwrap_or_default();
         match status {
             None => {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                super::reap(&mut self.child);
                 Err(ClientError {
                     what: format!("perfdhcp still running after {timeout:?}"),
                     output,
@@ -761,8 +757,7 @@ impl PerfRun {
 impl Drop for PerfRun {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            super::reap(&mut self.child);
         }
     }
 }

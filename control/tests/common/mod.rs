@@ -138,6 +138,20 @@ pub fn signal(pid: u32, signal: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Waits at most `timeout` for `child` to exit; its status, or `None` if it still runs.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    try_wait_until(timeout, || child.try_wait().ok().flatten())
+}
+
+/// Kills `child` (SIGKILL) and reaps it, whatever state it is in.
+pub fn reap(child: &mut std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Whether `pid` is still running (and not a zombie).
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

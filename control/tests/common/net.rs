@@ -80,15 +80,9 @@ impl Ns {
 
     /// Starts `args` in this namespace in the background, stdout and stderr to `log`.
     pub fn spawn(&self, args: &[&str], log: &std::path::Path) -> Child {
-        let out = std::fs::File::create(log).expect("create a log file");
-        let err = out.try_clone().expect("clone a log file handle");
-        self.command(args[0])
-            .args(&args[1..])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {args:?} in {}: {e}", self.name))
+        let mut cmd = self.command(args[0]);
+        cmd.args(&args[1..]);
+        spawn_logged(cmd, log)
     }
 
     /// The pids of every process living in this namespace.
@@ -354,6 +348,18 @@ fn remove_stale() {
         }
         let _ = Command::new("ip").args(["netns", "del", name]).output();
     }
+}
+
+/// Spawns `cmd` with no stdin and stdout and stderr to `log` (a file, not a pipe: daemons
+/// that fork keep it open).
+pub fn spawn_logged(mut cmd: Command, log: &std::path::Path) -> Child {
+    let out = std::fs::File::create(log).expect("create a log file");
+    let err = out.try_clone().expect("clone a log file handle");
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
 }
 
 /// Runs `args` on the host (for `ip netns add` and creating veths directly in namespaces).

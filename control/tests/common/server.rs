@@ -9,7 +9,7 @@ use std::{
     fmt::Write as _,
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    process::{Child, Command},
+    process::Child,
     time::Duration,
 };
 
@@ -120,12 +120,12 @@ impl Server {
                 cmd.args(["-c", &config])
                     .env("KEA_PIDFILE_DIR", self.dir.path())
                     .env("KEA_LOCKFILE_DIR", self.dir.path());
-                spawn_logged(cmd, &log)
+                super::net::spawn_logged(cmd, &log)
             }
             ServerKind::Tandemd => {
                 let mut cmd = self.ns.command(env!("CARGO_BIN_EXE_tandemd"));
                 cmd.args(["--config", &config]);
-                spawn_logged(cmd, &log)
+                super::net::spawn_logged(cmd, &log)
             }
         };
         let ready = super::try_wait_until(Duration::from_secs(15), || {
@@ -143,8 +143,7 @@ impl Server {
                 self.log()
             ),
             None => {
-                let _ = child.kill();
-                let _ = child.wait();
+                super::reap(&mut child);
                 panic!(
                     "{:?} did not start serving within 15 s; log:\n{}",
                     self.kind,
@@ -202,11 +201,8 @@ impl Server {
     pub fn terminate(&mut self) {
         let mut child = self.child.take().expect("terminate: server not running");
         super::signal(child.id(), "TERM");
-        let exited =
-            super::try_wait_until(Duration::from_secs(10), || child.try_wait().ok().flatten());
-        if exited.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if super::wait_exit(&mut child, Duration::from_secs(10)).is_none() {
+            super::reap(&mut child);
             panic!(
                 "{:?} ignored SIGTERM for 10 s; log:\n{}",
                 self.kind,
@@ -296,16 +292,6 @@ impl Drop for Server {
             );
         }
     }
-}
-
-fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
-    let out = std::fs::File::create(log).expect("create the server log");
-    let err = out.try_clone().expect("clone the server log handle");
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
 }
 
 /// Seconds since the Unix epoch.
