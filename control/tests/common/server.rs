@@ -1,0 +1,501 @@
+//! The DHCP server under test, behind one type whatever it is: Kea (`kea-dhcp4` with memfile
+//! persistence, the baseline the harness is proven against) or `tandemd`.
+//!
+//! Each server writes its config and keeps its data in its own temp dir, runs in the test's
+//! server namespace, and can be killed (`kill -9`), terminated (SIGTERM) and restarted on the
+//! same data.
+
+use std::{
+    fmt::Write as _,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Child,
+    time::Duration,
+};
+
+use super::net::Ns;
+
+/// Which DHCP server the end-to-end tests drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// ISC Kea `kea-dhcp4`, memfile lease database.
+    Kea,
+    /// Our `tandemd` with `datapath = "packet"`.
+    Tandemd,
+}
+
+impl ServerKind {
+    /// The one place the kind is chosen: `TANDEM_E2E_SERVER=kea|tandemd`, default `tandemd`.
+    pub fn from_env() -> Self {
+        match std::env::var("TANDEM_E2E_SERVER").as_deref() {
+            Ok("kea") => Self::Kea,
+            Ok("tandemd") | Err(_) => Self::Tandemd,
+            Ok(other) => panic!("TANDEM_E2E_SERVER={other:?}: expected \"kea\" or \"tandemd\""),
+        }
+    }
+}
+
+/// One subnet the server serves.
+#[derive(Debug, Clone)]
+pub struct SubnetSpec {
+    /// `10.77.0.0/16`.
+    pub prefix: String,
+    /// First and last address of the one pool.
+    pub pool: (Ipv4Addr, Ipv4Addr),
+    /// Option 3.
+    pub router: Option<Ipv4Addr>,
+}
+
+/// What the test asks of the server, independent of its kind.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    /// Interfaces (inside the server namespace) where DHCP is served.
+    pub interfaces: Vec<String>,
+    /// Option 54.
+    pub server_id: Ipv4Addr,
+    /// The subnets.
+    pub subnets: Vec<SubnetSpec>,
+    /// Lease time given to clients; T1 and T2 are half and 7/8 of it.
+    pub lease_time: Duration,
+}
+
+/// One lease as the server's own store reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The leased address.
+    pub address: Ipv4Addr,
+    /// Binding state: `active`, `released`, `expired`, ...
+    pub state: String,
+    /// Client hardware address, lower-case `aa:bb:...`.
+    pub chaddr: String,
+    /// Client identifier (option 61) as lower-case hex without separators, if any.
+    pub client_id: Option<String>,
+    /// Expiry, Unix seconds.
+    pub ends: u64,
+}
+
+/// A running (or killed) DHCP server with its config and data directory.
+pub struct Server {
+    /// Which server this is.
+    pub kind: ServerKind,
+    ns: Ns,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Server {
+    /// Writes the config for `kind` and starts the server in `ns`; returns once it serves.
+    pub fn start(kind: ServerKind, ns: &Ns, spec: &ServerSpec) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tdm-e2e-srv-")
+            .tempdir()
+            .expect("create the server's temp dir");
+        let config = match kind {
+            ServerKind::Kea => write_kea_config(dir.path(), spec),
+            ServerKind::Tandemd => write_tandemd_config(dir.path(), spec),
+        };
+        let mut server = Self {
+            kind,
+            ns: ns.clone(),
+            dir,
+            config,
+            child: None,
+            starts: 0,
+        };
+        server.launch();
+        server
+    }
+
+    /// Starts the process on the existing config and data and waits until it serves.
+    fn launch(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        self.starts += 1;
+        let log = self.log_path();
+        let config = self.config.to_string_lossy().into_owned();
+        let mut child = match self.kind {
+            ServerKind::Kea => {
+                let mut cmd = self.ns.command("kea-dhcp4");
+                cmd.args(["-c", &config])
+                    .env("KEA_PIDFILE_DIR", self.dir.path())
+                    .env("KEA_LOCKFILE_DIR", self.dir.path());
+                super::net::spawn_logged(cmd, &log)
+            }
+            ServerKind::Tandemd => {
+                let mut cmd = self.ns.command(env!("CARGO_BIN_EXE_tandemd"));
+                cmd.args(["--config", &config]);
+                super::net::spawn_logged(cmd, &log)
+            }
+        };
+        let ready = super::try_wait_until(Duration::from_secs(15), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(Err(status));
+            }
+            self.serving().then_some(Ok(()))
+        });
+        match ready {
+            Some(Ok(())) => self.child = Some(child),
+            Some(Err(status)) => panic!(
+                "{:?} exited at start ({status}); log {}:\n{}",
+                self.kind,
+                log.display(),
+                self.log()
+            ),
+            None => {
+                super::reap(&mut child);
+                panic!(
+                    "{:?} did not start serving within 15 s; log:\n{}",
+                    self.kind,
+                    self.log()
+                )
+            }
+        }
+    }
+
+    /// Whether the server says it is up: Kea logs `DHCP4_STARTED` (once per start); tandemd
+    /// answers `tandemctl status`.
+    fn serving(&self) -> bool {
+        match self.kind {
+            ServerKind::Kea => self.log().contains("DHCP4_STARTED"),
+            ServerKind::Tandemd => self
+                .tandemctl(&["status", "--json"])
+                .is_ok_and(|s| serde_json::from_str::<serde_json::Value>(&s).is_ok()),
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("server-{}.log", self.starts))
+    }
+
+    /// The log of the current (or last) run.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The data directory (tandemd's `data_dir`; Kea's memfile lives there too).
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// `kill -9`: no chance to flush or say goodbye.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("kill9: server not running");
+        super::signal(child.id(), "KILL");
+        let _ = child.wait();
+    }
+
+    /// SIGTERM and wait (at most 10 s) for a clean exit; panics if it doesn't exit.
+    pub fn terminate(&mut self) {
+        let mut child = self.child.take().expect("terminate: server not running");
+        super::signal(child.id(), "TERM");
+        if super::wait_exit(&mut child, Duration::from_secs(10)).is_none() {
+            super::reap(&mut child);
+            panic!(
+                "{:?} ignored SIGTERM for 10 s; log:\n{}",
+                self.kind,
+                self.log()
+            );
+        }
+    }
+
+    /// Starts the server again on the same config and data directory.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.terminate();
+        }
+        self.launch();
+    }
+
+    /// Runs `tandemctl --data-dir D ARGS` in the server namespace; stdout or the error output.
+    pub fn tandemctl(&self, args: &[&str]) -> Result<String, String> {
+        let data_dir = self.dir.path().to_string_lossy().into_owned();
+        let mut full = vec![env!("CARGO_BIN_EXE_tandemctl"), "--data-dir", &data_dir];
+        full.extend_from_slice(args);
+        let out = self.ns.exec(&full);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "{full:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// `tandemctl status --json` for tandemd; `None` for Kea, which has no such thing here.
+    pub fn status_json(&self) -> Option<serde_json::Value> {
+        match self.kind {
+            ServerKind::Kea => None,
+            ServerKind::Tandemd => {
+                let out = self
+                    .tandemctl(&["status", "--json"])
+                    .unwrap_or_else(|e| panic!("tandemctl status: {e}"));
+                Some(
+                    serde_json::from_str(&out).unwrap_or_else(|e| {
+                        panic!("tandemctl status --json is not JSON ({e}): {out}")
+                    }),
+                )
+            }
+        }
+    }
+
+    /// Every lease the server's store holds: tandemd through `tandemctl leases --json`, Kea by
+    /// reading its memfile CSV (works whether or not the server runs).
+    pub fn leases(&self) -> Vec<Lease> {
+        match self.kind {
+            ServerKind::Kea => read_kea_memfile(&self.dir.path().join("leases4.csv")),
+            ServerKind::Tandemd => {
+                let out = self
+                    .tandemctl(&["leases", "--json"])
+                    .unwrap_or_else(|e| panic!("tandemctl leases: {e}"));
+                parse_tandemctl_leases(&out)
+            }
+        }
+    }
+
+    /// The leases bound now (state `active` and not yet ended).
+    pub fn active_leases(&self) -> Vec<Lease> {
+        let now = unix_now();
+        self.leases()
+            .into_iter()
+            .filter(|l| l.state == "active" && l.ends > now)
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            super::signal(child.id(), "KILL");
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {:?} log ({}) ---\n{}",
+                self.kind,
+                self.log_path().display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn write_kea_config(dir: &Path, spec: &ServerSpec) -> PathBuf {
+    let lease = spec.lease_time.as_secs();
+    let subnets: Vec<serde_json::Value> = spec
+        .subnets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut options = Vec::new();
+            if let Some(r) = s.router {
+                options.push(serde_json::json!({"name": "routers", "data": r.to_string()}));
+            }
+            serde_json::json!({
+                "id": i + 1,
+                "subnet": s.prefix,
+                "pools": [{"pool": format!("{} - {}", s.pool.0, s.pool.1)}],
+                "option-data": options,
+            })
+        })
+        .collect();
+    let config = serde_json::json!({
+        "Dhcp4": {
+            "interfaces-config": {
+                "interfaces": spec.interfaces,
+                "dhcp-socket-type": "raw",
+            },
+            "lease-database": {
+                "type": "memfile",
+                "persist": true,
+                "name": dir.join("leases4.csv"),
+                "lfc-interval": 0,
+            },
+            "valid-lifetime": lease,
+            "renew-timer": lease / 2,
+            "rebind-timer": lease * 7 / 8,
+            "server-tag": "tandem-e2e",
+            "option-data": [
+                {"name": "dhcp-server-identifier", "data": spec.server_id.to_string()},
+            ],
+            "subnet4": subnets,
+            // Start-up at INFO (readiness is DHCP4_STARTED); per-lease logging off, it halves
+            // Kea's rate.
+            "loggers": [
+                {
+                    "name": "kea-dhcp4",
+                    "output_options": [{"output": "stdout"}],
+                    "severity": "INFO",
+                },
+                {
+                    "name": "kea-dhcp4.leases",
+                    "output_options": [{"output": "stdout"}],
+                    "severity": "WARN",
+                },
+            ],
+        }
+    });
+    let path = dir.join("kea-dhcp4.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&config).expect("serialise"),
+    )
+    .expect("write the Kea config");
+    path
+}
+
+/// The TOML of DESIGN.md §6, `datapath = "packet"`.
+fn write_tandemd_config(dir: &Path, spec: &ServerSpec) -> PathBuf {
+    let quoted = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut toml = String::new();
+    let _ = writeln!(toml, "[server]");
+    let _ = writeln!(toml, "interfaces = [{}]", quoted(&spec.interfaces));
+    let _ = writeln!(toml, "server_id = \"{}\"", spec.server_id);
+    let _ = writeln!(toml, "data_dir = {:?}", dir.to_string_lossy());
+    let _ = writeln!(toml, "datapath = \"packet\"");
+    let _ = writeln!(toml, "workers = 0");
+    let _ = writeln!(toml, "durability = \"sync\"");
+    for s in &spec.subnets {
+        let _ = writeln!(toml, "\n[[subnet]]");
+        let _ = writeln!(toml, "prefix = \"{}\"", s.prefix);
+        let _ = writeln!(toml, "pools = [\"{}-{}\"]", s.pool.0, s.pool.1);
+        if let Some(r) = s.router {
+            let _ = writeln!(toml, "router = [\"{r}\"]");
+        }
+        let _ = writeln!(toml, "lease_time = \"{}s\"", spec.lease_time.as_secs());
+    }
+    let path = dir.join("tandemd.toml");
+    std::fs::write(&path, toml).expect("write the tandemd config");
+    path
+}
+
+/// Kea memfile v4 CSV: `address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,
+/// fqdn_rev,hostname,state,user_context[,pool_id]`; one row per change, the last row of an
+/// address wins; `valid_lifetime = 0` is a deletion (release), state 0 = default (bound),
+/// 1 = declined, 2 = expired-reclaimed.
+fn read_kea_memfile(path: &Path) -> Vec<Lease> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut last: std::collections::BTreeMap<Ipv4Addr, Lease> = Default::default();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 10 {
+            continue;
+        }
+        let Ok(address) = f[0].parse::<Ipv4Addr>() else {
+            continue;
+        };
+        let valid: u64 = f[3].parse().unwrap_or(0);
+        let expire: u64 = f[4].parse().unwrap_or(0);
+        let state = match (valid, f[9]) {
+            (0, _) => "released",
+            (_, "0") => "active",
+            (_, "1") => "declined",
+            (_, "2") => "expired",
+            _ => "unknown",
+        };
+        last.insert(
+            address,
+            Lease {
+                address,
+                state: state.to_owned(),
+                chaddr: f[1].to_ascii_lowercase(),
+                client_id: (!f[2].is_empty()).then(|| f[2].replace(':', "").to_ascii_lowercase()),
+                ends: expire,
+            },
+        );
+    }
+    last.into_values().collect()
+}
+
+/// `tandemctl leases --json`: a list of `{address, state, chaddr, client_id, ends}`.
+fn parse_tandemctl_leases(out: &str) -> Vec<Lease> {
+    let v: serde_json::Value = serde_json::from_str(out)
+        .unwrap_or_else(|e| panic!("tandemctl leases --json is not JSON ({e}): {out}"));
+    let list = v
+        .as_array()
+        .or_else(|| v.get("leases").and_then(|l| l.as_array()))
+        .unwrap_or_else(|| panic!("tandemctl leases --json: expected a list: {out}"));
+    list.iter()
+        .map(|l| {
+            let s = |k: &str| l.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            Lease {
+                address: s("address")
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or_else(|| panic!("lease without address: {l}")),
+                state: s("state").unwrap_or_default().to_ascii_lowercase(),
+                chaddr: s("chaddr").unwrap_or_default().to_ascii_lowercase(),
+                client_id: s("client_id")
+                    .filter(|c| !c.is_empty())
+                    .map(|c| c.replace(':', "").to_ascii_lowercase()),
+                ends: l.get("ends").and_then(|e| e.as_u64()).unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
+impl ServerSpec {
+    /// The direct layout's server: [`DIRECT_PREFIX`](super::net::DIRECT_PREFIX), pool
+    /// `10.77.1.0-10.77.255.254` (the clients' static addresses `10.77.0.x` stay outside).
+    pub fn direct(net: &super::net::TestNet, lease_time: Duration) -> Self {
+        Self {
+            interfaces: vec![net.server.iface.clone()],
+            server_id: super::net::DIRECT_SERVER,
+            subnets: vec![SubnetSpec {
+                prefix: super::net::DIRECT_PREFIX.to_owned(),
+                pool: (Ipv4Addr::new(10, 77, 1, 0), Ipv4Addr::new(10, 77, 255, 254)),
+                router: Some(super::net::DIRECT_SERVER),
+            }],
+            lease_time,
+        }
+    }
+
+    /// The relay layout's server: the relayed subnet
+    /// [`RELAYED_PREFIX`](super::net::RELAYED_PREFIX) plus a decoy subnet no relay uses, so a
+    /// lease from the right one proves the giaddr selected it.
+    pub fn relayed(net: &super::net::TestNet, lease_time: Duration) -> Self {
+        Self {
+            interfaces: vec![net.server.iface.clone()],
+            server_id: super::net::RELAY_LINK_SERVER,
+            subnets: vec![
+                SubnetSpec {
+                    prefix: "10.80.0.0/24".to_owned(),
+                    pool: (Ipv4Addr::new(10, 80, 0, 100), Ipv4Addr::new(10, 80, 0, 200)),
+                    router: Some(Ipv4Addr::new(10, 80, 0, 1)),
+                },
+                SubnetSpec {
+                    prefix: super::net::RELAYED_PREFIX.to_owned(),
+                    pool: (Ipv4Addr::new(10, 78, 0, 100), Ipv4Addr::new(10, 78, 0, 200)),
+                    router: Some(super::net::RELAY_GIADDR),
+                },
+            ],
+            lease_time,
+        }
+    }
+}
