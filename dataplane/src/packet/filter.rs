@@ -18,6 +18,7 @@ use crate::sys::SockFilter;
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_8021Q: u32 = 0x8100;
 const IPPROTO_UDP: u32 = 17;
+const DHCP_PORT: u32 = ebpf::DHCP_SERVER_PORT as u32;
 /// The 13-bit fragment offset of IPv4 flags/fragment (RFC 791 §3.1).
 const FRAG_OFFSET_MASK: u32 = 0x1fff;
 /// `PACKET_HOST` = 0, `PACKET_BROADCAST` = 1, `PACKET_MULTICAST` = 2 pass; `PACKET_OTHERHOST`
@@ -80,13 +81,7 @@ pub const DHCP_SERVER: [SockFilter; 23] = [
     /* 10 */ jump(JSET_K, FRAG_OFFSET_MASK, to(10, L_DROP), 0),
     /* 11 */ op(LDX_B_MSH, 14),
     /* 12 */ op(LD_H_IND, 14 + 2),
-    /* 13 */
-    jump(
-        JEQ_K,
-        ebpf::DHCP_SERVER_PORT as u32,
-        to(13, L_ACCEPT),
-        to(13, L_DROP),
-    ),
+    /* 13 */ jump(JEQ_K, DHCP_PORT, to(13, L_ACCEPT), to(13, L_DROP)),
     // IPv4 at 18, after an in-band 802.1Q tag.
     /* 14 */ op(LD_B_ABS, 18 + 9),
     /* 15 */ jump(JEQ_K, IPPROTO_UDP, 0, to(15, L_DROP)),
@@ -94,13 +89,7 @@ pub const DHCP_SERVER: [SockFilter; 23] = [
     /* 17 */ jump(JSET_K, FRAG_OFFSET_MASK, to(17, L_DROP), 0),
     /* 18 */ op(LDX_B_MSH, 18),
     /* 19 */ op(LD_H_IND, 18 + 2),
-    /* 20 */
-    jump(
-        JEQ_K,
-        ebpf::DHCP_SERVER_PORT as u32,
-        to(20, L_ACCEPT),
-        to(20, L_DROP),
-    ),
+    /* 20 */ jump(JEQ_K, DHCP_PORT, to(20, L_ACCEPT), to(20, L_DROP)),
     /* 21 */ op(RET_K, ACCEPT_LEN),
     /* 22 */ op(RET_K, 0),
 ];

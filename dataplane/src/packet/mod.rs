@@ -274,10 +274,10 @@ impl PacketIo {
 
     /// Adds the kernel's queue-full drops since the last look to `stats`.
     fn collect_kernel_drops(&self, stats: &WorkerStats) {
-        if let Ok((_, drops)) = self.socket.kernel_stats() {
-            if drops > 0 {
-                stats.add_drops(DropReason::RxQueueFull, u64::from(drops));
-            }
+        if let Ok((_, drops)) = self.socket.kernel_stats()
+            && drops > 0
+        {
+            stats.add_drops(DropReason::RxQueueFull, u64::from(drops));
         }
     }
 }
@@ -296,7 +296,7 @@ impl FrameIo for PacketIo {
 
     fn recv(&mut self, stats: &WorkerStats) -> io::Result<RxBatch<'_>> {
         self.recv_calls = self.recv_calls.wrapping_add(1);
-        if self.recv_calls % KERNEL_STATS_EVERY == 0 {
+        if self.recv_calls.is_multiple_of(KERNEL_STATS_EVERY) {
             self.collect_kernel_drops(stats);
         }
         self.descs.clear();
