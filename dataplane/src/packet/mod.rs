@@ -225,7 +225,7 @@ fn join_fanout(fd: BorrowedFd<'_>, how: Fanout) -> io::Result<u16> {
 
 /// A [`Socket`] with its receive arena: the kernel packet path's [`FrameIo`].
 ///
-/// Each of the `batch` receive slots is [`VLAN_HEADROOM`] + `slot_len` bytes; the kernel
+/// Each of the `batch` receive slots is 4 bytes of headroom + `slot_len` bytes; the kernel
 /// writes a frame after the headroom, and when it had taken the VLAN tag out of the frame
 /// (`TP_STATUS_VLAN_VALID`), the MAC addresses move 4 bytes forward and the tag goes back
 /// in, so handlers always see the frame as it was on the wire, whichever datapath it took.
