@@ -470,6 +470,23 @@ impl Server {
             };
             (sockets, PortGuard::bind(Some("vb")).expect("guard"))
         });
+        if n > 1 {
+            let group = sockets[0].fanout_group();
+            assert!(group.is_some(), "the first socket made a group");
+            for s in &sockets {
+                assert_eq!(s.fanout_group(), group, "all sockets in one group");
+                // id | type << 16 | flags << 24: round robin, rollover, outgoing ignored.
+                let v = sys::get_int_opt(s.as_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT)
+                    .expect("fanout");
+                let (mode, flags) = ((v >> 16) & 0xff, (v >> 24) & 0xff);
+                assert_eq!(mode as u32, libc::PACKET_FANOUT_LB);
+                assert_eq!(
+                    flags as u32,
+                    (libc::PACKET_FANOUT_FLAG_ROLLOVER | libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING)
+                        >> 8
+                );
+            }
+        }
         let shutdown = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let cores = core_count();
@@ -535,17 +552,21 @@ fn core_count() -> usize {
 
 struct Client {
     io: PacketIo,
+    /// The replies come to A:67: without a guard A's kernel would answer each with ICMP.
+    _guard: PortGuard,
     tx: TxBatch,
     stats: WorkerStats,
 }
 
 impl Client {
     fn open(ns: &str, ifname: &str) -> Client {
-        let sock = in_ns(ns, || {
-            Socket::open(ifname, &SocketOptions::default()).expect("client socket")
+        let (sock, guard) = in_ns(ns, || {
+            let sock = Socket::open(ifname, &SocketOptions::default()).expect("client socket");
+            (sock, PortGuard::bind(None).expect("client guard"))
         });
         Client {
             io: PacketIo::new(sock, 64),
+            _guard: guard,
             tx: TxBatch::new(64, 2048),
             stats: WorkerStats::new(),
         }
