@@ -3,5 +3,9 @@
 //! - [`wire`]: zero-copy views and validated reprs for Ethernet, IPv4, UDP and DHCPv4.
 //! - [`engine`]: the RFC 2131 decision engine, sans-IO (time passed in).
 
-pub mod wire;
 pub mod engine;
+pub mod packet;
+pub mod stats;
+pub mod sys;
+pub mod wire;
+pub mod worker;

@@ -1,0 +1,273 @@
+//! Per-worker counters: written by one worker, read lock-free by the control thread.
+//!
+//! Each [`WorkerStats`] sits on cache lines of its own (aligned to 128 bytes: x86's adjacent
+//! line prefetcher pairs 64-byte lines, as crossbeam's `CachePadded` notes), so workers never
+//! contend on each other's counters, and a reader only ever costs the writer a line transfer.
+//! Counters are `Relaxed` atomics: each is a monotonic count on its own, and a
+//! [`StatsSnapshot`] is a set of independent reads, not a consistent cut (`rx` may be read
+//! before the drops of the same batch are added).
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a frame was dropped, one counter each. The datapath counts its own reasons; the DHCP
+/// engine maps its drop reasons onto these (`stats.add_drop(reason)`), and a new reason is a new
+/// variant here (with its name), so `tandemctl status` shows every one by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum DropReason {
+    /// The frame did not fit the receive buffer (longer than the slot).
+    Truncated,
+    /// The kernel dropped it before we read it: the socket's receive queue was full
+    /// (`PACKET_STATISTICS` `tp_drops`).
+    RxQueueFull,
+    /// Ethernet/IPv4/UDP/DHCP did not parse, or a checksum was wrong.
+    Malformed,
+    /// Well formed, but not ours to answer (another server's id, not a BOOTREQUEST, ...).
+    NotForUs,
+    /// A message type or option combination tandem does not answer.
+    Unsupported,
+    /// Load balancing (RFC 3074): the partner's hash bucket.
+    PeerOwns,
+    /// No address to offer (pool exhausted, or no scope for the client's network).
+    NoAddress,
+    /// Shed under overload (DISCOVERs first).
+    Shed,
+    /// Too old to be worth answering (client `secs`, queue age).
+    Stale,
+    /// The lease change could not be made durable, so no ACK was sent.
+    Durability,
+    /// The handler produced more replies than the batch's transmit slots.
+    TxFull,
+    /// Anything else.
+    Other,
+}
+
+impl DropReason {
+    /// How many reasons there are.
+    pub const COUNT: usize = 12;
+
+    /// Every reason, in index order.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Truncated,
+        DropReason::RxQueueFull,
+        DropReason::Malformed,
+        DropReason::NotForUs,
+        DropReason::Unsupported,
+        DropReason::PeerOwns,
+        DropReason::NoAddress,
+        DropReason::Shed,
+        DropReason::Stale,
+        DropReason::Durability,
+        DropReason::TxFull,
+        DropReason::Other,
+    ];
+
+    /// The counter's index, `0..COUNT`.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The reason with index `i`, if there is one.
+    pub const fn from_index(i: usize) -> Option<DropReason> {
+        if i < Self::COUNT {
+            Some(Self::ALL[i])
+        } else {
+            None
+        }
+    }
+
+    /// The name shown by `tandemctl status` (lower case, hyphens).
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::RxQueueFull => "rx-queue-full",
+            DropReason::Malformed => "malformed",
+            DropReason::NotForUs => "not-for-us",
+            DropReason::Unsupported => "unsupported",
+            DropReason::PeerOwns => "peer-owns",
+            DropReason::NoAddress => "no-address",
+            DropReason::Shed => "shed",
+            DropReason::Stale => "stale",
+            DropReason::Durability => "durability",
+            DropReason::TxFull => "tx-full",
+            DropReason::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One worker's counters. Share it as `Arc<WorkerStats>`: the worker (and its handler) add,
+/// the control thread calls [`WorkerStats::snapshot`].
+#[derive(Debug, Default)]
+#[repr(C, align(128))]
+pub struct WorkerStats {
+    rx: AtomicU64,
+    tx: AtomicU64,
+    tx_errors: AtomicU64,
+    batches: AtomicU64,
+    dropped: [AtomicU64; DropReason::COUNT],
+}
+
+impl WorkerStats {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `n` frames handed to the handler.
+    pub fn add_rx(&self, n: u64) {
+        self.rx.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` frames the kernel accepted for transmission.
+    pub fn add_tx(&self, n: u64) {
+        self.tx.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` frames the handler built that could not be sent.
+    pub fn add_tx_errors(&self, n: u64) {
+        self.tx_errors.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One non-empty receive batch handled (`rx / batches` is the mean batch size).
+    pub fn add_batch(&self) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One frame dropped for `reason`.
+    pub fn add_drop(&self, reason: DropReason) {
+        self.add_drops(reason, 1);
+    }
+
+    /// `n` frames dropped for `reason`.
+    pub fn add_drops(&self, reason: DropReason, n: u64) {
+        self.dropped[reason.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One frame dropped for the reason with index `i` (see [`DropReason::index`]); an index
+    /// out of range counts as [`DropReason::Other`].
+    pub fn add_drop_index(&self, i: usize) {
+        self.add_drop(DropReason::from_index(i).unwrap_or(DropReason::Other));
+    }
+
+    /// The counters now, as plain numbers.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            rx: self.rx.load(Ordering::Relaxed),
+            tx: self.tx.load(Ordering::Relaxed),
+            tx_errors: self.tx_errors.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            dropped: std::array::from_fn(|i| self.dropped[i].load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A copy of one worker's counters (or the sum of several: `+`, `Sum`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub rx: u64,
+    pub tx: u64,
+    pub tx_errors: u64,
+    pub batches: u64,
+    /// Indexed by [`DropReason::index`].
+    pub dropped: [u64; DropReason::COUNT],
+}
+
+impl StatsSnapshot {
+    /// Frames dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()]
+    }
+
+    /// Frames dropped for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().fold(0, |a, &b| a.saturating_add(b))
+    }
+
+    /// `(name, count)` for every reason, in index order.
+    pub fn drops_by_name(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL.iter().map(|r| (r.name(), self.dropped(*r)))
+    }
+}
+
+impl std::ops::Add for StatsSnapshot {
+    type Output = StatsSnapshot;
+
+    fn add(self, o: StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            rx: self.rx.saturating_add(o.rx),
+            tx: self.tx.saturating_add(o.tx),
+            tx_errors: self.tx_errors.saturating_add(o.tx_errors),
+            batches: self.batches.saturating_add(o.batches),
+            dropped: std::array::from_fn(|i| self.dropped[i].saturating_add(o.dropped[i])),
+        }
+    }
+}
+
+impl std::iter::Sum for StatsSnapshot {
+    fn sum<I: Iterator<Item = StatsSnapshot>>(iter: I) -> StatsSnapshot {
+        iter.fold(StatsSnapshot::default(), |a, b| a + b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn reasons_index_and_name_round_trip() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert_eq!(DropReason::from_index(i), Some(*r));
+        }
+        assert_eq!(DropReason::from_index(DropReason::COUNT), None);
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn stats_own_their_cache_lines() {
+        assert_eq!(std::mem::align_of::<WorkerStats>(), 128);
+        assert_eq!(std::mem::size_of::<WorkerStats>() % 128, 0);
+    }
+
+    #[test]
+    fn counts_from_a_worker_are_seen_by_a_reader() {
+        let stats = Arc::new(WorkerStats::new());
+        let writer = {
+            let stats = Arc::clone(&stats);
+            std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    stats.add_rx(2);
+                    stats.add_tx(1);
+                    stats.add_drop(DropReason::Malformed);
+                }
+                stats.add_drop_index(DropReason::Shed.index());
+                stats.add_drop_index(999);
+                stats.add_tx_errors(3);
+                stats.add_batch();
+            })
+        };
+        writer.join().expect("writer");
+        let s = stats.snapshot();
+        assert_eq!((s.rx, s.tx, s.tx_errors, s.batches), (2000, 1000, 3, 1));
+        assert_eq!(s.dropped(DropReason::Malformed), 1000);
+        assert_eq!(s.dropped(DropReason::Shed), 1);
+        assert_eq!(s.dropped(DropReason::Other), 1);
+        assert_eq!(s.dropped_total(), 1002);
+        let total: StatsSnapshot = [s, s].into_iter().sum();
+        assert_eq!(total.rx, 4000);
+        assert_eq!(
+            total.drops_by_name().find(|(n, _)| *n == "malformed"),
+            Some(("malformed", 2000))
+        );
+    }
+}

@@ -1,0 +1,509 @@
+//! The one module through which the packet path makes system calls (aya's `sys` pattern).
+//!
+//! Everything above this module is safe code over owned file descriptors; everything here is a
+//! thin wrapper that turns one syscall into an `io::Result`.
+//!
+//! Invariants every function here keeps:
+//! - File descriptors come in as [`BorrowedFd`] (open for the whole call) and go out as
+//!   [`OwnedFd`] (closed exactly once, on drop).
+//! - Memory handed to the kernel is borrowed from safe Rust for the duration of the call only:
+//!   the `iovec`, `msghdr`, address and control buffers live on this function's stack and
+//!   point into slices the caller lent us; the kernel writes at most `iov_len`, `msg_namelen`
+//!   and `msg_controllen` bytes into them and keeps no reference after returning.
+//! - Nothing the kernel wrote is trusted for its length: every length it reports is clamped to
+//!   the buffer it was written into before it is used to slice.
+//! - No function here allocates on the heap; the batch functions use fixed stack arrays of
+//!   [`MAX_BATCH`] entries.
+
+use std::ffi::CString;
+use std::io;
+use std::mem::{self, MaybeUninit};
+use std::net::SocketAddrV4;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+/// The most frames one [`recv_batch`] or [`send_batch`] call moves.
+pub const MAX_BATCH: usize = 64;
+
+/// One classic BPF instruction (`struct sock_filter`).
+pub type SockFilter = libc::sock_filter;
+
+/// `-1` from a syscall becomes `errno`.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Wraps a descriptor a successful `socket(2)` just returned.
+fn owned(ret: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = cvt(ret)?;
+    // SAFETY: `fd` was just returned by a successful socket(2); nothing else owns it, so
+    // handing sole ownership to `OwnedFd` (which closes it once, on drop) is sound.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `size_of::<T>()` as a `socklen_t`; every type passed here is a small kernel struct.
+fn socklen<T>() -> libc::socklen_t {
+    libc::socklen_t::try_from(mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
+}
+
+/// An `AF_PACKET`/`SOCK_RAW` socket with protocol 0: it receives nothing until
+/// [`bind_packet`] names a protocol, so a filter attached before that sees every frame.
+pub fn packet_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes no pointers.
+    owned(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })
+}
+
+/// An `AF_INET`/`SOCK_DGRAM` socket (nonblocking, close-on-exec).
+pub fn udp_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes no pointers.
+    owned(unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_UDP,
+        )
+    })
+}
+
+/// The index of the interface called `name` in the calling thread's network namespace.
+pub fn if_nametoindex(name: &str) -> io::Result<u32> {
+    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `cname` is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if index == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(index)
+    }
+}
+
+/// `setsockopt(fd, level, name, &value, sizeof value)` for any plain-data `T`.
+fn setsockopt<T>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` points to a live `T` of `size_of::<T>()` bytes for the whole call; the
+    // kernel only reads it.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            socklen::<T>(),
+        )
+    })
+    .map(drop)
+}
+
+/// Sets an `int`-valued socket option.
+pub fn set_int_opt(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    setsockopt(fd, level, name, &value)
+}
+
+/// Reads an `int`-valued socket option.
+pub fn get_int_opt(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = socklen::<libc::c_int>();
+    // SAFETY: `value` and `len` are live locals; the kernel writes at most `len` (4) bytes
+    // into `value` and updates `len`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    })?;
+    Ok(value)
+}
+
+/// `SO_BINDTODEVICE`: the socket only sees traffic that arrived on interface `name`.
+pub fn bind_to_device(fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    let bytes = name.as_bytes();
+    let len = libc::socklen_t::try_from(bytes.len())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `bytes` is a live slice of `len` bytes for the call; the kernel copies at most
+    // IFNAMSIZ of them and does not need NUL termination when given the length.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            bytes.as_ptr().cast(),
+            len,
+        )
+    })
+    .map(drop)
+}
+
+/// `SO_ATTACH_FILTER`: attaches a classic BPF program; the kernel checks and copies it.
+pub fn attach_filter(fd: BorrowedFd<'_>, program: &[SockFilter]) -> io::Result<()> {
+    let len =
+        u16::try_from(program.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fprog = libc::sock_fprog {
+        len,
+        // The kernel only reads the program; the field is `*mut` for C's sake.
+        filter: program.as_ptr().cast_mut(),
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// Binds a packet socket to `ifindex`, receiving `protocol` (host order, e.g. `ETH_P_ALL`).
+pub fn bind_packet(fd: BorrowedFd<'_>, ifindex: u32, protocol: u16) -> io::Result<()> {
+    let ifindex =
+        libc::c_int::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let addr = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as libc::c_ushort,
+        sll_protocol: protocol.to_be(),
+        sll_ifindex: ifindex,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    };
+    // SAFETY: `addr` is a live, fully initialised sockaddr_ll and the length passed is its size.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const addr).cast(),
+            socklen::<libc::sockaddr_ll>(),
+        )
+    })
+    .map(drop)
+}
+
+/// Binds an `AF_INET` socket to `addr`.
+pub fn bind_ipv4(fd: BorrowedFd<'_>, addr: SocketAddrV4) -> io::Result<()> {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `sin` is a live, fully initialised sockaddr_in and the length passed is its size.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const sin).cast(),
+            socklen::<libc::sockaddr_in>(),
+        )
+    })
+    .map(drop)
+}
+
+/// `PACKET_STATISTICS`: frames the socket received and dropped (queue full) since the last
+/// call. Reading resets the kernel's counters.
+pub fn packet_statistics(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = socklen::<libc::tpacket_stats>();
+    // SAFETY: `stats` and `len` are live locals; the kernel writes at most `len` bytes.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&raw mut stats).cast(),
+            &raw mut len,
+        )
+    })?;
+    Ok((stats.tp_packets, stats.tp_drops))
+}
+
+/// What [`poll_one`] waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ready {
+    Readable,
+    Writable,
+}
+
+/// Waits up to `timeout` for `fd` to become ready. `Ok(false)` on timeout or `EINTR`.
+pub fn poll_one(fd: BorrowedFd<'_>, ready: Ready, timeout: Duration) -> io::Result<bool> {
+    let events = match ready {
+        Ready::Readable => libc::POLLIN,
+        Ready::Writable => libc::POLLOUT,
+    };
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // Round up so a sub-millisecond timeout still sleeps instead of spinning.
+    let ms = timeout.as_micros().div_ceil(1000);
+    let ms = libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `pfd` is one live pollfd and we pass nfds = 1.
+    match cvt(unsafe { libc::poll(&raw mut pfd, 1, ms) }) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `struct tpacket_auxdata`, the fields the packet path reads (`PACKET_AUXDATA`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuxData {
+    /// `TP_STATUS_*` bits.
+    pub status: u32,
+    /// The frame's length on the wire.
+    pub len: u32,
+    /// The 802.1Q TCI the kernel (or NIC) took out of the frame, if `TP_STATUS_VLAN_VALID`.
+    pub vlan_tci: u16,
+    /// Its TPID, if `TP_STATUS_VLAN_TPID_VALID`.
+    pub vlan_tpid: u16,
+}
+
+/// What the kernel said about one received frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// Bytes written into the buffer (never more than its length).
+    pub len: usize,
+    /// The frame did not fit the buffer (`MSG_TRUNC`).
+    pub truncated: bool,
+    /// `sll_ifindex`: the interface it arrived on.
+    pub ifindex: u32,
+    /// `sll_pkttype` (`PACKET_HOST`, `PACKET_BROADCAST`, ...).
+    pub pkttype: u8,
+    /// `PACKET_AUXDATA`, when the socket asked for it.
+    pub aux: Option<AuxData>,
+}
+
+/// Room for one `cmsghdr` + `tpacket_auxdata` (CMSG_SPACE(20) = 40 on LP64), u64-aligned as
+/// `cmsghdr` requires.
+type CmsgBuf = [u64; 8];
+
+/// `recvmmsg(2)` without blocking: fills up to [`MAX_BATCH`] of the buffers `bufs` yields,
+/// one frame each, and describes frame `i` in `out[i]`. Returns how many arrived (`Ok(0)`
+/// when none were waiting).
+pub fn recv_batch<'a>(
+    fd: BorrowedFd<'_>,
+    bufs: impl IntoIterator<Item = &'a mut [u8]>,
+    out: &mut [RecvMeta],
+) -> io::Result<usize> {
+    // SAFETY: all four are arrays of C structs made only of integers and raw pointers, for
+    // which all-zero bytes are a valid (null / empty) value.
+    let mut iov: [libc::iovec; MAX_BATCH] = unsafe { mem::zeroed() };
+    // SAFETY: as above.
+    let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { mem::zeroed() };
+    // SAFETY: as above.
+    let mut addrs: [libc::sockaddr_ll; MAX_BATCH] = unsafe { mem::zeroed() };
+    let mut cmsgs: [CmsgBuf; MAX_BATCH] = [[0; 8]; MAX_BATCH];
+
+    let mut n = 0;
+    for buf in bufs.into_iter().take(out.len().min(MAX_BATCH)) {
+        iov[n] = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        n += 1;
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    for i in 0..n {
+        let h = &mut hdrs[i].msg_hdr;
+        h.msg_name = (&raw mut addrs[i]).cast();
+        h.msg_namelen = socklen::<libc::sockaddr_ll>();
+        h.msg_iov = &raw mut iov[i];
+        h.msg_iovlen = 1;
+        h.msg_control = (&raw mut cmsgs[i]).cast();
+        h.msg_controllen = mem::size_of::<CmsgBuf>();
+    }
+    let vlen = libc::c_uint::try_from(n).unwrap_or(0);
+    // SAFETY: `hdrs[..n]` are initialised msghdrs whose name, iov and control pointers point
+    // at live stack arrays (or at the caller's buffers, borrowed mutably for this call) with
+    // the lengths given; the kernel writes within those lengths and keeps no pointer.
+    let got = match cvt(unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            vlen,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    }) {
+        Ok(got) => usize::try_from(got).unwrap_or(0).min(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for i in 0..got {
+        let h = &hdrs[i].msg_hdr;
+        let written = usize::try_from(hdrs[i].msg_len).unwrap_or(usize::MAX);
+        let addr = &addrs[i];
+        out[i] = RecvMeta {
+            len: written.min(iov[i].iov_len),
+            truncated: h.msg_flags & libc::MSG_TRUNC != 0 || written > iov[i].iov_len,
+            ifindex: u32::try_from(addr.sll_ifindex).unwrap_or(0),
+            pkttype: addr.sll_pkttype,
+            aux: read_auxdata(h),
+        };
+    }
+    Ok(got)
+}
+
+/// The `PACKET_AUXDATA` control message of a received `msghdr`, if there is one.
+fn read_auxdata(h: &libc::msghdr) -> Option<AuxData> {
+    // SAFETY: `h` is a msghdr the kernel just filled; its msg_control/msg_controllen describe
+    // our live, u64-aligned control buffer and the kernel set msg_controllen to the bytes
+    // it wrote, so CMSG_FIRSTHDR/CMSG_NXTHDR stay inside it.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(h) };
+    let want = mem::size_of::<libc::tpacket_auxdata>();
+    while !cmsg.is_null() {
+        // SAFETY: non-null pointers from CMSG_FIRSTHDR/NXTHDR point at a whole cmsghdr
+        // inside the control buffer.
+        let c = unsafe { &*cmsg };
+        let data_len = c.cmsg_len.saturating_sub(cmsg_len_of(0));
+        if c.cmsg_level == libc::SOL_PACKET
+            && c.cmsg_type == libc::PACKET_AUXDATA
+            && data_len >= want
+        {
+            let mut aux = MaybeUninit::<libc::tpacket_auxdata>::uninit();
+            // SAFETY: the cmsg holds at least `want` data bytes (checked above) inside the
+            // control buffer; we copy them byte-wise (no alignment needed) into `aux`, which
+            // is then fully initialised (tpacket_auxdata is all integers).
+            let aux = unsafe {
+                std::ptr::copy_nonoverlapping(
+                    libc::CMSG_DATA(cmsg),
+                    aux.as_mut_ptr().cast::<u8>(),
+                    want,
+                );
+                aux.assume_init()
+            };
+            return Some(AuxData {
+                status: aux.tp_status,
+                len: aux.tp_len,
+                vlan_tci: aux.tp_vlan_tci,
+                vlan_tpid: aux.tp_vlan_tpid,
+            });
+        }
+        // SAFETY: as for CMSG_FIRSTHDR; NXTHDR returns null past the end of the buffer.
+        cmsg = unsafe { libc::CMSG_NXTHDR(h, cmsg) };
+    }
+    None
+}
+
+/// `CMSG_LEN(n)` as a `usize`.
+fn cmsg_len_of(n: u32) -> usize {
+    // SAFETY: CMSG_LEN is pure arithmetic on its argument.
+    usize::try_from(unsafe { libc::CMSG_LEN(n) }).unwrap_or(usize::MAX)
+}
+
+/// `sendmmsg(2)` without blocking: sends up to [`MAX_BATCH`] of `frames`, each a whole
+/// datagram (for a bound packet socket, a whole Ethernet frame out of the bound interface).
+/// Returns how many the kernel took, in order; `Err` when the first one failed (the errno
+/// belongs to that frame, or `WouldBlock` when the socket's send buffer is full).
+pub fn send_batch<'a>(
+    fd: BorrowedFd<'_>,
+    frames: impl IntoIterator<Item = &'a [u8]>,
+) -> io::Result<usize> {
+    // SAFETY: arrays of C structs made only of integers and raw pointers, for which all-zero
+    // bytes are a valid (null / empty) value.
+    let mut iov: [libc::iovec; MAX_BATCH] = unsafe { mem::zeroed() };
+    // SAFETY: as above.
+    let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { mem::zeroed() };
+    let mut n = 0;
+    for frame in frames.into_iter().take(MAX_BATCH) {
+        iov[n] = libc::iovec {
+            // The kernel only reads from send buffers; the field is `*mut` for C's sake.
+            iov_base: frame.as_ptr().cast_mut().cast(),
+            iov_len: frame.len(),
+        };
+        n += 1;
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    for i in 0..n {
+        hdrs[i].msg_hdr.msg_iov = &raw mut iov[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    let vlen = libc::c_uint::try_from(n).unwrap_or(0);
+    // SAFETY: `hdrs[..n]` are initialised msghdrs without name or control, whose single
+    // iovec points at a frame borrowed from the caller for this call; the kernel only reads
+    // the frames and writes `msg_len` into `hdrs`.
+    let sent = cvt(unsafe {
+        libc::sendmmsg(fd.as_raw_fd(), hdrs.as_mut_ptr(), vlen, libc::MSG_DONTWAIT)
+    })?;
+    Ok(usize::try_from(sent).unwrap_or(0).min(n))
+}
+
+/// Moves the calling thread into the network namespace `ns` refers to (an open
+/// `/run/netns/NAME` or `/proc/PID/ns/net`). Sockets opened afterwards belong to that
+/// namespace for life, whichever thread uses them later.
+pub fn set_thread_netns(ns: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: setns(2) takes a descriptor and a flag, no pointers; CLONE_NEWNET only changes
+    // the calling thread's network namespace.
+    cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    #[test]
+    fn recv_and_send_batches_roundtrip_over_a_socketpair() {
+        let (a, b) = UnixDatagram::pair().expect("socketpair");
+        let frames: [&[u8]; 3] = [b"one", b"second", b"third frame"];
+        let sent = send_batch(a.as_fd(), frames).expect("sendmmsg");
+        assert_eq!(sent, 3);
+
+        let mut arena = [0u8; 3 * 8];
+        let mut out = [RecvMeta::default(); 4];
+        let got = recv_batch(b.as_fd(), arena.chunks_mut(8), &mut out).expect("recvmmsg");
+        assert_eq!(got, 3);
+        assert_eq!(&arena[..3], b"one");
+        assert_eq!(out[0].len, 3);
+        assert!(!out[0].truncated);
+        assert_eq!(&arena[8..14], b"second");
+        // 11 bytes into an 8-byte buffer: truncated, and the length is clamped.
+        assert!(out[2].truncated);
+        assert_eq!(out[2].len, 8);
+        assert_eq!(&arena[16..24], b"third fr");
+        assert_eq!(out[0].aux, None);
+
+        // Nothing left: nonblocking recv returns 0 and poll times out.
+        assert_eq!(
+            recv_batch(b.as_fd(), arena.chunks_mut(8), &mut out).expect("empty"),
+            0
+        );
+        assert!(!poll_one(b.as_fd(), Ready::Readable, Duration::from_millis(1)).expect("poll"));
+        assert!(poll_one(a.as_fd(), Ready::Writable, Duration::from_millis(1)).expect("poll"));
+    }
+
+    #[test]
+    fn unknown_interface_is_an_error() {
+        assert!(if_nametoindex("tdm-pkt-nonexistent0").is_err());
+        assert!(if_nametoindex("lo").is_ok_and(|i| i > 0));
+        assert!(if_nametoindex("bad\0name").is_err());
+    }
+
+    use std::os::fd::AsFd;
+}
