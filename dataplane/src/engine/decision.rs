@@ -68,6 +68,10 @@ pub struct Reply<'a> {
 }
 
 /// The engine's answer to one request.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the fast path never allocates: a decision lives on the worker's stack"
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision<'a> {
     /// Send this.

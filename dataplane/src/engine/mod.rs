@@ -241,6 +241,10 @@ enum Standing {
 }
 
 /// The outcome of [`Engine::cas`].
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived, on the stack; never boxed"
+)]
 enum Cas<T> {
     Wrote { version: u64, lease: Lease },
     Unchanged,
