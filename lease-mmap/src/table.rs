@@ -111,6 +111,11 @@ impl AllocCursor {
         Self { worker: worker % workers, workers, tables: Vec::new() }
     }
 
+    /// This cursor's worker and the number of workers.
+    pub fn worker(&self) -> (u16, u16) {
+        (self.worker, self.workers)
+    }
+
     fn pos(&mut self, t: TableId) -> &mut TablePos {
         let i = usize::from(t.0);
         if self.tables.len() <= i {
