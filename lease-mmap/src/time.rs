@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 /// Wall-clock time in whole seconds since 1970-01-01 UTC, as it travels to the failover
 /// peer (draft-ietf-dhc-failover-12 §6.1 "time") and into lease records.
 ///
