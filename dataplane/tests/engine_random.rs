@@ -64,7 +64,7 @@ fn run_seed(seed: u64, stats: &mut Stats) {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut h = Harness::new(config(vec![small_pool()]));
     // A second worker, with its own allocation cursor, sharing the engine and tables.
-    let mut other: EngineWorker = h.engine.worker();
+    let mut other: EngineWorker = h.engine.worker(1, 2);
     let mut clients = [Client::default(); CLIENTS as usize];
     // addr -> (client, lease end) as promised by ACKs (and cut short by RELEASE/DECLINE).
     let mut promised: HashMap<Ipv4Addr, (u8, UnixTime)> = HashMap::new();

@@ -822,7 +822,7 @@ fn failover_seam_is_consulted() {
     let engine = dataplane::engine::Engine::new(cfg, Arc::new(store))
         .unwrap()
         .with_failover(Arc::new(Capped));
-    let mut w = engine.worker();
+    let mut w = engine.worker(0, 1);
     let now = UnixTime(T0);
     let d = engine.decide(&mut w, &discover(mac(99)), &direct(SERVER, mac(99)), now);
     assert!(matches!(

@@ -154,7 +154,7 @@ reasons! {
         ReservedAddressUnavailable => "reserved_address_unavailable",
         /// A record kept changing under us (bounded CAS retries exhausted).
         Contention => "contention",
-        /// The table's client index is full.
+        /// The table's client index (or its long client-id area) is full.
         ClientIndexFull => "client_index_full",
         /// The lease table disagrees with the config (a bug, never the client's fault).
         Internal => "internal",

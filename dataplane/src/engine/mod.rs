@@ -85,8 +85,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use lease_mmap::{
-    AllocCursor, BindingState, ClientKey, Lease, Owner, Slot, Store, Table, TableId, UnixTime,
-    UpdateError,
+    AllocCursor, BindingState, ClientId, ClientKey, Lease, Owner, Slot, Store, Table, TableId,
+    UnixTime, UpdateError,
 };
 
 pub use config::{
@@ -100,7 +100,6 @@ pub use decision::{
 pub use failover::{FailoverView, Standalone};
 
 use crate::wire::dhcpv4::{FLAG_BROADCAST, MessageType, OpCode, Options, Repr};
-use lease_mmap::record::ClientId;
 use relay::RelayInfo;
 
 /// How often a decision re-reads a record whose CAS lost a race before giving up.
@@ -210,10 +209,11 @@ pub struct Engine {
     failover: Arc<dyn FailoverView>,
 }
 
-/// One worker's engine state: its allocation cursor in every table. Not shared.
+/// One worker's engine state: its allocation cursor (its share of every table's free
+/// ranges, with stealing). Not shared.
 #[derive(Debug)]
 pub struct EngineWorker {
-    cursors: Vec<AllocCursor>,
+    cursor: AllocCursor,
 }
 
 /// Per-request context, after the checks common to every message type.
@@ -293,10 +293,11 @@ impl Engine {
         self
     }
 
-    /// State for one worker thread.
-    pub fn worker(&self) -> EngineWorker {
+    /// State for worker `index` of `workers` (each worker allocates from its own share of
+    /// every table first).
+    pub fn worker(&self, index: u16, workers: u16) -> EngineWorker {
         EngineWorker {
-            cursors: self.scopes.iter().map(|_| AllocCursor::default()).collect(),
+            cursor: AllocCursor::new(index, workers),
         }
     }
 
@@ -464,12 +465,8 @@ impl Engine {
             BindingState::Offered,
             self.hold_ends(cx),
         );
-        let cursor = w
-            .cursors
-            .get_mut(usize::from(cx.scope.table.0))
-            .ok_or(DropReason::Internal)?;
         let reusable = |now: UnixTime, l: &Lease| self.reusable(cx.scope.table, now, l);
-        match cx.table.allocate(cursor, cx.now, &new, &reusable) {
+        match cx.table.allocate(&mut w.cursor, cx.now, &new, &reusable) {
             Some((slot, _)) => Ok(self.offer(cx, cx.table.addr(slot), &new)),
             None => Err(DropReason::PoolExhausted),
         }
@@ -742,7 +739,9 @@ impl Engine {
                     });
                 }
                 Err(UpdateError::Conflict { .. }) => {}
-                Err(UpdateError::IndexFull) => return Err(DropReason::ClientIndexFull),
+                Err(UpdateError::IndexFull | UpdateError::ClientIdAreaFull) => {
+                    return Err(DropReason::ClientIndexFull);
+                }
                 Err(UpdateError::NoSuchSlot(_)) => return Err(DropReason::Internal),
             }
         }

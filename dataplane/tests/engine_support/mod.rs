@@ -89,7 +89,7 @@ impl Harness {
         let (store, mut journals, _) =
             Store::open(dir.path(), &specs, 1, Durability::Async).expect("open store");
         let engine = Engine::new(config, Arc::new(store)).expect("engine");
-        let worker = engine.worker();
+        let worker = engine.worker(0, 2);
         let journal = journals.pop().expect("one journal");
         Harness {
             engine,
