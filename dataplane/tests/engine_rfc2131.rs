@@ -797,7 +797,13 @@ fn non_ethernet_client_gets_broadcast() {
 struct Capped;
 
 impl FailoverView for Capped {
-    fn may_serve(&self, _: TableId, c: &ClientKey<'_>, _: MessageType, _: &Repr<'_>) -> bool {
+    fn may_serve(
+        &self,
+        _: TableId,
+        c: &ClientKey<'_>,
+        _: Option<MessageType>,
+        _: &Repr<'_>,
+    ) -> bool {
         !matches!(c, ClientKey::HwAddr { chaddr, .. } if chaddr[5] == 99)
     }
     fn may_allocate(&self, _: TableId, l: &Lease, _: UnixTime) -> bool {

@@ -11,14 +11,15 @@ use crate::wire::dhcpv4::{MessageType, Repr};
 
 /// Failover's say over one decision. Implementations must be cheap and non-blocking.
 pub trait FailoverView: Send + Sync + Debug {
-    /// Whether this server answers `req` (of type `msg`) from `client` in scope `table` at
-    /// all: load balancing (RFC 3074 hash buckets, `load_balance_max_seconds` against
-    /// `req.secs`) and the failover state (e.g. not in RECOVER, not the standby in NORMAL).
+    /// Whether this server answers `req` (of type `msg`; `None` for BOOTP) from `client` in
+    /// scope `table` at all: load balancing (RFC 3074 hash buckets, `load_balance_max_seconds`
+    /// against `req.secs`) and the failover state (e.g. not in RECOVER, not the standby in
+    /// NORMAL).
     fn may_serve(
         &self,
         table: TableId,
         client: &ClientKey<'_>,
-        msg: MessageType,
+        msg: Option<MessageType>,
         req: &Repr<'_>,
     ) -> bool;
 
@@ -36,7 +37,13 @@ pub trait FailoverView: Send + Sync + Debug {
 pub struct Standalone;
 
 impl FailoverView for Standalone {
-    fn may_serve(&self, _: TableId, _: &ClientKey<'_>, _: MessageType, _: &Repr<'_>) -> bool {
+    fn may_serve(
+        &self,
+        _: TableId,
+        _: &ClientKey<'_>,
+        _: Option<MessageType>,
+        _: &Repr<'_>,
+    ) -> bool {
         true
     }
 

@@ -383,13 +383,13 @@ impl Engine {
             client_id,
             reserved: scope.reservation(req, &relay),
         };
-        let msg = match (req.is_dhcp, req.options.message_type) {
-            (true, Some(m)) => m,
-            _ => return self.bootp(&cx),
-        };
+        let msg = req.options.message_type.filter(|_| req.is_dhcp);
         if !self.failover.may_serve(scope.table, &cx.key, msg, req) {
             return Ok(silent(SilentReason::PartnerServes));
         }
+        let Some(msg) = msg else {
+            return self.bootp(&cx);
+        };
         match msg {
             MessageType::Discover => self.discover(w, &cx),
             MessageType::Request => self.request(&cx),
