@@ -6,7 +6,7 @@
 //! [`Engine`] is built once from an [`EngineConfig`] and the opened [`Store`] (scope `i` uses
 //! table `TableId(i)`, so the store must be opened with [`EngineConfig::table_specs`]). It is
 //! `Sync`: every worker shares it, each with its own [`EngineWorker`] (its allocation
-//! cursors). [`Engine::decide`] maps one parsed request to a [`Decision`]:
+//! cursor, from [`Engine::worker`]). [`Engine::decide`] maps one parsed request to a [`Decision`]:
 //!
 //! - [`Decision::Reply`]: send `repr` to `dest` from `server_ip`. If it carries a
 //!   [`Commit`], the caller journals it and the reply leaves only after the batch's group
