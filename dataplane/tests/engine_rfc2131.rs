@@ -894,3 +894,33 @@ fn addressing_via_relay_for_every_reply_kind() {
     r.ciaddr = addr;
     assert_eq!(h.run(&r, &ing).dest(), to_relay);
 }
+
+#[test]
+fn server_id_override_from_the_relay() {
+    // RFC 5107: option 54 becomes the relay's address; the reply still comes from us, and
+    // a REQUEST naming the override is ours.
+    let mut h = Harness::new(config(vec![lan(), remote(1)]));
+    let g = ip("10.1.0.1");
+    let ing = via_relay(SERVER, g);
+    let ri: &[u8] = &[11, 4, 10, 1, 0, 1];
+    let m = mac(80);
+    let mut d = discover(m);
+    d.giaddr = g;
+    d.options.relay_agent_info = Some(ri);
+    let offer = h.run(&d, &ing);
+    assert_eq!(offer.opts().server_id, Some(g));
+    assert_eq!(offer.server_ip, Some(SERVER));
+    let mut r = select(m, g, offer.yiaddr());
+    r.giaddr = g;
+    r.options.relay_agent_info = Some(ri);
+    let ack = h.run(&r, &ing);
+    assert_eq!(ack.kind, Kind::Ack);
+    assert_eq!(ack.opts().server_id, Some(g));
+    // Without giaddr the sub-option is not trusted.
+    let mut d = discover(mac(81));
+    d.options.relay_agent_info = Some(ri);
+    assert_eq!(
+        h.run(&d, &direct(SERVER, mac(81))).opts().server_id,
+        Some(SERVER)
+    );
+}

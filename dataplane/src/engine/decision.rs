@@ -6,10 +6,8 @@ use lease_mmap::{Lease, Slot, TableId};
 
 use crate::wire::dhcpv4::Repr;
 
-/// DHCP server port (RFC 2131 §4.1): replies to relay agents go here.
-pub const SERVER_PORT: u16 = 67;
-/// DHCP client port: replies to clients go here.
-pub const CLIENT_PORT: u16 = 68;
+pub use crate::wire::dhcpv4::{CLIENT_PORT, SERVER_PORT};
+
 /// Ethernet broadcast.
 pub const BROADCAST_MAC: [u8; 6] = [0xff; 6];
 
@@ -60,7 +58,8 @@ pub struct Reply<'a> {
     /// The DHCP (or BOOTP) message, borrowing the request and the engine's config.
     pub repr: Repr<'a>,
     pub dest: Destination,
-    /// IPv4 source address of the reply: the server identifier (option 54).
+    /// IPv4 source address of the reply: the configured server identifier, else the
+    /// receiving interface's address (option 54 differs only under an RFC 5107 override).
     pub server_ip: Ipv4Addr,
     /// `Some` for a DHCPACK or BOOTREPLY that binds or extends a lease: the reply may leave
     /// only once this is durable. OFFERs and NAKs never carry one.

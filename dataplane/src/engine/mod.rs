@@ -25,6 +25,10 @@
 //!   (RFC 3011), else `giaddr`, else `ciaddr` when it lies in a scope (a RENEWING client
 //!   unicasts from anywhere, §4.3.2), else the receiving interface's address. A link or
 //!   subnet selection that names no scope is dropped (RFC 3011 §3: MUST NOT reply).
+//! - **Server identifier**: the configured one, else the receiving interface's address; a
+//!   relayed request's RFC 5107 server-identifier-override sub-option replaces it in option
+//!   54 (and a REQUEST / RELEASE / DECLINE naming either is ours). Replies are sourced
+//!   from the configured id or interface address ([`Reply::server_ip`]).
 //! - **Client**: option 61 if present, else `htype` + `chaddr` (§4.2). Reservations match by
 //!   client-id, then MAC, then circuit-id, then remote-id.
 //! - **DISCOVER → OFFER** (§4.3.1): the client's reservation, else its current binding (if
@@ -78,7 +82,6 @@
 mod config;
 mod decision;
 mod failover;
-mod relay;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -99,19 +102,11 @@ pub use decision::{
 };
 pub use failover::{FailoverView, Standalone};
 
-use crate::wire::dhcpv4::{FLAG_BROADCAST, MessageType, OpCode, Options, Repr};
-use relay::RelayInfo;
+use crate::wire::dhcpv4::{FLAG_BROADCAST, MessageType, OpCode, Options, Repr, code};
+use crate::wire::relay::RelayAgentInfo;
 
 /// How often a decision re-reads a record whose CAS lost a race before giving up.
 pub const MAX_CAS_ATTEMPTS: u32 = 8;
-
-/// Option codes looked up in the parameter request list (RFC 2132).
-mod code {
-    pub const ROUTER: u8 = 3;
-    pub const DNS: u8 = 6;
-    pub const DOMAIN_NAME: u8 = 15;
-    pub const BROADCAST_ADDR: u8 = 28;
-}
 
 /// Option 56 texts for NAKs.
 mod nak {
@@ -174,7 +169,7 @@ impl Scope {
         s
     }
 
-    fn reservation(&self, req: &Repr<'_>, relay: &RelayInfo<'_>) -> Option<Ipv4Addr> {
+    fn reservation(&self, req: &Repr<'_>, relay: &RelayAgentInfo<'_>) -> Option<Ipv4Addr> {
         if let Some(id) = req.options.client_id
             && let Some(&a) = self.by_client_id.get(id)
         {
@@ -223,6 +218,9 @@ struct Cx<'r, 'a> {
     now: UnixTime,
     scope: &'a Scope,
     table: &'a Table,
+    /// Our address: the reply's IPv4 source.
+    server_ip: Ipv4Addr,
+    /// Option 54 in replies: `server_ip`, or the relay's RFC 5107 override.
     server_id: Ipv4Addr,
     key: ClientKey<'r>,
     client_id: ClientId,
@@ -349,8 +347,8 @@ impl Engine {
             return Err(DropReason::BadHlen);
         }
         let relay = match req.options.relay_agent_info {
-            Some(p) => RelayInfo::parse(p).ok_or(DropReason::BadRelayAgentInfo)?,
-            None => RelayInfo::default(),
+            Some(p) => RelayAgentInfo::parse(p).map_err(|_| DropReason::BadRelayAgentInfo)?,
+            None => RelayAgentInfo::default(),
         };
         let key = match req.options.client_id {
             Some(id) if !id.is_empty() => ClientKey::ClientId(id),
@@ -368,16 +366,22 @@ impl Engine {
             None => ClientId::EMPTY,
         };
         let scope = self.select_scope(req, &relay, ingress)?;
-        let server_id = self.config.server_id.unwrap_or(ingress.if_addr);
-        if server_id.is_unspecified() {
+        let server_ip = self.config.server_id.unwrap_or(ingress.if_addr);
+        if server_ip.is_unspecified() {
             return Err(DropReason::NoServerAddress);
         }
+        // RFC 5107: a relay may name the server identifier its clients must use.
+        let server_id = relay
+            .server_id_override
+            .filter(|a| !req.giaddr.is_unspecified() && !a.is_unspecified())
+            .unwrap_or(server_ip);
         let cx = Cx {
             req,
             ingress,
             now,
             scope,
             table: self.store.table(scope.table),
+            server_ip,
             server_id,
             key,
             client_id,
@@ -406,7 +410,7 @@ impl Engine {
     fn select_scope(
         &self,
         req: &Repr<'_>,
-        relay: &RelayInfo<'_>,
+        relay: &RelayAgentInfo<'_>,
         ingress: &Ingress,
     ) -> Result<&Scope, DropReason> {
         let relayed = !req.giaddr.is_unspecified();
@@ -502,7 +506,7 @@ impl Engine {
         let req = cx.req;
         if let Some(sid) = req.options.server_id {
             // SELECTING (§4.3.2).
-            if sid != cx.server_id {
+            if sid != cx.server_id && sid != cx.server_ip {
                 self.release_hold(cx)?;
                 return Ok(silent(SilentReason::OtherServerSelected));
             }
@@ -625,7 +629,11 @@ impl Engine {
         ends: UnixTime,
         done: SilentReason,
     ) -> Result<Decision<'a>, DropReason> {
-        let for_us = cx.req.options.server_id.is_none_or(|s| s == cx.server_id);
+        let for_us = cx
+            .req
+            .options
+            .server_id
+            .is_none_or(|s| s == cx.server_id || s == cx.server_ip);
         let slot = cx
             .table
             .slot(addr)
@@ -927,7 +935,7 @@ impl Engine {
         Decision::Reply(Reply {
             dest: destination(cx.req, cx.ingress, repr.yiaddr, is_nak),
             repr,
-            server_ip: cx.server_id,
+            server_ip: cx.server_ip,
             commit,
         })
     }
