@@ -388,6 +388,13 @@ impl Engine {
             reserved: scope.reservation(req, &relay),
         };
         let msg = req.options.message_type.filter(|_| req.is_dhcp);
+        match msg {
+            Some(MessageType::Offer | MessageType::Ack | MessageType::Nak) => {
+                return Err(DropReason::ServerMessageType);
+            }
+            Some(MessageType::Other(_)) => return Err(DropReason::UnknownMessageType),
+            _ => {}
+        }
         if !self.failover.may_serve(scope.table, &cx.key, msg, req) {
             return Ok(silent(SilentReason::PartnerServes));
         }
