@@ -924,3 +924,51 @@ fn server_id_override_from_the_relay() {
         Some(SERVER)
     );
 }
+
+#[test]
+fn requested_address_honoured_when_free() {
+    let mut h = lan_harness();
+    let m = mac(90);
+    let mut d = discover(m);
+    d.options.requested_ip = Some(ip("10.0.0.17"));
+    assert_eq!(h.run(&d, &direct(SERVER, m)).yiaddr(), ip("10.0.0.17"));
+    // Taken (held for m): another client asking for it gets something else.
+    let n = mac(91);
+    let mut d = discover(n);
+    d.options.requested_ip = Some(ip("10.0.0.17"));
+    let other = h.run(&d, &direct(SERVER, n)).yiaddr();
+    assert_ne!(other, ip("10.0.0.17"));
+    // Outside the pool: ignored.
+    let k = mac(92);
+    let mut d = discover(k);
+    d.options.requested_ip = Some(ip("10.0.0.2"));
+    assert_ne!(h.run(&d, &direct(SERVER, k)).yiaddr(), ip("10.0.0.2"));
+}
+
+#[test]
+fn expired_lease_goes_to_another_client_and_the_old_one_is_naked() {
+    let mut h = one_address_lan(600);
+    let (a, b) = (mac(93), mac(94));
+    let addr = dora(&mut h, a).yiaddr();
+    h.advance(3599);
+    assert_eq!(
+        h.run(&discover(b), &direct(SERVER, b)).kind,
+        Kind::Drop(DropReason::PoolExhausted)
+    );
+    h.advance(1);
+    assert_eq!(dora(&mut h, b).yiaddr(), addr);
+    assert_eq!(h.run(&renew(a, addr), &direct(SERVER, a)).kind, Kind::Nak);
+    assert_eq!(
+        h.run(&init_reboot(a, addr), &direct(SERVER, a)).kind,
+        Kind::Nak
+    );
+    // b's lease is intact.
+    assert!(h.record(addr).is_for(&ClientKey::HwAddr {
+        htype: 1,
+        chaddr: &b
+    }));
+    assert_eq!(
+        h.engine.scope_config(TableId(0)).map(|s| s.lease_time),
+        Some(3600)
+    );
+}

@@ -307,6 +307,11 @@ impl Engine {
         &self.store
     }
 
+    /// The configuration of scope `id`.
+    pub fn scope_config(&self, id: TableId) -> Option<&ScopeConfig> {
+        self.scopes.get(usize::from(id.0)).map(|s| &s.cfg)
+    }
+
     /// The scope (table) whose subnet contains `addr`.
     pub fn scope_of(&self, addr: Ipv4Addr) -> Option<TableId> {
         self.lookup(addr).map(|s| s.table)
