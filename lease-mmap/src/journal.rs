@@ -98,12 +98,18 @@ pub(crate) fn encode_entry(e: &Entry, out: &mut [u8]) {
 }
 
 fn decode_entry(b: &[u8]) -> Option<Entry> {
-    if b.len() != ENTRY_LEN || &b[0..4] != ENTRY_MAGIC || crc32c::crc32c(&b[..508]) != disk::get32(b, 508) {
+    if b.len() != ENTRY_LEN
+        || &b[0..4] != ENTRY_MAGIC
+        || crc32c::crc32c(&b[..508]) != disk::get32(b, 508)
+    {
         return None;
     }
     Some(Entry {
         lsn: disk::get64(b, 8),
-        table: TableKey { network: disk::get32(b, 16), prefix_len: b[20] },
+        table: TableKey {
+            network: disk::get32(b, 16),
+            prefix_len: b[20],
+        },
         slot: disk::get32(b, 24),
         version: disk::get64(b, 32),
         lease: disk::decode_lease(&b[40..40 + LEASE_LEN])?,
@@ -126,11 +132,16 @@ pub(crate) fn scan(
     storage: &dyn JournalStorage,
     mut apply: impl FnMut(&Entry),
 ) -> std::io::Result<Scan> {
-    let len = storage.len()?;
+    let len = storage.size()?;
     let mut h = [0u8; HEADER_LEN as usize];
     let n = storage.read_at(0, &mut h)?;
-    if n < h.len() || &h[0..8] != HEADER_MAGIC || crc32c::crc32c(&h[..508]) != disk::get32(&h, 508) {
-        return Ok(Scan { last_lsn: None, torn: len > 0, entries: 0 });
+    if n < h.len() || &h[0..8] != HEADER_MAGIC || crc32c::crc32c(&h[..508]) != disk::get32(&h, 508)
+    {
+        return Ok(Scan {
+            last_lsn: None,
+            torn: len > 0,
+            entries: 0,
+        });
     }
     let base = disk::get64(&h, 16);
     let mut expect = base;
@@ -154,7 +165,11 @@ pub(crate) fn scan(
             }
         }
     }
-    Ok(Scan { last_lsn: Some(expect - 1), torn: off < len, entries })
+    Ok(Scan {
+        last_lsn: Some(expect - 1),
+        torn: off < len,
+        entries,
+    })
 }
 
 impl WorkerJournal {
@@ -207,10 +222,19 @@ impl WorkerJournal {
     /// # Panics
     /// If `table` is not a table of the store this journal came from.
     pub fn record(&mut self, table: TableId, slot: Slot, version: u64, lease: &Lease) {
-        let key = *self.tables.get(usize::from(table.0)).expect("TableId of another store");
+        let key = *self
+            .tables
+            .get(usize::from(table.0))
+            .expect("TableId of another store");
         let at = self.buf.len();
         self.buf.resize(at + ENTRY_LEN, 0);
-        let e = Entry { lsn: self.next_lsn, table: key, slot: slot.0, version, lease: *lease };
+        let e = Entry {
+            lsn: self.next_lsn,
+            table: key,
+            slot: slot.0,
+            version,
+            lease: *lease,
+        };
         encode_entry(&e, &mut self.buf[at..]);
         self.next_lsn += 1;
     }
@@ -243,7 +267,9 @@ impl WorkerJournal {
                 all.extend_from_slice(&self.buf);
                 self.storage.write_at(0, &all).map_err(CommitError::Write)?;
             } else {
-                self.storage.write_at(self.end, &self.buf).map_err(CommitError::Write)?;
+                self.storage
+                    .write_at(self.end, &self.buf)
+                    .map_err(CommitError::Write)?;
             }
             if self.durability == Durability::Sync {
                 self.storage.sync_data().map_err(CommitError::Sync)?;
@@ -261,7 +287,9 @@ impl WorkerJournal {
         }
         self.end += self.buf.len() as u64;
         self.buf.clear();
-        self.shared.committed.store(self.next_lsn - 1, Ordering::Release);
+        self.shared
+            .committed
+            .store(self.next_lsn - 1, Ordering::Release);
         Ok(())
     }
 }

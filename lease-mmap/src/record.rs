@@ -83,7 +83,10 @@ pub struct ClientId {
 }
 
 impl ClientId {
-    pub const EMPTY: ClientId = ClientId { len: 0, bytes: [0; MAX_CLIENT_ID] };
+    pub const EMPTY: ClientId = ClientId {
+        len: 0,
+        bytes: [0; MAX_CLIENT_ID],
+    };
 
     /// `None` when `id` is longer than [`MAX_CLIENT_ID`].
     pub fn new(id: &[u8]) -> Option<Self> {
@@ -146,7 +149,10 @@ impl Lease {
             Some(ClientKey::ClientId(self.client_id.as_bytes()))
         } else if self.hlen > 0 {
             let n = usize::from(self.hlen.min(16));
-            Some(ClientKey::HwAddr { htype: self.htype, chaddr: &self.chaddr[..n] })
+            Some(ClientKey::HwAddr {
+                htype: self.htype,
+                chaddr: &self.chaddr[..n],
+            })
         } else {
             None
         }
@@ -232,7 +238,10 @@ pub(crate) mod disk {
         b[5] = flags;
         b[6] = 0;
         b[7] = 0;
-        for (i, t) in [l.ends, l.tstp, l.tsfp, l.atsfp, l.cltt, l.stos].iter().enumerate() {
+        for (i, t) in [l.ends, l.tstp, l.tsfp, l.atsfp, l.cltt, l.stos]
+            .iter()
+            .enumerate()
+        {
             put32(b, 8 + 4 * i, t.0);
         }
         b[32..48].copy_from_slice(&l.chaddr);
@@ -270,7 +279,11 @@ pub(crate) mod disk {
 
     /// Image (124 bytes): version u64 LE (0..8); core (8..56); client id inline (56..120)
     /// or overflow block u32 + id CRC32C u32 (56..64); CRC32C of 0..120 (120..124).
-    pub(crate) fn encode_image(version: u64, l: &Lease, overflow: Option<u32>) -> [u32; IMAGE_WORDS] {
+    pub(crate) fn encode_image(
+        version: u64,
+        l: &Lease,
+        overflow: Option<u32>,
+    ) -> [u32; IMAGE_WORDS] {
         let mut b = [0u8; IMAGE_LEN];
         b[0..8].copy_from_slice(&version.to_le_bytes());
         let id = l.client_id.as_bytes();
@@ -316,7 +329,11 @@ pub(crate) mod disk {
     /// Decode and check an image. An all-zero image is the initial FREE record, version 0.
     pub(crate) fn decode_image(w: &[u32]) -> Option<Image> {
         if w.iter().all(|x| *x == 0) {
-            return Some(Image { version: 0, lease: Lease::default(), overflow: None });
+            return Some(Image {
+                version: 0,
+                lease: Lease::default(),
+                overflow: None,
+            });
         }
         let b = to_bytes(w);
         if crc32c::crc32c(&b[..120]) != get32(&b, 120) {
@@ -327,12 +344,22 @@ pub(crate) mod disk {
             if usize::from(id_len) <= INLINE_ID {
                 return None;
             }
-            Some((OverflowRef { block: get32(&b, 56), crc: get32(&b, 60) }, id_len))
+            Some((
+                OverflowRef {
+                    block: get32(&b, 56),
+                    crc: get32(&b, 60),
+                },
+                id_len,
+            ))
         } else {
             lease.client_id = ClientId::new(b.get(56..56 + usize::from(id_len))?)?;
             None
         };
-        Some(Image { version: get64(&b, 0), lease, overflow })
+        Some(Image {
+            version: get64(&b, 0),
+            lease,
+            overflow,
+        })
     }
 
     /// The overflow block an image in raw words refers to, without checking its CRC (used to
