@@ -383,3 +383,115 @@ pub(crate) mod disk {
         Some(lease)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::disk::*;
+    use super::*;
+
+    fn sample(id_len: usize) -> Lease {
+        let id: Vec<u8> = (0..id_len).map(|i| i as u8 ^ 0x5a).collect();
+        Lease {
+            state: BindingState::Active,
+            ends: UnixTime(10),
+            tstp: UnixTime(11),
+            tsfp: UnixTime(12),
+            atsfp: UnixTime(13),
+            cltt: UnixTime(14),
+            stos: UnixTime(15),
+            htype: 1,
+            hlen: 6,
+            chaddr: [7; 16],
+            client_id: ClientId::new(&id).unwrap(),
+            owner: Owner::Partner,
+        }
+    }
+
+    #[test]
+    fn states_and_owners_round_trip() {
+        for s in BindingState::ALL {
+            assert_eq!(BindingState::from_u8(s as u8), Some(s));
+            assert!(!s.name().is_empty());
+        }
+        assert_eq!(BindingState::from_u8(8), None);
+        assert!(BindingState::Offered.is_bound() && !BindingState::Backup.is_bound());
+        assert_eq!(Owner::from_u8(1), Some(Owner::Partner));
+        assert_eq!(Owner::from_u8(2), None);
+    }
+
+    #[test]
+    fn client_ids_and_keys() {
+        assert!(ClientId::new(&[0; 256]).is_none());
+        let id = ClientId::new(&[1, 2, 3]).unwrap();
+        assert_eq!(id.as_bytes(), &[1, 2, 3]);
+        assert!(!id.is_empty() && ClientId::default().is_empty());
+        assert_eq!(format!("{id:?}"), "010203");
+        let l = sample(3);
+        assert_eq!(
+            l.client_key(),
+            Some(ClientKey::ClientId(&[0x5a, 0x5b, 0x58]))
+        );
+        let l = Lease {
+            client_id: ClientId::EMPTY,
+            hlen: 40,
+            ..l
+        };
+        // hlen beyond 16 is clamped, never a panic.
+        assert_eq!(
+            l.client_key(),
+            Some(ClientKey::HwAddr {
+                htype: 1,
+                chaddr: &[7; 16]
+            })
+        );
+        assert!(l.is_for(&ClientKey::HwAddr {
+            htype: 1,
+            chaddr: &[7; 16]
+        }));
+        assert_eq!(Lease::default().client_key(), None);
+        assert_ne!(
+            key_hash(&ClientKey::ClientId(&[1, 2])),
+            key_hash(&ClientKey::HwAddr {
+                htype: 1,
+                chaddr: &[2]
+            })
+        );
+    }
+
+    #[test]
+    fn images_round_trip_and_detect_damage() {
+        for len in [0, 1, 64] {
+            let l = sample(len);
+            let w = encode_image(9, &l, None);
+            let img = decode_image(&w).unwrap();
+            assert_eq!((img.version, img.lease), (9, l));
+            assert!(img.overflow.is_none() && image_block(&w).is_none());
+            for i in 0..IMAGE_WORDS {
+                let mut bad = w;
+                bad[i] ^= 1 << (i % 32);
+                assert!(decode_image(&bad).is_none(), "flip in word {i} undetected");
+            }
+        }
+        let l = sample(200);
+        let w = encode_image(3, &l, Some(17));
+        let img = decode_image(&w).unwrap();
+        assert_eq!(img.overflow.map(|(r, n)| (r.block, n)), Some((17, 200)));
+        assert!(img.lease.client_id.is_empty());
+        assert_eq!(image_block(&w), Some(17));
+        let zero = decode_image(&[0; IMAGE_WORDS]).unwrap();
+        assert_eq!((zero.version, zero.lease), (0, Lease::default()));
+    }
+
+    #[test]
+    fn journal_lease_encoding_round_trips() {
+        for len in [0, 65, 255] {
+            let l = sample(len);
+            let mut b = [0xffu8; LEASE_LEN];
+            encode_lease(&l, &mut b);
+            assert_eq!(decode_lease(&b), Some(l));
+        }
+        let mut b = [0u8; LEASE_LEN];
+        b[0] = 9; // no such state
+        assert_eq!(decode_lease(&b), None);
+    }
+}
