@@ -49,6 +49,8 @@ const IMAGE_B: usize = 8 + disk::IMAGE_LEN;
 /// Bytes per overflow block (one sector): owner word (8) and 126 cells.
 pub(crate) const BLOCK_LEN: usize = 512;
 const BLOCK_CELLS: usize = (BLOCK_LEN - 8) / 4;
+/// The client index's probe window.
+const MAX_PROBE: u32 = 64;
 /// Slots per allocation chunk; chunk `c` belongs to worker `c % workers`.
 const CHUNK: u32 = 256;
 
@@ -350,7 +352,7 @@ impl Table {
             .words(self.layout.index_off, self.layout.index_cap as usize);
         let mut pos = tag & mask;
         let mut best: Option<(Slot, u64, Lease)> = None;
-        for _ in 0..self.layout.index_cap {
+        for _ in 0..self.probe_limit() {
             let e = entries[pos as usize].load(Ordering::Acquire);
             if e == 0 {
                 break;
@@ -449,13 +451,21 @@ impl Table {
     fn index_insert(&self, slot: u32, tag: u32) -> Result<(), UpdateError> {
         let entry = u64::from(tag) << 32 | u64::from(slot + 1);
         let mask = self.layout.index_cap - 1;
-        let entries = self
-            .map
-            .words(self.layout.index_off, self.layout.index_cap as usize);
-        let mut pos = tag & mask;
-        let mut probes = 0;
-        while probes < self.layout.index_cap {
-            let cell = &entries[pos as usize];
+        let entries = self.map.words(self.layout.index_off, self.layout.index_cap as usize);
+        let home = tag & mask;
+        let limit = self.probe_limit();
+        // Already there? Entries are never emptied, so none lies beyond an empty one.
+        for i in 0..limit {
+            match Word::load(&entries[((home + i) & mask) as usize], Ordering::Acquire) {
+                0 => break,
+                e if e == entry => return Ok(()),
+                _ => {}
+            }
+        }
+        // Install in the first empty or stale entry of the window.
+        let mut i = 0;
+        while i < limit {
+            let cell = &entries[((home + i) & mask) as usize];
             let e = Word::load(cell, Ordering::Acquire);
             if e == entry {
                 return Ok(());
@@ -469,10 +479,15 @@ impl Table {
             if self.try_reclaim_entry(cell, e, slot, entry) {
                 return Ok(());
             }
-            pos = (pos + 1) & mask;
-            probes += 1;
+            i += 1;
         }
         Err(UpdateError::IndexFull)
+    }
+
+    /// Entries of a key lie within this many cells of its home position, so a lookup never
+    /// walks further, however many stale entries churn leaves behind (`FORMAT.md` §3.3).
+    fn probe_limit(&self) -> u32 {
+        MAX_PROBE.min(self.layout.index_cap)
     }
 
     /// Replace index entry `e` in `cell` by `entry` if `e` no longer describes its record.
