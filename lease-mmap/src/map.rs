@@ -32,7 +32,9 @@ pub(crate) struct Mapping {
 
 impl std::fmt::Debug for Mapping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mapping").field("len", &self.map.len()).finish()
+        f.debug_struct("Mapping")
+            .field("len", &self.map.len())
+            .finish()
     }
 }
 
@@ -60,7 +62,10 @@ impl Mapping {
             .checked_add(u64::try_from(len).map_err(|_| io::Error::other("mapping too large"))?)
             .ok_or_else(|| io::Error::other("mapping too large"))?;
         if end > file_len {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than its header says"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than its header says",
+            ));
         }
         // `map_raw` is safe to call: it hands out no references. Using the memory is what
         // needs the invariants above (preallocated, never truncated, atomics only).
@@ -94,7 +99,7 @@ impl Mapping {
     fn checked(&self, offset: usize, n: usize, size: usize) -> *const u8 {
         let end = n.checked_mul(size).and_then(|b| b.checked_add(offset));
         assert!(
-            offset % size == 0 && end.is_some_and(|e| e <= self.map.len()),
+            offset.is_multiple_of(size) && end.is_some_and(|e| e <= self.map.len()),
             "mapping access out of bounds or misaligned: offset {offset}, {n} x {size}"
         );
         self.map.as_ptr().wrapping_add(offset)

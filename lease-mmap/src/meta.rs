@@ -22,7 +22,9 @@ pub(crate) struct AddrRange {
 }
 
 /// The checkpoint manifest (`FORMAT.md` §6).
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, Default, PartialEq, Eq,
+)]
 pub(crate) struct Manifest {
     pub(crate) format: u32,
     /// The store was closed with [`crate::Store::close`] after its last checkpoint.
@@ -38,11 +40,15 @@ pub(crate) struct JournalMark {
 }
 
 pub(crate) fn to_bytes_desc(d: &TableDesc) -> Vec<u8> {
-    rkyv::to_bytes::<rancor::Error>(d).map(|v| v.to_vec()).unwrap_or_default()
+    rkyv::to_bytes::<rancor::Error>(d)
+        .map(|v| v.to_vec())
+        .unwrap_or_default()
 }
 
 pub(crate) fn to_bytes_manifest(m: &Manifest) -> Vec<u8> {
-    rkyv::to_bytes::<rancor::Error>(m).map(|v| v.to_vec()).unwrap_or_default()
+    rkyv::to_bytes::<rancor::Error>(m)
+        .map(|v| v.to_vec())
+        .unwrap_or_default()
 }
 
 fn aligned(bytes: &[u8]) -> AlignedVec<16> {

@@ -83,7 +83,10 @@ pub struct ClientId {
 }
 
 impl ClientId {
-    pub const EMPTY: ClientId = ClientId { len: 0, bytes: [0; MAX_CLIENT_ID] };
+    pub const EMPTY: ClientId = ClientId {
+        len: 0,
+        bytes: [0; MAX_CLIENT_ID],
+    };
 
     /// `None` when `id` is longer than [`MAX_CLIENT_ID`].
     pub fn new(id: &[u8]) -> Option<Self> {
@@ -146,7 +149,10 @@ impl Lease {
             Some(ClientKey::ClientId(self.client_id.as_bytes()))
         } else if self.hlen > 0 {
             let n = usize::from(self.hlen.min(16));
-            Some(ClientKey::HwAddr { htype: self.htype, chaddr: &self.chaddr[..n] })
+            Some(ClientKey::HwAddr {
+                htype: self.htype,
+                chaddr: &self.chaddr[..n],
+            })
         } else {
             None
         }
@@ -232,7 +238,10 @@ pub(crate) mod disk {
         b[5] = flags;
         b[6] = 0;
         b[7] = 0;
-        for (i, t) in [l.ends, l.tstp, l.tsfp, l.atsfp, l.cltt, l.stos].iter().enumerate() {
+        for (i, t) in [l.ends, l.tstp, l.tsfp, l.atsfp, l.cltt, l.stos]
+            .iter()
+            .enumerate()
+        {
             put32(b, 8 + 4 * i, t.0);
         }
         b[32..48].copy_from_slice(&l.chaddr);
@@ -270,7 +279,11 @@ pub(crate) mod disk {
 
     /// Image (124 bytes): version u64 LE (0..8); core (8..56); client id inline (56..120)
     /// or overflow block u32 + id CRC32C u32 (56..64); CRC32C of 0..120 (120..124).
-    pub(crate) fn encode_image(version: u64, l: &Lease, overflow: Option<u32>) -> [u32; IMAGE_WORDS] {
+    pub(crate) fn encode_image(
+        version: u64,
+        l: &Lease,
+        overflow: Option<u32>,
+    ) -> [u32; IMAGE_WORDS] {
         let mut b = [0u8; IMAGE_LEN];
         b[0..8].copy_from_slice(&version.to_le_bytes());
         let id = l.client_id.as_bytes();
@@ -316,7 +329,11 @@ pub(crate) mod disk {
     /// Decode and check an image. An all-zero image is the initial FREE record, version 0.
     pub(crate) fn decode_image(w: &[u32]) -> Option<Image> {
         if w.iter().all(|x| *x == 0) {
-            return Some(Image { version: 0, lease: Lease::default(), overflow: None });
+            return Some(Image {
+                version: 0,
+                lease: Lease::default(),
+                overflow: None,
+            });
         }
         let b = to_bytes(w);
         if crc32c::crc32c(&b[..120]) != get32(&b, 120) {
@@ -327,12 +344,22 @@ pub(crate) mod disk {
             if usize::from(id_len) <= INLINE_ID {
                 return None;
             }
-            Some((OverflowRef { block: get32(&b, 56), crc: get32(&b, 60) }, id_len))
+            Some((
+                OverflowRef {
+                    block: get32(&b, 56),
+                    crc: get32(&b, 60),
+                },
+                id_len,
+            ))
         } else {
             lease.client_id = ClientId::new(b.get(56..56 + usize::from(id_len))?)?;
             None
         };
-        Some(Image { version: get64(&b, 0), lease, overflow })
+        Some(Image {
+            version: get64(&b, 0),
+            lease,
+            overflow,
+        })
     }
 
     /// The overflow block an image in raw words refers to, without checking its CRC (used to
@@ -354,5 +381,117 @@ pub(crate) mod disk {
         let (mut lease, id_len, _) = decode_core(b.get(..CORE_LEN)?)?;
         lease.client_id = ClientId::new(b.get(CORE_LEN..CORE_LEN + usize::from(id_len))?)?;
         Some(lease)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disk::*;
+    use super::*;
+
+    fn sample(id_len: usize) -> Lease {
+        let id: Vec<u8> = (0..id_len).map(|i| i as u8 ^ 0x5a).collect();
+        Lease {
+            state: BindingState::Active,
+            ends: UnixTime(10),
+            tstp: UnixTime(11),
+            tsfp: UnixTime(12),
+            atsfp: UnixTime(13),
+            cltt: UnixTime(14),
+            stos: UnixTime(15),
+            htype: 1,
+            hlen: 6,
+            chaddr: [7; 16],
+            client_id: ClientId::new(&id).unwrap(),
+            owner: Owner::Partner,
+        }
+    }
+
+    #[test]
+    fn states_and_owners_round_trip() {
+        for s in BindingState::ALL {
+            assert_eq!(BindingState::from_u8(s as u8), Some(s));
+            assert!(!s.name().is_empty());
+        }
+        assert_eq!(BindingState::from_u8(8), None);
+        assert!(BindingState::Offered.is_bound() && !BindingState::Backup.is_bound());
+        assert_eq!(Owner::from_u8(1), Some(Owner::Partner));
+        assert_eq!(Owner::from_u8(2), None);
+    }
+
+    #[test]
+    fn client_ids_and_keys() {
+        assert!(ClientId::new(&[0; 256]).is_none());
+        let id = ClientId::new(&[1, 2, 3]).unwrap();
+        assert_eq!(id.as_bytes(), &[1, 2, 3]);
+        assert!(!id.is_empty() && ClientId::default().is_empty());
+        assert_eq!(format!("{id:?}"), "010203");
+        let l = sample(3);
+        assert_eq!(
+            l.client_key(),
+            Some(ClientKey::ClientId(&[0x5a, 0x5b, 0x58]))
+        );
+        let l = Lease {
+            client_id: ClientId::EMPTY,
+            hlen: 40,
+            ..l
+        };
+        // hlen beyond 16 is clamped, never a panic.
+        assert_eq!(
+            l.client_key(),
+            Some(ClientKey::HwAddr {
+                htype: 1,
+                chaddr: &[7; 16]
+            })
+        );
+        assert!(l.is_for(&ClientKey::HwAddr {
+            htype: 1,
+            chaddr: &[7; 16]
+        }));
+        assert_eq!(Lease::default().client_key(), None);
+        assert_ne!(
+            key_hash(&ClientKey::ClientId(&[1, 2])),
+            key_hash(&ClientKey::HwAddr {
+                htype: 1,
+                chaddr: &[2]
+            })
+        );
+    }
+
+    #[test]
+    fn images_round_trip_and_detect_damage() {
+        for len in [0, 1, 64] {
+            let l = sample(len);
+            let w = encode_image(9, &l, None);
+            let img = decode_image(&w).unwrap();
+            assert_eq!((img.version, img.lease), (9, l));
+            assert!(img.overflow.is_none() && image_block(&w).is_none());
+            for i in 0..IMAGE_WORDS {
+                let mut bad = w;
+                bad[i] ^= 1 << (i % 32);
+                assert!(decode_image(&bad).is_none(), "flip in word {i} undetected");
+            }
+        }
+        let l = sample(200);
+        let w = encode_image(3, &l, Some(17));
+        let img = decode_image(&w).unwrap();
+        assert_eq!(img.overflow.map(|(r, n)| (r.block, n)), Some((17, 200)));
+        assert!(img.lease.client_id.is_empty());
+        assert_eq!(image_block(&w), Some(17));
+        let zero = decode_image(&[0; IMAGE_WORDS]).unwrap();
+        assert_eq!((zero.version, zero.lease), (0, Lease::default()));
+    }
+
+    #[test]
+    fn journal_lease_encoding_round_trips() {
+        for len in [0, 65, 255] {
+            let l = sample(len);
+            let mut b = [0xffu8; LEASE_LEN];
+            encode_lease(&l, &mut b);
+            assert_eq!(decode_lease(&b), Some(l));
+        }
+        let mut b = [0u8; LEASE_LEN];
+        b[0] = 9; // no such state
+        assert_eq!(decode_lease(&b), None);
     }
 }

@@ -51,7 +51,12 @@ impl<W: Word, C: Cell> SlotRef<'_, W, C> {
     /// Claim the slot if it is still at `expected`; on failure, the version it is at now.
     pub(crate) fn claim(&self, expected: u64) -> Result<(), u64> {
         self.word
-            .compare_exchange(expected << 1, expected << 1 | WRITING, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(
+                expected << 1,
+                expected << 1 | WRITING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
             .map(drop)
             .map_err(|now| now >> 1)
     }
@@ -116,7 +121,10 @@ mod loom_models {
             }
         }
         fn r(&self) -> SlotRef<'_, AtomicU64, AtomicU32> {
-            SlotRef { word: &self.word, images: [&self.a, &self.b] }
+            SlotRef {
+                word: &self.word,
+                images: [&self.a, &self.b],
+            }
         }
     }
 

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// One journal file.
 pub trait JournalStorage: Send + fmt::Debug {
-    fn len(&self) -> io::Result<u64>;
+    /// Bytes in the file.
+    fn size(&self) -> io::Result<u64>;
     /// Fill `buf` from `offset`; short only at the end of the file (returns bytes read).
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
@@ -40,7 +41,10 @@ pub fn journal_name(worker: u16) -> String {
 }
 
 fn parse_journal_name(name: &str) -> Option<u16> {
-    name.strip_prefix("journal-")?.strip_suffix(".tdj")?.parse().ok()
+    name.strip_prefix("journal-")?
+        .strip_suffix(".tdj")?
+        .parse()
+        .ok()
 }
 
 /// Journals as files in the data directory.
@@ -53,7 +57,7 @@ struct FileJournal {
 }
 
 impl JournalStorage for FileJournal {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
@@ -172,7 +176,10 @@ impl SimBackend {
 
     /// A copy of worker `worker`'s journal in `dir`.
     pub fn file(&self, dir: &Path, worker: u16) -> Option<SimFile> {
-        lock(&self.state).files.get(&(dir.to_path_buf(), worker)).map(|f| lock(f).clone())
+        lock(&self.state)
+            .files
+            .get(&(dir.to_path_buf(), worker))
+            .map(|f| lock(f).clone())
     }
 
     /// Overwrite worker `worker`'s journal (both images) with `bytes`.
@@ -203,12 +210,14 @@ fn countdown(left: &mut Option<u64>) -> bool {
 }
 
 impl JournalStorage for SimJournal {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(lock(&self.file).live.len() as u64)
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         let f = lock(&self.file);
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(f.live.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(f.live.len());
         let n = buf.len().min(f.live.len() - start);
         buf[..n].copy_from_slice(&f.live[start..start + n]);
         Ok(n)
@@ -245,11 +254,24 @@ impl JournalStorage for SimJournal {
 
 impl Backend for SimBackend {
     fn open_journal(&self, dir: &Path, worker: u16) -> io::Result<Box<dyn JournalStorage>> {
-        let file = Arc::clone(lock(&self.state).files.entry((dir.to_path_buf(), worker)).or_default());
-        Ok(Box::new(SimJournal { file, state: Arc::clone(&self.state) }))
+        let file = Arc::clone(
+            lock(&self.state)
+                .files
+                .entry((dir.to_path_buf(), worker))
+                .or_default(),
+        );
+        Ok(Box::new(SimJournal {
+            file,
+            state: Arc::clone(&self.state),
+        }))
     }
     fn journals(&self, dir: &Path) -> io::Result<Vec<u16>> {
-        Ok(lock(&self.state).files.keys().filter(|(d, _)| d == dir).map(|(_, w)| *w).collect())
+        Ok(lock(&self.state)
+            .files
+            .keys()
+            .filter(|(d, _)| d == dir)
+            .map(|(_, w)| *w)
+            .collect())
     }
     fn remove_journal(&self, dir: &Path, worker: u16) -> io::Result<()> {
         lock(&self.state).files.remove(&(dir.to_path_buf(), worker));

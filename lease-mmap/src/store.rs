@@ -45,13 +45,22 @@ pub enum Durability {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("{path}: {source}")]
-    Io { path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {reason}")]
-    Corrupt { path: std::path::PathBuf, reason: String },
+    Corrupt {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     /// The spec is invalid, or does not match the existing table file (resizing a table is
     /// not supported yet).
     #[error("{path}: {reason}")]
-    Spec { path: std::path::PathBuf, reason: String },
+    Spec {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// What recovery found and did.
@@ -86,15 +95,24 @@ pub struct Store {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
-    move |source| OpenError::Io { path: path.to_path_buf(), source }
+    move |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> OpenError {
-    OpenError::Corrupt { path: path.to_path_buf(), reason: reason.into() }
+    OpenError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 fn spec_err(path: &Path, reason: impl Into<String>) -> OpenError {
-    OpenError::Spec { path: path.to_path_buf(), reason: reason.into() }
+    OpenError::Spec {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// The file name of a subnet's table: `10.0.0.0_24.tdt`.
@@ -111,7 +129,10 @@ fn desc_of(spec: &TableSpec) -> TableDesc {
         allocatable: spec
             .allocatable
             .iter()
-            .map(|(a, b)| AddrRange { first: u32::from(*a), last: u32::from(*b) })
+            .map(|(a, b)| AddrRange {
+                first: u32::from(*a),
+                last: u32::from(*b),
+            })
             .collect(),
     }
 }
@@ -119,16 +140,27 @@ fn desc_of(spec: &TableSpec) -> TableDesc {
 fn check_spec(spec: &TableSpec, path: &Path) -> Result<u32, OpenError> {
     let (first, last) = (u32::from(spec.first), u32::from(spec.last));
     if spec.prefix_len > 32 {
-        return Err(spec_err(path, format!("prefix length {} is over 32", spec.prefix_len)));
+        return Err(spec_err(
+            path,
+            format!("prefix length {} is over 32", spec.prefix_len),
+        ));
     }
     if first > last {
-        return Err(spec_err(path, format!("first address {} is after last {}", spec.first, spec.last)));
+        return Err(spec_err(
+            path,
+            format!("first address {} is after last {}", spec.first, spec.last),
+        ));
     }
     let n = u64::from(last - first) + 1;
     let records = u32::try_from(n)
         .ok()
         .filter(|n| *n <= MAX_RECORDS)
-        .ok_or_else(|| spec_err(path, format!("{n} addresses; a table holds at most {MAX_RECORDS}")))?;
+        .ok_or_else(|| {
+            spec_err(
+                path,
+                format!("{n} addresses; a table holds at most {MAX_RECORDS}"),
+            )
+        })?;
     let mut prev: Option<u32> = None;
     for (a, b) in &spec.allocatable {
         let (a, b) = (u32::from(*a), u32::from(*b));
@@ -165,7 +197,11 @@ fn encode_header(spec: &TableSpec, l: &Layout) -> [u8; 512] {
     put(&mut h, 44, &l.blocks.to_le_bytes());
     put(&mut h, 48, &HEADER_LEN.to_le_bytes());
     put(&mut h, 56, &(HEADER_LEN + l.index_off as u64).to_le_bytes());
-    put(&mut h, 64, &(HEADER_LEN + l.overflow_off as u64).to_le_bytes());
+    put(
+        &mut h,
+        64,
+        &(HEADER_LEN + l.overflow_off as u64).to_le_bytes(),
+    );
     put(&mut h, 72, &(HEADER_LEN + l.map_len as u64).to_le_bytes());
     let crc = crc32c::crc32c(&h[..124]);
     put(&mut h, 124, &crc.to_le_bytes());
@@ -180,7 +216,10 @@ fn get32(h: &[u8], at: usize) -> u32 {
 fn write_desc(file: &File, path: &Path, spec: &TableSpec) -> Result<(), OpenError> {
     let bytes = meta::to_bytes_desc(&desc_of(spec));
     if bytes.is_empty() || bytes.len() as u64 > HEADER_LEN - DESC_AT {
-        return Err(spec_err(path, "too many allocatable ranges for the table header"));
+        return Err(spec_err(
+            path,
+            "too many allocatable ranges for the table header",
+        ));
     }
     let mut lenbuf = [0u8; 8];
     lenbuf[..4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -192,13 +231,15 @@ fn write_desc(file: &File, path: &Path, spec: &TableSpec) -> Result<(), OpenErro
 
 fn read_desc(file: &File, path: &Path) -> Result<TableDesc, String> {
     let mut lenbuf = [0u8; 8];
-    file.read_exact_at(&mut lenbuf, 512).map_err(|e| e.to_string())?;
+    file.read_exact_at(&mut lenbuf, 512)
+        .map_err(|e| e.to_string())?;
     let len = u64::from(get32(&lenbuf, 0));
     if len == 0 || len > HEADER_LEN - DESC_AT {
         return Err(format!("description length {len} out of range"));
     }
     let mut bytes = vec![0u8; len as usize];
-    file.read_exact_at(&mut bytes, DESC_AT).map_err(|e| e.to_string())?;
+    file.read_exact_at(&mut bytes, DESC_AT)
+        .map_err(|e| e.to_string())?;
     if crc32c::crc32c(&bytes) != get32(&lenbuf, 4) {
         return Err("description checksum mismatch".into());
     }
@@ -207,7 +248,9 @@ fn read_desc(file: &File, path: &Path) -> Result<TableDesc, String> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), OpenError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// Open or create one table file and check it against `spec`; slots not yet recovered.
@@ -228,13 +271,18 @@ fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, O
             .open(&tmp)
             .map_err(io_err(&tmp))?;
         map::preallocate(&f, file_len).map_err(io_err(&tmp))?;
-        f.write_all_at(&encode_header(spec, &layout), 0).map_err(io_err(&tmp))?;
+        f.write_all_at(&encode_header(spec, &layout), 0)
+            .map_err(io_err(&tmp))?;
         write_desc(&f, &tmp, spec)?;
         f.sync_all().map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(dir)?;
     }
-    let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err(&path))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
     let mut h = [0u8; 512];
     file.read_exact_at(&mut h, 0).map_err(io_err(&path))?;
     if &h[0..8] != TABLE_MAGIC {
@@ -245,10 +293,17 @@ fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, O
     }
     let format = get32(&h, 8);
     if format != TABLE_FORMAT {
-        return Err(corrupt(&path, format!("table format {format}; this build reads {TABLE_FORMAT}")));
+        return Err(corrupt(
+            &path,
+            format!("table format {format}; this build reads {TABLE_FORMAT}"),
+        ));
     }
-    let (net, plen, first, last) =
-        (Ipv4Addr::from(get32(&h, 16)), h[20], Ipv4Addr::from(get32(&h, 24)), Ipv4Addr::from(get32(&h, 28)));
+    let (net, plen, first, last) = (
+        Ipv4Addr::from(get32(&h, 16)),
+        h[20],
+        Ipv4Addr::from(get32(&h, 24)),
+        Ipv4Addr::from(get32(&h, 28)),
+    );
     if (net, plen, first, last) != (spec.network, spec.prefix_len, spec.first, spec.last) {
         return Err(spec_err(
             &path,
@@ -260,11 +315,17 @@ fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, O
         ));
     }
     if encode_header(spec, &layout) != h {
-        return Err(corrupt(&path, "table header describes a layout this build does not use"));
+        return Err(corrupt(
+            &path,
+            "table header describes a layout this build does not use",
+        ));
     }
     let actual = file.metadata().map_err(io_err(&path))?.len();
     if actual < file_len {
-        return Err(corrupt(&path, format!("file is {actual} bytes, its header needs {file_len}")));
+        return Err(corrupt(
+            &path,
+            format!("file is {actual} bytes, its header needs {file_len}"),
+        ));
     }
     // The description: the spec is authoritative for the allocatable ranges (exclusions may
     // change between runs); a missing or damaged description is rewritten.
@@ -300,7 +361,11 @@ fn read_manifest(dir: &Path) -> Option<Manifest> {
         let len = get32(&bytes, 8) as usize;
         bytes.len() == 16 + len && crc32c::crc32c(&bytes[16..]) == get32(&bytes, 12)
     };
-    let m = if ok { meta::manifest_from_bytes(&bytes[16..]).ok() } else { None };
+    let m = if ok {
+        meta::manifest_from_bytes(&bytes[16..]).ok()
+    } else {
+        None
+    };
     if m.is_none() {
         tracing::warn!(path = %path.display(), "manifest damaged; recovering from journals alone");
     }
@@ -365,9 +430,15 @@ impl Store {
         let mut by_key: HashMap<TableKey, usize> = HashMap::new();
         let mut tables = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
-            let key = TableKey { network: u32::from(spec.network), prefix_len: spec.prefix_len };
+            let key = TableKey {
+                network: u32::from(spec.network),
+                prefix_len: spec.prefix_len,
+            };
             if by_key.insert(key, i).is_some() {
-                return Err(spec_err(&dir.join(table_file_name(spec)), "two tables for the same subnet"));
+                return Err(spec_err(
+                    &dir.join(table_file_name(spec)),
+                    "two tables for the same subnet",
+                ));
             }
             tables.push(open_table_file(dir, TableId(i as u16), spec)?);
         }
@@ -381,7 +452,10 @@ impl Store {
 
         // 2. Replay every journal, applying entries newer than the table's record.
         let manifest = read_manifest(dir);
-        let mut report = RecoveryReport { clean: manifest.as_ref().is_some_and(|m| m.clean), ..Default::default() };
+        let mut report = RecoveryReport {
+            clean: manifest.as_ref().is_some_and(|m| m.clean),
+            ..Default::default()
+        };
         let mut next_lsn: HashMap<u16, u64> = HashMap::new();
         if let Some(m) = &manifest {
             for j in &m.journals {
@@ -404,7 +478,15 @@ impl Store {
                 };
                 let t = &tables[ti];
                 if e.slot >= t.len() {
-                    failure = Some(corrupt(&jpath, format!("entry {} names slot {} of a {}-record table", e.lsn, e.slot, t.len())));
+                    failure = Some(corrupt(
+                        &jpath,
+                        format!(
+                            "entry {} names slot {} of a {}-record table",
+                            e.lsn,
+                            e.slot,
+                            t.len()
+                        ),
+                    ));
                     return;
                 }
                 let (cur, _) = t.slot_ref(e.slot).version();
@@ -414,7 +496,12 @@ impl Store {
                             broken[ti].remove(&e.slot);
                             report.replayed += 1;
                         }
-                        Err(err) => failure = Some(corrupt(t.path(), format!("replaying entry {}: {err}", e.lsn))),
+                        Err(err) => {
+                            failure = Some(corrupt(
+                                t.path(),
+                                format!("replaying entry {}: {err}", e.lsn),
+                            ))
+                        }
                     }
                 }
             })
@@ -432,13 +519,20 @@ impl Store {
             }
         }
         if unknown > 0 {
-            tracing::warn!(entries = unknown, "journal entries for subnets no longer configured were dropped");
+            tracing::warn!(
+                entries = unknown,
+                "journal entries for subnets no longer configured were dropped"
+            );
         }
         for (t, b) in tables.iter().zip(&broken) {
             if !b.is_empty() {
                 let mut addrs: Vec<u32> = b.iter().copied().collect();
                 addrs.sort_unstable();
-                let list: Vec<String> = addrs.iter().take(8).map(|s| t.addr(crate::Slot(*s)).to_string()).collect();
+                let list: Vec<String> = addrs
+                    .iter()
+                    .take(8)
+                    .map(|s| t.addr(crate::Slot(*s)).to_string())
+                    .collect();
                 return Err(corrupt(
                     t.path(),
                     format!(
@@ -455,28 +549,51 @@ impl Store {
         // 3. Rebuild the client index, make the tables durable, then the manifest, then
         //    start the journals over.
         for t in &tables {
-            t.rebuild_index().map_err(|e| corrupt(t.path(), format!("rebuilding the client index: {e}")))?;
+            t.rebuild_index()
+                .map_err(|e| corrupt(t.path(), format!("rebuilding the client index: {e}")))?;
             t.flush().map_err(io_err(t.path()))?;
         }
         let workers = workers.max(1);
         let mut marks: Vec<JournalMark> = (0..workers)
-            .map(|w| JournalMark { worker: w, lsn: next_lsn.get(&w).copied().unwrap_or(1) - 1 })
+            .map(|w| JournalMark {
+                worker: w,
+                lsn: next_lsn.get(&w).copied().unwrap_or(1) - 1,
+            })
             .collect();
         marks.sort_by_key(|m| m.worker);
-        write_manifest(dir, &Manifest { format: 1, clean: false, journals: marks.clone() })?;
+        write_manifest(
+            dir,
+            &Manifest {
+                format: 1,
+                clean: false,
+                journals: marks.clone(),
+            },
+        )?;
         let keys: Arc<[TableKey]> = specs
             .iter()
-            .map(|s| TableKey { network: u32::from(s.network), prefix_len: s.prefix_len })
+            .map(|s| TableKey {
+                network: u32::from(s.network),
+                prefix_len: s.prefix_len,
+            })
             .collect();
         let mut journals = Vec::with_capacity(usize::from(workers));
         let mut shared = Vec::with_capacity(usize::from(workers));
         for m in &marks {
             let jpath = dir.join(crate::storage::journal_name(m.worker));
-            let storage = backend.open_journal(dir, m.worker).map_err(io_err(&jpath))?;
+            let storage = backend
+                .open_journal(dir, m.worker)
+                .map_err(io_err(&jpath))?;
             let sh = Arc::new(JournalShared::default());
             journals.push(
-                WorkerJournal::create(m.worker, storage, durability, Arc::clone(&keys), m.lsn + 1, Arc::clone(&sh))
-                    .map_err(io_err(&jpath))?,
+                WorkerJournal::create(
+                    m.worker,
+                    storage,
+                    durability,
+                    Arc::clone(&keys),
+                    m.lsn + 1,
+                    Arc::clone(&sh),
+                )
+                .map_err(io_err(&jpath))?,
             );
             shared.push(sh);
         }
@@ -485,7 +602,13 @@ impl Store {
         }
         tracing::info!(dir = %dir.display(), tables = tables.len(), replayed = report.replayed,
             torn = report.torn_tails, clean = report.clean, "lease store open");
-        let store = Store { dir: dir.to_path_buf(), tables, journals: shared, checkpoint_lock: Mutex::new(()), _lock: lock };
+        let store = Store {
+            dir: dir.to_path_buf(),
+            tables,
+            journals: shared,
+            checkpoint_lock: Mutex::new(()),
+            _lock: lock,
+        };
         Ok((store, journals, report))
     }
 
@@ -501,7 +624,9 @@ impl Store {
 
     /// The table of the subnet `network/prefix_len`.
     pub fn table_by_network(&self, network: Ipv4Addr, prefix_len: u8) -> Option<&Table> {
-        self.tables.iter().find(|t| t.spec().network == network && t.spec().prefix_len == prefix_len)
+        self.tables
+            .iter()
+            .find(|t| t.spec().network == network && t.spec().prefix_len == prefix_len)
     }
 
     /// The table covering `addr`.
@@ -520,19 +645,36 @@ impl Store {
     }
 
     fn checkpoint_as(&self, clean: bool) -> Result<(), OpenError> {
-        let _g = self.checkpoint_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _g = self
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Everything committed up to `cut` was applied to the tables before it was
         // recorded, so the msync below writes it (FORMAT.md §7).
-        let cut: Vec<u64> = self.journals.iter().map(|j| j.committed.load(Ordering::Acquire)).collect();
+        let cut: Vec<u64> = self
+            .journals
+            .iter()
+            .map(|j| j.committed.load(Ordering::Acquire))
+            .collect();
         for t in &self.tables {
             t.flush().map_err(io_err(t.path()))?;
         }
         let journals = cut
             .iter()
             .enumerate()
-            .map(|(w, lsn)| JournalMark { worker: w as u16, lsn: *lsn })
+            .map(|(w, lsn)| JournalMark {
+                worker: w as u16,
+                lsn: *lsn,
+            })
             .collect();
-        write_manifest(&self.dir, &Manifest { format: 1, clean, journals })?;
+        write_manifest(
+            &self.dir,
+            &Manifest {
+                format: 1,
+                clean,
+                journals,
+            },
+        )?;
         for (j, lsn) in self.journals.iter().zip(cut) {
             j.checkpointed.store(lsn, Ordering::Release);
         }

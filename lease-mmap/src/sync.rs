@@ -10,7 +10,8 @@ pub(crate) use std::sync::atomic::Ordering;
 pub(crate) trait Word {
     fn load(&self, order: Ordering) -> u64;
     fn store(&self, v: u64, order: Ordering);
-    fn compare_exchange(&self, cur: u64, new: u64, ok: Ordering, err: Ordering) -> Result<u64, u64>;
+    fn compare_exchange(&self, cur: u64, new: u64, ok: Ordering, err: Ordering)
+    -> Result<u64, u64>;
 }
 
 /// A 32-bit atomic cell of a record image.

@@ -49,6 +49,8 @@ const IMAGE_B: usize = 8 + disk::IMAGE_LEN;
 /// Bytes per overflow block (one sector): owner word (8) and 126 cells.
 pub(crate) const BLOCK_LEN: usize = 512;
 const BLOCK_CELLS: usize = (BLOCK_LEN - 8) / 4;
+/// The client index's probe window.
+const MAX_PROBE: u32 = 64;
 /// Slots per allocation chunk; chunk `c` belongs to worker `c % workers`.
 const CHUNK: u32 = 256;
 
@@ -77,7 +79,14 @@ impl Layout {
         let index_off = round_up(n * SLOT_LEN);
         let overflow_off = round_up(index_off + index_cap as usize * 8);
         let map_len = round_up(overflow_off + blocks as usize * BLOCK_LEN);
-        Self { records, index_cap, blocks, index_off, overflow_off, map_len }
+        Self {
+            records,
+            index_cap,
+            blocks,
+            index_off,
+            overflow_off,
+            map_len,
+        }
     }
 }
 
@@ -108,7 +117,11 @@ impl AllocCursor {
     /// The cursor of worker `worker` of `workers` (clamped to a valid pair).
     pub fn new(worker: u16, workers: u16) -> Self {
         let workers = workers.max(1);
-        Self { worker: worker % workers, workers, tables: Vec::new() }
+        Self {
+            worker: worker % workers,
+            workers,
+            tables: Vec::new(),
+        }
     }
 
     /// This cursor's worker and the number of workers.
@@ -143,14 +156,29 @@ pub struct Table {
 type Ref<'a> = SlotRef<'a, AtomicU64, AtomicU32>;
 
 impl Table {
-    pub(crate) fn new(id: TableId, spec: TableSpec, path: PathBuf, layout: Layout, map: Mapping) -> Self {
+    pub(crate) fn new(
+        id: TableId,
+        spec: TableSpec,
+        path: PathBuf,
+        layout: Layout,
+        map: Mapping,
+    ) -> Self {
         let first = u32::from(spec.first);
         let alloc = spec
             .allocatable
             .iter()
             .map(|(a, b)| (u32::from(*a) - first, u32::from(*b) - first))
             .collect();
-        Self { id, spec, path, first, layout, alloc, map, block_hint: AtomicU32::new(0) }
+        Self {
+            id,
+            spec,
+            path,
+            first,
+            layout,
+            alloc,
+            map,
+            block_hint: AtomicU32::new(0),
+        }
     }
 
     pub fn id(&self) -> TableId {
@@ -197,7 +225,12 @@ impl Table {
     /// # Panics
     /// If `slot` is outside the table.
     pub fn addr(&self, slot: Slot) -> Ipv4Addr {
-        assert!(slot.0 < self.len(), "slot {} outside a table of {}", slot.0, self.len());
+        assert!(
+            slot.0 < self.len(),
+            "slot {} outside a table of {}",
+            slot.0,
+            self.len()
+        );
         Ipv4Addr::from(self.first + slot.0)
     }
 
@@ -219,11 +252,16 @@ impl Table {
     }
 
     fn block_owner(&self, block: u32) -> &AtomicU64 {
-        &self.map.words(self.layout.overflow_off + block as usize * BLOCK_LEN, 1)[0]
+        &self
+            .map
+            .words(self.layout.overflow_off + block as usize * BLOCK_LEN, 1)[0]
     }
 
     fn block_cells(&self, block: u32) -> &[AtomicU32] {
-        self.map.cells(self.layout.overflow_off + block as usize * BLOCK_LEN + 8, BLOCK_CELLS)
+        self.map.cells(
+            self.layout.overflow_off + block as usize * BLOCK_LEN + 8,
+            BLOCK_CELLS,
+        )
     }
 
     /// Read the client id of `r` from its overflow block, checking the block belongs to
@@ -274,15 +312,25 @@ impl Table {
     /// # Panics
     /// If `slot` is outside the table.
     pub fn read(&self, slot: Slot) -> (u64, Lease) {
-        assert!(slot.0 < self.len(), "slot {} outside a table of {}", slot.0, self.len());
+        assert!(
+            slot.0 < self.len(),
+            "slot {} outside a table of {}",
+            slot.0,
+            self.len()
+        );
         let mut w = [0u32; IMAGE_WORDS];
-        let (v, lease) = self.slot_ref(slot.0).read(&mut w, |w| self.resolve(slot.0, w));
+        let (v, lease) = self
+            .slot_ref(slot.0)
+            .read(&mut w, |w| self.resolve(slot.0, w));
         // Every current image was verified when the table was opened and every later one
         // was written by `update`, so `None` means the file was changed behind our back.
         // Report such a record as ABANDONED: never allocated, never renewed, visible.
         let lease = lease.map(|(_, l)| l).unwrap_or_else(|| {
             tracing::error!(table = %self.path.display(), slot = slot.0, "record unreadable");
-            Lease { state: crate::BindingState::Abandoned, ..Lease::default() }
+            Lease {
+                state: crate::BindingState::Abandoned,
+                ..Lease::default()
+            }
         });
         (v, lease)
     }
@@ -299,10 +347,12 @@ impl Table {
     pub fn find_client(&self, key: &ClientKey<'_>) -> Option<(Slot, u64, Lease)> {
         let tag = key_hash(key);
         let mask = self.layout.index_cap - 1;
-        let entries = self.map.words(self.layout.index_off, self.layout.index_cap as usize);
+        let entries = self
+            .map
+            .words(self.layout.index_off, self.layout.index_cap as usize);
         let mut pos = tag & mask;
         let mut best: Option<(Slot, u64, Lease)> = None;
-        for _ in 0..self.layout.index_cap {
+        for _ in 0..self.probe_limit() {
             let e = entries[pos as usize].load(Ordering::Acquire);
             if e == 0 {
                 break;
@@ -313,7 +363,9 @@ impl Table {
                     let (v, l) = self.read(Slot(s));
                     if l.state.is_bound()
                         && l.is_for(key)
-                        && best.as_ref().is_none_or(|(_, _, b)| (l.cltt, l.stos) > (b.cltt, b.stos))
+                        && best
+                            .as_ref()
+                            .is_none_or(|(_, _, b)| (l.cltt, l.stos) > (b.cltt, b.stos))
                     {
                         best = Some((Slot(s), v, l));
                     }
@@ -331,7 +383,8 @@ impl Table {
             return Err(UpdateError::NoSuchSlot(slot.0));
         }
         let r = self.slot_ref(slot.0);
-        r.claim(expected).map_err(|current| UpdateError::Conflict { current })?;
+        r.claim(expected)
+            .map_err(|current| UpdateError::Conflict { current })?;
         match self.write_claimed(&r, slot.0, expected, expected + 1, new, true) {
             Ok(()) => Ok(expected + 1),
             Err(e) => {
@@ -368,20 +421,24 @@ impl Table {
         } else {
             None
         };
-        if index && new.state.is_bound() {
-            if let Some(key) = new.client_key() {
-                self.index_insert(slot, key_hash(&key))?;
-            }
+        if let Some(key) = new.client_key().filter(|_| index && new.state.is_bound()) {
+            self.index_insert(slot, key_hash(&key))?;
         }
         r.publish(new_version, &disk::encode_image(new_version, new, overflow));
         Ok(())
     }
 
     /// Recovery only (single-threaded): install `lease` at `version` over whatever is there.
-    pub(crate) fn install(&self, slot: u32, version: u64, lease: &Lease) -> Result<(), UpdateError> {
+    pub(crate) fn install(
+        &self,
+        slot: u32,
+        version: u64,
+        lease: &Lease,
+    ) -> Result<(), UpdateError> {
         let r = self.slot_ref(slot);
         let (cur, _) = r.version();
-        r.claim(cur).map_err(|current| UpdateError::Conflict { current })?;
+        r.claim(cur)
+            .map_err(|current| UpdateError::Conflict { current })?;
         let res = self.write_claimed(&r, slot, cur, version, lease, false);
         if res.is_err() {
             r.release(cur);
@@ -395,10 +452,20 @@ impl Table {
         let entry = u64::from(tag) << 32 | u64::from(slot + 1);
         let mask = self.layout.index_cap - 1;
         let entries = self.map.words(self.layout.index_off, self.layout.index_cap as usize);
-        let mut pos = tag & mask;
-        let mut probes = 0;
-        while probes < self.layout.index_cap {
-            let cell = &entries[pos as usize];
+        let home = tag & mask;
+        let limit = self.probe_limit();
+        // Already there? Entries are never emptied, so none lies beyond an empty one.
+        for i in 0..limit {
+            match Word::load(&entries[((home + i) & mask) as usize], Ordering::Acquire) {
+                0 => break,
+                e if e == entry => return Ok(()),
+                _ => {}
+            }
+        }
+        // Install in the first empty or stale entry of the window.
+        let mut i = 0;
+        while i < limit {
+            let cell = &entries[((home + i) & mask) as usize];
             let e = Word::load(cell, Ordering::Acquire);
             if e == entry {
                 return Ok(());
@@ -412,10 +479,15 @@ impl Table {
             if self.try_reclaim_entry(cell, e, slot, entry) {
                 return Ok(());
             }
-            pos = (pos + 1) & mask;
-            probes += 1;
+            i += 1;
         }
         Err(UpdateError::IndexFull)
+    }
+
+    /// Entries of a key lie within this many cells of its home position, so a lookup never
+    /// walks further, however many stale entries churn leaves behind (`FORMAT.md` §3.3).
+    fn probe_limit(&self) -> u32 {
+        MAX_PROBE.min(self.layout.index_cap)
     }
 
     /// Replace index entry `e` in `cell` by `entry` if `e` no longer describes its record.
@@ -424,7 +496,10 @@ impl Table {
     fn try_reclaim_entry(&self, cell: &AtomicU64, e: u64, me: u32, entry: u64) -> bool {
         let s = (e as u32).wrapping_sub(1);
         let tag = (e >> 32) as u32;
-        let swap = || cell.compare_exchange(e, entry, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        let swap = || {
+            cell.compare_exchange(e, entry, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        };
         if s >= self.len() {
             return swap();
         }
@@ -437,9 +512,9 @@ impl Table {
         let Some(v) = r.try_lock() else { return false };
         let mut w = [0u32; IMAGE_WORDS];
         r.load_image(v, true, &mut w);
-        let live = self
-            .resolve(s, &w)
-            .is_some_and(|(_, l)| l.state.is_bound() && l.client_key().is_some_and(|k| key_hash(&k) == tag));
+        let live = self.resolve(s, &w).is_some_and(|(_, l)| {
+            l.state.is_bound() && l.client_key().is_some_and(|k| key_hash(&k) == tag)
+        });
         let done = !live && swap();
         r.release(v);
         done
@@ -458,7 +533,9 @@ impl Table {
             let owner = self.block_owner(b);
             let o = Word::load(owner, Ordering::Acquire);
             let claimed = if o == 0 {
-                owner.compare_exchange(0, u64::from(slot + 1), Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                owner
+                    .compare_exchange(0, u64::from(slot + 1), Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
             } else {
                 self.try_reclaim_block(owner, o, b, slot)
             };
@@ -472,7 +549,11 @@ impl Table {
 
     fn try_reclaim_block(&self, owner: &AtomicU64, o: u64, b: u32, me: u32) -> bool {
         let s = (o as u32).wrapping_sub(1);
-        let swap = || owner.compare_exchange(o, u64::from(me + 1), Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        let swap = || {
+            owner
+                .compare_exchange(o, u64::from(me + 1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        };
         if s >= self.len() {
             return swap();
         }
@@ -587,29 +668,24 @@ impl Table {
             if let Some((v, _)) = self.resolve(slot, &w) {
                 // An image lives in the half its version's parity names; anything else is
                 // not one we wrote.
-                let right_half = std::ptr::eq(img.as_ptr(), r.images[usize::from(v & 1 == 1)].as_ptr());
+                let right_half =
+                    std::ptr::eq(img.as_ptr(), r.images[usize::from(v & 1 == 1)].as_ptr());
                 if right_half && best.is_none_or(|b| v > b) {
                     best = Some(v);
                 }
             }
         }
-        match best {
-            Some(v) => {
-                Word::store(r.word, v << 1, Ordering::Relaxed);
-                true
-            }
-            None => {
-                Word::store(r.word, 0, Ordering::Relaxed);
-                false
-            }
+        // Store only what changes: an untouched page stays clean and msync skips it.
+        let want = best.map_or(0, |v| v << 1);
+        if Word::load(r.word, Ordering::Relaxed) != want {
+            Word::store(r.word, want, Ordering::Relaxed);
         }
+        best.is_some()
     }
 
     /// Open-time: rebuild the overflow owners from every image that refers to a block.
     pub(crate) fn rebuild_block_owners(&self) {
-        for b in 0..self.layout.blocks {
-            Word::store(self.block_owner(b), 0, Ordering::Relaxed);
-        }
+        let mut owners = vec![0u64; self.layout.blocks as usize];
         let mut w = [0u32; IMAGE_WORDS];
         for s in 0..self.len() {
             let r = self.slot_ref(s);
@@ -618,17 +694,27 @@ impl Table {
                     *o = c.load(Ordering::Relaxed);
                 }
                 if let Some(b) = disk::image_block(&w).filter(|b| *b < self.layout.blocks) {
-                    Word::store(self.block_owner(b), u64::from(s + 1), Ordering::Relaxed);
+                    owners[b as usize] = u64::from(s + 1);
                 }
+            }
+        }
+        for (b, o) in (0..self.layout.blocks).zip(owners) {
+            let owner = self.block_owner(b);
+            if Word::load(owner, Ordering::Relaxed) != o {
+                Word::store(owner, o, Ordering::Relaxed);
             }
         }
     }
 
     /// Open-time: rebuild the client index from the records. Returns bound records indexed.
     pub(crate) fn rebuild_index(&self) -> Result<u64, UpdateError> {
-        let entries = self.map.words(self.layout.index_off, self.layout.index_cap as usize);
+        let entries = self
+            .map
+            .words(self.layout.index_off, self.layout.index_cap as usize);
         for e in entries {
-            Word::store(e, 0, Ordering::Relaxed);
+            if Word::load(e, Ordering::Relaxed) != 0 {
+                Word::store(e, 0, Ordering::Relaxed);
+            }
         }
         let mut n = 0;
         for s in 0..self.len() {

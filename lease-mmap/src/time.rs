@@ -26,3 +26,17 @@ impl UnixTime {
         later.0.saturating_sub(self.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::UnixTime;
+
+    #[test]
+    fn arithmetic_saturates() {
+        assert_eq!(UnixTime(5).saturating_add(3), UnixTime(8));
+        assert_eq!(UnixTime(u32::MAX - 1).saturating_add(3), UnixTime(u32::MAX));
+        assert_eq!(UnixTime(5).until(UnixTime(9)), 4);
+        assert_eq!(UnixTime(9).until(UnixTime(5)), 0);
+        assert!(UnixTime::now().0 > 1_600_000_000);
+    }
+}

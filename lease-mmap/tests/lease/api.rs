@@ -12,7 +12,13 @@ use crate::common::*;
 
 const NOW: u32 = 1_700_000_000;
 
-fn open(dir: &std::path::Path) -> (Store, Vec<lease_mmap::WorkerJournal>, lease_mmap::RecoveryReport) {
+fn open(
+    dir: &std::path::Path,
+) -> (
+    Store,
+    Vec<lease_mmap::WorkerJournal>,
+    lease_mmap::RecoveryReport,
+) {
     Store::open(dir, &[small_spec(), big_spec()], 2, Durability::Sync).unwrap()
 }
 
@@ -20,7 +26,14 @@ fn open(dir: &std::path::Path) -> (Store, Vec<lease_mmap::WorkerJournal>, lease_
 fn open_creates_tables_and_journals() {
     let dir = tempfile::tempdir().unwrap();
     let (store, journals, report) = open(dir.path());
-    assert_eq!(report, lease_mmap::RecoveryReport { replayed: 0, torn_tails: 0, clean: false });
+    assert_eq!(
+        report,
+        lease_mmap::RecoveryReport {
+            replayed: 0,
+            torn_tails: 0,
+            clean: false
+        }
+    );
     assert_eq!(journals.len(), 2);
     assert_eq!(journals[1].worker(), 1);
     assert_eq!(store.tables().len(), 2);
@@ -33,9 +46,15 @@ fn open_creates_tables_and_journals() {
     assert_eq!(store.table(TableId(1)).len(), 4096);
     assert!(dir.path().join("10.0.0.0_24.tdt").exists());
     assert!(dir.path().join("journal-00001.tdj").exists());
-    assert_eq!(store.table_by_network(ip("10.1.0.0"), 20).unwrap().id(), TableId(1));
+    assert_eq!(
+        store.table_by_network(ip("10.1.0.0"), 20).unwrap().id(),
+        TableId(1)
+    );
     assert!(store.table_by_network(ip("10.1.0.0"), 21).is_none());
-    assert_eq!(store.table_for_addr(ip("10.0.0.199")).unwrap().id(), TableId(0));
+    assert_eq!(
+        store.table_for_addr(ip("10.0.0.199")).unwrap().id(),
+        TableId(0)
+    );
     assert!(store.table_for_addr(ip("10.0.0.201")).is_none());
     assert!(store.mapped_bytes() > 4096 * 256);
     assert_eq!(store.dir(), dir.path());
@@ -73,12 +92,21 @@ fn read_update_and_conflicts() {
     assert_eq!(t.update(Slot(3), 0, &l), Ok(1));
     assert_eq!(t.read(Slot(3)), (1, l));
     // A stale version loses.
-    assert_eq!(t.update(Slot(3), 0, &free()), Err(UpdateError::Conflict { current: 1 }));
-    let l2 = lease_mmap::Lease { ends: UnixTime(NOW + 7200), ..l };
+    assert_eq!(
+        t.update(Slot(3), 0, &free()),
+        Err(UpdateError::Conflict { current: 1 })
+    );
+    let l2 = lease_mmap::Lease {
+        ends: UnixTime(NOW + 7200),
+        ..l
+    };
     assert_eq!(t.update(Slot(3), 1, &l2), Ok(2));
     assert_eq!(t.update(Slot(3), 2, &l), Ok(3));
     assert_eq!(t.read(Slot(3)), (3, l));
-    assert_eq!(t.update(Slot(191), 0, &l), Err(UpdateError::NoSuchSlot(191)));
+    assert_eq!(
+        t.update(Slot(191), 0, &l),
+        Err(UpdateError::NoSuchSlot(191))
+    );
     let mut states = [0u64; 8];
     states[0] = 190;
     states[1] = 1;
@@ -101,17 +129,35 @@ fn find_client_by_mac_and_client_id() {
     let by_mac = active(7, NOW);
     t.update(Slot(10), 0, &by_mac).unwrap();
     let mac7 = mac(7);
-    let key = ClientKey::HwAddr { htype: 1, chaddr: &mac7[..6] };
+    let key = ClientKey::HwAddr {
+        htype: 1,
+        chaddr: &mac7[..6],
+    };
     assert_eq!(t.find_client(&key), Some((Slot(10), 1, by_mac)));
-    assert_eq!(t.find_client(&ClientKey::HwAddr { htype: 6, chaddr: &mac7[..6] }), None);
+    assert_eq!(
+        t.find_client(&ClientKey::HwAddr {
+            htype: 6,
+            chaddr: &mac7[..6]
+        }),
+        None
+    );
 
     let with_id = active_with_id(8, 20, NOW);
     t.update(Slot(11), 0, &with_id).unwrap();
     let id = with_id.client_id;
-    assert_eq!(t.find_client(&ClientKey::ClientId(id.as_bytes())), Some((Slot(11), 1, with_id)));
+    assert_eq!(
+        t.find_client(&ClientKey::ClientId(id.as_bytes())),
+        Some((Slot(11), 1, with_id))
+    );
     // With a client id the MAC does not identify the client (RFC 2131 §4.2).
     let mac8 = mac(8);
-    assert_eq!(t.find_client(&ClientKey::HwAddr { htype: 1, chaddr: &mac8[..6] }), None);
+    assert_eq!(
+        t.find_client(&ClientKey::HwAddr {
+            htype: 1,
+            chaddr: &mac8[..6]
+        }),
+        None
+    );
 
     // Released → FREE: no longer found; the slot rebound to another client answers for it.
     t.update(Slot(10), 1, &free()).unwrap();
@@ -121,14 +167,25 @@ fn find_client_by_mac_and_client_id() {
     assert_eq!(t.find_client(&key), None);
     let mac9 = mac(9);
     assert_eq!(
-        t.find_client(&ClientKey::HwAddr { htype: 1, chaddr: &mac9[..6] }).map(|f| f.0),
+        t.find_client(&ClientKey::HwAddr {
+            htype: 1,
+            chaddr: &mac9[..6]
+        })
+        .map(|f| f.0),
         Some(Slot(10))
     );
     // The most recent of two bindings wins.
-    let older = lease_mmap::Lease { cltt: UnixTime(NOW - 100), ..active(9, NOW) };
+    let older = lease_mmap::Lease {
+        cltt: UnixTime(NOW - 100),
+        ..active(9, NOW)
+    };
     t.update(Slot(12), 0, &older).unwrap();
     assert_eq!(
-        t.find_client(&ClientKey::HwAddr { htype: 1, chaddr: &mac9[..6] }).map(|f| f.0),
+        t.find_client(&ClientKey::HwAddr {
+            htype: 1,
+            chaddr: &mac9[..6]
+        })
+        .map(|f| f.0),
         Some(Slot(10))
     );
 }
@@ -149,7 +206,14 @@ fn index_survives_heavy_churn() {
     }
     for s in 0..191u32 {
         let m = mac(39 * 1000 + s);
-        assert_eq!(t.find_client(&ClientKey::HwAddr { htype: 1, chaddr: &m[..6] }).map(|f| f.0), Some(Slot(s)));
+        assert_eq!(
+            t.find_client(&ClientKey::HwAddr {
+                htype: 1,
+                chaddr: &m[..6]
+            })
+            .map(|f| f.0),
+            Some(Slot(s))
+        );
     }
 }
 
@@ -163,14 +227,28 @@ fn long_client_ids_use_overflow_blocks() {
         let l = active_with_id(i, 200 + i as usize % 50, NOW);
         assert_eq!(t.update(Slot(i), 0, &l), Ok(1));
         assert_eq!(t.read(Slot(i)), (1, l));
-        assert_eq!(t.find_client(&ClientKey::ClientId(l.client_id.as_bytes())).map(|f| f.0), Some(Slot(i)));
+        assert_eq!(
+            t.find_client(&ClientKey::ClientId(l.client_id.as_bytes()))
+                .map(|f| f.0),
+            Some(Slot(i))
+        );
     }
     let l = active_with_id(99, 255, NOW);
-    assert_eq!(t.update(Slot(50), 0, &l), Err(UpdateError::ClientIdAreaFull));
-    assert_eq!(t.read(Slot(50)), (0, free()), "a refused update changes nothing");
+    assert_eq!(
+        t.update(Slot(50), 0, &l),
+        Err(UpdateError::ClientIdAreaFull)
+    );
+    assert_eq!(
+        t.read(Slot(50)),
+        (0, free()),
+        "a refused update changes nothing"
+    );
     // Slot 0 released twice: neither image refers to its block any more.
     t.update(Slot(0), 1, &free()).unwrap();
-    assert_eq!(t.update(Slot(50), 0, &l), Err(UpdateError::ClientIdAreaFull));
+    assert_eq!(
+        t.update(Slot(50), 0, &l),
+        Err(UpdateError::ClientIdAreaFull)
+    );
     t.update(Slot(0), 2, &active(0, NOW)).unwrap();
     assert_eq!(t.update(Slot(50), 0, &l), Ok(1));
     assert_eq!(t.read(Slot(50)), (1, l));
@@ -187,12 +265,17 @@ fn allocate_takes_only_free_allocatable_slots() {
     let never = |_: UnixTime, _: &lease_mmap::Lease| false;
     let mut got = std::collections::BTreeSet::new();
     for i in 0..(81 + 51) {
-        let (s, v) = t.allocate(&mut cursor, UnixTime(NOW), &active(i, NOW), &never).expect("room left");
+        let (s, v) = t
+            .allocate(&mut cursor, UnixTime(NOW), &active(i, NOW), &never)
+            .expect("room left");
         assert_eq!(v, 1);
         assert!(t.is_allocatable(s), "{s:?}");
         assert!(got.insert(s));
     }
-    assert_eq!(t.allocate(&mut cursor, UnixTime(NOW), &active(999, NOW), &never), None);
+    assert_eq!(
+        t.allocate(&mut cursor, UnixTime(NOW), &active(999, NOW), &never),
+        None
+    );
     assert_eq!(t.counts()[BindingState::Active as usize], 132);
     // Expired leases become reusable through the caller's predicate.
     let (v, mut l) = t.read(Slot(10));
@@ -205,7 +288,10 @@ fn allocate_takes_only_free_allocatable_slots() {
     // A cursor of another worker steals when its own chunk (there is only one) is empty.
     let mut other = AllocCursor::new(1, 2);
     t.update(Slot(20), 1, &free()).unwrap();
-    assert_eq!(t.allocate(&mut other, UnixTime(NOW), &active(1001, NOW), &never), Some((Slot(20), 3)));
+    assert_eq!(
+        t.allocate(&mut other, UnixTime(NOW), &active(1001, NOW), &never),
+        Some((Slot(20), 3))
+    );
     assert_eq!(AllocCursor::default().worker(), (0, 1));
 }
 
@@ -232,8 +318,14 @@ fn journal_record_pending_commit() {
 fn sync_failure_poisons_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let sim = SimBackend::new();
-    let (store, mut journals, _) =
-        Store::open_with(dir.path(), &[small_spec()], 1, Durability::Sync, Arc::new(sim.clone())).unwrap();
+    let (store, mut journals, _) = Store::open_with(
+        dir.path(),
+        &[small_spec()],
+        1,
+        Durability::Sync,
+        Arc::new(sim.clone()),
+    )
+    .unwrap();
     let t = store.table(TableId(0));
     let l = active(1, NOW);
     let v = t.update(Slot(1), 0, &l).unwrap();
@@ -252,8 +344,14 @@ fn sync_failure_poisons_the_journal() {
 fn write_failure_poisons_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let sim = SimBackend::new();
-    let (store, mut journals, _) =
-        Store::open_with(dir.path(), &[small_spec()], 1, Durability::Sync, Arc::new(sim.clone())).unwrap();
+    let (store, mut journals, _) = Store::open_with(
+        dir.path(),
+        &[small_spec()],
+        1,
+        Durability::Sync,
+        Arc::new(sim.clone()),
+    )
+    .unwrap();
     let t = store.table(TableId(0));
     sim.fail_write_after(0);
     journals[0].record(t.id(), Slot(2), 1, &active(1, NOW));
@@ -302,7 +400,10 @@ fn changed_spec_is_refused_with_the_file_named() {
     let err = Store::open(dir.path(), &[changed], 1, Durability::Sync).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, OpenError::Spec { .. }), "{err:?}");
-    assert!(msg.contains("10.0.0.0_24.tdt") && msg.contains("resizing"), "{msg}");
+    assert!(
+        msg.contains("10.0.0.0_24.tdt") && msg.contains("resizing"),
+        "{msg}"
+    );
     // Changed exclusions are fine: the spec is authoritative for the allocatable ranges.
     let mut fewer = small_spec();
     fewer.allocatable = vec![(ip("10.0.0.30"), ip("10.0.0.40"))];
@@ -315,14 +416,26 @@ fn changed_spec_is_refused_with_the_file_named() {
 fn invalid_specs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut bad = small_spec();
-    bad.allocatable = vec![(ip("10.0.0.50"), ip("10.0.0.60")), (ip("10.0.0.55"), ip("10.0.0.70"))];
-    assert!(matches!(Store::open(dir.path(), &[bad], 1, Durability::Sync), Err(OpenError::Spec { .. })));
+    bad.allocatable = vec![
+        (ip("10.0.0.50"), ip("10.0.0.60")),
+        (ip("10.0.0.55"), ip("10.0.0.70")),
+    ];
+    assert!(matches!(
+        Store::open(dir.path(), &[bad], 1, Durability::Sync),
+        Err(OpenError::Spec { .. })
+    ));
     let mut bad = small_spec();
     bad.first = ip("10.0.1.0");
-    assert!(matches!(Store::open(dir.path(), &[bad], 1, Durability::Sync), Err(OpenError::Spec { .. })));
+    assert!(matches!(
+        Store::open(dir.path(), &[bad], 1, Durability::Sync),
+        Err(OpenError::Spec { .. })
+    ));
     let mut bad = small_spec();
     bad.allocatable = vec![(ip("10.0.0.5"), ip("10.0.0.60"))];
-    assert!(matches!(Store::open(dir.path(), &[bad], 1, Durability::Sync), Err(OpenError::Spec { .. })));
+    assert!(matches!(
+        Store::open(dir.path(), &[bad], 1, Durability::Sync),
+        Err(OpenError::Spec { .. })
+    ));
     let huge = lease_mmap::TableSpec {
         network: ip("0.0.0.0"),
         prefix_len: 0,
@@ -330,9 +443,17 @@ fn invalid_specs_are_refused() {
         last: ip("255.255.255.255"),
         allocatable: vec![],
     };
-    assert!(matches!(Store::open(dir.path(), &[huge], 1, Durability::Sync), Err(OpenError::Spec { .. })));
     assert!(matches!(
-        Store::open(dir.path(), &[small_spec(), small_spec()], 1, Durability::Sync),
+        Store::open(dir.path(), &[huge], 1, Durability::Sync),
+        Err(OpenError::Spec { .. })
+    ));
+    assert!(matches!(
+        Store::open(
+            dir.path(),
+            &[small_spec(), small_spec()],
+            1,
+            Durability::Sync
+        ),
         Err(OpenError::Spec { .. })
     ));
 }
@@ -345,4 +466,30 @@ fn damaged_header_is_refused() {
     let err = Store::open(dir.path(), &[small_spec()], 1, Durability::Sync).unwrap_err();
     assert!(matches!(err, OpenError::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("checksum"), "{err}");
+}
+
+#[test]
+fn churn_of_released_clients_keeps_the_index_usable() {
+    // Thousands of clients come and go through a 191-record table (index of 512 cells):
+    // stale entries are reclaimed, inserts never fail, lookups stay correct.
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _j, _) = open(dir.path());
+    let t = store.table(TableId(0));
+    let mut cursor = AllocCursor::new(0, 1);
+    let never = |_: UnixTime, _: &lease_mmap::Lease| false;
+    for i in 0..20_000u32 {
+        let (s, v) = t.allocate(&mut cursor, UnixTime(NOW), &active(i, NOW), &never).expect("index full?");
+        t.update(s, v, &free()).unwrap();
+    }
+    let mut bound = Vec::new();
+    for i in 0..132u32 {
+        let c = 100_000 + i;
+        bound.push((c, t.allocate(&mut cursor, UnixTime(NOW), &active(c, NOW), &never).unwrap().0));
+    }
+    for (c, s) in bound {
+        let m = mac(c);
+        assert_eq!(t.find_client(&ClientKey::HwAddr { htype: 1, chaddr: &m[..6] }).map(|f| f.0), Some(s));
+    }
+    let m = mac(5);
+    assert_eq!(t.find_client(&ClientKey::HwAddr { htype: 1, chaddr: &m[..6] }), None);
 }

@@ -22,7 +22,10 @@ pub fn small_spec() -> TableSpec {
         prefix_len: 24,
         first: ip("10.0.0.10"),
         last: ip("10.0.0.200"),
-        allocatable: vec![(ip("10.0.0.20"), ip("10.0.0.100")), (ip("10.0.0.150"), ip("10.0.0.200"))],
+        allocatable: vec![
+            (ip("10.0.0.20"), ip("10.0.0.100")),
+            (ip("10.0.0.150"), ip("10.0.0.200")),
+        ],
     }
 }
 
@@ -39,7 +42,14 @@ pub fn big_spec() -> TableSpec {
 
 pub fn mac(i: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
-    c[..6].copy_from_slice(&[0x02, 0, (i >> 24) as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+    c[..6].copy_from_slice(&[
+        0x02,
+        0,
+        (i >> 24) as u8,
+        (i >> 16) as u8,
+        (i >> 8) as u8,
+        i as u8,
+    ]);
     c
 }
 
@@ -62,7 +72,10 @@ pub fn active(i: u32, now: u32) -> Lease {
 pub fn active_with_id(i: u32, len: usize, now: u32) -> Lease {
     let mut id = vec![0xffu8; len];
     id[..4].copy_from_slice(&i.to_be_bytes());
-    Lease { client_id: ClientId::new(&id).unwrap(), ..active(i, now) }
+    Lease {
+        client_id: ClientId::new(&id).unwrap(),
+        ..active(i, now)
+    }
 }
 
 pub fn free() -> Lease {

@@ -20,7 +20,12 @@ fn table_path(dir: &Path) -> PathBuf {
 }
 
 /// Allocate `n` leases for clients `base..base+n` in table 0, committing every 10.
-fn allocate_committed(store: &Store, j: &mut WorkerJournal, base: u32, n: u32) -> Vec<(Slot, u64, Lease)> {
+fn allocate_committed(
+    store: &Store,
+    j: &mut WorkerJournal,
+    base: u32,
+    n: u32,
+) -> Vec<(Slot, u64, Lease)> {
     let t = store.table(TableId(0));
     let mut cursor = AllocCursor::new(j.worker(), 1);
     let mut out = Vec::new();
@@ -67,15 +72,31 @@ fn table_never_written_back_is_rebuilt_from_the_journal() {
     // Power loss before any writeback of the mapping: the file is as it was at open.
     std::fs::write(table_path(dir.path()), &pristine).unwrap();
     let (store, _j, report) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
-    assert_eq!(report, RecoveryReport { replayed: 100, torn_tails: 0, clean: false });
+    assert_eq!(
+        report,
+        RecoveryReport {
+            replayed: 100,
+            torn_tails: 0,
+            clean: false
+        }
+    );
     assert_present(&store, &leases);
     // The index was rebuilt too.
     let m = mac(42);
-    let found = store.table(TableId(0)).find_client(&lease_mmap::ClientKey::HwAddr { htype: 1, chaddr: &m[..6] });
+    let found = store
+        .table(TableId(0))
+        .find_client(&lease_mmap::ClientKey::HwAddr {
+            htype: 1,
+            chaddr: &m[..6],
+        });
     assert_eq!(found.map(|f| f.0), Some(leases[42].0));
 }
 
-fn sim_open(dir: &Path, sim: &SimBackend, d: Durability) -> (Store, Vec<WorkerJournal>, RecoveryReport) {
+fn sim_open(
+    dir: &Path,
+    sim: &SimBackend,
+    d: Durability,
+) -> (Store, Vec<WorkerJournal>, RecoveryReport) {
     Store::open_with(dir, &[big_spec()], 1, d, Arc::new(sim.clone())).unwrap()
 }
 
@@ -89,7 +110,9 @@ fn lost_unsynced_writes_lose_only_what_was_never_committed() {
     // Recorded but never committed: may vanish.
     let t = store.table(TableId(0));
     let l = active(500, NOW);
-    let (s, v) = t.allocate(&mut AllocCursor::new(0, 1), UnixTime(NOW), &l, NEVER).unwrap();
+    let (s, v) = t
+        .allocate(&mut AllocCursor::new(0, 1), UnixTime(NOW), &l, NEVER)
+        .unwrap();
     j[0].record(t.id(), s, v, &l);
     drop((j, store));
     sim.power_loss(0);
@@ -111,7 +134,14 @@ fn async_commits_do_not_survive_power_loss() {
     sim.power_loss(0);
     std::fs::write(table_path(dir.path()), &pristine).unwrap();
     let (store, _j, report) = sim_open(dir.path(), &sim, Durability::Sync);
-    assert_eq!(report, RecoveryReport { replayed: 0, torn_tails: 0, clean: false });
+    assert_eq!(
+        report,
+        RecoveryReport {
+            replayed: 0,
+            torn_tails: 0,
+            clean: false
+        }
+    );
     assert_eq!(store.table(TableId(0)).counts()[0], 4096);
 }
 
@@ -127,7 +157,14 @@ fn torn_tail_is_cut_at_the_first_bad_entry() {
     sim.power_loss(512 + 100);
     std::fs::write(table_path(dir.path()), &pristine).unwrap();
     let (store, _j, report) = sim_open(dir.path(), &sim, Durability::Sync);
-    assert_eq!(report, RecoveryReport { replayed: 1, torn_tails: 1, clean: false });
+    assert_eq!(
+        report,
+        RecoveryReport {
+            replayed: 1,
+            torn_tails: 1,
+            clean: false
+        }
+    );
     assert_present(&store, &leases[..1]);
     assert_eq!(store.table(TableId(0)).read(leases[1].0).0, 0);
 }
@@ -147,7 +184,14 @@ fn stale_entry_with_an_old_lsn_ends_the_journal() {
     sim.set_file(dir.path(), 0, f);
     std::fs::write(table_path(dir.path()), &pristine).unwrap();
     let (store, _j, report) = sim_open(dir.path(), &sim, Durability::Sync);
-    assert_eq!(report, RecoveryReport { replayed: 2, torn_tails: 1, clean: false });
+    assert_eq!(
+        report,
+        RecoveryReport {
+            replayed: 2,
+            torn_tails: 1,
+            clean: false
+        }
+    );
     assert_present(&store, &leases);
 }
 
@@ -236,5 +280,8 @@ fn both_images_damaged_and_no_journal_refuses_to_open() {
     assert!(matches!(err, OpenError::Corrupt { .. }), "{err:?}");
     let msg = err.to_string();
     let addr = std::net::Ipv4Addr::from(u32::from(ip("10.1.0.0")) + s).to_string();
-    assert!(msg.contains(&addr) && msg.contains("10.1.0.0_20.tdt"), "{msg}");
+    assert!(
+        msg.contains(&addr) && msg.contains("10.1.0.0_20.tdt"),
+        "{msg}"
+    );
 }

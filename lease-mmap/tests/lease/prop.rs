@@ -50,7 +50,14 @@ fn run(ops: &[Op], crash: &Crash) -> Result<(), TestCaseError> {
     let table_file = dir.path().join("10.0.0.0_24.tdt");
     let sim = SimBackend::new();
     let open = || {
-        Store::open_with(dir.path(), &[small_spec()], 1, Durability::Sync, Arc::new(sim.clone())).unwrap()
+        Store::open_with(
+            dir.path(),
+            &[small_spec()],
+            1,
+            Durability::Sync,
+            Arc::new(sim.clone()),
+        )
+        .unwrap()
     };
     let (store, mut journals, _) = open();
     let mut j = journals.pop().unwrap();
@@ -76,10 +83,17 @@ fn run(ops: &[Op], crash: &Crash) -> Result<(), TestCaseError> {
                 let s = bound[c];
                 let (v, cur) = t.read(s);
                 let l = if matches!(op, Op::Renew(_)) {
-                    Lease { ends: UnixTime(cur.ends.0 + 60), cltt: UnixTime(NOW + n), ..cur }
+                    Lease {
+                        ends: UnixTime(cur.ends.0 + 60),
+                        cltt: UnixTime(NOW + n),
+                        ..cur
+                    }
                 } else {
                     bound.remove(c);
-                    Lease { state: BindingState::Free, ..Lease::default() }
+                    Lease {
+                        state: BindingState::Free,
+                        ..Lease::default()
+                    }
                 };
                 let nv = t.update(s, v, &l).unwrap();
                 j.record(t.id(), s, nv, &l);
@@ -118,7 +132,9 @@ fn run(ops: &[Op], crash: &Crash) -> Result<(), TestCaseError> {
     }
     // The recovered store keeps working.
     let l = active(999, NOW);
-    let (s, v) = t.allocate(&mut AllocCursor::new(0, 1), UnixTime(NOW), &l, &never).unwrap();
+    let (s, v) = t
+        .allocate(&mut AllocCursor::new(0, 1), UnixTime(NOW), &l, &never)
+        .unwrap();
     journals[0].record(t.id(), s, v, &l);
     journals[0].commit().unwrap();
     Ok(())
