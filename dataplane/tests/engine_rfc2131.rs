@@ -972,3 +972,25 @@ fn expired_lease_goes_to_another_client_and_the_old_one_is_naked() {
         Some(3600)
     );
 }
+
+#[test]
+fn replies_fit_the_clients_message_size() {
+    let mut s = lan();
+    s.dns = (1..=60).map(|i| Ipv4Addr::new(10, 0, 1, i)).collect();
+    s.router = (1..=20).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
+    s.domain_name = Some("d".repeat(200));
+    let mut h = Harness::new(config(vec![s]));
+    let m = mac(95);
+    // Default 576-byte datagram: the domain name and then the DNS list are shed.
+    let offer = h.run(&discover(m), &direct(SERVER, m));
+    assert_eq!(offer.domain_name, None);
+    assert_eq!(offer.dns, None);
+    assert_eq!(offer.router.as_ref().map(Vec::len), Some(80));
+    assert!(offer.opts().lease_time.is_some() && offer.opts().server_id.is_some());
+    // A client that takes 1500 bytes gets everything.
+    let mut d = discover(m);
+    d.options.max_message_size = Some(1500);
+    let offer = h.run(&d, &direct(SERVER, m));
+    assert_eq!(offer.domain_name.as_ref().map(Vec::len), Some(200));
+    assert_eq!(offer.dns.as_ref().map(Vec::len), Some(240));
+}

@@ -60,7 +60,9 @@
 //!   request had no magic cookie).
 //! - **Options**: 53, 54, 1 always; 51, 58, 59 in OFFER/ACK; 3, 6, 15 when in option 55 (or
 //!   when the client sent no option 55); 28 when in option 55; 61, 82, 118 echoed. NAKs
-//!   carry 53, 54, 56 and the echoes only (RFC 2131 table 3).
+//!   carry 53, 54, 56 and the echoes only (RFC 2131 table 3). A reply that would exceed
+//!   the client's limit (576-byte datagram or its option 57; 300 bytes for BOOTP) sheds 15,
+//!   then 6, then 3, then 28.
 //! - **Addressing** (DESIGN.md §2): `giaddr` set → `giaddr`:67 at the request's source MAC
 //!   (NAKs get the broadcast flag so the relay broadcasts them, §4.3.2); else NAK →
 //!   broadcast; else `ciaddr` set → `ciaddr`:68 at the source MAC; else broadcast flag →
@@ -944,12 +946,50 @@ impl Engine {
         is_nak: bool,
         commit: Option<Commit>,
     ) -> Decision<'a> {
+        let mut repr = repr;
+        fit(cx.req, &mut repr);
         Decision::Reply(Reply {
             dest: destination(cx.req, cx.ingress, repr.yiaddr, is_nak),
             repr,
             server_ip: cx.server_ip,
             commit,
         })
+    }
+}
+
+/// The largest IPv4 datagram every DHCP client accepts (RFC 2131 §2), and BOOTP's fixed
+/// message size (RFC 951).
+const MIN_DATAGRAM: usize = 576;
+const BOOTP_MESSAGE: usize = 300;
+/// IPv4 (no options) and UDP headers.
+const IP_UDP_HEADERS: usize = 28;
+
+/// Shed configuration options (domain name, DNS, routers, broadcast address, in that order)
+/// until the reply fits what the client accepts: 576 bytes or its option 57 (RFC 2132
+/// §9.10), as an IPv4 datagram; 300 bytes for BOOTP. Option 82 does not count when relayed
+/// (the relay strips it, RFC 3046 §2.2).
+fn fit(req: &Repr<'_>, repr: &mut Repr<'_>) {
+    let limit = if repr.options.message_type.is_none() {
+        BOOTP_MESSAGE
+    } else {
+        let max = req.options.max_message_size.map_or(0, usize::from);
+        max.max(MIN_DATAGRAM) - IP_UDP_HEADERS
+    };
+    let stripped = match repr.options.relay_agent_info {
+        Some(ri) if !req.giaddr.is_unspecified() => ri.len() + 2 * ri.len().div_ceil(255),
+        _ => 0,
+    };
+    for shed in 0..4 {
+        if repr.buffer_len().saturating_sub(stripped) <= limit {
+            return;
+        }
+        let o = &mut repr.options;
+        match shed {
+            0 => o.domain_name = None,
+            1 => o.dns = None,
+            2 => o.router = None,
+            _ => o.broadcast_addr = None,
+        }
     }
 }
 
