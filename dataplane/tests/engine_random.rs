@@ -225,7 +225,14 @@ fn run_seed(seed: u64, stats: &mut Stats) {
 #[test]
 fn no_address_is_acked_to_two_clients_at_once() {
     let mut stats = Stats::default();
-    for seed in 0..SEEDS {
+    // `TANDEM_ENGINE_SEEDS=n` runs more seeds (e.g. a long soak); the floors below assume
+    // at least the default.
+    let seeds = std::env::var("TANDEM_ENGINE_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SEEDS)
+        .max(SEEDS);
+    for seed in 0..seeds {
         run_seed(seed, &mut stats);
     }
     eprintln!("{stats:?}");
