@@ -11,16 +11,23 @@
 //! [`Store`] opens every table of a `data_dir` and recovers them; [`Table`] offers seqlock
 //! reads, CAS updates and lock-free allocation; [`WorkerJournal`] is owned by one worker and
 //! group-commits its batch.
+//!
+//! `unsafe` lives only in the private `map` module (the file mapping); every other module
+//! is `#![forbid(unsafe_code)]`.
 
-pub mod record;
-pub mod store;
-pub mod table;
 pub mod journal;
+mod map;
+mod meta;
+pub mod record;
+mod seqlock;
+pub mod storage;
+pub mod store;
 mod sync;
+pub mod table;
 mod time;
 
-pub use record::{BindingState, ClientKey, Lease, Owner};
+pub use journal::{CommitError, WorkerJournal};
+pub use record::{BindingState, ClientId, ClientKey, Lease, Owner};
 pub use store::{Durability, OpenError, RecoveryReport, Store, TableSpec};
 pub use table::{AllocCursor, Slot, Table, TableId, UpdateError};
-pub use journal::{CommitError, WorkerJournal};
 pub use time::UnixTime;

@@ -2,6 +2,7 @@
 //!
 //! [`Lease`] is the in-memory snapshot handed out by [`crate::Table::read`]; the fixed-size
 //! on-disk layout it is stored in is private to this module (see `FORMAT.md`).
+#![forbid(unsafe_code)]
 
 use crate::UnixTime;
 
@@ -82,7 +83,10 @@ pub struct ClientId {
 }
 
 impl ClientId {
-    pub const EMPTY: ClientId = ClientId { len: 0, bytes: [0; MAX_CLIENT_ID] };
+    pub const EMPTY: ClientId = ClientId {
+        len: 0,
+        bytes: [0; MAX_CLIENT_ID],
+    };
 
     /// `None` when `id` is longer than [`MAX_CLIENT_ID`].
     pub fn new(id: &[u8]) -> Option<Self> {
@@ -145,7 +149,10 @@ impl Lease {
             Some(ClientKey::ClientId(self.client_id.as_bytes()))
         } else if self.hlen > 0 {
             let n = usize::from(self.hlen.min(16));
-            Some(ClientKey::HwAddr { htype: self.htype, chaddr: &self.chaddr[..n] })
+            Some(ClientKey::HwAddr {
+                htype: self.htype,
+                chaddr: &self.chaddr[..n],
+            })
         } else {
             None
         }
@@ -154,5 +161,337 @@ impl Lease {
     /// Whether this lease belongs to the client identified by `key`.
     pub fn is_for(&self, key: &ClientKey<'_>) -> bool {
         self.client_key().as_ref() == Some(key)
+    }
+}
+
+impl BindingState {
+    /// Whether a record in this state holds a client (and is found by
+    /// [`crate::Table::find_client`]): anything but FREE and BACKUP.
+    pub fn is_bound(self) -> bool {
+        !matches!(self, Self::Free | Self::Backup)
+    }
+}
+
+impl Owner {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Us),
+            1 => Some(Self::Partner),
+            _ => None,
+        }
+    }
+}
+
+/// Hash of a client key: the client index's probe start and tag (`FORMAT.md` §3.3).
+pub(crate) fn key_hash(key: &ClientKey<'_>) -> u32 {
+    let h = match key {
+        ClientKey::ClientId(id) => crc32c::crc32c_append(crc32c::crc32c(&[1]), id),
+        ClientKey::HwAddr { htype, chaddr } => {
+            crc32c::crc32c_append(crc32c::crc32c(&[2, *htype]), chaddr)
+        }
+    };
+    // 0 is never a tag, so an index entry is never all zero.
+    h.max(1)
+}
+
+/// The on-disk encodings (`FORMAT.md` §3.2 and §5.2).
+pub(crate) mod disk {
+    use super::{BindingState, ClientId, Lease, MAX_CLIENT_ID, Owner};
+    use crate::UnixTime;
+
+    /// Bytes of one record image; a slot holds a version word and two images.
+    pub(crate) const IMAGE_LEN: usize = 124;
+    pub(crate) const IMAGE_WORDS: usize = IMAGE_LEN / 4;
+    /// Longest client id stored inside the image; longer ones go to an overflow block.
+    pub(crate) const INLINE_ID: usize = 64;
+    /// The common part of an image and a journal entry: state byte block, times, chaddr.
+    pub(crate) const CORE_LEN: usize = 48;
+    /// A lease as a journal entry carries it: core and the whole client id.
+    pub(crate) const LEASE_LEN: usize = CORE_LEN + MAX_CLIENT_ID;
+
+    const FLAG_OVERFLOW: u8 = 1;
+
+    fn put32(b: &mut [u8], at: usize, v: u32) {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    pub(crate) fn get32(b: &[u8], at: usize) -> u32 {
+        let mut x = [0; 4];
+        x.copy_from_slice(&b[at..at + 4]);
+        u32::from_le_bytes(x)
+    }
+
+    pub(crate) fn get64(b: &[u8], at: usize) -> u64 {
+        let mut x = [0; 8];
+        x.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(x)
+    }
+
+    /// Core (48 bytes): state, owner, htype, hlen, client-id length, flags, 2 zero; ends,
+    /// tstp, tsfp, atsfp, cltt, stos (u32 LE each); chaddr (16).
+    fn encode_core(l: &Lease, flags: u8, b: &mut [u8]) {
+        b[0] = l.state as u8;
+        b[1] = l.owner as u8;
+        b[2] = l.htype;
+        b[3] = l.hlen;
+        b[4] = l.client_id.len;
+        b[5] = flags;
+        b[6] = 0;
+        b[7] = 0;
+        for (i, t) in [l.ends, l.tstp, l.tsfp, l.atsfp, l.cltt, l.stos]
+            .iter()
+            .enumerate()
+        {
+            put32(b, 8 + 4 * i, t.0);
+        }
+        b[32..48].copy_from_slice(&l.chaddr);
+    }
+
+    /// Decode a core; `None` if a state or owner byte is out of range. Returns the lease
+    /// (client id still empty), the client id length and the flags.
+    fn decode_core(b: &[u8]) -> Option<(Lease, u8, u8)> {
+        let t = |i: usize| UnixTime(get32(b, 8 + 4 * i));
+        let mut chaddr = [0; 16];
+        chaddr.copy_from_slice(&b[32..48]);
+        let lease = Lease {
+            state: BindingState::from_u8(b[0])?,
+            owner: Owner::from_u8(b[1])?,
+            htype: b[2],
+            hlen: b[3],
+            ends: t(0),
+            tstp: t(1),
+            tsfp: t(2),
+            atsfp: t(3),
+            cltt: t(4),
+            stos: t(5),
+            chaddr,
+            client_id: ClientId::EMPTY,
+        };
+        Some((lease, b[4], b[5]))
+    }
+
+    /// Where a long client id lives: overflow block index and the id's CRC32C.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct OverflowRef {
+        pub(crate) block: u32,
+        pub(crate) crc: u32,
+    }
+
+    /// Image (124 bytes): version u64 LE (0..8); core (8..56); client id inline (56..120)
+    /// or overflow block u32 + id CRC32C u32 (56..64); CRC32C of 0..120 (120..124).
+    pub(crate) fn encode_image(
+        version: u64,
+        l: &Lease,
+        overflow: Option<u32>,
+    ) -> [u32; IMAGE_WORDS] {
+        let mut b = [0u8; IMAGE_LEN];
+        b[0..8].copy_from_slice(&version.to_le_bytes());
+        let id = l.client_id.as_bytes();
+        match overflow {
+            Some(block) => {
+                encode_core(l, FLAG_OVERFLOW, &mut b[8..56]);
+                put32(&mut b, 56, block);
+                put32(&mut b, 60, crc32c::crc32c(id));
+            }
+            None => {
+                encode_core(l, 0, &mut b[8..56]);
+                b[56..56 + id.len()].copy_from_slice(id);
+            }
+        }
+        let crc = crc32c::crc32c(&b[..120]);
+        put32(&mut b, 120, crc);
+        to_words(&b)
+    }
+
+    pub(crate) fn to_words(b: &[u8; IMAGE_LEN]) -> [u32; IMAGE_WORDS] {
+        let mut w = [0u32; IMAGE_WORDS];
+        for (i, x) in w.iter_mut().enumerate() {
+            *x = get32(b, 4 * i);
+        }
+        w
+    }
+
+    pub(crate) fn to_bytes(w: &[u32]) -> [u8; IMAGE_LEN] {
+        let mut b = [0u8; IMAGE_LEN];
+        for (i, x) in w.iter().take(IMAGE_WORDS).enumerate() {
+            put32(&mut b, 4 * i, *x);
+        }
+        b
+    }
+
+    /// A decoded image: version, lease (client id filled in only if inline), overflow ref.
+    pub(crate) struct Image {
+        pub(crate) version: u64,
+        pub(crate) lease: Lease,
+        pub(crate) overflow: Option<(OverflowRef, u8)>,
+    }
+
+    /// Decode and check an image. An all-zero image is the initial FREE record, version 0.
+    pub(crate) fn decode_image(w: &[u32]) -> Option<Image> {
+        if w.iter().all(|x| *x == 0) {
+            return Some(Image {
+                version: 0,
+                lease: Lease::default(),
+                overflow: None,
+            });
+        }
+        let b = to_bytes(w);
+        if crc32c::crc32c(&b[..120]) != get32(&b, 120) {
+            return None;
+        }
+        let (mut lease, id_len, flags) = decode_core(&b[8..56])?;
+        let overflow = if flags & FLAG_OVERFLOW != 0 {
+            if usize::from(id_len) <= INLINE_ID {
+                return None;
+            }
+            Some((
+                OverflowRef {
+                    block: get32(&b, 56),
+                    crc: get32(&b, 60),
+                },
+                id_len,
+            ))
+        } else {
+            lease.client_id = ClientId::new(b.get(56..56 + usize::from(id_len))?)?;
+            None
+        };
+        Some(Image {
+            version: get64(&b, 0),
+            lease,
+            overflow,
+        })
+    }
+
+    /// The overflow block an image in raw words refers to, without checking its CRC (used to
+    /// keep blocks referenced by any image, valid or not, from being reused).
+    pub(crate) fn image_block(w: &[u32]) -> Option<u32> {
+        let flags = w[3] >> 8 & 0xff; // byte 13 = flags
+        (flags & u32::from(FLAG_OVERFLOW) != 0).then_some(w[14])
+    }
+
+    /// A lease in a journal entry (303 bytes): core, then the client id padded to 255.
+    pub(crate) fn encode_lease(l: &Lease, b: &mut [u8]) {
+        encode_core(l, 0, &mut b[..CORE_LEN]);
+        let id = l.client_id.as_bytes();
+        b[CORE_LEN..CORE_LEN + id.len()].copy_from_slice(id);
+        b[CORE_LEN + id.len()..LEASE_LEN].fill(0);
+    }
+
+    pub(crate) fn decode_lease(b: &[u8]) -> Option<Lease> {
+        let (mut lease, id_len, _) = decode_core(b.get(..CORE_LEN)?)?;
+        lease.client_id = ClientId::new(b.get(CORE_LEN..CORE_LEN + usize::from(id_len))?)?;
+        Some(lease)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disk::*;
+    use super::*;
+
+    fn sample(id_len: usize) -> Lease {
+        let id: Vec<u8> = (0..id_len).map(|i| i as u8 ^ 0x5a).collect();
+        Lease {
+            state: BindingState::Active,
+            ends: UnixTime(10),
+            tstp: UnixTime(11),
+            tsfp: UnixTime(12),
+            atsfp: UnixTime(13),
+            cltt: UnixTime(14),
+            stos: UnixTime(15),
+            htype: 1,
+            hlen: 6,
+            chaddr: [7; 16],
+            client_id: ClientId::new(&id).unwrap(),
+            owner: Owner::Partner,
+        }
+    }
+
+    #[test]
+    fn states_and_owners_round_trip() {
+        for s in BindingState::ALL {
+            assert_eq!(BindingState::from_u8(s as u8), Some(s));
+            assert!(!s.name().is_empty());
+        }
+        assert_eq!(BindingState::from_u8(8), None);
+        assert!(BindingState::Offered.is_bound() && !BindingState::Backup.is_bound());
+        assert_eq!(Owner::from_u8(1), Some(Owner::Partner));
+        assert_eq!(Owner::from_u8(2), None);
+    }
+
+    #[test]
+    fn client_ids_and_keys() {
+        assert!(ClientId::new(&[0; 256]).is_none());
+        let id = ClientId::new(&[1, 2, 3]).unwrap();
+        assert_eq!(id.as_bytes(), &[1, 2, 3]);
+        assert!(!id.is_empty() && ClientId::default().is_empty());
+        assert_eq!(format!("{id:?}"), "010203");
+        let l = sample(3);
+        assert_eq!(
+            l.client_key(),
+            Some(ClientKey::ClientId(&[0x5a, 0x5b, 0x58]))
+        );
+        let l = Lease {
+            client_id: ClientId::EMPTY,
+            hlen: 40,
+            ..l
+        };
+        // hlen beyond 16 is clamped, never a panic.
+        assert_eq!(
+            l.client_key(),
+            Some(ClientKey::HwAddr {
+                htype: 1,
+                chaddr: &[7; 16]
+            })
+        );
+        assert!(l.is_for(&ClientKey::HwAddr {
+            htype: 1,
+            chaddr: &[7; 16]
+        }));
+        assert_eq!(Lease::default().client_key(), None);
+        assert_ne!(
+            key_hash(&ClientKey::ClientId(&[1, 2])),
+            key_hash(&ClientKey::HwAddr {
+                htype: 1,
+                chaddr: &[2]
+            })
+        );
+    }
+
+    #[test]
+    fn images_round_trip_and_detect_damage() {
+        for len in [0, 1, 64] {
+            let l = sample(len);
+            let w = encode_image(9, &l, None);
+            let img = decode_image(&w).unwrap();
+            assert_eq!((img.version, img.lease), (9, l));
+            assert!(img.overflow.is_none() && image_block(&w).is_none());
+            for i in 0..IMAGE_WORDS {
+                let mut bad = w;
+                bad[i] ^= 1 << (i % 32);
+                assert!(decode_image(&bad).is_none(), "flip in word {i} undetected");
+            }
+        }
+        let l = sample(200);
+        let w = encode_image(3, &l, Some(17));
+        let img = decode_image(&w).unwrap();
+        assert_eq!(img.overflow.map(|(r, n)| (r.block, n)), Some((17, 200)));
+        assert!(img.lease.client_id.is_empty());
+        assert_eq!(image_block(&w), Some(17));
+        let zero = decode_image(&[0; IMAGE_WORDS]).unwrap();
+        assert_eq!((zero.version, zero.lease), (0, Lease::default()));
+    }
+
+    #[test]
+    fn journal_lease_encoding_round_trips() {
+        for len in [0, 65, 255] {
+            let l = sample(len);
+            let mut b = [0xffu8; LEASE_LEN];
+            encode_lease(&l, &mut b);
+            assert_eq!(decode_lease(&b), Some(l));
+        }
+        let mut b = [0u8; LEASE_LEN];
+        b[0] = 9; // no such state
+        assert_eq!(decode_lease(&b), None);
     }
 }

@@ -1,8 +1,20 @@
 //! A `data_dir`: every subnet's table, the workers' journals, checkpoints and recovery.
+#![forbid(unsafe_code)]
 
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::journal::{self, JournalShared, TableKey};
+use crate::map::{self, Mapping};
+use crate::meta::{self, AddrRange, JournalMark, Manifest, TableDesc};
+use crate::storage::{Backend, FileBackend};
+use crate::sync::Ordering;
+use crate::table::{Layout, SLOT_LEN};
 use crate::{Table, TableId, WorkerJournal};
 
 /// One subnet's table, as the config describes it.
@@ -29,13 +41,26 @@ pub enum Durability {
     Async,
 }
 
-/// Why a data directory could not be opened.
+/// Why a data directory could not be opened (or checkpointed, or closed).
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("{path}: {source}")]
-    Io { path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {reason}")]
-    Corrupt { path: std::path::PathBuf, reason: String },
+    Corrupt {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// The spec is invalid, or does not match the existing table file (resizing a table is
+    /// not supported yet).
+    #[error("{path}: {reason}")]
+    Spec {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// What recovery found and did.
@@ -49,10 +74,317 @@ pub struct RecoveryReport {
     pub clean: bool,
 }
 
+/// The largest table: 2^24 addresses (a /8).
+pub const MAX_RECORDS: u32 = 1 << 24;
+const TABLE_MAGIC: &[u8; 8] = b"TDMLTBL1";
+const TABLE_FORMAT: u32 = 1;
+/// Bytes before the records: the fixed header sector, then the description archive.
+const HEADER_LEN: u64 = 16384;
+const DESC_AT: u64 = 1024;
+const MANIFEST: &str = "MANIFEST";
+const MANIFEST_MAGIC: &[u8; 8] = b"TDMMANI1";
+
 /// Every table of a data directory. `Sync`: shared by the workers and control.
 #[derive(Debug)]
 pub struct Store {
-    _private: (),
+    dir: PathBuf,
+    tables: Vec<Table>,
+    journals: Vec<Arc<JournalShared>>,
+    checkpoint_lock: Mutex<()>,
+    _lock: File,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
+    move |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> OpenError {
+    OpenError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn spec_err(path: &Path, reason: impl Into<String>) -> OpenError {
+    OpenError::Spec {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// The file name of a subnet's table: `10.0.0.0_24.tdt`.
+pub fn table_file_name(spec: &TableSpec) -> String {
+    format!("{}_{}.tdt", spec.network, spec.prefix_len)
+}
+
+fn desc_of(spec: &TableSpec) -> TableDesc {
+    TableDesc {
+        network: u32::from(spec.network),
+        prefix_len: spec.prefix_len,
+        first: u32::from(spec.first),
+        last: u32::from(spec.last),
+        allocatable: spec
+            .allocatable
+            .iter()
+            .map(|(a, b)| AddrRange {
+                first: u32::from(*a),
+                last: u32::from(*b),
+            })
+            .collect(),
+    }
+}
+
+fn check_spec(spec: &TableSpec, path: &Path) -> Result<u32, OpenError> {
+    let (first, last) = (u32::from(spec.first), u32::from(spec.last));
+    if spec.prefix_len > 32 {
+        return Err(spec_err(
+            path,
+            format!("prefix length {} is over 32", spec.prefix_len),
+        ));
+    }
+    if first > last {
+        return Err(spec_err(
+            path,
+            format!("first address {} is after last {}", spec.first, spec.last),
+        ));
+    }
+    let n = u64::from(last - first) + 1;
+    let records = u32::try_from(n)
+        .ok()
+        .filter(|n| *n <= MAX_RECORDS)
+        .ok_or_else(|| {
+            spec_err(
+                path,
+                format!("{n} addresses; a table holds at most {MAX_RECORDS}"),
+            )
+        })?;
+    let mut prev: Option<u32> = None;
+    for (a, b) in &spec.allocatable {
+        let (a, b) = (u32::from(*a), u32::from(*b));
+        if a > b || a < first || b > last || prev.is_some_and(|p| a <= p) {
+            return Err(spec_err(
+                path,
+                format!(
+                    "allocatable range {}-{} is reversed, outside {}-{}, unsorted or overlapping",
+                    Ipv4Addr::from(a),
+                    Ipv4Addr::from(b),
+                    spec.first,
+                    spec.last
+                ),
+            ));
+        }
+        prev = Some(b);
+    }
+    Ok(records)
+}
+
+fn encode_header(spec: &TableSpec, l: &Layout) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    let put = |h: &mut [u8; 512], at: usize, b: &[u8]| h[at..at + b.len()].copy_from_slice(b);
+    put(&mut h, 0, TABLE_MAGIC);
+    put(&mut h, 8, &TABLE_FORMAT.to_le_bytes());
+    put(&mut h, 12, &(HEADER_LEN as u32).to_le_bytes());
+    put(&mut h, 16, &u32::from(spec.network).to_le_bytes());
+    h[20] = spec.prefix_len;
+    put(&mut h, 24, &u32::from(spec.first).to_le_bytes());
+    put(&mut h, 28, &u32::from(spec.last).to_le_bytes());
+    put(&mut h, 32, &l.records.to_le_bytes());
+    put(&mut h, 36, &(SLOT_LEN as u32).to_le_bytes());
+    put(&mut h, 40, &l.index_cap.to_le_bytes());
+    put(&mut h, 44, &l.blocks.to_le_bytes());
+    put(&mut h, 48, &HEADER_LEN.to_le_bytes());
+    put(&mut h, 56, &(HEADER_LEN + l.index_off as u64).to_le_bytes());
+    put(
+        &mut h,
+        64,
+        &(HEADER_LEN + l.overflow_off as u64).to_le_bytes(),
+    );
+    put(&mut h, 72, &(HEADER_LEN + l.map_len as u64).to_le_bytes());
+    let crc = crc32c::crc32c(&h[..124]);
+    put(&mut h, 124, &crc.to_le_bytes());
+    h
+}
+
+fn get32(h: &[u8], at: usize) -> u32 {
+    crate::record::disk::get32(h, at)
+}
+
+/// Description block: length u32, CRC32C u32 at 512; the archive at 1024.
+fn write_desc(file: &File, path: &Path, spec: &TableSpec) -> Result<(), OpenError> {
+    let bytes = meta::to_bytes_desc(&desc_of(spec));
+    if bytes.is_empty() || bytes.len() as u64 > HEADER_LEN - DESC_AT {
+        return Err(spec_err(
+            path,
+            "too many allocatable ranges for the table header",
+        ));
+    }
+    let mut lenbuf = [0u8; 8];
+    lenbuf[..4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+    lenbuf[4..].copy_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
+    file.write_all_at(&bytes, DESC_AT).map_err(io_err(path))?;
+    file.write_all_at(&lenbuf, 512).map_err(io_err(path))?;
+    Ok(())
+}
+
+fn read_desc(file: &File, path: &Path) -> Result<TableDesc, String> {
+    let mut lenbuf = [0u8; 8];
+    file.read_exact_at(&mut lenbuf, 512)
+        .map_err(|e| e.to_string())?;
+    let len = u64::from(get32(&lenbuf, 0));
+    if len == 0 || len > HEADER_LEN - DESC_AT {
+        return Err(format!("description length {len} out of range"));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, DESC_AT)
+        .map_err(|e| e.to_string())?;
+    if crc32c::crc32c(&bytes) != get32(&lenbuf, 4) {
+        return Err("description checksum mismatch".into());
+    }
+    let _ = path;
+    meta::desc_from_bytes(&bytes)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), OpenError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Open or create one table file and check it against `spec`; slots not yet recovered.
+fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, OpenError> {
+    let path = dir.join(table_file_name(spec));
+    let records = check_spec(spec, &path)?;
+    let layout = Layout::for_records(records);
+    let file_len = HEADER_LEN + layout.map_len as u64;
+    if !path.exists() {
+        // Build the whole file under a temporary name, make it durable, then rename: a
+        // crash leaves either no table or a complete empty one.
+        let tmp = dir.join(format!("{}.tmp", table_file_name(spec)));
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        map::preallocate(&f, file_len).map_err(io_err(&tmp))?;
+        f.write_all_at(&encode_header(spec, &layout), 0)
+            .map_err(io_err(&tmp))?;
+        write_desc(&f, &tmp, spec)?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        sync_dir(dir)?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    let mut h = [0u8; 512];
+    file.read_exact_at(&mut h, 0).map_err(io_err(&path))?;
+    if &h[0..8] != TABLE_MAGIC {
+        return Err(corrupt(&path, "not a tandem lease table (bad magic)"));
+    }
+    if crc32c::crc32c(&h[..124]) != get32(&h, 124) {
+        return Err(corrupt(&path, "table header checksum mismatch"));
+    }
+    let format = get32(&h, 8);
+    if format != TABLE_FORMAT {
+        return Err(corrupt(
+            &path,
+            format!("table format {format}; this build reads {TABLE_FORMAT}"),
+        ));
+    }
+    let (net, plen, first, last) = (
+        Ipv4Addr::from(get32(&h, 16)),
+        h[20],
+        Ipv4Addr::from(get32(&h, 24)),
+        Ipv4Addr::from(get32(&h, 28)),
+    );
+    if (net, plen, first, last) != (spec.network, spec.prefix_len, spec.first, spec.last) {
+        return Err(spec_err(
+            &path,
+            format!(
+                "the table covers {first}-{last} of {net}/{plen}, but the config now says {}-{} of {}/{}; \
+                 resizing a table is not supported yet (move the file away to start this subnet empty)",
+                spec.first, spec.last, spec.network, spec.prefix_len
+            ),
+        ));
+    }
+    if encode_header(spec, &layout) != h {
+        return Err(corrupt(
+            &path,
+            "table header describes a layout this build does not use",
+        ));
+    }
+    let actual = file.metadata().map_err(io_err(&path))?.len();
+    if actual < file_len {
+        return Err(corrupt(
+            &path,
+            format!("file is {actual} bytes, its header needs {file_len}"),
+        ));
+    }
+    // The description: the spec is authoritative for the allocatable ranges (exclusions may
+    // change between runs); a missing or damaged description is rewritten.
+    let want = desc_of(spec);
+    match read_desc(&file, &path) {
+        Ok(d) if d == want => {}
+        Ok(_) => {
+            tracing::info!(table = %path.display(), "allocatable ranges changed; rewriting the description");
+            write_desc(&file, &path, spec)?;
+            file.sync_data().map_err(io_err(&path))?;
+        }
+        Err(why) => {
+            tracing::warn!(table = %path.display(), %why, "table description unreadable; rewriting it");
+            write_desc(&file, &path, spec)?;
+            file.sync_data().map_err(io_err(&path))?;
+        }
+    }
+    let map = Mapping::new(&file, HEADER_LEN, layout.map_len).map_err(io_err(&path))?;
+    Ok(Table::new(id, spec.clone(), path, layout, map))
+}
+
+fn read_manifest(dir: &Path) -> Option<Manifest> {
+    let path = dir.join(MANIFEST);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "manifest unreadable; recovering from journals alone");
+            return None;
+        }
+    };
+    let ok = bytes.len() >= 16 && &bytes[0..8] == MANIFEST_MAGIC && {
+        let len = get32(&bytes, 8) as usize;
+        bytes.len() == 16 + len && crc32c::crc32c(&bytes[16..]) == get32(&bytes, 12)
+    };
+    let m = if ok {
+        meta::manifest_from_bytes(&bytes[16..]).ok()
+    } else {
+        None
+    };
+    if m.is_none() {
+        tracing::warn!(path = %path.display(), "manifest damaged; recovering from journals alone");
+    }
+    m
+}
+
+fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), OpenError> {
+    let archive = meta::to_bytes_manifest(m);
+    let mut bytes = Vec::with_capacity(16 + archive.len());
+    bytes.extend_from_slice(MANIFEST_MAGIC);
+    bytes.extend_from_slice(&(archive.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
+    bytes.extend_from_slice(&archive);
+    let tmp = dir.join("MANIFEST.tmp");
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(&bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, dir.join(MANIFEST)).map_err(io_err(dir))?;
+    sync_dir(dir)
 }
 
 impl Store {
@@ -65,21 +397,304 @@ impl Store {
         workers: u16,
         durability: Durability,
     ) -> Result<(Store, Vec<WorkerJournal>, RecoveryReport), OpenError> {
-        let _ = (dir, specs, workers, durability);
-        todo!()
+        Self::open_with(dir, specs, workers, durability, Arc::new(FileBackend))
     }
 
+    /// [`Store::open`] with the journals on `backend` (tests inject faults through it).
+    pub fn open_with(
+        dir: &Path,
+        specs: &[TableSpec],
+        workers: u16,
+        durability: Durability,
+        backend: Arc<dyn Backend>,
+    ) -> Result<(Store, Vec<WorkerJournal>, RecoveryReport), OpenError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        lock.try_lock().map_err(|e| OpenError::Io {
+            path: lock_path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                format!("data directory is in use by another process ({e})"),
+            ),
+        })?;
+        if specs.len() > usize::from(u16::MAX) {
+            return Err(spec_err(dir, "too many tables"));
+        }
+        let mut by_key: HashMap<TableKey, usize> = HashMap::new();
+        let mut tables = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let key = TableKey {
+                network: u32::from(spec.network),
+                prefix_len: spec.prefix_len,
+            };
+            if by_key.insert(key, i).is_some() {
+                return Err(spec_err(
+                    &dir.join(table_file_name(spec)),
+                    "two tables for the same subnet",
+                ));
+            }
+            tables.push(open_table_file(dir, TableId(i as u16), spec)?);
+        }
+
+        // 1. Pick each slot's newest valid image; remember slots with none.
+        let mut broken: Vec<std::collections::HashSet<u32>> = Vec::with_capacity(tables.len());
+        for t in &tables {
+            broken.push((0..t.len()).filter(|s| !t.recover_slot(*s)).collect());
+            t.rebuild_block_owners();
+        }
+
+        // 2. Replay every journal, applying entries newer than the table's record.
+        let manifest = read_manifest(dir);
+        let mut report = RecoveryReport {
+            clean: manifest.as_ref().is_some_and(|m| m.clean),
+            ..Default::default()
+        };
+        let mut next_lsn: HashMap<u16, u64> = HashMap::new();
+        if let Some(m) = &manifest {
+            for j in &m.journals {
+                next_lsn.insert(j.worker, j.lsn + 1);
+            }
+        }
+        let existing = backend.journals(dir).map_err(io_err(dir))?;
+        let mut unknown = 0u64;
+        for &w in &existing {
+            let jpath = dir.join(crate::storage::journal_name(w));
+            let storage = backend.open_journal(dir, w).map_err(io_err(&jpath))?;
+            let mut failure: Option<OpenError> = None;
+            let scan = journal::scan(storage.as_ref(), |e| {
+                if failure.is_some() {
+                    return;
+                }
+                let Some(&ti) = by_key.get(&e.table) else {
+                    unknown += 1;
+                    return;
+                };
+                let t = &tables[ti];
+                if e.slot >= t.len() {
+                    failure = Some(corrupt(
+                        &jpath,
+                        format!(
+                            "entry {} names slot {} of a {}-record table",
+                            e.lsn,
+                            e.slot,
+                            t.len()
+                        ),
+                    ));
+                    return;
+                }
+                let (cur, _) = t.slot_ref(e.slot).version();
+                if e.version > cur || broken[ti].contains(&e.slot) {
+                    match t.install(e.slot, e.version, &e.lease) {
+                        Ok(()) => {
+                            broken[ti].remove(&e.slot);
+                            report.replayed += 1;
+                        }
+                        Err(err) => {
+                            failure = Some(corrupt(
+                                t.path(),
+                                format!("replaying entry {}: {err}", e.lsn),
+                            ))
+                        }
+                    }
+                }
+            })
+            .map_err(io_err(&jpath))?;
+            if let Some(f) = failure {
+                return Err(f);
+            }
+            if scan.torn {
+                report.torn_tails += 1;
+                tracing::warn!(journal = %jpath.display(), entries = scan.entries, "torn journal tail cut off");
+            }
+            if let Some(last) = scan.last_lsn {
+                let n = next_lsn.entry(w).or_insert(1);
+                *n = (*n).max(last + 1);
+            }
+        }
+        if unknown > 0 {
+            tracing::warn!(
+                entries = unknown,
+                "journal entries for subnets no longer configured were dropped"
+            );
+        }
+        for (t, b) in tables.iter().zip(&broken) {
+            if !b.is_empty() {
+                let mut addrs: Vec<u32> = b.iter().copied().collect();
+                addrs.sort_unstable();
+                let list: Vec<String> = addrs
+                    .iter()
+                    .take(8)
+                    .map(|s| t.addr(crate::Slot(*s)).to_string())
+                    .collect();
+                return Err(corrupt(
+                    t.path(),
+                    format!(
+                        "{} record(s) damaged in both copies and in no journal (first: {}); refusing to \
+                         open rather than forget a binding: restore the file from a backup, or move it away \
+                         to start this subnet empty",
+                        addrs.len(),
+                        list.join(", ")
+                    ),
+                ));
+            }
+        }
+
+        // 3. Rebuild the client index, make the tables durable, then the manifest, then
+        //    start the journals over.
+        for t in &tables {
+            t.rebuild_index()
+                .map_err(|e| corrupt(t.path(), format!("rebuilding the client index: {e}")))?;
+            t.flush().map_err(io_err(t.path()))?;
+        }
+        let workers = workers.max(1);
+        let mut marks: Vec<JournalMark> = (0..workers)
+            .map(|w| JournalMark {
+                worker: w,
+                lsn: next_lsn.get(&w).copied().unwrap_or(1) - 1,
+            })
+            .collect();
+        marks.sort_by_key(|m| m.worker);
+        write_manifest(
+            dir,
+            &Manifest {
+                format: 1,
+                clean: false,
+                journals: marks.clone(),
+            },
+        )?;
+        let keys: Arc<[TableKey]> = specs
+            .iter()
+            .map(|s| TableKey {
+                network: u32::from(s.network),
+                prefix_len: s.prefix_len,
+            })
+            .collect();
+        let mut journals = Vec::with_capacity(usize::from(workers));
+        let mut shared = Vec::with_capacity(usize::from(workers));
+        for m in &marks {
+            let jpath = dir.join(crate::storage::journal_name(m.worker));
+            let storage = backend
+                .open_journal(dir, m.worker)
+                .map_err(io_err(&jpath))?;
+            let sh = Arc::new(JournalShared::default());
+            journals.push(
+                WorkerJournal::create(
+                    m.worker,
+                    storage,
+                    durability,
+                    Arc::clone(&keys),
+                    m.lsn + 1,
+                    Arc::clone(&sh),
+                )
+                .map_err(io_err(&jpath))?,
+            );
+            shared.push(sh);
+        }
+        for &w in existing.iter().filter(|w| **w >= workers) {
+            backend.remove_journal(dir, w).map_err(io_err(dir))?;
+        }
+        tracing::info!(dir = %dir.display(), tables = tables.len(), replayed = report.replayed,
+            torn = report.torn_tails, clean = report.clean, "lease store open");
+        let store = Store {
+            dir: dir.to_path_buf(),
+            tables,
+            journals: shared,
+            checkpoint_lock: Mutex::new(()),
+            _lock: lock,
+        };
+        Ok((store, journals, report))
+    }
+
+    /// # Panics
+    /// If `id` is not a table of this store.
     pub fn table(&self, id: TableId) -> &Table {
-        let _ = id;
-        todo!()
+        &self.tables[usize::from(id.0)]
     }
 
     pub fn tables(&self) -> &[Table] {
-        todo!()
+        &self.tables
+    }
+
+    /// The table of the subnet `network/prefix_len`.
+    pub fn table_by_network(&self, network: Ipv4Addr, prefix_len: u8) -> Option<&Table> {
+        self.tables
+            .iter()
+            .find(|t| t.spec().network == network && t.spec().prefix_len == prefix_len)
+    }
+
+    /// The table covering `addr`.
+    pub fn table_for_addr(&self, addr: Ipv4Addr) -> Option<&Table> {
+        self.tables.iter().find(|t| t.slot(addr).is_some())
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Write the tables back (msync), then let the journals drop what the tables now hold.
     pub fn checkpoint(&self) -> Result<(), OpenError> {
-        todo!()
+        self.checkpoint_as(false)
+    }
+
+    fn checkpoint_as(&self, clean: bool) -> Result<(), OpenError> {
+        let _g = self
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Everything committed up to `cut` was applied to the tables before it was
+        // recorded, so the msync below writes it (FORMAT.md §7).
+        let cut: Vec<u64> = self
+            .journals
+            .iter()
+            .map(|j| j.committed.load(Ordering::Acquire))
+            .collect();
+        for t in &self.tables {
+            t.flush().map_err(io_err(t.path()))?;
+        }
+        let journals = cut
+            .iter()
+            .enumerate()
+            .map(|(w, lsn)| JournalMark {
+                worker: w as u16,
+                lsn: *lsn,
+            })
+            .collect();
+        write_manifest(
+            &self.dir,
+            &Manifest {
+                format: 1,
+                clean,
+                journals,
+            },
+        )?;
+        for (j, lsn) in self.journals.iter().zip(cut) {
+            j.checkpointed.store(lsn, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Commit what the journals still hold, checkpoint, and mark the directory clean.
+    pub fn close(self, journals: Vec<WorkerJournal>) -> Result<(), OpenError> {
+        for mut j in journals {
+            let w = j.worker();
+            j.commit().map_err(|e| OpenError::Io {
+                path: self.dir.join(crate::storage::journal_name(w)),
+                source: std::io::Error::other(e),
+            })?;
+        }
+        self.checkpoint_as(true)
+    }
+
+    /// Bytes mapped for all tables (status).
+    pub fn mapped_bytes(&self) -> u64 {
+        self.tables.iter().map(|t| t.map_len() as u64).sum()
     }
 }

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 /// Wall-clock time in whole seconds since 1970-01-01 UTC, as it travels to the failover
 /// peer (draft-ietf-dhc-failover-12 §6.1 "time") and into lease records.
 ///
@@ -23,5 +24,19 @@ impl UnixTime {
     /// Seconds from `self` until `later`, zero if `later` is not later.
     pub fn until(self, later: UnixTime) -> u32 {
         later.0.saturating_sub(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UnixTime;
+
+    #[test]
+    fn arithmetic_saturates() {
+        assert_eq!(UnixTime(5).saturating_add(3), UnixTime(8));
+        assert_eq!(UnixTime(u32::MAX - 1).saturating_add(3), UnixTime(u32::MAX));
+        assert_eq!(UnixTime(5).until(UnixTime(9)), 4);
+        assert_eq!(UnixTime(9).until(UnixTime(5)), 0);
+        assert!(UnixTime::now().0 > 1_600_000_000);
     }
 }

@@ -1,2 +1,1075 @@
 //! The DHCP decision engine (RFC 2131), sans-IO: a request, the lease tables and `now` in;
 //! a reply and the lease change to journal out.
+//!
+//! # Shape
+//!
+//! [`Engine`] is built once from an [`EngineConfig`] and the opened [`Store`] (scope `i` uses
+//! table `TableId(i)`, so the store must be opened with [`EngineConfig::table_specs`]). It is
+//! `Sync`: every worker shares it, each with its own [`EngineWorker`] (its allocation
+//! cursor, from [`Engine::worker`]). [`Engine::decide`] maps one parsed request to a [`Decision`]:
+//!
+//! - [`Decision::Reply`]: send `repr` to `dest` from `server_ip`. If it carries a
+//!   [`Commit`], the caller journals it and the reply leaves only after the batch's group
+//!   commit. The table already holds the change (CAS on the record version).
+//! - [`Decision::Silent`]: no reply; RELEASE and DECLINE carry a [`Commit`] to journal.
+//! - [`Decision::Drop`]: count by [`DropReason::name`].
+//!
+//! The engine never reads a clock (`now` is passed in), never allocates on the decision path
+//! and never panics on any request. Reply [`Repr`]s borrow from the request (client-id echo,
+//! RFC 6842; option 82 echo, RFC 3046 §2.2; option 118 echo, RFC 3011 §3) and from the
+//! engine (router, DNS, domain name precomputed per scope as bytes).
+//!
+//! # Decisions
+//!
+//! - **Scope**: option 82 link selection (RFC 3527) when `giaddr` is set, else option 118
+//!   (RFC 3011), else `giaddr`, else `ciaddr` when it lies in a scope (a RENEWING client
+//!   unicasts from anywhere, §4.3.2), else the receiving interface's address. A link or
+//!   subnet selection that names no scope is dropped (RFC 3011 §3: MUST NOT reply).
+//! - **Server identifier**: the configured one, else the receiving interface's address; a
+//!   relayed request's RFC 5107 server-identifier-override sub-option replaces it in option
+//!   54 (and a REQUEST / RELEASE / DECLINE naming either is ours). Replies are sourced
+//!   from the configured id or interface address ([`Reply::server_ip`]).
+//! - **Client**: option 61 if present, else `htype` + `chaddr` (§4.2). Reservations match by
+//!   client-id, then MAC, then circuit-id, then remote-id.
+//! - **DISCOVER → OFFER** (§4.3.1): the client's reservation, else its current binding (if
+//!   still allocatable), else option 50 if free and allocatable, else [`Table::allocate`].
+//!   A reservation goes first, unlike the RFC's order, so a reservation added for a client
+//!   with a dynamic lease takes effect at its next DISCOVER. The address is held OFFERED
+//!   until `now + offer_hold` (not journaled: offers are not durable); a client's own
+//!   unexpired ACTIVE binding is offered without a write. Reusable records: FREE, EXPIRED,
+//!   RELEASED, RESET, and ACTIVE / OFFERED / ABANDONED whose `ends` has passed (so an
+//!   abandoned address returns after its probation), all subject to
+//!   [`FailoverView::may_allocate`]. The offered lease time is the scope's (the client's
+//!   option 51 is not honoured).
+//! - **REQUEST** (§4.3.2): with option 54 it is SELECTING: another server's id releases our
+//!   hold silently; ours ACKs option 50 if its record is the client's or free (offers are
+//!   not durable, so a restart must not strand a client), else NAK. Without option 54,
+//!   `ciaddr` = 0 is INIT-REBOOT (address = option 50), else RENEWING / REBINDING (address
+//!   = `ciaddr`); both: address outside the scope's subnet → NAK; bound to another client →
+//!   NAK; the client's own record → ACK if the address is still valid for it (allocatable,
+//!   or its reservation), else NAK; no record of the address for the client but the client
+//!   is known elsewhere in the table → NAK; unknown client → silent.
+//! - **RELEASE**: the client's ACTIVE/OFFERED record becomes RELEASED (`ends = now`),
+//!   keeping the client so a later DISCOVER gets the same address back. **DECLINE**: the
+//!   record becomes ABANDONED with `ends = now + decline_probation` and no client.
+//!   Both silent, both journaled; for another server's id or a record that is not the
+//!   client's, nothing changes.
+//! - **INFORM** (§4.3.5): ACK with configuration only: no 51/58/59, `yiaddr` 0.
+//! - **BOOTP** (no option 53, RFC 1534): served only from reservations, with an infinite
+//!   ACTIVE lease; the BOOTREPLY carries only options 1, 3 and 6 (and none at all when the
+//!   request had no magic cookie).
+//! - **Options**: 53, 54, 1 always; 51, 58, 59 in OFFER/ACK; 3, 6, 15 when in option 55 (or
+//!   when the client sent no option 55); 28 when in option 55; 61, 82, 118 echoed. NAKs
+//!   carry 53, 54, 56 and the echoes only (RFC 2131 table 3). A reply that would exceed
+//!   the client's limit (576-byte datagram or its option 57; 300 bytes for BOOTP) sheds 15,
+//!   then 6, then 3, then 28.
+//! - **Addressing** (DESIGN.md §2): `giaddr` set → `giaddr`:67 at the request's source MAC
+//!   (NAKs get the broadcast flag so the relay broadcasts them, §4.3.2); else NAK →
+//!   broadcast; else `ciaddr` set → `ciaddr`:68 at the source MAC; else broadcast flag →
+//!   broadcast; else `yiaddr`:68 at `chaddr` (Ethernet only; otherwise broadcast).
+//! - **Lease times**: the scope's, capped by [`FailoverView::lease_time`]; T1/T2 from
+//!   [`ScopeConfig::timers`] for the lease actually granted.
+//!
+//! # Concurrency
+//!
+//! Records change only through [`Table::update`] / [`Table::allocate`] CAS on the version
+//! read just before; a conflict re-reads and re-decides, at most [`MAX_CAS_ATTEMPTS`] times
+//! ([`DropReason::Contention`]).
+//!
+//! # Failover seam
+//!
+//! [`FailoverView`] (set with [`Engine::with_failover`], default [`Standalone`]) decides
+//! whether to serve a client, whether an address may be allocated, and the lease length.
+
+mod config;
+mod decision;
+mod failover;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use lease_mmap::{
+    AllocCursor, BindingState, ClientId, ClientKey, Lease, Owner, Slot, Store, Table, TableId,
+    UnixTime, UpdateError,
+};
+
+pub use config::{
+    ConfigError, DEFAULT_DECLINE_PROBATION, DEFAULT_LEASE_TIME, DEFAULT_OFFER_HOLD, EngineConfig,
+    INFINITE_LEASE, MAX_TABLE_LEN, Reservation, ReservationKey, ScopeConfig,
+};
+pub use decision::{
+    BROADCAST_MAC, CLIENT_PORT, Commit, Decision, Destination, DropReason, Ingress, Reply,
+    SERVER_PORT, SilentReason,
+};
+pub use failover::{FailoverView, Standalone};
+
+use crate::wire::dhcpv4::{FLAG_BROADCAST, MessageType, OpCode, Options, Repr, code};
+use crate::wire::relay::RelayAgentInfo;
+
+/// How often a decision re-reads a record whose CAS lost a race before giving up.
+pub const MAX_CAS_ATTEMPTS: u32 = 8;
+
+/// Option 56 texts for NAKs.
+mod nak {
+    pub const WRONG_SUBNET: &[u8] = b"address not on this network";
+    pub const NOT_YOURS: &[u8] = b"address not available";
+    pub const WRONG_ADDRESS: &[u8] = b"address not valid for this client";
+}
+
+/// A scope compiled for the fast path.
+#[derive(Debug)]
+struct Scope {
+    cfg: ScopeConfig,
+    table: TableId,
+    mask: Ipv4Addr,
+    broadcast: Ipv4Addr,
+    router: Vec<u8>,
+    dns: Vec<u8>,
+    domain_name: Vec<u8>,
+    by_mac: HashMap<[u8; 6], Ipv4Addr>,
+    by_client_id: HashMap<Box<[u8]>, Ipv4Addr>,
+    by_circuit_id: HashMap<Box<[u8]>, Ipv4Addr>,
+    by_remote_id: HashMap<Box<[u8]>, Ipv4Addr>,
+}
+
+impl Scope {
+    fn new(cfg: ScopeConfig, table: TableId) -> Self {
+        let bytes = |v: &[Ipv4Addr]| v.iter().flat_map(|a| a.octets()).collect::<Vec<u8>>();
+        let mut s = Scope {
+            table,
+            mask: cfg.mask(),
+            broadcast: cfg.broadcast(),
+            router: bytes(&cfg.router),
+            dns: bytes(&cfg.dns),
+            domain_name: cfg.domain_name.as_deref().unwrap_or("").as_bytes().to_vec(),
+            by_mac: HashMap::new(),
+            by_client_id: HashMap::new(),
+            by_circuit_id: HashMap::new(),
+            by_remote_id: HashMap::new(),
+            cfg,
+        };
+        for r in &s.cfg.reservations {
+            match &r.key {
+                ReservationKey::Mac(m) => {
+                    s.by_mac.insert(*m, r.address);
+                }
+                ReservationKey::ClientId(k) => {
+                    s.by_client_id
+                        .insert(k.clone().into_boxed_slice(), r.address);
+                }
+                ReservationKey::CircuitId(k) => {
+                    s.by_circuit_id
+                        .insert(k.clone().into_boxed_slice(), r.address);
+                }
+                ReservationKey::RemoteId(k) => {
+                    s.by_remote_id
+                        .insert(k.clone().into_boxed_slice(), r.address);
+                }
+            }
+        }
+        s
+    }
+
+    fn reservation(&self, req: &Repr<'_>, relay: &RelayAgentInfo<'_>) -> Option<Ipv4Addr> {
+        if let Some(id) = req.options.client_id
+            && let Some(&a) = self.by_client_id.get(id)
+        {
+            return Some(a);
+        }
+        if req.htype == 1
+            && req.hlen == 6
+            && let Some(mac) = req.chaddr.first_chunk::<6>()
+            && let Some(&a) = self.by_mac.get(mac)
+        {
+            return Some(a);
+        }
+        if let Some(c) = relay.circuit_id
+            && let Some(&a) = self.by_circuit_id.get(c)
+        {
+            return Some(a);
+        }
+        relay
+            .remote_id
+            .and_then(|r| self.by_remote_id.get(r).copied())
+    }
+}
+
+/// The decision engine. `Sync`: shared by every worker.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    store: Arc<Store>,
+    scopes: Vec<Scope>,
+    /// `(first, last, scope index)` of every subnet, sorted by `first`, disjoint.
+    index: Vec<(u32, u32, usize)>,
+    failover: Arc<dyn FailoverView>,
+}
+
+/// One worker's engine state: its allocation cursor (its share of every table's free
+/// ranges, with stealing). Not shared.
+#[derive(Debug)]
+pub struct EngineWorker {
+    cursor: AllocCursor,
+}
+
+/// Per-request context, after the checks common to every message type.
+struct Cx<'r, 'a> {
+    req: &'r Repr<'a>,
+    ingress: &'r Ingress,
+    now: UnixTime,
+    scope: &'a Scope,
+    table: &'a Table,
+    /// Our address: the reply's IPv4 source.
+    server_ip: Ipv4Addr,
+    /// Option 54 in replies: `server_ip`, or the relay's RFC 5107 override.
+    server_id: Ipv4Addr,
+    key: ClientKey<'r>,
+    client_id: ClientId,
+    reserved: Option<Ipv4Addr>,
+}
+
+/// How a record stands relative to the requesting client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    /// Bound (ACTIVE / OFFERED / EXPIRED / RELEASED) to this client.
+    Mine,
+    /// Free for anyone.
+    Available,
+    /// Bound to someone else, on probation, or not ours to give.
+    Taken,
+}
+
+/// The outcome of [`Engine::cas`].
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived, on the stack; never boxed"
+)]
+enum Cas<T> {
+    Wrote { version: u64, lease: Lease },
+    Unchanged,
+    Refused(T),
+}
+
+impl Engine {
+    /// Compile `config` against `store`, which must have been opened with
+    /// [`EngineConfig::table_specs`] (same order, same spans).
+    pub fn new(config: EngineConfig, store: Arc<Store>) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mismatch = || ConfigError::StoreMismatch {
+            tables: store.tables().len(),
+            scopes: config.scopes.len(),
+        };
+        if store.tables().len() != config.scopes.len() {
+            return Err(mismatch());
+        }
+        let mut scopes = Vec::with_capacity(config.scopes.len());
+        let mut index = Vec::with_capacity(config.scopes.len());
+        for (i, cfg) in config.scopes.iter().enumerate() {
+            let id = TableId(u16::try_from(i).map_err(|_| ConfigError::TooManyScopes)?);
+            let spec = cfg.table_spec();
+            let table = store.table(id);
+            let span = u32::from(spec.last) - u32::from(spec.first) + 1;
+            if table.first() != spec.first || table.len() != span {
+                return Err(mismatch());
+            }
+            let net = u32::from(spec.network);
+            index.push((net, u32::from(cfg.broadcast()), i));
+            scopes.push(Scope::new(cfg.clone(), id));
+        }
+        index.sort_unstable();
+        Ok(Engine {
+            config,
+            store,
+            scopes,
+            index,
+            failover: Arc::new(Standalone),
+        })
+    }
+
+    /// Consult `failover` from now on (default: [`Standalone`]).
+    pub fn with_failover(mut self, failover: Arc<dyn FailoverView>) -> Self {
+        self.failover = failover;
+        self
+    }
+
+    /// State for worker `index` of `workers` (each worker allocates from its own share of
+    /// every table first).
+    pub fn worker(&self, index: u16, workers: u16) -> EngineWorker {
+        EngineWorker {
+            cursor: AllocCursor::new(index, workers),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The configuration of scope `id`.
+    pub fn scope_config(&self, id: TableId) -> Option<&ScopeConfig> {
+        self.scopes.get(usize::from(id.0)).map(|s| &s.cfg)
+    }
+
+    /// The scope (table) whose subnet contains `addr`.
+    pub fn scope_of(&self, addr: Ipv4Addr) -> Option<TableId> {
+        self.lookup(addr).map(|s| s.table)
+    }
+
+    fn lookup(&self, addr: Ipv4Addr) -> Option<&Scope> {
+        let a = u32::from(addr);
+        let i = self.index.partition_point(|e| e.0 <= a).checked_sub(1)?;
+        let &(_, last, s) = self.index.get(i)?;
+        (a <= last).then(|| self.scopes.get(s)).flatten()
+    }
+
+    /// Decide what to do with `req`, received at `ingress`, at `now`. See the module docs.
+    pub fn decide<'a>(
+        &'a self,
+        w: &mut EngineWorker,
+        req: &Repr<'a>,
+        ingress: &Ingress,
+        now: UnixTime,
+    ) -> Decision<'a> {
+        match self.try_decide(w, req, ingress, now) {
+            Ok(d) => d,
+            Err(reason) => Decision::Drop(reason),
+        }
+    }
+
+    fn try_decide<'a>(
+        &'a self,
+        w: &mut EngineWorker,
+        req: &Repr<'a>,
+        ingress: &Ingress,
+        now: UnixTime,
+    ) -> Result<Decision<'a>, DropReason> {
+        if req.op != OpCode::Request {
+            return Err(DropReason::NotBootRequest);
+        }
+        if req.hlen > 16 {
+            return Err(DropReason::BadHlen);
+        }
+        let relay = match req.options.relay_agent_info {
+            Some(p) => RelayAgentInfo::parse(p).map_err(|_| DropReason::BadRelayAgentInfo)?,
+            None => RelayAgentInfo::default(),
+        };
+        let key = match req.options.client_id {
+            Some(id) if !id.is_empty() => ClientKey::ClientId(id),
+            _ if req.hlen > 0 => ClientKey::HwAddr {
+                htype: req.htype,
+                chaddr: req
+                    .chaddr
+                    .get(..usize::from(req.hlen))
+                    .ok_or(DropReason::BadHlen)?,
+            },
+            _ => return Err(DropReason::NoClientIdentity),
+        };
+        let client_id = match req.options.client_id {
+            Some(id) => ClientId::new(id).ok_or(DropReason::ClientIdTooLong)?,
+            None => ClientId::EMPTY,
+        };
+        let scope = self.select_scope(req, &relay, ingress)?;
+        let server_ip = self.config.server_id.unwrap_or(ingress.if_addr);
+        if server_ip.is_unspecified() {
+            return Err(DropReason::NoServerAddress);
+        }
+        // RFC 5107: a relay may name the server identifier its clients must use.
+        let server_id = relay
+            .server_id_override
+            .filter(|a| !req.giaddr.is_unspecified() && !a.is_unspecified())
+            .unwrap_or(server_ip);
+        let cx = Cx {
+            req,
+            ingress,
+            now,
+            scope,
+            table: self.store.table(scope.table),
+            server_ip,
+            server_id,
+            key,
+            client_id,
+            reserved: scope.reservation(req, &relay),
+        };
+        let msg = req.options.message_type.filter(|_| req.is_dhcp);
+        match msg {
+            Some(MessageType::Offer | MessageType::Ack | MessageType::Nak) => {
+                return Err(DropReason::ServerMessageType);
+            }
+            Some(MessageType::Other(_)) => return Err(DropReason::UnknownMessageType),
+            _ => {}
+        }
+        if !self.failover.may_serve(scope.table, &cx.key, msg, req) {
+            return Ok(silent(SilentReason::PartnerServes));
+        }
+        let Some(msg) = msg else {
+            return self.bootp(&cx);
+        };
+        match msg {
+            MessageType::Discover => self.discover(w, &cx),
+            MessageType::Request => self.request(&cx),
+            MessageType::Release => self.release(&cx),
+            MessageType::Decline => self.decline(&cx),
+            MessageType::Inform => Ok(self.inform(&cx)),
+            MessageType::Offer | MessageType::Ack | MessageType::Nak => {
+                Err(DropReason::ServerMessageType)
+            }
+            MessageType::Other(_) => Err(DropReason::UnknownMessageType),
+        }
+    }
+
+    fn select_scope(
+        &self,
+        req: &Repr<'_>,
+        relay: &RelayAgentInfo<'_>,
+        ingress: &Ingress,
+    ) -> Result<&Scope, DropReason> {
+        let relayed = !req.giaddr.is_unspecified();
+        if relayed && let Some(link) = relay.link_selection {
+            return self.lookup(link).ok_or(DropReason::NoSubnet);
+        }
+        if let Some(sel) = req.options.subnet_selection {
+            return self.lookup(sel).ok_or(DropReason::NoSubnet);
+        }
+        if relayed {
+            return self.lookup(req.giaddr).ok_or(DropReason::NoSubnet);
+        }
+        if !req.ciaddr.is_unspecified()
+            && let Some(s) = self.lookup(req.ciaddr)
+        {
+            return Ok(s);
+        }
+        self.lookup(ingress.if_addr).ok_or(DropReason::NoSubnet)
+    }
+
+    // ---- message types ------------------------------------------------------------------
+
+    fn discover<'a>(
+        &'a self,
+        w: &mut EngineWorker,
+        cx: &Cx<'_, 'a>,
+    ) -> Result<Decision<'a>, DropReason> {
+        // 1. The client's reservation.
+        if let Some(addr) = cx.reserved {
+            let slot = cx.table.slot(addr).ok_or(DropReason::Internal)?;
+            return match self.hold(cx, slot)? {
+                Some(lease) => Ok(self.offer(cx, addr, &lease)),
+                None => Err(DropReason::ReservedAddressUnavailable),
+            };
+        }
+        // 2. Its current (or previous) binding, if the address is still in a pool.
+        if let Some((slot, _, _)) = cx.table.find_client(&cx.key)
+            && cx.table.is_allocatable(slot)
+            && let Some(lease) = self.hold(cx, slot)?
+        {
+            return Ok(self.offer(cx, cx.table.addr(slot), &lease));
+        }
+        // 3. The address it asks for.
+        if let Some(addr) = cx.req.options.requested_ip
+            && cx.scope.cfg.contains(addr)
+            && let Some(slot) = cx.table.slot(addr)
+            && cx.table.is_allocatable(slot)
+            && let Some(lease) = self.hold(cx, slot)?
+        {
+            return Ok(self.offer(cx, addr, &lease));
+        }
+        // 4. Anything free.
+        let new = self.bind(
+            cx,
+            &Lease::default(),
+            BindingState::Offered,
+            self.hold_ends(cx),
+        );
+        let reusable = |now: UnixTime, l: &Lease| self.reusable(cx.scope.table, now, l);
+        match cx.table.allocate(&mut w.cursor, cx.now, &new, &reusable) {
+            Some((slot, _)) => Ok(self.offer(cx, cx.table.addr(slot), &new)),
+            None => Err(DropReason::PoolExhausted),
+        }
+    }
+
+    /// Hold `slot` for the client as OFFERED; `None` when it is not available to it. The
+    /// client's own unexpired ACTIVE binding is left as it is.
+    fn hold(&self, cx: &Cx<'_, '_>, slot: Slot) -> Result<Option<Lease>, DropReason> {
+        let mut seen = Lease::default();
+        let r = self.cas(cx.table, slot, |cur| {
+            seen = *cur;
+            match self.standing(cx, cur) {
+                Standing::Mine if cur.state == BindingState::Active && cur.ends > cx.now => {
+                    Ok(None)
+                }
+                Standing::Mine | Standing::Available => Ok(Some(self.bind(
+                    cx,
+                    cur,
+                    BindingState::Offered,
+                    self.hold_ends(cx),
+                ))),
+                Standing::Taken => Err(()),
+            }
+        })?;
+        Ok(match r {
+            Cas::Wrote { lease, .. } => Some(lease),
+            Cas::Unchanged => Some(seen),
+            Cas::Refused(()) => None,
+        })
+    }
+
+    fn request<'a>(&'a self, cx: &Cx<'_, 'a>) -> Result<Decision<'a>, DropReason> {
+        let req = cx.req;
+        if let Some(sid) = req.options.server_id {
+            // SELECTING (§4.3.2).
+            if sid != cx.server_id && sid != cx.server_ip {
+                self.release_hold(cx)?;
+                return Ok(silent(SilentReason::OtherServerSelected));
+            }
+            let addr = req
+                .options
+                .requested_ip
+                .ok_or(DropReason::MissingRequestedIp)?;
+            if !cx.scope.cfg.contains(addr) {
+                return Ok(self.nak(cx, nak::WRONG_SUBNET));
+            }
+            let Some(slot) = cx.table.slot(addr) else {
+                return Ok(self.nak(cx, nak::NOT_YOURS));
+            };
+            if !self.valid_for(cx, slot, addr) {
+                return Ok(self.nak(cx, nak::WRONG_ADDRESS));
+            }
+            let r = self.cas(cx.table, slot, |cur| match self.standing(cx, cur) {
+                Standing::Mine | Standing::Available => Ok(Some(self.activate(cx, cur))),
+                Standing::Taken => Err(()),
+            })?;
+            return Ok(match r {
+                Cas::Wrote { version, lease } => self.ack(cx, slot, addr, version, lease),
+                Cas::Unchanged | Cas::Refused(()) => self.nak(cx, nak::NOT_YOURS),
+            });
+        }
+        // INIT-REBOOT (option 50) or RENEWING / REBINDING (ciaddr).
+        let addr = if req.ciaddr.is_unspecified() {
+            req.options
+                .requested_ip
+                .ok_or(DropReason::MissingRequestedIp)?
+        } else {
+            req.ciaddr
+        };
+        if !cx.scope.cfg.contains(addr) {
+            return Ok(self.nak(cx, nak::WRONG_SUBNET));
+        }
+        if let Some(slot) = cx.table.slot(addr) {
+            let valid = self.valid_for(cx, slot, addr);
+            // Refused(true): NAK; Refused(false): no record of this client at `addr`.
+            let r = self.cas(cx.table, slot, |cur| match self.standing(cx, cur) {
+                Standing::Mine if valid => Ok(Some(self.activate(cx, cur))),
+                Standing::Mine | Standing::Taken => Err(true),
+                Standing::Available => Err(false),
+            })?;
+            match r {
+                Cas::Wrote { version, lease } => {
+                    return Ok(self.ack(cx, slot, addr, version, lease));
+                }
+                Cas::Refused(true) => return Ok(self.nak(cx, nak::NOT_YOURS)),
+                Cas::Unchanged | Cas::Refused(false) => {}
+            }
+        }
+        let known = cx
+            .table
+            .find_client(&cx.key)
+            .is_some_and(|(_, _, l)| l.is_for(&cx.key));
+        Ok(if known || cx.reserved.is_some_and(|r| r != addr) {
+            self.nak(cx, nak::WRONG_ADDRESS)
+        } else {
+            silent(SilentReason::UnknownClient)
+        })
+    }
+
+    /// SELECTING for another server: drop our OFFERED hold for this client, if any.
+    fn release_hold(&self, cx: &Cx<'_, '_>) -> Result<(), DropReason> {
+        let Some((slot, _, _)) = cx.table.find_client(&cx.key) else {
+            return Ok(());
+        };
+        self.cas(cx.table, slot, |cur| {
+            if cur.state == BindingState::Offered && cur.is_for(&cx.key) {
+                Ok(Some(Lease {
+                    state: BindingState::Free,
+                    ends: cx.now,
+                    stos: cx.now,
+                    ..forget_client(cur)
+                }))
+            } else {
+                Err(())
+            }
+        })?;
+        Ok(())
+    }
+
+    fn release<'a>(&'a self, cx: &Cx<'_, 'a>) -> Result<Decision<'a>, DropReason> {
+        let addr = cx.req.ciaddr;
+        if addr.is_unspecified() {
+            return Err(DropReason::MissingCiaddr);
+        }
+        self.unbind(
+            cx,
+            addr,
+            BindingState::Released,
+            cx.now,
+            SilentReason::Released,
+        )
+    }
+
+    fn decline<'a>(&'a self, cx: &Cx<'_, 'a>) -> Result<Decision<'a>, DropReason> {
+        let addr = cx
+            .req
+            .options
+            .requested_ip
+            .ok_or(DropReason::MissingRequestedIp)?;
+        let ends = cx.now.saturating_add(cx.scope.cfg.decline_probation);
+        self.unbind(
+            cx,
+            addr,
+            BindingState::Abandoned,
+            ends,
+            SilentReason::Declined,
+        )
+    }
+
+    /// RELEASE / DECLINE: move the client's ACTIVE or OFFERED record at `addr` to `state`.
+    fn unbind<'a>(
+        &'a self,
+        cx: &Cx<'_, 'a>,
+        addr: Ipv4Addr,
+        state: BindingState,
+        ends: UnixTime,
+        done: SilentReason,
+    ) -> Result<Decision<'a>, DropReason> {
+        let for_us = cx
+            .req
+            .options
+            .server_id
+            .is_none_or(|s| s == cx.server_id || s == cx.server_ip);
+        let slot = cx
+            .table
+            .slot(addr)
+            .filter(|_| for_us && cx.scope.cfg.contains(addr));
+        let Some(slot) = slot else {
+            return Ok(silent(SilentReason::NotBound));
+        };
+        let r = self.cas(cx.table, slot, |cur| {
+            let bound = matches!(cur.state, BindingState::Active | BindingState::Offered);
+            if !bound || !cur.is_for(&cx.key) {
+                return Err(());
+            }
+            let mut new = self.bind(cx, cur, state, ends);
+            if state == BindingState::Abandoned {
+                new = forget_client(&new);
+            }
+            Ok(Some(new))
+        })?;
+        Ok(match r {
+            Cas::Wrote { version, lease } => Decision::Silent {
+                reason: done,
+                commit: Some(Commit {
+                    table: cx.scope.table,
+                    slot,
+                    version,
+                    lease,
+                }),
+            },
+            Cas::Unchanged | Cas::Refused(()) => silent(SilentReason::NotBound),
+        })
+    }
+
+    fn inform<'a>(&'a self, cx: &Cx<'_, 'a>) -> Decision<'a> {
+        let mut repr = self.reply_repr(cx, MessageType::Ack, Ipv4Addr::UNSPECIFIED);
+        repr.ciaddr = cx.req.ciaddr;
+        self.reply(cx, repr, false, None)
+    }
+
+    fn bootp<'a>(&'a self, cx: &Cx<'_, 'a>) -> Result<Decision<'a>, DropReason> {
+        let Some(addr) = cx.reserved else {
+            return Ok(silent(SilentReason::BootpWithoutReservation));
+        };
+        let slot = cx.table.slot(addr).ok_or(DropReason::Internal)?;
+        let r = self.cas(cx.table, slot, |cur| match self.standing(cx, cur) {
+            Standing::Mine
+                if cur.state == BindingState::Active && cur.ends == UnixTime(INFINITE_LEASE) =>
+            {
+                Ok(None)
+            }
+            Standing::Mine | Standing::Available => Ok(Some(self.bind(
+                cx,
+                cur,
+                BindingState::Active,
+                UnixTime(INFINITE_LEASE),
+            ))),
+            Standing::Taken => Err(()),
+        })?;
+        let commit = match r {
+            Cas::Wrote { version, lease } => Some(Commit {
+                table: cx.scope.table,
+                slot,
+                version,
+                lease,
+            }),
+            Cas::Unchanged => None,
+            Cas::Refused(()) => return Err(DropReason::ReservedAddressUnavailable),
+        };
+        let req = cx.req;
+        let prl = req.options.parameter_request_list;
+        let options = if req.is_dhcp {
+            Options {
+                subnet_mask: Some(cx.scope.mask),
+                router: nonempty(&cx.scope.router).filter(|_| wants(prl, code::ROUTER)),
+                dns: nonempty(&cx.scope.dns).filter(|_| wants(prl, code::DNS)),
+                ..Options::default()
+            }
+        } else {
+            Options::default()
+        };
+        let repr = Repr {
+            yiaddr: addr,
+            ciaddr: req.ciaddr,
+            options,
+            ..base_reply(req)
+        };
+        Ok(self.reply(cx, repr, false, commit))
+    }
+
+    // ---- records ------------------------------------------------------------------------
+
+    /// Read-decide-CAS on `slot`, re-deciding after a lost race. `f` returns the record to
+    /// write, `None` to leave it, or `Err` to refuse.
+    fn cas<T>(
+        &self,
+        table: &Table,
+        slot: Slot,
+        mut f: impl FnMut(&Lease) -> Result<Option<Lease>, T>,
+    ) -> Result<Cas<T>, DropReason> {
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let (version, cur) = table.read(slot);
+            let new = match f(&cur) {
+                Err(t) => return Ok(Cas::Refused(t)),
+                Ok(None) => return Ok(Cas::Unchanged),
+                Ok(Some(new)) => new,
+            };
+            match table.update(slot, version, &new) {
+                Ok(version) => {
+                    return Ok(Cas::Wrote {
+                        version,
+                        lease: new,
+                    });
+                }
+                Err(UpdateError::Conflict { .. }) => {}
+                Err(UpdateError::IndexFull | UpdateError::ClientIdAreaFull) => {
+                    return Err(DropReason::ClientIndexFull);
+                }
+                Err(UpdateError::NoSuchSlot(_)) => return Err(DropReason::Internal),
+            }
+        }
+        Err(DropReason::Contention)
+    }
+
+    fn standing(&self, cx: &Cx<'_, '_>, cur: &Lease) -> Standing {
+        let bound = matches!(
+            cur.state,
+            BindingState::Active
+                | BindingState::Offered
+                | BindingState::Expired
+                | BindingState::Released
+        );
+        if bound && cur.is_for(&cx.key) {
+            Standing::Mine
+        } else if self.reusable(cx.scope.table, cx.now, cur) {
+            Standing::Available
+        } else {
+            Standing::Taken
+        }
+    }
+
+    /// Whether a record not bound to the asking client may be given to it.
+    fn reusable(&self, table: TableId, now: UnixTime, l: &Lease) -> bool {
+        let free = match l.state {
+            BindingState::Free
+            | BindingState::Expired
+            | BindingState::Released
+            | BindingState::Reset => true,
+            BindingState::Active | BindingState::Offered | BindingState::Abandoned => l.ends <= now,
+            BindingState::Backup => true,
+        };
+        free && self.failover.may_allocate(table, l, now)
+    }
+
+    /// Whether `addr` may be bound to this client at all: its reservation, or (without one)
+    /// a dynamic address.
+    fn valid_for(&self, cx: &Cx<'_, '_>, slot: Slot, addr: Ipv4Addr) -> bool {
+        match cx.reserved {
+            Some(r) => r == addr,
+            None => cx.table.is_allocatable(slot),
+        }
+    }
+
+    fn hold_ends(&self, cx: &Cx<'_, '_>) -> UnixTime {
+        cx.now.saturating_add(self.config.offer_hold)
+    }
+
+    /// The lease length to grant on top of record `cur`.
+    fn grant(&self, cx: &Cx<'_, '_>, cur: &Lease) -> u32 {
+        let desired = cx.scope.cfg.lease_time;
+        self.failover
+            .lease_time(cx.scope.table, cur, desired, cx.now)
+            .min(desired)
+    }
+
+    fn activate(&self, cx: &Cx<'_, '_>, cur: &Lease) -> Lease {
+        let secs = self.grant(cx, cur);
+        let ends = if secs == INFINITE_LEASE {
+            UnixTime(INFINITE_LEASE)
+        } else {
+            cx.now.saturating_add(secs)
+        };
+        self.bind(cx, cur, BindingState::Active, ends)
+    }
+
+    /// `cur` rewritten for this client in `state` until `ends`; failover times kept.
+    fn bind(&self, cx: &Cx<'_, '_>, cur: &Lease, state: BindingState, ends: UnixTime) -> Lease {
+        let req = cx.req;
+        let n = usize::from(req.hlen.min(16));
+        let mut chaddr = [0; 16];
+        if let (Some(dst), Some(src)) = (chaddr.get_mut(..n), req.chaddr.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        Lease {
+            state,
+            ends,
+            cltt: cx.now,
+            stos: if cur.state == state { cur.stos } else { cx.now },
+            htype: req.htype,
+            hlen: req.hlen,
+            chaddr,
+            client_id: cx.client_id,
+            owner: Owner::Us,
+            ..*cur
+        }
+    }
+
+    // ---- replies ------------------------------------------------------------------------
+
+    fn offer<'a>(&'a self, cx: &Cx<'_, 'a>, addr: Ipv4Addr, held: &Lease) -> Decision<'a> {
+        let secs = self.grant(cx, held);
+        let mut repr = self.reply_repr(cx, MessageType::Offer, addr);
+        self.lease_options(cx, &mut repr.options, secs);
+        self.reply(cx, repr, false, None)
+    }
+
+    fn ack<'a>(
+        &'a self,
+        cx: &Cx<'_, 'a>,
+        slot: Slot,
+        addr: Ipv4Addr,
+        version: u64,
+        lease: Lease,
+    ) -> Decision<'a> {
+        let secs = if lease.ends == UnixTime(INFINITE_LEASE) {
+            INFINITE_LEASE
+        } else {
+            cx.now.until(lease.ends)
+        };
+        let mut repr = self.reply_repr(cx, MessageType::Ack, addr);
+        repr.ciaddr = cx.req.ciaddr;
+        self.lease_options(cx, &mut repr.options, secs);
+        let commit = Commit {
+            table: cx.scope.table,
+            slot,
+            version,
+            lease,
+        };
+        self.reply(cx, repr, false, Some(commit))
+    }
+
+    fn nak<'a>(&'a self, cx: &Cx<'_, 'a>, message: &'static [u8]) -> Decision<'a> {
+        let req = cx.req;
+        let mut repr = base_reply(req);
+        if !req.giaddr.is_unspecified() {
+            repr.flags |= FLAG_BROADCAST;
+        }
+        repr.options = Options {
+            message_type: Some(MessageType::Nak),
+            server_id: Some(cx.server_id),
+            message: Some(message),
+            client_id: req.options.client_id,
+            relay_agent_info: req.options.relay_agent_info,
+            subnet_selection: req.options.subnet_selection,
+            ..Options::default()
+        };
+        self.reply(cx, repr, true, None)
+    }
+
+    fn lease_options(&self, cx: &Cx<'_, '_>, o: &mut Options<'_>, secs: u32) {
+        let (t1, t2) = cx.scope.cfg.timers(secs);
+        o.lease_time = Some(secs);
+        o.renewal_time = Some(t1);
+        o.rebinding_time = Some(t2);
+    }
+
+    /// An OFFER / ACK skeleton with the configuration options (no lease times).
+    fn reply_repr<'a>(&'a self, cx: &Cx<'_, 'a>, mt: MessageType, yiaddr: Ipv4Addr) -> Repr<'a> {
+        let req = cx.req;
+        let prl = req.options.parameter_request_list;
+        let s = cx.scope;
+        let options = Options {
+            message_type: Some(mt),
+            server_id: Some(cx.server_id),
+            subnet_mask: Some(s.mask),
+            router: nonempty(&s.router).filter(|_| wants(prl, code::ROUTER)),
+            dns: nonempty(&s.dns).filter(|_| wants(prl, code::DNS)),
+            domain_name: nonempty(&s.domain_name).filter(|_| wants(prl, code::DOMAIN_NAME)),
+            broadcast_addr: prl
+                .is_some_and(|l| l.contains(&code::BROADCAST_ADDR))
+                .then_some(s.broadcast),
+            client_id: req.options.client_id,
+            relay_agent_info: req.options.relay_agent_info,
+            subnet_selection: req.options.subnet_selection,
+            ..Options::default()
+        };
+        Repr {
+            yiaddr,
+            options,
+            ..base_reply(req)
+        }
+    }
+
+    fn reply<'a>(
+        &'a self,
+        cx: &Cx<'_, 'a>,
+        repr: Repr<'a>,
+        is_nak: bool,
+        commit: Option<Commit>,
+    ) -> Decision<'a> {
+        let mut repr = repr;
+        fit(cx.req, &mut repr);
+        Decision::Reply(Reply {
+            dest: destination(cx.req, cx.ingress, repr.yiaddr, is_nak),
+            repr,
+            server_ip: cx.server_ip,
+            commit,
+        })
+    }
+}
+
+/// The largest IPv4 datagram every DHCP client accepts (RFC 2131 §2), and BOOTP's fixed
+/// message size (RFC 951).
+const MIN_DATAGRAM: usize = 576;
+const BOOTP_MESSAGE: usize = 300;
+/// IPv4 (no options) and UDP headers.
+const IP_UDP_HEADERS: usize = 28;
+
+/// Shed configuration options (domain name, DNS, routers, broadcast address, in that order)
+/// until the reply fits what the client accepts: 576 bytes or its option 57 (RFC 2132
+/// §9.10), as an IPv4 datagram; 300 bytes for BOOTP. Option 82 does not count when relayed
+/// (the relay strips it, RFC 3046 §2.2).
+fn fit(req: &Repr<'_>, repr: &mut Repr<'_>) {
+    let limit = if repr.options.message_type.is_none() {
+        BOOTP_MESSAGE
+    } else {
+        let max = req.options.max_message_size.map_or(0, usize::from);
+        max.max(MIN_DATAGRAM) - IP_UDP_HEADERS
+    };
+    let stripped = match repr.options.relay_agent_info {
+        Some(ri) if !req.giaddr.is_unspecified() => ri.len() + 2 * ri.len().div_ceil(255),
+        _ => 0,
+    };
+    for shed in 0..4 {
+        if repr.buffer_len().saturating_sub(stripped) <= limit {
+            return;
+        }
+        let o = &mut repr.options;
+        match shed {
+            0 => o.domain_name = None,
+            1 => o.dns = None,
+            2 => o.router = None,
+            _ => o.broadcast_addr = None,
+        }
+    }
+}
+
+/// Where a reply to `req` goes (DESIGN.md §2 "Replies", RFC 2131 §4.1).
+fn destination(req: &Repr<'_>, ingress: &Ingress, yiaddr: Ipv4Addr, is_nak: bool) -> Destination {
+    if !req.giaddr.is_unspecified() {
+        return Destination {
+            mac: ingress.src_mac,
+            ip: req.giaddr,
+            port: SERVER_PORT,
+        };
+    }
+    if is_nak {
+        return Destination::BROADCAST;
+    }
+    if !req.ciaddr.is_unspecified() {
+        return Destination {
+            mac: ingress.src_mac,
+            ip: req.ciaddr,
+            port: CLIENT_PORT,
+        };
+    }
+    if req.flags & FLAG_BROADCAST != 0 || yiaddr.is_unspecified() {
+        return Destination::BROADCAST;
+    }
+    match req.chaddr.first_chunk::<6>() {
+        Some(mac) if req.htype == 1 && req.hlen == 6 => Destination {
+            mac: *mac,
+            ip: yiaddr,
+            port: CLIENT_PORT,
+        },
+        _ => Destination::BROADCAST,
+    }
+}
+
+/// The BOOTREPLY fields every reply copies from its request (RFC 2131 table 3).
+fn base_reply<'a>(req: &Repr<'a>) -> Repr<'a> {
+    Repr {
+        op: OpCode::Reply,
+        htype: req.htype,
+        hlen: req.hlen,
+        hops: 0,
+        xid: req.xid,
+        secs: 0,
+        flags: req.flags,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
+        yiaddr: Ipv4Addr::UNSPECIFIED,
+        siaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr: req.giaddr,
+        chaddr: req.chaddr,
+        sname: &[],
+        file: &[],
+        is_dhcp: req.is_dhcp,
+        options: Options::default(),
+    }
+}
+
+/// Whether option `code` goes out: listed in option 55, or no option 55 at all.
+fn wants(prl: Option<&[u8]>, code: u8) -> bool {
+    prl.is_none_or(|l| l.contains(&code))
+}
+
+fn nonempty(v: &[u8]) -> Option<&[u8]> {
+    (!v.is_empty()).then_some(v)
+}
+
+/// `l` with no client.
+fn forget_client(l: &Lease) -> Lease {
+    Lease {
+        htype: 0,
+        hlen: 0,
+        chaddr: [0; 16],
+        client_id: ClientId::EMPTY,
+        ..*l
+    }
+}
+
+fn silent(reason: SilentReason) -> Decision<'static> {
+    Decision::Silent {
+        reason,
+        commit: None,
+    }
+}

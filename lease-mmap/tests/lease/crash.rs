@@ -1,0 +1,287 @@
+//! Crashes: `kill -9` (drop everything, no checkpoint, no close), power loss through the
+//! simulated journal backend (lost unsynced writes, torn tails), damaged records.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lease_mmap::storage::SimBackend;
+use lease_mmap::{
+    AllocCursor, Durability, Lease, OpenError, RecoveryReport, Slot, Store, TableId, UnixTime,
+    WorkerJournal,
+};
+
+use crate::common::*;
+
+const NOW: u32 = 1_700_000_000;
+const NEVER: &dyn Fn(UnixTime, &Lease) -> bool = &|_, _| false;
+
+fn table_path(dir: &Path) -> PathBuf {
+    dir.join("10.1.0.0_20.tdt")
+}
+
+/// Allocate `n` leases for clients `base..base+n` in table 0, committing every 10.
+fn allocate_committed(
+    store: &Store,
+    j: &mut WorkerJournal,
+    base: u32,
+    n: u32,
+) -> Vec<(Slot, u64, Lease)> {
+    let t = store.table(TableId(0));
+    let mut cursor = AllocCursor::new(j.worker(), 1);
+    let mut out = Vec::new();
+    for i in base..base + n {
+        let l = active(i, NOW);
+        let (s, v) = t.allocate(&mut cursor, UnixTime(NOW), &l, NEVER).unwrap();
+        j.record(t.id(), s, v, &l);
+        out.push((s, v, l));
+        if out.len() % 10 == 0 {
+            j.commit().unwrap();
+        }
+    }
+    j.commit().unwrap();
+    out
+}
+
+fn assert_present(store: &Store, leases: &[(Slot, u64, Lease)]) {
+    let t = store.table(TableId(0));
+    for (s, v, l) in leases {
+        assert_eq!(t.read(*s), (*v, *l), "slot {s:?}");
+    }
+}
+
+#[test]
+fn kill_9_then_reopen_keeps_every_committed_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    let leases = allocate_committed(&store, &mut j[0], 0, 100);
+    drop(j);
+    drop(store); // no checkpoint, no close
+    let (store, _j, report) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    assert!(!report.clean);
+    assert_eq!(report.torn_tails, 0);
+    assert_present(&store, &leases);
+}
+
+#[test]
+fn table_never_written_back_is_rebuilt_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    let pristine = std::fs::read(table_path(dir.path())).unwrap();
+    let leases = allocate_committed(&store, &mut j[0], 0, 100);
+    drop((j, store));
+    // Power loss before any writeback of the mapping: the file is as it was at open.
+    std::fs::write(table_path(dir.path()), &pristine).unwrap();
+    let (store, _j, report) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    assert_eq!(
+        report,
+        RecoveryReport {
+            replayed: 100,
+            torn_tails: 0,
+            clean: false
+        }
+    );
+    assert_present(&store, &leases);
+    // The index was rebuilt too.
+    let m = mac(42);
+    let found = store
+        .table(TableId(0))
+        .find_client(&lease_mmap::ClientKey::HwAddr {
+            htype: 1,
+            chaddr: &m[..6],
+        });
+    assert_eq!(found.map(|f| f.0), Some(leases[42].0));
+}
+
+fn sim_open(
+    dir: &Path,
+    sim: &SimBackend,
+    d: Durability,
+) -> (Store, Vec<WorkerJournal>, RecoveryReport) {
+    Store::open_with(dir, &[big_spec()], 1, d, Arc::new(sim.clone())).unwrap()
+}
+
+#[test]
+fn lost_unsynced_writes_lose_only_what_was_never_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimBackend::new();
+    let (store, mut j, _) = sim_open(dir.path(), &sim, Durability::Sync);
+    let pristine = std::fs::read(table_path(dir.path())).unwrap();
+    let committed = allocate_committed(&store, &mut j[0], 0, 20);
+    // Recorded but never committed: may vanish.
+    let t = store.table(TableId(0));
+    let l = active(500, NOW);
+    let (s, v) = t
+        .allocate(&mut AllocCursor::new(0, 1), UnixTime(NOW), &l, NEVER)
+        .unwrap();
+    j[0].record(t.id(), s, v, &l);
+    drop((j, store));
+    sim.power_loss(0);
+    std::fs::write(table_path(dir.path()), &pristine).unwrap();
+    let (store, _j, report) = sim_open(dir.path(), &sim, Durability::Sync);
+    assert_eq!(report.replayed, 20);
+    assert_present(&store, &committed);
+    assert_eq!(store.table(TableId(0)).read(s), (0, free()));
+}
+
+#[test]
+fn async_commits_do_not_survive_power_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimBackend::new();
+    let (store, mut j, _) = sim_open(dir.path(), &sim, Durability::Async);
+    let pristine = std::fs::read(table_path(dir.path())).unwrap();
+    allocate_committed(&store, &mut j[0], 0, 20);
+    drop((j, store));
+    sim.power_loss(0);
+    std::fs::write(table_path(dir.path()), &pristine).unwrap();
+    let (store, _j, report) = sim_open(dir.path(), &sim, Durability::Sync);
+    assert_eq!(
+        report,
+        RecoveryReport {
+            replayed: 0,
+            torn_tails: 0,
+            clean: false
+        }
+    );
+    assert_eq!(store.table(TableId(0)).counts()[0], 4096);
+}
+
+#[test]
+fn torn_tail_is_cut_at_the_first_bad_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimBackend::new();
+    let (store, mut j, _) = sim_open(dir.path(), &sim, Durability::Async);
+    let pristine = std::fs::read(table_path(dir.path())).unwrap();
+    let leases = allocate_committed(&store, &mut j[0], 0, 3);
+    drop((j, store));
+    // Entry 1 and 100 bytes of entry 2 reached the disk.
+    sim.power_loss(512 + 100);
+    std::fs::write(table_path(dir.path()), &pristine).unwrap();
+    let (store, _j, report) = sim_open(dir.path(), &sim, Durability::Sync);
+    assert_eq!(
+        report,
+        RecoveryReport {
+            replayed: 1,
+            torn_tails: 1,
+            clean: false
+        }
+    );
+    assert_present(&store, &leases[..1]);
+    assert_eq!(store.table(TableId(0)).read(leases[1].0).0, 0);
+}
+
+#[test]
+fn stale_entry_with_an_old_lsn_ends_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimBackend::new();
+    let (store, mut j, _) = sim_open(dir.path(), &sim, Durability::Sync);
+    let pristine = std::fs::read(table_path(dir.path())).unwrap();
+    let leases = allocate_committed(&store, &mut j[0], 0, 2);
+    drop((j, store));
+    // A valid entry from an earlier life of the file (LSN 1 again) after LSN 2: not ours.
+    let mut f = sim.file(dir.path(), 0).unwrap().live;
+    let first = f[512..1024].to_vec();
+    f.extend_from_slice(&first);
+    sim.set_file(dir.path(), 0, f);
+    std::fs::write(table_path(dir.path()), &pristine).unwrap();
+    let (store, _j, report) = sim_open(dir.path(), &sim, Durability::Sync);
+    assert_eq!(
+        report,
+        RecoveryReport {
+            replayed: 2,
+            torn_tails: 1,
+            clean: false
+        }
+    );
+    assert_present(&store, &leases);
+}
+
+#[test]
+fn journal_starts_over_after_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    j[0].set_reset_threshold(4096);
+    let mut leases = allocate_committed(&store, &mut j[0], 0, 10);
+    assert_eq!(j[0].file_len(), 512 + 10 * 512);
+    store.checkpoint().unwrap();
+    let after_checkpoint = std::fs::read(table_path(dir.path())).unwrap();
+    leases.extend(allocate_committed(&store, &mut j[0], 10, 1));
+    assert_eq!(j[0].file_len(), 1024, "reset to header + the new batch");
+    drop((j, store));
+    // Power loss right after the checkpoint's msync: the table is as it was then.
+    std::fs::write(table_path(dir.path()), &after_checkpoint).unwrap();
+    let (store, _j, report) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    assert_eq!(report.replayed, 1);
+    assert_present(&store, &leases);
+}
+
+#[test]
+fn fewer_workers_after_restart_still_replays_every_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut j, _) = Store::open(dir.path(), &[big_spec()], 2, Durability::Sync).unwrap();
+    let pristine = std::fs::read(table_path(dir.path())).unwrap();
+    let leases = allocate_committed(&store, &mut j[1], 0, 15);
+    drop((j, store));
+    std::fs::write(table_path(dir.path()), &pristine).unwrap();
+    let (store, j, report) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    assert_eq!((report.replayed, j.len()), (15, 1));
+    assert_present(&store, &leases);
+    assert!(!dir.path().join("journal-00001.tdj").exists());
+}
+
+fn slot_at(slot: u32, image: u64) -> u64 {
+    RECORDS_AT + u64::from(slot) * SLOT_LEN + image
+}
+
+#[test]
+fn a_torn_newest_image_falls_back_to_the_other_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    let t = store.table(TableId(0));
+    let (l1, l2) = (active(1, NOW), active(2, NOW));
+    t.update(Slot(5), 0, &l1).unwrap(); // v1 → image B
+    t.update(Slot(5), 1, &l2).unwrap(); // v2 → image A
+    store.close(j).unwrap();
+    scribble(&table_path(dir.path()), slot_at(5, IMAGE_A) + 30, 8, 0x5a);
+    let (store, j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    assert_eq!(store.table(TableId(0)).read(Slot(5)), (1, l1));
+    // The next update writes the damaged half (image A, v2 again) and all is well.
+    assert_eq!(store.table(TableId(0)).update(Slot(5), 1, &l2), Ok(2));
+    store.close(j).unwrap();
+    // Damage to the older copy does not matter at all.
+    scribble(&table_path(dir.path()), slot_at(5, IMAGE_B) + 30, 8, 0x5a);
+    let (store, _j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    assert_eq!(store.table(TableId(0)).read(Slot(5)), (2, l2));
+}
+
+#[test]
+fn both_images_damaged_recovers_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    let leases = allocate_committed(&store, &mut j[0], 0, 2);
+    let s = leases[0].0.0;
+    drop((j, store));
+    scribble(&table_path(dir.path()), slot_at(s, 0), 256, 0x77);
+    let (store, _j, report) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    assert!(report.replayed >= 1);
+    assert_present(&store, &leases);
+}
+
+#[test]
+fn both_images_damaged_and_no_journal_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    let leases = allocate_committed(&store, &mut j[0], 0, 2);
+    store.close(j).unwrap(); // checkpointed: the journal is started over on the next open
+    let (store, j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    store.close(j).unwrap();
+    let s = leases[1].0.0;
+    scribble(&table_path(dir.path()), slot_at(s, 0), 256, 0x77);
+    let err = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap_err();
+    assert!(matches!(err, OpenError::Corrupt { .. }), "{err:?}");
+    let msg = err.to_string();
+    let addr = std::net::Ipv4Addr::from(u32::from(ip("10.1.0.0")) + s).to_string();
+    assert!(
+        msg.contains(&addr) && msg.contains("10.1.0.0_20.tdt"),
+        "{msg}"
+    );
+}
