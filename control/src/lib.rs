@@ -1,5 +1,6 @@
 //! tandem's control plane: the configuration ([`config`]), the admin API ([`admin`], [`status`]), the
-//! daemon's front end ([`daemon`], [`logging`]) and the operator CLI ([`ctl`]).
+//! daemon's front end ([`daemon`], [`logging`]), its wiring of the dataplane ([`serve`]) and the
+//! operator CLI ([`ctl`]).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -7,5 +8,6 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod logging;
+pub mod serve;
 pub mod status;
 pub mod time;

@@ -2,9 +2,13 @@
 //!
 //! - [`wire`]: zero-copy views and validated reprs for Ethernet, IPv4, UDP and DHCPv4.
 //! - [`engine`]: the RFC 2131 decision engine, sans-IO (time passed in).
+//! - [`packet`]: the AF_PACKET datapath; [`worker`]: pinned worker threads; [`stats`]: their
+//!   counters; [`server`]: the batch handler joining wire, engine and journal; [`sys`]: every
+//!   syscall.
 
 pub mod engine;
 pub mod packet;
+pub mod server;
 pub mod stats;
 pub mod sys;
 pub mod wire;

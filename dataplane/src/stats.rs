@@ -10,6 +10,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::engine::{DropReason as EngineDrop, SilentReason};
+
+/// Counter slots for the engine's drop reasons ([`EngineDrop::index`]).
+const ENGINE_SLOTS: usize = 24;
+/// Counter slots for the engine's no-reply outcomes ([`SilentReason::index`]).
+const SILENT_SLOTS: usize = 12;
+const _: () = assert!(EngineDrop::ALL.len() <= ENGINE_SLOTS);
+const _: () = assert!(SilentReason::ALL.len() <= SILENT_SLOTS);
+
 /// Why a frame was dropped, one counter each. The datapath counts its own reasons; the DHCP
 /// engine maps its drop reasons onto these (`stats.add_drop(reason)`), and a new reason is a new
 /// variant here (with its name), so `tandemctl status` shows every one by name.
@@ -21,8 +30,10 @@ pub enum DropReason {
     /// The kernel dropped it before we read it: the socket's receive queue was full
     /// (`PACKET_STATISTICS` `tp_drops`).
     RxQueueFull,
-    /// Ethernet/IPv4/UDP/DHCP did not parse, or a checksum was wrong.
+    /// Ethernet/IPv4/UDP did not parse, or the IPv4 header checksum was wrong.
     Malformed,
+    /// The BOOTP/DHCP message did not parse (RFC 2131/2132 rules, `wire::dhcpv4`).
+    MalformedDhcp,
     /// Well formed, but not ours to answer (another server's id, not a BOOTREQUEST, ...).
     NotForUs,
     /// A message type or option combination tandem does not answer.
@@ -45,13 +56,14 @@ pub enum DropReason {
 
 impl DropReason {
     /// How many reasons there are.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
         DropReason::RxQueueFull,
         DropReason::Malformed,
+        DropReason::MalformedDhcp,
         DropReason::NotForUs,
         DropReason::Unsupported,
         DropReason::PeerOwns,
@@ -83,6 +95,7 @@ impl DropReason {
             DropReason::Truncated => "truncated",
             DropReason::RxQueueFull => "rx-queue-full",
             DropReason::Malformed => "malformed",
+            DropReason::MalformedDhcp => "malformed-dhcp",
             DropReason::NotForUs => "not-for-us",
             DropReason::Unsupported => "unsupported",
             DropReason::PeerOwns => "peer-owns",
@@ -112,6 +125,10 @@ pub struct WorkerStats {
     tx_errors: AtomicU64,
     batches: AtomicU64,
     dropped: [AtomicU64; DropReason::COUNT],
+    /// Requests the engine dropped, by [`EngineDrop::index`].
+    engine_dropped: [AtomicU64; ENGINE_SLOTS],
+    /// Valid requests that got no reply, by [`SilentReason::index`].
+    silent: [AtomicU64; SILENT_SLOTS],
 }
 
 impl WorkerStats {
@@ -155,6 +172,20 @@ impl WorkerStats {
         self.add_drop(DropReason::from_index(i).unwrap_or(DropReason::Other));
     }
 
+    /// One request the engine dropped for `reason`.
+    pub fn add_engine_drop(&self, reason: EngineDrop) {
+        if let Some(c) = self.engine_dropped.get(reason.index()) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One valid request answered by silence, for `reason`.
+    pub fn add_silent(&self, reason: SilentReason) {
+        if let Some(c) = self.silent.get(reason.index()) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The counters now, as plain numbers.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -163,6 +194,8 @@ impl WorkerStats {
             tx_errors: self.tx_errors.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
             dropped: std::array::from_fn(|i| self.dropped[i].load(Ordering::Relaxed)),
+            engine_dropped: std::array::from_fn(|i| self.engine_dropped[i].load(Ordering::Relaxed)),
+            silent: std::array::from_fn(|i| self.silent[i].load(Ordering::Relaxed)),
         }
     }
 }
@@ -176,6 +209,10 @@ pub struct StatsSnapshot {
     pub batches: u64,
     /// Indexed by [`DropReason::index`].
     pub dropped: [u64; DropReason::COUNT],
+    /// Indexed by [`EngineDrop::index`].
+    pub engine_dropped: [u64; ENGINE_SLOTS],
+    /// Indexed by [`SilentReason::index`].
+    pub silent: [u64; SILENT_SLOTS],
 }
 
 impl StatsSnapshot {
@@ -189,9 +226,23 @@ impl StatsSnapshot {
         self.dropped.iter().fold(0, |a, &b| a.saturating_add(b))
     }
 
-    /// `(name, count)` for every reason, in index order.
+    /// Requests the engine dropped for `reason`.
+    pub fn engine_dropped(&self, reason: EngineDrop) -> u64 {
+        self.engine_dropped.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// `(name, count)` for every reason, the datapath's then the engine's, in index order.
     pub fn drops_by_name(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        DropReason::ALL.iter().map(|r| (r.name(), self.dropped(*r)))
+        let datapath = DropReason::ALL.iter().map(|r| (r.name(), self.dropped(*r)));
+        let engine = EngineDrop::ALL.iter().map(|r| (r.name(), self.engine_dropped(*r)));
+        datapath.chain(engine)
+    }
+
+    /// `(name, count)` for every no-reply outcome, in index order.
+    pub fn silent_by_name(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        SilentReason::ALL
+            .iter()
+            .map(|r| (r.name(), self.silent.get(r.index()).copied().unwrap_or(0)))
     }
 }
 
@@ -205,6 +256,10 @@ impl std::ops::Add for StatsSnapshot {
             tx_errors: self.tx_errors.saturating_add(o.tx_errors),
             batches: self.batches.saturating_add(o.batches),
             dropped: std::array::from_fn(|i| self.dropped[i].saturating_add(o.dropped[i])),
+            engine_dropped: std::array::from_fn(|i| {
+                self.engine_dropped[i].saturating_add(o.engine_dropped[i])
+            }),
+            silent: std::array::from_fn(|i| self.silent[i].saturating_add(o.silent[i])),
         }
     }
 }

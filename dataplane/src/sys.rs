@@ -87,6 +87,56 @@ pub fn if_nametoindex(name: &str) -> io::Result<u32> {
     }
 }
 
+/// An `ifreq` naming `name`, for the `SIOCGIF*` ioctls.
+fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: `ifreq` is plain old data (a name array and a union of plain data): all-zero
+    // bytes are a valid value.
+    let mut req: libc::ifreq = unsafe { mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    Ok(req)
+}
+
+/// `ioctl(fd, request, &mut req)` for one of the `SIOCGIF*` requests on an `AF_INET` socket.
+fn ifreq_ioctl(request: libc::Ioctl, req: &mut libc::ifreq) -> io::Result<()> {
+    let fd = udp_socket()?;
+    // SAFETY: `req` is a live, initialised `ifreq` for the whole call; the SIOCGIF* requests
+    // named by our callers read `ifr_name` and write at most `size_of::<ifreq>()` bytes into it.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request, req as *mut libc::ifreq) }).map(drop)
+}
+
+/// The Ethernet address of interface `name` (`SIOCGIFHWADDR`).
+pub fn if_hwaddr(name: &str) -> io::Result<[u8; 6]> {
+    let mut req = ifreq(name)?;
+    ifreq_ioctl(libc::SIOCGIFHWADDR, &mut req)?;
+    // SAFETY: a successful SIOCGIFHWADDR fills the `ifru_hwaddr` member of the union.
+    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (dst, &src) in mac.iter_mut().zip(sa.sa_data.iter()) {
+        *dst = src as u8;
+    }
+    Ok(mac)
+}
+
+/// The primary IPv4 address of interface `name` (`SIOCGIFADDR`), `None` if it has none.
+pub fn if_ipv4(name: &str) -> io::Result<Option<std::net::Ipv4Addr>> {
+    let mut req = ifreq(name)?;
+    match ifreq_ioctl(libc::SIOCGIFADDR, &mut req) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    // SAFETY: a successful SIOCGIFADDR on an AF_INET socket fills `ifru_addr` with a
+    // `sockaddr_in`, which has the same size as `sockaddr` (16 bytes).
+    let sin: libc::sockaddr_in = unsafe { mem::transmute(req.ifr_ifru.ifru_addr) };
+    Ok(Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+}
+
 /// `setsockopt(fd, level, name, &value, sizeof value)` for any plain-data `T`.
 fn setsockopt<T>(
     fd: BorrowedFd<'_>,

@@ -650,7 +650,7 @@ fn exclusions_never_handed_out_and_exhaustion_drops() {
     let m = mac(50);
     let out = h.run(&discover(m), &direct(SERVER, m));
     assert_eq!(out.kind, Kind::Drop(DropReason::PoolExhausted));
-    assert_eq!(DropReason::PoolExhausted.name(), "pool_exhausted");
+    assert_eq!(DropReason::PoolExhausted.name(), "pool-exhausted");
     // Asking for an excluded address does not help.
     let mut d = discover(m);
     d.options.requested_ip = Some(ip("10.0.0.13"));

@@ -3,6 +3,5 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    // The dataplane is wired here (fill `hooks.backend`, start workers observing `hooks.shutdown`).
-    control::daemon::main(|_config, _hooks| Ok(()))
+    control::daemon::main(control::serve::start)
 }

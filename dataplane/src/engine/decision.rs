@@ -114,7 +114,12 @@ macro_rules! reasons {
             /// Every reason, for counter arrays.
             pub const ALL: &'static [$name] = &[$(Self::$v,)*];
 
-            /// Stable snake_case name for counters and `tandemctl status`.
+            /// Position in [`Self::ALL`], for counter arrays.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+
+            /// Stable kebab-case name for counters and `tandemctl status`.
             pub fn name(self) -> &'static str {
                 match self { $(Self::$v => $s,)* }
             }
@@ -126,35 +131,35 @@ reasons! {
     /// Why a request was dropped.
     DropReason {
         /// `op` is BOOTREPLY.
-        NotBootRequest => "not_boot_request",
+        NotBootRequest => "not-boot-request",
         /// `hlen` over 16.
-        BadHlen => "bad_hlen",
+        BadHlen => "bad-hlen",
         /// Neither a client identifier (61) nor a hardware address.
-        NoClientIdentity => "no_client_identity",
+        NoClientIdentity => "no-client-identity",
         /// Option 61 longer than a record can hold.
-        ClientIdTooLong => "client_id_too_long",
+        ClientIdTooLong => "client-id-too-long",
         /// Option 82 sub-options overrun, or link selection is not 4 bytes.
-        BadRelayAgentInfo => "bad_relay_agent_info",
+        BadRelayAgentInfo => "bad-relay-agent-info",
         /// No configured scope for the link / subnet selection / giaddr / interface.
-        NoSubnet => "no_subnet",
+        NoSubnet => "no-subnet",
         /// No server identifier: none configured and the interface has no address.
-        NoServerAddress => "no_server_address",
+        NoServerAddress => "no-server-address",
         /// OFFER, ACK or NAK sent to a server.
-        ServerMessageType => "server_message_type",
+        ServerMessageType => "server-message-type",
         /// Option 53 value unknown to RFC 2131.
-        UnknownMessageType => "unknown_message_type",
+        UnknownMessageType => "unknown-message-type",
         /// REQUEST (SELECTING / INIT-REBOOT) or DECLINE without option 50.
-        MissingRequestedIp => "missing_requested_ip",
+        MissingRequestedIp => "missing-requested-ip",
         /// RELEASE without ciaddr.
-        MissingCiaddr => "missing_ciaddr",
+        MissingCiaddr => "missing-ciaddr",
         /// Nothing left to allocate.
-        PoolExhausted => "pool_exhausted",
+        PoolExhausted => "pool-exhausted",
         /// The client's reserved address is bound to another client or on probation.
-        ReservedAddressUnavailable => "reserved_address_unavailable",
+        ReservedAddressUnavailable => "reserved-address-unavailable",
         /// A record kept changing under us (bounded CAS retries exhausted).
         Contention => "contention",
         /// The table's client index (or its long client-id area) is full.
-        ClientIndexFull => "client_index_full",
+        ClientIndexFull => "client-index-full",
         /// The lease table disagrees with the config (a bug, never the client's fault).
         Internal => "internal",
     }
@@ -164,18 +169,18 @@ reasons! {
     /// Why a valid request gets no reply.
     SilentReason {
         /// Failover: the partner answers this client.
-        PartnerServes => "partner_serves",
+        PartnerServes => "partner-serves",
         /// REQUEST in SELECTING for another server; our offer hold was released.
-        OtherServerSelected => "other_server_selected",
+        OtherServerSelected => "other-server-selected",
         /// INIT-REBOOT / RENEWING / REBINDING from a client we have no record of (§4.3.2).
-        UnknownClient => "unknown_client",
+        UnknownClient => "unknown-client",
         /// RELEASE applied.
         Released => "released",
         /// DECLINE applied: the address is ABANDONED for the probation period.
         Declined => "declined",
         /// RELEASE or DECLINE for an address not bound to this client, or for another server.
-        NotBound => "not_bound",
+        NotBound => "not-bound",
         /// BOOTREQUEST from a client without a reservation.
-        BootpWithoutReservation => "bootp_without_reservation",
+        BootpWithoutReservation => "bootp-without-reservation",
     }
 }

@@ -1,0 +1,348 @@
+//! The daemon's wiring: config → lease store → engine → workers on the chosen datapath,
+//! and the admin backend that reports on them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use dataplane::engine::{self, Engine, EngineConfig, ScopeConfig};
+use dataplane::packet::{PacketIo, PortGuard, Socket, SocketOptions};
+use dataplane::server::{DhcpHandler, Interface};
+use dataplane::stats::WorkerStats;
+use dataplane::worker::{self, Worker, WorkerConfig};
+use lease_mmap::{BindingState, Lease, Store, UnixTime};
+
+use crate::admin::AdminBackend;
+use crate::config::{self, Config, Datapath, SubnetConfig};
+use crate::daemon::{Hooks, VERSION};
+use crate::status::{LeaseFilter, LeaseInfo, LeaseState, Status, WorkerStatus};
+
+/// How often the lease tables are checkpointed (msync) so the journals can be reset.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
+
+/// The engine's view of one `[[subnet]]`.
+pub fn scope_config(s: &SubnetConfig) -> ScopeConfig {
+    let range = |r: &config::AddrRange| (r.first, r.last);
+    ScopeConfig {
+        network: s.prefix.addr,
+        prefix_len: s.prefix.len,
+        pools: s.pools.iter().map(range).collect(),
+        exclude: s.exclude.iter().map(range).collect(),
+        router: s.router.clone(),
+        dns: s.dns.clone(),
+        domain_name: s.domain_name.clone(),
+        lease_time: s.lease_time,
+        renewal_time: s.renewal_time,
+        rebinding_time: s.rebinding_time,
+        decline_probation: s.decline_probation,
+        reservations: s
+            .reservations
+            .iter()
+            .map(|r| engine::Reservation {
+                key: match &r.key {
+                    config::ReservationKey::Mac(m) => engine::ReservationKey::Mac(*m),
+                    config::ReservationKey::ClientId(v) => engine::ReservationKey::ClientId(v.clone()),
+                    config::ReservationKey::CircuitId(v) => {
+                        engine::ReservationKey::CircuitId(v.clone())
+                    }
+                    config::ReservationKey::RemoteId(v) => engine::ReservationKey::RemoteId(v.clone()),
+                },
+                address: r.address,
+            })
+            .collect(),
+        interface: s.interface.clone(),
+    }
+}
+
+/// The engine's view of the whole config.
+pub fn engine_config(c: &Config) -> EngineConfig {
+    EngineConfig {
+        server_id: c.server.server_id,
+        scopes: c.subnets.iter().map(scope_config).collect(),
+        offer_hold: c
+            .subnets
+            .iter()
+            .map(|s| s.offer_hold)
+            .max()
+            .unwrap_or(engine::DEFAULT_OFFER_HOLD),
+    }
+}
+
+fn durability(d: config::Durability) -> lease_mmap::Durability {
+    match d {
+        config::Durability::Sync => lease_mmap::Durability::Sync,
+        config::Durability::Async => lease_mmap::Durability::Async,
+    }
+}
+
+/// Starts serving: opens and recovers the lease store, builds the engine, opens the
+/// datapath on every interface and spawns the pinned workers. Registers the teardown
+/// (stop workers, commit journals, checkpoint) and the admin backend in `hooks`.
+pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
+    let datapath = match config.server.datapath {
+        Datapath::Packet => "packet",
+        Datapath::Auto => {
+            tracing::info!("datapath auto: the XDP datapath is not built yet; using packet (AF_PACKET)");
+            "packet"
+        }
+        Datapath::Xdp => bail!(
+            "datapath \"xdp\" is not available in this build; use \"packet\" or \"auto\""
+        ),
+    };
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let per_iface = match config.server.workers {
+        0 => cores.len().max(1),
+        n => usize::from(n),
+    };
+    let n_ifaces = config.server.interfaces.len();
+    let n_workers = per_iface * n_ifaces;
+    let n_journals = u16::try_from(n_workers).context("too many workers")?;
+
+    let engine_cfg = engine_config(config);
+    let specs = engine_cfg.table_specs();
+    let opened = Instant::now();
+    let (store, journals, report) = Store::open(
+        &config.server.data_dir,
+        &specs,
+        n_journals,
+        durability(config.server.durability),
+    )
+    .with_context(|| format!("opening lease tables in {}", config.server.data_dir.display()))?;
+    tracing::info!(
+        tables = specs.len(),
+        replayed = report.replayed,
+        torn_tails = report.torn_tails,
+        clean = report.clean,
+        took = ?opened.elapsed(),
+        "lease tables recovered"
+    );
+    let store = Arc::new(store);
+    let engine = Arc::new(Engine::new(engine_cfg, Arc::clone(&store)).context("engine")?);
+
+    let mut interfaces = Vec::with_capacity(n_ifaces);
+    let mut guards = Vec::with_capacity(n_ifaces);
+    for name in &config.server.interfaces {
+        let iface = Interface::lookup(name)
+            .with_context(|| format!("interface {name:?}"))?;
+        if iface.addr.is_none() && config.server.server_id.is_none() {
+            tracing::warn!(interface = %name, "no IPv4 address and no server_id: directly attached clients cannot be served");
+        }
+        guards.push(PortGuard::bind(Some(name)).with_context(|| format!("port 67 on {name}"))?);
+        interfaces.push(iface);
+    }
+    let interfaces: Arc<[Interface]> = interfaces.into();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let fatal = Arc::new(AtomicBool::new(false));
+    let mut workers: Vec<Worker<DhcpHandler>> = Vec::with_capacity(n_workers);
+    let mut all_stats = Vec::with_capacity(n_workers);
+    let mut journals = journals.into_iter();
+    for name in &config.server.interfaces {
+        let sockets = Socket::open_group(name, per_iface, &SocketOptions::default())
+            .with_context(|| format!("packet sockets on {name}"))?;
+        for socket in sockets {
+            let id = workers.len();
+            let journal = journals.next().context("journal count")?;
+            let stats = Arc::new(WorkerStats::new());
+            let handler = DhcpHandler::new(
+                Arc::clone(&engine),
+                engine.worker(u16::try_from(id)?, n_journals),
+                journal,
+                Arc::clone(&interfaces),
+                Arc::clone(&stats),
+                Arc::clone(&fatal),
+                UnixTime::now,
+            );
+            let mut wc = WorkerConfig::new(format!("worker-{id}"));
+            wc.core = cores.get(id % cores.len().max(1)).map(|c| c.id);
+            let io = PacketIo::new(socket, dataplane::sys::MAX_BATCH);
+            workers.push(
+                worker::spawn(wc, io, handler, Arc::clone(&stats), Arc::clone(&stop))
+                    .context("spawning worker")?,
+            );
+            all_stats.push(stats);
+        }
+    }
+    tracing::info!(
+        interfaces = %config.server.interfaces.join(","),
+        workers = workers.len(),
+        datapath,
+        durability = config.server.durability.as_str(),
+        "serving DHCP"
+    );
+
+    // Background checkpoints, and the watch on fatal durability errors.
+    let checkpointer = {
+        let store = Arc::clone(&store);
+        let shutdown = hooks.shutdown.clone();
+        let fatal = Arc::clone(&fatal);
+        std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
+            let mut last = Instant::now();
+            while !shutdown.wait_timeout(Duration::from_millis(200)) {
+                if fatal.load(Ordering::Relaxed) {
+                    tracing::error!("a journal commit failed: stopping (recovery will replay the journals)");
+                    shutdown.request();
+                    break;
+                }
+                if last.elapsed() >= CHECKPOINT_EVERY {
+                    if let Err(e) = store.checkpoint() {
+                        tracing::error!(error = %e, "checkpoint failed: stopping");
+                        fatal.store(true, Ordering::Relaxed);
+                        shutdown.request();
+                        break;
+                    }
+                    last = Instant::now();
+                }
+            }
+        })?
+    };
+
+    hooks.backend = Some(Arc::new(Backend {
+        config: config.clone(),
+        started: Instant::now(),
+        datapath,
+        store: Arc::clone(&store),
+        stats: all_stats,
+    }));
+
+    let workers = Mutex::new(Some(workers));
+    hooks.on_shutdown.push(Box::new(move || {
+        stop.store(true, Ordering::Relaxed);
+        let _ = checkpointer.join();
+        let workers = workers.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let mut journals = Vec::new();
+        for w in workers.into_iter().flatten() {
+            let name = w.name().to_owned();
+            match w.join() {
+                Ok(h) => journals.push(h.into_journal()),
+                Err(e) => tracing::error!(worker = %name, error = %e, "worker failed"),
+            }
+        }
+        drop(guards);
+        if fatal.load(Ordering::Relaxed) {
+            tracing::error!("exiting after a durability failure without a checkpoint");
+            std::process::exit(1);
+        }
+        let mut ok = true;
+        for j in &mut journals {
+            if let Err(e) = j.commit() {
+                tracing::error!(error = %e, "final journal commit failed");
+                ok = false;
+            }
+        }
+        match store.checkpoint() {
+            Ok(()) if ok => tracing::info!("journals synced and tables checkpointed"),
+            Ok(()) => {}
+            Err(e) => tracing::error!(error = %e, "final checkpoint failed"),
+        }
+    }));
+    Ok(())
+}
+
+/// What `tandemctl` sees of a running server.
+struct Backend {
+    config: Config,
+    started: Instant,
+    datapath: &'static str,
+    store: Arc<Store>,
+    stats: Vec<Arc<WorkerStats>>,
+}
+
+/// A record's state as operators see it: an ACTIVE lease past its end is EXPIRED, an
+/// OFFERED hold is not a binding.
+fn shown_state(l: &Lease, now: UnixTime) -> LeaseState {
+    match l.state {
+        BindingState::Active if l.ends < now => LeaseState::Expired,
+        BindingState::Active => LeaseState::Active,
+        BindingState::Free | BindingState::Offered => LeaseState::Free,
+        BindingState::Expired => LeaseState::Expired,
+        BindingState::Released => LeaseState::Released,
+        BindingState::Abandoned => LeaseState::Abandoned,
+        BindingState::Reset => LeaseState::Reset,
+        BindingState::Backup => LeaseState::Backup,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+impl AdminBackend for Backend {
+    fn status(&self) -> Status {
+        let now = UnixTime::now();
+        let mut leases = BTreeMap::new();
+        for (subnet, table) in self.config.subnets.iter().zip(self.store.tables()) {
+            let mut counts: BTreeMap<LeaseState, u64> = BTreeMap::new();
+            table.for_each(|slot, _, l| {
+                if table.is_allocatable(slot) || l.state != BindingState::Free {
+                    *counts.entry(shown_state(l, now)).or_default() += 1;
+                }
+            });
+            leases.insert(subnet.prefix.to_string(), counts);
+        }
+        Status {
+            version: VERSION.to_owned(),
+            uptime: self.started.elapsed().as_secs(),
+            datapath: self.datapath.to_owned(),
+            relationships: Vec::new(),
+            workers: self
+                .stats
+                .iter()
+                .enumerate()
+                .map(|(id, s)| {
+                    let snap = s.snapshot();
+                    WorkerStatus {
+                        id: u32::try_from(id).unwrap_or(u32::MAX),
+                        datapath: self.datapath.to_owned(),
+                        rx: snap.rx,
+                        tx: snap.tx,
+                        dropped: snap
+                            .drops_by_name()
+                            .filter(|&(_, n)| n > 0)
+                            .map(|(name, n)| (name.to_owned(), n))
+                            .collect(),
+                    }
+                })
+                .collect(),
+            leases,
+        }
+    }
+
+    fn leases(&self, filter: &LeaseFilter) -> Vec<LeaseInfo> {
+        let now = UnixTime::now();
+        let want = filter.state.unwrap_or(LeaseState::Active);
+        let limit = usize::try_from(filter.limit.unwrap_or(u32::MAX)).unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        for (subnet, table) in self.config.subnets.iter().zip(self.store.tables()) {
+            if filter.subnet.as_ref().is_some_and(|s| *s != subnet.prefix.to_string()) {
+                continue;
+            }
+            table.for_each(|slot, _, l| {
+                if out.len() >= limit || shown_state(l, now) != want || l.client_key().is_none() {
+                    return;
+                }
+                out.push(LeaseInfo {
+                    address: table.addr(slot),
+                    state: want,
+                    chaddr: hex(&l.chaddr[..usize::from(l.hlen.min(16))]),
+                    client_id: (!l.client_id.is_empty()).then(|| hex(l.client_id.as_bytes())),
+                    ends: u64::from(l.ends.0),
+                });
+            });
+        }
+        out
+    }
+
+    fn partner_down(&self, name: &str, _since: u64) -> Result<(), String> {
+        crate::daemon::partner_down_unavailable(&self.config, name)
+    }
+}

@@ -1,0 +1,174 @@
+//! The DHCP server's batch handler: joins the wire formats, the engine and the journal.
+//!
+//! For each received frame: [`wire::frame::parse`] → [`wire::dhcpv4::Repr::parse`] →
+//! [`Engine::decide`] → the lease change (if any) is recorded in this worker's journal and
+//! the reply frame is built into the transmit batch. After the whole batch, one group
+//! commit makes every recorded change durable; only then does [`BatchHandler::handle`]
+//! return and the worker loop send the replies. If the commit fails, the batch's replies
+//! are discarded and the process is told to stop (DESIGN.md §4: an fsync error is not
+//! retried; recovery replays the journal).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use lease_mmap::{UnixTime, WorkerJournal};
+
+use crate::engine::{Decision, Engine, EngineWorker, Ingress, SERVER_PORT};
+use crate::stats::{DropReason, WorkerStats};
+use crate::sys;
+use crate::wire::dhcpv4::{self, Repr};
+use crate::wire::frame::{self, ReplyHeader};
+use crate::worker::{BatchHandler, RxBatch, TxBatch};
+
+/// IPv4 TTL of replies.
+const REPLY_TTL: u8 = 64;
+/// Scratch for RFC 3396 / option-overload concatenation: never more than the message.
+const SCRATCH_LEN: usize = 1536;
+
+/// An interface DHCP is served on, as the handler needs it to address replies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    /// Its first IPv4 address (selects the scope of directly attached clients; the server
+    /// identifier when none is configured).
+    pub addr: Option<Ipv4Addr>,
+}
+
+impl Interface {
+    /// Looks `name` up in the calling thread's network namespace.
+    pub fn lookup(name: &str) -> std::io::Result<Interface> {
+        Ok(Interface {
+            name: name.to_owned(),
+            ifindex: sys::if_nametoindex(name)?,
+            mac: sys::if_hwaddr(name)?,
+            addr: sys::if_ipv4(name)?,
+        })
+    }
+}
+
+/// Where the wall clock comes from (tests pass a virtual one).
+pub type Clock = fn() -> UnixTime;
+
+/// One worker's DHCP handler.
+pub struct DhcpHandler {
+    engine: Arc<Engine>,
+    worker: EngineWorker,
+    journal: WorkerJournal,
+    interfaces: Arc<[Interface]>,
+    stats: Arc<WorkerStats>,
+    /// Set when a group commit failed: the daemon stops and exits non-zero.
+    fatal: Arc<AtomicBool>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for DhcpHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhcpHandler").finish_non_exhaustive()
+    }
+}
+
+impl DhcpHandler {
+    /// `worker` is this worker's engine state ([`Engine::worker`]).
+    pub fn new(
+        engine: Arc<Engine>,
+        worker: EngineWorker,
+        journal: WorkerJournal,
+        interfaces: Arc<[Interface]>,
+        stats: Arc<WorkerStats>,
+        fatal: Arc<AtomicBool>,
+        clock: Clock,
+    ) -> Self {
+        DhcpHandler { engine, worker, journal, interfaces, stats, fatal, clock }
+    }
+
+    /// Give back the journal (at shutdown, to commit what is pending).
+    pub fn into_journal(self) -> WorkerJournal {
+        self.journal
+    }
+
+    fn interface(&self, ifindex: u32) -> Option<&Interface> {
+        self.interfaces.iter().find(|i| i.ifindex == ifindex)
+    }
+
+    /// Handles one frame: drop it (counted), or record its lease change and queue its reply.
+    fn handle_frame(&mut self, data: &[u8], ifindex: u32, now: UnixTime, tx: &mut TxBatch) {
+        let Ok(f) = frame::parse(data) else {
+            self.stats.add_drop(DropReason::Malformed);
+            return;
+        };
+        if f.udp_dst != SERVER_PORT {
+            self.stats.add_drop(DropReason::NotForUs);
+            return;
+        }
+        let Some(iface) = self.interface(ifindex) else {
+            self.stats.add_drop(DropReason::NotForUs);
+            return;
+        };
+        let (if_mac, if_addr) = (iface.mac, iface.addr.unwrap_or(Ipv4Addr::UNSPECIFIED));
+        let mut scratch = [0u8; SCRATCH_LEN];
+        let Ok(packet) = dhcpv4::Packet::new_checked(f.dhcp) else {
+            self.stats.add_drop(DropReason::MalformedDhcp);
+            return;
+        };
+        let Ok(req) = Repr::parse(&packet, &mut scratch) else {
+            self.stats.add_drop(DropReason::MalformedDhcp);
+            return;
+        };
+        let ingress = Ingress { if_addr, src_mac: f.eth_src, src_ip: f.ip_src };
+        match self.engine.decide(&mut self.worker, &req, &ingress, now) {
+            Decision::Reply(reply) => {
+                if let Some(c) = reply.commit {
+                    self.journal.record(c.table, c.slot, c.version, &c.lease);
+                }
+                let hdr = ReplyHeader {
+                    eth_src: if_mac,
+                    eth_dst: reply.dest.mac,
+                    vlan: f.vlan,
+                    ip_src: reply.server_ip,
+                    ip_dst: reply.dest.ip,
+                    udp_src: SERVER_PORT,
+                    udp_dst: reply.dest.port,
+                    ttl: REPLY_TTL,
+                };
+                match tx.push_with(|buf| frame::emit_reply(&hdr, &reply.repr, buf).ok()) {
+                    Ok(true) => {}
+                    Ok(false) => self.stats.add_drop(DropReason::Other),
+                    Err(_) => self.stats.add_drop(DropReason::TxFull),
+                }
+            }
+            Decision::Silent { reason, commit } => {
+                if let Some(c) = commit {
+                    self.journal.record(c.table, c.slot, c.version, &c.lease);
+                }
+                self.stats.add_silent(reason);
+            }
+            Decision::Drop(reason) => self.stats.add_engine_drop(reason),
+        }
+    }
+}
+
+impl BatchHandler for DhcpHandler {
+    fn handle(&mut self, rx: &RxBatch<'_>, tx: &mut TxBatch) {
+        if self.fatal.load(Ordering::Relaxed) {
+            // A commit failed: answer nothing more; the daemon is on its way out.
+            self.stats.add_drops(DropReason::Durability, rx.len() as u64);
+            return;
+        }
+        let now = (self.clock)();
+        for f in rx.frames() {
+            self.handle_frame(f.data, f.meta.ifindex, now, tx);
+        }
+        if self.journal.pending() == 0 {
+            return;
+        }
+        if let Err(e) = self.journal.commit() {
+            tracing::error!(error = %e, "journal commit failed: no reply of this batch is sent; stopping");
+            self.stats.add_drops(DropReason::Durability, tx.len() as u64);
+            tx.clear();
+            self.fatal.store(true, Ordering::Relaxed);
+        }
+    }
+}
