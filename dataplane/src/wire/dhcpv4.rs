@@ -552,7 +552,7 @@ fn u32_of(data: &[u8]) -> Result<u32> {
 }
 
 fn addr_list(data: &[u8]) -> Result<&[u8]> {
-    if data.len() % 4 == 0 {
+    if data.len().is_multiple_of(4) {
         Ok(data)
     } else {
         Err(Error)
