@@ -59,7 +59,10 @@ fn vectors() -> Vec<Vec<u8>> {
         .map(|p| {
             let t = std::fs::read_to_string(p).unwrap();
             let t = t.trim();
-            (0..t.len()).step_by(2).map(|i| u8::from_str_radix(&t[i..i + 2], 16).unwrap()).collect()
+            (0..t.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&t[i..i + 2], 16).unwrap())
+                .collect()
         })
         .collect()
 }
@@ -98,7 +101,10 @@ fn bad_ipv4() {
     let f = good_frame(None);
     assert!(frame::parse(&f).is_ok());
     // IHL 4 (< 20 bytes).
-    assert_eq!(frame::parse(&with_ip(f.clone(), |p| p.set_version_and_header_len(4, 16))), Err(Error));
+    assert_eq!(
+        frame::parse(&with_ip(f.clone(), |p| p.set_version_and_header_len(4, 16))),
+        Err(Error)
+    );
     // IHL 15: the header runs into the UDP header, whose bytes then fail the checksum or the
     // UDP length check; either way an error.
     let mut g = f.clone();
@@ -106,21 +112,39 @@ fn bad_ipv4() {
     assert_eq!(frame::parse(&g), Err(Error));
     // Total length past the buffer, and below the header length.
     let total = u16::try_from(f.len() - 14).unwrap();
-    assert_eq!(frame::parse(&with_ip(f.clone(), |p| p.set_total_len(total + 1))), Err(Error));
-    assert_eq!(frame::parse(&with_ip(f.clone(), |p| p.set_total_len(19))), Err(Error));
+    assert_eq!(
+        frame::parse(&with_ip(f.clone(), |p| p.set_total_len(total + 1))),
+        Err(Error)
+    );
+    assert_eq!(
+        frame::parse(&with_ip(f.clone(), |p| p.set_total_len(19))),
+        Err(Error)
+    );
     // Version 6 in an IPv4 EtherType.
-    assert_eq!(frame::parse(&with_ip(f.clone(), |p| p.set_version_and_header_len(6, 20))), Err(Error));
+    assert_eq!(
+        frame::parse(&with_ip(f.clone(), |p| p.set_version_and_header_len(6, 20))),
+        Err(Error)
+    );
     // Bad header checksum.
     let mut g = f.clone();
     g[14 + 10] ^= 0xff;
     assert_eq!(frame::parse(&g), Err(Error));
     // Fragments: MF, then an offset.
-    assert_eq!(frame::parse(&with_ip(f.clone(), |p| p.set_flags_and_offset(0x2000))), Err(Error));
-    assert_eq!(frame::parse(&with_ip(f.clone(), |p| p.set_flags_and_offset(0x0010))), Err(Error));
+    assert_eq!(
+        frame::parse(&with_ip(f.clone(), |p| p.set_flags_and_offset(0x2000))),
+        Err(Error)
+    );
+    assert_eq!(
+        frame::parse(&with_ip(f.clone(), |p| p.set_flags_and_offset(0x0010))),
+        Err(Error)
+    );
     // DF alone is fine.
     assert!(frame::parse(&with_ip(f.clone(), |p| p.set_flags_and_offset(0x4000))).is_ok());
     // Not UDP.
-    assert_eq!(frame::parse(&with_ip(f.clone(), |p| p.set_protocol(6))), Err(Error));
+    assert_eq!(
+        frame::parse(&with_ip(f.clone(), |p| p.set_protocol(6))),
+        Err(Error)
+    );
     // Not IPv4.
     let mut g = f.clone();
     g[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
@@ -144,7 +168,10 @@ fn udp_length_checked_checksum_not() {
     // Ethernet padding after the IPv4 datagram is ignored.
     let mut g = f.clone();
     g.extend_from_slice(&[0; 8]);
-    assert_eq!(frame::parse(&g).unwrap().dhcp.len(), frame::parse(&f).unwrap().dhcp.len());
+    assert_eq!(
+        frame::parse(&g).unwrap().dhcp.len(),
+        frame::parse(&f).unwrap().dhcp.len()
+    );
 }
 
 #[test]
@@ -153,7 +180,10 @@ fn vlan_tagged() {
     assert_eq!(&f[12..16], &[0x81, 0x00, 0x00, 0x64]);
     let p = frame::parse(&f).unwrap();
     assert_eq!(p.vlan, Some(0x64));
-    assert_eq!(ethernet::Packet::new_checked(&f[..]).unwrap().ethertype(), ethernet::ETHERTYPE_IPV4);
+    assert_eq!(
+        ethernet::Packet::new_checked(&f[..]).unwrap().ethertype(),
+        ethernet::ETHERTYPE_IPV4
+    );
     // Cut inside the tag.
     assert_eq!(frame::parse(&f[..16]), Err(Error));
 }
@@ -188,13 +218,22 @@ fn bad_options() {
         ("118 of length 2", &[118, 2, 10, 0, 255]),
         ("overload 4", &[52, 1, 4, 255]),
         ("overload of length 2", &[52, 2, 1, 1, 255]),
-        ("53 split into two instances (RFC 3396 joins them: length 2)", &[53, 1, 1, 53, 1, 3, 255]),
+        (
+            "53 split into two instances (RFC 3396 joins them: length 2)",
+            &[53, 1, 1, 53, 1, 3, 255],
+        ),
     ];
     for (what, opts) in cases {
         assert_eq!(parse(&dhcp(opts)), Err(Error), "{what}");
     }
     // Valid edges: 57 = 576, no END but a clean end, bytes after END ignored.
-    assert_eq!(parse(&dhcp(&[57, 2, 0x02, 0x40])).unwrap().options.max_message_size, Some(576));
+    assert_eq!(
+        parse(&dhcp(&[57, 2, 0x02, 0x40]))
+            .unwrap()
+            .options
+            .max_message_size,
+        Some(576)
+    );
     let m = dhcp(&[53, 1, 3, 0, 0, 255, 12, 99]);
     let r = parse(&m).unwrap();
     assert_eq!(r.options.message_type, Some(MessageType::Request));
@@ -235,7 +274,10 @@ fn rfc3396_split_and_overload() {
     assert_eq!((r.sname, r.file), (&[][..], &[][..]));
     // The scratch is too small for the concatenation: an error, not a panic.
     let mut tiny = [0u8; 7];
-    assert_eq!(Repr::parse(&Packet::new_checked(&m[..]).unwrap(), &mut tiny), Err(Error));
+    assert_eq!(
+        Repr::parse(&Packet::new_checked(&m[..]).unwrap(), &mut tiny),
+        Err(Error)
+    );
     // Overload 1 only: sname is a name again, the "gh" instance is not read.
     m[245] = 1;
     m[44..49].copy_from_slice(b"srv\0\0");

@@ -44,7 +44,14 @@ fn owned() -> impl Strategy<Value = Owned> {
     (
         (
             prop_oneof![Just(OpCode::Request), Just(OpCode::Reply)],
-            (any::<u8>(), 0u8..=16, any::<u8>(), any::<u32>(), any::<u16>(), any::<u16>()),
+            (
+                any::<u8>(),
+                0u8..=16,
+                any::<u8>(),
+                any::<u32>(),
+                any::<u16>(),
+                any::<u16>(),
+            ),
             [addr(), addr(), addr(), addr()],
             any::<[u8; 16]>(),
             non_nul(64),

@@ -30,7 +30,11 @@ fn vectors() -> Vec<Vector> {
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(out.len() >= 20, "only {} vectors: run tests/vectors/capture.sh", out.len());
+    assert!(
+        out.len() >= 20,
+        "only {} vectors: run tests/vectors/capture.sh",
+        out.len()
+    );
     out
 }
 
@@ -77,11 +81,22 @@ fn with_repr<R>(v: &Vector, f: impl FnOnce(&frame::Frame<'_>, &Repr<'_>) -> R) -
 #[test]
 fn every_kind_is_covered() {
     let vs = vectors();
-    for kind in ["discover", "offer", "request", "ack", "nak", "release", "decline", "inform"] {
-        assert!(vs.iter().any(|v| kind_of(&v.name) == kind), "no {kind} vector");
+    for kind in [
+        "discover", "offer", "request", "ack", "nak", "release", "decline", "inform",
+    ] {
+        assert!(
+            vs.iter().any(|v| kind_of(&v.name) == kind),
+            "no {kind} vector"
+        );
     }
-    assert!(vs.iter().any(|v| v.name.starts_with("relay_") && kind_of(&v.name) == "discover"));
-    assert!(vs.iter().any(|v| v.name.starts_with("relay_") && kind_of(&v.name) == "request"));
+    assert!(
+        vs.iter()
+            .any(|v| v.name.starts_with("relay_") && kind_of(&v.name) == "discover")
+    );
+    assert!(
+        vs.iter()
+            .any(|v| v.name.starts_with("relay_") && kind_of(&v.name) == "request")
+    );
 }
 
 #[test]
@@ -91,7 +106,12 @@ fn every_vector_parses_and_round_trips() {
         with_repr(&v, |fr, repr| {
             assert!([67, 68].contains(&fr.udp_dst), "{}", v.name);
             assert!(repr.is_dhcp, "{}", v.name);
-            assert_eq!(repr.options.message_type, Some(expected_type(kind_of(&v.name))), "{}", v.name);
+            assert_eq!(
+                repr.options.message_type,
+                Some(expected_type(kind_of(&v.name))),
+                "{}",
+                v.name
+            );
             let client_sent = matches!(
                 repr.options.message_type,
                 Some(
@@ -102,7 +122,16 @@ fn every_vector_parses_and_round_trips() {
                         | MessageType::Inform
                 )
             );
-            assert_eq!(repr.op, if client_sent { OpCode::Request } else { OpCode::Reply }, "{}", v.name);
+            assert_eq!(
+                repr.op,
+                if client_sent {
+                    OpCode::Request
+                } else {
+                    OpCode::Reply
+                },
+                "{}",
+                v.name
+            );
             assert_eq!((repr.htype, repr.hlen), (1, 6), "{}", v.name);
             if client_sent && fr.udp_src == 68 {
                 assert_eq!(repr.chaddr[..6], fr.eth_src, "{}", v.name);
@@ -113,7 +142,8 @@ fn every_vector_parses_and_round_trips() {
             let n = repr.buffer_len();
             assert!(n >= 300);
             let mut out = vec![0u8; n];
-            repr.emit(&mut Packet::new_unchecked(&mut out[..])).expect("emit");
+            repr.emit(&mut Packet::new_unchecked(&mut out[..]))
+                .expect("emit");
             let mut scratch = [0u8; 1024];
             let again = Repr::parse(&Packet::new_checked(&out[..]).expect("len"), &mut scratch)
                 .expect("re-parse");
@@ -123,6 +153,14 @@ fn every_vector_parses_and_round_trips() {
             if out[..] == fr.dhcp[..] {
                 identical.push(v.name.clone());
             }
+            // Semantically the same options: every known option of the capture, and no
+            // other, with the same data (Kea sorts by code, we use our fixed order).
+            assert_eq!(
+                known_tlvs(&out[240..]),
+                known_tlvs(&fr.dhcp[240..]),
+                "{}",
+                v.name
+            );
 
             // The same message as a whole frame, with the captured addressing.
             let hdr = ReplyHeader {
@@ -139,7 +177,10 @@ fn every_vector_parses_and_round_trips() {
             let len = frame::emit_reply(&hdr, repr, &mut buf).expect("emit_reply");
             assert_eq!(len, frame::reply_len(&hdr, repr));
             let back = frame::parse(&buf[..len]).expect("parse emitted frame");
-            assert_eq!((back.eth_src, back.eth_dst, back.vlan), (fr.eth_src, fr.eth_dst, fr.vlan));
+            assert_eq!(
+                (back.eth_src, back.eth_dst, back.vlan),
+                (fr.eth_src, fr.eth_dst, fr.vlan)
+            );
             assert_eq!((back.ip_src, back.ip_dst), (fr.ip_src, fr.ip_dst));
             assert_eq!((back.udp_src, back.udp_dst), (fr.udp_src, fr.udp_dst));
             assert_eq!(back.dhcp, &out[..], "{}", v.name);
@@ -151,6 +192,21 @@ fn every_vector_parses_and_round_trips() {
         });
     }
     eprintln!("byte-identical re-emits: {identical:?}");
+    assert!(!identical.is_empty(), "no capture re-emits byte for byte");
+}
+
+/// The options `Options` keeps (52 aside), sorted, as (code, data).
+fn known_tlvs(area: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    const KNOWN: [u8; 19] = [
+        1, 3, 6, 12, 15, 28, 50, 51, 53, 54, 55, 56, 57, 58, 59, 60, 61, 82, 118,
+    ];
+    let mut v: Vec<(u8, Vec<u8>)> = dataplane::wire::options::OptionsIter::new(area)
+        .map(|o| o.expect("valid option"))
+        .filter(|o| KNOWN.contains(&o.kind))
+        .map(|o| (o.kind, o.data.to_vec()))
+        .collect();
+    v.sort();
+    v
 }
 
 /// Field-by-field comparison with `dhcproto`'s decoding of the same bytes.
@@ -168,7 +224,11 @@ fn cross_check(name: &str, bytes: &[u8], repr: &Repr<'_>) {
     assert_eq!(m.siaddr(), repr.siaddr, "{name}");
     assert_eq!(m.giaddr(), repr.giaddr, "{name}");
     assert_eq!(m.chaddr(), &repr.chaddr[..usize::from(repr.hlen)], "{name}");
-    assert_eq!(m.opts().msg_type().map(u8::from), repr.options.message_type.map(u8::from), "{name}");
+    assert_eq!(
+        m.opts().msg_type().map(u8::from),
+        repr.options.message_type.map(u8::from),
+        "{name}"
+    );
     let o = &repr.options;
     let ip = |a: Option<Ipv4Addr>| a.map(|a| a.octets().to_vec());
     let be32 = |v: Option<u32>| v.map(|v| v.to_be_bytes().to_vec());
@@ -242,7 +302,11 @@ fn client_messages() {
         assert_eq!(fr.eth_dst, ethernet::BROADCAST);
         assert_eq!((fr.udp_src, fr.udp_dst), (68, 67));
         assert_eq!(r.options.hostname, Some(&b"tdm-client"[..]));
-        assert!(r.options.parameter_request_list.is_some_and(|p| p.contains(&1)));
+        assert!(
+            r.options
+                .parameter_request_list
+                .is_some_and(|p| p.contains(&1))
+        );
     });
     with_repr(find(&vs, "udhcpc_", "request"), |_, r| {
         assert_eq!(r.options.server_id, Some(Ipv4Addr::new(10, 77, 0, 1)));

@@ -552,7 +552,7 @@ fn u32_of(data: &[u8]) -> Result<u32> {
 }
 
 fn addr_list(data: &[u8]) -> Result<&[u8]> {
-    if data.len() % 4 == 0 {
+    if data.len().is_multiple_of(4) {
         Ok(data)
     } else {
         Err(Error)
@@ -690,8 +690,9 @@ impl<'a> Repr<'a> {
     /// Parses and validates a message.
     ///
     /// `scratch` holds the concatenations of options split per RFC 3396 or spread over
-    /// `file`/`sname` by option overload; 1 KiB on the caller's stack is plenty for any
-    /// message that fits an Ethernet frame (the concatenations never exceed the message).
+    /// `file`/`sname` by option overload. Only repeated options are copied, so a scratch as
+    /// long as the message is always enough; 1 KiB on the caller's stack covers every real
+    /// client (a message whose repeated options need more is rejected, not truncated).
     /// Errors when the scratch is too small, and on every malformation listed on
     /// [`Repr`] and [`Options`]: `op` not 1 or 2, `hlen > 16`, a truncated option, an
     /// option 52 outside 1..=3, a fixed-length option of the wrong length (1, 28, 50, 54,

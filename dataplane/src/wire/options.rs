@@ -140,7 +140,7 @@ impl<'a> OptionWriter<'a> {
         }
         let need = Self::encoded_len(data.len());
         // Keep one byte for END.
-        if self.buf.len() < 1 || self.pos + need > self.buf.len() - 1 {
+        if self.buf.is_empty() || self.pos + need > self.buf.len() - 1 {
             return Err(Error);
         }
         let mut chunks = data.chunks(MAX_INSTANCE_LEN);

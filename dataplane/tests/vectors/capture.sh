@@ -85,8 +85,8 @@ capture() {
     wait "$cap" 2>/dev/null || true
 }
 
-# 1. udhcpc: DISCOVER/OFFER/REQUEST/ACK, then RELEASE on exit (-R), unicast from the
-#    address its script configured.
+# 1. udhcpc: DISCOVER/OFFER/REQUEST/ACK. (-R asks for a RELEASE on exit; busybox 1.35 did not
+#    put one on the wire here, the RELEASE vector comes from dhcpcd in 2.)
 cat > "$TMP/udhcpc.sh" <<'EOF2'
 #!/bin/sh
 case "$1" in
