@@ -43,11 +43,15 @@ pub fn scope_config(s: &SubnetConfig) -> ScopeConfig {
             .map(|r| engine::Reservation {
                 key: match &r.key {
                     config::ReservationKey::Mac(m) => engine::ReservationKey::Mac(*m),
-                    config::ReservationKey::ClientId(v) => engine::ReservationKey::ClientId(v.clone()),
+                    config::ReservationKey::ClientId(v) => {
+                        engine::ReservationKey::ClientId(v.clone())
+                    }
                     config::ReservationKey::CircuitId(v) => {
                         engine::ReservationKey::CircuitId(v.clone())
                     }
-                    config::ReservationKey::RemoteId(v) => engine::ReservationKey::RemoteId(v.clone()),
+                    config::ReservationKey::RemoteId(v) => {
+                        engine::ReservationKey::RemoteId(v.clone())
+                    }
                 },
                 address: r.address,
             })
@@ -84,12 +88,14 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
     let datapath = match config.server.datapath {
         Datapath::Packet => "packet",
         Datapath::Auto => {
-            tracing::info!("datapath auto: the XDP datapath is not built yet; using packet (AF_PACKET)");
+            tracing::info!(
+                "datapath auto: the XDP datapath is not built yet; using packet (AF_PACKET)"
+            );
             "packet"
         }
-        Datapath::Xdp => bail!(
-            "datapath \"xdp\" is not available in this build; use \"packet\" or \"auto\""
-        ),
+        Datapath::Xdp => {
+            bail!("datapath \"xdp\" is not available in this build; use \"packet\" or \"auto\"")
+        }
     };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let per_iface = match config.server.workers {
@@ -109,7 +115,12 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         n_journals,
         durability(config.server.durability),
     )
-    .with_context(|| format!("opening lease tables in {}", config.server.data_dir.display()))?;
+    .with_context(|| {
+        format!(
+            "opening lease tables in {}",
+            config.server.data_dir.display()
+        )
+    })?;
     tracing::info!(
         tables = specs.len(),
         replayed = report.replayed,
@@ -124,8 +135,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
     let mut interfaces = Vec::with_capacity(n_ifaces);
     let mut guards = Vec::with_capacity(n_ifaces);
     for name in &config.server.interfaces {
-        let iface = Interface::lookup(name)
-            .with_context(|| format!("interface {name:?}"))?;
+        let iface = Interface::lookup(name).with_context(|| format!("interface {name:?}"))?;
         if iface.addr.is_none() && config.server.server_id.is_none() {
             tracing::warn!(interface = %name, "no IPv4 address and no server_id: directly attached clients cannot be served");
         }
@@ -178,25 +188,29 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         let store = Arc::clone(&store);
         let shutdown = hooks.shutdown.clone();
         let fatal = Arc::clone(&fatal);
-        std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
-            let mut last = Instant::now();
-            while !shutdown.wait_timeout(Duration::from_millis(200)) {
-                if fatal.load(Ordering::Relaxed) {
-                    tracing::error!("a journal commit failed: stopping (recovery will replay the journals)");
-                    shutdown.request();
-                    break;
-                }
-                if last.elapsed() >= CHECKPOINT_EVERY {
-                    if let Err(e) = store.checkpoint() {
-                        tracing::error!(error = %e, "checkpoint failed: stopping");
-                        fatal.store(true, Ordering::Relaxed);
+        std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                let mut last = Instant::now();
+                while !shutdown.wait_timeout(Duration::from_millis(200)) {
+                    if fatal.load(Ordering::Relaxed) {
+                        tracing::error!(
+                            "a journal commit failed: stopping (recovery will replay the journals)"
+                        );
                         shutdown.request();
                         break;
                     }
-                    last = Instant::now();
+                    if last.elapsed() >= CHECKPOINT_EVERY {
+                        if let Err(e) = store.checkpoint() {
+                            tracing::error!(error = %e, "checkpoint failed: stopping");
+                            fatal.store(true, Ordering::Relaxed);
+                            shutdown.request();
+                            break;
+                        }
+                        last = Instant::now();
+                    }
                 }
-            }
-        })?
+            })?
     };
 
     hooks.backend = Some(Arc::new(Backend {
@@ -211,7 +225,10 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
     hooks.on_shutdown.push(Box::new(move || {
         stop.store(true, Ordering::Relaxed);
         let _ = checkpointer.join();
-        let workers = workers.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let workers = workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let mut journals = Vec::new();
         for w in workers.into_iter().flatten() {
             let name = w.name().to_owned();
@@ -323,7 +340,11 @@ impl AdminBackend for Backend {
         let limit = usize::try_from(filter.limit.unwrap_or(u32::MAX)).unwrap_or(usize::MAX);
         let mut out = Vec::new();
         for (subnet, table) in self.config.subnets.iter().zip(self.store.tables()) {
-            if filter.subnet.as_ref().is_some_and(|s| *s != subnet.prefix.to_string()) {
+            if filter
+                .subnet
+                .as_ref()
+                .is_some_and(|s| *s != subnet.prefix.to_string())
+            {
                 continue;
             }
             table.for_each(|slot, _, l| {

@@ -81,7 +81,15 @@ impl DhcpHandler {
         fatal: Arc<AtomicBool>,
         clock: Clock,
     ) -> Self {
-        DhcpHandler { engine, worker, journal, interfaces, stats, fatal, clock }
+        DhcpHandler {
+            engine,
+            worker,
+            journal,
+            interfaces,
+            stats,
+            fatal,
+            clock,
+        }
     }
 
     /// Give back the journal (at shutdown, to commit what is pending).
@@ -117,7 +125,11 @@ impl DhcpHandler {
             self.stats.add_drop(DropReason::MalformedDhcp);
             return;
         };
-        let ingress = Ingress { if_addr, src_mac: f.eth_src, src_ip: f.ip_src };
+        let ingress = Ingress {
+            if_addr,
+            src_mac: f.eth_src,
+            src_ip: f.ip_src,
+        };
         match self.engine.decide(&mut self.worker, &req, &ingress, now) {
             Decision::Reply(reply) => {
                 if let Some(c) = reply.commit {
@@ -154,7 +166,8 @@ impl BatchHandler for DhcpHandler {
     fn handle(&mut self, rx: &RxBatch<'_>, tx: &mut TxBatch) {
         if self.fatal.load(Ordering::Relaxed) {
             // A commit failed: answer nothing more; the daemon is on its way out.
-            self.stats.add_drops(DropReason::Durability, rx.len() as u64);
+            self.stats
+                .add_drops(DropReason::Durability, rx.len() as u64);
             return;
         }
         let now = (self.clock)();
@@ -166,7 +179,8 @@ impl BatchHandler for DhcpHandler {
         }
         if let Err(e) = self.journal.commit() {
             tracing::error!(error = %e, "journal commit failed: no reply of this batch is sent; stopping");
-            self.stats.add_drops(DropReason::Durability, tx.len() as u64);
+            self.stats
+                .add_drops(DropReason::Durability, tx.len() as u64);
             tx.clear();
             self.fatal.store(true, Ordering::Relaxed);
         }

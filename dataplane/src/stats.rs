@@ -228,13 +228,18 @@ impl StatsSnapshot {
 
     /// Requests the engine dropped for `reason`.
     pub fn engine_dropped(&self, reason: EngineDrop) -> u64 {
-        self.engine_dropped.get(reason.index()).copied().unwrap_or(0)
+        self.engine_dropped
+            .get(reason.index())
+            .copied()
+            .unwrap_or(0)
     }
 
     /// `(name, count)` for every reason, the datapath's then the engine's, in index order.
     pub fn drops_by_name(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         let datapath = DropReason::ALL.iter().map(|r| (r.name(), self.dropped(*r)));
-        let engine = EngineDrop::ALL.iter().map(|r| (r.name(), self.engine_dropped(*r)));
+        let engine = EngineDrop::ALL
+            .iter()
+            .map(|r| (r.name(), self.engine_dropped(*r)));
         datapath.chain(engine)
     }
 

@@ -134,7 +134,9 @@ pub fn if_ipv4(name: &str) -> io::Result<Option<std::net::Ipv4Addr>> {
     // SAFETY: a successful SIOCGIFADDR on an AF_INET socket fills `ifru_addr` with a
     // `sockaddr_in`, which has the same size as `sockaddr` (16 bytes).
     let sin: libc::sockaddr_in = unsafe { mem::transmute(req.ifr_ifru.ifru_addr) };
-    Ok(Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+    Ok(Some(std::net::Ipv4Addr::from(u32::from_be(
+        sin.sin_addr.s_addr,
+    ))))
 }
 
 /// `setsockopt(fd, level, name, &value, sizeof value)` for any plain-data `T`.

@@ -451,7 +451,9 @@ impl Table {
     fn index_insert(&self, slot: u32, tag: u32) -> Result<(), UpdateError> {
         let entry = u64::from(tag) << 32 | u64::from(slot + 1);
         let mask = self.layout.index_cap - 1;
-        let entries = self.map.words(self.layout.index_off, self.layout.index_cap as usize);
+        let entries = self
+            .map
+            .words(self.layout.index_off, self.layout.index_cap as usize);
         let home = tag & mask;
         let limit = self.probe_limit();
         // Already there? Entries are never emptied, so none lies beyond an empty one.
