@@ -92,7 +92,7 @@ impl Layout {
 
 /// A worker's position in the free-address ranges of every table.
 ///
-/// Worker `w` of `n` owns the chunks of [`CHUNK`] slots whose number is `w` modulo `n` and
+/// Worker `w` of `n` owns the chunks of 256 slots whose number is `w` modulo `n` and
 /// scans them first; when they hold nothing it steals from the others.
 #[derive(Debug)]
 pub struct AllocCursor {
@@ -451,7 +451,9 @@ impl Table {
     fn index_insert(&self, slot: u32, tag: u32) -> Result<(), UpdateError> {
         let entry = u64::from(tag) << 32 | u64::from(slot + 1);
         let mask = self.layout.index_cap - 1;
-        let entries = self.map.words(self.layout.index_off, self.layout.index_cap as usize);
+        let entries = self
+            .map
+            .words(self.layout.index_off, self.layout.index_cap as usize);
         let home = tag & mask;
         let limit = self.probe_limit();
         // Already there? Entries are never emptied, so none lies beyond an empty one.
@@ -707,21 +709,31 @@ impl Table {
     }
 
     /// Open-time: rebuild the client index from the records. Returns bound records indexed.
+    /// The new index is built on the heap and only cells that differ are stored, so an
+    /// unchanged index leaves its pages clean.
     pub(crate) fn rebuild_index(&self) -> Result<u64, UpdateError> {
-        let entries = self
-            .map
-            .words(self.layout.index_off, self.layout.index_cap as usize);
-        for e in entries {
-            if Word::load(e, Ordering::Relaxed) != 0 {
-                Word::store(e, 0, Ordering::Relaxed);
-            }
-        }
+        let cap = self.layout.index_cap;
+        let mask = cap - 1;
+        let mut fresh = vec![0u64; cap as usize];
         let mut n = 0;
         for s in 0..self.len() {
             let (_, l) = self.read(Slot(s));
-            if let Some(key) = l.client_key().filter(|_| l.state.is_bound()) {
-                self.index_insert(s, key_hash(&key))?;
-                n += 1;
+            let Some(key) = l.client_key().filter(|_| l.state.is_bound()) else {
+                continue;
+            };
+            let tag = key_hash(&key);
+            let home = tag & mask;
+            let free = (0..self.probe_limit())
+                .map(|i| ((home + i) & mask) as usize)
+                .find(|&i| fresh[i] == 0)
+                .ok_or(UpdateError::IndexFull)?;
+            fresh[free] = u64::from(tag) << 32 | u64::from(s + 1);
+            n += 1;
+        }
+        let entries = self.map.words(self.layout.index_off, cap as usize);
+        for (e, want) in entries.iter().zip(fresh) {
+            if Word::load(e, Ordering::Relaxed) != want {
+                Word::store(e, want, Ordering::Relaxed);
             }
         }
         Ok(n)

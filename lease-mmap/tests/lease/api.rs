@@ -331,9 +331,11 @@ fn sync_failure_poisons_the_journal() {
     let v = t.update(Slot(1), 0, &l).unwrap();
     journals[0].record(t.id(), Slot(1), v, &l);
     journals[0].commit().unwrap();
+    assert!(!journals[0].is_poisoned());
     sim.fail_sync_after(0);
     journals[0].record(t.id(), Slot(2), 1, &l);
     assert!(matches!(journals[0].commit(), Err(CommitError::Sync(_))));
+    assert!(journals[0].is_poisoned());
     sim.heal();
     // No retry after fsyncgate, even once the disk "recovers".
     journals[0].record(t.id(), Slot(3), 1, &l);
@@ -478,18 +480,38 @@ fn churn_of_released_clients_keeps_the_index_usable() {
     let mut cursor = AllocCursor::new(0, 1);
     let never = |_: UnixTime, _: &lease_mmap::Lease| false;
     for i in 0..20_000u32 {
-        let (s, v) = t.allocate(&mut cursor, UnixTime(NOW), &active(i, NOW), &never).expect("index full?");
+        let (s, v) = t
+            .allocate(&mut cursor, UnixTime(NOW), &active(i, NOW), &never)
+            .expect("index full?");
         t.update(s, v, &free()).unwrap();
     }
     let mut bound = Vec::new();
     for i in 0..132u32 {
         let c = 100_000 + i;
-        bound.push((c, t.allocate(&mut cursor, UnixTime(NOW), &active(c, NOW), &never).unwrap().0));
+        bound.push((
+            c,
+            t.allocate(&mut cursor, UnixTime(NOW), &active(c, NOW), &never)
+                .unwrap()
+                .0,
+        ));
     }
     for (c, s) in bound {
         let m = mac(c);
-        assert_eq!(t.find_client(&ClientKey::HwAddr { htype: 1, chaddr: &m[..6] }).map(|f| f.0), Some(s));
+        assert_eq!(
+            t.find_client(&ClientKey::HwAddr {
+                htype: 1,
+                chaddr: &m[..6]
+            })
+            .map(|f| f.0),
+            Some(s)
+        );
     }
     let m = mac(5);
-    assert_eq!(t.find_client(&ClientKey::HwAddr { htype: 1, chaddr: &m[..6] }), None);
+    assert_eq!(
+        t.find_client(&ClientKey::HwAddr {
+            htype: 1,
+            chaddr: &m[..6]
+        }),
+        None
+    );
 }
