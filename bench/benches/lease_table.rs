@@ -72,7 +72,7 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
-    let (store, _journals, _) =
+    let (store, journals, _) =
         Store::open(dir.path(), &[spec()], 1, Durability::Sync).expect("open");
     let t = store.table(TableId(0));
     let mut g = c.benchmark_group("lease_table");
@@ -154,6 +154,25 @@ fn benches(c: &mut Criterion) {
         });
         drop((j2, s2));
     }
+    g.finish();
+
+    // Every address bound: open has to rebuild a full client index.
+    let mut client = 2u32 << 29;
+    while t
+        .allocate(&mut cursor, UnixTime(1_700_000_000), &lease(client), &never)
+        .is_some()
+    {
+        client += 1;
+    }
+    store.close(journals).expect("close");
+    let mut g = c.benchmark_group("lease_table");
+    g.sample_size(10).measurement_time(Duration::from_secs(15));
+    g.bench_function("open_existing_1m_all_bound", |b| {
+        b.iter(|| {
+            let opened = Store::open(dir.path(), &[spec()], 1, Durability::Sync).expect("open");
+            black_box(&opened.0);
+        })
+    });
     g.finish();
 }
 

@@ -239,6 +239,11 @@ impl WorkerJournal {
         self.next_lsn += 1;
     }
 
+    /// Whether an earlier write or fdatasync failed (every commit now fails).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
     /// Entries buffered since the last commit.
     pub fn pending(&self) -> usize {
         self.buf.len() / ENTRY_LEN

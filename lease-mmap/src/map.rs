@@ -105,6 +105,11 @@ impl Mapping {
         self.map.as_ptr().wrapping_add(offset)
     }
 
+    /// Write `len` bytes from `offset` back and wait for it (`msync(MS_SYNC)` of their pages).
+    pub(crate) fn flush_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        self.map.flush_range(offset, len)
+    }
+
     /// Write the mapping back and wait for it (`msync(MS_SYNC)`).
     pub(crate) fn flush(&self) -> io::Result<()> {
         self.map.flush()

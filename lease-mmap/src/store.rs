@@ -448,6 +448,10 @@ impl Store {
         for t in &tables {
             broken.push((0..t.len()).filter(|s| !t.recover_slot(*s)).collect());
             t.rebuild_block_owners();
+            // Put the disk where memory is before replay overwrites anything: released
+            // overflow blocks become reusable, and a crash during recovery finds the same
+            // state again.
+            t.flush().map_err(io_err(t.path()))?;
         }
 
         // 2. Replay every journal, applying entries newer than the table's record.
@@ -549,6 +553,7 @@ impl Store {
         // 3. Rebuild the client index, make the tables durable, then the manifest, then
         //    start the journals over.
         for t in &tables {
+            t.rebuild_block_owners();
             t.rebuild_index()
                 .map_err(|e| corrupt(t.path(), format!("rebuilding the client index: {e}")))?;
             t.flush().map_err(io_err(t.path()))?;

@@ -39,6 +39,9 @@ pub enum UpdateError {
     /// Every overflow block for client ids longer than 64 bytes is in use.
     #[error("no room left for long client identifiers")]
     ClientIdAreaFull,
+    /// Writing a long client id's overflow block back (msync) failed with this errno.
+    #[error("writing back a long client identifier failed (os error {0})")]
+    WriteBack(i32),
 }
 
 /// Bytes per slot: version word (8) and two record images (124 each). Two slots per 512-byte
@@ -92,7 +95,7 @@ impl Layout {
 
 /// A worker's position in the free-address ranges of every table.
 ///
-/// Worker `w` of `n` owns the chunks of [`CHUNK`] slots whose number is `w` modulo `n` and
+/// Worker `w` of `n` owns the chunks of 256 slots whose number is `w` modulo `n` and
 /// scans them first; when they hold nothing it steals from the others.
 #[derive(Debug)]
 pub struct AllocCursor {
@@ -151,6 +154,10 @@ pub struct Table {
     map: Mapping,
     /// Where the next overflow block search starts.
     block_hint: AtomicU32,
+    /// msyncs of the mapping started / completed (serialised by the store): an overflow
+    /// block released while `started` was r may be reused once `completed > r`.
+    flushes_started: AtomicU32,
+    flushes_completed: AtomicU32,
 }
 
 type Ref<'a> = SlotRef<'a, AtomicU64, AtomicU32>;
@@ -178,6 +185,8 @@ impl Table {
             alloc,
             map,
             block_hint: AtomicU32::new(0),
+            flushes_started: AtomicU32::new(0),
+            flushes_completed: AtomicU32::new(0),
         }
     }
 
@@ -417,6 +426,14 @@ impl Table {
         let overflow = if new.client_id.as_bytes().len() > INLINE_ID {
             let b = self.block_alloc(slot, keep_block)?;
             self.write_block(b, slot, new_version, &new.client_id);
+            // The block must be on disk before any image referring to it can be: one msync
+            // of one page, paid only by clients with ids over 64 bytes (FORMAT.md §3.4).
+            if index {
+                let off = self.layout.overflow_off + b as usize * BLOCK_LEN;
+                self.map
+                    .flush_range(off, BLOCK_LEN)
+                    .map_err(|e| UpdateError::WriteBack(e.raw_os_error().unwrap_or(0)))?;
+            }
             Some(b)
         } else {
             None
@@ -425,6 +442,17 @@ impl Table {
             self.index_insert(slot, key_hash(&key))?;
         }
         r.publish(new_version, &disk::encode_image(new_version, new, overflow));
+        // The block the previous version used is now only in the old half: released, and
+        // reusable once a msync that starts from now on has completed.
+        if let Some(x) =
+            keep_block.filter(|x| keep_current && Some(*x) != overflow && *x < self.layout.blocks)
+        {
+            let owner = self.block_owner(x);
+            let in_use = u64::from(slot + 1);
+            let released =
+                in_use | u64::from(self.flushes_started.load(Ordering::SeqCst) + 1) << 32;
+            let _ = owner.compare_exchange(in_use, released, Ordering::AcqRel, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -549,6 +577,8 @@ impl Table {
         Err(UpdateError::ClientIdAreaFull)
     }
 
+    /// Owner word: `slot + 1`, and in the high half 0 while an image may still need the
+    /// block on disk, else `r + 1` where `r` counted the msyncs started when it was released.
     fn try_reclaim_block(&self, owner: &AtomicU64, o: u64, b: u32, me: u32) -> bool {
         let s = (o as u32).wrapping_sub(1);
         let swap = || {
@@ -559,13 +589,21 @@ impl Table {
         if s >= self.len() {
             return swap();
         }
-        if s == me {
-            // Our own slot: the caller skipped the block its kept image uses; the other
-            // image is the one being overwritten.
-            return swap();
+        let released = (o >> 32) as u32;
+        if released != 0 {
+            // Released: no memory image of its slot needs it; the disk may, until a msync
+            // that started after the release has completed.
+            return self.flushes_completed.load(Ordering::SeqCst) > released - 1 && swap();
         }
+        // In use: reclaimable only if neither image of its slot refers to it (a claim whose
+        // update was refused). Our own slot's claim we already hold.
         let r = self.slot_ref(s);
-        let Some(v) = r.try_lock() else { return false };
+        let locked = if s == me { None } else { Some(r.try_lock()) };
+        let v = match locked {
+            None => r.version().0,
+            Some(Some(v)) => v,
+            Some(None) => return false,
+        };
         let mut w = [0u32; IMAGE_WORDS];
         let mut used = false;
         for current in [true, false] {
@@ -573,7 +611,9 @@ impl Table {
             used |= disk::image_block(&w) == Some(b);
         }
         let done = !used && swap();
-        r.release(v);
+        if locked.is_some() {
+            r.release(v);
+        }
         done
     }
 
@@ -649,8 +689,12 @@ impl Table {
     }
 
     /// Write the mapping back (msync).
+    /// Callers serialise flushes (the store's checkpoint lock, or open).
     pub(crate) fn flush(&self) -> std::io::Result<()> {
-        self.map.flush()
+        let k = self.flushes_started.fetch_add(1, Ordering::SeqCst);
+        self.map.flush()?;
+        self.flushes_completed.fetch_max(k + 1, Ordering::SeqCst);
+        Ok(())
     }
 
     pub(crate) fn map_len(&self) -> usize {
@@ -691,12 +735,13 @@ impl Table {
         let mut w = [0u32; IMAGE_WORDS];
         for s in 0..self.len() {
             let r = self.slot_ref(s);
-            for img in r.images {
-                for (o, c) in w.iter_mut().zip(img.iter()) {
-                    *o = c.load(Ordering::Relaxed);
-                }
+            let (v, _) = r.version();
+            // Old half first, so the current image's claim (in use) wins.
+            for current in [false, true] {
+                r.load_image(v, current, &mut w);
                 if let Some(b) = disk::image_block(&w).filter(|b| *b < self.layout.blocks) {
-                    owners[b as usize] = u64::from(s + 1);
+                    // Released "before msync 0": reusable after open's msync.
+                    owners[b as usize] = u64::from(s + 1) | u64::from(!current) << 32;
                 }
             }
         }
@@ -709,21 +754,31 @@ impl Table {
     }
 
     /// Open-time: rebuild the client index from the records. Returns bound records indexed.
+    /// The new index is built on the heap and only cells that differ are stored, so an
+    /// unchanged index leaves its pages clean.
     pub(crate) fn rebuild_index(&self) -> Result<u64, UpdateError> {
-        let entries = self
-            .map
-            .words(self.layout.index_off, self.layout.index_cap as usize);
-        for e in entries {
-            if Word::load(e, Ordering::Relaxed) != 0 {
-                Word::store(e, 0, Ordering::Relaxed);
-            }
-        }
+        let cap = self.layout.index_cap;
+        let mask = cap - 1;
+        let mut fresh = vec![0u64; cap as usize];
         let mut n = 0;
         for s in 0..self.len() {
             let (_, l) = self.read(Slot(s));
-            if let Some(key) = l.client_key().filter(|_| l.state.is_bound()) {
-                self.index_insert(s, key_hash(&key))?;
-                n += 1;
+            let Some(key) = l.client_key().filter(|_| l.state.is_bound()) else {
+                continue;
+            };
+            let tag = key_hash(&key);
+            let home = tag & mask;
+            let free = (0..self.probe_limit())
+                .map(|i| ((home + i) & mask) as usize)
+                .find(|&i| fresh[i] == 0)
+                .ok_or(UpdateError::IndexFull)?;
+            fresh[free] = u64::from(tag) << 32 | u64::from(s + 1);
+            n += 1;
+        }
+        let entries = self.map.words(self.layout.index_off, cap as usize);
+        for (e, want) in entries.iter().zip(fresh) {
+            if Word::load(e, Ordering::Relaxed) != want {
+                Word::store(e, want, Ordering::Relaxed);
             }
         }
         Ok(n)

@@ -243,15 +243,25 @@ fn long_client_ids_use_overflow_blocks() {
         (0, free()),
         "a refused update changes nothing"
     );
-    // Slot 0 released twice: neither image refers to its block any more.
+    // Slot 0 released: its block is only in the old half, and the disk may still need it
+    // until a msync that started after the release completes.
     t.update(Slot(0), 1, &free()).unwrap();
     assert_eq!(
         t.update(Slot(50), 0, &l),
         Err(UpdateError::ClientIdAreaFull)
     );
     t.update(Slot(0), 2, &active(0, NOW)).unwrap();
+    assert_eq!(
+        t.update(Slot(50), 0, &l),
+        Err(UpdateError::ClientIdAreaFull)
+    );
+    store.checkpoint().unwrap();
     assert_eq!(t.update(Slot(50), 0, &l), Ok(1));
     assert_eq!(t.read(Slot(50)), (1, l));
+    assert_eq!(
+        t.update(Slot(52), 0, &l),
+        Err(UpdateError::ClientIdAreaFull)
+    );
     // Short ids stay inline and need no block.
     assert_eq!(t.update(Slot(51), 0, &active_with_id(51, 64, NOW)), Ok(1));
 }
@@ -331,9 +341,11 @@ fn sync_failure_poisons_the_journal() {
     let v = t.update(Slot(1), 0, &l).unwrap();
     journals[0].record(t.id(), Slot(1), v, &l);
     journals[0].commit().unwrap();
+    assert!(!journals[0].is_poisoned());
     sim.fail_sync_after(0);
     journals[0].record(t.id(), Slot(2), 1, &l);
     assert!(matches!(journals[0].commit(), Err(CommitError::Sync(_))));
+    assert!(journals[0].is_poisoned());
     sim.heal();
     // No retry after fsyncgate, even once the disk "recovers".
     journals[0].record(t.id(), Slot(3), 1, &l);

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use lease_mmap::storage::SimBackend;
-use lease_mmap::{AllocCursor, BindingState, Durability, Lease, Slot, Store, TableId, UnixTime};
+use lease_mmap::{
+    AllocCursor, BindingState, Durability, Lease, Slot, Store, TableId, UnixTime, UpdateError,
+};
 use proptest::prelude::*;
 
 use crate::common::*;
@@ -73,8 +75,15 @@ fn run(ops: &[Op], crash: &Crash) -> Result<(), TestCaseError> {
         let n = n as u32;
         match op {
             Op::Bind(c) if !bound.contains_key(c) => {
-                let l = active(u32::from(*c), NOW + n);
-                let (s, v) = t.allocate(&mut cursor, UnixTime(NOW), &l, &never).unwrap();
+                // Every fourth client has a long client id (overflow blocks, 16 of them).
+                let l = if c % 4 == 0 {
+                    active_with_id(u32::from(*c), 100, NOW + n)
+                } else {
+                    active(u32::from(*c), NOW + n)
+                };
+                let Some((s, v)) = t.allocate(&mut cursor, UnixTime(NOW), &l, &never) else {
+                    continue; // out of overflow blocks until the next checkpoint
+                };
                 j.record(t.id(), s, v, &l);
                 pending.push((s, v, l));
                 bound.insert(*c, s);
@@ -82,20 +91,27 @@ fn run(ops: &[Op], crash: &Crash) -> Result<(), TestCaseError> {
             Op::Renew(c) | Op::Release(c) if bound.contains_key(c) => {
                 let s = bound[c];
                 let (v, cur) = t.read(s);
-                let l = if matches!(op, Op::Renew(_)) {
+                let release = matches!(op, Op::Release(_));
+                let l = if release {
+                    Lease {
+                        state: BindingState::Free,
+                        ..Lease::default()
+                    }
+                } else {
                     Lease {
                         ends: UnixTime(cur.ends.0 + 60),
                         cltt: UnixTime(NOW + n),
                         ..cur
                     }
-                } else {
-                    bound.remove(c);
-                    Lease {
-                        state: BindingState::Free,
-                        ..Lease::default()
-                    }
                 };
-                let nv = t.update(s, v, &l).unwrap();
+                let nv = match t.update(s, v, &l) {
+                    Ok(nv) => nv,
+                    Err(UpdateError::ClientIdAreaFull) => continue,
+                    Err(e) => panic!("{e}"),
+                };
+                if release {
+                    bound.remove(c);
+                }
                 j.record(t.id(), s, nv, &l);
                 pending.push((s, nv, l));
             }
