@@ -242,17 +242,26 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             tracing::error!("exiting after a durability failure without a checkpoint");
             std::process::exit(1);
         }
-        let mut ok = true;
-        for j in &mut journals {
-            if let Err(e) = j.commit() {
-                tracing::error!(error = %e, "final journal commit failed");
-                ok = false;
+        // Every other holder of the store (workers, engine, admin backend, checkpointer) is
+        // gone by now, so it can be closed: journals committed, tables checkpointed, clean.
+        match Arc::try_unwrap(store) {
+            Ok(store) => match store.close(journals) {
+                Ok(()) => {
+                    tracing::info!("journals synced, tables checkpointed, store closed clean")
+                }
+                Err(e) => tracing::error!(error = %e, "closing the lease store failed"),
+            },
+            Err(store) => {
+                for j in &mut journals {
+                    if let Err(e) = j.commit() {
+                        tracing::error!(error = %e, "final journal commit failed");
+                    }
+                }
+                match store.checkpoint() {
+                    Ok(()) => tracing::info!("journals synced and tables checkpointed"),
+                    Err(e) => tracing::error!(error = %e, "final checkpoint failed"),
+                }
             }
-        }
-        match store.checkpoint() {
-            Ok(()) if ok => tracing::info!("journals synced and tables checkpointed"),
-            Ok(()) => {}
-            Err(e) => tracing::error!(error = %e, "final checkpoint failed"),
         }
     }));
     Ok(())

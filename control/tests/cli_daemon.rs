@@ -180,7 +180,12 @@ fn serves_status_and_stops_on_sigterm() {
     );
     let workers = v["workers"].as_array().expect("workers");
     assert!(!workers.is_empty(), "a worker per core on lo: {v}");
-    assert!(workers.iter().all(|w| w["datapath"] == "packet" && w["rx"].is_u64()), "{v}");
+    assert!(
+        workers
+            .iter()
+            .all(|w| w["datapath"] == "packet" && w["rx"].is_u64()),
+        "{v}"
+    );
     assert!(v["leases"]["10.77.0.0/24"].is_object(), "{v}");
 
     // --config finds the same socket

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use lease_mmap::{UnixTime, WorkerJournal};
 
-use crate::engine::{Decision, Engine, EngineWorker, Ingress, SERVER_PORT};
+use crate::engine::{
+    Decision, DropReason as EngineDrop, Engine, EngineWorker, Ingress, SERVER_PORT,
+};
 use crate::stats::{DropReason, WorkerStats};
 use crate::sys;
 use crate::wire::dhcpv4::{self, Repr};
@@ -157,7 +159,13 @@ impl DhcpHandler {
                 }
                 self.stats.add_silent(reason);
             }
-            Decision::Drop(reason) => self.stats.add_engine_drop(reason),
+            Decision::Drop(reason) => {
+                self.stats.add_engine_drop(reason);
+                if reason == EngineDrop::Storage {
+                    tracing::error!("lease table write-back failed: stopping");
+                    self.fatal.store(true, Ordering::Relaxed);
+                }
+            }
         }
     }
 }

@@ -160,6 +160,9 @@ reasons! {
         Contention => "contention",
         /// The table's client index (or its long client-id area) is full.
         ClientIndexFull => "client-index-full",
+        /// The lease table could not write a record's long client id back to disk: a storage
+        /// failure, fatal like a failed journal commit.
+        Storage => "storage",
         /// The lease table disagrees with the config (a bug, never the client's fault).
         Internal => "internal",
     }

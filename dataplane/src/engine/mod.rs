@@ -765,6 +765,7 @@ impl Engine {
                     return Err(DropReason::ClientIndexFull);
                 }
                 Err(UpdateError::NoSuchSlot(_)) => return Err(DropReason::Internal),
+                Err(UpdateError::WriteBack(_)) => return Err(DropReason::Storage),
             }
         }
         Err(DropReason::Contention)
