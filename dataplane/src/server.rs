@@ -1,6 +1,6 @@
 //! The DHCP server's batch handler: joins the wire formats, the engine and the journal.
 //!
-//! For each received frame: [`wire::frame::parse`] → [`wire::dhcpv4::Repr::parse`] →
+//! For each received frame: [`crate::wire::frame::parse`] → [`crate::wire::dhcpv4::Repr::parse`] →
 //! [`Engine::decide`] → the lease change (if any) is recorded in this worker's journal and
 //! the reply frame is built into the transmit batch. After the whole batch, one group
 //! commit makes every recorded change durable; only then does [`BatchHandler::handle`]
