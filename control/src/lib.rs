@@ -1,2 +1,4 @@
 //! tandem's control plane.
 #![forbid(unsafe_code)]
+
+pub mod failover;
