@@ -138,7 +138,7 @@ impl MessageType {
 
     /// Options ISC stores for this type (`fto_allowed[]`, `stables.c:108-131`); any other
     /// known option is read and dropped. The digest is allowed everywhere.
-    fn allows(self, code: u16) -> bool {
+    pub fn allows(self, code: u16) -> bool {
         use opt::*;
         if code == MESSAGE_DIGEST {
             return true;
@@ -682,10 +682,16 @@ impl<T: AsRef<[u8]>> Message<T> {
     }
 
     /// The option bytes: from the payload offset (read as 12 when smaller) to the length.
+    /// Empty, never a panic, when the view is unchecked and too short.
     pub fn payload(&self) -> &[u8] {
-        let start = usize::from(self.payload_offset().max(HEADER_LEN));
-        let end = usize::from(self.length());
-        self.buffer.as_ref().get(start..end).unwrap_or(&[])
+        let b = self.buffer.as_ref();
+        let (Some(&[l0, l1]), Some(&off)) = (b.get(field::LENGTH), b.get(field::PAYLOAD_OFFSET))
+        else {
+            return &[];
+        };
+        let start = usize::from(off.max(HEADER_LEN));
+        let end = usize::from(u16::from_be_bytes([l0, l1]));
+        b.get(start..end).unwrap_or(&[])
     }
 
     pub fn options(&self) -> OptionIter<'_> {
