@@ -646,6 +646,17 @@ impl Fsm {
         self.link_up(now);
         self.events.push_back(Event::Persist(self.persisted()));
         self.send_state(now);
+        self.resume_recovery(now);
+    }
+
+    /// In RECOVER with a new link and no request outstanding, ask for everything again. ISC
+    /// asks only on entering RECOVER or on some peer states (`failover.c:2180-2215`), so a
+    /// server that entered RECOVER while disconnected waits forever when its peer is in
+    /// RECOVER-DONE or RECOVER-WAIT (found by the randomized run).
+    fn resume_recovery(&mut self, now: Now) {
+        if self.state.kind() == StateKind::Recover && self.cur_upd.is_none() {
+            self.send_update_request_all(now);
+        }
     }
 
     fn build_connectack(
@@ -717,6 +728,7 @@ impl Fsm {
             State::Startup { saved, .. } => self.transition(saved, now),
             _ => self.send_state(now),
         }
+        self.resume_recovery(now);
     }
 
     fn on_disconnect(&mut self, now: Now, m: &Repr<'_>) {
@@ -763,25 +775,22 @@ impl Fsm {
         };
         let previous = self.partner_state;
         let in_startup = matches!(self.state, State::Startup { .. });
-        if previous == Some(new) {
-            match self.state.kind() {
-                StateKind::Startup => {
-                    let saved = self.effective();
-                    let to = if saved == StateKind::ResolutionInterrupted {
-                        StateKind::PotentialConflict
-                    } else {
-                        saved
-                    };
-                    return self.transition(to, now);
-                }
+        // ISC ignores a STATE that repeats the peer's known state in these states. In STARTUP
+        // it jumps back to the saved state without looking at the peer (`failover.c:2034-2048`),
+        // which leaves a restarted COMMUNICATIONS-INTERRUPTED server there for good when the
+        // peer (still NORMAL in our record) says NORMAL again; we run the table instead.
+        if previous == Some(new)
+            && matches!(
+                self.state.kind(),
                 StateKind::Normal
-                | StateKind::PotentialConflict
-                | StateKind::RecoverDone
-                | StateKind::Shutdown
-                | StateKind::Paused
-                | StateKind::RecoverWait => return,
-                _ => {}
-            }
+                    | StateKind::PotentialConflict
+                    | StateKind::RecoverDone
+                    | StateKind::Shutdown
+                    | StateKind::Paused
+                    | StateKind::RecoverWait
+            )
+        {
+            return;
         }
         self.partner_state = Some(new);
         self.partner_stos = now.wall;
@@ -835,8 +844,14 @@ impl Fsm {
             S::ConflictDone => match new {
                 S::Normal | S::Shutdown => Some(new),
                 S::PotentialConflict | S::ResolutionInterrupted => None,
-                // ISC calls log_fatal here (the process exits); we stop serving instead.
-                _ => Some(S::Shutdown),
+                // ISC calls log_fatal for the rest (`failover.c:2269-2274`): the process exits
+                // and comes back in CONFLICT-DONE to the same peer. Our bindings are resolved,
+                // so we answer as NORMAL would: a peer that lost its database (RECOVER) is
+                // served from ours; a peer in PARTNER-DOWN needs conflict resolution again.
+                S::Recover => Some(S::PartnerDown),
+                S::PartnerDown => Some(S::PotentialConflict),
+                S::ConflictDone => Some(S::Shutdown),
+                _ => None,
             },
             S::PartnerDown if startupp => None,
             S::PartnerDown => match new {
