@@ -361,7 +361,7 @@ impl Pair {
         let end = self.now + secs * 1000;
         let start = self.steps;
         while !done(self) {
-            if !self.next_time().is_some_and(|n| n <= end) {
+            if self.next_time().is_none_or(|n| n > end) {
                 return false;
             }
             self.step();
