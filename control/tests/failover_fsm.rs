@@ -845,13 +845,39 @@ fn randomized_pairs_stay_safe_and_live() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3000);
+    let mut seen = std::collections::BTreeMap::<StateKind, u64>::new();
     for seed in 0..seeds {
-        let r = std::panic::catch_unwind(|| run_seed(seed));
-        if let Err(e) = r {
-            eprintln!(
-                "failover randomized run failed: seed {seed} (rerun with FAILOVER_SEED={seed})"
+        match std::panic::catch_unwind(|| run_seed(seed)) {
+            Ok(visited) => {
+                for k in visited {
+                    *seen.entry(k).or_default() += 1;
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "failover randomized run failed: seed {seed} (rerun with FAILOVER_SEED={seed})"
+                );
+                std::panic::resume_unwind(e);
+            }
+        }
+    }
+    eprintln!("state entries over all seeds: {seen:?}");
+    // The faults must reach the interesting states, or the run proves little.
+    if seeds >= 1000 {
+        for k in [
+            S::CommunicationsInterrupted,
+            S::PartnerDown,
+            S::PotentialConflict,
+            S::ResolutionInterrupted,
+            S::ConflictDone,
+            S::Recover,
+            S::RecoverWait,
+            S::RecoverDone,
+        ] {
+            assert!(
+                seen.get(&k).copied().unwrap_or(0) > 0,
+                "no seed reached {k:?}"
             );
-            std::panic::resume_unwind(e);
         }
     }
 }
@@ -862,24 +888,36 @@ fn randomized_single_seed() {
         .ok()
         .and_then(|s| s.parse().ok())
     {
-        run_seed(seed);
+        let visited = run_seed(seed);
+        eprintln!("seed {seed}: {visited:?}");
     }
 }
 
-fn run_seed(seed: u64) {
+/// One randomized run; returns every state either side entered.
+fn run_seed(seed: u64) -> Vec<StateKind> {
     let mut rng = Rng::new(seed);
     let mclt = 30 + u32::try_from(rng.below(90)).unwrap();
     let mut a = config("edge", Role::Primary, mclt);
     let mut b = config("edge", Role::Secondary, 3600);
-    // The safe period on at most one side (see `Config::auto_partner_down`).
-    match rng.below(3) {
-        0 => a.auto_partner_down = Some(60 + u32::try_from(rng.below(120)).unwrap()),
-        1 => b.auto_partner_down = Some(60 + u32::try_from(rng.below(120)).unwrap()),
-        _ => {}
+    // The safe period and the operator's partner-down act on one side only, the "takeover"
+    // side (see `Config::auto_partner_down`).
+    let takeover = usize::try_from(rng.below(2)).unwrap();
+    if rng.chance(60) {
+        let secs = Some(60 + u32::try_from(rng.below(120)).unwrap());
+        if takeover == 0 {
+            a.auto_partner_down = secs;
+        } else {
+            b.auto_partner_down = secs;
+        }
     }
     let mut p = Pair::new(a, b, None, None);
     p.delay_ms = 1 + rng.below(800);
-    let mut faults: VecDeque<u64> = (0..rng.below(12)).map(|_| rng.below(900_000)).collect();
+    // Clocks apart by less than the 60 s CONNECT limit.
+    p.sides[1].skew = i64::try_from(rng.below(100)).unwrap() - 50;
+    if p.sides[1].skew != 0 {
+        p.restart(1, true);
+    }
+    let mut faults: VecDeque<u64> = (0..rng.below(14)).map(|_| rng.below(900_000)).collect();
     faults.make_contiguous().sort_unstable();
     let end_of_faults = 900_000;
     while p.now < end_of_faults {
@@ -890,7 +928,7 @@ fn run_seed(seed: u64) {
         } else {
             p.now = next_fault;
             if faults.pop_front().is_some() {
-                fault(&mut p, &mut rng);
+                fault(&mut p, &mut rng, takeover);
             }
         }
         check(&p, seed);
@@ -921,10 +959,14 @@ fn run_seed(seed: u64) {
         p.sides[0].history,
         p.sides[1].history
     );
+    p.sides
+        .iter()
+        .flat_map(|s| s.history.iter().map(|(_, _, to)| *to))
+        .collect()
 }
 
-fn fault(p: &mut Pair, rng: &mut Rng) {
-    match rng.below(6) {
+fn fault(p: &mut Pair, rng: &mut Rng, takeover: usize) {
+    match rng.below(7) {
         0 => p.partition(),
         1 => p.heal(),
         2 => p.reset_link(),
@@ -932,6 +974,15 @@ fn fault(p: &mut Pair, rng: &mut Rng) {
             let i = usize::try_from(rng.below(2)).unwrap();
             if p.sides[i].fsm.is_some() {
                 p.kill(i);
+            }
+        }
+        4 => {
+            // The operator's partner-down, last known up a little before the current state.
+            if let Some(f) = p.sides[takeover].fsm.as_ref() {
+                let back = u32::try_from(rng.below(60)).unwrap();
+                let since = UnixTime(f.stos().0.saturating_sub(back));
+                // Refused outside COMM-INT and RES-INT, which is part of what is tested.
+                let _ = p.with(takeover, |f, now| f.partner_down(now, since));
             }
         }
         _ => {
@@ -968,7 +1019,10 @@ fn check(p: &Pair, seed: u64) {
                 p.sides[1].history
             );
             if let State::RecoverWait { until } = f.state() {
-                let end = u64::from(f.stos().0 + f.mclt() - BASE_WALL) * 1000 + 1000;
+                // stos + MCLT on this side's wall clock, as a virtual-clock instant.
+                let end_secs =
+                    i64::from(f.stos().0) + i64::from(f.mclt()) - i64::from(BASE_WALL) - s.skew;
+                let end = u64::try_from(end_secs.max(0)).unwrap() * 1000 + 1000;
                 assert!(
                     until.as_millis() <= end.max(p.now + 1000),
                     "seed {seed}: RECOVER-WAIT beyond stos+MCLT"
