@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use control::failover::fsm::{
-    CloseReason, Config, Event, Fsm, LocalEventError, PersistedState, State, StateKind,
+    CloseReason, Config, Event, Fsm, LocalEventError, PersistedState, Service, State, StateKind,
 };
 use control::failover::hash::Hba;
 use control::failover::msg::{MessageType, RejectReason, Repr, StreamDecoder};
@@ -661,6 +661,28 @@ fn safe_period_takes_one_side_to_partner_down() {
     assert_eq!(p.states(), (S::PartnerDown, S::CommunicationsInterrupted));
     p.heal();
     assert!(p.drive_bounded(60, both(S::Normal)), "{:?}", p.states());
+}
+
+#[test]
+fn service_follows_own_and_peer_state() {
+    let mut p = Pair::fresh(60);
+    assert_eq!(p.sides[0].fsm().service(), Service::Startup);
+    assert!(p.drive_bounded(60, both(S::Normal)));
+    assert_eq!(p.sides[0].fsm().service(), Service::Cooperating);
+    p.partition();
+    p.run_for(25);
+    assert_eq!(p.sides[0].fsm().service(), Service::NotCooperating);
+    p.with(0, |f, now| f.partner_down(now, now.wall)).unwrap();
+    assert_eq!(p.sides[0].fsm().service(), Service::PartnerDown);
+    p.heal();
+    // Reconnected: the peer sees PARTNER-DOWN and both resolve; nobody serves meanwhile.
+    assert!(p.drive_bounded(30, |p| p.state(1) == S::PotentialConflict));
+    assert_eq!(p.sides[1].fsm().service(), Service::NotResponding);
+    assert!(p.drive_bounded(60, both(S::Normal)));
+    // The primary's STATE(NORMAL) is still on the wire: the secondary knows it in CONFLICT-DONE.
+    assert_eq!(p.sides[1].fsm().service(), Service::NotResponding);
+    p.run_for(1);
+    assert_eq!(p.sides[1].fsm().service(), Service::Cooperating);
 }
 
 #[test]

@@ -152,6 +152,24 @@ pub struct PersistedState {
     pub partner_down_since: UnixTime,
 }
 
+/// Whether and how this server answers DHCP clients of the relationship (ISC
+/// `dhcp_failover_set_service_state`, `failover.c:1655-1744`). Workers read it through the
+/// driver's state snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Answer nobody.
+    NotResponding,
+    /// STARTUP: not yet answering.
+    Startup,
+    /// NORMAL: the clients the HBA gives us, from our own free pool, MCLT-limited times.
+    Cooperating,
+    /// COMMUNICATIONS-INTERRUPTED: every client, but only our own FREE/BACKUP addresses and
+    /// MCLT-limited times.
+    NotCooperating,
+    /// PARTNER-DOWN: every client, and the partner's addresses once reclaimable.
+    PartnerDown,
+}
+
 /// Something the driver must know or do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -346,6 +364,32 @@ impl Fsm {
     /// How many BNDUPDs the peer accepts outstanding (its max-unacked-bndupd; 0 = none).
     pub fn partner_max_unacked(&self) -> u32 {
         self.partner_max_unacked
+    }
+
+    /// How to serve DHCP clients now. A peer known to be in PARTNER-DOWN or resolving
+    /// conflicts silences us whatever our own state (`failover.c:1718-1742`).
+    pub fn service(&self) -> Service {
+        let own = match self.state.kind() {
+            StateKind::Normal => Service::Cooperating,
+            StateKind::CommunicationsInterrupted => Service::NotCooperating,
+            StateKind::PartnerDown => Service::PartnerDown,
+            StateKind::Startup => Service::Startup,
+            _ => Service::NotResponding,
+        };
+        let peer_demands_silence = matches!(
+            self.partner_state,
+            Some(
+                StateKind::PartnerDown
+                    | StateKind::PotentialConflict
+                    | StateKind::ConflictDone
+                    | StateKind::ResolutionInterrupted
+            )
+        );
+        if own != Service::NotResponding && peer_demands_silence {
+            Service::NotResponding
+        } else {
+            own
+        }
     }
 
     /// What to store so a restart resumes here.
