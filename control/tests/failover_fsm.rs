@@ -6,7 +6,8 @@
 use std::collections::VecDeque;
 
 use control::failover::fsm::{
-    CloseReason, Config, Event, Fsm, LocalEventError, PersistedState, Service, State, StateKind,
+    CloseReason, Config, ConfigError, Event, Fsm, LocalEventError, PersistedState, Service, State,
+    StateKind,
 };
 use control::failover::hash::Hba;
 use control::failover::msg::{MessageType, RejectReason, Repr, StreamDecoder};
@@ -1058,4 +1059,65 @@ fn check(p: &Pair, seed: u64) {
             );
         }
     }
+}
+
+#[test]
+fn config_validation() {
+    let ok = Config::new("edge", Role::Primary);
+    assert_eq!(ok.validate(), Ok(()));
+    let mut c = ok.clone();
+    c.name = vec![b'x'; 256];
+    assert_eq!(c.validate(), Err(ConfigError::Name));
+    c.name.clear();
+    assert_eq!(c.validate(), Err(ConfigError::Name));
+    let mut c = ok.clone();
+    c.mclt = 0;
+    assert_eq!(c.validate(), Err(ConfigError::Mclt));
+    c.role = Role::Secondary;
+    assert_eq!(c.validate(), Ok(()), "the secondary learns the MCLT");
+    let mut c = ok.clone();
+    c.max_response_delay = 0;
+    assert_eq!(c.validate(), Err(ConfigError::MaxResponseDelay));
+    let mut c = ok;
+    c.max_unacked_updates = 0;
+    assert_eq!(c.validate(), Err(ConfigError::MaxUnacked));
+}
+
+#[test]
+fn driver_messages_get_fresh_xids_and_update_requests_are_answered_with_their_xid() {
+    let mut p = normal_pair();
+    let mut upd = Repr::new(MessageType::BndUpd, UnixTime(0), 0);
+    upd.options.assigned_ip = Some(std::net::Ipv4Addr::new(10, 0, 1, 5));
+    upd.options.binding_status = Some(2);
+    let x1 = p.with(0, |f, now| f.send(now, &upd, None)).unwrap();
+    let x2 = p.with(0, |f, now| f.send(now, &upd, None)).unwrap();
+    assert!(x1 != 0 && x2 != 0 && x1 != x2);
+    let ack = Repr::new(MessageType::BndAck, UnixTime(0), 0);
+    assert_eq!(p.with(1, |f, now| f.send(now, &ack, Some(x1))), Some(x1));
+    let big = vec![0u8; 3000];
+    let mut huge = upd;
+    huge.options.client_id = Some(&big);
+    assert_eq!(p.with(0, |f, now| f.send(now, &huge, None)), None);
+    // UPDREQ from the primary, answered later by the driver with UPDDONE and its xid.
+    p.sides[1].answer_updates = false;
+    p.partition();
+    p.run_for(25);
+    p.with(0, |f, now| f.partner_down(now, now.wall)).unwrap();
+    p.heal();
+    assert!(p.drive_bounded(30, |p| {
+        p.sides[1]
+            .events
+            .contains(&Event::UpdateRequest { all: false })
+    }));
+    let before = p.sides[1].sent.len();
+    p.with(1, |f, now| f.update_done(now));
+    assert_eq!(p.sides[1].sent[before..], [MessageType::UpdDone]);
+    // Nothing to answer twice.
+    p.with(1, |f, now| f.update_done(now));
+    assert_eq!(p.sides[1].sent.len(), before + 1);
+    p.sides[1].answer_updates = true;
+    assert!(p.drive_bounded(60, both(S::Normal)), "{:?}", p.states());
+    // Not connected: nothing sent.
+    p.reset_link();
+    assert_eq!(p.with(0, |f, now| f.send(now, &upd, None)), None);
 }

@@ -83,6 +83,44 @@ impl Config {
     }
 }
 
+/// A [`Config`] that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("relationship name must be 1..=255 bytes")]
+    Name,
+    #[error("vendor class must be at most 255 bytes")]
+    VendorClass,
+    #[error("mclt must be at least 1 s on the primary")]
+    Mclt,
+    #[error("max_response_delay must be at least 1 s")]
+    MaxResponseDelay,
+    #[error("max_unacked_updates must be at least 1 (0 stops the peer sending updates)")]
+    MaxUnacked,
+}
+
+impl Config {
+    /// Checks what the machine relies on: every message it builds then fits in 2048 bytes,
+    /// and the peer gets usable timers (ISC misbehaves on zeros, reference §1.3).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() || self.name.len() > 255 {
+            return Err(ConfigError::Name);
+        }
+        if self.vendor_class.len() > 255 {
+            return Err(ConfigError::VendorClass);
+        }
+        if self.role == Role::Primary && self.mclt == 0 {
+            return Err(ConfigError::Mclt);
+        }
+        if self.max_response_delay == 0 {
+            return Err(ConfigError::MaxResponseDelay);
+        }
+        if self.max_unacked_updates == 0 {
+            return Err(ConfigError::MaxUnacked);
+        }
+        Ok(())
+    }
+}
+
 /// The server's own state, with what each state needs to know (draft §9).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -288,6 +326,7 @@ pub struct Fsm {
 impl Fsm {
     /// A machine at start-up: in STARTUP, going back to the persisted state; a relationship
     /// never seen before (`persisted == None`) starts from RECOVER (`confpars.c:1197-1201`).
+    /// `config` should pass [`Config::validate`].
     pub fn new(config: Config, persisted: Option<PersistedState>, now: Now) -> Self {
         let p = persisted.unwrap_or(PersistedState {
             my_state: StateKind::Recover,
@@ -1016,7 +1055,8 @@ impl Fsm {
 
     /// Sends a driver-built message (BNDUPD, BNDACK, POOLREQ). Requests (`xid == None`) get a
     /// fresh non-zero xid, which is returned; replies pass the request's. The header time is
-    /// set to `now`. Nothing is sent unless connected; then `None` is returned.
+    /// set to `now`. Nothing is sent, and `None` returned, unless connected and the message
+    /// fits in 2048 bytes.
     pub fn send(&mut self, now: Now, m: &Repr<'_>, xid: Option<u32>) -> Option<u32> {
         if !self.is_connected() {
             return None;
@@ -1025,6 +1065,9 @@ impl Fsm {
         let mut r = *m;
         r.xid = xid;
         r.time = now.wall;
+        if r.to_vec().is_err() {
+            return None;
+        }
         self.push(now, &r);
         Some(xid)
     }
@@ -1171,8 +1214,9 @@ impl Fsm {
 }
 
 fn encode(r: &Repr<'_>) -> Transmit {
-    // Every message the machine builds is far below 2048 bytes (the longest is CONNECT with a
-    // relationship name; names are bounded by the config to 255 bytes).
+    // With a validated config every message the machine builds is far below 2048 bytes (the
+    // longest is CONNECT: 2 × 255 bytes of text and 32 of HBA). A driver-built message that
+    // does not fit is sent as nothing rather than as a truncated message.
     let bytes = r.to_vec().unwrap_or_default();
     Transmit {
         msg_type: r.msg_type,
