@@ -901,7 +901,9 @@ impl Fsm {
             },
             S::Recover => match new {
                 S::Recover | S::PartnerDown | S::CommunicationsInterrupted => {
-                    if !in_startup {
+                    // ISC sends another UPDREQALL even with one outstanding, which restarts
+                    // the peer's update run; one per link is enough (a new link resets it).
+                    if !in_startup && self.cur_upd != Some(MessageType::UpdReqAll) {
                         self.send_update_request_all(now);
                     }
                     None
