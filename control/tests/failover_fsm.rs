@@ -687,6 +687,54 @@ fn service_follows_own_and_peer_state() {
 }
 
 #[test]
+fn peer_pause_puts_us_in_communications_interrupted() {
+    let mut p = normal_pair();
+    p.with(0, |f, now| f.pause(now));
+    p.run_for(1);
+    assert_eq!(p.states(), (S::Paused, S::CommunicationsInterrupted));
+    assert_eq!(p.sides[0].persisted.unwrap().my_state, S::Paused);
+}
+
+/// Why the safe period belongs on one side only (draft §10): with it on both, a partition
+/// longer than it puts both servers in PARTNER-DOWN, each free to hand out the other's
+/// addresses after MCLT.
+#[test]
+fn symmetric_safe_period_lets_a_partition_split_the_pair() {
+    let mut a = config("edge", Role::Primary, 60);
+    let mut b = config("edge", Role::Secondary, 60);
+    a.auto_partner_down = Some(120);
+    b.auto_partner_down = Some(120);
+    let mut p = Pair::new(a, b, None, None);
+    assert!(p.drive_bounded(60, both(S::Normal)));
+    p.partition();
+    p.run_for(150);
+    assert_eq!(p.states(), (S::PartnerDown, S::PartnerDown));
+    // Healing still resolves it: both go through POTENTIAL-CONFLICT to NORMAL.
+    p.heal();
+    assert!(p.drive_bounded(60, both(S::Normal)), "{:?}", p.states());
+    assert!(p.visited(0, S::ConflictDone));
+}
+
+#[test]
+fn pool_request_is_answered_by_the_driver() {
+    let mut p = normal_pair();
+    let xid = p
+        .with(0, |f, now| {
+            f.send(now, &Repr::new(MessageType::PoolReq, UnixTime(0), 0), None)
+        })
+        .unwrap();
+    p.run_for(1);
+    assert!(p.sides[1].events.contains(&Event::PoolRequest { xid }));
+    p.with(1, |f, now| f.send_pool_response(now, xid, 4));
+    p.run_for(1);
+    assert!(
+        p.sides[0]
+            .events
+            .contains(&Event::PoolResponse { addresses: 4 })
+    );
+}
+
+#[test]
 fn peer_shutdown_puts_us_in_partner_down() {
     let mut p = normal_pair();
     p.with(1, |f, now| f.shutdown(now));

@@ -1034,6 +1034,13 @@ impl Fsm {
         }
     }
 
+    /// A short, planned stop: PAUSED, told to the peer (draft §9.10), which goes to
+    /// COMMUNICATIONS-INTERRUPTED rather than PARTNER-DOWN. The restart resumes from the
+    /// persisted state (PAUSED), and the peer's STATE then decides.
+    pub fn pause(&mut self, now: Now) {
+        self.transition(StateKind::Paused, now);
+    }
+
     /// Orderly stop: SHUTDOWN, told to the peer (draft §9.9); the peer may go PARTNER-DOWN.
     pub fn shutdown(&mut self, now: Now) {
         self.transition(StateKind::Shutdown, now);
