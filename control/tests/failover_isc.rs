@@ -150,6 +150,8 @@ subnet 10.77.0.0 netmask 255.255.255.0 {{
             "--test-threads=1",
         ])
         .env("FAILOVER_ISC_CLIENT", tag)
+        // Set FAILOVER_ISC_CAPTURE=DIR to keep every message dhcpd sent (tests/data/isc-4.4.3).
+        .envs(std::env::var("FAILOVER_ISC_CAPTURE").map(|d| ("FAILOVER_ISC_CAPTURE", d)))
         .output()
         .expect("run the client in the namespace");
     let dhcpd_log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -268,6 +270,10 @@ fn isc_client() {
                 "re-emit differs for {}",
                 r.msg_type.name()
             );
+            if let Ok(dir) = std::env::var("FAILOVER_ISC_CAPTURE") {
+                let name = format!("{tag}-{:02}-{}.bin", seen.len(), r.msg_type.name());
+                std::fs::write(std::path::Path::new(&dir).join(name), &frame).unwrap();
+            }
             seen.push(r.msg_type);
             if r.msg_type == MessageType::BndUpd {
                 bndupds += 1;

@@ -570,3 +570,94 @@ proptest! {
         }
     }
 }
+
+/// Messages the real ISC dhcpd 4.4.3-P1 sent to our state machine in `tests/failover_isc.rs`
+/// (kept with `FAILOVER_ISC_CAPTURE`): each parses and re-emits to the same bytes.
+#[test]
+fn captured_isc_messages_parse_and_reemit() {
+    macro_rules! captured {
+        ($name:literal) => {
+            (
+                $name,
+                &include_bytes!(concat!("data/isc-4.4.3/", $name, ".bin"))[..],
+            )
+        };
+    }
+    let all = [
+        captured!("connect"),
+        captured!("connectack"),
+        captured!("state-recover-startup"),
+        captured!("state-normal"),
+        captured!("updreqall"),
+        captured!("bndupd-free"),
+        captured!("bndupd-backup"),
+        captured!("upddone"),
+        captured!("contact"),
+    ];
+    for (name, bytes) in all {
+        let r = Repr::parse_bytes(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.to_vec().unwrap(), bytes, "{name} re-emits differently");
+        assert_eq!(bytes[3], 12, "{name}: ISC's payload offset");
+        let o = &r.options;
+        match name {
+            "connect" => {
+                assert_eq!(r.msg_type, MessageType::Connect);
+                assert_eq!(r.xid, 0, "ISC's first xid on a link is 0");
+                assert_eq!(o.relationship_name, Some(&b"edge"[..]));
+                assert_eq!(o.vendor_class, Some(&b"isc-4.4.3-P1"[..]));
+                assert_eq!(
+                    (o.max_unacked, o.receive_timer, o.mclt),
+                    (Some(10), Some(20), Some(600))
+                );
+                assert_eq!((o.protocol_version, o.tls_request), (Some(1), Some(0)));
+                // `split 128`: LSB-first, the primary's buckets set.
+                assert_eq!(o.hba.and_then(Hba::from_bytes), Some(Hba::split(128)));
+            }
+            "connectack" => {
+                assert_eq!(r.msg_type, MessageType::ConnectAck);
+                assert_eq!(r.xid, 1, "echoes our CONNECT's xid");
+                assert_eq!(o.tls_reply, Some(0));
+                assert_eq!(o.reject_reason, None);
+            }
+            "state-recover-startup" => {
+                assert_eq!(
+                    o.server_state.and_then(ServerState::from_u8),
+                    Some(ServerState::Recover)
+                );
+                assert_eq!(o.server_flags, Some(msg::SERVER_FLAG_STARTUP));
+            }
+            "state-normal" => {
+                assert_eq!(
+                    o.server_state.and_then(ServerState::from_u8),
+                    Some(ServerState::Normal)
+                );
+                assert_eq!(o.server_flags, Some(0));
+            }
+            "bndupd-free" | "bndupd-backup" => {
+                assert_eq!(r.msg_type, MessageType::BndUpd);
+                assert_eq!(o.assigned_ip, Some(Ipv4Addr::new(10, 77, 0, 100)));
+                let want = if name == "bndupd-free" {
+                    BindingStatus::Free
+                } else {
+                    BindingStatus::Backup
+                };
+                assert_eq!(
+                    o.binding_status.and_then(BindingStatus::from_u8),
+                    Some(want)
+                );
+                // No client: no client-id, chaddr, CLTT or IP-flags (failover.c:4740-4760).
+                assert_eq!(
+                    (o.client_id, o.chaddr, o.cltt, o.ip_flags),
+                    (None, None, None, None)
+                );
+                assert!(
+                    o.lease_expiry.is_some() && o.potential_expiry.is_some() && o.stos.is_some()
+                );
+            }
+            "updreqall" => assert_eq!(r.msg_type, MessageType::UpdReqAll),
+            "upddone" => assert_eq!(r.msg_type, MessageType::UpdDone),
+            "contact" => assert_eq!(r.msg_type, MessageType::Contact),
+            _ => unreachable!(),
+        }
+    }
+}
