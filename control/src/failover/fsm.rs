@@ -400,6 +400,11 @@ impl Fsm {
     pub fn is_connected(&self) -> bool {
         matches!(self.link, Link::Up { .. })
     }
+    /// Whether the peer's last STATE carried the STARTUP flag.
+    pub fn partner_in_startup(&self) -> bool {
+        self.partner_startup
+    }
+
     /// How many BNDUPDs the peer accepts outstanding (its max-unacked-bndupd; 0 = none).
     pub fn partner_max_unacked(&self) -> u32 {
         self.partner_max_unacked
@@ -951,8 +956,8 @@ impl Fsm {
             },
             S::CommunicationsInterrupted => match new {
                 S::Recover => Some(S::PartnerDown),
+                // ISC sends its queued updates here; entering NORMAL asks the driver to.
                 S::Normal | S::CommunicationsInterrupted | S::RecoverDone | S::RecoverWait => {
-                    self.events.push_back(Event::SendUpdates);
                     Some(S::Normal)
                 }
                 S::PotentialConflict
