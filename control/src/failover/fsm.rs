@@ -379,7 +379,8 @@ impl Fsm {
     pub fn state(&self) -> State {
         self.state
     }
-    /// Our state as the peer sees it: STARTUP shows the saved state.
+    /// Our state's kind; STARTUP while starting up (the peer is told the saved state, see
+    /// [`PersistedState::my_state`] through [`Fsm::persisted`]).
     pub fn kind(&self) -> StateKind {
         self.state.kind()
     }
