@@ -14,6 +14,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant as StdInstant};
 
+use control::failover::binding::Binding;
 use control::failover::fsm::{Config, Event, Fsm, StateKind};
 use control::failover::msg::{BindingStatus, MessageType, Repr, StreamDecoder};
 use control::failover::{Instant, Now, Role, UnixTime};
@@ -282,9 +283,10 @@ fn isc_client() {
                 {
                     to_backup += 1;
                 }
-                // BNDACK as ISC sends it: assigned-IP only, the BNDUPD's xid.
-                let mut ack = Repr::new(MessageType::BndAck, UnixTime(0), 0);
-                ack.options.assigned_ip = r.options.assigned_ip;
+                // Every BNDUPD dhcpd sends passes ISC's own receive checks; BNDACK as ISC
+                // sends it (assigned-IP only, the BNDUPD's xid).
+                let b = Binding::from_repr(&r).expect("dhcpd's BNDUPD is complete");
+                let ack = Binding::ack(b.ip, None);
                 assert!(fsm.send(now(), &ack, Some(r.xid)).is_some());
             }
             fsm.handle_message(now(), &r);

@@ -9,11 +9,13 @@
 //! * [`hash`]: the RFC 3074 load-balancing hash and the hash bucket assignment (HBA).
 //! * [`mclt`]: the MCLT rule for lease times and the PARTNER-DOWN reclaim rule.
 //! * [`digest`]: the HMAC-SHA256 message digest between tandem peers.
+//! * [`binding`]: one binding between a lease record and BNDUPD/BNDACK, with ISC's checks.
 //!
 //! Time: [`Instant`] is monotonic and only drives timers; [`UnixTime`] is wall-clock
 //! seconds, the only time that travels to the peer and into lease records. The two do not
 //! convert into each other; [`Now`] carries one of each into the state machine.
 
+pub mod binding;
 pub mod digest;
 pub mod fsm;
 pub mod hash;
