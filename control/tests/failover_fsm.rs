@@ -302,8 +302,10 @@ impl Pair {
                     frames.push(f.to_vec());
                 }
                 for f in frames {
-                    let r = Repr::parse_bytes(&f).expect("peer sends valid messages");
-                    self.with(m.to, |fsm, now| fsm.handle_message(now, &r));
+                    Repr::parse_bytes(&f).expect("peer sends valid messages");
+                    self.with(m.to, |fsm, now| {
+                        let _ = fsm.handle_frame(now, &f);
+                    });
                 }
             }
         }
@@ -1220,4 +1222,64 @@ fn driver_messages_get_fresh_xids_and_update_requests_are_answered_with_their_xi
     // Not connected: nothing sent.
     p.reset_link();
     assert_eq!(p.with(0, |f, now| f.send(now, &upd, None)), None);
+}
+
+#[test]
+fn shared_secret_signs_and_checks_every_message() {
+    let secret = |c: &mut Config, k: &[u8]| c.shared_secret = Some(k.to_vec());
+    let (mut a, mut b) = (
+        config("edge", Role::Primary, 60),
+        config("edge", Role::Secondary, 60),
+    );
+    secret(&mut a, b"s3cret");
+    secret(&mut b, b"s3cret");
+    let mut p = Pair::new(a.clone(), b.clone(), None, None);
+    assert!(p.drive_bounded(60, both(S::Normal)), "{:?}", p.states());
+    p.run_for(30);
+    assert_eq!(p.states(), (S::Normal, S::Normal));
+    // Different secrets: the secondary refuses the CONNECT (reject 20), nothing connects.
+    secret(&mut b, b"other");
+    let mut p = Pair::new(a.clone(), b, None, None);
+    p.run_for(60);
+    assert!(!p.sides[0].fsm().is_connected() && !p.sides[1].fsm().is_connected());
+    assert!(p.sides[1].events.iter().any(|e| matches!(
+        e,
+        Event::CloseLink {
+            reason: CloseReason::Rejected(RejectReason::DigestFailed),
+            ..
+        }
+    )));
+    // A peer without the secret: its messages carry no digest (reject 21).
+    let mut p = Pair::new(a, config("edge", Role::Secondary, 60), None, None);
+    p.run_for(60);
+    assert!(!p.sides[0].fsm().is_connected());
+    assert!(p.sides[0].events.iter().any(|e| matches!(
+        e,
+        Event::CloseLink {
+            reason: CloseReason::Rejected(RejectReason::DigestMissing),
+            ..
+        }
+    )));
+    let mut c = Config::new("edge", Role::Primary);
+    c.shared_secret = Some(Vec::new());
+    assert_eq!(c.validate(), Err(ConfigError::EmptySecret));
+}
+
+#[test]
+fn unparseable_frames_close_the_link() {
+    let mut p = normal_pair();
+    let now = p.now_for(1);
+    let f = p.sides[1].fsm.as_mut().unwrap();
+    assert_eq!(
+        f.handle_frame(now, &[0, 12, 13, 12, 0, 0, 0, 0, 0, 0, 0, 1]),
+        None
+    );
+    assert!(std::iter::from_fn(|| f.poll_event()).any(|e| matches!(
+        e,
+        Event::CloseLink {
+            reason: CloseReason::ProtocolError,
+            ..
+        }
+    )));
+    assert!(!f.is_connected());
 }

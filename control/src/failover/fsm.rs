@@ -3,8 +3,10 @@
 //!
 //! Sans-IO, in quinn-proto's shape. The driver owns the TCP link and the clocks and:
 //! * calls [`Fsm::handle_connected`] when a TCP link to the peer is up (either direction),
-//!   [`Fsm::handle_disconnected`] when it is gone, [`Fsm::handle_message`] with every parsed
-//!   message, and [`Fsm::handle_timeout`] once [`Fsm::poll_timeout`]'s instant has passed;
+//!   [`Fsm::handle_disconnected`] when it is gone, [`Fsm::handle_frame`] with every frame of
+//!   the [`msg::StreamDecoder`] (it checks the digest, parses, and calls
+//!   [`Fsm::handle_message`]), and [`Fsm::handle_timeout`] once [`Fsm::poll_timeout`]'s
+//!   instant has passed;
 //! * after **every** `handle_*` or local-event call, drains [`Fsm::poll_event`] and
 //!   [`Fsm::poll_transmit`] until they return `None`, and asks [`Fsm::poll_timeout`] again;
 //! * stores [`Event::Persist`] durably before writing any transmit polled after it (ISC
@@ -63,6 +65,10 @@ pub struct Config {
     pub vendor_class: Vec<u8>,
     /// Seconds of clock difference accepted in CONNECT/CONNECTACK.
     pub max_clock_skew: u32,
+    /// Shared secret of a tandem-to-tandem link: every message is signed and every message
+    /// received must carry a valid HMAC-SHA256 digest ([`super::digest`]). `None` for ISC
+    /// peers, which have no digest.
+    pub shared_secret: Option<Vec<u8>>,
 }
 
 impl Config {
@@ -79,6 +85,7 @@ impl Config {
             auto_partner_down: None,
             vendor_class: format!("tandem-{}", env!("CARGO_PKG_VERSION")).into_bytes(),
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            shared_secret: None,
         }
     }
 }
@@ -96,6 +103,8 @@ pub enum ConfigError {
     MaxResponseDelay,
     #[error("max_unacked_updates must be at least 1 (0 stops the peer sending updates)")]
     MaxUnacked,
+    #[error("shared secret is empty")]
+    EmptySecret,
 }
 
 impl Config {
@@ -116,6 +125,9 @@ impl Config {
         }
         if self.max_unacked_updates == 0 {
             return Err(ConfigError::MaxUnacked);
+        }
+        if self.shared_secret.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ConfigError::EmptySecret);
         }
         Ok(())
     }
@@ -265,7 +277,7 @@ pub enum CloseReason {
     StartupTimeout,
     /// Nothing heard for max-response-delay.
     ReceiveTimeout,
-    /// A message that makes no sense on this link (for example CONNECT to a primary).
+    /// A frame that does not parse ([`msg::ParseError`]): ISC drops the link too.
     ProtocolError,
 }
 
@@ -631,7 +643,40 @@ impl Fsm {
         }
     }
 
-    /// One parsed message from the peer link.
+    /// One whole frame from the peer link ([`msg::StreamDecoder`]): checks the digest when a
+    /// shared secret is configured, parses, and handles it. Returns the message for the
+    /// driver's own processing (BNDUPD, BNDACK), or `None` when it was refused; then the link
+    /// is being closed ([`Event::CloseLink`], with DISCONNECT and the reject reason when the
+    /// digest was wrong or missing).
+    pub fn handle_frame<'a>(&mut self, now: Now, frame: &'a [u8]) -> Option<Repr<'a>> {
+        if self.link == Link::Down {
+            return None;
+        }
+        if let Some(key) = &self.config.shared_secret
+            && let Err(e) = super::digest::verify(frame, key)
+        {
+            tracing::warn!(relationship = %self.name(), error = %e, "failover: message refused");
+            let reason = e.reject_reason();
+            let mut r = Repr::new(MessageType::Disconnect, now.wall, self.take_xid());
+            r.options.reject_reason = Some(reason);
+            r.options.message = Some(reason.text().as_bytes());
+            self.close_link(now, CloseReason::Rejected(reason), Some(r));
+            return None;
+        }
+        match Repr::parse_bytes(frame) {
+            Ok(r) => {
+                self.handle_message(now, &r);
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(relationship = %self.name(), error = %e, "failover: bad message");
+                self.close_link(now, CloseReason::ProtocolError, None);
+                None
+            }
+        }
+    }
+
+    /// One parsed message from the peer link (no digest check; see [`Fsm::handle_frame`]).
     pub fn handle_message(&mut self, now: Now, m: &Repr<'_>) {
         match self.link {
             Link::Down => return,
@@ -770,7 +815,7 @@ impl Fsm {
             o.reject_reason = Some(reason);
             o.message = Some(text.as_bytes());
         }
-        encode(&r)
+        self.encode(&r)
     }
 
     fn send_and_close(&mut self, now: Now, reason: CloseReason, t: Transmit) {
@@ -1080,7 +1125,7 @@ impl Fsm {
         let mut r = *m;
         r.xid = xid;
         r.time = now.wall;
-        if r.to_vec().is_err() {
+        if self.encode(&r).bytes.is_empty() {
             return None;
         }
         self.push(now, &r);
@@ -1180,7 +1225,7 @@ impl Fsm {
     }
 
     fn push(&mut self, now: Now, r: &Repr<'_>) {
-        let t = encode(r);
+        let t = self.encode(r);
         self.push_owned(t);
         if let Link::Up { rx_deadline, .. } = self.link {
             self.link = Link::Up {
@@ -1228,13 +1273,20 @@ impl Fsm {
     }
 }
 
-fn encode(r: &Repr<'_>) -> Transmit {
-    // With a validated config every message the machine builds is far below 2048 bytes (the
-    // longest is CONNECT: 2 × 255 bytes of text and 32 of HBA). A driver-built message that
-    // does not fit is sent as nothing rather than as a truncated message.
-    let bytes = r.to_vec().unwrap_or_default();
-    Transmit {
-        msg_type: r.msg_type,
-        bytes,
+impl Fsm {
+    /// The message as it goes on the wire: signed when a shared secret is configured.
+    fn encode(&self, r: &Repr<'_>) -> Transmit {
+        // With a validated config every message the machine builds is far below 2048 bytes
+        // (the longest is CONNECT: 2 × 255 bytes of text, 32 of HBA, 37 of digest). A
+        // driver-built message that does not fit is refused by `send` before it gets here.
+        let bytes = match &self.config.shared_secret {
+            Some(key) => super::digest::sign(r, key),
+            None => r.to_vec(),
+        }
+        .unwrap_or_default();
+        Transmit {
+            msg_type: r.msg_type,
+            bytes,
+        }
     }
 }
