@@ -942,9 +942,12 @@ impl Fsm {
             S::Normal => match new {
                 S::PartnerDown if in_startup => Some(S::Recover),
                 S::PartnerDown => Some(S::PotentialConflict),
-                // Illegal for a NORMAL peer to see (`failover.c:2138-2149`).
+                // ISC shuts down here (`failover.c:2138-2149`). The draft (§9.8.4) says to go
+                // through COMMUNICATIONS-INTERRUPTED, whose table sends these to
+                // POTENTIAL-CONFLICT; we do that. It happens for real when an operator's
+                // partner-down races a reconnect (found by the randomized run, seed 6939).
                 S::PotentialConflict | S::ResolutionInterrupted | S::ConflictDone => {
-                    Some(S::Shutdown)
+                    Some(S::PotentialConflict)
                 }
                 S::Recover | S::Shutdown => Some(S::PartnerDown),
                 S::Paused => Some(S::CommunicationsInterrupted),
@@ -966,7 +969,10 @@ impl Fsm {
                 _ => None,
             },
             S::PotentialConflict => match new {
-                S::Normal => Some(S::Shutdown),
+                // ISC panics and shuts down (`failover.c:2230-2236`). A NORMAL that was sent
+                // before the peer saw our state is stale, and the peer follows us into
+                // POTENTIAL-CONFLICT when it does (see the NORMAL row); wait for it.
+                S::Normal => None,
                 S::ConflictDone => {
                     if previous == Some(S::PotentialConflict) {
                         self.send_update_request(now);
