@@ -264,25 +264,19 @@ impl Client {
         }
     }
 
-    /// Dials dhcpd (primary) or waits for it to dial us (secondary), then tells the machine.
+    /// Dials dhcpd, then tells the machine. In both roles: an ISC primary also accepts its
+    /// peer's connection and sends CONNECT on it (`failover.c:325-333`), and dialling avoids
+    /// waiting 90 s for its next attempt if its first one came before we listened.
     fn connect(&mut self) {
-        let stream = match self.fsm.config().role {
-            Role::Primary => {
-                let give_up = self.start.elapsed() + Duration::from_secs(15);
-                loop {
-                    match TcpStream::connect(("127.0.0.1", PORT)) {
-                        Ok(s) => break s,
-                        Err(e) if self.start.elapsed() < give_up => {
-                            eprintln!("connect: {e}; retrying");
-                            std::thread::sleep(Duration::from_millis(200));
-                        }
-                        Err(e) => panic!("cannot connect to dhcpd: {e}"),
-                    }
+        let give_up = self.start.elapsed() + Duration::from_secs(15);
+        let stream = loop {
+            match TcpStream::connect(("127.0.0.1", PORT)) {
+                Ok(s) => break s,
+                Err(e) if self.start.elapsed() < give_up => {
+                    eprintln!("connect: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
                 }
-            }
-            Role::Secondary => {
-                let l = std::net::TcpListener::bind(("127.0.0.1", PORT + 1)).expect("listen");
-                l.accept().expect("dhcpd connects").0
+                Err(e) => panic!("cannot connect to dhcpd: {e}"),
             }
         };
         stream
