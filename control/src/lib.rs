@@ -1,12 +1,14 @@
 //! tandem's control plane: the configuration ([`config`]), the admin API ([`admin`], [`status`]), the
 //! daemon's front end ([`daemon`], [`logging`]), its wiring of the dataplane ([`serve`]) and the
-//! operator CLI ([`ctl`]).
+//! operator CLI ([`ctl`]); the failover protocol's sans-IO cores ([`failover`]: codec, RFC 3074
+//! hash, MCLT rules, state machine), not yet driven by the daemon.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod failover;
 pub mod logging;
 pub mod serve;
 pub mod status;

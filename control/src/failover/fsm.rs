@@ -1,0 +1,1298 @@
+//! The failover state machine of one relationship (draft §9), as ISC dhcpd 4.4 runs it
+//! (`server/failover.c`; `reference/failover-protocol.md` §1.1, §1.6).
+//!
+//! Sans-IO, in quinn-proto's shape. The driver owns the TCP link and the clocks and:
+//! * calls [`Fsm::handle_connected`] when a TCP link to the peer is up (either direction),
+//!   [`Fsm::handle_disconnected`] when it is gone, [`Fsm::handle_frame`] with every frame of
+//!   the [`msg::StreamDecoder`] (it checks the digest, parses, and calls
+//!   [`Fsm::handle_message`]), and [`Fsm::handle_timeout`] once [`Fsm::poll_timeout`]'s
+//!   instant has passed;
+//! * after **every** `handle_*` or local-event call, drains [`Fsm::poll_event`] and
+//!   [`Fsm::poll_transmit`] until they return `None`, and asks [`Fsm::poll_timeout`] again;
+//! * stores [`Event::Persist`] durably before writing any transmit polled after it (ISC
+//!   records each state change before acting on it, `failover.c:1822-1829`);
+//! * on [`Event::CloseLink`], writes its `last_words` and closes the TCP link; the machine has
+//!   already treated the link as gone.
+//!
+//! Lease traffic (BNDUPD, BNDACK, pool balancing) is the driver's: it reads those messages
+//! from the same parsed [`Repr`] and sends its own with [`Fsm::send`], which keeps the
+//! keepalive timer right. The machine tells it when to (re)send ([`Event::SendUpdates`],
+//! [`Event::UpdateRequest`]) and is told when an update run is complete
+//! ([`Fsm::update_done`]).
+//!
+//! Architecture invariant: nothing here reads a clock or touches a socket.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use lease_mmap::UnixTime;
+
+use super::hash::Hba;
+use super::msg::{self, MessageType, RejectReason, Repr, ServerState};
+use super::{Instant, Now, Role};
+
+/// A state without its data: the wire [`ServerState`] serves as the kind.
+pub type StateKind = ServerState;
+
+/// How long STARTUP lasts without news from the peer (`failover.c:1990-2000`, 15 s).
+pub const STARTUP_TIME: Duration = Duration::from_secs(15);
+/// How long a new TCP link may wait for CONNECT or CONNECTACK (`failover.c:335-347`).
+pub const LINK_STARTUP_TIME: Duration = Duration::from_secs(15);
+/// Largest accepted difference between the peer's header time and ours (`failover.c:573-580`).
+pub const DEFAULT_MAX_CLOCK_SKEW: u32 = 60;
+
+/// Settings of one relationship (DESIGN.md §6 `[[failover]]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The relationship name, sent in CONNECT and CONNECTACK (option 22).
+    pub name: Vec<u8>,
+    pub role: Role,
+    /// Seconds. The primary's value is sent in CONNECT; a secondary uses it until it learns
+    /// the primary's.
+    pub mclt: u32,
+    /// The primary's bucket assignment, sent in CONNECT. A secondary learns it.
+    pub hba: Hba,
+    /// Seconds; sent as receive-timer, and our own timeout for hearing from the peer.
+    pub max_response_delay: u32,
+    /// Sent as max-unacked-bndupd.
+    pub max_unacked_updates: u32,
+    /// The safe period (draft §10): seconds in COMMUNICATIONS-INTERRUPTED before going to
+    /// PARTNER-DOWN by itself. `None` = off (the default, as ISC). Enabling it on **both**
+    /// sides lets a partition longer than it put both in PARTNER-DOWN (draft §10's warning);
+    /// enable it on one side only, or not at all.
+    pub auto_partner_down: Option<u32>,
+    /// Sent as vendor-class-identifier.
+    pub vendor_class: Vec<u8>,
+    /// Seconds of clock difference accepted in CONNECT/CONNECTACK.
+    pub max_clock_skew: u32,
+    /// Shared secret of a tandem-to-tandem link: every message is signed and every message
+    /// received must carry a valid HMAC-SHA256 digest ([`super::digest`]). `None` for ISC
+    /// peers, which have no digest.
+    pub shared_secret: Option<Vec<u8>>,
+}
+
+impl Config {
+    /// ISC's defaults: max-response-delay 20 s, max-unacked-updates 100, MCLT 3600 s,
+    /// `split 128`, no safe period.
+    pub fn new(name: &str, role: Role) -> Self {
+        Self {
+            name: name.as_bytes().to_vec(),
+            role,
+            mclt: 3600,
+            hba: Hba::split(128),
+            max_response_delay: 20,
+            max_unacked_updates: 100,
+            auto_partner_down: None,
+            vendor_class: format!("tandem-{}", env!("CARGO_PKG_VERSION")).into_bytes(),
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            shared_secret: None,
+        }
+    }
+}
+
+/// A [`Config`] that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("relationship name must be 1..=255 bytes")]
+    Name,
+    #[error("vendor class must be at most 255 bytes")]
+    VendorClass,
+    #[error("mclt must be at least 1 s on the primary")]
+    Mclt,
+    #[error("max_response_delay must be at least 1 s")]
+    MaxResponseDelay,
+    #[error("max_unacked_updates must be at least 1 (0 stops the peer sending updates)")]
+    MaxUnacked,
+    #[error("shared secret is empty")]
+    EmptySecret,
+}
+
+impl Config {
+    /// Checks what the machine relies on: every message it builds then fits in 2048 bytes,
+    /// and the peer gets usable timers (ISC misbehaves on zeros, reference §1.3).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() || self.name.len() > 255 {
+            return Err(ConfigError::Name);
+        }
+        if self.vendor_class.len() > 255 {
+            return Err(ConfigError::VendorClass);
+        }
+        if self.role == Role::Primary && self.mclt == 0 {
+            return Err(ConfigError::Mclt);
+        }
+        if self.max_response_delay == 0 {
+            return Err(ConfigError::MaxResponseDelay);
+        }
+        if self.max_unacked_updates == 0 {
+            return Err(ConfigError::MaxUnacked);
+        }
+        if self.shared_secret.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ConfigError::EmptySecret);
+        }
+        Ok(())
+    }
+}
+
+/// The server's own state, with what each state needs to know (draft §9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Just started: tells the peer `saved` with the STARTUP flag, and goes back to it on
+    /// the peer's first STATE or at `until`.
+    Startup {
+        saved: StateKind,
+        until: Instant,
+    },
+    Normal,
+    /// Lost the peer; `auto_partner_down_at` is the end of the safe period, if configured.
+    CommunicationsInterrupted {
+        auto_partner_down_at: Option<Instant>,
+    },
+    /// The peer is down; it is known silent since `since` (wall clock): the partner's free
+    /// addresses may be taken `MCLT` after it ([`super::mclt::may_reallocate`]).
+    PartnerDown {
+        since: UnixTime,
+    },
+    PotentialConflict,
+    ResolutionInterrupted,
+    ConflictDone,
+    Recover,
+    /// UPDDONE received in RECOVER; waits until `start-time-of-state + MCLT`.
+    RecoverWait {
+        until: Instant,
+    },
+    RecoverDone,
+    Paused,
+    Shutdown,
+}
+
+impl State {
+    pub fn kind(&self) -> StateKind {
+        match self {
+            Self::Startup { .. } => StateKind::Startup,
+            Self::Normal => StateKind::Normal,
+            Self::CommunicationsInterrupted { .. } => StateKind::CommunicationsInterrupted,
+            Self::PartnerDown { .. } => StateKind::PartnerDown,
+            Self::PotentialConflict => StateKind::PotentialConflict,
+            Self::ResolutionInterrupted => StateKind::ResolutionInterrupted,
+            Self::ConflictDone => StateKind::ConflictDone,
+            Self::Recover => StateKind::Recover,
+            Self::RecoverWait { .. } => StateKind::RecoverWait,
+            Self::RecoverDone => StateKind::RecoverDone,
+            Self::Paused => StateKind::Paused,
+            Self::Shutdown => StateKind::Shutdown,
+        }
+    }
+}
+
+/// What must survive a restart (ISC writes `failover peer "X" state { my state S at T;
+/// partner state S at T; mclt N; }`, `db.c:766-812`). A plain value the driver stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersistedState {
+    /// Never STARTUP: the state STARTUP would go back to.
+    pub my_state: StateKind,
+    pub my_stos: UnixTime,
+    /// `None` until the peer's first STATE.
+    pub partner_state: Option<StateKind>,
+    pub partner_stos: UnixTime,
+    /// The MCLT in force (a secondary's is learned from CONNECT).
+    pub mclt: u32,
+    /// The primary's HBA as last learned (a secondary's; the primary's own from config).
+    pub hba: Hba,
+    /// In PARTNER-DOWN: since when the partner is known silent.
+    pub partner_down_since: UnixTime,
+}
+
+/// Whether and how this server answers DHCP clients of the relationship (ISC
+/// `dhcp_failover_set_service_state`, `failover.c:1655-1744`). Workers read it through the
+/// driver's state snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Answer nobody.
+    NotResponding,
+    /// STARTUP: not yet answering.
+    Startup,
+    /// NORMAL: the clients the HBA gives us, from our own free pool, MCLT-limited times.
+    Cooperating,
+    /// COMMUNICATIONS-INTERRUPTED: every client, but only our own FREE/BACKUP addresses and
+    /// MCLT-limited times.
+    NotCooperating,
+    /// PARTNER-DOWN: every client, and the partner's addresses once reclaimable.
+    PartnerDown,
+}
+
+/// Something the driver must know or do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Our state changed; `at` is the new start-time-of-state.
+    StateChanged {
+        from: StateKind,
+        to: StateKind,
+        at: UnixTime,
+    },
+    /// The peer reported a new state.
+    PartnerStateChanged {
+        from: Option<StateKind>,
+        to: StateKind,
+        startup: bool,
+    },
+    /// Store this before sending anything polled after it.
+    Persist(PersistedState),
+    /// CONNECT/CONNECTACK done: the link carries failover traffic now.
+    Connected,
+    /// Close the TCP link after writing `last_words`; the machine already counts it gone.
+    CloseLink {
+        reason: CloseReason,
+        last_words: Vec<Transmit>,
+    },
+    /// The peer refused our CONNECT or sent DISCONNECT.
+    RejectedByPeer {
+        reason: Option<RejectReason>,
+        message: Option<String>,
+    },
+    /// Send every pending BNDUPD (entering NORMAL; ISC `dhcp_failover_send_updates`).
+    SendUpdates,
+    /// Move every unacknowledged BNDUPD back to the send queue (ISC
+    /// `dhcp_failover_rescind_updates`, on leaving NORMAL, POTENTIAL-CONFLICT, PARTNER-DOWN
+    /// and on losing the link in CONFLICT-DONE).
+    RescindUpdates,
+    /// The peer asked for updates: all bindings (`all`, UPDREQALL) or the unacknowledged
+    /// ones (UPDREQ). Send them, then call [`Fsm::update_done`] once they are acknowledged.
+    UpdateRequest { all: bool },
+    /// The peer has sent everything we asked for (UPDDONE).
+    UpdatesReceived,
+    /// POOLREQ: rebalance and answer with [`Fsm::send_pool_response`].
+    PoolRequest { xid: u32 },
+    /// POOLRESP: the peer moved this many addresses.
+    PoolResponse { addresses: u32 },
+}
+
+/// Why the machine closed the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// We refused the peer's CONNECT or CONNECTACK.
+    Rejected(RejectReason),
+    /// The peer refused us or sent DISCONNECT.
+    PeerRejected,
+    /// No CONNECT/CONNECTACK within [`LINK_STARTUP_TIME`].
+    StartupTimeout,
+    /// Nothing heard for max-response-delay.
+    ReceiveTimeout,
+    /// A frame that does not parse ([`msg::ParseError`]): ISC drops the link too.
+    ProtocolError,
+}
+
+/// One message to write to the peer link, encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub msg_type: MessageType,
+    pub bytes: Vec<u8>,
+}
+
+/// Local events that are refused in the current state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LocalEventError {
+    #[error(
+        "partner-down is only allowed from communications-interrupted or resolution-interrupted, not {0:?}"
+    )]
+    PartnerDownNotAllowed(StateKind),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Down,
+    /// TCP up; waiting for CONNECT (secondary) or CONNECTACK (primary).
+    Starting {
+        deadline: Instant,
+    },
+    Up {
+        rx_deadline: Instant,
+        contact_at: Instant,
+    },
+}
+
+/// The failover state machine of one relationship.
+#[derive(Debug)]
+pub struct Fsm {
+    config: Config,
+    state: State,
+    my_stos: UnixTime,
+    partner_state: Option<StateKind>,
+    partner_stos: UnixTime,
+    partner_startup: bool,
+    /// Since when the partner is known silent, for PARTNER-DOWN (persisted).
+    saved_partner_down_since: UnixTime,
+    mclt: u32,
+    hba: Hba,
+    link: Link,
+    partner_max_unacked: u32,
+    partner_receive_timer: u32,
+    next_xid: u32,
+    /// xid of the peer's UPDREQ/UPDREQALL, echoed in our UPDDONE.
+    upd_xid: Option<u32>,
+    /// The update request we have outstanding (ISC `curUPD`).
+    cur_upd: Option<MessageType>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Fsm {
+    /// A machine at start-up: in STARTUP, going back to the persisted state; a relationship
+    /// never seen before (`persisted == None`) starts from RECOVER (`confpars.c:1197-1201`).
+    /// `config` should pass [`Config::validate`].
+    pub fn new(config: Config, persisted: Option<PersistedState>, now: Now) -> Self {
+        let p = persisted.unwrap_or(PersistedState {
+            my_state: StateKind::Recover,
+            my_stos: now.wall,
+            partner_state: None,
+            partner_stos: now.wall,
+            mclt: config.mclt,
+            hba: config.hba,
+            partner_down_since: now.wall,
+        });
+        let (mclt, hba) = match config.role {
+            Role::Primary => (config.mclt, config.hba),
+            Role::Secondary => (p.mclt, p.hba),
+        };
+        let saved = match p.my_state {
+            StateKind::Startup => StateKind::Recover,
+            s => s,
+        };
+        let fsm = Self {
+            config,
+            state: State::Startup {
+                saved,
+                until: now.instant + STARTUP_TIME,
+            },
+            my_stos: p.my_stos,
+            partner_state: p.partner_state,
+            partner_stos: p.partner_stos,
+            partner_startup: false,
+            saved_partner_down_since: p.partner_down_since,
+            mclt,
+            hba,
+            link: Link::Down,
+            partner_max_unacked: 0,
+            partner_receive_timer: 0,
+            next_xid: 1,
+            upd_xid: None,
+            cur_upd: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        tracing::info!(relationship = %fsm.name(), state = saved.name(), "failover: starting up");
+        fsm
+    }
+
+    // ---- accessors ----
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn state(&self) -> State {
+        self.state
+    }
+    /// Our state's kind; STARTUP while starting up (the peer is told the saved state, see
+    /// [`PersistedState::my_state`] through [`Fsm::persisted`]).
+    pub fn kind(&self) -> StateKind {
+        self.state.kind()
+    }
+    pub fn partner_state(&self) -> Option<StateKind> {
+        self.partner_state
+    }
+    /// Start time of our state.
+    pub fn stos(&self) -> UnixTime {
+        self.my_stos
+    }
+    pub fn mclt(&self) -> u32 {
+        self.mclt
+    }
+    pub fn hba(&self) -> Hba {
+        self.hba
+    }
+    /// Whether CONNECT/CONNECTACK has completed on the current link.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.link, Link::Up { .. })
+    }
+    /// Whether the peer's last STATE carried the STARTUP flag.
+    pub fn partner_in_startup(&self) -> bool {
+        self.partner_startup
+    }
+
+    /// How many BNDUPDs the peer accepts outstanding (its max-unacked-bndupd; 0 = none).
+    pub fn partner_max_unacked(&self) -> u32 {
+        self.partner_max_unacked
+    }
+
+    /// How to serve DHCP clients now. A peer known to be in PARTNER-DOWN or resolving
+    /// conflicts silences us whatever our own state (`failover.c:1718-1742`).
+    pub fn service(&self) -> Service {
+        let own = match self.state.kind() {
+            StateKind::Normal => Service::Cooperating,
+            StateKind::CommunicationsInterrupted => Service::NotCooperating,
+            StateKind::PartnerDown => Service::PartnerDown,
+            StateKind::Startup => Service::Startup,
+            _ => Service::NotResponding,
+        };
+        let peer_demands_silence = matches!(
+            self.partner_state,
+            Some(
+                StateKind::PartnerDown
+                    | StateKind::PotentialConflict
+                    | StateKind::ConflictDone
+                    | StateKind::ResolutionInterrupted
+            )
+        );
+        if own != Service::NotResponding && peer_demands_silence {
+            Service::NotResponding
+        } else {
+            own
+        }
+    }
+
+    /// What to store so a restart resumes here.
+    pub fn persisted(&self) -> PersistedState {
+        let my_state = match self.state {
+            State::Startup { saved, .. } => saved,
+            s => s.kind(),
+        };
+        PersistedState {
+            my_state,
+            my_stos: self.my_stos,
+            partner_state: self.partner_state,
+            partner_stos: self.partner_stos,
+            mclt: self.mclt,
+            hba: self.hba,
+            partner_down_since: self.partner_down_since(),
+        }
+    }
+
+    fn partner_down_since(&self) -> UnixTime {
+        match self.state {
+            State::PartnerDown { since } => since,
+            _ => self.saved_partner_down_since,
+        }
+    }
+
+    fn name(&self) -> String {
+        String::from_utf8_lossy(&self.config.name).into_owned()
+    }
+
+    /// The state the peer-state table and the disconnect rules look at: STARTUP's saved one.
+    fn effective(&self) -> StateKind {
+        match self.state {
+            State::Startup { saved, .. } => saved,
+            s => s.kind(),
+        }
+    }
+
+    // ---- pollers ----
+
+    /// The next message to write to the peer link. Call until `None` after every input.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next thing the driver must know. Call until `None` after every input.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Fsm::handle_timeout`] must next be called; ask again after every input.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let state = match self.state {
+            State::Startup { until, .. } | State::RecoverWait { until } => Some(until),
+            State::CommunicationsInterrupted {
+                auto_partner_down_at,
+            } => auto_partner_down_at,
+            _ => None,
+        };
+        let link = match self.link {
+            Link::Down => None,
+            Link::Starting { deadline } => Some(deadline),
+            Link::Up {
+                rx_deadline,
+                contact_at,
+            } => Some(rx_deadline.min(contact_at)),
+        };
+        [state, link].into_iter().flatten().min()
+    }
+
+    // ---- inputs ----
+
+    /// A TCP link to the peer is up. The primary sends CONNECT (`failover.c:325-333`).
+    pub fn handle_connected(&mut self, now: Now) {
+        if self.link != Link::Down {
+            // A second link while one exists: the driver keeps one; restart on the new one.
+            self.drop_link(now);
+        }
+        self.link = Link::Starting {
+            deadline: now.instant + LINK_STARTUP_TIME,
+        };
+        if self.config.role == Role::Primary {
+            let mut r = Repr::new(MessageType::Connect, now.wall, self.take_xid());
+            let vendor = self.config.vendor_class.clone();
+            let name = self.config.name.clone();
+            let hba = self.hba;
+            let o = &mut r.options;
+            o.relationship_name = Some(&name);
+            o.max_unacked = Some(self.config.max_unacked_updates);
+            o.receive_timer = Some(self.config.max_response_delay);
+            o.vendor_class = Some(&vendor);
+            o.protocol_version = Some(msg::PROTOCOL_VERSION);
+            o.tls_request = Some(0);
+            o.mclt = Some(self.mclt);
+            o.hba = Some(hba.as_bytes());
+            self.push(now, &r);
+        }
+    }
+
+    /// The TCP link is gone (closed by either side). ISC's "disconnect" transition
+    /// (`failover.c:1536-1591`).
+    pub fn handle_disconnected(&mut self, now: Now) {
+        if self.link == Link::Down {
+            return;
+        }
+        self.drop_link(now);
+    }
+
+    fn drop_link(&mut self, now: Now) {
+        self.link = Link::Down;
+        self.transmits.clear();
+        self.cur_upd = None;
+        self.upd_xid = None;
+        self.partner_startup = false;
+        tracing::info!(relationship = %self.name(), "failover: peer disconnected");
+        self.disconnect_transition(now);
+    }
+
+    fn disconnect_transition(&mut self, now: Now) {
+        let in_startup = matches!(self.state, State::Startup { .. });
+        match self.effective() {
+            StateKind::ConflictDone => {
+                self.events.push_back(Event::RescindUpdates);
+                if in_startup {
+                    self.transition(StateKind::ConflictDone, now);
+                }
+            }
+            StateKind::PotentialConflict => self.transition(StateKind::ResolutionInterrupted, now),
+            StateKind::Normal => self.transition(StateKind::CommunicationsInterrupted, now),
+            s => {
+                if in_startup {
+                    self.transition(s, now);
+                }
+            }
+        }
+    }
+
+    /// Closes the link from our side: queues `farewell` after anything pending and hands all
+    /// of it to the driver in [`Event::CloseLink`].
+    fn close_link(&mut self, now: Now, reason: CloseReason, farewell: Option<Repr<'_>>) {
+        if let Some(r) = farewell {
+            self.push(now, &r);
+        }
+        let last_words: Vec<Transmit> = self.transmits.drain(..).collect();
+        self.events
+            .push_back(Event::CloseLink { reason, last_words });
+        if self.link != Link::Down {
+            self.drop_link(now);
+        }
+    }
+
+    /// Timers: link startup and receive timeouts, CONTACT, STARTUP's end, the safe period,
+    /// RECOVER-WAIT's end. Call when [`Fsm::poll_timeout`]'s instant has passed (early calls
+    /// are harmless).
+    pub fn handle_timeout(&mut self, now: Now) {
+        match self.link {
+            Link::Starting { deadline } if now.instant >= deadline => {
+                tracing::info!(relationship = %self.name(), "failover: link startup timeout");
+                self.close_link(now, CloseReason::StartupTimeout, None);
+            }
+            Link::Up { rx_deadline, .. } if now.instant >= rx_deadline => {
+                tracing::warn!(relationship = %self.name(), "failover: timeout waiting for peer");
+                // Draft §8.3 asks for DISCONNECT 17; ISC just closes. The message is harmless.
+                let mut r = Repr::new(MessageType::Disconnect, now.wall, self.take_xid());
+                r.options.reject_reason = Some(RejectReason::NoTraffic);
+                r.options.message = Some(RejectReason::NoTraffic.text().as_bytes());
+                self.close_link(now, CloseReason::ReceiveTimeout, Some(r));
+            }
+            Link::Up { contact_at, .. } if now.instant >= contact_at => {
+                let r = Repr::new(MessageType::Contact, now.wall, self.take_xid());
+                self.push(now, &r);
+            }
+            _ => {}
+        }
+        match self.state {
+            State::Startup { until, .. } if now.instant >= until => {
+                // ISC's startup timeout runs the disconnect transition (`failover.c:3162-3171`).
+                self.disconnect_transition(now);
+            }
+            State::CommunicationsInterrupted {
+                auto_partner_down_at: Some(at),
+            } if now.instant >= at => {
+                tracing::warn!(relationship = %self.name(), "failover: safe period over, partner down");
+                self.saved_partner_down_since = now.wall;
+                self.transition(StateKind::PartnerDown, now);
+            }
+            State::RecoverWait { until } if now.instant >= until => {
+                self.transition(StateKind::RecoverDone, now);
+            }
+            _ => {}
+        }
+    }
+
+    /// One whole frame from the peer link ([`msg::StreamDecoder`]): checks the digest when a
+    /// shared secret is configured, parses, and handles it. Returns the message for the
+    /// driver's own processing (BNDUPD, BNDACK), or `None` when it was refused; then the link
+    /// is being closed ([`Event::CloseLink`], with DISCONNECT and the reject reason when the
+    /// digest was wrong or missing).
+    pub fn handle_frame<'a>(&mut self, now: Now, frame: &'a [u8]) -> Option<Repr<'a>> {
+        if self.link == Link::Down {
+            return None;
+        }
+        if let Some(key) = &self.config.shared_secret
+            && let Err(e) = super::digest::verify(frame, key)
+        {
+            tracing::warn!(relationship = %self.name(), error = %e, "failover: message refused");
+            let reason = e.reject_reason();
+            let mut r = Repr::new(MessageType::Disconnect, now.wall, self.take_xid());
+            r.options.reject_reason = Some(reason);
+            r.options.message = Some(reason.text().as_bytes());
+            self.close_link(now, CloseReason::Rejected(reason), Some(r));
+            return None;
+        }
+        match Repr::parse_bytes(frame) {
+            Ok(r) => {
+                self.handle_message(now, &r);
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(relationship = %self.name(), error = %e, "failover: bad message");
+                self.close_link(now, CloseReason::ProtocolError, None);
+                None
+            }
+        }
+    }
+
+    /// One parsed message from the peer link (no digest check; see [`Fsm::handle_frame`]).
+    pub fn handle_message(&mut self, now: Now, m: &Repr<'_>) {
+        match self.link {
+            Link::Down => return,
+            Link::Starting { .. } => match m.msg_type {
+                MessageType::Connect => return self.on_connect(now, m),
+                MessageType::ConnectAck => return self.on_connectack(now, m),
+                MessageType::Disconnect => return self.on_disconnect(now, m),
+                // Nothing else is meaningful before the handshake; ISC has no state bound to
+                // the link yet and drops such messages.
+                _ => return,
+            },
+            Link::Up { contact_at, .. } => {
+                // Any message re-arms the receive timer (`failover.c:1502-1520`).
+                let rx_deadline = now.instant + self.own_delay();
+                self.link = Link::Up {
+                    rx_deadline,
+                    contact_at,
+                };
+            }
+        }
+        match m.msg_type {
+            MessageType::Connect => {
+                // A CONNECT on an established link: ISC answers "duplicate connection".
+                let reason = RejectReason::DuplicateConnection;
+                let ack = self.build_connectack(now, m, Some((reason, "already connected")));
+                self.send_and_close(now, CloseReason::Rejected(reason), ack);
+            }
+            MessageType::ConnectAck => {
+                let mut r = Repr::new(MessageType::Disconnect, now.wall, self.take_xid());
+                r.options.reject_reason = Some(RejectReason::DuplicateConnection);
+                r.options.message = Some(RejectReason::DuplicateConnection.text().as_bytes());
+                self.close_link(
+                    now,
+                    CloseReason::Rejected(RejectReason::DuplicateConnection),
+                    Some(r),
+                );
+            }
+            MessageType::Disconnect => self.on_disconnect(now, m),
+            MessageType::State => self.on_state(now, m),
+            MessageType::UpdReq | MessageType::UpdReqAll => {
+                // ISC discards an older request still being served (`failover.c:5739-5743`).
+                self.upd_xid = Some(m.xid);
+                let all = m.msg_type == MessageType::UpdReqAll;
+                self.events.push_back(Event::UpdateRequest { all });
+            }
+            MessageType::UpdDone => self.on_upddone(now),
+            MessageType::PoolReq => self.events.push_back(Event::PoolRequest { xid: m.xid }),
+            MessageType::PoolResp => self.events.push_back(Event::PoolResponse {
+                addresses: m.options.addresses_transferred.unwrap_or(0),
+            }),
+            // Lease traffic is the driver's; CONTACT only proves the peer is alive.
+            MessageType::BndUpd | MessageType::BndAck | MessageType::Contact => {}
+        }
+    }
+
+    fn own_delay(&self) -> Duration {
+        Duration::from_secs(u64::from(self.config.max_response_delay.max(1)))
+    }
+
+    fn skew_too_large(&self, now: Now, m: &Repr<'_>) -> bool {
+        now.wall.0.abs_diff(m.time.0) > self.config.max_clock_skew
+    }
+
+    /// CONNECT, as ISC's secondary checks it (`failover.c:524-612`, `:1319-1365`).
+    fn on_connect(&mut self, now: Now, m: &Repr<'_>) {
+        let o = &m.options;
+        let reject = if self.config.role == Role::Primary {
+            // Both ends configured primary; ISC does not check, the brief's role check does.
+            Some((
+                RejectReason::InvalidFailoverPartner,
+                "both servers are primary",
+            ))
+        } else if o.relationship_name != Some(&self.config.name[..]) {
+            Some((
+                RejectReason::InvalidFailoverPartner,
+                "unknown failover relationship name",
+            ))
+        } else if self.skew_too_large(now, m) {
+            Some((RejectReason::TimeMismatch, "time offset too large"))
+        } else if o.hba.map(<[u8]>::len) != Some(32) {
+            Some((RejectReason::HashBucketAssignmentConflict, "invalid HBA"))
+        } else if o.mclt.is_none_or(|v| v == 0) {
+            Some((RejectReason::InvalidMclt, "no MCLT provided"))
+        } else {
+            None
+        };
+        if let Some((reason, text)) = reject {
+            tracing::warn!(relationship = %self.name(), reason = text, "failover: CONNECT refused");
+            let ack = self.build_connectack(now, m, Some((reason, text)));
+            return self.send_and_close(now, CloseReason::Rejected(reason), ack);
+        }
+        let ack = self.build_connectack(now, m, None);
+        self.push_owned(ack);
+        self.partner_max_unacked = o.max_unacked.unwrap_or(0);
+        self.partner_receive_timer = o.receive_timer.unwrap_or(0);
+        // The secondary takes the primary's MCLT and HBA (`failover.c:592-599`, `:1362`).
+        self.mclt = o.mclt.unwrap_or(self.mclt);
+        if let Some(h) = o.hba.and_then(Hba::from_bytes) {
+            self.hba = h;
+        }
+        self.link_up(now);
+        self.events.push_back(Event::Persist(self.persisted()));
+        self.send_state(now);
+        self.resume_recovery(now);
+    }
+
+    /// In RECOVER with a new link and no request outstanding, ask for everything again. ISC
+    /// asks only on entering RECOVER or on some peer states (`failover.c:2180-2215`), so a
+    /// server that entered RECOVER while disconnected waits forever when its peer is in
+    /// RECOVER-DONE or RECOVER-WAIT (found by the randomized run).
+    fn resume_recovery(&mut self, now: Now) {
+        if self.state.kind() == StateKind::Recover && self.cur_upd.is_none() {
+            self.send_update_request_all(now);
+        }
+    }
+
+    fn build_connectack(
+        &mut self,
+        now: Now,
+        m: &Repr<'_>,
+        reject: Option<(RejectReason, &str)>,
+    ) -> Transmit {
+        let mut r = Repr::new(MessageType::ConnectAck, now.wall, m.xid);
+        let name = self.config.name.clone();
+        let vendor = self.config.vendor_class.clone();
+        let o = &mut r.options;
+        o.relationship_name = Some(&name);
+        o.max_unacked = Some(self.config.max_unacked_updates);
+        o.receive_timer = Some(self.config.max_response_delay);
+        o.vendor_class = Some(&vendor);
+        o.protocol_version = Some(msg::PROTOCOL_VERSION);
+        if m.options.tls_request.is_some() {
+            o.tls_reply = Some(0);
+        }
+        if let Some((reason, text)) = reject {
+            o.reject_reason = Some(reason);
+            o.message = Some(text.as_bytes());
+        }
+        self.encode(&r)
+    }
+
+    fn send_and_close(&mut self, now: Now, reason: CloseReason, t: Transmit) {
+        self.transmits.push_back(t);
+        self.close_link(now, reason, None);
+    }
+
+    /// CONNECTACK, as ISC's primary checks it (`failover.c:1366-1470`).
+    fn on_connectack(&mut self, now: Now, m: &Repr<'_>) {
+        let o = &m.options;
+        if let Some(reason) = o.reject_reason {
+            tracing::warn!(relationship = %self.name(), ?reason, "failover: CONNECT rejected by peer");
+            self.events.push_back(Event::RejectedByPeer {
+                reason: Some(reason),
+                message: o.message.map(|b| String::from_utf8_lossy(b).into_owned()),
+            });
+            return self.close_link(now, CloseReason::PeerRejected, None);
+        }
+        let reject = if self.config.role == Role::Secondary {
+            Some((
+                RejectReason::InvalidFailoverPartner,
+                "both servers are secondary",
+            ))
+        } else if o.relationship_name != Some(&self.config.name[..]) {
+            Some((
+                RejectReason::InvalidFailoverPartner,
+                "relationship name does not match",
+            ))
+        } else if self.skew_too_large(now, m) {
+            Some((RejectReason::TimeMismatch, "time offset too large"))
+        } else {
+            None
+        };
+        if let Some((reason, text)) = reject {
+            let mut r = Repr::new(MessageType::Disconnect, now.wall, self.take_xid());
+            r.options.reject_reason = Some(reason);
+            r.options.message = Some(text.as_bytes());
+            return self.close_link(now, CloseReason::Rejected(reason), Some(r));
+        }
+        self.partner_max_unacked = o.max_unacked.unwrap_or(0);
+        self.partner_receive_timer = o.receive_timer.unwrap_or(0);
+        self.link_up(now);
+        match self.state {
+            State::Startup { saved, .. } => self.transition(saved, now),
+            _ => self.send_state(now),
+        }
+        self.resume_recovery(now);
+    }
+
+    fn on_disconnect(&mut self, now: Now, m: &Repr<'_>) {
+        self.events.push_back(Event::RejectedByPeer {
+            reason: m.options.reject_reason,
+            message: m
+                .options
+                .message
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+        });
+        self.close_link(now, CloseReason::PeerRejected, None);
+    }
+
+    fn link_up(&mut self, now: Now) {
+        self.link = Link::Up {
+            rx_deadline: now.instant + self.own_delay(),
+            contact_at: now.instant + self.contact_interval(),
+        };
+        self.events.push_back(Event::Connected);
+        tracing::info!(relationship = %self.name(), "failover: connected to peer");
+    }
+
+    /// CONTACT every partner max-response-delay / 3 (`failover.c:4335-4351`); a partner that
+    /// sent no receive-timer gets ours, and never less than a second (ISC would flood).
+    fn contact_interval(&self) -> Duration {
+        let t = if self.partner_receive_timer > 0 {
+            self.partner_receive_timer
+        } else {
+            self.config.max_response_delay
+        };
+        Duration::from_millis((u64::from(t) * 1000 / 3).max(1000))
+    }
+
+    /// The peer's STATE: ISC `dhcp_failover_peer_state_changed` (`failover.c:2024-2441`).
+    fn on_state(&mut self, now: Now, m: &Repr<'_>) {
+        let Some(raw) = m.options.server_state else {
+            return;
+        };
+        let startupp = m.options.server_flags.unwrap_or(0) & msg::SERVER_FLAG_STARTUP != 0;
+        self.partner_startup = startupp;
+        let Some(new) = ServerState::from_u8(raw) else {
+            tracing::error!(relationship = %self.name(), state = raw, "failover: invalid peer state");
+            return self.transition(StateKind::Shutdown, now);
+        };
+        let previous = self.partner_state;
+        let in_startup = matches!(self.state, State::Startup { .. });
+        // ISC ignores a STATE that repeats the peer's known state in these states. In STARTUP
+        // it jumps back to the saved state without looking at the peer (`failover.c:2034-2048`),
+        // which leaves a restarted COMMUNICATIONS-INTERRUPTED server there for good when the
+        // peer (still NORMAL in our record) says NORMAL again; we run the table instead.
+        if previous == Some(new)
+            && matches!(
+                self.state.kind(),
+                StateKind::Normal
+                    | StateKind::PotentialConflict
+                    | StateKind::RecoverDone
+                    | StateKind::Shutdown
+                    | StateKind::Paused
+                    | StateKind::RecoverWait
+            )
+        {
+            return;
+        }
+        self.partner_state = Some(new);
+        self.partner_stos = now.wall;
+        tracing::info!(relationship = %self.name(), peer = new.name(), "failover: peer state");
+        self.events.push_back(Event::PartnerStateChanged {
+            from: previous,
+            to: new,
+            startup: startupp,
+        });
+        self.events.push_back(Event::Persist(self.persisted()));
+
+        use StateKind as S;
+        let me = self.effective();
+        let target: Option<S> = match me {
+            S::Normal => match new {
+                S::PartnerDown if in_startup => Some(S::Recover),
+                S::PartnerDown => Some(S::PotentialConflict),
+                // ISC shuts down here (`failover.c:2138-2149`). The draft (§9.8.4) says to go
+                // through COMMUNICATIONS-INTERRUPTED, whose table sends these to
+                // POTENTIAL-CONFLICT; we do that. It happens for real when an operator's
+                // partner-down races a reconnect (found by the randomized run, seed 6939).
+                S::PotentialConflict | S::ResolutionInterrupted | S::ConflictDone => {
+                    Some(S::PotentialConflict)
+                }
+                S::Recover | S::Shutdown => Some(S::PartnerDown),
+                S::Paused => Some(S::CommunicationsInterrupted),
+                _ => None,
+            },
+            S::Recover => match new {
+                S::Recover | S::PartnerDown | S::CommunicationsInterrupted => {
+                    // ISC sends another UPDREQALL even with one outstanding, which restarts
+                    // the peer's update run; one per link is enough (a new link resets it).
+                    if !in_startup && self.cur_upd != Some(MessageType::UpdReqAll) {
+                        self.send_update_request_all(now);
+                    }
+                    None
+                }
+                S::PotentialConflict | S::ResolutionInterrupted | S::ConflictDone | S::Normal => {
+                    Some(S::PotentialConflict)
+                }
+                S::Shutdown => Some(S::PartnerDown),
+                _ => None,
+            },
+            S::PotentialConflict => match new {
+                // ISC panics and shuts down (`failover.c:2230-2236`). A NORMAL that was sent
+                // before the peer saw our state is stale, and the peer follows us into
+                // POTENTIAL-CONFLICT when it does (see the NORMAL row); wait for it.
+                S::Normal => None,
+                S::ConflictDone => {
+                    if previous == Some(S::PotentialConflict) {
+                        self.send_update_request(now);
+                    }
+                    None
+                }
+                S::Recover => Some(S::Recover),
+                S::Shutdown => Some(S::PartnerDown),
+                _ => None,
+            },
+            S::ConflictDone => match new {
+                S::Normal | S::Shutdown => Some(new),
+                S::PotentialConflict | S::ResolutionInterrupted => None,
+                // ISC calls log_fatal for the rest (`failover.c:2269-2274`): the process exits
+                // and comes back in CONFLICT-DONE to the same peer. Our bindings are resolved,
+                // so we answer as NORMAL would: a peer that lost its database (RECOVER) is
+                // served from ours; a peer in PARTNER-DOWN needs conflict resolution again.
+                S::Recover => Some(S::PartnerDown),
+                S::PartnerDown => Some(S::PotentialConflict),
+                S::ConflictDone => Some(S::Shutdown),
+                _ => None,
+            },
+            S::PartnerDown if startupp => None,
+            S::PartnerDown => match new {
+                S::RecoverDone => Some(S::Normal),
+                S::Normal
+                | S::PotentialConflict
+                | S::PartnerDown
+                | S::CommunicationsInterrupted
+                | S::ResolutionInterrupted
+                | S::ConflictDone => Some(S::PotentialConflict),
+                _ => None,
+            },
+            S::CommunicationsInterrupted => match new {
+                S::Recover => Some(S::PartnerDown),
+                // ISC sends its queued updates here; entering NORMAL asks the driver to.
+                S::Normal | S::CommunicationsInterrupted | S::RecoverDone | S::RecoverWait => {
+                    Some(S::Normal)
+                }
+                S::PotentialConflict
+                | S::PartnerDown
+                | S::ResolutionInterrupted
+                | S::ConflictDone => Some(S::PotentialConflict),
+                S::Shutdown => Some(S::PartnerDown),
+                _ => None,
+            },
+            S::ResolutionInterrupted => match new {
+                S::Shutdown => Some(S::PartnerDown),
+                S::Paused | S::Startup => None,
+                _ => Some(S::PotentialConflict),
+            },
+            S::RecoverDone => match new {
+                S::RecoverDone | S::Normal => Some(S::Normal),
+                S::Shutdown => Some(S::PartnerDown),
+                _ => None,
+            },
+            S::RecoverWait | S::Shutdown | S::Paused | S::Startup => None,
+        };
+        if let Some(to) = target {
+            if to == S::PartnerDown {
+                self.saved_partner_down_since = now.wall;
+            }
+            self.transition(to, now);
+        }
+        if let State::Startup { saved, .. } = self.state {
+            self.transition(saved, now);
+        }
+    }
+
+    /// UPDDONE: ISC `dhcp_failover_process_update_done` (`failover.c:5804-5880`).
+    fn on_upddone(&mut self, now: Now) {
+        self.cur_upd = None;
+        self.events.push_back(Event::UpdatesReceived);
+        match self.state.kind() {
+            StateKind::PotentialConflict => {
+                if self.partner_state == Some(StateKind::ConflictDone) {
+                    match self.config.role {
+                        Role::Secondary => self.transition(StateKind::Normal, now),
+                        Role::Primary => {
+                            tracing::error!(relationship = %self.name(), "failover: secondary in conflict-done");
+                            self.transition(StateKind::Shutdown, now)
+                        }
+                    }
+                } else if self.config.role == Role::Primary {
+                    self.transition(StateKind::ConflictDone, now);
+                }
+            }
+            StateKind::Recover => {
+                let end = self.my_stos.saturating_add(self.mclt);
+                let partner_fresh = matches!(
+                    self.partner_state,
+                    Some(StateKind::Recover | StateKind::RecoverDone)
+                );
+                if end > now.wall && !partner_fresh {
+                    self.transition(StateKind::RecoverWait, now);
+                } else {
+                    self.transition(StateKind::RecoverDone, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ---- local events ----
+
+    /// The operator says the partner is down, last known up at `since` (clamped to now).
+    /// Allowed from COMMUNICATIONS-INTERRUPTED and RESOLUTION-INTERRUPTED (draft §9.5).
+    pub fn partner_down(&mut self, now: Now, since: UnixTime) -> Result<(), LocalEventError> {
+        match self.state.kind() {
+            StateKind::CommunicationsInterrupted | StateKind::ResolutionInterrupted => {
+                self.saved_partner_down_since = since.min(now.wall);
+                self.transition(StateKind::PartnerDown, now);
+                Ok(())
+            }
+            k => Err(LocalEventError::PartnerDownNotAllowed(k)),
+        }
+    }
+
+    /// A short, planned stop: PAUSED, told to the peer (draft §9.10), which goes to
+    /// COMMUNICATIONS-INTERRUPTED rather than PARTNER-DOWN. The restart resumes from the
+    /// persisted state (PAUSED), and the peer's STATE then decides.
+    pub fn pause(&mut self, now: Now) {
+        self.transition(StateKind::Paused, now);
+    }
+
+    /// Orderly stop: SHUTDOWN, told to the peer (draft §9.9); the peer may go PARTNER-DOWN.
+    pub fn shutdown(&mut self, now: Now) {
+        self.transition(StateKind::Shutdown, now);
+    }
+
+    /// The driver has sent (and had acknowledged) every BNDUPD of the peer's UPDREQ or
+    /// UPDREQALL: send UPDDONE with the request's xid (`failover.c:5054-5104`).
+    pub fn update_done(&mut self, now: Now) {
+        if let Some(xid) = self.upd_xid.take() {
+            let r = Repr::new(MessageType::UpdDone, now.wall, xid);
+            self.push(now, &r);
+        }
+    }
+
+    /// Answers a POOLREQ (`failover.c:4911`).
+    pub fn send_pool_response(&mut self, now: Now, xid: u32, addresses: u32) {
+        let mut r = Repr::new(MessageType::PoolResp, now.wall, xid);
+        r.options.addresses_transferred = Some(addresses);
+        self.push(now, &r);
+    }
+
+    /// Sends a driver-built message (BNDUPD, BNDACK, POOLREQ). Requests (`xid == None`) get a
+    /// fresh non-zero xid, which is returned; replies pass the request's. The header time is
+    /// set to `now`. Nothing is sent, and `None` returned, unless connected and the message
+    /// fits in 2048 bytes.
+    pub fn send(&mut self, now: Now, m: &Repr<'_>, xid: Option<u32>) -> Option<u32> {
+        if !self.is_connected() {
+            return None;
+        }
+        let xid = xid.unwrap_or_else(|| self.take_xid());
+        let mut r = *m;
+        r.xid = xid;
+        r.time = now.wall;
+        if self.encode(&r).bytes.is_empty() {
+            return None;
+        }
+        self.push(now, &r);
+        Some(xid)
+    }
+
+    // ---- the one transition ----
+
+    /// Moves to `to`: ISC `dhcp_failover_set_state` (`failover.c:1746-2020`). Logs, sets the
+    /// start time of state, emits [`Event::StateChanged`] and [`Event::Persist`], tells the
+    /// peer, and runs the new state's entry actions.
+    fn transition(&mut self, to: StateKind, now: Now) {
+        let from = self.state.kind();
+        if matches!(
+            from,
+            StateKind::Normal | StateKind::PotentialConflict | StateKind::PartnerDown
+        ) {
+            self.events.push_back(Event::RescindUpdates);
+        }
+        if to != StateKind::RecoverWait && to != StateKind::Startup && from != StateKind::Startup {
+            self.my_stos = now.wall;
+        }
+        self.state = match to {
+            StateKind::Startup => State::Startup {
+                saved: self.effective(),
+                until: now.instant + STARTUP_TIME,
+            },
+            StateKind::Normal => State::Normal,
+            StateKind::CommunicationsInterrupted => State::CommunicationsInterrupted {
+                auto_partner_down_at: self
+                    .config
+                    .auto_partner_down
+                    .map(|s| now.instant + Duration::from_secs(u64::from(s))),
+            },
+            StateKind::PartnerDown => State::PartnerDown {
+                since: self.saved_partner_down_since,
+            },
+            StateKind::PotentialConflict => State::PotentialConflict,
+            StateKind::ResolutionInterrupted => State::ResolutionInterrupted,
+            StateKind::ConflictDone => State::ConflictDone,
+            StateKind::Recover => State::Recover,
+            StateKind::RecoverWait => {
+                let end = self.my_stos.saturating_add(self.mclt);
+                let wait = Duration::from_secs(u64::from(now.wall.until(end)));
+                State::RecoverWait {
+                    until: now.instant + wait,
+                }
+            }
+            StateKind::RecoverDone => State::RecoverDone,
+            StateKind::Paused => State::Paused,
+            StateKind::Shutdown => State::Shutdown,
+        };
+        tracing::info!(
+            relationship = %self.name(),
+            from = from.name(),
+            to = to.name(),
+            "failover: state change"
+        );
+        self.events.push_back(Event::StateChanged {
+            from,
+            to,
+            at: self.my_stos,
+        });
+        self.events.push_back(Event::Persist(self.persisted()));
+        if self.is_connected() {
+            self.send_state(now);
+        }
+        match to {
+            StateKind::Normal => self.events.push_back(Event::SendUpdates),
+            StateKind::PotentialConflict
+                if self.config.role == Role::Primary
+                    || self.partner_state == Some(StateKind::ConflictDone) =>
+            {
+                self.send_update_request(now);
+            }
+            StateKind::Recover => self.send_update_request_all(now),
+            StateKind::RecoverWait => {
+                if let State::RecoverWait { until } = self.state
+                    && until <= now.instant
+                {
+                    self.transition(StateKind::RecoverDone, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ---- sending ----
+
+    fn take_xid(&mut self) -> u32 {
+        if self.next_xid == 0 {
+            self.next_xid = 1;
+        }
+        let x = self.next_xid;
+        self.next_xid = self.next_xid.wrapping_add(1);
+        x
+    }
+
+    fn push(&mut self, now: Now, r: &Repr<'_>) {
+        let t = self.encode(r);
+        self.push_owned(t);
+        if let Link::Up { rx_deadline, .. } = self.link {
+            self.link = Link::Up {
+                rx_deadline,
+                contact_at: now.instant + self.contact_interval(),
+            };
+        }
+    }
+
+    fn push_owned(&mut self, t: Transmit) {
+        self.transmits.push_back(t);
+    }
+
+    /// STATE: our state (STARTUP's saved one) with the STARTUP flag, and start time of state
+    /// (`failover.c:4431-4481`).
+    fn send_state(&mut self, now: Now) {
+        let startup = matches!(self.state, State::Startup { .. });
+        let mut r = Repr::new(MessageType::State, now.wall, self.take_xid());
+        r.options.server_state = Some(self.effective() as u8);
+        r.options.server_flags = Some(if startup { msg::SERVER_FLAG_STARTUP } else { 0 });
+        r.options.stos = Some(self.my_stos);
+        self.push(now, &r);
+    }
+
+    /// UPDREQ, or UPDREQALL again if one is outstanding (`failover.c:4952-5002`).
+    fn send_update_request(&mut self, now: Now) {
+        if !self.is_connected() {
+            return;
+        }
+        if self.cur_upd == Some(MessageType::UpdReqAll) {
+            return self.send_update_request_all(now);
+        }
+        let r = Repr::new(MessageType::UpdReq, now.wall, self.take_xid());
+        self.push(now, &r);
+        self.cur_upd = Some(MessageType::UpdReq);
+    }
+
+    fn send_update_request_all(&mut self, now: Now) {
+        if !self.is_connected() {
+            return;
+        }
+        let r = Repr::new(MessageType::UpdReqAll, now.wall, self.take_xid());
+        self.push(now, &r);
+        self.cur_upd = Some(MessageType::UpdReqAll);
+    }
+}
+
+impl Fsm {
+    /// The message as it goes on the wire: signed when a shared secret is configured.
+    fn encode(&self, r: &Repr<'_>) -> Transmit {
+        // With a validated config every message the machine builds is far below 2048 bytes
+        // (the longest is CONNECT: 2 × 255 bytes of text, 32 of HBA, 37 of digest). A
+        // driver-built message that does not fit is refused by `send` before it gets here.
+        let bytes = match &self.config.shared_secret {
+            Some(key) => super::digest::sign(r, key),
+            None => r.to_vec(),
+        }
+        .unwrap_or_default();
+        Transmit {
+            msg_type: r.msg_type,
+            bytes,
+        }
+    }
+}
