@@ -333,6 +333,7 @@ impl AdminBackend for Backend {
                         tx: snap.tx,
                         dropped: snap
                             .drops_by_name()
+                            .chain([("tx-error", snap.tx_errors)])
                             .filter(|&(_, n)| n > 0)
                             .map(|(name, n)| (name.to_owned(), n))
                             .collect(),

@@ -201,7 +201,7 @@ fn serves_status_and_stops_on_sigterm() {
         human.contains("Failover: no relationships active"),
         "{human}"
     );
-    assert!(human.contains("Workers: none running"), "{human}");
+    assert!(human.contains("WORKER  DATAPATH"), "{human}");
     assert!(
         human.lines().any(|l| l.starts_with("10.77.0.0/24")),
         "{human}"

@@ -50,7 +50,17 @@ fn perfdhcp_5000_per_second_for_10_seconds_without_drops() {
         "perfdhcp: sent {:?} received {:?} drops {:?} rate {:?}",
         report.sent, report.received, report.drops, report.rate
     );
-    assert_eq!(report.total_drops(), 0, "{}", report.output);
+    let status = env
+        .server
+        .status_json()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        report.total_drops(),
+        0,
+        "{}\nserver status: {status}",
+        report.output
+    );
     // Allow perfdhcp's own pacing slack (10 %), not lost exchanges.
     let want = rate * SECONDS * 9 / 10;
     assert!(
