@@ -241,7 +241,7 @@ fn serves_status_and_stops_on_sigterm() {
         .expect("second tandemd");
     assert_eq!(second.status.code(), Some(1));
     assert!(
-        text(&second.stderr).contains("already serving"),
+        text(&second.stderr).contains("in use by another process"),
         "{}",
         text(&second.stderr)
     );
