@@ -14,7 +14,7 @@ use std::os::fd::AsRawFd;
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, Pod};
-use ebpf::{LbConfig, Verdict};
+pub use ebpf::{LB_OFF, LB_ON, LbConfig, Verdict};
 
 /// What went wrong loading or driving the XDP program.
 #[derive(Debug, thiserror::Error)]

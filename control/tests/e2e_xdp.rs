@@ -1,0 +1,121 @@
+//! The XDP datapath against the rest of tandem: the load-balancing filter of the XDP program
+//! (C, in the kernel) puts every client in the same RFC 3074 bucket as the failover code's
+//! Rust reference (`control::failover::hash`).
+//!
+//! Run as root: `cargo test -p control --test e2e_xdp`.
+
+use control::failover::hash::{Hba, client_bucket, pearson};
+use dataplane::xdp::{LB_ON, LbConfig, XdpProgram};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+/// A DHCPDISCOVER frame (broadcast, UDP 68 → 67) from `chaddr`, with option 61 = `client_id`
+/// if given.
+fn discover(chaddr: [u8; 6], client_id: Option<&[u8]>) -> Vec<u8> {
+    let mut bootp = vec![0u8; 240];
+    bootp[0] = 1;
+    bootp[1] = 1;
+    bootp[2] = 6;
+    bootp[28..34].copy_from_slice(&chaddr);
+    bootp[236..240].copy_from_slice(&[99, 130, 83, 99]);
+    // A pad and an unrelated option first, so the walk has to step over them.
+    bootp.extend_from_slice(&[0, 12, 3, b'a', b'b', b'c', 53, 1, 1]);
+    if let Some(id) = client_id {
+        bootp.push(61);
+        bootp.push(u8::try_from(id.len()).expect("option length"));
+        bootp.extend_from_slice(id);
+    }
+    bootp.push(255);
+    if bootp.len() < 300 {
+        bootp.resize(300, 0);
+    }
+
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&chaddr);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = u16::try_from(20 + 8 + bootp.len()).expect("size");
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255]);
+    f.extend_from_slice(&68u16.to_be_bytes());
+    f.extend_from_slice(&67u16.to_be_bytes());
+    f.extend_from_slice(&(total - 20).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&bootp);
+    f
+}
+
+/// Which bucket the program puts `frame` in, found by asking it with one-bucket HBAs: the
+/// program keeps the frame (we are primary) only when its bucket's bit is set.
+fn kernel_bucket_is(prog: &mut XdpProgram, frame: &[u8], bucket: u8) {
+    let mut only = Hba::NONE;
+    only.set(bucket, true);
+    let mut all_but = Hba::ALL;
+    all_but.set(bucket, false);
+    for (hba, want, what) in [
+        (only, XDP_PASS, "kept when only its bucket is ours"),
+        (
+            all_but,
+            XDP_DROP,
+            "dropped when every bucket but its own is ours",
+        ),
+    ] {
+        prog.set_lb(&LbConfig {
+            mode: LB_ON,
+            primary: 1,
+            hba: *hba.as_bytes(),
+            ..LbConfig::OFF
+        })
+        .expect("set lb");
+        let got = prog.test_run(frame).expect("test run");
+        assert_eq!(got, want, "bucket {bucket}: {what}");
+    }
+}
+
+#[test]
+fn c_and_rust_hash_agree_on_every_bucket() {
+    let mut prog = XdpProgram::load().expect("load the XDP program (root needed)");
+
+    // By chaddr: MACs until every bucket has been seen.
+    let mut seen = [false; 256];
+    let mut n: u32 = 0;
+    while seen.iter().any(|s| !s) {
+        assert!(n < 100_000, "buckets never covered by chaddr");
+        let [_, x, y, z] = n.to_be_bytes();
+        let mac = [0x02, 0x54, 0x44, x, y, z];
+        n += 1;
+        let bucket = client_bucket(None, &mac, 6);
+        if seen[usize::from(bucket)] {
+            continue;
+        }
+        seen[usize::from(bucket)] = true;
+        kernel_bucket_is(&mut prog, &discover(mac, None), bucket);
+    }
+
+    // By client identifier, of lengths 1 to 255 (the length enters the hash).
+    let mut seen = [false; 256];
+    let mut state: u32 = 0x9e37_79b9;
+    let mut tries = 0;
+    while seen.iter().any(|s| !s) {
+        tries += 1;
+        assert!(tries < 100_000, "buckets never covered by client id");
+        let len = 1 + (tries % 255);
+        let id: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state.to_be_bytes()[0]
+            })
+            .collect();
+        let bucket = pearson(&id);
+        assert_eq!(bucket, client_bucket(Some(&id), &[0; 16], 6));
+        if seen[usize::from(bucket)] {
+            continue;
+        }
+        seen[usize::from(bucket)] = true;
+        // The chaddr must not matter when a client id is present.
+        kernel_bucket_is(&mut prog, &discover([2, 0, 0, 0, 0, 9], Some(&id)), bucket);
+    }
+}
