@@ -11,6 +11,10 @@
 
 use std::os::fd::AsRawFd;
 
+pub mod xsk;
+
+pub use xsk::{XskError, XskIo, XskOptions, ZeroCopy, rx_queue_count};
+
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, Pod};
