@@ -1,11 +1,133 @@
-//! The XDP datapath against the rest of tandem: the load-balancing filter of the XDP program
-//! (C, in the kernel) puts every client in the same RFC 3074 bucket as the failover code's
-//! Rust reference (`control::failover::hash`).
+//! The XDP datapath against the rest of tandem: tandemd with `datapath = "xdp"` (and
+//! `"auto"`) serves real clients over AF_XDP in the e2e harness's namespaces, and the
+//! load-balancing filter of the XDP program (C, in the kernel) puts every client in the same
+//! RFC 3074 bucket as the failover code's Rust reference (`control::failover::hash`).
 //!
-//! Run as root: `cargo test -p control --test e2e_xdp`.
+//! Run as root: `cargo test -p control --test e2e_xdp -- --nocapture`.
 
+#[expect(
+    dead_code,
+    reason = "each e2e test binary uses a different part of the shared harness"
+)]
+mod common;
+
+use std::time::Duration;
+
+use common::clients::{Dhclient, PerfTarget, Perfdhcp, Udhcpc};
+use common::net::{Layout, TestNet};
+use common::server::{Server, ServerKind, ServerSpec};
 use control::failover::hash::{Hba, client_bucket, pearson};
 use dataplane::xdp::{LB_ON, LbConfig, XdpProgram};
+
+/// A direct-layout network with `clients` clients and tandemd on `datapath`.
+fn start(datapath: &'static str, clients: usize) -> (Server, TestNet) {
+    common::require_e2e();
+    let net = TestNet::new(Layout::Direct, clients);
+    let spec = ServerSpec {
+        datapath,
+        ..ServerSpec::direct(&net, Duration::from_secs(600))
+    };
+    let server = Server::start(ServerKind::Tandemd, &net.server.ns, &spec);
+    (server, net)
+}
+
+/// `tandemctl status --json`: the datapath and the frames the workers received.
+fn datapath_and_rx(server: &Server) -> (String, u64) {
+    let status = server.status_json().expect("tandemctl status --json");
+    let datapath = status["datapath"].as_str().unwrap_or_default().to_owned();
+    let workers = status["workers"].as_array().cloned().unwrap_or_default();
+    assert!(!workers.is_empty(), "no workers in {status}");
+    for w in &workers {
+        assert_eq!(w["datapath"].as_str(), Some(datapath.as_str()), "{w}");
+    }
+    let rx = workers.iter().filter_map(|w| w["rx"].as_u64()).sum();
+    (datapath, rx)
+}
+
+#[test]
+fn tandemd_on_xdp_serves_dhclient_and_udhcpc() {
+    let (server, net) = start("xdp", 2);
+    let (datapath, rx0) = datapath_and_rx(&server);
+    assert_eq!(datapath, "xdp");
+    assert_eq!(rx0, 0);
+
+    let mut dhclient = Dhclient::new(&net.clients[0]);
+    let a = dhclient
+        .obtain()
+        .unwrap_or_else(|e| panic!("dhclient: {e}\n{}", server.log()));
+    let mut udhcpc = Udhcpc::new(&net.clients[1]);
+    let b = udhcpc
+        .obtain_once()
+        .unwrap_or_else(|e| panic!("udhcpc: {e}\n{}", server.log()));
+    assert_ne!(a.address, b.address);
+    let active = server.active_leases();
+    for (lease, ep) in [(&a, &net.clients[0]), (&b, &net.clients[1])] {
+        assert!(
+            active
+                .iter()
+                .any(|l| l.address == lease.address && l.chaddr == ep.mac),
+            "no active lease {} for {} in {active:?}",
+            lease.address,
+            ep.mac
+        );
+    }
+    dhclient.release().unwrap_or_else(|e| panic!("{e}"));
+    let (_, rx) = datapath_and_rx(&server);
+    // DISCOVER + REQUEST each, and the RELEASE.
+    assert!(rx >= 5, "workers counted {rx} frames");
+    assert!(
+        server.log().contains("XDP program attached"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn tandemd_on_auto_picks_xdp_and_serves_perfdhcp() {
+    let (server, net) = start("auto", 1);
+    let (datapath, _) = datapath_and_rx(&server);
+    assert_eq!(
+        datapath,
+        "xdp",
+        "auto on a veth takes XDP:\n{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("datapath auto: using xdp"),
+        "{}",
+        server.log()
+    );
+    let ep = &net.clients[0];
+    const RATE: u64 = 1000;
+    const SECONDS: u64 = 5;
+    let report = Perfdhcp::new(
+        &ep.ns,
+        &PerfTarget::Broadcast {
+            iface: ep.iface.clone(),
+        },
+    )
+    .arg("-r")
+    .arg(RATE.to_string())
+    .arg("-p")
+    .arg(SECONDS.to_string())
+    .arg("-R")
+    .arg("10000")
+    .run(Duration::from_secs(30))
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "perfdhcp over xdp: sent {:?} received {:?} drops {:?} rate {:?}",
+        report.sent, report.received, report.drops, report.rate
+    );
+    assert_eq!(report.total_drops(), 0, "{}", report.output);
+    assert!(
+        report.acks() >= RATE * SECONDS * 9 / 10,
+        "only {} exchanges:\n{}",
+        report.acks(),
+        report.output
+    );
+    let (_, rx) = datapath_and_rx(&server);
+    assert!(rx >= 2 * report.acks(), "workers counted {rx} frames");
+}
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;

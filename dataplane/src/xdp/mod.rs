@@ -50,6 +50,16 @@ pub enum XdpError {
     /// The object lacks a map or program the loader expects.
     #[error("the XDP object has no {0}")]
     Missing(&'static str),
+    /// The AF_XDP sockets could not be opened.
+    #[error(transparent)]
+    Xsk(#[from] XskError),
+    /// The interface has more rx queues than the XSKMAP has slots.
+    #[error("{ifname} has {queues} rx queues; the XDP program steers at most {max}")]
+    TooManyQueues {
+        ifname: String,
+        queues: u32,
+        max: u32,
+    },
     /// The program is already attached to an interface.
     #[error("the XDP program is already attached to {0}")]
     AlreadyAttached(String),
@@ -288,4 +298,54 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
         op: "lookup",
         source,
     })
+}
+
+/// The XDP datapath on one interface: the program attached, and one AF_XDP socket per rx
+/// queue bound into its XSKMAP. Drop the sockets (workers) before the port: dropping the port
+/// detaches the program.
+#[derive(Debug)]
+pub struct XdpPort {
+    program: XdpProgram,
+    sockets: Vec<XskIo>,
+}
+
+impl XdpPort {
+    /// Attaches the program to `ifname` and opens a socket on each of its rx queues.
+    pub fn open(ifname: &str, mode: AttachMode, opts: &XskOptions) -> Result<XdpPort, XdpError> {
+        let queues = rx_queue_count(ifname);
+        if queues > ebpf::MAX_QUEUES {
+            return Err(XdpError::TooManyQueues {
+                ifname: ifname.to_owned(),
+                queues,
+                max: ebpf::MAX_QUEUES,
+            });
+        }
+        let mut program = XdpProgram::load()?;
+        program.attach(ifname, mode)?;
+        let sockets = XskIo::open_all(ifname, 0..queues, opts)?;
+        for s in &sockets {
+            program.set_socket(s.queue(), &s.fd())?;
+        }
+        Ok(XdpPort { program, sockets })
+    }
+
+    /// How many sockets (rx queues) the port has left to hand out.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// Hands the sockets out, one per worker.
+    pub fn take_sockets(&mut self) -> Vec<XskIo> {
+        std::mem::take(&mut self.sockets)
+    }
+
+    /// The attached program (counters, load-balancing filter).
+    pub fn program(&self) -> &XdpProgram {
+        &self.program
+    }
+
+    /// The attached program, mutably.
+    pub fn program_mut(&mut self) -> &mut XdpProgram {
+        &mut self.program
+    }
 }
