@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use dataplane::stats::WorkerStats;
 use dataplane::sys;
 use dataplane::worker::{FrameIo, TxBatch};
-use dataplane::xdp::{AttachMode, XdpProgram, XskIo, XskOptions};
+use dataplane::xdp::{AttachMode, XdpPort, XdpProgram, XskIo, XskOptions, rx_queue_count};
 
 fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])
@@ -39,6 +39,11 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
+        Pair::with_queues(1)
+    }
+
+    /// A pair whose veth ends have `queues` rx and tx queues each (`ethtool -L`).
+    fn with_queues(queues: u32) -> Pair {
         static N: AtomicUsize = AtomicUsize::new(0);
         let id = format!(
             "tdm-xdp-{}-{}",
@@ -54,8 +59,27 @@ impl Pair {
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
         sh(&[
-            "ip", "-n", &pair.a, "link", "add", "va", "type", "veth", "peer", "name", "vb",
-            "netns", &pair.b,
+            "ip",
+            "-n",
+            &pair.a,
+            "link",
+            "add",
+            "va",
+            "numtxqueues",
+            "8",
+            "numrxqueues",
+            "8",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vb",
+            "numtxqueues",
+            "8",
+            "numrxqueues",
+            "8",
+            "netns",
+            &pair.b,
         ]);
         sh(&[
             "ip",
@@ -77,6 +101,13 @@ impl Pair {
             "dev",
             "vb",
         ]);
+        // A veth has as many real queues as asked for at creation unless told otherwise.
+        let q = queues.to_string();
+        for (ns, dev) in [(&pair.a, "va"), (&pair.b, "vb")] {
+            sh(&[
+                "ip", "netns", "exec", ns, "ethtool", "-L", dev, "rx", &q, "tx", &q,
+            ]);
+        }
         sh(&["ip", "-n", &pair.a, "link", "set", "va", "up"]);
         sh(&["ip", "-n", &pair.b, "link", "set", "vb", "up"]);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -245,4 +276,45 @@ fn dhcp_reaches_the_socket_and_replies_leave_in_big_batches() {
     drop(io);
     drop(prog);
     assert!(!pair.xdp_shown(), "program detached with the loader");
+}
+
+#[test]
+fn one_socket_per_rx_queue_and_every_queue_is_served() {
+    const N: usize = 400;
+    let pair = Pair::with_queues(2);
+    let mut port = in_ns(&pair.b, || {
+        assert_eq!(rx_queue_count("vb"), 2, "ethtool -L took");
+        XdpPort::open("vb", AttachMode::Native, &XskOptions::default()).expect("open port")
+    });
+    let mut socks = port.take_sockets();
+    assert_eq!(socks.len(), 2, "one socket per rx queue");
+    let before = port.program().counters().expect("counters");
+    // Many flows (one socket each), so the sender's queue selection spreads them.
+    in_ns(&pair.a, || {
+        let clients: Vec<UdpSocket> = (0..16)
+            .map(|_| UdpSocket::bind("10.78.0.1:0").expect("client"))
+            .collect();
+        for i in 0..N {
+            clients[i % clients.len()]
+                .send_to(&[0u8; 300], "10.78.0.2:67")
+                .expect("send");
+        }
+    });
+    let stats = WorkerStats::new();
+    let mut per_queue = vec![0usize; socks.len()];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while per_queue.iter().sum::<usize>() < N && Instant::now() < deadline {
+        for (i, io) in socks.iter_mut().enumerate() {
+            per_queue[i] += io.recv(&stats).expect("recv").len();
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    eprintln!("frames per rx queue: {per_queue:?}");
+    assert_eq!(per_queue.iter().sum::<usize>(), N, "{per_queue:?}");
+    let c = port.program().counters().expect("counters");
+    assert_eq!(c.redirect - before.redirect, N as u64);
+    assert_eq!(c.no_xsk - before.no_xsk, 0, "a queue without its socket");
+    drop(socks);
+    drop(port);
+    assert!(!pair.xdp_shown());
 }

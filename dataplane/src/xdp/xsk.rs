@@ -84,17 +84,59 @@ pub enum XskError {
     UnknownInterface(String),
 }
 
-/// The rx queues of `ifname` (the `rx-N` entries of its sysfs `queues` directory; 1 if that
-/// can't be read).
+/// `struct ethtool_channels` (`linux/ethtool.h`).
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+const SIOCETHTOOL: libc::Ioctl = 0x8946;
+
+/// The rx queues of `ifname` in the calling thread's network namespace: the driver's rx-only
+/// plus combined channels (`ethtool -l`); 1 where the driver doesn't say (`lo`, some virtual
+/// devices).
 pub fn rx_queue_count(ifname: &str) -> u32 {
-    let Ok(dir) = std::fs::read_dir(format!("/sys/class/net/{ifname}/queues")) else {
-        return 1;
+    channels(ifname)
+        .ok()
+        .map(|c| c.rx_count.saturating_add(c.combined_count))
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
+
+fn channels(ifname: &str) -> io::Result<EthtoolChannels> {
+    let bytes = ifname.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
     };
-    let n = dir
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-        .count();
-    u32::try_from(n).unwrap_or(1).max(1)
+    // SAFETY: `ifreq` is plain old data (a name array and a union of plain data): all-zero
+    // bytes are a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_data = (&raw mut ch).cast::<libc::c_char>();
+    let fd = crate::sys::udp_socket()?;
+    // SAFETY: `req` names the interface and points `ifru_data` at `ch`, a live, initialised
+    // `struct ethtool_channels` the kernel fills for ETHTOOL_GCHANNELS; both outlive the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &raw mut req) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ch)
 }
 
 /// One AF_XDP socket bound to one rx queue, as a [`FrameIo`].
