@@ -550,3 +550,35 @@ fn attached_program_leaves_other_traffic_to_the_kernel() {
     drop(prog);
     assert!(!pair.xdp_shown(), "dropping the program detaches it");
 }
+
+#[test]
+fn a_stale_netlink_attached_program_is_detached_before_attach() {
+    let pair = Pair::new();
+    let obj = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(obj.path(), ebpf::XDP_DHCP).expect("write object");
+    let path = obj.path().to_string_lossy().into_owned();
+    // What a crashed run attached through netlink would leave: the program, no owner.
+    sh(&[
+        "ip", "-n", &pair.b, "link", "set", "dev", "vb", "xdpdrv", "obj", &path, "sec", "xdp",
+    ]);
+    assert!(pair.xdp_shown());
+    let stale = in_ns(&pair.b, || {
+        let ifindex = sys::if_nametoindex("vb").expect("ifindex");
+        dataplane::xdp::netlink::attached(ifindex).expect("query")
+    })
+    .expect("netlink reports the stale program");
+    let prog = in_ns(&pair.b, || {
+        let mut prog = XdpProgram::load().expect("load");
+        prog.attach("vb", AttachMode::Native)
+            .expect("attach over the stale program");
+        prog
+    });
+    let now = in_ns(&pair.b, || {
+        let ifindex = sys::if_nametoindex("vb").expect("ifindex");
+        dataplane::xdp::netlink::attached(ifindex).expect("query")
+    })
+    .expect("ours is attached");
+    assert_ne!(now.id, stale.id, "the stale program was replaced");
+    drop(prog);
+    assert!(!pair.xdp_shown(), "and ours went with the loader");
+}

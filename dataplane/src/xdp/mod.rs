@@ -8,9 +8,12 @@
 //! dies, so a crashed run leaves no program behind on the interface. [`XdpProgram::set_socket`]
 //! binds an AF_XDP socket to an rx queue's slot of the XSKMAP, [`XdpProgram::counters`] reads
 //! the per-CPU verdict counters, and [`XdpProgram::set_lb`] fills the load-balancing filter.
+//! Before attaching, a tandem program left on the interface through netlink (which, unlike a
+//! link, outlives its process) is detached ([`netlink`]).
 
 use std::os::fd::AsRawFd;
 
+pub mod netlink;
 pub mod xsk;
 
 pub use xsk::{XskError, XskIo, XskOptions, ZeroCopy, rx_queue_count};
@@ -173,6 +176,7 @@ impl XdpProgram {
         if let Some((name, _)) = &self.attached {
             return Err(XdpError::AlreadyAttached(name.clone()));
         }
+        detach_stale(ifname);
         let prog = program_mut(&mut self.ebpf)?;
         let attach_err = |source| XdpError::Attach {
             ifname: ifname.to_owned(),
@@ -287,6 +291,43 @@ impl XdpProgram {
             name: ebpf::MAP_XSKS,
             source,
         })
+    }
+}
+
+/// Detaches a tandem program left on `ifname` through netlink (a `bpf_link` goes with its
+/// process; a netlink attachment outlives it). Another program, or ours held by a live
+/// link (a running tandemd), is left alone: the attach that follows reports it.
+fn detach_stale(ifname: &str) {
+    let Ok(ifindex) = crate::sys::if_nametoindex(ifname) else {
+        return;
+    };
+    let Ok(Some(found)) = netlink::attached(ifindex) else {
+        return;
+    };
+    let ours = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == found.id)
+        .is_some_and(|p| p.name_as_str() == Some(ebpf::PROGRAM_NAME));
+    if !ours {
+        tracing::warn!(
+            ifname,
+            prog_id = found.id,
+            "another XDP program is attached"
+        );
+        return;
+    }
+    match netlink::detach(ifindex, found.mode) {
+        Ok(()) => tracing::warn!(
+            ifname,
+            prog_id = found.id,
+            "detached a stale tandem XDP program left by an earlier run"
+        ),
+        Err(e) => tracing::warn!(
+            ifname,
+            prog_id = found.id,
+            error = %e,
+            "a tandem XDP program is attached and could not be detached (another tandemd running?)"
+        ),
     }
 }
 
