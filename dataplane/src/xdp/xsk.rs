@@ -161,8 +161,8 @@ pub struct XskIo {
     in_flight: usize,
 }
 
-// Field order matters for drop: the queues hold the socket, which must go before the UMEM
-// is deleted; xsk-rs keeps the UMEM alive through its own references, so any order is safe.
+// Drop order: each queue holds the socket and the socket holds the UMEM (xsk-rs reference
+// counts both), so the UMEM is deleted only after the last socket on it.
 
 impl std::fmt::Debug for XskIo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -270,7 +270,9 @@ impl XskIo {
         // SAFETY: every descriptor in `free` is a frame of this socket's UMEM that user space
         // owns (never produced to a ring since it was last consumed from one).
         let n = unsafe { self.fill.produce(&self.free[start..]) };
-        self.free.truncate(self.free.len() - n.min(give));
+        // The ring took the first `n` of them (libxdp reserves all or nothing; this holds
+        // either way).
+        self.free.drain(start..start + n.min(give));
         if n > 0 && self.fill.needs_wakeup() {
             let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
         }
@@ -418,8 +420,12 @@ impl FrameIo for XskIo {
         let mut kicks = 0;
         while kicks < MAX_KICKS {
             if produced < ready.len() {
+                // libxdp reserves all or nothing: offer only what the ring has room for.
+                let want = ready.len() - produced;
+                let room = self.tx.nb_free(u32::try_from(want).unwrap_or(u32::MAX)) as usize;
+                let take = want.min(room);
                 // SAFETY: the descriptors are frames of our UMEM we own, just written.
-                let n = unsafe { self.tx.produce(&ready[produced..]) };
+                let n = unsafe { self.tx.produce(&ready[produced..produced + take]) };
                 produced += n;
                 self.in_flight += n;
             }
