@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use dataplane::engine::{self, Engine, EngineConfig, ScopeConfig};
 use dataplane::packet::{PacketIo, PortGuard, Socket, SocketOptions};
 use dataplane::server::{DhcpHandler, Interface};
 use dataplane::stats::WorkerStats;
-use dataplane::worker::{self, Worker, WorkerConfig};
+use dataplane::worker::{self, FrameIo, Worker, WorkerConfig};
+use dataplane::xdp::{AttachMode, XdpPort, XskOptions};
 use lease_mmap::{BindingState, Lease, Store, UnixTime};
 
 use crate::admin::AdminBackend;
@@ -85,25 +86,44 @@ fn durability(d: config::Durability) -> lease_mmap::Durability {
 /// datapath on every interface and spawns the pinned workers. Registers the teardown
 /// (stop workers, commit journals, checkpoint) and the admin backend in `hooks`.
 pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
-    let datapath = match config.server.datapath {
-        Datapath::Packet => "packet",
-        Datapath::Auto => {
-            tracing::info!(
-                "datapath auto: the XDP datapath is not built yet; using packet (AF_PACKET)"
-            );
-            "packet"
-        }
-        Datapath::Xdp => {
-            bail!("datapath \"xdp\" is not available in this build; use \"packet\" or \"auto\"")
-        }
+    // The XDP datapath, when chosen, is set up first: it decides how many workers there are
+    // (one per rx queue of each interface).
+    let open_xdp = || -> anyhow::Result<Vec<XdpPort>> {
+        config
+            .server
+            .interfaces
+            .iter()
+            .map(|name| {
+                XdpPort::open(name, AttachMode::Auto, &XskOptions::default())
+                    .with_context(|| format!("XDP on {name}"))
+            })
+            .collect()
     };
+    let mut xdp_ports = match config.server.datapath {
+        Datapath::Packet => None,
+        Datapath::Xdp => Some(open_xdp()?),
+        Datapath::Auto => match open_xdp() {
+            Ok(ports) => {
+                tracing::info!("datapath auto: using xdp (AF_XDP)");
+                Some(ports)
+            }
+            Err(e) => {
+                tracing::info!(error = %format!("{e:#}"), "datapath auto: XDP unavailable; using packet (AF_PACKET)");
+                None
+            }
+        },
+    };
+    let datapath = if xdp_ports.is_some() { "xdp" } else { "packet" };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let per_iface = match config.server.workers {
         0 => cores.len().max(1),
         n => usize::from(n),
     };
     let n_ifaces = config.server.interfaces.len();
-    let n_workers = per_iface * n_ifaces;
+    let n_workers = match &xdp_ports {
+        Some(ports) => ports.iter().map(XdpPort::socket_count).sum(),
+        None => per_iface * n_ifaces,
+    };
     let n_journals = u16::try_from(n_workers).context("too many workers")?;
 
     let engine_cfg = engine_config(config);
@@ -149,10 +169,20 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
     let mut workers: Vec<Worker<DhcpHandler>> = Vec::with_capacity(n_workers);
     let mut all_stats = Vec::with_capacity(n_workers);
     let mut journals = journals.into_iter();
-    for name in &config.server.interfaces {
-        let sockets = Socket::open_group(name, per_iface, &SocketOptions::default())
-            .with_context(|| format!("packet sockets on {name}"))?;
-        for socket in sockets {
+    for (i, name) in config.server.interfaces.iter().enumerate() {
+        let ios: Vec<Box<dyn FrameIo>> = match xdp_ports.as_mut().and_then(|p| p.get_mut(i)) {
+            Some(port) => port
+                .take_sockets()
+                .into_iter()
+                .map(|s| Box::new(s) as Box<dyn FrameIo>)
+                .collect(),
+            None => Socket::open_group(name, per_iface, &SocketOptions::default())
+                .with_context(|| format!("packet sockets on {name}"))?
+                .into_iter()
+                .map(|s| Box::new(PacketIo::new(s, dataplane::sys::MAX_BATCH)) as Box<dyn FrameIo>)
+                .collect(),
+        };
+        for io in ios {
             let id = workers.len();
             let journal = journals.next().context("journal count")?;
             let stats = Arc::new(WorkerStats::new());
@@ -167,7 +197,6 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             );
             let mut wc = WorkerConfig::new(format!("worker-{id}"));
             wc.core = cores.get(id % cores.len().max(1)).map(|c| c.id);
-            let io = PacketIo::new(socket, dataplane::sys::MAX_BATCH);
             workers.push(
                 worker::spawn(wc, io, handler, Arc::clone(&stats), Arc::clone(&stop))
                     .context("spawning worker")?,
@@ -238,6 +267,8 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             }
         }
         drop(guards);
+        // The sockets went with the workers; now the XDP programs can be detached.
+        drop(xdp_ports);
         if fatal.load(Ordering::Relaxed) {
             tracing::error!("exiting after a durability failure without a checkpoint");
             std::process::exit(1);

@@ -1,9 +1,97 @@
 //! tandem's XDP steering program and the map layouts user space shares with it.
 //!
-//! The program itself (C, compiled by `build.rs` with clang `-target bpf`) arrives with the
-//! XDP datapath; until then the kernel packet path (`datapath = "packet"`) serves DHCP.
+//! [`XDP_DHCP`] is the BPF object file (ELF) compiled by `build.rs` from `src/xdp_dhcp.c` with
+//! `clang -O2 -g -target bpf -mcpu=v3`. Its program `xdp_dhcp` sends IPv4 UDP to port 67
+//! (behind at most one VLAN tag, any IHL, not fragmented) to the AF_XDP socket of the rx queue
+//! the frame arrived on ([`MAP_XSKS`]), and passes everything else to the kernel untouched.
+//! Each verdict is counted per CPU in [`MAP_COUNTERS`] (slots: [`Verdict`]).
+//!
+//! [`MAP_LB_CONFIG`] holds one [`LbConfig`]: the RFC 3074 load-balancing filter the failover
+//! code fills. When on, a DHCPDISCOVER whose hash bucket the peer serves is dropped in the
+//! kernel. The bucket is the Pearson hash of the client identifier (option 61) else of `chaddr`
+//! for `hlen` bytes, as `control::failover::hash::client_bucket` computes it.
 #![no_std]
 #![forbid(unsafe_code)]
 
 /// UDP port DHCP servers listen on (RFC 2131 §4.1).
 pub const DHCP_SERVER_PORT: u16 = 67;
+
+/// An 8-byte aligned wrapper, so the embedded ELF can be parsed in place.
+#[repr(C, align(8))]
+struct Aligned<T: ?Sized>(T);
+
+static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/xdp_dhcp.o")));
+
+/// The compiled BPF object (ELF, 8-byte aligned).
+pub static XDP_DHCP: &[u8] = &OBJECT.0;
+
+/// Name of the XDP program in [`XDP_DHCP`].
+pub const PROGRAM_NAME: &str = "xdp_dhcp";
+/// `BPF_MAP_TYPE_XSKMAP`, key: rx queue index (`u32`), value: AF_XDP socket fd.
+pub const MAP_XSKS: &str = "XSKS";
+/// Slots in [`MAP_XSKS`]: the most rx queues one interface can steer.
+pub const MAX_QUEUES: u32 = 256;
+/// `BPF_MAP_TYPE_PERCPU_ARRAY`, key: [`Verdict`] as `u32`, value: `u64` frame count.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// `BPF_MAP_TYPE_ARRAY` with one [`LbConfig`] at key 0.
+pub const MAP_LB_CONFIG: &str = "LB_CONFIG";
+
+/// What the program did with a frame: the slots of [`MAP_COUNTERS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Verdict {
+    /// Not DHCP to port 67: passed to the kernel.
+    Pass = 0,
+    /// DHCP redirected to the rx queue's AF_XDP socket.
+    Redirect = 1,
+    /// DHCP, but no socket is bound for the rx queue: passed to the kernel.
+    NoXsk = 2,
+    /// A DHCPDISCOVER in a bucket the failover peer serves: dropped.
+    LbDrop = 3,
+}
+
+impl Verdict {
+    /// Every verdict, in slot order.
+    pub const ALL: [Verdict; 4] = [
+        Verdict::Pass,
+        Verdict::Redirect,
+        Verdict::NoXsk,
+        Verdict::LbDrop,
+    ];
+    /// Slots in [`MAP_COUNTERS`].
+    pub const COUNT: u32 = 4;
+}
+
+/// [`LbConfig::mode`]: no load-balancing drop.
+pub const LB_OFF: u32 = 0;
+/// [`LbConfig::mode`]: drop DHCPDISCOVERs of the peer's buckets.
+pub const LB_ON: u32 = 1;
+
+/// The load-balancing filter (C `struct lb_config`), the one value of [`MAP_LB_CONFIG`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct LbConfig {
+    /// [`LB_OFF`] or [`LB_ON`].
+    pub mode: u32,
+    /// 1: this server is the primary (a set HBA bit is its bucket); 0: the secondary.
+    pub primary: u32,
+    /// A client whose `secs` is at least this is served whatever its bucket (0: no limit;
+    /// ISC `load balance max seconds`).
+    pub max_secs: u32,
+    /// Zero.
+    pub pad: u32,
+    /// The 256-bit hash bucket assignment in ISC order: bucket `b` is bit `1 << (b & 7)` of
+    /// byte `b >> 3`; a set bit means the primary serves the bucket.
+    pub hba: [u8; 32],
+}
+
+impl LbConfig {
+    /// The filter switched off.
+    pub const OFF: LbConfig = LbConfig {
+        mode: LB_OFF,
+        primary: 0,
+        max_secs: 0,
+        pad: 0,
+        hba: [0; 32],
+    };
+}

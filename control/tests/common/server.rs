@@ -57,6 +57,8 @@ pub struct ServerSpec {
     pub subnets: Vec<SubnetSpec>,
     /// Lease time given to clients; T1 and T2 are half and 7/8 of it.
     pub lease_time: Duration,
+    /// tandemd's `datapath` (`"packet"` unless a test asks for `"xdp"` or `"auto"`).
+    pub datapath: &'static str,
 }
 
 /// One lease as the server's own store reports it.
@@ -366,7 +368,7 @@ fn write_kea_config(dir: &Path, spec: &ServerSpec) -> PathBuf {
     path
 }
 
-/// The TOML of DESIGN.md §6, `datapath = "packet"`.
+/// The TOML of DESIGN.md §6, with the spec's `datapath`.
 fn write_tandemd_config(dir: &Path, spec: &ServerSpec) -> PathBuf {
     let quoted = |v: &[String]| {
         v.iter()
@@ -379,7 +381,7 @@ fn write_tandemd_config(dir: &Path, spec: &ServerSpec) -> PathBuf {
     let _ = writeln!(toml, "interfaces = [{}]", quoted(&spec.interfaces));
     let _ = writeln!(toml, "server_id = \"{}\"", spec.server_id);
     let _ = writeln!(toml, "data_dir = {:?}", dir.to_string_lossy());
-    let _ = writeln!(toml, "datapath = \"packet\"");
+    let _ = writeln!(toml, "datapath = {:?}", spec.datapath);
     let _ = writeln!(toml, "workers = 0");
     let _ = writeln!(toml, "durability = \"sync\"");
     for s in &spec.subnets {
@@ -473,6 +475,7 @@ impl ServerSpec {
                 router: Some(super::net::DIRECT_SERVER),
             }],
             lease_time,
+            datapath: "packet",
         }
     }
 
@@ -496,6 +499,7 @@ impl ServerSpec {
                 },
             ],
             lease_time,
+            datapath: "packet",
         }
     }
 }

@@ -1,0 +1,280 @@
+//! The XDP datapath against the rest of tandem: tandemd with `datapath = "xdp"` (and
+//! `"auto"`) serves real clients over AF_XDP in the e2e harness's namespaces, and the
+//! load-balancing filter of the XDP program (C, in the kernel) puts every client in the same
+//! RFC 3074 bucket as the failover code's Rust reference (`control::failover::hash`).
+//!
+//! Run as root: `cargo test -p control --test e2e_xdp -- --nocapture`.
+
+#[expect(
+    dead_code,
+    reason = "each e2e test binary uses a different part of the shared harness"
+)]
+mod common;
+
+use std::time::Duration;
+
+use common::clients::{Dhclient, PerfTarget, Perfdhcp, Udhcpc};
+use common::net::{Layout, TestNet};
+use common::server::{Server, ServerKind, ServerSpec};
+use control::failover::hash::{Hba, client_bucket, pearson};
+use dataplane::xdp::{LB_ON, LbConfig, XdpProgram};
+
+/// A direct-layout network with `clients` clients and tandemd on `datapath`.
+fn start(datapath: &'static str, clients: usize) -> (Server, TestNet) {
+    common::require_e2e();
+    let net = TestNet::new(Layout::Direct, clients);
+    let spec = ServerSpec {
+        datapath,
+        ..ServerSpec::direct(&net, Duration::from_secs(600))
+    };
+    let server = Server::start(ServerKind::Tandemd, &net.server.ns, &spec);
+    (server, net)
+}
+
+/// `tandemctl status --json`: the datapath and the frames the workers received.
+fn datapath_and_rx(server: &Server) -> (String, u64) {
+    let status = server.status_json().expect("tandemctl status --json");
+    let datapath = status["datapath"].as_str().unwrap_or_default().to_owned();
+    let workers = status["workers"].as_array().cloned().unwrap_or_default();
+    assert!(!workers.is_empty(), "no workers in {status}");
+    for w in &workers {
+        assert_eq!(w["datapath"].as_str(), Some(datapath.as_str()), "{w}");
+    }
+    let rx = workers.iter().filter_map(|w| w["rx"].as_u64()).sum();
+    (datapath, rx)
+}
+
+#[test]
+fn tandemd_on_xdp_serves_dhclient_and_udhcpc() {
+    let (server, net) = start("xdp", 2);
+    let (datapath, rx0) = datapath_and_rx(&server);
+    assert_eq!(datapath, "xdp");
+    assert_eq!(rx0, 0);
+
+    let mut dhclient = Dhclient::new(&net.clients[0]);
+    let a = dhclient
+        .obtain()
+        .unwrap_or_else(|e| panic!("dhclient: {e}\n{}", server.log()));
+    let mut udhcpc = Udhcpc::new(&net.clients[1]);
+    let b = udhcpc
+        .obtain_once()
+        .unwrap_or_else(|e| panic!("udhcpc: {e}\n{}", server.log()));
+    assert_ne!(a.address, b.address);
+    let active = server.active_leases();
+    for (lease, ep) in [(&a, &net.clients[0]), (&b, &net.clients[1])] {
+        assert!(
+            active
+                .iter()
+                .any(|l| l.address == lease.address && l.chaddr == ep.mac),
+            "no active lease {} for {} in {active:?}",
+            lease.address,
+            ep.mac
+        );
+    }
+    dhclient.release().unwrap_or_else(|e| panic!("{e}"));
+    let (_, rx) = datapath_and_rx(&server);
+    // DISCOVER + REQUEST each, and the RELEASE.
+    assert!(rx >= 5, "workers counted {rx} frames");
+    assert!(
+        server.log().contains("XDP program attached"),
+        "{}",
+        server.log()
+    );
+}
+
+/// Whether the server's interface has an XDP program attached.
+fn xdp_attached(net: &TestNet) -> bool {
+    net.server
+        .ns
+        .run(&["ip", "-d", "link", "show", &net.server.iface])
+        .contains("prog/xdp")
+}
+
+#[test]
+fn xdp_goes_with_tandemd_on_sigterm_and_on_kill_9() {
+    let (mut server, net) = start("xdp", 1);
+    assert!(xdp_attached(&net), "serving, the program is attached");
+    // kill -9: the program was attached through a bpf_link the kernel drops with the process,
+    // so nothing stale stays on the interface and the next run attaches cleanly.
+    server.kill9();
+    assert!(
+        !xdp_attached(&net),
+        "a killed tandemd left its program behind"
+    );
+    server.restart();
+    assert_eq!(datapath_and_rx(&server).0, "xdp");
+    let mut udhcpc = Udhcpc::new(&net.clients[0]);
+    udhcpc
+        .obtain_once()
+        .unwrap_or_else(|e| panic!("udhcpc after restart: {e}\n{}", server.log()));
+    server.terminate();
+    assert!(
+        !xdp_attached(&net),
+        "a stopped tandemd left its program behind"
+    );
+}
+
+#[test]
+fn tandemd_on_auto_picks_xdp_and_serves_perfdhcp() {
+    let (server, net) = start("auto", 1);
+    let (datapath, _) = datapath_and_rx(&server);
+    assert_eq!(
+        datapath,
+        "xdp",
+        "auto on a veth takes XDP:\n{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("datapath auto: using xdp"),
+        "{}",
+        server.log()
+    );
+    let ep = &net.clients[0];
+    // 400/s suits a debug build on a busy machine; `TANDEM_E2E_XDP_RATE` measures more (the
+    // release-build load test of the packet path asks 5,000/s).
+    let rate: u64 = std::env::var("TANDEM_E2E_XDP_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(400);
+    const SECONDS: u64 = 5;
+    let report = Perfdhcp::new(
+        &ep.ns,
+        &PerfTarget::Broadcast {
+            iface: ep.iface.clone(),
+        },
+    )
+    .arg("-r")
+    .arg(rate.to_string())
+    .arg("-p")
+    .arg(SECONDS.to_string())
+    .arg("-R")
+    .arg((rate * SECONDS * 2).to_string())
+    .run(Duration::from_secs(30))
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "perfdhcp over xdp: sent {:?} received {:?} drops {:?} rate {:?}",
+        report.sent, report.received, report.drops, report.rate
+    );
+    assert_eq!(report.total_drops(), 0, "{}", report.output);
+    assert!(
+        report.acks() >= rate * SECONDS * 9 / 10,
+        "only {} exchanges:\n{}",
+        report.acks(),
+        report.output
+    );
+    let (_, rx) = datapath_and_rx(&server);
+    assert!(rx >= 2 * report.acks(), "workers counted {rx} frames");
+}
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+/// A DHCPDISCOVER frame (broadcast, UDP 68 → 67) from `chaddr`, with option 61 = `client_id`
+/// if given.
+fn discover(chaddr: [u8; 6], client_id: Option<&[u8]>) -> Vec<u8> {
+    let mut bootp = vec![0u8; 240];
+    bootp[0] = 1;
+    bootp[1] = 1;
+    bootp[2] = 6;
+    bootp[28..34].copy_from_slice(&chaddr);
+    bootp[236..240].copy_from_slice(&[99, 130, 83, 99]);
+    // A pad and an unrelated option first, so the walk has to step over them.
+    bootp.extend_from_slice(&[0, 12, 3, b'a', b'b', b'c', 53, 1, 1]);
+    if let Some(id) = client_id {
+        bootp.push(61);
+        bootp.push(u8::try_from(id.len()).expect("option length"));
+        bootp.extend_from_slice(id);
+    }
+    bootp.push(255);
+    if bootp.len() < 300 {
+        bootp.resize(300, 0);
+    }
+
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&chaddr);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = u16::try_from(20 + 8 + bootp.len()).expect("size");
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255]);
+    f.extend_from_slice(&68u16.to_be_bytes());
+    f.extend_from_slice(&67u16.to_be_bytes());
+    f.extend_from_slice(&(total - 20).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&bootp);
+    f
+}
+
+/// Which bucket the program puts `frame` in, found by asking it with one-bucket HBAs: the
+/// program keeps the frame (we are primary) only when its bucket's bit is set.
+fn kernel_bucket_is(prog: &mut XdpProgram, frame: &[u8], bucket: u8) {
+    let mut only = Hba::NONE;
+    only.set(bucket, true);
+    let mut all_but = Hba::ALL;
+    all_but.set(bucket, false);
+    for (hba, want, what) in [
+        (only, XDP_PASS, "kept when only its bucket is ours"),
+        (
+            all_but,
+            XDP_DROP,
+            "dropped when every bucket but its own is ours",
+        ),
+    ] {
+        prog.set_lb(&LbConfig {
+            mode: LB_ON,
+            primary: 1,
+            hba: *hba.as_bytes(),
+            ..LbConfig::OFF
+        })
+        .expect("set lb");
+        let got = prog.test_run(frame).expect("test run");
+        assert_eq!(got, want, "bucket {bucket}: {what}");
+    }
+}
+
+#[test]
+fn c_and_rust_hash_agree_on_every_bucket() {
+    let mut prog = XdpProgram::load().expect("load the XDP program (root needed)");
+
+    // By chaddr: MACs until every bucket has been seen.
+    let mut seen = [false; 256];
+    let mut n: u32 = 0;
+    while seen.iter().any(|s| !s) {
+        assert!(n < 100_000, "buckets never covered by chaddr");
+        let [_, x, y, z] = n.to_be_bytes();
+        let mac = [0x02, 0x54, 0x44, x, y, z];
+        n += 1;
+        let bucket = client_bucket(None, &mac, 6);
+        if seen[usize::from(bucket)] {
+            continue;
+        }
+        seen[usize::from(bucket)] = true;
+        kernel_bucket_is(&mut prog, &discover(mac, None), bucket);
+    }
+
+    // By client identifier, of lengths 1 to 255 (the length enters the hash).
+    let mut seen = [false; 256];
+    let mut state: u32 = 0x9e37_79b9;
+    let mut tries = 0;
+    while seen.iter().any(|s| !s) {
+        tries += 1;
+        assert!(tries < 100_000, "buckets never covered by client id");
+        let len = 1 + (tries % 255);
+        let id: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state.to_be_bytes()[0]
+            })
+            .collect();
+        let bucket = pearson(&id);
+        assert_eq!(bucket, client_bucket(Some(&id), &[0; 16], 6));
+        if seen[usize::from(bucket)] {
+            continue;
+        }
+        seen[usize::from(bucket)] = true;
+        // The chaddr must not matter when a client id is present.
+        kernel_bucket_is(&mut prog, &discover([2, 0, 0, 0, 0, 9], Some(&id)), bucket);
+    }
+}

@@ -1,0 +1,320 @@
+//! AF_XDP sockets behind tandem's XDP program: DHCP to port 67 reaches the socket of its rx
+//! queue (and not the kernel), and replies sent through the socket's TX ring in batches
+//! larger than copy mode's 32 frames per kick all leave. Namespaces `tdm-xdp-<pid>-<n>a/b`
+//! joined by a veth, torn down in `Drop`.
+//!
+//! Run as root: `cargo test -p dataplane --test xdp_xsk`.
+
+use std::fs::File;
+use std::net::UdpSocket;
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use dataplane::stats::WorkerStats;
+use dataplane::sys;
+use dataplane::worker::{FrameIo, TxBatch};
+use dataplane::xdp::{AttachMode, XdpPort, XdpProgram, XskIo, XskOptions, rx_queue_count};
+
+fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Two namespaces joined by a veth (`va` 10.78.0.1 in `a`, `vb` 10.78.0.2 in `b`).
+struct Pair {
+    a: String,
+    b: String,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        Pair::with_queues(1)
+    }
+
+    /// A pair whose veth ends have `queues` rx and tx queues each (`ethtool -L`).
+    fn with_queues(queues: u32) -> Pair {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let id = format!(
+            "tdm-xdp-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let pair = Pair {
+            a: format!("{id}a"),
+            b: format!("{id}b"),
+        };
+        for ns in [&pair.a, &pair.b] {
+            sh(&["ip", "netns", "add", ns]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        sh(&[
+            "ip",
+            "-n",
+            &pair.a,
+            "link",
+            "add",
+            "va",
+            "numtxqueues",
+            "8",
+            "numrxqueues",
+            "8",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vb",
+            "numtxqueues",
+            "8",
+            "numrxqueues",
+            "8",
+            "netns",
+            &pair.b,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &pair.a,
+            "addr",
+            "add",
+            "10.78.0.1/24",
+            "dev",
+            "va",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &pair.b,
+            "addr",
+            "add",
+            "10.78.0.2/24",
+            "dev",
+            "vb",
+        ]);
+        // A veth has as many real queues as asked for at creation unless told otherwise.
+        let q = queues.to_string();
+        for (ns, dev) in [(&pair.a, "va"), (&pair.b, "vb")] {
+            sh(&[
+                "ip", "netns", "exec", ns, "ethtool", "-L", dev, "rx", &q, "tx", &q,
+            ]);
+        }
+        sh(&["ip", "-n", &pair.a, "link", "set", "va", "up"]);
+        sh(&["ip", "-n", &pair.b, "link", "set", "vb", "up"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pair.ping() {
+            assert!(Instant::now() < deadline, "veth never came up");
+            thread::sleep(Duration::from_millis(20));
+        }
+        pair
+    }
+
+    fn ping(&self) -> bool {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.a,
+                "ping",
+                "-c1",
+                "-W1",
+                "-q",
+                "10.78.0.2",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn xdp_shown(&self) -> bool {
+        sh(&["ip", "-n", &self.b, "-d", "link", "show", "vb"]).contains("prog/xdp")
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs `f` on a thread inside namespace `ns`.
+fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    thread::scope(|s| {
+        s.spawn(|| {
+            let file = File::open(format!("/run/netns/{ns}")).expect("open netns");
+            sys::set_thread_netns(file.as_fd()).expect("setns");
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    })
+}
+
+/// The reply to a UDP/IPv4 frame without VLAN tags: MACs, addresses and ports swapped, UDP
+/// checksum cleared (allowed over IPv4), the payload kept.
+fn reply_to(f: &[u8]) -> Vec<u8> {
+    let mut r = f.to_vec();
+    let (dst, src) = r.split_at_mut(6);
+    dst.swap_with_slice(&mut src[..6]);
+    let ip = 14;
+    let (a, b) = r[ip + 12..ip + 20].split_at_mut(4);
+    a.swap_with_slice(b);
+    let udp = ip + usize::from(f[ip] & 0x0f) * 4;
+    let (a, b) = r[udp..udp + 4].split_at_mut(2);
+    a.swap_with_slice(b);
+    r[udp + 6..udp + 8].copy_from_slice(&[0, 0]);
+    r
+}
+
+#[test]
+fn dhcp_reaches_the_socket_and_replies_leave_in_big_batches() {
+    const N: usize = 300;
+    let pair = Pair::new();
+    let (mut prog, mut xsks) = in_ns(&pair.b, || {
+        let mut prog = XdpProgram::load().expect("load");
+        prog.attach("vb", AttachMode::Native).expect("attach");
+        let xsks = XskIo::open_all("vb", 0..1, &XskOptions::default()).expect("open xsk");
+        (prog, xsks)
+    });
+    let mut io = xsks.pop().expect("one socket");
+    assert!(!io.zero_copy(), "veth has no zero-copy AF_XDP");
+    prog.set_socket(io.queue(), &io.fd()).expect("xskmap");
+    let kernel67 = in_ns(&pair.b, || {
+        let s = UdpSocket::bind("0.0.0.0:67").expect("bind 67");
+        s.set_nonblocking(true).expect("nonblocking");
+        s
+    });
+
+    let client = in_ns(&pair.a, || {
+        UdpSocket::bind("10.78.0.1:6800").expect("client")
+    });
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let before = prog.counters().expect("counters");
+    for i in 0..N {
+        let mut payload = vec![0u8; 300];
+        payload[..4].copy_from_slice(&(i as u32).to_be_bytes());
+        client.send_to(&payload, "10.78.0.2:67").expect("send");
+    }
+    let stats = WorkerStats::new();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < N && Instant::now() < deadline {
+        let rx = io.recv(&stats).expect("recv");
+        if rx.is_empty() {
+            io.wait(Duration::from_millis(50), &stats).expect("wait");
+            continue;
+        }
+        for f in rx.frames() {
+            assert_eq!(f.meta.vlan, None);
+            got.push(f.data.to_vec());
+        }
+    }
+    assert_eq!(got.len(), N, "every datagram reached the AF_XDP socket");
+    let mut buf = [0u8; 2048];
+    assert!(
+        kernel67.recv_from(&mut buf).is_err(),
+        "the kernel saw none of them"
+    );
+    let c = prog.counters().expect("counters");
+    assert_eq!(c.redirect - before.redirect, N as u64);
+    assert_eq!(c.no_xsk - before.no_xsk, 0);
+    for (i, f) in got.iter().enumerate() {
+        let udp = 14 + usize::from(f[14] & 0x0f) * 4;
+        assert_eq!(&f[udp + 2..udp + 4], &67u16.to_be_bytes());
+        let seq = u32::from_be_bytes([f[udp + 8], f[udp + 9], f[udp + 10], f[udp + 11]]);
+        assert_eq!(seq as usize, i, "in order");
+    }
+
+    // Replies in batches of 64 (two copy-mode kicks' worth each), read back after each batch
+    // so the client's receive buffer never overflows.
+    let mut tx = TxBatch::new(64, 2048);
+    let mut sent = 0;
+    let mut seen = vec![false; N];
+    for chunk in got.chunks(64) {
+        tx.clear();
+        for f in chunk {
+            tx.push(&reply_to(f)).expect("push");
+        }
+        let out = io.send(&tx);
+        assert_eq!(out.failed, 0, "send failed: {out:?}");
+        sent += out.sent;
+        for _ in 0..chunk.len() {
+            let Ok((n, from)) = client.recv_from(&mut buf) else {
+                break;
+            };
+            assert_eq!(n, 300);
+            assert_eq!(from.port(), 67);
+            let seq = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            seen[seq] = true;
+        }
+    }
+    assert_eq!(sent, N);
+    let missing = seen.iter().filter(|s| !**s).count();
+    assert_eq!(missing, 0, "replies that never arrived");
+
+    // Unbound, DHCP goes back to the kernel.
+    prog.clear_socket(io.queue()).expect("unset");
+    client.send_to(&[0u8; 300], "10.78.0.2:67").expect("send");
+    kernel67.set_nonblocking(false).expect("blocking");
+    kernel67
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    assert_eq!(kernel67.recv_from(&mut buf).map(|(n, _)| n).ok(), Some(300));
+
+    drop(io);
+    drop(prog);
+    assert!(!pair.xdp_shown(), "program detached with the loader");
+}
+
+#[test]
+fn one_socket_per_rx_queue_and_every_queue_is_served() {
+    const N: usize = 400;
+    let pair = Pair::with_queues(2);
+    let mut port = in_ns(&pair.b, || {
+        assert_eq!(rx_queue_count("vb"), 2, "ethtool -L took");
+        XdpPort::open("vb", AttachMode::Native, &XskOptions::default()).expect("open port")
+    });
+    let mut socks = port.take_sockets();
+    assert_eq!(socks.len(), 2, "one socket per rx queue");
+    let before = port.program().counters().expect("counters");
+    // Many flows (one socket each), so the sender's queue selection spreads them.
+    in_ns(&pair.a, || {
+        let clients: Vec<UdpSocket> = (0..16)
+            .map(|_| UdpSocket::bind("10.78.0.1:0").expect("client"))
+            .collect();
+        for i in 0..N {
+            clients[i % clients.len()]
+                .send_to(&[0u8; 300], "10.78.0.2:67")
+                .expect("send");
+        }
+    });
+    let stats = WorkerStats::new();
+    let mut per_queue = vec![0usize; socks.len()];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while per_queue.iter().sum::<usize>() < N && Instant::now() < deadline {
+        for (i, io) in socks.iter_mut().enumerate() {
+            per_queue[i] += io.recv(&stats).expect("recv").len();
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    eprintln!("frames per rx queue: {per_queue:?}");
+    assert_eq!(per_queue.iter().sum::<usize>(), N, "{per_queue:?}");
+    let c = port.program().counters().expect("counters");
+    assert_eq!(c.redirect - before.redirect, N as u64);
+    assert_eq!(c.no_xsk - before.no_xsk, 0, "a queue without its socket");
+    drop(socks);
+    drop(port);
+    assert!(!pair.xdp_shown());
+}
