@@ -168,6 +168,14 @@ section() { # $1: file, $2: DISCOVER-OFFER | REQUEST-ACK
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 printf 'server\toffered\tdiscover_sent\tacks\tcompleted_per_s\tdrop_pct\n' >"$RESULTS"
+# The name in the table: tandem's durability is part of it unless it is the default.
+label() {
+  if [ "$1" = tandem ] && [ "$TANDEM_DURABILITY" != sync ]; then
+    echo "tandem-$TANDEM_DURABILITY"
+  else
+    echo "$1"
+  fi
+}
 declare -A BEST
 for server in $SERVERS; do
   BEST[$server]=none
@@ -188,7 +196,7 @@ for server in $SERVERS; do
       drop=100.00
     fi
     if awk -v x="$drop" 'BEGIN { exit !(x <= 2.5) }'; then BEST[$server]=$rate; fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$rate" "$do_sent" "$acks" "$per_s" "$drop" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(label "$server")" "$rate" "$do_sent" "$acks" "$per_s" "$drop" >>"$RESULTS"
     printf '%-7s offered %6s/s: %7s DISCOVERs, %7s ACKs, %6s completed/s, %6s %% dropped\n' \
       "$server" "$rate" "$do_sent" "$acks" "$per_s" "$drop" >&2
   done
@@ -198,14 +206,14 @@ done
 echo
 echo "machine: $(nproc) CPUs, kernel $(uname -r), load average at start $LOAD0, at end $(cut -d' ' -f1-3 /proc/loadavg); tandem durability $TANDEM_DURABILITY; server on CPU $SERVER_CPU, perfdhcp on CPU $CLIENT_CPU; ${PERIOD} s per cell"
 printf '| offered DORA/s |'
-for server in $SERVERS; do printf ' %s: completed/s (drop %%) |' "$server"; done
+for server in $SERVERS; do printf ' %s: completed/s (drop %%) |' "$(label "$server")"; done
 printf '\n|---|'
 for _ in $SERVERS; do printf -- '---|'; done
 printf '\n'
 for rate in $RATES; do
   printf '| %s |' "$rate"
   for server in $SERVERS; do
-    awk -F'\t' -v s="$server" -v r="$rate" '$1 == s && $2 == r { printf " %s (%s) |", $5, $6 }' "$RESULTS"
+    awk -F'\t' -v s="$(label "$server")" -v r="$rate" '$1 == s && $2 == r { printf " %s (%s) |", $5, $6 }' "$RESULTS"
   done
   printf '\n'
 done
