@@ -69,17 +69,34 @@ impl RelationshipView {
     /// Copies what the workers need from `fsm`. The service decision is stored last, with
     /// release ordering, after the values it depends on.
     pub fn publish(&self, fsm: &Fsm) {
-        let hba = fsm.hba();
+        self.publish_parts(
+            fsm.service(),
+            fsm.kind(),
+            fsm.mclt(),
+            fsm.hba(),
+            fsm.persisted().partner_down_since,
+        );
+    }
+
+    /// [`RelationshipView::publish`] from the values themselves.
+    pub fn publish_parts(
+        &self,
+        service: Service,
+        state: StateKind,
+        mclt: u32,
+        hba: Hba,
+        partner_down_since: UnixTime,
+    ) {
         for (i, w) in self.hba.iter().enumerate() {
             let mut b = [0u8; 8];
             b.copy_from_slice(&hba.0[i * 8..i * 8 + 8]);
             w.store(u64::from_le_bytes(b), Ordering::Relaxed);
         }
-        self.mclt.store(fsm.mclt(), Ordering::Relaxed);
+        self.mclt.store(mclt, Ordering::Relaxed);
         self.partner_down_since
-            .store(fsm.persisted().partner_down_since.0, Ordering::Relaxed);
-        self.state.store(fsm.kind() as u8, Ordering::Relaxed);
-        let service = match fsm.service() {
+            .store(partner_down_since.0, Ordering::Relaxed);
+        self.state.store(state as u8, Ordering::Relaxed);
+        let service = match service {
             Service::Cooperating => SERVICE_COOPERATING,
             Service::NotCooperating => SERVICE_NOT_COOPERATING,
             Service::PartnerDown => SERVICE_PARTNER_DOWN,
@@ -233,5 +250,186 @@ impl FailoverView for Gate {
             None => desired,
             Some(v) => v.lease_time(current, desired, now),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: UnixTime = UnixTime(1_800_000_000);
+
+    fn view(role: config::Role, mode: FailoverMode) -> RelationshipView {
+        RelationshipView {
+            role: match role {
+                config::Role::Primary => Role::Primary,
+                config::Role::Secondary => Role::Secondary,
+            },
+            mode,
+            max_seconds: 3,
+            service: AtomicU8::new(SERVICE_NONE),
+            state: AtomicU8::new(0),
+            mclt: AtomicU32::new(600),
+            hba: Default::default(),
+            partner_down_since: AtomicU32::new(0),
+        }
+    }
+
+    fn set(v: &RelationshipView, service: Service, state: StateKind, since: u32) {
+        v.publish_parts(service, state, 600, Hba::split(128), UnixTime(since));
+    }
+
+    fn lease(state: BindingState, owner: Owner) -> Lease {
+        Lease {
+            state,
+            owner,
+            ..Lease::default()
+        }
+    }
+
+    const DISCOVER: Option<MessageType> = Some(MessageType::Discover);
+
+    #[test]
+    fn unpublished_and_silent_states_serve_nobody() {
+        let v = view(config::Role::Primary, FailoverMode::LoadBalance);
+        assert!(!v.may_serve(DISCOVER, 0, 0));
+        assert!(!v.may_allocate(&lease(BindingState::Free, Owner::Us), NOW));
+        for (service, state) in [
+            (Service::NotResponding, StateKind::Recover),
+            (Service::Startup, StateKind::Startup),
+            (Service::NotResponding, StateKind::PotentialConflict),
+        ] {
+            set(&v, service, state, 0);
+            assert!(!v.may_serve(DISCOVER, 0, 0), "{state:?}");
+            assert!(!v.may_serve(Some(MessageType::Request), 0, 0), "{state:?}");
+            assert!(!v.may_allocate(&lease(BindingState::Free, Owner::Us), NOW));
+            assert_eq!(v.lease_time(&Lease::default(), 3600, NOW), 0);
+        }
+    }
+
+    #[test]
+    fn normal_balances_discovers_by_bucket() {
+        let p = view(config::Role::Primary, FailoverMode::LoadBalance);
+        let s = view(config::Role::Secondary, FailoverMode::LoadBalance);
+        set(&p, Service::Cooperating, StateKind::Normal, 0);
+        set(&s, Service::Cooperating, StateKind::Normal, 0);
+        for b in 0..=255u8 {
+            assert_eq!(p.may_serve(DISCOVER, 0, b), b < 128, "bucket {b}");
+            assert_eq!(s.may_serve(DISCOVER, 0, b), b >= 128, "bucket {b}");
+            assert_eq!(p.may_serve(None, 0, b), b < 128, "BOOTP bucket {b}");
+            // REQUESTs are not balanced; a client waiting long is answered by both.
+            assert!(p.may_serve(Some(MessageType::Request), 0, b));
+            assert!(s.may_serve(Some(MessageType::Request), 0, b));
+            assert!(s.may_serve(DISCOVER, 4, b));
+        }
+        // Each allocates its own free addresses only.
+        assert!(p.may_allocate(&lease(BindingState::Free, Owner::Us), NOW));
+        assert!(!p.may_allocate(&lease(BindingState::Backup, Owner::Us), NOW));
+        assert!(s.may_allocate(&lease(BindingState::Backup, Owner::Us), NOW));
+        assert!(!s.may_allocate(&lease(BindingState::Free, Owner::Us), NOW));
+        // A new lease is bounded by the MCLT until the partner acknowledges more.
+        assert_eq!(p.lease_time(&Lease::default(), 3600, NOW), 600);
+        assert_eq!(p.lease_time(&Lease::default(), 300, NOW), 300);
+    }
+
+    #[test]
+    fn hot_standby_primary_serves_alone_in_normal() {
+        let p = view(config::Role::Primary, FailoverMode::HotStandby);
+        let s = view(config::Role::Secondary, FailoverMode::HotStandby);
+        set(&p, Service::Cooperating, StateKind::Normal, 0);
+        set(&s, Service::Cooperating, StateKind::Normal, 0);
+        for b in [0u8, 127, 128, 255] {
+            assert!(p.may_serve(DISCOVER, 0, b));
+            assert!(!s.may_serve(DISCOVER, 0, b));
+            assert!(!s.may_serve(Some(MessageType::Request), 9, b));
+        }
+        set(
+            &s,
+            Service::NotCooperating,
+            StateKind::CommunicationsInterrupted,
+            0,
+        );
+        assert!(s.may_serve(DISCOVER, 0, 5));
+    }
+
+    #[test]
+    fn interrupted_serves_everyone_from_its_own_pool() {
+        let s = view(config::Role::Secondary, FailoverMode::LoadBalance);
+        set(
+            &s,
+            Service::NotCooperating,
+            StateKind::CommunicationsInterrupted,
+            0,
+        );
+        for b in [0u8, 200] {
+            assert!(s.may_serve(DISCOVER, 0, b));
+        }
+        assert!(s.may_allocate(&lease(BindingState::Backup, Owner::Us), NOW));
+        assert!(!s.may_allocate(&lease(BindingState::Free, Owner::Us), NOW));
+        // The partner's binding is never taken outside PARTNER-DOWN.
+        let mut theirs = lease(BindingState::Active, Owner::Partner);
+        theirs.ends = UnixTime(NOW.0 - 10);
+        assert!(!s.may_allocate(&theirs, NOW));
+        assert_eq!(s.lease_time(&Lease::default(), 3600, NOW), 600);
+    }
+
+    #[test]
+    fn partner_down_takes_the_partners_addresses_after_mclt() {
+        let s = view(config::Role::Secondary, FailoverMode::LoadBalance);
+        let since = NOW.0 - 100;
+        set(&s, Service::PartnerDown, StateKind::PartnerDown, since);
+        assert!(s.may_serve(DISCOVER, 0, 3));
+        let free = lease(BindingState::Free, Owner::Us);
+        assert!(!s.may_allocate(&free, NOW), "within MCLT of since");
+        assert!(s.may_allocate(&free, UnixTime(since + 601)));
+        // A partner in PARTNER-DOWN silences us (Fsm::service), whatever our state.
+        set(&s, Service::NotResponding, StateKind::Normal, 0);
+        assert!(!s.may_serve(DISCOVER, 0, 200));
+    }
+
+    #[test]
+    fn gate_serves_unrelated_scopes_standalone() {
+        let text = r#"
+[server]
+interfaces = ["eth0"]
+server_id = "192.0.2.1"
+data_dir = "/tmp/x"
+
+[[subnet]]
+prefix = "10.0.0.0/24"
+pools = ["10.0.0.10-10.0.0.20"]
+failover = "pair"
+
+[[subnet]]
+prefix = "10.0.1.0/24"
+pools = ["10.0.1.10-10.0.1.20"]
+
+[[failover]]
+name = "pair"
+role = "primary"
+address = "192.0.2.1"
+peer_address = "192.0.2.2"
+mclt = "10m"
+"#;
+        let cfg = crate::config::parse(text).expect("config");
+        let (gate, views) = Gate::new(&cfg);
+        assert_eq!(views.len(), 1);
+        let free = lease(BindingState::Free, Owner::Us);
+        // Not yet published: the relationship's scope is silent, the other is served.
+        assert!(!gate.may_allocate(TableId(0), &free, NOW));
+        assert!(gate.may_allocate(TableId(1), &free, NOW));
+        assert_eq!(gate.lease_time(TableId(1), &free, 3600, NOW), 3600);
+        assert!(!gate.may_allocate(TableId(1), &lease(BindingState::Backup, Owner::Us), NOW));
+        views[0].publish_parts(
+            Service::Cooperating,
+            StateKind::Normal,
+            600,
+            Hba::split(128),
+            UnixTime(0),
+        );
+        assert!(gate.may_allocate(TableId(0), &free, NOW));
+        assert_eq!(gate.lease_time(TableId(0), &free, 3600, NOW), 600);
+        // A table the config does not know is served standalone.
+        assert!(gate.may_allocate(TableId(7), &free, NOW));
     }
 }
