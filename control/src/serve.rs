@@ -285,23 +285,23 @@ fn start_failover(
     if config.failover.is_empty() {
         return Ok(None);
     }
-    // What an UPDREQALL would have to carry: the bound records of the relationship's scopes.
-    let bindings: crate::failover::driver::BindingCount = {
+    // What an update request is answered with: the bound records of the relationship's scopes.
+    let bindings: crate::failover::driver::BindingSource = {
         let store = Arc::clone(store);
         let subnets: Vec<Option<String>> =
             config.subnets.iter().map(|s| s.failover.clone()).collect();
         Arc::new(move |name: &str| {
-            let mut n = 0u64;
+            let mut out = Vec::new();
             for (rel, table) in subnets.iter().zip(store.tables()) {
                 if rel.as_deref() == Some(name) {
-                    table.for_each(|_, _, l| {
+                    table.for_each(|slot, _, l| {
                         if !matches!(l.state, BindingState::Free | BindingState::Offered) {
-                            n += 1;
+                            out.push((table.addr(slot), *l));
                         }
                     });
                 }
             }
-            n
+            out
         })
     };
     let running = crate::failover::driver::start(config, views, bindings, &hooks.shutdown)?;

@@ -22,10 +22,12 @@ use std::time::Duration;
 use common::net::Ns;
 use common::server::Server;
 
-/// Two namespaces joined by a veth pair, deleted on drop.
+/// Three namespaces: the servers' `a` (10.79.0.1 on fa0) and `b` (10.79.0.2 on fb0), and
+/// `c`, whose bridge br0 joins them and is the DHCP client's interface. Deleted on drop.
 struct Pair {
     a: Ns,
     b: Ns,
+    c: Ns,
 }
 
 fn ip(args: &[&str]) {
@@ -36,14 +38,15 @@ fn ip(args: &[&str]) {
 impl Pair {
     fn new(tag: &str) -> Self {
         let id = std::process::id();
-        let a = Ns {
-            name: format!("tdm-driver-{id}-{tag}a"),
+        let ns = |x: &str| Ns {
+            name: format!("tdm-driver-{id}-{tag}{x}"),
         };
-        let b = Ns {
-            name: format!("tdm-driver-{id}-{tag}b"),
+        let pair = Pair {
+            a: ns("a"),
+            b: ns("b"),
+            c: ns("c"),
         };
-        let pair = Pair { a, b };
-        for ns in [&pair.a, &pair.b] {
+        for ns in [&pair.a, &pair.b, &pair.c] {
             let _ = Command::new("ip")
                 .args(["netns", "del", &ns.name])
                 .stderr(std::process::Stdio::null())
@@ -51,47 +54,73 @@ impl Pair {
             ip(&["netns", "add", &ns.name]);
             ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
         }
-        ip(&[
-            "-n",
-            &pair.a.name,
-            "link",
-            "add",
-            "fa0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "fb0",
-            "netns",
-            &pair.b.name,
-        ]);
-        ip(&[
-            "-n",
-            &pair.a.name,
-            "addr",
-            "add",
-            "10.79.0.1/24",
-            "dev",
-            "fa0",
-        ]);
-        ip(&[
-            "-n",
-            &pair.b.name,
-            "addr",
-            "add",
-            "10.79.0.2/24",
-            "dev",
-            "fb0",
-        ]);
-        ip(&["-n", &pair.a.name, "link", "set", "fa0", "up"]);
-        ip(&["-n", &pair.b.name, "link", "set", "fb0", "up"]);
+        let c = pair.c.name.as_str();
+        ip(&["-n", c, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", c, "link", "set", "br0", "up"]);
+        for (ns, dev, port, addr) in [
+            (&pair.a, "fa0", "ca", "10.79.0.1/24"),
+            (&pair.b, "fb0", "cb", "10.79.0.2/24"),
+        ] {
+            ip(&[
+                "-n", c, "link", "add", port, "type", "veth", "peer", "name", dev, "netns",
+                &ns.name,
+            ]);
+            ip(&["-n", c, "link", "set", port, "master", "br0"]);
+            ip(&["-n", c, "link", "set", port, "up"]);
+            ip(&["-n", &ns.name, "addr", "add", addr, "dev", dev]);
+            ip(&["-n", &ns.name, "link", "set", dev, "up"]);
+        }
         pair
     }
+
+    /// One DHCP exchange by busybox udhcpc on br0 with hardware address `mac` (no client
+    /// identifier, so the RFC 3074 hash is over chaddr): `(address, lease seconds, server)`,
+    /// or `None` if no server answered within about 6 s.
+    fn dhcp(&self, mac: [u8; 6], dir: &Path) -> Option<(String, u64, String)> {
+        let mac_s = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let c = self.c.name.as_str();
+        ip(&["-n", c, "link", "set", "br0", "address", &mac_s]);
+        let out = dir.join(format!("lease-{mac_s}"));
+        let script = dir.join("udhcpc.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = bound ] && echo \"$ip $lease $serverid\" > {}\nexit 0\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        let _ = Command::new("chmod").arg("+x").arg(&script).status();
+        let script = script.to_string_lossy().into_owned();
+        let _ = self.c.exec(&[
+            "udhcpc", "-i", "br0", "-n", "-q", "-f", "-C", "-t", "3", "-T", "2", "-A", "1", "-s",
+            &script,
+        ]);
+        let text = std::fs::read_to_string(&out).ok()?;
+        let mut f = text.split_whitespace();
+        Some((
+            f.next()?.to_owned(),
+            f.next()?.parse().ok()?,
+            f.next()?.to_owned(),
+        ))
+    }
+}
+
+/// A MAC whose RFC 3074 bucket the primary (`split 128`) serves, or not.
+fn mac_for(primary: bool) -> [u8; 6] {
+    (1..=255u8)
+        .map(|n| [0x02, 0, 0, 0x79, 0, n])
+        .find(|m| (control::failover::hash::client_bucket(None, m, 6) < 128) == primary)
+        .expect("a MAC in each half")
 }
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
+        for ns in [&self.a, &self.b, &self.c] {
             let _ = Command::new("ip").args(["netns", "del", &ns.name]).status();
         }
     }
@@ -198,11 +227,26 @@ fn two_tandemd_pair_states() {
     let e = a.tandemctl(&["partner-down", "nope"]).unwrap_err();
     assert!(e.contains("no such relationship"), "{e}");
 
+    // Serving in NORMAL: a client of the primary's hash buckets gets an address from A, for
+    // no longer than the MCLT (10 s; B has acknowledged nothing).
+    let tmp = tempfile::tempdir().unwrap();
+    let (addr, lease, server) = net
+        .dhcp(mac_for(true), tmp.path())
+        .unwrap_or_else(|| panic!("no lease in NORMAL\n--- A ---\n{}", a.log()));
+    assert_eq!(server, "10.79.0.1", "{addr}");
+    assert!((1..=10).contains(&lease), "lease {lease} s beyond the MCLT");
+
     // The peer dies: the link drops, A goes COMMUNICATIONS-INTERRUPTED.
     b.kill9();
     wait_state(&a, 30, "A communications-interrupted", |s, _| {
         s == "communications-interrupted"
     });
+    // Now A answers the secondary's clients too, still MCLT-bounded.
+    let (addr, lease, server) = net
+        .dhcp(mac_for(false), tmp.path())
+        .unwrap_or_else(|| panic!("no lease in COMMUNICATIONS-INTERRUPTED\n{}", a.log()));
+    assert_eq!(server, "10.79.0.1", "{addr}");
+    assert!((1..=10).contains(&lease), "lease {lease} s beyond the MCLT");
     // The operator: partner down.
     a.tandemctl(&["partner-down", "pair"])
         .unwrap_or_else(|e| panic!("partner-down: {e}"));

@@ -27,13 +27,20 @@
 //! to resume, and the peer's reaction (PARTNER-DOWN) decides the way back at the next start
 //! (NORMAL in STARTUP facing PARTNER-DOWN goes to RECOVER, ISC `failover.c:2126-2131`).
 //!
-//! Not here yet: binding replication. BNDUPDs received are refused (BNDACK with reject
-//! reason 6, "not stored"); an UPDREQ/UPDREQALL is answered with UPDDONE only when the
-//! relationship's lease tables hold no binding to send, otherwise withheld (the peer waits),
-//! and POOLREQ is answered with zero addresses moved.
+//! The peer's UPDREQ/UPDREQALL is answered from the lease tables: one BNDUPD per binding
+//! (every record not FREE), at most the peer's max-unacked-bndupd in flight, and UPDDONE once
+//! every one has its BNDACK.
+//!
+//! Not here yet (binding replication proper): BNDUPDs received are refused (BNDACK with
+//! reject reason 6, "not stored"); a BNDACK's acknowledgement is not written back to the
+//! record (`atsfp`), and bindings the workers change are not sent as they change. So the
+//! partner never acknowledges anything, and every lease stays bounded by the MCLT
+//! ([`super::mclt`]), which keeps the pair safe without it. POOLREQ is answered with zero
+//! addresses moved (no pool balancing: a secondary holds no BACKUP addresses).
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant as StdInstant};
@@ -63,8 +70,9 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const WAKER: Token = Token(0);
 const PER_REL: usize = 3;
 
-/// Counts the bindings of a relationship (by name) that an UPDREQALL would have to send.
-pub type BindingCount = Arc<dyn Fn(&str) -> u64 + Send + Sync>;
+/// The bindings of a relationship (by name) an update request is answered with: address and
+/// record of every lease that is not FREE (or an OFFERED hold).
+pub type BindingSource = Arc<dyn Fn(&str) -> Vec<(Ipv4Addr, lease_mmap::Lease)> + Send + Sync>;
 
 enum Command {
     PartnerDown {
@@ -195,9 +203,47 @@ struct Rel {
     link: Option<Link>,
     dialing: Option<TcpStream>,
     next_dial: StdInstant,
+    /// Bindings still to send for the peer's update request.
+    to_send: VecDeque<Binding>,
+    /// BNDUPDs sent and not yet acknowledged, by xid.
+    in_flight: HashMap<u32, Ipv4Addr>,
+    /// UPDDONE is due once `to_send` and `in_flight` are empty.
+    done_pending: bool,
 }
 
 impl Rel {
+    /// The link is gone: an update run starts over on the next request.
+    fn reset_updates(&mut self) {
+        self.to_send.clear();
+        self.in_flight.clear();
+        self.done_pending = false;
+    }
+
+    /// Sends queued BNDUPDs within the peer's window; UPDDONE when all are acknowledged.
+    fn pump_updates(&mut self, now: Now) {
+        let window = usize::try_from(self.fsm.partner_max_unacked()).unwrap_or(usize::MAX);
+        while self.in_flight.len() < window {
+            let Some(b) = self.to_send.pop_front() else {
+                break;
+            };
+            match self.fsm.send(now, &b.to_repr(), None) {
+                Some(xid) => {
+                    self.in_flight.insert(xid, b.ip);
+                }
+                None => {
+                    // Not connected any more: the run is over.
+                    self.reset_updates();
+                    return;
+                }
+            }
+        }
+        if self.done_pending && self.to_send.is_empty() && self.in_flight.is_empty() {
+            self.done_pending = false;
+            tracing::info!(relationship = %self.cfg.name, "failover: update request answered, update done");
+            self.fsm.update_done(now);
+        }
+    }
+
     fn tokens(i: usize) -> (Token, Token, Token) {
         let base = 1 + i * PER_REL;
         (Token(base), Token(base + 1), Token(base + 2))
@@ -211,7 +257,7 @@ struct Loop {
     data_dir: PathBuf,
     commands: Receiver<Command>,
     shared: Arc<Shared>,
-    bindings: BindingCount,
+    bindings: BindingSource,
     shutdown: Shutdown,
     stopping: bool,
 }
@@ -223,7 +269,7 @@ struct Loop {
 pub fn start(
     config: &Config,
     views: Vec<Arc<RelationshipView>>,
-    bindings: BindingCount,
+    bindings: BindingSource,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Running> {
     let poll = Poll::new().context("failover: mio poll")?;
@@ -268,6 +314,9 @@ pub fn start(
             link: None,
             dialing: None,
             next_dial: origin,
+            to_send: VecDeque::new(),
+            in_flight: HashMap::new(),
+            done_pending: false,
         });
     }
     let (tx, rx) = channel::unbounded();
@@ -553,6 +602,15 @@ impl Loop {
                 self.process(i);
                 continue;
             };
+            if m.msg_type == MessageType::BndAck {
+                if let Some(ip) = rel.in_flight.remove(&m.xid) {
+                    if let Some(r) = m.options.reject_reason {
+                        tracing::debug!(relationship = %rel.cfg.name, %ip, reason = ?r, "failover: BNDUPD refused by the peer");
+                    }
+                } else {
+                    tracing::debug!(relationship = %rel.cfg.name, xid = m.xid, "failover: BNDACK for no update in flight");
+                }
+            }
             if m.msg_type == MessageType::BndUpd {
                 let ip = m.options.assigned_ip;
                 let xid = m.xid;
@@ -580,6 +638,7 @@ impl Loop {
             rel.next_dial = StdInstant::now() + RECONNECT_AFTER;
             rel.fsm.handle_disconnected(now);
         }
+        rel.reset_updates();
     }
 
     /// Drains the machine's events and transmits, stores and publishes.
@@ -590,7 +649,11 @@ impl Loop {
                 any = true;
                 self.event(i, e);
             }
+            let now = self.now();
             let rel = &mut self.rels[i];
+            if rel.done_pending {
+                rel.pump_updates(now);
+            }
             while let Some(t) = rel.fsm.poll_transmit() {
                 any = true;
                 tracing::trace!(relationship = %rel.cfg.name, msg = t.msg_type.name(), "failover: send");
@@ -644,18 +707,22 @@ impl Loop {
                     tracing::info!(relationship = %name, ?reason, "failover: link closed by us");
                 }
                 rel.next_dial = StdInstant::now() + RECONNECT_AFTER;
+                rel.reset_updates();
             }
             Event::RejectedByPeer { reason, message } => {
                 tracing::warn!(relationship = %name, ?reason, message = message.as_deref().unwrap_or(""), "failover: refused by the peer");
             }
             Event::UpdateRequest { all } => {
-                let n = (self.bindings)(&name);
-                if n == 0 {
-                    tracing::info!(relationship = %name, all, "failover: update request: no bindings to send, update done");
-                    self.rels[i].fsm.update_done(now);
-                } else {
-                    tracing::warn!(relationship = %name, all, bindings = n, "failover: update request: binding replication is not implemented; UPDDONE withheld");
-                }
+                let bindings: VecDeque<Binding> = (self.bindings)(&name)
+                    .into_iter()
+                    .filter_map(|(ip, l)| Binding::from_lease(ip, &l, 0))
+                    .collect();
+                tracing::info!(relationship = %name, all, bindings = bindings.len(), "failover: update request");
+                let rel = &mut self.rels[i];
+                rel.to_send = bindings;
+                rel.in_flight.clear();
+                rel.done_pending = true;
+                rel.pump_updates(now);
             }
             Event::PoolRequest { xid } => {
                 tracing::info!(relationship = %name, "failover: pool request: no pool balancing, 0 addresses moved");
@@ -703,8 +770,7 @@ impl Loop {
                     .partner_state()
                     .map_or(FailoverState::Unknown, failover_state),
                 state_since: u64::from(r.fsm.stos().0),
-                // No BNDUPD is sent yet (see the module docs).
-                unacked_updates: 0,
+                unacked_updates: r.in_flight.len() as u64,
             })
             .collect();
         *self
