@@ -150,7 +150,13 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         "lease tables recovered"
     );
     let store = Arc::new(store);
-    let engine = Arc::new(Engine::new(engine_cfg, Arc::clone(&store)).context("engine")?);
+    let (gate, views) = crate::failover::gate::Gate::new(config);
+    let engine = Arc::new(
+        Engine::new(engine_cfg, Arc::clone(&store))
+            .context("engine")?
+            .with_failover(Arc::new(gate)),
+    );
+    let failover = start_failover(config, views, &store, hooks)?;
 
     let mut interfaces = Vec::with_capacity(n_ifaces);
     let mut guards = Vec::with_capacity(n_ifaces);
@@ -248,6 +254,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         datapath,
         store: Arc::clone(&store),
         stats: all_stats,
+        failover,
     }));
 
     let workers = Mutex::new(Some(workers));
@@ -298,6 +305,48 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts the failover driver when relationships are configured; its thread is joined at
+/// shutdown (it stops by itself on the shutdown request).
+fn start_failover(
+    config: &Config,
+    views: Vec<Arc<crate::failover::gate::RelationshipView>>,
+    store: &Arc<Store>,
+    hooks: &mut Hooks,
+) -> anyhow::Result<Option<crate::failover::driver::Driver>> {
+    if config.failover.is_empty() {
+        return Ok(None);
+    }
+    // What an update request is answered with: the bound records of the relationship's scopes.
+    let bindings: crate::failover::driver::BindingSource = {
+        let store = Arc::clone(store);
+        let subnets: Vec<Option<String>> =
+            config.subnets.iter().map(|s| s.failover.clone()).collect();
+        Arc::new(move |name: &str| {
+            let mut out = Vec::new();
+            for (rel, table) in subnets.iter().zip(store.tables()) {
+                if rel.as_deref() == Some(name) {
+                    table.for_each(|slot, _, l| {
+                        if !matches!(l.state, BindingState::Free | BindingState::Offered) {
+                            out.push((table.addr(slot), *l));
+                        }
+                    });
+                }
+            }
+            out
+        })
+    };
+    let running = crate::failover::driver::start(config, views, bindings, &hooks.shutdown)?;
+    let thread = Mutex::new(Some(running.thread));
+    hooks.on_shutdown.push(Box::new(move || {
+        if let Some(t) = thread.lock().unwrap_or_else(PoisonError::into_inner).take()
+            && t.join().is_err()
+        {
+            tracing::error!("the failover driver thread panicked");
+        }
+    }));
+    Ok(Some(running.driver))
+}
+
 /// What `tandemctl` sees of a running server.
 struct Backend {
     config: Config,
@@ -305,6 +354,7 @@ struct Backend {
     datapath: &'static str,
     store: Arc<Store>,
     stats: Vec<Arc<WorkerStats>>,
+    failover: Option<crate::failover::driver::Driver>,
 }
 
 /// A record's state as operators see it: an ACTIVE lease past its end is EXPIRED, an
@@ -350,7 +400,11 @@ impl AdminBackend for Backend {
             version: VERSION.to_owned(),
             uptime: self.started.elapsed().as_secs(),
             datapath: self.datapath.to_owned(),
-            relationships: Vec::new(),
+            relationships: self
+                .failover
+                .as_ref()
+                .map(crate::failover::driver::Driver::status)
+                .unwrap_or_default(),
             workers: self
                 .stats
                 .iter()
@@ -404,7 +458,10 @@ impl AdminBackend for Backend {
         out
     }
 
-    fn partner_down(&self, name: &str, _since: u64) -> Result<(), String> {
-        crate::daemon::partner_down_unavailable(&self.config, name)
+    fn partner_down(&self, name: &str, since: u64) -> Result<(), String> {
+        match &self.failover {
+            Some(driver) => driver.partner_down(name, since),
+            None => crate::daemon::partner_down_unavailable(&self.config, name),
+        }
     }
 }

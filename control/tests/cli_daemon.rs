@@ -1,9 +1,12 @@
-//! The real `tandemd` (front end only: config, logging, admin API, signals; no dataplane yet) answering
+//! The real `tandemd` (front end: config, logging, admin API, signals, a failover relationship) answering
 //! the real `tandemctl`, and stopping cleanly on SIGTERM and SIGINT.
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// Each daemon's failover listener gets its own port: the tests run in parallel on one host.
+static PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(16470);
 
 struct Daemon {
     child: Option<Child>,
@@ -35,9 +38,11 @@ name = "pair"
 role = "primary"
 address = "127.0.0.1"
 peer_address = "127.0.0.2"
+port = {port}
 mclt = "1h"
 "#,
-                data_dir.display()
+                data_dir.display(),
+                port = PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ),
         )
         .expect("write config");
@@ -173,11 +178,15 @@ fn serves_status_and_stops_on_sigterm() {
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(v["datapath"], "packet");
     assert!(v["uptime"].as_u64().expect("uptime") < 60);
-    assert_eq!(
-        v["relationships"],
-        serde_json::json!([]),
-        "empty until failover runs"
+    // The relationship runs (its peer never answers: it stays where it started).
+    let rel = &v["relationships"][0];
+    assert_eq!(rel["name"], "pair", "{v}");
+    assert_eq!(rel["role"], "primary", "{v}");
+    assert!(
+        ["startup", "recover"].contains(&rel["state"].as_str().unwrap_or("")),
+        "{v}"
     );
+    assert_eq!(rel["partner_state"], "unknown", "{v}");
     let workers = v["workers"].as_array().expect("workers");
     assert!(!workers.is_empty(), "a worker per core on lo: {v}");
     assert!(
@@ -197,11 +206,8 @@ fn serves_status_and_stops_on_sigterm() {
         "{human}"
     );
     assert!(human.contains("datapath packet"), "{human}");
-    assert!(
-        human.contains("Failover: no relationships active"),
-        "{human}"
-    );
-    assert!(human.contains("WORKER  DATAPATH"), "{human}");
+    assert!(human.lines().any(|l| l.starts_with("pair")), "{human}");
+    assert!(human.lines().any(|l| l.starts_with("WORKER")), "{human}");
     assert!(
         human.lines().any(|l| l.starts_with("10.77.0.0/24")),
         "{human}"
@@ -211,11 +217,11 @@ fn serves_status_and_stops_on_sigterm() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "no leases\n");
 
-    // partner-down: a clear refusal until failover lands.
+    // partner-down: the state machine refuses it outside COMMUNICATIONS-INTERRUPTED.
     let out = ctl(&["--config", s(&d.config), "partner-down", "pair"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("failover not active"),
+        text(&out.stderr).contains("partner-down is only allowed"),
         "{}",
         text(&out.stderr)
     );
@@ -240,8 +246,10 @@ fn serves_status_and_stops_on_sigterm() {
         .output()
         .expect("second tandemd");
     assert_eq!(second.status.code(), Some(1));
+    // Refused by the lease store's lock (opened first) or the admin socket check.
     assert!(
-        text(&second.stderr).contains("in use by another process"),
+        text(&second.stderr).contains("already serving")
+            || text(&second.stderr).contains("data directory is in use"),
         "{}",
         text(&second.stderr)
     );

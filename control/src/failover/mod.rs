@@ -11,16 +11,25 @@
 //! * [`digest`]: the HMAC-SHA256 message digest between tandem peers.
 //! * [`binding`]: one binding between a lease record and BNDUPD/BNDACK, with ISC's checks.
 //!
+//! And the parts that do I/O, in the daemon:
+//!
+//! * [`driver`]: the mio thread that runs every relationship's machine over its TCP link.
+//! * [`persist`]: each relationship's state in `data_dir`, stored atomically.
+//! * [`gate`]: the engine's [`dataplane::engine::FailoverView`], published by the driver.
+//!
 //! Time: [`Instant`] is monotonic and only drives timers; [`UnixTime`] is wall-clock
 //! seconds, the only time that travels to the peer and into lease records. The two do not
 //! convert into each other; [`Now`] carries one of each into the state machine.
 
 pub mod binding;
 pub mod digest;
+pub mod driver;
 pub mod fsm;
+pub mod gate;
 pub mod hash;
 pub mod mclt;
 pub mod msg;
+pub mod persist;
 
 pub use lease_mmap::UnixTime;
 

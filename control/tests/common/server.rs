@@ -110,6 +110,28 @@ impl Server {
         server
     }
 
+    /// Starts `tandemd` in `ns` on a config the test writes itself: `toml` gets the server's
+    /// temp dir (use it as `data_dir`) and returns the whole TOML. For what [`ServerSpec`]
+    /// cannot say (`[[failover]]` relationships, several servers on one link).
+    pub fn start_tandemd_with(ns: &Ns, toml: impl FnOnce(&Path) -> String) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tdm-e2e-srv-")
+            .tempdir()
+            .expect("create the server's temp dir");
+        let config = dir.path().join("tandemd.toml");
+        std::fs::write(&config, toml(dir.path())).expect("write the tandemd config");
+        let mut server = Self {
+            kind: ServerKind::Tandemd,
+            ns: ns.clone(),
+            dir,
+            config,
+            child: None,
+            starts: 0,
+        };
+        server.launch();
+        server
+    }
+
     /// Starts the process on the existing config and data and waits until it serves.
     fn launch(&mut self) {
         assert!(self.child.is_none(), "server already running");

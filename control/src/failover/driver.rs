@@ -1,0 +1,833 @@
+//! The failover driver: one control-plane thread on mio that runs every `[[failover]]`
+//! relationship's [`Fsm`] over its TCP peer link.
+//!
+//! Per relationship, as ISC dhcpd does (`reference/failover-protocol.md` §1.1):
+//! * it listens on `address:port` and accepts only connections from `peer_address`;
+//! * it connects to `peer_address:peer_port` whenever it has no link, and again 5 s after a
+//!   link drops or a connect fails;
+//! * at most one link is handed to the machine. When both sides' connects cross, the primary
+//!   keeps the link it has and refuses the other; a secondary whose link is not yet through
+//!   CONNECT/CONNECTACK takes the primary's incoming link instead of its own, so the two
+//!   converge on one link. A link that arrives while one is established is refused (closed),
+//!   as ISC refuses a duplicate.
+//!
+//! Bytes are cut into messages with [`StreamDecoder`] and fed to [`Fsm::handle_frame`]; what
+//! [`Fsm::poll_transmit`] returns is written; [`Fsm::poll_timeout`] sets the poll timeout;
+//! [`Fsm::poll_event`]s are logged (state changes at info) and acted on: every
+//! [`Event::Persist`] is stored ([`super::persist`]) before anything polled after it is
+//! written. After every turn the relationship's [`RelationshipView`] (the serving gate) and
+//! its [`RelationshipStatus`] are published.
+//!
+//! Operators reach the thread through [`Driver`]: status snapshots, and `partner-down`
+//! through a crossbeam channel and a mio [`Waker`], answered with the machine's own verdict.
+//!
+//! Shutdown: the thread's waker is registered with [`Shutdown`]; on request every machine
+//! goes to SHUTDOWN (told to the peer, draft §9.9), the links are flushed for at most a
+//! second and closed. The state stored is the one before SHUTDOWN: SHUTDOWN is not a state
+//! to resume, and the peer's reaction (PARTNER-DOWN) decides the way back at the next start
+//! (NORMAL in STARTUP facing PARTNER-DOWN goes to RECOVER, ISC `failover.c:2126-2131`).
+//!
+//! The peer's UPDREQ/UPDREQALL is answered from the lease tables: one BNDUPD per binding
+//! (every record not FREE), at most the peer's max-unacked-bndupd in flight, and UPDDONE once
+//! every one has its BNDACK.
+//!
+//! Not here yet (binding replication proper): BNDUPDs received are refused (BNDACK with
+//! reject reason 6, "not stored"); a BNDACK's acknowledgement is not written back to the
+//! record (`atsfp`), and bindings the workers change are not sent as they change. So the
+//! partner never acknowledges anything, and every lease stays bounded by the MCLT
+//! ([`super::mclt`]), which keeps the pair safe without it. POOLREQ is answered with zero
+//! addresses moved (no pool balancing: a secondary holds no BACKUP addresses).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant as StdInstant};
+
+use anyhow::Context;
+use crossbeam::channel::{self, Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::binding::{Binding, BindingError};
+use super::fsm::{self, Event, Fsm, StateKind};
+use super::gate::RelationshipView;
+use super::hash::Hba;
+use super::msg::{MessageType, RejectReason, StreamDecoder};
+use super::{Instant, Now, Role, UnixTime, persist};
+use crate::config::{self, Config, FailoverConfig, FailoverMode};
+use crate::daemon::Shutdown;
+use crate::status::{FailoverState, RelationshipStatus};
+
+/// Wait after a link drops or a connect fails before dialling again (`failover.c:361-370`).
+pub const RECONNECT_AFTER: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the last words to be written.
+const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(1);
+/// How long an operator command waits for the driver's answer.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+const WAKER: Token = Token(0);
+const PER_REL: usize = 3;
+
+/// The bindings of a relationship (by name) an update request is answered with: address and
+/// record of every lease that is not FREE (or an OFFERED hold).
+pub type BindingSource = Arc<dyn Fn(&str) -> Vec<(Ipv4Addr, lease_mmap::Lease)> + Send + Sync>;
+
+enum Command {
+    PartnerDown {
+        name: String,
+        since: u64,
+        reply: Sender<Result<(), String>>,
+    },
+}
+
+struct Shared {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+    status: Mutex<Vec<RelationshipStatus>>,
+}
+
+/// The admin side of the driver thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Driver {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// Every relationship as of the driver's last turn, in config order.
+    pub fn status(&self) -> Vec<RelationshipStatus> {
+        self.shared
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The operator's partner-down for relationship `name`, last known up at `since` (Unix
+    /// seconds): the machine's answer, or why it could not be asked.
+    pub fn partner_down(&self, name: &str, since: u64) -> Result<(), String> {
+        let (tx, rx) = channel::bounded(1);
+        self.shared
+            .commands
+            .send(Command::PartnerDown {
+                name: name.to_owned(),
+                since,
+                reply: tx,
+            })
+            .map_err(|_| "failover driver stopped".to_owned())?;
+        self.shared
+            .waker
+            .wake()
+            .map_err(|e| format!("cannot wake the failover driver: {e}"))?;
+        rx.recv_timeout(COMMAND_TIMEOUT)
+            .map_err(|_| "failover driver did not answer".to_owned())?
+    }
+}
+
+/// A started driver: the admin handle and the thread, joined after shutdown.
+pub struct Running {
+    pub driver: Driver,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// The machine's settings from a `[[failover]]` section (the shared secret file is read
+/// here).
+pub fn fsm_config(f: &FailoverConfig) -> anyhow::Result<fsm::Config> {
+    let role = match f.role {
+        config::Role::Primary => Role::Primary,
+        config::Role::Secondary => Role::Secondary,
+    };
+    let mut c = fsm::Config::new(&f.name, role);
+    c.mclt = f.mclt;
+    c.hba = match f.mode {
+        FailoverMode::LoadBalance => Hba::split(f.split),
+        // The primary is the active server (ISC `split 256`).
+        FailoverMode::HotStandby => Hba::ALL,
+    };
+    c.max_response_delay = f.max_response_delay;
+    c.max_unacked_updates = f.max_unacked_updates;
+    c.auto_partner_down = (f.auto_partner_down > 0).then_some(f.auto_partner_down);
+    if let Some(path) = &f.shared_secret_file {
+        c.shared_secret = Some(read_secret(path)?);
+    }
+    c.validate()
+        .with_context(|| format!("failover relationship {:?}", f.name))?;
+    Ok(c)
+}
+
+fn read_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut s = std::fs::read(path)
+        .with_context(|| format!("reading shared_secret_file {}", path.display()))?;
+    while s.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+        s.pop();
+    }
+    Ok(s)
+}
+
+fn failover_state(s: StateKind) -> FailoverState {
+    match s {
+        StateKind::Startup => FailoverState::Startup,
+        StateKind::Normal => FailoverState::Normal,
+        StateKind::CommunicationsInterrupted => FailoverState::CommunicationsInterrupted,
+        StateKind::PartnerDown => FailoverState::PartnerDown,
+        StateKind::PotentialConflict => FailoverState::PotentialConflict,
+        StateKind::ResolutionInterrupted => FailoverState::ResolutionInterrupted,
+        StateKind::ConflictDone => FailoverState::ConflictDone,
+        StateKind::Recover => FailoverState::Recover,
+        StateKind::RecoverWait => FailoverState::RecoverWait,
+        StateKind::RecoverDone => FailoverState::RecoverDone,
+        StateKind::Paused => FailoverState::Paused,
+        StateKind::Shutdown => FailoverState::Shutdown,
+    }
+}
+
+struct Link {
+    stream: TcpStream,
+    decoder: StreamDecoder,
+    out: Vec<u8>,
+    peer: SocketAddr,
+}
+
+struct Rel {
+    cfg: FailoverConfig,
+    fsm: Fsm,
+    view: Arc<RelationshipView>,
+    listener: TcpListener,
+    link: Option<Link>,
+    dialing: Option<TcpStream>,
+    next_dial: StdInstant,
+    /// Bindings still to send for the peer's update request.
+    to_send: VecDeque<Binding>,
+    /// BNDUPDs sent and not yet acknowledged, by xid.
+    in_flight: HashMap<u32, Ipv4Addr>,
+    /// UPDDONE is due once `to_send` and `in_flight` are empty.
+    done_pending: bool,
+}
+
+impl Rel {
+    /// The link is gone: an update run starts over on the next request.
+    fn reset_updates(&mut self) {
+        self.to_send.clear();
+        self.in_flight.clear();
+        self.done_pending = false;
+    }
+
+    /// Sends queued BNDUPDs within the peer's window; UPDDONE when all are acknowledged.
+    fn pump_updates(&mut self, now: Now) {
+        let window = usize::try_from(self.fsm.partner_max_unacked()).unwrap_or(usize::MAX);
+        while self.in_flight.len() < window {
+            let Some(b) = self.to_send.pop_front() else {
+                break;
+            };
+            match self.fsm.send(now, &b.to_repr(), None) {
+                Some(xid) => {
+                    self.in_flight.insert(xid, b.ip);
+                }
+                None => {
+                    // Not connected any more: the run is over.
+                    self.reset_updates();
+                    return;
+                }
+            }
+        }
+        if self.done_pending && self.to_send.is_empty() && self.in_flight.is_empty() {
+            self.done_pending = false;
+            tracing::info!(relationship = %self.cfg.name, "failover: update request answered, update done");
+            self.fsm.update_done(now);
+        }
+    }
+
+    fn tokens(i: usize) -> (Token, Token, Token) {
+        let base = 1 + i * PER_REL;
+        (Token(base), Token(base + 1), Token(base + 2))
+    }
+}
+
+struct Loop {
+    poll: Poll,
+    rels: Vec<Rel>,
+    origin: StdInstant,
+    data_dir: PathBuf,
+    commands: Receiver<Command>,
+    shared: Arc<Shared>,
+    bindings: BindingSource,
+    shutdown: Shutdown,
+    stopping: bool,
+}
+
+/// Starts the driver thread for every relationship of `config`, publishing into `views`
+/// (one per `[[failover]]`, from [`super::gate::Gate::new`]). Loads each relationship's
+/// stored state (a corrupt file is an error), binds the listeners (an address that cannot
+/// be bound is an error) and registers with `shutdown`.
+pub fn start(
+    config: &Config,
+    views: Vec<Arc<RelationshipView>>,
+    bindings: BindingSource,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Running> {
+    let poll = Poll::new().context("failover: mio poll")?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("failover: waker")?);
+    let origin = StdInstant::now();
+    let now = Now {
+        instant: Instant::ZERO,
+        wall: UnixTime::now(),
+    };
+    let data_dir = config.server.data_dir.clone();
+    let mut rels = Vec::with_capacity(config.failover.len());
+    for (i, (f, view)) in config.failover.iter().zip(views).enumerate() {
+        let fc = fsm_config(f)?;
+        let stored = persist::load(&data_dir, &f.name)?;
+        match &stored {
+            Some(s) => tracing::info!(
+                relationship = %f.name,
+                state = s.my_state.name(),
+                since = s.my_stos.0,
+                "failover: stored state loaded"
+            ),
+            None => {
+                tracing::info!(relationship = %f.name, "failover: new relationship, starting in recover")
+            }
+        }
+        let fsm = Fsm::new(fc, stored, now);
+        persist::store(&data_dir, &f.name, &fsm.persisted())?;
+        let addr = SocketAddr::new(IpAddr::V4(f.address), f.port);
+        let mut listener = TcpListener::bind(addr)
+            .with_context(|| format!("failover {:?}: listening on {addr}", f.name))?;
+        let (lt, _, _) = Rel::tokens(i);
+        poll.registry()
+            .register(&mut listener, lt, Interest::READABLE)
+            .context("failover: register listener")?;
+        tracing::info!(relationship = %f.name, listen = %addr, peer = %SocketAddr::new(IpAddr::V4(f.peer_address), f.peer_port), role = f.role.as_str(), "failover: relationship configured");
+        view.publish(&fsm);
+        rels.push(Rel {
+            cfg: f.clone(),
+            fsm,
+            view,
+            listener,
+            link: None,
+            dialing: None,
+            next_dial: origin,
+            to_send: VecDeque::new(),
+            in_flight: HashMap::new(),
+            done_pending: false,
+        });
+    }
+    let (tx, rx) = channel::unbounded();
+    let shared = Arc::new(Shared {
+        commands: tx,
+        waker: Arc::clone(&waker),
+        status: Mutex::new(Vec::new()),
+    });
+    let lp = Loop {
+        poll,
+        rels,
+        origin,
+        data_dir,
+        commands: rx,
+        shared: Arc::clone(&shared),
+        bindings,
+        shutdown: shutdown.clone(),
+        stopping: false,
+    };
+    lp.publish_status();
+    shutdown.register_waker(waker);
+    let thread = std::thread::Builder::new()
+        .name("failover".into())
+        .spawn(move || lp.run())
+        .context("failover: spawning the driver thread")?;
+    Ok(Running {
+        driver: Driver { shared },
+        thread,
+    })
+}
+
+impl Loop {
+    fn now(&self) -> Now {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Now {
+            instant: Instant::from_millis(ms),
+            wall: UnixTime::now(),
+        }
+    }
+
+    fn std_at(&self, t: Instant) -> StdInstant {
+        self.origin + Duration::from_millis(t.as_millis())
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        loop {
+            if self.shutdown.is_requested() {
+                self.stop();
+                return;
+            }
+            let timeout = self.next_deadline().map(|d| {
+                d.saturating_duration_since(StdInstant::now())
+                    .max(Duration::from_millis(1))
+            });
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!(error = %e, "failover: poll failed; driver stops");
+                return;
+            }
+            for ev in events.iter() {
+                let t = ev.token().0;
+                if t == 0 {
+                    continue;
+                }
+                let i = (t - 1) / PER_REL;
+                match (t - 1) % PER_REL {
+                    0 => self.accept(i),
+                    1 => self.on_link(i),
+                    _ => self.on_dial(i),
+                }
+            }
+            while let Ok(cmd) = self.commands.try_recv() {
+                self.command(cmd);
+            }
+            for i in 0..self.rels.len() {
+                self.tick(i);
+            }
+            self.publish_status();
+        }
+    }
+
+    /// The earliest machine timer or pending dial.
+    fn next_deadline(&self) -> Option<StdInstant> {
+        self.rels
+            .iter()
+            .flat_map(|r| {
+                let dial = (r.link.is_none() && r.dialing.is_none()).then_some(r.next_dial);
+                let fsm = r.fsm.poll_timeout().map(|t| self.std_at(t));
+                [dial, fsm]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// Timers and dialling for relationship `i`, then its outputs.
+    fn tick(&mut self, i: usize) {
+        let now = self.now();
+        let rel = &mut self.rels[i];
+        if rel.fsm.poll_timeout().is_some_and(|t| t <= now.instant) {
+            rel.fsm.handle_timeout(now);
+        }
+        if rel.link.is_none() && rel.dialing.is_none() && StdInstant::now() >= rel.next_dial {
+            self.dial(i);
+        }
+        self.process(i);
+    }
+
+    fn dial(&mut self, i: usize) {
+        let rel = &mut self.rels[i];
+        let peer = SocketAddr::new(IpAddr::V4(rel.cfg.peer_address), rel.cfg.peer_port);
+        rel.next_dial = StdInstant::now() + RECONNECT_AFTER;
+        match TcpStream::connect(peer) {
+            Ok(mut s) => {
+                let (_, _, dt) = Rel::tokens(i);
+                match self.poll.registry().register(
+                    &mut s,
+                    dt,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    Ok(()) => {
+                        tracing::debug!(relationship = %rel.cfg.name, %peer, "failover: connecting");
+                        rel.dialing = Some(s);
+                    }
+                    Err(e) => {
+                        tracing::warn!(relationship = %rel.cfg.name, error = %e, "failover: register")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(relationship = %rel.cfg.name, %peer, error = %e, "failover: connect failed")
+            }
+        }
+    }
+
+    fn on_dial(&mut self, i: usize) {
+        let Some(mut s) = self.rels[i].dialing.take() else {
+            return;
+        };
+        let failed = match s.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => None,
+        };
+        if let Some(e) = failed {
+            let _ = self.poll.registry().deregister(&mut s);
+            tracing::debug!(relationship = %self.rels[i].cfg.name, error = %e, "failover: connect failed; retry in 5 s");
+            return;
+        }
+        match s.peer_addr() {
+            Ok(peer) => {
+                let _ = self.poll.registry().deregister(&mut s);
+                if self.rels[i].link.is_some() {
+                    tracing::debug!(relationship = %self.rels[i].cfg.name, "failover: outgoing link not needed, closed");
+                    return;
+                }
+                self.adopt(i, s, peer, true);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                // Still connecting (a spurious wake-up).
+                self.rels[i].dialing = Some(s);
+            }
+            Err(e) => {
+                let _ = self.poll.registry().deregister(&mut s);
+                tracing::debug!(relationship = %self.rels[i].cfg.name, error = %e, "failover: connect failed; retry in 5 s");
+            }
+        }
+    }
+
+    fn accept(&mut self, i: usize) {
+        loop {
+            let (s, peer) = match self.rels[i].listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(relationship = %self.rels[i].cfg.name, error = %e, "failover: accept");
+                    return;
+                }
+            };
+            let rel = &self.rels[i];
+            if peer.ip() != IpAddr::V4(rel.cfg.peer_address) {
+                tracing::warn!(relationship = %rel.cfg.name, from = %peer, "failover: connection from an unknown address refused");
+                continue;
+            }
+            let replace = match &rel.link {
+                None => true,
+                // A secondary whose own link has not been through CONNECT yet takes the
+                // primary's: both sides then keep the primary's link.
+                Some(_) => rel.cfg.role == config::Role::Secondary && !rel.fsm.is_connected(),
+            };
+            if !replace {
+                tracing::info!(relationship = %rel.cfg.name, from = %peer, "failover: duplicate connection refused");
+                continue;
+            }
+            if let Some(mut old) = self.rels[i].link.take() {
+                let _ = self.poll.registry().deregister(&mut old.stream);
+                tracing::debug!(relationship = %self.rels[i].cfg.name, "failover: own link dropped for the primary's");
+            }
+            self.adopt(i, s, peer, false);
+        }
+    }
+
+    /// Hands a TCP link to the machine.
+    fn adopt(&mut self, i: usize, mut stream: TcpStream, peer: SocketAddr, outgoing: bool) {
+        let (_, lt, _) = Rel::tokens(i);
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut stream, lt, Interest::READABLE | Interest::WRITABLE)
+        {
+            tracing::warn!(relationship = %self.rels[i].cfg.name, error = %e, "failover: register link");
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        tracing::info!(relationship = %self.rels[i].cfg.name, %peer, outgoing, "failover: peer link up");
+        let now = self.now();
+        let rel = &mut self.rels[i];
+        rel.link = Some(Link {
+            stream,
+            decoder: StreamDecoder::new(),
+            out: Vec::new(),
+            peer,
+        });
+        rel.fsm.handle_connected(now);
+        self.process(i);
+    }
+
+    fn on_link(&mut self, i: usize) {
+        let mut buf = [0u8; 8192];
+        let mut closed: Option<String> = None;
+        {
+            let Some(link) = self.rels[i].link.as_mut() else {
+                return;
+            };
+            loop {
+                match link.stream.read(&mut buf) {
+                    Ok(0) => {
+                        closed = Some("closed by the peer".into());
+                        break;
+                    }
+                    Ok(n) => link.decoder.feed(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        closed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        self.frames(i);
+        if let Some(why) = closed {
+            self.link_lost(i, &why);
+        }
+        if let Some(link) = self.rels[i].link.as_mut()
+            && let Err(e) = flush(link)
+        {
+            self.link_lost(i, &e.to_string());
+        }
+        self.process(i);
+    }
+
+    /// Feeds every whole frame to the machine.
+    fn frames(&mut self, i: usize) {
+        loop {
+            let now = self.now();
+            let rel = &mut self.rels[i];
+            let Some(link) = rel.link.as_mut() else {
+                return;
+            };
+            let frame = match link.decoder.next_frame() {
+                Ok(Some(f)) => f.to_vec(),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(relationship = %rel.cfg.name, error = %e, "failover: bad framing");
+                    self.link_lost(i, "bad framing");
+                    return;
+                }
+            };
+            let Some(m) = rel.fsm.handle_frame(now, &frame) else {
+                // Refused; the machine closes the link (Event::CloseLink).
+                self.process(i);
+                continue;
+            };
+            if m.msg_type == MessageType::BndAck {
+                if let Some(ip) = rel.in_flight.remove(&m.xid) {
+                    if let Some(r) = m.options.reject_reason {
+                        tracing::debug!(relationship = %rel.cfg.name, %ip, reason = ?r, "failover: BNDUPD refused by the peer");
+                    }
+                } else {
+                    tracing::debug!(relationship = %rel.cfg.name, xid = m.xid, "failover: BNDACK for no update in flight");
+                }
+            }
+            if m.msg_type == MessageType::BndUpd {
+                let ip = m.options.assigned_ip;
+                let xid = m.xid;
+                if let Some(ip) = ip {
+                    let err = BindingError {
+                        reason: RejectReason::Unknown,
+                        message: "binding updates are not stored by this server yet",
+                    };
+                    let _ = Binding::from_repr(&m);
+                    tracing::debug!(relationship = %rel.cfg.name, %ip, "failover: BNDUPD refused (not stored)");
+                    let _ = rel.fsm.send(now, &Binding::ack(ip, Some(&err)), Some(xid));
+                }
+            }
+            self.process(i);
+        }
+    }
+
+    /// The TCP link is gone (read error, EOF, write error).
+    fn link_lost(&mut self, i: usize, why: &str) {
+        let now = self.now();
+        let rel = &mut self.rels[i];
+        if let Some(mut link) = rel.link.take() {
+            let _ = self.poll.registry().deregister(&mut link.stream);
+            tracing::info!(relationship = %rel.cfg.name, peer = %link.peer, reason = why, "failover: peer link lost");
+            rel.next_dial = StdInstant::now() + RECONNECT_AFTER;
+            rel.fsm.handle_disconnected(now);
+        }
+        rel.reset_updates();
+    }
+
+    /// Drains the machine's events and transmits, stores and publishes.
+    fn process(&mut self, i: usize) {
+        loop {
+            let mut any = false;
+            while let Some(e) = self.rels[i].fsm.poll_event() {
+                any = true;
+                self.event(i, e);
+            }
+            let now = self.now();
+            let rel = &mut self.rels[i];
+            if rel.done_pending {
+                rel.pump_updates(now);
+            }
+            while let Some(t) = rel.fsm.poll_transmit() {
+                any = true;
+                tracing::trace!(relationship = %rel.cfg.name, msg = t.msg_type.name(), "failover: send");
+                if let Some(link) = rel.link.as_mut() {
+                    link.out.extend_from_slice(&t.bytes);
+                }
+            }
+            if let Some(link) = rel.link.as_mut()
+                && let Err(e) = flush(link)
+            {
+                self.link_lost(i, &e.to_string());
+                any = true;
+            }
+            if !any {
+                break;
+            }
+        }
+        let rel = &self.rels[i];
+        rel.view.publish(&rel.fsm);
+    }
+
+    fn event(&mut self, i: usize, e: Event) {
+        let now = self.now();
+        let name = self.rels[i].cfg.name.clone();
+        match e {
+            Event::StateChanged { from, to, at } => {
+                tracing::info!(relationship = %name, from = from.name(), to = to.name(), at = at.0, "failover: state changed");
+            }
+            Event::PartnerStateChanged { from, to, startup } => {
+                tracing::info!(relationship = %name, from = from.map_or("unknown", |s| s.name()), to = to.name(), startup, "failover: partner state changed");
+            }
+            Event::Persist(p) => {
+                if self.stopping {
+                    return;
+                }
+                if let Err(e) = persist::store(&self.data_dir, &name, &p) {
+                    tracing::error!(relationship = %name, error = %e, "failover: storing the state failed");
+                }
+            }
+            Event::Connected => {
+                tracing::info!(relationship = %name, "failover: connected (CONNECT/CONNECTACK done)");
+            }
+            Event::CloseLink { reason, last_words } => {
+                let rel = &mut self.rels[i];
+                if let Some(mut link) = rel.link.take() {
+                    for t in last_words {
+                        link.out.extend_from_slice(&t.bytes);
+                    }
+                    let _ = flush(&mut link);
+                    let _ = self.poll.registry().deregister(&mut link.stream);
+                    tracing::info!(relationship = %name, ?reason, "failover: link closed by us");
+                }
+                rel.next_dial = StdInstant::now() + RECONNECT_AFTER;
+                rel.reset_updates();
+            }
+            Event::RejectedByPeer { reason, message } => {
+                tracing::warn!(relationship = %name, ?reason, message = message.as_deref().unwrap_or(""), "failover: refused by the peer");
+            }
+            Event::UpdateRequest { all } => {
+                let bindings: VecDeque<Binding> = (self.bindings)(&name)
+                    .into_iter()
+                    .filter_map(|(ip, l)| Binding::from_lease(ip, &l, 0))
+                    .collect();
+                tracing::info!(relationship = %name, all, bindings = bindings.len(), "failover: update request");
+                let rel = &mut self.rels[i];
+                rel.to_send = bindings;
+                rel.in_flight.clear();
+                rel.done_pending = true;
+                rel.pump_updates(now);
+            }
+            Event::PoolRequest { xid } => {
+                tracing::info!(relationship = %name, "failover: pool request: no pool balancing, 0 addresses moved");
+                self.rels[i].fsm.send_pool_response(now, xid, 0);
+            }
+            other => tracing::debug!(relationship = %name, event = ?other, "failover: event"),
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::PartnerDown { name, since, reply } => {
+                let answer = match self.rels.iter().position(|r| r.cfg.name == name) {
+                    None => Err(format!("no such relationship {name:?}")),
+                    Some(i) => {
+                        let now = self.now();
+                        let since = UnixTime(u32::try_from(since).unwrap_or(u32::MAX));
+                        let r = self.rels[i].fsm.partner_down(now, since);
+                        self.process(i);
+                        match r {
+                            Ok(()) => {
+                                tracing::info!(relationship = %name, since = since.0, "failover: partner down (operator)");
+                                Ok(())
+                            }
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let v: Vec<RelationshipStatus> = self
+            .rels
+            .iter()
+            .map(|r| RelationshipStatus {
+                name: r.cfg.name.clone(),
+                role: r.cfg.role,
+                mode: r.cfg.mode,
+                state: failover_state(r.fsm.kind()),
+                partner_state: r
+                    .fsm
+                    .partner_state()
+                    .map_or(FailoverState::Unknown, failover_state),
+                state_since: u64::from(r.fsm.stos().0),
+                unacked_updates: r.in_flight.len() as u64,
+            })
+            .collect();
+        *self
+            .shared
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = v;
+    }
+
+    /// Orderly stop: SHUTDOWN to every peer, flush, close.
+    fn stop(&mut self) {
+        self.stopping = true;
+        let now = self.now();
+        for i in 0..self.rels.len() {
+            self.rels[i].fsm.shutdown(now);
+            self.process(i);
+        }
+        let until = StdInstant::now() + FLUSH_ON_SHUTDOWN;
+        let mut pending: Vec<usize> = (0..self.rels.len())
+            .filter(|&i| {
+                self.rels[i]
+                    .link
+                    .as_ref()
+                    .is_some_and(|l| !l.out.is_empty())
+            })
+            .collect();
+        while !pending.is_empty() && StdInstant::now() < until {
+            pending.retain(|&i| {
+                let Some(link) = self.rels[i].link.as_mut() else {
+                    return false;
+                };
+                flush(link).is_ok() && !link.out.is_empty()
+            });
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for r in &mut self.rels {
+            if let Some(link) = r.link.take() {
+                let _ = link.stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        self.publish_status();
+        tracing::info!("failover: driver stopped");
+    }
+}
+
+/// Writes as much of `link.out` as the socket takes.
+fn flush(link: &mut Link) -> io::Result<()> {
+    while !link.out.is_empty() {
+        match link.stream.write(&link.out) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                link.out.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

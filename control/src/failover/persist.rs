@@ -1,0 +1,263 @@
+//! The failover state of each relationship on disk: what [`Fsm::persisted`] returns,
+//! stored so a restart resumes where it stopped (ISC writes the same into its lease file,
+//! `db.c:766-812`).
+//!
+//! One file per relationship in `data_dir`, `failover-<name>.state`: an rkyv archive,
+//! validated (bytecheck) on open, followed by a little-endian CRC-32C of the archive so a
+//! flipped bit inside a number (or in padding) is refused too. Written atomically: a temp file, fsync, rename over the
+//! old one, fsync of the directory. A missing file means the relationship is new (the FSM
+//! then starts from RECOVER); a present but unreadable one is an error, never silently
+//! treated as new, because starting fresh could hand out addresses the partner holds.
+//!
+//! [`Fsm::persisted`]: super::fsm::Fsm::persisted
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+
+use super::UnixTime;
+use super::fsm::{PersistedState, StateKind};
+use super::hash::Hba;
+
+/// Format tag: `TDMFOST` and a version byte.
+const MAGIC: [u8; 8] = *b"TDMFOST\x01";
+
+/// The archived record. Plain numbers only: no `usize`, no platform-dependent layout.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+struct Record {
+    magic: [u8; 8],
+    /// The relationship name, so a file copied under another name is refused.
+    name: Vec<u8>,
+    my_state: u8,
+    my_stos: u32,
+    /// 0 = partner not heard from yet.
+    partner_state: u8,
+    partner_stos: u32,
+    mclt: u32,
+    hba: [u8; 32],
+    partner_down_since: u32,
+}
+
+/// Why a state file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{}: corrupt failover state file ({reason}); move it away to start this relationship over in RECOVER",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// Where the state of relationship `name` lives in `data_dir`. Names made only of
+/// `[A-Za-z0-9._-]` (not starting with a dot) are used as they are, others hex-encoded.
+pub fn state_path(data_dir: &Path, name: &str) -> PathBuf {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let stem = if plain {
+        name.to_owned()
+    } else {
+        let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("x-{hex}")
+    };
+    data_dir.join(format!("failover-{stem}.state"))
+}
+
+fn encode(name: &str, s: &PersistedState) -> Vec<u8> {
+    let r = Record {
+        magic: MAGIC,
+        name: name.as_bytes().to_vec(),
+        my_state: s.my_state as u8,
+        my_stos: s.my_stos.0,
+        partner_state: s.partner_state.map_or(0, |p| p as u8),
+        partner_stos: s.partner_stos.0,
+        mclt: s.mclt,
+        hba: s.hba.0,
+        partner_down_since: s.partner_down_since.0,
+    };
+    let mut bytes = rkyv::to_bytes::<rancor::Error>(&r)
+        .map(|v| v.to_vec())
+        .unwrap_or_default();
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// Decodes and checks a state file's bytes for relationship `name`.
+pub fn decode(name: &str, bytes: &[u8]) -> Result<PersistedState, String> {
+    let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
+        return Err(format!("{} bytes is too short", bytes.len()));
+    };
+    if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
+        return Err("checksum mismatch".into());
+    }
+    let mut a = AlignedVec::<16>::with_capacity(body.len());
+    a.extend_from_slice(body);
+    let r = rkyv::from_bytes::<Record, rancor::Error>(&a).map_err(|e| e.to_string())?;
+    if r.magic != MAGIC {
+        return Err("not a tandem failover state file (bad magic)".into());
+    }
+    if r.name != name.as_bytes() {
+        return Err(format!(
+            "it belongs to relationship {:?}",
+            String::from_utf8_lossy(&r.name)
+        ));
+    }
+    let my_state = match StateKind::from_u8(r.my_state) {
+        Some(StateKind::Startup) | None => {
+            return Err(format!("invalid own state {}", r.my_state));
+        }
+        Some(s) => s,
+    };
+    let partner_state = match r.partner_state {
+        0 => None,
+        v => Some(StateKind::from_u8(v).ok_or_else(|| format!("invalid partner state {v}"))?),
+    };
+    Ok(PersistedState {
+        my_state,
+        my_stos: UnixTime(r.my_stos),
+        partner_state,
+        partner_stos: UnixTime(r.partner_stos),
+        mclt: r.mclt,
+        hba: Hba(r.hba),
+        partner_down_since: UnixTime(r.partner_down_since),
+    })
+}
+
+/// Reads the stored state of `name`: `Ok(None)` when there is none (a new relationship).
+pub fn load(data_dir: &Path, name: &str) -> Result<Option<PersistedState>, PersistError> {
+    let path = state_path(data_dir, name);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(PersistError::Io { path, source }),
+    };
+    decode(name, &bytes)
+        .map(Some)
+        .map_err(|reason| PersistError::Corrupt { path, reason })
+}
+
+/// Stores `state` for `name` atomically: temp file, fsync, rename, fsync of `data_dir`.
+pub fn store(data_dir: &Path, name: &str, state: &PersistedState) -> Result<(), PersistError> {
+    let path = state_path(data_dir, name);
+    let io_err = |p: &Path| {
+        let p = p.to_owned();
+        move |source| PersistError::Io { path: p, source }
+    };
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&encode(name, state)).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(data_dir))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PersistedState {
+        PersistedState {
+            my_state: StateKind::PartnerDown,
+            my_stos: UnixTime(1_763_784_000),
+            partner_state: Some(StateKind::CommunicationsInterrupted),
+            partner_stos: UnixTime(1_763_783_000),
+            mclt: 600,
+            hba: Hba::split(100),
+            partner_down_since: UnixTime(1_763_783_990),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(dir.path(), "edge-pair").unwrap(), None);
+        store(dir.path(), "edge-pair", &sample()).unwrap();
+        assert_eq!(load(dir.path(), "edge-pair").unwrap(), Some(sample()));
+        let mut s = sample();
+        s.partner_state = None;
+        s.my_state = StateKind::Normal;
+        store(dir.path(), "edge-pair", &s).unwrap();
+        assert_eq!(load(dir.path(), "edge-pair").unwrap(), Some(s));
+        // No temp file left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("failover-edge-pair.state")]
+        );
+    }
+
+    #[test]
+    fn odd_names_get_a_safe_file_name() {
+        let d = Path::new("/d");
+        assert_eq!(
+            state_path(d, "a/b"),
+            Path::new("/d/failover-x-612f62.state")
+        );
+        assert_eq!(state_path(d, ".."), Path::new("/d/failover-x-2e2e.state"));
+        assert_eq!(state_path(d, "e_1.x"), Path::new("/d/failover-e_1.x.state"));
+    }
+
+    #[test]
+    fn corrupt_file_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        store(dir.path(), "edge", &sample()).unwrap();
+        let path = state_path(dir.path(), "edge");
+        let good = std::fs::read(&path).unwrap();
+        // Every single-bit flip is refused (rkyv validation or the checksum), never read as
+        // another state.
+        for i in 0..good.len() {
+            for bit in 0..8 {
+                let mut b = good.clone();
+                b[i] ^= 1 << bit;
+                assert!(
+                    decode("edge", &b).is_err(),
+                    "flip of bit {bit} in byte {i} accepted"
+                );
+            }
+        }
+        // Truncated, empty and garbage files too.
+        for bad in [
+            &good[..good.len() / 2],
+            &[][..],
+            b"hello, world, this is not rkyv",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = load(dir.path(), "edge").unwrap_err();
+            assert!(matches!(e, PersistError::Corrupt { .. }), "{e:?}");
+            let text = e.to_string();
+            assert!(text.contains("corrupt failover state file"), "{text}");
+            assert!(text.contains("failover-edge.state"), "{text}");
+        }
+    }
+
+    #[test]
+    fn another_relationships_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        store(dir.path(), "a", &sample()).unwrap();
+        std::fs::copy(state_path(dir.path(), "a"), state_path(dir.path(), "b")).unwrap();
+        let e = load(dir.path(), "b").unwrap_err().to_string();
+        assert!(e.contains("belongs to relationship \"a\""), "{e}");
+    }
+}

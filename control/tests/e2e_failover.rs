@@ -1,0 +1,388 @@
+//! Failover relationships run by the daemon: real `tandemd` processes (and a real ISC dhcpd
+//! 4.4.3) over real TCP in network namespaces, observed through `tandemctl status --json`.
+//!
+//! * two tandemd reach NORMAL on both sides; `kill -9` of one moves the other to
+//!   COMMUNICATIONS-INTERRUPTED; `tandemctl partner-down` moves it to PARTNER-DOWN; the killed
+//!   one restarted comes back through RECOVER to NORMAL; a clean restart resumes the stored
+//!   state (PARTNER-DOWN, same start time of state);
+//! * tandemd as primary with ISC dhcpd as secondary reach NORMAL.
+//!
+//! Run as root: `cargo test -p control --release --test e2e_failover`.
+
+#[expect(
+    dead_code,
+    reason = "each e2e test binary uses a different part of the shared harness"
+)]
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use common::net::Ns;
+use common::server::Server;
+
+/// Three namespaces: the servers' `a` (10.79.0.1 on fa0) and `b` (10.79.0.2 on fb0), and
+/// `c`, whose bridge br0 joins them and is the DHCP client's interface. Deleted on drop.
+struct Pair {
+    a: Ns,
+    b: Ns,
+    c: Ns,
+}
+
+fn ip(args: &[&str]) {
+    let st = Command::new("ip").args(args).status().expect("run ip");
+    assert!(st.success(), "ip {args:?} failed");
+}
+
+impl Pair {
+    fn new(tag: &str) -> Self {
+        let id = std::process::id();
+        let ns = |x: &str| Ns {
+            name: format!("tdm-driver-{id}-{tag}{x}"),
+        };
+        let pair = Pair {
+            a: ns("a"),
+            b: ns("b"),
+            c: ns("c"),
+        };
+        for ns in [&pair.a, &pair.b, &pair.c] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &ns.name])
+                .stderr(std::process::Stdio::null())
+                .status();
+            ip(&["netns", "add", &ns.name]);
+            ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        }
+        let c = pair.c.name.as_str();
+        ip(&["-n", c, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", c, "link", "set", "br0", "up"]);
+        for (ns, dev, port, addr) in [
+            (&pair.a, "fa0", "ca", "10.79.0.1/24"),
+            (&pair.b, "fb0", "cb", "10.79.0.2/24"),
+        ] {
+            ip(&[
+                "-n", c, "link", "add", port, "type", "veth", "peer", "name", dev, "netns",
+                &ns.name,
+            ]);
+            ip(&["-n", c, "link", "set", port, "master", "br0"]);
+            ip(&["-n", c, "link", "set", port, "up"]);
+            ip(&["-n", &ns.name, "addr", "add", addr, "dev", dev]);
+            ip(&["-n", &ns.name, "link", "set", dev, "up"]);
+        }
+        pair
+    }
+
+    /// One DHCP exchange by busybox udhcpc on br0 with hardware address `mac` (no client
+    /// identifier, so the RFC 3074 hash is over chaddr): `(address, lease seconds, server)`,
+    /// or `None` if no server answered within about 6 s.
+    fn dhcp(&self, mac: [u8; 6], dir: &Path) -> Option<(String, u64, String)> {
+        let mac_s = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let c = self.c.name.as_str();
+        ip(&["-n", c, "link", "set", "br0", "address", &mac_s]);
+        let out = dir.join(format!("lease-{mac_s}"));
+        let script = dir.join("udhcpc.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = bound ] && echo \"$ip $lease $serverid\" > {}\nexit 0\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        let _ = Command::new("chmod").arg("+x").arg(&script).status();
+        let script = script.to_string_lossy().into_owned();
+        let _ = self.c.exec(&[
+            "udhcpc", "-i", "br0", "-n", "-q", "-f", "-C", "-t", "3", "-T", "2", "-A", "1", "-s",
+            &script,
+        ]);
+        let text = std::fs::read_to_string(&out).ok()?;
+        let mut f = text.split_whitespace();
+        Some((
+            f.next()?.to_owned(),
+            f.next()?.parse().ok()?,
+            f.next()?.to_owned(),
+        ))
+    }
+}
+
+/// A MAC whose RFC 3074 bucket the primary (`split 128`) serves, or not.
+fn mac_for(primary: bool) -> [u8; 6] {
+    (1..=255u8)
+        .map(|n| [0x02, 0, 0, 0x79, 0, n])
+        .find(|m| (control::failover::hash::client_bucket(None, m, 6) < 128) == primary)
+        .expect("a MAC in each half")
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b, &self.c] {
+            let _ = Command::new("ip").args(["netns", "del", &ns.name]).status();
+        }
+    }
+}
+
+/// A tandemd config with one `[[failover]]` relationship "pair" over 10.79.0.0/24.
+fn config(dir: &Path, iface: &str, me: &str, peer: &str, primary: bool) -> String {
+    let role = if primary {
+        "role = \"primary\"\nmclt = \"10s\"\nsplit = 128"
+    } else {
+        "role = \"secondary\""
+    };
+    format!(
+        r#"[server]
+interfaces = ["{iface}"]
+server_id = "{me}"
+data_dir = {dir:?}
+datapath = "packet"
+workers = 1
+durability = "sync"
+
+[[subnet]]
+prefix = "10.79.0.0/24"
+pools = ["10.79.0.100-10.79.0.200"]
+lease_time = "1h"
+failover = "pair"
+
+[[failover]]
+name = "pair"
+{role}
+mode = "load-balance"
+address = "{me}"
+peer_address = "{peer}"
+port = 647
+peer_port = 647
+max_response_delay = "6s"
+max_unacked_updates = 10
+"#,
+        dir = dir.to_string_lossy(),
+    )
+}
+
+/// `(state, partner_state, state_since)` of relationship "pair".
+fn rel(s: &Server) -> (String, String, u64) {
+    let v = s.status_json().expect("status");
+    let r = v["relationships"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == "pair"))
+        .unwrap_or_else(|| panic!("no relationship \"pair\" in status: {v}"))
+        .clone();
+    let st = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+    (
+        st("state"),
+        st("partner_state"),
+        r["state_since"].as_u64().unwrap_or(0),
+    )
+}
+
+fn wait_state(s: &Server, secs: u64, what: &str, ok: impl Fn(&str, &str) -> bool) {
+    let mut last = (String::new(), String::new(), 0);
+    let reached = common::try_wait_until(Duration::from_secs(secs), || {
+        last = rel(s);
+        ok(&last.0, &last.1).then_some(())
+    });
+    assert!(
+        reached.is_some(),
+        "{what}: not reached in {secs} s; last (state, partner, since) = {last:?}\n--- log ---\n{}",
+        s.log()
+    );
+}
+
+fn both_normal(a: &Server, b: &Server, secs: u64) {
+    let normal = |s: &str, p: &str| s == "normal" && p == "normal";
+    wait_state(a, secs, "A normal/normal", normal);
+    wait_state(b, secs, "B normal/normal", normal);
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[test]
+fn two_tandemd_pair_states() {
+    assert!(is_root(), "e2e_failover needs root (network namespaces)");
+    let net = Pair::new("p");
+    let mut a =
+        Server::start_tandemd_with(&net.a, |d| config(d, "fa0", "10.79.0.1", "10.79.0.2", true));
+    let mut b = Server::start_tandemd_with(&net.b, |d| {
+        config(d, "fb0", "10.79.0.2", "10.79.0.1", false)
+    });
+
+    // A new pair: both RECOVER, each asks the other for everything, then NORMAL.
+    both_normal(&a, &b, 60);
+    assert!(
+        a.data_dir().join("failover-pair.state").exists(),
+        "state file"
+    );
+    // Partner-down is refused in NORMAL, with the machine's reason.
+    let e = a.tandemctl(&["partner-down", "pair"]).unwrap_err();
+    assert!(e.contains("only allowed"), "{e}");
+    let e = a.tandemctl(&["partner-down", "nope"]).unwrap_err();
+    assert!(e.contains("no such relationship"), "{e}");
+
+    // Serving in NORMAL: a client of the primary's hash buckets gets an address from A, for
+    // no longer than the MCLT (10 s; B has acknowledged nothing).
+    let tmp = tempfile::tempdir().unwrap();
+    let (addr, lease, server) = net
+        .dhcp(mac_for(true), tmp.path())
+        .unwrap_or_else(|| panic!("no lease in NORMAL\n--- A ---\n{}", a.log()));
+    assert_eq!(server, "10.79.0.1", "{addr}");
+    assert!((1..=10).contains(&lease), "lease {lease} s beyond the MCLT");
+
+    // The peer dies: the link drops, A goes COMMUNICATIONS-INTERRUPTED.
+    b.kill9();
+    wait_state(&a, 30, "A communications-interrupted", |s, _| {
+        s == "communications-interrupted"
+    });
+    // Now A answers the secondary's clients too, still MCLT-bounded.
+    let (addr, lease, server) = net
+        .dhcp(mac_for(false), tmp.path())
+        .unwrap_or_else(|| panic!("no lease in COMMUNICATIONS-INTERRUPTED\n{}", a.log()));
+    assert_eq!(server, "10.79.0.1", "{addr}");
+    assert!((1..=10).contains(&lease), "lease {lease} s beyond the MCLT");
+    // The operator: partner down.
+    a.tandemctl(&["partner-down", "pair"])
+        .unwrap_or_else(|e| panic!("partner-down: {e}"));
+    wait_state(&a, 5, "A partner-down", |s, _| s == "partner-down");
+
+    // B comes back (stored state NORMAL): sees A in PARTNER-DOWN during STARTUP, goes
+    // RECOVER, waits the MCLT (10 s) in RECOVER-WAIT, RECOVER-DONE; then both NORMAL.
+    b.restart();
+    both_normal(&a, &b, 90);
+    let blog = b.log();
+    for s in [
+        "to=\"recover\"",
+        "to=\"recover-wait\"",
+        "to=\"recover-done\"",
+    ] {
+        assert!(blog.contains(s), "B never logged {s}:\n{blog}");
+    }
+
+    // Clean stop of A: it tells B (SHUTDOWN), B goes PARTNER-DOWN.
+    a.terminate();
+    wait_state(&b, 30, "B partner-down after A's shutdown", |s, _| {
+        s == "partner-down"
+    });
+    let (_, _, since) = rel(&b);
+    // B's clean restart resumes PARTNER-DOWN from its stored state (after STARTUP's 15 s
+    // without news from A), with the same start time of state.
+    b.restart();
+    wait_state(&b, 40, "B back in partner-down", |s, _| s == "partner-down");
+    assert_eq!(rel(&b).2, since, "state_since survives the restart");
+    // A comes back with NORMAL stored and finds B in PARTNER-DOWN: the machine resolves it
+    // (POTENTIAL-CONFLICT, CONFLICT-DONE, or RECOVER if B's STATE arrives during STARTUP),
+    // then both NORMAL again.
+    a.restart();
+    both_normal(&a, &b, 90);
+    eprintln!("--- A ---\n{}\n--- B ---\n{}", a.log(), b.log());
+}
+
+/// ISC dhcpd (secondary), in the other namespace, over the veth pair.
+struct Dhcpd(Child);
+
+impl Drop for Dhcpd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tandemd_primary_with_isc_dhcpd_reaches_normal() {
+    assert!(is_root(), "e2e_failover needs root (network namespaces)");
+    assert!(common::which("dhcpd").is_some(), "ISC dhcpd not installed");
+    let net = Pair::new("i");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("dhcpd.conf");
+    let leases = dir.path().join("dhcpd.leases");
+    let log = dir.path().join("dhcpd.log");
+    std::fs::write(
+        &conf,
+        r#"failover peer "pair" {
+  secondary;
+  address 10.79.0.1;
+  port 647;
+  peer address 10.79.0.2;
+  peer port 647;
+  max-response-delay 20;
+  max-unacked-updates 10;
+  load balance max seconds 3;
+}
+subnet 10.79.0.0 netmask 255.255.255.0 {
+  pool {
+    failover peer "pair";
+    range 10.79.0.100 10.79.0.110;
+  }
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(&leases, "").unwrap();
+    let mut cmd = net.a.command("dhcpd");
+    cmd.args(["-f", "-d", "-cf"])
+        .arg(&conf)
+        .arg("-lf")
+        .arg(&leases)
+        .arg("-pf")
+        .arg(dir.path().join("dhcpd.pid"))
+        .arg("fa0");
+    let _dhcpd = Dhcpd(common::net::spawn_logged(cmd, &log));
+    let t = Server::start_tandemd_with(&net.b, |d| {
+        format!(
+            r#"[server]
+interfaces = ["fb0"]
+server_id = "10.79.0.2"
+data_dir = {dir:?}
+datapath = "packet"
+workers = 1
+
+[[subnet]]
+prefix = "10.79.0.0/24"
+pools = ["10.79.0.100-10.79.0.110"]
+lease_time = "1h"
+failover = "pair"
+
+[[failover]]
+name = "pair"
+role = "primary"
+mclt = "10s"
+split = 128
+address = "10.79.0.2"
+peer_address = "10.79.0.1"
+port = 647
+peer_port = 647
+max_response_delay = "20s"
+max_unacked_updates = 10
+"#,
+            dir = d.to_string_lossy()
+        )
+    });
+    let normal = |s: &str, p: &str| s == "normal" && p == "normal";
+    let reached = common::try_wait_until(Duration::from_secs(90), || {
+        let (s, p, _) = rel(&t);
+        normal(&s, &p).then_some(())
+    });
+    let dlog = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        reached.is_some(),
+        "tandemd with ISC: not NORMAL: {:?}\n--- tandemd ---\n{}\n--- dhcpd ---\n{dlog}",
+        rel(&t),
+        t.log()
+    );
+    let ok = common::try_wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Both servers normal")
+            .then_some(())
+    });
+    let dlog = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ok.is_some(), "dhcpd log:\n{dlog}");
+    eprintln!("--- tandemd ---\n{}\n--- dhcpd ---\n{dlog}", t.log());
+}
