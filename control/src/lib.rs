@@ -1,7 +1,7 @@
 //! tandem's control plane: the configuration ([`config`]), the admin API ([`admin`], [`status`]), the
 //! daemon's front end ([`daemon`], [`logging`]), its wiring of the dataplane ([`serve`]) and the
 //! operator CLI ([`ctl`]); the failover protocol's sans-IO cores ([`failover`]: codec, RFC 3074
-//! hash, MCLT rules, state machine), not yet driven by the daemon.
+//! hash, MCLT rules, state machine) and the driver that runs them in the daemon.
 #![forbid(unsafe_code)]
 
 pub mod admin;
