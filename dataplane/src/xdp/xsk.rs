@@ -325,16 +325,11 @@ impl XskIo {
                 rx_invalid_descs = now.rx_invalid_descs,
                 rx_ring_full = now.rx_ring_full,
                 rx_fill_ring_empty_descs = now.rx_fill_ring_empty_descs,
-                fill_frames = self.fill_level(),
+                free_frames = self.free.len(),
                 "the kernel dropped frames on the way into the AF_XDP socket"
             );
         }
         self.counted = now;
-    }
-
-    /// Frames user space holds for the fill ring or transmit (for diagnostics).
-    fn fill_level(&self) -> usize {
-        self.free.len()
     }
 
     /// Gives free frames to the fill ring, keeping half of them for transmit.
