@@ -166,6 +166,50 @@ fn tandemd_on_auto_picks_xdp_and_serves_perfdhcp() {
     assert!(rx >= 2 * report.acks(), "workers counted {rx} frames");
 }
 
+/// A burst straight after attach: a few hundred clients at a rate well above the steady
+/// test's, every exchange answered, nothing dropped on the way into the AF_XDP socket (the
+/// kernel's `XDP_STATISTICS` show up as `xsk-*` drop reasons in the status), bounded in time.
+#[test]
+fn tandemd_on_xdp_answers_a_burst_of_clients_without_drops() {
+    let (server, net) = start("xdp", 1);
+    let ep = &net.clients[0];
+    const CLIENTS: u64 = 600;
+    let report = Perfdhcp::new(
+        &ep.ns,
+        &PerfTarget::Broadcast {
+            iface: ep.iface.clone(),
+        },
+    )
+    .arg("-r")
+    .arg("3000")
+    .arg("-R")
+    .arg(CLIENTS.to_string())
+    .arg("-n")
+    .arg(CLIENTS.to_string())
+    .arg("-p")
+    .arg("10")
+    .run(Duration::from_secs(30))
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "perfdhcp burst over xdp: sent {:?} received {:?} drops {:?} rate {:?}",
+        report.sent, report.received, report.drops, report.rate
+    );
+    let status = server.status_json().expect("tandemctl status --json");
+    assert_eq!(
+        report.total_drops(),
+        0,
+        "{}\nstatus: {status}\nlog:\n{}",
+        report.output,
+        server.log()
+    );
+    assert_eq!(report.acks(), CLIENTS, "{}", report.output);
+    let text = status.to_string();
+    assert!(
+        !text.contains("xsk-rx-dropped") && !text.contains("xsk-rx-ring-full"),
+        "the kernel dropped frames before the worker: {status}"
+    );
+}
+
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 

@@ -52,11 +52,17 @@ pub enum DropReason {
     TxFull,
     /// Anything else.
     Other,
+    /// The kernel dropped it on the way into an AF_XDP socket: no free frame on the fill ring,
+    /// or an invalid descriptor (`XDP_STATISTICS` `rx_dropped` + `rx_invalid_descs`).
+    XskRxDropped,
+    /// The kernel dropped it because the AF_XDP socket's rx ring was full
+    /// (`XDP_STATISTICS` `rx_ring_full`).
+    XskRxRingFull,
 }
 
 impl DropReason {
     /// How many reasons there are.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 15;
 
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -73,6 +79,8 @@ impl DropReason {
         DropReason::Durability,
         DropReason::TxFull,
         DropReason::Other,
+        DropReason::XskRxDropped,
+        DropReason::XskRxRingFull,
     ];
 
     /// The counter's index, `0..COUNT`.
@@ -105,6 +113,8 @@ impl DropReason {
             DropReason::Durability => "durability",
             DropReason::TxFull => "tx-full",
             DropReason::Other => "other",
+            DropReason::XskRxDropped => "xsk-rx-dropped",
+            DropReason::XskRxRingFull => "xsk-rx-ring-full",
         }
     }
 }

@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use dataplane::stats::WorkerStats;
+use dataplane::stats::{DropReason, WorkerStats};
 use dataplane::sys;
 use dataplane::worker::{FrameIo, TxBatch};
-use dataplane::xdp::{AttachMode, XdpPort, XdpProgram, XskIo, XskOptions, rx_queue_count};
+use dataplane::xdp::{
+    AttachMode, XdpPort, XdpProgram, XskIo, XskOptions, XskStats, rx_queue_count,
+};
 
 fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])
@@ -317,4 +319,59 @@ fn one_socket_per_rx_queue_and_every_queue_is_served() {
     drop(socks);
     drop(port);
     assert!(!pair.xdp_shown());
+}
+
+#[test]
+fn frames_the_kernel_drops_before_the_socket_are_counted_as_xsk_drops() {
+    const RING: u32 = 64;
+    const N: usize = 200;
+    let pair = Pair::new();
+    let (mut prog, mut xsks) = in_ns(&pair.b, || {
+        let mut prog = XdpProgram::load().expect("load");
+        prog.attach("vb", AttachMode::Native).expect("attach");
+        let opts = XskOptions {
+            ring_size: RING,
+            ..XskOptions::default()
+        };
+        let xsks = XskIo::open_all("vb", 0..1, &opts).expect("open xsk");
+        (prog, xsks)
+    });
+    let mut io = xsks.pop().expect("one socket");
+    prog.set_socket(io.queue(), &io.fd()).expect("xskmap");
+    assert_eq!(io.kernel_stats().expect("stats"), XskStats::default());
+
+    // More than the fill ring holds, none read while they arrive (fewer than the veth's
+    // 256-slot ring, so the veth itself drops none).
+    let client = in_ns(&pair.a, || {
+        UdpSocket::bind("10.78.0.1:6801").expect("client")
+    });
+    for i in 0..N {
+        let mut payload = vec![0u8; 300];
+        payload[..4].copy_from_slice(&(i as u32).to_be_bytes());
+        client.send_to(&payload, "10.78.0.2:67").expect("send");
+    }
+    thread::sleep(Duration::from_millis(300));
+
+    let stats = WorkerStats::new();
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let rx = io.recv(&stats).expect("recv");
+        if rx.is_empty() {
+            if !io.wait(Duration::from_millis(50), &stats).expect("wait") {
+                break;
+            }
+            continue;
+        }
+        got += rx.len();
+    }
+    let k = io.kernel_stats().expect("stats");
+    let kernel_drops = k.rx_dropped + k.rx_invalid_descs + k.rx_ring_full;
+    let snap = stats.snapshot();
+    let counted = snap.dropped(DropReason::XskRxDropped) + snap.dropped(DropReason::XskRxRingFull);
+    assert_eq!(got, RING as usize, "the fill ring's worth arrived: {k:?}");
+    assert_eq!(kernel_drops, (N - got) as u64, "{k:?}");
+    assert_eq!(counted, kernel_drops, "every kernel drop counted: {k:?}");
+    drop(io);
+    drop(prog);
 }

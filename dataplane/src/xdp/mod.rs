@@ -16,7 +16,7 @@ use std::os::fd::AsRawFd;
 pub mod netlink;
 pub mod xsk;
 
-pub use xsk::{XskError, XskIo, XskOptions, ZeroCopy, rx_queue_count};
+pub use xsk::{XskError, XskIo, XskOptions, XskStats, ZeroCopy, rx_queue_count};
 
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};

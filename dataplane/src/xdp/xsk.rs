@@ -23,7 +23,7 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use crate::stats::WorkerStats;
+use crate::stats::{DropReason, WorkerStats};
 use crate::worker::{
     DEFAULT_SLOT_LEN, FrameIo, RxBatch, RxDesc, RxMeta, TxBatch, TxOutcome, VlanTag,
 };
@@ -139,6 +139,29 @@ fn channels(ifname: &str) -> io::Result<EthtoolChannels> {
     Ok(ch)
 }
 
+/// The kernel's counters for one AF_XDP socket (`getsockopt(SOL_XDP, XDP_STATISTICS)`), since
+/// it was bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XskStats {
+    /// Frames dropped on the way in for other reasons than a full rx ring; in copy mode
+    /// chiefly no free frame on the fill ring.
+    pub rx_dropped: u64,
+    /// Frames dropped on the way in because the rx ring was full.
+    pub rx_ring_full: u64,
+    /// Received frames dropped for an invalid descriptor.
+    pub rx_invalid_descs: u64,
+    /// Times the kernel found the fill ring empty.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Transmit descriptors the kernel refused as invalid.
+    pub tx_invalid_descs: u64,
+    /// Times the kernel found the TX ring empty when asked to send.
+    pub tx_ring_empty_descs: u64,
+}
+
+/// `recv` calls between two reads of the kernel's counters while frames keep coming (they
+/// are also read on every idle wait).
+const STATS_EVERY: u32 = 256;
+
 /// One AF_XDP socket bound to one rx queue, as a [`FrameIo`].
 pub struct XskIo {
     umem: Umem,
@@ -159,6 +182,10 @@ pub struct XskIo {
     zero_copy: bool,
     /// Frames on the TX ring or in flight, not yet completed.
     in_flight: usize,
+    /// The kernel's counters as last added to the worker's drop counters.
+    counted: XskStats,
+    /// `recv` calls since the kernel's counters were last read.
+    since_stats: u32,
 }
 
 // Drop order: each queue holds the socket and the socket holds the UMEM (xsk-rs reference
@@ -231,6 +258,8 @@ impl XskIo {
                 ring_size: opts.ring_size,
                 zero_copy,
                 in_flight: 0,
+                counted: XskStats::default(),
+                since_stats: 0,
             };
             io.top_up_fill();
             tracing::info!(
@@ -257,6 +286,50 @@ impl XskIo {
     /// Whether the socket runs in zero-copy mode.
     pub fn zero_copy(&self) -> bool {
         self.zero_copy
+    }
+
+    /// The kernel's counters for this socket (`XDP_STATISTICS`).
+    pub fn kernel_stats(&self) -> io::Result<XskStats> {
+        let s = self.rx.fd().xdp_statistics()?;
+        Ok(XskStats {
+            rx_dropped: s.rx_dropped(),
+            rx_ring_full: s.rx_ring_full(),
+            rx_invalid_descs: s.rx_invalid_descs(),
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs(),
+            tx_invalid_descs: s.tx_invalid_descs(),
+            tx_ring_empty_descs: s.tx_ring_empty_descs(),
+        })
+    }
+
+    /// Adds what the kernel dropped since the last call to the worker's drop counters
+    /// ([`DropReason::XskRxDropped`], [`DropReason::XskRxRingFull`]).
+    fn count_kernel_drops(&mut self, stats: &WorkerStats) {
+        self.since_stats = 0;
+        let Ok(now) = self.kernel_stats() else {
+            return;
+        };
+        let was = self.counted;
+        let dropped = (now.rx_dropped + now.rx_invalid_descs)
+            .saturating_sub(was.rx_dropped + was.rx_invalid_descs);
+        if dropped > 0 {
+            stats.add_drops(DropReason::XskRxDropped, dropped);
+        }
+        let full = now.rx_ring_full.saturating_sub(was.rx_ring_full);
+        if full > 0 {
+            stats.add_drops(DropReason::XskRxRingFull, full);
+        }
+        if dropped > 0 || full > 0 {
+            tracing::warn!(
+                queue = self.queue,
+                rx_dropped = now.rx_dropped,
+                rx_invalid_descs = now.rx_invalid_descs,
+                rx_ring_full = now.rx_ring_full,
+                rx_fill_ring_empty_descs = now.rx_fill_ring_empty_descs,
+                free_frames = self.free.len(),
+                "the kernel dropped frames on the way into the AF_XDP socket"
+            );
+        }
+        self.counted = now;
     }
 
     /// Gives free frames to the fill ring, keeping half of them for transmit.
@@ -352,7 +425,11 @@ impl FrameIo for XskIo {
         self.batch
     }
 
-    fn recv(&mut self, _stats: &WorkerStats) -> io::Result<RxBatch<'_>> {
+    fn recv(&mut self, stats: &WorkerStats) -> io::Result<RxBatch<'_>> {
+        self.since_stats += 1;
+        if self.since_stats >= STATS_EVERY {
+            self.count_kernel_drops(stats);
+        }
         self.reclaim();
         self.descs.clear();
         let want = self.batch.min(self.scratch.len());
@@ -387,7 +464,8 @@ impl FrameIo for XskIo {
         Ok(RxBatch::new(&self.arena, &self.descs))
     }
 
-    fn wait(&mut self, timeout: Duration, _stats: &WorkerStats) -> io::Result<bool> {
+    fn wait(&mut self, timeout: Duration, stats: &WorkerStats) -> io::Result<bool> {
+        self.count_kernel_drops(stats);
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         self.rx.poll(ms)
     }
