@@ -64,6 +64,9 @@ pub struct DhcpHandler {
     /// Set when a group commit failed: the daemon stops and exits non-zero.
     fatal: Arc<AtomicBool>,
     clock: Clock,
+    /// Reused for every frame: `Repr::parse` writes each concatenation before reading it,
+    /// so the buffer need not be cleared (no 1.5 KiB memset per packet).
+    scratch: [u8; SCRATCH_LEN],
 }
 
 impl std::fmt::Debug for DhcpHandler {
@@ -91,6 +94,7 @@ impl DhcpHandler {
             stats,
             fatal,
             clock,
+            scratch: [0; SCRATCH_LEN],
         }
     }
 
@@ -118,12 +122,11 @@ impl DhcpHandler {
             return;
         };
         let (if_mac, if_addr) = (iface.mac, iface.addr.unwrap_or(Ipv4Addr::UNSPECIFIED));
-        let mut scratch = [0u8; SCRATCH_LEN];
         let Ok(packet) = dhcpv4::Packet::new_checked(f.dhcp) else {
             self.stats.add_drop(DropReason::MalformedDhcp);
             return;
         };
-        let Ok(req) = Repr::parse(&packet, &mut scratch) else {
+        let Ok(req) = Repr::parse(&packet, &mut self.scratch) else {
             self.stats.add_drop(DropReason::MalformedDhcp);
             return;
         };
