@@ -10,6 +10,7 @@
 //! * [`mclt`]: the MCLT rule for lease times and the PARTNER-DOWN reclaim rule.
 //! * [`digest`]: the HMAC-SHA256 message digest between tandem peers.
 //! * [`binding`]: one binding between a lease record and BNDUPD/BNDACK, with ISC's checks.
+//! * [`pool`]: pool balancing, which addresses each server may allocate (FREE/BACKUP moves).
 //!
 //! And the parts that do I/O, in the daemon:
 //!
@@ -30,6 +31,7 @@ pub mod hash;
 pub mod mclt;
 pub mod msg;
 pub mod persist;
+pub mod pool;
 
 pub use lease_mmap::UnixTime;
 
