@@ -326,6 +326,111 @@ pub fn next_run(
     if last.0 != 0 && at < floor { floor } else { at }
 }
 
+/// What one balancing run over a table saw and did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// FREE and BACKUP before the run.
+    pub counts: Counts,
+    /// Addresses given to the peer.
+    pub moved: u64,
+    /// This server is short: ask the peer with POOLREQ.
+    pub panic: bool,
+    /// The earliest `ends` of a used FREE / BACKUP record, for [`next_run`].
+    pub oldest_free: Option<UnixTime>,
+    pub oldest_backup: Option<UnixTime>,
+}
+
+/// One balancing run over `table` at `now`: count, decide, choose, and hand every chosen
+/// record to `give` as `(slot, version read, record to write)`. `give` writes it (by CAS
+/// against the version, durably) and queues its BNDUPD; it returns `false` when it did not
+/// (a worker allocated the address meanwhile), and the run goes on without it.
+pub fn rebalance_table(
+    policy: &Policy,
+    hba: Option<&Hba>,
+    table: &Table,
+    now: UnixTime,
+    give: &mut dyn FnMut(Slot, u64, &Lease) -> bool,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let oldest = |slot_state: BindingState, ends: UnixTime, out: &mut Outcome| {
+        if ends.0 == 0 {
+            return;
+        }
+        let o = match slot_state {
+            BindingState::Free => &mut out.oldest_free,
+            _ => &mut out.oldest_backup,
+        };
+        if o.is_none_or(|t| ends < t) {
+            *o = Some(ends);
+        }
+    };
+    table.for_each(|slot, _, l| {
+        if !table.is_allocatable(slot) {
+            return;
+        }
+        match l.state {
+            BindingState::Free => out.counts.free += 1,
+            BindingState::Backup => out.counts.backup += 1,
+            _ => return,
+        }
+        oldest(l.state, l.ends, &mut out);
+    });
+    let balance = policy.balance(out.counts);
+    out.panic = balance.panic;
+    let own = policy.own_state();
+    let chosen = policy.select(&balance, hba, |f| candidates(table, own, f));
+    for slot in chosen {
+        let (version, current) = table.read(slot);
+        if current.state != own {
+            continue;
+        }
+        if give(slot, version, &moved(&current, policy.peer_state(), now)) {
+            out.moved += 1;
+        }
+    }
+    out
+}
+
+/// When a relationship's next balancing run is due. Runs happen only in NORMAL: entering
+/// it, or a POOLREQ, asks for one at once ([`Schedule::run_now`]); after a run the next one
+/// is [`next_run`]; leaving NORMAL cancels it ([`Schedule::cancel`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Schedule {
+    last: UnixTime,
+    next: Option<UnixTime>,
+}
+
+impl Schedule {
+    pub fn run_now(&mut self, now: UnixTime) {
+        self.next = Some(now);
+    }
+
+    pub fn cancel(&mut self) {
+        self.next = None;
+    }
+
+    pub fn is_due(&self, now: UnixTime) -> bool {
+        self.next.is_some_and(|t| t <= now)
+    }
+
+    /// The time of the next run, if one is scheduled.
+    pub fn next(&self) -> Option<UnixTime> {
+        self.next
+    }
+
+    /// A run finished at `now` having seen `out` (the oldest addresses over every table).
+    pub fn ran(&mut self, policy: &Policy, out: &Outcome, now: UnixTime) {
+        self.last = now;
+        self.next = Some(next_run(
+            policy,
+            out.oldest_free,
+            out.oldest_backup,
+            now,
+            now,
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,6 +594,58 @@ mod tests {
         // 1000 s old backup: 15 % is 150 s; the free side (primary) is doubled.
         let t = Some(UnixTime(now.0 - 1000));
         assert_eq!(next_run(&p, t, t, UnixTime(0), now), UnixTime(now.0 + 150));
+    }
+
+    #[test]
+    fn a_run_over_a_real_table_moves_half_to_backup_once() {
+        use lease_mmap::{Durability, Store, TableSpec};
+        use std::net::Ipv4Addr;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = TableSpec {
+            network: Ipv4Addr::new(10, 9, 0, 0),
+            prefix_len: 24,
+            first: Ipv4Addr::new(10, 9, 0, 10),
+            last: Ipv4Addr::new(10, 9, 0, 109),
+            allocatable: vec![(Ipv4Addr::new(10, 9, 0, 10), Ipv4Addr::new(10, 9, 0, 109))],
+        };
+        let (store, _journals, _) =
+            Store::open(dir.path(), &[spec], 1, Durability::Async).expect("store");
+        let table = &store.tables()[0];
+        let p = Policy::new(Role::Primary, Share::Half);
+        let now = UnixTime(1_800_000_000);
+        let mut give = |slot: Slot, v: u64, l: &Lease| table.update(slot, v, l).is_ok();
+        let out = rebalance_table(&p, Some(&Hba::split(128)), table, now, &mut give);
+        assert_eq!(
+            out.counts,
+            Counts {
+                free: 100,
+                backup: 0
+            }
+        );
+        assert_eq!(out.moved, 50);
+        assert_eq!(
+            count(table),
+            Counts {
+                free: 50,
+                backup: 50
+            }
+        );
+        let mut sched = Schedule::default();
+        sched.ran(&p, &out, now);
+        assert_eq!(sched.next(), Some(UnixTime(now.0 + 60)));
+        // Balanced: the next run moves nothing.
+        let again = rebalance_table(&p, Some(&Hba::split(128)), table, now, &mut give);
+        assert_eq!((again.moved, again.panic), (0, false));
+        // The secondary's view of the same table: balanced too, nothing to give back.
+        let s = Policy::new(Role::Secondary, Share::Half);
+        let back = rebalance_table(&s, None, table, now, &mut give);
+        assert_eq!(back.moved, 0);
+        // Every moved record is BACKUP, stamped now, unacknowledged.
+        table.for_each(|_, _, l| {
+            if l.state == BindingState::Backup {
+                assert_eq!((l.tstp, l.stos, l.atsfp), (now, now, UnixTime(0)));
+            }
+        });
     }
 
     proptest::proptest! {
