@@ -30,6 +30,7 @@ pub mod hash;
 pub mod mclt;
 pub mod msg;
 pub mod persist;
+pub mod replicate;
 
 pub use lease_mmap::UnixTime;
 
