@@ -129,10 +129,13 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
     let engine_cfg = engine_config(config);
     let specs = engine_cfg.table_specs();
     let opened = Instant::now();
-    let (store, journals, report) = Store::open(
+    // With failover, the control plane writes records too (bindings from the partner): it
+    // gets a journal of its own, the last one, replayed by recovery like the workers'.
+    let replicating = !config.failover.is_empty();
+    let (store, mut journals, report) = Store::open(
         &config.server.data_dir,
         &specs,
-        n_journals,
+        n_journals + u16::from(replicating),
         durability(config.server.durability),
     )
     .with_context(|| {
@@ -150,13 +153,28 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         "lease tables recovered"
     );
     let store = Arc::new(store);
+    let control_journal = if replicating {
+        Some(journals.pop().context("control journal")?)
+    } else {
+        None
+    };
     let (gate, views) = crate::failover::gate::Gate::new(config);
     let engine = Arc::new(
         Engine::new(engine_cfg, Arc::clone(&store))
             .context("engine")?
             .with_failover(Arc::new(gate)),
     );
-    let failover = start_failover(config, views, &store, hooks)?;
+    let failover = match control_journal {
+        Some(journal) => Some(start_failover(
+            config,
+            views,
+            &store,
+            journal,
+            n_workers,
+            &hooks.shutdown,
+        )?),
+        None => None,
+    };
 
     let mut interfaces = Vec::with_capacity(n_ifaces);
     let mut guards = Vec::with_capacity(n_ifaces);
@@ -192,7 +210,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             let id = workers.len();
             let journal = journals.next().context("journal count")?;
             let stats = Arc::new(WorkerStats::new());
-            let handler = DhcpHandler::new(
+            let mut handler = DhcpHandler::new(
                 Arc::clone(&engine),
                 engine.worker(u16::try_from(id)?, n_journals),
                 journal,
@@ -201,6 +219,13 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
                 Arc::clone(&fatal),
                 UnixTime::now,
             );
+            if let Some(sink) = failover
+                .as_ref()
+                .and_then(|f| f.outbox.as_ref())
+                .and_then(|o| crate::failover::replicate::WorkerOutbox::new(o, id))
+            {
+                handler = handler.with_change_sink(Box::new(sink));
+            }
             let mut wc = WorkerConfig::new(format!("worker-{id}"));
             wc.core = cores.get(id % cores.len().max(1)).map(|c| c.id);
             workers.push(
@@ -248,6 +273,10 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             })?
     };
 
+    let (failover, failover_thread) = match failover {
+        Some(r) => (Some(r.driver), Some(r.thread)),
+        None => (None, None),
+    };
     hooks.backend = Some(Arc::new(Backend {
         config: config.clone(),
         started: Instant::now(),
@@ -302,21 +331,38 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             }
         }
     }));
+    // Registered last, so run first: the driver (which holds the store and commits its own
+    // journal) is gone before the store is closed.
+    if let Some(t) = failover_thread {
+        let thread = Mutex::new(Some(t));
+        hooks.on_shutdown.push(Box::new(move || {
+            if let Some(t) = thread.lock().unwrap_or_else(PoisonError::into_inner).take()
+                && t.join().is_err()
+            {
+                tracing::error!("the failover driver thread panicked");
+            }
+        }));
+    }
     Ok(())
 }
 
-/// Starts the failover driver when relationships are configured; its thread is joined at
-/// shutdown (it stops by itself on the shutdown request).
+/// Starts the failover driver with binding replication; the caller joins its thread at
+/// shutdown (it stops by itself on the shutdown request) and hands the workers its outbox.
 fn start_failover(
     config: &Config,
     views: Vec<Arc<crate::failover::gate::RelationshipView>>,
     store: &Arc<Store>,
-    hooks: &mut Hooks,
-) -> anyhow::Result<Option<crate::failover::driver::Driver>> {
-    if config.failover.is_empty() {
-        return Ok(None);
-    }
-    // What an update request is answered with: the bound records of the relationship's scopes.
+    journal: lease_mmap::WorkerJournal,
+    workers: usize,
+    shutdown: &crate::daemon::Shutdown,
+) -> anyhow::Result<crate::failover::driver::Running> {
+    let rel_of = |s: &SubnetConfig| {
+        s.failover
+            .as_deref()
+            .and_then(|name| config.failover.iter().position(|f| f.name == name))
+    };
+    // What an update request is answered with without replication (unused with it; kept
+    // for the driver's plain mode): the bound records of the relationship's scopes.
     let bindings: crate::failover::driver::BindingSource = {
         let store = Arc::clone(store);
         let subnets: Vec<Option<String>> =
@@ -335,16 +381,19 @@ fn start_failover(
             out
         })
     };
-    let running = crate::failover::driver::start(config, views, bindings, &hooks.shutdown)?;
-    let thread = Mutex::new(Some(running.thread));
-    hooks.on_shutdown.push(Box::new(move || {
-        if let Some(t) = thread.lock().unwrap_or_else(PoisonError::into_inner).take()
-            && t.join().is_err()
-        {
-            tracing::error!("the failover driver thread panicked");
-        }
-    }));
-    Ok(Some(running.driver))
+    let replication = crate::failover::driver::Replication {
+        store: Arc::clone(store),
+        journal,
+        workers,
+        table_rel: config.subnets.iter().map(rel_of).collect(),
+    };
+    crate::failover::driver::start_replicating(
+        config,
+        views,
+        bindings,
+        replication,
+        shutdown,
+    )
 }
 
 /// What `tandemctl` sees of a running server.

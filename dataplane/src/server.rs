@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use lease_mmap::{UnixTime, WorkerJournal};
+use lease_mmap::{Slot, TableId, UnixTime, WorkerJournal};
 
 use crate::engine::{
     Decision, DropReason as EngineDrop, Engine, EngineWorker, Ingress, SERVER_PORT,
@@ -54,6 +54,16 @@ impl Interface {
 /// Where the wall clock comes from (tests pass a virtual one).
 pub type Clock = fn() -> UnixTime;
 
+/// Where a worker reports every record it changed, once the change is durable (after the
+/// batch's group commit, before its replies leave): failover replication sends them to the
+/// partner. Called on the fast path: implementations must not block or allocate.
+pub trait ChangeSink: Send {
+    /// Record `slot` of `table` changed in the batch just committed.
+    fn changed(&mut self, table: TableId, slot: Slot);
+    /// Every change of the batch was reported (a consumer may be woken once per batch).
+    fn batch_done(&mut self) {}
+}
+
 /// One worker's DHCP handler.
 pub struct DhcpHandler {
     engine: Arc<Engine>,
@@ -64,6 +74,9 @@ pub struct DhcpHandler {
     /// Set when a group commit failed: the daemon stops and exits non-zero.
     fatal: Arc<AtomicBool>,
     clock: Clock,
+    /// Failover's outbound queue, if any; `changes` holds the batch's changes until the commit.
+    sink: Option<Box<dyn ChangeSink>>,
+    changes: Vec<(TableId, Slot)>,
     /// Reused for every frame: `Repr::parse` writes each concatenation before reading it,
     /// so the buffer need not be cleared (no 1.5 KiB memset per packet).
     scratch: [u8; SCRATCH_LEN],
@@ -94,7 +107,27 @@ impl DhcpHandler {
             stats,
             fatal,
             clock,
+            sink: None,
+            changes: Vec::new(),
             scratch: [0; SCRATCH_LEN],
+        }
+    }
+
+    /// Reports every committed change to `sink` (failover replication).
+    pub fn with_change_sink(mut self, sink: Box<dyn ChangeSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Buffers the journal entry of `c` (and remembers the change for the sink).
+    fn record(
+        journal: &mut WorkerJournal,
+        changes: Option<&mut Vec<(TableId, Slot)>>,
+        c: &crate::engine::Commit,
+    ) {
+        journal.record(c.table, c.slot, c.version, &c.lease);
+        if let Some(changes) = changes {
+            changes.push((c.table, c.slot));
         }
     }
 
@@ -137,8 +170,9 @@ impl DhcpHandler {
         };
         match self.engine.decide(&mut self.worker, &req, &ingress, now) {
             Decision::Reply(reply) => {
-                if let Some(c) = reply.commit {
-                    self.journal.record(c.table, c.slot, c.version, &c.lease);
+                if let Some(c) = &reply.commit {
+                    let changes = self.sink.is_some().then_some(&mut self.changes);
+                    Self::record(&mut self.journal, changes, c);
                 }
                 let hdr = ReplyHeader {
                     eth_src: if_mac,
@@ -157,8 +191,9 @@ impl DhcpHandler {
                 }
             }
             Decision::Silent { reason, commit } => {
-                if let Some(c) = commit {
-                    self.journal.record(c.table, c.slot, c.version, &c.lease);
+                if let Some(c) = &commit {
+                    let changes = self.sink.is_some().then_some(&mut self.changes);
+                    Self::record(&mut self.journal, changes, c);
                 }
                 self.stats.add_silent(reason);
             }
@@ -193,7 +228,17 @@ impl BatchHandler for DhcpHandler {
             self.stats
                 .add_drops(DropReason::Durability, tx.len() as u64);
             tx.clear();
+            self.changes.clear();
             self.fatal.store(true, Ordering::Relaxed);
+            return;
+        }
+        if let Some(sink) = self.sink.as_mut()
+            && !self.changes.is_empty()
+        {
+            for (table, slot) in self.changes.drain(..) {
+                sink.changed(table, slot);
+            }
+            sink.batch_done();
         }
     }
 }

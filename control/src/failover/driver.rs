@@ -50,11 +50,14 @@ use crossbeam::channel::{self, Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use lease_mmap::{BindingState, Slot, Store, TableId, WorkerJournal};
+
 use super::binding::{Binding, BindingError};
 use super::fsm::{self, Event, Fsm, StateKind};
 use super::gate::RelationshipView;
 use super::hash::Hba;
-use super::msg::{MessageType, RejectReason, StreamDecoder};
+use super::msg::{MessageType, RejectReason, Repr, StreamDecoder};
+use super::replicate::{Outbox, Replicator, Verdict, judge};
 use super::{Instant, Now, Role, UnixTime, persist};
 use crate::config::{self, Config, FailoverConfig, FailoverMode};
 use crate::daemon::Shutdown;
@@ -135,6 +138,19 @@ impl Driver {
 pub struct Running {
     pub driver: Driver,
     pub thread: std::thread::JoinHandle<()>,
+    /// The workers' outbound queues, when started by [`start_replicating`]: hand each worker
+    /// its [`super::replicate::WorkerOutbox`].
+    pub outbox: Option<Arc<Outbox>>,
+}
+
+/// What binding replication needs: the lease store, the control plane's own journal in it
+/// (recovery replays it like a worker's), the number of workers (one outbound queue each)
+/// and, by `TableId`, the relationship (index in config order) each table belongs to.
+pub struct Replication {
+    pub store: Arc<Store>,
+    pub journal: WorkerJournal,
+    pub workers: usize,
+    pub table_rel: Vec<Option<usize>>,
 }
 
 /// The machine's settings from a `[[failover]]` section (the shared secret file is read
@@ -195,6 +211,16 @@ struct Link {
     peer: SocketAddr,
 }
 
+/// A BNDUPD sent and not yet acknowledged.
+#[derive(Clone, Copy, Debug)]
+struct Flight {
+    ip: Ipv4Addr,
+    /// The record it came from (`None`: a snapshot, without replication).
+    slot: Option<(TableId, Slot)>,
+    state: BindingState,
+    tstp: UnixTime,
+}
+
 struct Rel {
     cfg: FailoverConfig,
     fsm: Fsm,
@@ -203,41 +229,87 @@ struct Rel {
     link: Option<Link>,
     dialing: Option<TcpStream>,
     next_dial: StdInstant,
-    /// Bindings still to send for the peer's update request.
+    /// Bindings still to send for the peer's update request, without replication (with it,
+    /// the [`Replicator`]'s send queue holds addresses instead).
     to_send: VecDeque<Binding>,
     /// BNDUPDs sent and not yet acknowledged, by xid.
-    in_flight: HashMap<u32, Ipv4Addr>,
-    /// UPDDONE is due once `to_send` and `in_flight` are empty.
+    in_flight: HashMap<u32, Flight>,
+    /// UPDDONE is due once everything queued is sent and acknowledged.
     done_pending: bool,
+    /// BNDACKs that refused one of our updates.
+    rejected: u64,
 }
 
 impl Rel {
-    /// The link is gone: an update run starts over on the next request.
-    fn reset_updates(&mut self) {
+    /// The link is gone: an update run starts over on the next request; what was in flight
+    /// goes back to the send queue.
+    fn reset_updates(&mut self, repl: Option<&mut Replicator>) {
         self.to_send.clear();
+        if let Some(repl) = repl {
+            for f in self.in_flight.values() {
+                if let Some((t, s)) = f.slot {
+                    repl.enqueue_update(t, s);
+                }
+            }
+        }
         self.in_flight.clear();
         self.done_pending = false;
     }
 
-    /// Sends queued BNDUPDs within the peer's window; UPDDONE when all are acknowledged.
-    fn pump_updates(&mut self, now: Now) {
+    /// Sends queued BNDUPDs within the peer's window (in NORMAL, or while answering an update
+    /// request); UPDDONE when all are acknowledged. Each is read from its record now, so the
+    /// latest state is what leaves. Toward any peer one binding per BNDUPD (ISC cannot parse
+    /// more); the messages of one turn leave in one write.
+    fn pump_updates(&mut self, i: usize, mut repl: Option<&mut Replicator>, now: Now) {
+        if !self.fsm.is_connected() {
+            return;
+        }
+        let sending = self.fsm.kind() == StateKind::Normal || self.done_pending;
         let window = usize::try_from(self.fsm.partner_max_unacked()).unwrap_or(usize::MAX);
-        while self.in_flight.len() < window {
-            let Some(b) = self.to_send.pop_front() else {
+        while sending && self.in_flight.len() < window {
+            let (b, slot) = if let Some(b) = self.to_send.pop_front() {
+                (b, None)
+            } else if let Some(repl) = repl.as_deref_mut() {
+                let Some((t, s)) = repl.queue(i).and_then(|q| q.pop()) else {
+                    break;
+                };
+                let Some((ip, _, l)) = repl.read(t, s) else {
+                    continue;
+                };
+                match Binding::from_lease(ip, &l, 0) {
+                    Some(b) => (b, Some((t, s))),
+                    None => continue,
+                }
+            } else {
                 break;
             };
             match self.fsm.send(now, &b.to_repr(), None) {
                 Some(xid) => {
-                    self.in_flight.insert(xid, b.ip);
+                    self.in_flight.insert(
+                        xid,
+                        Flight {
+                            ip: b.ip,
+                            slot,
+                            state: b.status.to_lease(),
+                            tstp: b.potential_expiry,
+                        },
+                    );
                 }
                 None => {
                     // Not connected any more: the run is over.
-                    self.reset_updates();
+                    if let (Some(repl), Some((t, s))) = (repl.as_deref_mut(), slot) {
+                        repl.enqueue_update(t, s);
+                    }
+                    self.reset_updates(repl);
                     return;
                 }
             }
         }
-        if self.done_pending && self.to_send.is_empty() && self.in_flight.is_empty() {
+        let queued = repl
+            .as_deref_mut()
+            .and_then(|r| r.queue(i))
+            .is_some_and(|q| !q.is_empty());
+        if self.done_pending && self.to_send.is_empty() && !queued && self.in_flight.is_empty() {
             self.done_pending = false;
             tracing::info!(relationship = %self.cfg.name, "failover: update request answered, update done");
             self.fsm.update_done(now);
@@ -258,6 +330,8 @@ struct Loop {
     commands: Receiver<Command>,
     shared: Arc<Shared>,
     bindings: BindingSource,
+    /// Binding replication ([`start_replicating`]); `None`: BNDUPDs are refused.
+    repl: Option<Replicator>,
     shutdown: Shutdown,
     stopping: bool,
 }
@@ -270,6 +344,29 @@ pub fn start(
     config: &Config,
     views: Vec<Arc<RelationshipView>>,
     bindings: BindingSource,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Running> {
+    start_inner(config, views, bindings, None, shutdown)
+}
+
+/// [`start`] with binding replication: received BNDUPDs are applied to the lease tables and
+/// journaled before their BNDACK, the workers' changes (through [`Running::outbox`]) and
+/// every unacknowledged record are sent to the partner, and BNDACKs are written back.
+pub fn start_replicating(
+    config: &Config,
+    views: Vec<Arc<RelationshipView>>,
+    bindings: BindingSource,
+    replication: Replication,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Running> {
+    start_inner(config, views, bindings, Some(replication), shutdown)
+}
+
+fn start_inner(
+    config: &Config,
+    views: Vec<Arc<RelationshipView>>,
+    bindings: BindingSource,
+    replication: Option<Replication>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Running> {
     let poll = Poll::new().context("failover: mio poll")?;
@@ -317,8 +414,29 @@ pub fn start(
             to_send: VecDeque::new(),
             in_flight: HashMap::new(),
             done_pending: false,
+            rejected: 0,
         });
     }
+    let (repl, outbox) = match replication {
+        None => (None, None),
+        Some(r) => {
+            let replicated = r.table_rel.iter().map(Option::is_some).collect();
+            let outbox = Arc::new(Outbox::new(r.workers, replicated, Arc::clone(&waker)));
+            let mut repl = Replicator::new(
+                r.store,
+                r.journal,
+                Arc::clone(&outbox),
+                r.table_rel,
+                rels.len(),
+            );
+            // What the partner has not acknowledged before we stopped is sent again.
+            for (i, rel) in rels.iter().enumerate() {
+                let n = repl.enqueue_unacked(i, false);
+                tracing::info!(relationship = %rel.cfg.name, updates = n, "failover: unacknowledged bindings queued");
+            }
+            (Some(repl), Some(outbox))
+        }
+    };
     let (tx, rx) = channel::unbounded();
     let shared = Arc::new(Shared {
         commands: tx,
@@ -333,6 +451,7 @@ pub fn start(
         commands: rx,
         shared: Arc::clone(&shared),
         bindings,
+        repl,
         shutdown: shutdown.clone(),
         stopping: false,
     };
@@ -345,6 +464,7 @@ pub fn start(
     Ok(Running {
         driver: Driver { shared },
         thread,
+        outbox,
     })
 }
 
@@ -389,6 +509,9 @@ impl Loop {
                     1 => self.on_link(i),
                     _ => self.on_dial(i),
                 }
+            }
+            if let Some(repl) = self.repl.as_mut() {
+                repl.drain_outbox();
             }
             while let Ok(cmd) = self.commands.try_recv() {
                 self.command(cmd);
@@ -580,21 +703,23 @@ impl Loop {
         self.process(i);
     }
 
-    /// Feeds every whole frame to the machine.
+    /// Feeds every whole frame to the machine. The BNDUPDs among them are applied and
+    /// group-committed together; their BNDACKs leave only after that commit.
     fn frames(&mut self, i: usize) {
+        let mut acks: Vec<(Ipv4Addr, u32, Option<BindingError>)> = Vec::new();
         loop {
             let now = self.now();
             let rel = &mut self.rels[i];
             let Some(link) = rel.link.as_mut() else {
-                return;
+                break;
             };
             let frame = match link.decoder.next_frame() {
                 Ok(Some(f)) => f.to_vec(),
-                Ok(None) => return,
+                Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(relationship = %rel.cfg.name, error = %e, "failover: bad framing");
                     self.link_lost(i, "bad framing");
-                    return;
+                    break;
                 }
             };
             let Some(m) = rel.fsm.handle_frame(now, &frame) else {
@@ -603,29 +728,122 @@ impl Loop {
                 continue;
             };
             if m.msg_type == MessageType::BndAck {
-                if let Some(ip) = rel.in_flight.remove(&m.xid) {
-                    if let Some(r) = m.options.reject_reason {
-                        tracing::debug!(relationship = %rel.cfg.name, %ip, reason = ?r, "failover: BNDUPD refused by the peer");
-                    }
-                } else {
-                    tracing::debug!(relationship = %rel.cfg.name, xid = m.xid, "failover: BNDACK for no update in flight");
-                }
+                self.on_bndack(i, &m);
             }
-            if m.msg_type == MessageType::BndUpd {
-                let ip = m.options.assigned_ip;
-                let xid = m.xid;
-                if let Some(ip) = ip {
-                    let err = BindingError {
-                        reason: RejectReason::Unknown,
-                        message: "binding updates are not stored by this server yet",
-                    };
-                    let _ = Binding::from_repr(&m);
-                    tracing::debug!(relationship = %rel.cfg.name, %ip, "failover: BNDUPD refused (not stored)");
-                    let _ = rel.fsm.send(now, &Binding::ack(ip, Some(&err)), Some(xid));
-                }
+            if m.msg_type == MessageType::BndUpd
+                && let Some(ip) = m.options.assigned_ip
+            {
+                let reject = self.on_bndupd(i, &m, now.wall);
+                acks.push((ip, m.xid, reject));
             }
             self.process(i);
         }
+        self.send_acks(i, acks);
+    }
+
+    /// A BNDACK: the update it answers is no longer in flight; accepted, its potential
+    /// expiry is written back into the record (`atsfp`, `tsfp`); refused, it is logged and
+    /// counted (the record stays unacknowledged and is sent again after a reconnect).
+    fn on_bndack(&mut self, i: usize, m: &Repr<'_>) {
+        let rel = &mut self.rels[i];
+        let Some(f) = rel.in_flight.remove(&m.xid) else {
+            tracing::debug!(relationship = %rel.cfg.name, xid = m.xid, "failover: BNDACK for no update in flight");
+            return;
+        };
+        if let Some(r) = m.options.reject_reason {
+            rel.rejected += 1;
+            let msg = m.options.message.map(String::from_utf8_lossy);
+            tracing::warn!(relationship = %rel.cfg.name, ip = %f.ip, reason = ?r,
+                message = msg.as_deref().unwrap_or(""), rejected = rel.rejected,
+                "failover: binding update refused by the partner");
+            return;
+        }
+        if let (Some((t, s)), Some(repl)) = (f.slot, self.repl.as_ref())
+            && let Err(e) = repl.acknowledge(t, s, f.state, f.tstp)
+        {
+            tracing::warn!(relationship = %rel.cfg.name, ip = %f.ip, error = %e, "failover: acknowledgement not written back");
+        }
+    }
+
+    /// A BNDUPD: checked (ISC's rules), judged against our record, installed by CAS and
+    /// journaled (committed by [`Loop::send_acks`]). Returns the BNDACK's reject, if any.
+    fn on_bndupd(&mut self, i: usize, m: &Repr<'_>, now: UnixTime) -> Option<BindingError> {
+        let rel = &mut self.rels[i];
+        let b = match Binding::from_repr(m) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::info!(relationship = %rel.cfg.name, ip = ?m.options.assigned_ip, error = %e, "failover: BNDUPD refused");
+                return Some(e);
+            }
+        };
+        let Some(repl) = self.repl.as_mut() else {
+            tracing::debug!(relationship = %rel.cfg.name, ip = %b.ip, "failover: BNDUPD refused (not stored)");
+            return Some(BindingError {
+                reason: RejectReason::Unknown,
+                message: "binding updates are not stored by this server",
+            });
+        };
+        let Some((t, s)) = repl.locate(i, b.ip) else {
+            tracing::info!(relationship = %rel.cfg.name, ip = %b.ip, "failover: BNDUPD for an address in none of our pools refused");
+            return Some(BindingError {
+                reason: RejectReason::IllegalIpAddress,
+                message: "IP address not in pool",
+            });
+        };
+        let us = match rel.cfg.role {
+            config::Role::Primary => Role::Primary,
+            config::Role::Secondary => Role::Secondary,
+        };
+        let state = rel.fsm.kind();
+        let ours_in_flight = rel.in_flight.values().any(|f| f.ip == b.ip);
+        match repl.install(t, s, &b, |cur| {
+            judge(us, state, cur, ours_in_flight, &b, now)
+        }) {
+            Ok(Verdict::Apply) => {
+                // The partner's update beat ours: ours is dropped (ISC `failover.c:5212-5231`).
+                rel.in_flight.retain(|_, f| f.ip != b.ip);
+                tracing::debug!(relationship = %rel.cfg.name, ip = %b.ip, status = ?b.status, "failover: binding update applied");
+                None
+            }
+            Ok(Verdict::KeepOurs) => {
+                tracing::info!(relationship = %rel.cfg.name, ip = %b.ip, status = ?b.status, "failover: our binding wins; sending it");
+                repl.enqueue_update(t, s);
+                None
+            }
+            Ok(Verdict::Reject(e)) => {
+                tracing::info!(relationship = %rel.cfg.name, ip = %b.ip, status = ?b.status, reason = ?e.reason, "failover: binding update refused");
+                Some(e)
+            }
+            Err(e) => {
+                tracing::warn!(relationship = %rel.cfg.name, ip = %b.ip, error = %e, "failover: binding update not stored");
+                Some(BindingError {
+                    reason: RejectReason::Unknown,
+                    message: "binding not stored",
+                })
+            }
+        }
+    }
+
+    /// Makes the applied updates durable (one fdatasync for the whole read batch), then
+    /// acknowledges them. A failed commit sends no BNDACK and stops the daemon.
+    fn send_acks(&mut self, i: usize, acks: Vec<(Ipv4Addr, u32, Option<BindingError>)>) {
+        if acks.is_empty() {
+            return;
+        }
+        if let Some(repl) = self.repl.as_mut()
+            && repl.pending() > 0
+            && let Err(e) = repl.commit()
+        {
+            tracing::error!(error = %e, "failover: journal commit failed; no acknowledgement sent; stopping");
+            self.shutdown.request();
+            return;
+        }
+        let now = self.now();
+        let rel = &mut self.rels[i];
+        for (ip, xid, reject) in acks {
+            let _ = rel.fsm.send(now, &Binding::ack(ip, reject.as_ref()), Some(xid));
+        }
+        self.process(i);
     }
 
     /// The TCP link is gone (read error, EOF, write error).
@@ -638,7 +856,7 @@ impl Loop {
             rel.next_dial = StdInstant::now() + RECONNECT_AFTER;
             rel.fsm.handle_disconnected(now);
         }
-        rel.reset_updates();
+        rel.reset_updates(self.repl.as_mut());
     }
 
     /// Drains the machine's events and transmits, stores and publishes.
@@ -651,9 +869,7 @@ impl Loop {
             }
             let now = self.now();
             let rel = &mut self.rels[i];
-            if rel.done_pending {
-                rel.pump_updates(now);
-            }
+            rel.pump_updates(i, self.repl.as_mut(), now);
             while let Some(t) = rel.fsm.poll_transmit() {
                 any = true;
                 tracing::trace!(relationship = %rel.cfg.name, msg = t.msg_type.name(), "failover: send");
@@ -695,6 +911,11 @@ impl Loop {
             }
             Event::Connected => {
                 tracing::info!(relationship = %name, "failover: connected (CONNECT/CONNECTACK done)");
+                // Every update the partner has not acknowledged is sent again (ISC's rule).
+                if let Some(repl) = self.repl.as_mut() {
+                    let n = repl.enqueue_unacked(i, false);
+                    tracing::info!(relationship = %name, updates = n, "failover: unacknowledged bindings queued");
+                }
             }
             Event::CloseLink { reason, last_words } => {
                 let rel = &mut self.rels[i];
@@ -707,22 +928,27 @@ impl Loop {
                     tracing::info!(relationship = %name, ?reason, "failover: link closed by us");
                 }
                 rel.next_dial = StdInstant::now() + RECONNECT_AFTER;
-                rel.reset_updates();
+                rel.reset_updates(self.repl.as_mut());
             }
             Event::RejectedByPeer { reason, message } => {
                 tracing::warn!(relationship = %name, ?reason, message = message.as_deref().unwrap_or(""), "failover: refused by the peer");
             }
             Event::UpdateRequest { all } => {
-                let bindings: VecDeque<Binding> = (self.bindings)(&name)
-                    .into_iter()
-                    .filter_map(|(ip, l)| Binding::from_lease(ip, &l, 0))
-                    .collect();
-                tracing::info!(relationship = %name, all, bindings = bindings.len(), "failover: update request");
                 let rel = &mut self.rels[i];
-                rel.to_send = bindings;
-                rel.in_flight.clear();
+                let n = match self.repl.as_mut() {
+                    // UPDREQ: every record not acknowledged; UPDREQALL: every binding.
+                    Some(repl) => repl.enqueue_unacked(i, all),
+                    None => {
+                        rel.to_send = (self.bindings)(&name)
+                            .into_iter()
+                            .filter_map(|(ip, l)| Binding::from_lease(ip, &l, 0))
+                            .collect();
+                        rel.to_send.len()
+                    }
+                };
+                tracing::info!(relationship = %name, all, bindings = n, "failover: update request");
                 rel.done_pending = true;
-                rel.pump_updates(now);
+                rel.pump_updates(i, self.repl.as_mut(), now);
             }
             Event::PoolRequest { xid } => {
                 tracing::info!(relationship = %name, "failover: pool request: no pool balancing, 0 addresses moved");
@@ -810,6 +1036,11 @@ impl Loop {
             if let Some(link) = r.link.take() {
                 let _ = link.stream.shutdown(std::net::Shutdown::Both);
             }
+        }
+        if let Some(repl) = self.repl.as_mut()
+            && let Err(e) = repl.commit()
+        {
+            tracing::error!(error = %e, "failover: final journal commit failed");
         }
         self.publish_status();
         tracing::info!("failover: driver stopped");

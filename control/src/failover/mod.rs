@@ -32,6 +32,7 @@ pub mod mclt;
 pub mod msg;
 pub mod persist;
 pub mod pool;
+pub mod replicate;
 
 pub use lease_mmap::UnixTime;
 

@@ -829,10 +829,26 @@ impl Engine {
         } else {
             cx.now.saturating_add(secs)
         };
-        self.bind(cx, cur, BindingState::Active, ends)
+        let mut new = self.bind(cx, cur, BindingState::Active, ends);
+        // The potential expiry to tell a failover partner (ISC `ack_lease`, `dhcp.c:2918-2942`):
+        // `now + desired + granted / 2`, so the next renewal can get the full time once the
+        // partner acknowledges; a `tsfp` beyond it is lowered to it.
+        let desired = cx.scope.cfg.lease_time;
+        new.tstp = if desired == INFINITE_LEASE {
+            UnixTime(INFINITE_LEASE)
+        } else {
+            cx.now.saturating_add(desired).saturating_add(secs / 2)
+        };
+        if new.tstp < new.tsfp {
+            new.tsfp = new.tstp;
+        }
+        new
     }
 
-    /// `cur` rewritten for this client in `state` until `ends`; failover times kept.
+    /// `cur` rewritten for this client in `state` until `ends`; failover times kept, except
+    /// that a change of state is not acknowledged by the partner yet (`atsfp` cleared, as ISC
+    /// clears it on every state change, `mdb.c:1339-1345`, and `tstp` at least now), so it
+    /// is sent again.
     fn bind(&self, cx: &Cx<'_, '_>, cur: &Lease, state: BindingState, ends: UnixTime) -> Lease {
         let req = cx.req;
         let n = usize::from(req.hlen.min(16));
@@ -850,6 +866,18 @@ impl Engine {
             chaddr,
             client_id: cx.client_id,
             owner: Owner::Us,
+            atsfp: if cur.state == state || state == BindingState::Offered {
+                cur.atsfp
+            } else {
+                UnixTime(0)
+            },
+            // Never 0 after a change, so `tstp > atsfp` marks it unacknowledged. An OFFERED
+            // hold never travels and keeps the old times (ISC: OFFERs keep `tstp`).
+            tstp: if cur.state == state || state == BindingState::Offered {
+                cur.tstp
+            } else {
+                cur.tstp.max(cx.now)
+            },
             ..*cur
         }
     }
