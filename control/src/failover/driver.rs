@@ -50,13 +50,14 @@ use crossbeam::channel::{self, Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use lease_mmap::{BindingState, Slot, Store, TableId, WorkerJournal};
+use lease_mmap::{BindingState, Lease, Slot, Store, TableId, WorkerJournal};
 
 use super::binding::{Binding, BindingError};
 use super::fsm::{self, Event, Fsm, StateKind};
 use super::gate::RelationshipView;
 use super::hash::Hba;
 use super::msg::{MessageType, RejectReason, Repr, StreamDecoder};
+use super::pool;
 use super::replicate::{Outbox, Replicator, Verdict, judge};
 use super::{Instant, Now, Role, UnixTime, persist};
 use crate::config::{self, Config, FailoverConfig, FailoverMode};
@@ -238,6 +239,9 @@ struct Rel {
     done_pending: bool,
     /// BNDACKs that refused one of our updates.
     rejected: u64,
+    /// Pool balancing ([`pool`]): this relationship's share rule and its next run.
+    pool: pool::Policy,
+    balance: pool::Schedule,
 }
 
 impl Rel {
@@ -415,6 +419,14 @@ fn start_inner(
             in_flight: HashMap::new(),
             done_pending: false,
             rejected: 0,
+            pool: pool::Policy::new(
+                match f.role {
+                    config::Role::Primary => Role::Primary,
+                    config::Role::Secondary => Role::Secondary,
+                },
+                pool::Share::new(f.mode, f.reserve_percent),
+            ),
+            balance: pool::Schedule::default(),
         });
     }
     let (repl, outbox) = match replication {
@@ -523,14 +535,19 @@ impl Loop {
         }
     }
 
-    /// The earliest machine timer or pending dial.
+    /// The earliest machine timer, pending dial or pool balancing run.
     fn next_deadline(&self) -> Option<StdInstant> {
+        let wall = UnixTime::now();
         self.rels
             .iter()
             .flat_map(|r| {
                 let dial = (r.link.is_none() && r.dialing.is_none()).then_some(r.next_dial);
                 let fsm = r.fsm.poll_timeout().map(|t| self.std_at(t));
-                [dial, fsm]
+                let balance = r
+                    .balance
+                    .next()
+                    .map(|t| StdInstant::now() + Duration::from_secs(u64::from(wall.until(t))));
+                [dial, fsm, balance]
             })
             .flatten()
             .min()
@@ -545,6 +562,9 @@ impl Loop {
         }
         if rel.link.is_none() && rel.dialing.is_none() && StdInstant::now() >= rel.next_dial {
             self.dial(i);
+        }
+        if self.rels[i].balance.is_due(now.wall) {
+            self.rebalance(i);
         }
         self.process(i);
     }
@@ -841,7 +861,9 @@ impl Loop {
         let now = self.now();
         let rel = &mut self.rels[i];
         for (ip, xid, reject) in acks {
-            let _ = rel.fsm.send(now, &Binding::ack(ip, reject.as_ref()), Some(xid));
+            let _ = rel
+                .fsm
+                .send(now, &Binding::ack(ip, reject.as_ref()), Some(xid));
         }
         self.process(i);
     }
@@ -897,6 +919,13 @@ impl Loop {
         match e {
             Event::StateChanged { from, to, at } => {
                 tracing::info!(relationship = %name, from = from.name(), to = to.name(), at = at.0, "failover: state changed");
+                // Pools are balanced in NORMAL only, at once on entering it (`failover.c:1903`).
+                let balance = &mut self.rels[i].balance;
+                if to == StateKind::Normal {
+                    balance.run_now(now.wall);
+                } else {
+                    balance.cancel();
+                }
             }
             Event::PartnerStateChanged { from, to, startup } => {
                 tracing::info!(relationship = %name, from = from.map_or("unknown", |s| s.name()), to = to.name(), startup, "failover: partner state changed");
@@ -951,11 +980,91 @@ impl Loop {
                 rel.pump_updates(i, self.repl.as_mut(), now);
             }
             Event::PoolRequest { xid } => {
-                tracing::info!(relationship = %name, "failover: pool request: no pool balancing, 0 addresses moved");
-                self.rels[i].fsm.send_pool_response(now, xid, 0);
+                let moved = self.rebalance(i);
+                tracing::info!(relationship = %name, moved, "failover: pool request answered");
+                let moved = u32::try_from(moved).unwrap_or(u32::MAX);
+                self.rels[i].fsm.send_pool_response(now, xid, moved);
+            }
+            Event::PoolResponse { addresses } => {
+                tracing::info!(relationship = %name, addresses, "failover: the partner rebalanced");
             }
             other => tracing::debug!(relationship = %name, event = ?other, "failover: event"),
         }
+    }
+
+    /// One pool balancing run over relationship `i`'s tables ([`pool`]): the addresses
+    /// given away are written and journaled, made durable, and queued as BNDUPDs; POOLREQ
+    /// if this side is short. Returns how many moved. Runs only in NORMAL and with binding
+    /// replication (a move the partner never hears of would strand the address).
+    fn rebalance(&mut self, i: usize) -> u64 {
+        let now = self.now();
+        let rel = &mut self.rels[i];
+        let Some(repl) = self.repl.as_mut() else {
+            rel.balance.cancel();
+            return 0;
+        };
+        if rel.fsm.kind() != StateKind::Normal {
+            rel.balance.cancel();
+            return 0;
+        }
+        let policy = rel.pool;
+        let hba = rel.fsm.hba();
+        let hba = (rel.cfg.mode == FailoverMode::LoadBalance).then_some(&hba);
+        let store = Arc::clone(repl.store());
+        let mut total = pool::Outcome::default();
+        let mut failed = None;
+        for table in store.tables() {
+            if repl.rel_of(table.id()) != Some(i) {
+                continue;
+            }
+            let id = table.id();
+            let own = policy.own_state();
+            let mut give = |slot: Slot, _version: u64, _new: &Lease| {
+                let r = repl.write_record(id, slot, now.wall, |cur| {
+                    (cur.state == own && table.is_allocatable(slot))
+                        .then(|| pool::moved(cur, policy.peer_state(), now.wall))
+                });
+                match r {
+                    Ok(written) => written.is_some(),
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            };
+            let out = pool::rebalance_table(&policy, hba, table, now.wall, &mut give);
+            tracing::info!(relationship = %rel.cfg.name, table = id.0, free = out.counts.free, backup = out.counts.backup, moved = out.moved, panic = out.panic, "failover: pool balanced");
+            total.moved += out.moved;
+            total.panic |= out.panic;
+            for (t, o) in [
+                (&mut total.oldest_free, out.oldest_free),
+                (&mut total.oldest_backup, out.oldest_backup),
+            ] {
+                if let Some(o) = o
+                    && t.is_none_or(|t| o < t)
+                {
+                    *t = Some(o);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            tracing::warn!(relationship = %rel.cfg.name, error = %e, "failover: pool balancing could not move an address");
+        }
+        if repl.pending() > 0
+            && let Err(e) = repl.commit()
+        {
+            tracing::error!(error = %e, "failover: journal commit failed during pool balancing; stopping");
+            self.shutdown.request();
+            return 0;
+        }
+        rel.balance.ran(&policy, &total, now.wall);
+        if total.panic {
+            tracing::info!(relationship = %rel.cfg.name, "failover: short of addresses: asking the partner to rebalance (POOLREQ)");
+            let _ = rel
+                .fsm
+                .send(now, &Repr::new(MessageType::PoolReq, now.wall, 0), None);
+        }
+        total.moved
     }
 
     fn command(&mut self, cmd: Command) {
