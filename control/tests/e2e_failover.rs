@@ -284,6 +284,97 @@ fn two_tandemd_pair_states() {
     eprintln!("--- A ---\n{}\n--- B ---\n{}", a.log(), b.log());
 }
 
+/// The address `s` holds for hardware address `mac` (active or expired), from
+/// `tandemctl leases --json`.
+fn lease_of(s: &Server, mac: [u8; 6]) -> Option<String> {
+    let want = mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    ["active", "expired"].iter().find_map(|state| {
+        let out = s.tandemctl(&["leases", "--json", "--state", state]).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v.as_array()?
+            .iter()
+            .find(|l| l["chaddr"] == want.as_str())
+            .and_then(|l| l["address"].as_str().map(str::to_owned))
+    })
+}
+
+fn wait_lease(s: &Server, mac: [u8; 6], secs: u64, what: &str) -> String {
+    common::try_wait_until(Duration::from_secs(secs), || lease_of(s, mac)).unwrap_or_else(|| {
+        panic!(
+            "{what}: no lease for {mac:02x?} in {secs} s\n--- log ---\n{}",
+            s.log()
+        )
+    })
+}
+
+#[test]
+fn two_tandemd_replicate_bindings() {
+    assert!(is_root(), "e2e_failover needs root (network namespaces)");
+    let net = Pair::new("r");
+    // A longer MCLT than the state test, so leases outlive the restarts below.
+    let cfg = |d: &Path, iface: &str, me: &str, peer: &str, primary: bool| {
+        config(d, iface, me, peer, primary).replace("mclt = \"10s\"", "mclt = \"120s\"")
+    };
+    let mut a = Server::start_tandemd_with(&net.a, |d| {
+        cfg(d, "fa0", "10.79.0.1", "10.79.0.2", true)
+    });
+    let mut b = Server::start_tandemd_with(&net.b, |d| {
+        cfg(d, "fb0", "10.79.0.2", "10.79.0.1", false)
+    });
+    both_normal(&a, &b, 60);
+
+    // A client of the primary's buckets: leased by A, MCLT-bounded (B knew nothing yet).
+    let tmp = tempfile::tempdir().unwrap();
+    let m1 = mac_for(true);
+    let (addr, lease, server) = net
+        .dhcp(m1, tmp.path())
+        .unwrap_or_else(|| panic!("no lease in NORMAL\n--- A ---\n{}", a.log()));
+    assert_eq!(server, "10.79.0.1", "{addr}");
+    assert!((1..=120).contains(&lease), "lease {lease} s beyond the MCLT");
+    // The binding reaches B's table (BNDUPD applied), same address and client.
+    assert_eq!(wait_lease(&b, m1, 10, "B learns A's lease"), addr);
+    // B acknowledged it, and A wrote the acknowledgement back: the next request gets the
+    // full lease time (partner-acknowledged expiry + MCLT, capped at 1 h).
+    let acked = common::try_wait_until(Duration::from_secs(10), || {
+        let (addr2, lease2, _) = net.dhcp(m1, tmp.path())?;
+        (addr2 == addr && lease2 > 120).then_some(lease2)
+    });
+    assert!(
+        acked.is_some(),
+        "renewal after the BNDACK not beyond the MCLT\n--- A ---\n{}\n--- B ---\n{}",
+        a.log(),
+        b.log()
+    );
+
+    // B dies; A, on its own, leases to a client of B's buckets. Nobody acknowledges it.
+    b.kill9();
+    wait_state(&a, 30, "A communications-interrupted", |s, _| {
+        s == "communications-interrupted"
+    });
+    let m2 = mac_for(false);
+    let (addr2, _, server) = net
+        .dhcp(m2, tmp.path())
+        .unwrap_or_else(|| panic!("no lease in COMMUNICATIONS-INTERRUPTED\n{}", a.log()));
+    assert_eq!(server, "10.79.0.1", "{addr2}");
+    // A crashes too, while disconnected: the unacknowledged update survives only in A's
+    // tables and journal (tstp > atsfp).
+    a.kill9();
+    a.restart();
+    b.restart();
+    both_normal(&a, &b, 90);
+    // After the reconnect A sends it again: B ends up with the lease.
+    assert_eq!(
+        wait_lease(&b, m2, 20, "B learns the lease A granted while B was down"),
+        addr2
+    );
+    assert_eq!(lease_of(&b, m1).as_deref(), Some(addr.as_str()));
+    eprintln!("--- A ---\n{}\n--- B ---\n{}", a.log(), b.log());
+}
+
 /// ISC dhcpd (secondary), in the other namespace, over the veth pair.
 struct Dhcpd(Child);
 
