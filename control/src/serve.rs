@@ -387,13 +387,7 @@ fn start_failover(
         workers,
         table_rel: config.subnets.iter().map(rel_of).collect(),
     };
-    crate::failover::driver::start_replicating(
-        config,
-        views,
-        bindings,
-        replication,
-        shutdown,
-    )
+    crate::failover::driver::start_replicating(config, views, bindings, replication, shutdown)
 }
 
 /// What `tandemctl` sees of a running server.

@@ -305,10 +305,7 @@ impl Rel {
                 }
             }
         }
-        let queued = repl
-            .as_deref_mut()
-            .and_then(|r| r.queue(i))
-            .is_some_and(|q| !q.is_empty());
+        let queued = repl.and_then(|r| r.queue(i)).is_some_and(|q| !q.is_empty());
         if self.done_pending && self.to_send.is_empty() && !queued && self.in_flight.is_empty() {
             self.done_pending = false;
             tracing::info!(relationship = %self.cfg.name, "failover: update request answered, update done");
@@ -841,7 +838,9 @@ impl Loop {
         let now = self.now();
         let rel = &mut self.rels[i];
         for (ip, xid, reject) in acks {
-            let _ = rel.fsm.send(now, &Binding::ack(ip, reject.as_ref()), Some(xid));
+            let _ = rel
+                .fsm
+                .send(now, &Binding::ack(ip, reject.as_ref()), Some(xid));
         }
         self.process(i);
     }

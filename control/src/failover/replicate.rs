@@ -69,12 +69,7 @@ fn expired_enough(l: &Lease, now: UnixTime) -> bool {
 
 /// ISC `normal_binding_state_transition_check` (`failover.c:6061-6252`, reference §1.5):
 /// may the partner, whose role is `sender`, move our record `local` to `to` in NORMAL?
-pub fn normal_transition_ok(
-    sender: Role,
-    local: &Lease,
-    to: BindingState,
-    now: UnixTime,
-) -> bool {
+pub fn normal_transition_ok(sender: Role, local: &Lease, to: BindingState, now: UnixTime) -> bool {
     let cur = effective(local, now);
     if cur == to {
         return true;
@@ -422,7 +417,10 @@ impl Replicator {
         outbox.drain(|t, s| self.enqueue_update(t, s), |t| resync.push(t));
         for t in resync {
             let Some(rel) = self.rel_of(t) else { continue };
-            tracing::info!(table = t.0, "failover: a worker queue overflowed; scanning the table");
+            tracing::info!(
+                table = t.0,
+                "failover: a worker queue overflowed; scanning the table"
+            );
             let store = Arc::clone(&self.store);
             if let Some(table) = store.tables().get(usize::from(t.0)) {
                 table.for_each(|slot, _, l| {
