@@ -284,6 +284,98 @@ fn two_tandemd_pair_states() {
     eprintln!("--- A ---\n{}\n--- B ---\n{}", a.log(), b.log());
 }
 
+/// The address `s` holds for hardware address `mac` (active or expired), from
+/// `tandemctl leases --json`.
+fn lease_of(s: &Server, mac: [u8; 6]) -> Option<String> {
+    let want = mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    ["active", "expired"].iter().find_map(|state| {
+        let out = s.tandemctl(&["leases", "--json", "--state", state]).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v.as_array()?
+            .iter()
+            .find(|l| l["chaddr"] == want.as_str())
+            .and_then(|l| l["address"].as_str().map(str::to_owned))
+    })
+}
+
+fn wait_lease(s: &Server, mac: [u8; 6], secs: u64, what: &str) -> String {
+    common::try_wait_until(Duration::from_secs(secs), || lease_of(s, mac)).unwrap_or_else(|| {
+        panic!(
+            "{what}: no lease for {mac:02x?} in {secs} s\n--- log ---\n{}",
+            s.log()
+        )
+    })
+}
+
+#[test]
+fn two_tandemd_replicate_bindings() {
+    assert!(is_root(), "e2e_failover needs root (network namespaces)");
+    let net = Pair::new("r");
+    // A longer MCLT than the state test, so leases outlive the restarts below.
+    let cfg = |d: &Path, iface: &str, me: &str, peer: &str, primary: bool| {
+        config(d, iface, me, peer, primary).replace("mclt = \"10s\"", "mclt = \"120s\"")
+    };
+    let mut a =
+        Server::start_tandemd_with(&net.a, |d| cfg(d, "fa0", "10.79.0.1", "10.79.0.2", true));
+    let mut b =
+        Server::start_tandemd_with(&net.b, |d| cfg(d, "fb0", "10.79.0.2", "10.79.0.1", false));
+    both_normal(&a, &b, 60);
+
+    // A client of the primary's buckets: leased by A, MCLT-bounded (B knew nothing yet).
+    let tmp = tempfile::tempdir().unwrap();
+    let m1 = mac_for(true);
+    let (addr, lease, server) = net
+        .dhcp(m1, tmp.path())
+        .unwrap_or_else(|| panic!("no lease in NORMAL\n--- A ---\n{}", a.log()));
+    assert_eq!(server, "10.79.0.1", "{addr}");
+    assert!(
+        (1..=120).contains(&lease),
+        "lease {lease} s beyond the MCLT"
+    );
+    // The binding reaches B's table (BNDUPD applied), same address and client.
+    assert_eq!(wait_lease(&b, m1, 10, "B learns A's lease"), addr);
+    // B acknowledged it, and A wrote the acknowledgement back: the next request gets the
+    // full lease time (partner-acknowledged expiry + MCLT, capped at 1 h).
+    let acked = common::try_wait_until(Duration::from_secs(10), || {
+        let (addr2, lease2, _) = net.dhcp(m1, tmp.path())?;
+        (addr2 == addr && lease2 > 120).then_some(lease2)
+    });
+    assert!(
+        acked.is_some(),
+        "renewal after the BNDACK not beyond the MCLT\n--- A ---\n{}\n--- B ---\n{}",
+        a.log(),
+        b.log()
+    );
+
+    // B dies; A, on its own, leases to a client of B's buckets. Nobody acknowledges it.
+    b.kill9();
+    wait_state(&a, 30, "A communications-interrupted", |s, _| {
+        s == "communications-interrupted"
+    });
+    let m2 = mac_for(false);
+    let (addr2, _, server) = net
+        .dhcp(m2, tmp.path())
+        .unwrap_or_else(|| panic!("no lease in COMMUNICATIONS-INTERRUPTED\n{}", a.log()));
+    assert_eq!(server, "10.79.0.1", "{addr2}");
+    // A crashes too, while disconnected: the unacknowledged update survives only in A's
+    // tables and journal (tstp > atsfp).
+    a.kill9();
+    a.restart();
+    b.restart();
+    both_normal(&a, &b, 90);
+    // After the reconnect A sends it again: B ends up with the lease.
+    assert_eq!(
+        wait_lease(&b, m2, 20, "B learns the lease A granted while B was down"),
+        addr2
+    );
+    assert_eq!(lease_of(&b, m1).as_deref(), Some(addr.as_str()));
+    eprintln!("--- A ---\n{}\n--- B ---\n{}", a.log(), b.log());
+}
+
 /// ISC dhcpd (secondary), in the other namespace, over the veth pair.
 struct Dhcpd(Child);
 
@@ -384,5 +476,164 @@ max_unacked_updates = 10
     });
     let dlog = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(ok.is_some(), "dhcpd log:\n{dlog}");
-    eprintln!("--- tandemd ---\n{}\n--- dhcpd ---\n{dlog}", t.log());
+
+    // Replication toward ISC: a client of the primary's buckets, leased by tandemd, appears
+    // in dhcpd's lease file (BNDUPD accepted and committed by dhcpd).
+    let tmp = tempfile::tempdir().unwrap();
+    let m = mac_for(true);
+    let (addr, lease, server) = net
+        .dhcp(m, tmp.path())
+        .unwrap_or_else(|| panic!("no lease from tandemd\n{}", t.log()));
+    assert_eq!(server, "10.79.0.2", "{addr}");
+    assert!((1..=10).contains(&lease), "lease {lease} s beyond the MCLT");
+    wait_isc_lease(&leases, &addr, m, &log);
+    // dhcpd's BNDACK was written back: tandemd's renewal gets more than the MCLT. (dhcpd,
+    // now knowing the binding, may answer the REQUEST too: only tandemd's answer counts.)
+    let acked = common::try_wait_until(Duration::from_secs(15), || {
+        let (a2, l2, s2) = net.dhcp(m, tmp.path())?;
+        (a2 == addr && s2 == "10.79.0.2" && l2 > 10).then_some(l2)
+    });
+    assert!(
+        acked.is_some(),
+        "no lease beyond the MCLT after dhcpd's BNDACK\n{}",
+        t.log()
+    );
+    eprintln!(
+        "--- tandemd ---\n{}\n--- dhcpd ---\n{}",
+        t.log(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+/// Whether dhcpd's lease file holds `addr` ACTIVE for hardware address `mac` (its last
+/// entry for the address wins, as in dhcpd).
+fn isc_has_lease(leases: &Path, addr: &str, mac: [u8; 6]) -> bool {
+    let text = std::fs::read_to_string(leases).unwrap_or_default();
+    let hw = mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let head = format!("lease {addr} {{");
+    let Some(at) = text.rfind(&head) else {
+        return false;
+    };
+    let block = &text[at..];
+    let block = &block[..block.find('}').unwrap_or(block.len())];
+    block.contains("binding state active;") && block.contains(&format!("hardware ethernet {hw};"))
+}
+
+fn wait_isc_lease(leases: &Path, addr: &str, mac: [u8; 6], log: &Path) {
+    let ok = common::try_wait_until(Duration::from_secs(15), || {
+        isc_has_lease(leases, addr, mac).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "{addr} for {mac:02x?} not active in dhcpd.leases:\n{}\n--- dhcpd ---\n{}",
+        std::fs::read_to_string(leases).unwrap_or_default(),
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// ISC dhcpd as primary (`split 128`, MCLT 600 s), tandemd as secondary: dhcpd's pool
+/// rebalance gives tandemd BACKUP addresses; a client of the secondary's buckets is leased
+/// by tandemd and appears in dhcpd's lease file; a client of the primary's is leased by
+/// dhcpd and appears in tandemd's table.
+#[test]
+fn isc_dhcpd_primary_replicates_with_tandemd_secondary() {
+    assert!(is_root(), "e2e_failover needs root (network namespaces)");
+    assert!(common::which("dhcpd").is_some(), "ISC dhcpd not installed");
+    let net = Pair::new("j");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("dhcpd.conf");
+    let leases = dir.path().join("dhcpd.leases");
+    let log = dir.path().join("dhcpd.log");
+    std::fs::write(
+        &conf,
+        r#"failover peer "pair" {
+  primary;
+  address 10.79.0.1;
+  port 647;
+  peer address 10.79.0.2;
+  peer port 647;
+  max-response-delay 20;
+  max-unacked-updates 10;
+  load balance max seconds 3;
+  mclt 600;
+  split 128;
+}
+subnet 10.79.0.0 netmask 255.255.255.0 {
+  pool {
+    failover peer "pair";
+    range 10.79.0.100 10.79.0.110;
+  }
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(&leases, "").unwrap();
+    let mut cmd = net.a.command("dhcpd");
+    cmd.args(["-f", "-d", "-cf"])
+        .arg(&conf)
+        .arg("-lf")
+        .arg(&leases)
+        .arg("-pf")
+        .arg(dir.path().join("dhcpd.pid"))
+        .arg("fa0");
+    let _dhcpd = Dhcpd(common::net::spawn_logged(cmd, &log));
+    let t = Server::start_tandemd_with(&net.b, |d| {
+        config(d, "fb0", "10.79.0.2", "10.79.0.1", false)
+            .replace("10.79.0.100-10.79.0.200", "10.79.0.100-10.79.0.110")
+            .replace(
+                "max_response_delay = \"6s\"",
+                "max_response_delay = \"20s\"",
+            )
+    });
+    let reached = common::try_wait_until(Duration::from_secs(90), || {
+        let (s, p, _) = rel(&t);
+        (s == "normal" && p == "normal").then_some(())
+    });
+    assert!(
+        reached.is_some(),
+        "not NORMAL: {:?}\n--- tandemd ---\n{}\n--- dhcpd ---\n{}",
+        rel(&t),
+        t.log(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // dhcpd's rebalance moves addresses to BACKUP for us; our table shows them.
+    let backup = common::try_wait_until(Duration::from_secs(20), || {
+        let v = t.status_json()?;
+        let n = v["leases"]["10.79.0.0/24"]["backup"].as_u64()?;
+        (n > 0).then_some(n)
+    });
+    assert!(
+        backup.is_some(),
+        "no BACKUP address from dhcpd's rebalance: {:?}\n{}",
+        t.status_json(),
+        t.log()
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    // The secondary's client: leased by tandemd, then in dhcpd's lease file.
+    let ms = mac_for(false);
+    let (addr, _, server) = net
+        .dhcp(ms, tmp.path())
+        .unwrap_or_else(|| panic!("no lease from tandemd\n{}", t.log()));
+    assert_eq!(server, "10.79.0.2", "{addr}");
+    wait_isc_lease(&leases, &addr, ms, &log);
+    // The primary's client: leased by dhcpd, then in tandemd's table.
+    let mp = mac_for(true);
+    let (addr, _, server) = net.dhcp(mp, tmp.path()).unwrap_or_else(|| {
+        panic!(
+            "no lease from dhcpd\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    assert_eq!(server, "10.79.0.1", "{addr}");
+    assert_eq!(wait_lease(&t, mp, 15, "tandemd learns dhcpd's lease"), addr);
+    eprintln!(
+        "--- tandemd ---\n{}\n--- dhcpd ---\n{}",
+        t.log(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 }

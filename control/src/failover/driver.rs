@@ -309,10 +309,7 @@ impl Rel {
                 }
             }
         }
-        let queued = repl
-            .as_deref_mut()
-            .and_then(|r| r.queue(i))
-            .is_some_and(|q| !q.is_empty());
+        let queued = repl.and_then(|r| r.queue(i)).is_some_and(|q| !q.is_empty());
         if self.done_pending && self.to_send.is_empty() && !queued && self.in_flight.is_empty() {
             self.done_pending = false;
             tracing::info!(relationship = %self.cfg.name, "failover: update request answered, update done");
