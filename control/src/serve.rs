@@ -156,6 +156,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             .context("engine")?
             .with_failover(Arc::new(gate)),
     );
+    let lb_view = crate::xdp::lb_plan(config).and_then(|i| views.get(i).cloned());
     let failover = start_failover(config, views, &store, hooks)?;
 
     let mut interfaces = Vec::with_capacity(n_ifaces);
@@ -210,6 +211,22 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             all_stats.push(stats);
         }
     }
+    // The sockets are with the workers; the programs stay shared by the load-balance updater
+    // (the filter follows the failover state), the admin backend and the teardown.
+    let xdp = xdp_ports.map(|ports| {
+        Arc::new(crate::xdp::XdpPorts::new(
+            config.server.interfaces.clone(),
+            ports,
+        ))
+    });
+    let lb_updater = match (&xdp, lb_view) {
+        (Some(xdp), Some(view)) => Some(crate::xdp::spawn_lb_updater(
+            Arc::clone(xdp),
+            view,
+            hooks.shutdown.clone(),
+        )?),
+        _ => None,
+    };
     tracing::info!(
         interfaces = %config.server.interfaces.join(","),
         workers = workers.len(),
@@ -255,12 +272,18 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         store: Arc::clone(&store),
         stats: all_stats,
         failover,
+        xdp: xdp.clone(),
     }));
 
     let workers = Mutex::new(Some(workers));
     hooks.on_shutdown.push(Box::new(move || {
         stop.store(true, Ordering::Relaxed);
         let _ = checkpointer.join();
+        if let Some(t) = lb_updater
+            && t.join().is_err()
+        {
+            tracing::error!("the XDP load-balance updater panicked");
+        }
         let workers = workers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -275,7 +298,9 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         }
         drop(guards);
         // The sockets went with the workers; now the XDP programs can be detached.
-        drop(xdp_ports);
+        if let Some(xdp) = &xdp {
+            xdp.detach();
+        }
         if fatal.load(Ordering::Relaxed) {
             tracing::error!("exiting after a durability failure without a checkpoint");
             std::process::exit(1);
@@ -355,6 +380,7 @@ struct Backend {
     store: Arc<Store>,
     stats: Vec<Arc<WorkerStats>>,
     failover: Option<crate::failover::driver::Driver>,
+    xdp: Option<Arc<crate::xdp::XdpPorts>>,
 }
 
 /// A record's state as operators see it: an ACTIVE lease past its end is EXPIRED, an
@@ -426,6 +452,7 @@ impl AdminBackend for Backend {
                 })
                 .collect(),
             leases,
+            xdp: self.xdp.as_ref().map(|x| x.status()).unwrap_or_default(),
         }
     }
 
