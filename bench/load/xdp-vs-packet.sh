@@ -15,8 +15,11 @@
 # received / PERIOD; drop % = DISCOVERs sent that got no ACK.
 #
 # A mode is a datapath name ("packet", "xdp") optionally followed by "-TAG"; the [server] lines
-# in MODE_EXTRA_<mode with - as _> are added to its config (e.g. MODES="xdp xdp-nodispatch"
-# MODE_EXTRA_xdp_nodispatch='dispatch = "off"'). The first mode is the ratio's denominator.
+# in MODE_EXTRA_<mode with - as _> are added to its config, replacing `workers = 1` if they set
+# workers. Software dispatch against none, on the veth's single queue:
+#   MODES="xdp-w2off xdp-w2" MODE_EXTRA_xdp_w2off=$'workers = 2\ndispatch = "off"' \
+#   MODE_EXTRA_xdp_w2='workers = 2' SERVER_CPU=0,1 sudo -E bash bench/load/xdp-vs-packet.sh
+# The first mode is the ratios' denominator.
 #
 # Environment: RATES ("5000 10000 20000 40000"), PERIOD (10), MODES ("packet xdp"),
 # SERVER_CPU (1), CLIENT_CPU (0), TANDEM_DURABILITY (sync), WORK (a new directory under
@@ -88,14 +91,15 @@ ip -n "$NS_C" link set "$IF_C" up
 
 # tandemd starts as a direct child (`ip netns exec` and `taskset` exec into it): $! is its pid.
 start_tandem() { # $1: run directory, $2: datapath, $3: extra [server] lines
-  local d=$1
+  local d=$1 workers="workers = 1"
+  case "$3" in *workers*) workers= ;; esac
   cat >"$d/tandemd.toml" <<CONF
 [server]
 interfaces = ["$IF_S"]
 server_id = "10.100.0.1"
 data_dir = "$d/data"
 datapath = "$2"
-workers = 1
+$workers
 durability = "$TANDEM_DURABILITY"
 log_level = "info"
 $3
