@@ -676,6 +676,7 @@ mod tests {
                 relationships: Vec::new(),
                 workers: Vec::new(),
                 leases: Default::default(),
+                xdp: Vec::new(),
             }
         }
         fn leases(&self, _: &LeaseFilter) -> Vec<LeaseInfo> {

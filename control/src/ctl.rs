@@ -448,6 +448,36 @@ pub fn render_status(s: &Status) -> String {
         ));
     }
     out.push('\n');
+    if !s.xdp.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .xdp
+            .iter()
+            .map(|x| {
+                vec![
+                    x.interface.clone(),
+                    x.mode.clone(),
+                    x.pass.to_string(),
+                    x.redirect.to_string(),
+                    x.no_xsk.to_string(),
+                    x.lb_drop.to_string(),
+                    if x.lb_filter { "on" } else { "off" }.to_owned(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "XDP",
+                "MODE",
+                "PASS",
+                "REDIRECT",
+                "NO-XSK",
+                "LB-DROP",
+                "LB-FILTER",
+            ],
+            &rows,
+        ));
+        out.push('\n');
+    }
     if s.leases.is_empty() {
         out.push_str("Leases: no subnets\n");
     } else {

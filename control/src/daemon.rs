@@ -261,6 +261,7 @@ impl AdminBackend for ConfigBackend {
                 .iter()
                 .map(|s| (s.prefix.to_string(), Default::default()))
                 .collect(),
+            xdp: Vec::new(),
         }
     }
 

@@ -13,3 +13,4 @@ pub mod logging;
 pub mod serve;
 pub mod status;
 pub mod time;
+pub mod xdp;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use dataplane::dispatch::{self, Dispatcher, Lane, SiblingIo};
 use dataplane::engine::{self, Engine, EngineConfig, ScopeConfig};
 use dataplane::packet::{PacketIo, PortGuard, Socket, SocketOptions};
 use dataplane::server::{DhcpHandler, Interface};
@@ -120,8 +121,17 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         n => usize::from(n),
     };
     let n_ifaces = config.server.interfaces.len();
+    // Software dispatch: with `workers` above an interface's rx queue count, the queues'
+    // workers hand frames to that many more sibling workers.
+    let siblings = |queues: usize| match config.server.dispatch {
+        config::Dispatch::Auto => usize::from(config.server.workers).saturating_sub(queues),
+        config::Dispatch::Off => 0,
+    };
     let n_workers = match &xdp_ports {
-        Some(ports) => ports.iter().map(XdpPort::socket_count).sum(),
+        Some(ports) => ports
+            .iter()
+            .map(|p| p.socket_count() + siblings(p.socket_count()))
+            .sum(),
         None => per_iface * n_ifaces,
     };
     let n_journals = u16::try_from(n_workers).context("too many workers")?;
@@ -164,6 +174,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             .context("engine")?
             .with_failover(Arc::new(gate)),
     );
+    let lb_view = crate::xdp::lb_plan(config).and_then(|i| views.get(i).cloned());
     let failover = match control_journal {
         Some(journal) => Some(start_failover(
             config,
@@ -190,7 +201,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let fatal = Arc::new(AtomicBool::new(false));
-    let mut workers: Vec<Worker<DhcpHandler>> = Vec::with_capacity(n_workers);
+    let mut workers: Vec<Worker<Dispatcher<DhcpHandler>>> = Vec::with_capacity(n_workers);
     let mut all_stats = Vec::with_capacity(n_workers);
     let mut journals = journals.into_iter();
     for (i, name) in config.server.interfaces.iter().enumerate() {
@@ -206,7 +217,35 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
                 .map(|s| Box::new(PacketIo::new(s, dataplane::sys::MAX_BATCH)) as Box<dyn FrameIo>)
                 .collect(),
         };
-        for io in ios {
+        // Siblings first (each with a lane from its queue's worker), then the queues' workers.
+        let n_siblings = if xdp_ports.is_some() {
+            siblings(ios.len())
+        } else {
+            0
+        };
+        let mut lanes: Vec<Vec<Arc<Lane>>> = vec![Vec::new(); ios.len()];
+        let mut sibling_ios: Vec<Box<dyn FrameIo>> = Vec::with_capacity(n_siblings);
+        for j in 0..n_siblings {
+            let lane = Lane::new(dispatch::LANE_DEPTH);
+            let tx = Socket::open_tx_only(name)
+                .with_context(|| format!("send socket on {name} for software dispatch"))?;
+            sibling_ios.push(Box::new(SiblingIo::new(
+                Arc::clone(&lane),
+                tx,
+                dataplane::sys::MAX_BATCH,
+            )));
+            if let Some(l) = lanes.get_mut(j % ios.len().max(1)) {
+                l.push(lane);
+            }
+        }
+        if n_siblings > 0 {
+            tracing::info!(interface = %name, queues = ios.len(), siblings = n_siblings, "software dispatch to sibling workers");
+        }
+        let with_lanes = sibling_ios
+            .into_iter()
+            .map(|io| (io, Vec::new()))
+            .chain(ios.into_iter().zip(lanes));
+        for (io, lanes) in with_lanes {
             let id = workers.len();
             let journal = journals.next().context("journal count")?;
             let stats = Arc::new(WorkerStats::new());
@@ -226,6 +265,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             {
                 handler = handler.with_change_sink(Box::new(sink));
             }
+            let handler = Dispatcher::new(handler, lanes);
             let mut wc = WorkerConfig::new(format!("worker-{id}"));
             wc.core = cores.get(id % cores.len().max(1)).map(|c| c.id);
             workers.push(
@@ -235,6 +275,22 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             all_stats.push(stats);
         }
     }
+    // The sockets are with the workers; the programs stay shared by the load-balance updater
+    // (the filter follows the failover state), the admin backend and the teardown.
+    let xdp = xdp_ports.map(|ports| {
+        Arc::new(crate::xdp::XdpPorts::new(
+            config.server.interfaces.clone(),
+            ports,
+        ))
+    });
+    let lb_updater = match (&xdp, lb_view) {
+        (Some(xdp), Some(view)) => Some(crate::xdp::spawn_lb_updater(
+            Arc::clone(xdp),
+            view,
+            hooks.shutdown.clone(),
+        )?),
+        _ => None,
+    };
     tracing::info!(
         interfaces = %config.server.interfaces.join(","),
         workers = workers.len(),
@@ -284,12 +340,18 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         store: Arc::clone(&store),
         stats: all_stats,
         failover,
+        xdp: xdp.clone(),
     }));
 
     let workers = Mutex::new(Some(workers));
     hooks.on_shutdown.push(Box::new(move || {
         stop.store(true, Ordering::Relaxed);
         let _ = checkpointer.join();
+        if let Some(t) = lb_updater
+            && t.join().is_err()
+        {
+            tracing::error!("the XDP load-balance updater panicked");
+        }
         let workers = workers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -298,13 +360,15 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         for w in workers.into_iter().flatten() {
             let name = w.name().to_owned();
             match w.join() {
-                Ok(h) => journals.push(h.into_journal()),
+                Ok(h) => journals.push(h.into_inner().into_journal()),
                 Err(e) => tracing::error!(worker = %name, error = %e, "worker failed"),
             }
         }
         drop(guards);
         // The sockets went with the workers; now the XDP programs can be detached.
-        drop(xdp_ports);
+        if let Some(xdp) = &xdp {
+            xdp.detach();
+        }
         if fatal.load(Ordering::Relaxed) {
             tracing::error!("exiting after a durability failure without a checkpoint");
             std::process::exit(1);
@@ -398,6 +462,7 @@ struct Backend {
     store: Arc<Store>,
     stats: Vec<Arc<WorkerStats>>,
     failover: Option<crate::failover::driver::Driver>,
+    xdp: Option<Arc<crate::xdp::XdpPorts>>,
 }
 
 /// A record's state as operators see it: an ACTIVE lease past its end is EXPIRED, an
@@ -469,6 +534,7 @@ impl AdminBackend for Backend {
                 })
                 .collect(),
             leases,
+            xdp: self.xdp.as_ref().map(|x| x.status()).unwrap_or_default(),
         }
     }
 

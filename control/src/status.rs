@@ -25,6 +25,29 @@ pub struct Status {
     pub workers: Vec<WorkerStatus>,
     /// Per subnet (its prefix, `10.0.0.0/16`): lease count by binding state.
     pub leases: BTreeMap<String, BTreeMap<LeaseState, u64>>,
+    /// Per interface on the XDP datapath: the XDP program's verdicts; empty on `packet`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xdp: Vec<XdpStatus>,
+}
+
+/// What the XDP program on one interface did with the frames it saw (counted in the kernel,
+/// before any worker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpStatus {
+    /// The interface.
+    pub interface: String,
+    /// How the program is attached: `native` (in the driver) or `generic` (SKB).
+    pub mode: String,
+    /// Not DHCP to port 67: passed to the kernel.
+    pub pass: u64,
+    /// DHCP redirected to a worker's AF_XDP socket.
+    pub redirect: u64,
+    /// DHCP arriving on an rx queue with no socket: passed to the kernel.
+    pub no_xsk: u64,
+    /// DHCPDISCOVERs of the failover partner's hash buckets, dropped (load balancing).
+    pub lb_drop: u64,
+    /// Whether the load-balancing filter is on now (a relationship in NORMAL, load balance).
+    pub lb_filter: bool,
 }
 
 /// One failover relationship.

@@ -13,6 +13,7 @@ use control::admin::{AdminBackend, AdminServer, MAX_REQUEST};
 use control::config::{FailoverMode, Role};
 use control::status::{
     FailoverState, LeaseFilter, LeaseInfo, LeaseState, RelationshipStatus, Status, WorkerStatus,
+    XdpStatus,
 };
 
 #[derive(Default)]
@@ -47,6 +48,15 @@ impl AdminBackend for TestBackend {
                 "10.0.0.0/16".into(),
                 BTreeMap::from([(LeaseState::Active, 12), (LeaseState::Free, 65_000)]),
             )]),
+            xdp: vec![XdpStatus {
+                interface: "eth7".into(),
+                mode: "native".into(),
+                pass: 31,
+                redirect: 1000,
+                no_xsk: 2,
+                lb_drop: 977,
+                lb_filter: true,
+            }],
         }
     }
 
@@ -168,6 +178,14 @@ fn status_json_through_tandemctl() {
     assert_eq!(w["dropped"]["overload"], 6);
     assert_eq!(v["leases"]["10.0.0.0/16"]["active"], 12);
     assert_eq!(v["leases"]["10.0.0.0/16"]["free"], 65_000);
+    let x = &v["xdp"][0];
+    assert_eq!(x["interface"], "eth7");
+    assert_eq!(x["mode"], "native");
+    assert_eq!(
+        ["pass", "redirect", "no_xsk", "lb_drop"].map(|k| x[k].as_u64()),
+        [Some(31), Some(1000), Some(2), Some(977)]
+    );
+    assert_eq!(x["lb_filter"], true);
 }
 
 #[test]
@@ -228,6 +246,22 @@ fn status_human_through_tandemctl() {
             "overload",
             "6)"
         ]
+    );
+    assert_eq!(
+        line_with("XDP"),
+        [
+            "XDP",
+            "MODE",
+            "PASS",
+            "REDIRECT",
+            "NO-XSK",
+            "LB-DROP",
+            "LB-FILTER"
+        ]
+    );
+    assert_eq!(
+        line_with("eth7"),
+        ["eth7", "native", "31", "1000", "2", "977", "on"]
     );
     assert_eq!(line_with("SUBNET")[..3], ["SUBNET", "ACTIVE", "FREE"]);
     assert_eq!(

@@ -149,6 +149,12 @@ fn server_values() {
         3,
         "`datapath` = \"dpdk\" is not one of \"xdp\", \"packet\", \"auto\"",
     );
+    let e = one(
+        &with("workers = 2\ndispatch = \"spread\"\n"),
+        4,
+        "`dispatch` = \"spread\" is not one of \"auto\", \"off\"",
+    );
+    assert_eq!(e.col, 12, "{e:?}");
     one(
         &with("durability = \"never\"\n"),
         3,

@@ -13,6 +13,7 @@ workers = 4
 durability = "async"
 log_level = "control=debug,info"
 admin = "127.0.0.1:6470"
+dispatch = "off"
 
 [[subnet]]
 prefix = "10.0.0.0/16"
@@ -80,6 +81,7 @@ fn every_key() {
     assert_eq!(s.server_id, Some(Ipv4Addr::new(192, 0, 2, 1)));
     assert_eq!(s.data_dir.to_str(), Some("/tmp/tandem-test"));
     assert_eq!(s.datapath, Datapath::Packet);
+    assert_eq!(s.dispatch, config::Dispatch::Off);
     assert_eq!(s.workers, 4);
     assert_eq!(s.durability, Durability::Async);
     assert_eq!(s.log_level.as_deref(), Some("control=debug,info"));
@@ -196,6 +198,7 @@ fn defaults() {
     assert_eq!(c.server.server_id, None);
     assert_eq!(c.server.data_dir.to_str(), Some("/var/lib/tandem"));
     assert_eq!(c.server.datapath, Datapath::Auto);
+    assert_eq!(c.server.dispatch, config::Dispatch::Auto);
     assert_eq!(c.server.workers, 0);
     assert_eq!(c.server.durability, Durability::Sync);
     assert_eq!(c.server.log_level, None);

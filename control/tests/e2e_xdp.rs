@@ -14,7 +14,7 @@ mod common;
 use std::time::Duration;
 
 use common::clients::{Dhclient, PerfTarget, Perfdhcp, Udhcpc};
-use common::net::{Layout, TestNet};
+use common::net::{Layout, Ns, TestNet};
 use common::server::{Server, ServerKind, ServerSpec};
 use control::failover::hash::{Hba, client_bucket, pearson};
 use dataplane::xdp::{LB_ON, LbConfig, XdpProgram};
@@ -321,4 +321,265 @@ fn c_and_rust_hash_agree_on_every_bucket() {
         // The chaddr must not matter when a client id is present.
         kernel_bucket_is(&mut prog, &discover([2, 0, 0, 0, 0, 9], Some(&id)), bucket);
     }
+}
+
+/// Two tandemd on the XDP datapath, joined by a bridge in a third namespace (the clients'
+/// side): `a` (10.77.0.1 on xa0, primary) and `b` (10.77.0.2 on xb0, secondary), `c` holding
+/// br0. Deleted on drop.
+struct XdpPair {
+    a: Ns,
+    b: Ns,
+    c: Ns,
+}
+
+fn ip(args: &[&str]) {
+    let st = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .expect("run ip");
+    assert!(st.success(), "ip {args:?} failed");
+}
+
+impl XdpPair {
+    fn new() -> Self {
+        let id = std::process::id();
+        let ns = |x: &str| Ns {
+            name: format!("tdm-xdp-{id}-lb{x}"),
+        };
+        let pair = XdpPair {
+            a: ns("a"),
+            b: ns("b"),
+            c: ns("c"),
+        };
+        for ns in [&pair.a, &pair.b, &pair.c] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &ns.name])
+                .stderr(std::process::Stdio::null())
+                .status();
+            ip(&["netns", "add", &ns.name]);
+            ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        }
+        let c = pair.c.name.as_str();
+        ip(&["-n", c, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", c, "link", "set", "br0", "up"]);
+        for (ns, dev, port, addr) in [
+            (&pair.a, "xa0", "ca", "10.77.0.1/24"),
+            (&pair.b, "xb0", "cb", "10.77.0.2/24"),
+        ] {
+            ip(&[
+                "-n", c, "link", "add", port, "type", "veth", "peer", "name", dev, "netns",
+                &ns.name,
+            ]);
+            ip(&["-n", c, "link", "set", port, "master", "br0"]);
+            ip(&["-n", c, "link", "set", port, "up"]);
+            ip(&["-n", &ns.name, "addr", "add", addr, "dev", dev]);
+            ip(&["-n", &ns.name, "link", "set", dev, "up"]);
+        }
+        pair
+    }
+
+    /// Sends `frames` out of br0 (to both servers), in order, through a raw packet socket.
+    fn send(&self, frames: &[Vec<u8>], dir: &std::path::Path) {
+        let file = dir.join("frames.bin");
+        let mut blob = Vec::new();
+        for f in frames {
+            blob.extend_from_slice(&u16::try_from(f.len()).expect("len").to_be_bytes());
+            blob.extend_from_slice(f);
+        }
+        std::fs::write(&file, blob).expect("write frames");
+        let script = format!(
+            "import socket, time\n\
+             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+             s.bind(('br0', 0))\n\
+             b = open({:?}, 'rb').read()\n\
+             i = 0\n\
+             while i < len(b):\n\
+             \x20   n = int.from_bytes(b[i:i+2], 'big')\n\
+             \x20   s.send(b[i+2:i+2+n])\n\
+             \x20   i += 2 + n\n\
+             \x20   time.sleep(0.002)\n",
+            file.to_string_lossy()
+        );
+        let out = self.c.exec(&["timeout", "30", "python3", "-c", &script]);
+        assert!(out.status.success(), "send: {out:?}");
+    }
+}
+
+impl Drop for XdpPair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b, &self.c] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &ns.name])
+                .status();
+        }
+    }
+}
+
+/// A tandemd config: XDP, one load-balance relationship "pair" covering the only subnet.
+fn pair_config(dir: &std::path::Path, iface: &str, me: &str, peer: &str, primary: bool) -> String {
+    let role = if primary {
+        "role = \"primary\"\nmclt = \"10s\"\nsplit = 128"
+    } else {
+        "role = \"secondary\""
+    };
+    format!(
+        r#"[server]
+interfaces = ["{iface}"]
+server_id = "{me}"
+data_dir = {dir:?}
+datapath = "xdp"
+durability = "sync"
+
+[[subnet]]
+prefix = "10.77.0.0/24"
+pools = ["10.77.0.100-10.77.0.200"]
+lease_time = "1h"
+failover = "pair"
+
+[[failover]]
+name = "pair"
+{role}
+mode = "load-balance"
+address = "{me}"
+peer_address = "{peer}"
+port = 647
+peer_port = 647
+max_response_delay = "6s"
+max_unacked_updates = 10
+"#,
+        dir = dir.to_string_lossy(),
+    )
+}
+
+/// From `tandemctl status --json`: the relationship's state, the XDP counters of the one
+/// interface, whether its filter is on, and the frames the workers received.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct PairView {
+    state: String,
+    lb_filter: bool,
+    lb_drop: u64,
+    redirect: u64,
+    rx: u64,
+}
+
+fn pair_view(s: &Server) -> PairView {
+    let Some(v) = s.status_json() else {
+        return PairView::default();
+    };
+    let x = &v["xdp"][0];
+    PairView {
+        state: v["relationships"][0]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        lb_filter: x["lb_filter"].as_bool().unwrap_or(false),
+        lb_drop: x["lb_drop"].as_u64().unwrap_or(0),
+        redirect: x["redirect"].as_u64().unwrap_or(0),
+        rx: v["workers"]
+            .as_array()
+            .map(|w| w.iter().filter_map(|w| w["rx"].as_u64()).sum())
+            .unwrap_or(0),
+    }
+}
+
+/// Fills in the IPv4 header checksum of a frame from [`discover`].
+fn with_ip_checksum(mut f: Vec<u8>) -> Vec<u8> {
+    let mut sum = 0u32;
+    for w in f[14..34].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let c = !(u16::try_from(sum).expect("folded"));
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+#[test]
+fn a_tandem_pair_in_normal_drops_the_partners_discovers_in_xdp() {
+    common::require_e2e();
+    let net = XdpPair::new();
+    let a = Server::start_tandemd_with(&net.a, |d| {
+        pair_config(d, "xa0", "10.77.0.1", "10.77.0.2", true)
+    });
+    let b = Server::start_tandemd_with(&net.b, |d| {
+        pair_config(d, "xb0", "10.77.0.2", "10.77.0.1", false)
+    });
+    // NORMAL on both sides, and the updater has switched the filter on.
+    for (s, name) in [(&a, "A"), (&b, "B")] {
+        let mut last = PairView::default();
+        let ok = common::try_wait_until(Duration::from_secs(90), || {
+            last = pair_view(s);
+            (last.state == "normal" && last.lb_filter).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "{name}: not NORMAL with the filter on: {last:?}\n{}",
+            s.log()
+        );
+    }
+    let (a0, b0) = (pair_view(&a), pair_view(&b));
+
+    // 64 DISCOVERs from distinct MACs (no client id: the bucket is the chaddr's).
+    let macs: Vec<[u8; 6]> = (0..64u8).map(|n| [0x02, 0x77, 0, 0, 1, n]).collect();
+    let primarys = macs
+        .iter()
+        .filter(|m| client_bucket(None, &m[..], 6) < 128)
+        .count() as u64;
+    let secondarys = macs.len() as u64 - primarys;
+    assert!(primarys > 0 && secondarys > 0, "both halves represented");
+    let frames: Vec<Vec<u8>> = macs
+        .iter()
+        .map(|m| with_ip_checksum(discover(*m, None)))
+        .collect();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    net.send(&frames, tmp.path());
+
+    // Every DISCOVER reached both servers: each dropped the other's half in the kernel and
+    // its workers saw only its own half.
+    let want = |v0: &PairView, ours: u64, theirs: u64| PairView {
+        lb_drop: v0.lb_drop + theirs,
+        redirect: v0.redirect + ours,
+        rx: v0.rx + ours,
+        ..v0.clone()
+    };
+    for (s, v0, ours, theirs, name) in [
+        (&a, &a0, primarys, secondarys, "A (primary)"),
+        (&b, &b0, secondarys, primarys, "B (secondary)"),
+    ] {
+        let want = want(v0, ours, theirs);
+        let mut last = PairView::default();
+        let ok = common::try_wait_until(Duration::from_secs(10), || {
+            last = pair_view(s);
+            (last == want).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "{name}: want {want:?}, have {last:?}\n{}",
+            s.log()
+        );
+    }
+
+    // The partner goes away: the survivor leaves NORMAL and its filter goes off, so the
+    // kernel hands it every DISCOVER again.
+    drop(b);
+    let mut last = PairView::default();
+    let ok = common::try_wait_until(Duration::from_secs(40), || {
+        last = pair_view(&a);
+        (last.state != "normal" && !last.lb_filter).then_some(())
+    });
+    assert!(ok.is_some(), "A kept the filter on: {last:?}\n{}", a.log());
+    let a1 = pair_view(&a);
+    net.send(&frames, tmp.path());
+    let mut last = PairView::default();
+    let ok = common::try_wait_until(Duration::from_secs(10), || {
+        last = pair_view(&a);
+        (last.rx == a1.rx + macs.len() as u64).then_some(())
+    });
+    assert!(ok.is_some(), "A after B left: {last:?} from {a1:?}");
+    assert_eq!(
+        last.lb_drop, a1.lb_drop,
+        "nothing dropped with the filter off"
+    );
 }

@@ -6,6 +6,7 @@
 //!   counters; [`server`]: the batch handler joining wire, engine and journal; [`sys`]: every
 //!   syscall.
 
+pub mod dispatch;
 pub mod engine;
 pub mod packet;
 pub mod server;

@@ -64,6 +64,82 @@ pub trait ChangeSink: Send {
     fn batch_done(&mut self) {}
 }
 
+/// How a handler sheds load when the datapath is backlogged (DESIGN.md §2 "Overload").
+///
+/// A receive batch of at least [`OverloadPolicy::backlog`] frames means frames are waiting
+/// in the kernel faster than the worker serves them. Such a batch is served in two passes:
+/// first everything that is not a DHCPDISCOVER (REQUESTs of renewing and selecting clients:
+/// each one completes a lease), then the DISCOVERs in arrival order, of which
+/// * one superseded by a later DISCOVER from the same `chaddr` in the same batch is dropped
+///   as [`DropReason::Stale`] (the client has retransmitted; the later copy is answered),
+///   as is one whose `secs` is at least [`OverloadPolicy::stale_secs`] when that is set;
+/// * beyond [`OverloadPolicy::discover_budget`] answered, the rest are dropped as
+///   [`DropReason::Shed`], before the engine spends an allocation and an offer hold on them.
+///
+/// Below the backlog mark every frame is served in arrival order, as without a policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverloadPolicy {
+    /// A batch of at least this many frames is a backlog; 0: the transmit batch's capacity
+    /// (the datapath's batch size: a full batch).
+    pub backlog: usize,
+    /// DISCOVERs answered per backlogged batch; 0: half the backlog mark.
+    pub discover_budget: usize,
+    /// Under backlog, a DISCOVER whose client has been trying for at least this many seconds
+    /// (`secs`) is dropped as stale; 0: `secs` is not looked at (the default: a patient client
+    /// would otherwise never be served under sustained overload).
+    pub stale_secs: u16,
+}
+
+impl OverloadPolicy {
+    /// A full batch is a backlog; half of it may be DISCOVERs; `secs` is not looked at.
+    pub const DEFAULT: OverloadPolicy = OverloadPolicy {
+        backlog: 0,
+        discover_budget: 0,
+        stale_secs: 0,
+    };
+    /// Never sheds: every frame in arrival order.
+    pub const OFF: OverloadPolicy = OverloadPolicy {
+        backlog: usize::MAX,
+        discover_budget: usize::MAX,
+        stale_secs: 0,
+    };
+}
+
+impl Default for OverloadPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A DHCPDISCOVER of a backlogged batch, waiting for the second pass.
+#[derive(Clone, Copy, Debug)]
+struct PendingDiscover {
+    /// Index in the batch.
+    index: usize,
+    /// `hlen` and `chaddr`: who sent it.
+    client: (u8, [u8; 16]),
+    secs: u16,
+}
+
+/// `Some` for a frame carrying a DHCPDISCOVER (message type in the options field), with who
+/// sent it; `None` for anything else, malformed frames included (the first pass deals with
+/// them). Cheap: no option concatenation.
+fn discover_of(data: &[u8], index: usize) -> Option<PendingDiscover> {
+    let f = frame::parse(data).ok()?;
+    let p = dhcpv4::Packet::new_checked(f.dhcp).ok()?;
+    if !p.is_dhcp() {
+        return None;
+    }
+    let mt = crate::wire::options::OptionsIter::new(p.options())
+        .map_while(Result::ok)
+        .find(|o| o.kind == 53)?;
+    (mt.data == [1]).then(|| PendingDiscover {
+        index,
+        client: (p.hlen().min(16), p.chaddr()),
+        secs: p.secs(),
+    })
+}
+
 /// One worker's DHCP handler.
 pub struct DhcpHandler {
     engine: Arc<Engine>,
@@ -80,6 +156,9 @@ pub struct DhcpHandler {
     /// Reused for every frame: `Repr::parse` writes each concatenation before reading it,
     /// so the buffer need not be cleared (no 1.5 KiB memset per packet).
     scratch: [u8; SCRATCH_LEN],
+    overload: OverloadPolicy,
+    /// The DISCOVERs of a backlogged batch (allocated once, batch-sized).
+    pending: Vec<PendingDiscover>,
 }
 
 impl std::fmt::Debug for DhcpHandler {
@@ -110,6 +189,8 @@ impl DhcpHandler {
             sink: None,
             changes: Vec::new(),
             scratch: [0; SCRATCH_LEN],
+            overload: OverloadPolicy::DEFAULT,
+            pending: Vec::with_capacity(sys::MAX_BATCH),
         }
     }
 
@@ -129,6 +210,56 @@ impl DhcpHandler {
         if let Some(changes) = changes {
             changes.push((c.table, c.slot));
         }
+}
+
+    /// Replaces the overload policy ([`OverloadPolicy::DEFAULT`] unless set).
+    pub fn with_overload(mut self, policy: OverloadPolicy) -> Self {
+        self.overload = policy;
+        self
+    }
+
+    /// Serves a backlogged batch: non-DISCOVERs first, then the DISCOVERs that are neither
+    /// stale nor over the budget ([`OverloadPolicy`]).
+    fn handle_backlog(
+        &mut self,
+        rx: &RxBatch<'_>,
+        backlog: usize,
+        now: UnixTime,
+        tx: &mut TxBatch,
+    ) {
+        self.pending.clear();
+        for (i, f) in rx.iter().enumerate() {
+            let Some(f) = f else { continue };
+            match discover_of(f.data, i) {
+                Some(d) => self.pending.push(d),
+                None => self.handle_frame(f.data, f.meta.ifindex, now, tx),
+            }
+        }
+        let budget = match self.overload.discover_budget {
+            0 => (backlog / 2).max(1),
+            n => n,
+        };
+        let stale_secs = self.overload.stale_secs;
+        let mut answered = 0usize;
+        let pending = std::mem::take(&mut self.pending);
+        for (j, d) in pending.iter().enumerate() {
+            let superseded = pending[j + 1..]
+                .iter()
+                .any(|later| later.client == d.client);
+            if superseded || (stale_secs != 0 && d.secs >= stale_secs) {
+                self.stats.add_drop(DropReason::Stale);
+                continue;
+            }
+            if answered >= budget {
+                self.stats.add_drop(DropReason::Shed);
+                continue;
+            }
+            answered += 1;
+            if let Some(f) = rx.get(d.index) {
+                self.handle_frame(f.data, f.meta.ifindex, now, tx);
+            }
+        }
+        self.pending = pending;
     }
 
     /// Give back the journal (at shutdown, to commit what is pending).
@@ -217,8 +348,16 @@ impl BatchHandler for DhcpHandler {
             return;
         }
         let now = (self.clock)();
-        for f in rx.frames() {
-            self.handle_frame(f.data, f.meta.ifindex, now, tx);
+        let backlog = match self.overload.backlog {
+            0 => tx.capacity(),
+            n => n,
+        };
+        if rx.len() >= backlog {
+            self.handle_backlog(rx, backlog, now, tx);
+        } else {
+            for f in rx.frames() {
+                self.handle_frame(f.data, f.meta.ifindex, now, tx);
+            }
         }
         if self.journal.pending() == 0 {
             return;

@@ -129,6 +129,30 @@ impl<'a> RxBatch<'a> {
     pub fn frames(&self) -> impl Iterator<Item = RxFrame<'a>> + 'a {
         self.iter().flatten()
     }
+
+    /// The frames `keep` selects (by index), as a batch over the same buffer; `descs` is the
+    /// caller's reusable room for their descriptors.
+    pub fn select<'b>(
+        &self,
+        mut keep: impl FnMut(usize) -> bool,
+        descs: &'b mut Vec<RxDesc>,
+    ) -> RxBatch<'b>
+    where
+        'a: 'b,
+    {
+        descs.clear();
+        descs.extend(
+            self.descs
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| keep(i))
+                .map(|(_, d)| *d),
+        );
+        RxBatch {
+            buf: self.buf,
+            descs,
+        }
+    }
 }
 
 /// Why [`TxBatch::push_with`] did not queue a frame.

@@ -52,6 +52,29 @@ pub struct ServerConfig {
     pub log_level: Option<String>,
     /// `admin`: an optional TCP address for the admin API, besides the Unix socket.
     pub admin: Option<SocketAddr>,
+    /// `dispatch`: software dispatch to sibling workers on the XDP datapath. Default `auto`.
+    pub dispatch: Dispatch,
+}
+
+/// `server.dispatch` (DESIGN.md §2, "RSS is degenerate for DHCP").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Dispatch {
+    /// When an interface has fewer rx queues (AF_XDP sockets) than the worker count asks
+    /// for, the queue's worker hands frames to sibling workers by client hash.
+    #[default]
+    Auto,
+    /// One worker per rx queue, no hand-off.
+    Off,
+}
+
+impl Dispatch {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dispatch::Auto => "auto",
+            Dispatch::Off => "off",
+        }
+    }
 }
 
 /// The largest accepted `server.workers`.

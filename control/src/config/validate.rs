@@ -454,6 +454,15 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
             }
         }
     }));
+    let dispatch = flat(t.get("dispatch").map(|n| {
+        choice(
+            n,
+            "dispatch",
+            &[("auto", Dispatch::Auto), ("off", Dispatch::Off)],
+            ctx,
+        )
+    }))
+    .unwrap_or(Dispatch::Auto);
     t.finish(ctx);
     (ctx.errors.len() == errors_before && !interfaces.is_empty()).then_some(ServerConfig {
         interfaces,
@@ -464,6 +473,7 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         durability,
         log_level,
         admin,
+        dispatch,
     })
 }
 

@@ -117,6 +117,29 @@ impl RelationshipView {
         StateKind::from_u8(self.state.load(Ordering::Relaxed))
     }
 
+    /// The XDP load-balancing filter this view asks for: on only while the relationship
+    /// cooperates in NORMAL in load-balance mode with `load_balance_max_seconds` > 0; off in
+    /// every other state, and in hot standby (the standby's silence stays the engine's).
+    /// The filter drops exactly the DHCPDISCOVERs [`RelationshipView::may_serve`] would not
+    /// answer: the partner's buckets, unless `secs` exceeds the max seconds.
+    pub fn xdp_filter(&self) -> dataplane::xdp::LbConfig {
+        let on = self.mode == FailoverMode::LoadBalance
+            && self.max_seconds > 0
+            && self.service.load(Ordering::Acquire) == SERVICE_COOPERATING
+            && self.state() == Some(StateKind::Normal);
+        if !on {
+            return dataplane::xdp::LbConfig::OFF;
+        }
+        dataplane::xdp::LbConfig {
+            mode: dataplane::xdp::LB_ON,
+            primary: u32::from(self.role == Role::Primary),
+            // `mine` serves `secs > max_seconds`; the program serves `secs >= max_secs`.
+            max_secs: u32::from(self.max_seconds) + 1,
+            pad: 0,
+            hba: self.hba().0,
+        }
+    }
+
     /// Whether we answer a client with this `secs` and bucket, for a message `msg`.
     pub fn may_serve(&self, msg: Option<MessageType>, secs: u16, bucket: u8) -> bool {
         match self.service.load(Ordering::Acquire) {
@@ -330,6 +353,44 @@ mod tests {
         // A new lease is bounded by the MCLT until the partner acknowledges more.
         assert_eq!(p.lease_time(&Lease::default(), 3600, NOW), 600);
         assert_eq!(p.lease_time(&Lease::default(), 300, NOW), 300);
+    }
+
+    #[test]
+    fn xdp_filter_drops_exactly_what_may_serve_refuses() {
+        use dataplane::xdp::{LB_OFF, LB_ON};
+        for role in [config::Role::Primary, config::Role::Secondary] {
+            let v = view(role, FailoverMode::LoadBalance);
+            assert_eq!(v.xdp_filter().mode, LB_OFF, "unpublished");
+            set(&v, Service::Cooperating, StateKind::Normal, 0);
+            let f = v.xdp_filter();
+            assert_eq!(f.mode, LB_ON);
+            for secs in [0u16, 2, 3, 4, 9] {
+                for b in 0..=255u8 {
+                    let set = f.hba[usize::from(b >> 3)] >> (b & 7) & 1 == 1;
+                    let ours = if f.primary == 1 { set } else { !set };
+                    let xdp_serves = ours || u32::from(secs) >= f.max_secs;
+                    assert_eq!(
+                        xdp_serves,
+                        v.may_serve(DISCOVER, secs, b),
+                        "{role:?} {secs} {b}"
+                    );
+                }
+            }
+            for (service, state) in [
+                (
+                    Service::NotCooperating,
+                    StateKind::CommunicationsInterrupted,
+                ),
+                (Service::PartnerDown, StateKind::PartnerDown),
+                (Service::NotResponding, StateKind::Recover),
+            ] {
+                set(&v, service, state, 0);
+                assert_eq!(v.xdp_filter().mode, LB_OFF, "{state:?}");
+            }
+            let hs = view(role, FailoverMode::HotStandby);
+            set(&hs, Service::Cooperating, StateKind::Normal, 0);
+            assert_eq!(hs.xdp_filter().mode, LB_OFF, "hot standby");
+        }
     }
 
     #[test]

@@ -147,6 +147,27 @@ impl Socket {
         })
     }
 
+    /// Opens a socket on `ifname` that only sends: bound with protocol 0 and no fanout, it
+    /// receives nothing. Software dispatch's sibling workers send their replies through one.
+    pub fn open_tx_only(ifname: &str) -> Result<Socket, OpenError> {
+        let syscall = |op: &'static str| {
+            let name = ifname.to_owned();
+            move |source| OpenError::Syscall { name, op, source }
+        };
+        let ifindex = sys::if_nametoindex(ifname).map_err(|source| OpenError::NoSuchInterface {
+            name: ifname.to_owned(),
+            source,
+        })?;
+        let fd = sys::packet_socket().map_err(syscall("socket"))?;
+        sys::bind_packet(fd.as_fd(), ifindex, 0).map_err(syscall("bind"))?;
+        Ok(Socket {
+            fd,
+            ifname: ifname.to_owned(),
+            ifindex,
+            fanout: None,
+        })
+    }
+
     /// Opens `n` sockets on `ifname` sharing one new fanout group, one per worker.
     pub fn open_group(
         ifname: &str,

@@ -1,0 +1,243 @@
+//! Overload shedding at the handler: a backlogged (full) batch is served REQUESTs first, then
+//! DISCOVERs up to the budget; a DISCOVER superseded by the same client's retransmission in
+//! the batch is dropped as stale, the rest over the budget as shed. Deterministic: batches
+//! are built in memory and fed to `DhcpHandler` directly, no timing.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use dataplane::engine::{Engine, EngineConfig, ScopeConfig};
+use dataplane::server::{DhcpHandler, Interface, OverloadPolicy};
+use dataplane::stats::{DropReason, WorkerStats};
+use dataplane::wire::frame;
+use dataplane::worker::{BatchHandler, RxBatch, RxDesc, RxMeta, TxBatch};
+use dhcproto::v4::{self, DhcpOption, Message};
+use dhcproto::{Decodable, Encodable};
+use lease_mmap::{Durability, Store, UnixTime};
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const IFINDEX: u32 = 7;
+const BATCH: usize = 64;
+
+fn now() -> UnixTime {
+    UnixTime(1_800_000_000)
+}
+
+fn handler(dir: &tempfile::TempDir, policy: OverloadPolicy) -> (DhcpHandler, Arc<WorkerStats>) {
+    let mut s = ScopeConfig::new(Ipv4Addr::new(10, 0, 0, 0), 24);
+    s.pools = vec![(Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 250))];
+    let cfg = EngineConfig {
+        scopes: vec![s],
+        ..EngineConfig::default()
+    };
+    let (store, journals, _) =
+        Store::open(dir.path(), &cfg.table_specs(), 1, Durability::Async).expect("store");
+    let engine = Arc::new(Engine::new(cfg, Arc::new(store)).expect("engine"));
+    let stats = Arc::new(WorkerStats::new());
+    let h = DhcpHandler::new(
+        Arc::clone(&engine),
+        engine.worker(0, 1),
+        journals.into_iter().next().expect("journal"),
+        Arc::from(vec![Interface {
+            name: "tdm-ovl0".into(),
+            ifindex: IFINDEX,
+            mac: [2, 0, 0, 0, 0, 1],
+            addr: Some(SERVER),
+        }]),
+        Arc::clone(&stats),
+        Arc::new(AtomicBool::new(false)),
+        now,
+    )
+    .with_overload(policy);
+    (h, stats)
+}
+
+fn mac(n: u8) -> [u8; 6] {
+    [0x02, 0x0a, 0, 0, 0, n]
+}
+
+/// A broadcast Ethernet/IPv4/UDP 68→67 frame around `msg` (IPv4 checksum set, UDP's 0).
+fn wrap(src: [u8; 6], msg: &Message) -> Vec<u8> {
+    let dhcp = msg.to_vec().expect("encode");
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = u16::try_from(28 + dhcp.len()).expect("size");
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255]);
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&68u16.to_be_bytes());
+    f.extend_from_slice(&67u16.to_be_bytes());
+    f.extend_from_slice(&(total - 20).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&dhcp);
+    f
+}
+
+fn discover(n: u8, xid: u32) -> Vec<u8> {
+    let z = Ipv4Addr::UNSPECIFIED;
+    let mut m = Message::new_with_id(xid, z, z, z, z, &mac(n));
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+    wrap(mac(n), &m)
+}
+
+/// A SELECTING REQUEST for `addr` from server `SERVER`.
+fn request(n: u8, xid: u32, addr: Ipv4Addr) -> Vec<u8> {
+    let z = Ipv4Addr::UNSPECIFIED;
+    let mut m = Message::new_with_id(xid, z, z, z, z, &mac(n));
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(v4::MessageType::Request));
+    m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+    m.opts_mut().insert(DhcpOption::RequestedIpAddress(addr));
+    wrap(mac(n), &m)
+}
+
+/// Feeds `frames` as one batch; returns the replies (decoded), in transmit order.
+fn feed(h: &mut DhcpHandler, frames: &[Vec<u8>]) -> Vec<Message> {
+    let mut buf = Vec::new();
+    let mut descs = Vec::new();
+    for f in frames {
+        descs.push(RxDesc {
+            offset: buf.len(),
+            len: f.len(),
+            meta: RxMeta {
+                ifindex: IFINDEX,
+                ..RxMeta::default()
+            },
+        });
+        buf.extend_from_slice(f);
+    }
+    let mut tx = TxBatch::new(BATCH, 2048);
+    h.handle(&RxBatch::new(&buf, &descs), &mut tx);
+    tx.frames()
+        .map(|f| {
+            let f = frame::parse(f).expect("reply frame");
+            Message::from_bytes(f.dhcp).expect("reply decodes")
+        })
+        .collect()
+}
+
+fn kind(m: &Message) -> Option<v4::MessageType> {
+    match m.opts().get(v4::OptionCode::MessageType) {
+        Some(DhcpOption::MessageType(t)) => Some(*t),
+        _ => None,
+    }
+}
+
+/// 16 selecting clients (offered in an earlier, small batch), then a full batch: 44 new
+/// clients' DISCOVERs, 4 of them sent twice (the later copy last but the REQUESTs), and the
+/// 16 REQUESTs at its end.
+fn scenario(h: &mut DhcpHandler) -> (Vec<Message>, Vec<Vec<u8>>) {
+    let offers = feed(
+        h,
+        &(0..16)
+            .map(|n| discover(n, 100 + u32::from(n)))
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        offers.len(),
+        16,
+        "below the backlog mark every DISCOVER is answered"
+    );
+    let mut batch: Vec<Vec<u8>> = (0..44)
+        .map(|n| discover(100 + n, 1000 + u32::from(n)))
+        .collect();
+    for n in 0..4 {
+        batch.push(discover(100 + n, 2000 + u32::from(n)));
+    }
+    for o in &offers {
+        let n = o.chaddr()[5];
+        batch.push(request(n, o.xid(), o.yiaddr()));
+    }
+    assert_eq!(batch.len(), BATCH);
+    (offers, batch)
+}
+
+#[test]
+fn a_full_batch_serves_requests_first_and_sheds_stale_then_surplus_discovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut h, stats) = handler(&dir, OverloadPolicy::DEFAULT);
+    let (offers, batch) = scenario(&mut h);
+    let replies = feed(&mut h, &batch);
+
+    // The 16 REQUESTs, last in, are answered first: one ACK each, for the offered address.
+    let (first, rest) = replies.split_at(16);
+    for (o, a) in offers.iter().zip(first) {
+        assert_eq!(kind(a), Some(v4::MessageType::Ack), "{a:?}");
+        assert_eq!((a.xid(), a.yiaddr()), (o.xid(), o.yiaddr()));
+    }
+    // Then DISCOVERs: the budget (half the batch, 32) in arrival order, skipping the 4
+    // superseded by a retransmission (clients 100..104's first copies).
+    assert_eq!(rest.len(), 32, "{rest:?}");
+    let xids: Vec<u32> = rest.iter().map(Message::xid).collect();
+    let want: Vec<u32> = (4..36).map(|n| 1000 + n).collect();
+    assert_eq!(xids, want);
+    assert!(rest.iter().all(|m| kind(m) == Some(v4::MessageType::Offer)));
+    let s = stats.snapshot();
+    assert_eq!(s.dropped(DropReason::Stale), 4);
+    // 44 distinct DISCOVERs + 4 retransmissions - 4 stale - 32 answered.
+    assert_eq!(s.dropped(DropReason::Shed), 12);
+}
+
+#[test]
+fn without_a_policy_the_same_batch_is_served_in_arrival_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut h, stats) = handler(&dir, OverloadPolicy::OFF);
+    let (_, batch) = scenario(&mut h);
+    let replies = feed(&mut h, &batch);
+    assert_eq!(replies.len(), BATCH);
+    assert_eq!(replies[0].xid(), 1000);
+    assert_eq!(kind(&replies[63]), Some(v4::MessageType::Ack));
+    let s = stats.snapshot();
+    assert_eq!(
+        s.dropped(DropReason::Stale) + s.dropped(DropReason::Shed),
+        0
+    );
+}
+
+#[test]
+fn stale_secs_and_a_smaller_backlog_mark_apply() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = OverloadPolicy {
+        backlog: 4,
+        discover_budget: 2,
+        stale_secs: 10,
+    };
+    let (mut h, stats) = handler(&dir, policy);
+    // Three frames: under the mark, all answered whatever their secs.
+    let mut slow = Vec::new();
+    for n in 0..3u8 {
+        let z = Ipv4Addr::UNSPECIFIED;
+        let mut m = Message::new_with_id(u32::from(n), z, z, z, z, &mac(n));
+        m.set_secs(30);
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+        slow.push(wrap(mac(n), &m));
+    }
+    assert_eq!(feed(&mut h, &slow).len(), 3);
+    // Four: a backlog. The slow client is stale, two of the other three are answered.
+    let batch = vec![
+        slow[0].clone(),
+        discover(50, 50),
+        discover(51, 51),
+        discover(52, 52),
+    ];
+    let xids: Vec<u32> = feed(&mut h, &batch).iter().map(Message::xid).collect();
+    assert_eq!(xids, [50, 51]);
+    let s = stats.snapshot();
+    assert_eq!(
+        (s.dropped(DropReason::Stale), s.dropped(DropReason::Shed)),
+        (1, 1)
+    );
+}
