@@ -176,8 +176,7 @@ impl AckLog {
         }
         for g in &self.give_backs {
             for b in by_addr.get_mut(&g.addr).into_iter().flatten() {
-                if b.ack.client == g.client && b.ack.time_us <= g.time_us && g.time_us < b.end_us
-                {
+                if b.ack.client == g.client && b.ack.time_us <= g.time_us && g.time_us < b.end_us {
                     b.end_us = g.time_us;
                 }
             }
@@ -261,7 +260,7 @@ pub struct Discover {
 /// Parses `aa:bb:cc:...` or `aabbcc...` hex into bytes; `None` if it is not hex.
 pub fn hex_bytes(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| *b != b':').collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
