@@ -132,7 +132,10 @@ fn pair_checker_catches_two_servers_binding_one_address() {
     assert_eq!(v[0].first.ack.server, Some(Ipv4Addr::from(SA)));
     assert_eq!(v[0].second.ack.server, Some(Ipv4Addr::from(SB)));
     let text = v[0].to_string();
-    assert!(text.contains("10.77.1.5") && text.contains(X) && text.contains(Y), "{text}");
+    assert!(
+        text.contains("10.77.1.5") && text.contains(X) && text.contains(Y),
+        "{text}"
+    );
 }
 
 #[test]
