@@ -10,6 +10,7 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::{
+    acks::{AckLog, discovers},
     capture::{DhcpMsg, double_bindings, msg},
     clients::PerfReport,
 };
@@ -41,6 +42,7 @@ fn m(t: u64, kind: u8, addr: [u8; 4], mac: &str, lease: u32) -> DhcpMsg {
         server_id: None,
         requested: None,
         option82: None,
+        secs: 0,
     }
 }
 
@@ -105,6 +107,118 @@ fn an_ack_that_ends_elsewhere_still_overlaps_by_time_not_by_order() {
         m(2000, msg::ACK, A, Y, 10),
     ];
     assert_eq!(double_bindings(&msgs).len(), 1);
+}
+
+/// `m` as sent by server `sid` (option 54), for the pair checker.
+fn from(sid: [u8; 4], mut msg: DhcpMsg) -> DhcpMsg {
+    msg.server_id = Some(Ipv4Addr::from(sid));
+    msg
+}
+
+const SA: [u8; 4] = [10, 81, 0, 1];
+const SB: [u8; 4] = [10, 81, 0, 2];
+
+#[test]
+fn pair_checker_catches_two_servers_binding_one_address() {
+    // A gives A-address to X for 60 s; 20 s later B gives the same address to Y: the split
+    // brain failover exists to prevent.
+    let msgs = [
+        from(SA, m(0, msg::ACK, A, X, 60)),
+        from(SB, m(20, msg::ACK, A, Y, 60)),
+    ];
+    let log = AckLog::from_msgs(&msgs);
+    let v = log.double_bindings();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].first.ack.server, Some(Ipv4Addr::from(SA)));
+    assert_eq!(v[0].second.ack.server, Some(Ipv4Addr::from(SB)));
+    let text = v[0].to_string();
+    assert!(
+        text.contains("10.77.1.5") && text.contains(X) && text.contains(Y),
+        "{text}"
+    );
+}
+
+#[test]
+#[should_panic(expected = "bound to two clients at overlapping times")]
+fn pair_checker_check_panics_on_overlap() {
+    let msgs = [
+        from(SA, m(0, msg::ACK, A, X, 60)),
+        from(SB, m(59, msg::ACK, A, Y, 60)),
+    ];
+    AckLog::from_msgs(&msgs).check();
+}
+
+#[test]
+fn pair_checker_accepts_expiry_release_and_renewal_by_the_other_server() {
+    let msgs = [
+        // X renews with the other server (rebinding after a link cut): same client, fine.
+        from(SA, m(0, msg::ACK, A, X, 30)),
+        from(SB, m(20, msg::ACK, A, X, 30)),
+        // X's binding ends at 50; Y gets the address at 50: no overlap.
+        from(SA, m(50, msg::ACK, A, Y, 30)),
+        // Y releases at 60, X takes it back at 61.
+        m(60, msg::RELEASE, A, Y, 0),
+        from(SB, m(61, msg::ACK, A, X, 30)),
+    ];
+    let log = AckLog::from_msgs(&msgs);
+    assert_eq!(log.check(), 4);
+    assert_eq!(log.give_backs.len(), 1);
+    let per = log.per_server();
+    assert_eq!(per.get(&Some(Ipv4Addr::from(SA))), Some(&2));
+    assert_eq!(per.get(&Some(Ipv4Addr::from(SB))), Some(&2));
+}
+
+#[test]
+fn pair_checker_keeps_one_of_a_frame_seen_on_two_ports() {
+    let ack = from(SA, m(5, msg::ACK, A, X, 30));
+    let mut twin = ack.clone();
+    twin.time_us += 40;
+    let log = AckLog::from_msgs(&[ack, twin]);
+    assert_eq!(log.acks.len(), 1, "{log:?}");
+}
+
+#[test]
+fn pair_checker_finds_leases_beyond_the_mclt() {
+    let msgs = [
+        from(SA, m(0, msg::ACK, A, X, 3600)),
+        from(SA, m(10, msg::ACK, [10, 77, 1, 6], Y, 30)),
+        from(SA, m(20, msg::ACK, [10, 77, 1, 7], "02:00:00:00:00:0c", 31)),
+    ];
+    let log = AckLog::from_msgs(&msgs);
+    // Before the link cut (t < 5) anything goes; after it, at most 30 s.
+    let long = log.longer_than(30, 5 * S, 100 * S);
+    assert_eq!(long.len(), 1, "{long:?}");
+    assert_eq!(long[0].lease_secs, Some(31));
+}
+
+#[test]
+fn discovers_know_their_bucket_and_who_offered() {
+    let mut d = m(0, msg::DISCOVER, [0; 4], X, 0);
+    d.xid = 7;
+    let mut d_again = d.clone();
+    d_again.time_us += 30; // the same frame on the other port
+    let mut retry = d.clone();
+    retry.time_us = 4 * S;
+    retry.secs = 4;
+    let mut offer_b = from(SB, m(4, msg::OFFER, [0; 4], X, 0));
+    offer_b.op = 2;
+    offer_b.sport = 67;
+    offer_b.xid = 7;
+    offer_b.time_us += 1000;
+    let list = discovers(&[d, d_again, retry, offer_b]);
+    assert_eq!(list.len(), 2, "{list:?}");
+    let expect = control::failover::hash::client_bucket(None, &[2, 0, 0, 0, 0, 0x0a], 6);
+    assert!(list.iter().all(|d| d.bucket == expect));
+    assert!(list[0].offered_by.is_empty(), "nobody answered secs 0");
+    assert_eq!(
+        list[1].offered_by.iter().copied().collect::<Vec<_>>(),
+        vec![Ipv4Addr::from(SB)]
+    );
+    // With a client identifier, the bucket is the identifier's.
+    let mut with_id = m(0, msg::DISCOVER, [0; 4], X, 0);
+    with_id.client_id = Some("01020000000000".into());
+    let want = control::failover::hash::client_bucket(Some(&[1, 2, 0, 0, 0, 0, 0]), &[], 6);
+    assert_eq!(discovers(&[with_id])[0].bucket, want);
 }
 
 #[test]

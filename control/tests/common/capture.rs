@@ -41,6 +41,12 @@ pub struct Capture {
 impl Capture {
     /// Starts dumpcap on `iface` in `ns` (DHCP ports only) and returns once it captures.
     pub fn start(ns: &Ns, iface: &str) -> Self {
+        Self::start_ifaces(ns, &[iface])
+    }
+
+    /// Starts one dumpcap on every interface of `ifaces` in `ns` (e.g. the bridge ports of
+    /// both servers of a pair), one time line for all of them.
+    pub fn start_ifaces(ns: &Ns, ifaces: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tdm-e2e-cap-")
             .tempdir()
@@ -48,21 +54,12 @@ impl Capture {
         let file = dir.path().join("dhcp.pcapng");
         let log = dir.path().join("dumpcap.log");
         let path = file.to_string_lossy().into_owned();
-        let child = ns.spawn(
-            &[
-                "dumpcap",
-                "-q",
-                "-i",
-                iface,
-                "-f",
-                "udp port 67 or udp port 68",
-                "-B",
-                "64",
-                "-w",
-                &path,
-            ],
-            &log,
-        );
+        let mut args = vec!["dumpcap", "-q"];
+        for iface in ifaces {
+            args.extend(["-i", iface]);
+        }
+        args.extend(["-f", "udp port 67 or udp port 68", "-B", "64", "-w", &path]);
+        let child = ns.spawn(&args, &log);
         let mut cap = Self {
             child: Some(child),
             file,
@@ -87,6 +84,11 @@ impl Capture {
         );
         std::thread::sleep(Duration::from_millis(200));
         cap
+    }
+
+    /// The capture file (pcapng), for [`read_dhcp`] while or after it runs.
+    pub fn path(&self) -> &Path {
+        &self.file
     }
 
     fn log_text(&self) -> String {
@@ -147,6 +149,8 @@ pub struct DhcpMsg {
     pub requested: Option<Ipv4Addr>,
     /// Option 82 (relay agent information) as lower-case hex.
     pub option82: Option<String>,
+    /// `secs`: seconds since the client began (the RFC 3074 load-balancing override).
+    pub secs: u16,
 }
 
 impl DhcpMsg {
@@ -179,6 +183,7 @@ const FIELDS: &[&str] = &[
     "dhcp.id",
     "dhcp.type",
     "udp.srcport",
+    "dhcp.secs",
 ];
 
 /// Every DHCP message tshark can dissect in `file`.
@@ -241,6 +246,7 @@ fn parse_line(line: &str) -> Option<DhcpMsg> {
         server_id: addr(f[7]),
         requested: addr(f[8]),
         option82: option.get(&82).cloned(),
+        secs: first(f[14]).parse().unwrap_or(0),
     })
 }
 

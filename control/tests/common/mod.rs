@@ -15,8 +15,10 @@
 //!
 //! Map: [`net`] builds namespaces ([`net::TestNet`], [`net::Ns`]); [`server`] runs the server
 //! ([`server::Server`]); [`clients`] drives dhclient, udhcpc, dhcpcd, perfdhcp and scapy;
-//! [`capture`] records the wire and checks it; [`Env`] puts the three together for a test.
+//! [`capture`] records the wire and checks it; [`acks`] judges a failover pair's DHCPACKs;
+//! [`Env`] puts the three together for a test.
 
+pub mod acks;
 pub mod capture;
 pub mod clients;
 pub mod net;
