@@ -22,7 +22,10 @@
 # Environment: RATES ("2000 5000 10000 20000 40000"), PERIOD (5 s per cell), REPEATS (3),
 # SERVERS ("tandem-xdp tandem-packet tandem-xdp-failover kea dhcpd"), GENERATORS
 # ("perfdhcp loadgen"), SERVER_CPU (1), CLIENT_CPU (0), OUT (bench/results/side-by-side),
-# WORK (a new directory under /var/tmp: every raw output), PYTHON (python3), TANDEMD /
+# WORK (a new directory under /var/tmp: every raw output), PYTHON (python3), LOADGEN_ARGS
+# (extra tandem-loadgen flags, e.g. --no-option82 to send what perfdhcp sends), DHCPD_RANGE
+# (e.g. "10.100.1.0 10.100.255.255": a deviation from the common pool, for dhcpd's allocator
+# that collapses on large ranges; say so next to its numbers), TANDEMD /
 # TANDEMCTL / LOADGEN (built binaries; by default cargo build --release in
 # $CARGO_TARGET_DIR or target/).
 # Every wait is bounded; servers are ended by pid.
@@ -49,9 +52,11 @@ PERIOD=${PERIOD:-5}
 REPEATS=${REPEATS:-3}
 SERVERS=${SERVERS:-"tandem-xdp tandem-packet tandem-xdp-failover kea dhcpd"}
 GENERATORS=${GENERATORS:-"perfdhcp loadgen"}
-SERVER_CPU=${SERVER_CPU:-1}
+SERVER_CPU=${SERVER_CPU:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
 CLIENT_CPU=${CLIENT_CPU:-0}
 OUT=${OUT:-bench/results/side-by-side}
+LOADGEN_ARGS=${LOADGEN_ARGS:-}
+DHCPD_RANGE=${DHCPD_RANGE:-}
 PYTHON=${PYTHON:-python3}
 NS_S=lg-srv
 NS_C=lg-cli
@@ -227,7 +232,7 @@ start_dhcpd() {
   cat >"$d/dhcpd.conf" <<EOF
 authoritative; default-lease-time 3600; max-lease-time 3600; ddns-update-style none;
 ping-check false;
-subnet 10.100.0.0 netmask 255.252.0.0 { range $POOL_FIRST $POOL_LAST; option routers 10.100.0.1; }
+subnet 10.100.0.0 netmask 255.252.0.0 { range ${DHCPD_RANGE:-$POOL_FIRST $POOL_LAST}; option routers 10.100.0.1; }
 EOF
   : >"$d/dhcpd.leases"
   ip netns exec "$NS_S" taskset -c "$SERVER_CPU" \
@@ -277,7 +282,12 @@ for rep in $(seq "$REPEATS"); do
         cells=$((cells + 1))
         d="$WORK/$server-$gen-r$rate-$rep"
         rm -rf "$d"; mkdir -p "$d"
-        start_server "$server" "$d"
+        if ! start_server "$server" "$d"; then
+          stop_servers
+          printf '%s\t%s\t%s\t%s\t0\t0\t0\t100.00\t-\t-\t-\t-\tstart-failed\n' "$server" "$gen" "$rep" "$rate" >>"$RESULTS"
+          echo "[sbs] $server did not start (see $d/server.log); row recorded as start-failed" >&2
+          continue
+        fi
         note=""
         [ -f "$d/failover-state" ] && note="failover:$(cat "$d/failover-state")"
         out="$d/$gen.txt"
@@ -295,7 +305,7 @@ for rep in $(seq "$REPEATS"); do
         else
           timeout $((PERIOD + 30)) ip netns exec "$NS_C" taskset -c "$CLIENT_CPU" "$LOADGEN" --iface "$IF_C" --giaddr 10.100.0.2 \
             --rate "$rate" --duration "$PERIOD" --cpus "$CLIENT_CPU" --queues 1 --clients 1000000 \
-            --label "$server" --quiet >"$out" 2>"$d/loadgen.err" &
+            --label "$server" --quiet $LOADGEN_ARGS >"$out" 2>"$d/loadgen.err" &
           GEN_PID=$!
           wait "$GEN_PID" || true
           GEN_PID=

@@ -35,6 +35,8 @@ pub struct Addressing {
     pub dst_mac: [u8; 6],
     /// Send option 61 (client identifier, type 1 + the MAC).
     pub client_id: bool,
+    /// As a relay agent, add option 82 (perfdhcp -4 does not).
+    pub option82: bool,
 }
 
 /// The MAC of client `n`: locally administered, `02:4c:` + `n` big-endian.
@@ -89,8 +91,10 @@ fn emit_request(
     }
     let (hdr, giaddr, hops, flags) = match addr.relay {
         Some((giaddr, relay_mac)) => {
-            let n = option82(worker, &mac, &mut o82);
-            options.relay_agent_info = Some(&o82[..n]);
+            if addr.option82 {
+                let n = option82(worker, &mac, &mut o82);
+                options.relay_agent_info = Some(&o82[..n]);
+            }
             let hdr = ReplyHeader {
                 eth_src: relay_mac,
                 eth_dst: addr.dst_mac,
@@ -433,6 +437,7 @@ mod tests {
         dst_ip: Ipv4Addr::BROADCAST,
         dst_mac: [0xff; 6],
         client_id: true,
+        option82: true,
     };
 
     /// Turns a request into the reply a server would send, as a frame.

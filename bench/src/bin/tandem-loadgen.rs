@@ -6,14 +6,14 @@
 //! ```text
 //! tandem-loadgen --iface IF [--giaddr A.B.C.D] [--server A.B.C.D --server-mac MAC]
 //!                [--rate N] [--outstanding N] [--duration S] [--timeout MS] [--clients N]
-//!                [--queues N] [--cpus 0,1] [--batch N] [--client-id] [--xdp-mode auto|native|generic]
+//!                [--queues N] [--cpus 0,1] [--batch N] [--client-id] [--no-option82] [--xdp-mode auto|native|generic]
 //!                [--label NAME] [--json FILE] [--quiet]
 //! ```
 //!
 //! - `--giaddr`: act as a relay agent (as perfdhcp -4 does): requests from giaddr:67 with
 //!   hops 1 and option 82 (circuit id `lg` + worker, remote id the client's MAC); the server
 //!   answers giaddr:67. Without it, clients speak directly from 0.0.0.0:68 with their own MAC
-//!   and the broadcast flag.
+//!   and the broadcast flag. `--no-option82` leaves option 82 out, as perfdhcp -4 does.
 //! - `--server`/`--server-mac`: unicast the requests to the server (default: broadcast).
 //! - `--rate N`: start N exchanges per second (0: as fast as the window allows); open loop,
 //!   replies do not slow it down. `--outstanding N` caps the exchanges in flight (closed loop).
@@ -61,6 +61,7 @@ struct Args {
     cpus: Vec<usize>,
     batch: usize,
     client_id: bool,
+    no_option82: bool,
     xdp_mode: String,
     label: String,
     json: Option<String>,
@@ -69,7 +70,7 @@ struct Args {
 
 const USAGE: &str = "usage: tandem-loadgen --iface IF [--giaddr IP] [--server IP --server-mac MAC] \
 [--rate N] [--outstanding N] [--duration S] [--timeout MS] [--clients N] [--queues N] [--cpus 0,1] \
-[--batch N] [--client-id] [--xdp-mode auto|native|generic] [--label NAME] [--json FILE] [--quiet]";
+[--batch N] [--client-id] [--no-option82] [--xdp-mode auto|native|generic] [--label NAME] [--json FILE] [--quiet]";
 
 fn parse_mac(s: &str) -> Result<[u8; 6]> {
     let mut mac = [0u8; 6];
@@ -98,6 +99,7 @@ fn parse_args() -> Result<Args> {
         cpus: Vec::new(),
         batch: 64,
         client_id: false,
+        no_option82: false,
         xdp_mode: "auto".into(),
         label: "loadgen".into(),
         json: None,
@@ -125,6 +127,7 @@ fn parse_args() -> Result<Args> {
             }
             "--batch" => a.batch = val()?.parse::<usize>()?.clamp(1, 1024),
             "--client-id" => a.client_id = true,
+            "--no-option82" => a.no_option82 = true,
             "--xdp-mode" => a.xdp_mode = val()?,
             "--label" => a.label = val()?,
             "--json" => a.json = Some(val()?),
@@ -412,6 +415,7 @@ fn run(args: Args) -> Result<()> {
         dst_ip: args.server.unwrap_or(Ipv4Addr::BROADCAST),
         dst_mac: args.server_mac.unwrap_or([0xff; 6]),
         client_id: args.client_id,
+        option82: !args.no_option82,
     };
 
     // The XDP program and the sockets.
