@@ -143,7 +143,13 @@ fn emit_request(
 }
 
 /// Builds the DHCPDISCOVER of exchange `xid` from client `mac` into `buf`; its length.
-pub fn discover(addr: &Addressing, worker: u16, xid: u32, mac: [u8; 6], buf: &mut [u8]) -> Option<usize> {
+pub fn discover(
+    addr: &Addressing,
+    worker: u16,
+    xid: u32,
+    mac: [u8; 6],
+    buf: &mut [u8],
+) -> Option<usize> {
     let options = Options {
         message_type: Some(MessageType::Discover),
         ..Options::default()
@@ -236,7 +242,7 @@ impl Histogram {
         }
         let e = group - 1 + u64::from(SUB_BITS);
         let lo = (SUB + sub) << (e - u64::from(SUB_BITS));
-        lo + (1u64 << (e - u64::from(SUB_BITS))) - 1
+        lo + ((1u64 << (e - u64::from(SUB_BITS))) - 1)
     }
 
     /// Counts one value.
@@ -313,7 +319,10 @@ pub enum Outcome {
     /// The first OFFER of a live exchange: answer it. `discover_to_offer` in ns.
     Offered { discover_to_offer: u64 },
     /// The ACK completing a live exchange (latencies in ns).
-    Acked { request_to_ack: u64, discover_to_ack: u64 },
+    Acked {
+        request_to_ack: u64,
+        discover_to_ack: u64,
+    },
     /// A NAK ending a live exchange.
     Nakked,
     /// A reply to an exchange that is over (timed out, or a duplicate) or unknown.
@@ -389,8 +398,7 @@ impl Exchanges {
         if r == 0 {
             return Outcome::Stale;
         }
-        if s
-            .discover_at
+        if s.discover_at
             .compare_exchange(d, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
@@ -510,7 +518,12 @@ mod tests {
         let mut o = [0u8; 2048];
         let n = discover(&RELAY, 0, 42, client_mac(42), &mut d).unwrap();
         ex.start(42, 1_000);
-        let on = answer(&d[..n], MessageType::Offer, Ipv4Addr::new(10, 9, 1, 1), &mut o);
+        let on = answer(
+            &d[..n],
+            MessageType::Offer,
+            Ipv4Addr::new(10, 9, 1, 1),
+            &mut o,
+        );
         let offer = parse_reply(&o[..on]).unwrap();
         assert_eq!(offer.kind, MessageType::Offer);
         assert_eq!(offer.xid, 42);
@@ -532,7 +545,12 @@ mod tests {
         assert_eq!(r.options.requested_ip, Some(Ipv4Addr::new(10, 9, 1, 1)));
         assert_eq!(r.options.server_id, Some(Ipv4Addr::new(10, 9, 0, 1)));
         assert_eq!(r.xid, 42);
-        let an = answer(&d[..rn], MessageType::Ack, Ipv4Addr::new(10, 9, 1, 1), &mut o);
+        let an = answer(
+            &d[..rn],
+            MessageType::Ack,
+            Ipv4Addr::new(10, 9, 1, 1),
+            &mut o,
+        );
         let ack = parse_reply(&o[..an]).unwrap();
         assert_eq!(ack.kind, MessageType::Ack);
         assert_eq!(
@@ -577,7 +595,11 @@ mod tests {
         for v in 1..=100_000u64 {
             h.record(v * 1_000);
         }
-        for (q, want) in [(0.5, 50_000_000f64), (0.99, 99_000_000.0), (0.999, 99_900_000.0)] {
+        for (q, want) in [
+            (0.5, 50_000_000f64),
+            (0.99, 99_000_000.0),
+            (0.999, 99_900_000.0),
+        ] {
             let got = h.quantile(q) as f64;
             assert!((got - want).abs() / want < 0.04, "q {q}: {got} vs {want}");
         }

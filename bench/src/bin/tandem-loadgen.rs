@@ -107,7 +107,10 @@ fn parse_args() -> Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
+        let mut val = || {
+            it.next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--iface" => a.iface = val()?,
             "--giaddr" => a.giaddr = Some(val()?.parse()?),
@@ -363,8 +366,7 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
                     break;
                 }
                 if sh.args.outstanding > 0
-                    && next.saturating_sub(sh.ended.load(Ordering::Relaxed))
-                        >= sh.args.outstanding
+                    && next.saturating_sub(sh.ended.load(Ordering::Relaxed)) >= sh.args.outstanding
                 {
                     break;
                 }
@@ -374,7 +376,8 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
                 add(&c.started, 1);
                 mine += 1;
                 n -= 1;
-                let pushed = tx.push_with(|buf| loadgen::discover(&sh.addr, w, seq as u32, mac, buf));
+                let pushed =
+                    tx.push_with(|buf| loadgen::discover(&sh.addr, w, seq as u32, mac, buf));
                 if matches!(pushed, Ok(true)) {
                     add(&c.discovers, 1);
                 } else {
@@ -404,7 +407,10 @@ fn us(ns: u64) -> f64 {
 }
 
 fn run(args: Args) -> Result<()> {
-    let queues = args.queues.unwrap_or_else(|| rx_queue_count(&args.iface)).clamp(1, ebpf::MAX_QUEUES);
+    let queues = args
+        .queues
+        .unwrap_or_else(|| rx_queue_count(&args.iface))
+        .clamp(1, ebpf::MAX_QUEUES);
     let our_mac = parse_mac(
         std::fs::read_to_string(format!("/sys/class/net/{}/address", args.iface))
             .map_err(|e| format!("{}: {e}", args.iface))?
@@ -449,7 +455,9 @@ fn run(args: Args) -> Result<()> {
     };
     let sockets = XskIo::open_all(&args.iface, 0..queues, &opts)?;
     {
-        let map = bpf.map_mut(ebpf::LG_MAP_XSKS).ok_or("the XDP object has no LG_XSKS")?;
+        let map = bpf
+            .map_mut(ebpf::LG_MAP_XSKS)
+            .ok_or("the XDP object has no LG_XSKS")?;
         let mut xsks: XskMap<_> = XskMap::try_from(map)?;
         for s in &sockets {
             xsks.set(s.queue(), s.fd(), 0)?;
@@ -482,7 +490,9 @@ fn run(args: Args) -> Result<()> {
         stop: AtomicBool::new(false),
         args: args.clone(),
         send_until,
-        run_until: send_until.saturating_add(timeout_ns).saturating_add(50_000_000),
+        run_until: send_until
+            .saturating_add(timeout_ns)
+            .saturating_add(50_000_000),
         threads,
     });
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -515,8 +525,16 @@ fn run(args: Args) -> Result<()> {
             mode,
             if zero_copy { "zero-copy" } else { "copy" },
             queues,
-            if addr.relay.is_some() { "relay" } else { "direct" },
-            if args.rate > 0 { args.rate.to_string() } else { "unpaced".into() },
+            if addr.relay.is_some() {
+                "relay"
+            } else {
+                "direct"
+            },
+            if args.rate > 0 {
+                args.rate.to_string()
+            } else {
+                "unpaced".into()
+            },
             args.duration.as_secs_f64(),
             args.timeout.as_millis(),
             args.clients
@@ -535,7 +553,10 @@ fn run(args: Args) -> Result<()> {
         if now >= next_report && !args.quiet {
             let t = totals(&counters);
             let timeouts = shared.timeouts.load(Ordering::Relaxed);
-            let in_flight = shared.next.load(Ordering::Relaxed).saturating_sub(shared.ended.load(Ordering::Relaxed));
+            let in_flight = shared
+                .next
+                .load(Ordering::Relaxed)
+                .saturating_sub(shared.ended.load(Ordering::Relaxed));
             let done = t.completed - last.completed;
             eprintln!(
                 "[lg] t={:>4.0}s started {:>8}/s completed {:>8}/s timeouts {:>7}/s naks {:>5} in flight {:>7} mean DORA {:>8.3} ms{}",
@@ -545,8 +566,16 @@ fn run(args: Args) -> Result<()> {
                 timeouts - last_timeouts,
                 t.naks - last.naks,
                 in_flight,
-                if done > 0 { (t.dora_ns_sum - last.dora_ns_sum) as f64 / done as f64 / 1e6 } else { 0.0 },
-                if t.behind > last.behind { format!(" (generator behind by {})", t.behind - last.behind) } else { String::new() }
+                if done > 0 {
+                    (t.dora_ns_sum - last.dora_ns_sum) as f64 / done as f64 / 1e6
+                } else {
+                    0.0
+                },
+                if t.behind > last.behind {
+                    format!(" (generator behind by {})", t.behind - last.behind)
+                } else {
+                    String::new()
+                }
             );
             last = t;
             last_timeouts = timeouts;
@@ -574,17 +603,39 @@ fn run(args: Args) -> Result<()> {
     let timeouts = shared.timeouts.load(Ordering::Relaxed);
     let secs = args.duration.as_secs_f64();
     let drops = t.started.saturating_sub(t.completed);
-    let drop_pct = if t.started > 0 { drops as f64 * 100.0 / t.started as f64 } else { 100.0 };
+    let drop_pct = if t.started > 0 {
+        drops as f64 * 100.0 / t.started as f64
+    } else {
+        100.0
+    };
     let per_s = t.completed as f64 / secs;
     if !args.quiet {
         eprintln!(
             "tandem-loadgen: {}: {} exchanges started ({:.0}/s offered), {} completed = {:.0} DORA/s, {} dropped ({:.2} %: {} timed out, {} late, {} NAKed); generator fell behind by {}, window full {}×, tx failed {}",
-            args.label, t.started, t.started as f64 / secs, t.completed, per_s, drops, drop_pct, timeouts, t.late, t.naks, t.behind, t.window_full, t.tx_failed
+            args.label,
+            t.started,
+            t.started as f64 / secs,
+            t.completed,
+            per_s,
+            drops,
+            drop_pct,
+            timeouts,
+            t.late,
+            t.naks,
+            t.behind,
+            t.window_full,
+            t.tx_failed
         );
         eprintln!(
             "tandem-loadgen: latency DISCOVER→ACK p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs; DISCOVER→OFFER p50 {:.1} µs p99 {:.1} µs; REQUEST→ACK p50 {:.1} µs p99 {:.1} µs",
-            us(d2a.quantile(0.5)), us(d2a.quantile(0.99)), us(d2a.quantile(0.999)), us(d2a.max()),
-            us(d2o.quantile(0.5)), us(d2o.quantile(0.99)), us(r2a.quantile(0.5)), us(r2a.quantile(0.99))
+            us(d2a.quantile(0.5)),
+            us(d2a.quantile(0.99)),
+            us(d2a.quantile(0.999)),
+            us(d2a.max()),
+            us(d2o.quantile(0.5)),
+            us(d2o.quantile(0.99)),
+            us(r2a.quantile(0.5)),
+            us(r2a.quantile(0.99))
         );
     }
     let json = format!(
@@ -600,7 +651,11 @@ fn run(args: Args) -> Result<()> {
         ),
         args.label.replace(['"', '\\'], "_"),
         args.iface,
-        if addr.relay.is_some() { "relay" } else { "direct" },
+        if addr.relay.is_some() {
+            "relay"
+        } else {
+            "direct"
+        },
         mode,
         queues,
         args.rate,
@@ -636,7 +691,10 @@ fn run(args: Args) -> Result<()> {
     );
     println!("{json}");
     if let Some(path) = &args.json {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         writeln!(f, "{json}")?;
     }
     Ok(())

@@ -17,6 +17,7 @@
 //!    journals hold everything since the last checkpoint.
 //! 4. `open` again: crash recovery, replaying those journal entries. Reports the time, the
 //!    entries replayed and the RSS.
+//!
 //! Disk: allocated blocks (st_blocks × 512) after step 1, per lease: the table file, the
 //! journals (one 512-byte entry per fill allocation, not truncated by the checkpoint), all.
 //! 10M needs ~8 GB of disk with the fill's journal (~2.6 GB of table).
@@ -32,7 +33,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use lease_mmap::{AllocCursor, BindingState, Durability, Lease, Slot, Store, TableId, TableSpec, UnixTime};
+use lease_mmap::{
+    AllocCursor, BindingState, Durability, Lease, Slot, Store, TableId, TableSpec, UnixTime,
+};
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -53,7 +56,14 @@ fn spec(n: u32) -> TableSpec {
 
 fn lease(i: u32, ends: u32) -> Lease {
     let mut chaddr = [0u8; 16];
-    chaddr[..6].copy_from_slice(&[0x02, 0x5c, (i >> 24) as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+    chaddr[..6].copy_from_slice(&[
+        0x02,
+        0x5c,
+        (i >> 24) as u8,
+        (i >> 16) as u8,
+        (i >> 8) as u8,
+        i as u8,
+    ]);
     Lease {
         state: BindingState::Active,
         ends: UnixTime(ends),
@@ -97,12 +107,13 @@ fn child_fill(dir: &Path, n: u32) -> Result<()> {
     let j = journals.first_mut().ok_or("no journal")?;
     while bound < n {
         let l = lease(bound, 1_700_003_600);
-        let Some((slot, version)) = t.allocate(&mut cursor, UnixTime(1_700_000_000), &l, &never) else {
+        let Some((slot, version)) = t.allocate(&mut cursor, UnixTime(1_700_000_000), &l, &never)
+        else {
             break;
         };
         j.record(t.id(), slot, version, &l);
         bound += 1;
-        if bound % 64 == 0 {
+        if bound.is_multiple_of(64) {
             j.commit()?;
         }
     }
@@ -112,7 +123,9 @@ fn child_fill(dir: &Path, n: u32) -> Result<()> {
     store.close(journals)?;
     let close = t2.elapsed().as_secs_f64();
     let (rss, hwm) = rss_kib();
-    println!("create_s={create:.4} fill_s={fill:.4} close_s={close:.4} bound={bound} rss_kib={rss} hwm_kib={hwm}");
+    println!(
+        "create_s={create:.4} fill_s={fill:.4} close_s={close:.4} bound={bound} rss_kib={rss} hwm_kib={hwm}"
+    );
     Ok(())
 }
 
@@ -147,7 +160,7 @@ fn child_crash(dir: &Path, n: u32, updates: u32) -> Result<()> {
         let nv = t.update(s, v, &l)?;
         j.record(t.id(), s, nv, &l);
         done += 1;
-        if done % 64 == 0 {
+        if done.is_multiple_of(64) {
             j.commit()?;
         }
     }
@@ -242,7 +255,9 @@ fn main() -> Result<()> {
             "--updates" => updates = Some(val()?.parse()?),
             "--json" => json = Some(PathBuf::from(val()?)),
             "-h" | "--help" => {
-                println!("tandem-scale [--sizes 10000,1000000] [--dir /var/tmp] [--updates N] [--json FILE]");
+                println!(
+                    "tandem-scale [--sizes 10000,1000000] [--dir /var/tmp] [--updates N] [--json FILE]"
+                );
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other:?}").into()),
@@ -256,7 +271,9 @@ fn main() -> Result<()> {
         if !(2..=MAX_RECORDS).contains(&n) {
             return Err(format!("size {n} outside 2..={}", MAX_RECORDS).into());
         }
-        let dir = tempfile::Builder::new().prefix("lg-scale.").tempdir_in(&base)?;
+        let dir = tempfile::Builder::new()
+            .prefix("lg-scale.")
+            .tempdir_in(&base)?;
         let d = dir.path().join("data");
         let fill = run_child("fill", &d, n, 0)?;
         let (tables, journals, all) = disk_usage(&d)?;
@@ -264,7 +281,8 @@ fn main() -> Result<()> {
         let u = updates.unwrap_or_else(|| n.min(100_000));
         let crash = run_child("crash", &d, n, u)?;
         let rec = run_child("open", &d, n, 0)?;
-        let mib = |kv: &[(String, String)]| get(kv, "rss_kib").parse::<f64>().unwrap_or(0.0) / 1024.0;
+        let mib =
+            |kv: &[(String, String)]| get(kv, "rss_kib").parse::<f64>().unwrap_or(0.0) / 1024.0;
         println!(
             "| {n} | {} | {} | {} | {:.1} / {:.1} | {} | {} ({} replayed) | {:.1} | {:.0} / {:.0} / {:.0} |",
             get(&fill, "create_s"),
@@ -281,7 +299,10 @@ fn main() -> Result<()> {
             all as f64 / f64::from(n),
         );
         if let Some(path) = &json {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
             writeln!(
                 f,
                 "{{\"leases\":{n},\"create_s\":{},\"fill_s\":{},\"open_s\":{},\"open_rss_kib\":{},\"open_anon_kib\":{},\"crash_updates\":{},\"recovery_open_s\":{},\"replayed\":{},\"recovery_rss_kib\":{},\"table_bytes\":{tables},\"journal_bytes\":{journals},\"disk_bytes\":{all}}}",
