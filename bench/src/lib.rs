@@ -7,6 +7,8 @@
 //! distinct clients, built as whole frames.
 #![forbid(unsafe_code)]
 
+pub mod loadgen;
+
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

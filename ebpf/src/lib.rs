@@ -95,3 +95,20 @@ impl LbConfig {
         hba: [0; 32],
     };
 }
+
+static LG_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/xdp_lg_client.o"
+)));
+
+/// The load generator's client-side program (`src/xdp_lg_client.c`, ELF, 8-byte aligned):
+/// IPv4 UDP to port 68 or 67 (replies to clients or to a relay's giaddr) goes to the AF_XDP
+/// socket of its rx queue ([`LG_MAP_XSKS`]); everything else passes to the kernel.
+pub static XDP_LG_CLIENT: &[u8] = &LG_OBJECT.0;
+
+/// Name of the program in [`XDP_LG_CLIENT`].
+pub const LG_PROGRAM_NAME: &str = "xdp_lg_client";
+/// [`XDP_LG_CLIENT`]'s `BPF_MAP_TYPE_XSKMAP` ([`MAX_QUEUES`] slots), key: rx queue index.
+pub const LG_MAP_XSKS: &str = "LG_XSKS";
+/// [`XDP_LG_CLIENT`]'s per-CPU counters, key: 0 passed, 1 redirected, 2 no socket bound.
+pub const LG_MAP_COUNTERS: &str = "LG_COUNTERS";

@@ -1,0 +1,344 @@
+#!/usr/bin/env bash
+# Side by side: tandem (XDP and AF_PACKET datapaths; failover off, and on with a tandem
+# partner), kea-dhcp4 and ISC dhcpd, each under perfdhcp and under tandem-loadgen, at a ladder
+# of offered DORA rates, REPEATS times; then the summary (highest rate with <= 2.5 % drops,
+# goodput at saturation, latency, ratios to Kea of the same run) and the plots.
+#
+# Run as root from the repository root:
+#   bash bench/load/side-by-side.sh            # the full ladder, 3 repeats (~25 min)
+#   bash bench/load/side-by-side.sh --quick    # < 2 minutes: tandem-xdp and kea, 2 rates, 1 repeat
+#
+# Testbed (torn down on exit, even on failure): namespaces lg-srv (the server, 10.100.0.1/14
+# on veth lg-s) and lg-cli (the generator, 10.100.0.2/14 on lg-c); for the failover rows a
+# third namespace lg-peer holds the partner tandemd, reached over a second veth (lg-p0 in
+# lg-srv, 192.168.77.1/24 <-> lg-p1 in lg-peer, 192.168.77.2/24) that carries only the peer
+# link. Identical conditions for every server: pinned to CPU $SERVER_CPU, the generator to
+# $CLIENT_CPU; the same pool 10.100.0.10-10.103.255.250 (262,129 addresses), lease time 1 h,
+# persistence on (tandem: durability "sync", one worker; Kea: memfile persist true, LFC off,
+# MT off; dhcpd: lease file on disk, ping-check off); a fresh server and empty store per cell.
+# Both generators act as relay agents (giaddr 10.100.0.2, one million distinct clients,
+# 1 s drop timeout); drop % = exchanges started that got no ACK within it.
+#
+# Environment: RATES ("2000 5000 10000 20000 40000"), PERIOD (5 s per cell), REPEATS (3),
+# SERVERS ("tandem-xdp tandem-packet tandem-xdp-failover kea dhcpd"), GENERATORS
+# ("perfdhcp loadgen"), SERVER_CPU (1), CLIENT_CPU (0), OUT (bench/results/side-by-side),
+# WORK (a new directory under /var/tmp: every raw output), PYTHON (python3), LOADGEN_ARGS
+# (extra tandem-loadgen flags, e.g. --no-option82 to send what perfdhcp sends), DHCPD_RANGE
+# (e.g. "10.100.1.0 10.100.255.255": a deviation from the common pool, for dhcpd's allocator
+# that collapses on large ranges; say so next to its numbers), TANDEMD /
+# TANDEMCTL / LOADGEN (built binaries; by default cargo build --release in
+# $CARGO_TARGET_DIR or target/).
+# Every wait is bounded; servers are ended by pid.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+QUICK=0
+for a in "$@"; do
+  case "$a" in
+    --quick) QUICK=1 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    *) echo "side-by-side.sh: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+if [ "$QUICK" = 1 ]; then
+  RATES=${RATES:-"2000 8000"}
+  PERIOD=${PERIOD:-2}
+  REPEATS=${REPEATS:-1}
+  SERVERS=${SERVERS:-"tandem-xdp kea"}
+  OUT=${OUT:-${WORK:-/var/tmp}/side-by-side-quick}
+fi
+RATES=${RATES:-"2000 5000 10000 20000 40000"}
+PERIOD=${PERIOD:-5}
+REPEATS=${REPEATS:-3}
+SERVERS=${SERVERS:-"tandem-xdp tandem-packet tandem-xdp-failover kea dhcpd"}
+GENERATORS=${GENERATORS:-"perfdhcp loadgen"}
+SERVER_CPU=${SERVER_CPU:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
+CLIENT_CPU=${CLIENT_CPU:-0}
+OUT=${OUT:-bench/results/side-by-side}
+LOADGEN_ARGS=${LOADGEN_ARGS:-}
+DHCPD_RANGE=${DHCPD_RANGE:-}
+PYTHON=${PYTHON:-python3}
+NS_S=lg-srv
+NS_C=lg-cli
+NS_P=lg-peer
+IF_S=lg-s
+IF_C=lg-c
+POOL_FIRST=10.100.0.10
+POOL_LAST=10.103.255.250
+POOL_SIZE=262129
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "side-by-side.sh: builds network namespaces: run it as root" >&2
+  exit 1
+fi
+for tool in ip taskset timeout perfdhcp kea-dhcp4 dhcpd awk; do
+  command -v "$tool" >/dev/null || { echo "side-by-side.sh: $tool not found" >&2; exit 1; }
+done
+for r in $RATES; do
+  if [ $((r * PERIOD)) -gt $POOL_SIZE ]; then
+    echo "side-by-side.sh: rate $r x ${PERIOD}s exceeds the pool ($POOL_SIZE addresses)" >&2; exit 2
+  fi
+done
+
+T="${CARGO_TARGET_DIR:-target}/release"
+if [ -z "${TANDEMD:-}" ] || [ -z "${LOADGEN:-}" ] || [ -z "${TANDEMCTL:-}" ]; then
+  echo "[sbs] building tandemd, tandemctl, tandem-loadgen (release)" >&2
+  cargo build --release --locked -p control --bin tandemd --bin tandemctl >&2
+  cargo build --release --locked -p bench --bin tandem-loadgen >&2
+fi
+TANDEMD=$(realpath "${TANDEMD:-$T/tandemd}")
+TANDEMCTL=$(realpath "${TANDEMCTL:-$T/tandemctl}")
+LOADGEN=$(realpath "${LOADGEN:-$T/tandem-loadgen}")
+WORK=${WORK:-$(mktemp -d /var/tmp/lg-sbs.XXXXXX)}
+mkdir -p "$WORK" "$OUT"
+WORK=$(realpath "$WORK")
+
+SERVER_PID=
+PEER_PID=
+GEN_PID=
+stop_pid() { # $1: pid
+  local p=$1
+  [ -n "$p" ] || return 0
+  kill -TERM "$p" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+}
+stop_servers() {
+  stop_pid "$SERVER_PID"; SERVER_PID=
+  stop_pid "$PEER_PID"; PEER_PID=
+}
+cleanup() {
+  stop_pid "$GEN_PID"
+  stop_servers
+  for ns in "$NS_S" "$NS_C" "$NS_P"; do ip netns del "$ns" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cleanup
+ip netns add "$NS_S"
+ip netns add "$NS_C"
+ip netns add "$NS_P"
+ip link add "$IF_S" netns "$NS_S" type veth peer name "$IF_C" netns "$NS_C"
+ip link add lg-p0 netns "$NS_S" type veth peer name lg-p1 netns "$NS_P"
+ip -n "$NS_S" addr add 10.100.0.1/14 dev "$IF_S"
+ip -n "$NS_C" addr add 10.100.0.2/14 dev "$IF_C"
+ip -n "$NS_S" addr add 192.168.77.1/24 dev lg-p0
+ip -n "$NS_P" addr add 192.168.77.2/24 dev lg-p1
+for ns in "$NS_S" "$NS_C" "$NS_P"; do ip -n "$ns" link set lo up; done
+ip -n "$NS_S" link set "$IF_S" up
+ip -n "$NS_S" link set lg-p0 up
+ip -n "$NS_C" link set "$IF_C" up
+ip -n "$NS_P" link set lg-p1 up
+
+tandem_conf() { # $1: dir, $2: datapath, $3: iface, $4: server_id, $5: failover role or ""
+  local d=$1 dp=$2 ifc=$3 sid=$4 role=$5
+  cat <<EOF
+[server]
+interfaces = ["$ifc"]
+server_id = "$sid"
+data_dir = "$d/data"
+datapath = "$dp"
+workers = 1
+durability = "sync"
+log_level = "warn"
+
+[[subnet]]
+prefix = "10.100.0.0/14"
+pools = ["$POOL_FIRST-$POOL_LAST"]
+router = ["10.100.0.1"]
+lease_time = "1h"
+EOF
+  if [ -n "$role" ]; then
+    local me peer extra=""
+    if [ "$role" = primary ]; then me=192.168.77.1; peer=192.168.77.2; extra='mclt = "1h"'
+    else me=192.168.77.2; peer=192.168.77.1; fi
+    cat <<EOF
+failover = "pair"
+
+[[failover]]
+name = "pair"
+role = "$role"
+$extra
+mode = "hot-standby"
+address = "$me"
+peer_address = "$peer"
+EOF
+  fi
+}
+
+wait_sock() { # $1: data dir, $2: pid, $3: log
+  for _ in $(seq 300); do
+    [ -S "$1/tandemd.sock" ] && return 0
+    kill -0 "$2" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "tandemd did not start:" >&2; cat "$3" >&2; return 1
+}
+
+start_tandem() { # $1: dir, $2: datapath, $3: failover (0/1)
+  local d=$1 dp=$2 fo=$3 role=""
+  [ "$fo" = 1 ] && role=primary
+  tandem_conf "$d" "$dp" "$IF_S" 10.100.0.1 "$role" >"$d/tandemd.toml"
+  if [ "$fo" = 1 ]; then
+    mkdir -p "$d/peer"
+    tandem_conf "$d/peer" packet lg-p1 192.168.77.2 secondary >"$d/peer/tandemd.toml"
+    ip netns exec "$NS_P" taskset -c "$CLIENT_CPU" "$TANDEMD" --config "$d/peer/tandemd.toml" \
+      >"$d/peer/server.log" 2>&1 &
+    PEER_PID=$!
+  fi
+  ip netns exec "$NS_S" taskset -c "$SERVER_CPU" "$TANDEMD" --config "$d/tandemd.toml" \
+    >"$d/server.log" 2>&1 &
+  SERVER_PID=$!
+  wait_sock "$d/data" "$SERVER_PID" "$d/server.log"
+  if [ "$fo" = 1 ]; then
+    wait_sock "$d/peer/data" "$PEER_PID" "$d/peer/server.log"
+    # The pair should reach NORMAL in a few seconds; the row is labelled by what it reached.
+    local st=""
+    for _ in $(seq 100); do
+      st=$("$TANDEMCTL" --data-dir "$d/data" status --json 2>/dev/null | tr -d ' \n' |
+        sed -n 's/.*"relationships":\[{[^]]*"state":"\([a-z-]*\)".*/\1/p') || true
+      [ "$st" = normal ] && break
+      sleep 0.1
+    done
+    echo "${st:-unknown}" >"$d/failover-state"
+  fi
+}
+
+start_kea() {
+  local d=$1
+  cat >"$d/kea.json" <<EOF
+{ "Dhcp4": {
+  "interfaces-config": { "interfaces": [ "$IF_S" ], "dhcp-socket-type": "raw" },
+  "lease-database": { "type": "memfile", "persist": true, "name": "$d/kea-leases.csv", "lfc-interval": 0 },
+  "multi-threading": { "enable-multi-threading": false },
+  "valid-lifetime": 3600, "renew-timer": 1800, "rebind-timer": 3150, "authoritative": true,
+  "subnet4": [ { "id": 1, "subnet": "10.100.0.0/14",
+                 "pools": [ { "pool": "$POOL_FIRST - $POOL_LAST" } ],
+                 "option-data": [ { "name": "routers", "data": "10.100.0.1" } ] } ],
+  "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$d/kea.log" } ], "severity": "WARN" } ]
+} }
+EOF
+  KEA_PIDFILE_DIR=$d KEA_LOCKFILE_DIR=$d ip netns exec "$NS_S" taskset -c "$SERVER_CPU" \
+    kea-dhcp4 -c "$d/kea.json" >"$d/server.log" 2>&1 &
+  SERVER_PID=$!
+  sleep 1.5
+  kill -0 "$SERVER_PID" 2>/dev/null || { echo "kea-dhcp4 did not start:" >&2; cat "$d/server.log" >&2; return 1; }
+}
+
+start_dhcpd() {
+  local d=$1
+  cat >"$d/dhcpd.conf" <<EOF
+authoritative; default-lease-time 3600; max-lease-time 3600; ddns-update-style none;
+ping-check false;
+subnet 10.100.0.0 netmask 255.252.0.0 { range ${DHCPD_RANGE:-$POOL_FIRST $POOL_LAST}; option routers 10.100.0.1; }
+EOF
+  : >"$d/dhcpd.leases"
+  ip netns exec "$NS_S" taskset -c "$SERVER_CPU" \
+    dhcpd -4 -f -q -cf "$d/dhcpd.conf" -lf "$d/dhcpd.leases" -pf "$d/dhcpd.pid" "$IF_S" \
+    >"$d/server.log" 2>&1 &
+  SERVER_PID=$!
+  sleep 1.5
+  kill -0 "$SERVER_PID" 2>/dev/null || { echo "dhcpd did not start:" >&2; cat "$d/server.log" >&2; return 1; }
+}
+
+start_server() { # $1: server name, $2: dir
+  case "$1" in
+    tandem-xdp) start_tandem "$2" xdp 0 ;;
+    tandem-packet) start_tandem "$2" packet 0 ;;
+    tandem-xdp-failover) start_tandem "$2" xdp 1 ;;
+    tandem-packet-failover) start_tandem "$2" packet 1 ;;
+    kea) start_kea "$2" ;;
+    dhcpd) start_dhcpd "$2" ;;
+    *) echo "side-by-side.sh: unknown server $1" >&2; return 1 ;;
+  esac
+}
+
+# perfdhcp: "sent received avg_delay_ms" of one section.
+section() { # $1: file, $2: DISCOVER-OFFER | REQUEST-ACK
+  awk -v s="Statistics for: $2" '
+    index($0, s) { on = 1; next }
+    on && /^\*\*\*/ { on = 0 }
+    on && /^sent packets:/ { sent = $3 }
+    on && /^received packets:/ { recv = $3 }
+    on && /^avg delay:/ { avg = $3 }
+    END { printf "%d %d %s\n", sent, recv, (avg == "" ? "-" : avg) }' "$1"
+}
+json_num() { # $1: file, $2: key
+  sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" "$1" | tail -1
+}
+
+RESULTS="$OUT/runs.tsv"
+printf 'server\tgenerator\trepeat\toffered\tstarted\tcompleted\tcompleted_per_s\tdrop_pct\tlat_avg_ms\tlat_p50_ms\tlat_p99_ms\tlat_p999_ms\tnote\n' >"$RESULTS"
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+cells=0
+total=$(( $(echo $SERVERS | wc -w) * $(echo $GENERATORS | wc -w) * $(echo $RATES | wc -w) * REPEATS ))
+T0=$(date +%s)
+for rep in $(seq "$REPEATS"); do
+  for server in $SERVERS; do
+    for gen in $GENERATORS; do
+      for rate in $RATES; do
+        cells=$((cells + 1))
+        d="$WORK/$server-$gen-r$rate-$rep"
+        rm -rf "$d"; mkdir -p "$d"
+        if ! start_server "$server" "$d"; then
+          stop_servers
+          printf '%s\t%s\t%s\t%s\t0\t0\t0\t100.00\t-\t-\t-\t-\tstart-failed\n' "$server" "$gen" "$rep" "$rate" >>"$RESULTS"
+          echo "[sbs] $server did not start (see $d/server.log); row recorded as start-failed" >&2
+          continue
+        fi
+        note=""
+        [ -f "$d/failover-state" ] && note="failover:$(cat "$d/failover-state")"
+        out="$d/$gen.txt"
+        if [ "$gen" = perfdhcp ]; then
+          timeout $((PERIOD + 30)) ip netns exec "$NS_C" taskset -c "$CLIENT_CPU" \
+            perfdhcp -4 -l "$IF_C" -r "$rate" -p "$PERIOD" -R 1000000 -W 1000000 >"$out" 2>&1 &
+          GEN_PID=$!
+          wait "$GEN_PID" || true
+          GEN_PID=
+          read -r started _ do_avg < <(section "$out" DISCOVER-OFFER)
+          read -r _ acks ra_avg < <(section "$out" REQUEST-ACK)
+          completed=$acks
+          lat_avg=$(awk -v a="$do_avg" -v b="$ra_avg" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%.3f", a + b }')
+          p50=-; p99=-; p999=-
+        else
+          timeout $((PERIOD + 30)) ip netns exec "$NS_C" taskset -c "$CLIENT_CPU" "$LOADGEN" --iface "$IF_C" --giaddr 10.100.0.2 \
+            --rate "$rate" --duration "$PERIOD" --cpus "$CLIENT_CPU" --queues 1 --clients 1000000 \
+            --label "$server" --quiet $LOADGEN_ARGS >"$out" 2>"$d/loadgen.err" &
+          GEN_PID=$!
+          wait "$GEN_PID" || true
+          GEN_PID=
+          started=$(json_num "$out" started); started=${started:-0}
+          completed=$(json_num "$out" completed); completed=${completed:-0}
+          ms() { awk -v x="$1" 'BEGIN { if (x == "") print "-"; else printf "%.3f", x / 1000 }'; }
+          lat_avg=$(ms "$(json_num "$out" dora_mean_us)")
+          p50=$(ms "$(json_num "$out" dora_p50_us)")
+          p99=$(ms "$(json_num "$out" dora_p99_us)")
+          p999=$(ms "$(json_num "$out" dora_p999_us)")
+        fi
+        stop_servers
+        per_s=$((completed / PERIOD))
+        if [ "$started" -gt 0 ]; then
+          drop=$(awk -v s="$started" -v a="$completed" 'BEGIN { d = (s - a) * 100 / s; if (d < 0) d = 0; printf "%.2f", d }')
+        else
+          drop=100.00
+        fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$gen" "$rep" "$rate" \
+          "$started" "$completed" "$per_s" "$drop" "$lat_avg" "$p50" "$p99" "$p999" "${note:--}" >>"$RESULTS"
+        printf '[sbs] %3d/%d %4ds  %-20s %-8s rep %d offered %6s/s: %7s DORA/s, %6s %% dropped, latency avg %s ms p99 %s ms %s\n' \
+          "$cells" "$total" $(( $(date +%s) - T0 )) "$server" "$gen" "$rep" "$rate" "$per_s" "$drop" "$lat_avg" "$p99" "$note" >&2
+      done
+    done
+  done
+done
+LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+{
+  echo "machine: $(nproc) CPUs, kernel $(uname -r), load average at start $LOAD0, at end $LOAD1"
+  echo "server on CPU $SERVER_CPU, generator on CPU $CLIENT_CPU; ${PERIOD} s per cell, $REPEATS repeat(s); pool $POOL_SIZE addresses, lease 1 h, persistence on"
+  echo
+} >"$OUT/summary.md"
+"$PYTHON" bench/load/summarize.py "$RESULTS" "$OUT" >>"$OUT/summary.md"
+cat "$OUT/summary.md"
+echo "raw outputs: $WORK; rows: $RESULTS; summary and plots: $OUT" >&2

@@ -1,0 +1,620 @@
+//! The pieces of `tandem-loadgen` (the AF_XDP DHCP client emulator, `src/bin/tandem-loadgen.rs`)
+//! that do no I/O: the request frames it sends, the replies it reads, the shared table of
+//! exchanges in flight, and the latency histogram.
+//!
+//! One exchange is one emulated client's DORA: a DHCPDISCOVER, the server's DHCPOFFER, a
+//! SELECTING DHCPREQUEST for the offered address, the DHCPACK. Exchange `seq` (a global
+//! counter) uses transaction id `seq as u32` and client `seq % clients`, whose MAC is
+//! `02:4c:` + the client number in 4 bytes: up to 2^32 distinct clients.
+//!
+//! Exchanges live in [`Exchanges`], a ring of [`Exchanges::capacity`] slots indexed by the
+//! xid: any worker thread may receive any reply (the server picks the rx queue), so the table
+//! is shared and every transition is a single atomic compare-and-swap. A sweeper walks the
+//! ring in start order and times out the exchanges that got no ACK within the timeout.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use dataplane::wire::dhcpv4::{self, MessageType, OpCode, Options, Repr};
+use dataplane::wire::frame::{self, ReplyHeader};
+use dataplane::wire::relay;
+
+/// Parameter Request List the emulated clients send (perfdhcp's).
+const PRL: &[u8] = &[1, 3, 6, 15, 28];
+
+/// How the emulated clients reach the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Addressing {
+    /// As a relay agent: giaddr (the generator interface's address), its MAC; requests go
+    /// from giaddr:67 with option 82, replies come back to giaddr:67. `None`: directly, from
+    /// 0.0.0.0:68 with the client's own MAC and the broadcast flag.
+    pub relay: Option<(Ipv4Addr, [u8; 6])>,
+    /// Destination IPv4 address of the requests (255.255.255.255 or the server).
+    pub dst_ip: Ipv4Addr,
+    /// Destination MAC (broadcast, or the server's for unicast).
+    pub dst_mac: [u8; 6],
+    /// Send option 61 (client identifier, type 1 + the MAC).
+    pub client_id: bool,
+    /// As a relay agent, add option 82 (perfdhcp -4 does not).
+    pub option82: bool,
+}
+
+/// The MAC of client `n`: locally administered, `02:4c:` + `n` big-endian.
+pub fn client_mac(n: u32) -> [u8; 6] {
+    let b = n.to_be_bytes();
+    [0x02, 0x4c, b[0], b[1], b[2], b[3]]
+}
+
+/// Option 82 of a relayed request: circuit id `lg` + the worker number, remote id the MAC.
+/// Returns the bytes used in `buf`.
+fn option82(worker: u16, mac: &[u8; 6], buf: &mut [u8; 20]) -> usize {
+    let w = worker.to_be_bytes();
+    let bytes = [
+        relay::CIRCUIT_ID,
+        4,
+        b'l',
+        b'g',
+        w[0],
+        w[1],
+        relay::REMOTE_ID,
+        6,
+        mac[0],
+        mac[1],
+        mac[2],
+        mac[3],
+        mac[4],
+        mac[5],
+    ];
+    buf[..bytes.len()].copy_from_slice(&bytes);
+    bytes.len()
+}
+
+/// Builds a request frame (Ethernet/IPv4/UDP with its checksum/DHCP) into `buf`.
+fn emit_request(
+    addr: &Addressing,
+    worker: u16,
+    xid: u32,
+    mac: [u8; 6],
+    options: Options<'_>,
+    buf: &mut [u8],
+) -> Option<usize> {
+    let mut chaddr = [0u8; 16];
+    chaddr[..6].copy_from_slice(&mac);
+    let mut cid = [0u8; 7];
+    cid[0] = 1;
+    cid[1..].copy_from_slice(&mac);
+    let mut o82 = [0u8; 20];
+    let mut options = options;
+    options.parameter_request_list = Some(PRL);
+    if addr.client_id {
+        options.client_id = Some(&cid);
+    }
+    let (hdr, giaddr, hops, flags) = match addr.relay {
+        Some((giaddr, relay_mac)) => {
+            if addr.option82 {
+                let n = option82(worker, &mac, &mut o82);
+                options.relay_agent_info = Some(&o82[..n]);
+            }
+            let hdr = ReplyHeader {
+                eth_src: relay_mac,
+                eth_dst: addr.dst_mac,
+                vlan: None,
+                ip_src: giaddr,
+                ip_dst: addr.dst_ip,
+                udp_src: dhcpv4::SERVER_PORT,
+                udp_dst: dhcpv4::SERVER_PORT,
+                ttl: 64,
+            };
+            (hdr, giaddr, 1, 0)
+        }
+        None => {
+            let hdr = ReplyHeader {
+                eth_src: mac,
+                eth_dst: addr.dst_mac,
+                vlan: None,
+                ip_src: Ipv4Addr::UNSPECIFIED,
+                ip_dst: addr.dst_ip,
+                udp_src: dhcpv4::CLIENT_PORT,
+                udp_dst: dhcpv4::SERVER_PORT,
+                ttl: 64,
+            };
+            (hdr, Ipv4Addr::UNSPECIFIED, 0, dhcpv4::FLAG_BROADCAST)
+        }
+    };
+    let repr = Repr {
+        op: OpCode::Request,
+        htype: 1,
+        hlen: 6,
+        hops,
+        xid,
+        secs: 0,
+        flags,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
+        yiaddr: Ipv4Addr::UNSPECIFIED,
+        siaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr,
+        chaddr,
+        sname: &[],
+        file: &[],
+        is_dhcp: true,
+        options,
+    };
+    frame::emit_reply(&hdr, &repr, buf).ok()
+}
+
+/// Builds the DHCPDISCOVER of exchange `xid` from client `mac` into `buf`; its length.
+pub fn discover(
+    addr: &Addressing,
+    worker: u16,
+    xid: u32,
+    mac: [u8; 6],
+    buf: &mut [u8],
+) -> Option<usize> {
+    let options = Options {
+        message_type: Some(MessageType::Discover),
+        ..Options::default()
+    };
+    emit_request(addr, worker, xid, mac, options, buf)
+}
+
+/// Builds the SELECTING DHCPREQUEST answering `offer` into `buf`; its length.
+pub fn request(addr: &Addressing, worker: u16, offer: &Reply, buf: &mut [u8]) -> Option<usize> {
+    let options = Options {
+        message_type: Some(MessageType::Request),
+        requested_ip: Some(offer.yiaddr),
+        server_id: Some(offer.server_id),
+        ..Options::default()
+    };
+    emit_request(addr, worker, offer.xid, offer.mac, options, buf)
+}
+
+/// What the generator reads of a server's reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub kind: MessageType,
+    pub xid: u32,
+    pub yiaddr: Ipv4Addr,
+    /// Option 54, else the IPv4 source address.
+    pub server_id: Ipv4Addr,
+    /// The first 6 bytes of chaddr.
+    pub mac: [u8; 6],
+}
+
+/// Reads a reply frame: a BOOTREPLY with a message type. `None` for anything else.
+pub fn parse_reply(data: &[u8]) -> Option<Reply> {
+    let f = frame::parse(data).ok()?;
+    let packet = dhcpv4::Packet::new_checked(f.dhcp).ok()?;
+    let mut scratch = [0u8; 1024];
+    let repr = Repr::parse(&packet, &mut scratch).ok()?;
+    if repr.op != OpCode::Reply {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&repr.chaddr[..6]);
+    Some(Reply {
+        kind: repr.options.message_type?,
+        xid: repr.xid,
+        yiaddr: repr.yiaddr,
+        server_id: repr.options.server_id.unwrap_or(f.ip_src),
+        mac,
+    })
+}
+
+/// Log-bucket latency histogram in nanoseconds (HDR-style: 32 linear sub-buckets per power
+/// of two, so a bucket's width is at most 1/32 of its value: ~3 % precision).
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    buckets: Vec<u64>,
+    count: u64,
+    sum: u128,
+    max: u64,
+}
+
+const SUB_BITS: u32 = 5;
+const SUB: u64 = 1 << SUB_BITS;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: vec![0; ((64 - SUB_BITS as usize) + 1) * SUB as usize],
+            count: 0,
+            sum: 0,
+            max: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn index(v: u64) -> usize {
+        if v < SUB {
+            return v as usize;
+        }
+        let e = 63 - v.leading_zeros(); // >= SUB_BITS
+        let sub = (v >> (e - SUB_BITS)) & (SUB - 1);
+        ((e - SUB_BITS + 1) as usize) * SUB as usize + sub as usize
+    }
+
+    /// The largest value in bucket `i`.
+    fn upper(i: usize) -> u64 {
+        let (group, sub) = ((i as u64) / SUB, (i as u64) % SUB);
+        if group == 0 {
+            return sub;
+        }
+        let e = group - 1 + u64::from(SUB_BITS);
+        let lo = (SUB + sub) << (e - u64::from(SUB_BITS));
+        lo + ((1u64 << (e - u64::from(SUB_BITS))) - 1)
+    }
+
+    /// Counts one value.
+    pub fn record(&mut self, v: u64) {
+        if let Some(b) = self.buckets.get_mut(Self::index(v)) {
+            *b += 1;
+        }
+        self.count += 1;
+        self.sum += u128::from(v);
+        self.max = self.max.max(v);
+    }
+
+    /// Adds another histogram's counts.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.max = self.max.max(other.max);
+    }
+
+    /// Values counted.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The largest value counted (0 when empty).
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The mean (0 when empty).
+    pub fn mean(&self) -> u64 {
+        if self.count == 0 {
+            0
+        } else {
+            u64::try_from(self.sum / u128::from(self.count)).unwrap_or(u64::MAX)
+        }
+    }
+
+    /// The value below which a fraction `q` (0..=1) of the values lie, as the upper bound of
+    /// its bucket (never above [`Histogram::max`]); 0 when empty.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Self::upper(i).min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+/// One exchange in flight.
+#[derive(Debug, Default)]
+struct Slot {
+    xid: AtomicU32,
+    /// When the DISCOVER left, in ns since the run's start, plus 1; 0: the slot is free (the
+    /// exchange completed, was refused or timed out).
+    discover_at: AtomicU64,
+    /// When the REQUEST left, likewise; 0: no OFFER yet.
+    request_at: AtomicU64,
+}
+
+/// What became of a reply, for [`Exchanges::on_offer`] / [`Exchanges::on_ack`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The first OFFER of a live exchange: answer it. `discover_to_offer` in ns.
+    Offered { discover_to_offer: u64 },
+    /// The ACK completing a live exchange (latencies in ns).
+    Acked {
+        request_to_ack: u64,
+        discover_to_ack: u64,
+    },
+    /// A NAK ending a live exchange.
+    Nakked,
+    /// A reply to an exchange that is over (timed out, or a duplicate) or unknown.
+    Stale,
+}
+
+/// The exchanges in flight, a ring indexed by xid.
+#[derive(Debug)]
+pub struct Exchanges {
+    slots: Box<[Slot]>,
+    mask: u64,
+}
+
+impl Exchanges {
+    /// A ring of at least `min_slots` slots (rounded up to a power of two, at least 1024).
+    pub fn new(min_slots: u64) -> Self {
+        let n = min_slots.max(1024).next_power_of_two();
+        // A slot's first xid is never its own index: an exchange not started yet is
+        // recognised by its slot holding another xid.
+        let slots = (0..n)
+            .map(|i| Slot {
+                xid: AtomicU32::new(!(i as u32)),
+                ..Slot::default()
+            })
+            .collect();
+        Exchanges { slots, mask: n - 1 }
+    }
+
+    /// Slots in the ring: the most exchanges that can be in flight.
+    pub fn capacity(&self) -> u64 {
+        self.mask + 1
+    }
+
+    fn slot(&self, xid: u32) -> &Slot {
+        &self.slots[(u64::from(xid) & self.mask) as usize]
+    }
+
+    /// Starts exchange `seq` at `now` (ns since the start). The caller keeps `seq` below the
+    /// sweeper's position + [`Exchanges::capacity`].
+    pub fn start(&self, seq: u64, now: u64) {
+        let s = self.slot(seq as u32);
+        s.request_at.store(0, Ordering::Relaxed);
+        s.discover_at.store(now + 1, Ordering::Release);
+        s.xid.store(seq as u32, Ordering::Release);
+    }
+
+    /// An OFFER for `xid` arrived at `now`.
+    pub fn on_offer(&self, xid: u32, now: u64) -> Outcome {
+        let s = self.slot(xid);
+        let d = s.discover_at.load(Ordering::Acquire);
+        if d == 0 || s.xid.load(Ordering::Relaxed) != xid {
+            return Outcome::Stale;
+        }
+        match s
+            .request_at
+            .compare_exchange(0, now + 1, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => Outcome::Offered {
+                discover_to_offer: (now + 1).saturating_sub(d),
+            },
+            Err(_) => Outcome::Stale,
+        }
+    }
+
+    /// An ACK (or, `nak`, a NAK) for `xid` arrived at `now`.
+    pub fn on_ack(&self, xid: u32, now: u64, nak: bool) -> Outcome {
+        let s = self.slot(xid);
+        let d = s.discover_at.load(Ordering::Acquire);
+        if d == 0 || s.xid.load(Ordering::Relaxed) != xid {
+            return Outcome::Stale;
+        }
+        let r = s.request_at.load(Ordering::Acquire);
+        if r == 0 {
+            return Outcome::Stale;
+        }
+        if s.discover_at
+            .compare_exchange(d, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return Outcome::Stale;
+        }
+        if nak {
+            return Outcome::Nakked;
+        }
+        Outcome::Acked {
+            request_to_ack: (now + 1).saturating_sub(r),
+            discover_to_ack: (now + 1).saturating_sub(d),
+        }
+    }
+
+    /// Ends exchange `seq` if it is still live and started before `cutoff` (ns since the
+    /// start): `Some(true)` it timed out now, `Some(false)` it was already over, `None` it is
+    /// not started yet, or live and younger than `cutoff` (the sweeper stops there).
+    pub fn expire(&self, seq: u64, cutoff: u64) -> Option<bool> {
+        let s = self.slot(seq as u32);
+        if s.xid.load(Ordering::Acquire) != seq as u32 {
+            return None;
+        }
+        let d = s.discover_at.load(Ordering::Acquire);
+        if d == 0 {
+            return Some(false);
+        }
+        if d > cutoff {
+            return None;
+        }
+        Some(
+            s.discover_at
+                .compare_exchange(d, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RELAY: Addressing = Addressing {
+        relay: Some((Ipv4Addr::new(10, 9, 0, 2), [2, 0, 0, 0, 0, 2])),
+        dst_ip: Ipv4Addr::BROADCAST,
+        dst_mac: [0xff; 6],
+        client_id: true,
+        option82: true,
+    };
+
+    /// Turns a request into the reply a server would send, as a frame.
+    fn answer(req: &[u8], kind: MessageType, yiaddr: Ipv4Addr, buf: &mut [u8]) -> usize {
+        let f = frame::parse(req).unwrap();
+        let packet = dhcpv4::Packet::new_checked(f.dhcp).unwrap();
+        let mut scratch = [0u8; 1024];
+        let r = Repr::parse(&packet, &mut scratch).unwrap();
+        let reply = Repr {
+            op: OpCode::Reply,
+            yiaddr,
+            options: Options {
+                message_type: Some(kind),
+                server_id: Some(Ipv4Addr::new(10, 9, 0, 1)),
+                ..Options::default()
+            },
+            ..r
+        };
+        let hdr = ReplyHeader {
+            eth_src: [2, 0, 0, 0, 0, 1],
+            eth_dst: f.eth_src,
+            vlan: None,
+            ip_src: Ipv4Addr::new(10, 9, 0, 1),
+            ip_dst: f.ip_src,
+            udp_src: 67,
+            udp_dst: 67,
+            ttl: 64,
+        };
+        frame::emit_reply(&hdr, &reply, buf).unwrap()
+    }
+
+    #[test]
+    fn discover_is_a_relayed_request_with_option_82_and_a_udp_checksum() {
+        let mut buf = [0u8; 2048];
+        let n = discover(&RELAY, 3, 0xabcd, client_mac(7), &mut buf).unwrap();
+        let f = frame::parse(&buf[..n]).unwrap();
+        assert_eq!((f.udp_src, f.udp_dst), (67, 67));
+        assert_eq!(f.ip_src, Ipv4Addr::new(10, 9, 0, 2));
+        let packet = dhcpv4::Packet::new_checked(f.dhcp).unwrap();
+        let mut scratch = [0u8; 1024];
+        let r = Repr::parse(&packet, &mut scratch).unwrap();
+        assert_eq!(r.options.message_type, Some(MessageType::Discover));
+        assert_eq!(r.giaddr, Ipv4Addr::new(10, 9, 0, 2));
+        assert_eq!(r.hops, 1);
+        assert_eq!(&r.chaddr[..6], &client_mac(7));
+        assert_eq!(r.options.client_id, Some(&[1, 2, 0x4c, 0, 0, 0, 7][..]));
+        let o82 = r.relay_agent_info().unwrap().unwrap();
+        assert_eq!(o82.circuit_id, Some(&b"lg\0\x03"[..]));
+        assert_eq!(o82.remote_id, Some(&client_mac(7)[..]));
+        // The UDP checksum is filled in (not zero, not partial): summing the pseudo-header
+        // and the datagram gives 0xffff.
+        let ip = &buf[14..n];
+        let udp = &ip[20..];
+        assert_ne!(&udp[6..8], &[0, 0]);
+        let mut sum: u32 = 0;
+        for c in ip[12..20].chunks(2).chain(udp.chunks(2)) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        sum += 17 + udp.len() as u32;
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(sum, 0xffff);
+    }
+
+    #[test]
+    fn a_full_exchange_through_offer_request_ack() {
+        let ex = Exchanges::new(16);
+        let mut d = [0u8; 2048];
+        let mut o = [0u8; 2048];
+        let n = discover(&RELAY, 0, 42, client_mac(42), &mut d).unwrap();
+        ex.start(42, 1_000);
+        let on = answer(
+            &d[..n],
+            MessageType::Offer,
+            Ipv4Addr::new(10, 9, 1, 1),
+            &mut o,
+        );
+        let offer = parse_reply(&o[..on]).unwrap();
+        assert_eq!(offer.kind, MessageType::Offer);
+        assert_eq!(offer.xid, 42);
+        assert_eq!(offer.mac, client_mac(42));
+        assert_eq!(
+            ex.on_offer(42, 3_000),
+            Outcome::Offered {
+                discover_to_offer: 2_000
+            }
+        );
+        // A duplicate OFFER is not answered twice.
+        assert_eq!(ex.on_offer(42, 3_500), Outcome::Stale);
+        let rn = request(&RELAY, 0, &offer, &mut d).unwrap();
+        let f = frame::parse(&d[..rn]).unwrap();
+        let packet = dhcpv4::Packet::new_checked(f.dhcp).unwrap();
+        let mut scratch = [0u8; 1024];
+        let r = Repr::parse(&packet, &mut scratch).unwrap();
+        assert_eq!(r.options.message_type, Some(MessageType::Request));
+        assert_eq!(r.options.requested_ip, Some(Ipv4Addr::new(10, 9, 1, 1)));
+        assert_eq!(r.options.server_id, Some(Ipv4Addr::new(10, 9, 0, 1)));
+        assert_eq!(r.xid, 42);
+        let an = answer(
+            &d[..rn],
+            MessageType::Ack,
+            Ipv4Addr::new(10, 9, 1, 1),
+            &mut o,
+        );
+        let ack = parse_reply(&o[..an]).unwrap();
+        assert_eq!(ack.kind, MessageType::Ack);
+        assert_eq!(
+            ex.on_ack(42, 7_000, false),
+            Outcome::Acked {
+                request_to_ack: 4_000,
+                discover_to_ack: 6_000
+            }
+        );
+        assert_eq!(ex.on_ack(42, 7_001, false), Outcome::Stale);
+        assert_eq!(ex.expire(42, u64::MAX), Some(false));
+    }
+
+    #[test]
+    fn expiry_ends_live_exchanges_once_and_late_replies_are_stale() {
+        let ex = Exchanges::new(16);
+        ex.start(5, 100);
+        assert_eq!(ex.expire(5, 50), None);
+        assert_eq!(ex.expire(5, 200), Some(true));
+        assert_eq!(ex.expire(5, 200), Some(false));
+        assert_eq!(ex.on_offer(5, 300), Outcome::Stale);
+        // A reply to an exchange whose slot was reused by a later one is stale.
+        ex.start(5 + ex.capacity(), 400);
+        assert_eq!(ex.on_offer(5, 500), Outcome::Stale);
+        // Not started yet: the sweeper waits.
+        assert_eq!(ex.expire(6, u64::MAX), None);
+        assert_eq!(ex.expire(0, u64::MAX), None);
+    }
+
+    #[test]
+    fn parse_reply_ignores_requests_and_garbage() {
+        let mut d = [0u8; 2048];
+        let n = discover(&RELAY, 0, 1, client_mac(1), &mut d).unwrap();
+        assert_eq!(parse_reply(&d[..n]), None);
+        assert_eq!(parse_reply(&d[..40]), None);
+        assert_eq!(parse_reply(&[]), None);
+    }
+
+    #[test]
+    fn histogram_quantiles_are_within_its_precision() {
+        let mut h = Histogram::default();
+        for v in 1..=100_000u64 {
+            h.record(v * 1_000);
+        }
+        for (q, want) in [
+            (0.5, 50_000_000f64),
+            (0.99, 99_000_000.0),
+            (0.999, 99_900_000.0),
+        ] {
+            let got = h.quantile(q) as f64;
+            assert!((got - want).abs() / want < 0.04, "q {q}: {got} vs {want}");
+        }
+        assert_eq!(h.max(), 100_000_000);
+        assert_eq!(h.count(), 100_000);
+        let mut m = Histogram::default();
+        m.record(5);
+        m.merge(&h);
+        assert_eq!(m.count(), 100_001);
+        assert_eq!(m.quantile(0.0), 5);
+        assert_eq!(Histogram::default().quantile(0.5), 0);
+        // Every bucket's upper bound maps back to that bucket.
+        for i in 0..(64 - SUB_BITS as usize + 1) * SUB as usize {
+            let u = Histogram::upper(i);
+            assert_eq!(Histogram::index(u), i, "bucket {i}");
+        }
+    }
+}
