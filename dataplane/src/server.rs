@@ -210,7 +210,7 @@ impl DhcpHandler {
         if let Some(changes) = changes {
             changes.push((c.table, c.slot));
         }
-}
+    }
 
     /// Replaces the overload policy ([`OverloadPolicy::DEFAULT`] unless set).
     pub fn with_overload(mut self, policy: OverloadPolicy) -> Self {
