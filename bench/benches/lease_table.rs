@@ -85,13 +85,18 @@ fn benches(c: &mut Criterion) {
         })
     });
     let mut cursor = AllocCursor::new(0, 1);
-    let never = |_: UnixTime, _: &Lease| false;
+    let free_only = lease_mmap::free_only;
     let mut client = 0u32;
     g.bench_function("allocate_and_release", |b| {
         b.iter(|| {
             client = client.wrapping_add(1);
             let (s, v) = t
-                .allocate(&mut cursor, UnixTime(1_700_000_000), &lease(client), &never)
+                .allocate(
+                    &mut cursor,
+                    UnixTime(1_700_000_000),
+                    &lease(client),
+                    &free_only,
+                )
                 .expect("room");
             t.update(s, v, &Lease::default()).expect("release");
         })
@@ -104,7 +109,7 @@ fn benches(c: &mut Criterion) {
                 &mut cursor,
                 UnixTime(1_700_000_000),
                 &lease(1 << 30 | i),
-                &never,
+                &free_only,
             )
             .expect("room");
         bound.push((i, s));
@@ -159,7 +164,12 @@ fn benches(c: &mut Criterion) {
     // Every address bound: open has to rebuild a full client index.
     let mut client = 2u32 << 29;
     while t
-        .allocate(&mut cursor, UnixTime(1_700_000_000), &lease(client), &never)
+        .allocate(
+            &mut cursor,
+            UnixTime(1_700_000_000),
+            &lease(client),
+            &free_only,
+        )
         .is_some()
     {
         client += 1;

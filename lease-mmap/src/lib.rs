@@ -29,5 +29,5 @@ mod time;
 pub use journal::{CommitError, WorkerJournal};
 pub use record::{BindingState, ClientId, ClientKey, Lease, Owner};
 pub use store::{Durability, OpenError, RecoveryReport, Store, TableSpec};
-pub use table::{AllocCursor, Slot, Table, TableId, UpdateError};
+pub use table::{AllocCursor, Slot, Table, TableId, UpdateError, free_only};
 pub use time::UnixTime;

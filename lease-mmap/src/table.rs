@@ -93,6 +93,12 @@ impl Layout {
     }
 }
 
+/// The [`Table::allocate`] predicate of a server without a failover partner: only FREE
+/// records are taken.
+pub fn free_only(_: UnixTime, l: &Lease) -> bool {
+    l.state == crate::BindingState::Free
+}
+
 /// A worker's position in the free-address ranges of every table.
 ///
 /// Worker `w` of `n` owns the chunks of 256 slots whose number is `w` modulo `n` and
@@ -618,8 +624,12 @@ impl Table {
     }
 
     /// Claim an allocatable address for `new` (which carries the client and state to write):
-    /// the first slot in this worker's ranges whose current lease is FREE or for which
-    /// `reusable(now, current)` holds, claimed by CAS. `None` when the table has nothing left.
+    /// the first slot in this worker's ranges for which `reusable(now, current)` holds,
+    /// claimed by CAS. `None` when the table has nothing left.
+    ///
+    /// `reusable` decides for every record, FREE ones included: with a failover partner a
+    /// FREE address belongs to the primary and a BACKUP one to the secondary, and only the
+    /// caller knows which it may take ([`free_only`] is the rule without a partner).
     pub fn allocate(
         &self,
         cursor: &mut AllocCursor,
@@ -641,7 +651,7 @@ impl Table {
                 return Ok(None);
             }
             let (v, cur) = self.read(Slot(s));
-            if cur.state != crate::BindingState::Free && !reusable(now, &cur) {
+            if !reusable(now, &cur) {
                 return Ok(None);
             }
             match self.update(Slot(s), v, new) {

@@ -101,13 +101,14 @@ fn child_fill(dir: &Path, n: u32) -> Result<()> {
     let create = t0.elapsed().as_secs_f64();
     let t = store.table(TableId(0));
     let mut cursor = AllocCursor::new(0, 1);
-    let never = |_: UnixTime, _: &Lease| false;
+    let free_only = lease_mmap::free_only;
     let t1 = Instant::now();
     let mut bound = 0u32;
     let j = journals.first_mut().ok_or("no journal")?;
     while bound < n {
         let l = lease(bound, 1_700_003_600);
-        let Some((slot, version)) = t.allocate(&mut cursor, UnixTime(1_700_000_000), &l, &never)
+        let Some((slot, version)) =
+            t.allocate(&mut cursor, UnixTime(1_700_000_000), &l, &free_only)
         else {
             break;
         };

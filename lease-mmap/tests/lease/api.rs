@@ -272,18 +272,25 @@ fn allocate_takes_only_free_allocatable_slots() {
     let (store, _j, _) = open(dir.path());
     let t = store.table(TableId(0));
     let mut cursor = AllocCursor::new(0, 1);
-    let never = |_: UnixTime, _: &lease_mmap::Lease| false;
+    let free_only = lease_mmap::free_only;
+    // The caller decides for FREE records too: a failover secondary may not take the
+    // primary's FREE addresses, and a predicate that refuses everything gets nothing.
+    let refuse = |_: UnixTime, _: &lease_mmap::Lease| false;
+    assert_eq!(
+        t.allocate(&mut cursor, UnixTime(NOW), &active(0, NOW), &refuse),
+        None
+    );
     let mut got = std::collections::BTreeSet::new();
     for i in 0..(81 + 51) {
         let (s, v) = t
-            .allocate(&mut cursor, UnixTime(NOW), &active(i, NOW), &never)
+            .allocate(&mut cursor, UnixTime(NOW), &active(i, NOW), &free_only)
             .expect("room left");
         assert_eq!(v, 1);
         assert!(t.is_allocatable(s), "{s:?}");
         assert!(got.insert(s));
     }
     assert_eq!(
-        t.allocate(&mut cursor, UnixTime(NOW), &active(999, NOW), &never),
+        t.allocate(&mut cursor, UnixTime(NOW), &active(999, NOW), &free_only),
         None
     );
     assert_eq!(t.counts()[BindingState::Active as usize], 132);
@@ -291,7 +298,9 @@ fn allocate_takes_only_free_allocatable_slots() {
     let (v, mut l) = t.read(Slot(10));
     l.state = BindingState::Expired;
     t.update(Slot(10), v, &l).unwrap();
-    let expired = |_: UnixTime, l: &lease_mmap::Lease| l.state == BindingState::Expired;
+    let expired = |_: UnixTime, l: &lease_mmap::Lease| {
+        matches!(l.state, BindingState::Expired | BindingState::Free)
+    };
     let got = t.allocate(&mut cursor, UnixTime(NOW), &active(1000, NOW), &expired);
     assert_eq!(got, Some((Slot(10), 3)));
     assert_eq!(t.read(Slot(10)).1, active(1000, NOW));
@@ -299,7 +308,7 @@ fn allocate_takes_only_free_allocatable_slots() {
     let mut other = AllocCursor::new(1, 2);
     t.update(Slot(20), 1, &free()).unwrap();
     assert_eq!(
-        t.allocate(&mut other, UnixTime(NOW), &active(1001, NOW), &never),
+        t.allocate(&mut other, UnixTime(NOW), &active(1001, NOW), &free_only),
         Some((Slot(20), 3))
     );
     assert_eq!(AllocCursor::default().worker(), (0, 1));
@@ -488,10 +497,10 @@ fn churn_of_released_clients_keeps_the_index_usable() {
     let (store, _j, _) = open(dir.path());
     let t = store.table(TableId(0));
     let mut cursor = AllocCursor::new(0, 1);
-    let never = |_: UnixTime, _: &lease_mmap::Lease| false;
+    let free_only = lease_mmap::free_only;
     for i in 0..20_000u32 {
         let (s, v) = t
-            .allocate(&mut cursor, UnixTime(NOW), &active(i, NOW), &never)
+            .allocate(&mut cursor, UnixTime(NOW), &active(i, NOW), &free_only)
             .expect("index full?");
         t.update(s, v, &free()).unwrap();
     }
@@ -500,7 +509,7 @@ fn churn_of_released_clients_keeps_the_index_usable() {
         let c = 100_000 + i;
         bound.push((
             c,
-            t.allocate(&mut cursor, UnixTime(NOW), &active(c, NOW), &never)
+            t.allocate(&mut cursor, UnixTime(NOW), &active(c, NOW), &free_only)
                 .unwrap()
                 .0,
         ));

@@ -13,7 +13,7 @@ use lease_mmap::{
 use crate::common::*;
 
 const NOW: u32 = 1_700_000_000;
-const NEVER: &dyn Fn(UnixTime, &Lease) -> bool = &|_, _| false;
+const NEVER: &dyn Fn(UnixTime, &Lease) -> bool = &lease_mmap::free_only;
 
 fn table_path(dir: &Path) -> PathBuf {
     dir.join("10.1.0.0_20.tdt")

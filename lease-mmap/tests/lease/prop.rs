@@ -70,7 +70,7 @@ fn run(ops: &[Op], crash: &Crash) -> Result<(), TestCaseError> {
     let mut pending: Vec<(Slot, u64, Lease)> = Vec::new();
     let mut committed: HashMap<Slot, (u64, Lease)> = HashMap::new();
     let mut bound: HashMap<u8, Slot> = HashMap::new();
-    let never = |_: UnixTime, _: &Lease| false;
+    let free_only = lease_mmap::free_only;
     for (n, op) in ops.iter().enumerate() {
         let n = n as u32;
         match op {
@@ -81,7 +81,7 @@ fn run(ops: &[Op], crash: &Crash) -> Result<(), TestCaseError> {
                 } else {
                     active(u32::from(*c), NOW + n)
                 };
-                let Some((s, v)) = t.allocate(&mut cursor, UnixTime(NOW), &l, &never) else {
+                let Some((s, v)) = t.allocate(&mut cursor, UnixTime(NOW), &l, &free_only) else {
                     continue; // out of overflow blocks until the next checkpoint
                 };
                 j.record(t.id(), s, v, &l);
@@ -149,7 +149,7 @@ fn run(ops: &[Op], crash: &Crash) -> Result<(), TestCaseError> {
     // The recovered store keeps working.
     let l = active(999, NOW);
     let (s, v) = t
-        .allocate(&mut AllocCursor::new(0, 1), UnixTime(NOW), &l, &never)
+        .allocate(&mut AllocCursor::new(0, 1), UnixTime(NOW), &l, &free_only)
         .unwrap();
     journals[0].record(t.id(), s, v, &l);
     journals[0].commit().unwrap();

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use lease_mmap::{AllocCursor, ClientKey, Durability, Lease, Slot, Store, TableId, UnixTime};
+use lease_mmap::{AllocCursor, ClientKey, Durability, Slot, Store, TableId, UnixTime};
 
 use crate::common::*;
 
@@ -21,12 +21,12 @@ fn four_workers_exhaust_a_table_without_double_allocation() {
                 sc.spawn(move || {
                     let w = j.worker();
                     let mut cursor = AllocCursor::new(w, WORKERS);
-                    let never = |_: UnixTime, _: &Lease| false;
+                    let free_only = lease_mmap::free_only;
                     let mut got = Vec::new();
                     // Distinct clients per worker: w, w + 4, w + 8, ...
                     let mut client = u32::from(w);
                     while let Some((s, v)) =
-                        t.allocate(&mut cursor, UnixTime(1), &active(client, 1), &never)
+                        t.allocate(&mut cursor, UnixTime(1), &active(client, 1), &free_only)
                     {
                         j.record(t.id(), s, v, &active(client, 1));
                         if j.pending() >= 32 {
