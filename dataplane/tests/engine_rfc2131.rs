@@ -849,6 +849,81 @@ fn failover_seam_is_consulted() {
     assert_eq!(r.commit.expect("commit").lease.ends, UnixTime(T0 + 600));
 }
 
+/// A failover secondary's view: it allocates only BACKUP addresses, which are its own pool.
+#[derive(Debug)]
+struct Secondary;
+
+impl FailoverView for Secondary {
+    fn may_serve(
+        &self,
+        _: TableId,
+        _: &ClientKey<'_>,
+        _: Option<MessageType>,
+        _: &Repr<'_>,
+    ) -> bool {
+        true
+    }
+    fn may_allocate(&self, _: TableId, l: &Lease, _: UnixTime) -> bool {
+        l.state == BindingState::Backup
+    }
+    fn lease_time(&self, _: TableId, _: &Lease, desired: u32, _: UnixTime) -> u32 {
+        desired
+    }
+    fn free_state(&self, _: TableId) -> BindingState {
+        BindingState::Backup
+    }
+}
+
+#[test]
+fn a_secondary_allocates_backup_only_and_a_declined_offer_stays_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(vec![lan()]);
+    let (store, _, _) = lease_mmap::Store::open(
+        dir.path(),
+        &cfg.table_specs(),
+        1,
+        lease_mmap::Durability::Async,
+    )
+    .unwrap();
+    let store = Arc::new(store);
+    let engine = dataplane::engine::Engine::new(cfg, Arc::clone(&store))
+        .unwrap()
+        .with_failover(Arc::new(Secondary));
+    let mut w = engine.worker(0, 1);
+    let now = UnixTime(T0);
+    // Every address is FREE (the primary's): nothing for the secondary.
+    let m = mac(64);
+    let d = engine.decide(&mut w, &discover(m), &direct(SERVER, m), now);
+    assert!(
+        matches!(
+            d,
+            dataplane::engine::Decision::Drop(DropReason::PoolExhausted)
+        ),
+        "{d:?}"
+    );
+    // One BACKUP address: offered, declined (the client took another server's offer),
+    // and back to BACKUP, not FREE.
+    let backup = ip("10.0.0.15");
+    let t = store.table(TableId(0));
+    let slot = t.slot(backup).unwrap();
+    let (v, mut l) = t.read(slot);
+    l.state = BindingState::Backup;
+    t.update(slot, v, &l).unwrap();
+    let d = engine.decide(&mut w, &discover(m), &direct(SERVER, m), now);
+    assert_eq!(d.reply().expect("offer").repr.yiaddr, backup);
+    let d = engine.decide(
+        &mut w,
+        &select(m, ip("10.0.0.2"), backup),
+        &direct(SERVER, m),
+        now,
+    );
+    assert!(
+        matches!(d, dataplane::engine::Decision::Silent { .. }),
+        "{d:?}"
+    );
+    assert_eq!(t.read(slot).1.state, BindingState::Backup);
+}
+
 #[test]
 fn engine_rejects_a_store_that_does_not_match() {
     let dir = tempfile::tempdir().unwrap();

@@ -274,6 +274,13 @@ impl FailoverView for Gate {
             Some(v) => v.lease_time(current, desired, now),
         }
     }
+
+    fn free_state(&self, table: TableId) -> BindingState {
+        match self.view(table).map(|v| v.role) {
+            Some(Role::Secondary) => BindingState::Backup,
+            Some(Role::Primary) | None => BindingState::Free,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -492,5 +499,8 @@ mclt = "10m"
         assert_eq!(gate.lease_time(TableId(0), &free, 3600, NOW), 600);
         // A table the config does not know is served standalone.
         assert!(gate.may_allocate(TableId(7), &free, NOW));
+        // A declined offer goes back to the primary's own pool, FREE.
+        assert_eq!(gate.free_state(TableId(0)), BindingState::Free);
+        assert_eq!(gate.free_state(TableId(1)), BindingState::Free);
     }
 }

@@ -30,6 +30,13 @@ pub trait FailoverView: Send + Sync + Debug {
     /// The lease length to promise, at most `desired`: with a partner, no more than what it
     /// acknowledged plus MCLT (draft-ietf-dhc-failover-12 §5.2.1).
     fn lease_time(&self, table: TableId, current: &Lease, desired: u32, now: UnixTime) -> u32;
+
+    /// The state an address this server held for a client (an OFFERED hold the client did
+    /// not take) goes back to: this server's own free pool, FREE, or BACKUP on a failover
+    /// secondary, so that a declined offer does not hand the address to the partner.
+    fn free_state(&self, _table: TableId) -> BindingState {
+        BindingState::Free
+    }
 }
 
 /// No partner: serve everyone, allocate anything but BACKUP, grant the configured lease.

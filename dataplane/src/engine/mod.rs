@@ -592,7 +592,7 @@ impl Engine {
         self.cas(cx.table, slot, |cur| {
             if cur.state == BindingState::Offered && cur.is_for(&cx.key) {
                 Ok(Some(Lease {
-                    state: BindingState::Free,
+                    state: self.failover.free_state(cx.scope.table),
                     ends: cx.now,
                     stos: cx.now,
                     ..forget_client(cur)
