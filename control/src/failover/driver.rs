@@ -71,6 +71,12 @@ const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(1);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 const WAKER: Token = Token(0);
+/// How long a refused second link may take to send its CONNECT (ISC's startup timer).
+const REFUSE_WITHIN: Duration = Duration::from_secs(15);
+/// Second links answered at once at most; more are closed without an answer.
+const MAX_REFUSALS: usize = 4;
+/// How often refused links are looked at (they are not registered with the poll).
+const REFUSAL_TICK: Duration = Duration::from_millis(100);
 const PER_REL: usize = 3;
 
 /// The bindings of a relationship (by name) an update request is answered with: address and
@@ -221,6 +227,17 @@ struct Flight {
     tstp: UnixTime,
 }
 
+/// A second link that arrived while one is established: its CONNECT is answered with
+/// CONNECTACK reject 7 (duplicate connection), then it is closed.
+struct Refusal {
+    rel: usize,
+    stream: TcpStream,
+    decoder: StreamDecoder,
+    out: Vec<u8>,
+    until: StdInstant,
+    answered: bool,
+}
+
 struct Rel {
     cfg: FailoverConfig,
     fsm: Fsm,
@@ -329,6 +346,7 @@ struct Loop {
     bindings: BindingSource,
     /// Binding replication ([`start_replicating`]); `None`: BNDUPDs are refused.
     repl: Option<Replicator>,
+    refusals: Vec<Refusal>,
     shutdown: Shutdown,
     stopping: bool,
 }
@@ -449,6 +467,7 @@ fn start_inner(
         shared: Arc::clone(&shared),
         bindings,
         repl,
+        refusals: Vec::new(),
         shutdown: shutdown.clone(),
         stopping: false,
     };
@@ -513,6 +532,7 @@ impl Loop {
             while let Ok(cmd) = self.commands.try_recv() {
                 self.command(cmd);
             }
+            self.refuse_duplicates();
             for i in 0..self.rels.len() {
                 self.tick(i);
             }
@@ -530,7 +550,66 @@ impl Loop {
                 [dial, fsm]
             })
             .flatten()
+            .chain((!self.refusals.is_empty()).then(|| StdInstant::now() + REFUSAL_TICK))
             .min()
+    }
+
+    /// Reads the refused links; answers a CONNECT with CONNECTACK reject 7 and closes the
+    /// link once that is written, or after [`REFUSE_WITHIN`].
+    fn refuse_duplicates(&mut self) {
+        let now = self.now();
+        let mut refusals = std::mem::take(&mut self.refusals);
+        refusals.retain_mut(|r| {
+            let mut buf = [0u8; 2048];
+            let mut open = true;
+            loop {
+                match r.stream.read(&mut buf) {
+                    Ok(0) => {
+                        open = false;
+                        break;
+                    }
+                    Ok(n) => r.decoder.feed(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            while !r.answered
+                && let Ok(Some(frame)) = r.decoder.next_frame()
+            {
+                if let Ok(m) = Repr::parse_bytes(frame)
+                    && m.msg_type == MessageType::Connect
+                    && let Some(rel) = self.rels.get_mut(r.rel)
+                {
+                    tracing::info!(relationship = %rel.cfg.name, "failover: CONNECT on a second link refused (duplicate connection)");
+                    r.out = rel.fsm.duplicate_connectack(now, &m);
+                    r.answered = true;
+                }
+            }
+            while !r.out.is_empty() {
+                match r.stream.write(&r.out) {
+                    Ok(0) => {
+                        open = false;
+                        break;
+                    }
+                    Ok(n) => {
+                        r.out.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            let done = r.answered && r.out.is_empty();
+            open && !done && StdInstant::now() < r.until
+        });
+        self.refusals = refusals;
     }
 
     /// Timers and dialling for relationship `i`, then its outputs.
@@ -630,6 +709,16 @@ impl Loop {
             };
             if !replace {
                 tracing::info!(relationship = %rel.cfg.name, from = %peer, "failover: duplicate connection refused");
+                if self.refusals.len() < MAX_REFUSALS {
+                    self.refusals.push(Refusal {
+                        rel: i,
+                        stream: s,
+                        decoder: StreamDecoder::new(),
+                        out: Vec::new(),
+                        until: StdInstant::now() + REFUSE_WITHIN,
+                        answered: false,
+                    });
+                }
                 continue;
             }
             if let Some(mut old) = self.rels[i].link.take() {
