@@ -10,10 +10,10 @@ use control::config::{self, Config};
 use control::daemon::Shutdown;
 use control::failover::driver::{self, BindingSource, Driver, Running};
 use control::failover::fsm::StateKind;
-use control::failover::gate::Gate;
-use control::failover::persist;
 use control::failover::fsm::{self as fsm_mod, Fsm};
+use control::failover::gate::Gate;
 use control::failover::msg::{MessageType, RejectReason, Repr, StreamDecoder};
+use control::failover::persist;
 use control::failover::{Instant as FoInstant, Now, Role, UnixTime};
 use control::status::FailoverState;
 

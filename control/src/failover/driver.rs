@@ -27,16 +27,36 @@
 //! to resume, and the peer's reaction (PARTNER-DOWN) decides the way back at the next start
 //! (NORMAL in STARTUP facing PARTNER-DOWN goes to RECOVER, ISC `failover.c:2126-2131`).
 //!
-//! The peer's UPDREQ/UPDREQALL is answered from the lease tables: one BNDUPD per binding
-//! (every record not FREE), at most the peer's max-unacked-bndupd in flight, and UPDDONE once
-//! every one has its BNDACK.
+//! Binding replication ([`start_replicating`], what the daemon runs; [`super::replicate`]
+//! holds the rules and the queues):
+//! * **Received BNDUPDs** are checked as ISC checks them ([`Binding::from_repr`]), located in
+//!   the relationship's tables (an address in none of them: reject 1, "IP address not in
+//!   pool"), judged against our record ([`super::replicate::judge`]: dueling updates, then
+//!   ISC's NORMAL or conflict-state transition checks; refusals use the draft's reasons),
+//!   written by CAS and journaled in the control plane's own journal of the [`Store`]. All
+//!   the BNDUPDs of one read from the socket share one group commit (one fdatasync), and
+//!   their BNDACKs are sent only after it; a failed commit sends none and stops the daemon.
+//! * **Outbound:** the workers report every change they commit through a bounded lock-free
+//!   queue each ([`super::replicate::WorkerOutbox`], waking this thread at most once per
+//!   turn); a full queue raises a per-table flag answered by a scan for `tstp > atsfp`. The
+//!   addresses wait, each once, in the relationship's send queue; the record is read when
+//!   its BNDUPD is built (the latest state wins), one binding per BNDUPD, at most the
+//!   peer's max-unacked-bndupd in flight, only in NORMAL or while answering an update
+//!   request. Everything queued in one turn leaves in one write.
+//! * **BNDACK:** accepted, `atsfp` and `tsfp` of the record become the potential expiry we
+//!   sent (CAS; not journaled: losing it only means sending again); refused, it is logged
+//!   with the reason and counted.
+//! * **Nothing lost across a link drop:** at start and on every (re)connection every record
+//!   with `tstp > atsfp` is queued again, as are the updates that were in flight. The
+//!   peer's UPDREQ is answered with those, its UPDREQALL with every binding not FREE, then
+//!   UPDDONE once all are acknowledged.
+//! * For the pool balancer: [`Replicator::write_record`] (a record change from the control
+//!   plane, journaled and queued) and [`Replicator::enqueue_update`], on the driver's
+//!   [`Replicator`].
 //!
-//! Not here yet (binding replication proper): BNDUPDs received are refused (BNDACK with
-//! reject reason 6, "not stored"); a BNDACK's acknowledgement is not written back to the
-//! record (`atsfp`), and bindings the workers change are not sent as they change. So the
-//! partner never acknowledges anything, and every lease stays bounded by the MCLT
-//! ([`super::mclt`]), which keeps the pair safe without it. POOLREQ is answered with zero
-//! addresses moved (no pool balancing: a secondary holds no BACKUP addresses).
+//! Without replication ([`start`]), BNDUPDs are refused (reject 6) and an update request is
+//! answered from the [`BindingSource`]. POOLREQ is answered with zero addresses moved (no
+//! pool balancing yet).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};

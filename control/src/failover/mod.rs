@@ -10,6 +10,8 @@
 //! * [`mclt`]: the MCLT rule for lease times and the PARTNER-DOWN reclaim rule.
 //! * [`digest`]: the HMAC-SHA256 message digest between tandem peers.
 //! * [`binding`]: one binding between a lease record and BNDUPD/BNDACK, with ISC's checks.
+//! * [`replicate`]: which binding wins (dueling updates, ISC's transition checks), the
+//!   control plane's durable record writes, and the workers' outbound queues.
 //!
 //! And the parts that do I/O, in the daemon:
 //!
