@@ -10,9 +10,41 @@ use control::config::{self, Config};
 use control::daemon::Shutdown;
 use control::failover::driver::{self, BindingSource, Driver, Running};
 use control::failover::fsm::StateKind;
+use control::failover::fsm::{self as fsm_mod, Fsm};
 use control::failover::gate::Gate;
+use control::failover::msg::{MessageType, RejectReason, Repr, StreamDecoder};
 use control::failover::persist;
+use control::failover::{Instant as FoInstant, Now, Role, UnixTime};
 use control::status::FailoverState;
+
+/// Dials `port` as a primary would and sends CONNECT; the type and reject reason of the
+/// first message that comes back.
+fn second_connect(port: u16) -> (MessageType, Option<RejectReason>) {
+    use std::io::{Read, Write};
+    let now = Now {
+        instant: FoInstant::ZERO,
+        wall: UnixTime::now(),
+    };
+    let mut c = fsm_mod::Config::new("loop", Role::Primary);
+    c.mclt = 30;
+    let mut fsm = Fsm::new(c, None, now);
+    fsm.handle_connected(now);
+    let connect = fsm.poll_transmit().expect("CONNECT");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&connect.bytes).unwrap();
+    let mut dec = StreamDecoder::new();
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = s.read(&mut buf).expect("an answer within 5 s");
+        assert!(n > 0, "closed without an answer");
+        dec.feed(&buf[..n]);
+        if let Some(f) = dec.next_frame().expect("framing") {
+            let m = Repr::parse_bytes(f).expect("parses");
+            return (m.msg_type, m.options.reject_reason);
+        }
+    }
+}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -86,6 +118,13 @@ fn two_drivers_over_loopback() {
     assert_eq!(st[0].name, "loop");
     assert_eq!(st[0].role, config::Role::Primary);
     assert_eq!(st[0].unacked_updates, 0);
+
+    // A second link to B while A's is established: its CONNECT gets CONNECTACK with
+    // reject 7 (duplicate connection), and the pair stays NORMAL.
+    let ack = second_connect(pb);
+    assert_eq!(ack.0, MessageType::ConnectAck);
+    assert_eq!(ack.1, Some(RejectReason::DuplicateConnection));
+    wait(&b.driver, 5, "B still normal", normal);
 
     let e = b.driver.partner_down("loop", 0).unwrap_err();
     assert!(e.contains("only allowed"), "{e}");

@@ -1069,3 +1069,45 @@ fn replies_fit_the_clients_message_size() {
     assert_eq!(offer.domain_name.as_ref().map(Vec::len), Some(200));
     assert_eq!(offer.dns.as_ref().map(Vec::len), Some(240));
 }
+
+/// The failover times (ISC `ack_lease`): a DHCPACK sets `tstp = now + desired + granted / 2`
+/// and lowers a larger `tsfp`; a RELEASE clears `atsfp` so the change counts as not
+/// acknowledged (`tstp > atsfp`); an OFFER keeps the times it found.
+#[test]
+fn failover_times_mark_changes_unacknowledged() {
+    let mut h = lan_harness();
+    let m = mac(16);
+    let ack = dora(&mut h, m);
+    let addr = ack.yiaddr();
+    let l = h.record(addr);
+    assert_eq!(l.state, BindingState::Active);
+    // Standalone: desired = granted = 3600.
+    assert_eq!(l.tstp, UnixTime(T0 + 3600 + 1800));
+    assert!(l.tstp > l.atsfp);
+    // Pretend the partner acknowledged it, with a tsfp beyond the next tstp.
+    let t = h.engine.store().table(TableId(0));
+    let slot = t.slot(addr).expect("address in the table");
+    let (v, cur) = t.read(slot);
+    let acked = Lease {
+        atsfp: cur.tstp,
+        tsfp: UnixTime(T0 + 100_000),
+        ..cur
+    };
+    t.update(slot, v, &acked).unwrap();
+    h.advance(10);
+    // A renewal: ACTIVE stays ACTIVE, atsfp kept, tstp moves on, tsfp lowered to it.
+    let a = h.run(&renew(m, addr), &direct(SERVER, m));
+    assert_eq!(a.kind, Kind::Ack);
+    let l = h.record(addr);
+    assert_eq!(l.tstp, UnixTime(T0 + 10 + 3600 + 1800));
+    assert_eq!(l.atsfp, acked.atsfp);
+    assert_eq!(l.tsfp, l.tstp);
+    assert!(l.tstp > l.atsfp);
+    // RELEASE: a change of state; not acknowledged.
+    h.advance(10);
+    let s = h.run(&release(m, SERVER, addr), &direct(SERVER, m));
+    assert_eq!(s.kind, Kind::Silent(SilentReason::Released));
+    let l = h.record(addr);
+    assert_eq!(l.atsfp, UnixTime(0));
+    assert!(l.tstp > l.atsfp);
+}

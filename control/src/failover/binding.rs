@@ -3,8 +3,7 @@
 //! `:5170-5360` receiving; reference §1.3 and §6 item 5).
 //!
 //! The conflict and state-transition checks of a received update (which binding wins) and
-//! the `tstp`/`tsfp`/`atsfp` bookkeeping after BNDACK belong to the lease bookkeeping that
-//! drives this, not here.
+//! the `tstp`/`tsfp`/`atsfp` bookkeeping after BNDACK are in [`super::replicate`].
 
 use std::net::Ipv4Addr;
 

@@ -27,16 +27,36 @@
 //! to resume, and the peer's reaction (PARTNER-DOWN) decides the way back at the next start
 //! (NORMAL in STARTUP facing PARTNER-DOWN goes to RECOVER, ISC `failover.c:2126-2131`).
 //!
-//! The peer's UPDREQ/UPDREQALL is answered from the lease tables: one BNDUPD per binding
-//! (every record not FREE), at most the peer's max-unacked-bndupd in flight, and UPDDONE once
-//! every one has its BNDACK.
+//! Binding replication ([`start_replicating`], what the daemon runs; [`super::replicate`]
+//! holds the rules and the queues):
+//! * **Received BNDUPDs** are checked as ISC checks them ([`Binding::from_repr`]), located in
+//!   the relationship's tables (an address in none of them: reject 1, "IP address not in
+//!   pool"), judged against our record ([`super::replicate::judge`]: dueling updates, then
+//!   ISC's NORMAL or conflict-state transition checks; refusals use the draft's reasons),
+//!   written by CAS and journaled in the control plane's own journal of the [`Store`]. All
+//!   the BNDUPDs of one read from the socket share one group commit (one fdatasync), and
+//!   their BNDACKs are sent only after it; a failed commit sends none and stops the daemon.
+//! * **Outbound:** the workers report every change they commit through a bounded lock-free
+//!   queue each ([`super::replicate::WorkerOutbox`], waking this thread at most once per
+//!   turn); a full queue raises a per-table flag answered by a scan for `tstp > atsfp`. The
+//!   addresses wait, each once, in the relationship's send queue; the record is read when
+//!   its BNDUPD is built (the latest state wins), one binding per BNDUPD, at most the
+//!   peer's max-unacked-bndupd in flight, only in NORMAL or while answering an update
+//!   request. Everything queued in one turn leaves in one write.
+//! * **BNDACK:** accepted, `atsfp` and `tsfp` of the record become the potential expiry we
+//!   sent (CAS; not journaled: losing it only means sending again); refused, it is logged
+//!   with the reason and counted.
+//! * **Nothing lost across a link drop:** at start and on every (re)connection every record
+//!   with `tstp > atsfp` is queued again, as are the updates that were in flight. The
+//!   peer's UPDREQ is answered with those, its UPDREQALL with every binding not FREE, then
+//!   UPDDONE once all are acknowledged.
+//! * For the pool balancer: [`Replicator::write_record`] (a record change from the control
+//!   plane, journaled and queued) and [`Replicator::enqueue_update`], on the driver's
+//!   [`Replicator`].
 //!
-//! Not here yet (binding replication proper): BNDUPDs received are refused (BNDACK with
-//! reject reason 6, "not stored"); a BNDACK's acknowledgement is not written back to the
-//! record (`atsfp`), and bindings the workers change are not sent as they change. So the
-//! partner never acknowledges anything, and every lease stays bounded by the MCLT
-//! ([`super::mclt`]), which keeps the pair safe without it. POOLREQ is answered with zero
-//! addresses moved (no pool balancing: a secondary holds no BACKUP addresses).
+//! Without replication ([`start`]), BNDUPDs are refused (reject 6) and an update request is
+//! answered from the [`BindingSource`]. POOLREQ is answered with zero addresses moved (no
+//! pool balancing yet).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -72,6 +92,12 @@ const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(1);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 const WAKER: Token = Token(0);
+/// How long a refused second link may take to send its CONNECT (ISC's startup timer).
+const REFUSE_WITHIN: Duration = Duration::from_secs(15);
+/// Second links answered at once at most; more are closed without an answer.
+const MAX_REFUSALS: usize = 4;
+/// How often refused links are looked at (they are not registered with the poll).
+const REFUSAL_TICK: Duration = Duration::from_millis(100);
 const PER_REL: usize = 3;
 
 /// The bindings of a relationship (by name) an update request is answered with: address and
@@ -222,6 +248,17 @@ struct Flight {
     tstp: UnixTime,
 }
 
+/// A second link that arrived while one is established: its CONNECT is answered with
+/// CONNECTACK reject 7 (duplicate connection), then it is closed.
+struct Refusal {
+    rel: usize,
+    stream: TcpStream,
+    decoder: StreamDecoder,
+    out: Vec<u8>,
+    until: StdInstant,
+    answered: bool,
+}
+
 struct Rel {
     cfg: FailoverConfig,
     fsm: Fsm,
@@ -333,6 +370,7 @@ struct Loop {
     bindings: BindingSource,
     /// Binding replication ([`start_replicating`]); `None`: BNDUPDs are refused.
     repl: Option<Replicator>,
+    refusals: Vec<Refusal>,
     shutdown: Shutdown,
     stopping: bool,
 }
@@ -461,6 +499,7 @@ fn start_inner(
         shared: Arc::clone(&shared),
         bindings,
         repl,
+        refusals: Vec::new(),
         shutdown: shutdown.clone(),
         stopping: false,
     };
@@ -525,6 +564,7 @@ impl Loop {
             while let Ok(cmd) = self.commands.try_recv() {
                 self.command(cmd);
             }
+            self.refuse_duplicates();
             for i in 0..self.rels.len() {
                 self.tick(i);
             }
@@ -547,7 +587,66 @@ impl Loop {
                 [dial, fsm, balance]
             })
             .flatten()
+            .chain((!self.refusals.is_empty()).then(|| StdInstant::now() + REFUSAL_TICK))
             .min()
+    }
+
+    /// Reads the refused links; answers a CONNECT with CONNECTACK reject 7 and closes the
+    /// link once that is written, or after [`REFUSE_WITHIN`].
+    fn refuse_duplicates(&mut self) {
+        let now = self.now();
+        let mut refusals = std::mem::take(&mut self.refusals);
+        refusals.retain_mut(|r| {
+            let mut buf = [0u8; 2048];
+            let mut open = true;
+            loop {
+                match r.stream.read(&mut buf) {
+                    Ok(0) => {
+                        open = false;
+                        break;
+                    }
+                    Ok(n) => r.decoder.feed(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            while !r.answered
+                && let Ok(Some(frame)) = r.decoder.next_frame()
+            {
+                if let Ok(m) = Repr::parse_bytes(frame)
+                    && m.msg_type == MessageType::Connect
+                    && let Some(rel) = self.rels.get_mut(r.rel)
+                {
+                    tracing::info!(relationship = %rel.cfg.name, "failover: CONNECT on a second link refused (duplicate connection)");
+                    r.out = rel.fsm.duplicate_connectack(now, &m);
+                    r.answered = true;
+                }
+            }
+            while !r.out.is_empty() {
+                match r.stream.write(&r.out) {
+                    Ok(0) => {
+                        open = false;
+                        break;
+                    }
+                    Ok(n) => {
+                        r.out.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            let done = r.answered && r.out.is_empty();
+            open && !done && StdInstant::now() < r.until
+        });
+        self.refusals = refusals;
     }
 
     /// Timers and dialling for relationship `i`, then its outputs.
@@ -650,6 +749,16 @@ impl Loop {
             };
             if !replace {
                 tracing::info!(relationship = %rel.cfg.name, from = %peer, "failover: duplicate connection refused");
+                if self.refusals.len() < MAX_REFUSALS {
+                    self.refusals.push(Refusal {
+                        rel: i,
+                        stream: s,
+                        decoder: StreamDecoder::new(),
+                        out: Vec::new(),
+                        until: StdInstant::now() + REFUSE_WITHIN,
+                        answered: false,
+                    });
+                }
                 continue;
             }
             if let Some(mut old) = self.rels[i].link.take() {

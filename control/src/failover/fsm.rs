@@ -818,6 +818,14 @@ impl Fsm {
         self.encode(&r)
     }
 
+    /// The CONNECTACK refusing `connect`, a CONNECT that arrived on a second TCP link while
+    /// this one is established: reject 7, duplicate connection (ISC `failover.c:1326-1333`).
+    /// The established link is untouched; the caller writes the bytes and closes the other.
+    pub fn duplicate_connectack(&mut self, now: Now, connect: &Repr<'_>) -> Vec<u8> {
+        let reason = Some((RejectReason::DuplicateConnection, "already connected"));
+        self.build_connectack(now, connect, reason).bytes
+    }
+
     fn send_and_close(&mut self, now: Now, reason: CloseReason, t: Transmit) {
         self.transmits.push_back(t);
         self.close_link(now, reason, None);

@@ -11,6 +11,8 @@
 //! * [`digest`]: the HMAC-SHA256 message digest between tandem peers.
 //! * [`binding`]: one binding between a lease record and BNDUPD/BNDACK, with ISC's checks.
 //! * [`pool`]: pool balancing, which addresses each server may allocate (FREE/BACKUP moves).
+//! * [`replicate`]: which binding wins (dueling updates, ISC's transition checks), the
+//!   control plane's durable record writes, and the workers' outbound queues.
 //!
 //! And the parts that do I/O, in the daemon:
 //!

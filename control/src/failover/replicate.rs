@@ -798,6 +798,101 @@ mod tests {
         assert!(!unacked(&offered));
     }
 
+    fn spec() -> lease_mmap::TableSpec {
+        lease_mmap::TableSpec {
+            network: Ipv4Addr::new(10, 0, 0, 0),
+            prefix_len: 24,
+            first: Ipv4Addr::new(10, 0, 0, 1),
+            last: Ipv4Addr::new(10, 0, 0, 20),
+            allocatable: vec![(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 20))],
+        }
+    }
+
+    /// One worker journal and the control plane's; a replicator over them.
+    fn open(dir: &std::path::Path) -> Replicator {
+        let (store, mut journals, _) =
+            Store::open(dir, &[spec()], 2, lease_mmap::Durability::Sync).unwrap();
+        let control = journals.pop().unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let outbox = Arc::new(Outbox::new(1, vec![true], waker));
+        Replicator::new(Arc::new(store), control, outbox, vec![Some(0)], 1)
+    }
+
+    /// A binding installed and committed by the control plane survives a crash that lost
+    /// the table's pages: recovery replays the control plane's journal.
+    #[test]
+    fn installed_bindings_are_durable_through_the_control_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join(lease_mmap::store::table_file_name(&spec()));
+        let ip = Ipv4Addr::new(10, 0, 0, 9);
+        {
+            let r = open(dir.path());
+            drop(r);
+        }
+        // The table as the disk held it before the update.
+        let before = std::fs::read(&table).unwrap();
+        {
+            let mut r = open(dir.path());
+            let (t, s) = r.locate(0, ip).expect("address located");
+            assert_eq!(r.locate(0, Ipv4Addr::new(10, 0, 1, 9)), None);
+            let b = binding(BindingStatus::Active, NOW);
+            let v = r
+                .install(t, s, &b, |cur| {
+                    judge(Role::Secondary, StateKind::Normal, cur, false, &b, NOW)
+                })
+                .unwrap();
+            assert_eq!(v, Verdict::Apply);
+            assert_eq!(r.pending(), 1);
+            r.commit().unwrap();
+            // Nothing of the partner's is queued to be sent back.
+            assert!(r.queue(0).unwrap().is_empty());
+        }
+        // Crash: the table's pages are lost, the journal is not.
+        std::fs::write(&table, &before).unwrap();
+        let r = open(dir.path());
+        let (t, s) = r.locate(0, ip).unwrap();
+        let (_, _, l) = r.read(t, s).unwrap();
+        assert_eq!(l.state, BindingState::Active);
+        assert_eq!(&l.chaddr[..6], &[2, 0, 0, 0, 0, 9]);
+        assert_eq!(l.owner, lease_mmap::Owner::Partner);
+    }
+
+    /// The pool balancer's hooks: a control-plane change is journaled, marked
+    /// unacknowledged and queued; the acknowledgement is written back only while the record
+    /// is still what was sent.
+    #[test]
+    fn control_writes_are_queued_and_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = open(dir.path());
+        let (t, s) = r.locate(0, Ipv4Addr::new(10, 0, 0, 3)).unwrap();
+        let l = r
+            .write_record(t, s, NOW, |cur| {
+                (cur.state == BindingState::Free).then_some(Lease {
+                    state: BindingState::Backup,
+                    ..*cur
+                })
+            })
+            .unwrap()
+            .expect("written");
+        assert!(unacked(&l));
+        assert_eq!(l.tstp, NOW);
+        r.commit().unwrap();
+        assert_eq!(r.queue(0).unwrap().pop(), Some((t, s)));
+        // Not FREE any more: the change function leaves it.
+        assert!(r.write_record(t, s, NOW, |_| None).unwrap().is_none());
+        assert_eq!(r.enqueue_unacked(0, false), 1);
+        assert!(r.acknowledge(t, s, BindingState::Backup, NOW).unwrap());
+        let (_, _, l) = r.read(t, s).unwrap();
+        assert_eq!((l.atsfp, l.tsfp), (NOW, NOW));
+        assert!(!unacked(&l));
+        // A stale acknowledgement (another state) writes nothing.
+        assert!(!r.acknowledge(t, s, BindingState::Free, NOW).unwrap());
+        r.queue(0).unwrap().pop();
+        assert_eq!(r.enqueue_unacked(0, false), 0);
+        assert_eq!(r.enqueue_unacked(0, true), 1);
+    }
+
     #[test]
     fn send_queue_keeps_each_address_once_in_order() {
         let mut q = SendQueue::default();

@@ -69,6 +69,10 @@
 //!   broadcast; else `yiaddr`:68 at `chaddr` (Ethernet only; otherwise broadcast).
 //! - **Lease times**: the scope's, capped by [`FailoverView::lease_time`]; T1/T2 from
 //!   [`ScopeConfig::timers`] for the lease actually granted.
+//! - **Failover times** (ISC `ack_lease`): a DHCPACK sets the potential expiry for the
+//!   partner, `tstp = now + desired + granted / 2` (and lowers a `tsfp` beyond it); any other
+//!   change of state clears `atsfp` and keeps `tstp` at least `now`, so `tstp > atsfp` marks
+//!   every change the partner has not acknowledged. OFFERED holds keep both.
 //!
 //! # Concurrency
 //!
