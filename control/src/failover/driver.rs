@@ -50,13 +50,15 @@
 //!   with `tstp > atsfp` is queued again, as are the updates that were in flight. The
 //!   peer's UPDREQ is answered with those, its UPDREQALL with every binding not FREE, then
 //!   UPDDONE once all are acknowledged.
-//! * For the pool balancer: [`Replicator::write_record`] (a record change from the control
-//!   plane, journaled and queued) and [`Replicator::enqueue_update`], on the driver's
-//!   [`Replicator`].
+//! * **Pool balancing** ([`super::pool`]), in NORMAL only: on entering it, on the peer's
+//!   POOLREQ (answered with the count moved) and on ISC's schedule, each relationship's
+//!   tables are counted and the addresses to give away (FREE → BACKUP from the primary,
+//!   surplus BACKUP → FREE from the secondary) are written with
+//!   [`Replicator::write_record`], committed once for the run, and queued as BNDUPDs. A
+//!   side short by more than twice the misbalance threshold sends POOLREQ.
 //!
-//! Without replication ([`start`]), BNDUPDs are refused (reject 6) and an update request is
-//! answered from the [`BindingSource`]. POOLREQ is answered with zero addresses moved (no
-//! pool balancing yet).
+//! Without replication ([`start`]), BNDUPDs are refused (reject 6), an update request is
+//! answered from the [`BindingSource`], and pools are not balanced (POOLREQ answers 0).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
