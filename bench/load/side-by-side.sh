@@ -316,6 +316,7 @@ for rep in $(seq "$REPEATS"); do
           p50=$(ms "$(json_num "$out" dora_p50_us)")
           p99=$(ms "$(json_num "$out" dora_p99_us)")
           p999=$(ms "$(json_num "$out" dora_p999_us)")
+          if [ "$completed" -eq 0 ]; then lat_avg=-; p50=-; p99=-; p999=-; fi
         fi
         stop_servers
         per_s=$((completed / PERIOD))
