@@ -411,6 +411,13 @@ fn run(args: Args) -> Result<()> {
         .queues
         .unwrap_or_else(|| rx_queue_count(&args.iface))
         .clamp(1, ebpf::MAX_QUEUES);
+    let hw_queues = rx_queue_count(&args.iface);
+    if queues < hw_queues {
+        eprintln!(
+            "tandem-loadgen: warning: {} has {hw_queues} rx queues and only {queues} get a socket: replies arriving on the others go to the kernel and count as drops",
+            args.iface
+        );
+    }
     let our_mac = parse_mac(
         std::fs::read_to_string(format!("/sys/class/net/{}/address", args.iface))
             .map_err(|e| format!("{}: {e}", args.iface))?
