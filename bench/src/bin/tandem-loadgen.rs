@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! tandem-loadgen --iface IF [--giaddr A.B.C.D] [--server A.B.C.D --server-mac MAC]
-//!                [--rate N] [--outstanding N] [--duration S] [--timeout MS] [--clients N]
+//!                [--rate N] [--outstanding N] [--exchanges N] [--duration S] [--timeout MS]
+//!                [--clients N] [--first-client N]
 //!                [--queues N] [--cpus 0,1] [--batch N] [--client-id] [--no-option82] [--xdp-mode auto|native|generic]
 //!                [--label NAME] [--json FILE] [--quiet]
 //! ```
@@ -18,6 +19,9 @@
 //! - `--rate N`: start N exchanges per second (0: as fast as the window allows); open loop,
 //!   replies do not slow it down. `--outstanding N` caps the exchanges in flight (closed loop).
 //! - `--timeout MS` (1000): an exchange without its ACK after this long is dropped.
+//! - `--exchanges N`: start at most N exchanges, and end the run once they are all over.
+//! - `--clients N` (1,000,000) distinct clients, numbered from `--first-client` (0): exchange
+//!   `n` is client `first + n % N`.
 //!
 //! One AF_XDP socket (copy mode on veth) per rx queue of the interface, one worker thread per
 //! socket, pinned round robin to `--cpus`. The generator's XDP program
@@ -57,6 +61,8 @@ struct Args {
     duration: Duration,
     timeout: Duration,
     clients: u64,
+    first_client: u64,
+    exchanges: u64,
     queues: Option<u32>,
     cpus: Vec<usize>,
     batch: usize,
@@ -69,7 +75,8 @@ struct Args {
 }
 
 const USAGE: &str = "usage: tandem-loadgen --iface IF [--giaddr IP] [--server IP --server-mac MAC] \
-[--rate N] [--outstanding N] [--duration S] [--timeout MS] [--clients N] [--queues N] [--cpus 0,1] \
+[--rate N] [--outstanding N] [--exchanges N] [--duration S] [--timeout MS] [--clients N] [--first-client N] \
+[--queues N] [--cpus 0,1] \
 [--batch N] [--client-id] [--no-option82] [--xdp-mode auto|native|generic] [--label NAME] [--json FILE] [--quiet]";
 
 fn parse_mac(s: &str) -> Result<[u8; 6]> {
@@ -95,6 +102,8 @@ fn parse_args() -> Result<Args> {
         duration: Duration::from_secs(10),
         timeout: Duration::from_millis(1000),
         clients: 1_000_000,
+        first_client: 0,
+        exchanges: 0,
         queues: None,
         cpus: Vec::new(),
         batch: 64,
@@ -121,6 +130,8 @@ fn parse_args() -> Result<Args> {
             "--duration" => a.duration = Duration::from_secs_f64(val()?.parse()?),
             "--timeout" => a.timeout = Duration::from_millis(val()?.parse()?),
             "--clients" => a.clients = val()?.parse::<u64>()?.clamp(1, 1 << 32),
+            "--first-client" => a.first_client = val()?.parse()?,
+            "--exchanges" => a.exchanges = val()?.parse()?,
             "--queues" => a.queues = Some(val()?.parse()?),
             "--cpus" => {
                 a.cpus = val()?
@@ -361,6 +372,9 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
             let mut n = want.min(room).min(batch as u64);
             while n > 0 {
                 let next = sh.next.load(Ordering::Relaxed);
+                if sh.args.exchanges > 0 && next >= sh.args.exchanges {
+                    break;
+                }
                 if next + margin >= sh.swept.load(Ordering::Relaxed) + capacity {
                     add(&c.window_full, 1);
                     break;
@@ -371,7 +385,7 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
                     break;
                 }
                 let seq = sh.next.fetch_add(1, Ordering::Relaxed);
-                let mac = loadgen::client_mac((seq % clients) as u32);
+                let mac = loadgen::client_mac((sh.args.first_client + seq % clients) as u32);
                 sh.exchanges.start(seq, sh.now());
                 add(&c.started, 1);
                 mine += 1;
@@ -552,6 +566,8 @@ fn run(args: Args) -> Result<()> {
     let mut last = Totals::default();
     let mut last_timeouts = 0;
     let mut next_report = 1_000_000_000u64;
+    // When --exchanges ended the run early: its length, for the rates.
+    let mut ended_early: Option<u64> = None;
     loop {
         std::thread::sleep(Duration::from_millis(10));
         let now = shared.now();
@@ -591,6 +607,13 @@ fn run(args: Args) -> Result<()> {
         if handles.iter().all(|h| h.is_finished()) {
             break;
         }
+        if args.exchanges > 0
+            && shared.next.load(Ordering::Relaxed) >= args.exchanges
+            && shared.ended.load(Ordering::Relaxed) >= args.exchanges
+        {
+            ended_early.get_or_insert(now.min(send_until));
+            shared.stop.store(true, Ordering::Relaxed);
+        }
         if now > shared.run_until.saturating_add(5_000_000_000) {
             shared.stop.store(true, Ordering::Relaxed);
         }
@@ -608,7 +631,9 @@ fn run(args: Args) -> Result<()> {
     sweep(&shared, u64::MAX, u64::MAX);
     let t = totals(&counters);
     let timeouts = shared.timeouts.load(Ordering::Relaxed);
-    let secs = args.duration.as_secs_f64();
+    let secs = ended_early.map_or(args.duration.as_secs_f64(), |ns| {
+        (ns as f64 / 1e9).max(1e-3)
+    });
     let drops = t.started.saturating_sub(t.completed);
     let drop_pct = if t.started > 0 {
         drops as f64 * 100.0 / t.started as f64
