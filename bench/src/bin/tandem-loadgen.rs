@@ -43,7 +43,7 @@ use aya::Ebpf;
 use aya::maps::XskMap;
 use aya::programs::{Xdp, XdpMode};
 use bench::loadgen::{self, Addressing, Exchanges, Histogram, Outcome};
-use dataplane::stats::WorkerStats;
+use dataplane::stats::{DropReason, WorkerStats};
 use dataplane::wire::dhcpv4::MessageType;
 use dataplane::worker::{DEFAULT_SLOT_LEN, FrameIo, TxBatch};
 use dataplane::xdp::{XskIo, XskOptions, ZeroCopy, rx_queue_count};
@@ -256,6 +256,9 @@ impl Shared {
 }
 
 struct WorkerOut {
+    /// Replies the kernel dropped on the way into this worker's socket (rx ring full, no
+    /// fill-ring frame): the generator's own losses.
+    xsk_drops: u64,
     discover_to_offer: Histogram,
     request_to_ack: Histogram,
     discover_to_ack: Histogram,
@@ -271,6 +274,7 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
     // Room for one batch of REQUESTs (one per received OFFER) and one of DISCOVERs.
     let mut tx = TxBatch::new(batch * 2, DEFAULT_SLOT_LEN);
     let mut out = WorkerOut {
+        xsk_drops: 0,
         discover_to_offer: Histogram::default(),
         request_to_ack: Histogram::default(),
         discover_to_ack: Histogram::default(),
@@ -413,6 +417,11 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
             let _ = io.wait(Duration::from_millis(1), &stats);
         }
     }
+    // `wait` adds the kernel's drop counters to `stats`; once more for the last ones.
+    let _ = io.wait(Duration::ZERO, &stats);
+    let snap = stats.snapshot();
+    out.xsk_drops =
+        snap.dropped(DropReason::XskRxDropped) + snap.dropped(DropReason::XskRxRingFull);
     out
 }
 
@@ -621,8 +630,10 @@ fn run(args: Args) -> Result<()> {
     let mut d2o = Histogram::default();
     let mut r2a = Histogram::default();
     let mut d2a = Histogram::default();
+    let mut xsk_drops = 0;
     for h in handles {
         let out = h.join().map_err(|_| "a worker panicked")?;
+        xsk_drops += out.xsk_drops;
         d2o.merge(&out.discover_to_offer);
         r2a.merge(&out.request_to_ack);
         d2a.merge(&out.discover_to_ack);
@@ -643,7 +654,7 @@ fn run(args: Args) -> Result<()> {
     let per_s = t.completed as f64 / secs;
     if !args.quiet {
         eprintln!(
-            "tandem-loadgen: {}: {} exchanges started ({:.0}/s offered), {} completed = {:.0} DORA/s, {} dropped ({:.2} %: {} timed out, {} late, {} NAKed); generator fell behind by {}, window full {}×, tx failed {}",
+            "tandem-loadgen: {}: {} exchanges started ({:.0}/s offered), {} completed = {:.0} DORA/s, {} dropped ({:.2} %: {} timed out, {} late, {} NAKed); generator fell behind by {}, window full {}×, tx failed {}, replies dropped by the kernel on the way into the generator's sockets {}",
             args.label,
             t.started,
             t.started as f64 / secs,
@@ -656,7 +667,8 @@ fn run(args: Args) -> Result<()> {
             t.naks,
             t.behind,
             t.window_full,
-            t.tx_failed
+            t.tx_failed,
+            xsk_drops
         );
         eprintln!(
             "tandem-loadgen: latency DISCOVER→ACK p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs; DISCOVER→OFFER p50 {:.1} µs p99 {:.1} µs; REQUEST→ACK p50 {:.1} µs p99 {:.1} µs",
@@ -677,7 +689,7 @@ fn run(args: Args) -> Result<()> {
             "\"started\":{},\"discovers\":{},\"offers\":{},\"requests\":{},\"acks\":{},",
             "\"completed\":{},\"completed_per_s\":{:.1},\"dropped\":{},\"drop_pct\":{:.3},",
             "\"timeouts\":{},\"late\":{},\"naks\":{},\"stale\":{},\"other\":{},\"tx_failed\":{},",
-            "\"behind\":{},\"window_full\":{},",
+            "\"behind\":{},\"window_full\":{},\"generator_rx_dropped\":{},",
             "\"dora_p50_us\":{:.1},\"dora_p99_us\":{:.1},\"dora_p999_us\":{:.1},\"dora_max_us\":{:.1},\"dora_mean_us\":{:.1},",
             "\"do_p50_us\":{:.1},\"do_p99_us\":{:.1},\"ra_p50_us\":{:.1},\"ra_p99_us\":{:.1}}}"
         ),
@@ -711,6 +723,7 @@ fn run(args: Args) -> Result<()> {
         t.tx_failed,
         t.behind,
         t.window_full,
+        xsk_drops,
         us(d2a.quantile(0.5)),
         us(d2a.quantile(0.99)),
         us(d2a.quantile(0.999)),
