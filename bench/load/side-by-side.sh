@@ -28,7 +28,8 @@
 # that collapses on large ranges; say so next to its numbers), TANDEMD /
 # TANDEMCTL / LOADGEN (built binaries; by default cargo build --release in
 # $CARGO_TARGET_DIR or target/).
-# Every wait is bounded; servers are ended by pid.
+# Every wait is bounded; servers are ended by pid. Each cell's lease store is deleted after
+# the cell (its logs and the generator's output are kept in WORK).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -316,8 +317,11 @@ for rep in $(seq "$REPEATS"); do
           p50=$(ms "$(json_num "$out" dora_p50_us)")
           p99=$(ms "$(json_num "$out" dora_p99_us)")
           p999=$(ms "$(json_num "$out" dora_p999_us)")
+          if [ "$completed" -eq 0 ]; then lat_avg=-; p50=-; p99=-; p999=-; fi
         fi
         stop_servers
+        # The lease tables are big (67 MB for this pool): keep the logs, not the stores.
+        rm -rf "$d/data" "$d/peer/data" "$d/kea-leases.csv" "$d/dhcpd.leases"
         per_s=$((completed / PERIOD))
         if [ "$started" -gt 0 ]; then
           drop=$(awk -v s="$started" -v a="$completed" 'BEGIN { d = (s - a) * 100 / s; if (d < 0) d = 0; printf "%.2f", d }')

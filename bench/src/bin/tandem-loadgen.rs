@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! tandem-loadgen --iface IF [--giaddr A.B.C.D] [--server A.B.C.D --server-mac MAC]
-//!                [--rate N] [--outstanding N] [--duration S] [--timeout MS] [--clients N]
+//!                [--rate N] [--outstanding N] [--exchanges N] [--duration S] [--timeout MS]
+//!                [--clients N] [--first-client N]
 //!                [--queues N] [--cpus 0,1] [--batch N] [--client-id] [--no-option82] [--xdp-mode auto|native|generic]
 //!                [--label NAME] [--json FILE] [--quiet]
 //! ```
@@ -18,6 +19,9 @@
 //! - `--rate N`: start N exchanges per second (0: as fast as the window allows); open loop,
 //!   replies do not slow it down. `--outstanding N` caps the exchanges in flight (closed loop).
 //! - `--timeout MS` (1000): an exchange without its ACK after this long is dropped.
+//! - `--exchanges N`: start at most N exchanges, and end the run once they are all over.
+//! - `--clients N` (1,000,000) distinct clients, numbered from `--first-client` (0): exchange
+//!   `n` is client `first + n % N`.
 //!
 //! One AF_XDP socket (copy mode on veth) per rx queue of the interface, one worker thread per
 //! socket, pinned round robin to `--cpus`. The generator's XDP program
@@ -39,7 +43,7 @@ use aya::Ebpf;
 use aya::maps::XskMap;
 use aya::programs::{Xdp, XdpMode};
 use bench::loadgen::{self, Addressing, Exchanges, Histogram, Outcome};
-use dataplane::stats::WorkerStats;
+use dataplane::stats::{DropReason, WorkerStats};
 use dataplane::wire::dhcpv4::MessageType;
 use dataplane::worker::{DEFAULT_SLOT_LEN, FrameIo, TxBatch};
 use dataplane::xdp::{XskIo, XskOptions, ZeroCopy, rx_queue_count};
@@ -57,6 +61,8 @@ struct Args {
     duration: Duration,
     timeout: Duration,
     clients: u64,
+    first_client: u64,
+    exchanges: u64,
     queues: Option<u32>,
     cpus: Vec<usize>,
     batch: usize,
@@ -69,7 +75,8 @@ struct Args {
 }
 
 const USAGE: &str = "usage: tandem-loadgen --iface IF [--giaddr IP] [--server IP --server-mac MAC] \
-[--rate N] [--outstanding N] [--duration S] [--timeout MS] [--clients N] [--queues N] [--cpus 0,1] \
+[--rate N] [--outstanding N] [--exchanges N] [--duration S] [--timeout MS] [--clients N] [--first-client N] \
+[--queues N] [--cpus 0,1] \
 [--batch N] [--client-id] [--no-option82] [--xdp-mode auto|native|generic] [--label NAME] [--json FILE] [--quiet]";
 
 fn parse_mac(s: &str) -> Result<[u8; 6]> {
@@ -95,6 +102,8 @@ fn parse_args() -> Result<Args> {
         duration: Duration::from_secs(10),
         timeout: Duration::from_millis(1000),
         clients: 1_000_000,
+        first_client: 0,
+        exchanges: 0,
         queues: None,
         cpus: Vec::new(),
         batch: 64,
@@ -121,6 +130,8 @@ fn parse_args() -> Result<Args> {
             "--duration" => a.duration = Duration::from_secs_f64(val()?.parse()?),
             "--timeout" => a.timeout = Duration::from_millis(val()?.parse()?),
             "--clients" => a.clients = val()?.parse::<u64>()?.clamp(1, 1 << 32),
+            "--first-client" => a.first_client = val()?.parse()?,
+            "--exchanges" => a.exchanges = val()?.parse()?,
             "--queues" => a.queues = Some(val()?.parse()?),
             "--cpus" => {
                 a.cpus = val()?
@@ -245,6 +256,9 @@ impl Shared {
 }
 
 struct WorkerOut {
+    /// Replies the kernel dropped on the way into this worker's socket (rx ring full, no
+    /// fill-ring frame): the generator's own losses.
+    xsk_drops: u64,
     discover_to_offer: Histogram,
     request_to_ack: Histogram,
     discover_to_ack: Histogram,
@@ -260,6 +274,7 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
     // Room for one batch of REQUESTs (one per received OFFER) and one of DISCOVERs.
     let mut tx = TxBatch::new(batch * 2, DEFAULT_SLOT_LEN);
     let mut out = WorkerOut {
+        xsk_drops: 0,
         discover_to_offer: Histogram::default(),
         request_to_ack: Histogram::default(),
         discover_to_ack: Histogram::default(),
@@ -361,6 +376,9 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
             let mut n = want.min(room).min(batch as u64);
             while n > 0 {
                 let next = sh.next.load(Ordering::Relaxed);
+                if sh.args.exchanges > 0 && next >= sh.args.exchanges {
+                    break;
+                }
                 if next + margin >= sh.swept.load(Ordering::Relaxed) + capacity {
                     add(&c.window_full, 1);
                     break;
@@ -371,7 +389,7 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
                     break;
                 }
                 let seq = sh.next.fetch_add(1, Ordering::Relaxed);
-                let mac = loadgen::client_mac((seq % clients) as u32);
+                let mac = loadgen::client_mac((sh.args.first_client + seq % clients) as u32);
                 sh.exchanges.start(seq, sh.now());
                 add(&c.started, 1);
                 mine += 1;
@@ -399,6 +417,11 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
             let _ = io.wait(Duration::from_millis(1), &stats);
         }
     }
+    // `wait` adds the kernel's drop counters to `stats`; once more for the last ones.
+    let _ = io.wait(Duration::ZERO, &stats);
+    let snap = stats.snapshot();
+    out.xsk_drops =
+        snap.dropped(DropReason::XskRxDropped) + snap.dropped(DropReason::XskRxRingFull);
     out
 }
 
@@ -411,6 +434,13 @@ fn run(args: Args) -> Result<()> {
         .queues
         .unwrap_or_else(|| rx_queue_count(&args.iface))
         .clamp(1, ebpf::MAX_QUEUES);
+    let hw_queues = rx_queue_count(&args.iface);
+    if queues < hw_queues {
+        eprintln!(
+            "tandem-loadgen: warning: {} has {hw_queues} rx queues and only {queues} get a socket: replies arriving on the others go to the kernel and count as drops",
+            args.iface
+        );
+    }
     let our_mac = parse_mac(
         std::fs::read_to_string(format!("/sys/class/net/{}/address", args.iface))
             .map_err(|e| format!("{}: {e}", args.iface))?
@@ -545,6 +575,8 @@ fn run(args: Args) -> Result<()> {
     let mut last = Totals::default();
     let mut last_timeouts = 0;
     let mut next_report = 1_000_000_000u64;
+    // When --exchanges ended the run early: its length, for the rates.
+    let mut ended_early: Option<u64> = None;
     loop {
         std::thread::sleep(Duration::from_millis(10));
         let now = shared.now();
@@ -584,6 +616,13 @@ fn run(args: Args) -> Result<()> {
         if handles.iter().all(|h| h.is_finished()) {
             break;
         }
+        if args.exchanges > 0
+            && shared.next.load(Ordering::Relaxed) >= args.exchanges
+            && shared.ended.load(Ordering::Relaxed) >= args.exchanges
+        {
+            ended_early.get_or_insert(now.min(send_until));
+            shared.stop.store(true, Ordering::Relaxed);
+        }
         if now > shared.run_until.saturating_add(5_000_000_000) {
             shared.stop.store(true, Ordering::Relaxed);
         }
@@ -591,8 +630,10 @@ fn run(args: Args) -> Result<()> {
     let mut d2o = Histogram::default();
     let mut r2a = Histogram::default();
     let mut d2a = Histogram::default();
+    let mut xsk_drops = 0;
     for h in handles {
         let out = h.join().map_err(|_| "a worker panicked")?;
+        xsk_drops += out.xsk_drops;
         d2o.merge(&out.discover_to_offer);
         r2a.merge(&out.request_to_ack);
         d2a.merge(&out.discover_to_ack);
@@ -601,7 +642,9 @@ fn run(args: Args) -> Result<()> {
     sweep(&shared, u64::MAX, u64::MAX);
     let t = totals(&counters);
     let timeouts = shared.timeouts.load(Ordering::Relaxed);
-    let secs = args.duration.as_secs_f64();
+    let secs = ended_early.map_or(args.duration.as_secs_f64(), |ns| {
+        (ns as f64 / 1e9).max(1e-3)
+    });
     let drops = t.started.saturating_sub(t.completed);
     let drop_pct = if t.started > 0 {
         drops as f64 * 100.0 / t.started as f64
@@ -611,7 +654,7 @@ fn run(args: Args) -> Result<()> {
     let per_s = t.completed as f64 / secs;
     if !args.quiet {
         eprintln!(
-            "tandem-loadgen: {}: {} exchanges started ({:.0}/s offered), {} completed = {:.0} DORA/s, {} dropped ({:.2} %: {} timed out, {} late, {} NAKed); generator fell behind by {}, window full {}×, tx failed {}",
+            "tandem-loadgen: {}: {} exchanges started ({:.0}/s offered), {} completed = {:.0} DORA/s, {} dropped ({:.2} %: {} timed out, {} late, {} NAKed); generator fell behind by {}, window full {}×, tx failed {}, replies dropped by the kernel on the way into the generator's sockets {}",
             args.label,
             t.started,
             t.started as f64 / secs,
@@ -624,7 +667,8 @@ fn run(args: Args) -> Result<()> {
             t.naks,
             t.behind,
             t.window_full,
-            t.tx_failed
+            t.tx_failed,
+            xsk_drops
         );
         eprintln!(
             "tandem-loadgen: latency DISCOVER→ACK p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs; DISCOVER→OFFER p50 {:.1} µs p99 {:.1} µs; REQUEST→ACK p50 {:.1} µs p99 {:.1} µs",
@@ -645,7 +689,7 @@ fn run(args: Args) -> Result<()> {
             "\"started\":{},\"discovers\":{},\"offers\":{},\"requests\":{},\"acks\":{},",
             "\"completed\":{},\"completed_per_s\":{:.1},\"dropped\":{},\"drop_pct\":{:.3},",
             "\"timeouts\":{},\"late\":{},\"naks\":{},\"stale\":{},\"other\":{},\"tx_failed\":{},",
-            "\"behind\":{},\"window_full\":{},",
+            "\"behind\":{},\"window_full\":{},\"generator_rx_dropped\":{},",
             "\"dora_p50_us\":{:.1},\"dora_p99_us\":{:.1},\"dora_p999_us\":{:.1},\"dora_max_us\":{:.1},\"dora_mean_us\":{:.1},",
             "\"do_p50_us\":{:.1},\"do_p99_us\":{:.1},\"ra_p50_us\":{:.1},\"ra_p99_us\":{:.1}}}"
         ),
@@ -679,6 +723,7 @@ fn run(args: Args) -> Result<()> {
         t.tx_failed,
         t.behind,
         t.window_full,
+        xsk_drops,
         us(d2a.quantile(0.5)),
         us(d2a.quantile(0.99)),
         us(d2a.quantile(0.999)),
