@@ -155,7 +155,13 @@ fn tandemd_on_auto_picks_xdp_and_serves_perfdhcp() {
         "perfdhcp over xdp: sent {:?} received {:?} drops {:?} rate {:?}",
         report.sent, report.received, report.drops, report.rate
     );
-    assert_eq!(report.total_drops(), 0, "{}", report.output);
+    assert_eq!(
+        report.total_drops(),
+        0,
+        "{}\nstatus: {:?}",
+        report.output,
+        server.status_json()
+    );
     assert!(
         report.acks() >= rate * SECONDS * 9 / 10,
         "only {} exchanges:\n{}",
@@ -581,5 +587,82 @@ fn a_tandem_pair_in_normal_drops_the_partners_discovers_in_xdp() {
     assert_eq!(
         last.lb_drop, a1.lb_drop,
         "nothing dropped with the filter off"
+    );
+}
+
+/// Software dispatch: `workers = 3` on a veth (one rx queue, so one AF_XDP socket) runs the
+/// queue's worker and two siblings; perfdhcp's clients are spread over all three by client
+/// hash and every exchange completes (the siblings answer through their own send sockets).
+#[test]
+fn tandemd_on_xdp_dispatches_a_single_queue_to_sibling_workers() {
+    common::require_e2e();
+    let net = TestNet::new(Layout::Direct, 1);
+    let spec = ServerSpec {
+        datapath: "xdp",
+        ..ServerSpec::direct(&net, Duration::from_secs(600))
+    };
+    let server = Server::start_tandemd_with(&net.server.ns, |dir| {
+        let mut toml = format!(
+            "[server]\ninterfaces = [{:?}]\nserver_id = \"{}\"\ndata_dir = {:?}\n\
+             datapath = \"xdp\"\nworkers = 3\ndispatch = \"auto\"\ndurability = \"sync\"\n",
+            spec.interfaces[0],
+            spec.server_id,
+            dir.to_string_lossy()
+        );
+        for s in &spec.subnets {
+            toml.push_str(&format!(
+                "\n[[subnet]]\nprefix = \"{}\"\npools = [\"{}-{}\"]\nlease_time = \"600s\"\n",
+                s.prefix, s.pool.0, s.pool.1
+            ));
+        }
+        toml
+    });
+    assert!(
+        server
+            .log()
+            .contains("software dispatch to sibling workers"),
+        "{}",
+        server.log()
+    );
+    let ep = &net.clients[0];
+    const CLIENTS: u64 = 300;
+    let report = Perfdhcp::new(
+        &ep.ns,
+        &PerfTarget::Broadcast {
+            iface: ep.iface.clone(),
+        },
+    )
+    .arg("-r")
+    .arg("300")
+    .arg("-R")
+    .arg(CLIENTS.to_string())
+    .arg("-n")
+    .arg(CLIENTS.to_string())
+    .arg("-p")
+    .arg("10")
+    .run(Duration::from_secs(30))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let status = server.status_json().expect("tandemctl status --json");
+    assert_eq!(
+        report.acks(),
+        CLIENTS,
+        "{}\nstatus: {status}\nlog:\n{}",
+        report.output,
+        server.log()
+    );
+    let workers = status["workers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(workers.len(), 3, "{status}");
+    let tx: Vec<u64> = workers
+        .iter()
+        .map(|w| w["tx"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        tx.iter().all(|&t| t > 0),
+        "every worker answered some clients: tx {tx:?}\n{status}"
+    );
+    assert_eq!(
+        tx.iter().sum::<u64>(),
+        2 * CLIENTS,
+        "one OFFER and one ACK each"
     );
 }
