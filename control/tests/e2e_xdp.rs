@@ -208,7 +208,15 @@ fn tandemd_on_xdp_answers_a_burst_of_clients_without_drops() {
         report.output,
         server.log()
     );
-    assert_eq!(report.acks(), CLIENTS, "{}", report.output);
+    // perfdhcp's -n bounds the exchanges it starts, give or take the last few of its rate
+    // timer: every one it started must have completed, and at least CLIENTS of them.
+    let started = report.sent.get("DISCOVER-OFFER").copied().unwrap_or(0);
+    assert!(
+        report.acks() >= CLIENTS && report.acks() == started,
+        "{} ACKs for {started} exchanges started\n{}",
+        report.acks(),
+        report.output
+    );
     let text = status.to_string();
     assert!(
         !text.contains("xsk-rx-dropped") && !text.contains("xsk-rx-ring-full"),
