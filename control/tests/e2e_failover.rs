@@ -425,7 +425,7 @@ subnet 10.79.0.0 netmask 255.255.255.0 {
         .arg("-pf")
         .arg(dir.path().join("dhcpd.pid"))
         .arg("fa0");
-    let _dhcpd = Dhcpd(common::net::spawn_logged(cmd, &log));
+    let dhcpd = Dhcpd(common::net::spawn_logged(cmd, &log));
     let t = Server::start_tandemd_with(&net.b, |d| {
         format!(
             r#"[server]
@@ -487,17 +487,48 @@ max_unacked_updates = 10
     assert_eq!(server, "10.79.0.2", "{addr}");
     assert!((1..=10).contains(&lease), "lease {lease} s beyond the MCLT");
     wait_isc_lease(&leases, &addr, m, &log);
-    // dhcpd's BNDACK was written back: tandemd's renewal gets more than the MCLT. (dhcpd,
-    // now knowing the binding, may answer the REQUEST too: only tandemd's answer counts.)
+    // dhcpd's BNDACK was written back: tandemd's renewal gets more than the MCLT. dhcpd, now
+    // holding the client's binding, answers its DISCOVER too (ISC skips load balancing for a
+    // client with a lease) and usually first; so dhcpd is frozen (SIGSTOP: the peer link
+    // stays up, tandemd stays NORMAL) while the client asks again, and only tandemd answers.
+    let pid = dhcpd.0.id().to_string();
+    std::thread::sleep(Duration::from_secs(3)); // ISC flushes its BNDACKs every 2 s
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let mut seen = Vec::new();
     let acked = common::try_wait_until(Duration::from_secs(15), || {
         let (a2, l2, s2) = net.dhcp(m, tmp.path())?;
+        seen.push((a2.clone(), l2, s2.clone()));
         (a2 == addr && s2 == "10.79.0.2" && l2 > 10).then_some(l2)
     });
+    signal("-CONT");
     assert!(
         acked.is_some(),
-        "no lease beyond the MCLT after dhcpd's BNDACK\n{}",
-        t.log()
+        "no lease beyond the MCLT after dhcpd's BNDACK: renewals {seen:?}\n{}\n--- dhcpd ---\n{}",
+        t.log(),
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
+
+    // dhcpd dies: tandemd goes COMMUNICATIONS-INTERRUPTED, and after the operator's
+    // partner-down serves the clients of dhcpd's hash buckets too.
+    drop(dhcpd);
+    wait_state(&t, 30, "tandemd communications-interrupted", |s, _| {
+        s == "communications-interrupted"
+    });
+    t.tandemctl(&["partner-down", "pair"])
+        .unwrap_or_else(|e| panic!("partner-down: {e}"));
+    wait_state(&t, 5, "tandemd partner-down", |s, _| s == "partner-down");
+    let other = mac_for(false);
+    let served = common::try_wait_until(Duration::from_secs(15), || net.dhcp(other, tmp.path()));
+    let (addr2, _, server2) = served
+        .unwrap_or_else(|| panic!("no lease for dhcpd's client in PARTNER-DOWN\n{}", t.log()));
+    assert_eq!(server2, "10.79.0.2", "{addr2}");
     eprintln!(
         "--- tandemd ---\n{}\n--- dhcpd ---\n{}",
         t.log(),
