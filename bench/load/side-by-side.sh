@@ -20,7 +20,7 @@
 # 1 s drop timeout); drop % = exchanges started that got no ACK within it.
 #
 # Environment: RATES ("2000 5000 10000 20000 40000"), PERIOD (5 s per cell), REPEATS (3),
-# SERVERS ("tandem-xdp tandem-packet tandem-xdp-failover kea dhcpd"), GENERATORS
+# SERVERS ("tandem-xdp tandem-packet tandem-xdp-failover tandem-xdp-failover-isc kea dhcpd"), GENERATORS
 # ("perfdhcp loadgen"), SERVER_CPU (1), CLIENT_CPU (0), OUT (bench/results/side-by-side),
 # WORK (a new directory under /var/tmp: every raw output), PYTHON (python3), LOADGEN_ARGS
 # (extra tandem-loadgen flags, e.g. --no-option82 to send what perfdhcp sends), DHCPD_RANGE
@@ -51,7 +51,7 @@ fi
 RATES=${RATES:-"2000 5000 10000 20000 40000"}
 PERIOD=${PERIOD:-5}
 REPEATS=${REPEATS:-3}
-SERVERS=${SERVERS:-"tandem-xdp tandem-packet tandem-xdp-failover kea dhcpd"}
+SERVERS=${SERVERS:-"tandem-xdp tandem-packet tandem-xdp-failover tandem-xdp-failover-isc kea dhcpd"}
 GENERATORS=${GENERATORS:-"perfdhcp loadgen"}
 SERVER_CPU=${SERVER_CPU:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
 CLIENT_CPU=${CLIENT_CPU:-0}
@@ -178,9 +178,38 @@ wait_sock() { # $1: data dir, $2: pid, $3: log
   echo "tandemd did not start:" >&2; cat "$3" >&2; return 1
 }
 
-start_tandem() { # $1: dir, $2: datapath, $3: failover (0/1)
+# ISC dhcpd as the failover secondary of tandemd, in lg-peer (the failover-isc rows): the same
+# pool under `failover peer`, lease file on disk. In hot standby tandemd sends the HBA of
+# `split 256`, so dhcpd answers no DISCOVER in NORMAL; it stores every BNDUPD.
+start_isc_peer() { # $1: dir
+  local d=$1
+  cat >"$d/peer/dhcpd.conf" <<EOF
+authoritative; default-lease-time 3600; max-lease-time 3600; ddns-update-style none;
+ping-check false;
+failover peer "pair" {
+  secondary;
+  address 192.168.77.2; port 647;
+  peer address 192.168.77.1; peer port 647;
+  max-response-delay 60;
+  max-unacked-updates 100;
+  load balance max seconds 3;
+}
+subnet 192.168.77.0 netmask 255.255.255.0 { }
+subnet 10.100.0.0 netmask 255.252.0.0 {
+  option routers 10.100.0.1;
+  pool { failover peer "pair"; range ${DHCPD_RANGE:-$POOL_FIRST $POOL_LAST}; }
+}
+EOF
+  : >"$d/peer/dhcpd.leases"
+  ip netns exec "$NS_P" taskset -c "$CLIENT_CPU" \
+    dhcpd -4 -f -q -cf "$d/peer/dhcpd.conf" -lf "$d/peer/dhcpd.leases" -pf "$d/peer/dhcpd.pid" lg-p1 \
+    >"$d/peer/server.log" 2>&1 &
+  PEER_PID=$!
+}
+
+start_tandem() { # $1: dir, $2: datapath, $3: failover (0: off, 1: tandem partner, 2: ISC dhcpd partner)
   local d=$1 dp=$2 fo=$3 role=""
-  [ "$fo" = 1 ] && role=primary
+  [ "$fo" != 0 ] && role=primary
   tandem_conf "$d" "$dp" "$IF_S" 10.100.0.1 "$role" >"$d/tandemd.toml"
   if [ "$fo" = 1 ]; then
     mkdir -p "$d/peer"
@@ -188,16 +217,20 @@ start_tandem() { # $1: dir, $2: datapath, $3: failover (0/1)
     ip netns exec "$NS_P" taskset -c "$CLIENT_CPU" "$TANDEMD" --config "$d/peer/tandemd.toml" \
       >"$d/peer/server.log" 2>&1 &
     PEER_PID=$!
+  elif [ "$fo" = 2 ]; then
+    mkdir -p "$d/peer"
+    start_isc_peer "$d"
   fi
   ip netns exec "$NS_S" taskset -c "$SERVER_CPU" "$TANDEMD" --config "$d/tandemd.toml" \
     >"$d/server.log" 2>&1 &
   SERVER_PID=$!
   wait_sock "$d/data" "$SERVER_PID" "$d/server.log"
-  if [ "$fo" = 1 ]; then
-    wait_sock "$d/peer/data" "$PEER_PID" "$d/peer/server.log"
+  if [ "$fo" != 0 ]; then
+    if [ "$fo" = 1 ]; then wait_sock "$d/peer/data" "$PEER_PID" "$d/peer/server.log"; fi
     # The pair should reach NORMAL in a few seconds; the row is labelled by what it reached.
-    local st=""
-    for _ in $(seq 100); do
+    local st="" tries=100
+    [ "$fo" = 2 ] && tries=600 # dhcpd starts a new relationship in RECOVER and asks for everything
+    for _ in $(seq "$tries"); do
       st=$("$TANDEMCTL" --data-dir "$d/data" status --json 2>/dev/null | tr -d ' \n' |
         sed -n 's/.*"relationships":\[{[^]]*"state":"\([a-z-]*\)".*/\1/p') || true
       [ "$st" = normal ] && break
@@ -250,6 +283,7 @@ start_server() { # $1: server name, $2: dir
     tandem-packet) start_tandem "$2" packet 0 ;;
     tandem-xdp-failover) start_tandem "$2" xdp 1 ;;
     tandem-packet-failover) start_tandem "$2" packet 1 ;;
+    tandem-xdp-failover-isc) start_tandem "$2" xdp 2 ;;
     kea) start_kea "$2" ;;
     dhcpd) start_dhcpd "$2" ;;
     *) echo "side-by-side.sh: unknown server $1" >&2; return 1 ;;
@@ -321,7 +355,7 @@ for rep in $(seq "$REPEATS"); do
         fi
         stop_servers
         # The lease tables are big (67 MB for this pool): keep the logs, not the stores.
-        rm -rf "$d/data" "$d/peer/data" "$d/kea-leases.csv" "$d/dhcpd.leases"
+        rm -rf "$d/data" "$d/peer/data" "$d/kea-leases.csv" "$d/dhcpd.leases" "$d/peer/dhcpd.leases"
         per_s=$((completed / PERIOD))
         if [ "$started" -gt 0 ]; then
           drop=$(awk -v s="$started" -v a="$completed" 'BEGIN { d = (s - a) * 100 / s; if (d < 0) d = 0; printf "%.2f", d }')
