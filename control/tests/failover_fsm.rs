@@ -1329,3 +1329,25 @@ fn partner_down_racing_a_reconnect_resolves() {
     assert!(a.windows(2).any(|w| w == race), "{a:?}");
     assert!(p.visited(0, S::ConflictDone));
 }
+
+#[test]
+fn batching_is_negotiated_by_vendor_class() {
+    // Two tandem peers take batched BNDUPDs from each other.
+    let p = normal_pair();
+    assert!(p.sides.iter().all(|s| s.fsm().partner_batches()));
+    // A peer that calls itself ISC gets one binding per message, in both directions.
+    let mut isc = config("r", Role::Secondary, 60);
+    isc.vendor_class = b"isc-4.4.3".to_vec();
+    let mut p = Pair::new(config("r", Role::Primary, 60), isc, None, None);
+    assert!(p.drive_bounded(120, both(S::Normal)), "{:?}", p.states());
+    assert!(!p.sides[0].fsm().partner_batches(), "primary toward ISC");
+    assert!(
+        p.sides[1].fsm().partner_batches(),
+        "ISC side sees a tandem primary"
+    );
+    let mut isc = config("r", Role::Primary, 60);
+    isc.vendor_class = b"isc-4.4.3".to_vec();
+    let mut p = Pair::new(isc, config("r", Role::Secondary, 60), None, None);
+    assert!(p.drive_bounded(120, both(S::Normal)), "{:?}", p.states());
+    assert!(!p.sides[1].fsm().partner_batches(), "secondary toward ISC");
+}

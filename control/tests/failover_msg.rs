@@ -9,11 +9,14 @@
 use std::net::Ipv4Addr;
 
 use control::failover::UnixTime;
+use control::failover::binding::{Binding, BindingError};
+use control::failover::digest;
 use control::failover::hash::Hba;
 use control::failover::msg::{
-    self, BindingStatus, FrameError, Message, MessageType, ParseError, RejectReason, Repr,
-    ServerState, StreamDecoder, opt,
+    self, BindingBatch, BindingStatus, FrameError, Message, MessageType, ParseError, RejectReason,
+    Repr, ServerState, StreamDecoder, opt,
 };
+use lease_mmap::{BindingState, Lease};
 use proptest::prelude::*;
 
 const T: u32 = 0x6553_f100; // 1700000000
@@ -208,6 +211,128 @@ fn bndack_as_isc_sends_it() {
     });
 }
 
+/// A binding of address 10.0.1.`n`, with a client-id as long as `id_len`.
+fn binding(n: u8, state: BindingState, id_len: usize) -> Binding {
+    let id: Vec<u8> = (0..id_len).map(|i| n ^ i as u8).collect();
+    let mut chaddr = [0; 16];
+    chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, n]);
+    let l = Lease {
+        state,
+        htype: 1,
+        hlen: 6,
+        chaddr,
+        client_id: lease_mmap::record::ClientId::new(&id).unwrap(),
+        ends: UnixTime(T + 3600),
+        tstp: UnixTime(T + 7200),
+        cltt: UnixTime(T),
+        ..Lease::default()
+    };
+    Binding::from_lease(Ipv4Addr::new(10, 0, 1, n), &l, 0).unwrap()
+}
+
+#[test]
+fn batched_bndupd_carries_every_binding_and_one_binding_is_isc_bytes() {
+    let all: Vec<Binding> = (1..=5)
+        .map(|n| binding(n, BindingState::Active, usize::from(n) * 3))
+        .collect();
+    let mut batch = BindingBatch::new(MessageType::BndUpd);
+    for b in &all {
+        assert!(batch.push(&b.to_repr().options));
+    }
+    assert_eq!(batch.len(), 5);
+    let bytes = batch.repr(UnixTime(T), 9).to_vec().unwrap();
+    let r = Repr::parse_bytes(&bytes).unwrap();
+    assert_eq!((r.msg_type, r.xid), (MessageType::BndUpd, 9));
+    let got: Vec<Binding> = r
+        .bindings()
+        .map(|o| Binding::from_options(&o).unwrap())
+        .collect();
+    assert_eq!(got, all);
+    // The parsed form re-emits to the same bytes.
+    assert_eq!(r.to_vec().unwrap(), bytes);
+
+    // A batch of one is byte for byte the message ISC sends.
+    let mut one = BindingBatch::new(MessageType::BndUpd);
+    assert!(one.push(&all[0].to_repr().options));
+    let mut single = all[0].to_repr();
+    single.time = UnixTime(T);
+    single.xid = 9;
+    assert_eq!(
+        one.repr(UnixTime(T), 9).to_vec().unwrap(),
+        single.to_vec().unwrap()
+    );
+    assert_eq!(
+        Repr::parse_bytes(&single.to_vec().unwrap()).unwrap().more,
+        &[] as &[u8]
+    );
+}
+
+#[test]
+fn batched_bndack_answers_each_binding_with_its_own_reject() {
+    let refused = BindingError {
+        reason: RejectReason::LessCriticalBindingInformation,
+        message: "less critical binding information",
+    };
+    let mut batch = BindingBatch::new(MessageType::BndAck);
+    let ips = [1, 2, 3].map(|n| Ipv4Addr::new(10, 0, 1, n));
+    assert!(batch.push(&Binding::ack(ips[0], None).options));
+    assert!(batch.push(&Binding::ack(ips[1], Some(&refused)).options));
+    assert!(batch.push(&Binding::ack(ips[2], None).options));
+    let bytes = batch.repr(UnixTime(T), 77).to_vec().unwrap();
+    let r = Repr::parse_bytes(&bytes).unwrap();
+    let got: Vec<_> = r
+        .bindings()
+        .map(|o| (o.assigned_ip.unwrap(), o.reject_reason))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (ips[0], None),
+            (ips[1], Some(RejectReason::LessCriticalBindingInformation)),
+            (ips[2], None)
+        ]
+    );
+}
+
+#[test]
+fn batches_stop_short_of_2048_bytes_and_are_signed_whole() {
+    let key = b"a shared secret";
+    let mut batch = BindingBatch::new(MessageType::BndUpd);
+    let mut n = 0u8;
+    while batch.push(&binding(n, BindingState::Active, 200).to_repr().options) {
+        n += 1;
+    }
+    assert!(n >= 2, "at least two long bindings fit");
+    assert_eq!(batch.len(), usize::from(n));
+    // Short bindings (no client-id) fill a message with far more.
+    let mut short = BindingBatch::new(MessageType::BndUpd);
+    while short.push(
+        &binding(short.len() as u8, BindingState::Free, 0)
+            .to_repr()
+            .options,
+    ) {}
+    assert!(
+        short.len() >= 16,
+        "{} short bindings per message",
+        short.len()
+    );
+    for b in [&batch, &short] {
+        let signed = digest::sign(&b.repr(UnixTime(T), 1), key).unwrap();
+        assert!(signed.len() <= usize::from(msg::MAX_MESSAGE_LEN));
+        digest::verify(&signed, key).unwrap();
+        let r = Repr::parse_bytes(&signed).unwrap();
+        assert_eq!(r.bindings().count(), b.len());
+        assert!(r.options.digest.is_some(), "the digest ends the message");
+        // Tampering with a later binding breaks the digest.
+        let mut bad = signed.clone();
+        let at = signed.len() - 60;
+        bad[at] ^= 1;
+        assert!(digest::verify(&bad, key).is_err());
+    }
+    // An option without an assigned IP is not a binding.
+    assert!(!BindingBatch::new(MessageType::BndUpd).push(&msg::Options::default()));
+}
+
 #[test]
 fn header_only_messages_as_isc_sends_them() {
     // UPDREQALL (failover.c:5004-5052), UPDREQ (:4952-5002), UPDDONE with the request's xid
@@ -288,10 +413,25 @@ fn isc_parser_rules() {
         parse("0016 0a 0c 6553f100 00000001 0018 0001 02 0018 0001 03"),
         Err(ParseError::DuplicateOption(opt::SERVER_STATE))
     );
-    // So is a second assigned-IP: ISC cannot take batched BNDUPDs.
+    // A second assigned-IP is a protocol error to ISC (so it never gets batches); tandem
+    // reads it as the start of a second binding.
+    let two = hex("001c 03 0c 6553f100 00000001 0002 0004 0a000105 0002 0004 0a000106");
+    let r = Repr::parse_bytes(&two).unwrap();
+    let ips: Vec<_> = r.bindings().map(|o| o.assigned_ip).collect();
     assert_eq!(
-        parse("001c 03 0c 6553f100 00000001 0002 0004 0a000105 0002 0004 0a000106"),
-        Err(ParseError::DuplicateOption(opt::ASSIGNED_IP_ADDRESS))
+        ips,
+        [
+            Some(Ipv4Addr::new(10, 0, 1, 5)),
+            Some(Ipv4Addr::new(10, 0, 1, 6))
+        ]
+    );
+    // Within one binding a repeated option is still an error.
+    assert_eq!(
+        parse(concat!(
+            "0026 03 0c 6553f100 00000001 0002 0004 0a000105",
+            "0002 0004 0a000106 0003 0001 02 0003 0001 03"
+        )),
+        Err(ParseError::DuplicateOption(opt::BINDING_STATUS))
     );
     // Fixed sizes are exact (failover.c:743-756): 1-byte IP-flags (Windows) is refused.
     assert_eq!(
@@ -556,6 +696,25 @@ proptest! {
                 let _ = Repr::parse_bytes(f);
             }
         }
+    }
+
+    /// Batches of arbitrary bindings: every binding comes back, in order.
+    #[test]
+    fn batches_round_trip(spec in proptest::collection::vec((any::<u8>(), 0usize..40, 0u8..4), 1..40)) {
+        let states = [BindingState::Active, BindingState::Free, BindingState::Backup, BindingState::Released];
+        let mut batch = BindingBatch::new(MessageType::BndUpd);
+        let mut sent = Vec::new();
+        for (n, id, st) in spec {
+            let b = binding(n, states[usize::from(st)], id);
+            if batch.push(&b.to_repr().options) {
+                sent.push(b);
+            }
+        }
+        let bytes = batch.repr(UnixTime(T), 3).to_vec().unwrap();
+        prop_assert!(bytes.len() <= usize::from(msg::MAX_MESSAGE_LEN));
+        let r = Repr::parse_bytes(&bytes).unwrap();
+        let got: Vec<Binding> = r.bindings().map(|o| Binding::from_options(&o).unwrap()).collect();
+        prop_assert_eq!(got, sent);
     }
 
     /// A message with one byte flipped still never panics, and either parses or errors.

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use lease_mmap::record::ClientId;
 use lease_mmap::{BindingState, Lease, UnixTime};
 
-use super::msg::{BindingStatus, MessageType, RejectReason, Repr};
+use super::msg::{BindingStatus, MessageType, Options, RejectReason, Repr};
 
 /// Longest client-hardware-address ISC accepts: htype and 16 bytes (`hbuf[17]`).
 pub const MAX_CHADDR_OPTION: usize = 17;
@@ -96,6 +96,12 @@ impl Binding {
 
     /// The binding of a received BNDUPD, refused as ISC refuses it.
     pub fn from_repr(m: &Repr<'_>) -> Result<Binding, BindingError> {
+        Self::from_options(&m.options)
+    }
+
+    /// One binding of a received BNDUPD (an element of [`Repr::bindings`]), refused as ISC
+    /// refuses it.
+    pub fn from_options(o: &Options<'_>) -> Result<Binding, BindingError> {
         let missing = |message| BindingError {
             reason: RejectReason::MissingBindingInformation,
             message,
@@ -104,7 +110,6 @@ impl Binding {
             reason: RejectReason::Unknown,
             message,
         };
-        let o = &m.options;
         let ip = o.assigned_ip.ok_or(missing("BNDUPD without IP address"))?;
         let status = o
             .binding_status

@@ -326,6 +326,8 @@ pub struct Fsm {
     link: Link,
     partner_max_unacked: u32,
     partner_receive_timer: u32,
+    /// The peer's vendor class says tandem: it takes batched BNDUPDs ([`msg::BindingBatch`]).
+    partner_batches: bool,
     next_xid: u32,
     /// xid of the peer's UPDREQ/UPDREQALL, echoed in our UPDDONE.
     upd_xid: Option<u32>,
@@ -373,6 +375,7 @@ impl Fsm {
             link: Link::Down,
             partner_max_unacked: 0,
             partner_receive_timer: 0,
+            partner_batches: false,
             next_xid: 1,
             upd_xid: None,
             cur_upd: None,
@@ -421,6 +424,13 @@ impl Fsm {
     /// How many BNDUPDs the peer accepts outstanding (its max-unacked-bndupd; 0 = none).
     pub fn partner_max_unacked(&self) -> u32 {
         self.partner_max_unacked
+    }
+
+    /// Whether the peer takes several bindings per BNDUPD and BNDACK ([`msg::BindingBatch`]):
+    /// its CONNECT or CONNECTACK named a tandem vendor class. ISC drops the link on a
+    /// batch, so it gets one binding per message.
+    pub fn partner_batches(&self) -> bool {
+        self.partner_batches && self.is_connected()
     }
 
     /// How to serve DHCP clients now. A peer known to be in PARTNER-DOWN or resolving
@@ -772,6 +782,7 @@ impl Fsm {
         self.push_owned(ack);
         self.partner_max_unacked = o.max_unacked.unwrap_or(0);
         self.partner_receive_timer = o.receive_timer.unwrap_or(0);
+        self.partner_batches = is_tandem(o.vendor_class);
         // The secondary takes the primary's MCLT and HBA (`failover.c:592-599`, `:1362`).
         self.mclt = o.mclt.unwrap_or(self.mclt);
         if let Some(h) = o.hba.and_then(Hba::from_bytes) {
@@ -865,6 +876,7 @@ impl Fsm {
         }
         self.partner_max_unacked = o.max_unacked.unwrap_or(0);
         self.partner_receive_timer = o.receive_timer.unwrap_or(0);
+        self.partner_batches = is_tandem(o.vendor_class);
         self.link_up(now);
         match self.state {
             State::Startup { saved, .. } => self.transition(saved, now),
@@ -1303,4 +1315,9 @@ impl Fsm {
             bytes,
         }
     }
+}
+
+/// A vendor class tandem sends (`tandem-<version>`, [`Config::vendor_class`]'s default).
+fn is_tandem(vendor_class: Option<&[u8]>) -> bool {
+    vendor_class.is_some_and(|v| v.starts_with(b"tandem-"))
 }

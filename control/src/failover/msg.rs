@@ -20,6 +20,13 @@
 //!   `:722-734`);
 //! * the message digest (17) is allowed in every message and emitted last, where ISC's dead
 //!   `FT_DIGEST` branch (`:699-712`) would want it.
+//!
+//! Batches (tandem's extension, as Windows packs up to 16 bindings, MS-DHCPF §3.3.5.1): a
+//! BNDUPD or BNDACK may carry several bindings, each a group of options that starts with
+//! assigned-IP-address. [`Repr::options`] holds the first group, [`Repr::more`] the bytes of
+//! the others, and [`Repr::bindings`] walks them all; [`BindingBatch`] builds one. A repeated
+//! option inside one group is still an error. ISC refuses a second assigned-IP (a repeated
+//! option), so batches go only to peers whose vendor class says tandem.
 
 use std::net::Ipv4Addr;
 
@@ -930,6 +937,10 @@ pub struct Repr<'a> {
     pub time: UnixTime,
     pub xid: u32,
     pub options: Options<'a>,
+    /// A batched BNDUPD or BNDACK: the option bytes of the bindings after the first, each
+    /// group starting with assigned-IP-address (see [`Repr::bindings`]). Empty otherwise.
+    /// Emitted after [`Repr::options`] and before the digest.
+    pub more: &'a [u8],
 }
 
 impl<'a> Repr<'a> {
@@ -940,6 +951,18 @@ impl<'a> Repr<'a> {
             time,
             xid,
             options: Options::default(),
+            more: &[],
+        }
+    }
+
+    /// Every binding the message carries: [`Repr::options`] when it has an assigned IP,
+    /// then each group of [`Repr::more`]. A parsed message's groups were all checked by
+    /// the parser; a group that does not parse ends the walk.
+    pub fn bindings(&self) -> Bindings<'a> {
+        Bindings {
+            msg_type: self.msg_type,
+            first: self.options.assigned_ip.is_some().then_some(self.options),
+            rest: self.more,
         }
     }
 
@@ -955,26 +978,15 @@ impl<'a> Repr<'a> {
         parse_slice(bytes)
     }
 
-    /// Options in emission order: ISC's order for the type, the rest by code, digest last.
-    fn ordered(&self) -> impl Iterator<Item = (u16, Value<'a>)> + '_ {
-        let first = self.msg_type.emit_order();
-        let rest = (1..=opt::MAX)
-            .filter(move |c| !first.contains(c) && *c != opt::MESSAGE_DIGEST)
-            .chain(std::iter::once(opt::MESSAGE_DIGEST));
-        first
-            .iter()
-            .copied()
-            .chain(rest)
-            .filter_map(|c| self.options.get(c).map(|v| (c, v)))
-    }
-
     /// Bytes [`Repr::emit`] writes.
     pub fn buffer_len(&self) -> usize {
+        let digest = self.options.get(opt::MESSAGE_DIGEST);
         usize::from(HEADER_LEN)
-            + self
-                .ordered()
+            + ordered(self.msg_type, &self.options)
                 .map(|(_, v)| 4 + value_len(&v))
                 .sum::<usize>()
+            + self.more.len()
+            + digest.map_or(0, |v| 4 + value_len(&v))
     }
 
     /// Writes the message into the start of `msg`'s buffer.
@@ -997,27 +1009,16 @@ impl<'a> Repr<'a> {
         msg.set_xid(self.xid);
         let mut at = usize::from(HEADER_LEN);
         let buf = msg.buffer.as_mut();
-        for (code, v) in self.ordered() {
-            let len = value_len(&v);
-            let len16 = u16::try_from(len).map_err(|_| EmitError::OptionTooLong(code))?;
-            let out = buf
-                .get_mut(at..at + 4 + len)
-                .ok_or(EmitError::BufferTooSmall)?;
-            out[0..2].copy_from_slice(&code.to_be_bytes());
-            out[2..4].copy_from_slice(&len16.to_be_bytes());
-            let data = &mut out[4..];
-            match v {
-                Value::U8(x) => data[0] = x,
-                Value::U16(x) => data.copy_from_slice(&x.to_be_bytes()),
-                Value::U32(x) => data.copy_from_slice(&x.to_be_bytes()),
-                Value::Ip(a) => data.copy_from_slice(&a.octets()),
-                Value::Bytes(b) => data.copy_from_slice(b),
-                Value::Ddns(d) => {
-                    data[0..2].copy_from_slice(&d.flags.to_be_bytes());
-                    data[2..].copy_from_slice(d.name);
-                }
-            }
-            at += 4 + len;
+        for (code, v) in ordered(self.msg_type, &self.options) {
+            at = emit_option(buf, at, code, v)?;
+        }
+        let out = buf
+            .get_mut(at..at + self.more.len())
+            .ok_or(EmitError::BufferTooSmall)?;
+        out.copy_from_slice(self.more);
+        at += self.more.len();
+        if let Some(v) = self.options.get(opt::MESSAGE_DIGEST) {
+            emit_option(buf, at, opt::MESSAGE_DIGEST, v)?;
         }
         Ok(())
     }
@@ -1041,19 +1042,222 @@ impl<'a> Repr<'a> {
     }
 }
 
+/// The options of one group in emission order: ISC's order for the type, the rest by code;
+/// the digest is not among them (it goes last in the message, after [`Repr::more`]).
+fn ordered<'a, 'o>(
+    msg_type: MessageType,
+    options: &'o Options<'a>,
+) -> impl Iterator<Item = (u16, Value<'a>)> + 'o {
+    let first = msg_type.emit_order();
+    let rest = (1..=opt::MAX).filter(move |c| !first.contains(c) && *c != opt::MESSAGE_DIGEST);
+    first
+        .iter()
+        .copied()
+        .chain(rest)
+        .filter_map(|c| options.get(c).map(|v| (c, v)))
+}
+
+/// Writes one option TLV at `at`; returns where the next one goes.
+fn emit_option(buf: &mut [u8], at: usize, code: u16, v: Value<'_>) -> Result<usize, EmitError> {
+    let len = value_len(&v);
+    let len16 = u16::try_from(len).map_err(|_| EmitError::OptionTooLong(code))?;
+    let out = buf
+        .get_mut(at..at + 4 + len)
+        .ok_or(EmitError::BufferTooSmall)?;
+    out[0..2].copy_from_slice(&code.to_be_bytes());
+    out[2..4].copy_from_slice(&len16.to_be_bytes());
+    let data = &mut out[4..];
+    match v {
+        Value::U8(x) => data[0] = x,
+        Value::U16(x) => data.copy_from_slice(&x.to_be_bytes()),
+        Value::U32(x) => data.copy_from_slice(&x.to_be_bytes()),
+        Value::Ip(a) => data.copy_from_slice(&a.octets()),
+        Value::Bytes(b) => data.copy_from_slice(b),
+        Value::Ddns(d) => {
+            data[0..2].copy_from_slice(&d.flags.to_be_bytes());
+            data[2..].copy_from_slice(d.name);
+        }
+    }
+    Ok(at + 4 + len)
+}
+
+/// Iterates the bindings of a BNDUPD or BNDACK ([`Repr::bindings`]).
+#[derive(Clone, Debug)]
+pub struct Bindings<'a> {
+    msg_type: MessageType,
+    first: Option<Options<'a>>,
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Bindings<'a> {
+    type Item = Options<'a>;
+
+    fn next(&mut self) -> Option<Options<'a>> {
+        if let Some(o) = self.first.take() {
+            return Some(o);
+        }
+        if self.rest.is_empty() {
+            return None;
+        }
+        let end = next_group(self.rest, 1).unwrap_or(self.rest.len());
+        let (group, rest) = self.rest.split_at(end);
+        self.rest = rest;
+        match parse_options(self.msg_type, group) {
+            Ok(o) => Some(o),
+            Err(_) => {
+                self.rest = &[];
+                None
+            }
+        }
+    }
+}
+
+/// Byte offset in `payload` of the `nth` (0-based) option that starts a binding group
+/// (assigned-IP-address), or `None`. Stops at a malformed option.
+fn next_group(payload: &[u8], nth: usize) -> Option<usize> {
+    let mut at = 0;
+    let mut seen = 0;
+    for o in OptionIter::new(payload) {
+        let o = o.ok()?;
+        if o.code == opt::ASSIGNED_IP_ADDRESS {
+            if seen == nth {
+                return Some(at);
+            }
+            seen += 1;
+        }
+        at += 4 + o.data.len();
+    }
+    None
+}
+
+/// Several bindings packed into one BNDUPD or BNDACK for a tandem peer: each binding's
+/// options are encoded as they are pushed, until the message would pass 2048 bytes (room
+/// is kept for a digest).
+#[derive(Clone, Debug)]
+pub struct BindingBatch {
+    msg_type: MessageType,
+    buf: Vec<u8>,
+    count: usize,
+    limit: usize,
+}
+
+/// Bytes a digest option takes (`00 11 00 21`, type, 32 bytes).
+const DIGEST_OPTION_LEN: usize = 4 + 1 + 32;
+
+impl BindingBatch {
+    /// An empty BNDUPD or BNDACK batch.
+    pub fn new(msg_type: MessageType) -> Self {
+        Self {
+            msg_type,
+            buf: Vec::new(),
+            count: 0,
+            limit: usize::from(MAX_MESSAGE_LEN) - usize::from(HEADER_LEN) - DIGEST_OPTION_LEN,
+        }
+    }
+
+    /// Bindings held.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds one binding (the options of a single-binding [`Repr`]; it must have an assigned
+    /// IP, and its digest is ignored). Returns false, adding nothing, when it has no assigned
+    /// IP or the message would grow past 2048 bytes.
+    pub fn push(&mut self, binding: &Options<'_>) -> bool {
+        if binding.assigned_ip.is_none() {
+            return false;
+        }
+        let len: usize = ordered(self.msg_type, binding)
+            .map(|(_, v)| 4 + value_len(&v))
+            .sum();
+        if self.buf.len() + len > self.limit {
+            return false;
+        }
+        let start = self.buf.len();
+        self.buf.resize(start + len, 0);
+        let mut at = start;
+        for (code, v) in ordered(self.msg_type, binding) {
+            match emit_option(&mut self.buf, at, code, v) {
+                Ok(next) => at = next,
+                Err(_) => {
+                    self.buf.truncate(start);
+                    return false;
+                }
+            }
+        }
+        self.count += 1;
+        true
+    }
+
+    /// The message: every binding in [`Repr::more`] (the first group too), ready for
+    /// [`Repr::emit`] or the state machine's `send`.
+    pub fn repr(&self, time: UnixTime, xid: u32) -> Repr<'_> {
+        let mut r = Repr::new(self.msg_type, time, xid);
+        r.more = &self.buf;
+        r
+    }
+
+    /// Empties the batch for the next message.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.count = 0;
+    }
+}
+
 fn parse_slice(bytes: &[u8]) -> Result<Repr<'_>, ParseError> {
     let view = Message::new_checked(bytes)?;
     let raw_type = view.msg_type();
     let msg_type = MessageType::from_u8(raw_type).ok_or(ParseError::UnknownType(raw_type))?;
     let start = usize::from(view.payload_offset().max(HEADER_LEN));
     let payload = bytes.get(start..usize::from(view.length())).unwrap_or(&[]);
-    let options = parse_options(msg_type, payload)?;
+    let (options, more) = match msg_type {
+        MessageType::BndUpd | MessageType::BndAck => parse_batch(msg_type, payload)?,
+        _ => (parse_options(msg_type, payload)?, &[][..]),
+    };
     Ok(Repr {
         msg_type,
         time: view.time(),
         xid: view.xid(),
         options,
+        more,
     })
+}
+
+/// A BNDUPD or BNDACK payload: the first binding group (with a digest that ends the
+/// message) as the options, the other groups, each checked, as the `more` bytes.
+fn parse_batch(msg_type: MessageType, payload: &[u8]) -> Result<(Options<'_>, &[u8]), ParseError> {
+    // Where the digest starts, when it is the last option.
+    let mut digest_at = None;
+    let mut at = 0;
+    for o in OptionIter::new(payload) {
+        let o = o?;
+        digest_at = (o.code == opt::MESSAGE_DIGEST).then_some(at);
+        at += 4 + o.data.len();
+    }
+    let (body, digest) = payload.split_at(digest_at.unwrap_or(payload.len()));
+    let Some(second) = next_group(body, 1) else {
+        return Ok((parse_options(msg_type, payload)?, &[]));
+    };
+    let (first, more) = body.split_at(second);
+    let mut options = parse_options(msg_type, first)?;
+    if let Some(o) = OptionIter::new(digest).next() {
+        let o = o?;
+        if !options.set(o.code, Value::Bytes(o.data)) {
+            return Err(ParseError::DuplicateOption(o.code));
+        }
+    }
+    let mut rest = more;
+    while !rest.is_empty() {
+        let end = next_group(rest, 1).unwrap_or(rest.len());
+        let (group, tail) = rest.split_at(end);
+        parse_options(msg_type, group)?;
+        rest = tail;
+    }
+    Ok((options, more))
 }
 
 fn parse_options(msg_type: MessageType, payload: &[u8]) -> Result<Options<'_>, ParseError> {
