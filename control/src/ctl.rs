@@ -401,6 +401,8 @@ pub fn render_status(s: &Status) -> String {
                     r.partner_state.to_string(),
                     format_rfc3339(r.state_since),
                     r.unacked_updates.to_string(),
+                    r.updates_sent.to_string(),
+                    r.updates_refused.to_string(),
                 ]
             })
             .collect();
@@ -413,6 +415,8 @@ pub fn render_status(s: &Status) -> String {
                 "PARTNER-STATE",
                 "SINCE",
                 "UNACKED",
+                "SENT",
+                "REFUSED",
             ],
             &rows,
         ));

@@ -67,6 +67,17 @@ pub struct RelationshipStatus {
     pub state_since: u64,
     /// Binding updates sent and not yet acknowledged.
     pub unacked_updates: u64,
+    /// Bindings sent to the partner in BNDUPDs since start.
+    #[serde(default)]
+    pub updates_sent: u64,
+    /// BNDUPD messages those went in (fewer than the bindings toward a tandem partner,
+    /// which takes several per message; equal toward ISC).
+    #[serde(default)]
+    pub update_messages: u64,
+    /// Bindings the partner refused in its BNDACKs since start (each is logged with the
+    /// reason, and sent again after the next reconnection).
+    #[serde(default)]
+    pub updates_refused: u64,
 }
 
 /// The failover states (draft-ietf-dhc-failover-12 §9), plus `unknown` for a partner not yet heard from.

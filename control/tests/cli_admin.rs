@@ -36,6 +36,9 @@ impl AdminBackend for TestBackend {
                 partner_state: FailoverState::RecoverWait,
                 state_since: 1_763_784_000,
                 unacked_updates: 7,
+                updates_sent: 120,
+                update_messages: 9,
+                updates_refused: 2,
             }],
             workers: vec![WorkerStatus {
                 id: 0,
@@ -168,6 +171,9 @@ fn status_json_through_tandemctl() {
     assert_eq!(r["partner_state"], "recover-wait");
     assert_eq!(r["state_since"], 1_763_784_000);
     assert_eq!(r["unacked_updates"], 7);
+    assert_eq!(r["updates_sent"], 120);
+    assert_eq!(r["update_messages"], 9);
+    assert_eq!(r["updates_refused"], 2);
     let w = &v["workers"][0];
     assert_eq!(
         (w["id"].as_u64(), w["rx"].as_u64(), w["tx"].as_u64()),
@@ -214,7 +220,9 @@ fn status_human_through_tandemctl() {
             "STATE",
             "PARTNER-STATE",
             "SINCE",
-            "UNACKED"
+            "UNACKED",
+            "SENT",
+            "REFUSED"
         ]
     );
     assert_eq!(
@@ -226,7 +234,9 @@ fn status_human_through_tandemctl() {
             "communications-interrupted",
             "recover-wait",
             "2025-11-22T04:00:00Z",
-            "7"
+            "7",
+            "120",
+            "2"
         ]
     );
     assert_eq!(

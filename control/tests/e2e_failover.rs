@@ -514,6 +514,14 @@ max_unacked_updates = 10
         t.log(),
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+    // Toward ISC every binding travels alone: as many BNDUPDs as bindings.
+    let v = t.status_json().expect("status");
+    let r = &v["relationships"][0];
+    let (sent, messages) = (r["updates_sent"].as_u64(), r["update_messages"].as_u64());
+    assert!(
+        sent.is_some_and(|n| n > 0) && sent == messages,
+        "toward ISC one binding per BNDUPD: {r}"
+    );
 
     // dhcpd dies: tandemd goes COMMUNICATIONS-INTERRUPTED, and after the operator's
     // partner-down serves the clients of dhcpd's hash buckets too.

@@ -776,5 +776,15 @@ fn bindings_replicate_to_the_partner() {
         s.b.leases(),
         s.logs()
     );
+    // Between tandem peers bindings travel many to a BNDUPD: pool balancing alone moved
+    // hundreds of addresses to B.
+    let v = s.a.status_json().expect("status");
+    let r = &v["relationships"][0];
+    let sent = r["updates_sent"].as_u64().unwrap_or(0);
+    let messages = r["update_messages"].as_u64().unwrap_or(0);
+    assert!(
+        sent >= 100 && messages > 0 && messages * 4 <= sent,
+        "bindings not batched toward the tandem partner: {r}"
+    );
     finish(&mut cap);
 }

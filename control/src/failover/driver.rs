@@ -40,9 +40,11 @@
 //!   queue each ([`super::replicate::WorkerOutbox`], waking this thread at most once per
 //!   turn); a full queue raises a per-table flag answered by a scan for `tstp > atsfp`. The
 //!   addresses wait, each once, in the relationship's send queue; the record is read when
-//!   its BNDUPD is built (the latest state wins), one binding per BNDUPD, at most the
-//!   peer's max-unacked-bndupd in flight, only in NORMAL or while answering an update
-//!   request. Everything queued in one turn leaves in one write.
+//!   its BNDUPD is built (the latest state wins). Toward ISC one binding per BNDUPD; toward
+//!   a tandem peer (its vendor class, [`Fsm::partner_batches`]) as many as fit in one
+//!   2048-byte message ([`super::msg::BindingBatch`]), answered by one BNDACK naming each.
+//!   At most the peer's max-unacked-bndupd messages are in flight, only in NORMAL or while
+//!   answering an update request. Everything queued in one turn leaves in one write.
 //! * **BNDACK:** accepted, `atsfp` and `tsfp` of the record become the potential expiry we
 //!   sent (CAS; not journaled: losing it only means sending again); refused, it is logged
 //!   with the reason and counted.
@@ -78,7 +80,7 @@ use super::binding::{Binding, BindingError};
 use super::fsm::{self, Event, Fsm, StateKind};
 use super::gate::RelationshipView;
 use super::hash::Hba;
-use super::msg::{MessageType, RejectReason, Repr, StreamDecoder};
+use super::msg::{BindingBatch, MessageType, Options, RejectReason, Repr, StreamDecoder};
 use super::pool;
 use super::replicate::{Outbox, Replicator, Verdict, judge};
 use super::{Instant, Now, Role, UnixTime, persist};
@@ -240,7 +242,11 @@ struct Link {
     peer: SocketAddr,
 }
 
-/// A BNDUPD sent and not yet acknowledged.
+/// The BNDUPD answers of one read batch: each update's xid and, per binding it carried,
+/// the address and the reject (if refused).
+type Acks = (u32, Vec<(Ipv4Addr, Option<BindingError>)>);
+
+/// A binding sent in a BNDUPD and not yet acknowledged.
 #[derive(Clone, Copy, Debug)]
 struct Flight {
     ip: Ipv4Addr,
@@ -272,12 +278,16 @@ struct Rel {
     /// Bindings still to send for the peer's update request, without replication (with it,
     /// the [`Replicator`]'s send queue holds addresses instead).
     to_send: VecDeque<Binding>,
-    /// BNDUPDs sent and not yet acknowledged, by xid.
-    in_flight: HashMap<u32, Flight>,
+    /// BNDUPDs sent and not yet acknowledged, by xid: the bindings each carried (one
+    /// toward ISC, up to a message's worth toward a tandem peer).
+    in_flight: HashMap<u32, Vec<Flight>>,
     /// UPDDONE is due once everything queued is sent and acknowledged.
     done_pending: bool,
-    /// BNDACKs that refused one of our updates.
+    /// Bindings the partner refused in its BNDACKs.
     rejected: u64,
+    /// Bindings sent in BNDUPDs, and the messages they went in.
+    sent: u64,
+    sent_messages: u64,
     /// Pool balancing ([`pool`]): this relationship's share rule and its next run.
     pool: pool::Policy,
     balance: pool::Schedule,
@@ -289,7 +299,7 @@ impl Rel {
     fn reset_updates(&mut self, repl: Option<&mut Replicator>) {
         self.to_send.clear();
         if let Some(repl) = repl {
-            for f in self.in_flight.values() {
+            for f in self.in_flight.values().flatten() {
                 if let Some((t, s)) = f.slot {
                     repl.enqueue_update(t, s);
                 }
@@ -300,53 +310,83 @@ impl Rel {
     }
 
     /// Sends queued BNDUPDs within the peer's window (in NORMAL, or while answering an update
-    /// request); UPDDONE when all are acknowledged. Each is read from its record now, so the
-    /// latest state is what leaves. Toward any peer one binding per BNDUPD (ISC cannot parse
-    /// more); the messages of one turn leave in one write.
+    /// request); UPDDONE when all are acknowledged. Each binding is read from its record
+    /// now, so the latest state is what leaves. Toward ISC one binding per BNDUPD (it
+    /// cannot parse more); toward a tandem peer ([`Fsm::partner_batches`]) as many as fit
+    /// in one message ([`BindingBatch`]). The messages of one turn leave in one write.
     fn pump_updates(&mut self, i: usize, mut repl: Option<&mut Replicator>, now: Now) {
         if !self.fsm.is_connected() {
             return;
         }
         let sending = self.fsm.kind() == StateKind::Normal || self.done_pending;
         let window = usize::try_from(self.fsm.partner_max_unacked()).unwrap_or(usize::MAX);
+        let per_message = if self.fsm.partner_batches() {
+            usize::MAX
+        } else {
+            1
+        };
+        let mut batch = BindingBatch::new(MessageType::BndUpd);
+        // A binding that did not fit in the last message opens the next one.
+        let mut carry: Option<(Binding, Option<(TableId, Slot)>)> = None;
         while sending && self.in_flight.len() < window {
-            let (b, slot) = if let Some(b) = self.to_send.pop_front() {
-                (b, None)
-            } else if let Some(repl) = repl.as_deref_mut() {
-                let Some((t, s)) = repl.queue(i).and_then(|q| q.pop()) else {
+            let mut flights = Vec::new();
+            while flights.len() < per_message {
+                let next = match carry.take() {
+                    Some(c) => Some(c),
+                    None => next_binding(&mut self.to_send, repl.as_deref_mut(), i),
+                };
+                let Some((b, slot)) = next else {
                     break;
                 };
-                let Some((ip, _, l)) = repl.read(t, s) else {
-                    continue;
-                };
-                match Binding::from_lease(ip, &l, 0) {
-                    Some(b) => (b, Some((t, s))),
-                    None => continue,
+                if batch.push(&b.to_repr().options) {
+                    flights.push(Flight {
+                        ip: b.ip,
+                        slot,
+                        state: b.status.to_lease(),
+                        tstp: b.potential_expiry,
+                    });
+                } else if flights.is_empty() {
+                    // Cannot happen for a valid record (a binding is at most ~330 bytes).
+                    tracing::warn!(relationship = %self.cfg.name, ip = %b.ip, "failover: binding too long for a BNDUPD; not sent");
+                } else {
+                    carry = Some((b, slot));
+                    break;
                 }
-            } else {
+            }
+            if flights.is_empty() {
                 break;
-            };
-            match self.fsm.send(now, &b.to_repr(), None) {
+            }
+            match self.fsm.send(now, &batch.repr(now.wall, 0), None) {
                 Some(xid) => {
-                    self.in_flight.insert(
-                        xid,
-                        Flight {
-                            ip: b.ip,
-                            slot,
-                            state: b.status.to_lease(),
-                            tstp: b.potential_expiry,
-                        },
-                    );
+                    self.sent += flights.len() as u64;
+                    self.sent_messages += 1;
+                    self.in_flight.insert(xid, flights);
+                    batch.clear();
                 }
                 None => {
                     // Not connected any more: the run is over.
-                    if let (Some(repl), Some((t, s))) = (repl.as_deref_mut(), slot) {
-                        repl.enqueue_update(t, s);
+                    if let Some(repl) = repl.as_deref_mut() {
+                        let lost = flights
+                            .iter()
+                            .map(|f| f.slot)
+                            .chain([carry.and_then(|c| c.1)]);
+                        for (t, s) in lost.flatten() {
+                            repl.enqueue_update(t, s);
+                        }
                     }
                     self.reset_updates(repl);
                     return;
                 }
             }
+        }
+        match carry {
+            Some((_, Some((t, s)))) => {
+                if let Some(repl) = repl.as_deref_mut() {
+                    repl.enqueue_update(t, s);
+                }
+            }
+            Some((b, None)) => self.to_send.push_front(b),
+            None => {}
         }
         let queued = repl.and_then(|r| r.queue(i)).is_some_and(|q| !q.is_empty());
         if self.done_pending && self.to_send.is_empty() && !queued && self.in_flight.is_empty() {
@@ -359,6 +399,28 @@ impl Rel {
     fn tokens(i: usize) -> (Token, Token, Token) {
         let base = 1 + i * PER_REL;
         (Token(base), Token(base + 1), Token(base + 2))
+    }
+}
+
+/// The next binding to send: from the snapshot of an update request (without replication),
+/// else from the relationship's send queue, read from its record now.
+fn next_binding(
+    to_send: &mut VecDeque<Binding>,
+    repl: Option<&mut Replicator>,
+    i: usize,
+) -> Option<(Binding, Option<(TableId, Slot)>)> {
+    if let Some(b) = to_send.pop_front() {
+        return Some((b, None));
+    }
+    let repl = repl?;
+    loop {
+        let (t, s) = repl.queue(i)?.pop()?;
+        let Some((ip, _, l)) = repl.read(t, s) else {
+            continue;
+        };
+        if let Some(b) = Binding::from_lease(ip, &l, 0) {
+            return Some((b, Some((t, s))));
+        }
     }
 }
 
@@ -456,6 +518,8 @@ fn start_inner(
             in_flight: HashMap::new(),
             done_pending: false,
             rejected: 0,
+            sent: 0,
+            sent_messages: 0,
             pool: pool::Policy::new(
                 match f.role {
                     config::Role::Primary => Role::Primary,
@@ -834,7 +898,7 @@ impl Loop {
     /// Feeds every whole frame to the machine. The BNDUPDs among them are applied and
     /// group-committed together; their BNDACKs leave only after that commit.
     fn frames(&mut self, i: usize) {
-        let mut acks: Vec<(Ipv4Addr, u32, Option<BindingError>)> = Vec::new();
+        let mut acks: Vec<Acks> = Vec::new();
         loop {
             let now = self.now();
             let rel = &mut self.rels[i];
@@ -858,49 +922,72 @@ impl Loop {
             if m.msg_type == MessageType::BndAck {
                 self.on_bndack(i, &m);
             }
-            if m.msg_type == MessageType::BndUpd
-                && let Some(ip) = m.options.assigned_ip
-            {
-                let reject = self.on_bndupd(i, &m, now.wall);
-                acks.push((ip, m.xid, reject));
+            if m.msg_type == MessageType::BndUpd {
+                let mut answers = Vec::new();
+                for o in m.bindings() {
+                    if let Some(ip) = o.assigned_ip {
+                        answers.push((ip, self.on_bndupd(i, &o, now.wall)));
+                    }
+                }
+                if !answers.is_empty() {
+                    acks.push((m.xid, answers));
+                }
             }
             self.process(i);
         }
         self.send_acks(i, acks);
     }
 
-    /// A BNDACK: the update it answers is no longer in flight; accepted, its potential
-    /// expiry is written back into the record (`atsfp`, `tsfp`); refused, it is logged and
-    /// counted (the record stays unacknowledged and is sent again after a reconnect).
+    /// A BNDACK: the update it answers is no longer in flight. Each binding it names
+    /// (one from ISC, the whole batch from tandem) is settled: accepted, its potential expiry
+    /// is written back into the record (`atsfp`, `tsfp`); refused, it is logged and counted
+    /// (the record stays unacknowledged and is sent again after a reconnect). A binding of
+    /// the update that the BNDACK does not name is queued again.
     fn on_bndack(&mut self, i: usize, m: &Repr<'_>) {
         let rel = &mut self.rels[i];
-        let Some(f) = rel.in_flight.remove(&m.xid) else {
+        let Some(flights) = rel.in_flight.remove(&m.xid) else {
             tracing::debug!(relationship = %rel.cfg.name, xid = m.xid, "failover: BNDACK for no update in flight");
             return;
         };
-        if let Some(r) = m.options.reject_reason {
-            rel.rejected += 1;
-            let msg = m.options.message.map(String::from_utf8_lossy);
-            tracing::warn!(relationship = %rel.cfg.name, ip = %f.ip, reason = ?r,
-                message = msg.as_deref().unwrap_or(""), rejected = rel.rejected,
-                "failover: binding update refused by the partner");
-            return;
-        }
-        if let (Some((t, s)), Some(repl)) = (f.slot, self.repl.as_ref())
-            && let Err(e) = repl.acknowledge(t, s, f.state, f.tstp)
-        {
-            tracing::warn!(relationship = %rel.cfg.name, ip = %f.ip, error = %e, "failover: acknowledgement not written back");
+        let answers: Vec<Options<'_>> = m.bindings().collect();
+        for f in flights {
+            let answer = match answers.iter().find(|o| o.assigned_ip == Some(f.ip)) {
+                Some(o) => Some(o),
+                // A BNDACK without an address answers a single update.
+                None if answers.is_empty() => Some(&m.options),
+                None => None,
+            };
+            let Some(o) = answer else {
+                tracing::debug!(relationship = %rel.cfg.name, ip = %f.ip, xid = m.xid, "failover: BNDACK does not name this binding; sending it again");
+                if let (Some((t, s)), Some(repl)) = (f.slot, self.repl.as_mut()) {
+                    repl.enqueue_update(t, s);
+                }
+                continue;
+            };
+            if let Some(r) = o.reject_reason {
+                rel.rejected += 1;
+                let msg = o.message.map(String::from_utf8_lossy);
+                tracing::warn!(relationship = %rel.cfg.name, ip = %f.ip, reason = ?r,
+                    message = msg.as_deref().unwrap_or(""), rejected = rel.rejected,
+                    "failover: binding update refused by the partner");
+                continue;
+            }
+            if let (Some((t, s)), Some(repl)) = (f.slot, self.repl.as_ref())
+                && let Err(e) = repl.acknowledge(t, s, f.state, f.tstp)
+            {
+                tracing::warn!(relationship = %rel.cfg.name, ip = %f.ip, error = %e, "failover: acknowledgement not written back");
+            }
         }
     }
 
     /// A BNDUPD: checked (ISC's rules), judged against our record, installed by CAS and
     /// journaled (committed by [`Loop::send_acks`]). Returns the BNDACK's reject, if any.
-    fn on_bndupd(&mut self, i: usize, m: &Repr<'_>, now: UnixTime) -> Option<BindingError> {
+    fn on_bndupd(&mut self, i: usize, o: &Options<'_>, now: UnixTime) -> Option<BindingError> {
         let rel = &mut self.rels[i];
-        let b = match Binding::from_repr(m) {
+        let b = match Binding::from_options(o) {
             Ok(b) => b,
             Err(e) => {
-                tracing::info!(relationship = %rel.cfg.name, ip = ?m.options.assigned_ip, error = %e, "failover: BNDUPD refused");
+                tracing::info!(relationship = %rel.cfg.name, ip = ?o.assigned_ip, error = %e, "failover: BNDUPD refused");
                 return Some(e);
             }
         };
@@ -923,13 +1010,15 @@ impl Loop {
             config::Role::Secondary => Role::Secondary,
         };
         let state = rel.fsm.kind();
-        let ours_in_flight = rel.in_flight.values().any(|f| f.ip == b.ip);
+        let ours_in_flight = rel.in_flight.values().flatten().any(|f| f.ip == b.ip);
         match repl.install(t, s, &b, |cur| {
             judge(us, state, cur, ours_in_flight, &b, now)
         }) {
             Ok(Verdict::Apply) => {
                 // The partner's update beat ours: ours is dropped (ISC `failover.c:5212-5231`).
-                rel.in_flight.retain(|_, f| f.ip != b.ip);
+                for flights in rel.in_flight.values_mut() {
+                    flights.retain(|f| f.ip != b.ip);
+                }
                 tracing::debug!(relationship = %rel.cfg.name, ip = %b.ip, status = ?b.status, "failover: binding update applied");
                 None
             }
@@ -953,8 +1042,9 @@ impl Loop {
     }
 
     /// Makes the applied updates durable (one fdatasync for the whole read batch), then
-    /// acknowledges them. A failed commit sends no BNDACK and stops the daemon.
-    fn send_acks(&mut self, i: usize, acks: Vec<(Ipv4Addr, u32, Option<BindingError>)>) {
+    /// acknowledges them, each BNDUPD with one BNDACK that names its bindings (a batch is
+    /// answered with a batch). A failed commit sends no BNDACK and stops the daemon.
+    fn send_acks(&mut self, i: usize, acks: Vec<Acks>) {
         if acks.is_empty() {
             return;
         }
@@ -968,10 +1058,20 @@ impl Loop {
         }
         let now = self.now();
         let rel = &mut self.rels[i];
-        for (ip, xid, reject) in acks {
-            let _ = rel
-                .fsm
-                .send(now, &Binding::ack(ip, reject.as_ref()), Some(xid));
+        let mut batch = BindingBatch::new(MessageType::BndAck);
+        for (xid, answers) in acks {
+            for (ip, reject) in answers {
+                let ack = Binding::ack(ip, reject.as_ref());
+                if !batch.push(&ack.options) {
+                    // Answers are shorter than the updates they answer; should a batch
+                    // still overflow, the rest follows under the same xid.
+                    let _ = rel.fsm.send(now, &batch.repr(now.wall, xid), Some(xid));
+                    batch.clear();
+                    batch.push(&ack.options);
+                }
+            }
+            let _ = rel.fsm.send(now, &batch.repr(now.wall, xid), Some(xid));
+            batch.clear();
         }
         self.process(i);
     }
@@ -1213,7 +1313,10 @@ impl Loop {
                     .partner_state()
                     .map_or(FailoverState::Unknown, failover_state),
                 state_since: u64::from(r.fsm.stos().0),
-                unacked_updates: r.in_flight.len() as u64,
+                unacked_updates: r.in_flight.values().map(|f| f.len() as u64).sum(),
+                updates_sent: r.sent,
+                update_messages: r.sent_messages,
+                updates_refused: r.rejected,
             })
             .collect();
         *self
