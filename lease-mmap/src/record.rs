@@ -54,7 +54,9 @@ impl BindingState {
     }
 }
 
-/// Which server last changed a binding (failover bookkeeping; `Us` when standalone).
+/// Which server last changed a binding (failover bookkeeping; `Us` when standalone). The
+/// one that wrote a binding's end (EXPIRED, RELEASED) may give the address again once its
+/// partner has acknowledged that end; the other one only in PARTNER-DOWN.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Owner {

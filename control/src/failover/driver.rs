@@ -62,9 +62,8 @@
 //! Without replication ([`start`]), BNDUPDs are refused (reject 6), an update request is
 //! answered from the [`BindingSource`], and pools are not balanced (POOLREQ answers 0).
 
-use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant as StdInstant};
@@ -74,15 +73,14 @@ use crossbeam::channel::{self, Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use lease_mmap::{BindingState, Lease, Slot, Store, TableId, WorkerJournal};
+use lease_mmap::{Store, WorkerJournal};
 
-use super::binding::{Binding, BindingError};
 use super::fsm::{self, Event, Fsm, StateKind};
 use super::gate::RelationshipView;
 use super::hash::Hba;
-use super::msg::{BindingBatch, MessageType, Options, RejectReason, Repr, StreamDecoder};
-use super::pool;
-use super::replicate::{Outbox, Replicator, Verdict, judge};
+use super::msg::{MessageType, Repr, StreamDecoder};
+use super::replicate::{Outbox, Replicator};
+use super::session::Session;
 use super::{Instant, Now, Role, UnixTime, persist};
 use crate::config::{self, Config, FailoverConfig, FailoverMode};
 use crate::daemon::Shutdown;
@@ -104,9 +102,7 @@ const MAX_REFUSALS: usize = 4;
 const REFUSAL_TICK: Duration = Duration::from_millis(100);
 const PER_REL: usize = 3;
 
-/// The bindings of a relationship (by name) an update request is answered with: address and
-/// record of every lease that is not FREE (or an OFFERED hold).
-pub type BindingSource = Arc<dyn Fn(&str) -> Vec<(Ipv4Addr, lease_mmap::Lease)> + Send + Sync>;
+pub use super::session::BindingSource;
 
 enum Command {
     PartnerDown {
@@ -242,20 +238,6 @@ struct Link {
     peer: SocketAddr,
 }
 
-/// The BNDUPD answers of one read batch: each update's xid and, per binding it carried,
-/// the address and the reject (if refused).
-type Acks = (u32, Vec<(Ipv4Addr, Option<BindingError>)>);
-
-/// A binding sent in a BNDUPD and not yet acknowledged.
-#[derive(Clone, Copy, Debug)]
-struct Flight {
-    ip: Ipv4Addr,
-    /// The record it came from (`None`: a snapshot, without replication).
-    slot: Option<(TableId, Slot)>,
-    state: BindingState,
-    tstp: UnixTime,
-}
-
 /// A second link that arrived while one is established: its CONNECT is answered with
 /// CONNECTACK reject 7 (duplicate connection), then it is closed.
 struct Refusal {
@@ -269,158 +251,19 @@ struct Refusal {
 
 struct Rel {
     cfg: FailoverConfig,
-    fsm: Fsm,
+    /// The relationship's protocol and replication ([`Session`]).
+    session: Session,
     view: Arc<RelationshipView>,
     listener: TcpListener,
     link: Option<Link>,
     dialing: Option<TcpStream>,
     next_dial: StdInstant,
-    /// Bindings still to send for the peer's update request, without replication (with it,
-    /// the [`Replicator`]'s send queue holds addresses instead).
-    to_send: VecDeque<Binding>,
-    /// BNDUPDs sent and not yet acknowledged, by xid: the bindings each carried (one
-    /// toward ISC, up to a message's worth toward a tandem peer).
-    in_flight: HashMap<u32, Vec<Flight>>,
-    /// UPDDONE is due once everything queued is sent and acknowledged.
-    done_pending: bool,
-    /// Bindings the partner refused in its BNDACKs.
-    rejected: u64,
-    /// Bindings sent in BNDUPDs, and the messages they went in.
-    sent: u64,
-    sent_messages: u64,
-    /// Pool balancing ([`pool`]): this relationship's share rule and its next run.
-    pool: pool::Policy,
-    balance: pool::Schedule,
 }
 
 impl Rel {
-    /// The link is gone: an update run starts over on the next request; what was in flight
-    /// goes back to the send queue.
-    fn reset_updates(&mut self, repl: Option<&mut Replicator>) {
-        self.to_send.clear();
-        if let Some(repl) = repl {
-            for f in self.in_flight.values().flatten() {
-                if let Some((t, s)) = f.slot {
-                    repl.enqueue_update(t, s);
-                }
-            }
-        }
-        self.in_flight.clear();
-        self.done_pending = false;
-    }
-
-    /// Sends queued BNDUPDs within the peer's window (in NORMAL, or while answering an update
-    /// request); UPDDONE when all are acknowledged. Each binding is read from its record
-    /// now, so the latest state is what leaves. Toward ISC one binding per BNDUPD (it
-    /// cannot parse more); toward a tandem peer ([`Fsm::partner_batches`]) as many as fit
-    /// in one message ([`BindingBatch`]). The messages of one turn leave in one write.
-    fn pump_updates(&mut self, i: usize, mut repl: Option<&mut Replicator>, now: Now) {
-        if !self.fsm.is_connected() {
-            return;
-        }
-        let sending = self.fsm.kind() == StateKind::Normal || self.done_pending;
-        let window = usize::try_from(self.fsm.partner_max_unacked()).unwrap_or(usize::MAX);
-        let per_message = if self.fsm.partner_batches() {
-            usize::MAX
-        } else {
-            1
-        };
-        let mut batch = BindingBatch::new(MessageType::BndUpd);
-        // A binding that did not fit in the last message opens the next one.
-        let mut carry: Option<(Binding, Option<(TableId, Slot)>)> = None;
-        while sending && self.in_flight.len() < window {
-            let mut flights = Vec::new();
-            while flights.len() < per_message {
-                let next = match carry.take() {
-                    Some(c) => Some(c),
-                    None => next_binding(&mut self.to_send, repl.as_deref_mut(), i),
-                };
-                let Some((b, slot)) = next else {
-                    break;
-                };
-                if batch.push(&b.to_repr().options) {
-                    flights.push(Flight {
-                        ip: b.ip,
-                        slot,
-                        state: b.status.to_lease(),
-                        tstp: b.potential_expiry,
-                    });
-                } else if flights.is_empty() {
-                    // Cannot happen for a valid record (a binding is at most ~330 bytes).
-                    tracing::warn!(relationship = %self.cfg.name, ip = %b.ip, "failover: binding too long for a BNDUPD; not sent");
-                } else {
-                    carry = Some((b, slot));
-                    break;
-                }
-            }
-            if flights.is_empty() {
-                break;
-            }
-            match self.fsm.send(now, &batch.repr(now.wall, 0), None) {
-                Some(xid) => {
-                    self.sent += flights.len() as u64;
-                    self.sent_messages += 1;
-                    self.in_flight.insert(xid, flights);
-                    batch.clear();
-                }
-                None => {
-                    // Not connected any more: the run is over.
-                    if let Some(repl) = repl.as_deref_mut() {
-                        let lost = flights
-                            .iter()
-                            .map(|f| f.slot)
-                            .chain([carry.and_then(|c| c.1)]);
-                        for (t, s) in lost.flatten() {
-                            repl.enqueue_update(t, s);
-                        }
-                    }
-                    self.reset_updates(repl);
-                    return;
-                }
-            }
-        }
-        match carry {
-            Some((_, Some((t, s)))) => {
-                if let Some(repl) = repl.as_deref_mut() {
-                    repl.enqueue_update(t, s);
-                }
-            }
-            Some((b, None)) => self.to_send.push_front(b),
-            None => {}
-        }
-        let queued = repl.and_then(|r| r.queue(i)).is_some_and(|q| !q.is_empty());
-        if self.done_pending && self.to_send.is_empty() && !queued && self.in_flight.is_empty() {
-            self.done_pending = false;
-            tracing::info!(relationship = %self.cfg.name, "failover: update request answered, update done");
-            self.fsm.update_done(now);
-        }
-    }
-
     fn tokens(i: usize) -> (Token, Token, Token) {
         let base = 1 + i * PER_REL;
         (Token(base), Token(base + 1), Token(base + 2))
-    }
-}
-
-/// The next binding to send: from the snapshot of an update request (without replication),
-/// else from the relationship's send queue, read from its record now.
-fn next_binding(
-    to_send: &mut VecDeque<Binding>,
-    repl: Option<&mut Replicator>,
-    i: usize,
-) -> Option<(Binding, Option<(TableId, Slot)>)> {
-    if let Some(b) = to_send.pop_front() {
-        return Some((b, None));
-    }
-    let repl = repl?;
-    loop {
-        let (t, s) = repl.queue(i)?.pop()?;
-        let Some((ip, _, l)) = repl.read(t, s) else {
-            continue;
-        };
-        if let Some(b) = Binding::from_lease(ip, &l, 0) {
-            return Some((b, Some((t, s))));
-        }
     }
 }
 
@@ -508,26 +351,12 @@ fn start_inner(
         view.publish(&fsm);
         rels.push(Rel {
             cfg: f.clone(),
-            fsm,
+            session: Session::new(i, f, fsm),
             view,
             listener,
             link: None,
             dialing: None,
             next_dial: origin,
-            to_send: VecDeque::new(),
-            in_flight: HashMap::new(),
-            done_pending: false,
-            rejected: 0,
-            sent: 0,
-            sent_messages: 0,
-            pool: pool::Policy::new(
-                match f.role {
-                    config::Role::Primary => Role::Primary,
-                    config::Role::Secondary => Role::Secondary,
-                },
-                pool::Share::new(f.mode, f.reserve_percent),
-            ),
-            balance: pool::Schedule::default(),
         });
     }
     let (repl, outbox) = match replication {
@@ -645,10 +474,9 @@ impl Loop {
             .iter()
             .flat_map(|r| {
                 let dial = (r.link.is_none() && r.dialing.is_none()).then_some(r.next_dial);
-                let fsm = r.fsm.poll_timeout().map(|t| self.std_at(t));
-                let balance = r
-                    .balance
-                    .next()
+                let (fsm, balance) = r.session.poll_timeout(self.repl.is_some());
+                let fsm = fsm.map(|t| self.std_at(t));
+                let balance = balance
                     .map(|t| StdInstant::now() + Duration::from_secs(u64::from(wall.until(t))));
                 [dial, fsm, balance]
             })
@@ -688,7 +516,7 @@ impl Loop {
                     && let Some(rel) = self.rels.get_mut(r.rel)
                 {
                     tracing::info!(relationship = %rel.cfg.name, "failover: CONNECT on a second link refused (duplicate connection)");
-                    r.out = rel.fsm.duplicate_connectack(now, &m);
+                    r.out = rel.session.fsm_mut().duplicate_connectack(now, &m);
                     r.answered = true;
                 }
             }
@@ -719,16 +547,20 @@ impl Loop {
     fn tick(&mut self, i: usize) {
         let now = self.now();
         let rel = &mut self.rels[i];
-        if rel.fsm.poll_timeout().is_some_and(|t| t <= now.instant) {
-            rel.fsm.handle_timeout(now);
+        if let Err(e) = rel.session.tick(now, self.repl.as_mut()) {
+            self.fatal(&e);
         }
+        let rel = &mut self.rels[i];
         if rel.link.is_none() && rel.dialing.is_none() && StdInstant::now() >= rel.next_dial {
             self.dial(i);
         }
-        if self.rels[i].balance.is_due(now.wall) {
-            self.rebalance(i);
-        }
         self.process(i);
+    }
+
+    /// A journal commit failed: nothing more is acknowledged, and the daemon stops.
+    fn fatal(&mut self, e: &lease_mmap::CommitError) {
+        tracing::error!(error = %e, "failover: journal commit failed; no acknowledgement sent; stopping");
+        self.shutdown.request();
     }
 
     fn dial(&mut self, i: usize) {
@@ -811,7 +643,9 @@ impl Loop {
                 None => true,
                 // A secondary whose own link has not been through CONNECT yet takes the
                 // primary's: both sides then keep the primary's link.
-                Some(_) => rel.cfg.role == config::Role::Secondary && !rel.fsm.is_connected(),
+                Some(_) => {
+                    rel.cfg.role == config::Role::Secondary && !rel.session.fsm().is_connected()
+                }
             };
             if !replace {
                 tracing::info!(relationship = %rel.cfg.name, from = %peer, "failover: duplicate connection refused");
@@ -856,7 +690,7 @@ impl Loop {
             out: Vec::new(),
             peer,
         });
-        rel.fsm.handle_connected(now);
+        rel.session.fsm_mut().handle_connected(now);
         self.process(i);
     }
 
@@ -895,10 +729,9 @@ impl Loop {
         self.process(i);
     }
 
-    /// Feeds every whole frame to the machine. The BNDUPDs among them are applied and
+    /// Feeds every whole frame to the session. The BNDUPDs among them are applied and
     /// group-committed together; their BNDACKs leave only after that commit.
     fn frames(&mut self, i: usize) {
-        let mut acks: Vec<Acks> = Vec::new();
         loop {
             let now = self.now();
             let rel = &mut self.rels[i];
@@ -914,164 +747,13 @@ impl Loop {
                     break;
                 }
             };
-            let Some(m) = rel.fsm.handle_frame(now, &frame) else {
-                // Refused; the machine closes the link (Event::CloseLink).
-                self.process(i);
-                continue;
-            };
-            if m.msg_type == MessageType::BndAck {
-                self.on_bndack(i, &m);
-            }
-            if m.msg_type == MessageType::BndUpd {
-                let mut answers = Vec::new();
-                for o in m.bindings() {
-                    if let Some(ip) = o.assigned_ip {
-                        answers.push((ip, self.on_bndupd(i, &o, now.wall)));
-                    }
-                }
-                if !answers.is_empty() {
-                    acks.push((m.xid, answers));
-                }
-            }
+            rel.session.on_frame(now, &frame, self.repl.as_mut());
             self.process(i);
         }
-        self.send_acks(i, acks);
-    }
-
-    /// A BNDACK: the update it answers is no longer in flight. Each binding it names
-    /// (one from ISC, the whole batch from tandem) is settled: accepted, its potential expiry
-    /// is written back into the record (`atsfp`, `tsfp`); refused, it is logged and counted
-    /// (the record stays unacknowledged and is sent again after a reconnect). A binding of
-    /// the update that the BNDACK does not name is queued again.
-    fn on_bndack(&mut self, i: usize, m: &Repr<'_>) {
-        let rel = &mut self.rels[i];
-        let Some(flights) = rel.in_flight.remove(&m.xid) else {
-            tracing::debug!(relationship = %rel.cfg.name, xid = m.xid, "failover: BNDACK for no update in flight");
-            return;
-        };
-        let answers: Vec<Options<'_>> = m.bindings().collect();
-        for f in flights {
-            let answer = match answers.iter().find(|o| o.assigned_ip == Some(f.ip)) {
-                Some(o) => Some(o),
-                // A BNDACK without an address answers a single update.
-                None if answers.is_empty() => Some(&m.options),
-                None => None,
-            };
-            let Some(o) = answer else {
-                tracing::debug!(relationship = %rel.cfg.name, ip = %f.ip, xid = m.xid, "failover: BNDACK does not name this binding; sending it again");
-                if let (Some((t, s)), Some(repl)) = (f.slot, self.repl.as_mut()) {
-                    repl.enqueue_update(t, s);
-                }
-                continue;
-            };
-            if let Some(r) = o.reject_reason {
-                rel.rejected += 1;
-                let msg = o.message.map(String::from_utf8_lossy);
-                tracing::warn!(relationship = %rel.cfg.name, ip = %f.ip, reason = ?r,
-                    message = msg.as_deref().unwrap_or(""), rejected = rel.rejected,
-                    "failover: binding update refused by the partner");
-                continue;
-            }
-            if let (Some((t, s)), Some(repl)) = (f.slot, self.repl.as_ref())
-                && let Err(e) = repl.acknowledge(t, s, f.state, f.tstp)
-            {
-                tracing::warn!(relationship = %rel.cfg.name, ip = %f.ip, error = %e, "failover: acknowledgement not written back");
-            }
-        }
-    }
-
-    /// A BNDUPD: checked (ISC's rules), judged against our record, installed by CAS and
-    /// journaled (committed by [`Loop::send_acks`]). Returns the BNDACK's reject, if any.
-    fn on_bndupd(&mut self, i: usize, o: &Options<'_>, now: UnixTime) -> Option<BindingError> {
-        let rel = &mut self.rels[i];
-        let b = match Binding::from_options(o) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::info!(relationship = %rel.cfg.name, ip = ?o.assigned_ip, error = %e, "failover: BNDUPD refused");
-                return Some(e);
-            }
-        };
-        let Some(repl) = self.repl.as_mut() else {
-            tracing::debug!(relationship = %rel.cfg.name, ip = %b.ip, "failover: BNDUPD refused (not stored)");
-            return Some(BindingError {
-                reason: RejectReason::Unknown,
-                message: "binding updates are not stored by this server",
-            });
-        };
-        let Some((t, s)) = repl.locate(i, b.ip) else {
-            tracing::info!(relationship = %rel.cfg.name, ip = %b.ip, "failover: BNDUPD for an address in none of our pools refused");
-            return Some(BindingError {
-                reason: RejectReason::IllegalIpAddress,
-                message: "IP address not in pool",
-            });
-        };
-        let us = match rel.cfg.role {
-            config::Role::Primary => Role::Primary,
-            config::Role::Secondary => Role::Secondary,
-        };
-        let state = rel.fsm.kind();
-        let ours_in_flight = rel.in_flight.values().flatten().any(|f| f.ip == b.ip);
-        match repl.install(t, s, &b, |cur| {
-            judge(us, state, cur, ours_in_flight, &b, now)
-        }) {
-            Ok(Verdict::Apply) => {
-                // The partner's update beat ours: ours is dropped (ISC `failover.c:5212-5231`).
-                for flights in rel.in_flight.values_mut() {
-                    flights.retain(|f| f.ip != b.ip);
-                }
-                tracing::debug!(relationship = %rel.cfg.name, ip = %b.ip, status = ?b.status, "failover: binding update applied");
-                None
-            }
-            Ok(Verdict::KeepOurs) => {
-                tracing::info!(relationship = %rel.cfg.name, ip = %b.ip, status = ?b.status, "failover: our binding wins; sending it");
-                repl.enqueue_update(t, s);
-                None
-            }
-            Ok(Verdict::Reject(e)) => {
-                tracing::info!(relationship = %rel.cfg.name, ip = %b.ip, status = ?b.status, reason = ?e.reason, "failover: binding update refused");
-                Some(e)
-            }
-            Err(e) => {
-                tracing::warn!(relationship = %rel.cfg.name, ip = %b.ip, error = %e, "failover: binding update not stored");
-                Some(BindingError {
-                    reason: RejectReason::Unknown,
-                    message: "binding not stored",
-                })
-            }
-        }
-    }
-
-    /// Makes the applied updates durable (one fdatasync for the whole read batch), then
-    /// acknowledges them, each BNDUPD with one BNDACK that names its bindings (a batch is
-    /// answered with a batch). A failed commit sends no BNDACK and stops the daemon.
-    fn send_acks(&mut self, i: usize, acks: Vec<Acks>) {
-        if acks.is_empty() {
-            return;
-        }
-        if let Some(repl) = self.repl.as_mut()
-            && repl.pending() > 0
-            && let Err(e) = repl.commit()
-        {
-            tracing::error!(error = %e, "failover: journal commit failed; no acknowledgement sent; stopping");
-            self.shutdown.request();
-            return;
-        }
         let now = self.now();
-        let rel = &mut self.rels[i];
-        let mut batch = BindingBatch::new(MessageType::BndAck);
-        for (xid, answers) in acks {
-            for (ip, reject) in answers {
-                let ack = Binding::ack(ip, reject.as_ref());
-                if !batch.push(&ack.options) {
-                    // Answers are shorter than the updates they answer; should a batch
-                    // still overflow, the rest follows under the same xid.
-                    let _ = rel.fsm.send(now, &batch.repr(now.wall, xid), Some(xid));
-                    batch.clear();
-                    batch.push(&ack.options);
-                }
-            }
-            let _ = rel.fsm.send(now, &batch.repr(now.wall, xid), Some(xid));
-            batch.clear();
+        if let Err(e) = self.rels[i].session.flush_acks(now, self.repl.as_mut()) {
+            self.fatal(&e);
+            return;
         }
         self.process(i);
     }
@@ -1084,23 +766,22 @@ impl Loop {
             let _ = self.poll.registry().deregister(&mut link.stream);
             tracing::info!(relationship = %rel.cfg.name, peer = %link.peer, reason = why, "failover: peer link lost");
             rel.next_dial = StdInstant::now() + RECONNECT_AFTER;
-            rel.fsm.handle_disconnected(now);
+            rel.session.link_lost(now, self.repl.as_mut());
         }
-        rel.reset_updates(self.repl.as_mut());
     }
 
-    /// Drains the machine's events and transmits, stores and publishes.
+    /// Drains the session's events and transmits, stores and publishes.
     fn process(&mut self, i: usize) {
         loop {
             let mut any = false;
-            while let Some(e) = self.rels[i].fsm.poll_event() {
+            while let Some(e) = self.rels[i].session.poll_event() {
                 any = true;
                 self.event(i, e);
             }
             let now = self.now();
             let rel = &mut self.rels[i];
-            rel.pump_updates(i, self.repl.as_mut(), now);
-            while let Some(t) = rel.fsm.poll_transmit() {
+            rel.session.pump(now, self.repl.as_mut());
+            while let Some(t) = rel.session.poll_transmit() {
                 any = true;
                 tracing::trace!(relationship = %rel.cfg.name, msg = t.msg_type.name(), "failover: send");
                 if let Some(link) = rel.link.as_mut() {
@@ -1118,22 +799,21 @@ impl Loop {
             }
         }
         let rel = &self.rels[i];
-        rel.view.publish(&rel.fsm);
+        rel.view.publish(rel.session.fsm());
     }
 
     fn event(&mut self, i: usize, e: Event) {
         let now = self.now();
         let name = self.rels[i].cfg.name.clone();
+        if let Err(err) = self.rels[i]
+            .session
+            .on_event(now, &e, self.repl.as_mut(), &self.bindings)
+        {
+            self.fatal(&err);
+        }
         match e {
             Event::StateChanged { from, to, at } => {
                 tracing::info!(relationship = %name, from = from.name(), to = to.name(), at = at.0, "failover: state changed");
-                // Pools are balanced in NORMAL only, at once on entering it (`failover.c:1903`).
-                let balance = &mut self.rels[i].balance;
-                if to == StateKind::Normal {
-                    balance.run_now(now.wall);
-                } else {
-                    balance.cancel();
-                }
             }
             Event::PartnerStateChanged { from, to, startup } => {
                 tracing::info!(relationship = %name, from = from.map_or("unknown", |s| s.name()), to = to.name(), startup, "failover: partner state changed");
@@ -1148,11 +828,6 @@ impl Loop {
             }
             Event::Connected => {
                 tracing::info!(relationship = %name, "failover: connected (CONNECT/CONNECTACK done)");
-                // Every update the partner has not acknowledged is sent again (ISC's rule).
-                if let Some(repl) = self.repl.as_mut() {
-                    let n = repl.enqueue_unacked(i, false);
-                    tracing::info!(relationship = %name, updates = n, "failover: unacknowledged bindings queued");
-                }
             }
             Event::CloseLink { reason, last_words } => {
                 let rel = &mut self.rels[i];
@@ -1165,114 +840,16 @@ impl Loop {
                     tracing::info!(relationship = %name, ?reason, "failover: link closed by us");
                 }
                 rel.next_dial = StdInstant::now() + RECONNECT_AFTER;
-                rel.reset_updates(self.repl.as_mut());
             }
             Event::RejectedByPeer { reason, message } => {
                 tracing::warn!(relationship = %name, ?reason, message = message.as_deref().unwrap_or(""), "failover: refused by the peer");
             }
-            Event::UpdateRequest { all } => {
-                let rel = &mut self.rels[i];
-                let n = match self.repl.as_mut() {
-                    // UPDREQ: every record not acknowledged; UPDREQALL: every binding.
-                    Some(repl) => repl.enqueue_unacked(i, all),
-                    None => {
-                        rel.to_send = (self.bindings)(&name)
-                            .into_iter()
-                            .filter_map(|(ip, l)| Binding::from_lease(ip, &l, 0))
-                            .collect();
-                        rel.to_send.len()
-                    }
-                };
-                tracing::info!(relationship = %name, all, bindings = n, "failover: update request");
-                rel.done_pending = true;
-                rel.pump_updates(i, self.repl.as_mut(), now);
-            }
-            Event::PoolRequest { xid } => {
-                let moved = self.rebalance(i);
-                tracing::info!(relationship = %name, moved, "failover: pool request answered");
-                let moved = u32::try_from(moved).unwrap_or(u32::MAX);
-                self.rels[i].fsm.send_pool_response(now, xid, moved);
-            }
+            Event::UpdateRequest { .. } | Event::PoolRequest { .. } => {}
             Event::PoolResponse { addresses } => {
                 tracing::info!(relationship = %name, addresses, "failover: the partner rebalanced");
             }
             other => tracing::debug!(relationship = %name, event = ?other, "failover: event"),
         }
-    }
-
-    /// One pool balancing run over relationship `i`'s tables ([`pool`]): the addresses
-    /// given away are written and journaled, made durable, and queued as BNDUPDs; POOLREQ
-    /// if this side is short. Returns how many moved. Runs only in NORMAL and with binding
-    /// replication (a move the partner never hears of would strand the address).
-    fn rebalance(&mut self, i: usize) -> u64 {
-        let now = self.now();
-        let rel = &mut self.rels[i];
-        let Some(repl) = self.repl.as_mut() else {
-            rel.balance.cancel();
-            return 0;
-        };
-        if rel.fsm.kind() != StateKind::Normal {
-            rel.balance.cancel();
-            return 0;
-        }
-        let policy = rel.pool;
-        let hba = rel.fsm.hba();
-        let hba = (rel.cfg.mode == FailoverMode::LoadBalance).then_some(&hba);
-        let store = Arc::clone(repl.store());
-        let mut total = pool::Outcome::default();
-        let mut failed = None;
-        for table in store.tables() {
-            if repl.rel_of(table.id()) != Some(i) {
-                continue;
-            }
-            let id = table.id();
-            let own = policy.own_state();
-            let mut give = |slot: Slot, _version: u64, _new: &Lease| {
-                let r = repl.write_record(id, slot, now.wall, |cur| {
-                    (cur.state == own && table.is_allocatable(slot))
-                        .then(|| pool::moved(cur, policy.peer_state(), now.wall))
-                });
-                match r {
-                    Ok(written) => written.is_some(),
-                    Err(e) => {
-                        failed = Some(e);
-                        false
-                    }
-                }
-            };
-            let out = pool::rebalance_table(&policy, hba, table, now.wall, &mut give);
-            tracing::info!(relationship = %rel.cfg.name, table = id.0, free = out.counts.free, backup = out.counts.backup, moved = out.moved, panic = out.panic, "failover: pool balanced");
-            total.moved += out.moved;
-            total.panic |= out.panic;
-            for (t, o) in [
-                (&mut total.oldest_free, out.oldest_free),
-                (&mut total.oldest_backup, out.oldest_backup),
-            ] {
-                if let Some(o) = o
-                    && t.is_none_or(|t| o < t)
-                {
-                    *t = Some(o);
-                }
-            }
-        }
-        if let Some(e) = failed {
-            tracing::warn!(relationship = %rel.cfg.name, error = %e, "failover: pool balancing could not move an address");
-        }
-        if repl.pending() > 0
-            && let Err(e) = repl.commit()
-        {
-            tracing::error!(error = %e, "failover: journal commit failed during pool balancing; stopping");
-            self.shutdown.request();
-            return 0;
-        }
-        rel.balance.ran(&policy, &total, now.wall);
-        if total.panic {
-            tracing::info!(relationship = %rel.cfg.name, "failover: short of addresses: asking the partner to rebalance (POOLREQ)");
-            let _ = rel
-                .fsm
-                .send(now, &Repr::new(MessageType::PoolReq, now.wall, 0), None);
-        }
-        total.moved
     }
 
     fn command(&mut self, cmd: Command) {
@@ -1283,7 +860,7 @@ impl Loop {
                     Some(i) => {
                         let now = self.now();
                         let since = UnixTime(u32::try_from(since).unwrap_or(u32::MAX));
-                        let r = self.rels[i].fsm.partner_down(now, since);
+                        let r = self.rels[i].session.fsm_mut().partner_down(now, since);
                         self.process(i);
                         match r {
                             Ok(()) => {
@@ -1303,20 +880,23 @@ impl Loop {
         let v: Vec<RelationshipStatus> = self
             .rels
             .iter()
-            .map(|r| RelationshipStatus {
-                name: r.cfg.name.clone(),
-                role: r.cfg.role,
-                mode: r.cfg.mode,
-                state: failover_state(r.fsm.kind()),
-                partner_state: r
-                    .fsm
-                    .partner_state()
-                    .map_or(FailoverState::Unknown, failover_state),
-                state_since: u64::from(r.fsm.stos().0),
-                unacked_updates: r.in_flight.values().map(|f| f.len() as u64).sum(),
-                updates_sent: r.sent,
-                update_messages: r.sent_messages,
-                updates_refused: r.rejected,
+            .map(|r| {
+                let fsm = r.session.fsm();
+                let c = r.session.counters();
+                RelationshipStatus {
+                    name: r.cfg.name.clone(),
+                    role: r.cfg.role,
+                    mode: r.cfg.mode,
+                    state: failover_state(fsm.kind()),
+                    partner_state: fsm
+                        .partner_state()
+                        .map_or(FailoverState::Unknown, failover_state),
+                    state_since: u64::from(fsm.stos().0),
+                    unacked_updates: c.unacked,
+                    updates_sent: c.sent,
+                    update_messages: c.messages,
+                    updates_refused: c.refused,
+                }
             })
             .collect();
         *self
@@ -1331,7 +911,7 @@ impl Loop {
         self.stopping = true;
         let now = self.now();
         for i in 0..self.rels.len() {
-            self.rels[i].fsm.shutdown(now);
+            self.rels[i].session.fsm_mut().shutdown(now);
             self.process(i);
         }
         let until = StdInstant::now() + FLUSH_ON_SHUTDOWN;

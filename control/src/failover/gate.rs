@@ -12,8 +12,10 @@
 //!   (address ownership decides). COMMUNICATIONS-INTERRUPTED and PARTNER-DOWN answer
 //!   everyone; every other state (and a partner in PARTNER-DOWN or resolving conflicts)
 //!   answers nobody. In hot standby the primary is the active server (ISC `split 256`).
-//! * which address: [`mclt::may_reallocate`] with our own previous allocation standing in
-//!   for ISC's rewind state.
+//! * which address: our free state, or the partner's after the MCLT in PARTNER-DOWN
+//!   ([`mclt::may_reallocate`]); a binding that ran out only once its home server moved it
+//!   to EXPIRED and the partner acknowledged that, so that no server hands out an address
+//!   its partner may still be renewing ([`RelationshipView::may_allocate`]).
 //! * how long: [`mclt::lease_time_for`].
 
 use std::sync::Arc;
@@ -163,7 +165,20 @@ impl RelationshipView {
         }
     }
 
-    /// Whether the address in record `l` may go to a new client now.
+    /// Whether the address in record `l` may go to a client now: to a new one, or back to
+    /// the client whose expired or released binding it holds.
+    ///
+    /// * FREE or BACKUP: our own free state, or the partner's in PARTNER-DOWN once the MCLT
+    ///   has passed since it was known up ([`mclt::may_reallocate`]).
+    /// * An expired ACTIVE binding: the partner may have renewed it (its update late or
+    ///   lost) up to what it knew plus the MCLT, so only in PARTNER-DOWN, once
+    ///   `max(since, tsfp, tstp) + MCLT` has passed. Its home server first moves it to
+    ///   EXPIRED ([`crate::failover::session::Session::tick`]).
+    /// * EXPIRED, RELEASED or ABANDONED: ours (we wrote that end, [`Owner`]) once the
+    ///   partner has acknowledged it, so it renews the binding no more (ISC's rewind rule,
+    ///   with the acknowledged state standing for the rewind state); else as an expired
+    ///   binding.
+    /// * RESET: as an expired binding.
     pub fn may_allocate(&self, l: &Lease, now: UnixTime) -> bool {
         if self.service.load(Ordering::Acquire) == SERVICE_NONE {
             return false;
@@ -171,29 +186,22 @@ impl RelationshipView {
         let Some(state) = self.state() else {
             return false;
         };
-        let own_free = match self.role {
-            Role::Primary => BindingState::Free,
-            Role::Secondary => BindingState::Backup,
-        };
+        let mclt = self.mclt.load(Ordering::Relaxed);
+        let since = UnixTime(self.partner_down_since.load(Ordering::Relaxed));
         let ours = l.owner == Owner::Us;
+        let reclaimable = || {
+            state == StateKind::PartnerDown
+                && since.max(l.tsfp).max(l.tstp).saturating_add(mclt) < now
+        };
         match l.state {
-            // Our own hold or binding that ran out: it came from an address we could give.
+            // Our own hold that ran out: it came from an address we could give.
             BindingState::Offered => ours,
-            BindingState::Active | BindingState::Abandoned if ours => true,
-            BindingState::Active | BindingState::Abandoned => {
-                state == StateKind::PartnerDown && l.tsfp < now
+            BindingState::Free | BindingState::Backup => {
+                mclt::may_reallocate(l, self.role, state, mclt, since, None, now)
             }
-            _ => {
-                let rewind = ours.then_some(own_free);
-                mclt::may_reallocate(
-                    l,
-                    self.role,
-                    state,
-                    self.mclt.load(Ordering::Relaxed),
-                    UnixTime(self.partner_down_since.load(Ordering::Relaxed)),
-                    rewind,
-                    now,
-                )
+            BindingState::Active | BindingState::Reset => reclaimable(),
+            BindingState::Expired | BindingState::Released | BindingState::Abandoned => {
+                (ours && l.atsfp >= l.tstp) || reclaimable()
             }
         }
     }

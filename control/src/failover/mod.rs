@@ -35,6 +35,7 @@ pub mod msg;
 pub mod persist;
 pub mod pool;
 pub mod replicate;
+pub mod session;
 
 pub use lease_mmap::UnixTime;
 

@@ -50,6 +50,9 @@ pub enum Verdict {
     KeepOurs,
     /// Refuse with this BNDACK reject reason.
     Reject(BindingError),
+    /// Refuse (the partner's update is older than our binding, reject reason 16) and send
+    /// ours, so that the partner neither counts its update as acknowledged nor keeps it.
+    Outdated,
 }
 
 /// Our record's state as the failover rules see it: an ACTIVE lease past its end is
@@ -97,6 +100,10 @@ pub fn normal_transition_ok(sender: Role, local: &Lease, to: BindingState, now: 
 /// ISC `conflict_binding_state_transition_check` (`failover.c:6254-6320`, reference §3.6):
 /// outside NORMAL, does the partner's `incoming` binding beat our record `local`? Two ACTIVE
 /// bindings are settled as dueling updates are (later CLTT; the primary on a tie).
+///
+/// Stricter than ISC: a RELEASED binding beats our live ACTIVE one only when it is later
+/// (its CLTT after ours). ISC lets it win always, which loses the lease a client got from
+/// us after releasing its old one at the partner (found by `tests/failover_leases.rs`).
 pub fn conflict_peer_wins(us: Role, local: &Lease, incoming: &Binding, now: UnixTime) -> bool {
     if effective(local, now) != BindingState::Active {
         return true;
@@ -104,7 +111,8 @@ pub fn conflict_peer_wins(us: Role, local: &Lease, incoming: &Binding, now: Unix
     match incoming.status {
         BindingStatus::Free | BindingStatus::Backup => false,
         BindingStatus::Expired => expired_enough(local, now),
-        BindingStatus::Released | BindingStatus::Reset | BindingStatus::Abandoned => true,
+        BindingStatus::Released => incoming.cltt > local.cltt,
+        BindingStatus::Reset | BindingStatus::Abandoned => true,
         BindingStatus::Active => {
             incoming.cltt > local.cltt || (incoming.cltt == local.cltt && us == Role::Secondary)
         }
@@ -114,6 +122,13 @@ pub fn conflict_peer_wins(us: Role, local: &Lease, incoming: &Binding, now: Unix
 /// ISC `failover_lease_is_better` (`failover.c:5115-5168`, reference §3.6), for an address
 /// both sides have an update in flight for: does the partner's `incoming` win over our
 /// `local`?
+///
+/// Stricter than ISC where ISC would undo a lease a client holds: against our live ACTIVE
+/// binding, the partner's EXPIRED, RELEASED or other non-ACTIVE update wins only when it
+/// is later (its CLTT after ours). ISC lets EXPIRED always win and the primary win the
+/// rest, which loses a renewal we granted while the partner expired its older copy, or the
+/// lease a client took from us right after releasing its old one at the partner (both
+/// found by `tests/failover_leases.rs`).
 pub fn dueling_peer_wins(us: Role, local: &Lease, incoming: &Binding, now: UnixTime) -> bool {
     let peer_is_primary = us == Role::Secondary;
     match (effective(local, now), incoming.status) {
@@ -121,7 +136,7 @@ pub fn dueling_peer_wins(us: Role, local: &Lease, incoming: &Binding, now: UnixT
             incoming.cltt > local.cltt || (incoming.cltt == local.cltt && peer_is_primary)
         }
         (_, BindingStatus::Active) => true,
-        (BindingState::Active, BindingStatus::Expired) => true,
+        (BindingState::Active, _) => incoming.cltt > local.cltt,
         _ => peer_is_primary,
     }
 }
@@ -142,6 +157,18 @@ pub fn judge(
             reason: RejectReason::LessCriticalBindingInformation,
             message: "our update of this binding wins",
         });
+    }
+    // The end of an older transaction (its CLTT before ours) never undoes the live ACTIVE
+    // binding we hold now: ours is sent instead. ISC would take an EXPIRED up to 65 s early
+    // and any RELEASED, losing a lease a client holds (found by `tests/failover_leases.rs`).
+    if effective(local, now) == BindingState::Active
+        && matches!(
+            incoming.status,
+            BindingStatus::Expired | BindingStatus::Released
+        )
+        && incoming.cltt < local.cltt
+    {
+        return Verdict::Outdated;
     }
     let sender = match us {
         Role::Primary => Role::Secondary,

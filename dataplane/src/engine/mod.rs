@@ -784,7 +784,16 @@ impl Engine {
                 | BindingState::Released
         );
         if bound && cur.is_for(&cx.key) {
-            Standing::Mine
+            // The client's own binding, unless it ran out (or was released) and failover
+            // says the address is not ours to give again: the partner may have renewed or
+            // reallocated it.
+            let live = matches!(cur.state, BindingState::Active if cur.ends > cx.now)
+                || cur.state == BindingState::Offered;
+            if live || self.failover.may_allocate(cx.scope.table, cur, cx.now) {
+                Standing::Mine
+            } else {
+                Standing::Taken
+            }
         } else if self.reusable(cx.scope.table, cx.now, cur) {
             Standing::Available
         } else {

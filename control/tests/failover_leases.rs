@@ -1,0 +1,1006 @@
+//! Binding replication and the MCLT rule under faults, lease by lease.
+//!
+//! Two servers, each the real thing minus sockets: a `lease_mmap::Store` in a tempdir, the
+//! dataplane `Engine` behind the failover gate, a worker journal and change queue, and the
+//! control plane's `Replicator` and `Session` (the same code the daemon's driver runs). They
+//! talk over a virtual TCP link on a virtual clock (the shape of `failover_fsm.rs`): the link
+//! can delay, reset, partition and heal; a server can be killed (its process state dropped
+//! without a checkpoint, so recovery replays the journals) and restarted from its persisted
+//! failover state; the operator can declare the partner down. Virtual DHCP clients run
+//! DISCOVER/REQUEST, renew, rebind and release against whichever server is up.
+//!
+//! After every step the run checks the product's promises:
+//! * no address is held by two clients at overlapping times (judged from what the clients
+//!   were told by DHCPACKs);
+//! * no DHCPACK promises more than the MCLT beyond what the partner acknowledged: the
+//!   expiry is at most `max(now, max(tsfp, atsfp)) + MCLT`, read from the server's record
+//!   before the decision (reference §3.2);
+//! * a lease a DHCPACK promised survives a crash of the server that promised it.
+//!
+//! `TANDEM_SEEDS=N` runs N seeds (default 1500); `TANDEM_SEED=S` replays one, printing its
+//! steps.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use control::config::{self, Config};
+use control::failover::driver::fsm_config;
+use control::failover::fsm::{Event, Fsm, PersistedState, StateKind};
+use control::failover::gate::{Gate, RelationshipView};
+use control::failover::msg::StreamDecoder;
+use control::failover::replicate::{Outbox, Replicator, WorkerOutbox};
+use control::failover::session::{BindingSource, Session};
+use control::failover::{Instant, Now, UnixTime};
+use dataplane::engine::{Engine, EngineWorker, Ingress};
+use dataplane::server::ChangeSink;
+use dataplane::wire::dhcpv4::{MessageType, OpCode, Options, Repr};
+use lease_mmap::{BindingState, Durability, Lease, WorkerJournal};
+
+const BASE_WALL: u32 = 1_700_000_000;
+const MCLT: u32 = 300;
+const LEASE: u32 = 3600;
+const RECONNECT_MS: u64 = 5_000;
+const SERVERS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)];
+const CLIENTS: u8 = 14;
+
+/// A small deterministic generator (xorshift64*), so seeds reproduce.
+#[derive(Clone, Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+fn config_text(primary: bool, hot_standby: bool, dir: &std::path::Path) -> String {
+    let (role, sid) = if primary {
+        (
+            format!("role = \"primary\"\nmclt = \"{MCLT}s\"\nsplit = 128"),
+            SERVERS[0],
+        )
+    } else {
+        ("role = \"secondary\"".to_owned(), SERVERS[1])
+    };
+    let mode = if hot_standby {
+        "hot-standby"
+    } else {
+        "load-balance"
+    };
+    format!(
+        r#"[server]
+interfaces = ["lan"]
+server_id = "{sid}"
+data_dir = {dir:?}
+workers = 1
+
+[[subnet]]
+prefix = "10.0.0.0/24"
+pools = ["10.0.0.10-10.0.0.25"]
+lease_time = "{LEASE}s"
+failover = "pair"
+
+[[failover]]
+name = "pair"
+{role}
+mode = "{mode}"
+address = "127.0.0.1"
+peer_address = "127.0.0.2"
+max_response_delay = "30s"
+max_unacked_updates = 4
+"#
+    )
+}
+
+/// A running server: everything the daemon holds in memory. Dropping it is kill -9.
+struct Live {
+    engine: Engine,
+    worker: EngineWorker,
+    journal: WorkerJournal,
+    sink: WorkerOutbox,
+    repl: Replicator,
+    session: Session,
+    view: Arc<RelationshipView>,
+    _poll: mio::Poll,
+}
+
+impl Live {
+    fn open(cfg: &Config, persisted: Option<PersistedState>, now: Now) -> Live {
+        let engine_cfg = control::serve::engine_config(cfg);
+        let specs = engine_cfg.table_specs();
+        let (store, mut journals, _) =
+            lease_mmap::Store::open(&cfg.server.data_dir, &specs, 2, Durability::Async)
+                .expect("open store");
+        let store = Arc::new(store);
+        let control_journal = journals.pop().expect("control journal");
+        let journal = journals.pop().expect("worker journal");
+        let (gate, views) = Gate::new(cfg);
+        let engine = Engine::new(engine_cfg, Arc::clone(&store))
+            .expect("engine")
+            .with_failover(Arc::new(gate));
+        let worker = engine.worker(0, 1);
+        let poll = mio::Poll::new().expect("poll");
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
+        let outbox = Arc::new(Outbox::new(1, vec![true], waker));
+        let sink = WorkerOutbox::new(&outbox, 0).expect("worker outbox");
+        let mut repl = Replicator::new(store, control_journal, outbox, vec![Some(0)], 1);
+        repl.enqueue_unacked(0, false);
+        let f = &cfg.failover[0];
+        let fsm = Fsm::new(fsm_config(f).expect("fsm config"), persisted, now);
+        let session = Session::new(0, f, fsm);
+        let view = Arc::clone(&views[0]);
+        view.publish(session.fsm());
+        Live {
+            engine,
+            worker,
+            journal,
+            sink,
+            repl,
+            session,
+            view,
+            _poll: poll,
+        }
+    }
+
+    fn record(&self, ip: Ipv4Addr) -> Lease {
+        let id = self.engine.scope_of(ip).expect("scope");
+        let t = self.engine.store().table(id);
+        t.read(t.slot(ip).expect("slot")).1
+    }
+}
+
+struct Node {
+    cfg: Config,
+    persisted: Option<PersistedState>,
+    live: Option<Live>,
+    conn: Option<u64>,
+    decoder: StreamDecoder,
+    /// Latest delivery time of a message from this side, to keep the stream in order.
+    last_at: u64,
+    /// When it was killed (wall seconds), while down.
+    down_since: Option<u32>,
+}
+
+#[derive(Debug)]
+enum Payload {
+    Bytes(Vec<u8>),
+    Fin,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    at: u64,
+    to: usize,
+    conn: u64,
+    payload: Payload,
+}
+
+/// What a client holds, as the DHCPACK told it.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    ip: Ipv4Addr,
+    server: usize,
+    expiry: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Client {
+    mac: [u8; 6],
+    held: Option<Held>,
+}
+
+/// A server's answer, owned.
+#[derive(Clone, Copy, Debug)]
+struct Answer {
+    kind: Option<MessageType>,
+    yiaddr: Ipv4Addr,
+    lease_time: Option<u32>,
+    /// The record of `yiaddr` before the decision.
+    before: Lease,
+}
+
+struct World {
+    seed: u64,
+    now: u64,
+    nodes: [Node; 2],
+    queue: Vec<InFlight>,
+    next_conn: u64,
+    reconnect_at: Option<u64>,
+    partitioned: bool,
+    delay_ms: u64,
+    clients: Vec<Client>,
+    log: Vec<String>,
+    verbose: bool,
+    acks: u64,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+fn tempdir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm).expect("tempdir")
+    } else {
+        tempfile::tempdir().expect("tempdir")
+    }
+}
+
+impl World {
+    fn new(seed: u64, hot_standby: bool, verbose: bool) -> World {
+        let dirs = [tempdir(), tempdir()];
+        let node = |i: usize| {
+            let text = config_text(i == 0, hot_standby, dirs[i].path());
+            let cfg = config::parse(&text).unwrap_or_else(|e| panic!("config: {e:?}"));
+            Node {
+                cfg,
+                persisted: None,
+                live: None,
+                conn: None,
+                decoder: StreamDecoder::new(),
+                last_at: 0,
+                down_since: None,
+            }
+        };
+        let nodes = [node(0), node(1)];
+        let clients = (0..CLIENTS)
+            .map(|n| Client {
+                mac: [0x02, 0, 0, 0, 0x10, n],
+                held: None,
+            })
+            .collect();
+        let mut w = World {
+            seed,
+            now: 0,
+            nodes,
+            queue: Vec::new(),
+            next_conn: 1,
+            reconnect_at: Some(RECONNECT_MS),
+            partitioned: false,
+            delay_ms: 10,
+            clients,
+            log: Vec::new(),
+            verbose,
+            acks: 0,
+            _dirs: dirs,
+        };
+        w.start(0);
+        w.start(1);
+        w
+    }
+
+    fn note(&mut self, s: String) {
+        if self.verbose {
+            eprintln!("[{:>9} ms] {s}", self.now);
+        }
+        self.log.push(format!("[{} ms] {s}", self.now));
+    }
+
+    fn now_for(&self) -> Now {
+        Now {
+            instant: Instant::from_millis(self.now),
+            wall: self.wall(),
+        }
+    }
+
+    fn wall(&self) -> UnixTime {
+        UnixTime(BASE_WALL + u32::try_from(self.now / 1000).expect("run shorter than 136 years"))
+    }
+
+    fn start(&mut self, i: usize) {
+        let now = self.now_for();
+        let n = &mut self.nodes[i];
+        n.live = Some(Live::open(&n.cfg, n.persisted, now));
+        n.decoder = StreamDecoder::new();
+        n.conn = None;
+        n.down_since = None;
+        self.pump(i);
+    }
+
+    /// Whether a server is in PARTNER-DOWN (running, or stopped in it).
+    ///
+    /// The operator's partner-down is a promise the protocol relies on: the partner is down
+    /// and, when it comes back, talks to us before it serves. So while one side is in
+    /// PARTNER-DOWN the runs neither partition nor reset the link nor kill that side, and
+    /// the other side restarts only when it can reach it.
+    fn in_partner_down(&self) -> bool {
+        (0..2).any(|i| {
+            self.state(i) == Some(StateKind::PartnerDown)
+                || (self.nodes[i].live.is_none()
+                    && self.nodes[i]
+                        .persisted
+                        .is_some_and(|p| p.my_state == StateKind::PartnerDown))
+        })
+    }
+
+    fn state(&self, i: usize) -> Option<StateKind> {
+        self.nodes[i].live.as_ref().map(|l| l.session.fsm().kind())
+    }
+
+    /// Drains node `i`'s worker changes, events and transmits, acting as the driver does.
+    fn pump(&mut self, i: usize) {
+        let no_source: BindingSource = Arc::new(|_| Vec::new());
+        loop {
+            let now = self.now_for();
+            let Some(live) = self.nodes[i].live.as_mut() else {
+                return;
+            };
+            live.repl.drain_outbox();
+            let mut events = Vec::new();
+            while let Some(e) = live.session.poll_event() {
+                live.session
+                    .on_event(now, &e, Some(&mut live.repl), &no_source)
+                    .expect("commit");
+                events.push(e);
+            }
+            live.session.pump(now, Some(&mut live.repl));
+            let mut out = Vec::new();
+            while let Some(t) = live.session.poll_transmit() {
+                out.push(t.bytes);
+            }
+            live.view.publish(live.session.fsm());
+            let progressed = !events.is_empty() || !out.is_empty();
+            for e in events {
+                self.on_event(i, e);
+            }
+            if let Some(conn) = self.nodes[i].conn {
+                for b in out {
+                    self.enqueue(i, conn, Payload::Bytes(b));
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn on_event(&mut self, i: usize, e: Event) {
+        match e {
+            Event::Persist(p) => self.nodes[i].persisted = Some(p),
+            Event::StateChanged { from, to, .. } => {
+                self.note(format!("{}: {} -> {}", name(i), from.name(), to.name()));
+            }
+            Event::CloseLink { last_words, .. } => {
+                if let Some(conn) = self.nodes[i].conn.take() {
+                    for t in last_words {
+                        self.enqueue(i, conn, Payload::Bytes(t.bytes));
+                    }
+                    self.enqueue(i, conn, Payload::Fin);
+                }
+                self.schedule_reconnect();
+            }
+            _ => {}
+        }
+    }
+
+    fn enqueue(&mut self, from: usize, conn: u64, payload: Payload) {
+        let at = (self.now + self.delay_ms).max(self.nodes[from].last_at);
+        self.nodes[from].last_at = at;
+        self.queue.push(InFlight {
+            at,
+            to: 1 - from,
+            conn,
+            payload,
+        });
+    }
+
+    fn next_time(&self) -> Option<u64> {
+        let q = self
+            .queue
+            .iter()
+            .filter(|_| !self.partitioned)
+            .map(|m| m.at)
+            .min();
+        let t = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let live = n.live.as_ref()?;
+                let (fsm, balance) = live.session.poll_timeout(true);
+                let balance = balance.map(|b| {
+                    let secs = u64::from(b.0.saturating_sub(BASE_WALL));
+                    (secs * 1000).max(self.now)
+                });
+                [fsm.map(Instant::as_millis), balance]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            })
+            .min();
+        [q, t, self.reconnect_at].into_iter().flatten().min()
+    }
+
+    /// Runs the network and the timers until `t` (ms).
+    fn run_until(&mut self, t: u64) {
+        let mut steps = 0u32;
+        while let Some(next) = self.next_time().filter(|n| *n <= t) {
+            steps += 1;
+            assert!(
+                steps < 100_000,
+                "seed {}: livelock before {t} ms",
+                self.seed
+            );
+            self.now = self.now.max(next);
+            let mut due = Vec::new();
+            let mut rest = Vec::new();
+            for m in self.queue.drain(..) {
+                if m.at <= self.now && !self.partitioned {
+                    due.push(m);
+                } else {
+                    rest.push(m);
+                }
+            }
+            self.queue = rest;
+            due.sort_by_key(|m| m.at);
+            for m in due {
+                self.deliver(m);
+            }
+            for i in 0..2 {
+                let now = self.now_for();
+                if let Some(live) = self.nodes[i].live.as_mut() {
+                    live.session
+                        .tick(now, Some(&mut live.repl))
+                        .expect("commit");
+                }
+                self.pump(i);
+            }
+            if self.reconnect_at.is_some_and(|r| r <= self.now) {
+                self.reconnect_at = None;
+                self.try_connect();
+            }
+            self.schedule_reconnect();
+        }
+        self.now = self.now.max(t);
+    }
+
+    fn deliver(&mut self, m: InFlight) {
+        let n = &mut self.nodes[m.to];
+        if n.live.is_none() || n.conn != Some(m.conn) {
+            return;
+        }
+        match m.payload {
+            Payload::Fin => {
+                n.conn = None;
+                let now = self.now_for();
+                if let Some(live) = self.nodes[m.to].live.as_mut() {
+                    live.session.link_lost(now, Some(&mut live.repl));
+                }
+                self.pump(m.to);
+                self.schedule_reconnect();
+            }
+            Payload::Bytes(b) => {
+                n.decoder.feed(&b);
+                let mut frames = Vec::new();
+                while let Some(f) = n.decoder.next_frame().expect("peer sends valid framing") {
+                    frames.push(f.to_vec());
+                }
+                for f in frames {
+                    let now = self.now_for();
+                    if let Some(live) = self.nodes[m.to].live.as_mut() {
+                        live.session.on_frame(now, &f, Some(&mut live.repl));
+                    }
+                    self.pump(m.to);
+                }
+                let now = self.now_for();
+                if let Some(live) = self.nodes[m.to].live.as_mut() {
+                    live.session
+                        .flush_acks(now, Some(&mut live.repl))
+                        .expect("commit");
+                }
+                self.pump(m.to);
+            }
+        }
+    }
+
+    fn try_connect(&mut self) {
+        let ready = !self.partitioned
+            && self
+                .nodes
+                .iter()
+                .all(|n| n.live.is_some() && n.conn.is_none());
+        if !ready {
+            return;
+        }
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        for n in &mut self.nodes {
+            n.conn = Some(conn);
+            n.decoder = StreamDecoder::new();
+        }
+        for i in 0..2 {
+            let now = self.now_for();
+            if let Some(live) = self.nodes[i].live.as_mut() {
+                live.session.fsm_mut().handle_connected(now);
+            }
+            self.pump(i);
+        }
+    }
+
+    fn schedule_reconnect(&mut self) {
+        let idle = !self.partitioned
+            && self
+                .nodes
+                .iter()
+                .all(|n| n.live.is_some() && n.conn.is_none());
+        if idle && self.reconnect_at.is_none() {
+            self.reconnect_at = Some(self.now + RECONNECT_MS);
+        }
+    }
+
+    fn partition(&mut self) {
+        self.note("link partitioned".into());
+        self.partitioned = true;
+        self.reconnect_at = None;
+    }
+
+    fn heal(&mut self) {
+        if self.partitioned {
+            self.note("link healed".into());
+            self.partitioned = false;
+            let earliest = self.now + self.delay_ms;
+            for m in &mut self.queue {
+                m.at = m.at.max(earliest);
+            }
+            for n in &mut self.nodes {
+                n.last_at = n.last_at.max(earliest);
+            }
+        }
+        self.schedule_reconnect();
+    }
+
+    /// TCP reset: what was in flight is lost, both ends told.
+    fn reset_link(&mut self) {
+        self.note("link reset".into());
+        self.queue.clear();
+        for i in 0..2 {
+            if self.nodes[i].conn.take().is_some() {
+                let now = self.now_for();
+                if let Some(live) = self.nodes[i].live.as_mut() {
+                    live.session.link_lost(now, Some(&mut live.repl));
+                }
+                self.pump(i);
+            }
+        }
+        self.schedule_reconnect();
+    }
+
+    /// kill -9: the process state is gone (no checkpoint, no journal close); the peer sees
+    /// the connection close unless partitioned.
+    fn kill(&mut self, i: usize) {
+        self.note(format!("{} killed", name(i)));
+        if let Some(conn) = self.nodes[i].conn.take() {
+            self.enqueue(i, conn, Payload::Fin);
+        }
+        self.nodes[i].live = None;
+        self.nodes[i].down_since = Some(self.wall().0);
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.note(format!("{} restarted", name(i)));
+        self.start(i);
+        self.check_promises_kept(i);
+        self.schedule_reconnect();
+    }
+
+    /// The operator declares `i`'s partner down since it was killed (only when it is).
+    fn partner_down(&mut self, i: usize) {
+        let Some(since) = self.nodes[1 - i].down_since else {
+            return;
+        };
+        let now = self.now_for();
+        let Some(live) = self.nodes[i].live.as_mut() else {
+            return;
+        };
+        if live
+            .session
+            .fsm_mut()
+            .partner_down(now, UnixTime(since))
+            .is_ok()
+        {
+            self.note(format!(
+                "{}: operator says partner down since {since}",
+                name(i)
+            ));
+        }
+        self.pump(i);
+    }
+
+    // ---- DHCP ----
+
+    fn ask(&mut self, i: usize, req: &Repr<'_>) -> Option<Answer> {
+        let wall = self.wall();
+        let live = self.nodes[i].live.as_mut()?;
+        let ingress = Ingress {
+            if_addr: SERVERS[i],
+            src_mac: mac_of(req),
+            src_ip: Ipv4Addr::UNSPECIFIED,
+        };
+        let d = live.engine.decide(&mut live.worker, req, &ingress, wall);
+        let answer = d.reply().map(|r| {
+            let o = &r.repr.options;
+            (o.message_type, r.repr.yiaddr, o.lease_time)
+        });
+        let commit = d.commit().copied();
+        let answer = answer.map(|(kind, yiaddr, lease_time)| Answer {
+            kind,
+            yiaddr,
+            lease_time,
+            before: Lease::default(),
+        });
+        if let Some(c) = commit {
+            live.journal.record(c.table, c.slot, c.version, &c.lease);
+            live.journal.commit().expect("group commit");
+            live.sink.changed(c.table, c.slot);
+            live.sink.batch_done();
+        }
+        self.pump(i);
+        answer
+    }
+
+    /// Asks `i`, first reading the record of `ip` (for the MCLT check of an ACK).
+    fn ask_about(&mut self, i: usize, req: &Repr<'_>, ip: Ipv4Addr) -> Option<Answer> {
+        let before = self.nodes[i].live.as_ref()?.record(ip);
+        let mut a = self.ask(i, req)?;
+        a.before = before;
+        Some(a)
+    }
+
+    fn up(&self) -> Vec<usize> {
+        (0..2).filter(|&i| self.nodes[i].live.is_some()).collect()
+    }
+
+    fn client_step(&mut self, rng: &mut Rng) {
+        let c = usize::try_from(rng.below(self.clients.len() as u64)).unwrap_or(0);
+        let client = self.clients[c];
+        let mut up = self.up();
+        if rng.chance(50) {
+            up.reverse();
+        }
+        let wall = self.wall().0;
+        match client.held {
+            Some(h) if h.expiry <= wall => {
+                self.clients[c].held = None;
+            }
+            None => self.dora(c, &up),
+            Some(h) => match rng.below(10) {
+                0..=4 => {
+                    // RENEWING: unicast to the server that gave it.
+                    if self.nodes[h.server].live.is_some() {
+                        self.renew(c, &[h.server], h);
+                    }
+                }
+                5..=7 => self.renew(c, &up, h),
+                _ => {
+                    if self.nodes[h.server].live.is_some() {
+                        let mut r = request(Some(MessageType::Release), client.mac);
+                        r.ciaddr = h.ip;
+                        r.options.server_id = Some(SERVERS[h.server]);
+                        self.ask(h.server, &r);
+                    }
+                    self.note(format!("client {c} releases {}", h.ip));
+                    self.clients[c].held = None;
+                }
+            },
+        }
+    }
+
+    fn dora(&mut self, c: usize, up: &[usize]) {
+        let mac = self.clients[c].mac;
+        let mut offers = Vec::new();
+        for &i in up {
+            let snapshot: Vec<(Ipv4Addr, Lease)> = match (&self.nodes[i].live, self.verbose) {
+                (Some(l), true) => (10..26)
+                    .map(|n| {
+                        let ip = Ipv4Addr::new(10, 0, 0, n);
+                        (ip, l.record(ip))
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if let Some(a) = self.ask(i, &request(Some(MessageType::Discover), mac))
+                && a.kind == Some(MessageType::Offer)
+            {
+                if let Some((_, b)) = snapshot.iter().find(|(ip, _)| *ip == a.yiaddr) {
+                    self.note(format!(
+                        "{} offers {} to client {c} (was {:?} owner {:?} ends {} cltt {} tstp {} atsfp {} tsfp {})",
+                        name(i),
+                        a.yiaddr,
+                        b.state,
+                        b.owner,
+                        b.ends.0,
+                        b.cltt.0,
+                        b.tstp.0,
+                        b.atsfp.0,
+                        b.tsfp.0
+                    ));
+                }
+                offers.push((i, a.yiaddr));
+            }
+        }
+        let Some(&(server, ip)) = offers.first() else {
+            return;
+        };
+        let mut r = request(Some(MessageType::Request), mac);
+        r.options.server_id = Some(SERVERS[server]);
+        r.options.requested_ip = Some(ip);
+        // Broadcast: every server sees it; only the chosen one answers.
+        let mut ack = None;
+        for &i in up {
+            let a = self.ask_about(i, &r, ip);
+            if i == server {
+                ack = a;
+            } else if let Some(a) = a {
+                assert!(
+                    a.kind.is_none(),
+                    "seed {}: server {} answered a REQUEST for server {}: {a:?}",
+                    self.seed,
+                    name(i),
+                    name(server)
+                );
+            }
+        }
+        self.take(c, server, ip, ack);
+    }
+
+    fn renew(&mut self, c: usize, servers: &[usize], h: Held) {
+        let mac = self.clients[c].mac;
+        let mut r = request(Some(MessageType::Request), mac);
+        r.ciaddr = h.ip;
+        for &i in servers {
+            let a = self.ask_about(i, &r, h.ip);
+            if a.is_some_and(|a| a.kind.is_some()) {
+                self.take(c, i, h.ip, a);
+                return;
+            }
+        }
+    }
+
+    /// The client reads a server's answer to its REQUEST.
+    fn take(&mut self, c: usize, server: usize, ip: Ipv4Addr, a: Option<Answer>) {
+        let Some(a) = a else { return };
+        match a.kind {
+            Some(MessageType::Ack) => {
+                assert_eq!(a.yiaddr, ip, "seed {}: ACK for another address", self.seed);
+                let wall = self.wall();
+                let granted = a.lease_time.expect("ACK carries a lease time");
+                let expiry = wall.0.saturating_add(granted);
+                // The MCLT rule, from the record as it was before the decision.
+                let known = a.before.tsfp.max(a.before.atsfp);
+                let bound = wall.0.max(known.0).saturating_add(MCLT);
+                assert!(
+                    expiry <= bound,
+                    "seed {}: {} ACKed {ip} until {expiry}, beyond max(now {}, acknowledged {}) + MCLT = {bound}\n{}",
+                    self.seed,
+                    name(server),
+                    wall.0,
+                    known.0,
+                    self.history()
+                );
+                self.acks += 1;
+                let b = a.before;
+                self.note(format!(
+                    "client {c} holds {ip} from {} for {granted} s (was {:?} owner {:?} ends {} cltt {} tstp {} atsfp {} tsfp {})",
+                    name(server),
+                    b.state,
+                    b.owner,
+                    b.ends.0,
+                    b.cltt.0,
+                    b.tstp.0,
+                    b.atsfp.0,
+                    b.tsfp.0
+                ));
+                self.clients[c].held = Some(Held { ip, server, expiry });
+            }
+            Some(MessageType::Nak) => {
+                self.note(format!("client {c} NAKed for {ip} by {}", name(server)));
+                self.clients[c].held = None;
+            }
+            _ => {}
+        }
+    }
+
+    // ---- the promises ----
+
+    fn history(&self) -> String {
+        let from = self.log.len().saturating_sub(80);
+        self.log[from..].join("\n")
+    }
+
+    /// No address held by two clients at once.
+    fn check_no_double_binding(&self) {
+        let wall = self.wall().0;
+        let mut by_ip: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+        for (c, cl) in self.clients.iter().enumerate() {
+            let Some(h) = cl.held.filter(|h| h.expiry > wall) else {
+                continue;
+            };
+            if let Some(other) = by_ip.insert(h.ip, c) {
+                let records: Vec<_> = self
+                    .nodes
+                    .iter()
+                    .map(|n| n.live.as_ref().map(|l| l.record(h.ip)))
+                    .collect();
+                panic!(
+                    "seed {}: {} bound to clients {other} and {c} at once ({:?} / {:?})\nrecords: {records:#?}\n{}",
+                    self.seed,
+                    h.ip,
+                    self.clients[other].held,
+                    h,
+                    self.history()
+                );
+            }
+        }
+    }
+
+    /// After `i` restarts: every lease it promised and the client still holds is in its
+    /// table, for that client, at least as long.
+    fn check_promises_kept(&self, i: usize) {
+        let wall = self.wall().0;
+        let Some(live) = self.nodes[i].live.as_ref() else {
+            return;
+        };
+        for (c, cl) in self.clients.iter().enumerate() {
+            let Some(h) = cl.held.filter(|h| h.server == i && h.expiry > wall) else {
+                continue;
+            };
+            let l = live.record(h.ip);
+            let ok =
+                l.state == BindingState::Active && l.chaddr[..6] == cl.mac && l.ends.0 >= h.expiry;
+            assert!(
+                ok,
+                "seed {}: {} lost client {c}'s lease of {} (until {}) in a crash: record {l:?}\n{}",
+                self.seed,
+                name(i),
+                h.ip,
+                h.expiry,
+                self.history()
+            );
+        }
+    }
+}
+
+fn mac_of(req: &Repr<'_>) -> [u8; 6] {
+    let mut m = [0; 6];
+    m.copy_from_slice(&req.chaddr[..6]);
+    m
+}
+
+fn name(i: usize) -> &'static str {
+    ["primary", "secondary"][i]
+}
+
+fn request(mt: Option<MessageType>, mac: [u8; 6]) -> Repr<'static> {
+    let mut chaddr = [0; 16];
+    chaddr[..6].copy_from_slice(&mac);
+    Repr {
+        op: OpCode::Request,
+        htype: 1,
+        hlen: 6,
+        hops: 0,
+        xid: u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]),
+        secs: 0,
+        flags: 0,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
+        yiaddr: Ipv4Addr::UNSPECIFIED,
+        siaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr: Ipv4Addr::UNSPECIFIED,
+        chaddr,
+        sname: &[],
+        file: &[],
+        is_dhcp: true,
+        options: Options {
+            message_type: mt,
+            ..Options::default()
+        },
+    }
+}
+
+/// One randomized run: clients, time, and faults; the promises checked after every step.
+fn run_seed(seed: u64, verbose: bool) -> u64 {
+    let mut rng = Rng::new(seed);
+    let mut w = World::new(seed, seed % 3 == 2, verbose);
+    // Both up and NORMAL first (RECOVER, RECOVER-WAIT for the MCLT, then NORMAL).
+    w.run_until(u64::from(MCLT) * 1000 + 60_000);
+    for _ in 0..160 {
+        match rng.below(100) {
+            0..=54 => w.client_step(&mut rng),
+            55..=79 => {
+                let ms = match rng.below(4) {
+                    0 => rng.below(2_000),
+                    1 => rng.below(30_000),
+                    2 => rng.below(u64::from(MCLT) * 1000),
+                    _ => rng.below(u64::from(LEASE) * 1000),
+                };
+                let t = w.now + ms;
+                w.run_until(t);
+            }
+            80..=84 => {
+                if w.partitioned {
+                    w.heal();
+                } else if !w.in_partner_down() {
+                    // The operator's partner-down promises that the partner is down and,
+                    // when it returns, reaches us before it serves: no partition then.
+                    w.partition();
+                }
+            }
+            85..=87 => {
+                if !w.in_partner_down() {
+                    w.reset_link();
+                }
+            }
+            88..=92 => {
+                let i = usize::try_from(rng.below(2)).unwrap_or(0);
+                if w.nodes[i].live.is_some() {
+                    if w.nodes[1 - i].live.is_some() && w.state(i) != Some(StateKind::PartnerDown) {
+                        w.kill(i);
+                    }
+                } else if !(w.in_partner_down() && (w.partitioned || w.nodes[1 - i].live.is_none()))
+                {
+                    w.restart(i);
+                }
+            }
+            _ => {
+                let i = usize::try_from(rng.below(2)).unwrap_or(0);
+                w.partner_down(i);
+            }
+        }
+        w.check_no_double_binding();
+    }
+    // The link healed, everyone back: the pair converges to NORMAL.
+    w.heal();
+    for i in 0..2 {
+        if w.nodes[i].live.is_none() {
+            w.restart(i);
+        }
+    }
+    let until = w.now + 4 * u64::from(MCLT) * 1000;
+    w.run_until(until);
+    w.check_no_double_binding();
+    let states = (w.state(0), w.state(1));
+    assert_eq!(
+        states,
+        (Some(StateKind::Normal), Some(StateKind::Normal)),
+        "seed {seed}: the pair did not return to NORMAL\n{}",
+        w.history()
+    );
+    w.acks
+}
+
+#[test]
+fn randomized_pairs_never_double_bind_nor_pass_the_mclt() {
+    if let Some(seed) = std::env::var("TANDEM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        let acks = run_seed(seed, true);
+        eprintln!("seed {seed}: {acks} DHCPACKs checked");
+        return;
+    }
+    let seeds: u64 = std::env::var("TANDEM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1500);
+    let started = std::time::Instant::now();
+    let mut acks = 0;
+    for seed in 0..seeds {
+        acks += run_seed(seed, false);
+    }
+    eprintln!(
+        "{seeds} seeds, {acks} DHCPACKs checked, in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(acks > seeds * 5, "the runs serve clients ({acks} ACKs)");
+}
