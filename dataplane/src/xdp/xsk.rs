@@ -7,7 +7,7 @@
 //! XSKMAP ([`super::XdpProgram::set_socket`] with [`XskIo::fd`]).
 //!
 //! Nothing is copied on the worker's path. Receive hands the handler views of the UMEM frames
-//! themselves (one [`UmemFrame`] per frame, never a slice over the whole UMEM, which the
+//! themselves (one `UmemFrame` per frame, never a slice over the whole UMEM, which the
 //! kernel writes concurrently) and keeps the frames out of the fill ring until the next
 //! `recv`/`send`/`wait`, i.e. until the handler has returned (the [`RxBatch`] borrows the
 //! socket, so the borrow checker enforces it). Before each receive the worker is lent up to a
