@@ -7,7 +7,9 @@
 //! durable with one fdatasync (group commit) before returning the replies.
 //!
 //! Architecture invariant: the loop allocates nothing per frame or per batch. Receive buffers
-//! belong to the [`FrameIo`], transmit buffers to the worker's [`TxBatch`], both allocated once.
+//! belong to the [`FrameIo`], transmit buffers to the worker's [`TxBatch`] (or, on AF_XDP, to
+//! the datapath, which lends them to the batch before each receive: [`FrameIo::lend_tx`]), all
+//! allocated once.
 #![forbid(unsafe_code)]
 
 use std::io;
