@@ -10,7 +10,11 @@
 //!   the rx worker itself, lane `k` the `k`-th sibling. A frame for a sibling is copied into
 //!   one of the lane's preallocated buffers and pushed on its bounded lock-free queue
 //!   ([`Lane`], crossbeam `ArrayQueue`s, no allocation per frame); when the lane is full the
-//!   rx worker serves the frame itself (no loss, only less spread).
+//!   rx worker serves the frame itself (no loss, only less spread). The copy is what keeps
+//!   this sound on AF_XDP: the rx worker's batch views UMEM frames that go back to the fill
+//!   ring once its handler returns, so only owned bytes may cross to a sibling. Lane 0's
+//!   frames ([`RxBatch::select`]) stay views of the UMEM, and the rx worker's replies are
+//!   built in its lent UMEM frames as without dispatch.
 //! * a sibling runs the ordinary worker loop over a [`SiblingIo`]: it receives from its lane,
 //!   and sends its replies itself through a send-only `AF_PACKET` socket on the interface
 //!   ([`crate::packet::Socket::open_tx_only`]), so replies never queue behind the rx worker.

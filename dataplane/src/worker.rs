@@ -7,7 +7,9 @@
 //! durable with one fdatasync (group commit) before returning the replies.
 //!
 //! Architecture invariant: the loop allocates nothing per frame or per batch. Receive buffers
-//! belong to the [`FrameIo`], transmit buffers to the worker's [`TxBatch`], both allocated once.
+//! belong to the [`FrameIo`], transmit buffers to the worker's [`TxBatch`] (or, on AF_XDP, to
+//! the datapath, which lends them to the batch before each receive: [`FrameIo::lend_tx`]), all
+//! allocated once.
 #![forbid(unsafe_code)]
 
 use std::io;
@@ -17,6 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::stats::{DropReason, WorkerStats};
+use crate::xdp::umem::{Lender, UmemFrame};
 
 /// Room per frame in the default receive and transmit buffers: a 1500-byte MTU frame with two
 /// VLAN tags fits with margin; longer frames are dropped as [`DropReason::Truncated`].
@@ -61,7 +64,9 @@ pub struct RxMeta {
     pub csum_not_ready: bool,
 }
 
-/// Where a received frame lies in its batch's buffer.
+/// Where a received frame lies in its batch's buffer: `offset` is the byte offset in the
+/// arena of [`RxBatch::new`]; in a batch of UMEM frames (the AF_XDP path) it is the frame's
+/// index in the batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxDesc {
     pub offset: usize,
@@ -79,25 +84,61 @@ pub struct RxFrame<'a> {
 }
 
 /// A batch of received frames, borrowed from the datapath's buffers (a packet socket's
-/// receive arena, or the AF_XDP UMEM) until the handler returns.
+/// receive arena, or the AF_XDP UMEM frames themselves) until the handler returns.
 #[derive(Clone, Copy, Debug)]
 pub struct RxBatch<'a> {
-    buf: &'a [u8],
+    src: RxSource<'a>,
     descs: &'a [RxDesc],
+}
+
+/// Where a batch's bytes are.
+#[derive(Clone, Copy, Debug)]
+enum RxSource<'a> {
+    /// One arena holding every frame at its descriptor's offset.
+    Arena(&'a [u8]),
+    /// One UMEM frame per descriptor (its offset is the index here): no slice ever spans
+    /// more than one frame, since the kernel writes the frames user space does not own.
+    Umem(&'a [UmemFrame]),
+}
+
+impl<'a> RxSource<'a> {
+    fn frame(self, d: &RxDesc) -> Option<&'a [u8]> {
+        match self {
+            RxSource::Arena(buf) => buf.get(d.offset..d.offset.checked_add(d.len)?),
+            RxSource::Umem(frames) => frames.get(d.offset)?.as_slice().get(..d.len),
+        }
+    }
 }
 
 impl<'a> RxBatch<'a> {
     /// The frames `descs` describe inside `buf`. A descriptor that does not lie inside `buf`
     /// is skipped by [`RxBatch::iter`] and is `None` from [`RxBatch::get`].
     pub fn new(buf: &'a [u8], descs: &'a [RxDesc]) -> Self {
-        RxBatch { buf, descs }
+        RxBatch {
+            src: RxSource::Arena(buf),
+            descs,
+        }
+    }
+
+    /// The UMEM frames `frames`, described by `descs` (offset: index into `frames`).
+    pub(crate) fn from_umem(frames: &'a [UmemFrame], descs: &'a [RxDesc]) -> Self {
+        RxBatch {
+            src: RxSource::Umem(frames),
+            descs,
+        }
     }
 
     pub fn empty() -> RxBatch<'static> {
         RxBatch {
-            buf: &[],
+            src: RxSource::Arena(&[]),
             descs: &[],
         }
+    }
+
+    /// Whether the frames are views of the datapath's own buffers (the AF_XDP UMEM) rather
+    /// than copies in an arena.
+    pub fn is_zero_copy(&self) -> bool {
+        matches!(self.src, RxSource::Umem(_))
     }
 
     /// How many descriptors the batch holds.
@@ -112,15 +153,15 @@ impl<'a> RxBatch<'a> {
     /// Frame `i`, if it exists.
     pub fn get(&self, i: usize) -> Option<RxFrame<'a>> {
         let d = self.descs.get(i)?;
-        let data = self.buf.get(d.offset..d.offset.checked_add(d.len)?)?;
+        let data = self.src.frame(d)?;
         Some(RxFrame { data, meta: d.meta })
     }
 
     /// The frames in arrival order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Option<RxFrame<'a>>> + 'a {
-        let buf = self.buf;
+        let src = self.src;
         self.descs.iter().map(move |d| {
-            let data = buf.get(d.offset..d.offset.checked_add(d.len)?)?;
+            let data = src.frame(d)?;
             Some(RxFrame { data, meta: d.meta })
         })
     }
@@ -149,7 +190,7 @@ impl<'a> RxBatch<'a> {
                 .map(|(_, d)| *d),
         );
         RxBatch {
-            buf: self.buf,
+            src: self.src,
             descs,
         }
     }
@@ -168,6 +209,11 @@ pub enum PushError {
 
 /// The replies a handler builds for one batch: a fixed number of preallocated slots of
 /// [`TxBatch::slot_len`] bytes, filled in place, sent by the worker as one batch.
+///
+/// A datapath with its own transmit buffers (AF_XDP) lends the batch some of them before the
+/// handler runs ([`FrameIo::lend_tx`]): the first slots are then those frames, so a reply is
+/// built where the NIC reads it and sent without a copy; the batch's own slots serve the
+/// rest.
 #[derive(Debug)]
 pub struct TxBatch {
     buf: Box<[u8]>,
@@ -175,6 +221,9 @@ pub struct TxBatch {
     lens: Vec<usize>,
     slots: usize,
     refused: u64,
+    /// Slot `i < lent.len()` is `lent[i]`.
+    lent: Vec<UmemFrame>,
+    lender: Option<Lender>,
 }
 
 impl TxBatch {
@@ -188,6 +237,8 @@ impl TxBatch {
             lens: Vec::with_capacity(slots),
             slots,
             refused: 0,
+            lent: Vec::with_capacity(slots),
+            lender: None,
         }
     }
 
@@ -227,13 +278,22 @@ impl TxBatch {
             self.refused = self.refused.saturating_add(1);
             return Err(PushError::Full);
         }
-        let start = i * self.slot_len;
-        let Some(slot) = self.buf.get_mut(start..start + self.slot_len) else {
-            return Err(PushError::Full);
+        let slot_len = self.slot_len;
+        let slot = if let Some(frame) = self.lent.get_mut(i) {
+            let bytes = frame.as_mut_slice();
+            let room = bytes.len().min(slot_len);
+            &mut bytes[..room]
+        } else {
+            let start = i * slot_len;
+            let Some(slot) = self.buf.get_mut(start..start + slot_len) else {
+                return Err(PushError::Full);
+            };
+            slot
         };
+        let room = slot.len();
         match build(slot) {
             None | Some(0) => Ok(false),
-            Some(n) if n > self.slot_len => Err(PushError::TooLong(n)),
+            Some(n) if n > room => Err(PushError::TooLong(n)),
             Some(n) => {
                 self.lens.push(n);
                 Ok(true)
@@ -247,7 +307,7 @@ impl TxBatch {
             return Err(PushError::TooLong(frame.len()));
         }
         self.push_with(|slot| {
-            slot[..frame.len()].copy_from_slice(frame);
+            slot.get_mut(..frame.len())?.copy_from_slice(frame);
             Some(frame.len())
         })
     }
@@ -255,16 +315,56 @@ impl TxBatch {
     /// Frame `i`.
     pub fn get(&self, i: usize) -> Option<&[u8]> {
         let len = *self.lens.get(i)?;
-        let start = i * self.slot_len;
-        self.buf.get(start..start + len)
+        self.slot(i, len)
+    }
+
+    fn slot(&self, i: usize, len: usize) -> Option<&[u8]> {
+        match self.lent.get(i) {
+            Some(frame) => frame.as_slice().get(..len),
+            None => {
+                let start = i * self.slot_len;
+                self.buf.get(start..start + len)
+            }
+        }
     }
 
     /// The queued frames, in order.
     pub fn frames(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
-        self.lens.iter().enumerate().map(|(i, &len)| {
-            let start = i * self.slot_len;
-            &self.buf[start..start + len]
-        })
+        self.lens
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| self.slot(i, len).unwrap_or_default())
+    }
+
+    /// Frames lent by the datapath (the first slots), in use or not.
+    pub fn lent(&self) -> usize {
+        self.lent.len()
+    }
+
+    /// Takes `frames` as the first slots; `lender` keeps them mapped. Nothing may be queued
+    /// or lent already.
+    pub(crate) fn lend(&mut self, lender: Lender, frames: impl Iterator<Item = UmemFrame>) {
+        debug_assert!(self.lens.is_empty() && self.lent.is_empty());
+        self.lent.extend(frames.take(self.slots));
+        self.lender = Some(lender);
+    }
+
+    /// Whether the frames lent to this batch are `owner`'s.
+    pub(crate) fn lent_by(&self, owner: u64) -> bool {
+        self.lender.as_ref().is_some_and(|l| l.owner == owner)
+    }
+
+    /// The length queued in slot `i`.
+    pub(crate) fn queued_len(&self, i: usize) -> Option<usize> {
+        self.lens.get(i).copied()
+    }
+
+    /// Forgets the queued frames and the lent ones: the lender has taken them back (their
+    /// frames go to the kernel or to its pool, so no view of them may stay here).
+    pub(crate) fn unlend(&mut self) {
+        self.lens.clear();
+        self.lent.clear();
+        self.lender = None;
     }
 
     /// Forgets the queued frames (the worker calls this after sending them).
@@ -323,6 +423,26 @@ pub trait FrameIo: Send {
 
     /// Sends the frames of `tx`, in order, without blocking for long.
     fn send(&mut self, tx: &TxBatch) -> TxOutcome;
+
+    /// Lends `tx` transmit buffers of the datapath's own (UMEM frames), so replies are built
+    /// where they are sent from. The worker calls it before each receive; a datapath without
+    /// such buffers does nothing.
+    fn lend_tx(&mut self, tx: &mut TxBatch) {
+        let _ = tx;
+    }
+
+    /// Sends the frames of `tx` like [`FrameIo::send`], taking back the frames it lent to
+    /// `tx` (the worker's path). `tx` is empty afterwards.
+    fn send_lent(&mut self, tx: &mut TxBatch) -> TxOutcome {
+        let out = self.send(tx);
+        tx.clear();
+        out
+    }
+
+    /// Takes back, unsent, the frames lent to `tx` (the worker calls it when it stops).
+    fn take_back_tx(&mut self, tx: &mut TxBatch) {
+        let _ = tx;
+    }
 }
 
 /// A datapath chosen at run time (`datapath = "auto"`) is a `Box<dyn FrameIo>`.
@@ -341,6 +461,18 @@ impl<T: FrameIo + ?Sized> FrameIo for Box<T> {
 
     fn send(&mut self, tx: &TxBatch) -> TxOutcome {
         (**self).send(tx)
+    }
+
+    fn lend_tx(&mut self, tx: &mut TxBatch) {
+        (**self).lend_tx(tx);
+    }
+
+    fn send_lent(&mut self, tx: &mut TxBatch) -> TxOutcome {
+        (**self).send_lent(tx)
+    }
+
+    fn take_back_tx(&mut self, tx: &mut TxBatch) {
+        (**self).take_back_tx(tx);
     }
 }
 
@@ -477,6 +609,8 @@ pub fn run<I, H>(
 {
     let mut errors = ErrorLog::default();
     while !shutdown.load(Ordering::Acquire) {
+        // Replies are built in the datapath's transmit frames where it has them.
+        io.lend_tx(tx);
         // Try to receive before waiting: under load the next batch is already there and the
         // poll would be a wasted syscall.
         let rx = match io.recv(stats) {
@@ -506,6 +640,7 @@ pub fn run<I, H>(
         handler.handle(&rx, tx);
         flush(io, tx, stats);
     }
+    io.take_back_tx(tx);
 }
 
 /// Sends what the handler queued and counts the outcome.
@@ -517,7 +652,7 @@ fn flush<I: FrameIo + ?Sized>(io: &mut I, tx: &mut TxBatch, stats: &WorkerStats)
     if tx.is_empty() {
         return;
     }
-    let out = io.send(tx);
+    let out = io.send_lent(tx);
     stats.add_tx(out.sent as u64);
     stats.add_tx_errors(out.failed as u64);
     tx.clear();

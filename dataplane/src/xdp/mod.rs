@@ -14,9 +14,12 @@
 use std::os::fd::AsRawFd;
 
 pub mod netlink;
+pub(crate) mod umem;
 pub mod xsk;
 
-pub use xsk::{XskError, XskIo, XskOptions, XskStats, ZeroCopy, rx_queue_count};
+pub use xsk::{
+    XskCopyStats, XskError, XskFrames, XskIo, XskOptions, XskStats, ZeroCopy, rx_queue_count,
+};
 
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};

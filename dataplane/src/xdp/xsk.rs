@@ -6,11 +6,18 @@
 //! ([`super::XdpProgram`]) stays the one attached, and the caller binds each socket into its
 //! XSKMAP ([`super::XdpProgram::set_socket`] with [`XskIo::fd`]).
 //!
-//! Receive copies each frame out of the UMEM into an arena (this first version trades a
-//! ~300-byte copy for not lending UMEM frames across the handler call) and gives the frame
-//! back to the fill ring at once. Transmit copies each reply into a free UMEM frame, produces
-//! the batch on the TX ring and kicks the kernel until the ring has drained (copy mode sends
-//! at most 32 frames per kick), reclaiming completed frames as it goes.
+//! Nothing is copied on the worker's path. Receive hands the handler views of the UMEM frames
+//! themselves (one `UmemFrame` per frame, never a slice over the whole UMEM, which the
+//! kernel writes concurrently) and keeps the frames out of the fill ring until the next
+//! `recv`/`send`/`wait`, i.e. until the handler has returned (the [`RxBatch`] borrows the
+//! socket, so the borrow checker enforces it). Before each receive the worker is lent up to a
+//! batch of free frames for its [`TxBatch`] ([`FrameIo::lend_tx`]); replies are built in them,
+//! and [`FrameIo::send_lent`] takes them back out of the batch, produces their descriptors on
+//! the TX ring and kicks the kernel until the ring has drained (copy mode sends at most 32
+//! frames per kick), reclaiming completed frames into the pool as it goes; frames the ring
+//! refused go back to the pool. [`FrameIo::send`] (a batch that is not ours, or built in the
+//! batch's own slots) still copies each reply into a free frame; [`XskIo::copy_stats`] counts
+//! both kinds.
 
 use std::ffi::CString;
 use std::io::{self, Write};
@@ -23,10 +30,56 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::umem::{Lender, UmemFrame};
 use crate::stats::{DropReason, WorkerStats};
 use crate::worker::{
     DEFAULT_SLOT_LEN, FrameIo, RxBatch, RxDesc, RxMeta, TxBatch, TxOutcome, VlanTag,
 };
+
+/// Ids for [`XskIo`]s, so a [`TxBatch`] gives lent frames back only to their socket.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many frames and bytes an [`XskIo`] moved with and without a copy, since it opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XskCopyStats {
+    /// Frames handed to the handler as views of their UMEM frame.
+    pub rx_in_place: u64,
+    /// Bytes copied on receive (none: kept to show it).
+    pub rx_copied_bytes: u64,
+    /// Frames transmitted from the UMEM frame they were built in.
+    pub tx_in_place: u64,
+    /// Frames copied into a UMEM frame to be transmitted (built outside the UMEM).
+    pub tx_copied: u64,
+    /// Their bytes.
+    pub tx_copied_bytes: u64,
+}
+
+/// Where an [`XskIo`]'s frames are, for checking that none is lost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XskFrames {
+    /// Frames this socket was given.
+    pub total: usize,
+    /// In the pool (free for transmit or for the fill ring).
+    pub free: usize,
+    /// Produced to the fill ring and not yet received back.
+    pub fill: usize,
+    /// Received and still viewed by the last batch.
+    pub rx_held: usize,
+    /// Lent to a [`TxBatch`].
+    pub tx_lent: usize,
+    /// Produced to the TX ring and not yet completed.
+    pub tx_in_flight: usize,
+}
+
+impl XskFrames {
+    /// Whether every frame is accounted for.
+    pub fn balanced(&self) -> bool {
+        self.free + self.fill + self.rx_held + self.tx_lent + self.tx_in_flight == self.total
+    }
+}
 
 /// Whether to ask the driver for zero-copy AF_XDP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -164,7 +217,24 @@ const STATS_EVERY: u32 = 256;
 
 /// One AF_XDP socket bound to one rx queue, as a [`FrameIo`].
 pub struct XskIo {
+    id: u64,
     umem: Umem,
+    /// The UMEM's address range in this process (for [`XskIo::umem_range`]).
+    umem_range: std::ops::Range<usize>,
+    /// Frames received and viewed by the current batch (`rx_views[i]` is `rx_held[i]`), on
+    /// no ring until the next call that takes `&mut self`.
+    rx_held: Vec<FrameDesc>,
+    rx_views: Vec<UmemFrame>,
+    /// Frames lent to a [`TxBatch`], in its slot order.
+    tx_lent: Vec<FrameDesc>,
+    /// Descriptors ready for the TX ring (reused).
+    ready: Vec<FrameDesc>,
+    /// The lengths of the replies in lent frames (reused).
+    tx_lens: Vec<usize>,
+    /// Frames on the fill ring (produced, not yet received).
+    in_fill: usize,
+    total: usize,
+    copies: XskCopyStats,
     rx: RxQueue,
     tx: TxQueue,
     fill: FillQueue,
@@ -173,7 +243,6 @@ pub struct XskIo {
     free: Vec<FrameDesc>,
     /// Scratch for descriptors coming off the rx and completion rings.
     scratch: Vec<FrameDesc>,
-    arena: Vec<u8>,
     descs: Vec<RxDesc>,
     ifindex: u32,
     queue: u32,
@@ -230,6 +299,17 @@ impl XskIo {
         let ifindex = crate::sys::if_nametoindex(ifname)
             .map_err(|_| XskError::UnknownInterface(ifname.into()))?;
         let iface = Interface::new(name);
+        let umem_range = match all.first_mut() {
+            Some(d) => {
+                let addr = d.addr();
+                // SAFETY: `d` is a frame of `umem` that no ring has yet; the view is dropped
+                // at once.
+                let p = unsafe { umem.data_mut(d) }.contents_mut().as_ptr() as usize;
+                let start = p.wrapping_sub(addr);
+                start..start + frames.get() as usize * DEFAULT_SLOT_LEN
+            }
+            None => 0..0,
+        };
 
         let mut out = Vec::new();
         for queue in queues {
@@ -242,16 +322,27 @@ impl XskIo {
                 ifname: ifname.to_owned(),
                 queue,
             })?;
+            let total = frames.len();
+            let batch = opts.batch.max(1);
             let mut io = XskIo {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 umem: umem.clone(),
+                umem_range: umem_range.clone(),
+                rx_held: Vec::with_capacity(batch),
+                rx_views: Vec::with_capacity(batch),
+                tx_lent: Vec::with_capacity(batch),
+                ready: Vec::with_capacity(batch),
+                tx_lens: Vec::with_capacity(batch),
+                in_fill: 0,
+                total,
+                copies: XskCopyStats::default(),
                 rx,
                 tx,
                 fill,
                 comp,
                 free: frames,
                 scratch: vec![FrameDesc::default(); opts.ring_size as usize],
-                arena: vec![0; opts.batch.max(1) * DEFAULT_SLOT_LEN],
-                descs: Vec::with_capacity(opts.batch.max(1)),
+                descs: Vec::with_capacity(batch),
                 ifindex,
                 queue,
                 batch: opts.batch.max(1),
@@ -281,6 +372,30 @@ impl XskIo {
     /// The rx queue the socket is bound to.
     pub fn queue(&self) -> u32 {
         self.queue
+    }
+
+    /// The address range of the UMEM this socket's frames are in: every received frame's
+    /// bytes lie inside it (they are not copied out).
+    pub fn umem_range(&self) -> std::ops::Range<usize> {
+        self.umem_range.clone()
+    }
+
+    /// Frames and bytes moved with and without a copy.
+    pub fn copy_stats(&self) -> XskCopyStats {
+        self.copies
+    }
+
+    /// Where this socket's frames are now (completions are collected first).
+    pub fn frames(&mut self) -> XskFrames {
+        self.reclaim();
+        XskFrames {
+            total: self.total,
+            free: self.free.len(),
+            fill: self.in_fill,
+            rx_held: self.rx_held.len(),
+            tx_lent: self.tx_lent.len(),
+            tx_in_flight: self.in_flight,
+        }
     }
 
     /// Whether the socket runs in zero-copy mode.
@@ -346,9 +461,82 @@ impl XskIo {
         // The ring took the first `n` of them (libxdp reserves all or nothing; this holds
         // either way).
         self.free.drain(start..start + n.min(give));
+        self.in_fill += n.min(give);
         if n > 0 && self.fill.needs_wakeup() {
             let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
         }
+    }
+
+    /// Gives the frames the last batch viewed back to the pool (the handler has returned:
+    /// this takes `&mut self`, which the batch borrowed).
+    fn release_rx(&mut self) {
+        self.rx_views.clear();
+        self.free.append(&mut self.rx_held);
+    }
+
+    /// Takes back the frames lent to `tx` without sending them.
+    fn unlend(&mut self, tx: &mut TxBatch) {
+        if tx.lent_by(self.id) {
+            tx.unlend();
+            self.free.append(&mut self.tx_lent);
+        }
+    }
+
+    /// Copies `frame` into a free frame and appends it to `ready`.
+    fn copy_in(&mut self, frame: &[u8]) -> bool {
+        let Some(mut desc) = self.free.pop() else {
+            return false;
+        };
+        // SAFETY: `desc` is a free frame of our UMEM (owned by user space, on no ring, not
+        // lent: no `UmemFrame` views it).
+        let mut data = unsafe { self.umem.data_mut(&mut desc) };
+        let mut cur = data.cursor();
+        cur.set_pos(0);
+        if cur.write_all(frame).is_err() {
+            self.free.push(desc);
+            return false;
+        }
+        self.copies.tx_copied += 1;
+        self.copies.tx_copied_bytes += frame.len() as u64;
+        self.ready.push(desc);
+        true
+    }
+
+    /// Produces `self.ready` on the TX ring and kicks the kernel until the ring has drained
+    /// (or a bound passed); what the ring did not take goes back to the pool.
+    fn transmit(&mut self) -> (usize, usize) {
+        let deadline = Instant::now() + MAX_SEND_WAIT;
+        let mut produced = 0;
+        let mut kicks = 0;
+        while kicks < MAX_KICKS {
+            if produced < self.ready.len() {
+                // libxdp reserves all or nothing: offer only what the ring has room for.
+                let want = self.ready.len() - produced;
+                let room = self.tx.nb_free(u32::try_from(want).unwrap_or(u32::MAX)) as usize;
+                let take = want.min(room);
+                // SAFETY: the descriptors are frames of our UMEM we own, written, and viewed
+                // by no `UmemFrame` any more.
+                let n = unsafe { self.tx.produce(&self.ready[produced..produced + take]) };
+                produced += n;
+                self.in_flight += n;
+            }
+            // Copy mode transmits at most 32 frames per kick: kick until the ring is empty.
+            let _ = self.tx.wakeup();
+            kicks += 1;
+            self.reclaim();
+            let ring_empty = self.tx.nb_free_exact() >= self.ring_size;
+            if produced == self.ready.len() && ring_empty {
+                break;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        // Frames the ring never took go back to the pool.
+        let unsent = self.ready.len() - produced;
+        self.free.extend(self.ready.drain(..).skip(produced));
+        self.top_up_fill();
+        (produced, unsent)
     }
 
     /// Takes completed transmit frames back.
@@ -430,41 +618,51 @@ impl FrameIo for XskIo {
         if self.since_stats >= STATS_EVERY {
             self.count_kernel_drops(stats);
         }
+        self.release_rx();
         self.reclaim();
         self.descs.clear();
         let want = self.batch.min(self.scratch.len());
         // SAFETY: the rx ring belongs to this socket's UMEM.
         let n = unsafe { self.rx.consume(&mut self.scratch[..want]) };
-        for (i, desc) in self.scratch[..n].iter().enumerate() {
+        self.in_fill = self.in_fill.saturating_sub(n);
+        for (i, desc) in self.scratch[..n].iter_mut().enumerate() {
+            let addr = desc.addr() as u64;
             // SAFETY: `desc` came off this socket's rx ring: a frame of our UMEM that the
-            // kernel handed to user space and does not touch until we give it back.
-            let data = unsafe { self.umem.data(desc) };
-            let bytes = data.contents();
-            let offset = i * DEFAULT_SLOT_LEN;
+            // kernel handed to user space and does not touch until we give it back, which
+            // `release_rx` does only after the batch's borrow has ended. The view made here
+            // spans this one frame and is the only one.
+            let mut data = unsafe { self.umem.data_mut(desc) };
+            let bytes = data.contents_mut();
+            // A frame longer than a slot cannot come (the frame size is the slot length).
             let len = bytes.len().min(DEFAULT_SLOT_LEN);
-            if let Some(dst) = self.arena.get_mut(offset..offset + len) {
-                dst.copy_from_slice(&bytes[..len]);
-            }
+            let vlan = vlan_of(&bytes[..len]);
+            let ptr = NonNull::from(&mut bytes[..len]).cast::<u8>();
+            // SAFETY: `ptr..ptr + len` is this frame's received bytes, in the UMEM mapping
+            // that `self.umem` keeps mapped while the view (kept in `self.rx_views`) exists;
+            // the frame stays owned by user space until `release_rx` drops the view first.
+            self.rx_views
+                .push(unsafe { UmemFrame::new(ptr, len, addr) });
+            self.rx_held.push(*desc);
             self.descs.push(RxDesc {
-                offset,
-                // A frame longer than a slot is cut; the wire parser rejects it by its lengths.
+                offset: i,
                 len,
                 meta: RxMeta {
                     ifindex: self.ifindex,
-                    vlan: vlan_of(&bytes[..len]),
+                    vlan,
                     // XDP carries no checksum status: a frame from a local socket over veth
                     // may still have a partial UDP checksum, as with TP_STATUS_CSUMNOTREADY.
                     csum_not_ready: true,
                 },
             });
         }
-        // The bytes are copied: the frames go straight back to the fill ring.
-        self.free.extend_from_slice(&self.scratch[..n]);
+        self.copies.rx_in_place += n as u64;
         self.top_up_fill();
-        Ok(RxBatch::new(&self.arena, &self.descs))
+        Ok(RxBatch::from_umem(&self.rx_views, &self.descs))
     }
 
     fn wait(&mut self, timeout: Duration, stats: &WorkerStats) -> io::Result<bool> {
+        self.release_rx();
+        self.top_up_fill();
         self.count_kernel_drops(stats);
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         self.rx.poll(ms)
@@ -472,59 +670,102 @@ impl FrameIo for XskIo {
 
     fn send(&mut self, tx: &TxBatch) -> TxOutcome {
         let mut out = TxOutcome::default();
+        self.release_rx();
         if tx.is_empty() {
             return out;
         }
         self.reclaim();
-        let mut ready: Vec<FrameDesc> = Vec::with_capacity(tx.len());
+        self.ready.clear();
         for frame in tx.frames() {
-            let Some(mut desc) = self.free.pop() else {
+            if !self.copy_in(frame) {
                 out.failed += 1;
-                continue;
-            };
-            // SAFETY: `desc` is a free frame of our UMEM (owned by user space, on no ring).
-            let mut data = unsafe { self.umem.data_mut(&mut desc) };
-            let mut cur = data.cursor();
-            cur.set_pos(0);
-            if cur.write_all(frame).is_err() {
-                self.free.push(desc);
-                out.failed += 1;
-                continue;
-            }
-            ready.push(desc);
-        }
-        let deadline = Instant::now() + MAX_SEND_WAIT;
-        let mut produced = 0;
-        let mut kicks = 0;
-        while kicks < MAX_KICKS {
-            if produced < ready.len() {
-                // libxdp reserves all or nothing: offer only what the ring has room for.
-                let want = ready.len() - produced;
-                let room = self.tx.nb_free(u32::try_from(want).unwrap_or(u32::MAX)) as usize;
-                let take = want.min(room);
-                // SAFETY: the descriptors are frames of our UMEM we own, just written.
-                let n = unsafe { self.tx.produce(&ready[produced..produced + take]) };
-                produced += n;
-                self.in_flight += n;
-            }
-            // Copy mode transmits at most 32 frames per kick: kick until the ring is empty.
-            let _ = self.tx.wakeup();
-            kicks += 1;
-            self.reclaim();
-            let ring_empty = self.tx.nb_free_exact() >= self.ring_size;
-            if produced == ready.len() && ring_empty {
-                break;
-            }
-            if Instant::now() >= deadline {
-                break;
             }
         }
-        // Frames the ring never took go back to the pool.
-        let unsent = ready.len() - produced;
-        self.free.extend_from_slice(&ready[produced..]);
-        out.sent = produced;
+        let (sent, unsent) = self.transmit();
+        out.sent = sent;
         out.failed += unsent;
-        self.top_up_fill();
         out
+    }
+
+    fn lend_tx(&mut self, tx: &mut TxBatch) {
+        if tx.lent() > 0 || !tx.is_empty() {
+            return;
+        }
+        self.release_rx();
+        self.reclaim();
+        // Leave the fill ring its share: lend from what `top_up_fill` keeps for transmit.
+        let n = tx.capacity().min(self.free.len());
+        let start = self.free.len() - n;
+        self.tx_lent.extend(self.free.drain(start..));
+        let umem = &self.umem;
+        let frames = self.tx_lent.iter_mut().map(|desc| {
+            let addr = desc.addr() as u64;
+            // SAFETY: `desc` is a free frame of our UMEM, on no ring, and now lent: only the
+            // view made here touches it until `send_lent`/`take_back_tx` take it back.
+            let mut data = unsafe { umem.data_mut(desc) };
+            let mut cur = data.cursor();
+            let cap = cur.buf_len();
+            cur.set_pos(cap);
+            let bytes = data.contents_mut();
+            let len = bytes.len();
+            let ptr = NonNull::from(bytes).cast::<u8>();
+            // SAFETY: `ptr..ptr + len` is this whole frame's data segment in the mapping
+            // that the `Lender` given with it keeps mapped; the frame is owned by user space
+            // and reached only through this view until it is taken back (`unlend` drops
+            // the views before the descriptor goes to a ring or the pool).
+            unsafe { UmemFrame::new(ptr, len, addr) }
+        });
+        tx.lend(Lender::new(self.id, self.umem.clone()), frames);
+    }
+
+    fn send_lent(&mut self, tx: &mut TxBatch) -> TxOutcome {
+        if !tx.lent_by(self.id) {
+            let out = self.send(tx);
+            tx.clear();
+            return out;
+        }
+        let mut out = TxOutcome::default();
+        self.release_rx();
+        self.reclaim();
+        self.ready.clear();
+        let queued = tx.len();
+        let lent = tx.lent().min(self.tx_lent.len());
+        // Replies past the lent frames were built in the batch's own slots: copy those in.
+        for i in lent..queued {
+            let ok = match tx.get(i) {
+                Some(frame) => self.copy_in(frame),
+                None => false,
+            };
+            if !ok {
+                out.failed += 1;
+            }
+        }
+        let copied = self.ready.len();
+        // The lent frames in use go out as they are; drop the batch's views of them first.
+        let in_place = lent.min(queued);
+        self.tx_lens.clear();
+        self.tx_lens
+            .extend((0..in_place).map(|i| tx.queued_len(i).unwrap_or(0)));
+        tx.unlend();
+        for (desc, &len) in self.tx_lent.iter_mut().zip(&self.tx_lens) {
+            // SAFETY: a frame we lent and have just taken back (no view of it is left); the
+            // view made here only records the reply's length in the descriptor.
+            unsafe { self.umem.data_mut(desc) }.cursor().set_pos(len);
+        }
+        self.ready.extend(self.tx_lent.drain(..in_place));
+        self.free.append(&mut self.tx_lent);
+        self.copies.tx_in_place += in_place as u64;
+        // Keep the order of the batch: lent slots came first.
+        self.ready.rotate_left(copied);
+        let (sent, unsent) = self.transmit();
+        out.sent = sent;
+        out.failed += unsent;
+        out
+    }
+
+    fn take_back_tx(&mut self, tx: &mut TxBatch) {
+        self.unlend(tx);
+        self.release_rx();
+        self.top_up_fill();
     }
 }
