@@ -700,11 +700,17 @@ mod tests {
         assert!(!dueling_peer_wins(Role::Primary, &mine, &earlier, NOW));
         assert!(!dueling_peer_wins(Role::Primary, &mine, &same, NOW));
         assert!(dueling_peer_wins(Role::Secondary, &mine, &same, NOW));
-        // ACTIVE beats anything not ACTIVE; EXPIRED beats ACTIVE.
+        // ACTIVE beats anything not ACTIVE. An end (EXPIRED, RELEASED) beats our live
+        // ACTIVE binding only when it is later (ISC: EXPIRED always, the primary otherwise).
         let released = lease(BindingState::Released);
         assert!(dueling_peer_wins(Role::Primary, &released, &earlier, NOW));
-        let expired = binding(BindingStatus::Expired, NOW);
-        assert!(dueling_peer_wins(Role::Primary, &mine, &expired, NOW));
+        for status in [BindingStatus::Expired, BindingStatus::Released] {
+            for us in [Role::Primary, Role::Secondary] {
+                assert!(!dueling_peer_wins(us, &mine, &binding(status, NOW), NOW));
+                let later = binding(status, NOW.saturating_add(1));
+                assert!(dueling_peer_wins(us, &mine, &later, NOW));
+            }
+        }
         // Otherwise the primary's view.
         let free = binding(BindingStatus::Free, NOW);
         assert!(!dueling_peer_wins(Role::Primary, &released, &free, NOW));
@@ -738,17 +744,41 @@ mod tests {
                 Verdict::KeepOurs
             );
         }
-        for s in [
-            BindingStatus::Released,
-            BindingStatus::Reset,
-            BindingStatus::Abandoned,
-        ] {
+        for s in [BindingStatus::Reset, BindingStatus::Abandoned] {
             assert!(conflict_peer_wins(
                 Role::Primary,
                 &mine,
                 &binding(s, NOW),
                 NOW
             ));
+        }
+        // RELEASED wins only when later than our binding (stricter than ISC).
+        let released = |t| binding(BindingStatus::Released, t);
+        assert!(!conflict_peer_wins(
+            Role::Primary,
+            &mine,
+            &released(NOW),
+            NOW
+        ));
+        assert!(conflict_peer_wins(
+            Role::Primary,
+            &mine,
+            &released(NOW.saturating_add(1)),
+            NOW
+        ));
+        // An older end never undoes our live binding, in any state: refused, ours sent.
+        for state in [StateKind::Normal, StateKind::PotentialConflict] {
+            assert_eq!(
+                judge(
+                    Role::Secondary,
+                    state,
+                    &mine,
+                    false,
+                    &released(UnixTime(NOW.0 - 1)),
+                    NOW
+                ),
+                Verdict::Outdated
+            );
         }
         let expired = binding(BindingStatus::Expired, NOW);
         assert!(!conflict_peer_wins(Role::Primary, &mine, &expired, NOW));

@@ -384,7 +384,7 @@ impl Session {
         };
         let mut batch = BindingBatch::new(MessageType::BndUpd);
         // A binding that did not fit in the last message opens the next one.
-        let mut carry: Option<(Binding, Option<(TableId, Slot)>, UnixTime)> = None;
+        let mut carry: Option<Next> = None;
         while sending && self.in_flight.len() < window {
             let mut flights = Vec::new();
             while flights.len() < per_message {
@@ -642,6 +642,9 @@ impl Session {
     }
 }
 
+/// A binding to send, the record it came from, and the `tstp` its acknowledgement matches.
+type Next = (Binding, Option<(TableId, Slot)>, UnixTime);
+
 /// The next binding to send: from the snapshot of an update request (without replication),
 /// else from the relationship's send queue, read from its record now; with the record's
 /// `tstp` the acknowledgement is matched against (0: the partner's own binding echoed).
@@ -649,7 +652,7 @@ fn next_binding(
     to_send: &mut VecDeque<Binding>,
     repl: Option<&mut Replicator>,
     i: usize,
-) -> Option<(Binding, Option<(TableId, Slot)>, UnixTime)> {
+) -> Option<Next> {
     if let Some(b) = to_send.pop_front() {
         let tstp = b.potential_expiry;
         return Some((b, None, tstp));
