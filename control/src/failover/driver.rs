@@ -29,7 +29,7 @@
 //!
 //! Binding replication ([`start_replicating`], what the daemon runs; [`super::replicate`]
 //! holds the rules and the queues):
-//! * **Received BNDUPDs** are checked as ISC checks them ([`Binding::from_repr`]), located in
+//! * **Received BNDUPDs** are checked as ISC checks them ([`super::binding::Binding::from_options`]), located in
 //!   the relationship's tables (an address in none of them: reject 1, "IP address not in
 //!   pool"), judged against our record ([`super::replicate::judge`]: dueling updates, then
 //!   ISC's NORMAL or conflict-state transition checks; refusals use the draft's reasons),
