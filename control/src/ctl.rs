@@ -348,6 +348,16 @@ pub fn run<I: IntoIterator<Item = String>>(
 }
 
 /// Left-aligned columns separated by two spaces.
+/// A counter map as `total (reason n, reason n)`, or `0`.
+fn by_reason(counts: &std::collections::BTreeMap<String, u64>) -> String {
+    let total: u64 = counts.values().sum();
+    if counts.is_empty() {
+        return total.to_string();
+    }
+    let reasons: Vec<String> = counts.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    format!("{total} ({})", reasons.join(", "))
+}
+
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -429,25 +439,27 @@ pub fn render_status(s: &Status) -> String {
             .workers
             .iter()
             .map(|w| {
-                let total: u64 = w.dropped.values().sum();
-                let reasons: Vec<String> =
-                    w.dropped.iter().map(|(r, n)| format!("{r} {n}")).collect();
-                let dropped = if reasons.is_empty() {
-                    total.to_string()
-                } else {
-                    format!("{total} ({})", reasons.join(", "))
-                };
                 vec![
                     w.id.to_string(),
                     w.datapath.clone(),
                     w.rx.to_string(),
+                    w.dispatched.to_string(),
                     w.tx.to_string(),
-                    dropped,
+                    by_reason(&w.dropped),
+                    by_reason(&w.silent),
                 ]
             })
             .collect();
         out.push_str(&table(
-            &["WORKER", "DATAPATH", "RX", "TX", "DROPPED"],
+            &[
+                "WORKER",
+                "DATAPATH",
+                "RX",
+                "DISPATCHED",
+                "TX",
+                "DROPPED",
+                "SILENT",
+            ],
             &rows,
         ));
     }

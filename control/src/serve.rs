@@ -265,7 +265,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             {
                 handler = handler.with_change_sink(Box::new(sink));
             }
-            let handler = Dispatcher::new(handler, lanes);
+            let handler = Dispatcher::new(handler, lanes).counting(Arc::clone(&stats));
             let mut wc = WorkerConfig::new(format!("worker-{id}"));
             wc.core = cores.get(id % cores.len().max(1)).map(|c| c.id);
             workers.push(
@@ -523,10 +523,16 @@ impl AdminBackend for Backend {
                         id: u32::try_from(id).unwrap_or(u32::MAX),
                         datapath: self.datapath.to_owned(),
                         rx: snap.rx,
+                        dispatched: snap.dispatched,
                         tx: snap.tx,
                         dropped: snap
                             .drops_by_name()
                             .chain([("tx-error", snap.tx_errors)])
+                            .filter(|&(_, n)| n > 0)
+                            .map(|(name, n)| (name.to_owned(), n))
+                            .collect(),
+                        silent: snap
+                            .silent_by_name()
                             .filter(|&(_, n)| n > 0)
                             .map(|(name, n)| (name.to_owned(), n))
                             .collect(),

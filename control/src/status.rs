@@ -136,10 +136,19 @@ pub struct WorkerStatus {
     pub datapath: String,
     /// Frames received.
     pub rx: u64,
+    /// Of those, frames handed to a sibling worker by software dispatch (the sibling counts
+    /// them again in its `rx`).
+    #[serde(default)]
+    pub dispatched: u64,
     /// Frames sent.
     pub tx: u64,
-    /// Frames dropped, by reason (`malformed`, `not-for-us`, `overload`, ...).
+    /// Frames dropped, by reason (`malformed`, `not-for-us`, `overload`, ...). The kernel's
+    /// drops before the worker read a frame (`xsk-rx-*`, `rx-queue-full`) are here too.
     pub dropped: BTreeMap<String, u64>,
+    /// Valid requests deliberately left unanswered, by reason (`partner-serves`, `released`,
+    /// ...). Every frame a worker read (`rx - dispatched`) is sent, dropped or silent.
+    #[serde(default)]
+    pub silent: BTreeMap<String, u64>,
 }
 
 /// A lease's binding state (DESIGN.md §4), as named in the admin API.

@@ -44,8 +44,10 @@ impl AdminBackend for TestBackend {
                 id: 0,
                 datapath: "xdp".into(),
                 rx: 1000,
-                tx: 990,
+                dispatched: 0,
+                tx: 988,
                 dropped: BTreeMap::from([("malformed".into(), 4), ("overload".into(), 6)]),
+                silent: BTreeMap::from([("released".into(), 2)]),
             }],
             leases: BTreeMap::from([(
                 "10.0.0.0/16".into(),
@@ -241,7 +243,15 @@ fn status_human_through_tandemctl() {
     );
     assert_eq!(
         line_with("WORKER"),
-        ["WORKER", "DATAPATH", "RX", "TX", "DROPPED"]
+        [
+            "WORKER",
+            "DATAPATH",
+            "RX",
+            "DISPATCHED",
+            "TX",
+            "DROPPED",
+            "SILENT"
+        ]
     );
     assert_eq!(
         line_with("0 "),
@@ -249,12 +259,16 @@ fn status_human_through_tandemctl() {
             "0",
             "xdp",
             "1000",
-            "990",
+            "0",
+            "988",
             "10",
             "(malformed",
             "4,",
             "overload",
-            "6)"
+            "6)",
+            "2",
+            "(released",
+            "2)"
         ]
     );
     assert_eq!(

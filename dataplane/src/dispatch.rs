@@ -144,6 +144,7 @@ pub struct Dispatcher<H> {
     keep: Vec<bool>,
     woken: Vec<bool>,
     local: Vec<RxDesc>,
+    stats: Option<Arc<WorkerStats>>,
 }
 
 impl<H> std::fmt::Debug for Dispatcher<H> {
@@ -164,7 +165,15 @@ impl<H: BatchHandler> Dispatcher<H> {
             keep: Vec::with_capacity(crate::sys::MAX_BATCH),
             woken: vec![false; n],
             local: Vec::with_capacity(crate::sys::MAX_BATCH),
+            stats: None,
         }
+    }
+
+    /// Counts the frames handed to siblings in `stats` (the rx worker's), so that
+    /// `rx - dispatched` is what this worker answered or dropped itself.
+    pub fn counting(mut self, stats: Arc<WorkerStats>) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     /// The handler of lane 0.
@@ -206,6 +215,12 @@ impl<H: BatchHandler> BatchHandler for Dispatcher<H> {
         for (lane, woken) in self.lanes.iter().zip(&self.woken) {
             if *woken {
                 lane.wake();
+            }
+        }
+        if let Some(stats) = &self.stats {
+            let handed = self.keep.iter().filter(|&&k| !k).count();
+            if handed > 0 {
+                stats.add_dispatched(handed as u64);
             }
         }
         let keep = &self.keep;

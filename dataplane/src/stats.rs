@@ -134,6 +134,9 @@ pub struct WorkerStats {
     tx: AtomicU64,
     tx_errors: AtomicU64,
     batches: AtomicU64,
+    /// Frames received here and handed to a sibling worker (software dispatch): counted in
+    /// this worker's `rx` and again in the sibling's.
+    dispatched: AtomicU64,
     dropped: [AtomicU64; DropReason::COUNT],
     /// Requests the engine dropped, by [`EngineDrop::index`].
     engine_dropped: [AtomicU64; ENGINE_SLOTS],
@@ -159,6 +162,11 @@ impl WorkerStats {
     /// `n` frames the handler built that could not be sent.
     pub fn add_tx_errors(&self, n: u64) {
         self.tx_errors.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` received frames handed on to a sibling worker (software dispatch).
+    pub fn add_dispatched(&self, n: u64) {
+        self.dispatched.fetch_add(n, Ordering::Relaxed);
     }
 
     /// One non-empty receive batch handled (`rx / batches` is the mean batch size).
@@ -203,6 +211,7 @@ impl WorkerStats {
             tx: self.tx.load(Ordering::Relaxed),
             tx_errors: self.tx_errors.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
+            dispatched: self.dispatched.load(Ordering::Relaxed),
             dropped: std::array::from_fn(|i| self.dropped[i].load(Ordering::Relaxed)),
             engine_dropped: std::array::from_fn(|i| self.engine_dropped[i].load(Ordering::Relaxed)),
             silent: std::array::from_fn(|i| self.silent[i].load(Ordering::Relaxed)),
@@ -217,6 +226,8 @@ pub struct StatsSnapshot {
     pub tx: u64,
     pub tx_errors: u64,
     pub batches: u64,
+    /// Frames handed to a sibling worker (also in the sibling's `rx`).
+    pub dispatched: u64,
     /// Indexed by [`DropReason::index`].
     pub dropped: [u64; DropReason::COUNT],
     /// Indexed by [`EngineDrop::index`].
@@ -270,6 +281,7 @@ impl std::ops::Add for StatsSnapshot {
             tx: self.tx.saturating_add(o.tx),
             tx_errors: self.tx_errors.saturating_add(o.tx_errors),
             batches: self.batches.saturating_add(o.batches),
+            dispatched: self.dispatched.saturating_add(o.dispatched),
             dropped: std::array::from_fn(|i| self.dropped[i].saturating_add(o.dropped[i])),
             engine_dropped: std::array::from_fn(|i| {
                 self.engine_dropped[i].saturating_add(o.engine_dropped[i])
