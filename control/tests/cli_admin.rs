@@ -471,7 +471,8 @@ fn many_idle_connections_do_not_block_service() {
     drop(idle);
     // Once they are gone, service resumes (the server notices the closes).
     let mut ok = false;
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         let mut s = f.connect();
         if exchange(&mut s, b"{\"verb\":\"status\"}\n")["ok"] == true {
             ok = true;

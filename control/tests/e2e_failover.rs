@@ -75,7 +75,7 @@ impl Pair {
 
     /// One DHCP exchange by busybox udhcpc on br0 with hardware address `mac` (no client
     /// identifier, so the RFC 3074 hash is over chaddr): `(address, lease seconds, server)`,
-    /// or `None` if no server answered within about 6 s.
+    /// or `None` if no server answered within about 15 s.
     fn dhcp(&self, mac: [u8; 6], dir: &Path) -> Option<(String, u64, String)> {
         let mac_s = mac
             .iter()
@@ -97,7 +97,7 @@ impl Pair {
         let _ = Command::new("chmod").arg("+x").arg(&script).status();
         let script = script.to_string_lossy().into_owned();
         let _ = self.c.exec(&[
-            "udhcpc", "-i", "br0", "-n", "-q", "-f", "-C", "-t", "3", "-T", "2", "-A", "1", "-s",
+            "udhcpc", "-i", "br0", "-n", "-q", "-f", "-C", "-t", "5", "-T", "3", "-A", "1", "-s",
             &script,
         ]);
         let text = std::fs::read_to_string(&out).ok()?;
@@ -238,7 +238,7 @@ fn two_tandemd_pair_states() {
 
     // The peer dies: the link drops, A goes COMMUNICATIONS-INTERRUPTED.
     b.kill9();
-    wait_state(&a, 30, "A communications-interrupted", |s, _| {
+    wait_state(&a, 60, "A communications-interrupted", |s, _| {
         s == "communications-interrupted"
     });
     // Now A answers the secondary's clients too, still MCLT-bounded.
@@ -250,7 +250,7 @@ fn two_tandemd_pair_states() {
     // The operator: partner down.
     a.tandemctl(&["partner-down", "pair"])
         .unwrap_or_else(|e| panic!("partner-down: {e}"));
-    wait_state(&a, 5, "A partner-down", |s, _| s == "partner-down");
+    wait_state(&a, 30, "A partner-down", |s, _| s == "partner-down");
 
     // B comes back (stored state NORMAL): sees A in PARTNER-DOWN during STARTUP, goes
     // RECOVER, waits the MCLT (10 s) in RECOVER-WAIT, RECOVER-DONE; then both NORMAL.
@@ -267,14 +267,14 @@ fn two_tandemd_pair_states() {
 
     // Clean stop of A: it tells B (SHUTDOWN), B goes PARTNER-DOWN.
     a.terminate();
-    wait_state(&b, 30, "B partner-down after A's shutdown", |s, _| {
+    wait_state(&b, 60, "B partner-down after A's shutdown", |s, _| {
         s == "partner-down"
     });
     let (_, _, since) = rel(&b);
     // B's clean restart resumes PARTNER-DOWN from its stored state (after STARTUP's 15 s
     // without news from A), with the same start time of state.
     b.restart();
-    wait_state(&b, 40, "B back in partner-down", |s, _| s == "partner-down");
+    wait_state(&b, 90, "B back in partner-down", |s, _| s == "partner-down");
     assert_eq!(rel(&b).2, since, "state_since survives the restart");
     // A comes back with NORMAL stored and finds B in PARTNER-DOWN: the machine resolves it
     // (POTENTIAL-CONFLICT, CONFLICT-DONE, or RECOVER if B's STATE arrives during STARTUP),
@@ -340,7 +340,7 @@ fn two_tandemd_replicate_bindings() {
     assert_eq!(wait_lease(&b, m1, 10, "B learns A's lease"), addr);
     // B acknowledged it, and A wrote the acknowledgement back: the next request gets the
     // full lease time (partner-acknowledged expiry + MCLT, capped at 1 h).
-    let acked = common::try_wait_until(Duration::from_secs(10), || {
+    let acked = common::try_wait_until(Duration::from_secs(60), || {
         let (addr2, lease2, _) = net.dhcp(m1, tmp.path())?;
         (addr2 == addr && lease2 > 120).then_some(lease2)
     });
@@ -353,7 +353,7 @@ fn two_tandemd_replicate_bindings() {
 
     // B dies; A, on its own, leases to a client of B's buckets. Nobody acknowledges it.
     b.kill9();
-    wait_state(&a, 30, "A communications-interrupted", |s, _| {
+    wait_state(&a, 60, "A communications-interrupted", |s, _| {
         s == "communications-interrupted"
     });
     let m2 = mac_for(false);
@@ -403,7 +403,7 @@ fn tandemd_primary_with_isc_dhcpd_reaches_normal() {
   port 647;
   peer address 10.79.0.2;
   peer port 647;
-  max-response-delay 20;
+  max-response-delay 60;
   max-unacked-updates 10;
   load balance max seconds 3;
 }
@@ -450,7 +450,7 @@ address = "10.79.0.2"
 peer_address = "10.79.0.1"
 port = 647
 peer_port = 647
-max_response_delay = "20s"
+max_response_delay = "60s"
 max_unacked_updates = 10
 "#,
             dir = d.to_string_lossy()
@@ -468,7 +468,7 @@ max_unacked_updates = 10
         rel(&t),
         t.log()
     );
-    let ok = common::try_wait_until(Duration::from_secs(10), || {
+    let ok = common::try_wait_until(Duration::from_secs(60), || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
             .contains("Both servers normal")
@@ -492,7 +492,11 @@ max_unacked_updates = 10
     // client with a lease) and usually first; so dhcpd is frozen (SIGSTOP: the peer link
     // stays up, tandemd stays NORMAL) while the client asks again, and only tandemd answers.
     let pid = dhcpd.0.id().to_string();
-    std::thread::sleep(Duration::from_secs(3)); // ISC flushes its BNDACKs every 2 s
+    // ISC flushes its BNDACKs every 2 s: wait until tandemd has every one.
+    common::wait_until(Duration::from_secs(60), "dhcpd's BNDACKs", || {
+        let v = t.status_json()?;
+        (v["relationships"][0]["unacked_updates"].as_u64() == Some(0)).then_some(())
+    });
     let signal = |sig: &str| {
         let ok = Command::new("kill")
             .args([sig, &pid])
@@ -502,7 +506,8 @@ max_unacked_updates = 10
     };
     signal("-STOP");
     let mut seen = Vec::new();
-    let acked = common::try_wait_until(Duration::from_secs(15), || {
+    // Frozen for at most 30 s, well inside both sides' 60 s max-response-delay.
+    let acked = common::try_wait_until(Duration::from_secs(30), || {
         let (a2, l2, s2) = net.dhcp(m, tmp.path())?;
         seen.push((a2.clone(), l2, s2.clone()));
         (a2 == addr && s2 == "10.79.0.2" && l2 > 10).then_some(l2)
@@ -526,14 +531,14 @@ max_unacked_updates = 10
     // dhcpd dies: tandemd goes COMMUNICATIONS-INTERRUPTED, and after the operator's
     // partner-down serves the clients of dhcpd's hash buckets too.
     drop(dhcpd);
-    wait_state(&t, 30, "tandemd communications-interrupted", |s, _| {
+    wait_state(&t, 60, "tandemd communications-interrupted", |s, _| {
         s == "communications-interrupted"
     });
     t.tandemctl(&["partner-down", "pair"])
         .unwrap_or_else(|e| panic!("partner-down: {e}"));
-    wait_state(&t, 5, "tandemd partner-down", |s, _| s == "partner-down");
+    wait_state(&t, 30, "tandemd partner-down", |s, _| s == "partner-down");
     let other = mac_for(false);
-    let served = common::try_wait_until(Duration::from_secs(15), || net.dhcp(other, tmp.path()));
+    let served = common::try_wait_until(Duration::from_secs(60), || net.dhcp(other, tmp.path()));
     let (addr2, _, server2) = served
         .unwrap_or_else(|| panic!("no lease for dhcpd's client in PARTNER-DOWN\n{}", t.log()));
     assert_eq!(server2, "10.79.0.2", "{addr2}");
@@ -563,7 +568,7 @@ fn isc_has_lease(leases: &Path, addr: &str, mac: [u8; 6]) -> bool {
 }
 
 fn wait_isc_lease(leases: &Path, addr: &str, mac: [u8; 6], log: &Path) {
-    let ok = common::try_wait_until(Duration::from_secs(15), || {
+    let ok = common::try_wait_until(Duration::from_secs(60), || {
         isc_has_lease(leases, addr, mac).then_some(())
     });
     assert!(
@@ -640,7 +645,7 @@ subnet 10.79.0.0 netmask 255.255.255.0 {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     // dhcpd's rebalance moves addresses to BACKUP for us; our table shows them.
-    let backup = common::try_wait_until(Duration::from_secs(20), || {
+    let backup = common::try_wait_until(Duration::from_secs(60), || {
         let v = t.status_json()?;
         let n = v["leases"]["10.79.0.0/24"]["backup"].as_u64()?;
         (n > 0).then_some(n)

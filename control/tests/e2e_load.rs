@@ -23,12 +23,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{
-    Env, capture,
+    Env,
+    accounting::Accounting,
+    capture,
     clients::{PerfTarget, Perfdhcp, Udhcpc},
     net::Layout,
     server::ServerKind,
 };
-use serde_json::Value;
 
 /// Exchanges per second offered (default 5,000); `TANDEM_E2E_LOAD_RATE` changes it.
 fn rate() -> u64 {
@@ -39,58 +40,6 @@ fn rate() -> u64 {
 }
 
 const SECONDS: u64 = 10;
-
-/// Drop reasons the kernel counts for frames no worker ever read.
-const KERNEL_DROPS: &[&str] = &["xsk-rx-dropped", "xsk-rx-ring-full", "rx-queue-full"];
-
-/// The server's frame accounting, summed over workers and XDP interfaces.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Accounting {
-    /// Frames workers read from the wire (`rx - dispatched`, summed).
-    read: u64,
-    /// Replies sent.
-    sent: u64,
-    /// Dropped by a worker, by reason.
-    dropped: BTreeMap<String, u64>,
-    /// Dropped by the kernel before a worker read them, by reason.
-    kernel: BTreeMap<String, u64>,
-    /// Left unanswered on purpose, by reason.
-    silent: BTreeMap<String, u64>,
-    /// Frames the XDP program redirected to AF_XDP sockets (`None` on the packet datapath).
-    redirected: Option<u64>,
-}
-
-impl Accounting {
-    fn from_status(s: &Value) -> Self {
-        let mut a = Accounting::default();
-        let count = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("not a counter: {v}"));
-        for w in s["workers"].as_array().expect("status.workers") {
-            a.read += count(&w["rx"]) - w["dispatched"].as_u64().unwrap_or(0);
-            a.sent += count(&w["tx"]);
-            for (reason, n) in w["dropped"].as_object().expect("worker.dropped") {
-                let into = if KERNEL_DROPS.contains(&reason.as_str()) {
-                    &mut a.kernel
-                } else {
-                    &mut a.dropped
-                };
-                *into.entry(reason.clone()).or_default() += count(n);
-            }
-            for (reason, n) in w["silent"].as_object().expect("worker.silent") {
-                *a.silent.entry(reason.clone()).or_default() += count(n);
-            }
-        }
-        if let Some(xdp) = s["xdp"].as_array().filter(|x| !x.is_empty()) {
-            a.redirected = Some(xdp.iter().map(|x| count(&x["redirect"])).sum());
-        }
-        a
-    }
-
-    /// Frames a worker read but neither answered, dropped nor silenced: must be zero.
-    fn unaccounted(&self) -> i128 {
-        let sum = |m: &BTreeMap<String, u64>| m.values().map(|&n| i128::from(n)).sum::<i128>();
-        i128::from(self.read) - i128::from(self.sent) - sum(&self.dropped) - sum(&self.silent)
-    }
-}
 
 #[test]
 fn perfdhcp_at_5000_per_second_every_request_answered_or_counted() {
@@ -129,29 +78,10 @@ fn perfdhcp_at_5000_per_second_every_request_answered_or_counted() {
     assert!(env.server.alive(), "server died under load");
 
     if env.server.kind == ServerKind::Tandemd {
-        // The workers finish what is queued; read the counters once they stop moving.
-        let acct = common::wait_until(Duration::from_secs(60), "the counters to settle", || {
-            let a = Accounting::from_status(&env.server.status_json()?);
-            std::thread::sleep(Duration::from_millis(500));
-            let b = Accounting::from_status(&env.server.status_json()?);
-            (a == b).then_some(b)
-        });
+        let acct = Accounting::settled(&env.server);
         eprintln!("server accounting: {acct:?}");
         assert!(acct.read > 0, "the server read no frame: {acct:?}");
-        assert_eq!(
-            acct.unaccounted(),
-            0,
-            "frames read but neither answered nor counted: {acct:?}"
-        );
-        if let Some(redirected) = acct.redirected {
-            let kernel: u64 = acct.kernel.values().sum();
-            assert_eq!(
-                redirected,
-                acct.read + kernel,
-                "frames the XDP program redirected vs read by workers + dropped by the kernel: \
-                 {acct:?}"
-            );
-        }
+        acct.assert_complete();
     }
 
     let msgs = env.finish_capture();

@@ -31,7 +31,7 @@ fn second_connect(port: u16) -> (MessageType, Option<RejectReason>) {
     fsm.handle_connected(now);
     let connect = fsm.poll_transmit().expect("CONNECT");
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(&connect.bytes).unwrap();
     let mut dec = StreamDecoder::new();
     let mut buf = [0u8; 2048];
@@ -112,8 +112,8 @@ fn two_drivers_over_loopback() {
     let a = start(&ca, &sa);
     let b = start(&cb, &sb);
     let normal = |s, p| s == FailoverState::Normal && p == FailoverState::Normal;
-    wait(&a.driver, 30, "A normal", normal);
-    wait(&b.driver, 30, "B normal", normal);
+    wait(&a.driver, 90, "A normal", normal);
+    wait(&b.driver, 90, "B normal", normal);
     let st = a.driver.status();
     assert_eq!(st[0].name, "loop");
     assert_eq!(st[0].role, config::Role::Primary);
@@ -134,7 +134,7 @@ fn two_drivers_over_loopback() {
     // A stops in order: B hears SHUTDOWN and goes PARTNER-DOWN.
     sa.request();
     a.thread.join().expect("driver A joins");
-    wait(&b.driver, 10, "B partner-down", |s, p| {
+    wait(&b.driver, 30, "B partner-down", |s, p| {
         s == FailoverState::PartnerDown && p == FailoverState::Shutdown
     });
     // A's stored state is the one before SHUTDOWN; B's is PARTNER-DOWN.

@@ -30,9 +30,10 @@ const IP_A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const IP_B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const MAGIC: &[u8; 4] = b"TDMP";
 const POLL: Duration = Duration::from_millis(50);
-/// Scheduling jitter allowed on top of the poll timeout when workers stop (the test machine
-/// is shared with builds).
-const STOP_SLACK: Duration = Duration::from_millis(400);
+/// Scheduling delay allowed on top of the poll timeout when workers stop: generous, since a
+/// loaded 2-core machine may not run a worker for a while; it catches a worker that never
+/// sees the flag, not a slow one.
+const STOP_SLACK: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------
 // Namespaces
@@ -656,7 +657,7 @@ impl Client {
         let mut replies = BTreeMap::new();
         for chunk in requests.chunks(32) {
             self.send(chunk);
-            for r in self.recv(chunk.len(), Duration::from_secs(2)) {
+            for r in self.recv(chunk.len(), Duration::from_secs(10)) {
                 let seq = seq_of(&r).expect("reply carries a sequence number");
                 assert!(replies.insert(seq, r).is_none(), "reply {seq} twice");
             }
@@ -798,7 +799,7 @@ fn packet_vlan_tags_are_reported_and_put_back_into_the_frame() {
         b = mac(MAC_B)
     );
     pair.exec(&pair.a, &["/usr/bin/python3", "-c", &script]);
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while server.seen().iter().filter(|s| s.seq >= Some(100)).count() < 2
         && Instant::now() < deadline
     {
@@ -867,7 +868,7 @@ fn packet_port_guard_suppresses_icmp_port_unreachable() {
     let probe = in_ns(&pair.a, || {
         let s = UdpSocket::bind("10.77.0.1:0").expect("bind");
         s.connect("10.77.0.2:67").expect("connect");
-        s.set_read_timeout(Some(Duration::from_millis(200)))
+        s.set_read_timeout(Some(Duration::from_secs(2)))
             .expect("timeout");
         s
     });

@@ -201,7 +201,7 @@ fn dhcp_reaches_the_socket_and_replies_leave_in_big_batches() {
         UdpSocket::bind("10.78.0.1:6800").expect("client")
     });
     client
-        .set_read_timeout(Some(Duration::from_millis(500)))
+        .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     let before = prog.counters().expect("counters");
     for i in 0..N {
@@ -211,7 +211,7 @@ fn dhcp_reaches_the_socket_and_replies_leave_in_big_batches() {
     }
     let stats = WorkerStats::new();
     let mut got: Vec<Vec<u8>> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while got.len() < N && Instant::now() < deadline {
         let rx = io.recv(&stats).expect("recv");
         if rx.is_empty() {
@@ -304,7 +304,7 @@ fn one_socket_per_rx_queue_and_every_queue_is_served() {
     });
     let stats = WorkerStats::new();
     let mut per_queue = vec![0usize; socks.len()];
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while per_queue.iter().sum::<usize>() < N && Instant::now() < deadline {
         for (i, io) in socks.iter_mut().enumerate() {
             per_queue[i] += io.recv(&stats).expect("recv").len();
@@ -345,12 +345,20 @@ fn frames_the_kernel_drops_before_the_socket_are_counted_as_xsk_drops() {
     let client = in_ns(&pair.a, || {
         UdpSocket::bind("10.78.0.1:6801").expect("client")
     });
+    let before = prog.counters().expect("counters");
     for i in 0..N {
         let mut payload = vec![0u8; 300];
         payload[..4].copy_from_slice(&(i as u32).to_be_bytes());
         client.send_to(&payload, "10.78.0.2:67").expect("send");
     }
-    thread::sleep(Duration::from_millis(300));
+    // Every frame has been through the program (into the socket or dropped by the kernel)
+    // before any is read.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while prog.counters().expect("counters").redirect - before.redirect < N as u64
+        && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(10));
+    }
 
     let stats = WorkerStats::new();
     let mut got = 0;

@@ -67,7 +67,7 @@ impl Capture {
             _dir: dir,
         };
         // dumpcap opens the device (filter attached) before it writes the file header.
-        let started = super::try_wait_until(Duration::from_secs(10), || {
+        let started = super::try_wait_until(Duration::from_secs(30), || {
             let exited = cap
                 .child
                 .as_mut()
@@ -98,10 +98,11 @@ impl Capture {
     /// Stops the capture (SIGINT, so dumpcap flushes) and reads every DHCP message in it.
     pub fn stop(&mut self) -> Vec<DhcpMsg> {
         if let Some(mut child) = self.child.take() {
-            // Let the last replies reach the capture.
-            std::thread::sleep(Duration::from_millis(300));
+            // Let the last replies reach the capture (a loaded machine may not run dumpcap at
+            // once).
+            std::thread::sleep(Duration::from_secs(1));
             super::signal(child.id(), "INT");
-            if super::wait_exit(&mut child, Duration::from_secs(10)).is_none() {
+            if super::wait_exit(&mut child, Duration::from_secs(30)).is_none() {
                 super::reap(&mut child);
             }
             eprintln!("capture: {}", self.log_text().trim());

@@ -223,7 +223,7 @@ impl Dhclient {
         let work = Workdir::new("dhclient", true);
         std::fs::write(
             work.path("dhclient.conf"),
-            "timeout 20;\nretry 1;\ninitial-interval 1;\nbackoff-cutoff 2;\nreboot 5;\n\
+            "timeout 60;\nretry 1;\ninitial-interval 1;\nbackoff-cutoff 2;\nreboot 20;\n\
              request subnet-mask, routers, dhcp-lease-time, dhcp-server-identifier;\n",
         )
         .expect("write dhclient.conf");
@@ -266,7 +266,7 @@ impl Dhclient {
     /// stay running in the background to renew it. Returns the binding it reported.
     pub fn obtain(&mut self) -> Result<ClientLease, ClientError> {
         let before = self.work.events().len();
-        match self.run(&["-1"], Duration::from_secs(30)) {
+        match self.run(&["-1"], Duration::from_secs(90)) {
             Some(s) if s.success() => {}
             other => {
                 return Err(self
@@ -292,7 +292,7 @@ impl Dhclient {
     /// `dhclient -r`: release the lease (stops the running instance).
     pub fn release(&mut self) -> Result<(), ClientError> {
         let before = self.work.events().len();
-        match self.run(&["-r"], Duration::from_secs(15)) {
+        match self.run(&["-r"], Duration::from_secs(45)) {
             Some(s) if s.success() => {}
             other => {
                 return Err(self
@@ -360,9 +360,9 @@ impl Udhcpc {
             "-s".into(),
             self.work.script.to_string_lossy().into_owned(),
             "-t".into(),
-            "5".into(),
+            "10".into(),
             "-T".into(),
-            "2".into(),
+            "3".into(),
             "-n".into(),
         ]
     }
@@ -377,7 +377,7 @@ impl Udhcpc {
             &self.ep.ns,
             &args,
             &self.work.path("once.log"),
-            Duration::from_secs(20),
+            Duration::from_secs(60),
         );
         if !status.is_some_and(|s| s.success()) {
             return Err(self.work.error(format!("udhcpc -q exited with {status:?}")));
@@ -395,7 +395,7 @@ impl Udhcpc {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.child = Some(self.ep.ns.spawn(&args, &self.work.path("udhcpc.log")));
         self.work
-            .lease_after(before, &["bound"], Duration::from_secs(20), "udhcpc start")
+            .lease_after(before, &["bound"], Duration::from_secs(60), "udhcpc start")
     }
 
     fn pid(&self) -> u32 {
@@ -409,7 +409,7 @@ impl Udhcpc {
         self.work.lease_after(
             before,
             &["renew", "bound"],
-            Duration::from_secs(10),
+            Duration::from_secs(30),
             "udhcpc SIGUSR1",
         )
     }
@@ -420,7 +420,7 @@ impl Udhcpc {
         super::signal(self.pid(), "USR2");
         let ev = self
             .work
-            .wait_event(before, &["deconfig"], Duration::from_secs(10));
+            .wait_event(before, &["deconfig"], Duration::from_secs(30));
         self.stop();
         ev.map(|_| ())
             .ok_or_else(|| self.work.error("udhcpc SIGUSR2: no deconfig event"))
@@ -475,7 +475,7 @@ impl Dhcpcd {
         let p = |n: &str| self.work.path(n).to_string_lossy().into_owned();
         let shell = format!(
             "mount --bind {run} /run && mount --bind {db} /var/lib/dhcpcd && \
-             exec dhcpcd -4 -B -f {conf} -c {script} -t 20 {iface}",
+             exec dhcpcd -4 -B -f {conf} -c {script} -t 60 {iface}",
             run = p("run"),
             db = p("db"),
             conf = p("dhcpcd.conf"),
@@ -495,7 +495,7 @@ impl Dhcpcd {
         self.work.lease_after(
             before,
             BINDING_EVENTS,
-            Duration::from_secs(25),
+            Duration::from_secs(65),
             "dhcpcd start",
         )
     }
@@ -528,7 +528,7 @@ impl Dhcpcd {
         let before = self.work.events().len();
         self.control(&["-n"])?;
         self.work
-            .lease_after(before, BINDING_EVENTS, Duration::from_secs(15), "dhcpcd -n")
+            .lease_after(before, BINDING_EVENTS, Duration::from_secs(45), "dhcpcd -n")
     }
 
     /// `dhcpcd -k`: release the lease; dhcpcd then exits (its hook reports `STOP`; the RELEASE
@@ -538,7 +538,7 @@ impl Dhcpcd {
         self.control(&["-k"])?;
         let ev = self
             .work
-            .wait_event(before, &["RELEASE", "STOP"], Duration::from_secs(10));
+            .wait_event(before, &["RELEASE", "STOP"], Duration::from_secs(30));
         self.stop();
         ev.map(|_| ())
             .ok_or_else(|| self.work.error("dhcpcd -k: no RELEASE event"))
@@ -859,7 +859,7 @@ impl Scapy {
         let out = self.run(
             ep,
             &args,
-            Duration::from_secs(30 + 3 * clients.len() as u64),
+            Duration::from_secs(60 + 30 * clients.len() as u64),
         )?;
         Ok(out
             .lines()

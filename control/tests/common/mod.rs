@@ -18,6 +18,7 @@
 //! [`capture`] records the wire and checks it; [`acks`] judges a failover pair's DHCPACKs;
 //! [`Env`] puts the three together for a test.
 
+pub mod accounting;
 pub mod acks;
 pub mod capture;
 pub mod clients;
@@ -115,11 +116,12 @@ pub fn wait_until<T>(timeout: Duration, what: &str, f: impl FnMut() -> Option<T>
 /// take it.
 pub struct HeavyGuard(File);
 
-/// Takes the machine-wide heavy-test lock, waiting at most 5 minutes (holders are bounded tests).
+/// Takes the machine-wide heavy-test lock, waiting at most 30 minutes (holders are bounded
+/// tests, and several may queue on a loaded machine).
 pub fn heavy() -> HeavyGuard {
     let file = File::create(std::env::temp_dir().join("tdm-e2e-heavy.lock"))
         .expect("create the heavy-test lock file");
-    wait_until(Duration::from_secs(300), "the heavy-test lock", || {
+    wait_until(Duration::from_secs(1800), "the heavy-test lock", || {
         file.try_lock().ok()
     });
     HeavyGuard(file)

@@ -132,8 +132,8 @@ def init_reboot(iface, specs):
             / DHCP(options=opts)
         )
         ans = None
-        for _ in range(3):
-            ans = srp1(pkt, iface=iface, timeout=2)
+        for _ in range(5):
+            ans = srp1(pkt, iface=iface, timeout=5)
             if ans is not None:
                 break
         if ans is None or DHCP not in ans:

@@ -152,7 +152,7 @@ impl Server {
                 super::net::spawn_logged(cmd, &log)
             }
         };
-        let ready = super::try_wait_until(Duration::from_secs(15), || {
+        let ready = super::try_wait_until(Duration::from_secs(60), || {
             if let Ok(Some(status)) = child.try_wait() {
                 return Some(Err(status));
             }
@@ -225,7 +225,7 @@ impl Server {
     pub fn terminate(&mut self) {
         let mut child = self.child.take().expect("terminate: server not running");
         super::signal(child.id(), "TERM");
-        if super::wait_exit(&mut child, Duration::from_secs(10)).is_none() {
+        if super::wait_exit(&mut child, Duration::from_secs(30)).is_none() {
             super::reap(&mut child);
             panic!(
                 "{:?} ignored SIGTERM for 10 s; log:\n{}",

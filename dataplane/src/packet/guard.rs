@@ -95,7 +95,7 @@ mod tests {
     fn icmp_refused(port: u16) -> bool {
         let tx = UdpSocket::bind("127.0.0.1:0").expect("sender");
         tx.connect(("127.0.0.1", port)).expect("connect");
-        tx.set_read_timeout(Some(Duration::from_millis(50)))
+        tx.set_read_timeout(Some(Duration::from_secs(2)))
             .expect("timeout");
         tx.send(b"hello").expect("send");
         let mut buf = [0u8; 16];
