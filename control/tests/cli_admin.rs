@@ -179,11 +179,13 @@ fn status_json_through_tandemctl() {
     let w = &v["workers"][0];
     assert_eq!(
         (w["id"].as_u64(), w["rx"].as_u64(), w["tx"].as_u64()),
-        (Some(0), Some(1000), Some(990))
+        (Some(0), Some(1000), Some(988))
     );
     assert_eq!(w["datapath"], "xdp");
+    assert_eq!(w["dispatched"], 0);
     assert_eq!(w["dropped"]["malformed"], 4);
     assert_eq!(w["dropped"]["overload"], 6);
+    assert_eq!(w["silent"]["released"], 2);
     assert_eq!(v["leases"]["10.0.0.0/16"]["active"], 12);
     assert_eq!(v["leases"]["10.0.0.0/16"]["free"], 65_000);
     let x = &v["xdp"][0];
