@@ -57,7 +57,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::umem::{Lender, UmemFrame};
 use crate::stats::{DropReason, WorkerStats};
 use crate::worker::{
-    DEFAULT_SLOT_LEN, FrameIo, RxBatch, RxDesc, RxMeta, TxBatch, TxOutcome, VlanTag,
+    DEFAULT_SLOT_LEN, FrameIo, RxBatch, RxMeta, TxBatch, TxOutcome, UmemDesc, VlanTag,
 };
 
 /// Ids for [`XskIo`]s, so a [`TxBatch`] gives lent frames back only to their socket.
@@ -220,7 +220,7 @@ pub struct XskIo {
     free: Vec<FrameDesc>,
     /// Scratch for descriptors coming off the rx and completion rings.
     scratch: Vec<FrameDesc>,
-    descs: Vec<RxDesc>,
+    descs: Vec<UmemDesc>,
     ifindex: u32,
     queue: u32,
     batch: usize,
@@ -602,7 +602,7 @@ impl FrameIo for XskIo {
         // SAFETY: the rx ring belongs to this socket's UMEM.
         let n = unsafe { self.rx.consume(&mut self.scratch[..want]) };
         self.in_fill = self.in_fill.saturating_sub(n);
-        for (i, desc) in self.scratch[..n].iter_mut().enumerate() {
+        for desc in self.scratch[..n].iter_mut() {
             let addr = desc.addr() as u64;
             // SAFETY: `desc` came off this socket's rx ring: a frame of our UMEM that the
             // kernel handed to user space and does not touch until we give it back, which
@@ -614,15 +614,15 @@ impl FrameIo for XskIo {
             let len = bytes.len().min(DEFAULT_SLOT_LEN);
             let vlan = vlan_of(&bytes[..len]);
             let ptr = NonNull::from(&mut bytes[..len]).cast::<u8>();
+            let frame = self.rx_views.len();
             // SAFETY: `ptr..ptr + len` is this frame's received bytes, in the UMEM mapping
             // that `self.umem` keeps mapped while the view (kept in `self.rx_views`) exists;
             // the frame stays owned by user space until `release_rx` drops the view first.
             self.rx_views
                 .push(unsafe { UmemFrame::new(ptr, len, addr) });
             self.rx_held.push(*desc);
-            self.descs.push(RxDesc {
-                offset: i,
-                len,
+            self.descs.push(UmemDesc {
+                frame,
                 meta: RxMeta {
                     ifindex: self.ifindex,
                     vlan,
