@@ -311,8 +311,21 @@ pub enum Command {
     Help,
 }
 
+/// What is wrong with a `tandemd` command line (exit status 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    #[error("--config needs a FILE")]
+    ConfigNeedsFile,
+    #[error("--config given twice")]
+    ConfigTwice,
+    #[error("unexpected argument {0:?}")]
+    Unexpected(String),
+    #[error("--config FILE is required")]
+    NoConfig,
+}
+
 /// Parses `tandemd`'s arguments (without the program name).
-pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageError> {
     let mut config: Option<PathBuf> = None;
     let mut check = false;
     let mut args = args.into_iter();
@@ -322,23 +335,23 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
             "--version" | "-V" => return Ok(Command::Version),
             "--check" => check = true,
             "--config" | "-c" => {
-                let v = args.next().ok_or("--config needs a FILE")?;
+                let v = args.next().ok_or(UsageError::ConfigNeedsFile)?;
                 if config.replace(v.into()).is_some() {
-                    return Err("--config given twice".into());
+                    return Err(UsageError::ConfigTwice);
                 }
             }
             other => {
                 if let Some(v) = other.strip_prefix("--config=") {
                     if config.replace(v.into()).is_some() {
-                        return Err("--config given twice".into());
+                        return Err(UsageError::ConfigTwice);
                     }
                 } else {
-                    return Err(format!("unexpected argument {other:?}"));
+                    return Err(UsageError::Unexpected(other.to_owned()));
                 }
             }
         }
     }
-    let config = config.ok_or("--config FILE is required")?;
+    let config = config.ok_or(UsageError::NoConfig)?;
     Ok(if check {
         Command::Check(config)
     } else {
