@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::admin::{AdminBackend, AdminError, AdminServer};
+use crate::admin::{AdminBackend, AdminError, AdminServer, PartnerDownError};
 use crate::config::{self, Config, LoadError};
 use crate::status::{LeaseFilter, LeaseInfo, Status};
 
@@ -269,20 +269,18 @@ impl AdminBackend for ConfigBackend {
         Vec::new()
     }
 
-    fn partner_down(&self, name: &str, _since: u64) -> Result<(), String> {
+    fn partner_down(&self, name: &str, _since: u64) -> Result<(), PartnerDownError> {
         partner_down_unavailable(&self.config, name)
     }
 }
 
 /// The answer to `partner-down` while failover is not running: "no such relationship" for a name
 /// the config lacks, "failover not active" for one it has.
-pub fn partner_down_unavailable(config: &Config, name: &str) -> Result<(), String> {
+pub fn partner_down_unavailable(config: &Config, name: &str) -> Result<(), PartnerDownError> {
     if config.relationship(name).is_some() {
-        Err(format!(
-            "failover not active: relationship {name:?} is configured but failover is not running"
-        ))
+        Err(PartnerDownError::NotRunning(name.to_owned()))
     } else {
-        Err(format!("no such relationship {name:?}"))
+        Err(PartnerDownError::NoSuchRelationship(name.to_owned()))
     }
 }
 

@@ -16,7 +16,7 @@ use dataplane::worker::{self, FrameIo, Worker, WorkerConfig};
 use dataplane::xdp::{AttachMode, XdpPort, XskOptions};
 use lease_mmap::{BindingState, Lease, Store, UnixTime};
 
-use crate::admin::AdminBackend;
+use crate::admin::{AdminBackend, PartnerDownError};
 use crate::config::{self, Config, Datapath, SubnetConfig};
 use crate::daemon::{Hooks, VERSION};
 use crate::status::{LeaseFilter, LeaseInfo, LeaseState, Status, WorkerStatus};
@@ -573,7 +573,7 @@ impl AdminBackend for Backend {
         out
     }
 
-    fn partner_down(&self, name: &str, since: u64) -> Result<(), String> {
+    fn partner_down(&self, name: &str, since: u64) -> Result<(), PartnerDownError> {
         match &self.failover {
             Some(driver) => driver.partner_down(name, since),
             None => crate::daemon::partner_down_unavailable(&self.config, name),

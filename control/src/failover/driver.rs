@@ -82,6 +82,7 @@ use super::msg::{MessageType, Repr, StreamDecoder};
 use super::replicate::{Outbox, Replicator};
 use super::session::Session;
 use super::{Instant, Now, Role, UnixTime, persist};
+use crate::admin::PartnerDownError;
 use crate::config::{self, Config, FailoverConfig, FailoverMode};
 use crate::daemon::Shutdown;
 use crate::status::{FailoverState, RelationshipStatus};
@@ -108,7 +109,7 @@ enum Command {
     PartnerDown {
         name: String,
         since: u64,
-        reply: Sender<Result<(), String>>,
+        reply: Sender<Result<(), PartnerDownError>>,
     },
 }
 
@@ -142,7 +143,7 @@ impl Driver {
 
     /// The operator's partner-down for relationship `name`, last known up at `since` (Unix
     /// seconds): the machine's answer, or why it could not be asked.
-    pub fn partner_down(&self, name: &str, since: u64) -> Result<(), String> {
+    pub fn partner_down(&self, name: &str, since: u64) -> Result<(), PartnerDownError> {
         let (tx, rx) = channel::bounded(1);
         self.shared
             .commands
@@ -151,13 +152,10 @@ impl Driver {
                 since,
                 reply: tx,
             })
-            .map_err(|_| "failover driver stopped".to_owned())?;
-        self.shared
-            .waker
-            .wake()
-            .map_err(|e| format!("cannot wake the failover driver: {e}"))?;
+            .map_err(|_| PartnerDownError::DriverStopped)?;
+        self.shared.waker.wake().map_err(PartnerDownError::Wake)?;
         rx.recv_timeout(COMMAND_TIMEOUT)
-            .map_err(|_| "failover driver did not answer".to_owned())?
+            .map_err(|_| PartnerDownError::NoAnswer)?
     }
 }
 
@@ -856,7 +854,7 @@ impl Loop {
         match cmd {
             Command::PartnerDown { name, since, reply } => {
                 let answer = match self.rels.iter().position(|r| r.cfg.name == name) {
-                    None => Err(format!("no such relationship {name:?}")),
+                    None => Err(PartnerDownError::NoSuchRelationship(name.clone())),
                     Some(i) => {
                         let now = self.now();
                         let since = UnixTime(u32::try_from(since).unwrap_or(u32::MAX));
@@ -867,7 +865,7 @@ impl Loop {
                                 tracing::info!(relationship = %name, since = since.0, "failover: partner down (operator)");
                                 Ok(())
                             }
-                            Err(e) => Err(e.to_string()),
+                            Err(e) => Err(e.into()),
                         }
                     }
                 };
