@@ -391,10 +391,28 @@ fn load_or_report(path: &Path) -> Option<Config> {
     }
 }
 
+/// An error and its causes as the log shows them: `what: cause: cause's cause`.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
 /// `tandemd`'s `main`: exit 0 on success, 1 on an invalid config or a runtime failure, 2 on bad usage.
 /// `wire` starts the dataplane: given the config and hooks, it may fill `hooks.backend` and start
-/// threads observing `hooks.shutdown` before [`run`] is called.
-pub fn main(wire: impl FnOnce(&Config, &mut Hooks) -> anyhow::Result<()>) -> ExitCode {
+/// threads observing `hooks.shutdown` before [`run`] is called. Its error is logged with its
+/// causes ([`Chain`]).
+pub fn main<E: std::error::Error + 'static>(
+    wire: impl FnOnce(&Config, &mut Hooks) -> Result<(), E>,
+) -> ExitCode {
     let command = match parse_args(std::env::args().skip(1)) {
         Ok(c) => c,
         Err(e) => {
@@ -430,7 +448,7 @@ pub fn main(wire: impl FnOnce(&Config, &mut Hooks) -> anyhow::Result<()>) -> Exi
             }
             let mut hooks = Hooks::new(shutdown.clone());
             if let Err(e) = wire(&config, &mut hooks) {
-                tracing::error!(error = format!("{e:#}"), "cannot start");
+                tracing::error!(error = %Chain(&e), "cannot start");
                 shutdown.request();
                 return ExitCode::from(1);
             }

@@ -68,7 +68,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant as StdInstant};
 
-use anyhow::Context;
 use crossbeam::channel::{self, Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -178,9 +177,52 @@ pub struct Replication {
     pub table_rel: Vec<Option<usize>>,
 }
 
+/// Why a `[[failover]]` section does not make the machine's settings ([`fsm_config`]). The
+/// text names the step; the cause is the [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+pub enum FsmConfigError {
+    #[error("reading shared_secret_file {}", path.display())]
+    Secret {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failover relationship {name:?}")]
+    Invalid {
+        name: String,
+        #[source]
+        source: fsm::ConfigError,
+    },
+}
+
+/// Why the driver did not start ([`start`], [`start_replicating`]). The text names the
+/// step; the cause is the [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("failover: mio poll")]
+    Poll(#[source] io::Error),
+    #[error("failover: waker")]
+    Waker(#[source] io::Error),
+    #[error(transparent)]
+    Config(#[from] FsmConfigError),
+    #[error(transparent)]
+    Persist(#[from] persist::PersistError),
+    #[error("failover {name:?}: listening on {addr}")]
+    Listen {
+        name: String,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failover: register listener")]
+    Register(#[source] io::Error),
+    #[error("failover: spawning the driver thread")]
+    Spawn(#[source] io::Error),
+}
+
 /// The machine's settings from a `[[failover]]` section (the shared secret file is read
 /// here).
-pub fn fsm_config(f: &FailoverConfig) -> anyhow::Result<fsm::Config> {
+pub fn fsm_config(f: &FailoverConfig) -> Result<fsm::Config, FsmConfigError> {
     let role = match f.role {
         config::Role::Primary => Role::Primary,
         config::Role::Secondary => Role::Secondary,
@@ -198,14 +240,18 @@ pub fn fsm_config(f: &FailoverConfig) -> anyhow::Result<fsm::Config> {
     if let Some(path) = &f.shared_secret_file {
         c.shared_secret = Some(read_secret(path)?);
     }
-    c.validate()
-        .with_context(|| format!("failover relationship {:?}", f.name))?;
+    c.validate().map_err(|source| FsmConfigError::Invalid {
+        name: f.name.clone(),
+        source,
+    })?;
     Ok(c)
 }
 
-fn read_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let mut s = std::fs::read(path)
-        .with_context(|| format!("reading shared_secret_file {}", path.display()))?;
+fn read_secret(path: &Path) -> Result<Vec<u8>, FsmConfigError> {
+    let mut s = std::fs::read(path).map_err(|source| FsmConfigError::Secret {
+        path: path.to_owned(),
+        source,
+    })?;
     while s.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
         s.pop();
     }
@@ -289,7 +335,7 @@ pub fn start(
     views: Vec<Arc<RelationshipView>>,
     bindings: BindingSource,
     shutdown: &Shutdown,
-) -> anyhow::Result<Running> {
+) -> Result<Running, StartError> {
     start_inner(config, views, bindings, None, shutdown)
 }
 
@@ -302,7 +348,7 @@ pub fn start_replicating(
     bindings: BindingSource,
     replication: Replication,
     shutdown: &Shutdown,
-) -> anyhow::Result<Running> {
+) -> Result<Running, StartError> {
     start_inner(config, views, bindings, Some(replication), shutdown)
 }
 
@@ -312,9 +358,9 @@ fn start_inner(
     bindings: BindingSource,
     replication: Option<Replication>,
     shutdown: &Shutdown,
-) -> anyhow::Result<Running> {
-    let poll = Poll::new().context("failover: mio poll")?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("failover: waker")?);
+) -> Result<Running, StartError> {
+    let poll = Poll::new().map_err(StartError::Poll)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(StartError::Waker)?);
     let origin = StdInstant::now();
     let now = Now {
         instant: Instant::ZERO,
@@ -339,12 +385,15 @@ fn start_inner(
         let fsm = Fsm::new(fc, stored, now);
         persist::store(&data_dir, &f.name, &fsm.persisted())?;
         let addr = SocketAddr::new(IpAddr::V4(f.address), f.port);
-        let mut listener = TcpListener::bind(addr)
-            .with_context(|| format!("failover {:?}: listening on {addr}", f.name))?;
+        let mut listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
+            name: f.name.clone(),
+            addr,
+            source,
+        })?;
         let (lt, _, _) = Rel::tokens(i);
         poll.registry()
             .register(&mut listener, lt, Interest::READABLE)
-            .context("failover: register listener")?;
+            .map_err(StartError::Register)?;
         tracing::info!(relationship = %f.name, listen = %addr, peer = %SocketAddr::new(IpAddr::V4(f.peer_address), f.peer_port), role = f.role.as_str(), "failover: relationship configured");
         view.publish(&fsm);
         rels.push(Rel {
@@ -401,7 +450,7 @@ fn start_inner(
     let thread = std::thread::Builder::new()
         .name("failover".into())
         .spawn(move || lp.run())
-        .context("failover: spawning the driver thread")?;
+        .map_err(StartError::Spawn)?;
     Ok(Running {
         driver: Driver { shared },
         thread,
