@@ -43,8 +43,32 @@ pub trait AdminBackend: Send + Sync {
     /// Leases matching `filter` (at most `filter.limit`, which the server has capped).
     fn leases(&self, filter: &LeaseFilter) -> Vec<LeaseInfo>;
     /// Declares the partner of relationship `name` down, last known up at `since` (Unix seconds).
-    /// The error is shown to the operator as is (`no such relationship "x"`).
-    fn partner_down(&self, name: &str, since: u64) -> Result<(), String>;
+    /// The error is shown to the operator as it displays (`no such relationship "x"`).
+    fn partner_down(&self, name: &str, since: u64) -> Result<(), PartnerDownError>;
+}
+
+/// Why an operator's `partner-down` was not carried out; the text is the admin answer's
+/// `error`.
+#[derive(Debug, thiserror::Error)]
+pub enum PartnerDownError {
+    /// The config has no relationship of that name.
+    #[error("no such relationship {0:?}")]
+    NoSuchRelationship(String),
+    /// The relationship is configured but the failover driver is not running.
+    #[error("failover not active: relationship {0:?} is configured but failover is not running")]
+    NotRunning(String),
+    /// The state machine refused it in its current state.
+    #[error(transparent)]
+    Refused(#[from] crate::failover::fsm::LocalEventError),
+    /// The failover driver thread has stopped.
+    #[error("failover driver stopped")]
+    DriverStopped,
+    /// The failover driver could not be woken.
+    #[error("cannot wake the failover driver: {0}")]
+    Wake(io::Error),
+    /// The failover driver did not answer in time.
+    #[error("failover driver did not answer")]
+    NoAnswer,
 }
 
 /// One request.
@@ -137,7 +161,7 @@ pub fn handle_line(line: &[u8], backend: &dyn AdminBackend) -> Response {
                     message: Some(format!("relationship {name:?}: partner declared down")),
                     ..Response::default()
                 },
-                Err(e) => Response::error(e),
+                Err(e) => Response::error(e.to_string()),
             }
         }
     }));
@@ -682,8 +706,8 @@ mod tests {
         fn leases(&self, _: &LeaseFilter) -> Vec<LeaseInfo> {
             Vec::new()
         }
-        fn partner_down(&self, name: &str, _: u64) -> Result<(), String> {
-            Err(format!("no such relationship {name:?}"))
+        fn partner_down(&self, name: &str, _: u64) -> Result<(), PartnerDownError> {
+            Err(PartnerDownError::NoSuchRelationship(name.to_owned()))
         }
     }
 

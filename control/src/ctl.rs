@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use crate::admin::{self, Request, Response, Target};
 use crate::config::{self, DEFAULT_DATA_DIR, LoadError};
 use crate::status::{LeaseFilter, LeaseInfo, LeaseState, Status};
-use crate::time::{format_duration, format_rfc3339, parse_time};
+use crate::time::{TimeError, format_duration, format_rfc3339, parse_time};
 
 const HELP: &str = "\
 tandemctl: control a running tandemd
@@ -83,30 +83,63 @@ pub struct Invocation {
     pub verb: Verb,
 }
 
+/// What is wrong with a `tandemctl` command line (exit status 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    #[error("give only one of --config, --data-dir, --admin")]
+    TwoLocators,
+    #[error("a verb is required (status, leases, partner-down)")]
+    NoVerb,
+    #[error("{0} needs a value")]
+    NeedsValue(&'static str),
+    #[error("unknown option {0:?}")]
+    UnknownOption(String),
+    #[error("unknown verb {0:?} (known: status, leases, partner-down)")]
+    UnknownVerb(String),
+    #[error("{verb}: unexpected argument {arg:?}")]
+    Unexpected { verb: &'static str, arg: String },
+    #[error("leases: --subnet: {0}")]
+    Subnet(config::PrefixError),
+    #[error("leases: --state {0:?} is not one of {states}", states = LeaseState::ALL.map(LeaseState::as_str).join(", "))]
+    State(String),
+    #[error("leases: --limit {0:?} is not a count")]
+    Limit(String),
+    #[error("partner-down: --since needs a TIME")]
+    SinceNeedsTime,
+    #[error("partner-down: --since: {0}")]
+    Since(TimeError),
+    #[error("partner-down: unknown option {0:?}")]
+    PartnerDownOption(String),
+    #[error("partner-down: give one relationship NAME")]
+    TwoNames,
+    #[error("partner-down: the relationship NAME is required")]
+    NoName,
+}
+
 /// Parses `tandemctl`'s arguments (without the program name).
-pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, String> {
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, UsageError> {
     let mut args = args.into_iter().peekable();
     let mut locator = Locator::Default;
     let set = |l: Locator, locator: &mut Locator| {
         if *locator != Locator::Default {
-            return Err("give only one of --config, --data-dir, --admin".to_owned());
+            return Err(UsageError::TwoLocators);
         }
         *locator = l;
         Ok(())
     };
     let verb = loop {
         let Some(arg) = args.next() else {
-            return Err("a verb is required (status, leases, partner-down)".into());
+            return Err(UsageError::NoVerb);
         };
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
             _ => (arg.clone(), None),
         };
-        let mut value = |name: &str| {
+        let mut value = |name: &'static str| {
             inline
                 .clone()
                 .or_else(|| args.next())
-                .ok_or_else(|| format!("{name} needs a value"))
+                .ok_or(UsageError::NeedsValue(name))
         };
         match flag.as_str() {
             "--help" | "-h" | "help" => {
@@ -124,7 +157,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             "--config" | "-c" => set(Locator::Config(value("--config")?.into()), &mut locator)?,
             "--data-dir" => set(Locator::DataDir(value("--data-dir")?.into()), &mut locator)?,
             "--admin" => set(Locator::Admin(value("--admin")?), &mut locator)?,
-            _ if flag.starts_with('-') => return Err(format!("unknown option {arg:?}")),
+            _ if flag.starts_with('-') => return Err(UsageError::UnknownOption(arg)),
             _ => break arg,
         }
     };
@@ -135,7 +168,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             for a in &rest {
                 match a.as_str() {
                     "--json" => json = true,
-                    other => return Err(format!("status: unexpected argument {other:?}")),
+                    other => {
+                        return Err(UsageError::Unexpected {
+                            verb: "status",
+                            arg: other.to_owned(),
+                        });
+                    }
                 }
             }
             Verb::Status { json }
@@ -149,39 +187,37 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                     Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
                     None => (a.clone(), None),
                 };
-                let mut value = |name: &str| {
+                let mut value = |name: &'static str| {
                     inline
                         .clone()
                         .or_else(|| it.next())
-                        .ok_or_else(|| format!("leases: {name} needs a value"))
+                        .ok_or(UsageError::NeedsValue(name))
                 };
                 match flag.as_str() {
                     "--json" => json = true,
                     "--subnet" => {
-                        let p = value("--subnet")?;
-                        config::parse_prefix(&p).map_err(|e| format!("leases: --subnet: {e}"))?;
+                        let p = value("leases: --subnet")?;
+                        config::parse_prefix(&p).map_err(UsageError::Subnet)?;
                         filter.subnet = Some(p);
                     }
                     "--state" => {
-                        let s = value("--state")?;
+                        let s = value("leases: --state")?;
                         let state = LeaseState::ALL
                             .into_iter()
                             .find(|st| st.as_str() == s)
-                            .ok_or_else(|| {
-                                let names: Vec<&str> =
-                                    LeaseState::ALL.iter().map(|s| s.as_str()).collect();
-                                format!("leases: --state {s:?} is not one of {}", names.join(", "))
-                            })?;
+                            .ok_or(UsageError::State(s))?;
                         filter.state = Some(state);
                     }
                     "--limit" => {
-                        let n = value("--limit")?;
-                        filter.limit = Some(
-                            n.parse()
-                                .map_err(|_| format!("leases: --limit {n:?} is not a count"))?,
-                        );
+                        let n = value("leases: --limit")?;
+                        filter.limit = Some(n.parse().map_err(|_| UsageError::Limit(n))?);
                     }
-                    _ => return Err(format!("leases: unexpected argument {a:?}")),
+                    _ => {
+                        return Err(UsageError::Unexpected {
+                            verb: "leases",
+                            arg: a,
+                        });
+                    }
                 }
             }
             Verb::Leases { json, filter }
@@ -194,32 +230,38 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 if a == "--since" || a.starts_with("--since=") {
                     let v = match a.strip_prefix("--since=") {
                         Some(v) => v.to_owned(),
-                        None => it.next().ok_or("partner-down: --since needs a TIME")?,
+                        None => it.next().ok_or(UsageError::SinceNeedsTime)?,
                     };
-                    since =
-                        Some(parse_time(&v).map_err(|e| format!("partner-down: --since: {e}"))?);
+                    since = Some(parse_time(&v).map_err(UsageError::Since)?);
                 } else if a.starts_with('-') {
-                    return Err(format!("partner-down: unknown option {a:?}"));
+                    return Err(UsageError::PartnerDownOption(a));
                 } else if name.replace(a).is_some() {
-                    return Err("partner-down: give one relationship NAME".into());
+                    return Err(UsageError::TwoNames);
                 }
             }
             Verb::PartnerDown {
-                name: name.ok_or("partner-down: the relationship NAME is required")?,
+                name: name.ok_or(UsageError::NoName)?,
                 since,
             }
         }
-        other => {
-            return Err(format!(
-                "unknown verb {other:?} (known: status, leases, partner-down)"
-            ));
-        }
+        other => return Err(UsageError::UnknownVerb(other.to_owned())),
     };
     Ok(Invocation { locator, verb })
 }
 
+/// Why the daemon's admin API could not be located ([`resolve`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The config file names it but is not valid.
+    #[error("invalid config:\n{0}")]
+    InvalidConfig(config::ConfigErrors),
+    /// The config file could not be read.
+    #[error("cannot read config {0}")]
+    ReadConfig(LoadError),
+}
+
 /// Where the daemon's admin API is, for a locator. Reads the config for [`Locator::Config`].
-pub fn resolve(locator: &Locator) -> Result<Target, String> {
+pub fn resolve(locator: &Locator) -> Result<Target, ResolveError> {
     Ok(match locator {
         Locator::Default => Target::Unix(PathBuf::from(DEFAULT_DATA_DIR).join(admin::SOCKET_NAME)),
         Locator::DataDir(d) => Target::Unix(d.join(admin::SOCKET_NAME)),
@@ -227,8 +269,8 @@ pub fn resolve(locator: &Locator) -> Result<Target, String> {
         Locator::Admin(a) => Target::Tcp(a.clone()),
         Locator::Config(path) => match config::load(path) {
             Ok(c) => Target::Unix(c.admin_socket()),
-            Err(LoadError::Invalid(errors)) => return Err(format!("invalid config:\n{errors}")),
-            Err(e) => return Err(format!("cannot read config {e}")),
+            Err(LoadError::Invalid(errors)) => return Err(ResolveError::InvalidConfig(errors)),
+            Err(e) => return Err(ResolveError::ReadConfig(e)),
         },
     })
 }
@@ -543,7 +585,7 @@ pub fn render_leases(leases: &[LeaseInfo]) -> String {
 mod tests {
     use super::*;
 
-    fn parse(a: &[&str]) -> Result<Invocation, String> {
+    fn parse(a: &[&str]) -> Result<Invocation, UsageError> {
         parse_args(a.iter().map(|s| (*s).to_owned()))
     }
 

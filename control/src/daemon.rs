@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::admin::{AdminBackend, AdminError, AdminServer};
+use crate::admin::{AdminBackend, AdminError, AdminServer, PartnerDownError};
 use crate::config::{self, Config, LoadError};
 use crate::status::{LeaseFilter, LeaseInfo, Status};
 
@@ -269,20 +269,18 @@ impl AdminBackend for ConfigBackend {
         Vec::new()
     }
 
-    fn partner_down(&self, name: &str, _since: u64) -> Result<(), String> {
+    fn partner_down(&self, name: &str, _since: u64) -> Result<(), PartnerDownError> {
         partner_down_unavailable(&self.config, name)
     }
 }
 
 /// The answer to `partner-down` while failover is not running: "no such relationship" for a name
 /// the config lacks, "failover not active" for one it has.
-pub fn partner_down_unavailable(config: &Config, name: &str) -> Result<(), String> {
+pub fn partner_down_unavailable(config: &Config, name: &str) -> Result<(), PartnerDownError> {
     if config.relationship(name).is_some() {
-        Err(format!(
-            "failover not active: relationship {name:?} is configured but failover is not running"
-        ))
+        Err(PartnerDownError::NotRunning(name.to_owned()))
     } else {
-        Err(format!("no such relationship {name:?}"))
+        Err(PartnerDownError::NoSuchRelationship(name.to_owned()))
     }
 }
 
@@ -311,8 +309,21 @@ pub enum Command {
     Help,
 }
 
+/// What is wrong with a `tandemd` command line (exit status 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    #[error("--config needs a FILE")]
+    ConfigNeedsFile,
+    #[error("--config given twice")]
+    ConfigTwice,
+    #[error("unexpected argument {0:?}")]
+    Unexpected(String),
+    #[error("--config FILE is required")]
+    NoConfig,
+}
+
 /// Parses `tandemd`'s arguments (without the program name).
-pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageError> {
     let mut config: Option<PathBuf> = None;
     let mut check = false;
     let mut args = args.into_iter();
@@ -322,23 +333,23 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
             "--version" | "-V" => return Ok(Command::Version),
             "--check" => check = true,
             "--config" | "-c" => {
-                let v = args.next().ok_or("--config needs a FILE")?;
+                let v = args.next().ok_or(UsageError::ConfigNeedsFile)?;
                 if config.replace(v.into()).is_some() {
-                    return Err("--config given twice".into());
+                    return Err(UsageError::ConfigTwice);
                 }
             }
             other => {
                 if let Some(v) = other.strip_prefix("--config=") {
                     if config.replace(v.into()).is_some() {
-                        return Err("--config given twice".into());
+                        return Err(UsageError::ConfigTwice);
                     }
                 } else {
-                    return Err(format!("unexpected argument {other:?}"));
+                    return Err(UsageError::Unexpected(other.to_owned()));
                 }
             }
         }
     }
-    let config = config.ok_or("--config FILE is required")?;
+    let config = config.ok_or(UsageError::NoConfig)?;
     Ok(if check {
         Command::Check(config)
     } else {
@@ -380,10 +391,28 @@ fn load_or_report(path: &Path) -> Option<Config> {
     }
 }
 
+/// An error and its causes as the log shows them: `what: cause: cause's cause`.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
 /// `tandemd`'s `main`: exit 0 on success, 1 on an invalid config or a runtime failure, 2 on bad usage.
 /// `wire` starts the dataplane: given the config and hooks, it may fill `hooks.backend` and start
-/// threads observing `hooks.shutdown` before [`run`] is called.
-pub fn main(wire: impl FnOnce(&Config, &mut Hooks) -> anyhow::Result<()>) -> ExitCode {
+/// threads observing `hooks.shutdown` before [`run`] is called. Its error is logged with its
+/// causes ([`Chain`]).
+pub fn main<E: std::error::Error + 'static>(
+    wire: impl FnOnce(&Config, &mut Hooks) -> Result<(), E>,
+) -> ExitCode {
     let command = match parse_args(std::env::args().skip(1)) {
         Ok(c) => c,
         Err(e) => {
@@ -419,7 +448,7 @@ pub fn main(wire: impl FnOnce(&Config, &mut Hooks) -> anyhow::Result<()>) -> Exi
             }
             let mut hooks = Hooks::new(shutdown.clone());
             if let Err(e) = wire(&config, &mut hooks) {
-                tracing::error!(error = format!("{e:#}"), "cannot start");
+                tracing::error!(error = %Chain(&e), "cannot start");
                 shutdown.request();
                 return ExitCode::from(1);
             }

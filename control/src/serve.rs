@@ -2,23 +2,25 @@
 //! and the admin backend that reports on them.
 
 use std::collections::BTreeMap;
+use std::io;
+use std::num::TryFromIntError;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use dataplane::dispatch::{self, Dispatcher, Lane, SiblingIo};
 use dataplane::engine::{self, Engine, EngineConfig, ScopeConfig};
-use dataplane::packet::{PacketIo, PortGuard, Socket, SocketOptions};
+use dataplane::packet::{self, GuardError, PacketIo, PortGuard, Socket, SocketOptions};
 use dataplane::server::{DhcpHandler, Interface};
 use dataplane::stats::WorkerStats;
 use dataplane::worker::{self, FrameIo, Worker, WorkerConfig};
-use dataplane::xdp::{AttachMode, XdpPort, XskOptions};
+use dataplane::xdp::{AttachMode, XdpError, XdpPort, XskOptions};
 use lease_mmap::{BindingState, Lease, Store, UnixTime};
 
-use crate::admin::AdminBackend;
+use crate::admin::{AdminBackend, PartnerDownError};
 use crate::config::{self, Config, Datapath, SubnetConfig};
-use crate::daemon::{Hooks, VERSION};
+use crate::daemon::{Chain, Hooks, VERSION};
 use crate::status::{LeaseFilter, LeaseInfo, LeaseState, Status, WorkerStatus};
 
 /// How often the lease tables are checkpointed (msync) so the journals can be reset.
@@ -83,20 +85,84 @@ fn durability(d: config::Durability) -> lease_mmap::Durability {
     }
 }
 
+/// Why serving did not start ([`start`]). The text names the step; the cause is the
+/// [`std::error::Error::source`] (the log shows both, [`crate::daemon::Chain`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("XDP on {name}")]
+    Xdp {
+        name: String,
+        /// Boxed: `XdpError` is large and this is the cold path.
+        #[source]
+        source: Box<XdpError>,
+    },
+    #[error("too many workers")]
+    TooManyWorkers(#[source] TryFromIntError),
+    #[error("opening lease tables in {}", dir.display())]
+    Store {
+        dir: PathBuf,
+        #[source]
+        source: lease_mmap::OpenError,
+    },
+    #[error("control journal")]
+    ControlJournal,
+    #[error("engine")]
+    Engine(#[source] engine::ConfigError),
+    #[error(transparent)]
+    Failover(#[from] crate::failover::driver::StartError),
+    #[error("interface {name:?}")]
+    Interface {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("port 67 on {name}")]
+    PortGuard {
+        name: String,
+        #[source]
+        source: GuardError,
+    },
+    #[error("packet sockets on {name}")]
+    PacketSockets {
+        name: String,
+        #[source]
+        source: packet::OpenError,
+    },
+    #[error("send socket on {name} for software dispatch")]
+    DispatchSocket {
+        name: String,
+        #[source]
+        source: packet::OpenError,
+    },
+    #[error("journal count")]
+    JournalCount,
+    #[error(transparent)]
+    WorkerId(TryFromIntError),
+    #[error("spawning worker")]
+    SpawnWorker(#[source] io::Error),
+    /// The load-balance updater or the checkpoint thread could not be spawned.
+    #[error(transparent)]
+    Thread(io::Error),
+}
+
 /// Starts serving: opens and recovers the lease store, builds the engine, opens the
 /// datapath on every interface and spawns the pinned workers. Registers the teardown
 /// (stop workers, commit journals, checkpoint) and the admin backend in `hooks`.
-pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
+pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
     // The XDP datapath, when chosen, is set up first: it decides how many workers there are
     // (one per rx queue of each interface).
-    let open_xdp = || -> anyhow::Result<Vec<XdpPort>> {
+    let open_xdp = || -> Result<Vec<XdpPort>, StartError> {
         config
             .server
             .interfaces
             .iter()
             .map(|name| {
-                XdpPort::open(name, AttachMode::Auto, &XskOptions::default())
-                    .with_context(|| format!("XDP on {name}"))
+                XdpPort::open(name, AttachMode::Auto, &XskOptions::default()).map_err(|source| {
+                    StartError::Xdp {
+                        name: name.clone(),
+                        source: Box::new(source),
+                    }
+                })
             })
             .collect()
     };
@@ -109,7 +175,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
                 Some(ports)
             }
             Err(e) => {
-                tracing::info!(error = %format!("{e:#}"), "datapath auto: XDP unavailable; using packet (AF_PACKET)");
+                tracing::info!(error = %Chain(&e), "datapath auto: XDP unavailable; using packet (AF_PACKET)");
                 None
             }
         },
@@ -134,7 +200,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             .sum(),
         None => per_iface * n_ifaces,
     };
-    let n_journals = u16::try_from(n_workers).context("too many workers")?;
+    let n_journals = u16::try_from(n_workers).map_err(StartError::TooManyWorkers)?;
 
     let engine_cfg = engine_config(config);
     let specs = engine_cfg.table_specs();
@@ -148,11 +214,9 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         n_journals + u16::from(replicating),
         durability(config.server.durability),
     )
-    .with_context(|| {
-        format!(
-            "opening lease tables in {}",
-            config.server.data_dir.display()
-        )
+    .map_err(|source| StartError::Store {
+        dir: config.server.data_dir.clone(),
+        source,
     })?;
     tracing::info!(
         tables = specs.len(),
@@ -164,14 +228,14 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
     );
     let store = Arc::new(store);
     let control_journal = if replicating {
-        Some(journals.pop().context("control journal")?)
+        Some(journals.pop().ok_or(StartError::ControlJournal)?)
     } else {
         None
     };
     let (gate, views) = crate::failover::gate::Gate::new(config);
     let engine = Arc::new(
         Engine::new(engine_cfg, Arc::clone(&store))
-            .context("engine")?
+            .map_err(StartError::Engine)?
             .with_failover(Arc::new(gate)),
     );
     let lb_view = crate::xdp::lb_plan(config).and_then(|i| views.get(i).cloned());
@@ -190,11 +254,19 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
     let mut interfaces = Vec::with_capacity(n_ifaces);
     let mut guards = Vec::with_capacity(n_ifaces);
     for name in &config.server.interfaces {
-        let iface = Interface::lookup(name).with_context(|| format!("interface {name:?}"))?;
+        let iface = Interface::lookup(name).map_err(|source| StartError::Interface {
+            name: name.clone(),
+            source,
+        })?;
         if iface.addr.is_none() && config.server.server_id.is_none() {
             tracing::warn!(interface = %name, "no IPv4 address and no server_id: directly attached clients cannot be served");
         }
-        guards.push(PortGuard::bind(Some(name)).with_context(|| format!("port 67 on {name}"))?);
+        guards.push(
+            PortGuard::bind(Some(name)).map_err(|source| StartError::PortGuard {
+                name: name.clone(),
+                source,
+            })?,
+        );
         interfaces.push(iface);
     }
     let interfaces: Arc<[Interface]> = interfaces.into();
@@ -212,7 +284,10 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
                 .map(|s| Box::new(s) as Box<dyn FrameIo>)
                 .collect(),
             None => Socket::open_group(name, per_iface, &SocketOptions::default())
-                .with_context(|| format!("packet sockets on {name}"))?
+                .map_err(|source| StartError::PacketSockets {
+                    name: name.clone(),
+                    source,
+                })?
                 .into_iter()
                 .map(|s| Box::new(PacketIo::new(s, dataplane::sys::MAX_BATCH)) as Box<dyn FrameIo>)
                 .collect(),
@@ -227,8 +302,10 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         let mut sibling_ios: Vec<Box<dyn FrameIo>> = Vec::with_capacity(n_siblings);
         for j in 0..n_siblings {
             let lane = Lane::new(dispatch::LANE_DEPTH);
-            let tx = Socket::open_tx_only(name)
-                .with_context(|| format!("send socket on {name} for software dispatch"))?;
+            let tx = Socket::open_tx_only(name).map_err(|source| StartError::DispatchSocket {
+                name: name.clone(),
+                source,
+            })?;
             sibling_ios.push(Box::new(SiblingIo::new(
                 Arc::clone(&lane),
                 tx,
@@ -247,11 +324,11 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             .chain(ios.into_iter().zip(lanes));
         for (io, lanes) in with_lanes {
             let id = workers.len();
-            let journal = journals.next().context("journal count")?;
+            let journal = journals.next().ok_or(StartError::JournalCount)?;
             let stats = Arc::new(WorkerStats::new());
             let mut handler = DhcpHandler::new(
                 Arc::clone(&engine),
-                engine.worker(u16::try_from(id)?, n_journals),
+                engine.worker(u16::try_from(id).map_err(StartError::WorkerId)?, n_journals),
                 journal,
                 Arc::clone(&interfaces),
                 Arc::clone(&stats),
@@ -270,7 +347,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
             wc.core = cores.get(id % cores.len().max(1)).map(|c| c.id);
             workers.push(
                 worker::spawn(wc, io, handler, Arc::clone(&stats), Arc::clone(&stop))
-                    .context("spawning worker")?,
+                    .map_err(StartError::SpawnWorker)?,
             );
             all_stats.push(stats);
         }
@@ -284,11 +361,10 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
         ))
     });
     let lb_updater = match (&xdp, lb_view) {
-        (Some(xdp), Some(view)) => Some(crate::xdp::spawn_lb_updater(
-            Arc::clone(xdp),
-            view,
-            hooks.shutdown.clone(),
-        )?),
+        (Some(xdp), Some(view)) => Some(
+            crate::xdp::spawn_lb_updater(Arc::clone(xdp), view, hooks.shutdown.clone())
+                .map_err(StartError::Thread)?,
+        ),
         _ => None,
     };
     tracing::info!(
@@ -326,7 +402,8 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> anyhow::Result<()> {
                         last = Instant::now();
                     }
                 }
-            })?
+            })
+            .map_err(StartError::Thread)?
     };
 
     let (failover, failover_thread) = match failover {
@@ -419,7 +496,7 @@ fn start_failover(
     journal: lease_mmap::WorkerJournal,
     workers: usize,
     shutdown: &crate::daemon::Shutdown,
-) -> anyhow::Result<crate::failover::driver::Running> {
+) -> Result<crate::failover::driver::Running, crate::failover::driver::StartError> {
     let rel_of = |s: &SubnetConfig| {
         s.failover
             .as_deref()
@@ -573,7 +650,7 @@ impl AdminBackend for Backend {
         out
     }
 
-    fn partner_down(&self, name: &str, since: u64) -> Result<(), String> {
+    fn partner_down(&self, name: &str, since: u64) -> Result<(), PartnerDownError> {
         match &self.failover {
             Some(driver) => driver.partner_down(name, since),
             None => crate::daemon::partner_down_unavailable(&self.config, name),

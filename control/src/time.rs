@@ -13,18 +13,30 @@ pub fn format_rfc3339(t: u64) -> String {
     )
 }
 
+/// Why a time string is not one ([`parse_time`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    /// Unix seconds beyond 64 bits.
+    #[error("time {0:?} is out of range")]
+    OutOfRange(String),
+    /// Neither Unix seconds nor RFC 3339.
+    #[error("invalid time {0:?}: expected RFC 3339 (2026-11-22T04:00:00Z) or Unix seconds")]
+    Invalid(String),
+    /// RFC 3339 before the Unix epoch.
+    #[error("time {0:?} is before 1970")]
+    BeforeEpoch(String),
+}
+
 /// Parses Unix seconds (`1763784000`) or RFC 3339 (`2026-11-22T04:00:00Z`, `...+01:00`, fractional
 /// seconds ignored, `t`/`z`/space accepted).
-pub fn parse_time(text: &str) -> Result<u64, String> {
+pub fn parse_time(text: &str) -> Result<u64, TimeError> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text
             .parse()
-            .map_err(|_| format!("time {text:?} is out of range"));
+            .map_err(|_| TimeError::OutOfRange(text.to_owned()));
     }
-    let bad = || {
-        format!("invalid time {text:?}: expected RFC 3339 (2026-11-22T04:00:00Z) or Unix seconds")
-    };
+    let bad = || TimeError::Invalid(text.to_owned());
     let b = text.as_bytes();
     if b.len() < 20
         || b[4] != b'-'
@@ -35,7 +47,7 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
     {
         return Err(bad());
     }
-    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
+    let num = |r: std::ops::Range<usize>| -> Result<i64, TimeError> {
         let s = text.get(r).ok_or_else(bad)?;
         if !s.bytes().all(|c| c.is_ascii_digit()) {
             return Err(bad());
@@ -78,7 +90,7 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
         }
     };
     let t = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s.min(59) - offset;
-    u64::try_from(t).map_err(|_| format!("time {text:?} is before 1970"))
+    u64::try_from(t).map_err(|_| TimeError::BeforeEpoch(text.to_owned()))
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use control::admin::{AdminBackend, AdminServer, MAX_REQUEST};
+use control::admin::{AdminBackend, AdminServer, MAX_REQUEST, PartnerDownError};
 use control::config::{FailoverMode, Role};
 use control::status::{
     FailoverState, LeaseFilter, LeaseInfo, LeaseState, RelationshipStatus, Status, WorkerStatus,
@@ -76,12 +76,12 @@ impl AdminBackend for TestBackend {
         }]
     }
 
-    fn partner_down(&self, name: &str, since: u64) -> Result<(), String> {
+    fn partner_down(&self, name: &str, since: u64) -> Result<(), PartnerDownError> {
         if name == "panic" {
             panic!("backend bug");
         }
         if name != "edge-pair" {
-            return Err(format!("no such relationship {name:?}"));
+            return Err(PartnerDownError::NoSuchRelationship(name.to_owned()));
         }
         self.partner_down_calls
             .lock()

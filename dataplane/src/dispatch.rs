@@ -36,7 +36,8 @@ use crossbeam::queue::ArrayQueue;
 use crate::packet::{PacketIo, Socket};
 use crate::stats::WorkerStats;
 use crate::worker::{
-    BatchHandler, DEFAULT_SLOT_LEN, FrameIo, RxBatch, RxDesc, RxMeta, TxBatch, TxOutcome,
+    BatchHandler, DEFAULT_SLOT_LEN, FrameIo, RxBatch, RxDesc, RxMeta, RxSelection, TxBatch,
+    TxOutcome,
 };
 
 /// Frames one lane holds in flight (its queue and its buffer pool).
@@ -143,7 +144,7 @@ pub struct Dispatcher<H> {
     lanes: Vec<Arc<Lane>>,
     keep: Vec<bool>,
     woken: Vec<bool>,
-    local: Vec<RxDesc>,
+    local: RxSelection,
     stats: Option<Arc<WorkerStats>>,
 }
 
@@ -164,7 +165,7 @@ impl<H: BatchHandler> Dispatcher<H> {
             lanes,
             keep: Vec::with_capacity(crate::sys::MAX_BATCH),
             woken: vec![false; n],
-            local: Vec::with_capacity(crate::sys::MAX_BATCH),
+            local: RxSelection::with_capacity(crate::sys::MAX_BATCH),
             stats: None,
         }
     }

@@ -5,12 +5,22 @@
 //! - [`packet`]: the AF_PACKET datapath; [`xdp`]: the XDP steering program's loader; [`worker`]: pinned worker threads; [`stats`]: their
 //!   counters; [`server`]: the batch handler joining wire, engine and journal; [`sys`]: every
 //!   syscall.
+//!
+//! `unsafe` is denied crate-wide and allowed, by an `#[expect]` that names why, in three
+//! modules only: [`sys`] (the syscalls), `xdp::umem` (the view of one UMEM frame) and
+//! [`xdp::xsk`] (the AF_XDP rings, whose xsk-rs calls are `unsafe fn`s with the socket's frame
+//! accounting as their precondition). Each opens with the invariants it keeps.
+#![deny(unsafe_code)]
 
 pub mod dispatch;
 pub mod engine;
 pub mod packet;
 pub mod server;
 pub mod stats;
+#[expect(
+    unsafe_code,
+    reason = "the syscalls: every one the crate makes goes through here"
+)]
 pub mod sys;
 pub mod wire;
 pub mod worker;

@@ -7,6 +7,7 @@
 //! return and the worker loop send the replies. If the commit fails, the batch's replies
 //! are discarded and the process is told to stop (DESIGN.md §4: an fsync error is not
 //! retried; recovery replays the journal).
+#![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

@@ -1,7 +1,11 @@
-//! The one module through which the packet path makes system calls (aya's `sys` pattern).
+//! The one module through which the packet path makes system calls (aya's `sys` pattern):
+//! the packet sockets, the interface ioctls (`SIOCGIF*`, `SIOCETHTOOL`), the rtnetlink
+//! socket of [`crate::xdp::netlink`], `setns`, and the one kernel-ABI value type aya moves as
+//! raw bytes (`LbMapValue`).
 //!
 //! Everything above this module is safe code over owned file descriptors; everything here is a
-//! thin wrapper that turns one syscall into an `io::Result`.
+//! thin wrapper that turns one syscall into an `io::Result`. (The AF_XDP rings and UMEM are
+//! the other unsafe code of the crate: `xdp::xsk` and `xdp::umem`, see ARCHITECTURE.md.)
 //!
 //! Invariants every function here keeps:
 //! - File descriptors come in as [`BorrowedFd`] (open for the whole call) and go out as
@@ -19,7 +23,7 @@ use std::ffi::CString;
 use std::io;
 use std::mem::{self, MaybeUninit};
 use std::net::SocketAddrV4;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 /// The most frames one [`recv_batch`] or [`send_batch`] call moves.
@@ -108,6 +112,39 @@ fn ifreq_ioctl(request: libc::Ioctl, req: &mut libc::ifreq) -> io::Result<()> {
     // SAFETY: `req` is a live, initialised `ifreq` for the whole call; the SIOCGIF* requests
     // named by our callers read `ifr_name` and write at most `size_of::<ifreq>()` bytes into it.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request, req as *mut libc::ifreq) }).map(drop)
+}
+
+/// `struct ethtool_channels` (`linux/ethtool.h`): a driver's rx, tx and combined channels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EthtoolChannels {
+    pub cmd: u32,
+    pub max_rx: u32,
+    pub max_tx: u32,
+    pub max_other: u32,
+    pub max_combined: u32,
+    pub rx_count: u32,
+    pub tx_count: u32,
+    pub other_count: u32,
+    pub combined_count: u32,
+}
+
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+const SIOCETHTOOL: libc::Ioctl = 0x8946;
+
+/// The channels of interface `name` (`ETHTOOL_GCHANNELS`, what `ethtool -l` shows).
+pub fn ethtool_channels(name: &str) -> io::Result<EthtoolChannels> {
+    let mut req = ifreq(name)?;
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    req.ifr_ifru.ifru_data = (&raw mut ch).cast::<libc::c_char>();
+    let fd = udp_socket()?;
+    // SAFETY: `req` names the interface and points `ifru_data` at `ch`, a live, initialised
+    // `struct ethtool_channels` the kernel fills for ETHTOOL_GCHANNELS; both outlive the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &raw mut req) })?;
+    Ok(ch)
 }
 
 /// The Ethernet address of interface `name` (`SIOCGIFHWADDR`).
@@ -506,6 +543,67 @@ pub fn send_batch<'a>(
     Ok(usize::try_from(sent).unwrap_or(0).min(n))
 }
 
+/// An `AF_NETLINK`/`NETLINK_ROUTE` socket (blocking, close-on-exec) that asks for extended
+/// acknowledgements (`NETLINK_EXT_ACK`) where the kernel has them.
+pub fn netlink_route_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes no pointers.
+    let fd = owned(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    })?;
+    // Failure is harmless: errors then come without the kernel's explanation.
+    let _ = set_int_opt(fd.as_fd(), libc::SOL_NETLINK, libc::NETLINK_EXT_ACK, 1);
+    Ok(fd)
+}
+
+/// Sends `msg` as one datagram to the kernel (netlink pid 0) over a netlink socket.
+pub fn netlink_send_to_kernel(fd: BorrowedFd<'_>, msg: &[u8]) -> io::Result<()> {
+    // SAFETY: `sockaddr_nl` is plain data; all-zero is valid (pid 0, groups 0: the kernel).
+    let mut kernel: libc::sockaddr_nl = unsafe { mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: `msg` and `kernel` are live for the call and the lengths passed are theirs; the
+    // kernel only reads them.
+    let sent = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&raw const kernel).cast(),
+            socklen::<libc::sockaddr_nl>(),
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `recv(2)`, blocking: one datagram into `buf`. Returns the bytes written (never more than
+/// `buf.len()`).
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is live and writable for its whole length, which is what we pass; the
+    // kernel keeps no pointer after the call.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0).min(buf.len()))
+}
+
+/// An `LB_CONFIG` map value as aya reads and writes it: raw bytes of a [`ebpf::LbConfig`].
+#[derive(Clone, Copy, Debug)]
+#[repr(transparent)]
+pub(crate) struct LbMapValue(pub(crate) ebpf::LbConfig);
+
+// SAFETY: `LbConfig` is `#[repr(C)]`, `Copy`, made of `u32`s and a byte array with no padding
+// (4 × 4 + 32 bytes), and every bit pattern is a valid value: it may be read from and
+// written to the map as bytes.
+unsafe impl aya::Pod for LbMapValue {}
+
 /// Moves the calling thread into the network namespace `ns` refers to (an open
 /// `/run/netns/NAME` or `/proc/PID/ns/net`). Sockets opened afterwards belong to that
 /// namespace for life, whichever thread uses them later.
@@ -556,6 +654,4 @@ mod tests {
         assert!(if_nametoindex("lo").is_ok_and(|i| i > 0));
         assert!(if_nametoindex("bad\0name").is_err());
     }
-
-    use std::os::fd::AsFd;
 }

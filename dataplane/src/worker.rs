@@ -64,14 +64,23 @@ pub struct RxMeta {
     pub csum_not_ready: bool,
 }
 
-/// Where a received frame lies in its batch's buffer: `offset` is the byte offset in the
-/// arena of [`RxBatch::new`]; in a batch of UMEM frames (the AF_XDP path) it is the frame's
-/// index in the batch.
+/// Where a received frame lies in the arena of [`RxBatch::new`]: `offset` is the byte offset
+/// of its first byte in the arena, `len` its length. (A batch of UMEM frames, the AF_XDP
+/// path, describes its frames with a `UmemDesc` instead: there is no arena to be an offset
+/// into.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxDesc {
     pub offset: usize,
     pub len: usize,
     pub meta: RxMeta,
+}
+
+/// A received frame in a batch of UMEM frames ([`RxBatch::from_umem`]): `frame` is the
+/// index of its view among the batch's frames; its length is the view's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct UmemDesc {
+    pub(crate) frame: usize,
+    pub(crate) meta: RxMeta,
 }
 
 /// One received frame.
@@ -88,24 +97,34 @@ pub struct RxFrame<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct RxBatch<'a> {
     src: RxSource<'a>,
-    descs: &'a [RxDesc],
 }
 
-/// Where a batch's bytes are.
+/// Where a batch's bytes are, each with its own kind of descriptor.
 #[derive(Clone, Copy, Debug)]
 enum RxSource<'a> {
-    /// One arena holding every frame at its descriptor's offset.
-    Arena(&'a [u8]),
-    /// One UMEM frame per descriptor (its offset is the index here): no slice ever spans
-    /// more than one frame, since the kernel writes the frames user space does not own.
-    Umem(&'a [UmemFrame]),
+    /// One arena holding every frame at its descriptor's byte offset.
+    Arena { buf: &'a [u8], descs: &'a [RxDesc] },
+    /// One UMEM frame per descriptor (by index): no slice ever spans more than one frame,
+    /// since the kernel writes the frames user space does not own.
+    Umem {
+        frames: &'a [UmemFrame],
+        descs: &'a [UmemDesc],
+    },
 }
 
-impl<'a> RxSource<'a> {
-    fn frame(self, d: &RxDesc) -> Option<&'a [u8]> {
-        match self {
-            RxSource::Arena(buf) => buf.get(d.offset..d.offset.checked_add(d.len)?),
-            RxSource::Umem(frames) => frames.get(d.offset)?.as_slice().get(..d.len),
+/// Reusable room for the descriptors of [`RxBatch::select`], for either kind of batch.
+#[derive(Debug, Default)]
+pub struct RxSelection {
+    arena: Vec<RxDesc>,
+    umem: Vec<UmemDesc>,
+}
+
+impl RxSelection {
+    /// Room for `n` descriptors of either kind without reallocating.
+    pub fn with_capacity(n: usize) -> Self {
+        RxSelection {
+            arena: Vec::with_capacity(n),
+            umem: Vec::with_capacity(n),
         }
     }
 }
@@ -115,55 +134,59 @@ impl<'a> RxBatch<'a> {
     /// is skipped by [`RxBatch::iter`] and is `None` from [`RxBatch::get`].
     pub fn new(buf: &'a [u8], descs: &'a [RxDesc]) -> Self {
         RxBatch {
-            src: RxSource::Arena(buf),
-            descs,
+            src: RxSource::Arena { buf, descs },
         }
     }
 
-    /// The UMEM frames `frames`, described by `descs` (offset: index into `frames`).
-    pub(crate) fn from_umem(frames: &'a [UmemFrame], descs: &'a [RxDesc]) -> Self {
+    /// The UMEM frames `frames`, described by `descs`.
+    pub(crate) fn from_umem(frames: &'a [UmemFrame], descs: &'a [UmemDesc]) -> Self {
         RxBatch {
-            src: RxSource::Umem(frames),
-            descs,
+            src: RxSource::Umem { frames, descs },
         }
     }
 
     pub fn empty() -> RxBatch<'static> {
-        RxBatch {
-            src: RxSource::Arena(&[]),
-            descs: &[],
-        }
+        RxBatch::new(&[], &[])
     }
 
     /// Whether the frames are views of the datapath's own buffers (the AF_XDP UMEM) rather
     /// than copies in an arena.
     pub fn is_zero_copy(&self) -> bool {
-        matches!(self.src, RxSource::Umem(_))
+        matches!(self.src, RxSource::Umem { .. })
     }
 
     /// How many descriptors the batch holds.
     pub fn len(&self) -> usize {
-        self.descs.len()
+        match self.src {
+            RxSource::Arena { descs, .. } => descs.len(),
+            RxSource::Umem { descs, .. } => descs.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.descs.is_empty()
+        self.len() == 0
     }
 
     /// Frame `i`, if it exists.
     pub fn get(&self, i: usize) -> Option<RxFrame<'a>> {
-        let d = self.descs.get(i)?;
-        let data = self.src.frame(d)?;
-        Some(RxFrame { data, meta: d.meta })
+        match self.src {
+            RxSource::Arena { buf, descs } => {
+                let d = descs.get(i)?;
+                let data = buf.get(d.offset..d.offset.checked_add(d.len)?)?;
+                Some(RxFrame { data, meta: d.meta })
+            }
+            RxSource::Umem { frames, descs } => {
+                let d = descs.get(i)?;
+                let data = frames.get(d.frame)?.as_slice();
+                Some(RxFrame { data, meta: d.meta })
+            }
+        }
     }
 
     /// The frames in arrival order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Option<RxFrame<'a>>> + 'a {
-        let src = self.src;
-        self.descs.iter().map(move |d| {
-            let data = src.frame(d)?;
-            Some(RxFrame { data, meta: d.meta })
-        })
+        let batch = *self;
+        (0..batch.len()).map(move |i| batch.get(i))
     }
 
     /// The frames in arrival order, skipping malformed descriptors.
@@ -171,27 +194,34 @@ impl<'a> RxBatch<'a> {
         self.iter().flatten()
     }
 
-    /// The frames `keep` selects (by index), as a batch over the same buffer; `descs` is the
+    /// The frames `keep` selects (by index), as a batch over the same buffer; `room` is the
     /// caller's reusable room for their descriptors.
     pub fn select<'b>(
         &self,
         mut keep: impl FnMut(usize) -> bool,
-        descs: &'b mut Vec<RxDesc>,
+        room: &'b mut RxSelection,
     ) -> RxBatch<'b>
     where
         'a: 'b,
     {
-        descs.clear();
-        descs.extend(
-            self.descs
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| keep(i))
-                .map(|(_, d)| *d),
-        );
-        RxBatch {
-            src: self.src,
-            descs,
+        fn kept<D: Copy>(from: &[D], mut keep: impl FnMut(usize) -> bool, into: &mut Vec<D>) {
+            into.clear();
+            into.extend(
+                from.iter()
+                    .enumerate()
+                    .filter(|&(i, _)| keep(i))
+                    .map(|(_, d)| *d),
+            );
+        }
+        match self.src {
+            RxSource::Arena { buf, descs } => {
+                kept(descs, &mut keep, &mut room.arena);
+                RxBatch::new(buf, &room.arena)
+            }
+            RxSource::Umem { frames, descs } => {
+                kept(descs, &mut keep, &mut room.umem);
+                RxBatch::from_umem(frames, &room.umem)
+            }
         }
     }
 }

@@ -103,11 +103,24 @@ pub fn parse(src: &str) -> Result<Config, Vec<ConfigError>> {
     validate::validate(&root, &index)
 }
 
+/// Why a duration string is not one ([`parse_duration`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Not `<integer><unit>`s.
+    #[error("invalid duration {0:?}: expected e.g. \"90s\", \"1h\", \"1d\" or \"1h30m\"")]
+    Invalid(String),
+    /// More seconds than 64 bits hold.
+    #[error("duration {0:?} is too long")]
+    Overflow(String),
+    /// More seconds than the 32 bits the protocol and the lease records have.
+    #[error("duration {0:?} is too long (at most {max} s)", max = u32::MAX)]
+    TooLong(String),
+}
+
 /// Parses a duration: one or more `<integer><unit>` with units `w`, `d`, `h`, `m`, `s`
 /// (`"90s"`, `"1h"`, `"1d"`, `"1h30m"`), in seconds.
-pub fn parse_duration(text: &str) -> Result<u32, String> {
-    let bad =
-        || format!("invalid duration {text:?}: expected e.g. \"90s\", \"1h\", \"1d\" or \"1h30m\"");
+pub fn parse_duration(text: &str) -> Result<u32, DurationError> {
+    let bad = || DurationError::Invalid(text.to_owned());
     if text.is_empty() {
         return Err(bad());
     }
@@ -131,11 +144,10 @@ pub fn parse_duration(text: &str) -> Result<u32, String> {
         total = number
             .checked_mul(scale)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("duration {text:?} is too long"))?;
+            .ok_or_else(|| DurationError::Overflow(text.to_owned()))?;
         rest = &rest[digits + 1..];
     }
-    u32::try_from(total)
-        .map_err(|_| format!("duration {text:?} is too long (at most {} s)", u32::MAX))
+    u32::try_from(total).map_err(|_| DurationError::TooLong(text.to_owned()))
 }
 
 /// Parses a MAC address, `02:00:00:00:00:01` (or with `-`).
@@ -181,41 +193,76 @@ pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Why a prefix string is not one ([`parse_prefix`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    #[error("invalid prefix {0:?}: expected ADDRESS/LENGTH, e.g. \"10.0.0.0/16\"")]
+    NoLength(String),
+    #[error("invalid prefix {text:?}: {addr:?} is not an IPv4 address")]
+    Address { text: String, addr: String },
+    #[error("invalid prefix {0:?}: length must be 0..=32")]
+    Length(String),
+    #[error("invalid prefix {text:?}: host bits are set (did you mean {network}/{len}?)")]
+    HostBits {
+        text: String,
+        network: std::net::Ipv4Addr,
+        len: u8,
+    },
+}
+
 /// Parses `10.0.0.0/16`; host bits must be clear.
-pub fn parse_prefix(text: &str) -> Result<Ipv4Prefix, String> {
-    let (a, l) = text.split_once('/').ok_or_else(|| {
-        format!("invalid prefix {text:?}: expected ADDRESS/LENGTH, e.g. \"10.0.0.0/16\"")
+pub fn parse_prefix(text: &str) -> Result<Ipv4Prefix, PrefixError> {
+    let (a, l) = text
+        .split_once('/')
+        .ok_or_else(|| PrefixError::NoLength(text.to_owned()))?;
+    let addr: std::net::Ipv4Addr = a.parse().map_err(|_| PrefixError::Address {
+        text: text.to_owned(),
+        addr: a.to_owned(),
     })?;
-    let addr: std::net::Ipv4Addr = a
-        .parse()
-        .map_err(|_| format!("invalid prefix {text:?}: {a:?} is not an IPv4 address"))?;
     let len: u8 = l
         .parse()
         .ok()
         .filter(|l| *l <= 32)
-        .ok_or_else(|| format!("invalid prefix {text:?}: length must be 0..=32"))?;
+        .ok_or_else(|| PrefixError::Length(text.to_owned()))?;
     let network = u32::from(addr) & types::mask(len);
     if network != u32::from(addr) {
-        return Err(format!(
-            "invalid prefix {text:?}: host bits are set (did you mean {}/{len}?)",
-            std::net::Ipv4Addr::from(network)
-        ));
+        return Err(PrefixError::HostBits {
+            text: text.to_owned(),
+            network: std::net::Ipv4Addr::from(network),
+            len,
+        });
     }
     Ok(Ipv4Prefix { addr, len })
 }
 
+/// Why an address range string is not one ([`parse_range`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    /// A range written as a prefix, and not a valid one.
+    #[error(transparent)]
+    Prefix(#[from] PrefixError),
+    #[error("invalid address range {text:?}: {addr:?} is not an IPv4 address")]
+    Address { text: String, addr: String },
+    #[error("invalid address range {text:?}: {first} is after {last}")]
+    Reversed {
+        text: String,
+        first: std::net::Ipv4Addr,
+        last: std::net::Ipv4Addr,
+    },
+}
+
 /// Parses an address range: `A-B`, a single address `A`, or a prefix `A/N`.
-pub fn parse_range(text: &str) -> Result<AddrRange, String> {
+pub fn parse_range(text: &str) -> Result<AddrRange, RangeError> {
     if text.contains('/') {
-        return parse_prefix(text).map(Ipv4Prefix::range);
+        return Ok(parse_prefix(text).map(Ipv4Prefix::range)?);
     }
     let ip = |s: &str| {
-        s.trim().parse::<std::net::Ipv4Addr>().map_err(|_| {
-            format!(
-                "invalid address range {text:?}: {:?} is not an IPv4 address",
-                s.trim()
-            )
-        })
+        s.trim()
+            .parse::<std::net::Ipv4Addr>()
+            .map_err(|_| RangeError::Address {
+                text: text.to_owned(),
+                addr: s.trim().to_owned(),
+            })
     };
     let (first, last) = match text.split_once('-') {
         Some((a, b)) => (ip(a)?, ip(b)?),
@@ -225,9 +272,11 @@ pub fn parse_range(text: &str) -> Result<AddrRange, String> {
         }
     };
     if first > last {
-        return Err(format!(
-            "invalid address range {text:?}: {first} is after {last}"
-        ));
+        return Err(RangeError::Reversed {
+            text: text.to_owned(),
+            first,
+            last,
+        });
     }
     Ok(AddrRange { first, last })
 }
@@ -283,6 +332,7 @@ mod tests {
         assert!(
             parse_prefix("10.0.0.1/16")
                 .unwrap_err()
+                .to_string()
                 .contains("10.0.0.0/16")
         );
         assert!(parse_prefix("10.0.0.0/33").is_err());

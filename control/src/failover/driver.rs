@@ -68,7 +68,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant as StdInstant};
 
-use anyhow::Context;
 use crossbeam::channel::{self, Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -82,6 +81,7 @@ use super::msg::{MessageType, Repr, StreamDecoder};
 use super::replicate::{Outbox, Replicator};
 use super::session::Session;
 use super::{Instant, Now, Role, UnixTime, persist};
+use crate::admin::PartnerDownError;
 use crate::config::{self, Config, FailoverConfig, FailoverMode};
 use crate::daemon::Shutdown;
 use crate::status::{FailoverState, RelationshipStatus};
@@ -108,7 +108,7 @@ enum Command {
     PartnerDown {
         name: String,
         since: u64,
-        reply: Sender<Result<(), String>>,
+        reply: Sender<Result<(), PartnerDownError>>,
     },
 }
 
@@ -142,7 +142,7 @@ impl Driver {
 
     /// The operator's partner-down for relationship `name`, last known up at `since` (Unix
     /// seconds): the machine's answer, or why it could not be asked.
-    pub fn partner_down(&self, name: &str, since: u64) -> Result<(), String> {
+    pub fn partner_down(&self, name: &str, since: u64) -> Result<(), PartnerDownError> {
         let (tx, rx) = channel::bounded(1);
         self.shared
             .commands
@@ -151,13 +151,10 @@ impl Driver {
                 since,
                 reply: tx,
             })
-            .map_err(|_| "failover driver stopped".to_owned())?;
-        self.shared
-            .waker
-            .wake()
-            .map_err(|e| format!("cannot wake the failover driver: {e}"))?;
+            .map_err(|_| PartnerDownError::DriverStopped)?;
+        self.shared.waker.wake().map_err(PartnerDownError::Wake)?;
         rx.recv_timeout(COMMAND_TIMEOUT)
-            .map_err(|_| "failover driver did not answer".to_owned())?
+            .map_err(|_| PartnerDownError::NoAnswer)?
     }
 }
 
@@ -180,9 +177,52 @@ pub struct Replication {
     pub table_rel: Vec<Option<usize>>,
 }
 
+/// Why a `[[failover]]` section does not make the machine's settings ([`fsm_config`]). The
+/// text names the step; the cause is the [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+pub enum FsmConfigError {
+    #[error("reading shared_secret_file {}", path.display())]
+    Secret {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failover relationship {name:?}")]
+    Invalid {
+        name: String,
+        #[source]
+        source: fsm::ConfigError,
+    },
+}
+
+/// Why the driver did not start ([`start`], [`start_replicating`]). The text names the
+/// step; the cause is the [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("failover: mio poll")]
+    Poll(#[source] io::Error),
+    #[error("failover: waker")]
+    Waker(#[source] io::Error),
+    #[error(transparent)]
+    Config(#[from] FsmConfigError),
+    #[error(transparent)]
+    Persist(#[from] persist::PersistError),
+    #[error("failover {name:?}: listening on {addr}")]
+    Listen {
+        name: String,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failover: register listener")]
+    Register(#[source] io::Error),
+    #[error("failover: spawning the driver thread")]
+    Spawn(#[source] io::Error),
+}
+
 /// The machine's settings from a `[[failover]]` section (the shared secret file is read
 /// here).
-pub fn fsm_config(f: &FailoverConfig) -> anyhow::Result<fsm::Config> {
+pub fn fsm_config(f: &FailoverConfig) -> Result<fsm::Config, FsmConfigError> {
     let role = match f.role {
         config::Role::Primary => Role::Primary,
         config::Role::Secondary => Role::Secondary,
@@ -200,14 +240,18 @@ pub fn fsm_config(f: &FailoverConfig) -> anyhow::Result<fsm::Config> {
     if let Some(path) = &f.shared_secret_file {
         c.shared_secret = Some(read_secret(path)?);
     }
-    c.validate()
-        .with_context(|| format!("failover relationship {:?}", f.name))?;
+    c.validate().map_err(|source| FsmConfigError::Invalid {
+        name: f.name.clone(),
+        source,
+    })?;
     Ok(c)
 }
 
-fn read_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let mut s = std::fs::read(path)
-        .with_context(|| format!("reading shared_secret_file {}", path.display()))?;
+fn read_secret(path: &Path) -> Result<Vec<u8>, FsmConfigError> {
+    let mut s = std::fs::read(path).map_err(|source| FsmConfigError::Secret {
+        path: path.to_owned(),
+        source,
+    })?;
     while s.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
         s.pop();
     }
@@ -291,7 +335,7 @@ pub fn start(
     views: Vec<Arc<RelationshipView>>,
     bindings: BindingSource,
     shutdown: &Shutdown,
-) -> anyhow::Result<Running> {
+) -> Result<Running, StartError> {
     start_inner(config, views, bindings, None, shutdown)
 }
 
@@ -304,7 +348,7 @@ pub fn start_replicating(
     bindings: BindingSource,
     replication: Replication,
     shutdown: &Shutdown,
-) -> anyhow::Result<Running> {
+) -> Result<Running, StartError> {
     start_inner(config, views, bindings, Some(replication), shutdown)
 }
 
@@ -314,9 +358,9 @@ fn start_inner(
     bindings: BindingSource,
     replication: Option<Replication>,
     shutdown: &Shutdown,
-) -> anyhow::Result<Running> {
-    let poll = Poll::new().context("failover: mio poll")?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("failover: waker")?);
+) -> Result<Running, StartError> {
+    let poll = Poll::new().map_err(StartError::Poll)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(StartError::Waker)?);
     let origin = StdInstant::now();
     let now = Now {
         instant: Instant::ZERO,
@@ -341,12 +385,15 @@ fn start_inner(
         let fsm = Fsm::new(fc, stored, now);
         persist::store(&data_dir, &f.name, &fsm.persisted())?;
         let addr = SocketAddr::new(IpAddr::V4(f.address), f.port);
-        let mut listener = TcpListener::bind(addr)
-            .with_context(|| format!("failover {:?}: listening on {addr}", f.name))?;
+        let mut listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
+            name: f.name.clone(),
+            addr,
+            source,
+        })?;
         let (lt, _, _) = Rel::tokens(i);
         poll.registry()
             .register(&mut listener, lt, Interest::READABLE)
-            .context("failover: register listener")?;
+            .map_err(StartError::Register)?;
         tracing::info!(relationship = %f.name, listen = %addr, peer = %SocketAddr::new(IpAddr::V4(f.peer_address), f.peer_port), role = f.role.as_str(), "failover: relationship configured");
         view.publish(&fsm);
         rels.push(Rel {
@@ -403,7 +450,7 @@ fn start_inner(
     let thread = std::thread::Builder::new()
         .name("failover".into())
         .spawn(move || lp.run())
-        .context("failover: spawning the driver thread")?;
+        .map_err(StartError::Spawn)?;
     Ok(Running {
         driver: Driver { shared },
         thread,
@@ -856,7 +903,7 @@ impl Loop {
         match cmd {
             Command::PartnerDown { name, since, reply } => {
                 let answer = match self.rels.iter().position(|r| r.cfg.name == name) {
-                    None => Err(format!("no such relationship {name:?}")),
+                    None => Err(PartnerDownError::NoSuchRelationship(name.clone())),
                     Some(i) => {
                         let now = self.now();
                         let since = UnixTime(u32::try_from(since).unwrap_or(u32::MAX));
@@ -867,7 +914,7 @@ impl Loop {
                                 tracing::info!(relationship = %name, since = since.0, "failover: partner down (operator)");
                                 Ok(())
                             }
-                            Err(e) => Err(e.to_string()),
+                            Err(e) => Err(e.into()),
                         }
                     }
                 };

@@ -54,7 +54,26 @@ pub enum PersistError {
         "{}: corrupt failover state file ({reason}); move it away to start this relationship over in RECOVER",
         path.display()
     )]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt { path: PathBuf, reason: DecodeError },
+}
+
+/// Why a state file's bytes are not a usable state for the relationship.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0} bytes is too short")]
+    TooShort(usize),
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("{0}")]
+    Archive(rancor::Error),
+    #[error("not a tandem failover state file (bad magic)")]
+    Magic,
+    #[error("it belongs to relationship {0:?}")]
+    OtherRelationship(String),
+    #[error("invalid own state {0}")]
+    OwnState(u8),
+    #[error("invalid partner state {0}")]
+    PartnerState(u8),
 }
 
 /// Where the state of relationship `name` lives in `data_dir`. Names made only of
@@ -95,34 +114,33 @@ fn encode(name: &str, s: &PersistedState) -> Vec<u8> {
 }
 
 /// Decodes and checks a state file's bytes for relationship `name`.
-pub fn decode(name: &str, bytes: &[u8]) -> Result<PersistedState, String> {
+pub fn decode(name: &str, bytes: &[u8]) -> Result<PersistedState, DecodeError> {
     let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
-        return Err(format!("{} bytes is too short", bytes.len()));
+        return Err(DecodeError::TooShort(bytes.len()));
     };
     if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
-        return Err("checksum mismatch".into());
+        return Err(DecodeError::Checksum);
     }
     let mut a = AlignedVec::<16>::with_capacity(body.len());
     a.extend_from_slice(body);
-    let r = rkyv::from_bytes::<Record, rancor::Error>(&a).map_err(|e| e.to_string())?;
+    let r = rkyv::from_bytes::<Record, rancor::Error>(&a).map_err(DecodeError::Archive)?;
     if r.magic != MAGIC {
-        return Err("not a tandem failover state file (bad magic)".into());
+        return Err(DecodeError::Magic);
     }
     if r.name != name.as_bytes() {
-        return Err(format!(
-            "it belongs to relationship {:?}",
-            String::from_utf8_lossy(&r.name)
+        return Err(DecodeError::OtherRelationship(
+            String::from_utf8_lossy(&r.name).into_owned(),
         ));
     }
     let my_state = match StateKind::from_u8(r.my_state) {
         Some(StateKind::Startup) | None => {
-            return Err(format!("invalid own state {}", r.my_state));
+            return Err(DecodeError::OwnState(r.my_state));
         }
         Some(s) => s,
     };
     let partner_state = match r.partner_state {
         0 => None,
-        v => Some(StateKind::from_u8(v).ok_or_else(|| format!("invalid partner state {v}"))?),
+        v => Some(StateKind::from_u8(v).ok_or(DecodeError::PartnerState(v))?),
     };
     Ok(PersistedState {
         my_state,

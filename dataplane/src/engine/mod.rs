@@ -84,6 +84,7 @@
 //!
 //! [`FailoverView`] (set with [`Engine::with_failover`], default [`Standalone`]) decides
 //! whether to serve a client, whether an address may be allocated, and the lease length.
+#![forbid(unsafe_code)]
 
 mod config;
 mod decision;

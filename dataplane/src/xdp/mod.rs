@@ -14,7 +14,15 @@
 use std::os::fd::AsRawFd;
 
 pub mod netlink;
+#[expect(
+    unsafe_code,
+    reason = "a UMEM frame seen as a byte slice: pointers into the kernel-shared mapping"
+)]
 pub(crate) mod umem;
+#[expect(
+    unsafe_code,
+    reason = "xsk-rs's ring and UMEM calls are unsafe fns; their precondition is the frame accounting kept here"
+)]
 pub mod xsk;
 
 pub use xsk::{
@@ -23,8 +31,10 @@ pub use xsk::{
 
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
-use aya::{Ebpf, EbpfError, Pod};
+use aya::{Ebpf, EbpfError};
 pub use ebpf::{LB_OFF, LB_ON, LbConfig, Verdict};
+
+use crate::sys::LbMapValue;
 
 /// What went wrong loading or driving the XDP program.
 #[derive(Debug, thiserror::Error)]
@@ -135,16 +145,6 @@ impl VerdictCounts {
         }
     }
 }
-
-/// [`LbConfig`] as an aya map value.
-#[derive(Clone, Copy, Debug)]
-#[repr(transparent)]
-struct LbValue(LbConfig);
-
-// SAFETY: `LbConfig` is `#[repr(C)]`, `Copy`, made of `u32`s and a byte array with no padding
-// (4 × 4 + 32 bytes), and every bit pattern is a valid value: it may be read from and
-// written to the map as bytes.
-unsafe impl Pod for LbValue {}
 
 /// tandem's XDP program, loaded, and attached to at most one interface. Dropping it detaches
 /// the program and frees its maps.
@@ -265,8 +265,8 @@ impl XdpProgram {
             .ebpf
             .map_mut(ebpf::MAP_LB_CONFIG)
             .ok_or(XdpError::Missing(ebpf::MAP_LB_CONFIG))?;
-        let mut arr: Array<&mut MapData, LbValue> = Array::try_from(map).map_err(map_err)?;
-        arr.set(0, LbValue(*cfg), 0).map_err(map_err)
+        let mut arr: Array<&mut MapData, LbMapValue> = Array::try_from(map).map_err(map_err)?;
+        arr.set(0, LbMapValue(*cfg), 0).map_err(map_err)
     }
 
     /// Runs the program once over `frame` in the kernel (`BPF_PROG_TEST_RUN`, rx queue 0) and

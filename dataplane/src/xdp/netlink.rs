@@ -2,10 +2,14 @@
 //! and detaching it. tandem attaches through a `bpf_link`, which the kernel removes with the
 //! process; a program attached through netlink (`ip link set … xdp`, an older tandem, a tool)
 //! stays until someone detaches it, and blocks ours.
+//!
+//! The messages are built and read here; the socket calls are [`crate::sys`]'s.
+#![forbid(unsafe_code)]
 
 use std::io;
-use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
+
+use crate::sys;
 
 const IFLA_XDP: u16 = 43;
 const IFLA_XDP_FD: u16 = 1;
@@ -27,34 +31,6 @@ pub struct AttachedProgram {
     pub id: u32,
     /// `XDP_ATTACHED_*`: 1 driver, 2 generic, 3 offloaded, 4 several.
     pub mode: u8,
-}
-
-fn socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the result is checked before being owned.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    // SAFETY: NETLINK_EXT_ACK takes an int; `one` outlives the call. Failure is harmless.
-    let _ = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_NETLINK,
-            libc::NETLINK_EXT_ACK,
-            (&raw const one).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    Ok(fd)
 }
 
 /// One request: header, `ifinfomsg` for `ifindex`, then `attrs` (already encoded).
@@ -87,31 +63,11 @@ fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
 
 /// Sends `msg` and reads one reply datagram.
 fn transact(msg: &[u8]) -> io::Result<Vec<u8>> {
-    let fd = socket()?;
-    // SAFETY: `sockaddr_nl` is plain data; all-zero is valid (pid 0, groups 0: the kernel).
-    let mut kernel: libc::sockaddr_nl = unsafe { mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: `msg` and `kernel` are live for the call; lengths are theirs.
-    let sent = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            msg.as_ptr().cast(),
-            msg.len(),
-            0,
-            (&raw const kernel).cast(),
-            mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let fd = sys::netlink_route_socket()?;
+    sys::netlink_send_to_kernel(fd.as_fd(), msg)?;
     let mut buf = vec![0u8; 32 * 1024];
-    // SAFETY: `buf` is live and writable for its whole length.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(usize::try_from(n).unwrap_or(0));
+    let n = sys::recv(fd.as_fd(), &mut buf)?;
+    buf.truncate(n);
     Ok(buf)
 }
 

@@ -18,6 +18,27 @@
 //! refused go back to the pool. [`FrameIo::send`] (a batch that is not ours, or built in the
 //! batch's own slots) still copies each reply into a free frame; [`XskIo::copy_stats`] counts
 //! both kinds.
+//!
+//! # Unsafe
+//!
+//! This module and `xdp::umem` are the crate's only unsafe code outside [`crate::sys`]:
+//! xsk-rs's ring and UMEM accessors (`FillQueue::produce`, `TxQueue::produce`,
+//! `RxQueue::consume`, `CompQueue::consume`, `Umem::data_mut`, `Socket::new`) are `unsafe
+//! fn`s, and what makes each call sound is the frame accounting this module keeps, so they
+//! stay next to it. Invariants:
+//! - Every frame of a socket's share of the UMEM is in exactly one place: the pool (`free`),
+//!   the fill ring (`in_fill`), held by the current rx batch (`rx_held`, viewed by
+//!   `rx_views`), lent to a [`TxBatch`] (`tx_lent`), `ready` for the TX ring, or on the TX ring
+//!   or in flight (`in_flight`) until it comes back on the completion ring
+//!   ([`XskIo::frames`] checks the sum). Only frames of this socket's own UMEM ever enter
+//!   these lists.
+//! - The kernel may write a frame only while it is on the fill ring, and read it only while
+//!   on the TX ring; user space makes a view of a frame (`Umem::data_mut`, a `UmemFrame`)
+//!   only while it owns the frame (pool, `rx_held`, `tx_lent`, `ready`), and drops every
+//!   view before the descriptor is produced to a ring.
+//! - The rings' memory ordering is libxdp's (`xsk_ring_prod__submit` releases the
+//!   descriptors, `xsk_ring_cons__peek` acquires them); nothing here touches the ring
+//!   indices directly.
 
 use std::ffi::CString;
 use std::io::{self, Write};
@@ -36,7 +57,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::umem::{Lender, UmemFrame};
 use crate::stats::{DropReason, WorkerStats};
 use crate::worker::{
-    DEFAULT_SLOT_LEN, FrameIo, RxBatch, RxDesc, RxMeta, TxBatch, TxOutcome, VlanTag,
+    DEFAULT_SLOT_LEN, FrameIo, RxBatch, RxMeta, TxBatch, TxOutcome, UmemDesc, VlanTag,
 };
 
 /// Ids for [`XskIo`]s, so a [`TxBatch`] gives lent frames back only to their socket.
@@ -137,59 +158,15 @@ pub enum XskError {
     UnknownInterface(String),
 }
 
-/// `struct ethtool_channels` (`linux/ethtool.h`).
-#[repr(C)]
-#[derive(Default)]
-struct EthtoolChannels {
-    cmd: u32,
-    max_rx: u32,
-    max_tx: u32,
-    max_other: u32,
-    max_combined: u32,
-    rx_count: u32,
-    tx_count: u32,
-    other_count: u32,
-    combined_count: u32,
-}
-
-const ETHTOOL_GCHANNELS: u32 = 0x3c;
-const SIOCETHTOOL: libc::Ioctl = 0x8946;
-
 /// The rx queues of `ifname` in the calling thread's network namespace: the driver's rx-only
 /// plus combined channels (`ethtool -l`); 1 where the driver doesn't say (`lo`, some virtual
 /// devices).
 pub fn rx_queue_count(ifname: &str) -> u32 {
-    channels(ifname)
+    crate::sys::ethtool_channels(ifname)
         .ok()
         .map(|c| c.rx_count.saturating_add(c.combined_count))
         .filter(|&n| n > 0)
         .unwrap_or(1)
-}
-
-fn channels(ifname: &str) -> io::Result<EthtoolChannels> {
-    let bytes = ifname.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    let mut ch = EthtoolChannels {
-        cmd: ETHTOOL_GCHANNELS,
-        ..EthtoolChannels::default()
-    };
-    // SAFETY: `ifreq` is plain old data (a name array and a union of plain data): all-zero
-    // bytes are a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = src as libc::c_char;
-    }
-    req.ifr_ifru.ifru_data = (&raw mut ch).cast::<libc::c_char>();
-    let fd = crate::sys::udp_socket()?;
-    // SAFETY: `req` names the interface and points `ifru_data` at `ch`, a live, initialised
-    // `struct ethtool_channels` the kernel fills for ETHTOOL_GCHANNELS; both outlive the call.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &raw mut req) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(ch)
 }
 
 /// The kernel's counters for one AF_XDP socket (`getsockopt(SOL_XDP, XDP_STATISTICS)`), since
@@ -243,7 +220,7 @@ pub struct XskIo {
     free: Vec<FrameDesc>,
     /// Scratch for descriptors coming off the rx and completion rings.
     scratch: Vec<FrameDesc>,
-    descs: Vec<RxDesc>,
+    descs: Vec<UmemDesc>,
     ifindex: u32,
     queue: u32,
     batch: usize,
@@ -625,7 +602,7 @@ impl FrameIo for XskIo {
         // SAFETY: the rx ring belongs to this socket's UMEM.
         let n = unsafe { self.rx.consume(&mut self.scratch[..want]) };
         self.in_fill = self.in_fill.saturating_sub(n);
-        for (i, desc) in self.scratch[..n].iter_mut().enumerate() {
+        for desc in self.scratch[..n].iter_mut() {
             let addr = desc.addr() as u64;
             // SAFETY: `desc` came off this socket's rx ring: a frame of our UMEM that the
             // kernel handed to user space and does not touch until we give it back, which
@@ -637,15 +614,15 @@ impl FrameIo for XskIo {
             let len = bytes.len().min(DEFAULT_SLOT_LEN);
             let vlan = vlan_of(&bytes[..len]);
             let ptr = NonNull::from(&mut bytes[..len]).cast::<u8>();
+            let frame = self.rx_views.len();
             // SAFETY: `ptr..ptr + len` is this frame's received bytes, in the UMEM mapping
             // that `self.umem` keeps mapped while the view (kept in `self.rx_views`) exists;
             // the frame stays owned by user space until `release_rx` drops the view first.
             self.rx_views
                 .push(unsafe { UmemFrame::new(ptr, len, addr) });
             self.rx_held.push(*desc);
-            self.descs.push(RxDesc {
-                offset: i,
-                len,
+            self.descs.push(UmemDesc {
+                frame,
                 meta: RxMeta {
                     ifindex: self.ifindex,
                     vlan,
