@@ -59,8 +59,7 @@ fn perfdhcp_at_5000_per_second_every_request_answered_or_counted() {
     .arg(SECONDS.to_string())
     .arg("-R")
     .arg("40000")
-    .arg("-d")
-    .arg("2")
+    .drop_time(2)
     // Ten seconds of load; the bound only catches a hung generator on a starved machine.
     .run(Duration::from_secs(120))
     .unwrap_or_else(|e| panic!("{e}"));

@@ -49,8 +49,7 @@ fn relayed_clients_get_leases_from_the_giaddr_subnet_with_option_82_echoed() {
     .arg("-o")
     .arg(format!("82,{option82}"))
     // perfdhcp does not retransmit: give a reply 10 s before it counts as lost.
-    .arg("-d")
-    .arg("10")
+    .drop_time(10)
     .run(Duration::from_secs(120))
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.acks(), CLIENTS, "{}", report.output);

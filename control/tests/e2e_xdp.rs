@@ -153,8 +153,7 @@ fn tandemd_on_auto_picks_xdp_and_serves_perfdhcp() {
     .arg("-R")
     .arg((rate * SECONDS * 2).to_string())
     // A late reply is a served client, not a drop (the verdict is the server's accounting).
-    .arg("-d")
-    .arg("10")
+    .drop_time(10)
     .run(Duration::from_secs(120))
     .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
@@ -202,8 +201,7 @@ fn tandemd_on_xdp_answers_a_burst_of_clients_without_drops() {
     .arg("-p")
     .arg("10")
     // perfdhcp does not retransmit: a reply it waits 10 s for is late, not lost.
-    .arg("-d")
-    .arg("10")
+    .drop_time(10)
     .run(Duration::from_secs(120))
     .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
@@ -654,8 +652,7 @@ fn tandemd_on_xdp_dispatches_a_single_queue_to_sibling_workers() {
     .arg(CLIENTS.to_string())
     .arg("-p")
     .arg("10")
-    .arg("-d")
-    .arg("10")
+    .drop_time(10)
     .run(Duration::from_secs(120))
     .unwrap_or_else(|e| panic!("{e}"));
     let acct = Accounting::settled(&server);

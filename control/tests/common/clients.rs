@@ -680,6 +680,14 @@ impl Perfdhcp {
         self
     }
 
+    /// How long perfdhcp waits for a reply before it counts the request as dropped, for both
+    /// exchanges (`-d` given twice: given once it sets DISCOVER-OFFER's only, and REQUEST-ACK
+    /// keeps the 1 s default).
+    pub fn drop_time(self, secs: u32) -> Self {
+        let secs = secs.to_string();
+        self.arg("-d").arg(secs.clone()).arg("-d").arg(secs)
+    }
+
     fn argv(&self) -> Vec<String> {
         let mut argv: Vec<String> = self
             .args
