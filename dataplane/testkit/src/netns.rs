@@ -60,7 +60,7 @@ impl Ns {
 
     /// `ip netns add` for a handle made before the namespace exists, so that an owner holds
     /// it (and deletes it) even if a later step fails.
-    fn add(&self) {
+    pub fn add(&self) {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .stderr(Stdio::null())
@@ -124,6 +124,24 @@ impl Ns {
         self.run(&["cat", &format!("/sys/class/net/{iface}/address")])
             .trim()
             .to_owned()
+    }
+
+    /// Creates bridge `name` here and sets it up.
+    pub fn add_bridge(&self, name: &str) {
+        self.run(&["ip", "link", "add", name, "type", "bridge"]);
+        self.run(&["ip", "link", "set", name, "up"]);
+    }
+
+    /// Joins `ns` to bridge `bridge` here: a veth with end `port` on the bridge and end `dev`
+    /// in `ns` holding `addr` (`a.b.c.d/len`), both up.
+    pub fn add_bridge_port(&self, bridge: &str, port: &str, ns: &Ns, dev: &str, addr: &str) {
+        self.run(&[
+            "ip", "link", "add", port, "type", "veth", "peer", "name", dev, "netns", &ns.name,
+        ]);
+        self.run(&["ip", "link", "set", port, "master", bridge]);
+        self.run(&["ip", "link", "set", port, "up"]);
+        ns.run(&["ip", "addr", "add", addr, "dev", dev]);
+        ns.run(&["ip", "link", "set", dev, "up"]);
     }
 
     /// Whether `iface` here says it is up (`operstate`).
