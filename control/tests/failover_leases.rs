@@ -34,7 +34,7 @@ use control::failover::session::{BindingSource, Session};
 use control::failover::{Instant, Now, UnixTime};
 use dataplane::engine::{Engine, EngineWorker, Ingress};
 use dataplane::server::ChangeSink;
-use dataplane::wire::dhcpv4::{MessageType, OpCode, Options, Repr};
+use dataplane::wire::dhcpv4::{MessageType, Repr};
 use lease_mmap::{BindingState, Durability, Lease, WorkerJournal};
 use testkit::rng::Rng;
 
@@ -860,29 +860,11 @@ fn name(i: usize) -> &'static str {
 }
 
 fn request(mt: Option<MessageType>, mac: [u8; 6]) -> Repr<'static> {
-    let mut chaddr = [0; 16];
-    chaddr[..6].copy_from_slice(&mac);
-    Repr {
-        op: OpCode::Request,
-        htype: 1,
-        hlen: 6,
-        hops: 0,
-        xid: u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]),
-        secs: 0,
-        flags: 0,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: Ipv4Addr::UNSPECIFIED,
-        chaddr,
-        sname: &[],
-        file: &[],
-        is_dhcp: true,
-        options: Options {
-            message_type: mt,
-            ..Options::default()
-        },
-    }
+    Repr::request(
+        mac,
+        u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]),
+        mt,
+    )
 }
 
 /// One randomized run: clients, time, and faults; the promises checked after every step.
