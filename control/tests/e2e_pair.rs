@@ -90,16 +90,6 @@ impl PairNet {
             clients: Vec::new(),
         };
         net.br.add_bridge("br0");
-        net.br.run(&[
-            "ip",
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "forward_delay",
-            "0",
-        ]);
         for (ns, port, addr) in [(&net.a, "sa", A), (&net.b, "sb", B)] {
             net.br
                 .add_bridge_port("br0", port, ns, "lan", &format!("{addr}/16"));

@@ -88,19 +88,7 @@ impl TestNet {
             prefix,
             id,
         };
-        net.bridge
-            .run(&["ip", "link", "add", "br0", "type", "bridge"]);
-        net.bridge.run(&[
-            "ip",
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "forward_delay",
-            "0",
-        ]);
-        net.bridge.run(&["ip", "link", "set", "br0", "up"]);
+        net.bridge.add_bridge("br0");
         match layout {
             Layout::Direct => {
                 let iface = net.iface("s");

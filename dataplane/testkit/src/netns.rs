@@ -126,9 +126,20 @@ impl Ns {
             .to_owned()
     }
 
-    /// Creates bridge `name` here and sets it up.
+    /// Creates bridge `name` here, forwarding on every port as soon as it is up
+    /// (`forward_delay 0`), and sets it up.
     pub fn add_bridge(&self, name: &str) {
         self.run(&["ip", "link", "add", name, "type", "bridge"]);
+        self.run(&[
+            "ip",
+            "link",
+            "set",
+            name,
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+        ]);
         self.run(&["ip", "link", "set", name, "up"]);
     }
 
