@@ -26,6 +26,7 @@
 # Every wait is bounded; the namespaces are deleted and the servers ended (by pid) on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/load/testbed.sh
 
 RATES=${RATES:-"2000 5000 10000 20000"}
 PERIOD=${PERIOD:-10}
@@ -39,13 +40,7 @@ NS_C=tdm-bench-cli
 IF_S=tdm-bench-s
 IF_C=tdm-bench-c
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "packet-vs-kea.sh: builds network namespaces: run it as root" >&2
-  exit 1
-fi
-for tool in ip taskset timeout perfdhcp kea-dhcp4 dhcpd; do
-  command -v "$tool" >/dev/null || { echo "packet-vs-kea.sh: $tool not found" >&2; exit 1; }
-done
+tb_require packet-vs-kea.sh ip taskset timeout perfdhcp kea-dhcp4 dhcpd
 
 if [ -z "${TANDEMD:-}" ]; then
   cargo build --release --locked -p control --bin tandemd >&2
@@ -57,34 +52,16 @@ mkdir -p "$WORK"
 WORK=$(realpath "$WORK")
 
 SERVER_PID=
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -0 "$SERVER_PID" 2>/dev/null || echo "server pid $SERVER_PID had exited before the end of its run" >&2
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-  fi
-}
 cleanup() {
-  stop_server
-  ip netns del "$NS_S" 2>/dev/null || true
-  ip netns del "$NS_C" 2>/dev/null || true
+  tb_stop_server
+  tb_del_ns "$NS_S" "$NS_C"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # The testbed.
 cleanup
-ip netns add "$NS_S"
-ip netns add "$NS_C"
-ip link add "$IF_S" netns "$NS_S" type veth peer name "$IF_C" netns "$NS_C"
-ip -n "$NS_S" addr add 10.100.0.1/14 dev "$IF_S"
-ip -n "$NS_C" addr add 10.100.0.2/14 dev "$IF_C"
-for ns in "$NS_S" "$NS_C"; do ip -n "$ns" link set lo up; done
-ip -n "$NS_S" link set "$IF_S" up
-ip -n "$NS_C" link set "$IF_C" up
+tb_veth "$NS_S" "$IF_S" 10.100.0.1/14 "$NS_C" "$IF_C" 10.100.0.2/14
 
 # Servers start as direct children (a simple command run with `&`, no function or subshell),
 # so that $! is the server's own pid: `ip netns exec` and `taskset` exec into it.
@@ -186,7 +163,7 @@ for server in $SERVERS; do
     out="$d/perfdhcp.txt"
     timeout $((PERIOD + 30)) ip netns exec "$NS_C" taskset -c "$CLIENT_CPU" \
       perfdhcp -4 -l "$IF_C" -r "$rate" -p "$PERIOD" -R 1000000 -W 1000000 >"$out" 2>&1 || true
-    stop_server
+    tb_stop_server
     read -r do_sent _ < <(section "$out" DISCOVER-OFFER)
     read -r _ acks < <(section "$out" REQUEST-ACK)
     per_s=$((acks / PERIOD))

@@ -32,6 +32,7 @@
 # the cell (its logs and the generator's output are kept in WORK).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/load/testbed.sh
 
 QUICK=0
 for a in "$@"; do
@@ -68,13 +69,7 @@ POOL_FIRST=10.100.0.10
 POOL_LAST=10.103.255.250
 POOL_SIZE=262129
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "side-by-side.sh: builds network namespaces: run it as root" >&2
-  exit 1
-fi
-for tool in ip taskset timeout perfdhcp kea-dhcp4 dhcpd awk; do
-  command -v "$tool" >/dev/null || { echo "side-by-side.sh: $tool not found" >&2; exit 1; }
-done
+tb_require side-by-side.sh ip taskset timeout perfdhcp kea-dhcp4 dhcpd awk
 for r in $RATES; do
   if [ $((r * PERIOD)) -gt $POOL_SIZE ]; then
     echo "side-by-side.sh: rate $r x ${PERIOD}s exceeds the pool ($POOL_SIZE addresses)" >&2; exit 2
@@ -97,41 +92,21 @@ WORK=$(realpath "$WORK")
 SERVER_PID=
 PEER_PID=
 GEN_PID=
-stop_pid() { # $1: pid
-  local p=$1
-  [ -n "$p" ] || return 0
-  kill -TERM "$p" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
 stop_servers() {
-  stop_pid "$SERVER_PID"; SERVER_PID=
-  stop_pid "$PEER_PID"; PEER_PID=
+  tb_stop_pid "$SERVER_PID"; SERVER_PID=
+  tb_stop_pid "$PEER_PID"; PEER_PID=
 }
 cleanup() {
-  stop_pid "$GEN_PID"
+  tb_stop_pid "$GEN_PID"
   stop_servers
-  for ns in "$NS_S" "$NS_C" "$NS_P"; do ip netns del "$ns" 2>/dev/null || true; done
+  tb_del_ns "$NS_S" "$NS_C" "$NS_P"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cleanup
-ip netns add "$NS_S"
-ip netns add "$NS_C"
-ip netns add "$NS_P"
-ip link add "$IF_S" netns "$NS_S" type veth peer name "$IF_C" netns "$NS_C"
-ip link add lg-p0 netns "$NS_S" type veth peer name lg-p1 netns "$NS_P"
-ip -n "$NS_S" addr add 10.100.0.1/14 dev "$IF_S"
-ip -n "$NS_C" addr add 10.100.0.2/14 dev "$IF_C"
-ip -n "$NS_S" addr add 192.168.77.1/24 dev lg-p0
-ip -n "$NS_P" addr add 192.168.77.2/24 dev lg-p1
-for ns in "$NS_S" "$NS_C" "$NS_P"; do ip -n "$ns" link set lo up; done
-ip -n "$NS_S" link set "$IF_S" up
-ip -n "$NS_S" link set lg-p0 up
-ip -n "$NS_C" link set "$IF_C" up
-ip -n "$NS_P" link set lg-p1 up
+tb_veth "$NS_S" "$IF_S" 10.100.0.1/14 "$NS_C" "$IF_C" 10.100.0.2/14
+tb_veth "$NS_S" lg-p0 192.168.77.1/24 "$NS_P" lg-p1 192.168.77.2/24
 
 tandem_conf() { # $1: dir, $2: datapath, $3: iface, $4: server_id, $5: failover role or ""
   local d=$1 dp=$2 ifc=$3 sid=$4 role=$5

@@ -10,6 +10,7 @@
 # Namespaces lg-ts-srv / lg-ts-cli, torn down on exit; every wait bounded; pids only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/load/testbed.sh
 
 FILLS=${FILLS:-"0 100000 1000000"}
 RATE=${RATE:-5000}
@@ -24,7 +25,7 @@ NS_C=lg-ts-cli
 POOL_FIRST=10.96.0.10
 POOL_LAST=10.111.255.250
 
-[ "$(id -u)" -eq 0 ] || { echo "table-size.sh: run it as root" >&2; exit 1; }
+tb_require table-size.sh
 T="${CARGO_TARGET_DIR:-target}/release"
 if [ -z "${TANDEMD:-}" ] || [ -z "${LOADGEN:-}" ]; then
   cargo build --release --locked -p control --bin tandemd >&2
@@ -36,27 +37,14 @@ WORK=$(mktemp -d /var/tmp/lg-ts.XXXXXX)
 
 SERVER_PID=
 cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  ip netns del "$NS_S" 2>/dev/null || true
-  ip netns del "$NS_C" 2>/dev/null || true
+  tb_stop_pid "$SERVER_PID" 100
+  tb_del_ns "$NS_S" "$NS_C"
   rm -rf "$WORK/data"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 cleanup
-ip netns add "$NS_S"
-ip netns add "$NS_C"
-ip link add lg-ts-s netns "$NS_S" type veth peer name lg-ts-c netns "$NS_C"
-ip -n "$NS_S" addr add 10.96.0.1/12 dev lg-ts-s
-ip -n "$NS_C" addr add 10.96.0.2/12 dev lg-ts-c
-for ns in "$NS_S" "$NS_C"; do ip -n "$ns" link set lo up; done
-ip -n "$NS_S" link set lg-ts-s up
-ip -n "$NS_C" link set lg-ts-c up
+tb_veth "$NS_S" lg-ts-s 10.96.0.1/12 "$NS_C" lg-ts-c 10.96.0.2/12
 
 printf 'fill\tbound_before\toffered\tstarted\tcompleted_per_s\tdrop_pct\tdora_p50_ms\tdora_p99_ms\tdora_p999_ms\n' >"$OUT"
 lg() { # extra loadgen args...
@@ -102,10 +90,7 @@ EOF
     "$(num "$out" completed_per_s)" "$(num "$out" drop_pct)" "$(ms "$(num "$out" dora_p50_us)")" \
     "$(ms "$(num "$out" dora_p99_us)")" "$(ms "$(num "$out" dora_p999_us)")" >>"$OUT"
   tail -1 "$OUT" >&2
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
+  tb_stop_pid "$SERVER_PID" 100
   SERVER_PID=
 done
 cat "$OUT"

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dataplane::engine::{Engine, EngineConfig, Ingress, SERVER_PORT, ScopeConfig};
-use dataplane::wire::dhcpv4::{MessageType, OpCode, Options, Repr};
+use dataplane::wire::dhcpv4::{MessageType, Repr};
 use dataplane::wire::frame::{self, ReplyHeader};
 use lease_mmap::{Durability, Store, WorkerJournal};
 
@@ -121,36 +121,16 @@ pub const fn client_mac(n: u32) -> [u8; 6] {
 /// A relayed request of client `n`, as perfdhcp sends it: DISCOVER, or (with `offered`)
 /// the SELECTING REQUEST for that address with option 54.
 pub fn request(n: u32, offered: Option<Ipv4Addr>) -> Repr<'static> {
-    let mut chaddr = [0; 16];
-    chaddr[..6].copy_from_slice(&client_mac(n));
-    let mut options = Options {
-        message_type: Some(MessageType::Discover),
-        parameter_request_list: Some(PRL),
-        ..Options::default()
-    };
+    let mut r = Repr::request(client_mac(n), n, Some(MessageType::Discover));
+    r.hops = 1;
+    r.giaddr = GIADDR;
+    r.options.parameter_request_list = Some(PRL);
     if let Some(addr) = offered {
-        options.message_type = Some(MessageType::Request);
-        options.requested_ip = Some(addr);
-        options.server_id = Some(SERVER);
+        r.options.message_type = Some(MessageType::Request);
+        r.options.requested_ip = Some(addr);
+        r.options.server_id = Some(SERVER);
     }
-    Repr {
-        op: OpCode::Request,
-        htype: 1,
-        hlen: 6,
-        hops: 1,
-        xid: n,
-        secs: 0,
-        flags: 0,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: GIADDR,
-        chaddr,
-        sname: &[],
-        file: &[],
-        is_dhcp: true,
-        options,
-    }
+    r
 }
 
 /// `req` as the whole frame the relay sends: Ethernet / IPv4 / UDP 67 → 67 / DHCP.
@@ -178,7 +158,7 @@ pub fn relayed_frame(req: &Repr<'_>) -> Vec<u8> {
 mod tests {
     use super::*;
     use dataplane::engine::Decision;
-    use dataplane::wire::dhcpv4::Packet;
+    use dataplane::wire::dhcpv4::{OpCode, Packet};
     use lease_mmap::UnixTime;
 
     #[test]

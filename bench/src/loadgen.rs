@@ -78,8 +78,6 @@ fn emit_request(
     options: Options<'_>,
     buf: &mut [u8],
 ) -> Option<usize> {
-    let mut chaddr = [0u8; 16];
-    chaddr[..6].copy_from_slice(&mac);
     let mut cid = [0u8; 7];
     cid[0] = 1;
     cid[1..].copy_from_slice(&mac);
@@ -122,22 +120,11 @@ fn emit_request(
         }
     };
     let repr = Repr {
-        op: OpCode::Request,
-        htype: 1,
-        hlen: 6,
         hops,
-        xid,
-        secs: 0,
         flags,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
         giaddr,
-        chaddr,
-        sname: &[],
-        file: &[],
-        is_dhcp: true,
         options,
+        ..Repr::request(mac, xid, None)
     };
     frame::emit_reply(&hdr, &repr, buf).ok()
 }

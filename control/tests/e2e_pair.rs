@@ -28,8 +28,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::acks::{AckLog, discovers};
@@ -38,6 +36,7 @@ use common::clients::{ClientLease, PerfTarget, Perfdhcp, Udhcpc};
 use common::net::{Endpoint, Ns};
 use common::server::{Server, unix_now};
 use control::failover::hash::client_bucket;
+use testkit::netns::{self, mac_str};
 
 /// Server A (primary) and B (secondary) on the client bridge.
 const A: Ipv4Addr = Ipv4Addr::new(10, 81, 0, 1);
@@ -55,8 +54,6 @@ const LB_MAX_SECS: u16 = 3;
 /// machine's stall never drops a healthy link (then both would answer every client), short
 /// enough that a cut link is noticed within a test.
 const MRD: u64 = 10;
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -76,32 +73,15 @@ struct PairNet {
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    netns::sh(&[&["ip"], args].concat());
 }
 
 impl PairNet {
     fn new(clients: usize) -> Self {
         common::require_e2e();
-        remove_stale();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!("tdm-pair-{}-{n}", std::process::id());
-        let mk = |role: &str| {
-            let ns = Ns {
-                name: format!("{prefix}-{role}"),
-            };
-            let _ = Command::new("ip")
-                .args(["netns", "del", &ns.name])
-                .stderr(std::process::Stdio::null())
-                .status();
-            ip(&["netns", "add", &ns.name]);
-            ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-            ns
-        };
+        netns::remove_stale("tdm-pair-");
+        let prefix = netns::prefix("pair");
+        let mk = |role: &str| Ns::create(format!("{prefix}-{role}"));
         // Half-built nets still tear down: fill in `self` as namespaces appear.
         let mut net = PairNet {
             br: mk("br"),
@@ -109,32 +89,11 @@ impl PairNet {
             b: mk("b"),
             clients: Vec::new(),
         };
-        let br = net.br.name.clone();
-        ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
-        ip(&[
-            "-n",
-            &br,
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "forward_delay",
-            "0",
-        ]);
-        ip(&["-n", &br, "link", "set", "br0", "up"]);
-        let attach = |ns: &Ns, port: &str, iface: &str, addr: &str| {
-            ip(&[
-                "-n", &br, "link", "add", port, "type", "veth", "peer", "name", iface, "netns",
-                &ns.name,
-            ]);
-            ip(&["-n", &br, "link", "set", port, "master", "br0"]);
-            ip(&["-n", &br, "link", "set", port, "up"]);
-            ip(&["-n", &ns.name, "addr", "add", addr, "dev", iface]);
-            ip(&["-n", &ns.name, "link", "set", iface, "up"]);
-        };
-        attach(&net.a, "sa", "lan", &format!("{A}/16"));
-        attach(&net.b, "sb", "lan", &format!("{B}/16"));
+        net.br.add_bridge("br0");
+        for (ns, port, addr) in [(&net.a, "sa", A), (&net.b, "sb", B)] {
+            net.br
+                .add_bridge_port("br0", port, ns, "lan", &format!("{addr}/16"));
+        }
         // The peer link: A's `peer` ⇄ B's `peer`, nothing else routes 10.82.0.0/30.
         ip(&[
             "-n",
@@ -171,7 +130,8 @@ impl PairNet {
                 addr: None,
             });
             let addr = Ipv4Addr::new(10, 81, 0, 10 + u8::try_from(i).expect("few clients"));
-            attach(&ns, &format!("c{i}"), "eth0", &format!("{addr}/16"));
+            net.br
+                .add_bridge_port("br0", &format!("c{i}"), &ns, "eth0", &format!("{addr}/16"));
             let ep = net.clients.last_mut().expect("just pushed");
             ep.mac = ns.mac("eth0");
             ep.addr = Some(addr);
@@ -216,54 +176,8 @@ impl PairNet {
 
 impl Drop for PairNet {
     fn drop(&mut self) {
-        for ns in self.namespaces() {
-            for pid in ns.pids() {
-                common::signal(pid, "KILL");
-            }
-        }
-        for ns in self.namespaces() {
-            let _ = common::try_wait_until(Duration::from_secs(3), || {
-                ns.pids().is_empty().then_some(())
-            });
-            let _ = Command::new("ip").args(["netns", "del", &ns.name]).output();
-        }
+        netns::teardown(&self.namespaces());
     }
-}
-
-/// Deletes the namespaces of earlier runs killed before their `Drop` (`tdm-pair-<pid>-…`
-/// whose `<pid>` is gone), and what still runs in them.
-fn remove_stale() {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    for name in out.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(pid) = name
-            .strip_prefix("tdm-pair-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == std::process::id() || common::pid_alive(pid) {
-            continue;
-        }
-        let ns = Ns {
-            name: name.to_owned(),
-        };
-        for p in ns.pids() {
-            common::signal(p, "KILL");
-        }
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
-    }
-}
-
-fn mac_str(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// The bucket of a udhcpc client with hardware address `mac`: it sends option 61 `01 ‖ mac`.

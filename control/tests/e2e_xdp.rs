@@ -349,14 +349,6 @@ struct XdpPair {
     c: Ns,
 }
 
-fn ip(args: &[&str]) {
-    let st = std::process::Command::new("ip")
-        .args(args)
-        .status()
-        .expect("run ip");
-    assert!(st.success(), "ip {args:?} failed");
-}
-
 impl XdpPair {
     fn new() -> Self {
         let id = std::process::id();
@@ -369,28 +361,14 @@ impl XdpPair {
             c: ns("c"),
         };
         for ns in [&pair.a, &pair.b, &pair.c] {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &ns.name])
-                .stderr(std::process::Stdio::null())
-                .status();
-            ip(&["netns", "add", &ns.name]);
-            ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+            ns.add();
         }
-        let c = pair.c.name.as_str();
-        ip(&["-n", c, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", c, "link", "set", "br0", "up"]);
+        pair.c.add_bridge("br0");
         for (ns, dev, port, addr) in [
             (&pair.a, "xa0", "ca", "10.77.0.1/24"),
             (&pair.b, "xb0", "cb", "10.77.0.2/24"),
         ] {
-            ip(&[
-                "-n", c, "link", "add", port, "type", "veth", "peer", "name", dev, "netns",
-                &ns.name,
-            ]);
-            ip(&["-n", c, "link", "set", port, "master", "br0"]);
-            ip(&["-n", c, "link", "set", port, "up"]);
-            ip(&["-n", &ns.name, "addr", "add", addr, "dev", dev]);
-            ip(&["-n", &ns.name, "link", "set", dev, "up"]);
+            pair.c.add_bridge_port("br0", port, ns, dev, addr);
         }
         pair
     }
@@ -424,11 +402,7 @@ impl XdpPair {
 
 impl Drop for XdpPair {
     fn drop(&mut self) {
-        for ns in [&self.a, &self.b, &self.c] {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &ns.name])
-                .status();
-        }
+        testkit::netns::teardown(&[&self.a, &self.b, &self.c]);
     }
 }
 

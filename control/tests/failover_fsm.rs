@@ -12,33 +12,10 @@ use control::failover::fsm::{
 use control::failover::hash::Hba;
 use control::failover::msg::{MessageType, RejectReason, Repr, StreamDecoder};
 use control::failover::{Instant, Now, Role, UnixTime};
+use testkit::rng::Rng;
 
 const BASE_WALL: u32 = 1_700_000_000;
 const RECONNECT_MS: u64 = 5_000;
-
-/// A small deterministic generator (xorshift64*), so seeds reproduce.
-#[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 #[derive(Debug)]
 enum Payload {

@@ -34,8 +34,9 @@ use control::failover::session::{BindingSource, Session};
 use control::failover::{Instant, Now, UnixTime};
 use dataplane::engine::{Engine, EngineWorker, Ingress};
 use dataplane::server::ChangeSink;
-use dataplane::wire::dhcpv4::{MessageType, OpCode, Options, Repr};
+use dataplane::wire::dhcpv4::{MessageType, Repr};
 use lease_mmap::{BindingState, Durability, Lease, WorkerJournal};
+use testkit::rng::Rng;
 
 const BASE_WALL: u32 = 1_700_000_000;
 const MCLT: u32 = 300;
@@ -43,30 +44,6 @@ const LEASE: u32 = 3600;
 const RECONNECT_MS: u64 = 5_000;
 const SERVERS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)];
 const CLIENTS: u8 = 14;
-
-/// A small deterministic generator (xorshift64*), so seeds reproduce.
-#[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn config_text(primary: bool, hot_standby: bool, dir: &std::path::Path) -> String {
     let (role, sid) = if primary {
@@ -883,29 +860,11 @@ fn name(i: usize) -> &'static str {
 }
 
 fn request(mt: Option<MessageType>, mac: [u8; 6]) -> Repr<'static> {
-    let mut chaddr = [0; 16];
-    chaddr[..6].copy_from_slice(&mac);
-    Repr {
-        op: OpCode::Request,
-        htype: 1,
-        hlen: 6,
-        hops: 0,
-        xid: u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]),
-        secs: 0,
-        flags: 0,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: Ipv4Addr::UNSPECIFIED,
-        chaddr,
-        sname: &[],
-        file: &[],
-        is_dhcp: true,
-        options: Options {
-            message_type: mt,
-            ..Options::default()
-        },
-    }
+    Repr::request(
+        mac,
+        u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]),
+        mt,
+    )
 }
 
 /// One randomized run: clients, time, and faults; the promises checked after every step.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dataplane::engine::{Engine, EngineConfig, Ingress, Reservation, ReservationKey, ScopeConfig};
-use dataplane::wire::dhcpv4::{MessageType, OpCode, Options, Repr};
+use dataplane::wire::dhcpv4::{MessageType, Repr};
 use lease_mmap::{Durability, Store, UnixTime};
 
 struct Counting;
@@ -57,29 +57,7 @@ fn ip(s: &str) -> Ipv4Addr {
 }
 
 fn req(mt: Option<MessageType>, n: u8) -> Repr<'static> {
-    let mut chaddr = [0; 16];
-    chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 1, n]);
-    Repr {
-        op: OpCode::Request,
-        htype: 1,
-        hlen: 6,
-        hops: 0,
-        xid: u32::from(n),
-        secs: 0,
-        flags: 0,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: Ipv4Addr::UNSPECIFIED,
-        chaddr,
-        sname: &[],
-        file: &[],
-        is_dhcp: true,
-        options: Options {
-            message_type: mt,
-            ..Options::default()
-        },
-    }
+    Repr::request([2, 0, 0, 0, 1, n], u32::from(n), mt)
 }
 
 #[test]

@@ -12,24 +12,7 @@ use dataplane::engine::{EngineWorker, ScopeConfig};
 use dataplane::wire::dhcpv4::{FLAG_BROADCAST, MessageType};
 use engine_support::*;
 use lease_mmap::{BindingState, UnixTime};
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+use testkit::rng::Rng;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Client {
@@ -61,7 +44,7 @@ struct Stats {
 }
 
 fn run_seed(seed: u64, stats: &mut Stats) {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     let mut h = Harness::new(config(vec![small_pool()]));
     // A second worker, with its own allocation cursor, sharing the engine and tables.
     let mut other: EngineWorker = h.engine.worker(1, 2);
@@ -247,7 +230,7 @@ fn no_address_is_acked_to_two_clients_at_once() {
 fn requests_of_every_kind_never_panic() {
     // Garbage-ish requests over every message type code, hlen and flag combination.
     let mut h = Harness::new(config(vec![small_pool()]));
-    let mut rng = Rng(7);
+    let mut rng = Rng::from_state(7);
     for _ in 0..2000 {
         let mt = match rng.below(12) {
             0 => None,
@@ -270,16 +253,18 @@ fn requests_of_every_kind_never_panic() {
         r.hlen = rng.below(20) as u8;
         r.htype = rng.below(3) as u8;
         r.ciaddr = if rng.chance(30) {
-            Ipv4Addr::from(rng.next() as u32)
+            Ipv4Addr::from(rng.next_u64() as u32)
         } else {
             r.ciaddr
         };
         r.giaddr = if rng.chance(20) {
-            Ipv4Addr::from(rng.next() as u32)
+            Ipv4Addr::from(rng.next_u64() as u32)
         } else {
             r.giaddr
         };
-        r.options.server_id = rng.chance(30).then(|| Ipv4Addr::from(rng.next() as u32));
+        r.options.server_id = rng
+            .chance(30)
+            .then(|| Ipv4Addr::from(rng.next_u64() as u32));
         r.options.requested_ip = rng.chance(50).then(|| addr(&mut rng));
         r.options.subnet_selection = rng.chance(5).then(|| addr(&mut rng));
         r.options.client_id = rng.chance(20).then_some(&[0u8, 1, 2][..]);

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use dataplane::engine::{Decision, Engine, EngineConfig, Ingress, ScopeConfig};
-use dataplane::wire::dhcpv4::{MessageType, OpCode, Options, Repr};
+use dataplane::wire::dhcpv4::{MessageType, Repr};
 use lease_mmap::{BindingState, Durability, Store, TableId, UnixTime};
 
 const THREADS: u16 = 4;
@@ -16,29 +16,7 @@ const ROUNDS: u32 = 6;
 
 fn req(mt: MessageType, client: u16) -> Repr<'static> {
     let [hi, lo] = client.to_be_bytes();
-    let mut chaddr = [0; 16];
-    chaddr[..6].copy_from_slice(&[2, 0, 0, 0, hi, lo]);
-    Repr {
-        op: OpCode::Request,
-        htype: 1,
-        hlen: 6,
-        hops: 0,
-        xid: u32::from(client),
-        secs: 0,
-        flags: 0,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: Ipv4Addr::UNSPECIFIED,
-        chaddr,
-        sname: &[],
-        file: &[],
-        is_dhcp: true,
-        options: Options {
-            message_type: Some(mt),
-            ..Options::default()
-        },
-    }
+    Repr::request([2, 0, 0, 0, hi, lo], u32::from(client), Some(mt))
 }
 
 #[test]

@@ -10,11 +10,9 @@
 //! throughput line is printed, never asserted).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::AsFd;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,6 +21,7 @@ use dataplane::packet::{PacketIo, PortGuard, Socket, SocketOptions};
 use dataplane::stats::WorkerStats;
 use dataplane::sys;
 use dataplane::worker::{self, BatchHandler, FrameIo, RxBatch, TxBatch, VlanTag, WorkerConfig};
+use testkit::netns::{Ns, VethOptions, VethPair, in_ns, mac_str};
 
 const MAC_A: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x0a, 0x01];
 const MAC_B: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x0b, 0x01];
@@ -38,242 +37,50 @@ const STOP_SLACK: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------------------------------
 // Namespaces
 
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Two namespaces and a veth pair between them; deleted on drop.
-struct Pair {
-    a: String,
-    b: String,
-}
-
-impl Pair {
-    fn new() -> Pair {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let id = format!(
-            "tdm-pkt-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let pair = Pair {
-            a: format!("{id}a"),
-            b: format!("{id}b"),
-        };
-        for ns in [&pair.a, &pair.b] {
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
+/// The test network: `va` 10.77.0.1 and `vb` 10.77.0.2 with fixed MACs and static
+/// neighbours, IPv6 off, and every unreachable answered with its ICMP, so the guard test
+/// can't be fooled by the limiter.
+fn pair() -> VethPair {
+    VethPair::new(
+        "pkt",
+        [10, 77, 0],
+        &VethOptions {
+            macs: Some((MAC_A, MAC_B)),
+            static_neighbours: true,
+            sysctls: &[
                 "net.ipv6.conf.all.disable_ipv6=1",
-            ]);
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
                 "net.ipv6.conf.default.disable_ipv6=1",
-            ]);
-            // Every unreachable gets its ICMP, so the guard test can't be fooled by the limiter.
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
                 "net.ipv4.icmp_ratelimit=0",
-            ]);
-        }
-        sh(&[
-            "ip",
-            "-n",
-            &pair.a,
-            "link",
-            "add",
-            "va",
-            "address",
-            &mac(MAC_A),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vb",
-            "address",
-            &mac(MAC_B),
-            "netns",
-            &pair.b,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &pair.a,
-            "addr",
-            "add",
-            "10.77.0.1/24",
-            "dev",
-            "va",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &pair.b,
-            "addr",
-            "add",
-            "10.77.0.2/24",
-            "dev",
-            "vb",
-        ]);
-        sh(&["ip", "-n", &pair.a, "link", "set", "va", "up"]);
-        sh(&["ip", "-n", &pair.b, "link", "set", "vb", "up"]);
-        // Static neighbours: no ARP traffic of the kernel's own in the middle of a test.
-        sh(&[
-            "ip",
-            "-n",
-            &pair.a,
-            "neigh",
-            "replace",
-            "10.77.0.2",
-            "lladdr",
-            &mac(MAC_B),
-            "dev",
-            "va",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &pair.b,
-            "neigh",
-            "replace",
-            "10.77.0.1",
-            "lladdr",
-            &mac(MAC_A),
-            "dev",
-            "vb",
-        ]);
-        pair.wait_until_up();
-        pair
-    }
-
-    /// A fresh veth only carries frames once the kernel's link watcher has activated its
-    /// queues (up to a second later); until then, frames are silently dropped. Wait for
-    /// both sides to say `up` and for one ping to make the round trip.
-    fn wait_until_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let up = |ns: &str, dev: &str| {
-                Command::new("ip")
-                    .args([
-                        "netns",
-                        "exec",
-                        ns,
-                        "cat",
-                        &format!("/sys/class/net/{dev}/operstate"),
-                    ])
-                    .output()
-                    .is_ok_and(|o| o.stdout.starts_with(b"up"))
-            };
-            let ping = || {
-                Command::new("ip")
-                    .args([
-                        "netns",
-                        "exec",
-                        &self.a,
-                        "ping",
-                        "-c1",
-                        "-W1",
-                        "-q",
-                        "10.77.0.2",
-                    ])
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-            };
-            if up(&self.a, "va") && up(&self.b, "vb") && ping() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "veth between {} and {} never came up",
-                self.a,
-                self.b
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn exec(&self, ns: &str, args: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", ns];
-        full.extend_from_slice(args);
-        sh(&full)
-    }
-
-    fn rx_packets(&self) -> u64 {
-        let s = self.exec(&self.b, &["cat", "/sys/class/net/vb/statistics/rx_packets"]);
-        s.trim().parse().expect("rx_packets")
-    }
-
-    fn icmp_dest_unreachs_sent(&self) -> u64 {
-        let snmp = self.exec(&self.b, &["cat", "/proc/net/snmp"]);
-        let mut lines = snmp.lines().filter(|l| l.starts_with("Icmp:"));
-        let (names, values) = (
-            lines.next().expect("Icmp header"),
-            lines.next().expect("Icmp values"),
-        );
-        let col = names
-            .split_whitespace()
-            .position(|n| n == "OutDestUnreachs")
-            .expect("OutDestUnreachs column");
-        values
-            .split_whitespace()
-            .nth(col)
-            .expect("value")
-            .parse()
-            .expect("number")
-    }
+            ],
+            ..VethOptions::default()
+        },
+    )
 }
 
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
+fn rx_packets(pair: &VethPair) -> u64 {
+    let s = pair
+        .b
+        .run(&["cat", "/sys/class/net/vb/statistics/rx_packets"]);
+    s.trim().parse().expect("rx_packets")
 }
 
-fn mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Runs `f` on a thread inside namespace `ns`: sockets it opens belong to `ns` for life.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(format!("/run/netns/{ns}")).expect("open netns");
-            sys::set_thread_netns(file.as_fd()).expect("setns");
-            f()
-        })
-        .join()
-        .expect("netns thread")
-    })
+fn icmp_dest_unreachs_sent(pair: &VethPair) -> u64 {
+    let snmp = pair.b.run(&["cat", "/proc/net/snmp"]);
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (
+        lines.next().expect("Icmp header"),
+        lines.next().expect("Icmp values"),
+    );
+    let col = names
+        .split_whitespace()
+        .position(|n| n == "OutDestUnreachs")
+        .expect("OutDestUnreachs column");
+    values
+        .split_whitespace()
+        .nth(col)
+        .expect("value")
+        .parse()
+        .expect("number")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -508,11 +315,11 @@ struct Server {
 }
 
 impl Server {
-    fn start(pair: &Pair, n: usize) -> Server {
+    fn start(pair: &VethPair, n: usize) -> Server {
         Server::start_recording(pair, n, true)
     }
 
-    fn start_recording(pair: &Pair, n: usize, record: bool) -> Server {
+    fn start_recording(pair: &VethPair, n: usize, record: bool) -> Server {
         let (sockets, guard) = in_ns(&pair.b, || {
             let sockets = if n == 1 {
                 vec![Socket::open("vb", &SocketOptions::default()).expect("open")]
@@ -610,7 +417,7 @@ struct Client {
 }
 
 impl Client {
-    fn open(ns: &str, ifname: &str) -> Client {
+    fn open(ns: &Ns, ifname: &str) -> Client {
         let (sock, guard) = in_ns(ns, || {
             let sock = Socket::open(ifname, &SocketOptions::default()).expect("client socket");
             (sock, PortGuard::bind(None).expect("client guard"))
@@ -669,7 +476,7 @@ impl Client {
 /// Sends DHCP frames (half unicast to B, half broadcast) with noise before, between and after
 /// them, and checks that every DHCP frame, and nothing else, came back and reached a handler.
 fn echo_test(workers: usize, n: u32) -> Vec<Seen> {
-    let pair = Pair::new();
+    let pair = pair();
     let mut server = Server::start(&pair, workers);
     let mut client = Client::open(&pair.a, "va");
     let requests: Vec<Vec<u8>> = (0..n)
@@ -683,7 +490,7 @@ fn echo_test(workers: usize, n: u32) -> Vec<Seen> {
         })
         .collect();
     let noise = noise();
-    let rx_before = pair.rx_packets();
+    let rx_before = rx_packets(&pair);
 
     client.send(&noise);
     let mut replies = client.round_trips(&requests[..requests.len() / 2]);
@@ -701,7 +508,7 @@ fn echo_test(workers: usize, n: u32) -> Vec<Seen> {
         assert_eq!(reply, &echoed(&requests[*seq as usize]), "reply {seq}");
     }
     // The noise did arrive at vb (the interface counted it), the filter kept it from us.
-    let arrived = pair.rx_packets() - rx_before;
+    let arrived = rx_packets(&pair) - rx_before;
     assert!(
         arrived >= u64::from(n) + 2 * noise.len() as u64,
         "vb received only {arrived}"
@@ -755,7 +562,7 @@ fn packet_two_workers_share_an_interface_through_fanout() {
 
 #[test]
 fn packet_vlan_tags_are_reported_and_put_back_into_the_frame() {
-    let pair = Pair::new();
+    let pair = pair();
     let mut server = Server::start(&pair, 1);
 
     // 1. Tagged frames from A's packet socket (VLAN 100, in the bytes). B's kernel takes the
@@ -795,10 +602,10 @@ fn packet_vlan_tags_are_reported_and_put_back_into_the_frame() {
          sendp([e/Dot1Q(vlan=42, prio=5)/ip/UDP(sport=68, dport=67)/p(100),\n\
                 e/Dot1AD(vlan=7)/Dot1Q(vlan=42)/ip/UDP(sport=68, dport=67)/p(200),\n\
                 e/Dot1Q(vlan=42)/ip/UDP(sport=67, dport=68)/p(300)], iface='va', verbose=0)\n",
-        a = mac(MAC_A),
-        b = mac(MAC_B)
+        a = mac_str(MAC_A),
+        b = mac_str(MAC_B)
     );
-    pair.exec(&pair.a, &["/usr/bin/python3", "-c", &script]);
+    pair.a.run(&["/usr/bin/python3", "-c", &script]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.seen().iter().filter(|s| s.seq >= Some(100)).count() < 2
         && Instant::now() < deadline
@@ -863,7 +670,7 @@ fn packet_vlan_tags_are_reported_and_put_back_into_the_frame() {
 
 #[test]
 fn packet_port_guard_suppresses_icmp_port_unreachable() {
-    let pair = Pair::new();
+    let pair = pair();
     // A connected UDP socket in A learns of an ICMP port unreachable as ECONNREFUSED.
     let probe = in_ns(&pair.a, || {
         let s = UdpSocket::bind("10.77.0.1:0").expect("bind");
@@ -873,7 +680,7 @@ fn packet_port_guard_suppresses_icmp_port_unreachable() {
         s
     });
     let refused = || {
-        let before = pair.icmp_dest_unreachs_sent();
+        let before = icmp_dest_unreachs_sent(&pair);
         probe.send(b"unicast to 67").expect("send");
         let mut buf = [0u8; 64];
         let refused = match probe.recv(&mut buf) {
@@ -888,7 +695,7 @@ fn packet_port_guard_suppresses_icmp_port_unreachable() {
             }
             other => panic!("unexpected {other:?}"),
         };
-        let icmp_sent = pair.icmp_dest_unreachs_sent() - before;
+        let icmp_sent = icmp_dest_unreachs_sent(&pair) - before;
         assert_eq!(
             refused,
             icmp_sent > 0,
@@ -922,7 +729,7 @@ fn packet_port_guard_suppresses_icmp_port_unreachable() {
 
 #[test]
 fn packet_shutdown_stops_idle_workers_within_the_poll_timeout() {
-    let pair = Pair::new();
+    let pair = pair();
     let mut server = Server::start(&pair, 2);
     thread::sleep(POLL * 2);
     assert!(server.workers.iter().all(|w| !w.is_finished()));
@@ -935,7 +742,7 @@ fn packet_shutdown_stops_idle_workers_within_the_poll_timeout() {
 
 #[test]
 fn packet_measure_echo_rate_one_worker() {
-    let pair = Pair::new();
+    let pair = pair();
     let server = Server::start_recording(&pair, 1, false);
     let mut client = Client::open(&pair.a, "va");
     let frames: Vec<Vec<u8>> = (0..64).map(|seq| Spec::dhcp().build(seq)).collect();

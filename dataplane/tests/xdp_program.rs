@@ -5,18 +5,14 @@
 //!
 //! Run as root: `cargo test -p dataplane --test xdp_program`.
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dataplane::sys;
 use dataplane::xdp::{AttachMode, Attached, VerdictCounts, XdpProgram};
 use ebpf::{LB_ON, LbConfig};
+use testkit::netns::{VethOptions, VethPair, in_ns};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -335,115 +331,9 @@ fn lb_filter_drops_only_the_peers_discovers() {
 // ---------------------------------------------------------------------------------------
 // Attached to a veth
 
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Two namespaces joined by a veth (`va` 10.78.0.1 in `a`, `vb` 10.78.0.2 in `b`).
-struct Pair {
-    a: String,
-    b: String,
-}
-
-impl Pair {
-    fn new() -> Pair {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let id = format!(
-            "tdm-xdp-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let pair = Pair {
-            a: format!("{id}a"),
-            b: format!("{id}b"),
-        };
-        for ns in [&pair.a, &pair.b] {
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        sh(&[
-            "ip", "-n", &pair.a, "link", "add", "va", "type", "veth", "peer", "name", "vb",
-            "netns", &pair.b,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &pair.a,
-            "addr",
-            "add",
-            "10.78.0.1/24",
-            "dev",
-            "va",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &pair.b,
-            "addr",
-            "add",
-            "10.78.0.2/24",
-            "dev",
-            "vb",
-        ]);
-        sh(&["ip", "-n", &pair.a, "link", "set", "va", "up"]);
-        sh(&["ip", "-n", &pair.b, "link", "set", "vb", "up"]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pair.ping() {
-            assert!(Instant::now() < deadline, "veth never came up");
-            thread::sleep(Duration::from_millis(20));
-        }
-        pair
-    }
-
-    fn ping(&self) -> bool {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.a,
-                "ping",
-                "-c1",
-                "-W1",
-                "-q",
-                "10.78.0.2",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    fn xdp_shown(&self) -> bool {
-        sh(&["ip", "-n", &self.b, "-d", "link", "show", "vb"]).contains("prog/xdp")
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// Runs `f` on a thread inside namespace `ns`.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(format!("/run/netns/{ns}")).expect("open netns");
-            sys::set_thread_netns(file.as_fd()).expect("setns");
-            f()
-        })
-        .join()
-        .expect("netns thread")
-    })
+fn pair() -> VethPair {
+    VethPair::new("xdp", [10, 78, 0], &VethOptions::default())
 }
 
 fn recv_len(sock: &UdpSocket) -> Option<usize> {
@@ -453,7 +343,7 @@ fn recv_len(sock: &UdpSocket) -> Option<usize> {
 
 #[test]
 fn attached_program_leaves_other_traffic_to_the_kernel() {
-    let pair = Pair::new();
+    let pair = pair();
     let (mut prog, mode) = in_ns(&pair.b, || {
         let mut prog = XdpProgram::load().expect("load");
         let mode = prog.attach("vb", AttachMode::Auto).expect("attach");
@@ -561,13 +451,13 @@ fn attached_program_leaves_other_traffic_to_the_kernel() {
 
 #[test]
 fn a_stale_netlink_attached_program_is_detached_before_attach() {
-    let pair = Pair::new();
+    let pair = pair();
     let obj = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(obj.path(), ebpf::XDP_DHCP).expect("write object");
     let path = obj.path().to_string_lossy().into_owned();
     // What a crashed run attached through netlink would leave: the program, no owner.
-    sh(&[
-        "ip", "-n", &pair.b, "link", "set", "dev", "vb", "xdpdrv", "obj", &path, "sec", "xdp",
+    pair.b.run(&[
+        "ip", "link", "set", "dev", "vb", "xdpdrv", "obj", &path, "sec", "xdp",
     ]);
     assert!(pair.xdp_shown());
     let stale = in_ns(&pair.b, || {

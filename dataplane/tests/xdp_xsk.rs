@@ -5,161 +5,28 @@
 //!
 //! Run as root: `cargo test -p dataplane --test xdp_xsk`.
 
-use std::fs::File;
 use std::net::UdpSocket;
-use std::os::fd::AsFd;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use dataplane::stats::{DropReason, WorkerStats};
-use dataplane::sys;
 use dataplane::worker::{FrameIo, TxBatch};
 use dataplane::xdp::{
     AttachMode, XdpPort, XdpProgram, XskIo, XskOptions, XskStats, rx_queue_count,
 };
+use testkit::netns::{VethOptions, VethPair, in_ns};
 
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Two namespaces joined by a veth (`va` 10.78.0.1 in `a`, `vb` 10.78.0.2 in `b`).
-struct Pair {
-    a: String,
-    b: String,
-}
-
-impl Pair {
-    fn new() -> Pair {
-        Pair::with_queues(1)
-    }
-
-    /// A pair whose veth ends have `queues` rx and tx queues each (`ethtool -L`).
-    fn with_queues(queues: u32) -> Pair {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let id = format!(
-            "tdm-xdp-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let pair = Pair {
-            a: format!("{id}a"),
-            b: format!("{id}b"),
-        };
-        for ns in [&pair.a, &pair.b] {
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        sh(&[
-            "ip",
-            "-n",
-            &pair.a,
-            "link",
-            "add",
-            "va",
-            "numtxqueues",
-            "8",
-            "numrxqueues",
-            "8",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vb",
-            "numtxqueues",
-            "8",
-            "numrxqueues",
-            "8",
-            "netns",
-            &pair.b,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &pair.a,
-            "addr",
-            "add",
-            "10.78.0.1/24",
-            "dev",
-            "va",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &pair.b,
-            "addr",
-            "add",
-            "10.78.0.2/24",
-            "dev",
-            "vb",
-        ]);
-        // A veth has as many real queues as asked for at creation unless told otherwise.
-        let q = queues.to_string();
-        for (ns, dev) in [(&pair.a, "va"), (&pair.b, "vb")] {
-            sh(&[
-                "ip", "netns", "exec", ns, "ethtool", "-L", dev, "rx", &q, "tx", &q,
-            ]);
-        }
-        sh(&["ip", "-n", &pair.a, "link", "set", "va", "up"]);
-        sh(&["ip", "-n", &pair.b, "link", "set", "vb", "up"]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pair.ping() {
-            assert!(Instant::now() < deadline, "veth never came up");
-            thread::sleep(Duration::from_millis(20));
-        }
-        pair
-    }
-
-    fn ping(&self) -> bool {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.a,
-                "ping",
-                "-c1",
-                "-W1",
-                "-q",
-                "10.78.0.2",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    fn xdp_shown(&self) -> bool {
-        sh(&["ip", "-n", &self.b, "-d", "link", "show", "vb"]).contains("prog/xdp")
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// Runs `f` on a thread inside namespace `ns`.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(format!("/run/netns/{ns}")).expect("open netns");
-            sys::set_thread_netns(file.as_fd()).expect("setns");
-            f()
-        })
-        .join()
-        .expect("netns thread")
-    })
+/// Two namespaces joined by a veth (`va` 10.78.0.1 in `a`, `vb` 10.78.0.2 in `b`) whose ends
+/// have `queues` rx and tx queues each.
+fn pair(queues: u32) -> VethPair {
+    VethPair::new(
+        "xdp",
+        [10, 78, 0],
+        &VethOptions {
+            queues: Some(queues),
+            ..VethOptions::default()
+        },
+    )
 }
 
 /// The reply to a UDP/IPv4 frame without VLAN tags: MACs, addresses and ports swapped, UDP
@@ -181,7 +48,7 @@ fn reply_to(f: &[u8]) -> Vec<u8> {
 #[test]
 fn dhcp_reaches_the_socket_and_replies_leave_in_big_batches() {
     const N: usize = 300;
-    let pair = Pair::new();
+    let pair = pair(1);
     let (mut prog, mut xsks) = in_ns(&pair.b, || {
         let mut prog = XdpProgram::load().expect("load");
         prog.attach("vb", AttachMode::Native).expect("attach");
@@ -283,7 +150,7 @@ fn dhcp_reaches_the_socket_and_replies_leave_in_big_batches() {
 #[test]
 fn one_socket_per_rx_queue_and_every_queue_is_served() {
     const N: usize = 400;
-    let pair = Pair::with_queues(2);
+    let pair = pair(2);
     let mut port = in_ns(&pair.b, || {
         assert_eq!(rx_queue_count("vb"), 2, "ethtool -L took");
         XdpPort::open("vb", AttachMode::Native, &XskOptions::default()).expect("open port")
@@ -325,7 +192,7 @@ fn one_socket_per_rx_queue_and_every_queue_is_served() {
 fn frames_the_kernel_drops_before_the_socket_are_counted_as_xsk_drops() {
     const RING: u32 = 64;
     const N: usize = 200;
-    let pair = Pair::new();
+    let pair = pair(1);
     let (mut prog, mut xsks) = in_ns(&pair.b, || {
         let mut prog = XdpProgram::load().expect("load");
         prog.attach("vb", AttachMode::Native).expect("attach");

@@ -6,126 +6,25 @@
 //!
 //! Run as root: `cargo test -p dataplane --test xdp_zerocopy`.
 
-use std::fs::File;
 use std::net::UdpSocket;
 use std::ops::Range;
-use std::os::fd::AsFd;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use dataplane::stats::WorkerStats;
-use dataplane::sys;
 use dataplane::worker::{RxBatch, TxBatch, run};
 use dataplane::xdp::{AttachMode, XdpProgram, XskFrames, XskIo, XskOptions};
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use testkit::netns::{VethOptions, VethPair, in_ns};
 
 /// Two namespaces joined by a veth with one queue per side (`va` 10.79.0.1 in `a`, `vb`
 /// 10.79.0.2 in `b`).
-struct Pair {
-    a: String,
-    b: String,
-}
-
-impl Pair {
-    fn new() -> Pair {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let id = format!(
-            "tdm-zc-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let pair = Pair {
-            a: format!("{id}a"),
-            b: format!("{id}b"),
-        };
-        for ns in [&pair.a, &pair.b] {
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        sh(&[
-            "ip", "-n", &pair.a, "link", "add", "va", "type", "veth", "peer", "name", "vb",
-            "netns", &pair.b,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &pair.a,
-            "addr",
-            "add",
-            "10.79.0.1/24",
-            "dev",
-            "va",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &pair.b,
-            "addr",
-            "add",
-            "10.79.0.2/24",
-            "dev",
-            "vb",
-        ]);
-        sh(&["ip", "-n", &pair.a, "link", "set", "va", "up"]);
-        sh(&["ip", "-n", &pair.b, "link", "set", "vb", "up"]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &pair.a,
-                "ping",
-                "-c1",
-                "-W1",
-                "-q",
-                "10.79.0.2",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            assert!(Instant::now() < deadline, "veth never came up");
-            thread::sleep(Duration::from_millis(20));
-        }
-        pair
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// Runs `f` on a thread inside namespace `ns`.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(format!("/run/netns/{ns}")).expect("open netns");
-            sys::set_thread_netns(file.as_fd()).expect("setns");
-            f()
-        })
-        .join()
-        .expect("netns thread")
-    })
+fn pair() -> VethPair {
+    VethPair::new("zc", [10, 79, 0], &VethOptions::default())
 }
 
 /// The XDP program on `vb` and one AF_XDP socket bound to its queue 0.
-fn open(pair: &Pair, opts: &XskOptions) -> (XdpProgram, XskIo) {
+fn open(pair: &VethPair, opts: &XskOptions) -> (XdpProgram, XskIo) {
     let (mut prog, mut xsks) = in_ns(&pair.b, || {
         let mut prog = XdpProgram::load().expect("load");
         prog.attach("vb", AttachMode::Native).expect("attach");
@@ -196,7 +95,7 @@ fn settled(io: &mut XskIo) -> XskFrames {
 #[test]
 fn received_frames_are_read_in_the_umem_and_replies_are_sent_from_the_frames_they_were_built_in() {
     const N: usize = 100;
-    let pair = Pair::new();
+    let pair = pair();
     let (_prog, mut io) = open(&pair, &XskOptions::default());
     let umem = io.umem_range();
     assert!(!umem.is_empty());
@@ -277,7 +176,7 @@ fn many_batches_all_replies_right_and_no_frame_lost() {
         batch: 32,
         ..XskOptions::default()
     };
-    let pair = Pair::new();
+    let pair = pair();
     let (_prog, mut io) = open(&pair, &opts);
     let total = io.frames().total;
     let client = in_ns(&pair.a, || {

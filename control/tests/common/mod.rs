@@ -32,6 +32,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use testkit::netns::{pid_alive, signal};
+
 /// The tools every end-to-end test needs (Debian packages: kea-dhcp4-server, kea-admin,
 /// isc-dhcp-client, udhcpc, dhcpcd-base, tshark, python3-scapy, iproute2).
 const TOOLS: &[&str] = &[
@@ -133,15 +135,6 @@ impl Drop for HeavyGuard {
     }
 }
 
-/// Sends `signal` (e.g. `"KILL"`, `"TERM"`, `"USR1"`) to `pid`, a process this test started.
-pub fn signal(pid: u32, signal: &str) -> bool {
-    Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 /// Waits at most `timeout` for `child` to exit; its status, or `None` if it still runs.
 pub fn wait_exit(
     child: &mut std::process::Child,
@@ -154,17 +147,6 @@ pub fn wait_exit(
 pub fn reap(child: &mut std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// Whether `pid` is still running (and not a zombie).
-pub fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
 }
 
 /// A whole test environment: a network, the server under test in it, and a capture on the

@@ -3,14 +3,13 @@
 //!
 //! Everything is created inside namespaces named `tdm-e2e-<pid>-<n>-<role>`, so nothing touches
 //! the host's interfaces and parallel tests never collide. [`TestNet`]'s `Drop` kills every
-//! process still running in its namespaces (by pid) and deletes them, even after a panic.
+//! process still running in its namespaces (by pid) and deletes them, even after a panic
+//! ([`testkit::netns::teardown`]).
 
-use std::{
-    net::Ipv4Addr,
-    process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
-    time::Duration,
-};
+use std::net::Ipv4Addr;
+
+use testkit::netns::{self, sh};
+pub use testkit::netns::{Ns, spawn_logged};
 
 /// The server's subnet in the direct layout (clients on the server's link).
 pub const DIRECT_PREFIX: &str = "10.77.0.0/16";
@@ -28,82 +27,6 @@ pub const RELAY_GIADDR: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 1);
 /// The relay's client-side (bridge) address, also in [`RELAYED_PREFIX`], for relay agents that
 /// serve the client namespaces behind it.
 pub const RELAY_CLIENT_SIDE: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 254);
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A network namespace this test created.
-#[derive(Debug, Clone)]
-pub struct Ns {
-    /// `ip netns` name.
-    pub name: String,
-}
-
-impl Ns {
-    fn create(name: String) -> Self {
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        host_run(&["ip", "netns", "add", &name]);
-        let ns = Self { name };
-        ns.run(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// A `Command` running `prog` inside this namespace (`ip netns exec`, which execs, so the
-    /// child's pid is the program's pid).
-    pub fn command(&self, prog: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name, prog]);
-        cmd
-    }
-
-    /// Runs `args` in this namespace to completion and returns its output, whatever the status.
-    pub fn exec(&self, args: &[&str]) -> Output {
-        self.command(args[0])
-            .args(&args[1..])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("run {args:?} in {}: {e}", self.name))
-    }
-
-    /// Runs `args` in this namespace, panics with its output unless it succeeds, returns stdout.
-    pub fn run(&self, args: &[&str]) -> String {
-        let out = self.exec(args);
-        assert!(
-            out.status.success(),
-            "{args:?} in {} failed ({}): {}{}",
-            self.name,
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Starts `args` in this namespace in the background, stdout and stderr to `log`.
-    pub fn spawn(&self, args: &[&str], log: &std::path::Path) -> Child {
-        let mut cmd = self.command(args[0]);
-        cmd.args(&args[1..]);
-        spawn_logged(cmd, log)
-    }
-
-    /// The pids of every process living in this namespace.
-    pub fn pids(&self) -> Vec<u32> {
-        let out = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        out.split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
-    }
-
-    /// The MAC address of `iface` in this namespace.
-    pub fn mac(&self, iface: &str) -> String {
-        self.run(&["cat", &format!("/sys/class/net/{iface}/address")])
-            .trim()
-            .to_owned()
-    }
-}
 
 /// One interface of a namespace attached to the test network.
 #[derive(Debug, Clone)]
@@ -145,8 +68,8 @@ pub struct TestNet {
 impl TestNet {
     /// Builds a network with `clients` client namespaces in the given layout.
     pub fn new(layout: Layout, clients: usize) -> Self {
-        remove_stale();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        netns::remove_stale("tdm-e2e-");
+        let n = netns::next_id();
         let id = format!("{}{n}", std::process::id());
         let prefix = format!("tdm-e2e-{}-{n}", std::process::id());
         // Build into a half-made net first, so a failure half-way still tears down what exists.
@@ -165,19 +88,7 @@ impl TestNet {
             prefix,
             id,
         };
-        net.bridge
-            .run(&["ip", "link", "add", "br0", "type", "bridge"]);
-        net.bridge.run(&[
-            "ip",
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "forward_delay",
-            "0",
-        ]);
-        net.bridge.run(&["ip", "link", "set", "br0", "up"]);
+        net.bridge.add_bridge("br0");
         match layout {
             Layout::Direct => {
                 let iface = net.iface("s");
@@ -192,7 +103,7 @@ impl TestNet {
                 let srv_if = net.iface("s");
                 let up_if = net.iface("u");
                 let server_ns = net.server.ns.clone();
-                host_run(&[
+                sh(&[
                     "ip",
                     "link",
                     "add",
@@ -259,7 +170,7 @@ impl TestNet {
     fn attach(&self, ns: &Ns, iface: &str, addr: Option<(Ipv4Addr, u8)>) -> Endpoint {
         let peer = format!("{iface}b");
         assert!(peer.len() <= 15, "interface name {peer} too long");
-        host_run(&[
+        sh(&[
             "ip",
             "link",
             "add",
@@ -305,72 +216,6 @@ impl TestNet {
 
 impl Drop for TestNet {
     fn drop(&mut self) {
-        // Everything running inside our namespaces was started by this test (dhclient and
-        // dhcpcd daemonise, so their pids are found here rather than kept from spawn).
-        for ns in self.namespaces() {
-            for pid in ns.pids() {
-                super::signal(pid, "KILL");
-            }
-        }
-        for ns in self.namespaces() {
-            let _ = super::try_wait_until(Duration::from_secs(3), || {
-                ns.pids().is_empty().then_some(())
-            });
-            let _ = Command::new("ip").args(["netns", "del", &ns.name]).output();
-        }
+        netns::teardown(&self.namespaces());
     }
-}
-
-/// Deletes the namespaces of earlier test processes that died without running `Drop` (killed
-/// by a signal): `tdm-e2e-<pid>-…` whose `<pid>` is gone. Only our own prefix is touched.
-fn remove_stale() {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    for name in out.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(pid) = name
-            .strip_prefix("tdm-e2e-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == std::process::id() || super::pid_alive(pid) {
-            continue;
-        }
-        let ns = Ns {
-            name: name.to_owned(),
-        };
-        for p in ns.pids() {
-            super::signal(p, "KILL");
-        }
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
-    }
-}
-
-/// Spawns `cmd` with no stdin and stdout and stderr to `log` (a file, not a pipe: daemons
-/// that fork keep it open).
-pub fn spawn_logged(mut cmd: Command, log: &std::path::Path) -> Child {
-    let out = std::fs::File::create(log).expect("create a log file");
-    let err = out.try_clone().expect("clone a log file handle");
-    cmd.stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
-}
-
-/// Runs `args` on the host (for `ip netns add` and creating veths directly in namespaces).
-fn host_run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

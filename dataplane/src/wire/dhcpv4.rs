@@ -687,6 +687,37 @@ impl<'a> Options<'a> {
 }
 
 impl<'a> Repr<'a> {
+    /// A BOOTREQUEST from the Ethernet client `mac` (htype 1, hlen 6, `chaddr` = `mac`; RFC
+    /// 2131 §2) in exchange `xid`, DHCP (magic cookie), with option 53 `message_type` (left
+    /// out when `None`) and nothing else: every other field zero, no other option. What a
+    /// client builds before filling in its own fields (the load generator, the benches and the
+    /// tests start from it).
+    pub fn request(mac: [u8; 6], xid: u32, message_type: Option<MessageType>) -> Self {
+        let mut chaddr = [0; 16];
+        chaddr[..6].copy_from_slice(&mac);
+        Repr {
+            op: OpCode::Request,
+            htype: 1,
+            hlen: 6,
+            hops: 0,
+            xid,
+            secs: 0,
+            flags: 0,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: Ipv4Addr::UNSPECIFIED,
+            chaddr,
+            sname: &[],
+            file: &[],
+            is_dhcp: true,
+            options: Options {
+                message_type,
+                ..Options::default()
+            },
+        }
+    }
+
     /// Parses and validates a message.
     ///
     /// `scratch` holds the concatenations of options split per RFC 3396 or spread over

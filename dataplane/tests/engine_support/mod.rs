@@ -207,29 +207,8 @@ fn summarise(d: &Decision<'_>) -> Out {
 
 /// A BOOTREQUEST from Ethernet client `mac`, DHCP message type `mt`.
 pub fn request(mt: Option<MessageType>, mac: [u8; 6]) -> Repr<'static> {
-    let mut chaddr = [0; 16];
-    chaddr[..6].copy_from_slice(&mac);
-    Repr {
-        op: OpCode::Request,
-        htype: 1,
-        hlen: 6,
-        hops: 0,
-        xid: u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]) ^ 0x5a5a_0000,
-        secs: 0,
-        flags: 0,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: Ipv4Addr::UNSPECIFIED,
-        chaddr,
-        sname: &[],
-        file: &[],
-        is_dhcp: true,
-        options: Options {
-            message_type: mt,
-            ..Options::default()
-        },
-    }
+    let xid = u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]) ^ 0x5a5a_0000;
+    Repr::request(mac, xid, mt)
 }
 
 pub fn discover(mac: [u8; 6]) -> Repr<'static> {
