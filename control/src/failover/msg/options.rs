@@ -16,88 +16,6 @@ pub const IP_FLAG_RESERVED: u16 = 0x0001;
 /// IP-flags bit: the address was given to a BOOTP client (`FTF_IP_FLAG_BOOTP`).
 pub const IP_FLAG_BOOTP: u16 = 0x0002;
 
-/// Option codes, draft §12 and `failover.h:88-148`.
-pub mod opt {
-    pub const ADDRESSES_TRANSFERRED: u16 = 1;
-    pub const ASSIGNED_IP_ADDRESS: u16 = 2;
-    pub const BINDING_STATUS: u16 = 3;
-    pub const CLIENT_IDENTIFIER: u16 = 4;
-    pub const CLIENT_HARDWARE_ADDRESS: u16 = 5;
-    pub const CLTT: u16 = 6;
-    pub const CLIENT_REPLY_OPTIONS: u16 = 7;
-    pub const CLIENT_REQUEST_OPTIONS: u16 = 8;
-    pub const DDNS: u16 = 9;
-    pub const DELAYED_SERVICE_PARAMETER: u16 = 10;
-    pub const HASH_BUCKET_ASSIGNMENT: u16 = 11;
-    pub const IP_FLAGS: u16 = 12;
-    pub const LEASE_EXPIRATION_TIME: u16 = 13;
-    pub const MAX_UNACKED_BNDUPD: u16 = 14;
-    pub const MCLT: u16 = 15;
-    pub const MESSAGE: u16 = 16;
-    pub const MESSAGE_DIGEST: u16 = 17;
-    pub const POTENTIAL_EXPIRATION_TIME: u16 = 18;
-    pub const RECEIVE_TIMER: u16 = 19;
-    pub const PROTOCOL_VERSION: u16 = 20;
-    pub const REJECT_REASON: u16 = 21;
-    pub const RELATIONSHIP_NAME: u16 = 22;
-    pub const SERVER_FLAGS: u16 = 23;
-    pub const SERVER_STATE: u16 = 24;
-    pub const START_TIME_OF_STATE: u16 = 25;
-    pub const TLS_REPLY: u16 = 26;
-    pub const TLS_REQUEST: u16 = 27;
-    pub const VENDOR_CLASS: u16 = 28;
-    pub const VENDOR_SPECIFIC_OPTIONS: u16 = 29;
-    /// Highest code ISC knows (`FTO_MAX`); higher codes are skipped.
-    pub const MAX: u16 = 29;
-}
-
-/// The wire shape of a known option (`stables.c:41-100`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    U8,
-    U16,
-    U32,
-    Ip,
-    Bytes,
-    Ddns,
-}
-
-fn kind(code: u16) -> Option<Kind> {
-    use opt::*;
-    Some(match code {
-        BINDING_STATUS
-        | DELAYED_SERVICE_PARAMETER
-        | PROTOCOL_VERSION
-        | REJECT_REASON
-        | SERVER_FLAGS
-        | SERVER_STATE
-        | TLS_REPLY
-        | TLS_REQUEST => Kind::U8,
-        IP_FLAGS => Kind::U16,
-        ADDRESSES_TRANSFERRED
-        | CLTT
-        | LEASE_EXPIRATION_TIME
-        | MAX_UNACKED_BNDUPD
-        | MCLT
-        | POTENTIAL_EXPIRATION_TIME
-        | RECEIVE_TIMER
-        | START_TIME_OF_STATE => Kind::U32,
-        ASSIGNED_IP_ADDRESS => Kind::Ip,
-        DDNS => Kind::Ddns,
-        CLIENT_IDENTIFIER
-        | CLIENT_HARDWARE_ADDRESS
-        | CLIENT_REPLY_OPTIONS
-        | CLIENT_REQUEST_OPTIONS
-        | HASH_BUCKET_ASSIGNMENT
-        | MESSAGE
-        | MESSAGE_DIGEST
-        | RELATIONSHIP_NAME
-        | VENDOR_CLASS
-        | VENDOR_SPECIFIC_OPTIONS => Kind::Bytes,
-        _ => return None,
-    })
-}
-
 /// One option as it sits in the message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawOption<'a> {
@@ -156,70 +74,18 @@ pub struct Ddns<'a> {
     pub name: &'a [u8],
 }
 
-/// Every option of draft-12 (1..=29), each at most once. Variable-length values borrow the
-/// message; text values (message, vendor class, relationship name) stay bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Options<'a> {
-    /// 1: addresses moved by POOLRESP.
-    pub addresses_transferred: Option<u32>,
-    /// 2: the binding's address; first in a binding (draft §6.3).
-    pub assigned_ip: Option<Ipv4Addr>,
-    /// 3: raw binding status; see [`BindingStatus::from_u8`](super::BindingStatus::from_u8).
-    pub binding_status: Option<u8>,
-    /// 4: DHCP option 61 contents.
-    pub client_id: Option<&'a [u8]>,
-    /// 5: htype followed by chaddr (draft §12.5).
-    pub chaddr: Option<&'a [u8]>,
-    /// 6: client last transaction time.
-    pub cltt: Option<UnixTime>,
-    /// 7
-    pub client_reply_options: Option<&'a [u8]>,
-    /// 8
-    pub client_request_options: Option<&'a [u8]>,
-    /// 9
-    pub ddns: Option<Ddns<'a>>,
-    /// 10
-    pub delayed_service: Option<u8>,
-    /// 11: hash bucket assignment; ISC requires exactly 32 bytes in CONNECT.
-    pub hba: Option<&'a [u8]>,
-    /// 12: [`IP_FLAG_RESERVED`], [`IP_FLAG_BOOTP`]; 2 bytes as ISC.
-    pub ip_flags: Option<u16>,
-    /// 13: the expiry given to the client (`ends`).
-    pub lease_expiry: Option<UnixTime>,
-    /// 14
-    pub max_unacked: Option<u32>,
-    /// 15: seconds.
-    pub mclt: Option<u32>,
-    /// 16: human-readable text.
-    pub message: Option<&'a [u8]>,
-    /// 17: digest type byte and digest.
-    pub digest: Option<&'a [u8]>,
-    /// 18: the sender's `tstp`.
-    pub potential_expiry: Option<UnixTime>,
-    /// 19: the sender's max-response-delay, seconds.
-    pub receive_timer: Option<u32>,
-    /// 20
-    pub protocol_version: Option<u8>,
-    /// 21
-    pub reject_reason: Option<RejectReason>,
-    /// 22
-    pub relationship_name: Option<&'a [u8]>,
-    /// 23: [`SERVER_FLAG_STARTUP`].
-    pub server_flags: Option<u8>,
-    /// 24: raw state; see [`ServerState::from_u8`](super::ServerState::from_u8).
-    pub server_state: Option<u8>,
-    /// 25: start time of state (in BNDUPD ISC sends the lease `starts`).
-    pub stos: Option<UnixTime>,
-    /// 26
-    pub tls_reply: Option<u8>,
-    /// 27
-    pub tls_request: Option<u8>,
-    /// 28
-    pub vendor_class: Option<&'a [u8]>,
-    /// 29
-    pub vendor_options: Option<&'a [u8]>,
+/// The wire shape of a known option (`stables.c:41-100`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    U8,
+    U16,
+    U32,
+    Ip,
+    Bytes,
+    Ddns,
 }
 
+/// One option's value in its wire shape.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Value<'a> {
     U8(u8),
@@ -230,118 +96,156 @@ pub(super) enum Value<'a> {
     Ddns(Ddns<'a>),
 }
 
-impl<'a> Options<'a> {
-    pub(super) fn get(&self, code: u16) -> Option<Value<'a>> {
-        use opt::*;
-        let t = |t: Option<UnixTime>| t.map(|t| Value::U32(t.0));
-        match code {
-            ADDRESSES_TRANSFERRED => self.addresses_transferred.map(Value::U32),
-            ASSIGNED_IP_ADDRESS => self.assigned_ip.map(Value::Ip),
-            BINDING_STATUS => self.binding_status.map(Value::U8),
-            CLIENT_IDENTIFIER => self.client_id.map(Value::Bytes),
-            CLIENT_HARDWARE_ADDRESS => self.chaddr.map(Value::Bytes),
-            CLTT => t(self.cltt),
-            CLIENT_REPLY_OPTIONS => self.client_reply_options.map(Value::Bytes),
-            CLIENT_REQUEST_OPTIONS => self.client_request_options.map(Value::Bytes),
-            DDNS => self.ddns.map(Value::Ddns),
-            DELAYED_SERVICE_PARAMETER => self.delayed_service.map(Value::U8),
-            HASH_BUCKET_ASSIGNMENT => self.hba.map(Value::Bytes),
-            IP_FLAGS => self.ip_flags.map(Value::U16),
-            LEASE_EXPIRATION_TIME => t(self.lease_expiry),
-            MAX_UNACKED_BNDUPD => self.max_unacked.map(Value::U32),
-            MCLT => self.mclt.map(Value::U32),
-            MESSAGE => self.message.map(Value::Bytes),
-            MESSAGE_DIGEST => self.digest.map(Value::Bytes),
-            POTENTIAL_EXPIRATION_TIME => t(self.potential_expiry),
-            RECEIVE_TIMER => self.receive_timer.map(Value::U32),
-            PROTOCOL_VERSION => self.protocol_version.map(Value::U8),
-            REJECT_REASON => self.reject_reason.map(|r| Value::U8(r.to_u8())),
-            RELATIONSHIP_NAME => self.relationship_name.map(Value::Bytes),
-            SERVER_FLAGS => self.server_flags.map(Value::U8),
-            SERVER_STATE => self.server_state.map(Value::U8),
-            START_TIME_OF_STATE => t(self.stos),
-            TLS_REPLY => self.tls_reply.map(Value::U8),
-            TLS_REQUEST => self.tls_request.map(Value::U8),
-            VENDOR_CLASS => self.vendor_class.map(Value::Bytes),
-            VENDOR_SPECIFIC_OPTIONS => self.vendor_options.map(Value::Bytes),
-            _ => None,
-        }
-    }
+/// The type of an [`Options`] field: its wire shape, and the way to and from a [`Value`].
+trait Field<'a>: Sized {
+    const KIND: Kind;
+    fn to_value(self) -> Value<'a>;
+    /// `None` when the value has another shape.
+    fn from_value(v: Value<'a>) -> Option<Self>;
+}
 
-    /// Stores a value of the right kind for `code`; returns false if it was already set.
-    pub(super) fn set(&mut self, code: u16, v: Value<'a>) -> bool {
-        use opt::*;
-        fn put<T>(slot: &mut Option<T>, v: Option<T>) -> bool {
-            if slot.is_some() {
-                return false;
+/// `Field` for types held as they are on the wire, and for those converted to a shape.
+macro_rules! fields {
+    ($($t:ty => $kind:ident $(via $to:path, $from:path)?;)*) => {$(
+        impl<'a> Field<'a> for $t {
+            const KIND: Kind = Kind::$kind;
+            fn to_value(self) -> Value<'a> {
+                Value::$kind($($to)?(self))
             }
-            *slot = v;
-            true
+            fn from_value(v: Value<'a>) -> Option<Self> {
+                match v {
+                    Value::$kind(x) => Some($($from)?(x)),
+                    _ => None,
+                }
+            }
         }
-        let u8v = match v {
-            Value::U8(x) => Some(x),
-            _ => None,
-        };
-        let u32v = match v {
-            Value::U32(x) => Some(x),
-            _ => None,
-        };
-        let bytes = match v {
-            Value::Bytes(x) => Some(x),
-            _ => None,
-        };
-        let time = u32v.map(UnixTime);
-        match code {
-            ADDRESSES_TRANSFERRED => put(&mut self.addresses_transferred, u32v),
-            ASSIGNED_IP_ADDRESS => put(
-                &mut self.assigned_ip,
-                match v {
-                    Value::Ip(a) => Some(a),
-                    _ => None,
-                },
-            ),
-            BINDING_STATUS => put(&mut self.binding_status, u8v),
-            CLIENT_IDENTIFIER => put(&mut self.client_id, bytes),
-            CLIENT_HARDWARE_ADDRESS => put(&mut self.chaddr, bytes),
-            CLTT => put(&mut self.cltt, time),
-            CLIENT_REPLY_OPTIONS => put(&mut self.client_reply_options, bytes),
-            CLIENT_REQUEST_OPTIONS => put(&mut self.client_request_options, bytes),
-            DDNS => put(
-                &mut self.ddns,
-                match v {
-                    Value::Ddns(d) => Some(d),
-                    _ => None,
-                },
-            ),
-            DELAYED_SERVICE_PARAMETER => put(&mut self.delayed_service, u8v),
-            HASH_BUCKET_ASSIGNMENT => put(&mut self.hba, bytes),
-            IP_FLAGS => put(
-                &mut self.ip_flags,
-                match v {
-                    Value::U16(x) => Some(x),
-                    _ => None,
-                },
-            ),
-            LEASE_EXPIRATION_TIME => put(&mut self.lease_expiry, time),
-            MAX_UNACKED_BNDUPD => put(&mut self.max_unacked, u32v),
-            MCLT => put(&mut self.mclt, u32v),
-            MESSAGE => put(&mut self.message, bytes),
-            MESSAGE_DIGEST => put(&mut self.digest, bytes),
-            POTENTIAL_EXPIRATION_TIME => put(&mut self.potential_expiry, time),
-            RECEIVE_TIMER => put(&mut self.receive_timer, u32v),
-            PROTOCOL_VERSION => put(&mut self.protocol_version, u8v),
-            REJECT_REASON => put(&mut self.reject_reason, u8v.map(RejectReason::from_u8)),
-            RELATIONSHIP_NAME => put(&mut self.relationship_name, bytes),
-            SERVER_FLAGS => put(&mut self.server_flags, u8v),
-            SERVER_STATE => put(&mut self.server_state, u8v),
-            START_TIME_OF_STATE => put(&mut self.stos, time),
-            TLS_REPLY => put(&mut self.tls_reply, u8v),
-            TLS_REQUEST => put(&mut self.tls_request, u8v),
-            VENDOR_CLASS => put(&mut self.vendor_class, bytes),
-            VENDOR_SPECIFIC_OPTIONS => put(&mut self.vendor_options, bytes),
-            _ => true,
-        }
+    )*};
+}
+
+fields! {
+    u8 => U8;
+    u16 => U16;
+    u32 => U32;
+    Ipv4Addr => Ip;
+    &'a [u8] => Bytes;
+    Ddns<'a> => Ddns;
+    UnixTime => U32 via secs, UnixTime;
+    RejectReason => U8 via RejectReason::to_u8, RejectReason::from_u8;
+}
+
+/// Seconds since the epoch, as the wire carries a time.
+fn secs(t: UnixTime) -> u32 {
+    t.0
+}
+
+/// Stores `v` unless the slot is already full; false if it was.
+fn put<T>(slot: &mut Option<T>, v: Option<T>) -> bool {
+    if slot.is_some() {
+        return false;
     }
+    *slot = v;
+    true
+}
+
+/// Every option from one table: its code in [`opt`], its field in [`Options`] (whose type
+/// gives the wire shape), and the lookups by code the parser and the emitter use.
+macro_rules! options {
+    ($($(#[$doc:meta])* $code:literal $name:ident $field:ident: $t:ty,)*) => {
+        /// Option codes, draft §12 and `failover.h:88-148`.
+        pub mod opt {
+            $(pub const $name: u16 = $code;)*
+            /// Highest code ISC knows (`FTO_MAX`); higher codes are skipped.
+            pub const MAX: u16 = 29;
+        }
+        const _: () = assert!([$($code),*].len() == opt::MAX as usize);
+
+        /// Every option of draft-12 (1..=29), each at most once. Variable-length values
+        /// borrow the message; text values (message, vendor class, relationship name) stay
+        /// bytes.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Options<'a> {
+            $(
+                #[doc = concat!("Option ", $code, ".")]
+                $(#[$doc])*
+                pub $field: Option<$t>,
+            )*
+        }
+
+        impl<'a> Options<'a> {
+            /// The wire shape of option `code`; `None` for a code ISC does not know.
+            fn kind(code: u16) -> Option<Kind> {
+                match code {
+                    $(opt::$name => Some(<$t as Field<'a>>::KIND),)*
+                    _ => None,
+                }
+            }
+
+            pub(super) fn get(&self, code: u16) -> Option<Value<'a>> {
+                match code {
+                    $(opt::$name => self.$field.map(Field::to_value),)*
+                    _ => None,
+                }
+            }
+
+            /// Stores a value of the right shape for `code`; returns false if it was
+            /// already set.
+            pub(super) fn set(&mut self, code: u16, v: Value<'a>) -> bool {
+                match code {
+                    $(opt::$name => put(&mut self.$field, Field::from_value(v)),)*
+                    _ => true,
+                }
+            }
+        }
+    };
+}
+
+options! {
+    /// Addresses moved by POOLRESP.
+    1 ADDRESSES_TRANSFERRED addresses_transferred: u32,
+    /// The binding's address; first in a binding (draft §6.3).
+    2 ASSIGNED_IP_ADDRESS assigned_ip: Ipv4Addr,
+    /// Raw binding status; see [`BindingStatus::from_u8`](super::BindingStatus::from_u8).
+    3 BINDING_STATUS binding_status: u8,
+    /// DHCP option 61 contents.
+    4 CLIENT_IDENTIFIER client_id: &'a [u8],
+    /// htype followed by chaddr.
+    5 CLIENT_HARDWARE_ADDRESS chaddr: &'a [u8],
+    /// Client last transaction time.
+    6 CLTT cltt: UnixTime,
+    7 CLIENT_REPLY_OPTIONS client_reply_options: &'a [u8],
+    8 CLIENT_REQUEST_OPTIONS client_request_options: &'a [u8],
+    9 DDNS ddns: Ddns<'a>,
+    10 DELAYED_SERVICE_PARAMETER delayed_service: u8,
+    /// Hash bucket assignment; ISC requires exactly 32 bytes in CONNECT.
+    11 HASH_BUCKET_ASSIGNMENT hba: &'a [u8],
+    /// [`IP_FLAG_RESERVED`], [`IP_FLAG_BOOTP`]; 2 bytes as ISC.
+    12 IP_FLAGS ip_flags: u16,
+    /// The expiry given to the client (`ends`).
+    13 LEASE_EXPIRATION_TIME lease_expiry: UnixTime,
+    14 MAX_UNACKED_BNDUPD max_unacked: u32,
+    /// Seconds.
+    15 MCLT mclt: u32,
+    /// Human-readable text.
+    16 MESSAGE message: &'a [u8],
+    /// Digest type byte and digest.
+    17 MESSAGE_DIGEST digest: &'a [u8],
+    /// The sender's `tstp`.
+    18 POTENTIAL_EXPIRATION_TIME potential_expiry: UnixTime,
+    /// The sender's max-response-delay, seconds.
+    19 RECEIVE_TIMER receive_timer: u32,
+    20 PROTOCOL_VERSION protocol_version: u8,
+    21 REJECT_REASON reject_reason: RejectReason,
+    22 RELATIONSHIP_NAME relationship_name: &'a [u8],
+    /// [`SERVER_FLAG_STARTUP`].
+    23 SERVER_FLAGS server_flags: u8,
+    /// Raw state; see [`ServerState::from_u8`](super::ServerState::from_u8).
+    24 SERVER_STATE server_state: u8,
+    /// Start time of state (in BNDUPD ISC sends the lease `starts`).
+    25 START_TIME_OF_STATE stos: UnixTime,
+    26 TLS_REPLY tls_reply: u8,
+    27 TLS_REQUEST tls_request: u8,
+    28 VENDOR_CLASS vendor_class: &'a [u8],
+    29 VENDOR_SPECIFIC_OPTIONS vendor_options: &'a [u8],
 }
 
 pub(super) fn value_len(v: &Value<'_>) -> usize {
@@ -407,7 +311,9 @@ pub(super) fn parse_options(
     let mut options = Options::default();
     for o in OptionIter::new(payload) {
         let o = o?;
-        let Some(k) = kind(o.code) else { continue };
+        let Some(k) = Options::kind(o.code) else {
+            continue;
+        };
         if !msg_type.allows(o.code) {
             continue;
         }
