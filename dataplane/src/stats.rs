@@ -21,9 +21,9 @@ const _: () = assert!(EngineDrop::ALL.len() <= ENGINE_SLOTS);
 const _: () = assert!(SilentReason::ALL.len() <= SILENT_SLOTS);
 
 reasons! {
-    /// Why a frame was dropped, one counter each. The datapath counts its own reasons; the DHCP
-    /// engine maps its drop reasons onto these (`stats.add_drop(reason)`), and a new reason is a
-    /// new row here, so `tandemctl status` shows every one by name.
+    /// Why the datapath dropped a frame, one counter each; `tandemctl status` shows every one
+    /// by name. The DHCP engine's drops have counters of their own ([`EngineDrop`],
+    /// [`WorkerStats::add_engine_drop`]).
     #[derive(PartialOrd, Ord)]
     #[repr(u8)]
     DropReason {
@@ -38,12 +38,6 @@ reasons! {
         MalformedDhcp => "malformed-dhcp",
         /// Well formed, but not ours to answer (another server's id, not a BOOTREQUEST, ...).
         NotForUs => "not-for-us",
-        /// A message type or option combination tandem does not answer.
-        Unsupported => "unsupported",
-        /// Load balancing (RFC 3074): the partner's hash bucket.
-        PeerOwns => "peer-owns",
-        /// No address to offer (pool exhausted, or no scope for the client's network).
-        NoAddress => "no-address",
         /// Shed under overload (DISCOVERs first).
         Shed => "shed",
         /// Too old to be worth answering (client `secs`, queue age).
