@@ -3,63 +3,76 @@
 
 use super::opt;
 
-/// Message types, draft §6.1 and `failover.h:150-164`. UPDREQALL is 7 and UPDREQ is 9.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum MessageType {
-    PoolReq = 1,
-    PoolResp = 2,
-    BndUpd = 3,
-    BndAck = 4,
-    Connect = 5,
-    ConnectAck = 6,
-    UpdReqAll = 7,
-    UpdDone = 8,
-    UpdReq = 9,
-    State = 10,
-    Contact = 11,
-    Disconnect = 12,
+/// An enum of protocol numbers from a table of `Variant = number => "name",` rows, with
+/// `ALL` (in table order), `from_u8` and `name`.
+macro_rules! codes {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $n:literal => $s:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum $name { $($(#[$vm])* $v = $n,)* }
+
+        impl $name {
+            /// Every value, in code order.
+            pub const ALL: [$name; [$($n),*].len()] = [$(Self::$v,)*];
+
+            pub fn from_u8(v: u8) -> Option<Self> {
+                match v {
+                    $($n => Some(Self::$v),)*
+                    _ => None,
+                }
+            }
+
+            /// The name in logs and `tandemctl status`.
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$v => $s,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    /// Message types, draft §6.1 and `failover.h:150-164`; the names are the draft's. UPDREQALL
+    /// is 7 and UPDREQ is 9.
+    MessageType {
+        PoolReq = 1 => "POOLREQ",
+        PoolResp = 2 => "POOLRESP",
+        BndUpd = 3 => "BNDUPD",
+        BndAck = 4 => "BNDACK",
+        Connect = 5 => "CONNECT",
+        ConnectAck = 6 => "CONNECTACK",
+        UpdReqAll = 7 => "UPDREQALL",
+        UpdDone = 8 => "UPDDONE",
+        UpdReq = 9 => "UPDREQ",
+        State = 10 => "STATE",
+        Contact = 11 => "CONTACT",
+        Disconnect = 12 => "DISCONNECT",
+    }
+}
+
+codes! {
+    /// Server states on the wire (option 24), draft §12.24 and `failover.h:287-309`; the names
+    /// are the draft's in lower case with hyphens, as `tandemctl status --json` shows them.
+    ServerState {
+        /// Never sent by ISC: it sends the saved state with
+        /// [`SERVER_FLAG_STARTUP`](super::SERVER_FLAG_STARTUP) instead.
+        Startup = 1 => "startup",
+        Normal = 2 => "normal",
+        CommunicationsInterrupted = 3 => "communications-interrupted",
+        PartnerDown = 4 => "partner-down",
+        PotentialConflict = 5 => "potential-conflict",
+        Recover = 6 => "recover",
+        Paused = 7 => "paused",
+        Shutdown = 8 => "shutdown",
+        RecoverDone = 9 => "recover-done",
+        ResolutionInterrupted = 10 => "resolution-interrupted",
+        ConflictDone = 11 => "conflict-done",
+        /// No number in the draft; ISC uses 254.
+        RecoverWait = 254 => "recover-wait",
+    }
 }
 
 impl MessageType {
-    /// Every type, in code order.
-    pub const ALL: [MessageType; 12] = [
-        Self::PoolReq,
-        Self::PoolResp,
-        Self::BndUpd,
-        Self::BndAck,
-        Self::Connect,
-        Self::ConnectAck,
-        Self::UpdReqAll,
-        Self::UpdDone,
-        Self::UpdReq,
-        Self::State,
-        Self::Contact,
-        Self::Disconnect,
-    ];
-
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(v).checked_sub(1)?).copied()
-    }
-
-    /// The draft's name, upper case.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::PoolReq => "POOLREQ",
-            Self::PoolResp => "POOLRESP",
-            Self::BndUpd => "BNDUPD",
-            Self::BndAck => "BNDACK",
-            Self::Connect => "CONNECT",
-            Self::ConnectAck => "CONNECTACK",
-            Self::UpdReqAll => "UPDREQALL",
-            Self::UpdDone => "UPDDONE",
-            Self::UpdReq => "UPDREQ",
-            Self::State => "STATE",
-            Self::Contact => "CONTACT",
-            Self::Disconnect => "DISCONNECT",
-        }
-    }
-
     /// Options ISC stores for this type (`fto_allowed[]`, `stables.c:108-131`); any other
     /// known option is read and dropped. The digest is allowed everywhere.
     pub fn allows(self, code: u16) -> bool {
@@ -156,66 +169,6 @@ impl MessageType {
             Self::State => &[SERVER_STATE, SERVER_FLAGS, START_TIME_OF_STATE],
             Self::Disconnect => &[REJECT_REASON, MESSAGE],
             _ => &[],
-        }
-    }
-}
-
-/// Server states on the wire (option 24), draft §12.24 and `failover.h:287-309`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum ServerState {
-    /// Never sent by ISC: it sends the saved state with
-    /// [`SERVER_FLAG_STARTUP`](super::SERVER_FLAG_STARTUP) instead.
-    Startup = 1,
-    Normal = 2,
-    CommunicationsInterrupted = 3,
-    PartnerDown = 4,
-    PotentialConflict = 5,
-    Recover = 6,
-    Paused = 7,
-    Shutdown = 8,
-    RecoverDone = 9,
-    ResolutionInterrupted = 10,
-    ConflictDone = 11,
-    /// No number in the draft; ISC uses 254.
-    RecoverWait = 254,
-}
-
-impl ServerState {
-    pub const ALL: [ServerState; 12] = [
-        Self::Startup,
-        Self::Normal,
-        Self::CommunicationsInterrupted,
-        Self::PartnerDown,
-        Self::PotentialConflict,
-        Self::Recover,
-        Self::Paused,
-        Self::Shutdown,
-        Self::RecoverDone,
-        Self::ResolutionInterrupted,
-        Self::ConflictDone,
-        Self::RecoverWait,
-    ];
-
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Self::ALL.iter().copied().find(|s| *s as u8 == v)
-    }
-
-    /// The draft's name in lower case with hyphens, as `tandemctl status --json` shows it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Startup => "startup",
-            Self::Normal => "normal",
-            Self::CommunicationsInterrupted => "communications-interrupted",
-            Self::PartnerDown => "partner-down",
-            Self::PotentialConflict => "potential-conflict",
-            Self::Recover => "recover",
-            Self::Paused => "paused",
-            Self::Shutdown => "shutdown",
-            Self::RecoverDone => "recover-done",
-            Self::ResolutionInterrupted => "resolution-interrupted",
-            Self::ConflictDone => "conflict-done",
-            Self::RecoverWait => "recover-wait",
         }
     }
 }
