@@ -15,6 +15,7 @@
 pub mod dispatch;
 pub mod engine;
 pub mod packet;
+mod reasons;
 pub mod server;
 pub mod stats;
 #[expect(

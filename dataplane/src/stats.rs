@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::{DropReason as EngineDrop, SilentReason};
+use crate::reasons::reasons;
 
 /// Counter slots for the engine's drop reasons ([`EngineDrop::index`]).
 const ENGINE_SLOTS: usize = 24;
@@ -19,109 +20,40 @@ const SILENT_SLOTS: usize = 12;
 const _: () = assert!(EngineDrop::ALL.len() <= ENGINE_SLOTS);
 const _: () = assert!(SilentReason::ALL.len() <= SILENT_SLOTS);
 
-/// Why a frame was dropped, one counter each. The datapath counts its own reasons; the DHCP
-/// engine maps its drop reasons onto these (`stats.add_drop(reason)`), and a new reason is a new
-/// variant here (with its name), so `tandemctl status` shows every one by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum DropReason {
-    /// The frame did not fit the receive buffer (longer than the slot).
-    Truncated,
-    /// The kernel dropped it before we read it: the socket's receive queue was full
-    /// (`PACKET_STATISTICS` `tp_drops`).
-    RxQueueFull,
-    /// Ethernet/IPv4/UDP did not parse, or the IPv4 header checksum was wrong.
-    Malformed,
-    /// The BOOTP/DHCP message did not parse (RFC 2131/2132 rules, `wire::dhcpv4`).
-    MalformedDhcp,
-    /// Well formed, but not ours to answer (another server's id, not a BOOTREQUEST, ...).
-    NotForUs,
-    /// A message type or option combination tandem does not answer.
-    Unsupported,
-    /// Load balancing (RFC 3074): the partner's hash bucket.
-    PeerOwns,
-    /// No address to offer (pool exhausted, or no scope for the client's network).
-    NoAddress,
-    /// Shed under overload (DISCOVERs first).
-    Shed,
-    /// Too old to be worth answering (client `secs`, queue age).
-    Stale,
-    /// The lease change could not be made durable, so no ACK was sent.
-    Durability,
-    /// The handler produced more replies than the batch's transmit slots.
-    TxFull,
-    /// Anything else.
-    Other,
-    /// The kernel dropped it on the way into an AF_XDP socket: no free frame on the fill ring,
-    /// or an invalid descriptor (`XDP_STATISTICS` `rx_dropped` + `rx_invalid_descs`).
-    XskRxDropped,
-    /// The kernel dropped it because the AF_XDP socket's rx ring was full
-    /// (`XDP_STATISTICS` `rx_ring_full`).
-    XskRxRingFull,
-}
-
-impl DropReason {
-    /// How many reasons there are.
-    pub const COUNT: usize = 15;
-
-    /// Every reason, in index order.
-    pub const ALL: [DropReason; Self::COUNT] = [
-        DropReason::Truncated,
-        DropReason::RxQueueFull,
-        DropReason::Malformed,
-        DropReason::MalformedDhcp,
-        DropReason::NotForUs,
-        DropReason::Unsupported,
-        DropReason::PeerOwns,
-        DropReason::NoAddress,
-        DropReason::Shed,
-        DropReason::Stale,
-        DropReason::Durability,
-        DropReason::TxFull,
-        DropReason::Other,
-        DropReason::XskRxDropped,
-        DropReason::XskRxRingFull,
-    ];
-
-    /// The counter's index, `0..COUNT`.
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The reason with index `i`, if there is one.
-    pub const fn from_index(i: usize) -> Option<DropReason> {
-        if i < Self::COUNT {
-            Some(Self::ALL[i])
-        } else {
-            None
-        }
-    }
-
-    /// The name shown by `tandemctl status` (lower case, hyphens).
-    pub const fn name(self) -> &'static str {
-        match self {
-            DropReason::Truncated => "truncated",
-            DropReason::RxQueueFull => "rx-queue-full",
-            DropReason::Malformed => "malformed",
-            DropReason::MalformedDhcp => "malformed-dhcp",
-            DropReason::NotForUs => "not-for-us",
-            DropReason::Unsupported => "unsupported",
-            DropReason::PeerOwns => "peer-owns",
-            DropReason::NoAddress => "no-address",
-            DropReason::Shed => "shed",
-            DropReason::Stale => "stale",
-            DropReason::Durability => "durability",
-            DropReason::TxFull => "tx-full",
-            DropReason::Other => "other",
-            DropReason::XskRxDropped => "xsk-rx-dropped",
-            DropReason::XskRxRingFull => "xsk-rx-ring-full",
-        }
-    }
-}
-
-impl std::fmt::Display for DropReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+reasons! {
+    /// Why the datapath dropped a frame, one counter each; `tandemctl status` shows every one
+    /// by name. The DHCP engine's drops have counters of their own ([`EngineDrop`],
+    /// [`WorkerStats::add_engine_drop`]).
+    #[derive(PartialOrd, Ord)]
+    #[repr(u8)]
+    DropReason {
+        /// The frame did not fit the receive buffer (longer than the slot).
+        Truncated => "truncated",
+        /// The kernel dropped it before we read it: the socket's receive queue was full
+        /// (`PACKET_STATISTICS` `tp_drops`).
+        RxQueueFull => "rx-queue-full",
+        /// Ethernet/IPv4/UDP did not parse, or the IPv4 header checksum was wrong.
+        Malformed => "malformed",
+        /// The BOOTP/DHCP message did not parse (RFC 2131/2132 rules, `wire::dhcpv4`).
+        MalformedDhcp => "malformed-dhcp",
+        /// Well formed, but not ours to answer (another server's id, not a BOOTREQUEST, ...).
+        NotForUs => "not-for-us",
+        /// Shed under overload (DISCOVERs first).
+        Shed => "shed",
+        /// Too old to be worth answering (client `secs`, queue age).
+        Stale => "stale",
+        /// The lease change could not be made durable, so no ACK was sent.
+        Durability => "durability",
+        /// The handler produced more replies than the batch's transmit slots.
+        TxFull => "tx-full",
+        /// Anything else.
+        Other => "other",
+        /// The kernel dropped it on the way into an AF_XDP socket: no free frame on the fill
+        /// ring, or an invalid descriptor (`XDP_STATISTICS` `rx_dropped` + `rx_invalid_descs`).
+        XskRxDropped => "xsk-rx-dropped",
+        /// The kernel dropped it because the AF_XDP socket's rx ring was full
+        /// (`XDP_STATISTICS` `rx_ring_full`).
+        XskRxRingFull => "xsk-rx-ring-full",
     }
 }
 

@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 
 use lease_mmap::{Lease, Slot, TableId};
 
+use crate::reasons::reasons;
 use crate::wire::dhcpv4::Repr;
 
 pub use crate::wire::dhcpv4::{CLIENT_PORT, SERVER_PORT};
@@ -102,29 +103,6 @@ impl Decision<'_> {
             Decision::Drop(_) => None,
         }
     }
-}
-
-macro_rules! reasons {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal,)* }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name { $($(#[$vm])* $v,)* }
-
-        impl $name {
-            /// Every reason, for counter arrays.
-            pub const ALL: &'static [$name] = &[$(Self::$v,)*];
-
-            /// Position in [`Self::ALL`], for counter arrays.
-            pub const fn index(self) -> usize {
-                self as usize
-            }
-
-            /// Stable kebab-case name for counters and `tandemctl status`.
-            pub fn name(self) -> &'static str {
-                match self { $(Self::$v => $s,)* }
-            }
-        }
-    };
 }
 
 reasons! {
