@@ -57,12 +57,29 @@ fn aligned(bytes: &[u8]) -> AlignedVec<16> {
     a
 }
 
+/// Why a stored description (a table's or the manifest) could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MetaError {
+    /// The bytes could not be read.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The stored length is zero or runs past the header.
+    #[error("description length {0} out of range")]
+    Length(u64),
+    /// The checksum over the stored bytes does not match.
+    #[error("description checksum mismatch")]
+    Checksum,
+    /// The bytes are not a valid archive (bytecheck).
+    #[error("{0}")]
+    Invalid(rancor::Error),
+}
+
 /// Validate (bytecheck) and deserialize a description.
-pub(crate) fn desc_from_bytes(bytes: &[u8]) -> Result<TableDesc, String> {
-    rkyv::from_bytes::<TableDesc, rancor::Error>(&aligned(bytes)).map_err(|e| e.to_string())
+pub(crate) fn desc_from_bytes(bytes: &[u8]) -> Result<TableDesc, MetaError> {
+    rkyv::from_bytes::<TableDesc, rancor::Error>(&aligned(bytes)).map_err(MetaError::Invalid)
 }
 
 /// Validate (bytecheck) and deserialize a manifest.
-pub(crate) fn manifest_from_bytes(bytes: &[u8]) -> Result<Manifest, String> {
-    rkyv::from_bytes::<Manifest, rancor::Error>(&aligned(bytes)).map_err(|e| e.to_string())
+pub(crate) fn manifest_from_bytes(bytes: &[u8]) -> Result<Manifest, MetaError> {
+    rkyv::from_bytes::<Manifest, rancor::Error>(&aligned(bytes)).map_err(MetaError::Invalid)
 }

@@ -229,21 +229,18 @@ fn write_desc(file: &File, path: &Path, spec: &TableSpec) -> Result<(), OpenErro
     Ok(())
 }
 
-fn read_desc(file: &File, path: &Path) -> Result<TableDesc, String> {
+fn read_desc(file: &File) -> Result<TableDesc, meta::MetaError> {
     let mut lenbuf = [0u8; 8];
-    file.read_exact_at(&mut lenbuf, 512)
-        .map_err(|e| e.to_string())?;
+    file.read_exact_at(&mut lenbuf, 512)?;
     let len = u64::from(get32(&lenbuf, 0));
     if len == 0 || len > HEADER_LEN - DESC_AT {
-        return Err(format!("description length {len} out of range"));
+        return Err(meta::MetaError::Length(len));
     }
     let mut bytes = vec![0u8; len as usize];
-    file.read_exact_at(&mut bytes, DESC_AT)
-        .map_err(|e| e.to_string())?;
+    file.read_exact_at(&mut bytes, DESC_AT)?;
     if crc32c::crc32c(&bytes) != get32(&lenbuf, 4) {
-        return Err("description checksum mismatch".into());
+        return Err(meta::MetaError::Checksum);
     }
-    let _ = path;
     meta::desc_from_bytes(&bytes)
 }
 
@@ -330,7 +327,7 @@ fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, O
     // The description: the spec is authoritative for the allocatable ranges (exclusions may
     // change between runs); a missing or damaged description is rewritten.
     let want = desc_of(spec);
-    match read_desc(&file, &path) {
+    match read_desc(&file) {
         Ok(d) if d == want => {}
         Ok(_) => {
             tracing::info!(table = %path.display(), "allocatable ranges changed; rewriting the description");
