@@ -8,9 +8,9 @@
 #   bash bench/load/side-by-side.sh            # the full ladder, 3 repeats (~25 min)
 #   bash bench/load/side-by-side.sh --quick    # < 2 minutes: tandem-xdp and kea, 2 rates, 1 repeat
 #
-# Testbed (torn down on exit, even on failure): namespaces lg-srv (the server, 10.100.0.1/14
-# on veth lg-s) and lg-cli (the generator, 10.100.0.2/14 on lg-c); for the failover rows a
-# third namespace lg-peer holds the partner tandemd, reached over a second veth (lg-p0 in
+# Testbed (torn down on exit, even on failure): namespaces lg-srv-PID (the server, 10.100.0.1/14
+# on veth lg-s) and lg-cli-PID (the generator, 10.100.0.2/14 on lg-c); for the failover rows a
+# third namespace lg-peer-PID holds the partner tandemd, reached over a second veth (lg-p0 in
 # lg-srv, 192.168.77.1/24 <-> lg-p1 in lg-peer, 192.168.77.2/24) that carries only the peer
 # link. Identical conditions for every server: pinned to CPU $SERVER_CPU, the generator to
 # $CLIENT_CPU; the same pool 10.100.0.10-10.103.255.250 (262,129 addresses), lease time 1 h,
@@ -60,9 +60,11 @@ OUT=${OUT:-bench/results/side-by-side}
 LOADGEN_ARGS=${LOADGEN_ARGS:-}
 DHCPD_RANGE=${DHCPD_RANGE:-}
 PYTHON=${PYTHON:-python3}
-NS_S=lg-srv
-NS_C=lg-cli
-NS_P=lg-peer
+# Namespaces named by this run's pid, so that two runs (two CI clones) never share or delete
+# each other's; leftovers of a run that died are removed below.
+NS_S=lg-srv-$$
+NS_C=lg-cli-$$
+NS_P=lg-peer-$$
 IF_S=lg-s
 IF_C=lg-c
 POOL_FIRST=10.100.0.10
@@ -105,6 +107,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cleanup
+for ns in $(ip netns list | grep -oE '^lg-(srv|cli|peer)-[0-9]+'); do
+  kill -0 "${ns##*-}" 2>/dev/null || tb_del_ns "$ns"
+done
 tb_veth "$NS_S" "$IF_S" 10.100.0.1/14 "$NS_C" "$IF_C" 10.100.0.2/14
 tb_veth "$NS_S" lg-p0 192.168.77.1/24 "$NS_P" lg-p1 192.168.77.2/24
 
