@@ -47,7 +47,7 @@ if [ "$QUICK" = 1 ]; then
   PERIOD=${PERIOD:-2}
   REPEATS=${REPEATS:-1}
   SERVERS=${SERVERS:-"tandem-xdp kea"}
-  OUT=${OUT:-${WORK:-/var/tmp}/side-by-side-quick}
+  OUT=${OUT:-${WORK:-/var/tmp}/side-by-side-quick-$$}
 fi
 RATES=${RATES:-"2000 5000 10000 20000 40000"}
 PERIOD=${PERIOD:-5}
