@@ -337,8 +337,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
             );
             if let Some(sink) = failover
                 .as_ref()
-                .and_then(|f| f.outbox.as_ref())
-                .and_then(|o| crate::failover::replicate::WorkerOutbox::new(o, id))
+                .and_then(|f| crate::failover::replicate::WorkerOutbox::new(&f.outbox, id))
             {
                 handler = handler.with_change_sink(Box::new(sink));
             }
@@ -502,33 +501,13 @@ fn start_failover(
             .as_deref()
             .and_then(|name| config.failover.iter().position(|f| f.name == name))
     };
-    // What an update request is answered with without replication (unused with it; kept
-    // for the driver's plain mode): the bound records of the relationship's scopes.
-    let bindings: crate::failover::driver::BindingSource = {
-        let store = Arc::clone(store);
-        let subnets: Vec<Option<String>> =
-            config.subnets.iter().map(|s| s.failover.clone()).collect();
-        Arc::new(move |name: &str| {
-            let mut out = Vec::new();
-            for (rel, table) in subnets.iter().zip(store.tables()) {
-                if rel.as_deref() == Some(name) {
-                    table.for_each(|slot, _, l| {
-                        if !matches!(l.state, BindingState::Free | BindingState::Offered) {
-                            out.push((table.addr(slot), *l));
-                        }
-                    });
-                }
-            }
-            out
-        })
-    };
     let replication = crate::failover::driver::Replication {
         store: Arc::clone(store),
         journal,
         workers,
         table_rel: config.subnets.iter().map(rel_of).collect(),
     };
-    crate::failover::driver::start_replicating(config, views, bindings, replication, shutdown)
+    crate::failover::driver::start(config, views, replication, shutdown)
 }
 
 /// What `tandemctl` sees of a running server.

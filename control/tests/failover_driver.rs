@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use control::config::{self, Config};
 use control::daemon::Shutdown;
-use control::failover::driver::{self, BindingSource, Driver, Running};
+use control::failover::driver::{self, Driver, Replication, Running};
 use control::failover::fsm::StateKind;
 use control::failover::fsm::{self as fsm_mod, Fsm};
 use control::failover::gate::Gate;
@@ -83,10 +83,27 @@ max_response_delay = "6s"
     config::parse(&text).expect("valid config")
 }
 
+/// The relationship's lease store (the config's one subnet, no worker) for the driver.
+fn replication(cfg: &Config) -> Replication {
+    let specs = control::serve::engine_config(cfg).table_specs();
+    let (store, mut journals, _) = lease_mmap::Store::open(
+        &cfg.server.data_dir,
+        &specs,
+        1,
+        lease_mmap::Durability::Async,
+    )
+    .expect("lease store");
+    Replication {
+        store: Arc::new(store),
+        journal: journals.pop().expect("the control plane's journal"),
+        workers: 0,
+        table_rel: vec![Some(0)],
+    }
+}
+
 fn start(cfg: &Config, shutdown: &Shutdown) -> Running {
     let (_gate, views) = Gate::new(cfg);
-    let none: BindingSource = Arc::new(|_| Vec::new());
-    driver::start(cfg, views, none, shutdown).expect("driver starts")
+    driver::start(cfg, views, replication(cfg), shutdown).expect("driver starts")
 }
 
 fn wait(d: &Driver, secs: u64, what: &str, ok: impl Fn(FailoverState, FailoverState) -> bool) {
@@ -157,8 +174,7 @@ fn corrupt_state_file_stops_the_start() {
     let cfg = config(d.path(), true, free_port(), free_port());
     std::fs::write(persist::state_path(d.path(), "loop"), b"garbage").unwrap();
     let (_gate, views) = Gate::new(&cfg);
-    let none: BindingSource = Arc::new(|_| Vec::new());
-    let e = driver::start(&cfg, views, none, &Shutdown::new())
+    let e = driver::start(&cfg, views, replication(&cfg), &Shutdown::new())
         .err()
         .expect("refused");
     let text = format!("{e:#}");

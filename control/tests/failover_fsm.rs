@@ -1,70 +1,57 @@
-//! The failover state machine, driven in pairs on a virtual clock (quinn-proto's
-//! `tests/util.rs` shape): `Pair` holds two machines and a TCP-like link that can delay,
-//! reset, partition and heal; `step` runs the next due thing; `drive_bounded` fails on
-//! livelock. Scenario tests at explicit times, then a seeded randomized run.
+//! The failover state machine, driven in pairs of real sessions on the shared simulation
+//! (`sim/`, quinn-proto's `tests/util.rs` shape): each side's [`Session`] dials, picks its
+//! link and runs its timers itself; the network can delay, reset, partition and heal.
+//! Scenario tests at explicit times, then a seeded randomized run.
 
+mod sim;
+
+use std::borrow::{Borrow, BorrowMut};
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
 
 use control::failover::fsm::{
     CloseReason, Config, ConfigError, Event, Fsm, LocalEventError, PersistedState, Service, State,
     StateKind,
 };
 use control::failover::hash::Hba;
-use control::failover::msg::{MessageType, RejectReason, Repr, StreamDecoder};
+use control::failover::msg::{MessageType, RejectReason, Repr};
+use control::failover::pool::Share;
+use control::failover::session::{self, Cause, Session};
 use control::failover::{Instant, Now, Role, UnixTime};
+use sim::{BASE_WALL, NoTables};
 use testkit::rng::Rng;
 
-const BASE_WALL: u32 = 1_700_000_000;
-const RECONNECT_MS: u64 = 5_000;
-
-#[derive(Debug)]
-enum Payload {
-    Bytes(Vec<u8>),
-    /// The other end closed the TCP connection.
-    Fin,
+/// Two sides of one relationship over storage without tables.
+struct Pair {
+    sim: sim::Pair<NoTables>,
+    configs: [Config; 2],
+    /// The failover state each side's storage kept when it was killed.
+    kept: [Option<PersistedState>; 2],
 }
 
-#[derive(Debug)]
-struct InFlight {
-    at: u64,
-    to: usize,
-    conn: u64,
-    payload: Payload,
-}
-
-struct Side {
-    config: Config,
-    fsm: Option<Fsm>,
-    persisted: Option<PersistedState>,
-    conn: Option<u64>,
-    decoder: StreamDecoder,
-    /// Wall-clock offset of this side, seconds (clock skew).
-    skew: i64,
-    /// (time ms, from, to) of every state change since the start.
-    history: Vec<(u64, StateKind, StateKind)>,
-    events: Vec<Event>,
-    sent: Vec<MessageType>,
-    /// Latest delivery time of a message from this side, to keep the stream in order.
-    last_at: u64,
-    /// Auto-reply to UPDREQ/UPDREQALL with UPDDONE (no leases in these tests).
-    answer_updates: bool,
-}
-
-impl Side {
-    fn fsm(&self) -> &Fsm {
-        self.fsm.as_ref().expect("side is running")
+impl Deref for Pair {
+    type Target = sim::Pair<NoTables>;
+    fn deref(&self) -> &Self::Target {
+        &self.sim
     }
 }
 
-struct Pair {
-    now: u64,
-    sides: [Side; 2],
-    queue: Vec<InFlight>,
-    next_conn: u64,
-    reconnect_at: Option<u64>,
-    partitioned: bool,
-    delay_ms: u64,
-    steps: u64,
+impl DerefMut for Pair {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.sim
+    }
+}
+
+impl Borrow<sim::Pair<NoTables>> for Pair {
+    fn borrow(&self) -> &sim::Pair<NoTables> {
+        &self.sim
+    }
+}
+
+impl BorrowMut<sim::Pair<NoTables>> for Pair {
+    fn borrow_mut(&mut self) -> &mut sim::Pair<NoTables> {
+        &mut self.sim
+    }
 }
 
 fn config(name: &str, role: Role, mclt: u32) -> Config {
@@ -76,28 +63,10 @@ fn config(name: &str, role: Role, mclt: u32) -> Config {
 impl Pair {
     /// A pair whose sides start from `persisted` (None = a relationship never seen).
     fn new(a: Config, b: Config, pa: Option<PersistedState>, pb: Option<PersistedState>) -> Self {
-        let side = |config: Config, persisted| Side {
-            config,
-            fsm: None,
-            persisted,
-            conn: None,
-            decoder: StreamDecoder::new(),
-            skew: 0,
-            history: Vec::new(),
-            events: Vec::new(),
-            sent: Vec::new(),
-            last_at: 0,
-            answer_updates: true,
-        };
         let mut p = Self {
-            now: 0,
-            sides: [side(a, pa), side(b, pb)],
-            queue: Vec::new(),
-            next_conn: 1,
-            reconnect_at: Some(RECONNECT_MS),
-            partitioned: false,
-            delay_ms: 10,
-            steps: 0,
+            sim: sim::Pair::new(),
+            configs: [a, b],
+            kept: [pa, pb],
         };
         p.start(0);
         p.start(1);
@@ -113,21 +82,38 @@ impl Pair {
         )
     }
 
-    fn now_for(&self, i: usize) -> Now {
-        let secs = i64::try_from(self.now / 1000).unwrap() + self.sides[i].skew;
-        Now {
-            instant: Instant::from_millis(self.now),
-            wall: UnixTime(u32::try_from(i64::from(BASE_WALL) + secs).unwrap()),
+    fn start(&mut self, i: usize) {
+        let now = self.sim.now_for(i);
+        let config = session::Config {
+            fsm: self.configs[i].clone(),
+            share: Share::Half,
+            peer: sim::ADDRS[1 - i],
+        };
+        let s = Session::new(config, self.kept[i], now, NoTables::default()).expect("in memory");
+        self.sim.start(i, s);
+    }
+
+    /// kill -9: the side's state is what its storage kept.
+    fn kill(&mut self, i: usize) {
+        if let Some(s) = self.sim.kill(i) {
+            self.kept[i] = s.storage().persisted;
         }
     }
 
-    fn start(&mut self, i: usize) {
-        let now = self.now_for(i);
-        let s = &mut self.sides[i];
-        s.fsm = Some(Fsm::new(s.config.clone(), s.persisted, now));
-        s.decoder = StreamDecoder::new();
-        s.conn = None;
-        self.pump(i);
+    fn restart(&mut self, i: usize, lose_database: bool) {
+        self.kill(i);
+        if lose_database {
+            self.kept[i] = None;
+        }
+        self.start(i);
+    }
+
+    /// The failover state side `i` stored last.
+    fn persisted(&self, i: usize) -> Option<PersistedState> {
+        match &self.sides[i].session {
+            Some(s) => s.storage().persisted,
+            None => self.kept[i],
+        }
     }
 
     fn state(&self, i: usize) -> StateKind {
@@ -138,275 +124,25 @@ impl Pair {
         (self.state(0), self.state(1))
     }
 
+    /// An operation on side `i`'s machine; the session acts on what follows.
     fn with<R>(&mut self, i: usize, f: impl FnOnce(&mut Fsm, Now) -> R) -> R {
-        let now = self.now_for(i);
-        let r = f(self.sides[i].fsm.as_mut().expect("side is running"), now);
-        self.pump(i);
-        r
+        self.sim.with(i, |s, now| s.operate(now, f))
     }
 
-    /// Drains side `i`'s events and transmits, acting on them as a driver would.
-    fn pump(&mut self, i: usize) {
-        loop {
-            let mut progressed = false;
-            while let Some(ev) = self.sides[i].fsm.as_mut().and_then(Fsm::poll_event) {
-                progressed = true;
-                self.on_event(i, ev);
-            }
-            while let Some(t) = self.sides[i].fsm.as_mut().and_then(Fsm::poll_transmit) {
-                progressed = true;
-                self.sides[i].sent.push(t.msg_type);
-                if let Some(conn) = self.sides[i].conn {
-                    self.enqueue(i, conn, Payload::Bytes(t.bytes));
-                }
-            }
-            if !progressed {
-                break;
-            }
-        }
-    }
-
-    /// Sends on the TCP connection `conn`: in order, after the link delay. During a partition
-    /// the bytes wait (TCP retransmits them once healed) unless an end gives up first.
-    fn enqueue(&mut self, from: usize, conn: u64, payload: Payload) {
-        let at = (self.now + self.delay_ms).max(self.sides[from].last_at);
-        self.sides[from].last_at = at;
-        self.queue.push(InFlight {
-            at,
-            to: 1 - from,
-            conn,
-            payload,
-        });
-    }
-
-    fn on_event(&mut self, i: usize, ev: Event) {
-        match &ev {
-            Event::Persist(p) => self.sides[i].persisted = Some(*p),
-            Event::StateChanged { from, to, .. } => {
-                self.sides[i].history.push((self.now, *from, *to))
-            }
-            Event::CloseLink { last_words, .. } => {
-                if let Some(conn) = self.sides[i].conn.take() {
-                    for t in last_words.clone() {
-                        self.sides[i].sent.push(t.msg_type);
-                        self.enqueue(i, conn, Payload::Bytes(t.bytes));
-                    }
-                    self.enqueue(i, conn, Payload::Fin);
-                }
-            }
-            Event::UpdateRequest { .. } if self.sides[i].answer_updates => {
-                let now = self.now_for(i);
-                if let Some(f) = self.sides[i].fsm.as_mut() {
-                    f.update_done(now);
-                }
-            }
-            _ => {}
-        }
-        self.sides[i].events.push(ev);
-    }
-
-    fn next_time(&self) -> Option<u64> {
-        let q = self
-            .queue
-            .iter()
-            .filter(|_| !self.partitioned)
-            .map(|m| m.at)
-            .min();
-        let t = self
-            .sides
-            .iter()
-            .filter_map(|s| s.fsm.as_ref()?.poll_timeout())
-            .map(Instant::as_millis)
-            .min();
-        let r = self.reconnect_at;
-        [q, t, r].into_iter().flatten().min()
-    }
-
-    /// Runs everything due at the next instant. Returns false if nothing is scheduled.
-    fn step(&mut self) -> bool {
-        let Some(t) = self.next_time() else {
-            return false;
-        };
-        self.now = self.now.max(t);
-        self.steps += 1;
-        // Deliveries first, in order.
-        let mut due: Vec<InFlight> = Vec::new();
-        let mut rest = Vec::new();
-        for m in self.queue.drain(..) {
-            if m.at <= self.now && !self.partitioned {
-                due.push(m)
-            } else {
-                rest.push(m)
-            }
-        }
-        self.queue = rest;
-        due.sort_by_key(|m| m.at);
-        for m in due {
-            self.deliver(m);
-        }
-        for i in 0..2 {
-            let due = self.sides[i]
-                .fsm
-                .as_ref()
-                .and_then(Fsm::poll_timeout)
-                .is_some_and(|t| t.as_millis() <= self.now);
-            if due {
-                self.with(i, |f, now| f.handle_timeout(now));
-            }
-        }
-        if self.reconnect_at.is_some_and(|t| t <= self.now) {
-            self.reconnect_at = None;
-            self.try_connect();
-        }
-        self.schedule_reconnect();
-        true
-    }
-
-    fn deliver(&mut self, m: InFlight) {
-        let s = &mut self.sides[m.to];
-        if s.fsm.is_none() || s.conn != Some(m.conn) {
-            return;
-        }
-        match m.payload {
-            Payload::Fin => {
-                s.conn = None;
-                self.with(m.to, |f, now| f.handle_disconnected(now));
-            }
-            Payload::Bytes(b) => {
-                s.decoder.feed(&b);
-                let mut frames = Vec::new();
-                while let Some(f) = s.decoder.next_frame().expect("peer sends valid framing") {
-                    frames.push(f.to_vec());
-                }
-                for f in frames {
-                    Repr::parse_bytes(&f).expect("peer sends valid messages");
-                    self.with(m.to, |fsm, now| {
-                        let _ = fsm.handle_frame(now, &f);
-                    });
-                }
-            }
-        }
-    }
-
-    /// Both ends up, neither holding a connection, link healed: connect (both dial in ISC;
-    /// the driver keeps one link).
-    fn try_connect(&mut self) {
-        let ready = !self.partitioned
-            && self
-                .sides
-                .iter()
-                .all(|s| s.fsm.is_some() && s.conn.is_none());
-        if !ready {
-            return;
-        }
-        let conn = self.next_conn;
-        self.next_conn += 1;
-        for i in 0..2 {
-            self.sides[i].conn = Some(conn);
-            self.sides[i].decoder = StreamDecoder::new();
-        }
-        for i in 0..2 {
-            self.with(i, |f, now| f.handle_connected(now));
-        }
-    }
-
-    fn schedule_reconnect(&mut self) {
-        let idle = !self.partitioned
-            && self
-                .sides
-                .iter()
-                .all(|s| s.fsm.is_some() && s.conn.is_none());
-        if idle && self.reconnect_at.is_none() {
-            self.reconnect_at = Some(self.now + RECONNECT_MS);
-        }
-    }
-
-    /// Steps until `t` (ms), failing on livelock: more than `max_steps` steps.
-    fn run_until(&mut self, t: u64, max_steps: u64) {
-        let start = self.steps;
-        while self.next_time().is_some_and(|n| n <= t) {
-            self.step();
-            assert!(
-                self.steps - start <= max_steps,
-                "livelock: over {max_steps} steps before t={t}"
-            );
-        }
-        self.now = self.now.max(t);
-    }
-
-    fn run_for(&mut self, secs: u64) {
-        // CONTACT every ~6.7 s per side plus traffic: a generous bound per simulated second.
-        let t = self.now + secs * 1000;
-        self.run_until(t, 200 + secs * 50);
-    }
-
-    /// Runs until `done` holds, at most `secs` simulated seconds.
     fn drive_bounded(&mut self, secs: u64, done: impl Fn(&Pair) -> bool) -> bool {
-        let end = self.now + secs * 1000;
-        let start = self.steps;
-        while !done(self) {
-            if self.next_time().is_none_or(|n| n > end) {
-                return false;
-            }
-            self.step();
-            assert!(
-                self.steps - start <= 200 + secs * 50,
-                "livelock after {} steps",
-                self.steps - start
-            );
-        }
-        true
+        sim::drive_bounded(self, secs, done)
     }
 
-    fn partition(&mut self) {
-        self.partitioned = true;
-        self.reconnect_at = None;
-    }
-
-    fn heal(&mut self) {
-        if self.partitioned {
-            self.partitioned = false;
-            // Held segments go out now, still in order.
-            let earliest = self.now + self.delay_ms;
-            for m in &mut self.queue {
-                m.at = m.at.max(earliest);
-            }
-            for s in &mut self.sides {
-                s.last_at = s.last_at.max(earliest);
-            }
-        }
-        self.schedule_reconnect();
-    }
-
-    /// TCP reset: in-flight data lost, both ends told.
-    fn reset_link(&mut self) {
-        self.queue.clear();
-        for i in 0..2 {
-            if self.sides[i].conn.take().is_some() && self.sides[i].fsm.is_some() {
-                self.with(i, |f, now| f.handle_disconnected(now));
-            }
-        }
-        self.schedule_reconnect();
-    }
-
-    /// kill -9: the peer sees the connection close (unless partitioned).
-    fn kill(&mut self, i: usize) {
-        if let Some(conn) = self.sides[i].conn.take() {
-            self.enqueue(i, conn, Payload::Fin);
-        }
-        self.sides[i].fsm = None;
-    }
-
-    fn restart(&mut self, i: usize, lose_database: bool) {
-        if lose_database {
-            self.sides[i].persisted = None;
-        }
-        self.start(i);
-        self.schedule_reconnect();
-    }
-
-    fn visited(&self, i: usize, k: StateKind) -> bool {
-        self.sides[i].history.iter().any(|(_, _, to)| *to == k)
+    /// Why side `i`'s machine closed its links, in order.
+    fn fsm_closes(&self, i: usize) -> Vec<CloseReason> {
+        self.sides[i]
+            .closes
+            .iter()
+            .filter_map(|c| match c {
+                Cause::Fsm(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -414,7 +150,7 @@ fn both(a: StateKind) -> impl Fn(&Pair) -> bool {
     move |p: &Pair| {
         p.sides
             .iter()
-            .all(|s| s.fsm.as_ref().is_some_and(|f| f.kind() == a))
+            .all(|s| s.session.as_ref().is_some_and(|s| s.fsm().kind() == a))
     }
 }
 
@@ -459,20 +195,15 @@ fn fresh_pair_goes_recover_then_normal() {
     // The secondary learned the primary's MCLT and HBA.
     assert_eq!(p.sides[1].fsm().mclt(), 3600);
     assert_eq!(p.sides[1].fsm().hba(), Hba::split(128));
-    assert_eq!(p.sides[1].persisted.unwrap().mclt, 3600);
+    assert_eq!(p.persisted(1).unwrap().mclt, 3600);
 }
 
 #[test]
 fn restart_from_persisted_normal_goes_back_to_normal() {
     let mut p = normal_pair();
-    let (a, b) = (p.sides[0].persisted.unwrap(), p.sides[1].persisted.unwrap());
+    let (a, b) = (p.persisted(0).unwrap(), p.persisted(1).unwrap());
     assert_eq!((a.my_state, b.my_state), (S::Normal, S::Normal));
-    let mut q = Pair::new(
-        p.sides[0].config.clone(),
-        p.sides[1].config.clone(),
-        Some(a),
-        Some(b),
-    );
+    let mut q = Pair::new(p.configs[0].clone(), p.configs[1].clone(), Some(a), Some(b));
     q.now = p.now;
     assert!(q.drive_bounded(30, both(S::Normal)));
     assert!(!q.visited(0, S::Recover) && !q.visited(1, S::Recover));
@@ -491,7 +222,7 @@ fn keepalive_contact_keeps_an_idle_link_up() {
         .count();
     // receive-timer 20 s => CONTACT every 20/3 s (failover.c:4335-4351): about 18 in 120 s.
     assert!((15..=20).contains(&contacts), "{contacts} CONTACTs");
-    assert!(p.sides.iter().all(|s| s.conn.is_some()));
+    assert!(p.linked());
 }
 
 #[test]
@@ -506,15 +237,7 @@ fn link_cut_gives_communications_interrupted_and_heal_gives_normal() {
         p.states(),
         (S::CommunicationsInterrupted, S::CommunicationsInterrupted)
     );
-    let closes: Vec<_> = p.sides[0]
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::CloseLink { reason, .. } => Some(*reason),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(closes, vec![CloseReason::ReceiveTimeout]);
+    assert_eq!(p.fsm_closes(0), vec![CloseReason::ReceiveTimeout]);
     // Stays there without a safe period.
     p.run_for(600);
     assert_eq!(
@@ -545,15 +268,15 @@ fn tcp_reset_gives_communications_interrupted_then_normal_on_reconnect() {
 fn manual_partner_down_then_potential_conflict_then_normal() {
     let mut p = normal_pair();
     assert_eq!(
-        p.with(0, |f, now| f.partner_down(now, now.wall)),
+        p.sim.with(0, |s, now| s.partner_down(now, now.wall)),
         Err(LocalEventError::PartnerDownNotAllowed(S::Normal))
     );
     p.partition();
     p.run_for(25);
     let since = UnixTime(BASE_WALL + u32::try_from(p.now / 1000).unwrap() - 100);
-    p.with(1, |f, now| f.partner_down(now, since)).unwrap();
+    p.sim.with(1, |s, now| s.partner_down(now, since)).unwrap();
     assert_eq!(p.sides[1].fsm().state(), State::PartnerDown { since });
-    assert_eq!(p.sides[1].persisted.unwrap().partner_down_since, since);
+    assert_eq!(p.persisted(1).unwrap().partner_down_since, since);
     // A future "since" is clamped to now.
     p.run_for(10);
     assert_eq!(p.states(), (S::CommunicationsInterrupted, S::PartnerDown));
@@ -574,7 +297,9 @@ fn both_partner_down_by_hand_resolve_through_potential_conflict() {
     p.partition();
     p.run_for(25);
     for i in 0..2 {
-        p.with(i, |f, now| f.partner_down(now, now.wall)).unwrap();
+        p.sim
+            .with(i, |s, now| s.partner_down(now, now.wall))
+            .unwrap();
     }
     assert_eq!(p.states(), (S::PartnerDown, S::PartnerDown));
     p.heal();
@@ -665,7 +390,9 @@ fn service_follows_own_and_peer_state() {
     p.partition();
     p.run_for(25);
     assert_eq!(p.sides[0].fsm().service(), Service::NotCooperating);
-    p.with(0, |f, now| f.partner_down(now, now.wall)).unwrap();
+    p.sim
+        .with(0, |s, now| s.partner_down(now, now.wall))
+        .unwrap();
     assert_eq!(p.sides[0].fsm().service(), Service::PartnerDown);
     p.heal();
     // Reconnected: the peer sees PARTNER-DOWN and both resolve; nobody serves meanwhile.
@@ -684,7 +411,7 @@ fn peer_pause_puts_us_in_communications_interrupted() {
     p.with(0, |f, now| f.pause(now));
     p.run_for(1);
     assert_eq!(p.states(), (S::Paused, S::CommunicationsInterrupted));
-    assert_eq!(p.sides[0].persisted.unwrap().my_state, S::Paused);
+    assert_eq!(p.persisted(0).unwrap().my_state, S::Paused);
 }
 
 /// Why the safe period belongs on one side only (draft §10): with it on both, a partition
@@ -708,7 +435,7 @@ fn symmetric_safe_period_lets_a_partition_split_the_pair() {
 }
 
 #[test]
-fn pool_request_is_answered_by_the_driver() {
+fn pool_request_is_answered_by_the_session() {
     let mut p = normal_pair();
     let xid = p
         .with(0, |f, now| {
@@ -717,21 +444,23 @@ fn pool_request_is_answered_by_the_driver() {
         .unwrap();
     p.run_for(1);
     assert!(p.sides[1].events.contains(&Event::PoolRequest { xid }));
-    p.with(1, |f, now| f.send_pool_response(now, xid, 4));
-    p.run_for(1);
+    // The session balances its pools and answers with what it moved (no tables: none).
+    assert!(p.sides[1].sent.contains(&MessageType::PoolResp));
     assert!(
         p.sides[0]
             .events
-            .contains(&Event::PoolResponse { addresses: 4 })
+            .contains(&Event::PoolResponse { addresses: 0 })
     );
 }
 
 #[test]
 fn peer_shutdown_puts_us_in_partner_down() {
     let mut p = normal_pair();
-    p.with(1, |f, now| f.shutdown(now));
+    p.sim.with(1, |s, now| s.shutdown(now));
     p.run_for(1);
     assert_eq!(p.states(), (S::PartnerDown, S::Shutdown));
+    // SHUTDOWN is not a state to resume: the stored state is the one before it.
+    assert_eq!(p.persisted(1).unwrap().my_state, S::Normal);
 }
 
 fn connect_msg<'a>(
@@ -885,19 +614,16 @@ fn clock_skew_over_a_minute_is_refused() {
 #[test]
 fn no_connectack_closes_the_link_after_15_seconds() {
     let mut p = Pair::fresh(60);
-    p.sides[1].answer_updates = true;
-    // The secondary never answers: drop everything it receives by partitioning after connect.
-    p.run_until(RECONNECT_MS, 100);
-    assert!(p.sides[0].conn.is_some());
+    // The secondary never answers: the link comes up, and the network parts before the
+    // CONNECT gets through.
+    assert!(p.drive_bounded(1, |p| p.sides[0].link().is_some()));
     p.partition();
     p.run_for(16);
-    assert!(p.sides[0].events.iter().any(|e| matches!(
-        e,
-        Event::CloseLink {
-            reason: CloseReason::StartupTimeout,
-            ..
-        }
-    )));
+    assert!(
+        p.fsm_closes(0).contains(&CloseReason::StartupTimeout),
+        "{:?}",
+        p.sides[0].closes
+    );
 }
 
 /// The randomized run: random faults on a virtual clock; after every step no two sides are in
@@ -1006,7 +732,7 @@ fn run_seed(seed: u64) -> Vec<StateKind> {
     // Faults over: heal, restart the dead, and the pair must reach NORMAL.
     p.heal();
     for i in 0..2 {
-        if p.sides[i].fsm.is_none() {
+        if !p.sides[i].is_up() {
             p.restart(i, false);
         }
     }
@@ -1035,22 +761,23 @@ fn fault(p: &mut Pair, rng: &mut Rng, takeover: usize) {
         2 => p.reset_link(),
         3 => {
             let i = usize::try_from(rng.below(2)).unwrap();
-            if p.sides[i].fsm.is_some() {
+            if p.sides[i].is_up() {
                 p.kill(i);
             }
         }
         4 => {
             // The operator's partner-down, last known up a little before the current state.
-            if let Some(f) = p.sides[takeover].fsm.as_ref() {
+            if let Some(s) = p.sides[takeover].session.as_ref() {
+                let f = s.fsm();
                 let back = u32::try_from(rng.below(60)).unwrap();
                 let since = UnixTime(f.stos().0.saturating_sub(back));
                 // Refused outside COMM-INT and RES-INT, which is part of what is tested.
-                let _ = p.with(takeover, |f, now| f.partner_down(now, since));
+                let _ = p.sim.with(takeover, |s, now| s.partner_down(now, since));
             }
         }
         _ => {
             let i = usize::try_from(rng.below(2)).unwrap();
-            if p.sides[i].fsm.is_none() {
+            if !p.sides[i].is_up() {
                 p.restart(i, rng.chance(30));
             }
         }
@@ -1060,13 +787,12 @@ fn fault(p: &mut Pair, rng: &mut Rng, takeover: usize) {
 fn check(p: &Pair, seed: u64) {
     // Quiet, connected link: each side knows the other's state, and NORMAL is only ever
     // paired with NORMAL.
-    if let [Some(a), Some(b)] = [&p.sides[0].fsm, &p.sides[1].fsm] {
+    if let [Some(a), Some(b)] =
+        [&p.sides[0].session, &p.sides[1].session].map(|s| s.as_ref().map(Session::fsm))
+    {
         // Not partitioned either: a partition drops what is sent, so an empty queue proves
         // nothing until the receive timers close the link.
-        let quiet = !p.partitioned
-            && p.queue.is_empty()
-            && p.sides[0].conn.is_some()
-            && p.sides[0].conn == p.sides[1].conn;
+        let quiet = !p.partitioned && p.quiet() && p.linked();
         if quiet && a.is_connected() && b.is_connected() {
             let (ea, eb) = (a.persisted().my_state, b.persisted().my_state);
             assert_eq!(
@@ -1100,7 +826,7 @@ fn check(p: &Pair, seed: u64) {
     let kinds: Vec<Option<StateKind>> = p
         .sides
         .iter()
-        .map(|s| s.fsm.as_ref().map(Fsm::kind))
+        .map(|s| s.session.as_ref().map(|s| s.fsm().kind()))
         .collect();
     assert!(
         kinds != [Some(S::PartnerDown), Some(S::PartnerDown)],
@@ -1110,7 +836,7 @@ fn check(p: &Pair, seed: u64) {
         p.sides[1].history
     );
     for (i, s) in p.sides.iter().enumerate() {
-        if let Some(f) = &s.fsm {
+        if let Some(f) = s.session.as_ref().map(Session::fsm) {
             // No automatic action may shut a side down: that would be an illegal peer state.
             assert_ne!(
                 f.kind(),
@@ -1177,24 +903,31 @@ fn driver_messages_get_fresh_xids_and_update_requests_are_answered_with_their_xi
     let mut huge = upd;
     huge.options.client_id = Some(&big);
     assert_eq!(p.with(0, |f, now| f.send(now, &huge, None)), None);
-    // UPDREQ from the primary, answered later by the driver with UPDDONE and its xid.
-    p.sides[1].answer_updates = false;
+    // UPDREQ from the primary, answered by the session with UPDDONE and its xid, once.
+    let done = |p: &Pair| {
+        p.sides[1]
+            .sent
+            .iter()
+            .filter(|t| **t == MessageType::UpdDone)
+            .count()
+    };
+    let before = done(&p);
     p.partition();
     p.run_for(25);
-    p.with(0, |f, now| f.partner_down(now, now.wall)).unwrap();
+    p.sim
+        .with(0, |s, now| s.partner_down(now, now.wall))
+        .unwrap();
     p.heal();
     assert!(p.drive_bounded(30, |p| {
         p.sides[1]
             .events
             .contains(&Event::UpdateRequest { all: false })
     }));
-    let before = p.sides[1].sent.len();
-    p.with(1, |f, now| f.update_done(now));
-    assert_eq!(p.sides[1].sent[before..], [MessageType::UpdDone]);
+    assert_eq!(done(&p), before + 1);
     // Nothing to answer twice.
+    let sent = p.sides[1].sent.len();
     p.with(1, |f, now| f.update_done(now));
-    assert_eq!(p.sides[1].sent.len(), before + 1);
-    p.sides[1].answer_updates = true;
+    assert_eq!(p.sides[1].sent.len(), sent);
     assert!(p.drive_bounded(60, both(S::Normal)), "{:?}", p.states());
     // Not connected: nothing sent.
     p.reset_link();
@@ -1219,24 +952,18 @@ fn shared_secret_signs_and_checks_every_message() {
     let mut p = Pair::new(a.clone(), b, None, None);
     p.run_for(60);
     assert!(!p.sides[0].fsm().is_connected() && !p.sides[1].fsm().is_connected());
-    assert!(p.sides[1].events.iter().any(|e| matches!(
-        e,
-        Event::CloseLink {
-            reason: CloseReason::Rejected(RejectReason::DigestFailed),
-            ..
-        }
-    )));
+    assert!(
+        p.fsm_closes(1)
+            .contains(&CloseReason::Rejected(RejectReason::DigestFailed))
+    );
     // A peer without the secret: its messages carry no digest (reject 21).
     let mut p = Pair::new(a, config("edge", Role::Secondary, 60), None, None);
     p.run_for(60);
     assert!(!p.sides[0].fsm().is_connected());
-    assert!(p.sides[0].events.iter().any(|e| matches!(
-        e,
-        Event::CloseLink {
-            reason: CloseReason::Rejected(RejectReason::DigestMissing),
-            ..
-        }
-    )));
+    assert!(
+        p.fsm_closes(0)
+            .contains(&CloseReason::Rejected(RejectReason::DigestMissing))
+    );
     let mut c = Config::new("edge", Role::Primary);
     c.shared_secret = Some(Vec::new());
     assert_eq!(c.validate(), Err(ConfigError::EmptySecret));
@@ -1245,20 +972,14 @@ fn shared_secret_signs_and_checks_every_message() {
 #[test]
 fn unparseable_frames_close_the_link() {
     let mut p = normal_pair();
-    let now = p.now_for(1);
-    let f = p.sides[1].fsm.as_mut().unwrap();
-    assert_eq!(
-        f.handle_frame(now, &[0, 12, 13, 12, 0, 0, 0, 0, 0, 0, 0, 1]),
-        None
-    );
-    assert!(std::iter::from_fn(|| f.poll_event()).any(|e| matches!(
-        e,
-        Event::CloseLink {
-            reason: CloseReason::ProtocolError,
-            ..
-        }
-    )));
-    assert!(!f.is_connected());
+    // A whole frame (length 12) that is no failover message, on the secondary's link.
+    let link = p.sides[1].link().expect("linked");
+    p.sim.with(1, |s, now| {
+        s.handle_bytes(now, link, &[0, 12, 13, 12, 0, 0, 0, 0, 0, 0, 0, 1])
+    });
+    assert_eq!(p.fsm_closes(1), vec![CloseReason::ProtocolError]);
+    assert!(!p.sides[1].fsm().is_connected());
+    assert_eq!(p.sides[1].link(), None);
 }
 
 /// Seeds that once failed, kept as regressions: 12 and 2416 (liveness gaps in ISC's table),
@@ -1287,7 +1008,9 @@ fn partner_down_racing_a_reconnect_resolves() {
     p.delay_ms = 300;
     p.heal();
     assert!(p.drive_bounded(30, |p| p.sides[1].fsm().is_connected()));
-    p.with(1, |f, now| f.partner_down(now, now.wall)).unwrap();
+    p.sim
+        .with(1, |s, now| s.partner_down(now, now.wall))
+        .unwrap();
     assert!(p.drive_bounded(60, both(S::Normal)), "{:?}", p.states());
     for i in 0..2 {
         assert!(!p.visited(i, S::Shutdown), "{:?}", p.sides[i].history);

@@ -2,12 +2,13 @@
 //!
 //! Two servers, each the real thing minus sockets: a `lease_mmap::Store` in a tempdir, the
 //! dataplane `Engine` behind the failover gate, a worker journal and change queue, and the
-//! control plane's `Replicator` and `Session` (the same code the daemon's driver runs). They
-//! talk over a virtual TCP link on a virtual clock (the shape of `failover_fsm.rs`): the link
-//! can delay, reset, partition and heal; a server can be killed (its process state dropped
-//! without a checkpoint, so recovery replays the journals) and restarted from its persisted
-//! failover state; the operator can declare the partner down. Virtual DHCP clients run
-//! DISCOVER/REQUEST, renew, rebind and release against whichever server is up.
+//! failover `Session` over the daemon's own `Tables` storage (the same code the driver runs).
+//! They talk over the shared simulation (`sim/`): a virtual TCP network on a virtual clock
+//! that can delay, reset, partition and heal, with each session dialling and choosing its
+//! link itself. A server can be killed (its process state dropped without a checkpoint, so
+//! recovery replays the journals) and restarted from its stored failover state; the operator
+//! can declare the partner down. Virtual DHCP clients run DISCOVER/REQUEST, renew, rebind and
+//! release against whichever server is up.
 //!
 //! After every step the run checks the product's promises:
 //! * no address is held by two clients at overlapping times (judged from what the clients
@@ -20,39 +21,47 @@
 //! `TANDEM_SEEDS=N` runs N seeds (default 1500); `TANDEM_SEED=S` replays one, printing its
 //! steps.
 
+mod sim;
+
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use control::config::{self, Config};
-use control::failover::driver::fsm_config;
-use control::failover::fsm::{Event, Fsm, PersistedState, StateKind};
+use control::failover::driver::session_config;
+use control::failover::fsm::StateKind;
 use control::failover::gate::{Gate, RelationshipView};
-use control::failover::msg::StreamDecoder;
-use control::failover::replicate::{Outbox, Replicator, WorkerOutbox};
-use control::failover::session::{BindingSource, Session};
-use control::failover::{Instant, Now, UnixTime};
+use control::failover::persist;
+use control::failover::replicate::{Outbox, Tables, WorkerOutbox};
+use control::failover::session::Session;
+use control::failover::{Now, UnixTime};
 use dataplane::engine::{Engine, EngineWorker, Ingress};
 use dataplane::server::ChangeSink;
 use dataplane::wire::dhcpv4::{MessageType, Repr};
-use lease_mmap::{BindingState, Durability, Lease, WorkerJournal};
+use lease_mmap::{BindingState, Durability, Lease, TableId, WorkerJournal};
+use sim::ADDRS;
 use testkit::rng::Rng;
 
-const BASE_WALL: u32 = 1_700_000_000;
 const MCLT: u32 = 300;
 const LEASE: u32 = 3600;
-const RECONNECT_MS: u64 = 5_000;
 const SERVERS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)];
 const CLIENTS: u8 = 14;
+/// Steps a stretch of [`World::run_until`] may take before it is a livelock.
+const MAX_STEPS: u64 = 100_000;
 
 fn config_text(primary: bool, hot_standby: bool, dir: &std::path::Path) -> String {
-    let (role, sid) = if primary {
+    let (role, sid, (address, peer)) = if primary {
         (
             format!("role = \"primary\"\nmclt = \"{MCLT}s\"\nsplit = 128"),
             SERVERS[0],
+            (ADDRS[0], ADDRS[1]),
         )
     } else {
-        ("role = \"secondary\"".to_owned(), SERVERS[1])
+        (
+            "role = \"secondary\"".to_owned(),
+            SERVERS[1],
+            (ADDRS[1], ADDRS[0]),
+        )
     };
     let mode = if hot_standby {
         "hot-standby"
@@ -76,33 +85,34 @@ failover = "pair"
 name = "pair"
 {role}
 mode = "{mode}"
-address = "127.0.0.1"
-peer_address = "127.0.0.2"
+address = "{address}"
+peer_address = "{peer}"
 max_response_delay = "30s"
 max_unacked_updates = 4
 "#
     )
 }
 
-/// A running server: everything the daemon holds in memory. Dropping it is kill -9.
+/// A running server's process state outside its session. Dropping it (and the session) is
+/// kill -9.
 struct Live {
     engine: Engine,
     worker: EngineWorker,
     journal: WorkerJournal,
     sink: WorkerOutbox,
-    repl: Replicator,
-    session: Session,
+    outbox: Arc<Outbox>,
     view: Arc<RelationshipView>,
-    _poll: mio::Poll,
 }
 
 impl Live {
-    fn open(cfg: &Config, persisted: Option<PersistedState>, now: Now) -> Live {
+    /// Opens the server as the daemon does: the store (recovering the journals), the engine
+    /// behind the gate, and the session resumed from the stored failover state.
+    fn open(cfg: &Config, now: Now) -> (Live, Session<Tables>) {
         let engine_cfg = control::serve::engine_config(cfg);
         let specs = engine_cfg.table_specs();
+        let data_dir = &cfg.server.data_dir;
         let (store, mut journals, _) =
-            lease_mmap::Store::open(&cfg.server.data_dir, &specs, 2, Durability::Async)
-                .expect("open store");
+            lease_mmap::Store::open(data_dir, &specs, 2, Durability::Async).expect("open store");
         let store = Arc::new(store);
         let control_journal = journals.pop().expect("control journal");
         let journal = journals.pop().expect("worker journal");
@@ -111,27 +121,28 @@ impl Live {
             .expect("engine")
             .with_failover(Arc::new(gate));
         let worker = engine.worker(0, 1);
-        let poll = mio::Poll::new().expect("poll");
-        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
-        let outbox = Arc::new(Outbox::new(1, vec![true], waker));
+        let outbox = Arc::new(Outbox::new(1, vec![true], Arc::new(|| {})));
         let sink = WorkerOutbox::new(&outbox, 0).expect("worker outbox");
-        let mut repl = Replicator::new(store, control_journal, outbox, vec![Some(0)], 1);
-        repl.enqueue_unacked(0, false);
         let f = &cfg.failover[0];
-        let fsm = Fsm::new(fsm_config(f).expect("fsm config"), persisted, now);
-        let session = Session::new(0, f, fsm);
-        let view = Arc::clone(&views[0]);
-        view.publish(session.fsm());
-        Live {
+        let tables = Tables::new(
+            store,
+            Arc::new(Mutex::new(control_journal)),
+            vec![TableId(0)],
+            data_dir.clone(),
+            &f.name,
+        );
+        let stored = persist::load(data_dir, &f.name).expect("stored state");
+        let session =
+            Session::new(session_config(f).expect("config"), stored, now, tables).expect("session");
+        let live = Live {
             engine,
             worker,
             journal,
             sink,
-            repl,
-            session,
-            view,
-            _poll: poll,
-        }
+            outbox,
+            view: Arc::clone(&views[0]),
+        };
+        (live, session)
     }
 
     fn record(&self, ip: Ipv4Addr) -> Lease {
@@ -143,28 +154,9 @@ impl Live {
 
 struct Node {
     cfg: Config,
-    persisted: Option<PersistedState>,
     live: Option<Live>,
-    conn: Option<u64>,
-    decoder: StreamDecoder,
-    /// Latest delivery time of a message from this side, to keep the stream in order.
-    last_at: u64,
     /// When it was killed (wall seconds), while down.
     down_since: Option<u32>,
-}
-
-#[derive(Debug)]
-enum Payload {
-    Bytes(Vec<u8>),
-    Fin,
-}
-
-#[derive(Debug)]
-struct InFlight {
-    at: u64,
-    to: usize,
-    conn: u64,
-    payload: Payload,
 }
 
 /// What a client holds, as the DHCPACK told it.
@@ -193,16 +185,9 @@ struct Answer {
 
 struct World {
     seed: u64,
-    now: u64,
+    pair: sim::Pair<Tables>,
     nodes: [Node; 2],
-    queue: Vec<InFlight>,
-    next_conn: u64,
-    reconnect_at: Option<u64>,
-    partitioned: bool,
-    delay_ms: u64,
     clients: Vec<Client>,
-    log: Vec<String>,
-    verbose: bool,
     acks: u64,
     _dirs: [tempfile::TempDir; 2],
 }
@@ -224,11 +209,7 @@ impl World {
             let cfg = config::parse(&text).unwrap_or_else(|e| panic!("config: {e:?}"));
             Node {
                 cfg,
-                persisted: None,
                 live: None,
-                conn: None,
-                decoder: StreamDecoder::new(),
-                last_at: 0,
                 down_since: None,
             }
         };
@@ -239,18 +220,13 @@ impl World {
                 held: None,
             })
             .collect();
+        let mut pair = sim::Pair::new();
+        pair.verbose = verbose;
         let mut w = World {
             seed,
-            now: 0,
+            pair,
             nodes,
-            queue: Vec::new(),
-            next_conn: 1,
-            reconnect_at: Some(RECONNECT_MS),
-            partitioned: false,
-            delay_ms: 10,
             clients,
-            log: Vec::new(),
-            verbose,
             acks: 0,
             _dirs: dirs,
         };
@@ -260,31 +236,18 @@ impl World {
     }
 
     fn note(&mut self, s: String) {
-        if self.verbose {
-            eprintln!("[{:>9} ms] {s}", self.now);
-        }
-        self.log.push(format!("[{} ms] {s}", self.now));
-    }
-
-    fn now_for(&self) -> Now {
-        Now {
-            instant: Instant::from_millis(self.now),
-            wall: self.wall(),
-        }
+        self.pair.note(s);
     }
 
     fn wall(&self) -> UnixTime {
-        UnixTime(BASE_WALL + u32::try_from(self.now / 1000).expect("run shorter than 136 years"))
+        self.pair.wall(0)
     }
 
     fn start(&mut self, i: usize) {
-        let now = self.now_for();
-        let n = &mut self.nodes[i];
-        n.live = Some(Live::open(&n.cfg, n.persisted, now));
-        n.decoder = StreamDecoder::new();
-        n.conn = None;
-        n.down_since = None;
-        self.pump(i);
+        let (live, session) = Live::open(&self.nodes[i].cfg, self.pair.now_for(i));
+        self.nodes[i].live = Some(live);
+        self.nodes[i].down_since = None;
+        self.pair.start(i, session);
     }
 
     /// Whether a server is in PARTNER-DOWN (running, or stopped in it).
@@ -297,270 +260,43 @@ impl World {
         (0..2).any(|i| {
             self.state(i) == Some(StateKind::PartnerDown)
                 || (self.nodes[i].live.is_none()
-                    && self.nodes[i]
-                        .persisted
+                    && persist::load(&self.nodes[i].cfg.server.data_dir, "pair")
+                        .expect("stored state")
                         .is_some_and(|p| p.my_state == StateKind::PartnerDown))
         })
     }
 
     fn state(&self, i: usize) -> Option<StateKind> {
-        self.nodes[i].live.as_ref().map(|l| l.session.fsm().kind())
-    }
-
-    /// Drains node `i`'s worker changes, events and transmits, acting as the driver does.
-    fn pump(&mut self, i: usize) {
-        let no_source: BindingSource = Arc::new(|_| Vec::new());
-        loop {
-            let now = self.now_for();
-            let Some(live) = self.nodes[i].live.as_mut() else {
-                return;
-            };
-            live.repl.drain_outbox();
-            let mut events = Vec::new();
-            while let Some(e) = live.session.poll_event() {
-                live.session
-                    .on_event(now, &e, Some(&mut live.repl), &no_source)
-                    .expect("commit");
-                events.push(e);
-            }
-            live.session.pump(now, Some(&mut live.repl));
-            let mut out = Vec::new();
-            while let Some(t) = live.session.poll_transmit() {
-                out.push(t.bytes);
-            }
-            live.view.publish(live.session.fsm());
-            let progressed = !events.is_empty() || !out.is_empty();
-            for e in events {
-                self.on_event(i, e);
-            }
-            if let Some(conn) = self.nodes[i].conn {
-                for b in out {
-                    self.enqueue(i, conn, Payload::Bytes(b));
-                }
-            }
-            if !progressed {
-                break;
-            }
-        }
-    }
-
-    fn on_event(&mut self, i: usize, e: Event) {
-        match e {
-            Event::Persist(p) => self.nodes[i].persisted = Some(p),
-            Event::StateChanged { from, to, .. } => {
-                self.note(format!("{}: {} -> {}", name(i), from.name(), to.name()));
-            }
-            Event::CloseLink { last_words, .. } => {
-                if let Some(conn) = self.nodes[i].conn.take() {
-                    for t in last_words {
-                        self.enqueue(i, conn, Payload::Bytes(t.bytes));
-                    }
-                    self.enqueue(i, conn, Payload::Fin);
-                }
-                self.schedule_reconnect();
-            }
-            _ => {}
-        }
-    }
-
-    fn enqueue(&mut self, from: usize, conn: u64, payload: Payload) {
-        let at = (self.now + self.delay_ms).max(self.nodes[from].last_at);
-        self.nodes[from].last_at = at;
-        self.queue.push(InFlight {
-            at,
-            to: 1 - from,
-            conn,
-            payload,
-        });
-    }
-
-    fn next_time(&self) -> Option<u64> {
-        let q = self
-            .queue
-            .iter()
-            .filter(|_| !self.partitioned)
-            .map(|m| m.at)
-            .min();
-        let t = self
-            .nodes
-            .iter()
-            .filter_map(|n| {
-                let live = n.live.as_ref()?;
-                let (fsm, balance) = live.session.poll_timeout(true);
-                let balance = balance.map(|b| {
-                    let secs = u64::from(b.0.saturating_sub(BASE_WALL));
-                    (secs * 1000).max(self.now)
-                });
-                [fsm.map(Instant::as_millis), balance]
-                    .into_iter()
-                    .flatten()
-                    .min()
-            })
-            .min();
-        [q, t, self.reconnect_at].into_iter().flatten().min()
+        self.pair.state(i)
     }
 
     /// Runs the network and the timers until `t` (ms).
     fn run_until(&mut self, t: u64) {
-        let mut steps = 0u32;
-        while let Some(next) = self.next_time().filter(|n| *n <= t) {
-            steps += 1;
-            assert!(
-                steps < 100_000,
-                "seed {}: livelock before {t} ms",
-                self.seed
-            );
-            self.now = self.now.max(next);
-            let mut due = Vec::new();
-            let mut rest = Vec::new();
-            for m in self.queue.drain(..) {
-                if m.at <= self.now && !self.partitioned {
-                    due.push(m);
-                } else {
-                    rest.push(m);
-                }
-            }
-            self.queue = rest;
-            due.sort_by_key(|m| m.at);
-            for m in due {
-                self.deliver(m);
-            }
-            for i in 0..2 {
-                let now = self.now_for();
-                if let Some(live) = self.nodes[i].live.as_mut() {
-                    live.session
-                        .tick(now, Some(&mut live.repl))
-                        .expect("commit");
-                }
-                self.pump(i);
-            }
-            if self.reconnect_at.is_some_and(|r| r <= self.now) {
-                self.reconnect_at = None;
-                self.try_connect();
-            }
-            self.schedule_reconnect();
-        }
-        self.now = self.now.max(t);
-    }
-
-    fn deliver(&mut self, m: InFlight) {
-        let n = &mut self.nodes[m.to];
-        if n.live.is_none() || n.conn != Some(m.conn) {
-            return;
-        }
-        match m.payload {
-            Payload::Fin => {
-                n.conn = None;
-                let now = self.now_for();
-                if let Some(live) = self.nodes[m.to].live.as_mut() {
-                    live.session.link_lost(now, Some(&mut live.repl));
-                }
-                self.pump(m.to);
-                self.schedule_reconnect();
-            }
-            Payload::Bytes(b) => {
-                n.decoder.feed(&b);
-                let mut frames = Vec::new();
-                while let Some(f) = n.decoder.next_frame().expect("peer sends valid framing") {
-                    frames.push(f.to_vec());
-                }
-                for f in frames {
-                    let now = self.now_for();
-                    if let Some(live) = self.nodes[m.to].live.as_mut() {
-                        live.session.on_frame(now, &f, Some(&mut live.repl));
-                    }
-                    self.pump(m.to);
-                }
-                let now = self.now_for();
-                if let Some(live) = self.nodes[m.to].live.as_mut() {
-                    live.session
-                        .flush_acks(now, Some(&mut live.repl))
-                        .expect("commit");
-                }
-                self.pump(m.to);
-            }
-        }
-    }
-
-    fn try_connect(&mut self) {
-        let ready = !self.partitioned
-            && self
-                .nodes
-                .iter()
-                .all(|n| n.live.is_some() && n.conn.is_none());
-        if !ready {
-            return;
-        }
-        let conn = self.next_conn;
-        self.next_conn += 1;
-        for n in &mut self.nodes {
-            n.conn = Some(conn);
-            n.decoder = StreamDecoder::new();
-        }
-        for i in 0..2 {
-            let now = self.now_for();
-            if let Some(live) = self.nodes[i].live.as_mut() {
-                live.session.fsm_mut().handle_connected(now);
-            }
-            self.pump(i);
-        }
-    }
-
-    fn schedule_reconnect(&mut self) {
-        let idle = !self.partitioned
-            && self
-                .nodes
-                .iter()
-                .all(|n| n.live.is_some() && n.conn.is_none());
-        if idle && self.reconnect_at.is_none() {
-            self.reconnect_at = Some(self.now + RECONNECT_MS);
+        let seed = self.seed;
+        let run = std::panic::AssertUnwindSafe(|| self.pair.run_until(t, MAX_STEPS));
+        if let Err(e) = std::panic::catch_unwind(run) {
+            eprintln!("seed {seed}: {}", self.history());
+            std::panic::resume_unwind(e);
         }
     }
 
     fn partition(&mut self) {
-        self.note("link partitioned".into());
-        self.partitioned = true;
-        self.reconnect_at = None;
+        self.pair.partition();
     }
 
     fn heal(&mut self) {
-        if self.partitioned {
-            self.note("link healed".into());
-            self.partitioned = false;
-            let earliest = self.now + self.delay_ms;
-            for m in &mut self.queue {
-                m.at = m.at.max(earliest);
-            }
-            for n in &mut self.nodes {
-                n.last_at = n.last_at.max(earliest);
-            }
-        }
-        self.schedule_reconnect();
+        self.pair.heal();
     }
 
-    /// TCP reset: what was in flight is lost, both ends told.
     fn reset_link(&mut self) {
-        self.note("link reset".into());
-        self.queue.clear();
-        for i in 0..2 {
-            if self.nodes[i].conn.take().is_some() {
-                let now = self.now_for();
-                if let Some(live) = self.nodes[i].live.as_mut() {
-                    live.session.link_lost(now, Some(&mut live.repl));
-                }
-                self.pump(i);
-            }
-        }
-        self.schedule_reconnect();
+        self.pair.reset_link();
     }
 
     /// kill -9: the process state is gone (no checkpoint, no journal close); the peer sees
     /// the connection close unless partitioned.
     fn kill(&mut self, i: usize) {
         self.note(format!("{} killed", name(i)));
-        if let Some(conn) = self.nodes[i].conn.take() {
-            self.enqueue(i, conn, Payload::Fin);
-        }
+        self.pair.kill(i);
         self.nodes[i].live = None;
         self.nodes[i].down_since = Some(self.wall().0);
     }
@@ -569,7 +305,6 @@ impl World {
         self.note(format!("{} restarted", name(i)));
         self.start(i);
         self.check_promises_kept(i);
-        self.schedule_reconnect();
     }
 
     /// The operator declares `i`'s partner down since it was killed (only when it is).
@@ -577,14 +312,12 @@ impl World {
         let Some(since) = self.nodes[1 - i].down_since else {
             return;
         };
-        let now = self.now_for();
-        let Some(live) = self.nodes[i].live.as_mut() else {
+        if self.nodes[i].live.is_none() {
             return;
-        };
-        if live
-            .session
-            .fsm_mut()
-            .partner_down(now, UnixTime(since))
+        }
+        if self
+            .pair
+            .with(i, |s, now| s.partner_down(now, UnixTime(since)))
             .is_ok()
         {
             self.note(format!(
@@ -592,14 +325,17 @@ impl World {
                 name(i)
             ));
         }
-        self.pump(i);
     }
 
     // ---- DHCP ----
 
+    /// Server `i` answers `req` as a worker does: decided behind the gate (published from
+    /// the session, as the driver does after every turn), committed, and the change handed
+    /// to the session.
     fn ask(&mut self, i: usize, req: &Repr<'_>) -> Option<Answer> {
         let wall = self.wall();
         let live = self.nodes[i].live.as_mut()?;
+        live.view.publish(self.pair.sides[i].fsm());
         let ingress = Ingress {
             if_addr: SERVERS[i],
             src_mac: mac_of(req),
@@ -608,22 +344,28 @@ impl World {
         let d = live.engine.decide(&mut live.worker, req, &ingress, wall);
         let answer = d.reply().map(|r| {
             let o = &r.repr.options;
-            (o.message_type, r.repr.yiaddr, o.lease_time)
+            Answer {
+                kind: o.message_type,
+                yiaddr: r.repr.yiaddr,
+                lease_time: o.lease_time,
+                before: Lease::default(),
+            }
         });
-        let commit = d.commit().copied();
-        let answer = answer.map(|(kind, yiaddr, lease_time)| Answer {
-            kind,
-            yiaddr,
-            lease_time,
-            before: Lease::default(),
-        });
-        if let Some(c) = commit {
+        if let Some(c) = d.commit().copied() {
             live.journal.record(c.table, c.slot, c.version, &c.lease);
             live.journal.commit().expect("group commit");
             live.sink.changed(c.table, c.slot);
             live.sink.batch_done();
         }
-        self.pump(i);
+        let (mut changed, mut resync) = (Vec::new(), Vec::new());
+        live.outbox
+            .drain(|t, s| changed.push((t, s)), |t| resync.push(t));
+        self.pair.with(i, |s, now| {
+            s.handle_changed(now, &changed);
+            for t in resync {
+                s.handle_resync(now, t);
+            }
+        });
         answer
     }
 
@@ -678,7 +420,7 @@ impl World {
         let mac = self.clients[c].mac;
         let mut offers = Vec::new();
         for &i in up {
-            let snapshot: Vec<(Ipv4Addr, Lease)> = match (&self.nodes[i].live, self.verbose) {
+            let snapshot: Vec<(Ipv4Addr, Lease)> = match (&self.nodes[i].live, self.pair.verbose) {
                 (Some(l), true) => (10..26)
                     .map(|n| {
                         let ip = Ipv4Addr::new(10, 0, 0, n);
@@ -792,8 +534,8 @@ impl World {
     // ---- the promises ----
 
     fn history(&self) -> String {
-        let from = self.log.len().saturating_sub(80);
-        self.log[from..].join("\n")
+        let from = self.pair.log.len().saturating_sub(80);
+        self.pair.log[from..].join("\n")
     }
 
     /// No address held by two clients at once.
@@ -883,11 +625,11 @@ fn run_seed(seed: u64, verbose: bool) -> u64 {
                     2 => rng.below(u64::from(MCLT) * 1000),
                     _ => rng.below(u64::from(LEASE) * 1000),
                 };
-                let t = w.now + ms;
+                let t = w.pair.now + ms;
                 w.run_until(t);
             }
             80..=84 => {
-                if w.partitioned {
+                if w.pair.partitioned {
                     w.heal();
                 } else if !w.in_partner_down() {
                     // The operator's partner-down promises that the partner is down and,
@@ -906,7 +648,8 @@ fn run_seed(seed: u64, verbose: bool) -> u64 {
                     if w.nodes[1 - i].live.is_some() && w.state(i) != Some(StateKind::PartnerDown) {
                         w.kill(i);
                     }
-                } else if !(w.in_partner_down() && (w.partitioned || w.nodes[1 - i].live.is_none()))
+                } else if !(w.in_partner_down()
+                    && (w.pair.partitioned || w.nodes[1 - i].live.is_none()))
                 {
                     w.restart(i);
                 }
@@ -925,7 +668,7 @@ fn run_seed(seed: u64, verbose: bool) -> u64 {
             w.restart(i);
         }
     }
-    let until = w.now + 4 * u64::from(MCLT) * 1000;
+    let until = w.pair.now + 4 * u64::from(MCLT) * 1000;
     w.run_until(until);
     w.check_no_double_binding();
     let states = (w.state(0), w.state(1));

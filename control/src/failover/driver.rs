@@ -1,69 +1,39 @@
 //! The failover driver: one control-plane thread on mio that runs every `[[failover]]`
-//! relationship's [`Fsm`] over its TCP peer link.
+//! relationship's [`Session`] over TCP. The session decides everything (which link to keep,
+//! when to dial, what to send, what to store; `session`'s module docs hold the rules); the
+//! driver only does its I/O:
 //!
-//! Per relationship, as ISC dhcpd does (`reference/failover-protocol.md` §1.1):
-//! * it listens on `address:port` and accepts only connections from `peer_address`;
-//! * it connects to `peer_address:peer_port` whenever it has no link, and again 5 s after a
-//!   link drops or a connect fails;
-//! * at most one link is handed to the machine. When both sides' connects cross, the primary
-//!   keeps the link it has and refuses the other; a secondary whose link is not yet through
-//!   CONNECT/CONNECTACK takes the primary's incoming link instead of its own, so the two
-//!   converge on one link. A link that arrives while one is established is refused (closed),
-//!   as ISC refuses a duplicate.
+//! * it listens on `address:port` of each relationship and hands every accepted connection
+//!   to the session with the peer's address ([`Session::handle_link_up`]); it dials when
+//!   the session asks ([`Event::Dial`]) and closes what it is told to ([`Event::Close`],
+//!   after writing what is queued for that link);
+//! * it reads each connection until it would block and hands the whole read to
+//!   [`Session::handle_bytes`] (the BNDUPDs of one read share one group commit), and writes
+//!   what [`Session::poll_transmit`] returns; an end of stream or error is
+//!   [`Session::handle_link_closed`];
+//! * it drains the workers' [`Outbox`] into [`Session::handle_changed`] (a queue that
+//!   overflowed: [`Session::handle_resync`]);
+//! * it sleeps until the earliest [`Session::poll_timeout`], then calls
+//!   [`Session::handle_timeout`];
+//! * after every turn it publishes each relationship's [`RelationshipView`] (the serving
+//!   gate) and its [`RelationshipStatus`].
 //!
-//! Bytes are cut into messages with [`StreamDecoder`] and fed to [`Fsm::handle_frame`]; what
-//! [`Fsm::poll_transmit`] returns is written; [`Fsm::poll_timeout`] sets the poll timeout;
-//! [`Fsm::poll_event`]s are logged (state changes at info) and acted on: every
-//! [`Event::Persist`] is stored ([`super::persist`]) before anything polled after it is
-//! written. After every turn the relationship's [`RelationshipView`] (the serving gate) and
-//! its [`RelationshipStatus`] are published.
+//! Storage is [`Tables`]: the lease store, the control plane's journal (shared by every
+//! relationship) and the state file in `data_dir`. A failed commit ([`Event::Failed`])
+//! stops the daemon.
 //!
 //! Operators reach the thread through [`Driver`]: status snapshots, and `partner-down`
 //! through a crossbeam channel and a mio [`Waker`], answered with the machine's own verdict.
 //!
-//! Shutdown: the thread's waker is registered with [`Shutdown`]; on request every machine
+//! Shutdown: the thread's waker is registered with [`Shutdown`]; on request every session
 //! goes to SHUTDOWN (told to the peer, draft §9.9), the links are flushed for at most a
 //! second and closed. The state stored is the one before SHUTDOWN: SHUTDOWN is not a state
 //! to resume, and the peer's reaction (PARTNER-DOWN) decides the way back at the next start
 //! (NORMAL in STARTUP facing PARTNER-DOWN goes to RECOVER, ISC `failover.c:2126-2131`).
-//!
-//! Binding replication ([`start_replicating`], what the daemon runs; [`super::replicate`]
-//! holds the rules and the queues):
-//! * **Received BNDUPDs** are checked as ISC checks them ([`super::binding::Binding::from_options`]), located in
-//!   the relationship's tables (an address in none of them: reject 1, "IP address not in
-//!   pool"), judged against our record ([`super::replicate::judge`]: dueling updates, then
-//!   ISC's NORMAL or conflict-state transition checks; refusals use the draft's reasons),
-//!   written by CAS and journaled in the control plane's own journal of the [`Store`]. All
-//!   the BNDUPDs of one read from the socket share one group commit (one fdatasync), and
-//!   their BNDACKs are sent only after it; a failed commit sends none and stops the daemon.
-//! * **Outbound:** the workers report every change they commit through a bounded lock-free
-//!   queue each ([`super::replicate::WorkerOutbox`], waking this thread at most once per
-//!   turn); a full queue raises a per-table flag answered by a scan for `tstp > atsfp`. The
-//!   addresses wait, each once, in the relationship's send queue; the record is read when
-//!   its BNDUPD is built (the latest state wins). Toward ISC one binding per BNDUPD; toward
-//!   a tandem peer (its vendor class, [`Fsm::partner_batches`]) as many as fit in one
-//!   2048-byte message ([`super::msg::BindingBatch`]), answered by one BNDACK naming each.
-//!   At most the peer's max-unacked-bndupd messages are in flight, only in NORMAL or while
-//!   answering an update request. Everything queued in one turn leaves in one write.
-//! * **BNDACK:** accepted, `atsfp` and `tsfp` of the record become the potential expiry we
-//!   sent (CAS; not journaled: losing it only means sending again); refused, it is logged
-//!   with the reason and counted.
-//! * **Nothing lost across a link drop:** at start and on every (re)connection every record
-//!   with `tstp > atsfp` is queued again, as are the updates that were in flight. The
-//!   peer's UPDREQ is answered with those, its UPDREQALL with every binding not FREE, then
-//!   UPDDONE once all are acknowledged.
-//! * **Pool balancing** ([`super::pool`]), in NORMAL only: on entering it, on the peer's
-//!   POOLREQ (answered with the count moved) and on ISC's schedule, each relationship's
-//!   tables are counted and the addresses to give away (FREE → BACKUP from the primary,
-//!   surplus BACKUP → FREE from the secondary) are written with
-//!   [`Replicator::write_record`], committed once for the run, and queued as BNDUPDs. A
-//!   side short by more than twice the misbalance threshold sends POOLREQ.
-//!
-//! Without replication ([`start`]), BNDUPDs are refused (reject 6), an update request is
-//! answered from the [`BindingSource`], and pools are not balanced (POOLREQ answers 0).
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant as StdInstant};
@@ -72,37 +42,27 @@ use crossbeam::channel::{self, Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use lease_mmap::{Store, WorkerJournal};
+use lease_mmap::{Store, TableId, WorkerJournal};
 
-use super::fsm::{self, Event, Fsm, StateKind};
+use super::fsm::{self, StateKind};
 use super::gate::RelationshipView;
 use super::hash::Hba;
-use super::msg::{MessageType, Repr, StreamDecoder};
-use super::replicate::{Outbox, Replicator};
-use super::session::Session;
-use super::{Instant, Now, Role, UnixTime, persist};
+use super::replicate::{Outbox, Tables, Wake};
+use super::session::{self, Event, LinkId, Origin, Session};
+use super::storage::{RecordId, StorageError};
+use super::{Instant, Now, Role, UnixTime, persist, pool};
 use crate::admin::PartnerDownError;
 use crate::config::{self, Config, FailoverConfig, FailoverMode};
 use crate::daemon::Shutdown;
 use crate::status::{FailoverState, RelationshipStatus};
 
-/// Wait after a link drops or a connect fails before dialling again (`failover.c:361-370`).
-pub const RECONNECT_AFTER: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the last words to be written.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(1);
 /// How long an operator command waits for the driver's answer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Token 0 is the waker, `1 + i` relationship `i`'s listener; links count up from there.
 const WAKER: Token = Token(0);
-/// How long a refused second link may take to send its CONNECT (ISC's startup timer).
-const REFUSE_WITHIN: Duration = Duration::from_secs(15);
-/// Second links answered at once at most; more are closed without an answer.
-const MAX_REFUSALS: usize = 4;
-/// How often refused links are looked at (they are not registered with the poll).
-const REFUSAL_TICK: Duration = Duration::from_millis(100);
-const PER_REL: usize = 3;
-
-pub use super::session::BindingSource;
 
 enum Command {
     PartnerDown {
@@ -162,9 +122,9 @@ impl Driver {
 pub struct Running {
     pub driver: Driver,
     pub thread: std::thread::JoinHandle<()>,
-    /// The workers' outbound queues, when started by [`start_replicating`]: hand each worker
-    /// its [`super::replicate::WorkerOutbox`].
-    pub outbox: Option<Arc<Outbox>>,
+    /// The workers' outbound queues: hand each worker its
+    /// [`super::replicate::WorkerOutbox`].
+    pub outbox: Arc<Outbox>,
 }
 
 /// What binding replication needs: the lease store, the control plane's own journal in it
@@ -195,7 +155,7 @@ pub enum FsmConfigError {
     },
 }
 
-/// Why the driver did not start ([`start`], [`start_replicating`]). The text names the
+/// Why the driver did not start ([`start`]). The text names the
 /// step; the cause is the [`std::error::Error::source`].
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -207,6 +167,12 @@ pub enum StartError {
     Config(#[from] FsmConfigError),
     #[error(transparent)]
     Persist(#[from] persist::PersistError),
+    #[error("failover {name:?}: storing the state")]
+    Store {
+        name: String,
+        #[source]
+        source: StorageError,
+    },
     #[error("failover {name:?}: listening on {addr}")]
     Listen {
         name: String,
@@ -275,55 +241,51 @@ fn failover_state(s: StateKind) -> FailoverState {
     }
 }
 
-struct Link {
-    stream: TcpStream,
-    decoder: StreamDecoder,
-    out: Vec<u8>,
-    peer: SocketAddr,
-}
-
-/// A second link that arrived while one is established: its CONNECT is answered with
-/// CONNECTACK reject 7 (duplicate connection), then it is closed.
-struct Refusal {
+/// A TCP connection of a relationship: dialling, or handed to its session.
+struct Conn {
     rel: usize,
     stream: TcpStream,
-    decoder: StreamDecoder,
+    /// Bytes polled from the session, not yet written.
     out: Vec<u8>,
-    until: StdInstant,
-    answered: bool,
+    /// Our dial, not yet through.
+    connecting: bool,
 }
 
 struct Rel {
     cfg: FailoverConfig,
-    /// The relationship's protocol and replication ([`Session`]).
-    session: Session,
+    /// The relationship's protocol, link choice and replication ([`Session`]).
+    session: Session<Tables>,
     view: Arc<RelationshipView>,
     listener: TcpListener,
-    link: Option<Link>,
-    dialing: Option<TcpStream>,
-    next_dial: StdInstant,
-}
-
-impl Rel {
-    fn tokens(i: usize) -> (Token, Token, Token) {
-        let base = 1 + i * PER_REL;
-        (Token(base), Token(base + 1), Token(base + 2))
-    }
 }
 
 struct Loop {
     poll: Poll,
     rels: Vec<Rel>,
+    conns: HashMap<LinkId, Conn>,
+    next_link: u64,
     origin: StdInstant,
-    data_dir: PathBuf,
     commands: Receiver<Command>,
     shared: Arc<Shared>,
-    bindings: BindingSource,
-    /// Binding replication ([`start_replicating`]); `None`: BNDUPDs are refused.
-    repl: Option<Replicator>,
-    refusals: Vec<Refusal>,
+    outbox: Arc<Outbox>,
+    /// By `TableId`: the relationship (index in config order) the table belongs to.
+    table_rel: Vec<Option<usize>>,
     shutdown: Shutdown,
-    stopping: bool,
+    /// Read buffer, reused.
+    inbuf: Vec<u8>,
+}
+
+/// The session's settings from a `[[failover]]` section (the shared secret file is read
+/// here).
+pub fn session_config(f: &FailoverConfig) -> Result<session::Config, FsmConfigError> {
+    Ok(session::Config {
+        fsm: fsm_config(f)?,
+        share: match f.mode {
+            FailoverMode::LoadBalance => pool::Share::Half,
+            FailoverMode::HotStandby => pool::Share::reserve(f.reserve_percent),
+        },
+        peer: f.peer_address,
+    })
 }
 
 /// Starts the driver thread for every relationship of `config`, publishing into `views`
@@ -333,30 +295,7 @@ struct Loop {
 pub fn start(
     config: &Config,
     views: Vec<Arc<RelationshipView>>,
-    bindings: BindingSource,
-    shutdown: &Shutdown,
-) -> Result<Running, StartError> {
-    start_inner(config, views, bindings, None, shutdown)
-}
-
-/// [`start`] with binding replication: received BNDUPDs are applied to the lease tables and
-/// journaled before their BNDACK, the workers' changes (through [`Running::outbox`]) and
-/// every unacknowledged record are sent to the partner, and BNDACKs are written back.
-pub fn start_replicating(
-    config: &Config,
-    views: Vec<Arc<RelationshipView>>,
-    bindings: BindingSource,
     replication: Replication,
-    shutdown: &Shutdown,
-) -> Result<Running, StartError> {
-    start_inner(config, views, bindings, Some(replication), shutdown)
-}
-
-fn start_inner(
-    config: &Config,
-    views: Vec<Arc<RelationshipView>>,
-    bindings: BindingSource,
-    replication: Option<Replication>,
     shutdown: &Shutdown,
 ) -> Result<Running, StartError> {
     let poll = Poll::new().map_err(StartError::Poll)?;
@@ -367,9 +306,10 @@ fn start_inner(
         wall: UnixTime::now(),
     };
     let data_dir = config.server.data_dir.clone();
+    let journal = Arc::new(Mutex::new(replication.journal));
     let mut rels = Vec::with_capacity(config.failover.len());
     for (i, (f, view)) in config.failover.iter().zip(views).enumerate() {
-        let fc = fsm_config(f)?;
+        let sc = session_config(f)?;
         let stored = persist::load(&data_dir, &f.name)?;
         match &stored {
             Some(s) => tracing::info!(
@@ -382,68 +322,69 @@ fn start_inner(
                 tracing::info!(relationship = %f.name, "failover: new relationship, starting in recover")
             }
         }
-        let fsm = Fsm::new(fc, stored, now);
-        persist::store(&data_dir, &f.name, &fsm.persisted())?;
+        let ids = (0..replication.table_rel.len())
+            .filter(|&t| replication.table_rel[t] == Some(i))
+            .map(|t| TableId(u16::try_from(t).unwrap_or(u16::MAX)))
+            .collect();
+        let tables = Tables::new(
+            Arc::clone(&replication.store),
+            Arc::clone(&journal),
+            ids,
+            data_dir.clone(),
+            &f.name,
+        );
+        let session =
+            Session::new(sc, stored, now, tables).map_err(|source| StartError::Store {
+                name: f.name.clone(),
+                source,
+            })?;
         let addr = SocketAddr::new(IpAddr::V4(f.address), f.port);
         let mut listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
             name: f.name.clone(),
             addr,
             source,
         })?;
-        let (lt, _, _) = Rel::tokens(i);
         poll.registry()
-            .register(&mut listener, lt, Interest::READABLE)
+            .register(&mut listener, Token(1 + i), Interest::READABLE)
             .map_err(StartError::Register)?;
         tracing::info!(relationship = %f.name, listen = %addr, peer = %SocketAddr::new(IpAddr::V4(f.peer_address), f.peer_port), role = f.role.as_str(), "failover: relationship configured");
-        view.publish(&fsm);
+        view.publish(session.fsm());
         rels.push(Rel {
             cfg: f.clone(),
-            session: Session::new(i, f, fsm),
+            session,
             view,
             listener,
-            link: None,
-            dialing: None,
-            next_dial: origin,
         });
     }
-    let (repl, outbox) = match replication {
-        None => (None, None),
-        Some(r) => {
-            let replicated = r.table_rel.iter().map(Option::is_some).collect();
-            let outbox = Arc::new(Outbox::new(r.workers, replicated, Arc::clone(&waker)));
-            let mut repl = Replicator::new(
-                r.store,
-                r.journal,
-                Arc::clone(&outbox),
-                r.table_rel,
-                rels.len(),
-            );
-            // What the partner has not acknowledged before we stopped is sent again.
-            for (i, rel) in rels.iter().enumerate() {
-                let n = repl.enqueue_unacked(i, false);
-                tracing::info!(relationship = %rel.cfg.name, updates = n, "failover: unacknowledged bindings queued");
+    let replicated = replication.table_rel.iter().map(Option::is_some).collect();
+    let wake: Wake = {
+        let waker = Arc::clone(&waker);
+        Arc::new(move || {
+            if let Err(e) = waker.wake() {
+                tracing::warn!(error = %e, "failover: cannot wake the driver");
             }
-            (Some(repl), Some(outbox))
-        }
+        })
     };
+    let outbox = Arc::new(Outbox::new(replication.workers, replicated, wake));
     let (tx, rx) = channel::unbounded();
     let shared = Arc::new(Shared {
         commands: tx,
         waker: Arc::clone(&waker),
         status: Mutex::new(Vec::new()),
     });
+    let next_link = 1 + rels.len() as u64;
     let lp = Loop {
         poll,
         rels,
+        conns: HashMap::new(),
+        next_link,
         origin,
-        data_dir,
         commands: rx,
         shared: Arc::clone(&shared),
-        bindings,
-        repl,
-        refusals: Vec::new(),
+        outbox: Arc::clone(&outbox),
+        table_rel: replication.table_rel,
         shutdown: shutdown.clone(),
-        stopping: false,
+        inbuf: Vec::new(),
     };
     lp.publish_status();
     shutdown.register_waker(waker);
@@ -467,10 +408,6 @@ impl Loop {
         }
     }
 
-    fn std_at(&self, t: Instant) -> StdInstant {
-        self.origin + Duration::from_millis(t.as_millis())
-    }
-
     fn run(mut self) {
         let mut events = Events::with_capacity(64);
         loop {
@@ -478,10 +415,16 @@ impl Loop {
                 self.stop();
                 return;
             }
-            let timeout = self.next_deadline().map(|d| {
-                d.saturating_duration_since(StdInstant::now())
-                    .max(Duration::from_millis(1))
-            });
+            let timeout = self
+                .rels
+                .iter()
+                .filter_map(|r| r.session.poll_timeout())
+                .min()
+                .map(|t| {
+                    let at = self.origin + Duration::from_millis(t.as_millis());
+                    at.saturating_duration_since(StdInstant::now())
+                        .max(Duration::from_millis(1))
+                });
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -489,183 +432,102 @@ impl Loop {
                 return;
             }
             for ev in events.iter() {
-                let t = ev.token().0;
-                if t == 0 {
-                    continue;
-                }
-                let i = (t - 1) / PER_REL;
-                match (t - 1) % PER_REL {
-                    0 => self.accept(i),
-                    1 => self.on_link(i),
-                    _ => self.on_dial(i),
+                match ev.token().0 {
+                    0 => {}
+                    t if t <= self.rels.len() => self.accept(t - 1),
+                    t => self.on_conn(LinkId(t as u64)),
                 }
             }
-            if let Some(repl) = self.repl.as_mut() {
-                repl.drain_outbox();
-            }
+            self.drain_outbox();
             while let Ok(cmd) = self.commands.try_recv() {
                 self.command(cmd);
             }
-            self.refuse_duplicates();
             for i in 0..self.rels.len() {
-                self.tick(i);
+                let now = self.now();
+                self.rels[i].session.handle_timeout(now);
+                self.process(i);
             }
             self.publish_status();
         }
     }
 
-    /// The earliest machine timer, pending dial or pool balancing run.
-    fn next_deadline(&self) -> Option<StdInstant> {
-        let wall = UnixTime::now();
-        self.rels
-            .iter()
-            .flat_map(|r| {
-                let dial = (r.link.is_none() && r.dialing.is_none()).then_some(r.next_dial);
-                let (fsm, balance) = r.session.poll_timeout(self.repl.is_some());
-                let fsm = fsm.map(|t| self.std_at(t));
-                let balance = balance
-                    .map(|t| StdInstant::now() + Duration::from_secs(u64::from(wall.until(t))));
-                [dial, fsm, balance]
-            })
-            .flatten()
-            .chain((!self.refusals.is_empty()).then(|| StdInstant::now() + REFUSAL_TICK))
-            .min()
-    }
-
-    /// Reads the refused links; answers a CONNECT with CONNECTACK reject 7 and closes the
-    /// link once that is written, or after [`REFUSE_WITHIN`].
-    fn refuse_duplicates(&mut self) {
-        let now = self.now();
-        let mut refusals = std::mem::take(&mut self.refusals);
-        refusals.retain_mut(|r| {
-            let mut buf = [0u8; 2048];
-            let mut open = true;
-            loop {
-                match r.stream.read(&mut buf) {
-                    Ok(0) => {
-                        open = false;
-                        break;
-                    }
-                    Ok(n) => r.decoder.feed(&buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        open = false;
-                        break;
-                    }
-                }
-            }
-            while !r.answered
-                && let Ok(Some(frame)) = r.decoder.next_frame()
-            {
-                if let Ok(m) = Repr::parse_bytes(frame)
-                    && m.msg_type == MessageType::Connect
-                    && let Some(rel) = self.rels.get_mut(r.rel)
+    /// Hands what the workers committed to the sessions of their relationships.
+    fn drain_outbox(&mut self) {
+        let mut changed: Vec<Vec<RecordId>> = vec![Vec::new(); self.rels.len()];
+        let mut resync = Vec::new();
+        let table_rel = &self.table_rel;
+        self.outbox.drain(
+            |t, s| {
+                if let Some(Some(r)) = table_rel.get(usize::from(t.0))
+                    && let Some(c) = changed.get_mut(*r)
                 {
-                    tracing::info!(relationship = %rel.cfg.name, "failover: CONNECT on a second link refused (duplicate connection)");
-                    r.out = rel.session.fsm_mut().duplicate_connectack(now, &m);
-                    r.answered = true;
+                    c.push((t, s));
                 }
-            }
-            while !r.out.is_empty() {
-                match r.stream.write(&r.out) {
-                    Ok(0) => {
-                        open = false;
-                        break;
-                    }
-                    Ok(n) => {
-                        r.out.drain(..n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        open = false;
-                        break;
-                    }
-                }
-            }
-            let done = r.answered && r.out.is_empty();
-            open && !done && StdInstant::now() < r.until
-        });
-        self.refusals = refusals;
-    }
-
-    /// Timers and dialling for relationship `i`, then its outputs.
-    fn tick(&mut self, i: usize) {
+            },
+            |t| resync.push(t),
+        );
         let now = self.now();
-        let rel = &mut self.rels[i];
-        if let Err(e) = rel.session.tick(now, self.repl.as_mut()) {
-            self.fatal(&e);
+        for (i, recs) in changed.iter().enumerate() {
+            if !recs.is_empty() {
+                self.rels[i].session.handle_changed(now, recs);
+            }
         }
-        let rel = &mut self.rels[i];
-        if rel.link.is_none() && rel.dialing.is_none() && StdInstant::now() >= rel.next_dial {
-            self.dial(i);
+        for t in resync {
+            if let Some(Some(i)) = self.table_rel.get(usize::from(t.0)).copied() {
+                tracing::info!(
+                    table = t.0,
+                    "failover: a worker queue overflowed; scanning the table"
+                );
+                self.rels[i].session.handle_resync(now, t);
+            }
         }
-        self.process(i);
     }
 
-    /// A journal commit failed: nothing more is acknowledged, and the daemon stops.
-    fn fatal(&mut self, e: &lease_mmap::CommitError) {
-        tracing::error!(error = %e, "failover: journal commit failed; no acknowledgement sent; stopping");
-        self.shutdown.request();
+    fn register(&mut self, rel: usize, mut stream: TcpStream, connecting: bool) -> Option<LinkId> {
+        let id = LinkId(self.next_link);
+        self.next_link += 1;
+        let token = Token(usize::try_from(id.0).unwrap_or(usize::MAX));
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(relationship = %self.rels[rel].cfg.name, error = %e, "failover: register link");
+            return None;
+        }
+        let _ = stream.set_nodelay(true);
+        self.conns.insert(
+            id,
+            Conn {
+                rel,
+                stream,
+                out: Vec::new(),
+                connecting,
+            },
+        );
+        Some(id)
+    }
+
+    fn drop_conn(&mut self, id: LinkId) -> Option<Conn> {
+        let mut c = self.conns.remove(&id)?;
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        Some(c)
     }
 
     fn dial(&mut self, i: usize) {
-        let rel = &mut self.rels[i];
+        let now = self.now();
+        let rel = &self.rels[i];
         let peer = SocketAddr::new(IpAddr::V4(rel.cfg.peer_address), rel.cfg.peer_port);
-        rel.next_dial = StdInstant::now() + RECONNECT_AFTER;
         match TcpStream::connect(peer) {
-            Ok(mut s) => {
-                let (_, _, dt) = Rel::tokens(i);
-                match self.poll.registry().register(
-                    &mut s,
-                    dt,
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
-                    Ok(()) => {
-                        tracing::debug!(relationship = %rel.cfg.name, %peer, "failover: connecting");
-                        rel.dialing = Some(s);
-                    }
-                    Err(e) => {
-                        tracing::warn!(relationship = %rel.cfg.name, error = %e, "failover: register")
-                    }
+            Ok(s) => {
+                tracing::debug!(relationship = %rel.cfg.name, %peer, "failover: connecting");
+                if self.register(i, s, true).is_none() {
+                    self.rels[i].session.handle_dial_failed(now);
                 }
             }
             Err(e) => {
-                tracing::debug!(relationship = %rel.cfg.name, %peer, error = %e, "failover: connect failed")
-            }
-        }
-    }
-
-    fn on_dial(&mut self, i: usize) {
-        let Some(mut s) = self.rels[i].dialing.take() else {
-            return;
-        };
-        let failed = match s.take_error() {
-            Ok(Some(e)) | Err(e) => Some(e),
-            Ok(None) => None,
-        };
-        if let Some(e) = failed {
-            let _ = self.poll.registry().deregister(&mut s);
-            tracing::debug!(relationship = %self.rels[i].cfg.name, error = %e, "failover: connect failed; retry in 5 s");
-            return;
-        }
-        match s.peer_addr() {
-            Ok(peer) => {
-                let _ = self.poll.registry().deregister(&mut s);
-                if self.rels[i].link.is_some() {
-                    tracing::debug!(relationship = %self.rels[i].cfg.name, "failover: outgoing link not needed, closed");
-                    return;
-                }
-                self.adopt(i, s, peer, true);
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                // Still connecting (a spurious wake-up).
-                self.rels[i].dialing = Some(s);
-            }
-            Err(e) => {
-                let _ = self.poll.registry().deregister(&mut s);
-                tracing::debug!(relationship = %self.rels[i].cfg.name, error = %e, "failover: connect failed; retry in 5 s");
+                tracing::debug!(relationship = %rel.cfg.name, %peer, error = %e, "failover: connect failed");
+                self.rels[i].session.handle_dial_failed(now);
             }
         }
     }
@@ -681,167 +543,120 @@ impl Loop {
                     return;
                 }
             };
-            let rel = &self.rels[i];
-            if peer.ip() != IpAddr::V4(rel.cfg.peer_address) {
-                tracing::warn!(relationship = %rel.cfg.name, from = %peer, "failover: connection from an unknown address refused");
-                continue;
-            }
-            let replace = match &rel.link {
-                None => true,
-                // A secondary whose own link has not been through CONNECT yet takes the
-                // primary's: both sides then keep the primary's link.
-                Some(_) => {
-                    rel.cfg.role == config::Role::Secondary && !rel.session.fsm().is_connected()
-                }
+            let from = match peer.ip() {
+                IpAddr::V4(a) => a,
+                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
             };
-            if !replace {
-                tracing::info!(relationship = %rel.cfg.name, from = %peer, "failover: duplicate connection refused");
-                if self.refusals.len() < MAX_REFUSALS {
-                    self.refusals.push(Refusal {
-                        rel: i,
-                        stream: s,
-                        decoder: StreamDecoder::new(),
-                        out: Vec::new(),
-                        until: StdInstant::now() + REFUSE_WITHIN,
-                        answered: false,
-                    });
-                }
-                continue;
+            if let Some(id) = self.register(i, s, false) {
+                let now = self.now();
+                self.rels[i]
+                    .session
+                    .handle_link_up(now, id, Origin::Accepted, from);
+                self.process(i);
             }
-            if let Some(mut old) = self.rels[i].link.take() {
-                let _ = self.poll.registry().deregister(&mut old.stream);
-                tracing::debug!(relationship = %self.rels[i].cfg.name, "failover: own link dropped for the primary's");
-            }
-            self.adopt(i, s, peer, false);
         }
     }
 
-    /// Hands a TCP link to the machine.
-    fn adopt(&mut self, i: usize, mut stream: TcpStream, peer: SocketAddr, outgoing: bool) {
-        let (_, lt, _) = Rel::tokens(i);
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut stream, lt, Interest::READABLE | Interest::WRITABLE)
-        {
-            tracing::warn!(relationship = %self.rels[i].cfg.name, error = %e, "failover: register link");
+    /// Readiness on a connection: a dial that finished, or bytes to read and room to write.
+    fn on_conn(&mut self, id: LinkId) {
+        let now = self.now();
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let i = c.rel;
+        if c.connecting {
+            let failed = match c.stream.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e),
+                Ok(None) => None,
+            };
+            match (failed, c.stream.peer_addr()) {
+                (None, Ok(peer)) => {
+                    c.connecting = false;
+                    let from = match peer.ip() {
+                        IpAddr::V4(a) => a,
+                        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+                    };
+                    self.rels[i]
+                        .session
+                        .handle_link_up(now, id, Origin::Dialed, from);
+                }
+                // Still connecting (a spurious wake-up).
+                (None, Err(e)) if e.kind() == io::ErrorKind::NotConnected => return,
+                (Some(e), _) | (None, Err(e)) => {
+                    tracing::debug!(relationship = %self.rels[i].cfg.name, error = %e, "failover: connect failed; retry in 5 s");
+                    self.drop_conn(id);
+                    self.rels[i].session.handle_dial_failed(now);
+                }
+            }
+            self.process(i);
             return;
         }
-        let _ = stream.set_nodelay(true);
-        tracing::info!(relationship = %self.rels[i].cfg.name, %peer, outgoing, "failover: peer link up");
-        let now = self.now();
-        let rel = &mut self.rels[i];
-        rel.link = Some(Link {
-            stream,
-            decoder: StreamDecoder::new(),
-            out: Vec::new(),
-            peer,
-        });
-        rel.session.fsm_mut().handle_connected(now);
-        self.process(i);
-    }
-
-    fn on_link(&mut self, i: usize) {
         let mut buf = [0u8; 8192];
         let mut closed: Option<String> = None;
-        {
-            let Some(link) = self.rels[i].link.as_mut() else {
-                return;
-            };
-            loop {
-                match link.stream.read(&mut buf) {
-                    Ok(0) => {
-                        closed = Some("closed by the peer".into());
-                        break;
-                    }
-                    Ok(n) => link.decoder.feed(&buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        closed = Some(e.to_string());
-                        break;
-                    }
+        self.inbuf.clear();
+        loop {
+            match c.stream.read(&mut buf) {
+                Ok(0) => {
+                    closed = Some("closed by the peer".into());
+                    break;
+                }
+                Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    closed = Some(e.to_string());
+                    break;
                 }
             }
         }
-        self.frames(i);
+        if !self.inbuf.is_empty() {
+            // One read batch: its BNDUPDs share one commit.
+            let bytes = std::mem::take(&mut self.inbuf);
+            self.rels[i].session.handle_bytes(now, id, &bytes);
+            self.inbuf = bytes;
+        }
         if let Some(why) = closed {
-            self.link_lost(i, &why);
-        }
-        if let Some(link) = self.rels[i].link.as_mut()
-            && let Err(e) = flush(link)
-        {
-            self.link_lost(i, &e.to_string());
+            self.drop_conn(id);
+            self.rels[i].session.handle_link_closed(now, id, &why);
         }
         self.process(i);
     }
 
-    /// Feeds every whole frame to the session. The BNDUPDs among them are applied and
-    /// group-committed together; their BNDACKs leave only after that commit.
-    fn frames(&mut self, i: usize) {
-        loop {
-            let now = self.now();
-            let rel = &mut self.rels[i];
-            let Some(link) = rel.link.as_mut() else {
-                break;
-            };
-            let frame = match link.decoder.next_frame() {
-                Ok(Some(f)) => f.to_vec(),
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(relationship = %rel.cfg.name, error = %e, "failover: bad framing");
-                    self.link_lost(i, "bad framing");
-                    break;
-                }
-            };
-            rel.session.on_frame(now, &frame, self.repl.as_mut());
-            self.process(i);
-        }
-        let now = self.now();
-        if let Err(e) = self.rels[i].session.flush_acks(now, self.repl.as_mut()) {
-            self.fatal(&e);
-            return;
-        }
-        self.process(i);
-    }
-
-    /// The TCP link is gone (read error, EOF, write error).
-    fn link_lost(&mut self, i: usize, why: &str) {
-        let now = self.now();
-        let rel = &mut self.rels[i];
-        if let Some(mut link) = rel.link.take() {
-            let _ = self.poll.registry().deregister(&mut link.stream);
-            tracing::info!(relationship = %rel.cfg.name, peer = %link.peer, reason = why, "failover: peer link lost");
-            rel.next_dial = StdInstant::now() + RECONNECT_AFTER;
-            rel.session.link_lost(now, self.repl.as_mut());
-        }
-    }
-
-    /// Drains the session's events and transmits, stores and publishes.
+    /// Carries out what session `i` asks: transmits into the links' buffers, dials, closes;
+    /// then writes, and publishes the serving gate.
     fn process(&mut self, i: usize) {
         loop {
-            let mut any = false;
+            let mut moved = false;
+            while let Some((link, t)) = self.rels[i].session.poll_transmit() {
+                moved = true;
+                tracing::trace!(relationship = %self.rels[i].cfg.name, msg = t.msg_type.name(), "failover: send");
+                if let Some(c) = self.conns.get_mut(&link) {
+                    c.out.extend_from_slice(&t.bytes);
+                }
+            }
             while let Some(e) = self.rels[i].session.poll_event() {
-                any = true;
+                moved = true;
                 self.event(i, e);
             }
             let now = self.now();
-            let rel = &mut self.rels[i];
-            rel.session.pump(now, self.repl.as_mut());
-            while let Some(t) = rel.session.poll_transmit() {
-                any = true;
-                tracing::trace!(relationship = %rel.cfg.name, msg = t.msg_type.name(), "failover: send");
-                if let Some(link) = rel.link.as_mut() {
-                    link.out.extend_from_slice(&t.bytes);
+            let ids: Vec<LinkId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.rel == i && !c.out.is_empty())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                if let Some(c) = self.conns.get_mut(&id)
+                    && let Err(e) = flush(c)
+                {
+                    moved = true;
+                    self.drop_conn(id);
+                    self.rels[i]
+                        .session
+                        .handle_link_closed(now, id, &e.to_string());
                 }
             }
-            if let Some(link) = rel.link.as_mut()
-                && let Err(e) = flush(link)
-            {
-                self.link_lost(i, &e.to_string());
-                any = true;
-            }
-            if !any {
+            if !moved {
                 break;
             }
         }
@@ -850,52 +665,21 @@ impl Loop {
     }
 
     fn event(&mut self, i: usize, e: Event) {
-        let now = self.now();
-        let name = self.rels[i].cfg.name.clone();
-        if let Err(err) = self.rels[i]
-            .session
-            .on_event(now, &e, self.repl.as_mut(), &self.bindings)
-        {
-            self.fatal(&err);
-        }
+        let name = &self.rels[i].cfg.name;
         match e {
-            Event::StateChanged { from, to, at } => {
-                tracing::info!(relationship = %name, from = from.name(), to = to.name(), at = at.0, "failover: state changed");
-            }
-            Event::PartnerStateChanged { from, to, startup } => {
-                tracing::info!(relationship = %name, from = from.map_or("unknown", |s| s.name()), to = to.name(), startup, "failover: partner state changed");
-            }
-            Event::Persist(p) => {
-                if self.stopping {
-                    return;
-                }
-                if let Err(e) = persist::store(&self.data_dir, &name, &p) {
-                    tracing::error!(relationship = %name, error = %e, "failover: storing the state failed");
+            Event::Dial => self.dial(i),
+            Event::Close { link, cause } => {
+                tracing::debug!(relationship = %name, link = link.0, ?cause, "failover: link closed");
+                if let Some(mut c) = self.drop_conn(link) {
+                    let _ = flush(&mut c);
+                    let _ = c.stream.shutdown(std::net::Shutdown::Both);
                 }
             }
-            Event::Connected => {
-                tracing::info!(relationship = %name, "failover: connected (CONNECT/CONNECTACK done)");
+            Event::Failed(_) => {
+                // Logged by the session: nothing more is acknowledged, and the daemon stops.
+                self.shutdown.request();
             }
-            Event::CloseLink { reason, last_words } => {
-                let rel = &mut self.rels[i];
-                if let Some(mut link) = rel.link.take() {
-                    for t in last_words {
-                        link.out.extend_from_slice(&t.bytes);
-                    }
-                    let _ = flush(&mut link);
-                    let _ = self.poll.registry().deregister(&mut link.stream);
-                    tracing::info!(relationship = %name, ?reason, "failover: link closed by us");
-                }
-                rel.next_dial = StdInstant::now() + RECONNECT_AFTER;
-            }
-            Event::RejectedByPeer { reason, message } => {
-                tracing::warn!(relationship = %name, ?reason, message = message.as_deref().unwrap_or(""), "failover: refused by the peer");
-            }
-            Event::UpdateRequest { .. } | Event::PoolRequest { .. } => {}
-            Event::PoolResponse { addresses } => {
-                tracing::info!(relationship = %name, addresses, "failover: the partner rebalanced");
-            }
-            other => tracing::debug!(relationship = %name, event = ?other, "failover: event"),
+            Event::Fsm(e) => log_event(name, e),
         }
     }
 
@@ -907,7 +691,7 @@ impl Loop {
                     Some(i) => {
                         let now = self.now();
                         let since = UnixTime(u32::try_from(since).unwrap_or(u32::MAX));
-                        let r = self.rels[i].session.fsm_mut().partner_down(now, since);
+                        let r = self.rels[i].session.partner_down(now, since);
                         self.process(i);
                         match r {
                             Ok(()) => {
@@ -955,52 +739,58 @@ impl Loop {
 
     /// Orderly stop: SHUTDOWN to every peer, flush, close.
     fn stop(&mut self) {
-        self.stopping = true;
         let now = self.now();
         for i in 0..self.rels.len() {
-            self.rels[i].session.fsm_mut().shutdown(now);
+            self.rels[i].session.shutdown(now);
             self.process(i);
         }
         let until = StdInstant::now() + FLUSH_ON_SHUTDOWN;
-        let mut pending: Vec<usize> = (0..self.rels.len())
-            .filter(|&i| {
-                self.rels[i]
-                    .link
-                    .as_ref()
-                    .is_some_and(|l| !l.out.is_empty())
-            })
-            .collect();
-        while !pending.is_empty() && StdInstant::now() < until {
-            pending.retain(|&i| {
-                let Some(link) = self.rels[i].link.as_mut() else {
-                    return false;
-                };
-                flush(link).is_ok() && !link.out.is_empty()
-            });
+        while StdInstant::now() < until
+            && self
+                .conns
+                .values_mut()
+                .any(|c| !c.out.is_empty() && flush(c).is_ok() && !c.out.is_empty())
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
-        for r in &mut self.rels {
-            if let Some(link) = r.link.take() {
-                let _ = link.stream.shutdown(std::net::Shutdown::Both);
-            }
-        }
-        if let Some(repl) = self.repl.as_mut()
-            && let Err(e) = repl.commit()
-        {
-            tracing::error!(error = %e, "failover: final journal commit failed");
+        for (_, c) in self.conns.drain() {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
         }
         self.publish_status();
         tracing::info!("failover: driver stopped");
     }
 }
 
-/// Writes as much of `link.out` as the socket takes.
-fn flush(link: &mut Link) -> io::Result<()> {
-    while !link.out.is_empty() {
-        match link.stream.write(&link.out) {
+/// The machine's events, in the log (state changes at info).
+fn log_event(name: &str, e: fsm::Event) {
+    match e {
+        fsm::Event::StateChanged { from, to, at } => {
+            tracing::info!(relationship = %name, from = from.name(), to = to.name(), at = at.0, "failover: state changed");
+        }
+        fsm::Event::PartnerStateChanged { from, to, startup } => {
+            tracing::info!(relationship = %name, from = from.map_or("unknown", |s| s.name()), to = to.name(), startup, "failover: partner state changed");
+        }
+        fsm::Event::Connected => {
+            tracing::info!(relationship = %name, "failover: connected (CONNECT/CONNECTACK done)");
+        }
+        fsm::Event::RejectedByPeer { reason, message } => {
+            tracing::warn!(relationship = %name, ?reason, message = message.as_deref().unwrap_or(""), "failover: refused by the peer");
+        }
+        fsm::Event::PoolResponse { addresses } => {
+            tracing::info!(relationship = %name, addresses, "failover: the partner rebalanced");
+        }
+        fsm::Event::UpdateRequest { .. } | fsm::Event::PoolRequest { .. } => {}
+        other => tracing::debug!(relationship = %name, event = ?other, "failover: event"),
+    }
+}
+
+/// Writes as much of `c.out` as the socket takes.
+fn flush(c: &mut Conn) -> io::Result<()> {
+    while !c.out.is_empty() {
+        match c.stream.write(&c.out) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
-                link.out.drain(..n);
+                c.out.drain(..n);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

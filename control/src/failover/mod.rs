@@ -30,12 +30,14 @@ pub mod driver;
 pub mod fsm;
 pub mod gate;
 pub mod hash;
+pub mod judge;
 pub mod mclt;
 pub mod msg;
 pub mod persist;
 pub mod pool;
 pub mod replicate;
 pub mod session;
+pub mod storage;
 
 pub use lease_mmap::UnixTime;
 

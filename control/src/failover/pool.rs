@@ -32,11 +32,11 @@
 
 use std::time::Duration;
 
-use lease_mmap::{BindingState, Lease, Slot, Table, UnixTime};
+use lease_mmap::{BindingState, Lease, Slot, UnixTime};
 
-use super::Role;
 use super::hash::{self, Hba};
-use crate::config::FailoverMode;
+use super::storage::Records;
+use super::{Instant, Now, Role};
 
 /// ISC `max-lease-misbalance` default, percent of the pool.
 pub const MAX_LEASE_MISBALANCE: u32 = 15;
@@ -57,11 +57,9 @@ pub enum Share {
 }
 
 impl Share {
-    pub fn new(mode: FailoverMode, reserve_percent: u8) -> Share {
-        match mode {
-            FailoverMode::LoadBalance => Share::Half,
-            FailoverMode::HotStandby => Share::Reserve(reserve_percent.min(100)),
-        }
+    /// Hot standby's share: `percent` of the available addresses with the standby.
+    pub fn reserve(percent: u8) -> Share {
+        Share::Reserve(percent.min(100))
     }
 }
 
@@ -248,9 +246,9 @@ fn bucket_of(lease: &Lease) -> Option<u8> {
 }
 
 /// The FREE and BACKUP counts of the allocatable addresses of `table`.
-pub fn count(table: &Table) -> Counts {
+pub fn count(table: &dyn Records) -> Counts {
     let mut c = Counts::default();
-    table.for_each(|slot, _, l| {
+    table.for_each(&mut |slot, l| {
         if !table.is_allocatable(slot) {
             return;
         }
@@ -266,13 +264,13 @@ pub fn count(table: &Table) -> Counts {
 /// Streams the giver's own allocatable addresses of `table` as [`Candidate`]s, in slot
 /// order, to `f` until it returns `false`. Records change under the walk (workers allocate
 /// concurrently); the driver re-checks each chosen record by CAS when it moves it.
-pub fn candidates(table: &Table, own: BindingState, f: &mut dyn FnMut(Candidate) -> bool) {
+pub fn candidates(table: &dyn Records, own: BindingState, f: &mut dyn FnMut(Candidate) -> bool) {
     for s in 0..table.len() {
         let slot = Slot(s);
         if !table.is_allocatable(slot) {
             continue;
         }
-        let (_, l) = table.read(slot);
+        let l = table.read(slot);
         if l.state != own {
             continue;
         }
@@ -340,17 +338,31 @@ pub struct Outcome {
     pub oldest_backup: Option<UnixTime>,
 }
 
-/// One balancing run over `table` at `now`: count, decide, choose, and hand every chosen
-/// record to `give` as `(slot, version read, record to write)`. `give` writes it (by CAS
-/// against the version, durably) and queues its BNDUPD; it returns `false` when it did not
-/// (a worker allocated the address meanwhile), and the run goes on without it.
-pub fn rebalance_table(
-    policy: &Policy,
-    hba: Option<&Hba>,
-    table: &Table,
-    now: UnixTime,
-    give: &mut dyn FnMut(Slot, u64, &Lease) -> bool,
-) -> Outcome {
+impl Outcome {
+    /// Adds another table's run to this one (counts, moves, panic, the oldest addresses).
+    pub fn add(&mut self, other: &Outcome) {
+        self.counts.free += other.counts.free;
+        self.counts.backup += other.counts.backup;
+        self.moved += other.moved;
+        self.panic |= other.panic;
+        for (t, o) in [
+            (&mut self.oldest_free, other.oldest_free),
+            (&mut self.oldest_backup, other.oldest_backup),
+        ] {
+            if let Some(o) = o
+                && t.is_none_or(|t| o < t)
+            {
+                *t = Some(o);
+            }
+        }
+    }
+}
+
+/// One balancing run's plan over `table`: count, decide, and choose the slots to give to the
+/// peer. The caller moves each (by CAS, only if it is still in our own state: a worker may
+/// have allocated it meanwhile) to [`moved`], counts it in [`Outcome::moved`], and sends
+/// its BNDUPD.
+pub fn plan_table(policy: &Policy, hba: Option<&Hba>, table: &dyn Records) -> (Outcome, Vec<Slot>) {
     let mut out = Outcome::default();
     let oldest = |slot_state: BindingState, ends: UnixTime, out: &mut Outcome| {
         if ends.0 == 0 {
@@ -364,7 +376,7 @@ pub fn rebalance_table(
             *o = Some(ends);
         }
     };
-    table.for_each(|slot, _, l| {
+    table.for_each(&mut |slot, l| {
         if !table.is_allocatable(slot) {
             return;
         }
@@ -379,29 +391,20 @@ pub fn rebalance_table(
     out.panic = balance.panic;
     let own = policy.own_state();
     let chosen = policy.select(&balance, hba, |f| candidates(table, own, f));
-    for slot in chosen {
-        let (version, current) = table.read(slot);
-        if current.state != own {
-            continue;
-        }
-        if give(slot, version, &moved(&current, policy.peer_state(), now)) {
-            out.moved += 1;
-        }
-    }
-    out
+    (out, chosen)
 }
 
-/// When a relationship's next balancing run is due. Runs happen only in NORMAL: entering
-/// it, or a POOLREQ, asks for one at once ([`Schedule::run_now`]); after a run the next one
-/// is [`next_run`]; leaving NORMAL cancels it ([`Schedule::cancel`]).
+/// When a relationship's next balancing run is due, on the monotonic clock. Runs happen only
+/// in NORMAL: entering it, or a POOLREQ, asks for one at once ([`Schedule::run_now`]); after
+/// a run the next one is [`next_run`] from now; leaving NORMAL cancels it
+/// ([`Schedule::cancel`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Schedule {
-    last: UnixTime,
-    next: Option<UnixTime>,
+    next: Option<Instant>,
 }
 
 impl Schedule {
-    pub fn run_now(&mut self, now: UnixTime) {
+    pub fn run_now(&mut self, now: Instant) {
         self.next = Some(now);
     }
 
@@ -409,25 +412,26 @@ impl Schedule {
         self.next = None;
     }
 
-    pub fn is_due(&self, now: UnixTime) -> bool {
+    pub fn is_due(&self, now: Instant) -> bool {
         self.next.is_some_and(|t| t <= now)
     }
 
-    /// The time of the next run, if one is scheduled.
-    pub fn next(&self) -> Option<UnixTime> {
+    /// When the next run is due, if one is scheduled.
+    pub fn next(&self) -> Option<Instant> {
         self.next
     }
 
     /// A run finished at `now` having seen `out` (the oldest addresses over every table).
-    pub fn ran(&mut self, policy: &Policy, out: &Outcome, now: UnixTime) {
-        self.last = now;
-        self.next = Some(next_run(
+    pub fn ran(&mut self, policy: &Policy, out: &Outcome, now: Now) {
+        let at = next_run(
             policy,
             out.oldest_free,
             out.oldest_backup,
-            now,
-            now,
-        ));
+            now.wall,
+            now.wall,
+        );
+        let wait = Duration::from_secs(u64::from(now.wall.until(at)));
+        self.next = Some(now.instant + wait);
     }
 }
 
@@ -596,25 +600,51 @@ mod tests {
         assert_eq!(next_run(&p, t, t, UnixTime(0), now), UnixTime(now.0 + 150));
     }
 
+    /// A table in memory: every slot allocatable.
+    struct Mem(std::cell::RefCell<Vec<Lease>>);
+
+    impl Records for Mem {
+        fn id(&self) -> lease_mmap::TableId {
+            lease_mmap::TableId(0)
+        }
+        fn len(&self) -> u32 {
+            u32::try_from(self.0.borrow().len()).unwrap_or(u32::MAX)
+        }
+        fn is_allocatable(&self, _: Slot) -> bool {
+            true
+        }
+        fn read(&self, slot: Slot) -> Lease {
+            self.0.borrow()[slot.0 as usize]
+        }
+        fn for_each(&self, f: &mut dyn FnMut(Slot, &Lease)) {
+            for (i, l) in self.0.borrow().iter().enumerate() {
+                f(Slot(u32::try_from(i).unwrap_or(u32::MAX)), l);
+            }
+        }
+    }
+
+    /// A run as the session makes it: plan, then move each chosen record still in our state.
+    fn run_on(p: &Policy, hba: Option<&Hba>, table: &Mem, now: UnixTime) -> Outcome {
+        let (mut out, chosen) = plan_table(p, hba, table);
+        for slot in chosen {
+            let cur = table.read(slot);
+            if cur.state == p.own_state() {
+                table.0.borrow_mut()[slot.0 as usize] = moved(&cur, p.peer_state(), now);
+                out.moved += 1;
+            }
+        }
+        out
+    }
+
     #[test]
-    fn a_run_over_a_real_table_moves_half_to_backup_once() {
-        use lease_mmap::{Durability, Store, TableSpec};
-        use std::net::Ipv4Addr;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spec = TableSpec {
-            network: Ipv4Addr::new(10, 9, 0, 0),
-            prefix_len: 24,
-            first: Ipv4Addr::new(10, 9, 0, 10),
-            last: Ipv4Addr::new(10, 9, 0, 109),
-            allocatable: vec![(Ipv4Addr::new(10, 9, 0, 10), Ipv4Addr::new(10, 9, 0, 109))],
-        };
-        let (store, _journals, _) =
-            Store::open(dir.path(), &[spec], 1, Durability::Async).expect("store");
-        let table = &store.tables()[0];
+    fn a_run_over_a_table_moves_half_to_backup_once() {
+        let table = Mem(std::cell::RefCell::new(vec![Lease::default(); 100]));
         let p = Policy::new(Role::Primary, Share::Half);
-        let now = UnixTime(1_800_000_000);
-        let mut give = |slot: Slot, v: u64, l: &Lease| table.update(slot, v, l).is_ok();
-        let out = rebalance_table(&p, Some(&Hba::split(128)), table, now, &mut give);
+        let now = Now {
+            instant: Instant::from_millis(5_000),
+            wall: UnixTime(1_800_000_000),
+        };
+        let out = run_on(&p, Some(&Hba::split(128)), &table, now.wall);
         assert_eq!(
             out.counts,
             Counts {
@@ -624,7 +654,7 @@ mod tests {
         );
         assert_eq!(out.moved, 50);
         assert_eq!(
-            count(table),
+            count(&table),
             Counts {
                 free: 50,
                 backup: 50
@@ -632,18 +662,18 @@ mod tests {
         );
         let mut sched = Schedule::default();
         sched.ran(&p, &out, now);
-        assert_eq!(sched.next(), Some(UnixTime(now.0 + 60)));
+        assert_eq!(sched.next(), Some(Instant::from_millis(65_000)));
         // Balanced: the next run moves nothing.
-        let again = rebalance_table(&p, Some(&Hba::split(128)), table, now, &mut give);
+        let again = run_on(&p, Some(&Hba::split(128)), &table, now.wall);
         assert_eq!((again.moved, again.panic), (0, false));
         // The secondary's view of the same table: balanced too, nothing to give back.
         let s = Policy::new(Role::Secondary, Share::Half);
-        let back = rebalance_table(&s, None, table, now, &mut give);
+        let back = run_on(&s, None, &table, now.wall);
         assert_eq!(back.moved, 0);
         // Every moved record is BACKUP, stamped now, unacknowledged.
-        table.for_each(|_, _, l| {
+        table.for_each(&mut |_, l| {
             if l.state == BindingState::Backup {
-                assert_eq!((l.tstp, l.stos, l.atsfp), (now, now, UnixTime(0)));
+                assert_eq!((l.tstp, l.stos, l.atsfp), (now.wall, now.wall, UnixTime(0)));
             }
         });
     }

@@ -1,58 +1,117 @@
-//! One relationship's protocol and replication, sans IO: the [`Fsm`] plus everything binding
-//! replication keeps per relationship (updates in flight, the update-request run, pool
-//! balancing), driven with `(now, input)` calls and never touching a socket or a clock.
+//! One relationship's failover, sans IO and self-driving (quinn-proto's shape): the [`Fsm`],
+//! the choice of TCP link, binding replication and pool balancing, behind `handle_*(now,
+//! input)` calls and drained through `poll_*` calls. It never reads a clock or touches a
+//! socket; its records and durable state are behind [`Storage`].
 //!
-//! The mio [`super::driver`] owns the TCP link and feeds a [`Session`]: every whole frame
-//! to [`Session::on_frame`], then [`Session::flush_acks`] once per read batch (one group
-//! commit, then the BNDACKs); every event of [`Session::poll_event`] to
-//! [`Session::on_event`] before acting on it itself (persisting, closing the link); a lost
-//! link to [`Session::link_lost`]; timers to [`Session::tick`]; and after every turn
-//! [`Session::pump`] and the machine's transmits. The deterministic lease-level tests
-//! (`tests/failover_leases.rs`) drive two of these, two engines and two stores on a
-//! virtual clock the same way.
+//! A driver (the daemon's mio thread, or a simulation) does only this:
+//! * **inputs:** a link that came up ([`Session::handle_link_up`], dialled or accepted, with
+//!   the peer's address), bytes read from a link ([`Session::handle_bytes`]), a link that
+//!   closed ([`Session::handle_link_closed`]), a dial that failed
+//!   ([`Session::handle_dial_failed`]), records the workers changed
+//!   ([`Session::handle_changed`], [`Session::handle_resync`]), the operator
+//!   ([`Session::partner_down`], [`Session::shutdown`]) and the clock
+//!   ([`Session::handle_timeout`] at [`Session::poll_timeout`]);
+//! * **outputs:** bytes to write to a link ([`Session::poll_transmit`]) and [`Event`]s: dial
+//!   the peer, close a link once what was written to it is flushed, a storage failure
+//!   (stop), and the machine's own events for logs and status.
 //!
-//! Rules (what the driver's module docs describe in full):
-//! * a received BNDUPD is checked as ISC checks it, judged against our record
-//!   ([`super::replicate::judge`]), installed by CAS and journaled; its BNDACK leaves only
-//!   after the read batch's commit;
-//! * outbound, each binding is read from its record when its BNDUPD is built; one per
-//!   BNDUPD toward ISC, as many as fit toward a tandem peer ([`Fsm::partner_batches`]);
-//!   at most the peer's window of messages in flight; in NORMAL, or while answering an
-//!   update request;
-//! * a BNDACK writes `atsfp`/`tsfp` back; a refusal is counted; what the link loses is
-//!   queued again.
+//! The rules it keeps (ARCHITECTURE.md lists them with the module that enforces each):
+//! * **one link** (ISC `failover.c:361-370`, reference §1.1): it dials whenever it has no link,
+//!   [`RECONNECT_AFTER`] after a link drops or a dial fails; a connection from any address
+//!   but the peer's is closed; when both sides' connects cross, the primary keeps the link
+//!   it has, and a secondary whose link is not yet through CONNECT/CONNECTACK takes the
+//!   primary's instead, so the two converge on one. A further link is refused: its CONNECT
+//!   is answered with CONNECTACK reject 7 (duplicate connection) within [`REFUSE_WITHIN`],
+//!   at most [`MAX_REFUSALS`] at a time, then it is closed;
+//! * **a received BNDUPD** is checked as ISC checks it, judged against our record
+//!   ([`super::judge::judge`]), installed by CAS and journaled; the BNDUPDs of one read
+//!   share one group commit, and their BNDACKs leave only after it;
+//! * **outbound**, each binding is read from its record when its BNDUPD is built (the latest
+//!   state wins); one per BNDUPD toward ISC, as many as fit toward a tandem peer
+//!   ([`Fsm::partner_batches`]); at most the peer's window of messages in flight; in NORMAL,
+//!   or while answering an update request;
+//! * **a BNDACK** writes `atsfp`/`tsfp` back; a refusal is counted; what the link loses is
+//!   queued again, and on every connection every record the partner has not acknowledged;
+//! * **the failover state** is stored before anything sent after it changed (not once
+//!   SHUTDOWN starts: SHUTDOWN is not a state to resume).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::time::Duration;
 
-use lease_mmap::{BindingState, CommitError, Lease, Slot, TableId};
+use lease_mmap::{BindingState, Lease, UnixTime};
 
 use super::binding::{Binding, BindingError};
-use super::fsm::{Event, Fsm, StateKind, Transmit};
-use super::msg::{BindingBatch, MessageType, Options, RejectReason, Repr};
+use super::fsm::{self, CloseReason, Fsm, LocalEventError, PersistedState, StateKind, Transmit};
+use super::judge::{Verdict, acknowledged, installed, judge, unacked};
+use super::msg::{BindingBatch, MessageType, Options, RejectReason, Repr, StreamDecoder};
 use super::pool;
-use super::replicate::{Replicator, Verdict, judge};
-use super::{Instant, Now, Role, UnixTime};
-use crate::config::{self, FailoverConfig, FailoverMode};
+use super::storage::{RecordId, Storage, StorageError};
+use super::{Instant, Now, Role};
 
-/// The bindings of a relationship (by name) an update request is answered with, without
-/// replication: address and record of every lease that is not FREE.
-pub type BindingSource = Arc<dyn Fn(&str) -> Vec<(Ipv4Addr, Lease)> + Send + Sync>;
+/// Wait after a link drops or a dial fails before dialling again (`failover.c:361-370`).
+pub const RECONNECT_AFTER: Duration = Duration::from_secs(5);
+/// How long a refused second link may take to send its CONNECT (ISC's startup timer).
+pub const REFUSE_WITHIN: Duration = Duration::from_secs(15);
+/// Second links answered at once at most; more are closed without an answer.
+pub const MAX_REFUSALS: usize = 4;
+/// How often the bindings that ran out are moved to EXPIRED.
+pub const EXPIRY_SWEEP: Duration = Duration::from_secs(5);
 
-/// A binding sent in a BNDUPD and not yet acknowledged.
-#[derive(Clone, Copy, Debug)]
-struct Flight {
-    ip: Ipv4Addr,
-    /// The record it came from (`None`: a snapshot, without replication).
-    slot: Option<(TableId, Slot)>,
-    state: BindingState,
-    tstp: UnixTime,
+/// A TCP connection, named by the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u64);
+
+/// Which side opened a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Our dial (after [`Event::Dial`]).
+    Dialed,
+    /// Accepted on our listening socket.
+    Accepted,
 }
 
-/// The answers owed for the BNDUPDs of one read batch: each update's xid and, per binding
-/// it carried, the address and the reject (if refused).
-type Acks = (u32, Vec<(Ipv4Addr, Option<BindingError>)>);
+/// Why the session wants a link closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The machine ended the link (a refused CONNECT, a timeout, a protocol error).
+    Fsm(CloseReason),
+    /// The bytes on it are not failover messages.
+    BadFraming,
+    /// From an address that is not the peer's.
+    UnknownPeer,
+    /// A second link, refused (answered with reject 7 when it sent CONNECT, or timed out).
+    Duplicate,
+    /// Our own link, replaced by the primary's crossing one.
+    Replaced,
+    /// Our dial completed after a link was already up.
+    NotNeeded,
+}
+
+/// What the driver acts on or reports.
+#[derive(Debug)]
+pub enum Event {
+    /// Open a TCP connection to the peer; answer with [`Session::handle_link_up`]
+    /// ([`Origin::Dialed`]) or [`Session::handle_dial_failed`].
+    Dial,
+    /// Write what is queued for this link, then close it. The session has forgotten it.
+    Close { link: LinkId, cause: Cause },
+    /// A durable write failed: nothing more is acknowledged. Stop serving.
+    Failed(StorageError),
+    /// The machine's own events (state changes, connected, refused by the peer, ...), for
+    /// logs and status. `CloseLink` and `Persist` are acted on inside and not passed on.
+    Fsm(fsm::Event),
+}
+
+/// A session's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub fsm: fsm::Config,
+    /// How free addresses are shared ([`pool::Share`]); load balancing also uses the HBA.
+    pub share: pool::Share,
+    /// The only address links are accepted from.
+    pub peer: Ipv4Addr,
+}
 
 /// Counters of a session, for status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,64 +126,141 @@ pub struct Counters {
     pub refused: u64,
 }
 
-/// One relationship's failover protocol and binding replication (module docs).
-pub struct Session {
-    /// The relationship's index in the [`Replicator`] (its place in the config).
-    index: usize,
+/// A binding sent in a BNDUPD and not yet acknowledged.
+#[derive(Clone, Copy, Debug)]
+struct Flight {
+    ip: Ipv4Addr,
+    rec: RecordId,
+    state: BindingState,
+    tstp: UnixTime,
+}
+
+/// The answers owed for the BNDUPDs of one read: each update's xid and, per binding it
+/// carried, the address and the reject (if refused).
+type Acks = (u32, Vec<(Ipv4Addr, Option<BindingError>)>);
+
+/// The records still to send, each once, in order.
+#[derive(Debug, Default)]
+struct SendQueue {
+    set: HashSet<RecordId>,
+    order: VecDeque<RecordId>,
+}
+
+impl SendQueue {
+    fn push(&mut self, rec: RecordId) {
+        if self.set.insert(rec) {
+            self.order.push_back(rec);
+        }
+    }
+
+    fn pop(&mut self) -> Option<RecordId> {
+        let rec = self.order.pop_front()?;
+        self.set.remove(&rec);
+        Some(rec)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// A second link while one is established ([`Cause::Duplicate`]).
+#[derive(Debug)]
+struct Refusal {
+    id: LinkId,
+    decoder: StreamDecoder,
+    until: Instant,
+}
+
+/// The link handed to the machine.
+#[derive(Debug)]
+struct Link {
+    id: LinkId,
+    decoder: StreamDecoder,
+}
+
+/// One relationship's failover protocol, link choice and binding replication (module docs).
+pub struct Session<S> {
     name: String,
-    mode: FailoverMode,
+    peer: Ipv4Addr,
     fsm: Fsm,
-    /// Bindings still to send for the peer's update request, without replication (with it,
-    /// the [`Replicator`]'s send queue holds addresses instead).
-    to_send: VecDeque<Binding>,
+    storage: S,
+
+    link: Option<Link>,
+    dialing: bool,
+    next_dial: Instant,
+    refusals: Vec<Refusal>,
+
+    queue: SendQueue,
     /// BNDUPDs sent and not yet acknowledged, by xid: the bindings each carried.
     in_flight: HashMap<u32, Vec<Flight>>,
     /// UPDDONE is due once everything queued is sent and acknowledged.
     done_pending: bool,
-    /// BNDACK answers owed for the BNDUPDs received since the last [`Session::flush_acks`].
+    /// BNDACKs owed for the BNDUPDs of the read being handled.
     acks: Vec<Acks>,
     counters: Counters,
-    /// Pool balancing ([`pool`]): this relationship's share rule and its next run.
     pool: pool::Policy,
     balance: pool::Schedule,
-    /// When bindings that ran out are next moved to EXPIRED ([`Session::expire`]).
-    next_sweep: UnixTime,
+    next_sweep: Instant,
+
+    transmits: VecDeque<(LinkId, Transmit)>,
+    events: VecDeque<Event>,
+    /// SHUTDOWN has started: the state is no longer stored.
+    stopping: bool,
+    /// A commit failed: nothing more is acknowledged or sent.
+    failed: bool,
 }
 
-/// How often the bindings that ran out are moved to EXPIRED, seconds.
-pub const EXPIRY_SWEEP_SECS: u32 = 5;
-
-impl std::fmt::Debug for Session {
+impl<S> std::fmt::Debug for Session<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("name", &self.name)
             .field("state", &self.fsm.kind())
+            .field("link", &self.link.as_ref().map(|l| l.id))
             .field("in_flight", &self.in_flight.len())
             .finish_non_exhaustive()
     }
 }
 
-impl Session {
-    /// The session of relationship `index` of the config, around its machine.
-    pub fn new(index: usize, cfg: &FailoverConfig, fsm: Fsm) -> Self {
-        let role = match cfg.role {
-            config::Role::Primary => Role::Primary,
-            config::Role::Secondary => Role::Secondary,
-        };
-        Self {
-            index,
-            name: cfg.name.clone(),
-            mode: cfg.mode,
+impl<S: Storage> Session<S> {
+    /// The session of one relationship, resumed from its stored state (`None`: a
+    /// relationship never seen), with every record the partner has not acknowledged queued.
+    /// The state it starts in is stored at once.
+    pub fn new(
+        config: Config,
+        persisted: Option<PersistedState>,
+        now: Now,
+        storage: S,
+    ) -> Result<Self, StorageError> {
+        let role = config.fsm.role;
+        let name = String::from_utf8_lossy(&config.fsm.name).into_owned();
+        let fsm = Fsm::new(config.fsm, persisted, now);
+        let mut s = Self {
+            name,
+            peer: config.peer,
             fsm,
-            to_send: VecDeque::new(),
+            storage,
+            link: None,
+            dialing: false,
+            next_dial: now.instant,
+            refusals: Vec::new(),
+            queue: SendQueue::default(),
             in_flight: HashMap::new(),
             done_pending: false,
             acks: Vec::new(),
             counters: Counters::default(),
-            pool: pool::Policy::new(role, pool::Share::new(cfg.mode, cfg.reserve_percent)),
+            pool: pool::Policy::new(role, config.share),
             balance: pool::Schedule::default(),
-            next_sweep: UnixTime(0),
-        }
+            next_sweep: now.instant,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stopping: false,
+            failed: false,
+        };
+        s.storage.persist(&s.fsm.persisted())?;
+        let n = s.enqueue_unacked(false);
+        tracing::info!(relationship = %s.name, updates = n, "failover: unacknowledged bindings queued");
+        Ok(s)
     }
 
     /// The state machine (state, partner, timers).
@@ -132,13 +268,17 @@ impl Session {
         &self.fsm
     }
 
-    /// The state machine, for the driver's own inputs (link up, operator commands).
-    pub fn fsm_mut(&mut self) -> &mut Fsm {
-        &mut self.fsm
-    }
-
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// The link the machine runs on, if any.
+    pub fn link(&self) -> Option<LinkId> {
+        self.link.as_ref().map(|l| l.id)
     }
 
     pub fn counters(&self) -> Counters {
@@ -148,104 +288,446 @@ impl Session {
         }
     }
 
-    /// The next event of the machine; hand it to [`Session::on_event`].
+    // ---- outputs ----
+
+    /// The next message to write, and the link to write it to.
+    pub fn poll_transmit(&mut self) -> Option<(LinkId, Transmit)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event to act on or report.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.fsm.poll_event()
+        self.events.pop_front()
     }
 
-    /// The next message to write to the link.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.fsm.poll_transmit()
+    /// When [`Session::handle_timeout`] is next due: the machine's timers, the next dial,
+    /// a refusal's window, pool balancing and the expiry sweep.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let dial = (self.link.is_none() && !self.dialing).then_some(self.next_dial);
+        let refusals = self.refusals.iter().map(|r| r.until).min();
+        [
+            self.fsm.poll_timeout(),
+            dial,
+            refusals,
+            self.balance.next(),
+            Some(self.next_sweep),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// The machine's next timer, and the next pool balancing run or expiry sweep (wall
-    /// clock; the sweep only with replication).
-    pub fn poll_timeout(&self, replicating: bool) -> (Option<Instant>, Option<UnixTime>) {
-        let sweep = replicating.then_some(self.next_sweep);
-        let wall = [self.balance.next(), sweep].into_iter().flatten().min();
-        (self.fsm.poll_timeout(), wall)
-    }
+    // ---- inputs ----
 
-    /// Timers: the machine's, a due pool balancing run, and the expiry sweep.
-    pub fn tick(&mut self, now: Now, mut repl: Option<&mut Replicator>) -> Result<(), CommitError> {
+    /// Everything due at `now`: the machine's timers, a dial, refusals whose window ran
+    /// out, pool balancing and the expiry sweep.
+    pub fn handle_timeout(&mut self, now: Now) {
         if self.fsm.poll_timeout().is_some_and(|t| t <= now.instant) {
             self.fsm.handle_timeout(now);
         }
-        if self.balance.is_due(now.wall) {
-            self.rebalance(now, repl.as_deref_mut())?;
+        if self.link.is_none() && !self.dialing && self.next_dial <= now.instant {
+            self.dialing = true;
+            self.next_dial = now.instant + RECONNECT_AFTER;
+            self.events.push_back(Event::Dial);
         }
-        if let Some(repl) = repl
-            && self.next_sweep <= now.wall
-        {
-            self.next_sweep = now.wall.saturating_add(EXPIRY_SWEEP_SECS);
-            self.expire(now, repl)?;
+        let events = &mut self.events;
+        self.refusals.retain(|r| {
+            let open = now.instant < r.until;
+            if !open {
+                events.push_back(Event::Close {
+                    link: r.id,
+                    cause: Cause::Duplicate,
+                });
+            }
+            open
+        });
+        if self.balance.is_due(now.instant) {
+            self.rebalance(now);
         }
-        Ok(())
+        if self.next_sweep <= now.instant {
+            self.next_sweep = now.instant + EXPIRY_SWEEP;
+            self.expire(now);
+        }
+        self.drive(now);
     }
 
-    /// Moves every binding of our pool whose lease ran out to EXPIRED, journaled and sent
-    /// to the partner (ISC's pool timer does the same). Only once the partner acknowledges
-    /// EXPIRED does the address go to a client again ([`super::gate`]): until then the
-    /// partner may still renew it. Returns how many moved.
-    pub fn expire(&mut self, now: Now, repl: &mut Replicator) -> Result<u64, CommitError> {
-        let store = Arc::clone(repl.store());
-        let ran_out = |l: &Lease| {
-            l.state == BindingState::Active
-                && l.owner == lease_mmap::Owner::Us
-                && l.ends <= now.wall
-        };
-        let mut moved = 0;
-        for table in store.tables() {
-            if repl.rel_of(table.id()) != Some(self.index) {
-                continue;
-            }
-            let mut due = Vec::new();
-            table.for_each(|slot, _, l| {
-                if ran_out(l) {
-                    due.push(slot);
+    /// A TCP link came up: our dial, or a connection accepted from `from`.
+    pub fn handle_link_up(&mut self, now: Now, link: LinkId, origin: Origin, from: Ipv4Addr) {
+        match origin {
+            Origin::Dialed => {
+                self.dialing = false;
+                if self.link.is_some() {
+                    tracing::debug!(relationship = %self.name, "failover: outgoing link not needed, closed");
+                    self.close(link, Cause::NotNeeded);
+                    return;
                 }
-            });
-            for slot in due {
-                let r = repl.write_record(table.id(), slot, now.wall, |cur| {
-                    ran_out(cur).then_some(Lease {
-                        state: BindingState::Expired,
-                        stos: now.wall,
-                        ..*cur
-                    })
-                });
-                match r {
-                    Ok(Some(_)) => moved += 1,
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(relationship = %self.name, error = %e, "failover: an expired binding could not be moved to EXPIRED");
+            }
+            Origin::Accepted => {
+                if from != self.peer {
+                    tracing::warn!(relationship = %self.name, %from, "failover: connection from an unknown address refused");
+                    self.close(link, Cause::UnknownPeer);
+                    return;
+                }
+                // A secondary whose own link has not been through CONNECT yet takes the
+                // primary's: both sides then keep the primary's link.
+                let replace = self.fsm.config().role == Role::Secondary && !self.fsm.is_connected();
+                match self.link.take() {
+                    None => {}
+                    Some(old) if replace => {
+                        tracing::debug!(relationship = %self.name, "failover: own link dropped for the primary's");
+                        self.close(old.id, Cause::Replaced);
+                    }
+                    Some(old) => {
+                        self.link = Some(old);
+                        tracing::info!(relationship = %self.name, %from, "failover: duplicate connection refused");
+                        if self.refusals.len() < MAX_REFUSALS {
+                            self.refusals.push(Refusal {
+                                id: link,
+                                decoder: StreamDecoder::new(),
+                                until: now.instant + REFUSE_WITHIN,
+                            });
+                        } else {
+                            self.close(link, Cause::Duplicate);
+                        }
+                        return;
                     }
                 }
             }
         }
-        if repl.pending() > 0 {
-            repl.commit()?;
-        }
-        if moved > 0 {
-            tracing::debug!(relationship = %self.name, moved, "failover: bindings expired");
-        }
-        Ok(moved)
+        tracing::info!(relationship = %self.name, peer = %self.peer, ?origin, "failover: peer link up");
+        self.link = Some(Link {
+            id: link,
+            decoder: StreamDecoder::new(),
+        });
+        self.fsm.handle_connected(now);
+        self.drive(now);
     }
 
-    /// One whole frame from the link. BNDUPDs are installed (their answers wait for
-    /// [`Session::flush_acks`]); BNDACKs settle what they answer. Drain
-    /// [`Session::poll_event`] after each call.
-    pub fn on_frame(&mut self, now: Now, frame: &[u8], mut repl: Option<&mut Replicator>) {
+    /// Our dial did not connect; the next one is [`RECONNECT_AFTER`] after it started.
+    pub fn handle_dial_failed(&mut self, _now: Now) {
+        self.dialing = false;
+    }
+
+    /// Bytes read from `link`. Every whole message is handled; the BNDUPDs among them are
+    /// installed and made durable by one commit, and only then acknowledged.
+    pub fn handle_bytes(&mut self, now: Now, link: LinkId, bytes: &[u8]) {
+        if let Some(r) = self.refusals.iter_mut().find(|r| r.id == link) {
+            r.decoder.feed(bytes);
+            self.refuse(now, link);
+            return;
+        }
+        let Some(l) = self.link.as_mut().filter(|l| l.id == link) else {
+            return;
+        };
+        l.decoder.feed(bytes);
+        // The decoder lends out each frame; it is put back unless the link went meanwhile.
+        let mut decoder = std::mem::take(&mut l.decoder);
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => self.on_frame(now, frame),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(relationship = %self.name, error = %e, "failover: bad framing");
+                    if self.link() == Some(link) {
+                        self.lose_link(now, "bad framing");
+                        self.close(link, Cause::BadFraming);
+                    }
+                    break;
+                }
+            }
+            self.drive(now);
+            if self.link() != Some(link) {
+                break;
+            }
+        }
+        if let Some(l) = self.link.as_mut().filter(|l| l.id == link) {
+            l.decoder = decoder;
+        }
+        self.flush_acks(now);
+        self.drive(now);
+    }
+
+    /// `link` is gone (end of stream, read or write error).
+    pub fn handle_link_closed(&mut self, now: Now, link: LinkId, why: &str) {
+        self.refusals.retain(|r| r.id != link);
+        if self.link() == Some(link) {
+            self.lose_link(now, why);
+            self.drive(now);
+        }
+    }
+
+    /// Records the workers changed (and committed): sent to the partner.
+    pub fn handle_changed(&mut self, now: Now, recs: &[RecordId]) {
+        for &rec in recs {
+            self.queue.push(rec);
+        }
+        self.drive(now);
+    }
+
+    /// A worker's change queue overflowed: every record of `table` the partner has not
+    /// acknowledged is sent.
+    pub fn handle_resync(&mut self, now: Now, table: lease_mmap::TableId) {
+        let queue = &mut self.queue;
+        self.storage.tables(&mut |t| {
+            if t.id() == table {
+                t.for_each(&mut |slot, l| {
+                    if unacked(l) {
+                        queue.push((table, slot));
+                    }
+                });
+            }
+        });
+        self.drive(now);
+    }
+
+    /// The operator's partner-down, the partner last known up at `since`.
+    pub fn partner_down(&mut self, now: Now, since: UnixTime) -> Result<(), LocalEventError> {
+        let r = self.fsm.partner_down(now, since);
+        self.drive(now);
+        r
+    }
+
+    /// Orderly stop: SHUTDOWN, told to the peer (draft §9.9). The state stored stays the one
+    /// before it.
+    pub fn shutdown(&mut self, now: Now) {
+        self.stopping = true;
+        self.fsm.shutdown(now);
+        self.drive(now);
+        if self.storage.pending()
+            && let Err(e) = self.storage.commit()
+        {
+            tracing::error!(relationship = %self.name, error = %e, "failover: final journal commit failed");
+        }
+    }
+
+    /// An operation on the machine itself (PAUSED, a message of the caller's own), after
+    /// which the session acts on what follows as after any input.
+    pub fn operate<R>(&mut self, now: Now, f: impl FnOnce(&mut Fsm, Now) -> R) -> R {
+        let r = f(&mut self.fsm, now);
+        self.drive(now);
+        r
+    }
+
+    // ---- inside ----
+
+    /// Acts on the machine's events and sends what replication has, until nothing moves;
+    /// the machine's messages go to the current link.
+    fn drive(&mut self, now: Now) {
+        loop {
+            let mut moved = false;
+            while let Some(e) = self.fsm.poll_event() {
+                moved = true;
+                self.on_fsm_event(now, e);
+            }
+            self.pump(now);
+            while let Some(t) = self.fsm.poll_transmit() {
+                moved = true;
+                if let Some(l) = &self.link {
+                    self.transmits.push_back((l.id, t));
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn close(&mut self, link: LinkId, cause: Cause) {
+        self.events.push_back(Event::Close { link, cause });
+    }
+
+    fn fail(&mut self, e: StorageError) {
+        tracing::error!(relationship = %self.name, error = %e, "failover: journal commit failed; no acknowledgement sent; stopping");
+        self.failed = true;
+        self.events.push_back(Event::Failed(e));
+    }
+
+    fn commit(&mut self) -> bool {
+        if !self.storage.pending() {
+            return true;
+        }
+        match self.storage.commit() {
+            Ok(()) => true,
+            Err(e) => {
+                self.fail(e);
+                false
+            }
+        }
+    }
+
+    /// The machine's link is gone: it hears of it, and what was in flight is queued again.
+    fn lose_link(&mut self, now: Now, why: &str) {
+        if self.link.take().is_some() {
+            tracing::info!(relationship = %self.name, peer = %self.peer, reason = why, "failover: peer link lost");
+            self.next_dial = now.instant + RECONNECT_AFTER;
+            self.fsm.handle_disconnected(now);
+            self.reset_updates();
+        }
+    }
+
+    /// Answers a refused link's CONNECT with CONNECTACK reject 7, then closes it.
+    fn refuse(&mut self, now: Now, link: LinkId) {
+        let Some(i) = self.refusals.iter().position(|r| r.id == link) else {
+            return;
+        };
+        let mut answer = None;
+        let mut bad = false;
+        loop {
+            match self.refusals[i].decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    if let Ok(m) = Repr::parse_bytes(frame)
+                        && m.msg_type == MessageType::Connect
+                    {
+                        tracing::info!(relationship = %self.name, "failover: CONNECT on a second link refused (duplicate connection)");
+                        answer = Some(self.fsm.duplicate_connectack(now, &m));
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    bad = true;
+                    break;
+                }
+            }
+        }
+        let answered = answer.is_some();
+        if let Some(bytes) = answer {
+            self.transmits.push_back((
+                link,
+                Transmit {
+                    msg_type: MessageType::ConnectAck,
+                    bytes,
+                },
+            ));
+        }
+        if answered || bad {
+            self.refusals.remove(i);
+            self.close(link, Cause::Duplicate);
+        }
+    }
+
+    fn on_fsm_event(&mut self, now: Now, e: fsm::Event) {
+        use fsm::Event as E;
+        match &e {
+            E::StateChanged { to, .. } => {
+                // Pools are balanced in NORMAL only, at once on entering it (`failover.c:1903`).
+                if *to == StateKind::Normal {
+                    self.balance.run_now(now.instant);
+                } else {
+                    self.balance.cancel();
+                }
+            }
+            E::Connected => {
+                // Every update the partner has not acknowledged is sent again (ISC's rule).
+                let n = self.enqueue_unacked(false);
+                tracing::info!(relationship = %self.name, updates = n, "failover: unacknowledged bindings queued");
+            }
+            E::CloseLink { reason, last_words } => {
+                if let Some(l) = self.link.take() {
+                    for t in last_words {
+                        self.transmits.push_back((l.id, t.clone()));
+                    }
+                    tracing::info!(relationship = %self.name, ?reason, "failover: link closed by us");
+                    self.close(l.id, Cause::Fsm(*reason));
+                }
+                self.next_dial = now.instant + RECONNECT_AFTER;
+                self.reset_updates();
+                return;
+            }
+            E::Persist(p) => {
+                if !self.stopping
+                    && let Err(e) = self.storage.persist(p)
+                {
+                    tracing::error!(relationship = %self.name, error = %e, "failover: storing the state failed");
+                }
+                return;
+            }
+            E::UpdateRequest { all } => {
+                // UPDREQ: every record not acknowledged; UPDREQALL: every binding.
+                let n = self.enqueue_unacked(*all);
+                tracing::info!(relationship = %self.name, all, bindings = n, "failover: update request");
+                self.done_pending = true;
+            }
+            E::PoolRequest { xid } => {
+                let moved = self.rebalance(now);
+                tracing::info!(relationship = %self.name, moved, "failover: pool request answered");
+                let moved = u32::try_from(moved).unwrap_or(u32::MAX);
+                self.fsm.send_pool_response(now, *xid, moved);
+            }
+            _ => {}
+        }
+        self.events.push_back(Event::Fsm(e));
+    }
+
+    /// Queues every record the partner has not acknowledged (`tstp > atsfp`), or with `all`
+    /// every record but FREE and OFFERED (UPDREQALL). Returns how many.
+    fn enqueue_unacked(&mut self, all: bool) -> usize {
+        let mut n = 0;
+        let queue = &mut self.queue;
+        self.storage.tables(&mut |t| {
+            let id = t.id();
+            t.for_each(&mut |slot, l| {
+                let want = if all {
+                    !matches!(l.state, BindingState::Free | BindingState::Offered)
+                } else {
+                    unacked(l)
+                };
+                if want {
+                    queue.push((id, slot));
+                    n += 1;
+                }
+            });
+        });
+        n
+    }
+
+    /// The link is gone: an update run starts over on the next request; what was in flight
+    /// goes back to the send queue.
+    fn reset_updates(&mut self) {
+        for f in self.in_flight.values().flatten() {
+            self.queue.push(f.rec);
+        }
+        self.in_flight.clear();
+        self.done_pending = false;
+    }
+
+    /// Changes a record from the control plane and journals it (durable after the next
+    /// commit), queued to be sent. A change of state is marked unacknowledged (`atsfp`
+    /// cleared, `tstp` at least `now`), as the engine marks its own.
+    fn write(
+        &mut self,
+        rec: RecordId,
+        now: UnixTime,
+        change: &mut dyn FnMut(&Lease) -> Option<Lease>,
+    ) -> Result<Option<Lease>, StorageError> {
+        let written = self.storage.update(rec, true, &mut |cur| {
+            let mut new = change(cur)?;
+            if new.state != cur.state {
+                new.atsfp = UnixTime(0);
+                new.tstp = new.tstp.max(now);
+            }
+            Some(new)
+        })?;
+        if written.is_some() {
+            self.queue.push(rec);
+        }
+        Ok(written)
+    }
+
+    /// One whole message from the link. BNDUPDs are installed (their answers wait for the
+    /// read's commit); BNDACKs settle what they answer.
+    fn on_frame(&mut self, now: Now, frame: &[u8]) {
         let Some(m) = self.fsm.handle_frame(now, frame) else {
-            // Refused; the machine closes the link (Event::CloseLink).
+            // Refused; the machine closes the link (CloseLink).
             return;
         };
         match m.msg_type {
-            MessageType::BndAck => self.on_bndack(&m, repl),
+            MessageType::BndAck => self.on_bndack(&m),
             MessageType::BndUpd => {
                 let mut answers = Vec::new();
                 for o in m.bindings() {
                     if let Some(ip) = o.assigned_ip {
-                        answers.push((ip, self.on_bndupd(&o, now.wall, repl.as_deref_mut())));
+                        answers.push((ip, self.on_bndupd(&o, now.wall)));
                     }
                 }
                 if !answers.is_empty() {
@@ -256,22 +738,15 @@ impl Session {
         }
     }
 
-    /// Makes the updates installed since the last call durable (one commit for the whole
-    /// read batch), then acknowledges them: each BNDUPD with one BNDACK naming its bindings.
-    /// A failed commit sends no BNDACK; the caller must stop serving.
-    pub fn flush_acks(
-        &mut self,
-        now: Now,
-        repl: Option<&mut Replicator>,
-    ) -> Result<(), CommitError> {
+    /// Makes the updates installed by this read durable (one commit), then acknowledges
+    /// them: each BNDUPD with one BNDACK naming its bindings. A failed commit sends none.
+    fn flush_acks(&mut self, now: Now) {
         if self.acks.is_empty() {
-            return Ok(());
+            return;
         }
         let acks = std::mem::take(&mut self.acks);
-        if let Some(repl) = repl
-            && repl.pending() > 0
-        {
-            repl.commit()?;
+        if self.failed || !self.commit() {
+            return;
         }
         let mut batch = BindingBatch::new(MessageType::BndAck);
         for (xid, answers) in acks {
@@ -288,82 +763,6 @@ impl Session {
             let _ = self.fsm.send(now, &batch.repr(now.wall, xid), Some(xid));
             batch.clear();
         }
-        Ok(())
-    }
-
-    /// The TCP link is gone (read error, EOF, write error).
-    pub fn link_lost(&mut self, now: Now, repl: Option<&mut Replicator>) {
-        self.fsm.handle_disconnected(now);
-        self.reset_updates(repl);
-    }
-
-    /// What replication does on an event of the machine, before the driver acts on it
-    /// (the driver persists, logs and closes links). `bindings` answers an update request
-    /// without replication. A failed commit (pool balancing) is returned: stop serving.
-    pub fn on_event(
-        &mut self,
-        now: Now,
-        e: &Event,
-        mut repl: Option<&mut Replicator>,
-        bindings: &BindingSource,
-    ) -> Result<(), CommitError> {
-        match e {
-            Event::StateChanged { to, .. } => {
-                // Pools are balanced in NORMAL only, at once on entering it (`failover.c:1903`).
-                if *to == StateKind::Normal {
-                    self.balance.run_now(now.wall);
-                } else {
-                    self.balance.cancel();
-                }
-            }
-            Event::Connected => {
-                // Every update the partner has not acknowledged is sent again (ISC's rule).
-                if let Some(repl) = repl {
-                    let n = repl.enqueue_unacked(self.index, false);
-                    tracing::info!(relationship = %self.name, updates = n, "failover: unacknowledged bindings queued");
-                }
-            }
-            Event::CloseLink { .. } => self.reset_updates(repl),
-            Event::UpdateRequest { all } => {
-                let n = match repl.as_deref_mut() {
-                    // UPDREQ: every record not acknowledged; UPDREQALL: every binding.
-                    Some(repl) => repl.enqueue_unacked(self.index, *all),
-                    None => {
-                        self.to_send = bindings(&self.name)
-                            .into_iter()
-                            .filter_map(|(ip, l)| Binding::from_lease(ip, &l, 0))
-                            .collect();
-                        self.to_send.len()
-                    }
-                };
-                tracing::info!(relationship = %self.name, all, bindings = n, "failover: update request");
-                self.done_pending = true;
-                self.pump(now, repl);
-            }
-            Event::PoolRequest { xid } => {
-                let moved = self.rebalance(now, repl)?;
-                tracing::info!(relationship = %self.name, moved, "failover: pool request answered");
-                let moved = u32::try_from(moved).unwrap_or(u32::MAX);
-                self.fsm.send_pool_response(now, *xid, moved);
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// The link is gone: an update run starts over on the next request; what was in flight
-    /// goes back to the send queue.
-    fn reset_updates(&mut self, repl: Option<&mut Replicator>) {
-        self.to_send.clear();
-        if let Some(repl) = repl {
-            for f in self.in_flight.values().flatten() {
-                if let Some((t, s)) = f.slot {
-                    repl.enqueue_update(t, s);
-                }
-            }
-        }
-        self.in_flight.clear();
-        self.done_pending = false;
     }
 
     /// Sends queued BNDUPDs within the peer's window (in NORMAL, or while answering an update
@@ -371,8 +770,8 @@ impl Session {
     /// now, so the latest state is what leaves. Toward ISC one binding per BNDUPD (it
     /// cannot parse more); toward a tandem peer ([`Fsm::partner_batches`]) as many as fit
     /// in one message ([`BindingBatch`]).
-    pub fn pump(&mut self, now: Now, mut repl: Option<&mut Replicator>) {
-        if !self.fsm.is_connected() {
+    fn pump(&mut self, now: Now) {
+        if self.failed || !self.fsm.is_connected() {
             return;
         }
         let sending = self.fsm.kind() == StateKind::Normal || self.done_pending;
@@ -388,17 +787,13 @@ impl Session {
         while sending && self.in_flight.len() < window {
             let mut flights = Vec::new();
             while flights.len() < per_message {
-                let next = match carry.take() {
-                    Some(c) => Some(c),
-                    None => next_binding(&mut self.to_send, repl.as_deref_mut(), self.index),
-                };
-                let Some((b, slot, tstp)) = next else {
+                let Some((b, rec, tstp)) = carry.take().or_else(|| self.next_binding()) else {
                     break;
                 };
                 if batch.push(&b.to_repr().options) {
                     flights.push(Flight {
                         ip: b.ip,
-                        slot,
+                        rec,
                         state: b.status.to_lease(),
                         tstp,
                     });
@@ -406,7 +801,7 @@ impl Session {
                     // Cannot happen for a valid record (a binding is at most ~330 bytes).
                     tracing::warn!(relationship = %self.name, ip = %b.ip, "failover: binding too long for a BNDUPD; not sent");
                 } else {
-                    carry = Some((b, slot, tstp));
+                    carry = Some((b, rec, tstp));
                     break;
                 }
             }
@@ -422,36 +817,42 @@ impl Session {
                 }
                 None => {
                     // Not connected any more: the run is over.
-                    if let Some(repl) = repl.as_deref_mut() {
-                        let lost = flights
-                            .iter()
-                            .map(|f| f.slot)
-                            .chain([carry.and_then(|c| c.1)]);
-                        for (t, s) in lost.flatten() {
-                            repl.enqueue_update(t, s);
-                        }
+                    for f in &flights {
+                        self.queue.push(f.rec);
                     }
-                    self.reset_updates(repl);
+                    if let Some((_, rec, _)) = carry {
+                        self.queue.push(rec);
+                    }
+                    self.reset_updates();
                     return;
                 }
             }
         }
-        match carry {
-            Some((_, Some((t, s)), _)) => {
-                if let Some(repl) = repl.as_deref_mut() {
-                    repl.enqueue_update(t, s);
-                }
-            }
-            Some((b, None, _)) => self.to_send.push_front(b),
-            None => {}
+        if let Some((_, rec, _)) = carry {
+            self.queue.push(rec);
         }
-        let queued = repl
-            .and_then(|r| r.queue(self.index))
-            .is_some_and(|q| !q.is_empty());
-        if self.done_pending && self.to_send.is_empty() && !queued && self.in_flight.is_empty() {
+        if self.done_pending && self.queue.is_empty() && self.in_flight.is_empty() {
             self.done_pending = false;
             tracing::info!(relationship = %self.name, "failover: update request answered, update done");
             self.fsm.update_done(now);
+        }
+    }
+
+    /// The next binding to send, read from its record now, with the record's `tstp` the
+    /// acknowledgement is matched against (0: the partner's own binding echoed).
+    fn next_binding(&mut self) -> Option<Next> {
+        loop {
+            let rec = self.queue.pop()?;
+            let Some((ip, l)) = self.storage.read(rec) else {
+                continue;
+            };
+            if let Some(mut b) = Binding::from_lease(ip, &l, 0) {
+                // A binding the partner sent us (`tstp` 0 once installed) goes back, on an
+                // update request or as the winner of a conflict, with the partner's own
+                // potential expiry: a 0 there would erase what the partner knows of it.
+                b.potential_expiry = b.potential_expiry.max(l.tsfp);
+                return Some((b, rec, l.tstp));
+            }
         }
     }
 
@@ -460,7 +861,7 @@ impl Session {
     /// is written back into the record (`atsfp`, `tsfp`); refused, it is logged and counted
     /// (the record stays unacknowledged and is sent again after a reconnect). A binding of
     /// the update that the BNDACK does not name is queued again.
-    fn on_bndack(&mut self, m: &Repr<'_>, mut repl: Option<&mut Replicator>) {
+    fn on_bndack(&mut self, m: &Repr<'_>) {
         let Some(flights) = self.in_flight.remove(&m.xid) else {
             tracing::debug!(relationship = %self.name, xid = m.xid, "failover: BNDACK for no update in flight");
             return;
@@ -475,9 +876,7 @@ impl Session {
             };
             let Some(o) = answer else {
                 tracing::debug!(relationship = %self.name, ip = %f.ip, xid = m.xid, "failover: BNDACK does not name this binding; sending it again");
-                if let (Some((t, s)), Some(repl)) = (f.slot, repl.as_deref_mut()) {
-                    repl.enqueue_update(t, s);
-                }
+                self.queue.push(f.rec);
                 continue;
             };
             if let Some(r) = o.reject_reason {
@@ -488,9 +887,10 @@ impl Session {
                     "failover: binding update refused by the partner");
                 continue;
             }
-            if let (Some((t, s)), Some(repl)) = (f.slot, repl.as_deref())
-                && f.tstp != UnixTime(0)
-                && let Err(e) = repl.acknowledge(t, s, f.state, f.tstp)
+            if f.tstp != UnixTime(0)
+                && let Err(e) = self
+                    .storage
+                    .update(f.rec, false, &mut |cur| acknowledged(cur, f.state, f.tstp))
             {
                 tracing::warn!(relationship = %self.name, ip = %f.ip, error = %e, "failover: acknowledgement not written back");
             }
@@ -498,14 +898,9 @@ impl Session {
     }
 
     /// One binding of a BNDUPD: checked (ISC's rules), judged against our record, installed
-    /// by CAS and journaled (committed by [`Session::flush_acks`]). Returns the BNDACK's
-    /// reject, if any.
-    fn on_bndupd(
-        &mut self,
-        o: &Options<'_>,
-        now: UnixTime,
-        repl: Option<&mut Replicator>,
-    ) -> Option<BindingError> {
+    /// by CAS and journaled (committed by the read's commit). Returns the BNDACK's reject,
+    /// if any.
+    fn on_bndupd(&mut self, o: &Options<'_>, now: UnixTime) -> Option<BindingError> {
         let b = match Binding::from_options(o) {
             Ok(b) => b,
             Err(e) => {
@@ -513,14 +908,7 @@ impl Session {
                 return Some(e);
             }
         };
-        let Some(repl) = repl else {
-            tracing::debug!(relationship = %self.name, ip = %b.ip, "failover: BNDUPD refused (not stored)");
-            return Some(BindingError {
-                reason: RejectReason::Unknown,
-                message: "binding updates are not stored by this server",
-            });
-        };
-        let Some((t, s)) = repl.locate(self.index, b.ip) else {
+        let Some(rec) = self.storage.locate(b.ip) else {
             tracing::info!(relationship = %self.name, ip = %b.ip, "failover: BNDUPD for an address in none of our pools refused");
             return Some(BindingError {
                 reason: RejectReason::IllegalIpAddress,
@@ -530,10 +918,20 @@ impl Session {
         let us = self.pool.role;
         let state = self.fsm.kind();
         let ours_in_flight = self.in_flight.values().flatten().any(|f| f.ip == b.ip);
-        match repl.install(t, s, &b, |cur| {
-            judge(us, state, cur, ours_in_flight, &b, now)
-        }) {
-            Ok(Verdict::Apply) => {
+        let mut verdict = Verdict::Apply;
+        let r = self.storage.update(rec, true, &mut |cur| {
+            verdict = judge(us, state, cur, ours_in_flight, &b, now);
+            (verdict == Verdict::Apply).then(|| installed(cur, &b))
+        });
+        if let Err(e) = r {
+            tracing::warn!(relationship = %self.name, ip = %b.ip, error = %e, "failover: binding update not stored");
+            return Some(BindingError {
+                reason: RejectReason::Unknown,
+                message: "binding not stored",
+            });
+        }
+        match verdict {
+            Verdict::Apply => {
                 // The partner's update beat ours: ours is dropped (ISC `failover.c:5212-5231`).
                 for flights in self.in_flight.values_mut() {
                     flights.retain(|f| f.ip != b.ip);
@@ -541,134 +939,138 @@ impl Session {
                 tracing::debug!(relationship = %self.name, ip = %b.ip, status = ?b.status, "failover: binding update applied");
                 None
             }
-            Ok(Verdict::KeepOurs) => {
+            Verdict::KeepOurs => {
                 tracing::info!(relationship = %self.name, ip = %b.ip, status = ?b.status, "failover: our binding wins; sending it");
-                repl.enqueue_update(t, s);
+                self.queue.push(rec);
                 None
             }
-            Ok(Verdict::Outdated) => {
+            Verdict::Outdated => {
                 tracing::info!(relationship = %self.name, ip = %b.ip, status = ?b.status, "failover: binding update older than our binding refused; sending ours");
-                repl.enqueue_update(t, s);
+                self.queue.push(rec);
                 Some(BindingError {
                     reason: RejectReason::LessCriticalBindingInformation,
                     message: "our binding of this address is newer",
                 })
             }
-            Ok(Verdict::Reject(e)) => {
+            Verdict::Reject(e) => {
                 tracing::info!(relationship = %self.name, ip = %b.ip, status = ?b.status, reason = ?e.reason, "failover: binding update refused");
                 Some(e)
-            }
-            Err(e) => {
-                tracing::warn!(relationship = %self.name, ip = %b.ip, error = %e, "failover: binding update not stored");
-                Some(BindingError {
-                    reason: RejectReason::Unknown,
-                    message: "binding not stored",
-                })
             }
         }
     }
 
-    /// One pool balancing run over this relationship's tables ([`pool`]): the addresses
-    /// given away are written and journaled, made durable, and queued as BNDUPDs; POOLREQ
-    /// if this side is short. Returns how many moved. Runs only in NORMAL and with binding
-    /// replication (a move the partner never hears of would strand the address).
-    pub fn rebalance(
-        &mut self,
-        now: Now,
-        repl: Option<&mut Replicator>,
-    ) -> Result<u64, CommitError> {
-        let Some(repl) = repl else {
-            self.balance.cancel();
-            return Ok(0);
+    /// Moves every binding of our pool whose lease ran out to EXPIRED, journaled, made
+    /// durable and sent to the partner (ISC's pool timer does the same). Only once the
+    /// partner acknowledges EXPIRED does the address go to a client again
+    /// ([`super::gate`]): until then the partner may still renew it. Returns how many moved.
+    fn expire(&mut self, now: Now) -> u64 {
+        let ran_out = |l: &Lease| {
+            l.state == BindingState::Active
+                && l.owner == lease_mmap::Owner::Us
+                && l.ends <= now.wall
         };
+        let mut due = Vec::new();
+        self.storage.tables(&mut |t| {
+            let id = t.id();
+            t.for_each(&mut |slot, l| {
+                if ran_out(l) {
+                    due.push((id, slot));
+                }
+            });
+        });
+        let mut moved = 0;
+        for rec in due {
+            let r = self.write(rec, now.wall, &mut |cur| {
+                ran_out(cur).then_some(Lease {
+                    state: BindingState::Expired,
+                    stos: now.wall,
+                    ..*cur
+                })
+            });
+            match r {
+                Ok(Some(_)) => moved += 1,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(relationship = %self.name, error = %e, "failover: an expired binding could not be moved to EXPIRED");
+                }
+            }
+        }
+        self.commit();
+        if moved > 0 {
+            tracing::debug!(relationship = %self.name, moved, "failover: bindings expired");
+        }
+        moved
+    }
+
+    /// One pool balancing run over the relationship's tables ([`pool`]): the addresses
+    /// given away are written and journaled, made durable, and queued as BNDUPDs; POOLREQ
+    /// if this side is short. Returns how many moved. Runs only in NORMAL (a move the
+    /// partner never hears of would strand the address).
+    fn rebalance(&mut self, now: Now) -> u64 {
         if self.fsm.kind() != StateKind::Normal {
             self.balance.cancel();
-            return Ok(0);
+            return 0;
         }
         let policy = self.pool;
         let hba = self.fsm.hba();
-        let hba = (self.mode == FailoverMode::LoadBalance).then_some(&hba);
-        let store = Arc::clone(repl.store());
+        let hba = (policy.share == pool::Share::Half).then_some(&hba);
+        let mut plans = Vec::new();
+        self.storage.tables(&mut |t| {
+            plans.push((t.id(), pool::plan_table(&policy, hba, t)));
+        });
         let mut total = pool::Outcome::default();
         let mut failed = None;
-        for table in store.tables() {
-            if repl.rel_of(table.id()) != Some(self.index) {
-                continue;
-            }
-            let id = table.id();
-            let own = policy.own_state();
-            let mut give = |slot: Slot, _version: u64, _new: &Lease| {
-                let r = repl.write_record(id, slot, now.wall, |cur| {
-                    (cur.state == own && table.is_allocatable(slot))
-                        .then(|| pool::moved(cur, policy.peer_state(), now.wall))
-                });
-                match r {
-                    Ok(written) => written.is_some(),
-                    Err(e) => {
-                        failed = Some(e);
-                        false
-                    }
+        for (id, (mut out, chosen)) in plans {
+            let (own, peer) = (policy.own_state(), policy.peer_state());
+            for slot in chosen {
+                match self.write((id, slot), now.wall, &mut |cur| {
+                    (cur.state == own).then(|| pool::moved(cur, peer, now.wall))
+                }) {
+                    Ok(Some(_)) => out.moved += 1,
+                    Ok(None) => {}
+                    Err(e) => failed = Some(e),
                 }
-            };
-            let out = pool::rebalance_table(&policy, hba, table, now.wall, &mut give);
+            }
             tracing::info!(relationship = %self.name, table = id.0, free = out.counts.free, backup = out.counts.backup, moved = out.moved, panic = out.panic, "failover: pool balanced");
-            total.moved += out.moved;
-            total.panic |= out.panic;
-            for (t, o) in [
-                (&mut total.oldest_free, out.oldest_free),
-                (&mut total.oldest_backup, out.oldest_backup),
-            ] {
-                if let Some(o) = o
-                    && t.is_none_or(|t| o < t)
-                {
-                    *t = Some(o);
-                }
-            }
+            total.add(&out);
         }
         if let Some(e) = failed {
             tracing::warn!(relationship = %self.name, error = %e, "failover: pool balancing could not move an address");
         }
-        if repl.pending() > 0 {
-            repl.commit()?;
+        if !self.commit() {
+            return 0;
         }
-        self.balance.ran(&policy, &total, now.wall);
+        self.balance.ran(&policy, &total, now);
         if total.panic {
             tracing::info!(relationship = %self.name, "failover: short of addresses: asking the partner to rebalance (POOLREQ)");
             let _ = self
                 .fsm
                 .send(now, &Repr::new(MessageType::PoolReq, now.wall, 0), None);
         }
-        Ok(total.moved)
+        total.moved
     }
 }
 
 /// A binding to send, the record it came from, and the `tstp` its acknowledgement matches.
-type Next = (Binding, Option<(TableId, Slot)>, UnixTime);
+type Next = (Binding, RecordId, UnixTime);
 
-/// The next binding to send: from the snapshot of an update request (without replication),
-/// else from the relationship's send queue, read from its record now; with the record's
-/// `tstp` the acknowledgement is matched against (0: the partner's own binding echoed).
-fn next_binding(
-    to_send: &mut VecDeque<Binding>,
-    repl: Option<&mut Replicator>,
-    i: usize,
-) -> Option<Next> {
-    if let Some(b) = to_send.pop_front() {
-        let tstp = b.potential_expiry;
-        return Some((b, None, tstp));
-    }
-    let repl = repl?;
-    loop {
-        let (t, s) = repl.queue(i)?.pop()?;
-        let Some((ip, _, l)) = repl.read(t, s) else {
-            continue;
-        };
-        if let Some(mut b) = Binding::from_lease(ip, &l, 0) {
-            // A binding the partner sent us (`tstp` 0 once installed) goes back, on an
-            // update request or as the winner of a conflict, with the partner's own
-            // potential expiry: a 0 there would erase what the partner knows of it.
-            b.potential_expiry = b.potential_expiry.max(l.tsfp);
-            return Some((b, Some((t, s)), l.tstp));
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lease_mmap::{Slot, TableId};
+
+    #[test]
+    fn send_queue_keeps_each_address_once_in_order() {
+        let r = |s| (TableId(0), Slot(s));
+        let mut q = SendQueue::default();
+        q.push(r(3));
+        q.push(r(1));
+        q.push(r(3));
+        assert_eq!(q.order.len(), 2);
+        assert_eq!(q.pop(), Some(r(3)));
+        q.push(r(3));
+        assert_eq!(q.pop(), Some(r(1)));
+        assert_eq!(q.pop(), Some(r(3)));
+        assert!(q.is_empty());
     }
 }

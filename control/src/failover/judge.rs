@@ -1,0 +1,487 @@
+//! Which binding wins when the partner sends one (draft §7, ISC `failover.c:5115-5505`,
+//! reference §1.5, §3.1-3.3, §3.6), and the bookkeeping of a record around an update.
+//!
+//! [`judge`] is the decision on a received BNDUPD: ISC's dueling-update rule
+//! (`failover_lease_is_better`) when we have our own update of the address in flight, then
+//! `normal_binding_state_transition_check` in NORMAL and
+//! `conflict_binding_state_transition_check` in every other state. [`installed`],
+//! [`unacked`] and [`acknowledged`] are what a record becomes when the partner's binding is
+//! installed, whether it still waits for the partner, and what its acknowledgement writes.
+
+use lease_mmap::{BindingState, Lease, UnixTime};
+
+use super::Role;
+use super::binding::{Binding, BindingError};
+use super::fsm::StateKind;
+use super::msg::{BindingStatus, RejectReason};
+
+/// ISC's allowance for clock skew when a primary expires an ACTIVE lease (`failover.c:6140`).
+const EXPIRY_SKEW: u32 = 65;
+
+/// What to do with a received binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Install the partner's binding and acknowledge it.
+    Apply,
+    /// Keep our record, acknowledge, and send ours to the partner (conflict resolution:
+    /// ours wins, as ISC keeps its ACTIVE lease against a FREE from the peer).
+    KeepOurs,
+    /// Refuse with this BNDACK reject reason.
+    Reject(BindingError),
+    /// Refuse (the partner's update is older than our binding, reject reason 16) and send
+    /// ours, so that the partner neither counts its update as acknowledged nor keeps it.
+    Outdated,
+}
+
+/// Our record's state as the failover rules see it: an ACTIVE lease past its end is
+/// EXPIRED (ISC's timer would have moved it), an OFFERED hold is our free address.
+fn effective(l: &Lease, now: UnixTime) -> BindingState {
+    match l.state {
+        BindingState::Active if l.ends != UnixTime(u32::MAX) && l.ends <= now => {
+            BindingState::Expired
+        }
+        s => s,
+    }
+}
+
+fn expired_enough(l: &Lease, now: UnixTime) -> bool {
+    u64::from(l.ends.0) <= u64::from(now.0) + u64::from(EXPIRY_SKEW)
+}
+
+/// ISC `normal_binding_state_transition_check` (`failover.c:6061-6252`, reference §1.5):
+/// may the partner, whose role is `sender`, move our record `local` to `to` in NORMAL?
+pub fn normal_transition_ok(sender: Role, local: &Lease, to: BindingState, now: UnixTime) -> bool {
+    let cur = effective(local, now);
+    if cur == to {
+        return true;
+    }
+    use BindingState as B;
+    match cur {
+        B::Free | B::Abandoned | B::Offered | B::Released => true,
+        B::Active => match sender {
+            // The client may release at the secondary.
+            Role::Secondary => matches!(to, B::Released | B::Abandoned),
+            Role::Primary => match to {
+                B::Free | B::Backup => local.tsfp <= now,
+                B::Expired => expired_enough(local, now),
+                _ => true,
+            },
+        },
+        B::Expired | B::Reset => match to {
+            B::Free | B::Backup => local.tsfp <= now,
+            _ => true,
+        },
+        B::Backup => sender == Role::Secondary || to == B::Free,
+    }
+}
+
+/// ISC `conflict_binding_state_transition_check` (`failover.c:6254-6320`, reference §3.6):
+/// outside NORMAL, does the partner's `incoming` binding beat our record `local`? Two ACTIVE
+/// bindings are settled as dueling updates are (later CLTT; the primary on a tie).
+///
+/// Stricter than ISC: a RELEASED binding beats our live ACTIVE one only when it is later
+/// (its CLTT after ours). ISC lets it win always, which loses the lease a client got from
+/// us after releasing its old one at the partner (found by `tests/failover_leases.rs`).
+pub fn conflict_peer_wins(us: Role, local: &Lease, incoming: &Binding, now: UnixTime) -> bool {
+    if effective(local, now) != BindingState::Active {
+        return true;
+    }
+    match incoming.status {
+        BindingStatus::Free | BindingStatus::Backup => false,
+        BindingStatus::Expired => expired_enough(local, now),
+        BindingStatus::Released => incoming.cltt > local.cltt,
+        BindingStatus::Reset | BindingStatus::Abandoned => true,
+        BindingStatus::Active => {
+            incoming.cltt > local.cltt || (incoming.cltt == local.cltt && us == Role::Secondary)
+        }
+    }
+}
+
+/// ISC `failover_lease_is_better` (`failover.c:5115-5168`, reference §3.6), for an address
+/// both sides have an update in flight for: does the partner's `incoming` win over our
+/// `local`?
+///
+/// Stricter than ISC where ISC would undo a lease a client holds: against our live ACTIVE
+/// binding, the partner's EXPIRED, RELEASED or other non-ACTIVE update wins only when it
+/// is later (its CLTT after ours). ISC lets EXPIRED always win and the primary win the
+/// rest, which loses a renewal we granted while the partner expired its older copy, or the
+/// lease a client took from us right after releasing its old one at the partner (both
+/// found by `tests/failover_leases.rs`).
+pub fn dueling_peer_wins(us: Role, local: &Lease, incoming: &Binding, now: UnixTime) -> bool {
+    let peer_is_primary = us == Role::Secondary;
+    match (effective(local, now), incoming.status) {
+        (BindingState::Active, BindingStatus::Active) => {
+            incoming.cltt > local.cltt || (incoming.cltt == local.cltt && peer_is_primary)
+        }
+        (_, BindingStatus::Active) => true,
+        (BindingState::Active, _) => incoming.cltt > local.cltt,
+        _ => peer_is_primary,
+    }
+}
+
+/// The decision on a BNDUPD received in our `state`, for our record `local`;
+/// `ours_in_flight` when we have sent an update of the same address that is not
+/// acknowledged yet.
+pub fn judge(
+    us: Role,
+    state: StateKind,
+    local: &Lease,
+    ours_in_flight: bool,
+    incoming: &Binding,
+    now: UnixTime,
+) -> Verdict {
+    if ours_in_flight && !dueling_peer_wins(us, local, incoming, now) {
+        return Verdict::Reject(BindingError {
+            reason: RejectReason::LessCriticalBindingInformation,
+            message: "our update of this binding wins",
+        });
+    }
+    // The end of an older transaction (its CLTT before ours) never undoes the live ACTIVE
+    // binding we hold now: ours is sent instead. ISC would take an EXPIRED up to 65 s early
+    // and any RELEASED, losing a lease a client holds (found by `tests/failover_leases.rs`).
+    if effective(local, now) == BindingState::Active
+        && matches!(
+            incoming.status,
+            BindingStatus::Expired | BindingStatus::Released
+        )
+        && incoming.cltt < local.cltt
+    {
+        return Verdict::Outdated;
+    }
+    let sender = match us {
+        Role::Primary => Role::Secondary,
+        Role::Secondary => Role::Primary,
+    };
+    if state == StateKind::Normal {
+        if normal_transition_ok(sender, local, incoming.status.to_lease(), now) {
+            Verdict::Apply
+        } else {
+            Verdict::Reject(BindingError {
+                reason: RejectReason::FatalConflict,
+                message: "invalid binding state transition",
+            })
+        }
+    } else if conflict_peer_wins(us, local, incoming, now) {
+        Verdict::Apply
+    } else {
+        Verdict::KeepOurs
+    }
+}
+
+/// Our record after installing the partner's binding: its fields (see
+/// [`Binding::apply_to`]), and nothing of ours left to send (`tstp = atsfp = 0`), so the
+/// partner's binding is not echoed back; the partner's knowledge is `tsfp`.
+pub fn installed(local: &Lease, incoming: &Binding) -> Lease {
+    let mut new = *local;
+    incoming.apply_to(&mut new);
+    new.tstp = UnixTime(0);
+    new.atsfp = UnixTime(0);
+    new
+}
+
+/// Whether the partner has not acknowledged this record's current state (ISC: `tstp > atsfp`);
+/// OFFERED holds never travel.
+pub fn unacked(l: &Lease) -> bool {
+    l.state != BindingState::Offered && l.tstp > l.atsfp
+}
+
+/// Our record after the partner acknowledged the update that carried `sent_state` and
+/// `sent_tstp`: `atsfp` and `tsfp` become that potential expiry (as ISC, which takes its own
+/// `tstp`, `failover.c:5575`). `None` if the record changed since (a newer update follows).
+pub fn acknowledged(cur: &Lease, sent_state: BindingState, sent_tstp: UnixTime) -> Option<Lease> {
+    if cur.state != sent_state || cur.tstp != sent_tstp {
+        return None;
+    }
+    Some(Lease {
+        atsfp: sent_tstp,
+        tsfp: sent_tstp,
+        ..*cur
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const NOW: UnixTime = UnixTime(1_800_000_000);
+
+    fn lease(state: BindingState) -> Lease {
+        Lease {
+            state,
+            ends: NOW.saturating_add(3600),
+            cltt: NOW,
+            ..Lease::default()
+        }
+    }
+
+    fn binding(status: BindingStatus, cltt: UnixTime) -> Binding {
+        let mut l = Lease {
+            state: status.to_lease(),
+            ends: NOW.saturating_add(3600),
+            cltt,
+            htype: 1,
+            hlen: 6,
+            ..Lease::default()
+        };
+        l.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+        Binding::from_lease(Ipv4Addr::new(10, 0, 0, 9), &l, 0).unwrap()
+    }
+
+    #[test]
+    fn normal_secondary_cannot_free_an_active_lease() {
+        let active = lease(BindingState::Active);
+        let now = NOW;
+        assert!(!normal_transition_ok(
+            Role::Secondary,
+            &active,
+            BindingState::Free,
+            now
+        ));
+        assert!(normal_transition_ok(
+            Role::Secondary,
+            &active,
+            BindingState::Released,
+            now
+        ));
+        // Renewals (ACTIVE to ACTIVE) are always taken.
+        assert!(normal_transition_ok(
+            Role::Secondary,
+            &active,
+            BindingState::Active,
+            now
+        ));
+        assert!(!normal_transition_ok(
+            Role::Secondary,
+            &active,
+            BindingState::Expired,
+            now
+        ));
+    }
+
+    #[test]
+    fn normal_primary_frees_an_active_lease_only_after_tsfp() {
+        let mut active = lease(BindingState::Active);
+        active.tsfp = NOW.saturating_add(10);
+        assert!(!normal_transition_ok(
+            Role::Primary,
+            &active,
+            BindingState::Free,
+            NOW
+        ));
+        assert!(normal_transition_ok(
+            Role::Primary,
+            &active,
+            BindingState::Free,
+            NOW.saturating_add(10)
+        ));
+        // EXPIRED only within 65 s of the end.
+        assert!(!normal_transition_ok(
+            Role::Primary,
+            &active,
+            BindingState::Expired,
+            NOW
+        ));
+        assert!(normal_transition_ok(
+            Role::Primary,
+            &active,
+            BindingState::Expired,
+            NOW.saturating_add(3600 - 65)
+        ));
+    }
+
+    #[test]
+    fn normal_backup_moves_only_from_the_secondary_or_to_free() {
+        let backup = lease(BindingState::Backup);
+        assert!(normal_transition_ok(
+            Role::Secondary,
+            &backup,
+            BindingState::Active,
+            NOW
+        ));
+        assert!(!normal_transition_ok(
+            Role::Primary,
+            &backup,
+            BindingState::Active,
+            NOW
+        ));
+        assert!(normal_transition_ok(
+            Role::Primary,
+            &backup,
+            BindingState::Free,
+            NOW
+        ));
+        // Pool balancing: the primary moves its FREE addresses to BACKUP.
+        assert!(normal_transition_ok(
+            Role::Primary,
+            &lease(BindingState::Free),
+            BindingState::Backup,
+            NOW
+        ));
+    }
+
+    #[test]
+    fn dueling_updates_follow_cltt_then_the_primary() {
+        let mine = lease(BindingState::Active);
+        let later = binding(BindingStatus::Active, NOW.saturating_add(1));
+        let same = binding(BindingStatus::Active, NOW);
+        let earlier = binding(BindingStatus::Active, UnixTime(NOW.0 - 1));
+        assert!(dueling_peer_wins(Role::Primary, &mine, &later, NOW));
+        assert!(!dueling_peer_wins(Role::Primary, &mine, &earlier, NOW));
+        assert!(!dueling_peer_wins(Role::Primary, &mine, &same, NOW));
+        assert!(dueling_peer_wins(Role::Secondary, &mine, &same, NOW));
+        // ACTIVE beats anything not ACTIVE. An end (EXPIRED, RELEASED) beats our live
+        // ACTIVE binding only when it is later (ISC: EXPIRED always, the primary otherwise).
+        let released = lease(BindingState::Released);
+        assert!(dueling_peer_wins(Role::Primary, &released, &earlier, NOW));
+        for status in [BindingStatus::Expired, BindingStatus::Released] {
+            for us in [Role::Primary, Role::Secondary] {
+                assert!(!dueling_peer_wins(us, &mine, &binding(status, NOW), NOW));
+                let later = binding(status, NOW.saturating_add(1));
+                assert!(dueling_peer_wins(us, &mine, &later, NOW));
+            }
+        }
+        // Otherwise the primary's view.
+        let free = binding(BindingStatus::Free, NOW);
+        assert!(!dueling_peer_wins(Role::Primary, &released, &free, NOW));
+        assert!(dueling_peer_wins(Role::Secondary, &released, &free, NOW));
+        assert_eq!(
+            judge(Role::Primary, StateKind::Normal, &mine, true, &earlier, NOW),
+            Verdict::Reject(BindingError {
+                reason: RejectReason::LessCriticalBindingInformation,
+                message: "our update of this binding wins",
+            })
+        );
+        assert_eq!(
+            judge(Role::Primary, StateKind::Normal, &mine, true, &later, NOW),
+            Verdict::Apply
+        );
+    }
+
+    #[test]
+    fn conflict_states_keep_our_active_against_free() {
+        let mine = lease(BindingState::Active);
+        for s in [BindingStatus::Free, BindingStatus::Backup] {
+            assert_eq!(
+                judge(
+                    Role::Secondary,
+                    StateKind::PotentialConflict,
+                    &mine,
+                    false,
+                    &binding(s, NOW),
+                    NOW
+                ),
+                Verdict::KeepOurs
+            );
+        }
+        for s in [BindingStatus::Reset, BindingStatus::Abandoned] {
+            assert!(conflict_peer_wins(
+                Role::Primary,
+                &mine,
+                &binding(s, NOW),
+                NOW
+            ));
+        }
+        // RELEASED wins only when later than our binding (stricter than ISC).
+        let released = |t| binding(BindingStatus::Released, t);
+        assert!(!conflict_peer_wins(
+            Role::Primary,
+            &mine,
+            &released(NOW),
+            NOW
+        ));
+        assert!(conflict_peer_wins(
+            Role::Primary,
+            &mine,
+            &released(NOW.saturating_add(1)),
+            NOW
+        ));
+        // An older end never undoes our live binding, in any state: refused, ours sent.
+        for state in [StateKind::Normal, StateKind::PotentialConflict] {
+            assert_eq!(
+                judge(
+                    Role::Secondary,
+                    state,
+                    &mine,
+                    false,
+                    &released(UnixTime(NOW.0 - 1)),
+                    NOW
+                ),
+                Verdict::Outdated
+            );
+        }
+        let expired = binding(BindingStatus::Expired, NOW);
+        assert!(!conflict_peer_wins(Role::Primary, &mine, &expired, NOW));
+        assert!(conflict_peer_wins(
+            Role::Primary,
+            &mine,
+            &expired,
+            NOW.saturating_add(3600)
+        ));
+        // Ours not ACTIVE (say, lost in RECOVER): the partner's copy wins.
+        assert_eq!(
+            judge(
+                Role::Secondary,
+                StateKind::Recover,
+                &lease(BindingState::Free),
+                false,
+                &binding(BindingStatus::Active, NOW),
+                NOW
+            ),
+            Verdict::Apply
+        );
+        // An ACTIVE lease past its end counts as EXPIRED.
+        let mut old = lease(BindingState::Active);
+        old.ends = UnixTime(NOW.0 - 1);
+        assert!(conflict_peer_wins(
+            Role::Primary,
+            &old,
+            &binding(BindingStatus::Free, NOW),
+            NOW
+        ));
+    }
+
+    #[test]
+    fn normal_refusal_is_a_fatal_conflict() {
+        let v = judge(
+            Role::Primary,
+            StateKind::Normal,
+            &lease(BindingState::Active),
+            false,
+            &binding(BindingStatus::Free, NOW),
+            NOW,
+        );
+        assert!(matches!(v, Verdict::Reject(e) if e.reason == RejectReason::FatalConflict));
+    }
+
+    #[test]
+    fn install_and_acknowledge_bookkeeping() {
+        let mut mine = lease(BindingState::Active);
+        mine.tstp = NOW.saturating_add(5000);
+        mine.atsfp = NOW;
+        let mut incoming = binding(BindingStatus::Active, NOW.saturating_add(1));
+        incoming.potential_expiry = NOW.saturating_add(7000);
+        let l = installed(&mine, &incoming);
+        assert_eq!(l.tsfp, NOW.saturating_add(7000));
+        assert_eq!((l.tstp, l.atsfp), (UnixTime(0), UnixTime(0)));
+        assert!(!unacked(&l));
+        assert_eq!(l.owner, lease_mmap::Owner::Partner);
+        assert_eq!(&l.chaddr[..6], &[2, 0, 0, 0, 0, 9]);
+
+        assert!(unacked(&mine));
+        let acked = acknowledged(&mine, BindingState::Active, mine.tstp).unwrap();
+        assert_eq!((acked.atsfp, acked.tsfp), (mine.tstp, mine.tstp));
+        assert!(!unacked(&acked));
+        // The record moved on since the update was sent: nothing is written.
+        assert_eq!(acknowledged(&mine, BindingState::Released, mine.tstp), None);
+        assert_eq!(
+            acknowledged(&mine, BindingState::Active, NOW.saturating_add(1)),
+            None
+        );
+        let offered = Lease {
+            state: BindingState::Offered,
+            ..mine
+        };
+        assert!(!unacked(&offered));
+    }
+}

@@ -1,0 +1,70 @@
+//! What the failover core needs of the lease tables and of durable storage, as two small
+//! traits: the daemon implements them over the memory-mapped store and its journal
+//! (`control::failover::replicate`), the simulations over the same store on `/dev/shm`.
+//!
+//! Durability is explicit: [`Storage::update`] with `journal` makes a write part of the
+//! next [`Storage::commit`] (one group commit, one fdatasync); the core calls `commit`
+//! before anything that promises the write to the partner (a BNDACK, a BNDUPD of a moved
+//! address) and stops acknowledging when it fails.
+
+use std::net::Ipv4Addr;
+
+use lease_mmap::{Lease, Slot, TableId};
+
+use crate::failover::fsm::PersistedState;
+
+/// One record of the relationship's tables.
+pub type RecordId = (TableId, Slot);
+
+/// A storage failure, with its cause. The core stops acknowledging after a failed commit.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct StorageError(Box<dyn std::error::Error + Send + Sync>);
+
+impl StorageError {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(e))
+    }
+}
+
+/// One lease table as the core reads it (pool balancing, the expiry sweep, update requests).
+/// Records change under a walk (workers allocate concurrently): a write goes through
+/// [`Storage::update`], which checks the record again.
+pub trait Records {
+    fn id(&self) -> TableId;
+    /// Records in the table.
+    fn len(&self) -> u32;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Whether the slot is in a pool (not excluded, not reserved).
+    fn is_allocatable(&self, slot: Slot) -> bool;
+    fn read(&self, slot: Slot) -> Lease;
+    fn for_each(&self, f: &mut dyn FnMut(Slot, &Lease));
+}
+
+/// One relationship's records and its durable state.
+pub trait Storage {
+    /// Visits each of the relationship's tables.
+    fn tables(&self, f: &mut dyn FnMut(&dyn Records));
+    /// The record of `ip` among the relationship's tables.
+    fn locate(&self, ip: Ipv4Addr) -> Option<RecordId>;
+    /// A record's address and lease.
+    fn read(&self, rec: RecordId) -> Option<(Ipv4Addr, Lease)>;
+    /// Changes a record against concurrent writers (compare-and-swap, retried): `change`
+    /// gets the current record and returns the new one, or `None` to leave it. With
+    /// `journal` the write is durable after the next [`Storage::commit`]; without, a crash
+    /// may lose it (only acknowledgements are written so). Returns the record written.
+    fn update(
+        &mut self,
+        rec: RecordId,
+        journal: bool,
+        change: &mut dyn FnMut(&Lease) -> Option<Lease>,
+    ) -> Result<Option<Lease>, StorageError>;
+    /// Whether journaled writes wait for [`Storage::commit`].
+    fn pending(&self) -> bool;
+    /// Makes every journaled write durable (group commit).
+    fn commit(&mut self) -> Result<(), StorageError>;
+    /// Stores the relationship's failover state, durably, before anything sent after it.
+    fn persist(&mut self, state: &PersistedState) -> Result<(), StorageError>;
+}
