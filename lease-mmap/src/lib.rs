@@ -18,16 +18,15 @@
 pub mod journal;
 mod map;
 mod meta;
-pub mod record;
 mod seqlock;
 pub mod storage;
 pub mod store;
 mod sync;
 pub mod table;
-mod time;
 
 pub use journal::{CommitError, WorkerJournal};
-pub use record::{BindingState, ClientId, ClientKey, Lease, Owner};
+/// The lease record and its on-disk encoding ([`lease_record`]).
+pub use lease_record as record;
+pub use lease_record::{BindingState, ClientId, ClientKey, Lease, Owner, Slot, TableId, UnixTime};
 pub use store::{Durability, OpenError, RecoveryReport, Store, TableSpec};
-pub use table::{AllocCursor, Slot, Table, TableId, UpdateError, free_only};
-pub use time::UnixTime;
+pub use table::{AllocCursor, Table, UpdateError, free_only};

@@ -16,15 +16,7 @@ use crate::record::key_hash;
 use crate::seqlock::SlotRef;
 use crate::store::TableSpec;
 use crate::sync::{Ordering, Word};
-use crate::{ClientId, ClientKey, Lease, UnixTime};
-
-/// Index of a table within its [`crate::Store`] (the order of the specs given to `open`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TableId(pub u16);
-
-/// Index of a record within its table: `address - first address`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Slot(pub u32);
+use crate::{ClientId, ClientKey, Lease, Slot, TableId, UnixTime};
 
 /// Why a CAS update did not apply.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -173,7 +173,7 @@ impl RelationshipView {
     /// * An expired ACTIVE binding: the partner may have renewed it (its update late or
     ///   lost) up to what it knew plus the MCLT, so only in PARTNER-DOWN, once
     ///   `max(since, tsfp, tstp) + MCLT` has passed. Its home server first moves it to
-    ///   EXPIRED ([`crate::failover::session::Session::tick`]).
+    ///   EXPIRED ([`crate::failover::session::Session::handle_timeout`]).
     /// * EXPIRED, RELEASED or ABANDONED: ours (we wrote that end, [`Owner`]) once the
     ///   partner has acknowledged it, so it renews the binding no more (ISC's rewind rule,
     ///   with the acknowledged state standing for the rewind state); else as an expired

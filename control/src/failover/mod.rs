@@ -1,99 +1,24 @@
 //! DHCPv4 failover (draft-ietf-dhc-failover-12) as ISC dhcpd 4.4 speaks it.
 //!
-//! Two sans-IO cores and their helpers; none of them reads a clock or touches a socket:
+//! The sans-IO core is the `failover-core` crate (`control/failover/`), re-exported here so
+//! that every path stays `control::failover::...`: [`session`] (one relationship,
+//! self-driving), [`fsm`], [`msg`], [`judge`], [`binding`], [`pool`], [`mclt`], [`hash`],
+//! [`digest`] and [`storage`] (what the core needs of the tables).
 //!
-//! * [`msg`]: the wire format (12-byte header, option TLVs, the TCP stream framer), with the
-//!   ISC quirks that interoperability needs (`reference/failover-protocol.md` §1, §6).
-//! * [`fsm`]: the per-relationship state machine (draft §9, ISC `server/failover.c`), driven
-//!   by `handle_*` calls and drained through `poll_*` calls.
-//! * [`hash`]: the RFC 3074 load-balancing hash and the hash bucket assignment (HBA).
-//! * [`mclt`]: the MCLT rule for lease times and the PARTNER-DOWN reclaim rule.
-//! * [`digest`]: the HMAC-SHA256 message digest between tandem peers.
-//! * [`binding`]: one binding between a lease record and BNDUPD/BNDACK, with ISC's checks.
-//! * [`pool`]: pool balancing, which addresses each server may allocate (FREE/BACKUP moves).
-//! * [`replicate`]: which binding wins (dueling updates, ISC's transition checks), the
-//!   control plane's durable record writes, and the workers' outbound queues.
+//! The parts that do I/O, in the daemon:
 //!
-//! And the parts that do I/O, in the daemon:
-//!
-//! * [`driver`]: the mio thread that runs every relationship's machine over its TCP link.
+//! * [`driver`]: the mio thread that carries every relationship's session over its TCP links.
+//! * [`replicate`]: [`storage::Storage`] over the memory-mapped store and the control
+//!   plane's journal ([`replicate::Tables`]), and the workers' outbound change queues.
 //! * [`persist`]: each relationship's state in `data_dir`, stored atomically.
 //! * [`gate`]: the engine's [`dataplane::engine::FailoverView`], published by the driver.
-//!
-//! Time: [`Instant`] is monotonic and only drives timers; [`UnixTime`] is wall-clock
-//! seconds, the only time that travels to the peer and into lease records. The two do not
-//! convert into each other; [`Now`] carries one of each into the state machine.
 
-pub mod binding;
-pub mod digest;
+pub use failover_core::{
+    Instant, Now, Role, UnixTime, binding, digest, fsm, hash, judge, mclt, msg, pool, session,
+    storage,
+};
+
 pub mod driver;
-pub mod fsm;
 pub mod gate;
-pub mod hash;
-pub mod judge;
-pub mod mclt;
-pub mod msg;
 pub mod persist;
-pub mod pool;
 pub mod replicate;
-pub mod session;
-pub mod storage;
-
-pub use lease_mmap::UnixTime;
-
-use std::time::Duration;
-
-/// A monotonic point in time, in milliseconds since an origin the driver picks (for
-/// example process start). Never sent to the peer or stored in a lease.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Instant(u64);
-
-impl Instant {
-    /// The origin.
-    pub const ZERO: Instant = Instant(0);
-
-    /// `ms` milliseconds after the origin.
-    pub const fn from_millis(ms: u64) -> Self {
-        Self(ms)
-    }
-
-    /// Milliseconds since the origin.
-    pub const fn as_millis(self) -> u64 {
-        self.0
-    }
-
-    /// `self + d`, saturating at the far future.
-    pub fn saturating_add(self, d: Duration) -> Self {
-        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        Self(self.0.saturating_add(ms))
-    }
-
-    /// Time from `earlier` to `self`, zero if `earlier` is later.
-    pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(earlier.0))
-    }
-}
-
-impl std::ops::Add<Duration> for Instant {
-    type Output = Instant;
-    fn add(self, d: Duration) -> Instant {
-        self.saturating_add(d)
-    }
-}
-
-/// The two clocks as the driver read them at one moment: `instant` for timers, `wall` for
-/// the message header time, start-time-of-state and lease times.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Now {
-    pub instant: Instant,
-    pub wall: UnixTime,
-}
-
-/// Which end of the relationship this server is (draft §5.1; ISC `primary;`/`secondary;`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Sends CONNECT, owns the MCLT and the HBA, allocates FREE addresses.
-    Primary,
-    /// Answers CONNECT, learns MCLT and HBA from the primary, allocates BACKUP addresses.
-    Secondary,
-}

@@ -174,7 +174,7 @@ impl MessageType {
 }
 
 /// Binding status (option 3), draft §12.3 and ISC `FTS_*` (`dhcpd.h:533-543`). Note the wire
-/// numbers start at 1, unlike [`lease_mmap::BindingState`].
+/// numbers start at 1, unlike [`lease_record::BindingState`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum BindingStatus {
@@ -189,13 +189,13 @@ pub enum BindingStatus {
 
 impl BindingStatus {
     pub fn from_u8(v: u8) -> Option<Self> {
-        use lease_mmap::BindingState as B;
+        use lease_record::BindingState as B;
         Self::from_lease(B::from_u8(v.checked_sub(1)?)?)
     }
 
     /// The wire status of a lease record's state; `None` for OFFERED, which never travels.
-    pub fn from_lease(s: lease_mmap::BindingState) -> Option<Self> {
-        use lease_mmap::BindingState as B;
+    pub fn from_lease(s: lease_record::BindingState) -> Option<Self> {
+        use lease_record::BindingState as B;
         Some(match s {
             B::Free => Self::Free,
             B::Active => Self::Active,
@@ -208,8 +208,8 @@ impl BindingStatus {
         })
     }
 
-    pub fn to_lease(self) -> lease_mmap::BindingState {
-        use lease_mmap::BindingState as B;
+    pub fn to_lease(self) -> lease_record::BindingState {
+        use lease_record::BindingState as B;
         match self {
             Self::Free => B::Free,
             Self::Active => B::Active,

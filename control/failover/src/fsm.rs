@@ -25,7 +25,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use lease_mmap::UnixTime;
+use lease_record::UnixTime;
 
 use super::hash::Hba;
 use super::msg::{self, MessageType, RejectReason, Repr, ServerState};

@@ -39,7 +39,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use lease_mmap::{BindingState, Lease, UnixTime};
+use lease_record::{BindingState, Lease, UnixTime};
 
 use super::binding::{Binding, BindingError};
 use super::fsm::{self, CloseReason, Fsm, LocalEventError, PersistedState, StateKind, Transmit};
@@ -466,7 +466,7 @@ impl<S: Storage> Session<S> {
 
     /// A worker's change queue overflowed: every record of `table` the partner has not
     /// acknowledged is sent.
-    pub fn handle_resync(&mut self, now: Now, table: lease_mmap::TableId) {
+    pub fn handle_resync(&mut self, now: Now, table: lease_record::TableId) {
         let queue = &mut self.queue;
         self.storage.tables(&mut |t| {
             if t.id() == table {
@@ -962,11 +962,11 @@ impl<S: Storage> Session<S> {
     /// Moves every binding of our pool whose lease ran out to EXPIRED, journaled, made
     /// durable and sent to the partner (ISC's pool timer does the same). Only once the
     /// partner acknowledges EXPIRED does the address go to a client again
-    /// ([`super::gate`]): until then the partner may still renew it. Returns how many moved.
+    /// (the daemon's gate): until then the partner may still renew it. Returns how many moved.
     fn expire(&mut self, now: Now) -> u64 {
         let ran_out = |l: &Lease| {
             l.state == BindingState::Active
-                && l.owner == lease_mmap::Owner::Us
+                && l.owner == lease_record::Owner::Us
                 && l.ends <= now.wall
         };
         let mut due = Vec::new();
@@ -1057,7 +1057,7 @@ type Next = (Binding, RecordId, UnixTime);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lease_mmap::{Slot, TableId};
+    use lease_record::{Slot, TableId};
 
     #[test]
     fn send_queue_keeps_each_address_once_in_order() {

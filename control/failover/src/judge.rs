@@ -8,7 +8,7 @@
 //! [`unacked`] and [`acknowledged`] are what a record becomes when the partner's binding is
 //! installed, whether it still waits for the partner, and what its acknowledgement writes.
 
-use lease_mmap::{BindingState, Lease, UnixTime};
+use lease_record::{BindingState, Lease, UnixTime};
 
 use super::Role;
 use super::binding::{Binding, BindingError};
@@ -465,7 +465,7 @@ mod tests {
         assert_eq!(l.tsfp, NOW.saturating_add(7000));
         assert_eq!((l.tstp, l.atsfp), (UnixTime(0), UnixTime(0)));
         assert!(!unacked(&l));
-        assert_eq!(l.owner, lease_mmap::Owner::Partner);
+        assert_eq!(l.owner, lease_record::Owner::Partner);
         assert_eq!(&l.chaddr[..6], &[2, 0, 0, 0, 0, 9]);
 
         assert!(unacked(&mine));

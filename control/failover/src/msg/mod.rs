@@ -34,7 +34,7 @@ mod header;
 mod options;
 mod stream;
 
-use lease_mmap::UnixTime;
+use lease_record::UnixTime;
 
 pub use batch::{BindingBatch, Bindings};
 pub use codes::{BindingStatus, MessageType, RejectReason, ServerState};

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use lease_mmap::UnixTime;
+use lease_record::UnixTime;
 
 use super::{EmitError, MessageType, ParseError, RejectReason};
 

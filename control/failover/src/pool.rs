@@ -32,7 +32,7 @@
 
 use std::time::Duration;
 
-use lease_mmap::{BindingState, Lease, Slot, UnixTime};
+use lease_record::{BindingState, Lease, Slot, UnixTime};
 
 use super::hash::{self, Hba};
 use super::storage::Records;
@@ -604,8 +604,8 @@ mod tests {
     struct Mem(std::cell::RefCell<Vec<Lease>>);
 
     impl Records for Mem {
-        fn id(&self) -> lease_mmap::TableId {
-            lease_mmap::TableId(0)
+        fn id(&self) -> lease_record::TableId {
+            lease_record::TableId(0)
         }
         fn len(&self) -> u32 {
             u32::try_from(self.0.borrow().len()).unwrap_or(u32::MAX)

@@ -1,7 +1,7 @@
 //! Batched BNDUPD and BNDACK (see the module docs of [`super`]): several binding groups in
 //! one message, each starting with assigned-IP-address.
 
-use lease_mmap::UnixTime;
+use lease_record::UnixTime;
 
 use super::options::{emit_option, ordered, parse_options, value_len};
 use super::{

@@ -1,6 +1,6 @@
 //! The 12-byte message header (draft §6.1) and the zero-copy [`Message`] view over it.
 
-use lease_mmap::UnixTime;
+use lease_record::UnixTime;
 
 use super::{OptionIter, ParseError};
 

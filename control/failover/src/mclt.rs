@@ -1,7 +1,7 @@
 //! The MCLT rules (draft §5.2.1, `reference/failover-protocol.md` §3.2 and §3.4), as pure
 //! functions of a lease record, the relationship state and the clock.
 
-use lease_mmap::{BindingState, Lease, UnixTime};
+use lease_record::{BindingState, Lease, UnixTime};
 
 use super::Role;
 use super::fsm::StateKind;

@@ -1,10 +1,24 @@
-//! The lease record: what one address's binding is, as the engine and failover see it.
+//! The lease record: what one address's binding is, as the engine and failover see it, and
+//! where it lives ([`TableId`], [`Slot`]). Plain values with no I/O, so that the failover
+//! core can use them without the memory-mapped store (`lease-mmap`, which re-exports all of
+//! this).
 //!
-//! [`Lease`] is the in-memory snapshot handed out by [`crate::Table::read`]; the fixed-size
-//! on-disk layout it is stored in is private to this module (see `FORMAT.md`).
+//! [`Lease`] is the in-memory snapshot `lease_mmap::Table::read` hands out; the fixed-size
+//! on-disk layout it is stored in is the store's business (the `disk` module, hidden, see
+//! `lease-mmap/FORMAT.md`).
 #![forbid(unsafe_code)]
 
-use crate::UnixTime;
+mod time;
+
+pub use time::UnixTime;
+
+/// Index of a table within its store (the order of the specs given to `lease_mmap::Store::open`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableId(pub u16);
+
+/// Index of a record within its table: `address - first address`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Slot(pub u32);
 
 /// Binding states of draft-ietf-dhc-failover-12 §5.1 (FREE .. BACKUP), plus OFFERED, a
 /// short, non-durable hold between DHCPOFFER and DHCPREQUEST (RFC 2131 §4.3.1).
@@ -168,7 +182,7 @@ impl Lease {
 
 impl BindingState {
     /// Whether a record in this state holds a client (and is found by
-    /// [`crate::Table::find_client`]): anything but FREE and BACKUP.
+    /// `lease_mmap::Table::find_client`): anything but FREE and BACKUP.
     pub fn is_bound(self) -> bool {
         !matches!(self, Self::Free | Self::Backup)
     }
@@ -185,7 +199,8 @@ impl Owner {
 }
 
 /// Hash of a client key: the client index's probe start and tag (`FORMAT.md` §3.3).
-pub(crate) fn key_hash(key: &ClientKey<'_>) -> u32 {
+#[doc(hidden)]
+pub fn key_hash(key: &ClientKey<'_>) -> u32 {
     let h = match key {
         ClientKey::ClientId(id) => crc32c::crc32c_append(crc32c::crc32c(&[1]), id),
         ClientKey::HwAddr { htype, chaddr } => {
@@ -196,20 +211,21 @@ pub(crate) fn key_hash(key: &ClientKey<'_>) -> u32 {
     h.max(1)
 }
 
-/// The on-disk encodings (`FORMAT.md` §3.2 and §5.2).
-pub(crate) mod disk {
+/// The on-disk encodings (`lease-mmap/FORMAT.md` §3.2 and §5.2), for the store.
+#[doc(hidden)]
+pub mod disk {
     use super::{BindingState, ClientId, Lease, MAX_CLIENT_ID, Owner};
     use crate::UnixTime;
 
     /// Bytes of one record image; a slot holds a version word and two images.
-    pub(crate) const IMAGE_LEN: usize = 124;
-    pub(crate) const IMAGE_WORDS: usize = IMAGE_LEN / 4;
+    pub const IMAGE_LEN: usize = 124;
+    pub const IMAGE_WORDS: usize = IMAGE_LEN / 4;
     /// Longest client id stored inside the image; longer ones go to an overflow block.
-    pub(crate) const INLINE_ID: usize = 64;
+    pub const INLINE_ID: usize = 64;
     /// The common part of an image and a journal entry: state byte block, times, chaddr.
-    pub(crate) const CORE_LEN: usize = 48;
+    pub const CORE_LEN: usize = 48;
     /// A lease as a journal entry carries it: core and the whole client id.
-    pub(crate) const LEASE_LEN: usize = CORE_LEN + MAX_CLIENT_ID;
+    pub const LEASE_LEN: usize = CORE_LEN + MAX_CLIENT_ID;
 
     const FLAG_OVERFLOW: u8 = 1;
 
@@ -217,13 +233,13 @@ pub(crate) mod disk {
         b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     }
 
-    pub(crate) fn get32(b: &[u8], at: usize) -> u32 {
+    pub fn get32(b: &[u8], at: usize) -> u32 {
         let mut x = [0; 4];
         x.copy_from_slice(&b[at..at + 4]);
         u32::from_le_bytes(x)
     }
 
-    pub(crate) fn get64(b: &[u8], at: usize) -> u64 {
+    pub fn get64(b: &[u8], at: usize) -> u64 {
         let mut x = [0; 8];
         x.copy_from_slice(&b[at..at + 8]);
         u64::from_le_bytes(x)
@@ -274,18 +290,14 @@ pub(crate) mod disk {
 
     /// Where a long client id lives: overflow block index and the id's CRC32C.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub(crate) struct OverflowRef {
-        pub(crate) block: u32,
-        pub(crate) crc: u32,
+    pub struct OverflowRef {
+        pub block: u32,
+        pub crc: u32,
     }
 
     /// Image (124 bytes): version u64 LE (0..8); core (8..56); client id inline (56..120)
     /// or overflow block u32 + id CRC32C u32 (56..64); CRC32C of 0..120 (120..124).
-    pub(crate) fn encode_image(
-        version: u64,
-        l: &Lease,
-        overflow: Option<u32>,
-    ) -> [u32; IMAGE_WORDS] {
+    pub fn encode_image(version: u64, l: &Lease, overflow: Option<u32>) -> [u32; IMAGE_WORDS] {
         let mut b = [0u8; IMAGE_LEN];
         b[0..8].copy_from_slice(&version.to_le_bytes());
         let id = l.client_id.as_bytes();
@@ -305,7 +317,7 @@ pub(crate) mod disk {
         to_words(&b)
     }
 
-    pub(crate) fn to_words(b: &[u8; IMAGE_LEN]) -> [u32; IMAGE_WORDS] {
+    pub fn to_words(b: &[u8; IMAGE_LEN]) -> [u32; IMAGE_WORDS] {
         let mut w = [0u32; IMAGE_WORDS];
         for (i, x) in w.iter_mut().enumerate() {
             *x = get32(b, 4 * i);
@@ -313,7 +325,7 @@ pub(crate) mod disk {
         w
     }
 
-    pub(crate) fn to_bytes(w: &[u32]) -> [u8; IMAGE_LEN] {
+    pub fn to_bytes(w: &[u32]) -> [u8; IMAGE_LEN] {
         let mut b = [0u8; IMAGE_LEN];
         for (i, x) in w.iter().take(IMAGE_WORDS).enumerate() {
             put32(&mut b, 4 * i, *x);
@@ -322,14 +334,14 @@ pub(crate) mod disk {
     }
 
     /// A decoded image: version, lease (client id filled in only if inline), overflow ref.
-    pub(crate) struct Image {
-        pub(crate) version: u64,
-        pub(crate) lease: Lease,
-        pub(crate) overflow: Option<(OverflowRef, u8)>,
+    pub struct Image {
+        pub version: u64,
+        pub lease: Lease,
+        pub overflow: Option<(OverflowRef, u8)>,
     }
 
     /// Decode and check an image. An all-zero image is the initial FREE record, version 0.
-    pub(crate) fn decode_image(w: &[u32]) -> Option<Image> {
+    pub fn decode_image(w: &[u32]) -> Option<Image> {
         if w.iter().all(|x| *x == 0) {
             return Some(Image {
                 version: 0,
@@ -369,20 +381,20 @@ pub(crate) mod disk {
 
     /// The overflow block an image in raw words refers to, without checking its CRC (used to
     /// keep blocks referenced by any image, valid or not, from being reused).
-    pub(crate) fn image_block(w: &[u32]) -> Option<u32> {
+    pub fn image_block(w: &[u32]) -> Option<u32> {
         let flags = w[3] >> 8 & 0xff; // byte 13 = flags
         (flags & u32::from(FLAG_OVERFLOW) != 0).then_some(w[14])
     }
 
     /// A lease in a journal entry (303 bytes): core, then the client id padded to 255.
-    pub(crate) fn encode_lease(l: &Lease, b: &mut [u8]) {
+    pub fn encode_lease(l: &Lease, b: &mut [u8]) {
         encode_core(l, 0, &mut b[..CORE_LEN]);
         let id = l.client_id.as_bytes();
         b[CORE_LEN..CORE_LEN + id.len()].copy_from_slice(id);
         b[CORE_LEN + id.len()..LEASE_LEN].fill(0);
     }
 
-    pub(crate) fn decode_lease(b: &[u8]) -> Option<Lease> {
+    pub fn decode_lease(b: &[u8]) -> Option<Lease> {
         let (mut lease, id_len, _) = decode_core(b.get(..CORE_LEN)?)?;
         lease.client_id = ClientId::new(b.get(CORE_LEN..CORE_LEN + usize::from(id_len))?)?;
         Some(lease)

@@ -9,9 +9,9 @@
 
 use std::net::Ipv4Addr;
 
-use lease_mmap::{Lease, Slot, TableId};
+use lease_record::{Lease, Slot, TableId};
 
-use crate::failover::fsm::PersistedState;
+use crate::fsm::PersistedState;
 
 /// One record of the relationship's tables.
 pub type RecordId = (TableId, Slot);

@@ -3,12 +3,12 @@
 //! `:5170-5360` receiving; reference §1.3 and §6 item 5).
 //!
 //! The conflict and state-transition checks of a received update (which binding wins) and
-//! the `tstp`/`tsfp`/`atsfp` bookkeeping after BNDACK are in [`super::replicate`].
+//! the `tstp`/`tsfp`/`atsfp` bookkeeping after BNDACK are in [`super::judge`].
 
 use std::net::Ipv4Addr;
 
-use lease_mmap::record::ClientId;
-use lease_mmap::{BindingState, Lease, UnixTime};
+use lease_record::ClientId;
+use lease_record::{BindingState, Lease, UnixTime};
 
 use super::msg::{BindingStatus, MessageType, Options, RejectReason, Repr};
 
@@ -188,7 +188,7 @@ impl Binding {
         if self.cltt.0 != 0 {
             lease.cltt = self.cltt;
         }
-        lease.owner = lease_mmap::Owner::Partner;
+        lease.owner = lease_record::Owner::Partner;
     }
 
     /// The BNDACK for this binding as ISC sends it: assigned-IP only, plus reject-reason and
