@@ -246,7 +246,11 @@ fn two_tandemd_pair_states() {
         "to=\"recover-wait\"",
         "to=\"recover-done\"",
     ] {
-        assert!(blog.contains(s), "B never logged {s}:\n{blog}");
+        assert!(
+            blog.contains(s),
+            "B never logged {s}:\n{blog}\n--- A ---\n{}",
+            a.log()
+        );
     }
 
     // Clean stop of A: it tells B (SHUTDOWN), B goes PARTNER-DOWN.

@@ -579,6 +579,8 @@ impl Loop {
                     self.rels[i]
                         .session
                         .handle_link_up(now, id, Origin::Dialed, from);
+                    self.process(i);
+                    // Bytes may have come with the same (edge-triggered) wake-up: read on.
                 }
                 // Still connecting (a spurious wake-up).
                 (None, Err(e)) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -586,11 +588,15 @@ impl Loop {
                     tracing::debug!(relationship = %self.rels[i].cfg.name, error = %e, "failover: connect failed; retry in 5 s");
                     self.drop_conn(id);
                     self.rels[i].session.handle_dial_failed(now);
+                    self.process(i);
+                    return;
                 }
             }
-            self.process(i);
-            return;
         }
+        // The session may have closed the link meanwhile (not needed).
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         let mut buf = [0u8; 8192];
         let mut closed: Option<String> = None;
         self.inbuf.clear();
