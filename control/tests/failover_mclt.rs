@@ -5,10 +5,9 @@
 use control::failover::Role;
 use control::failover::fsm::StateKind;
 use control::failover::mclt::{
-    lease_time_for, lease_time_limit, may_reallocate, partner_known_expiry, reclaim_tsfp,
-    tstp_after_ack,
+    lease_time_for, lease_time_limit, may_reallocate, partner_known_expiry, tstp_after_ack,
 };
-use lease_mmap::{BindingState, Lease, UnixTime};
+use lease_mmap::{BindingState, Lease, Owner, UnixTime};
 use proptest::prelude::*;
 
 const NOW: UnixTime = UnixTime(1_700_000_000);
@@ -116,7 +115,7 @@ fn reallocation_rules() {
     let since = UnixTime(NOW.0 - 10_000);
     let free = lease(BindingState::Free, 0, 0);
     let backup = lease(BindingState::Backup, 0, 0);
-    let at = |l: &Lease, role, state, now| may_reallocate(l, role, state, MCLT, since, None, now);
+    let at = |l: &Lease, role, state, now| may_reallocate(l, role, state, MCLT, since, now);
     // Own free state: always.
     assert!(at(&free, Role::Primary, StateKind::Normal, NOW));
     assert!(at(
@@ -156,56 +155,85 @@ fn reallocation_rules() {
         StateKind::PartnerDown,
         UnixTime(NOW.0 + MCLT + 1)
     ));
-    // ACTIVE never.
-    let active = lease(BindingState::Active, 0, 0);
-    assert!(!at(
+    // A binding that ran out (ACTIVE, RESET; EXPIRED and RELEASED not acknowledged as ours):
+    // only in PARTNER-DOWN, once max(since, tsfp, tstp) + MCLT has passed, for the partner may
+    // have renewed it up to what it knew.
+    let mut active = lease(BindingState::Active, NOW.0, 0);
+    active.tstp = UnixTime(NOW.0 + 100);
+    let reclaim = UnixTime(NOW.0 + 100 + MCLT);
+    for state in [StateKind::Normal, StateKind::CommunicationsInterrupted] {
+        assert!(!at(&active, Role::Primary, state, UnixTime(u32::MAX)));
+    }
+    assert!(!at(&active, Role::Primary, StateKind::PartnerDown, reclaim));
+    assert!(at(
         &active,
         Role::Primary,
         StateKind::PartnerDown,
-        UnixTime(u32::MAX)
+        UnixTime(reclaim.0 + 1)
     ));
-    // EXPIRED/RELEASED: when rewound to our free state, or in PARTNER-DOWN once tsfp passed.
-    let expired = lease(BindingState::Expired, NOW.0 + 100, 0);
-    assert!(!at(&expired, Role::Primary, StateKind::Normal, NOW));
-    assert!(may_reallocate(
-        &expired,
-        Role::Primary,
-        StateKind::Normal,
-        MCLT,
-        since,
-        Some(BindingState::Free),
-        NOW
-    ));
-    assert!(!may_reallocate(
-        &expired,
-        Role::Secondary,
-        StateKind::Normal,
-        MCLT,
-        since,
-        Some(BindingState::Free),
-        NOW
-    ));
-    assert!(!at(&expired, Role::Primary, StateKind::PartnerDown, NOW));
-    assert!(at(
-        &expired,
-        Role::Primary,
-        StateKind::PartnerDown,
-        UnixTime(NOW.0 + 101)
-    ));
-    // RESET: only in PARTNER-DOWN once tsfp passed.
-    let reset = lease(BindingState::Reset, NOW.0, 0);
+    let reset = Lease {
+        state: BindingState::Reset,
+        ..active
+    };
     assert!(!at(
         &reset,
-        Role::Primary,
+        Role::Secondary,
         StateKind::Normal,
         UnixTime(u32::MAX)
     ));
     assert!(at(
         &reset,
+        Role::Secondary,
+        StateKind::PartnerDown,
+        UnixTime(reclaim.0 + 1)
+    ));
+    // EXPIRED, RELEASED, ABANDONED: ours once the partner acknowledged that end (ISC's rewind
+    // rule), in any state that serves; the partner's, or ours unacknowledged, as above.
+    for state in [
+        BindingState::Expired,
+        BindingState::Released,
+        BindingState::Abandoned,
+    ] {
+        let mut ended = lease(state, NOW.0, 0);
+        ended.tstp = UnixTime(NOW.0 + 100);
+        ended.owner = Owner::Us;
+        assert!(
+            !at(&ended, Role::Primary, StateKind::Normal, NOW),
+            "{state:?}"
+        );
+        ended.atsfp = ended.tstp;
+        assert!(
+            at(&ended, Role::Primary, StateKind::Normal, NOW),
+            "{state:?}"
+        );
+        assert!(at(
+            &ended,
+            Role::Secondary,
+            StateKind::CommunicationsInterrupted,
+            NOW
+        ));
+        ended.owner = Owner::Partner;
+        assert!(
+            !at(&ended, Role::Primary, StateKind::Normal, NOW),
+            "{state:?}"
+        );
+        assert!(!at(&ended, Role::Primary, StateKind::PartnerDown, reclaim));
+        assert!(at(
+            &ended,
+            Role::Primary,
+            StateKind::PartnerDown,
+            UnixTime(reclaim.0 + 1)
+        ));
+    }
+    // OFFERED: only our own hold.
+    let mut offered = lease(BindingState::Offered, 0, 0);
+    offered.owner = Owner::Partner;
+    assert!(!at(
+        &offered,
         Role::Primary,
         StateKind::PartnerDown,
-        UnixTime(NOW.0 + 1)
+        UnixTime(u32::MAX)
     ));
-    // On entering PARTNER-DOWN, expired leases may be reclaimed from since + MCLT.
-    assert_eq!(reclaim_tsfp(since, MCLT), UnixTime(since.0 + MCLT));
+    offered.owner = Owner::Us;
+    assert!(at(&offered, Role::Primary, StateKind::Normal, NOW));
 }

@@ -21,6 +21,7 @@
 //! Time: [`Instant`] is monotonic and only drives timers; [`UnixTime`] is wall-clock
 //! seconds, the only time that travels to the peer and into lease records. The two do not
 //! convert into each other; [`Now`] carries one of each into the core.
+#![forbid(unsafe_code)]
 
 pub mod binding;
 pub mod digest;

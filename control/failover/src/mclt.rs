@@ -1,7 +1,7 @@
 //! The MCLT rules (draft §5.2.1, `reference/failover-protocol.md` §3.2 and §3.4), as pure
 //! functions of a lease record, the relationship state and the clock.
 
-use lease_record::{BindingState, Lease, UnixTime};
+use lease_record::{BindingState, Lease, Owner, UnixTime};
 
 use super::Role;
 use super::fsm::StateKind;
@@ -61,20 +61,30 @@ pub fn tstp_after_ack(now: UnixTime, desired: u32, granted: u32) -> UnixTime {
     now.saturating_add(desired).saturating_add(granted / 2)
 }
 
-/// Whether a server may (re)allocate this address now (ISC `lease_mine_to_reallocate`,
-/// `failover.c:6341-6446`; reference §3.4).
+/// Whether the address in record `lease` may go to a client now: to a new one, or back to
+/// the client whose expired or released binding it holds (ISC `lease_mine_to_reallocate`,
+/// `failover.c:6341-6446`; reference §3.4). `partner_down_since`: in PARTNER-DOWN, the time
+/// from which the partner is known to be silent (the operator's "since", or when we entered
+/// the state); it plays ISC's `stos`.
 ///
-/// * `partner_down_since`: in PARTNER-DOWN, the time from which the partner is known to be
-///   silent (the operator's "since", or when we entered the state); it plays ISC's `stos`.
-/// * `rewind`: the binding's state before the change the partner has not acknowledged (ISC's
-///   rewind state), if any.
+/// * FREE or BACKUP: our own free state (FREE on the primary, BACKUP on the secondary), or
+///   the partner's in PARTNER-DOWN once `max(since, tsfp) + MCLT` has passed.
+/// * OFFERED: our own hold that ran out (it came from an address we could give).
+/// * ACTIVE (the engine asks only once its lease ran out): the partner may have renewed it,
+///   its update late or lost, up to what it knew plus the MCLT; so only in PARTNER-DOWN,
+///   once `max(since, tsfp, tstp) + MCLT` has passed. Its home server first moves it to
+///   EXPIRED (the session's expiry sweep).
+/// * EXPIRED, RELEASED or ABANDONED: ours (we wrote that end, [`Owner::Us`]) once the
+///   partner has acknowledged it (`atsfp >= tstp`), so it renews the binding no more; this
+///   is ISC's rewind rule, with the acknowledged state standing for the rewind state. Else
+///   as an expired ACTIVE binding.
+/// * RESET: as an expired ACTIVE binding.
 pub fn may_reallocate(
     lease: &Lease,
     role: Role,
     state: StateKind,
     mclt: u32,
     partner_down_since: UnixTime,
-    rewind: Option<BindingState>,
     now: UnixTime,
 ) -> bool {
     let own_free = match role {
@@ -82,27 +92,18 @@ pub fn may_reallocate(
         Role::Secondary => BindingState::Backup,
     };
     let partner_down = state == StateKind::PartnerDown;
-    // The partner may have handed this address out until `max(since, tsfp) + MCLT`.
-    let after_mclt = || {
-        let base = partner_down_since.max(lease.tsfp);
-        base.saturating_add(mclt) < now
-    };
+    let ours = lease.owner == Owner::Us;
+    // The partner may have handed the address out, or renewed its binding, until
+    // `max(since, what it knew) + MCLT`.
+    let after_mclt =
+        |known: UnixTime| partner_down && partner_down_since.max(known).saturating_add(mclt) < now;
+    let reclaimable = || after_mclt(lease.tsfp.max(lease.tstp));
     match lease.state {
-        BindingState::Active | BindingState::Offered => false,
-        s @ (BindingState::Free | BindingState::Backup) => {
-            s == own_free || (partner_down && after_mclt())
+        BindingState::Offered => ours,
+        s @ (BindingState::Free | BindingState::Backup) => s == own_free || after_mclt(lease.tsfp),
+        BindingState::Active | BindingState::Reset => reclaimable(),
+        BindingState::Expired | BindingState::Released | BindingState::Abandoned => {
+            (ours && lease.atsfp >= lease.tstp) || reclaimable()
         }
-        BindingState::Expired | BindingState::Released => {
-            rewind == Some(own_free) || (partner_down && lease.tsfp < now)
-        }
-        BindingState::Reset => partner_down && lease.tsfp < now,
-        // ISC reuses ABANDONED only as a last resort, after the probation the engine keeps.
-        BindingState::Abandoned => false,
     }
-}
-
-/// On entering PARTNER-DOWN, ISC sets `tsfp = stos + MCLT` on every EXPIRED, RELEASED and
-/// RESET lease (`failover.c:1971-2017`): the time from which it may be reclaimed.
-pub fn reclaim_tsfp(partner_down_since: UnixTime, mclt: u32) -> UnixTime {
-    partner_down_since.saturating_add(mclt)
 }

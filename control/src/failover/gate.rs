@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use dataplane::engine::FailoverView;
 use dataplane::wire::dhcpv4::{MessageType, Repr};
-use lease_mmap::{BindingState, ClientKey, Lease, Owner, TableId, UnixTime};
+use lease_mmap::{BindingState, ClientKey, Lease, TableId, UnixTime};
 
 use super::fsm::{Fsm, Service, StateKind};
 use super::hash::{self, Hba, LoadBalance};
@@ -165,20 +165,8 @@ impl RelationshipView {
         }
     }
 
-    /// Whether the address in record `l` may go to a client now: to a new one, or back to
-    /// the client whose expired or released binding it holds.
-    ///
-    /// * FREE or BACKUP: our own free state, or the partner's in PARTNER-DOWN once the MCLT
-    ///   has passed since it was known up ([`mclt::may_reallocate`]).
-    /// * An expired ACTIVE binding: the partner may have renewed it (its update late or
-    ///   lost) up to what it knew plus the MCLT, so only in PARTNER-DOWN, once
-    ///   `max(since, tsfp, tstp) + MCLT` has passed. Its home server first moves it to
-    ///   EXPIRED ([`crate::failover::session::Session::handle_timeout`]).
-    /// * EXPIRED, RELEASED or ABANDONED: ours (we wrote that end, [`Owner`]) once the
-    ///   partner has acknowledged it, so it renews the binding no more (ISC's rewind rule,
-    ///   with the acknowledged state standing for the rewind state); else as an expired
-    ///   binding.
-    /// * RESET: as an expired binding.
+    /// Whether the address in record `l` may go to a client now: nothing while we answer
+    /// nobody; else the rules of [`mclt::may_reallocate`] in our state.
     pub fn may_allocate(&self, l: &Lease, now: UnixTime) -> bool {
         if self.service.load(Ordering::Acquire) == SERVICE_NONE {
             return false;
@@ -188,22 +176,7 @@ impl RelationshipView {
         };
         let mclt = self.mclt.load(Ordering::Relaxed);
         let since = UnixTime(self.partner_down_since.load(Ordering::Relaxed));
-        let ours = l.owner == Owner::Us;
-        let reclaimable = || {
-            state == StateKind::PartnerDown
-                && since.max(l.tsfp).max(l.tstp).saturating_add(mclt) < now
-        };
-        match l.state {
-            // Our own hold that ran out: it came from an address we could give.
-            BindingState::Offered => ours,
-            BindingState::Free | BindingState::Backup => {
-                mclt::may_reallocate(l, self.role, state, mclt, since, None, now)
-            }
-            BindingState::Active | BindingState::Reset => reclaimable(),
-            BindingState::Expired | BindingState::Released | BindingState::Abandoned => {
-                (ours && l.atsfp >= l.tstp) || reclaimable()
-            }
-        }
+        mclt::may_reallocate(l, self.role, state, mclt, since, now)
     }
 
     /// The lease time to grant on top of record `l`, at most `desired`.
@@ -294,6 +267,7 @@ impl FailoverView for Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lease_mmap::Owner;
 
     const NOW: UnixTime = UnixTime(1_800_000_000);
 
