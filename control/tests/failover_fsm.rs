@@ -14,7 +14,7 @@ use control::failover::fsm::{
     StateKind,
 };
 use control::failover::hash::Hba;
-use control::failover::msg::{MessageType, RejectReason, Repr};
+use control::failover::msg::{BindingStatus, MessageType, RejectReason, Repr};
 use control::failover::pool::Share;
 use control::failover::session::{self, Cause, Session};
 use control::failover::{Instant, Now, Role, UnixTime};
@@ -624,6 +624,32 @@ fn no_connectack_closes_the_link_after_15_seconds() {
         "{:?}",
         p.sides[0].closes
     );
+}
+
+#[test]
+fn bindings_before_the_handshake_are_dropped() {
+    let mut p = Pair::fresh(60);
+    // The secondary's link is up and the primary's CONNECT has not arrived.
+    assert!(p.drive_bounded(1, |p| p.sides[1].link().is_some()));
+    p.partition();
+    assert!(!p.sides[1].fsm().is_connected());
+    // A well-formed update (FREE needs no client), so that only the handshake can stop it.
+    let mut upd = Repr::new(MessageType::BndUpd, UnixTime(BASE_WALL), 9);
+    upd.options.assigned_ip = Some(std::net::Ipv4Addr::new(10, 0, 1, 5));
+    upd.options.binding_status = Some(BindingStatus::Free as u8);
+    let bytes = upd.to_vec().unwrap();
+    let link = p.sides[1].link().unwrap();
+    p.sim.with(1, |s, now| s.handle_bytes(now, link, &bytes));
+    // Not even looked at: no lookup, no BNDACK.
+    assert_eq!(p.sides[1].session().storage().lookups.get(), 0);
+    assert!(!p.sides[1].sent.contains(&MessageType::BndAck));
+    // Once connected, the same update is answered.
+    p.heal();
+    assert!(p.drive_bounded(60, both(S::Normal)), "{:?}", p.states());
+    let link = p.sides[1].link().unwrap();
+    p.sim.with(1, |s, now| s.handle_bytes(now, link, &bytes));
+    assert_eq!(p.sides[1].session().storage().lookups.get(), 1);
+    assert!(p.sides[1].sent.contains(&MessageType::BndAck));
 }
 
 /// The randomized run: random faults on a virtual clock; after every step no two sides are in

@@ -655,9 +655,10 @@ impl Fsm {
 
     /// One whole frame from the peer link ([`msg::StreamDecoder`]): checks the digest when a
     /// shared secret is configured, parses, and handles it. Returns the message for the
-    /// driver's own processing (BNDUPD, BNDACK), or `None` when it was refused; then the link
-    /// is being closed ([`Event::CloseLink`], with DISCONNECT and the reject reason when the
-    /// digest was wrong or missing).
+    /// session's own processing (BNDUPD, BNDACK) when it came on a link through
+    /// CONNECT/CONNECTACK. `None` when it came before (dropped, as ISC drops it) or was
+    /// refused; then the link is being closed ([`Event::CloseLink`], with DISCONNECT and the
+    /// reject reason when the digest was wrong or missing).
     pub fn handle_frame<'a>(&mut self, now: Now, frame: &'a [u8]) -> Option<Repr<'a>> {
         if self.link == Link::Down {
             return None;
@@ -675,8 +676,11 @@ impl Fsm {
         }
         match Repr::parse_bytes(frame) {
             Ok(r) => {
+                let handshake_done = self.is_connected();
                 self.handle_message(now, &r);
-                Some(r)
+                // Lease traffic counts only on a link through CONNECT/CONNECTACK: before it,
+                // anyone who reached the port could install bindings.
+                handshake_done.then_some(r)
             }
             Err(e) => {
                 tracing::warn!(relationship = %self.name(), error = %e, "failover: bad message");

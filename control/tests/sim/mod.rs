@@ -462,11 +462,14 @@ pub fn name(i: usize) -> &'static str {
 #[derive(Debug, Default)]
 pub struct NoTables {
     pub persisted: Option<PersistedState>,
+    /// How often the session looked up an address (a received binding).
+    pub lookups: std::cell::Cell<u32>,
 }
 
 impl Storage for NoTables {
     fn tables(&self, _: &mut dyn FnMut(&dyn Records)) {}
     fn locate(&self, _: Ipv4Addr) -> Option<RecordId> {
+        self.lookups.set(self.lookups.get() + 1);
         None
     }
     fn read(&self, _: RecordId) -> Option<(Ipv4Addr, Lease)> {
