@@ -48,7 +48,9 @@ pub struct ServerConfig {
     pub workers: u16,
     /// `durability`. Default `sync`.
     pub durability: Durability,
-    /// `log_level`: a tracing filter (`info`, `debug`, `control=debug,info`). `TANDEM_LOG` overrides it.
+    /// `log_level`: a tracing filter (`info`, `debug`, `control=debug,info`). The failover
+    /// protocol (session, state machine) logs under `failover_core`, the driver under
+    /// `control`. `TANDEM_LOG` overrides it.
     pub log_level: Option<String>,
     /// `admin`: an optional TCP address for the admin API, besides the Unix socket.
     pub admin: Option<SocketAddr>,
