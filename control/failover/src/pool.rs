@@ -265,7 +265,7 @@ pub fn count(table: &dyn Records) -> Counts {
 /// order, to `f` until it returns `false`. Records change under the walk (workers allocate
 /// concurrently); the driver re-checks each chosen record by CAS when it moves it.
 pub fn candidates(table: &dyn Records, own: BindingState, f: &mut dyn FnMut(Candidate) -> bool) {
-    for s in 0..table.len() {
+    for s in 0..table.slots() {
         let slot = Slot(s);
         if !table.is_allocatable(slot) {
             continue;
@@ -607,7 +607,7 @@ mod tests {
         fn id(&self) -> lease_record::TableId {
             lease_record::TableId(0)
         }
-        fn len(&self) -> u32 {
+        fn slots(&self) -> u32 {
             u32::try_from(self.0.borrow().len()).unwrap_or(u32::MAX)
         }
         fn is_allocatable(&self, _: Slot) -> bool {

@@ -557,12 +557,18 @@ impl<S: Storage> Session<S> {
 
     /// The machine's link is gone: it hears of it, and what was in flight is queued again.
     fn lose_link(&mut self, now: Now, why: &str) {
-        if self.link.take().is_some() {
+        if self.forget_link(now).is_some() {
             tracing::info!(relationship = %self.name, peer = %self.peer, reason = why, "failover: peer link lost");
-            self.next_dial = now.instant + RECONNECT_AFTER;
             self.fsm.handle_disconnected(now);
-            self.reset_updates();
         }
+    }
+
+    /// Lets the machine's link go (closed by either end): the next dial is
+    /// [`RECONNECT_AFTER`] away, and what was in flight is queued again.
+    fn forget_link(&mut self, now: Now) -> Option<Link> {
+        self.next_dial = now.instant + RECONNECT_AFTER;
+        self.reset_updates();
+        self.link.take()
     }
 
     /// Answers a refused link's CONNECT with CONNECTACK reject 7, then closes it.
@@ -623,15 +629,13 @@ impl<S: Storage> Session<S> {
                 tracing::info!(relationship = %self.name, updates = n, "failover: unacknowledged bindings queued");
             }
             E::CloseLink { reason, last_words } => {
-                if let Some(l) = self.link.take() {
+                if let Some(l) = self.forget_link(now) {
                     for t in last_words {
                         self.transmits.push_back((l.id, t.clone()));
                     }
                     tracing::info!(relationship = %self.name, ?reason, "failover: link closed by us");
                     self.close(l.id, Cause::Fsm(*reason));
                 }
-                self.next_dial = now.instant + RECONNECT_AFTER;
-                self.reset_updates();
                 return;
             }
             E::Persist(p) => {

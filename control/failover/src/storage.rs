@@ -32,11 +32,8 @@ impl StorageError {
 /// [`Storage::update`], which checks the record again.
 pub trait Records {
     fn id(&self) -> TableId;
-    /// Records in the table.
-    fn len(&self) -> u32;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    /// Records in the table (slots `0..slots()`).
+    fn slots(&self) -> u32;
     /// Whether the slot is in a pool (not excluded, not reserved).
     fn is_allocatable(&self, slot: Slot) -> bool;
     fn read(&self, slot: Slot) -> Lease;

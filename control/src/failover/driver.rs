@@ -543,10 +543,7 @@ impl Loop {
                     return;
                 }
             };
-            let from = match peer.ip() {
-                IpAddr::V4(a) => a,
-                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-            };
+            let from = v4(peer.ip());
             if let Some(id) = self.register(i, s, false) {
                 let now = self.now();
                 self.rels[i]
@@ -572,10 +569,7 @@ impl Loop {
             match (failed, c.stream.peer_addr()) {
                 (None, Ok(peer)) => {
                     c.connecting = false;
-                    let from = match peer.ip() {
-                        IpAddr::V4(a) => a,
-                        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-                    };
+                    let from = v4(peer.ip());
                     self.rels[i]
                         .session
                         .handle_link_up(now, id, Origin::Dialed, from);
@@ -768,6 +762,14 @@ impl Loop {
 }
 
 /// The machine's events, in the log (state changes at info).
+/// A peer's IPv4 address (links are IPv4; anything else matches no peer).
+fn v4(ip: IpAddr) -> Ipv4Addr {
+    match ip {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    }
+}
+
 fn log_event(name: &str, e: fsm::Event) {
     match e {
         fsm::Event::StateChanged { from, to, at } => {

@@ -158,7 +158,7 @@ impl Records for View<'_> {
     fn id(&self) -> TableId {
         self.0.id()
     }
-    fn len(&self) -> u32 {
+    fn slots(&self) -> u32 {
         self.0.len()
     }
     fn is_allocatable(&self, slot: Slot) -> bool {
@@ -190,10 +190,6 @@ impl Tables {
             data_dir,
             name: name.to_owned(),
         }
-    }
-
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
     }
 
     fn table(&self, id: TableId) -> Option<&Table> {
