@@ -421,6 +421,16 @@ fn failover_values() {
         "out of range",
     );
     one(
+        &f("split = 128", "max_lease_time = \"0s\""),
+        9,
+        "`max_lease_time` must be longer than 0s",
+    );
+    one(
+        &f("mclt = \"1h\"", "mclt = \"8d\""),
+        8,
+        "`mclt` must be at most 7d",
+    );
+    one(
         &f("split = 128", "auto_partner_down = \"never\""),
         9,
         "`auto_partner_down`",

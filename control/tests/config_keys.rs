@@ -71,6 +71,7 @@ load_balance_max_seconds = 5
 max_response_delay = "1m"
 max_unacked_updates = 50
 auto_partner_down = "1h"
+max_lease_time = "2d"
 "#;
 
 #[test]
@@ -190,6 +191,7 @@ fn every_key() {
     assert_eq!(f.max_unacked_updates, 50);
     assert_eq!(f.auto_partner_down, 3600);
     assert_eq!(f.shared_secret_file, None);
+    assert_eq!(f.max_lease_time, Some(2 * 86_400));
 }
 
 #[test]
@@ -224,4 +226,5 @@ fn defaults() {
         (10, 3, 60)
     );
     assert_eq!((f.max_unacked_updates, f.auto_partner_down), (10, 0));
+    assert_eq!(f.max_lease_time, None);
 }

@@ -88,6 +88,7 @@ impl Pair {
             fsm: self.configs[i].clone(),
             share: Share::Half,
             peer: sim::ADDRS[1 - i],
+            max_lease_time: 3600,
         };
         let s = Session::new(config, self.kept[i], now, NoTables::default()).expect("in memory");
         self.sim.start(i, s);
@@ -650,6 +651,51 @@ fn bindings_before_the_handshake_are_dropped() {
     p.sim.with(1, |s, now| s.handle_bytes(now, link, &bytes));
     assert_eq!(p.sides[1].session().storage().lookups.get(), 1);
     assert!(p.sides[1].sent.contains(&MessageType::BndAck));
+}
+
+#[test]
+fn a_connect_with_an_mclt_beyond_seven_days_is_refused() {
+    use control::failover::fsm::MAX_MCLT;
+    let mut p = Pair::fresh(MAX_MCLT + 1);
+    p.sim.run_for(30);
+    assert!(!p.sides[1].fsm().is_connected());
+    assert!(
+        p.sides[1]
+            .closes
+            .contains(&Cause::Fsm(CloseReason::Rejected(
+                RejectReason::InvalidMclt
+            ))),
+        "{:?}",
+        p.sides[1].closes
+    );
+    assert!(p.sides[0].events.iter().any(|e| matches!(
+        e,
+        Event::RejectedByPeer {
+            reason: Some(RejectReason::InvalidMclt),
+            ..
+        }
+    )));
+    // Seven days exactly is taken, and learnt.
+    let mut p = Pair::fresh(MAX_MCLT);
+    assert!(p.drive_bounded(60, both(S::Normal)), "{:?}", p.states());
+    assert_eq!(p.sides[1].fsm().mclt(), MAX_MCLT);
+}
+
+#[test]
+fn the_update_window_is_the_peers_within_our_cap() {
+    for (theirs, ours, window) in [(100_000, 5, 5), (3, 100, 3), (0, 100, 1)] {
+        let mut a = config("edge", Role::Primary, 60);
+        let mut b = config("edge", Role::Secondary, 3600);
+        a.max_unacked_updates = theirs;
+        b.max_unacked_updates = ours;
+        let mut p = Pair::new(a, b, None, None);
+        assert!(p.drive_bounded(60, both(S::Normal)), "{:?}", p.states());
+        assert_eq!(
+            p.sides[1].fsm().partner_max_unacked(),
+            window,
+            "{theirs} {ours}"
+        );
+    }
 }
 
 /// The randomized run: random faults on a virtual clock; after every step no two sides are in

@@ -132,8 +132,8 @@ impl Live {
             &f.name,
         );
         let stored = persist::load(data_dir, &f.name).expect("stored state");
-        let session =
-            Session::new(session_config(f).expect("config"), stored, now, tables).expect("session");
+        let session = Session::new(session_config(cfg, f).expect("config"), stored, now, tables)
+            .expect("session");
         let live = Live {
             engine,
             worker,
@@ -705,4 +705,76 @@ fn randomized_pairs_never_double_bind_nor_pass_the_mclt() {
         started.elapsed().as_secs_f64()
     );
     assert!(acks > seeds * 5, "the runs serve clients ({acks} ACKs)");
+}
+
+/// A peer that got through CONNECT and then sends bindings no server would grant: each is
+/// refused and leaves our record as it was; a sane one on the same link is installed.
+#[test]
+fn bindings_out_of_bounds_from_the_peer_change_nothing() {
+    use control::failover::msg::{self as fo, BindingStatus, MessageType as FoType};
+    let mut w = World::new(7, false, false);
+    w.run_until(u64::from(MCLT) * 1000 + 60_000);
+    assert_eq!(
+        (w.state(0), w.state(1)),
+        (Some(StateKind::Normal), Some(StateKind::Normal))
+    );
+    // A client holds a lease from some server; the rogue updates go to the secondary.
+    w.dora(0, &[0, 1]);
+    let held = w.clients[0].held.expect("client 0 leased");
+    w.run_until(w.pair.now + 5_000);
+    let victim = 1;
+    fn live(w: &World) -> &Live {
+        w.nodes[1].live.as_ref().expect("up")
+    }
+    let free = (10..26)
+        .map(|n| Ipv4Addr::new(10, 0, 0, n))
+        .find(|&ip| ip != held.ip && live(&w).record(ip).state == BindingState::Free)
+        .expect("a free address");
+    let now = w.wall().0;
+    let bndupd = |ip: Ipv4Addr, mac: u8, cltt: u32, ends: u32| {
+        let chaddr = [1, 2, 0, 0, 0, 0x66, mac];
+        let mut r = fo::Repr::new(FoType::BndUpd, UnixTime(now), 4242);
+        r.options.assigned_ip = Some(ip);
+        r.options.binding_status = Some(BindingStatus::Active as u8);
+        r.options.chaddr = Some(&chaddr);
+        r.options.cltt = Some(UnixTime(cltt));
+        r.options.lease_expiry = Some(UnixTime(ends));
+        r.options.potential_expiry = Some(UnixTime(ends));
+        r.options.stos = Some(UnixTime(cltt));
+        r.to_vec().expect("encodes")
+    };
+    let rogue = [
+        // Another client over the lease a client holds.
+        (
+            "active for another client",
+            bndupd(held.ip, 1, now, now + 600),
+        ),
+        // A transaction an hour in the future.
+        (
+            "cltt in the future",
+            bndupd(free, 2, now + 3600, now + 4000),
+        ),
+        // Ten days, against a 1 h lease and a 5 min MCLT.
+        ("end too late", bndupd(free, 3, now, now + 10 * 86_400)),
+        ("infinite", bndupd(free, 4, now, u32::MAX)),
+    ];
+    let link = w.pair.sides[victim].link().expect("linked");
+    for (what, bytes) in &rogue {
+        let before = [live(&w).record(held.ip), live(&w).record(free)];
+        w.pair
+            .with(victim, |s, now| s.handle_bytes(now, link, bytes));
+        let after = [live(&w).record(held.ip), live(&w).record(free)];
+        assert_eq!(before, after, "{what}: the record changed");
+        assert_eq!(
+            w.pair.sides[victim].link(),
+            Some(link),
+            "{what}: link dropped"
+        );
+    }
+    // The same link's sane update is installed: the refusals were the bounds, not the path.
+    let sane = bndupd(free, 5, now, now + 600);
+    w.pair
+        .with(victim, |s, now| s.handle_bytes(now, link, &sane));
+    let l = live(&w).record(free);
+    assert_eq!((l.state, l.chaddr[5]), (BindingState::Active, 5), "{l:?}");
 }

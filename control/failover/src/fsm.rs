@@ -38,6 +38,9 @@ pub type StateKind = ServerState;
 pub const STARTUP_TIME: Duration = Duration::from_secs(15);
 /// How long a new TCP link may wait for CONNECT or CONNECTACK (`failover.c:335-347`).
 pub const LINK_STARTUP_TIME: Duration = Duration::from_secs(15);
+/// Longest MCLT a CONNECT may carry (seven days): a partner's MCLT bounds how long an
+/// address waits before reuse, and a rogue one could otherwise make that forever.
+pub const MAX_MCLT: u32 = 7 * 86_400;
 /// Largest accepted difference between the peer's header time and ours (`failover.c:573-580`).
 pub const DEFAULT_MAX_CLOCK_SKEW: u32 = 60;
 
@@ -97,7 +100,7 @@ pub enum ConfigError {
     Name,
     #[error("vendor class must be at most 255 bytes")]
     VendorClass,
-    #[error("mclt must be at least 1 s on the primary")]
+    #[error("mclt must be 1 s to 7 days on the primary")]
     Mclt,
     #[error("max_response_delay must be at least 1 s")]
     MaxResponseDelay,
@@ -117,7 +120,7 @@ impl Config {
         if self.vendor_class.len() > 255 {
             return Err(ConfigError::VendorClass);
         }
-        if self.role == Role::Primary && self.mclt == 0 {
+        if self.role == Role::Primary && (self.mclt == 0 || self.mclt > MAX_MCLT) {
             return Err(ConfigError::Mclt);
         }
         if self.max_response_delay == 0 {
@@ -421,9 +424,12 @@ impl Fsm {
         self.partner_startup
     }
 
-    /// How many BNDUPDs the peer accepts outstanding (its max-unacked-bndupd; 0 = none).
+    /// How many BNDUPDs may be outstanding toward the peer: its max-unacked-bndupd, at
+    /// least 1 (0 would stall replication) and at most our own `max_unacked_updates`, so a
+    /// peer cannot make us keep an unbounded amount in flight.
     pub fn partner_max_unacked(&self) -> u32 {
         self.partner_max_unacked
+            .clamp(1, self.config.max_unacked_updates.max(1))
     }
 
     /// Whether the peer takes several bindings per BNDUPD and BNDACK ([`msg::BindingBatch`]):
@@ -774,6 +780,8 @@ impl Fsm {
             Some((RejectReason::HashBucketAssignmentConflict, "invalid HBA"))
         } else if o.mclt.is_none_or(|v| v == 0) {
             Some((RejectReason::InvalidMclt, "no MCLT provided"))
+        } else if o.mclt.is_some_and(|v| v > MAX_MCLT) {
+            Some((RejectReason::InvalidMclt, "MCLT longer than seven days"))
         } else {
             None
         };

@@ -18,6 +18,72 @@ use super::msg::{BindingStatus, RejectReason};
 /// ISC's allowance for clock skew when a primary expires an ACTIVE lease (`failover.c:6140`).
 const EXPIRY_SKEW: u32 = 65;
 
+/// The limits a partner's binding must keep before it is judged at all (none of them is
+/// ISC's: they keep a rogue or broken peer from writing bindings no server would grant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Our clock.
+    pub now: UnixTime,
+    /// Seconds a peer's clock may run ahead of ours (the CONNECT check's bound).
+    pub max_clock_skew: u32,
+    /// The longest lease the partner may grant, seconds.
+    pub max_lease_time: u32,
+    /// The relationship's MCLT, seconds.
+    pub mclt: u32,
+}
+
+/// Checks a received binding against [`Bounds`]: its CLTT no later than now plus the
+/// allowed skew, an ACTIVE lease ending no later than its CLTT plus the longest lease plus
+/// MCLT, and no infinite ACTIVE lease outside a reservation (`reserved`: the address is not
+/// in a pool). Refused with reject reason 254 and a message naming the bound.
+///
+/// The potential expiry is not bounded: ISC sends the lease time the client asked for
+/// there, which may exceed ours, and a late one only delays the address's reuse.
+pub fn check_bounds(b: &Binding, reserved: bool, bounds: &Bounds) -> Result<(), BindingError> {
+    let refuse = |message| {
+        Err(BindingError {
+            reason: RejectReason::Unspecified,
+            message,
+        })
+    };
+    let latest = u64::from(bounds.now.0) + u64::from(bounds.max_clock_skew);
+    if u64::from(b.cltt.0) > latest {
+        return refuse("client last transaction time is in the future");
+    }
+    if b.status == BindingStatus::Active {
+        if b.ends == UnixTime(u32::MAX) {
+            if !reserved {
+                return refuse("infinite lease outside a reservation");
+            }
+        } else {
+            let from = if b.cltt.0 != 0 {
+                b.cltt.0
+            } else {
+                bounds.now.0
+            };
+            let limit = u64::from(from) + u64::from(bounds.max_lease_time) + u64::from(bounds.mclt);
+            if u64::from(b.ends.0) > limit {
+                return refuse("lease ends later than the longest lease plus MCLT");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a binding names the same client as a record: the client identifier when both
+/// have one, else the hardware address (htype and address).
+fn same_client(local: &Lease, incoming: &Binding) -> bool {
+    if !local.client_id.is_empty() && !incoming.client_id.is_empty() {
+        return local.client_id == incoming.client_id;
+    }
+    let n = usize::from(local.hlen.min(16));
+    match incoming.chaddr() {
+        Some([htype, mac @ ..]) => *htype == local.htype && mac == &local.chaddr[..n],
+        // ISC sends no hardware address only for states without a client.
+        _ => n == 0,
+    }
+}
+
 /// What to do with a received binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -153,6 +219,19 @@ pub fn judge(
         Role::Secondary => Role::Primary,
     };
     if state == StateKind::Normal {
+        // In NORMAL each server allocates only from its own free addresses: the partner's
+        // ACTIVE for another client over a lease a client still holds would bind the
+        // address twice. (Dueling updates were settled above, by CLTT.)
+        if !ours_in_flight
+            && effective(local, now) == BindingState::Active
+            && incoming.status == BindingStatus::Active
+            && !same_client(local, incoming)
+        {
+            return Verdict::Reject(BindingError {
+                reason: RejectReason::FatalConflict,
+                message: "address in use by another client",
+            });
+        }
         if normal_transition_ok(sender, local, incoming.status.to_lease(), now) {
             Verdict::Apply
         } else {
@@ -483,5 +562,88 @@ mod tests {
             ..mine
         };
         assert!(!unacked(&offered));
+    }
+
+    const BOUNDS: Bounds = Bounds {
+        now: NOW,
+        max_clock_skew: 60,
+        max_lease_time: 3600,
+        mclt: 600,
+    };
+
+    fn refusal(b: &Binding, reserved: bool) -> Option<&'static str> {
+        check_bounds(b, reserved, &BOUNDS).err().map(|e| {
+            assert_eq!(e.reason, RejectReason::Unspecified);
+            e.message
+        })
+    }
+
+    #[test]
+    fn bindings_out_of_bounds_are_refused() {
+        // A renewal as a partner sends it passes.
+        assert_eq!(refusal(&binding(BindingStatus::Active, NOW), false), None);
+        // CLTT: within the skew, not beyond.
+        let mut b = binding(BindingStatus::Active, NOW.saturating_add(60));
+        b.ends = b.cltt.saturating_add(3600);
+        assert_eq!(refusal(&b, false), None);
+        b.cltt = NOW.saturating_add(61);
+        b.ends = b.cltt.saturating_add(3600);
+        assert!(refusal(&b, false).unwrap().contains("future"));
+        // The end: at most the longest lease plus MCLT after the CLTT.
+        let mut b = binding(BindingStatus::Active, NOW);
+        b.ends = NOW.saturating_add(3600 + 600);
+        assert_eq!(refusal(&b, false), None);
+        b.ends = NOW.saturating_add(3600 + 601);
+        assert!(refusal(&b, false).unwrap().contains("longest lease"));
+        // Without a CLTT the end is measured from now.
+        b.cltt = UnixTime(0);
+        assert!(refusal(&b, false).is_some());
+        // An infinite lease only on a reserved address.
+        b.ends = UnixTime(u32::MAX);
+        assert!(refusal(&b, false).unwrap().contains("infinite"));
+        assert_eq!(refusal(&b, true), None);
+        // States without a client carry whatever end they had.
+        let mut free = binding(BindingStatus::Free, NOW);
+        free.ends = UnixTime(u32::MAX);
+        assert_eq!(refusal(&free, false), None);
+    }
+
+    #[test]
+    fn normal_refuses_an_active_binding_for_another_client() {
+        let mut mine = lease(BindingState::Active);
+        mine.htype = 1;
+        mine.hlen = 6;
+        mine.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        let theirs = binding(BindingStatus::Active, NOW.saturating_add(1));
+        for us in [Role::Primary, Role::Secondary] {
+            let v = judge(us, StateKind::Normal, &mine, false, &theirs, NOW);
+            assert_eq!(
+                v,
+                Verdict::Reject(BindingError {
+                    reason: RejectReason::FatalConflict,
+                    message: "address in use by another client",
+                })
+            );
+        }
+        // The same client renewing is taken.
+        mine.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+        let v = judge(Role::Primary, StateKind::Normal, &mine, false, &theirs, NOW);
+        assert_eq!(v, Verdict::Apply);
+        // A client identifier decides when both have one.
+        let id = lease_record::ClientId::new(b"\x01abc").unwrap();
+        mine.client_id = id;
+        let mut other = theirs;
+        other.client_id = lease_record::ClientId::new(b"\x01xyz").unwrap();
+        let v = judge(Role::Primary, StateKind::Normal, &mine, false, &other, NOW);
+        assert!(matches!(v, Verdict::Reject(_)), "{v:?}");
+        other.client_id = id;
+        let v = judge(Role::Primary, StateKind::Normal, &mine, false, &other, NOW);
+        assert_eq!(v, Verdict::Apply);
+        // Once our lease ran out the address is the partner's to give.
+        mine.client_id = lease_record::ClientId::EMPTY;
+        mine.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        mine.ends = NOW;
+        let v = judge(Role::Primary, StateKind::Normal, &mine, false, &theirs, NOW);
+        assert_eq!(v, Verdict::Apply);
     }
 }

@@ -43,7 +43,7 @@ use lease_record::{BindingState, Lease, UnixTime};
 
 use super::binding::{Binding, BindingError};
 use super::fsm::{self, CloseReason, Fsm, LocalEventError, PersistedState, StateKind, Transmit};
-use super::judge::{Verdict, acknowledged, installed, judge, unacked};
+use super::judge::{Bounds, Verdict, acknowledged, check_bounds, installed, judge, unacked};
 use super::msg::{BindingBatch, MessageType, Options, RejectReason, Repr, StreamDecoder};
 use super::pool;
 use super::storage::{RecordId, Storage, StorageError};
@@ -111,6 +111,9 @@ pub struct Config {
     pub share: pool::Share,
     /// The only address links are accepted from.
     pub peer: Ipv4Addr,
+    /// The longest lease the partner may grant, seconds: a binding ending later than its
+    /// CLTT plus this and MCLT is refused ([`super::judge::check_bounds`]).
+    pub max_lease_time: u32,
 }
 
 /// Counters of a session, for status.
@@ -183,6 +186,7 @@ struct Link {
 pub struct Session<S> {
     name: String,
     peer: Ipv4Addr,
+    max_lease_time: u32,
     fsm: Fsm,
     storage: S,
 
@@ -238,6 +242,7 @@ impl<S: Storage> Session<S> {
         let mut s = Self {
             name,
             peer: config.peer,
+            max_lease_time: config.max_lease_time,
             fsm,
             storage,
             link: None,
@@ -919,6 +924,16 @@ impl<S: Storage> Session<S> {
                 message: "IP address not in pool",
             });
         };
+        let bounds = Bounds {
+            now,
+            max_clock_skew: self.fsm.config().max_clock_skew,
+            max_lease_time: self.max_lease_time,
+            mclt: self.fsm.mclt(),
+        };
+        if let Err(e) = check_bounds(&b, !self.storage.is_allocatable(rec), &bounds) {
+            tracing::info!(relationship = %self.name, ip = %b.ip, status = ?b.status, error = %e, "failover: BNDUPD out of bounds refused");
+            return Some(e);
+        }
         let us = self.pool.role;
         let state = self.fsm.kind();
         let ours_in_flight = self.in_flight.values().flatten().any(|f| f.ip == b.ip);

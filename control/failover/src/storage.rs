@@ -48,6 +48,16 @@ pub trait Storage {
     fn locate(&self, ip: Ipv4Addr) -> Option<RecordId>;
     /// A record's address and lease.
     fn read(&self, rec: RecordId) -> Option<(Ipv4Addr, Lease)>;
+    /// Whether a record is in a pool (not excluded, not reserved).
+    fn is_allocatable(&self, rec: RecordId) -> bool {
+        let mut yes = false;
+        self.tables(&mut |t| {
+            if t.id() == rec.0 {
+                yes = t.is_allocatable(rec.1);
+            }
+        });
+        yes
+    }
     /// Changes a record against concurrent writers (compare-and-swap, retried): `change`
     /// gets the current record and returns the new one, or `None` to leave it. With
     /// `journal` the write is durable after the next [`Storage::commit`]; without, a crash

@@ -332,6 +332,11 @@ pub struct FailoverConfig {
     pub auto_partner_down: u32,
     /// `shared_secret_file`: tandem peers only.
     pub shared_secret_file: Option<PathBuf>,
+    /// `max_lease_time` in seconds: the longest lease the partner may grant; a binding it
+    /// sends that ends later than its CLTT plus this and MCLT is refused. Default: the
+    /// longest `lease_time` of the relationship's subnets (set it to ISC's
+    /// `max-lease-time` when the partner is ISC dhcpd).
+    pub max_lease_time: Option<u32>,
 }
 
 /// `failover.role`.

@@ -858,6 +858,14 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
     {
         ctx.err(&n.span(), "`mclt` must be longer than 0s");
     }
+    if let Some(n) = mclt_node
+        && mclt > crate::failover::fsm::MAX_MCLT
+    {
+        ctx.err(
+            &n.span(),
+            "`mclt` must be at most 7d (a partner refuses more)",
+        );
+    }
     let split = t
         .get("split")
         .and_then(|n| int_as::<u16>(n, "split", 0, 256, ctx))
@@ -891,6 +899,11 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
         .get("shared_secret_file")
         .and_then(|n| nonempty_string(n, "shared_secret_file", ctx))
         .map(PathBuf::from);
+    let mlt_node = t.get("max_lease_time");
+    let max_lease_time = mlt_node.and_then(|n| duration(n, "max_lease_time", ctx));
+    if let (Some(n), Some(0)) = (mlt_node, max_lease_time) {
+        ctx.err(&n.span(), "`max_lease_time` must be longer than 0s");
+    }
     t.finish(ctx);
     if let (Some(a), Some(p), Some(n)) = (address, peer_address, peer_address_node)
         && a == p
@@ -920,6 +933,7 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
         max_unacked_updates,
         auto_partner_down,
         shared_secret_file,
+        max_lease_time,
     })
 }
 

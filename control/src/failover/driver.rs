@@ -275,9 +275,19 @@ struct Loop {
     inbuf: Vec<u8>,
 }
 
-/// The session's settings from a `[[failover]]` section (the shared secret file is read
-/// here).
-pub fn session_config(f: &FailoverConfig) -> Result<session::Config, FsmConfigError> {
+/// The session's settings from a `[[failover]]` section of `config` (the shared secret file
+/// is read here).
+pub fn session_config(
+    config: &Config,
+    f: &FailoverConfig,
+) -> Result<session::Config, FsmConfigError> {
+    let longest_lease = config
+        .subnets
+        .iter()
+        .filter(|s| s.failover.as_deref() == Some(&f.name[..]))
+        .map(|s| s.lease_time)
+        .max()
+        .unwrap_or(0);
     Ok(session::Config {
         fsm: fsm_config(f)?,
         share: match f.mode {
@@ -285,6 +295,7 @@ pub fn session_config(f: &FailoverConfig) -> Result<session::Config, FsmConfigEr
             FailoverMode::HotStandby => pool::Share::reserve(f.reserve_percent),
         },
         peer: f.peer_address,
+        max_lease_time: f.max_lease_time.unwrap_or(longest_lease),
     })
 }
 
@@ -309,7 +320,7 @@ pub fn start(
     let journal = Arc::new(Mutex::new(replication.journal));
     let mut rels = Vec::with_capacity(config.failover.len());
     for (i, (f, view)) in config.failover.iter().zip(views).enumerate() {
-        let sc = session_config(f)?;
+        let sc = session_config(config, f)?;
         let stored = persist::load(&data_dir, &f.name)?;
         match &stored {
             Some(s) => tracing::info!(
