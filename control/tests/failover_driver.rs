@@ -180,3 +180,178 @@ fn corrupt_state_file_stops_the_start() {
     let text = format!("{e:#}");
     assert!(text.contains("corrupt failover state file"), "{text}");
 }
+
+/// A primary's side of the handshake on a fresh TCP connection to `port`: CONNECT, and the
+/// CONNECTACK read back (accepted). Returns the stream and the machine, connected.
+fn handshake(port: u16) -> (std::net::TcpStream, Fsm) {
+    use std::io::{Read, Write};
+    let now = Now {
+        instant: FoInstant::ZERO,
+        wall: UnixTime::now(),
+    };
+    let mut c = fsm_mod::Config::new("loop", Role::Primary);
+    c.mclt = 30;
+    let mut fsm = Fsm::new(c, None, now);
+    fsm.handle_connected(now);
+    let connect = fsm.poll_transmit().expect("CONNECT");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(&connect.bytes).unwrap();
+    let mut dec = StreamDecoder::new();
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = s.read(&mut buf).expect("an answer");
+        assert!(n > 0, "closed without an answer");
+        dec.feed(&buf[..n]);
+        while let Some(f) = dec.next_frame().expect("framing") {
+            let m = Repr::parse_bytes(f).expect("parses");
+            if m.msg_type == MessageType::ConnectAck {
+                assert_eq!(m.options.reject_reason, None, "CONNECT refused");
+                fsm.handle_message(now, &m);
+                return (s, fsm);
+            }
+        }
+    }
+}
+
+/// A peer that sends BNDUPDs and never reads the BNDACKs is disconnected once the answers
+/// waiting for it pass the limit, instead of growing our memory without bound.
+#[test]
+fn a_peer_that_does_not_read_is_disconnected() {
+    use control::failover::msg::BindingStatus;
+    use std::io::Write;
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(d.path(), false, port, free_port());
+    let shutdown = Shutdown::new();
+    let b = start(&cfg, &shutdown);
+    let (mut s, _fsm) = handshake(port);
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Updates for an address in no pool: each is refused, each costs a BNDACK.
+    let mut upd = Repr::new(MessageType::BndUpd, UnixTime::now(), 0);
+    upd.options.assigned_ip = Some(std::net::Ipv4Addr::new(10, 0, 0, 99));
+    upd.options.binding_status = Some(BindingStatus::Free as u8);
+    let one = upd.to_vec().unwrap();
+    let burst: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let cut = loop {
+        match s.write_all(&burst) {
+            Ok(()) => sent += 1000,
+            Err(e) => break e,
+        }
+        assert!(
+            sent < 5_000_000 && started.elapsed() < Duration::from_secs(120),
+            "{sent} BNDUPDs unanswered and the link still up"
+        );
+    };
+    assert!(
+        matches!(
+            cut.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        "{cut}"
+    );
+    // The relationship is still there to serve and to take the real peer.
+    assert_eq!(b.driver.status()[0].name, "loop");
+    shutdown.request();
+    b.thread.join().expect("driver joins");
+}
+
+/// Open file descriptors of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Connection floods as in CVE-2016-2774 and CVE-2017-3144 (connections that stay open and
+/// say nothing, or say garbage, until the server runs out of descriptors): from a stranger
+/// they are closed at once, from the peer's own address a few wait for their CONNECT and
+/// the rest are closed; the pair stays NORMAL and every descriptor comes back.
+#[test]
+fn connection_floods_leave_the_pair_serving() {
+    use std::io::{Read, Write};
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, pb) = (free_port(), free_port());
+    let (sa, sb) = (Shutdown::new(), Shutdown::new());
+    let a = start(&config(da.path(), true, pa, pb), &sa);
+    let b = start(&config(db.path(), false, pb, pa), &sb);
+    let normal = |s, p| s == FailoverState::Normal && p == FailoverState::Normal;
+    wait(&a.driver, 90, "A normal", normal);
+    wait(&b.driver, 90, "B normal", normal);
+    let baseline = open_fds();
+
+    // From the peer's address: 300 links that stay silent or send garbage.
+    let mut flood = Vec::new();
+    for n in 0..300 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", pb)).expect("connect");
+        if n % 2 == 1 {
+            let _ = s.write_all(b"\xff\xff garbage that is no failover message");
+        }
+        flood.push(s);
+    }
+    // From a stranger (127.0.0.2): closed at once, without a word.
+    let stranger = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(format!(
+            r#"
+import socket
+closed = 0
+for _ in range(300):
+    s = socket.socket()
+    s.settimeout(10)
+    s.bind(("127.0.0.2", 0))
+    s.connect(("127.0.0.1", {pb}))
+    try:
+        closed += s.recv(1) == b""
+    except ConnectionResetError:
+        closed += 1
+    s.close()
+print(closed)
+"#
+        ))
+        .output()
+        .expect("python3");
+    assert!(stranger.status.success(), "{stranger:?}");
+    assert_eq!(String::from_utf8_lossy(&stranger.stdout).trim(), "300");
+
+    // All but a few of the peer-address links are closed by B without waiting.
+    let mut closed = 0;
+    for s in &mut flood {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut b1 = [0u8; 64];
+        if matches!(s.read(&mut b1), Ok(0) | Err(_)) && s.read(&mut b1).map_or(true, |n| n == 0) {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 290, "only {closed} of 300 flood links closed");
+    wait(&a.driver, 5, "A still normal", normal);
+    wait(&b.driver, 5, "B still normal", normal);
+    let ack = second_connect(pb);
+    assert_eq!(
+        ack,
+        (
+            MessageType::ConnectAck,
+            Some(RejectReason::DuplicateConnection)
+        )
+    );
+
+    // Our ends closed, every descriptor B took comes back.
+    drop(flood);
+    let until = Instant::now() + Duration::from_secs(30);
+    while open_fds() > baseline {
+        assert!(
+            Instant::now() < until,
+            "descriptors leaked: {} open, {baseline} before the flood",
+            open_fds()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait(&b.driver, 5, "B normal after the flood", normal);
+    sa.request();
+    sb.request();
+    a.thread.join().expect("A joins");
+    b.thread.join().expect("B joins");
+}

@@ -1123,3 +1123,52 @@ fn batching_is_negotiated_by_vendor_class() {
     assert!(p.drive_bounded(120, both(S::Normal)), "{:?}", p.states());
     assert!(!p.sides[1].fsm().partner_batches(), "secondary toward ISC");
 }
+
+/// A `tracing` writer into a shared buffer, to count the lines a flood causes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_connection_flood_from_strangers_is_logged_at_a_bounded_rate() {
+    use control::failover::session::{LinkId, Origin};
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let mut p = Pair::fresh(60);
+    assert!(p.drive_bounded(60, both(S::Normal)), "{:?}", p.states());
+    let stranger = std::net::Ipv4Addr::new(192, 0, 2, 66);
+    tracing::subscriber::with_default(subscriber, || {
+        for n in 0..2000 {
+            p.sim.with(1, |s, now| {
+                s.handle_link_up(now, LinkId(1_000_000 + n), Origin::Accepted, stranger);
+            });
+        }
+    });
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("unknown address refused"))
+        .count();
+    assert_eq!(lines, control::failover::loglimit::BURST as usize, "{text}");
+    // Every one was refused, and the pair never noticed.
+    let refused = p.sides[1]
+        .closes
+        .iter()
+        .filter(|c| **c == Cause::UnknownPeer)
+        .count();
+    assert_eq!(refused, 2000);
+    assert!(p.drive_bounded(5, both(S::Normal)), "{:?}", p.states());
+}

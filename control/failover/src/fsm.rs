@@ -338,6 +338,9 @@ pub struct Fsm {
     cur_upd: Option<MessageType>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// The budget of the lines a peer's refused messages cause (one per connection, and
+    /// connections can come in a flood).
+    refusal_log: super::loglimit::LogLimit,
 }
 
 impl Fsm {
@@ -384,6 +387,7 @@ impl Fsm {
             cur_upd: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            refusal_log: super::loglimit::LogLimit::new(),
         };
         tracing::info!(relationship = %fsm.name(), state = saved.name(), "failover: starting up");
         fsm
@@ -672,7 +676,9 @@ impl Fsm {
         if let Some(key) = &self.config.shared_secret
             && let Err(e) = super::digest::verify(frame, key)
         {
-            tracing::warn!(relationship = %self.name(), error = %e, "failover: message refused");
+            if let Some(held) = self.refusal_log.allow(now.instant) {
+                tracing::warn!(relationship = %self.name(), error = %e, held_back = held, "failover: message refused");
+            }
             let reason = e.reject_reason();
             let mut r = Repr::new(MessageType::Disconnect, now.wall, self.take_xid());
             r.options.reject_reason = Some(reason);
@@ -689,7 +695,9 @@ impl Fsm {
                 handshake_done.then_some(r)
             }
             Err(e) => {
-                tracing::warn!(relationship = %self.name(), error = %e, "failover: bad message");
+                if let Some(held) = self.refusal_log.allow(now.instant) {
+                    tracing::warn!(relationship = %self.name(), error = %e, held_back = held, "failover: bad message");
+                }
                 self.close_link(now, CloseReason::ProtocolError, None);
                 None
             }
@@ -786,7 +794,9 @@ impl Fsm {
             None
         };
         if let Some((reason, text)) = reject {
-            tracing::warn!(relationship = %self.name(), reason = text, "failover: CONNECT refused");
+            if let Some(held) = self.refusal_log.allow(now.instant) {
+                tracing::warn!(relationship = %self.name(), reason = text, held_back = held, "failover: CONNECT refused");
+            }
             let ack = self.build_connectack(now, m, Some((reason, text)));
             return self.send_and_close(now, CloseReason::Rejected(reason), ack);
         }

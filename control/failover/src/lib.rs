@@ -17,6 +17,7 @@
 //! * [`mclt`]: the MCLT rule for lease times and the PARTNER-DOWN reclaim rule.
 //! * [`hash`]: the RFC 3074 load-balancing hash and the hash bucket assignment (HBA).
 //! * [`digest`]: the HMAC-SHA256 message digest between tandem peers.
+//! * [`loglimit`]: the rate limit of log lines a peer or a stranger can cause.
 //!
 //! Time: [`Instant`] is monotonic and only drives timers; [`UnixTime`] is wall-clock
 //! seconds, the only time that travels to the peer and into lease records. The two do not
@@ -28,6 +29,7 @@ pub mod digest;
 pub mod fsm;
 pub mod hash;
 pub mod judge;
+pub mod loglimit;
 pub mod mclt;
 pub mod msg;
 pub mod pool;

@@ -44,6 +44,7 @@ use lease_record::{BindingState, Lease, UnixTime};
 use super::binding::{Binding, BindingError};
 use super::fsm::{self, CloseReason, Fsm, LocalEventError, PersistedState, StateKind, Transmit};
 use super::judge::{Bounds, Verdict, acknowledged, check_bounds, installed, judge, unacked};
+use super::loglimit::LogLimit;
 use super::msg::{BindingBatch, MessageType, Options, RejectReason, Repr, StreamDecoder};
 use super::pool;
 use super::storage::{RecordId, Storage, StorageError};
@@ -213,6 +214,19 @@ pub struct Session<S> {
     stopping: bool,
     /// A commit failed: nothing more is acknowledged or sent.
     failed: bool,
+    logs: Logs,
+}
+
+/// The budgets of the log lines a peer or a stranger can cause ([`LogLimit`]).
+#[derive(Debug, Default)]
+struct Logs {
+    /// Connections refused: from a stranger, or a second one from the peer.
+    links: LogLimit,
+    /// Links lost, bad framing.
+    drops: LogLimit,
+    /// Bindings of a received BNDUPD refused or kept against, and our bindings the peer
+    /// refused.
+    bindings: LogLimit,
 }
 
 impl<S> std::fmt::Debug for Session<S> {
@@ -261,6 +275,7 @@ impl<S: Storage> Session<S> {
             events: VecDeque::new(),
             stopping: false,
             failed: false,
+            logs: Logs::default(),
         };
         s.storage.persist(&s.fsm.persisted())?;
         let n = s.enqueue_unacked(false);
@@ -369,7 +384,9 @@ impl<S: Storage> Session<S> {
             }
             Origin::Accepted => {
                 if from != self.peer {
-                    tracing::warn!(relationship = %self.name, %from, "failover: connection from an unknown address refused");
+                    if let Some(held) = self.logs.links.allow(now.instant) {
+                        tracing::warn!(relationship = %self.name, %from, held_back = held, "failover: connection from an unknown address refused");
+                    }
                     self.close(link, Cause::UnknownPeer);
                     return;
                 }
@@ -384,7 +401,9 @@ impl<S: Storage> Session<S> {
                     }
                     Some(old) => {
                         self.link = Some(old);
-                        tracing::info!(relationship = %self.name, %from, "failover: duplicate connection refused");
+                        if let Some(held) = self.logs.links.allow(now.instant) {
+                            tracing::info!(relationship = %self.name, %from, held_back = held, "failover: duplicate connection refused");
+                        }
                         if self.refusals.len() < MAX_REFUSALS {
                             self.refusals.push(Refusal {
                                 id: link,
@@ -432,7 +451,9 @@ impl<S: Storage> Session<S> {
                 Ok(Some(frame)) => self.on_frame(now, frame),
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(relationship = %self.name, error = %e, "failover: bad framing");
+                    if let Some(held) = self.logs.drops.allow(now.instant) {
+                        tracing::warn!(relationship = %self.name, error = %e, held_back = held, "failover: bad framing");
+                    }
                     if self.link() == Some(link) {
                         self.lose_link(now, "bad framing");
                         self.close(link, Cause::BadFraming);
@@ -563,7 +584,9 @@ impl<S: Storage> Session<S> {
     /// The machine's link is gone: it hears of it, and what was in flight is queued again.
     fn lose_link(&mut self, now: Now, why: &str) {
         if self.forget_link(now).is_some() {
-            tracing::info!(relationship = %self.name, peer = %self.peer, reason = why, "failover: peer link lost");
+            if let Some(held) = self.logs.drops.allow(now.instant) {
+                tracing::info!(relationship = %self.name, peer = %self.peer, reason = why, held_back = held, "failover: peer link lost");
+            }
             self.fsm.handle_disconnected(now);
         }
     }
@@ -589,7 +612,9 @@ impl<S: Storage> Session<S> {
                     if let Ok(m) = Repr::parse_bytes(frame)
                         && m.msg_type == MessageType::Connect
                     {
-                        tracing::info!(relationship = %self.name, "failover: CONNECT on a second link refused (duplicate connection)");
+                        if let Some(held) = self.logs.links.allow(now.instant) {
+                            tracing::info!(relationship = %self.name, held_back = held, "failover: CONNECT on a second link refused (duplicate connection)");
+                        }
                         answer = Some(self.fsm.duplicate_connectack(now, &m));
                         break;
                     }
@@ -731,12 +756,12 @@ impl<S: Storage> Session<S> {
             return;
         };
         match m.msg_type {
-            MessageType::BndAck => self.on_bndack(&m),
+            MessageType::BndAck => self.on_bndack(now, &m),
             MessageType::BndUpd => {
                 let mut answers = Vec::new();
                 for o in m.bindings() {
                     if let Some(ip) = o.assigned_ip {
-                        answers.push((ip, self.on_bndupd(&o, now.wall)));
+                        answers.push((ip, self.on_bndupd(&o, now)));
                     }
                 }
                 if !answers.is_empty() {
@@ -870,7 +895,7 @@ impl<S: Storage> Session<S> {
     /// is written back into the record (`atsfp`, `tsfp`); refused, it is logged and counted
     /// (the record stays unacknowledged and is sent again after a reconnect). A binding of
     /// the update that the BNDACK does not name is queued again.
-    fn on_bndack(&mut self, m: &Repr<'_>) {
+    fn on_bndack(&mut self, now: Now, m: &Repr<'_>) {
         let Some(flights) = self.in_flight.remove(&m.xid) else {
             tracing::debug!(relationship = %self.name, xid = m.xid, "failover: BNDACK for no update in flight");
             return;
@@ -891,9 +916,11 @@ impl<S: Storage> Session<S> {
             if let Some(r) = o.reject_reason {
                 self.counters.refused += 1;
                 let msg = o.message.map(String::from_utf8_lossy);
-                tracing::warn!(relationship = %self.name, ip = %f.ip, reason = ?r,
-                    message = msg.as_deref().unwrap_or(""), refused = self.counters.refused,
-                    "failover: binding update refused by the partner");
+                if let Some(held) = self.logs.bindings.allow(now.instant) {
+                    tracing::warn!(relationship = %self.name, ip = %f.ip, reason = ?r,
+                        message = msg.as_deref().unwrap_or(""), refused = self.counters.refused,
+                        held_back = held, "failover: binding update refused by the partner");
+                }
                 continue;
             }
             if f.tstp != UnixTime(0)
@@ -909,16 +936,21 @@ impl<S: Storage> Session<S> {
     /// One binding of a BNDUPD: checked (ISC's rules), judged against our record, installed
     /// by CAS and journaled (committed by the read's commit). Returns the BNDACK's reject,
     /// if any.
-    fn on_bndupd(&mut self, o: &Options<'_>, now: UnixTime) -> Option<BindingError> {
+    fn on_bndupd(&mut self, o: &Options<'_>, at: Now) -> Option<BindingError> {
+        let now = at.wall;
         let b = match Binding::from_options(o) {
             Ok(b) => b,
             Err(e) => {
-                tracing::info!(relationship = %self.name, ip = ?o.assigned_ip, error = %e, "failover: BNDUPD refused");
+                if let Some(held) = self.logs.bindings.allow(at.instant) {
+                    tracing::info!(relationship = %self.name, ip = ?o.assigned_ip, error = %e, held_back = held, "failover: BNDUPD refused");
+                }
                 return Some(e);
             }
         };
         let Some(rec) = self.storage.locate(b.ip) else {
-            tracing::info!(relationship = %self.name, ip = %b.ip, "failover: BNDUPD for an address in none of our pools refused");
+            if let Some(held) = self.logs.bindings.allow(at.instant) {
+                tracing::info!(relationship = %self.name, ip = %b.ip, held_back = held, "failover: BNDUPD for an address in none of our pools refused");
+            }
             return Some(BindingError {
                 reason: RejectReason::IllegalIpAddress,
                 message: "IP address not in pool",
@@ -931,7 +963,9 @@ impl<S: Storage> Session<S> {
             mclt: self.fsm.mclt(),
         };
         if let Err(e) = check_bounds(&b, !self.storage.is_allocatable(rec), &bounds) {
-            tracing::info!(relationship = %self.name, ip = %b.ip, status = ?b.status, error = %e, "failover: BNDUPD out of bounds refused");
+            if let Some(held) = self.logs.bindings.allow(at.instant) {
+                tracing::info!(relationship = %self.name, ip = %b.ip, status = ?b.status, error = %e, held_back = held, "failover: BNDUPD out of bounds refused");
+            }
             return Some(e);
         }
         let us = self.pool.role;
@@ -959,12 +993,16 @@ impl<S: Storage> Session<S> {
                 None
             }
             Verdict::KeepOurs => {
-                tracing::info!(relationship = %self.name, ip = %b.ip, status = ?b.status, "failover: our binding wins; sending it");
+                if let Some(held) = self.logs.bindings.allow(at.instant) {
+                    tracing::info!(relationship = %self.name, ip = %b.ip, status = ?b.status, held_back = held, "failover: our binding wins; sending it");
+                }
                 self.queue.push(rec);
                 None
             }
             Verdict::Outdated => {
-                tracing::info!(relationship = %self.name, ip = %b.ip, status = ?b.status, "failover: binding update older than our binding refused; sending ours");
+                if let Some(held) = self.logs.bindings.allow(at.instant) {
+                    tracing::info!(relationship = %self.name, ip = %b.ip, status = ?b.status, held_back = held, "failover: binding update older than our binding refused; sending ours");
+                }
                 self.queue.push(rec);
                 Some(BindingError {
                     reason: RejectReason::LessCriticalBindingInformation,
@@ -972,7 +1010,9 @@ impl<S: Storage> Session<S> {
                 })
             }
             Verdict::Reject(e) => {
-                tracing::info!(relationship = %self.name, ip = %b.ip, status = ?b.status, reason = ?e.reason, "failover: binding update refused");
+                if let Some(held) = self.logs.bindings.allow(at.instant) {
+                    tracing::info!(relationship = %self.name, ip = %b.ip, status = ?b.status, reason = ?e.reason, held_back = held, "failover: binding update refused");
+                }
                 Some(e)
             }
         }

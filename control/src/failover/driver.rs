@@ -7,10 +7,13 @@
 //!   to the session with the peer's address ([`Session::handle_link_up`]); it dials when
 //!   the session asks ([`Event::Dial`]) and closes what it is told to ([`Event::Close`],
 //!   after writing what is queued for that link);
-//! * it reads each connection until it would block and hands the whole read to
-//!   [`Session::handle_bytes`] (the BNDUPDs of one read share one group commit), and writes
-//!   what [`Session::poll_transmit`] returns; an end of stream or error is
-//!   [`Session::handle_link_closed`];
+//! * it reads each connection until it would block and hands the read to
+//!   [`Session::handle_bytes`] in batches of at most [`READ_BATCH`] bytes (the BNDUPDs of one
+//!   batch share one group commit), and writes what [`Session::poll_transmit`] returns; an
+//!   end of stream or error is [`Session::handle_link_closed`];
+//! * a peer that does not read what it is sent is disconnected once more than
+//!   [`unsent_limit`] bytes wait for it (it would otherwise grow our memory without bound
+//!   with BNDUPDs whose BNDACKs it never takes);
 //! * it drains the workers' [`Outbox`] into [`Session::handle_changed`] (a queue that
 //!   overflowed: [`Session::handle_resync`]);
 //! * it sleeps until the earliest [`Session::poll_timeout`], then calls
@@ -60,6 +63,20 @@ use crate::status::{FailoverState, RelationshipStatus};
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(1);
 /// How long an operator command waits for the driver's answer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bytes read from a link before they are handed to the session: a peer that keeps the
+/// socket full cannot grow the read buffer past it.
+pub const READ_BATCH: usize = 256 * 1024;
+
+/// Bytes that may wait for a peer to read them before its link is dropped: room for a full
+/// window of the largest messages (our window is at most our own `max_unacked_updates`,
+/// and each BNDUPD answered costs a BNDACK of at most the same size), plus 4 MiB.
+pub fn unsent_limit(f: &FailoverConfig) -> usize {
+    let window = usize::try_from(f.max_unacked_updates).unwrap_or(usize::MAX);
+    window
+        .saturating_mul(2 * usize::from(super::msg::MAX_MESSAGE_LEN))
+        .saturating_add(4 << 20)
+}
 
 /// Token 0 is the waker, `1 + i` relationship `i`'s listener; links count up from there.
 const WAKER: Token = Token(0);
@@ -599,32 +616,49 @@ impl Loop {
             }
         }
         // The session may have closed the link meanwhile (not needed).
-        let Some(c) = self.conns.get_mut(&id) else {
+        if !self.conns.contains_key(&id) {
             return;
-        };
+        }
         let mut buf = [0u8; 8192];
         let mut closed: Option<String> = None;
-        self.inbuf.clear();
+        // Edge-triggered: read until the socket would block, handing the session a batch
+        // at a time (one commit per batch).
         loop {
-            match c.stream.read(&mut buf) {
-                Ok(0) => {
-                    closed = Some("closed by the peer".into());
-                    break;
-                }
-                Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    closed = Some(e.to_string());
-                    break;
+            self.inbuf.clear();
+            let mut drained = false;
+            while self.inbuf.len() < READ_BATCH {
+                let Some(c) = self.conns.get_mut(&id) else {
+                    // The session let the link go while handling the last batch.
+                    return self.process(i);
+                };
+                match c.stream.read(&mut buf) {
+                    Ok(0) => {
+                        closed = Some("closed by the peer".into());
+                        break;
+                    }
+                    Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        drained = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        closed = Some(e.to_string());
+                        break;
+                    }
                 }
             }
-        }
-        if !self.inbuf.is_empty() {
-            // One read batch: its BNDUPDs share one commit.
-            let bytes = std::mem::take(&mut self.inbuf);
-            self.rels[i].session.handle_bytes(now, id, &bytes);
-            self.inbuf = bytes;
+            if !self.inbuf.is_empty() {
+                let bytes = std::mem::take(&mut self.inbuf);
+                self.rels[i].session.handle_bytes(now, id, &bytes);
+                self.inbuf = bytes;
+                // Answers go out (or the link is dropped for not reading them) before the
+                // next batch is read.
+                self.process(i);
+            }
+            if drained || closed.is_some() {
+                break;
+            }
         }
         if let Some(why) = closed {
             self.drop_conn(id);
@@ -656,16 +690,23 @@ impl Loop {
                 .filter(|(_, c)| c.rel == i && !c.out.is_empty())
                 .map(|(id, _)| *id)
                 .collect();
+            let limit = unsent_limit(&self.rels[i].cfg);
             for id in ids {
-                if let Some(c) = self.conns.get_mut(&id)
-                    && let Err(e) = flush(c)
-                {
-                    moved = true;
-                    self.drop_conn(id);
-                    self.rels[i]
-                        .session
-                        .handle_link_closed(now, id, &e.to_string());
-                }
+                let Some(c) = self.conns.get_mut(&id) else {
+                    continue;
+                };
+                let why = match flush(c) {
+                    Err(e) => e.to_string(),
+                    Ok(()) if c.out.len() > limit => {
+                        tracing::warn!(relationship = %self.rels[i].cfg.name, unsent = c.out.len(),
+                            "failover: the peer does not read what it is sent; link dropped");
+                        format!("the peer left {} bytes unread", c.out.len())
+                    }
+                    Ok(()) => continue,
+                };
+                moved = true;
+                self.drop_conn(id);
+                self.rels[i].session.handle_link_closed(now, id, &why);
             }
             if !moved {
                 break;

@@ -3,7 +3,7 @@
 //! The sans-IO core is the `failover-core` crate (`control/failover/`), re-exported here so
 //! that every path stays `control::failover::...`: [`session`] (one relationship,
 //! self-driving), [`fsm`], [`msg`], [`judge`], [`binding`], [`pool`], [`mclt`], [`hash`],
-//! [`digest`] and [`storage`] (what the core needs of the tables).
+//! [`digest`], [`loglimit`] and [`storage`] (what the core needs of the tables).
 //!
 //! The parts that do I/O, in the daemon:
 //!
@@ -14,8 +14,8 @@
 //! * [`gate`]: the engine's [`dataplane::engine::FailoverView`], published by the driver.
 
 pub use failover_core::{
-    Instant, Now, Role, UnixTime, binding, digest, fsm, hash, judge, mclt, msg, pool, session,
-    storage,
+    Instant, Now, Role, UnixTime, binding, digest, fsm, hash, judge, loglimit, mclt, msg, pool,
+    session, storage,
 };
 
 pub mod driver;
