@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use lease_record::UnixTime;
 
+use super::digest;
 use super::hash::Hba;
 use super::msg::{self, MessageType, RejectReason, Repr, ServerState};
 use super::{Instant, Now, Role};
@@ -72,6 +73,9 @@ pub struct Config {
     /// received must carry a valid HMAC-SHA256 digest ([`super::digest`]). `None` for ISC
     /// peers, which have no digest.
     pub shared_secret: Option<Vec<u8>>,
+    /// Drawn from the operating system's random source by the driver: with the secret, it
+    /// makes each link's nonce unpredictable ([`super::digest::nonce`]).
+    pub nonce_seed: [u8; 32],
 }
 
 impl Config {
@@ -89,6 +93,7 @@ impl Config {
             vendor_class: format!("tandem-{}", env!("CARGO_PKG_VERSION")).into_bytes(),
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             shared_secret: None,
+            nonce_seed: [0; 32],
         }
     }
 }
@@ -313,6 +318,16 @@ enum Link {
     },
 }
 
+/// A link's message authentication between tandem peers ([`super::digest`]'s replay
+/// protection): our nonce, then the link's key and each direction's sequence number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct LinkAuth {
+    ours: Option<[u8; digest::NONCE_LEN]>,
+    key: Option<[u8; 32]>,
+    sent: u64,
+    received: u64,
+}
+
 /// The failover state machine of one relationship.
 #[derive(Debug)]
 pub struct Fsm {
@@ -341,6 +356,9 @@ pub struct Fsm {
     /// The budget of the lines a peer's refused messages cause (one per connection, and
     /// connections can come in a flood).
     refusal_log: super::loglimit::LogLimit,
+    auth: LinkAuth,
+    /// Nonces drawn so far.
+    nonces: u64,
 }
 
 impl Fsm {
@@ -388,6 +406,8 @@ impl Fsm {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             refusal_log: super::loglimit::LogLimit::new(),
+            auth: LinkAuth::default(),
+            nonces: 0,
         };
         tracing::info!(relationship = %fsm.name(), state = saved.name(), "failover: starting up");
         fsm
@@ -551,7 +571,10 @@ impl Fsm {
         self.link = Link::Starting {
             deadline: now.instant + LINK_STARTUP_TIME,
         };
+        self.auth = LinkAuth::default();
         if self.config.role == Role::Primary {
+            self.auth.ours = self.fresh_nonce(now);
+            let nonce = self.auth.ours.map(|n| digest::nonce_option(&n));
             let mut r = Repr::new(MessageType::Connect, now.wall, self.take_xid());
             let vendor = self.config.vendor_class.clone();
             let name = self.config.name.clone();
@@ -565,8 +588,19 @@ impl Fsm {
             o.tls_request = Some(0);
             o.mclt = Some(self.mclt);
             o.hba = Some(hba.as_bytes());
+            o.vendor_options = nonce.as_ref().map(|v| &v[..]);
             self.push(now, &r);
         }
+    }
+
+    /// A nonce for a new link when a secret is configured.
+    fn fresh_nonce(&mut self, now: Now) -> Option<[u8; digest::NONCE_LEN]> {
+        let secret = self.config.shared_secret.as_ref()?;
+        self.nonces += 1;
+        let mut seed = self.config.nonce_seed.to_vec();
+        seed.extend_from_slice(&now.wall.0.to_be_bytes());
+        seed.extend_from_slice(&now.instant.as_millis().to_be_bytes());
+        Some(digest::nonce(secret, &seed, self.nonces))
     }
 
     /// The TCP link is gone (closed by either side). ISC's "disconnect" transition
@@ -580,6 +614,7 @@ impl Fsm {
 
     fn drop_link(&mut self, now: Now) {
         self.link = Link::Down;
+        self.auth = LinkAuth::default();
         self.transmits.clear();
         self.cur_upd = None;
         self.upd_xid = None;
@@ -673,9 +708,7 @@ impl Fsm {
         if self.link == Link::Down {
             return None;
         }
-        if let Some(key) = &self.config.shared_secret
-            && let Err(e) = super::digest::verify(frame, key)
-        {
+        if let Err(e) = self.check_digest(frame) {
             if let Some(held) = self.refusal_log.allow(now.instant) {
                 tracing::warn!(relationship = %self.name(), error = %e, held_back = held, "failover: message refused");
             }
@@ -685,6 +718,9 @@ impl Fsm {
             r.options.message = Some(reason.text().as_bytes());
             self.close_link(now, CloseReason::Rejected(reason), Some(r));
             return None;
+        }
+        if self.auth.key.is_some() {
+            self.auth.received += 1;
         }
         match Repr::parse_bytes(frame) {
             Ok(r) => {
@@ -701,6 +737,25 @@ impl Fsm {
                 self.close_link(now, CloseReason::ProtocolError, None);
                 None
             }
+        }
+    }
+
+    /// The digest of a frame from the peer, when a secret is configured: on an established
+    /// link under the link's key, over the direction and the next sequence number; in the
+    /// handshake under the secret, a CONNECTACK over our CONNECT's nonce.
+    fn check_digest(&self, frame: &[u8]) -> Result<(), digest::DigestError> {
+        let Some(secret) = &self.config.shared_secret else {
+            return Ok(());
+        };
+        if let Some(k) = &self.auth.key {
+            let from_primary = self.config.role == Role::Secondary;
+            let context = digest::link_context(from_primary, self.auth.received);
+            return digest::verify_in(frame, k, &context);
+        }
+        let connectack = frame.get(2) == Some(&(MessageType::ConnectAck as u8));
+        match self.auth.ours {
+            Some(n) if connectack => digest::verify_in(frame, secret, &n),
+            _ => digest::verify(frame, secret),
         }
     }
 
@@ -790,6 +845,10 @@ impl Fsm {
             Some((RejectReason::InvalidMclt, "no MCLT provided"))
         } else if o.mclt.is_some_and(|v| v > MAX_MCLT) {
             Some((RejectReason::InvalidMclt, "MCLT longer than seven days"))
+        } else if self.config.shared_secret.is_some()
+            && digest::nonce_of(o.vendor_options).is_none()
+        {
+            Some((RejectReason::DigestFailed, "no connection nonce"))
         } else {
             None
         };
@@ -800,8 +859,16 @@ impl Fsm {
             let ack = self.build_connectack(now, m, Some((reason, text)));
             return self.send_and_close(now, CloseReason::Rejected(reason), ack);
         }
+        self.auth.ours = self.fresh_nonce(now);
         let ack = self.build_connectack(now, m, None);
         self.push_owned(ack);
+        if let (Some(secret), Some(theirs), Some(ours)) = (
+            &self.config.shared_secret,
+            digest::nonce_of(o.vendor_options),
+            self.auth.ours,
+        ) {
+            self.auth.key = Some(digest::link_key(secret, &theirs, &ours));
+        }
         self.partner_max_unacked = o.max_unacked.unwrap_or(0);
         self.partner_receive_timer = o.receive_timer.unwrap_or(0);
         self.partner_batches = is_tandem(o.vendor_class);
@@ -835,7 +902,14 @@ impl Fsm {
         let mut r = Repr::new(MessageType::ConnectAck, now.wall, m.xid);
         let name = self.config.name.clone();
         let vendor = self.config.vendor_class.clone();
+        // Our nonce only when we accept; the digest covers the CONNECT's nonce either way.
+        let theirs = digest::nonce_of(m.options.vendor_options);
+        let ours = match reject {
+            None => self.auth.ours.map(|n| digest::nonce_option(&n)),
+            Some(_) => None,
+        };
         let o = &mut r.options;
+        o.vendor_options = ours.as_ref().map(|v| &v[..]);
         o.relationship_name = Some(&name);
         o.max_unacked = Some(self.config.max_unacked_updates);
         o.receive_timer = Some(self.config.max_response_delay);
@@ -848,7 +922,7 @@ impl Fsm {
             o.reject_reason = Some(reason);
             o.message = Some(text.as_bytes());
         }
-        self.encode(&r)
+        self.encode_handshake(&r, theirs.as_ref().map_or(&[][..], |n| &n[..]))
     }
 
     /// The CONNECTACK refusing `connect`, a CONNECT that arrived on a second TCP link while
@@ -887,6 +961,10 @@ impl Fsm {
             ))
         } else if self.skew_too_large(now, m) {
             Some((RejectReason::TimeMismatch, "time offset too large"))
+        } else if self.config.shared_secret.is_some()
+            && digest::nonce_of(o.vendor_options).is_none()
+        {
+            Some((RejectReason::DigestFailed, "no connection nonce"))
         } else {
             None
         };
@@ -895,6 +973,13 @@ impl Fsm {
             r.options.reject_reason = Some(reason);
             r.options.message = Some(text.as_bytes());
             return self.close_link(now, CloseReason::Rejected(reason), Some(r));
+        }
+        if let (Some(secret), Some(ours), Some(theirs)) = (
+            &self.config.shared_secret,
+            self.auth.ours,
+            digest::nonce_of(o.vendor_options),
+        ) {
+            self.auth.key = Some(digest::link_key(secret, &ours, &theirs));
         }
         self.partner_max_unacked = o.max_unacked.unwrap_or(0);
         self.partner_receive_timer = o.receive_timer.unwrap_or(0);
@@ -1173,7 +1258,13 @@ impl Fsm {
         let mut r = *m;
         r.xid = xid;
         r.time = now.wall;
-        if self.encode(&r).bytes.is_empty() {
+        // What does not fit in a message is refused here, before it takes a sequence number.
+        let digest = if self.config.shared_secret.is_some() {
+            4 + 1 + digest::DIGEST_LEN
+        } else {
+            0
+        };
+        if r.buffer_len() + digest > usize::from(msg::MAX_MESSAGE_LEN) {
             return None;
         }
         self.push(now, &r);
@@ -1322,13 +1413,34 @@ impl Fsm {
 }
 
 impl Fsm {
-    /// The message as it goes on the wire: signed when a shared secret is configured.
-    fn encode(&self, r: &Repr<'_>) -> Transmit {
+    /// The message as it goes on the wire: signed when a shared secret is configured (on an
+    /// established link under the link's key, over our direction and its sequence number).
+    fn encode(&mut self, r: &Repr<'_>) -> Transmit {
         // With a validated config every message the machine builds is far below 2048 bytes
-        // (the longest is CONNECT: 2 × 255 bytes of text, 32 of HBA, 37 of digest). A
-        // driver-built message that does not fit is refused by `send` before it gets here.
+        // (the longest is CONNECT: 2 × 255 bytes of text, 32 of HBA, 20 of nonce, 37 of
+        // digest). A driver-built message that does not fit is refused by `send` before it
+        // gets here.
+        let bytes = match (&self.config.shared_secret, self.auth.key) {
+            (None, _) => r.to_vec(),
+            (Some(_), Some(k)) => {
+                let from_primary = self.config.role == Role::Primary;
+                let context = digest::link_context(from_primary, self.auth.sent);
+                self.auth.sent += 1;
+                digest::sign_in(r, &k, &context)
+            }
+            (Some(secret), None) => digest::sign(r, secret),
+        }
+        .unwrap_or_default();
+        Transmit {
+            msg_type: r.msg_type,
+            bytes,
+        }
+    }
+
+    /// A handshake message (CONNECTACK), signed under the secret over `context`.
+    fn encode_handshake(&self, r: &Repr<'_>, context: &[u8]) -> Transmit {
         let bytes = match &self.config.shared_secret {
-            Some(key) => super::digest::sign(r, key),
+            Some(secret) => digest::sign_in(r, secret, context),
             None => r.to_vec(),
         }
         .unwrap_or_default();

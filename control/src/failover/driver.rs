@@ -164,6 +164,8 @@ pub enum FsmConfigError {
         #[source]
         source: io::Error,
     },
+    #[error("reading /dev/urandom")]
+    Random(#[source] io::Error),
     #[error("failover relationship {name:?}")]
     Invalid {
         name: String,
@@ -222,12 +224,22 @@ pub fn fsm_config(f: &FailoverConfig) -> Result<fsm::Config, FsmConfigError> {
     c.auto_partner_down = (f.auto_partner_down > 0).then_some(f.auto_partner_down);
     if let Some(path) = &f.shared_secret_file {
         c.shared_secret = Some(read_secret(path)?);
+        c.nonce_seed = random_seed()?;
     }
     c.validate().map_err(|source| FsmConfigError::Invalid {
         name: f.name.clone(),
         source,
     })?;
     Ok(c)
+}
+
+/// 32 bytes from the kernel's random source, for the links' nonces.
+fn random_seed() -> Result<[u8; 32], FsmConfigError> {
+    let mut seed = [0; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .map_err(FsmConfigError::Random)?;
+    Ok(seed)
 }
 
 fn read_secret(path: &Path) -> Result<Vec<u8>, FsmConfigError> {

@@ -74,7 +74,9 @@ codes! {
 
 impl MessageType {
     /// Options ISC stores for this type (`fto_allowed[]`, `stables.c:108-131`); any other
-    /// known option is read and dropped. The digest is allowed everywhere.
+    /// known option is read and dropped. The digest is allowed everywhere, and the
+    /// vendor-specific options in CONNECT and CONNECTACK (tandem's connection nonce,
+    /// [`crate::digest::nonce_option`]).
     pub fn allows(self, code: u16) -> bool {
         use opt::*;
         if code == MESSAGE_DIGEST {
@@ -108,6 +110,7 @@ impl MessageType {
                 TLS_REQUEST,
                 MCLT,
                 HASH_BUCKET_ASSIGNMENT,
+                VENDOR_SPECIFIC_OPTIONS,
             ]
             .contains(&code),
             Self::ConnectAck => [
@@ -119,6 +122,7 @@ impl MessageType {
                 TLS_REPLY,
                 REJECT_REASON,
                 MESSAGE,
+                VENDOR_SPECIFIC_OPTIONS,
             ]
             .contains(&code),
             Self::State => [SERVER_STATE, SERVER_FLAGS, START_TIME_OF_STATE].contains(&code),
