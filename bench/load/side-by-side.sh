@@ -135,6 +135,8 @@ EOF
     local me peer extra=""
     if [ "$role" = primary ]; then me=192.168.77.1; peer=192.168.77.2; extra='mclt = "1h"'
     else me=192.168.77.2; peer=192.168.77.1; fi
+    # Both ends sign the peer link with the same secret (the same text on each side).
+    mkdir -p "$d"; printf 'side-by-side pair secret\n' > "$d/pair.secret"
     cat <<EOF
 failover = "pair"
 
@@ -145,6 +147,7 @@ $extra
 mode = "hot-standby"
 address = "$me"
 peer_address = "$peer"
+shared_secret_file = "$d/pair.secret"
 EOF
   fi
 }

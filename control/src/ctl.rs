@@ -24,6 +24,10 @@ Verbs:
   partner-down NAME [--since TIME]     the partner of relationship NAME is down, last known up at
                                        TIME (RFC 3339 UTC, e.g. 2026-11-22T04:00:00Z, or Unix
                                        seconds; default now)
+  secret FILE                          writes a new failover shared secret (256 random bits, hex)
+                                       to FILE, readable by its owner only; copy it to the
+                                       partner and name it in shared_secret_file on both
+                                       (needs no daemon)
 
 Where the daemon is found:
   --config FILE    the Unix socket in FILE's server.data_dir
@@ -68,6 +72,11 @@ pub enum Verb {
         /// Unix seconds; `None` = now (the daemon's clock).
         since: Option<u64>,
     },
+    /// `secret FILE`: a new shared secret, written locally.
+    Secret {
+        /// Where to write it (a new file).
+        path: PathBuf,
+    },
     /// `--help`.
     Help,
     /// `--version`.
@@ -88,13 +97,13 @@ pub struct Invocation {
 pub enum UsageError {
     #[error("give only one of --config, --data-dir, --admin")]
     TwoLocators,
-    #[error("a verb is required (status, leases, partner-down)")]
+    #[error("a verb is required (status, leases, partner-down, secret)")]
     NoVerb,
     #[error("{0} needs a value")]
     NeedsValue(&'static str),
     #[error("unknown option {0:?}")]
     UnknownOption(String),
-    #[error("unknown verb {0:?} (known: status, leases, partner-down)")]
+    #[error("unknown verb {0:?} (known: status, leases, partner-down, secret)")]
     UnknownVerb(String),
     #[error("{verb}: unexpected argument {arg:?}")]
     Unexpected { verb: &'static str, arg: String },
@@ -114,6 +123,8 @@ pub enum UsageError {
     TwoNames,
     #[error("partner-down: the relationship NAME is required")]
     NoName,
+    #[error("secret: give one FILE to write")]
+    SecretFile,
 }
 
 /// Parses `tandemctl`'s arguments (without the program name).
@@ -244,6 +255,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 since,
             }
         }
+        "secret" => match <[String; 1]>::try_from(rest) {
+            Ok([path]) if !path.starts_with('-') => Verb::Secret { path: path.into() },
+            _ => return Err(UsageError::SecretFile),
+        },
         other => return Err(UsageError::UnknownVerb(other.to_owned())),
     };
     Ok(Invocation { locator, verb })
@@ -273,6 +288,24 @@ pub fn resolve(locator: &Locator) -> Result<Target, ResolveError> {
             Err(e) => return Err(ResolveError::ReadConfig(e)),
         },
     })
+}
+
+/// Writes 32 bytes from the kernel's random source, as 64 hex digits and a newline, to a new
+/// file `path` (an existing file is never overwritten) readable by its owner only.
+fn write_secret(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut raw = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    let mut text: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    text.push('\n');
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 /// `tandemctl`'s `main`.
@@ -307,6 +340,23 @@ pub fn run<I: IntoIterator<Item = String>>(
         Verb::Version => {
             let _ = writeln!(out, "tandemctl {}", crate::daemon::VERSION);
             return 0;
+        }
+        Verb::Secret { path } => {
+            return match write_secret(path) {
+                Ok(()) => {
+                    let _ = writeln!(
+                        out,
+                        "wrote a new shared secret to {}: copy it to the partner, and name it in \
+                         shared_secret_file on both",
+                        path.display()
+                    );
+                    0
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "tandemctl: secret: {}: {e}", path.display());
+                    1
+                }
+            };
         }
         Verb::Status { .. } => Request::Status,
         Verb::Leases { filter, .. } => Request::Leases(filter.clone()),

@@ -173,7 +173,7 @@ mod tests {
         }
         for (n, peer) in [("a", "192.0.2.2"), ("b", "192.0.2.3")] {
             text.push_str(&format!(
-                "[[failover]]\nname = \"{n}\"\nrole = \"primary\"\naddress = \"192.0.2.1\"\npeer_address = \"{peer}\"\nmclt = \"10m\"\n"
+                "[[failover]]\nname = \"{n}\"\nrole = \"primary\"\naddress = \"192.0.2.1\"\npeer_address = \"{peer}\"\nmclt = \"10m\"\nshared_secret_file = \"/s\"\n"
             ));
         }
         crate::config::parse(&text).expect("config")

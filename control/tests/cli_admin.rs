@@ -557,3 +557,44 @@ fn tandemctl_usage_errors() {
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("partner-down NAME [--since TIME]"));
 }
+
+/// `tandemctl secret FILE`: 256 random bits as hex, a new file only its owner reads, never an
+/// existing file overwritten; two secrets differ.
+#[test]
+fn secret_writes_a_new_private_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pair.secret");
+    let run = |p: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+            .arg("secret")
+            .arg(p)
+            .output()
+            .expect("run tandemctl")
+    };
+    let out = run(&path);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text(&out.stdout).contains("copy it to the partner"),
+        "{out:?}"
+    );
+    let secret = std::fs::read_to_string(&path).unwrap();
+    let hex = secret.strip_suffix('\n').expect("one line");
+    assert_eq!(hex.len(), 64);
+    assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{secret}");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Never over an existing file.
+    let again = run(&path);
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), secret);
+    let other = dir.path().join("other.secret");
+    assert!(run(&other).status.success());
+    assert_ne!(std::fs::read_to_string(&other).unwrap(), secret);
+    // Usage: one FILE.
+    let out = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+        .arg("secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

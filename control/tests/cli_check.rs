@@ -32,6 +32,7 @@ role = "primary"
 address = "192.0.2.1"
 peer_address = "192.0.2.2"
 mclt = "1h"
+shared_secret_file = "/etc/tandem/edge-pair.secret"
 "#;
 
 #[test]

@@ -40,9 +40,15 @@ address = "127.0.0.1"
 peer_address = "127.0.0.2"
 port = {port}
 mclt = "1h"
+shared_secret_file = "{secret}"
 "#,
                 data_dir.display(),
                 port = PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                secret = {
+                    let p = dir.path().join("pair.secret");
+                    std::fs::write(&p, "cli daemon test secret").expect("write the secret");
+                    p.display().to_string()
+                },
             ),
         )
         .expect("write config");

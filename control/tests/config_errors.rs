@@ -6,7 +6,7 @@ use control::config::{self, ConfigError};
 const HEAD: &str = "[server]\ninterfaces = [\"eth0\"]\n";
 
 /// A valid primary relationship named "fo", 7 lines.
-const FAILOVER: &str = "[[failover]]\nname = \"fo\"\nrole = \"primary\"\naddress = \"192.0.2.1\"\npeer_address = \"192.0.2.2\"\nmclt = \"1h\"\nsplit = 128\n";
+const FAILOVER: &str = "[[failover]]\nname = \"fo\"\nrole = \"primary\"\naddress = \"192.0.2.1\"\npeer_address = \"192.0.2.2\"\nmclt = \"1h\"\nsplit = 128\nshared_secret_file = \"/s\"\n";
 
 fn errors(src: &str) -> Vec<ConfigError> {
     match config::parse(src) {
@@ -81,7 +81,7 @@ fn types() {
     );
     one(
         &with(
-            "[[failover]]\nname = 7\nrole = \"secondary\"\naddress = \"192.0.2.1\"\npeer_address = \"192.0.2.2\"\n",
+            "[[failover]]\nname = 7\nrole = \"secondary\"\naddress = \"192.0.2.1\"\npeer_address = \"192.0.2.2\"\npeer_software = \"isc-dhcpd\"\n",
         ),
         4,
         "`name` must be a string",
@@ -116,7 +116,7 @@ fn unknown_keys() {
     );
     one(
         &with(&format!("{FAILOVER}secret = \"x\"\n")),
-        10,
+        11,
         "unknown key `secret` in [[failover]] #1",
     );
 }
@@ -441,7 +441,7 @@ fn failover_values() {
     ));
     let e = one(
         &twice,
-        11,
+        12,
         "failover relationship \"fo\" is already defined on line 4",
     );
     assert_eq!(e.col, 8);
@@ -483,6 +483,8 @@ split = 300
             (9, 12),
             (10, 1),
             (13, 7),
+            // The relationship (line 16) has no shared secret.
+            (16, 1),
             (18, 8),
             (21, 9)
         ],
@@ -504,7 +506,7 @@ split = 300
             path.display()
         )
     );
-    assert_eq!(text.lines().count(), 8);
+    assert_eq!(text.lines().count(), 9);
     assert!(
         text.contains(":9:12: the subnet names failover relationship \"missing\""),
         "{text}"
@@ -575,4 +577,25 @@ fn mutations_of_a_valid_file_never_panic_and_point_inside_it() {
             }
         }
     }
+}
+
+#[test]
+fn authentication_is_on_by_default_between_tandem_peers() {
+    let without = FAILOVER.replace("shared_secret_file = \"/s\"\n", "");
+    let e = one(&with(&without), 3, "`shared_secret_file` is required");
+    assert!(e.message.contains("tandemctl secret"), "{e:?}");
+    assert!(e.message.contains("peer_software = \"isc-dhcpd\""), "{e:?}");
+    // An ISC dhcpd partner has no digest: no secret needed, and none taken.
+    let isc = format!("{without}peer_software = \"isc-dhcpd\"\n");
+    config::parse(&with(&isc)).unwrap_or_else(|e| panic!("{e:?}"));
+    one(
+        &with(&format!("{FAILOVER}peer_software = \"isc-dhcpd\"\n")),
+        10,
+        "ISC dhcpd has no message digest",
+    );
+    one(
+        &with(&format!("{FAILOVER}peer_software = \"kea\"\n")),
+        11,
+        "`peer_software`",
+    );
 }

@@ -72,6 +72,7 @@ max_response_delay = "1m"
 max_unacked_updates = 50
 auto_partner_down = "1h"
 max_lease_time = "2d"
+peer_software = "isc-dhcpd"
 "#;
 
 #[test]
@@ -192,6 +193,7 @@ fn every_key() {
     assert_eq!(f.auto_partner_down, 3600);
     assert_eq!(f.shared_secret_file, None);
     assert_eq!(f.max_lease_time, Some(2 * 86_400));
+    assert_eq!(f.peer_software, config::PeerSoftware::IscDhcpd);
 }
 
 #[test]
@@ -208,7 +210,7 @@ fn defaults() {
     assert!(c.subnets.is_empty() && c.failover.is_empty());
 
     let c = config::parse(
-        "[server]\ninterfaces = [\"eth0\"]\n[[failover]]\nname = \"p\"\nrole = \"primary\"\naddress = \"10.0.0.1\"\npeer_address = \"10.0.0.2\"\nmclt = \"30m\"\n",
+        "[server]\ninterfaces = [\"eth0\"]\n[[failover]]\nname = \"p\"\nrole = \"primary\"\naddress = \"10.0.0.1\"\npeer_address = \"10.0.0.2\"\nmclt = \"30m\"\nshared_secret_file = \"/s\"\n",
     )
     .expect("failover defaults");
     let f = &c.failover[0];
@@ -227,4 +229,9 @@ fn defaults() {
     );
     assert_eq!((f.max_unacked_updates, f.auto_partner_down), (10, 0));
     assert_eq!(f.max_lease_time, None);
+    assert_eq!(f.peer_software, config::PeerSoftware::Tandem);
+    assert_eq!(
+        f.shared_secret_file.as_deref(),
+        Some(std::path::Path::new("/s"))
+    );
 }

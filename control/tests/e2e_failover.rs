@@ -142,9 +142,21 @@ port = 647
 peer_port = 647
 max_response_delay = "6s"
 max_unacked_updates = 10
+{secret}
 "#,
         dir = dir.to_string_lossy(),
+        secret = common::failover_secret(dir),
     )
+}
+
+/// A [`config`] for a pair with ISC dhcpd: no shared secret (ISC has no message digest).
+fn isc_partner(config: String) -> String {
+    let secret = config
+        .lines()
+        .find(|l| l.starts_with("shared_secret_file"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    config.replace(&secret, "peer_software = \"isc-dhcpd\"")
 }
 
 /// `(state, partner_state, state_since)` of relationship "pair".
@@ -440,6 +452,7 @@ port = 647
 peer_port = 647
 max_response_delay = "60s"
 max_unacked_updates = 10
+peer_software = "isc-dhcpd"
 "#,
             dir = d.to_string_lossy()
         )
@@ -614,7 +627,7 @@ subnet 10.79.0.0 netmask 255.255.255.0 {
         .arg("fa0");
     let _dhcpd = Dhcpd(common::net::spawn_logged(cmd, &log));
     let t = Server::start_tandemd_with(&net.b, |d| {
-        config(d, "fb0", "10.79.0.2", "10.79.0.1", false)
+        isc_partner(config(d, "fb0", "10.79.0.2", "10.79.0.1", false))
             .replace("10.79.0.100-10.79.0.200", "10.79.0.100-10.79.0.110")
             .replace(
                 "max_response_delay = \"6s\"",

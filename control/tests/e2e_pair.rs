@@ -250,8 +250,10 @@ peer_port = 647
 max_response_delay = "{MRD}s"
 max_unacked_updates = 10
 load_balance_max_seconds = {LB_MAX_SECS}
+{secret}
 "#,
         dir = dir.to_string_lossy(),
+        secret = common::failover_secret(dir),
     )
 }
 

@@ -437,8 +437,10 @@ port = 647
 peer_port = 647
 max_response_delay = "15s"
 max_unacked_updates = 10
+{secret}
 "#,
         dir = dir.to_string_lossy(),
+        secret = common::failover_secret(dir),
     )
 }
 

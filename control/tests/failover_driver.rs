@@ -27,6 +27,7 @@ fn second_connect(port: u16) -> (MessageType, Option<RejectReason>) {
     };
     let mut c = fsm_mod::Config::new("loop", Role::Primary);
     c.mclt = 30;
+    c.shared_secret = Some(SECRET.to_vec());
     let mut fsm = Fsm::new(c, None, now);
     fsm.handle_connected(now);
     let connect = fsm.poll_transmit().expect("CONNECT");
@@ -44,6 +45,16 @@ fn second_connect(port: u16) -> (MessageType, Option<RejectReason>) {
             return (m.msg_type, m.options.reject_reason);
         }
     }
+}
+
+/// The pair's shared secret (tandem peers sign every message).
+const SECRET: &[u8] = b"failover driver test secret";
+
+/// Writes [`SECRET`] into `dir`; returns the file.
+fn secret_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("failover.secret");
+    std::fs::write(&path, SECRET).expect("write the secret");
+    path
 }
 
 fn free_port() -> u16 {
@@ -77,8 +88,10 @@ peer_address = "127.0.0.1"
 port = {port}
 peer_port = {peer_port}
 max_response_delay = "6s"
+shared_secret_file = {secret:?}
 "#,
-        dir = dir.to_string_lossy()
+        dir = dir.to_string_lossy(),
+        secret = secret_file(dir).to_string_lossy(),
     );
     config::parse(&text).expect("valid config")
 }
@@ -191,6 +204,7 @@ fn handshake(port: u16) -> (std::net::TcpStream, Fsm) {
     };
     let mut c = fsm_mod::Config::new("loop", Role::Primary);
     c.mclt = 30;
+    c.shared_secret = Some(SECRET.to_vec());
     let mut fsm = Fsm::new(c, None, now);
     fsm.handle_connected(now);
     let connect = fsm.poll_transmit().expect("CONNECT");
@@ -207,7 +221,8 @@ fn handshake(port: u16) -> (std::net::TcpStream, Fsm) {
             let m = Repr::parse_bytes(f).expect("parses");
             if m.msg_type == MessageType::ConnectAck {
                 assert_eq!(m.options.reject_reason, None, "CONNECT refused");
-                fsm.handle_message(now, &m);
+                assert!(fsm.handle_frame(now, f).is_none());
+                assert!(fsm.is_connected(), "CONNECTACK not taken");
                 return (s, fsm);
             }
         }
@@ -225,17 +240,27 @@ fn a_peer_that_does_not_read_is_disconnected() {
     let cfg = config(d.path(), false, port, free_port());
     let shutdown = Shutdown::new();
     let b = start(&cfg, &shutdown);
-    let (mut s, _fsm) = handshake(port);
+    let (mut s, mut fsm) = handshake(port);
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    // Updates for an address in no pool: each is refused, each costs a BNDACK.
+    // Updates for an address in no pool: each is refused, each costs a BNDACK. Signed as
+    // the peer signs them (the link's key, one sequence number each).
     let mut upd = Repr::new(MessageType::BndUpd, UnixTime::now(), 0);
     upd.options.assigned_ip = Some(std::net::Ipv4Addr::new(10, 0, 0, 99));
     upd.options.binding_status = Some(BindingStatus::Free as u8);
-    let one = upd.to_vec().unwrap();
-    let burst: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
+    let now = Now {
+        instant: FoInstant::ZERO,
+        wall: UnixTime::now(),
+    };
     let started = Instant::now();
     let mut sent = 0u64;
     let cut = loop {
+        let mut burst = Vec::new();
+        for _ in 0..1000 {
+            fsm.send(now, &upd, None).expect("connected");
+            while let Some(t) = fsm.poll_transmit() {
+                burst.extend_from_slice(&t.bytes);
+            }
+        }
         match s.write_all(&burst) {
             Ok(()) => sent += 1000,
             Err(e) => break e,
@@ -329,14 +354,6 @@ print(closed)
     assert!(closed >= 290, "only {closed} of 300 flood links closed");
     wait(&a.driver, 5, "A still normal", normal);
     wait(&b.driver, 5, "B still normal", normal);
-    let ack = second_connect(pb);
-    assert_eq!(
-        ack,
-        (
-            MessageType::ConnectAck,
-            Some(RejectReason::DuplicateConnection)
-        )
-    );
 
     // Our ends closed, every descriptor B took comes back.
     drop(flood);
@@ -350,6 +367,15 @@ print(closed)
         std::thread::sleep(Duration::from_millis(100));
     }
     wait(&b.driver, 5, "B normal after the flood", normal);
+    // A second link is answered again once the flood's links are gone.
+    let ack = second_connect(pb);
+    assert_eq!(
+        ack,
+        (
+            MessageType::ConnectAck,
+            Some(RejectReason::DuplicateConnection)
+        )
+    );
     sa.request();
     sb.request();
     a.thread.join().expect("A joins");

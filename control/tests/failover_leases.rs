@@ -89,8 +89,17 @@ address = "{address}"
 peer_address = "{peer}"
 max_response_delay = "30s"
 max_unacked_updates = 4
-"#
+shared_secret_file = {secret:?}
+"#,
+        secret = secret_file(dir).to_string_lossy(),
     )
+}
+
+/// Writes the pair's shared secret into `dir`; returns the file.
+fn secret_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("failover.secret");
+    std::fs::write(&path, "failover leases test secret").expect("write the secret");
+    path
 }
 
 /// A running server's process state outside its session. Dropping it (and the session) is
@@ -731,9 +740,11 @@ fn bindings_out_of_bounds_from_the_peer_change_nothing() {
         .find(|&ip| ip != held.ip && live(&w).record(ip).state == BindingState::Free)
         .expect("a free address");
     let now = w.wall().0;
-    let bndupd = |ip: Ipv4Addr, mac: u8, cltt: u32, ends: u32| {
+    // The peer's own machine sends them (signed as the link requires), as a rogue or broken
+    // partner would.
+    let bndupd = |w: &mut World, ip: Ipv4Addr, mac: u8, cltt: u32, ends: u32| {
         let chaddr = [1, 2, 0, 0, 0, 0x66, mac];
-        let mut r = fo::Repr::new(FoType::BndUpd, UnixTime(now), 4242);
+        let mut r = fo::Repr::new(FoType::BndUpd, UnixTime(now), 0);
         r.options.assigned_ip = Some(ip);
         r.options.binding_status = Some(BindingStatus::Active as u8);
         r.options.chaddr = Some(&chaddr);
@@ -741,28 +752,26 @@ fn bindings_out_of_bounds_from_the_peer_change_nothing() {
         r.options.lease_expiry = Some(UnixTime(ends));
         r.options.potential_expiry = Some(UnixTime(ends));
         r.options.stos = Some(UnixTime(cltt));
-        r.to_vec().expect("encodes")
+        let sent = w.pair.with(1 - victim, |s, now| {
+            s.operate(now, |f, now| f.send(now, &r, None))
+        });
+        assert!(sent.is_some(), "the peer is connected");
+        let t = w.pair.now + 2_000;
+        w.run_until(t);
     };
     let rogue = [
         // Another client over the lease a client holds.
-        (
-            "active for another client",
-            bndupd(held.ip, 1, now, now + 600),
-        ),
+        ("active for another client", held.ip, 1, now, now + 600),
         // A transaction an hour in the future.
-        (
-            "cltt in the future",
-            bndupd(free, 2, now + 3600, now + 4000),
-        ),
+        ("cltt in the future", free, 2, now + 3600, now + 4000),
         // Ten days, against a 1 h lease and a 5 min MCLT.
-        ("end too late", bndupd(free, 3, now, now + 10 * 86_400)),
-        ("infinite", bndupd(free, 4, now, u32::MAX)),
+        ("end too late", free, 3, now, now + 10 * 86_400),
+        ("infinite", free, 4, now, u32::MAX),
     ];
     let link = w.pair.sides[victim].link().expect("linked");
-    for (what, bytes) in &rogue {
+    for (what, ip, mac, cltt, ends) in rogue {
         let before = [live(&w).record(held.ip), live(&w).record(free)];
-        w.pair
-            .with(victim, |s, now| s.handle_bytes(now, link, bytes));
+        bndupd(&mut w, ip, mac, cltt, ends);
         let after = [live(&w).record(held.ip), live(&w).record(free)];
         assert_eq!(before, after, "{what}: the record changed");
         assert_eq!(
@@ -772,9 +781,7 @@ fn bindings_out_of_bounds_from_the_peer_change_nothing() {
         );
     }
     // The same link's sane update is installed: the refusals were the bounds, not the path.
-    let sane = bndupd(free, 5, now, now + 600);
-    w.pair
-        .with(victim, |s, now| s.handle_bytes(now, link, &sane));
+    bndupd(&mut w, free, 5, now, now + 600);
     let l = live(&w).record(free);
     assert_eq!((l.state, l.chaddr[5]), (BindingState::Active, 5), "{l:?}");
 }

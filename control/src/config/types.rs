@@ -330,13 +330,26 @@ pub struct FailoverConfig {
     pub max_unacked_updates: u32,
     /// `auto_partner_down`: the safe period in seconds; 0 = off (the default).
     pub auto_partner_down: u32,
-    /// `shared_secret_file`: tandem peers only.
+    /// `peer_software`: what runs at the other end. Default tandem.
+    pub peer_software: PeerSoftware,
+    /// `shared_secret_file`: required with a tandem peer (every message is signed), refused
+    /// with ISC dhcpd (it has no message digest).
     pub shared_secret_file: Option<PathBuf>,
     /// `max_lease_time` in seconds: the longest lease the partner may grant; a binding it
     /// sends that ends later than its CLTT plus this and MCLT is refused. Default: the
     /// longest `lease_time` of the relationship's subnets (set it to ISC's
     /// `max-lease-time` when the partner is ISC dhcpd).
     pub max_lease_time: Option<u32>,
+}
+
+/// `failover.peer_software`: the partner's implementation, which decides authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerSoftware {
+    /// Another tandemd: messages are signed with the shared secret (required).
+    Tandem,
+    /// ISC dhcpd 4.4 (a migration partner): no message digest exists.
+    IscDhcpd,
 }
 
 /// `failover.role`.

@@ -895,10 +895,37 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
         .get("auto_partner_down")
         .and_then(|n| duration(n, "auto_partner_down", ctx))
         .unwrap_or(0);
-    let shared_secret_file = t
-        .get("shared_secret_file")
+    let secret_node = t.get("shared_secret_file");
+    let shared_secret_file = secret_node
         .and_then(|n| nonempty_string(n, "shared_secret_file", ctx))
         .map(PathBuf::from);
+    let peer_software = t
+        .get("peer_software")
+        .and_then(|n| {
+            choice(
+                n,
+                "peer_software",
+                &[
+                    ("tandem", PeerSoftware::Tandem),
+                    ("isc-dhcpd", PeerSoftware::IscDhcpd),
+                ],
+                ctx,
+            )
+        })
+        .unwrap_or(PeerSoftware::Tandem);
+    match (peer_software, &shared_secret_file, secret_node) {
+        (PeerSoftware::Tandem, None, _) => ctx.err(
+            &node.span(),
+            "`shared_secret_file` is required: tandem peers sign every message (make one with \
+             `tandemctl secret FILE` and copy it to the partner); for an ISC dhcpd partner set \
+             `peer_software = \"isc-dhcpd\"`",
+        ),
+        (PeerSoftware::IscDhcpd, Some(_), Some(n)) => ctx.err(
+            &n.span(),
+            "`shared_secret_file` with `peer_software = \"isc-dhcpd\"`: ISC dhcpd has no message digest",
+        ),
+        _ => {}
+    }
     let mlt_node = t.get("max_lease_time");
     let max_lease_time = mlt_node.and_then(|n| duration(n, "max_lease_time", ctx));
     if let (Some(n), Some(0)) = (mlt_node, max_lease_time) {
@@ -932,6 +959,7 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
         max_response_delay,
         max_unacked_updates,
         auto_partner_down,
+        peer_software,
         shared_secret_file,
         max_lease_time,
     })

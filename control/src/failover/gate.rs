@@ -460,6 +460,7 @@ role = "primary"
 address = "192.0.2.1"
 peer_address = "192.0.2.2"
 mclt = "10m"
+shared_secret_file = "/etc/tandem/pair.secret"
 "#;
         let cfg = crate::config::parse(text).expect("config");
         let (gate, views) = Gate::new(&cfg);

@@ -186,3 +186,11 @@ impl Env {
         msgs
     }
 }
+
+/// The `shared_secret_file` line of a tandem pair's config: writes the pair's shared secret
+/// (the same on both sides) into `dir` and names it.
+pub fn failover_secret(dir: &Path) -> String {
+    let path = dir.join("failover.secret");
+    std::fs::write(&path, "tandem end-to-end test secret\n").expect("write the shared secret");
+    format!("shared_secret_file = {:?}", path.to_string_lossy())
+}
