@@ -33,6 +33,21 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Workers that have a journal in `dir`.
     fn journals(&self, dir: &Path) -> io::Result<Vec<u16>>;
     fn remove_journal(&self, dir: &Path, worker: u16) -> io::Result<()>;
+    /// Rename worker `worker`'s journal to `<name>.<suffix>` (with `-2`, `-3`, ... added if
+    /// that exists; never over another file). Returns the new path.
+    fn set_aside(&self, dir: &Path, worker: u16, suffix: &str) -> io::Result<PathBuf>;
+}
+
+/// The first `<name>.<suffix>`, `<name>.<suffix>-2`, ... for which `taken` is false.
+fn aside_name(dir: &Path, worker: u16, suffix: &str, taken: impl Fn(&Path) -> bool) -> PathBuf {
+    let base = format!("{}.{suffix}", journal_name(worker));
+    let mut path = dir.join(&base);
+    let mut n = 2;
+    while taken(&path) {
+        path = dir.join(format!("{base}-{n}"));
+        n += 1;
+    }
+    path
 }
 
 /// The file name of worker `worker`'s journal.
@@ -106,6 +121,11 @@ impl Backend for FileBackend {
     fn remove_journal(&self, dir: &Path, worker: u16) -> io::Result<()> {
         std::fs::remove_file(dir.join(journal_name(worker)))
     }
+    fn set_aside(&self, dir: &Path, worker: u16, suffix: &str) -> io::Result<PathBuf> {
+        let to = aside_name(dir, worker, suffix, |p| p.symlink_metadata().is_ok());
+        std::fs::rename(dir.join(journal_name(worker)), &to)?;
+        Ok(to)
+    }
 }
 
 /// One simulated journal file.
@@ -120,6 +140,8 @@ pub struct SimFile {
 #[derive(Debug, Default)]
 struct SimState {
     files: BTreeMap<(PathBuf, u16), Arc<Mutex<SimFile>>>,
+    /// Journals set aside, by their new path.
+    aside: BTreeMap<PathBuf, SimFile>,
     /// `sync_data` calls left before they start failing with EIO (`None`: never).
     syncs_left: Option<u64>,
     /// `write_at` calls left before they start failing with ENOSPC (`None`: never).
@@ -162,7 +184,8 @@ impl SimBackend {
     /// `keep_unsynced` bytes of each unsynced tail reach the disk (a torn last entry when it
     /// is not a multiple of the entry size).
     pub fn power_loss(&self, keep_unsynced: usize) {
-        for f in lock(&self.state).files.values() {
+        let s = lock(&self.state);
+        for f in s.files.values() {
             let mut f = lock(f);
             let mut img = f.durable.clone();
             if f.live.len() > img.len() && f.live[..img.len()] == img[..] {
@@ -180,6 +203,11 @@ impl SimBackend {
             .files
             .get(&(dir.to_path_buf(), worker))
             .map(|f| lock(f).clone())
+    }
+
+    /// The journals set aside ([`Backend::set_aside`]) by their new path.
+    pub fn set_aside_files(&self) -> BTreeMap<PathBuf, SimFile> {
+        lock(&self.state).aside.clone()
     }
 
     /// Overwrite worker `worker`'s journal (both images) with `bytes`.
@@ -254,12 +282,9 @@ impl JournalStorage for SimJournal {
 
 impl Backend for SimBackend {
     fn open_journal(&self, dir: &Path, worker: u16) -> io::Result<Box<dyn JournalStorage>> {
-        let file = Arc::clone(
-            lock(&self.state)
-                .files
-                .entry((dir.to_path_buf(), worker))
-                .or_default(),
-        );
+        let mut s = lock(&self.state);
+        let key = (dir.to_path_buf(), worker);
+        let file = Arc::clone(s.files.entry(key).or_default());
         Ok(Box::new(SimJournal {
             file,
             state: Arc::clone(&self.state),
@@ -276,5 +301,17 @@ impl Backend for SimBackend {
     fn remove_journal(&self, dir: &Path, worker: u16) -> io::Result<()> {
         lock(&self.state).files.remove(&(dir.to_path_buf(), worker));
         Ok(())
+    }
+    fn set_aside(&self, dir: &Path, worker: u16, suffix: &str) -> io::Result<PathBuf> {
+        let mut s = lock(&self.state);
+        let key = (dir.to_path_buf(), worker);
+        let file = s
+            .files
+            .remove(&key)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let to = aside_name(dir, worker, suffix, |p| s.aside.contains_key(p));
+        let content = lock(&file).clone();
+        s.aside.insert(to.clone(), content);
+        Ok(to)
     }
 }
