@@ -270,6 +270,26 @@ fn sync_dir(dir: &Path) -> Result<(), OpenError> {
         .map_err(io_err(dir))
 }
 
+/// Create `dir` (and its missing parents) so that it survives a crash: each new directory's
+/// entry is made durable by an fsync of its parent.
+fn create_dir_durably(dir: &Path) -> Result<(), OpenError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(io_err(dir)(e)),
+    }
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
 /// Open or create one table file and check it against `spec`; slots not yet recovered.
 fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, OpenError> {
     let path = dir.join(table_file_name(spec));
@@ -460,7 +480,7 @@ impl Store {
         backend: Arc<dyn Backend>,
         repair: bool,
     ) -> Result<(Store, Vec<WorkerJournal>, RecoveryReport), OpenError> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        create_dir_durably(dir)?;
         let lock_path = dir.join("LOCK");
         let lock = OpenOptions::new()
             .read(true)
@@ -689,6 +709,9 @@ impl Store {
         for &w in existing.iter().filter(|w| **w >= workers) {
             backend.remove_journal(dir, w).map_err(io_err(dir))?;
         }
+        // The journals just created (and those removed) must be in the directory before
+        // anything committed to them is acknowledged.
+        backend.sync_dir(dir).map_err(io_err(dir))?;
         tracing::info!(dir = %dir.display(), tables = tables.len(), replayed = report.replayed,
             torn = report.torn_tails, clean = report.clean, "lease store open");
         let store = Store {
