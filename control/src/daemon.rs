@@ -26,6 +26,8 @@ pub struct Shutdown {
 #[derive(Default)]
 struct ShutdownInner {
     flag: AtomicBool,
+    /// Set with the flag by [`Shutdown::fail`]: the daemon exits with status 1.
+    failed: AtomicBool,
     wakers: Mutex<Vec<Arc<mio::Waker>>>,
     cond: Condvar,
 }
@@ -69,6 +71,19 @@ impl Shutdown {
             }
         }
         self.inner.cond.notify_all();
+    }
+
+    /// Requests shutdown because durability failed (a journal commit, a checkpoint, a failover
+    /// state write): the teardown skips the checkpoint and the daemon exits with status 1, so
+    /// that the supervisor restarts it and recovery replays the journals.
+    pub fn fail(&self) {
+        self.inner.failed.store(true, Ordering::Release);
+        self.request();
+    }
+
+    /// Whether [`Shutdown::fail`] was called.
+    pub fn has_failed(&self) -> bool {
+        self.inner.failed.load(Ordering::Acquire)
     }
 
     /// Wakes `waker` on shutdown (at once if it was already requested).
@@ -453,6 +468,10 @@ pub fn main<E: std::error::Error + 'static>(
                 return ExitCode::from(1);
             }
             match run(&config, hooks) {
+                Ok(()) if shutdown.has_failed() => {
+                    tracing::error!("tandemd stopped after a durability failure");
+                    ExitCode::from(1)
+                }
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "tandemd failed");

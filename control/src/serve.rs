@@ -388,14 +388,14 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
                         tracing::error!(
                             "a journal commit failed: stopping (recovery will replay the journals)"
                         );
-                        shutdown.request();
+                        shutdown.fail();
                         break;
                     }
                     if last.elapsed() >= CHECKPOINT_EVERY {
                         if let Err(e) = store.checkpoint() {
                             tracing::error!(error = %e, "checkpoint failed: stopping");
                             fatal.store(true, Ordering::Relaxed);
-                            shutdown.request();
+                            shutdown.fail();
                             break;
                         }
                         last = Instant::now();
@@ -420,6 +420,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
     }));
 
     let workers = Mutex::new(Some(workers));
+    let shutdown = hooks.shutdown.clone();
     hooks.on_shutdown.push(Box::new(move || {
         stop.store(true, Ordering::Relaxed);
         let _ = checkpointer.join();
@@ -445,7 +446,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
         if let Some(xdp) = &xdp {
             xdp.detach();
         }
-        if fatal.load(Ordering::Relaxed) {
+        if fatal.load(Ordering::Relaxed) || shutdown.has_failed() {
             tracing::error!("exiting after a durability failure without a checkpoint");
             std::process::exit(1);
         }

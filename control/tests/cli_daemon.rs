@@ -115,8 +115,13 @@ mclt = "1h"
 
     /// Waits (bounded) for exit; returns the exit code and stderr.
     fn wait(&mut self) -> (Option<i32>, String) {
+        self.wait_within(Duration::from_secs(20))
+    }
+
+    /// Waits at most `timeout` for exit; returns the exit code and stderr.
+    fn wait_within(&mut self, timeout: Duration) -> (Option<i32>, String) {
         let mut child = self.child.take().expect("child");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(s) = child.try_wait().expect("try_wait") {
                 break s;
@@ -124,7 +129,13 @@ mclt = "1h"
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("tandemd did not exit within 20 s of the signal");
+                let mut err = String::new();
+                let _ = child
+                    .stderr
+                    .take()
+                    .expect("stderr")
+                    .read_to_string(&mut err);
+                panic!("tandemd did not exit within {timeout:?}; log:\n{err}");
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -317,5 +328,25 @@ fn invalid_config_does_not_start() {
             "{}:3:12: `datapath` = \"warp\" is not one of \"xdp\", \"packet\", \"auto\"\n",
             config.display()
         )
+    );
+}
+
+#[test]
+fn a_failed_failover_state_write_stops_the_daemon_with_status_1() {
+    let mut d = Daemon::start("");
+    // The state is written to `failover-pair.state.tmp` and renamed: a directory in its
+    // place makes the next write fail (permissions would not stop root).
+    std::fs::create_dir(d.data_dir().join("failover-pair.state.tmp")).expect("mkdir");
+    // STARTUP ends 15 s after the start, and the move to RECOVER is stored (or fails to be).
+    let (code, log) = d.wait_within(Duration::from_secs(90));
+    assert_eq!(code, Some(1), "log:\n{log}");
+    assert!(
+        log.contains("storing the failover state failed")
+            && log.contains("failover-pair.state.tmp"),
+        "log:\n{log}"
+    );
+    assert!(
+        log.contains("exiting after a durability failure without a checkpoint"),
+        "log:\n{log}"
     );
 }
