@@ -26,6 +26,8 @@ pub struct Shutdown {
 #[derive(Default)]
 struct ShutdownInner {
     flag: AtomicBool,
+    /// Set with the flag by [`Shutdown::fail`]: the daemon exits with status 1.
+    failed: AtomicBool,
     wakers: Mutex<Vec<Arc<mio::Waker>>>,
     cond: Condvar,
 }
@@ -69,6 +71,19 @@ impl Shutdown {
             }
         }
         self.inner.cond.notify_all();
+    }
+
+    /// Requests shutdown because durability failed (a journal commit, a checkpoint, a failover
+    /// state write): the teardown skips the checkpoint and the daemon exits with status 1, so
+    /// that the supervisor restarts it and recovery replays the journals.
+    pub fn fail(&self) {
+        self.inner.failed.store(true, Ordering::Release);
+        self.request();
+    }
+
+    /// Whether [`Shutdown::fail`] was called.
+    pub fn has_failed(&self) -> bool {
+        self.inner.failed.load(Ordering::Acquire)
     }
 
     /// Wakes `waker` on shutdown (at once if it was already requested).
@@ -290,11 +305,16 @@ tandemd: the tandem DHCPv4 failover daemon
 Usage:
   tandemd --config FILE            run the daemon
   tandemd --check --config FILE    validate FILE and exit (0 = valid)
+  tandemd --repair --config FILE   recover data_dir when a journal is damaged, and exit:
+                                   each damaged journal is renamed .damaged-SECONDS (never
+                                   deleted), every intact entry is kept, a report is printed
   tandemd --version | --help
 
 Logging goes to stderr; the level is server.log_level (default info), overridden by
 the TANDEM_LOG environment variable (a tracing filter such as \"debug\" or \"control=debug,info\").
-SIGTERM or SIGINT stop the daemon cleanly.";
+SIGTERM or SIGINT stop the daemon cleanly. Exit status: 0 after a clean stop, 1 on an
+invalid config, a failed start or a durability failure (a journal commit, a checkpoint,
+a failover state write), 2 on bad usage; a panicking thread aborts the process (SIGABRT).";
 
 /// What `tandemd`'s command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,6 +323,8 @@ pub enum Command {
     Run(PathBuf),
     /// Validate this config file.
     Check(PathBuf),
+    /// Repair the lease store of this config file's `data_dir`.
+    Repair(PathBuf),
     /// Print the version.
     Version,
     /// Print the help.
@@ -320,18 +342,22 @@ pub enum UsageError {
     Unexpected(String),
     #[error("--config FILE is required")]
     NoConfig,
+    #[error("--check and --repair exclude each other")]
+    CheckAndRepair,
 }
 
 /// Parses `tandemd`'s arguments (without the program name).
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageError> {
     let mut config: Option<PathBuf> = None;
     let mut check = false;
+    let mut repair = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--help" | "-h" => return Ok(Command::Help),
             "--version" | "-V" => return Ok(Command::Version),
             "--check" => check = true,
+            "--repair" => repair = true,
             "--config" | "-c" => {
                 let v = args.next().ok_or(UsageError::ConfigNeedsFile)?;
                 if config.replace(v.into()).is_some() {
@@ -350,10 +376,11 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Us
         }
     }
     let config = config.ok_or(UsageError::NoConfig)?;
-    Ok(if check {
-        Command::Check(config)
-    } else {
-        Command::Run(config)
+    Ok(match (check, repair) {
+        (true, true) => return Err(UsageError::CheckAndRepair),
+        (true, false) => Command::Check(config),
+        (false, true) => Command::Repair(config),
+        (false, false) => Command::Run(config),
     })
 }
 
@@ -406,6 +433,54 @@ impl std::fmt::Display for Chain<'_> {
     }
 }
 
+/// What `tandemd --repair` prints: each journal set aside, what was kept, where it went.
+pub fn repair_report(data_dir: &Path, report: &lease_mmap::RecoveryReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if report.set_aside.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}: no damaged journal; nothing set aside ({} entries replayed, {} torn tail{} cut)",
+            data_dir.display(),
+            report.replayed,
+            report.torn_tails,
+            plural(report.torn_tails as usize),
+        );
+        return out;
+    }
+    for s in &report.set_aside {
+        let _ = writeln!(out, "{}: {}", s.path.display(), s.damage);
+        let _ = writeln!(out, "  damage at byte offset: {}", s.damage.offset);
+        let _ = writeln!(out, "  entries kept:          {}", s.kept);
+        let _ = writeln!(out, "  entries set aside:     {}", s.damage.damaged);
+        let _ = writeln!(out, "  set aside as:          {}", s.moved_to.display());
+    }
+    let _ = writeln!(
+        out,
+        "{}: repaired: {} journal{} set aside, {} entries replayed; tandemd starts from the intact entries",
+        data_dir.display(),
+        report.set_aside.len(),
+        plural(report.set_aside.len()),
+        report.replayed,
+    );
+    out
+}
+
+/// Every panic, on any thread, is logged at error level with the thread's name and then
+/// aborts the process: a worker or the failover driver that died would leave the daemon
+/// looking healthy while it no longer answers or replicates. After the abort the supervisor
+/// restarts tandemd and recovery replays the journals (as after `kill -9`). The release
+/// profile also sets `panic = "abort"`; the hook makes every build behave so.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("<unnamed>");
+        let backtrace = std::backtrace::Backtrace::capture();
+        tracing::error!(thread = name, panic = %info, %backtrace, "a thread panicked: aborting (the supervisor restarts tandemd and recovery runs)");
+        std::process::abort();
+    }));
+}
+
 /// `tandemd`'s `main`: exit 0 on success, 1 on an invalid config or a runtime failure, 2 on bad usage.
 /// `wire` starts the dataplane: given the config and hooks, it may fill `hooks.backend` and start
 /// threads observing `hooks.shutdown` before [`run`] is called. Its error is logged with its
@@ -436,11 +511,28 @@ pub fn main<E: std::error::Error + 'static>(
             }
             None => ExitCode::from(1),
         },
+        Command::Repair(path) => {
+            let Some(config) = load_or_report(&path) else {
+                return ExitCode::from(1);
+            };
+            crate::logging::init(config.server.log_level.as_deref());
+            match crate::serve::repair(&config) {
+                Ok(report) => {
+                    print!("{}", repair_report(&config.server.data_dir, &report));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tandemd: repair failed: {}", Chain(&e));
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Run(path) => {
             let Some(config) = load_or_report(&path) else {
                 return ExitCode::from(1);
             };
             crate::logging::init(config.server.log_level.as_deref());
+            install_panic_hook();
             let shutdown = Shutdown::new();
             if let Err(e) = shutdown.install_signal_handlers() {
                 tracing::error!(error = %e, "cannot install signal handlers");
@@ -453,6 +545,10 @@ pub fn main<E: std::error::Error + 'static>(
                 return ExitCode::from(1);
             }
             match run(&config, hooks) {
+                Ok(()) if shutdown.has_failed() => {
+                    tracing::error!("tandemd stopped after a durability failure");
+                    ExitCode::from(1)
+                }
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "tandemd failed");
@@ -485,6 +581,14 @@ mod tests {
         assert_eq!(
             parse_args(args(&["--config", "a.toml", "--check"])),
             Ok(Command::Check("a.toml".into()))
+        );
+        assert_eq!(
+            parse_args(args(&["--repair", "--config", "a.toml"])),
+            Ok(Command::Repair("a.toml".into()))
+        );
+        assert_eq!(
+            parse_args(args(&["--repair", "--check", "--config", "a.toml"])),
+            Err(UsageError::CheckAndRepair)
         );
         assert_eq!(parse_args(args(&["--version"])), Ok(Command::Version));
         assert_eq!(parse_args(args(&["-h"])), Ok(Command::Help));

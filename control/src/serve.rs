@@ -104,6 +104,16 @@ pub enum StartError {
         #[source]
         source: lease_mmap::OpenError,
     },
+    /// A journal is damaged before its end ([`lease_mmap::OpenError::JournalDamaged`]).
+    #[error(
+        "opening lease tables in {}: a journal is damaged (`tandemd --repair --config FILE` sets it aside and keeps its intact entries; or restore it from a backup)",
+        dir.display()
+    )]
+    JournalDamaged {
+        dir: PathBuf,
+        #[source]
+        source: lease_mmap::OpenError,
+    },
     #[error("control journal")]
     ControlJournal,
     #[error("engine")]
@@ -214,9 +224,15 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
         n_journals + u16::from(replicating),
         durability(config.server.durability),
     )
-    .map_err(|source| StartError::Store {
-        dir: config.server.data_dir.clone(),
-        source,
+    .map_err(|source| match source {
+        lease_mmap::OpenError::JournalDamaged { .. } => StartError::JournalDamaged {
+            dir: config.server.data_dir.clone(),
+            source,
+        },
+        source => StartError::Store {
+            dir: config.server.data_dir.clone(),
+            source,
+        },
     })?;
     tracing::info!(
         tables = specs.len(),
@@ -333,7 +349,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
                 Arc::clone(&interfaces),
                 Arc::clone(&stats),
                 Arc::clone(&fatal),
-                UnixTime::now,
+                worker_clock(),
             );
             if let Some(sink) = failover
                 .as_ref()
@@ -388,14 +404,14 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
                         tracing::error!(
                             "a journal commit failed: stopping (recovery will replay the journals)"
                         );
-                        shutdown.request();
+                        shutdown.fail();
                         break;
                     }
                     if last.elapsed() >= CHECKPOINT_EVERY {
                         if let Err(e) = store.checkpoint() {
                             tracing::error!(error = %e, "checkpoint failed: stopping");
                             fatal.store(true, Ordering::Relaxed);
-                            shutdown.request();
+                            shutdown.fail();
                             break;
                         }
                         last = Instant::now();
@@ -420,6 +436,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
     }));
 
     let workers = Mutex::new(Some(workers));
+    let shutdown = hooks.shutdown.clone();
     hooks.on_shutdown.push(Box::new(move || {
         stop.store(true, Ordering::Relaxed);
         let _ = checkpointer.join();
@@ -445,7 +462,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
         if let Some(xdp) = &xdp {
             xdp.detach();
         }
-        if fatal.load(Ordering::Relaxed) {
+        if fatal.load(Ordering::Relaxed) || shutdown.has_failed() {
             tracing::error!("exiting after a durability failure without a checkpoint");
             std::process::exit(1);
         }
@@ -484,6 +501,28 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
         }));
     }
     Ok(())
+}
+
+/// The workers' wall clock. Built with the `fault-injection` feature (tests only) and run
+/// with `TANDEM_FAULT=worker-panic`, it panics instead, on a worker's first batch: the test
+/// of the daemon's panic hook (`control/tests/cli_fault.rs`).
+fn worker_clock() -> dataplane::server::Clock {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var("TANDEM_FAULT").as_deref() == Ok("worker-panic") {
+        tracing::warn!("fault injection: TANDEM_FAULT=worker-panic: a worker will panic");
+        return || panic!("fault injection: TANDEM_FAULT=worker-panic");
+    }
+    UnixTime::now
+}
+
+/// `tandemd --repair`: recovers `data_dir` with [`Store::repair`] (the tables of `config`'s
+/// subnets; a journal for every worker that has one), setting damaged journals aside.
+pub fn repair(config: &Config) -> Result<lease_mmap::RecoveryReport, StartError> {
+    let specs = engine_config(config).table_specs();
+    Store::repair(&config.server.data_dir, &specs).map_err(|source| StartError::Store {
+        dir: config.server.data_dir.clone(),
+        source,
+    })
 }
 
 /// Starts the failover driver with binding replication; the caller joins its thread at

@@ -121,8 +121,13 @@ shared_secret_file = "{secret}"
 
     /// Waits (bounded) for exit; returns the exit code and stderr.
     fn wait(&mut self) -> (Option<i32>, String) {
+        self.wait_within(Duration::from_secs(20))
+    }
+
+    /// Waits at most `timeout` for exit; returns the exit code and stderr.
+    fn wait_within(&mut self, timeout: Duration) -> (Option<i32>, String) {
         let mut child = self.child.take().expect("child");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(s) = child.try_wait().expect("try_wait") {
                 break s;
@@ -130,7 +135,13 @@ shared_secret_file = "{secret}"
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("tandemd did not exit within 20 s of the signal");
+                let mut err = String::new();
+                let _ = child
+                    .stderr
+                    .take()
+                    .expect("stderr")
+                    .read_to_string(&mut err);
+                panic!("tandemd did not exit within {timeout:?}; log:\n{err}");
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -324,4 +335,154 @@ fn invalid_config_does_not_start() {
             config.display()
         )
     );
+}
+
+#[test]
+fn a_failed_failover_state_write_stops_the_daemon_with_status_1() {
+    let mut d = Daemon::start("");
+    // The state is written to `failover-pair.state.tmp` and renamed: a directory in its
+    // place makes the next write fail (permissions would not stop root).
+    std::fs::create_dir(d.data_dir().join("failover-pair.state.tmp")).expect("mkdir");
+    // STARTUP ends 15 s after the start, and the move to RECOVER is stored (or fails to be).
+    let (code, log) = d.wait_within(Duration::from_secs(90));
+    assert_eq!(code, Some(1), "log:\n{log}");
+    assert!(
+        log.contains("storing the failover state failed")
+            && log.contains("failover-pair.state.tmp"),
+        "log:\n{log}"
+    );
+    assert!(
+        log.contains("exiting after a durability failure without a checkpoint"),
+        "log:\n{log}"
+    );
+}
+
+/// Flips one bit inside entry `k` of `journal`.
+fn flip_entry(journal: &Path, k: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(journal)
+        .expect("open journal");
+    let at = 512 + 512 * k + 60;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).expect("read");
+    f.write_all_at(&[b[0] ^ 0x08], at).expect("write");
+}
+
+#[test]
+fn a_damaged_journal_refuses_to_start_and_repair_sets_it_aside() {
+    use lease_mmap::{BindingState, Durability, Lease, Slot, Store, TableId, UnixTime};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ninterfaces = [\"lo\"]\ndata_dir = \"{}\"\ndatapath = \"packet\"\n\n\
+             [[subnet]]\nprefix = \"10.77.0.0/24\"\npools = [\"10.77.0.10-10.77.0.200\"]\n",
+            data_dir.display()
+        ),
+    )
+    .expect("write config");
+    // Six leases committed the way a worker does, in two batches (LSNs 1-3, 4-6), then a
+    // crash (no close), then a flipped bit in LSN 2: acknowledged, and followed by four.
+    let specs = control::serve::engine_config(&control::config::load(&config).expect("config"))
+        .table_specs();
+    {
+        let (store, mut j, _) =
+            Store::open(&data_dir, &specs, 1, Durability::Sync).expect("open store");
+        let t = store.table(TableId(0));
+        for i in 0..6u8 {
+            let mut l = Lease {
+                state: BindingState::Active,
+                ends: UnixTime(UnixTime::now().0 + 3600),
+                htype: 1,
+                hlen: 6,
+                ..Lease::default()
+            };
+            l.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, i]);
+            let slot = Slot(u32::from(i) + 20);
+            let v = t.update(slot, 0, &l).expect("update");
+            j[0].record(t.id(), slot, v, &l);
+            if i % 3 == 2 {
+                j[0].commit().expect("commit");
+            }
+        }
+    }
+    let journal = data_dir.join("journal-00000.tdj");
+    flip_entry(&journal, 1);
+    let damaged = std::fs::read(&journal).expect("read journal");
+
+    let tandemd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tandemd"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run tandemd")
+    };
+    let out = tandemd(&[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for want in [
+        "journal-00000.tdj",
+        "byte 1024",
+        "LSN 2",
+        "4 intact entries",
+        "not a torn tail",
+        "tandemd --repair",
+    ] {
+        assert!(err.contains(want), "{want:?} missing from:\n{err}");
+    }
+
+    let out = tandemd(&["--repair"]);
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}{}", text(&out.stderr));
+    for want in [
+        "journal-00000.tdj: entry at byte 1024 (LSN 2) is damaged",
+        "damage at byte offset: 1024",
+        "entries kept:          5",
+        "entries set aside:     1",
+        "repaired: 1 journal set aside",
+    ] {
+        assert!(report.contains(want), "{want:?} missing from:\n{report}");
+    }
+    let moved = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("set aside as:"))
+        .map(|p| PathBuf::from(p.trim()))
+        .unwrap_or_else(|| panic!("no 'set aside as' in:\n{report}"));
+    assert!(
+        moved
+            .to_string_lossy()
+            .contains("journal-00000.tdj.damaged-"),
+        "{report}"
+    );
+    assert_eq!(std::fs::read(&moved).expect("set-aside file"), damaged);
+
+    // A second repair finds nothing; the daemon starts again.
+    let out = tandemd(&["--repair"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains("no damaged journal"),
+        "{}",
+        text(&out.stdout)
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tandemd"))
+        .arg("--config")
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let serving = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        ctl(&["--data-dir", s(&data_dir), "status", "--json"])
+            .status
+            .success()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(serving, "tandemd did not serve after the repair");
 }

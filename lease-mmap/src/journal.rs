@@ -70,6 +70,15 @@ pub(crate) struct Entry {
     pub(crate) slot: u32,
     pub(crate) version: u64,
     pub(crate) lease: Lease,
+    /// The entry's place in its commit's batch (0: the first).
+    pub(crate) in_batch: u32,
+}
+
+impl Entry {
+    /// The LSN of the first entry of the batch this entry was committed in.
+    fn batch_first(&self) -> u64 {
+        self.lsn.saturating_sub(u64::from(self.in_batch))
+    }
 }
 
 fn header(worker: u16, base_lsn: u64) -> [u8; HEADER_LEN as usize] {
@@ -87,6 +96,7 @@ pub(crate) fn encode_entry(e: &Entry, out: &mut [u8]) {
     let b = &mut out[..ENTRY_LEN];
     b.fill(0);
     b[0..4].copy_from_slice(ENTRY_MAGIC);
+    b[4..8].copy_from_slice(&e.in_batch.to_le_bytes());
     b[8..16].copy_from_slice(&e.lsn.to_le_bytes());
     b[16..20].copy_from_slice(&e.table.network.to_le_bytes());
     b[20] = e.table.prefix_len;
@@ -113,62 +123,244 @@ fn decode_entry(b: &[u8]) -> Option<Entry> {
         slot: disk::get32(b, 24),
         version: disk::get64(b, 32),
         lease: disk::decode_lease(&b[40..40 + LEASE_LEN])?,
+        in_batch: disk::get32(b, 4),
     })
 }
 
-/// What reading a journal found.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Scan {
-    /// LSN of the last good entry, or the header's base - 1 (`None`: no valid header).
-    pub(crate) last_lsn: Option<u64>,
-    /// Bytes followed the last good entry (a torn or garbage tail).
-    pub(crate) torn: bool,
-    pub(crate) entries: u64,
+/// Where a journal stops being readable although intact entries of later commits follow:
+/// corruption, not a torn tail (`FORMAT.md` §5.3). Committed entries were lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// Byte offset of the first damaged entry, or 0 for a damaged header.
+    pub offset: u64,
+    /// The LSN the damaged entry should hold (`None`: the header is damaged).
+    pub lsn: Option<u64>,
+    /// Entry positions from the damage to the last intact entry that hold no intact entry.
+    pub damaged: u64,
+    /// Intact entries after the damage (their LSNs run up to `last_lsn`).
+    pub intact_after: u64,
+    /// The LSN of the last intact entry after the damage.
+    pub last_lsn: u64,
 }
 
-/// Read a journal up to the first torn entry (bad magic or CRC, or an LSN that is not the
-/// previous one plus one), handing each good entry to `apply`.
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.lsn {
+            Some(lsn) => write!(f, "entry at byte {} (LSN {lsn}) is damaged", self.offset)?,
+            None => write!(f, "the header (byte 0) is damaged")?,
+        }
+        write!(
+            f,
+            ", and {} intact entr{} of later commits follow{} it (up to LSN {}; {} damaged \
+             entr{} in between): corruption inside the journal, not a torn tail",
+            self.intact_after,
+            if self.intact_after == 1 { "y" } else { "ies" },
+            if self.intact_after == 1 { "s" } else { "" },
+            self.last_lsn,
+            self.damaged,
+            if self.damaged == 1 { "y" } else { "ies" },
+        )
+    }
+}
+
+/// How a journal's bytes end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Nothing follows the last good entry.
+    Clean,
+    /// Bytes follow the last good entry (from byte `at`) that hold nothing committed: the
+    /// torn last batch of a crash, stale entries of an earlier life of the file, garbage.
+    Torn { at: u64 },
+    /// A damaged entry or header followed by intact entries of later commits.
+    Damaged(Damage),
+}
+
+/// What reading a journal found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Scan {
+    /// The highest LSN of an entry of this life of the file, or the header's base - 1
+    /// (`None`: no valid header and no entry).
+    pub(crate) last_lsn: Option<u64>,
+    /// Good entries before the first bad byte.
+    pub(crate) entries: u64,
+    /// Intact entries after the first bad byte that were handed to `apply` too (only
+    /// with `past_damage`).
+    pub(crate) applied_after: u64,
+    pub(crate) end: End,
+}
+
+/// Reads `storage` from `from` to its end in entry-sized pieces (the last may be short),
+/// handing each with its byte offset to `f`.
+fn for_each_piece(
+    storage: &dyn JournalStorage,
+    from: u64,
+    len: u64,
+    mut f: impl FnMut(u64, &[u8]),
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; ENTRY_LEN * 256];
+    let mut off = from;
+    while off < len {
+        let got = storage.read_at(off, &mut buf)?;
+        if got == 0 {
+            break;
+        }
+        for piece in buf[..got].chunks(ENTRY_LEN) {
+            f(off, piece);
+            off += piece.len() as u64;
+        }
+    }
+    Ok(())
+}
+
+/// The entry position of byte offset `off` (entries start after the header).
+fn position(off: u64) -> u64 {
+    (off - HEADER_LEN) / ENTRY_LEN as u64
+}
+
+/// Read a journal (`FORMAT.md` §5.3), handing each good entry to `apply`: every entry up to
+/// the first bad one (bad magic or CRC, a lease that does not decode, or an LSN that is not
+/// its position's), and, with `past_damage`, every intact entry of this life of the file
+/// after it too (repair).
+///
+/// Past the first bad entry the rest of the file is read as well, to tell a torn tail from
+/// corruption: an intact entry in its place whose batch began after the bad entry's LSN was
+/// written by a later commit, and a commit starts only after the previous one's fdatasync.
+/// So the bad entry had been durable, and something damaged it since. Anything else after
+/// the bad entry belongs to the last, unfinished batch or to an earlier life of the file.
 pub(crate) fn scan(
     storage: &dyn JournalStorage,
+    past_damage: bool,
     mut apply: impl FnMut(&Entry),
 ) -> std::io::Result<Scan> {
     let len = storage.size()?;
     let mut h = [0u8; HEADER_LEN as usize];
     let n = storage.read_at(0, &mut h)?;
-    if n < h.len() || &h[0..8] != HEADER_MAGIC || crc32c::crc32c(&h[..508]) != disk::get32(&h, 508)
-    {
-        return Ok(Scan {
-            last_lsn: None,
-            torn: len > 0,
-            entries: 0,
-        });
+    let header_ok = n == h.len()
+        && &h[0..8] == HEADER_MAGIC
+        && crc32c::crc32c(&h[..508]) == disk::get32(&h, 508);
+    if !header_ok {
+        return scan_headerless(
+            storage,
+            len,
+            h[..n].iter().all(|b| *b == 0),
+            past_damage,
+            apply,
+        );
     }
     let base = disk::get64(&h, 16);
-    let mut expect = base;
-    let mut off = HEADER_LEN;
     let mut entries = 0;
-    let mut buf = vec![0u8; ENTRY_LEN * 256];
-    'outer: while off < len {
-        let got = storage.read_at(off, &mut buf)?;
-        if got == 0 {
-            break;
+    // Phase 1: the good prefix.
+    let mut bad_at: Option<u64> = None;
+    for_each_piece(storage, HEADER_LEN, len, |off, piece| {
+        if bad_at.is_some() {
+            return;
         }
-        for chunk in buf[..got].chunks(ENTRY_LEN) {
-            match decode_entry(chunk) {
-                Some(e) if e.lsn == expect => {
-                    apply(&e);
-                    expect += 1;
-                    entries += 1;
-                    off += ENTRY_LEN as u64;
-                }
-                _ => break 'outer,
+        match decode_entry(piece) {
+            Some(e) if e.lsn == base + position(off) => {
+                apply(&e);
+                entries += 1;
+            }
+            _ => bad_at = Some(off),
+        }
+    })?;
+    let mut last_lsn = (base + entries).checked_sub(1);
+    let Some(bad_at) = bad_at else {
+        return Ok(Scan {
+            last_lsn,
+            entries,
+            applied_after: 0,
+            end: End::Clean,
+        });
+    };
+    // Phase 2: what follows the first bad entry.
+    let bad_lsn = base + position(bad_at);
+    let (mut intact, mut later_commit, mut last_pos, mut applied_after) = (0u64, false, 0u64, 0u64);
+    for_each_piece(storage, bad_at + ENTRY_LEN as u64, len, |off, piece| {
+        let pos = position(off);
+        if let Some(e) = decode_entry(piece).filter(|e| e.lsn == base + pos) {
+            intact += 1;
+            last_pos = pos;
+            later_commit |= e.batch_first() > bad_lsn;
+            last_lsn = last_lsn.max(Some(e.lsn));
+            if past_damage {
+                apply(&e);
+                applied_after += 1;
             }
         }
-    }
+    })?;
+    let end = if later_commit {
+        End::Damaged(Damage {
+            offset: bad_at,
+            lsn: Some(bad_lsn),
+            damaged: last_pos + 1 - position(bad_at) - intact,
+            intact_after: intact,
+            last_lsn: base + last_pos,
+        })
+    } else {
+        End::Torn { at: bad_at }
+    };
     Ok(Scan {
-        last_lsn: Some(expect - 1),
-        torn: off < len,
+        last_lsn,
         entries,
+        applied_after,
+        end,
+    })
+}
+
+/// A journal without a valid header. A crash while the journal was started over (truncate,
+/// then header and first batch in one write) leaves at most a zero header and entries of
+/// that one batch: that holds nothing committed. A header that is not all zero, or intact
+/// entries of more than one commit, mean the header was once durable and was damaged.
+fn scan_headerless(
+    storage: &dyn JournalStorage,
+    len: u64,
+    zero_header: bool,
+    past_damage: bool,
+    mut apply: impl FnMut(&Entry),
+) -> std::io::Result<Scan> {
+    // The entries that agree with the first intact one on where LSNs start.
+    let mut base: Option<u64> = None;
+    let mut batches: Option<(u64, bool)> = None; // (first batch seen, another seen)
+    let (mut intact, mut last_pos, mut last_lsn) = (0u64, 0u64, None);
+    let mut applied_after = 0;
+    for_each_piece(storage, HEADER_LEN, len, |off, piece| {
+        let pos = position(off);
+        let Some(e) = decode_entry(piece) else { return };
+        let b = *base.get_or_insert(e.lsn.wrapping_sub(pos));
+        if e.lsn != b.wrapping_add(pos) {
+            return;
+        }
+        intact += 1;
+        last_pos = pos;
+        last_lsn = last_lsn.max(Some(e.lsn));
+        match &mut batches {
+            None => batches = Some((e.batch_first(), false)),
+            Some((first, other)) => *other |= e.batch_first() != *first,
+        }
+        if past_damage {
+            apply(&e);
+            applied_after += 1;
+        }
+    })?;
+    let damaged = intact > 0 && (!zero_header || batches.is_some_and(|(_, other)| other));
+    let end = if damaged {
+        End::Damaged(Damage {
+            offset: 0,
+            lsn: None,
+            damaged: 1 + last_pos + 1 - intact,
+            intact_after: intact,
+            last_lsn: last_lsn.unwrap_or(0),
+        })
+    } else if len > 0 {
+        End::Torn { at: 0 }
+    } else {
+        End::Clean
+    };
+    Ok(Scan {
+        last_lsn,
+        entries: 0,
+        applied_after,
+        end,
     })
 }
 
@@ -234,6 +426,7 @@ impl WorkerJournal {
             slot: slot.0,
             version,
             lease: *lease,
+            in_batch: u32::try_from(at / ENTRY_LEN).unwrap_or(u32::MAX),
         };
         encode_entry(&e, &mut self.buf[at..]);
         self.next_lsn += 1;
@@ -315,6 +508,28 @@ mod tests {
         WorkerJournal::create(3, storage, Durability::Sync, tables, 7, Arc::default()).unwrap()
     }
 
+    /// Commits `batches` (sizes) of entries for slots 0, 1, 2, ... and returns the file.
+    fn committed(sim: &SimBackend, batches: &[u32]) -> Vec<u8> {
+        let mut j = journal(sim);
+        let mut slot = 0;
+        for n in batches {
+            for _ in 0..*n {
+                j.record(TableId(0), Slot(slot), 1, &Lease::default());
+                slot += 1;
+            }
+            j.commit().unwrap();
+        }
+        sim.file(Path::new("/j"), 3).unwrap().live
+    }
+
+    fn scan_bytes(sim: &SimBackend, bytes: Vec<u8>, past_damage: bool) -> (Scan, Vec<u64>) {
+        sim.set_file(Path::new("/j"), 3, bytes);
+        let storage = sim.open_journal(Path::new("/j"), 3).unwrap();
+        let mut seen = Vec::new();
+        let s = scan(storage.as_ref(), past_damage, |e| seen.push(e.lsn)).unwrap();
+        (s, seen)
+    }
+
     #[test]
     fn entries_scan_back_in_order() {
         let sim = SimBackend::new();
@@ -325,19 +540,23 @@ mod tests {
         j.commit().unwrap();
         let storage = sim.open_journal(Path::new("/j"), 3).unwrap();
         let mut seen = Vec::new();
-        let scan = scan(storage.as_ref(), |e| seen.push((e.lsn, e.slot, e.version))).unwrap();
+        let scan = scan(storage.as_ref(), false, |e| {
+            seen.push((e.lsn, e.slot, e.version, e.in_batch))
+        })
+        .unwrap();
         assert_eq!(
             scan,
             Scan {
                 last_lsn: Some(11),
-                torn: false,
-                entries: 5
+                entries: 5,
+                applied_after: 0,
+                end: End::Clean,
             }
         );
         assert_eq!(
             seen,
             (0..5)
-                .map(|i| (7 + u64::from(i), i, u64::from(i) + 1))
+                .map(|i| (7 + u64::from(i), i, u64::from(i) + 1, i))
                 .collect::<Vec<_>>()
         );
     }
@@ -345,49 +564,96 @@ mod tests {
     #[test]
     fn garbage_and_headerless_files_hold_nothing() {
         let sim = SimBackend::new();
-        sim.set_file(Path::new("/g"), 0, vec![0xab; 4000]);
-        let storage = sim.open_journal(Path::new("/g"), 0).unwrap();
-        let s = scan(storage.as_ref(), |_| panic!("no entries")).unwrap();
+        let (s, seen) = scan_bytes(&sim, vec![0xab; 4000], false);
         assert_eq!(
-            s,
-            Scan {
-                last_lsn: None,
-                torn: true,
-                entries: 0
-            }
+            (s.last_lsn, s.entries, s.end, seen.len()),
+            (None, 0, End::Torn { at: 0 }, 0)
         );
-        sim.set_file(Path::new("/g"), 0, Vec::new());
-        let s = scan(storage.as_ref(), |_| panic!("no entries")).unwrap();
-        assert_eq!(
-            s,
-            Scan {
-                last_lsn: None,
-                torn: false,
-                entries: 0
-            }
-        );
+        let (s, _) = scan_bytes(&sim, Vec::new(), false);
+        assert_eq!((s.last_lsn, s.end), (None, End::Clean));
     }
 
     #[test]
-    fn a_flipped_bit_ends_the_journal() {
+    fn a_flipped_bit_before_a_later_commit_is_corruption() {
         let sim = SimBackend::new();
-        let mut j = journal(&sim);
-        for i in 0..3u32 {
-            j.record(TableId(0), Slot(i), 1, &Lease::default());
-        }
-        j.commit().unwrap();
-        let mut f = sim.file(Path::new("/j"), 3).unwrap().live;
-        f[512 * 2 + 100] ^= 4; // inside entry 2
-        sim.set_file(Path::new("/j"), 3, f);
-        let storage = sim.open_journal(Path::new("/j"), 3).unwrap();
-        let s = scan(storage.as_ref(), |_| {}).unwrap();
-        assert_eq!(
-            s,
-            Scan {
-                last_lsn: Some(7),
-                torn: true,
-                entries: 1
-            }
+        // Two commits: LSNs 7, 8, 9, then 10, 11.
+        let mut f = committed(&sim, &[3, 2]);
+        f[512 * 2 + 100] ^= 4; // inside entry 1 (LSN 8), acknowledged long ago
+        let (s, seen) = scan_bytes(&sim, f.clone(), false);
+        assert_eq!(seen, [7], "nothing past the damage is applied");
+        let damage = Damage {
+            offset: 1024,
+            lsn: Some(8),
+            damaged: 1,
+            intact_after: 3,
+            last_lsn: 11,
+        };
+        assert_eq!(s.end, End::Damaged(damage.clone()));
+        assert_eq!(s.last_lsn, Some(11));
+        let text = damage.to_string();
+        assert!(
+            text.contains("byte 1024") && text.contains("LSN 8") && text.contains("3 intact"),
+            "{text}"
         );
+        // Repair reads every intact entry.
+        let (s, seen) = scan_bytes(&sim, f, true);
+        assert_eq!(seen, [7, 9, 10, 11]);
+        assert_eq!((s.entries, s.applied_after), (1, 3));
+    }
+
+    #[test]
+    fn damage_inside_the_last_batch_is_a_torn_tail() {
+        let sim = SimBackend::new();
+        // One commit of 3 after one of 2: LSNs 7, 8, then 9, 10, 11.
+        let good = committed(&sim, &[2, 3]);
+        // A flipped bit, or a sector of the batch that never reached the disk (power loss
+        // keeps any subset of an unsynced batch's sectors).
+        for hole in [false, true] {
+            let mut f = good.clone();
+            let e = 512 + 512 * 3; // entry 3 (LSN 10), of the last batch
+            if hole {
+                f[e..e + 512].fill(0);
+            } else {
+                f[e + 40] ^= 1;
+            }
+            let (s, seen) = scan_bytes(&sim, f, false);
+            assert_eq!(seen, [7, 8, 9]);
+            assert_eq!(s.end, End::Torn { at: e as u64 }, "hole: {hole}");
+            assert_eq!(s.last_lsn, Some(11));
+        }
+        // A partial last entry is torn too.
+        let (s, _) = scan_bytes(&sim, good[..good.len() - 100].to_vec(), false);
+        assert_eq!(s.end, End::Torn { at: 512 + 512 * 4 });
+    }
+
+    #[test]
+    fn a_damaged_header_with_committed_entries_is_corruption() {
+        let sim = SimBackend::new();
+        let good = committed(&sim, &[2, 1]);
+        let mut f = good.clone();
+        f[20] ^= 0x10; // the base LSN
+        let (s, seen) = scan_bytes(&sim, f, false);
+        assert!(seen.is_empty());
+        assert_eq!(
+            s.end,
+            End::Damaged(Damage {
+                offset: 0,
+                lsn: None,
+                damaged: 1,
+                intact_after: 3,
+                last_lsn: 9,
+            })
+        );
+        // A header that never reached the disk (a crash while starting the file over) in
+        // front of one batch holds nothing committed.
+        let mut f = committed(&SimBackend::new(), &[3]);
+        f[..512].fill(0);
+        let (s, seen) = scan_bytes(&sim, f, false);
+        assert_eq!((s.end, seen.len()), (End::Torn { at: 0 }, 0));
+        // The same zero header in front of two commits was damaged.
+        let mut f = good;
+        f[..512].fill(0);
+        let (s, _) = scan_bytes(&sim, f, false);
+        assert!(matches!(s.end, End::Damaged(_)), "{s:?}");
     }
 }

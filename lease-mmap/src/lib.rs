@@ -24,9 +24,9 @@ pub mod store;
 mod sync;
 pub mod table;
 
-pub use journal::{CommitError, WorkerJournal};
+pub use journal::{CommitError, Damage, WorkerJournal};
 /// The lease record and its on-disk encoding ([`lease_record`]).
 pub use lease_record as record;
 pub use lease_record::{BindingState, ClientId, ClientKey, Lease, Owner, Slot, TableId, UnixTime};
-pub use store::{Durability, OpenError, RecoveryReport, Store, TableSpec};
+pub use store::{Durability, OpenError, RecoveryReport, SetAside, Store, TableSpec};
 pub use table::{AllocCursor, Table, UpdateError, free_only};

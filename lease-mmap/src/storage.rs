@@ -28,11 +28,29 @@ pub trait JournalStorage: Send + fmt::Debug {
 
 /// A directory of journals.
 pub trait Backend: Send + Sync + fmt::Debug {
-    /// Open (creating) worker `worker`'s journal in `dir`.
+    /// Open (creating) worker `worker`'s journal in `dir`. A created file is in the
+    /// directory durably only after [`Backend::sync_dir`].
     fn open_journal(&self, dir: &Path, worker: u16) -> io::Result<Box<dyn JournalStorage>>;
     /// Workers that have a journal in `dir`.
     fn journals(&self, dir: &Path) -> io::Result<Vec<u16>>;
     fn remove_journal(&self, dir: &Path, worker: u16) -> io::Result<()>;
+    /// Rename worker `worker`'s journal to `<name>.<suffix>` (with `-2`, `-3`, ... added if
+    /// that exists; never over another file). Returns the new path.
+    fn set_aside(&self, dir: &Path, worker: u16, suffix: &str) -> io::Result<PathBuf>;
+    /// fsync `dir`: journals created, renamed or removed in it stay so after a crash.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The first `<name>.<suffix>`, `<name>.<suffix>-2`, ... for which `taken` is false.
+fn aside_name(dir: &Path, worker: u16, suffix: &str, taken: impl Fn(&Path) -> bool) -> PathBuf {
+    let base = format!("{}.{suffix}", journal_name(worker));
+    let mut path = dir.join(&base);
+    let mut n = 2;
+    while taken(&path) {
+        path = dir.join(format!("{base}-{n}"));
+        n += 1;
+    }
+    path
 }
 
 /// The file name of worker `worker`'s journal.
@@ -106,6 +124,14 @@ impl Backend for FileBackend {
     fn remove_journal(&self, dir: &Path, worker: u16) -> io::Result<()> {
         std::fs::remove_file(dir.join(journal_name(worker)))
     }
+    fn set_aside(&self, dir: &Path, worker: u16, suffix: &str) -> io::Result<PathBuf> {
+        let to = aside_name(dir, worker, suffix, |p| p.symlink_metadata().is_ok());
+        std::fs::rename(dir.join(journal_name(worker)), &to)?;
+        Ok(to)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
 }
 
 /// One simulated journal file.
@@ -120,6 +146,10 @@ pub struct SimFile {
 #[derive(Debug, Default)]
 struct SimState {
     files: BTreeMap<(PathBuf, u16), Arc<Mutex<SimFile>>>,
+    /// Journals created since their directory's last `sync_dir`: a power loss forgets them.
+    unsynced: std::collections::BTreeSet<(PathBuf, u16)>,
+    /// Journals set aside, by their new path.
+    aside: BTreeMap<PathBuf, SimFile>,
     /// `sync_data` calls left before they start failing with EIO (`None`: never).
     syncs_left: Option<u64>,
     /// `write_at` calls left before they start failing with ENOSPC (`None`: never).
@@ -160,9 +190,14 @@ impl SimBackend {
 
     /// Power loss: every journal loses what was not synced, except that the first
     /// `keep_unsynced` bytes of each unsynced tail reach the disk (a torn last entry when it
-    /// is not a multiple of the entry size).
+    /// is not a multiple of the entry size). A journal created after its directory's last
+    /// `sync_dir` is gone.
     pub fn power_loss(&self, keep_unsynced: usize) {
-        for f in lock(&self.state).files.values() {
+        let mut s = lock(&self.state);
+        for key in std::mem::take(&mut s.unsynced) {
+            s.files.remove(&key);
+        }
+        for f in s.files.values() {
             let mut f = lock(f);
             let mut img = f.durable.clone();
             if f.live.len() > img.len() && f.live[..img.len()] == img[..] {
@@ -180,6 +215,11 @@ impl SimBackend {
             .files
             .get(&(dir.to_path_buf(), worker))
             .map(|f| lock(f).clone())
+    }
+
+    /// The journals set aside ([`Backend::set_aside`]) by their new path.
+    pub fn set_aside_files(&self) -> BTreeMap<PathBuf, SimFile> {
+        lock(&self.state).aside.clone()
     }
 
     /// Overwrite worker `worker`'s journal (both images) with `bytes`.
@@ -254,12 +294,12 @@ impl JournalStorage for SimJournal {
 
 impl Backend for SimBackend {
     fn open_journal(&self, dir: &Path, worker: u16) -> io::Result<Box<dyn JournalStorage>> {
-        let file = Arc::clone(
-            lock(&self.state)
-                .files
-                .entry((dir.to_path_buf(), worker))
-                .or_default(),
-        );
+        let mut s = lock(&self.state);
+        let key = (dir.to_path_buf(), worker);
+        if !s.files.contains_key(&key) {
+            s.unsynced.insert(key.clone());
+        }
+        let file = Arc::clone(s.files.entry(key).or_default());
         Ok(Box::new(SimJournal {
             file,
             state: Arc::clone(&self.state),
@@ -275,6 +315,23 @@ impl Backend for SimBackend {
     }
     fn remove_journal(&self, dir: &Path, worker: u16) -> io::Result<()> {
         lock(&self.state).files.remove(&(dir.to_path_buf(), worker));
+        Ok(())
+    }
+    fn set_aside(&self, dir: &Path, worker: u16, suffix: &str) -> io::Result<PathBuf> {
+        let mut s = lock(&self.state);
+        let key = (dir.to_path_buf(), worker);
+        let file = s
+            .files
+            .remove(&key)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        s.unsynced.remove(&key);
+        let to = aside_name(dir, worker, suffix, |p| s.aside.contains_key(p));
+        let content = lock(&file).clone();
+        s.aside.insert(to.clone(), content);
+        Ok(to)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        lock(&self.state).unsynced.retain(|(d, _)| d != dir);
         Ok(())
     }
 }

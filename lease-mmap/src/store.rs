@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::journal::{self, JournalShared, TableKey};
+use crate::journal::{self, Damage, End, JournalShared, TableKey};
 use crate::map::{self, Mapping};
 use crate::meta::{self, AddrRange, JournalMark, Manifest, TableDesc};
 use crate::storage::{Backend, FileBackend};
@@ -61,6 +61,24 @@ pub enum OpenError {
         path: std::path::PathBuf,
         reason: String,
     },
+    /// A journal is damaged before its end: committed entries follow the damage, so cutting
+    /// it there, as a torn tail is cut, would drop acknowledged leases. [`Store::repair`]
+    /// sets the file aside and keeps every intact entry.
+    #[error("{path}: {damage}; refusing to open rather than drop committed leases", path = path.display())]
+    JournalDamaged { path: PathBuf, damage: Damage },
+}
+
+/// A damaged journal that [`Store::repair`] renamed out of the way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetAside {
+    /// The journal.
+    pub path: PathBuf,
+    /// Where it is now (`<journal>.damaged-<unix seconds>`); never deleted.
+    pub moved_to: PathBuf,
+    /// Where it is damaged.
+    pub damage: Damage,
+    /// Intact entries read from it (before and after the damage).
+    pub kept: u64,
 }
 
 /// What recovery found and did.
@@ -72,6 +90,8 @@ pub struct RecoveryReport {
     pub torn_tails: u32,
     /// Whether the previous run shut down cleanly.
     pub clean: bool,
+    /// Damaged journals set aside by [`Store::repair`] (always empty from [`Store::open`]).
+    pub set_aside: Vec<SetAside>,
 }
 
 /// The largest table: 2^24 addresses (a /8).
@@ -250,6 +270,26 @@ fn sync_dir(dir: &Path) -> Result<(), OpenError> {
         .map_err(io_err(dir))
 }
 
+/// Create `dir` (and its missing parents) so that it survives a crash: each new directory's
+/// entry is made durable by an fsync of its parent.
+fn create_dir_durably(dir: &Path) -> Result<(), OpenError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(io_err(dir)(e)),
+    }
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
 /// Open or create one table file and check it against `spec`; slots not yet recovered.
 fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, OpenError> {
     let path = dir.join(table_file_name(spec));
@@ -405,7 +445,42 @@ impl Store {
         durability: Durability,
         backend: Arc<dyn Backend>,
     ) -> Result<(Store, Vec<WorkerJournal>, RecoveryReport), OpenError> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        Self::open_inner(dir, specs, Some(workers), durability, backend, false)
+    }
+
+    /// Recover a data directory whose journals [`Store::open`] refuses
+    /// ([`OpenError::JournalDamaged`]): each damaged journal is renamed
+    /// `<journal>.damaged-<unix seconds>` (never deleted), every intact entry in it is
+    /// replayed (those after the damage too), and the store is checkpointed and closed clean.
+    /// Journals are kept for every worker that has one. The report lists what was set aside;
+    /// the next [`Store::open`] starts from the repaired tables.
+    pub fn repair(dir: &Path, specs: &[TableSpec]) -> Result<RecoveryReport, OpenError> {
+        Self::repair_with(dir, specs, Arc::new(FileBackend))
+    }
+
+    /// [`Store::repair`] with the journals on `backend`.
+    pub fn repair_with(
+        dir: &Path,
+        specs: &[TableSpec],
+        backend: Arc<dyn Backend>,
+    ) -> Result<RecoveryReport, OpenError> {
+        let (store, journals, report) =
+            Self::open_inner(dir, specs, None, Durability::Sync, backend, true)?;
+        store.close(journals)?;
+        Ok(report)
+    }
+
+    /// `workers: None` keeps one journal per worker that has one; `repair` sets damaged
+    /// journals aside instead of refusing them.
+    fn open_inner(
+        dir: &Path,
+        specs: &[TableSpec],
+        workers: Option<u16>,
+        durability: Durability,
+        backend: Arc<dyn Backend>,
+        repair: bool,
+    ) -> Result<(Store, Vec<WorkerJournal>, RecoveryReport), OpenError> {
+        create_dir_durably(dir)?;
         let lock_path = dir.join("LOCK");
         let lock = OpenOptions::new()
             .read(true)
@@ -465,11 +540,12 @@ impl Store {
         }
         let existing = backend.journals(dir).map_err(io_err(dir))?;
         let mut unknown = 0u64;
+        let mut damaged = Vec::new();
         for &w in &existing {
             let jpath = dir.join(crate::storage::journal_name(w));
             let storage = backend.open_journal(dir, w).map_err(io_err(&jpath))?;
             let mut failure: Option<OpenError> = None;
-            let scan = journal::scan(storage.as_ref(), |e| {
+            let scan = journal::scan(storage.as_ref(), repair, |e| {
                 if failure.is_some() {
                     return;
                 }
@@ -510,9 +586,23 @@ impl Store {
             if let Some(f) = failure {
                 return Err(f);
             }
-            if scan.torn {
-                report.torn_tails += 1;
-                tracing::warn!(journal = %jpath.display(), entries = scan.entries, "torn journal tail cut off");
+            match scan.end {
+                End::Clean => {}
+                End::Torn { at } => {
+                    report.torn_tails += 1;
+                    tracing::warn!(journal = %jpath.display(), entries = scan.entries, at,
+                        "torn journal tail cut off (the last batch of a crash, never acknowledged)");
+                }
+                End::Damaged(damage) if repair => {
+                    // Renamed once the tables hold what was read from it (step 3).
+                    damaged.push((w, jpath, damage, scan.entries + scan.applied_after));
+                }
+                End::Damaged(damage) => {
+                    return Err(OpenError::JournalDamaged {
+                        path: jpath,
+                        damage,
+                    });
+                }
             }
             if let Some(last) = scan.last_lsn {
                 let n = next_lsn.entry(w).or_insert(1);
@@ -555,7 +645,24 @@ impl Store {
                 .map_err(|e| corrupt(t.path(), format!("rebuilding the client index: {e}")))?;
             t.flush().map_err(io_err(t.path()))?;
         }
-        let workers = workers.max(1);
+        // Repair: the tables now hold every intact entry of a damaged journal durably, so
+        // the journal can go out of the way (renamed, never deleted) before a new one
+        // takes its name.
+        for (w, path, damage, kept) in damaged {
+            let suffix = format!("damaged-{}", crate::UnixTime::now().0);
+            let moved_to = backend.set_aside(dir, w, &suffix).map_err(io_err(&path))?;
+            tracing::warn!(journal = %path.display(), moved_to = %moved_to.display(), %damage,
+                kept, "damaged journal set aside");
+            report.set_aside.push(SetAside {
+                path,
+                moved_to,
+                damage,
+                kept,
+            });
+        }
+        let workers = workers
+            .unwrap_or_else(|| existing.last().map_or(1, |w| w.saturating_add(1)))
+            .max(1);
         let mut marks: Vec<JournalMark> = (0..workers)
             .map(|w| JournalMark {
                 worker: w,
@@ -602,6 +709,9 @@ impl Store {
         for &w in existing.iter().filter(|w| **w >= workers) {
             backend.remove_journal(dir, w).map_err(io_err(dir))?;
         }
+        // The journals just created (and those removed) must be in the directory before
+        // anything committed to them is acknowledged.
+        backend.sync_dir(dir).map_err(io_err(dir))?;
         tracing::info!(dir = %dir.display(), tables = tables.len(), replayed = report.replayed,
             torn = report.torn_tails, clean = report.clean, "lease store open");
         let store = Store {

@@ -212,7 +212,7 @@ pub struct Session<S> {
     events: VecDeque<Event>,
     /// SHUTDOWN has started: the state is no longer stored.
     stopping: bool,
-    /// A commit failed: nothing more is acknowledged or sent.
+    /// A commit or a state write failed: nothing more is acknowledged or sent.
     failed: bool,
     logs: Logs,
 }
@@ -312,6 +312,10 @@ impl<S: Storage> Session<S> {
 
     /// The next message to write, and the link to write it to.
     pub fn poll_transmit(&mut self) -> Option<(LinkId, Transmit)> {
+        if self.failed {
+            self.transmits.clear();
+            return None;
+        }
         self.transmits.pop_front()
     }
 
@@ -562,9 +566,12 @@ impl<S: Storage> Session<S> {
         self.events.push_back(Event::Close { link, cause });
     }
 
-    fn fail(&mut self, e: StorageError) {
-        tracing::error!(relationship = %self.name, error = %e, "failover: journal commit failed; no acknowledgement sent; stopping");
+    /// A durable write (`what`) failed: nothing more is acknowledged or sent (what the
+    /// machine queued after it would announce what is not stored), and the daemon stops.
+    fn fail(&mut self, what: &str, e: StorageError) {
+        tracing::error!(relationship = %self.name, error = %e, "failover: {what} failed; nothing more is acknowledged or sent; stopping");
         self.failed = true;
+        self.transmits.clear();
         self.events.push_back(Event::Failed(e));
     }
 
@@ -575,7 +582,7 @@ impl<S: Storage> Session<S> {
         match self.storage.commit() {
             Ok(()) => true,
             Err(e) => {
-                self.fail(e);
+                self.fail("journal commit", e);
                 false
             }
         }
@@ -669,10 +676,13 @@ impl<S: Storage> Session<S> {
                 return;
             }
             E::Persist(p) => {
+                // State before action: a state that could not be stored is fatal, like a
+                // failed commit (ARCHITECTURE.md rule 14).
                 if !self.stopping
+                    && !self.failed
                     && let Err(e) = self.storage.persist(p)
                 {
-                    tracing::error!(relationship = %self.name, error = %e, "failover: storing the state failed");
+                    self.fail("storing the failover state", e);
                 }
                 return;
             }

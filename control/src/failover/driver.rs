@@ -22,8 +22,8 @@
 //!   gate) and its [`RelationshipStatus`].
 //!
 //! Storage is [`Tables`]: the lease store, the control plane's journal (shared by every
-//! relationship) and the state file in `data_dir`. A failed commit ([`Event::Failed`])
-//! stops the daemon.
+//! relationship) and the state file in `data_dir`. A failed commit or state write
+//! ([`Event::Failed`]) stops the daemon with status 1.
 //!
 //! Operators reach the thread through [`Driver`]: status snapshots, and `partner-down`
 //! through a crossbeam channel and a mio [`Waker`], answered with the machine's own verdict.
@@ -740,8 +740,9 @@ impl Loop {
                 }
             }
             Event::Failed(_) => {
-                // Logged by the session: nothing more is acknowledged, and the daemon stops.
-                self.shutdown.request();
+                // Logged by the session: nothing more is acknowledged, and the daemon stops
+                // with status 1, without a checkpoint (as after a worker's failed commit).
+                self.shutdown.fail();
             }
             Event::Fsm(e) => log_event(name, e),
         }

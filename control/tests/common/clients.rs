@@ -851,6 +851,27 @@ impl Scapy {
             .collect())
     }
 
+    /// One DORA per chaddr in `macs`, one after another, from `ep`'s link: DISCOVER (retried),
+    /// then the REQUEST of the offer, sent once. Returns each REQUEST's reply (`ack`, `nak`,
+    /// `none`; `no-offer` when no OFFER came, and then no REQUEST was sent).
+    pub fn dora(&self, ep: &Endpoint, macs: &[String]) -> Result<Vec<RebootReply>, ClientError> {
+        let mut args = vec!["dora", &ep.iface];
+        args.extend(macs.iter().map(String::as_str));
+        let out = self.run(ep, &args, Duration::from_secs(60 + 20 * macs.len() as u64))?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.strip_prefix("reply "))
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some(RebootReply {
+                    chaddr: f.next()?.to_owned(),
+                    reply: f.next()?.to_owned(),
+                    yiaddr: f.next().and_then(|a| a.parse().ok()),
+                })
+            })
+            .collect())
+    }
+
     /// INIT-REBOOT (RFC 2131 §4.3.2): for each `(chaddr, client-id hex, address)`, a broadcast
     /// REQUEST with option 50 and no server id from `ep`'s link; returns each reply.
     pub fn init_reboot(

@@ -22,6 +22,7 @@ pub mod accounting;
 pub mod acks;
 pub mod capture;
 pub mod clients;
+pub mod disk;
 pub mod net;
 pub mod server;
 

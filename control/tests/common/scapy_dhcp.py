@@ -2,8 +2,10 @@
 
   scapy_dhcp.py malformed IFACE MAC BURST   malformed frames toward UDP 67, then BURST garbage
   scapy_dhcp.py init-reboot IFACE MAC/CID/ADDR...   INIT-REBOOT REQUESTs, one reply line each
+  scapy_dhcp.py dora IFACE MAC...   DISCOVER, then REQUEST of the offer, one client after another
 
-Output lines: "sent KIND XID" (XID absent for the burst) and "reply MAC ack|nak|none YIADDR".
+Output lines: "sent KIND XID" (XID absent for the burst) and "reply MAC ack|nak|none YIADDR"
+(dora: "reply MAC no-offer" when no OFFER came).
 """
 
 import random
@@ -147,12 +149,55 @@ def init_reboot(iface, specs):
     sys.stdout.flush()
 
 
+def message_type(ans):
+    for o in ans[DHCP].options:
+        if isinstance(o, tuple) and o[0] == "message-type":
+            return o[1]
+    return None
+
+
+def dora(iface, macs):
+    """Each client's REQUEST is sent once: the answer (or its absence) is the server's."""
+    rng = random.Random(0xD0DA)
+    for mac in macs:
+        xid = rng.getrandbits(32)
+        bootp = BOOTP(chaddr=mac_bytes(mac), xid=xid, flags=0x8000)
+        udp = UDP(sport=68, dport=67)
+        discover = l2(mac) / l3() / udp / bootp / DHCP(options=[("message-type", "discover"), "end"])
+        offer = None
+        for _ in range(3):
+            offer = srp1(discover, iface=iface, timeout=3)
+            if offer is not None and DHCP in offer and message_type(offer) == 2:
+                break
+            offer = None
+        if offer is None:
+            print("reply", mac, "no-offer")
+            sys.stdout.flush()
+            continue
+        opts = [
+            ("message-type", "request"),
+            ("requested_addr", offer[BOOTP].yiaddr),
+            ("server_id", offer[IP].src),
+            "end",
+        ]
+        request = l2(mac) / l3() / udp / bootp / DHCP(options=opts)
+        ans = srp1(request, iface=iface, timeout=5)
+        if ans is None or DHCP not in ans:
+            print("reply", mac, "none", offer[BOOTP].yiaddr)
+        else:
+            kind = {5: "ack", 6: "nak"}.get(message_type(ans), "other")
+            print("reply", mac, kind, ans[BOOTP].yiaddr)
+        sys.stdout.flush()
+
+
 def main():
     mode = sys.argv[1]
     if mode == "malformed":
         malformed(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif mode == "init-reboot":
         init_reboot(sys.argv[2], sys.argv[3:])
+    elif mode == "dora":
+        dora(sys.argv[2], sys.argv[3:])
     else:
         sys.exit("unknown mode " + mode)
 

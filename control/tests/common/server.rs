@@ -82,6 +82,8 @@ pub struct Server {
     pub kind: ServerKind,
     ns: Ns,
     dir: tempfile::TempDir,
+    /// tandemd's `data_dir` (the temp dir unless the test put it elsewhere).
+    data: PathBuf,
     config: PathBuf,
     child: Option<Child>,
     starts: u32,
@@ -101,6 +103,7 @@ impl Server {
         let mut server = Self {
             kind,
             ns: ns.clone(),
+            data: dir.path().to_owned(),
             dir,
             config,
             child: None,
@@ -118,11 +121,32 @@ impl Server {
             .prefix("tdm-e2e-srv-")
             .tempdir()
             .expect("create the server's temp dir");
+        let data = dir.path().to_owned();
+        Self::start_tandemd_on(ns, dir, &data, toml)
+    }
+
+    /// Like [`Server::start_tandemd_with`], with `data_dir` elsewhere than the server's temp
+    /// dir (on a filesystem the test set up): `toml` gets `data_dir`.
+    pub fn start_tandemd_in(ns: &Ns, data_dir: &Path, toml: impl FnOnce(&Path) -> String) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tdm-e2e-srv-")
+            .tempdir()
+            .expect("create the server's temp dir");
+        Self::start_tandemd_on(ns, dir, data_dir, toml)
+    }
+
+    fn start_tandemd_on(
+        ns: &Ns,
+        dir: tempfile::TempDir,
+        data: &Path,
+        toml: impl FnOnce(&Path) -> String,
+    ) -> Self {
         let config = dir.path().join("tandemd.toml");
-        std::fs::write(&config, toml(dir.path())).expect("write the tandemd config");
+        std::fs::write(&config, toml(data)).expect("write the tandemd config");
         let mut server = Self {
             kind: ServerKind::Tandemd,
             ns: ns.clone(),
+            data: data.to_owned(),
             dir,
             config,
             child: None,
@@ -199,7 +223,15 @@ impl Server {
 
     /// The data directory (tandemd's `data_dir`; Kea's memfile lives there too).
     pub fn data_dir(&self) -> &Path {
-        self.dir.path()
+        &self.data
+    }
+
+    /// Waits at most `timeout` for the process to exit by itself; its status, or `None` if it
+    /// still runs (then it is left running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let status = super::wait_exit(self.child.as_mut()?, timeout)?;
+        self.child = None;
+        Some(status)
     }
 
     /// The server's pid while it runs.
@@ -245,7 +277,7 @@ impl Server {
 
     /// Runs `tandemctl --data-dir D ARGS` in the server namespace; stdout or the error output.
     pub fn tandemctl(&self, args: &[&str]) -> Result<String, String> {
-        let data_dir = self.dir.path().to_string_lossy().into_owned();
+        let data_dir = self.data.to_string_lossy().into_owned();
         let mut full = vec![env!("CARGO_BIN_EXE_tandemctl"), "--data-dir", &data_dir];
         full.extend_from_slice(args);
         let out = self.ns.exec(&full);

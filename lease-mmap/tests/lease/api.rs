@@ -31,7 +31,8 @@ fn open_creates_tables_and_journals() {
         lease_mmap::RecoveryReport {
             replayed: 0,
             torn_tails: 0,
-            clean: false
+            clean: false,
+            ..Default::default()
         }
     );
     assert_eq!(journals.len(), 2);
