@@ -5,7 +5,8 @@
 //!   COMMUNICATIONS-INTERRUPTED; `tandemctl partner-down` moves it to PARTNER-DOWN; the killed
 //!   one restarted comes back through RECOVER to NORMAL; a clean restart resumes the stored
 //!   state (PARTNER-DOWN, same start time of state);
-//! * tandemd as primary with ISC dhcpd as secondary reach NORMAL.
+//! * tandemd as primary with ISC dhcpd as secondary reach NORMAL; tandemd killed in NORMAL
+//!   while dhcpd is put in PARTNER-DOWN (omshell) comes back through RECOVER (draft §9.3.2).
 //!
 //! Run as root: `cargo test -p control --release --test e2e_failover`.
 
@@ -234,6 +235,7 @@ fn two_tandemd_pair_states() {
 
     // The peer dies: the link drops, A goes COMMUNICATIONS-INTERRUPTED.
     b.kill9();
+    let killed = common::server::unix_now();
     wait_state(&a, 60, "A communications-interrupted", |s, _| {
         s == "communications-interrupted"
     });
@@ -243,27 +245,33 @@ fn two_tandemd_pair_states() {
         .unwrap_or_else(|| panic!("no lease in COMMUNICATIONS-INTERRUPTED\n{}", a.log()));
     assert_eq!(server, "10.79.0.1", "{addr}");
     assert!((1..=10).contains(&lease), "lease {lease} s beyond the MCLT");
-    // The operator: partner down.
+    // The operator: partner down, clearly after B's last recorded operation (at most 5 s
+    // before the kill; `fsm::PARTNER_DOWN_MARGIN` is 10 s). Sooner, B could not tell it
+    // had stopped serving first and would resolve through POTENTIAL-CONFLICT instead.
+    while common::server::unix_now() < killed + 12 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     a.tandemctl(&["partner-down", "pair"])
         .unwrap_or_else(|e| panic!("partner-down: {e}"));
     wait_state(&a, 30, "A partner-down", |s, _| s == "partner-down");
 
-    // B comes back (stored state NORMAL): sees A in PARTNER-DOWN during STARTUP, goes
-    // RECOVER, waits the MCLT (10 s) in RECOVER-WAIT, RECOVER-DONE; then both NORMAL.
+    // B comes back (stored state NORMAL): sees A in PARTNER-DOWN since after it stopped,
+    // goes RECOVER (draft §9.3.2 step 5), RECOVER-WAIT until the MCLT (10 s) has passed since
+    // it went down (if it has not yet), RECOVER-DONE; then both NORMAL.
     b.restart();
     both_normal(&a, &b, 90);
     let blog = b.log();
-    for s in [
-        "to=\"recover\"",
-        "to=\"recover-wait\"",
-        "to=\"recover-done\"",
-    ] {
-        assert!(
-            blog.contains(s),
-            "B never logged {s}:\n{blog}\n--- A ---\n{}",
-            a.log()
-        );
-    }
+    let at = |s: &str| {
+        blog.find(s)
+            .unwrap_or_else(|| panic!("B never logged {s}:\n{blog}\n--- A ---\n{}", a.log()))
+    };
+    let order = [
+        at("from=\"startup\" to=\"recover\""),
+        at("to=\"recover-done\""),
+        at("from=\"recover-done\" to=\"normal\""),
+    ];
+    assert!(order.is_sorted(), "B's states out of order:\n{blog}");
+    assert!(!blog.contains("potential-conflict"), "{blog}");
 
     // Clean stop of A: it tells B (SHUTDOWN), B goes PARTNER-DOWN.
     a.terminate();
@@ -681,4 +689,157 @@ subnet 10.79.0.0 netmask 255.255.255.0 {
         t.log(),
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+}
+
+/// Runs omshell in `ns` against dhcpd's OMAPI port: the operator's partner-down (local-state
+/// 4, `dhcpd.8`'s numbering; `failover.c:3099-3104` sets the state).
+fn isc_partner_down(ns: &common::net::Ns, name: &str) -> String {
+    use std::io::Write;
+    let mut cmd = ns.command("omshell");
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run omshell");
+    let script = format!(
+        "server 127.0.0.1\nport 7911\nconnect\nnew failover-state\nset name = \"{name}\"\nopen\nset local-state = 4\nupdate\n"
+    );
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("write to omshell");
+    let out = child.wait_with_output().expect("omshell");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Issue #13 item 6 against a real ISC dhcpd: tandemd (primary) is killed while NORMAL,
+/// dhcpd is put in PARTNER-DOWN by the operator (omshell) after it, and tandemd restarted
+/// from its stored state goes STARTUP → RECOVER on dhcpd's STATE (draft §9.3.2 step 5, as
+/// dhcpd itself does), never NORMAL first, then RECOVER-DONE; dhcpd goes NORMAL on it and
+/// both end NORMAL.
+#[test]
+fn tandemd_killed_in_normal_recovers_from_isc_dhcpd_in_partner_down() {
+    assert!(is_root(), "e2e_failover needs root (network namespaces)");
+    assert!(common::which("dhcpd").is_some(), "ISC dhcpd not installed");
+    assert!(common::which("omshell").is_some(), "omshell not installed");
+    let net = Pair::new("k");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("dhcpd.conf");
+    let leases = dir.path().join("dhcpd.leases");
+    let log = dir.path().join("dhcpd.log");
+    std::fs::write(
+        &conf,
+        r#"omapi-port 7911;
+failover peer "pair" {
+  secondary;
+  address 10.79.0.1;
+  port 647;
+  peer address 10.79.0.2;
+  peer port 647;
+  max-response-delay 20;
+  max-unacked-updates 10;
+  load balance max seconds 3;
+}
+subnet 10.79.0.0 netmask 255.255.255.0 {
+  pool {
+    failover peer "pair";
+    range 10.79.0.100 10.79.0.110;
+  }
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(&leases, "").unwrap();
+    let mut cmd = net.a.command("dhcpd");
+    cmd.args(["-f", "-d", "-cf"])
+        .arg(&conf)
+        .arg("-lf")
+        .arg(&leases)
+        .arg("-pf")
+        .arg(dir.path().join("dhcpd.pid"))
+        .arg("fa0");
+    let _dhcpd = Dhcpd(common::net::spawn_logged(cmd, &log));
+    let dlog = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut t = Server::start_tandemd_with(&net.b, |d| {
+        config(d, "fb0", "10.79.0.2", "10.79.0.1", true)
+            .replace("10.79.0.100-10.79.0.200", "10.79.0.100-10.79.0.110")
+            .replace(
+                "max_response_delay = \"6s\"",
+                "max_response_delay = \"20s\"",
+            )
+    });
+    wait_state(&t, 90, "tandemd normal/normal", |s, p| {
+        s == "normal" && p == "normal"
+    });
+    let isc_log_has = |t: &Server, what: &str, secs: u64| {
+        let ok = common::try_wait_until(Duration::from_secs(secs), || {
+            dlog().contains(what).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "dhcpd never logged {what:?}:\n{}\n--- tandemd ---\n{}",
+            dlog(),
+            t.log()
+        );
+    };
+    isc_log_has(&t, "Both servers normal", 60);
+
+    // kill -9 in NORMAL: dhcpd sees the link drop and goes COMMUNICATIONS-INTERRUPTED.
+    t.kill9();
+    let killed = common::server::unix_now();
+    isc_log_has(&t, "I move from normal to communications-interrupted", 60);
+    // The operator puts dhcpd in PARTNER-DOWN, clearly after tandemd's last recorded
+    // operation (recorded at most 5 s before the kill; the margin is 10 s).
+    while common::server::unix_now() < killed + 15 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = isc_partner_down(&net.a, "pair");
+    isc_log_has(
+        &t,
+        "I move from communications-interrupted to partner-down",
+        30,
+    );
+
+    // tandemd comes back with NORMAL stored.
+    t.restart();
+    wait_state(&t, 120, "tandemd normal/normal after recovery", |s, p| {
+        s == "normal" && p == "normal"
+    });
+    let tlog = t.log();
+    let ctx = || format!("{tlog}\n--- dhcpd ---\n{}\n--- omshell ---\n{out}", dlog());
+    let pos = |s: &str| tlog.find(s);
+    let recover = pos("from=\"startup\" to=\"recover\"")
+        .unwrap_or_else(|| panic!("tandemd did not go STARTUP → RECOVER:\n{}", ctx()));
+    assert!(tlog.contains("after=true"), "step 5 not taken:\n{}", ctx());
+    let done = pos("to=\"recover-done\"")
+        .unwrap_or_else(|| panic!("tandemd never reached RECOVER-DONE:\n{}", ctx()));
+    let normal =
+        pos("to=\"normal\"").unwrap_or_else(|| panic!("tandemd never logged NORMAL:\n{}", ctx()));
+    assert!(recover < done && done < normal, "order:\n{}", ctx());
+    assert!(
+        !tlog.contains("to=\"potential-conflict\""),
+        "conflict resolution instead of recovery:\n{}",
+        ctx()
+    );
+    isc_log_has(&t, "I move from partner-down to normal", 30);
+    let after_restart = dlog()
+        .rsplit("I move from partner-down to normal")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !dlog().contains("potential-conflict"),
+        "dhcpd went through conflict resolution:\n{}",
+        ctx()
+    );
+    let both = common::try_wait_until(Duration::from_secs(60), || {
+        dlog()
+            .rsplit("I move from partner-down to normal")
+            .next()
+            .is_some_and(|s| s.contains("Both servers normal"))
+            .then_some(())
+    });
+    assert!(both.is_some(), "dhcpd after recovery:\n{after_restart}");
+    eprintln!("--- tandemd ---\n{tlog}\n--- dhcpd ---\n{}", dlog());
 }

@@ -568,12 +568,18 @@ fn partner_down_survivor_serves_both_halves_and_partner_recovers() {
     let mut s = Servers::start(&net, Mode::LoadBalance);
 
     s.b.kill9();
+    let killed = unix_now();
     wait_state(
         &s.a,
         3 * MRD + 30,
         "A communications-interrupted",
         |st, _| st == "communications-interrupted",
     );
+    // Partner-down clearly after B's last recorded operation (`fsm::PARTNER_DOWN_MARGIN`,
+    // 10 s), so that B, back, knows A served alone since it stopped: RECOVER.
+    while unix_now() < killed + 12 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     s.a.tandemctl(&["partner-down", "pair"])
         .unwrap_or_else(|e| panic!("partner-down: {e}"));
     wait_state(&s.a, 30, "A partner-down", |st, _| st == "partner-down");
@@ -596,7 +602,8 @@ fn partner_down_survivor_serves_both_halves_and_partner_recovers() {
     let buckets: BTreeSet<bool> = leases.keys().map(|m| udhcpc_bucket(*m) < 128).collect();
     assert_eq!(buckets.len(), 2, "both halves served");
 
-    // B comes back: RECOVER (UPDREQALL), RECOVER-WAIT for the MCLT, RECOVER-DONE, NORMAL.
+    // B comes back: RECOVER (UPDREQALL; draft §9.3.2 step 5), RECOVER-WAIT until the MCLT
+    // has passed since it went down, RECOVER-DONE, NORMAL.
     s.b.restart();
     s.both_normal(3 * u64::from(MCLT) + 60);
     let blog = s.b.log();

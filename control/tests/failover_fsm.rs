@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 
 use control::failover::fsm::{
-    CloseReason, Config, ConfigError, Event, Fsm, LocalEventError, PersistedState, Service, State,
-    StateKind,
+    self, CloseReason, Config, ConfigError, Event, Fsm, LocalEventError, PersistedState, Service,
+    State, StateKind,
 };
 use control::failover::hash::Hba;
 use control::failover::msg::{BindingStatus, MessageType, RejectReason, Repr};
@@ -1304,4 +1304,275 @@ fn a_replayed_message_is_refused() {
         x.closes(0),
         vec![CloseReason::Rejected(RejectReason::DigestFailed)]
     );
+}
+
+// ---- STARTUP against a partner in PARTNER-DOWN (draft §9.3.2 step 5; issue #13 item 6) ----
+
+/// Side `i`'s state changes from `t0` (ms) on.
+fn history_since(p: &Pair, i: usize, t0: u64) -> Vec<(StateKind, StateKind)> {
+    p.sides[i]
+        .history
+        .iter()
+        .filter(|(t, _, _)| *t >= t0)
+        .map(|(_, f, t)| (*f, *t))
+        .collect()
+}
+
+/// Where side `i` (restarted at `t0`, its events cleared then) went when it left STARTUP,
+/// checking that it left only on the partner's STATE: its first state change follows the
+/// first partner state it heard, so it was never NORMAL before it knew the partner's state,
+/// not even within one read.
+fn left_startup(p: &Pair, i: usize, t0: u64) -> StateKind {
+    let h = history_since(p, i, t0);
+    let Some(&(from, to)) = h.first() else {
+        panic!("side {i} never left STARTUP: {:?}", p.sides[i].history)
+    };
+    assert_eq!(from, S::Startup, "{h:?}");
+    let events = &p.sides[i].events;
+    let first = |f: fn(&Event) -> bool| events.iter().position(f);
+    let heard = first(|e| matches!(e, Event::PartnerStateChanged { .. }));
+    let left = first(|e| matches!(e, Event::StateChanged { .. }));
+    assert!(
+        heard.is_some() && heard < left,
+        "side {i} left STARTUP for {to:?} before hearing the partner's state: {events:?}"
+    );
+    to
+}
+
+/// Drives until both are NORMAL, checking at every step that the restarted side `i` (its
+/// events cleared at the restart) serves nobody before it has heard the partner's state.
+fn drive_to_normal_checking(p: &mut Pair, i: usize, secs: u64) {
+    let ok = p.drive_bounded(secs, |p| {
+        let f = p.sides[i].fsm();
+        let heard = p.sides[i]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::PartnerStateChanged { .. }));
+        if !heard || f.kind() == S::Startup {
+            assert!(
+                matches!(f.service(), Service::Startup | Service::NotResponding),
+                "side {i} serves ({:?}) in {:?} before the partner's state",
+                f.service(),
+                f.kind()
+            );
+        }
+        both(S::Normal)(p)
+    });
+    assert!(
+        ok,
+        "not NORMAL: {:?}\nA: {:?}\nB: {:?}",
+        p.states(),
+        p.sides[0].history,
+        p.sides[1].history
+    );
+}
+
+/// Kills `victim` in NORMAL; the survivor goes COMMUNICATIONS-INTERRUPTED, and `delay` s
+/// later the operator puts it in PARTNER-DOWN; `down` s after the kill the victim restarts
+/// from what it stored (the caller may edit it first). Returns the restart time (ms).
+fn kill_then_partner_down(
+    p: &mut Pair,
+    victim: usize,
+    delay: u64,
+    down: u64,
+    edit: impl FnOnce(&mut PersistedState),
+) -> u64 {
+    let survivor = 1 - victim;
+    // Operating for a while: the last time of operation is recorded as it goes.
+    p.run_for(23);
+    let last = p
+        .persisted(victim)
+        .unwrap()
+        .last_operation
+        .expect("recorded");
+    let interval = u32::try_from(fsm::OPERATION_RECORD_INTERVAL.as_secs()).unwrap();
+    assert!(
+        last.0 + interval >= p.wall(victim).0 && last <= p.wall(victim),
+        "last operation {last:?} at {:?}",
+        p.wall(victim)
+    );
+    p.kill(victim);
+    p.run_for(1);
+    assert_eq!(p.state(survivor), S::CommunicationsInterrupted);
+    p.run_for(delay);
+    let since = UnixTime(p.wall(survivor).0 - u32::try_from(delay).unwrap());
+    p.sim
+        .with(survivor, |s, now| s.partner_down(now, since))
+        .unwrap();
+    assert_eq!(p.state(survivor), S::PartnerDown);
+    p.run_for(down.saturating_sub(delay + 1));
+    let mut kept = p.kept[victim].expect("stored state");
+    assert_eq!(kept.my_state, S::Normal);
+    assert_eq!(
+        kept.last_operation,
+        Some(last),
+        "nothing recorded after the kill"
+    );
+    edit(&mut kept);
+    p.kept[victim] = Some(kept);
+    let t0 = p.now;
+    p.sides[victim].events.clear();
+    p.start(victim);
+    // STARTUP keeps the stored last operation: it is not operating.
+    assert_eq!(
+        p.persisted(victim).unwrap().last_operation,
+        kept.last_operation
+    );
+    t0
+}
+
+/// The fault test of issue #13 item 6, for either side killed: it stopped while NORMAL, the
+/// operator put its partner in PARTNER-DOWN well after, and on restart it goes to RECOVER
+/// (draft §9.3.2 step 5) on the partner's STATE, never NORMAL before it; asks for every
+/// binding, and with the MCLT (60 s) since it went down already over, skips RECOVER-WAIT
+/// (§9.6.2); the partner goes NORMAL on RECOVER-DONE (§9.4.3), then it does. Before the fix
+/// the primary went STARTUP → NORMAL on CONNECTACK, then POTENTIAL-CONFLICT.
+#[test]
+fn killed_in_normal_recovers_when_the_partner_went_down_after() {
+    for victim in [0, 1] {
+        let mut p = normal_pair();
+        let t0 = kill_then_partner_down(&mut p, victim, 60, 120, |_| {});
+        drive_to_normal_checking(&mut p, victim, 200);
+        assert_eq!(
+            left_startup(&p, victim, t0),
+            S::Recover,
+            "victim {victim}: {:?}",
+            history_since(&p, victim, t0)
+        );
+        assert_eq!(
+            history_since(&p, victim, t0),
+            vec![
+                (S::Startup, S::Recover),
+                (S::Recover, S::RecoverDone),
+                (S::RecoverDone, S::Normal),
+            ],
+            "victim {victim}"
+        );
+        assert_eq!(
+            history_since(&p, 1 - victim, t0),
+            vec![(S::PartnerDown, S::Normal)],
+            "survivor of victim {victim}"
+        );
+        assert!(p.sides[victim].sent.contains(&MessageType::UpdReqAll));
+    }
+}
+
+/// Back sooner than the MCLT after going down: RECOVER-WAIT lasts until the MCLT has passed
+/// since then, by the stored last time of operation (draft §9.6.2), not from the restart
+/// and not from when NORMAL began.
+#[test]
+fn recover_wait_counts_the_mclt_from_when_we_went_down() {
+    let mut p = normal_pair();
+    let t0 = kill_then_partner_down(&mut p, 0, 10, 30, |_| {});
+    let last = p.kept[0].unwrap().last_operation.unwrap();
+    assert!(
+        p.drive_bounded(30, |p| p.state(0) == S::RecoverWait),
+        "{:?}",
+        history_since(&p, 0, t0)
+    );
+    assert_eq!(left_startup(&p, 0, t0), S::Recover);
+    let went_down = last.0 + fsm::PARTNER_DOWN_MARGIN;
+    assert_eq!(p.sides[0].fsm().stos().0, went_down);
+    let State::RecoverWait { until } = p.sides[0].fsm().state() else {
+        unreachable!()
+    };
+    let end_wall = went_down + p.sides[0].fsm().mclt();
+    let end_ms = u64::from(end_wall - BASE_WALL) * 1000;
+    assert!(
+        until.as_millis() <= end_ms + 1000 && until.as_millis() + 1000 >= end_ms,
+        "until {until:?}, expected about {end_ms} ms"
+    );
+    drive_to_normal_checking(&mut p, 0, 120);
+    assert!(p.visited(0, S::RecoverDone));
+}
+
+/// The other half of step 5: the partner entered PARTNER-DOWN before our last time of
+/// operation (a partition: we served on in COMMUNICATIONS-INTERRUPTED while the operator
+/// took the partner to PARTNER-DOWN), so both may have served: POTENTIAL-CONFLICT, not
+/// RECOVER, and still nothing served before the partner's STATE.
+#[test]
+fn partner_down_before_our_last_operation_gives_potential_conflict() {
+    let mut p = normal_pair();
+    p.partition();
+    p.run_for(25);
+    p.sim
+        .with(1, |s, now| s.partner_down(now, now.wall))
+        .unwrap();
+    // The primary serves on, cut off, and records its operation; then it dies.
+    p.run_for(60);
+    assert_eq!(p.state(0), S::CommunicationsInterrupted);
+    p.kill(0);
+    p.heal();
+    p.run_for(30);
+    let t0 = p.now;
+    p.sides[0].events.clear();
+    p.start(0);
+    drive_to_normal_checking(&mut p, 0, 200);
+    assert_eq!(left_startup(&p, 0, t0), S::PotentialConflict);
+    assert!(
+        history_since(&p, 0, t0)
+            .iter()
+            .all(|(_, to)| *to != S::Recover)
+    );
+    assert!(p.visited(0, S::ConflictDone));
+}
+
+/// A state file from before the last time of operation was kept (`None`): the time the
+/// partner entered PARTNER-DOWN cannot be compared, and the safe way is POTENTIAL-CONFLICT,
+/// which exchanges both sides' updates; still never NORMAL first.
+#[test]
+fn unknown_last_operation_gives_potential_conflict() {
+    let mut p = normal_pair();
+    let t0 = kill_then_partner_down(&mut p, 0, 60, 120, |s| s.last_operation = None);
+    drive_to_normal_checking(&mut p, 0, 200);
+    assert_eq!(left_startup(&p, 0, t0), S::PotentialConflict);
+    assert!(
+        history_since(&p, 0, t0)
+            .iter()
+            .all(|(_, to)| *to != S::Recover)
+    );
+}
+
+/// The partner's start time of state is on its clock: the STATE's header time moves it to
+/// ours. Partner 50 s ahead, PARTNER-DOWN 3 s after we stopped: not "after" by the margin
+/// (uncorrected it would look 53 s later). Partner 50 s behind, PARTNER-DOWN 40 s after:
+/// after (uncorrected it would look 10 s earlier).
+#[test]
+fn partner_down_time_is_read_on_our_clock() {
+    for (skew, delay, expect) in [(50, 3, S::PotentialConflict), (-50, 40, S::Recover)] {
+        let mut p = Pair::fresh(60);
+        p.sides[1].skew = skew;
+        p.restart(1, true);
+        assert!(p.drive_bounded(200, both(S::Normal)), "{:?}", p.states());
+        let t0 = kill_then_partner_down(&mut p, 0, delay, 90, |_| {});
+        drive_to_normal_checking(&mut p, 0, 300);
+        assert_eq!(
+            left_startup(&p, 0, t0),
+            expect,
+            "skew {skew}: {:?}",
+            history_since(&p, 0, t0)
+        );
+    }
+}
+
+/// The last time of operation is recorded every few seconds while operating, and at the
+/// orderly stop, whose SHUTDOWN is not stored.
+#[test]
+fn last_operation_is_recorded_while_operating_and_at_shutdown() {
+    let mut p = normal_pair();
+    let interval = u32::try_from(fsm::OPERATION_RECORD_INTERVAL.as_secs()).unwrap();
+    for _ in 0..5 {
+        p.run_for(7);
+        let last = p.persisted(0).unwrap().last_operation.unwrap();
+        assert!(
+            last.0 + interval >= p.wall(0).0,
+            "{last:?} at {:?}",
+            p.wall(0)
+        );
+    }
+    p.run_for(3);
+    p.sim.with(0, |s, now| s.shutdown(now));
+    let stored = p.persisted(0).unwrap();
+    assert_eq!(stored.my_state, S::Normal);
+    assert_eq!(stored.last_operation, Some(p.wall(0)));
 }

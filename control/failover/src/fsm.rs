@@ -44,6 +44,14 @@ pub const LINK_STARTUP_TIME: Duration = Duration::from_secs(15);
 pub const MAX_MCLT: u32 = 7 * 86_400;
 /// Largest accepted difference between the peer's header time and ours (`failover.c:573-580`).
 pub const DEFAULT_MAX_CLOCK_SKEW: u32 = 60;
+/// How often the last time of operation (draft §9.3.2 step 5) is recorded while operating,
+/// besides every state change and the orderly stop: a crash loses at most this much of it.
+pub const OPERATION_RECORD_INTERVAL: Duration = Duration::from_secs(5);
+/// Seconds by which the partner's entry into PARTNER-DOWN must follow our recorded last time
+/// of operation for STARTUP to go to RECOVER: the record interval a crash may lose, plus
+/// slack for whole-second times and the STATE's transit, which the skew estimate
+/// ([`Fsm`]'s `partner_down_after_our_operation`) cannot see.
+pub const PARTNER_DOWN_MARGIN: u32 = OPERATION_RECORD_INTERVAL.as_secs() as u32 + 5;
 
 /// Settings of one relationship (DESIGN.md §6 `[[failover]]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,6 +216,13 @@ pub struct PersistedState {
     pub hba: Hba,
     /// In PARTNER-DOWN: since when the partner is known silent.
     pub partner_down_since: UnixTime,
+    /// This server's last recorded time of operation (draft §9.3.2 step 5): the last time it
+    /// ran the relationship outside STARTUP, recorded on every state change, every
+    /// [`OPERATION_RECORD_INTERVAL`] and at the orderly stop. `None` when unknown (a new
+    /// relationship, or a state file from before it was kept): then a partner found in
+    /// PARTNER-DOWN is never taken to have entered it after we stopped, and STARTUP goes to
+    /// POTENTIAL-CONFLICT, which exchanges both sides' updates, rather than RECOVER.
+    pub last_operation: Option<UnixTime>,
 }
 
 /// Whether and how this server answers DHCP clients of the relationship (ISC
@@ -339,6 +354,11 @@ pub struct Fsm {
     partner_startup: bool,
     /// Since when the partner is known silent, for PARTNER-DOWN (persisted).
     saved_partner_down_since: UnixTime,
+    /// Our last recorded time of operation ([`PersistedState::last_operation`]); in STARTUP
+    /// the stored one, untouched until STARTUP ends.
+    last_operation: Option<UnixTime>,
+    /// When the last time of operation is next recorded (outside STARTUP).
+    next_record: Instant,
     mclt: u32,
     hba: Hba,
     link: Link,
@@ -374,6 +394,7 @@ impl Fsm {
             mclt: config.mclt,
             hba: config.hba,
             partner_down_since: now.wall,
+            last_operation: None,
         });
         let (mclt, hba) = match config.role {
             Role::Primary => (config.mclt, config.hba),
@@ -394,6 +415,8 @@ impl Fsm {
             partner_stos: p.partner_stos,
             partner_startup: false,
             saved_partner_down_since: p.partner_down_since,
+            last_operation: p.last_operation,
+            next_record: now.instant + OPERATION_RECORD_INTERVAL,
             mclt,
             hba,
             link: Link::Down,
@@ -503,6 +526,31 @@ impl Fsm {
             mclt: self.mclt,
             hba: self.hba,
             partner_down_since: self.partner_down_since(),
+            last_operation: self.last_operation,
+        }
+    }
+
+    /// Our last recorded time of operation (draft §9.3.2 step 5).
+    pub fn last_operation(&self) -> Option<UnixTime> {
+        self.last_operation
+    }
+
+    /// Asks the driver to store the state ([`Event::Persist`]), with `now` as the last time
+    /// of operation unless in STARTUP, which is not operating and must keep the stored one
+    /// for its own decision (draft §9.3.2 step 5). Restarts the periodic record.
+    fn persist(&mut self, now: Now) {
+        if !matches!(self.state, State::Startup { .. }) {
+            self.last_operation = Some(now.wall);
+            self.next_record = now.instant + OPERATION_RECORD_INTERVAL;
+        }
+        self.events.push_back(Event::Persist(self.persisted()));
+    }
+
+    /// Records `now` as the last time of operation at once (the orderly stop: the session
+    /// stores it before SHUTDOWN, which it does not store). Nothing in STARTUP.
+    pub fn record_operation(&mut self, now: Now) {
+        if !matches!(self.state, State::Startup { .. }) {
+            self.persist(now);
         }
     }
 
@@ -549,6 +597,10 @@ impl Fsm {
             } => auto_partner_down_at,
             _ => None,
         };
+        let record = match self.state {
+            State::Startup { .. } => None,
+            _ => Some(self.next_record),
+        };
         let link = match self.link {
             Link::Down => None,
             Link::Starting { deadline } => Some(deadline),
@@ -557,7 +609,7 @@ impl Fsm {
                 contact_at,
             } => Some(rx_deadline.min(contact_at)),
         };
-        [state, link].into_iter().flatten().min()
+        [state, record, link].into_iter().flatten().min()
     }
 
     // ---- inputs ----
@@ -657,8 +709,8 @@ impl Fsm {
     }
 
     /// Timers: link startup and receive timeouts, CONTACT, STARTUP's end, the safe period,
-    /// RECOVER-WAIT's end. Call when [`Fsm::poll_timeout`]'s instant has passed (early calls
-    /// are harmless).
+    /// RECOVER-WAIT's end, the periodic record of the last time of operation. Call when
+    /// [`Fsm::poll_timeout`]'s instant has passed (early calls are harmless).
     pub fn handle_timeout(&mut self, now: Now) {
         match self.link {
             Link::Starting { deadline } if now.instant >= deadline => {
@@ -695,6 +747,9 @@ impl Fsm {
                 self.transition(StateKind::RecoverDone, now);
             }
             _ => {}
+        }
+        if now.instant >= self.next_record {
+            self.record_operation(now);
         }
     }
 
@@ -878,7 +933,7 @@ impl Fsm {
             self.hba = h;
         }
         self.link_up(now);
-        self.events.push_back(Event::Persist(self.persisted()));
+        self.persist(now);
         self.send_state(now);
         self.resume_recovery(now);
     }
@@ -985,10 +1040,11 @@ impl Fsm {
         self.partner_receive_timer = o.receive_timer.unwrap_or(0);
         self.partner_batches = is_tandem(o.vendor_class);
         self.link_up(now);
-        match self.state {
-            State::Startup { saved, .. } => self.transition(saved, now),
-            _ => self.send_state(now),
-        }
+        // STARTUP ends on the partner's STATE, not here (draft §9.3.2 step 5: "including the
+        // receipt of a STATE message"): its state decides where we go, and the saved state
+        // (NORMAL, say) may be the wrong one to serve in even for a moment. ISC keeps its
+        // going back to the saved state here under `#if 0` (`failover.c:1427-1437`).
+        self.send_state(now);
         self.resume_recovery(now);
     }
 
@@ -1061,13 +1117,20 @@ impl Fsm {
             to: new,
             startup: startupp,
         });
-        self.events.push_back(Event::Persist(self.persisted()));
+        self.persist(now);
 
         use StateKind as S;
         let me = self.effective();
+        // Draft §9.3.2 step 5: a partner that entered PARTNER-DOWN after our last time of
+        // operation has served alone since we stopped: RECOVER, whatever state we saved. If
+        // it entered it before (or we cannot tell), we may have served beside it, and the
+        // table below runs, which takes the states that served to POTENTIAL-CONFLICT. ISC
+        // goes to RECOVER from a saved NORMAL only, without comparing (`failover.c:2130-2137`).
+        let step5 =
+            in_startup && new == S::PartnerDown && self.partner_down_after_our_operation(now, m);
         let target: Option<S> = match me {
+            _ if step5 => None,
             S::Normal => match new {
-                S::PartnerDown if in_startup => Some(S::Recover),
                 S::PartnerDown => Some(S::PotentialConflict),
                 // ISC shuts down here (`failover.c:2138-2149`). The draft (§9.8.4) says to go
                 // through COMMUNICATIONS-INTERRUPTED, whose table sends these to
@@ -1158,7 +1221,18 @@ impl Fsm {
             },
             S::RecoverWait | S::Shutdown | S::Paused | S::Startup => None,
         };
-        if let Some(to) = target {
+        if step5 {
+            // RECOVER-WAIT counts the MCLT from when we went down, which is known: by the
+            // last record of operation plus the time to the next one, and slack
+            // (PARTNER_DOWN_MARGIN; draft §9.6.2 and its DISCUSSION). ISC moves `stos` back
+            // so for a server that shut down (`failover.c:1831-1839`). Keeping the saved
+            // state's start time, as ISC does here, would count from when NORMAL began.
+            let down = self
+                .last_operation
+                .map_or(now.wall, |t| t.saturating_add(PARTNER_DOWN_MARGIN))
+                .min(now.wall);
+            self.transition_at(S::Recover, now, down);
+        } else if let Some(to) = target {
             if to == S::PartnerDown {
                 self.saved_partner_down_since = now.wall;
             }
@@ -1167,6 +1241,27 @@ impl Fsm {
         if let State::Startup { saved, .. } = self.state {
             self.transition(saved, now);
         }
+    }
+
+    /// Whether the partner, whose STATE `m` says PARTNER-DOWN, entered it after our last
+    /// recorded time of operation by more than [`PARTNER_DOWN_MARGIN`] (draft §9.3.2 step
+    /// 5). Its start-time-of-state is on its clock; the STATE's header time against ours
+    /// moves it to our clock (draft §5.10's skew estimate). Unknown times answer no.
+    fn partner_down_after_our_operation(&self, now: Now, m: &Repr<'_>) -> bool {
+        let (Some(last), Some(stos)) = (self.last_operation, m.options.stos) else {
+            tracing::info!(relationship = %self.name(), "failover: partner in partner-down, our last operation unknown");
+            return false;
+        };
+        let ours = i64::from(stos.0) + i64::from(now.wall.0) - i64::from(m.time.0);
+        let after = ours > i64::from(last.0) + i64::from(PARTNER_DOWN_MARGIN);
+        tracing::info!(
+            relationship = %self.name(),
+            partner_down_at = ours,
+            last_operation = last.0,
+            after,
+            "failover: partner in partner-down since (our clock)"
+        );
+        after
     }
 
     /// UPDDONE: ISC `dhcp_failover_process_update_done` (`failover.c:5804-5880`).
@@ -1278,15 +1373,29 @@ impl Fsm {
     /// peer, and runs the new state's entry actions.
     fn transition(&mut self, to: StateKind, now: Now) {
         let from = self.state.kind();
+        // The start time is kept into RECOVER-WAIT and into and out of STARTUP
+        // (`failover.c:1826-1829`).
+        let stos = if to != StateKind::RecoverWait
+            && to != StateKind::Startup
+            && from != StateKind::Startup
+        {
+            now.wall
+        } else {
+            self.my_stos
+        };
+        self.transition_at(to, now, stos);
+    }
+
+    /// [`Fsm::transition`] with the new state's start time given.
+    fn transition_at(&mut self, to: StateKind, now: Now, stos: UnixTime) {
+        let from = self.state.kind();
         if matches!(
             from,
             StateKind::Normal | StateKind::PotentialConflict | StateKind::PartnerDown
         ) {
             self.events.push_back(Event::RescindUpdates);
         }
-        if to != StateKind::RecoverWait && to != StateKind::Startup && from != StateKind::Startup {
-            self.my_stos = now.wall;
-        }
+        self.my_stos = stos;
         self.state = match to {
             StateKind::Startup => State::Startup {
                 saved: self.effective(),
@@ -1328,7 +1437,7 @@ impl Fsm {
             to,
             at: self.my_stos,
         });
-        self.events.push_back(Event::Persist(self.persisted()));
+        self.persist(now);
         if self.is_connected() {
             self.send_state(now);
         }

@@ -520,6 +520,9 @@ impl<S: Storage> Session<S> {
     /// Orderly stop: SHUTDOWN, told to the peer (draft §9.9). The state stored stays the one
     /// before it.
     pub fn shutdown(&mut self, now: Now) {
+        // The last time of operation is now (draft §9.3.2 step 5), stored with the state.
+        self.fsm.record_operation(now);
+        self.drive(now);
         self.stopping = true;
         self.fsm.shutdown(now);
         self.drive(now);

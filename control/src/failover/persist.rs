@@ -9,6 +9,14 @@
 //! then starts from RECOVER); a present but unreadable one is an error, never silently
 //! treated as new, because starting fresh could hand out addresses the partner holds.
 //!
+//! Versions (the magic's last byte): 2 adds the last time of operation (draft §9.3.2 step
+//! 5), written every [`OPERATION_RECORD_INTERVAL`] while the relationship runs. Version 1
+//! files still load, with that time unknown (`None`), which STARTUP treats as "may have
+//! served until now": a partner found in PARTNER-DOWN then leads to POTENTIAL-CONFLICT, never
+//! to RECOVER. The next store writes version 2.
+//!
+//! [`OPERATION_RECORD_INTERVAL`]: super::fsm::OPERATION_RECORD_INTERVAL
+//!
 //! [`Fsm::persisted`]: super::fsm::Fsm::persisted
 
 use std::fs::File;
@@ -23,11 +31,31 @@ use super::fsm::{PersistedState, StateKind};
 use super::hash::Hba;
 
 /// Format tag: `TDMFOST` and a version byte.
-const MAGIC: [u8; 8] = *b"TDMFOST\x01";
+const MAGIC: [u8; 8] = *b"TDMFOST\x02";
+/// Version 1: [`RecordV1`], without the last time of operation.
+const MAGIC_V1: [u8; 8] = *b"TDMFOST\x01";
 
 /// The archived record. Plain numbers only: no `usize`, no platform-dependent layout.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
 struct Record {
+    magic: [u8; 8],
+    /// The relationship name, so a file copied under another name is refused.
+    name: Vec<u8>,
+    my_state: u8,
+    my_stos: u32,
+    /// 0 = partner not heard from yet.
+    partner_state: u8,
+    partner_stos: u32,
+    mclt: u32,
+    hba: [u8; 32],
+    partner_down_since: u32,
+    /// 0 = unknown.
+    last_operation: u32,
+}
+
+/// Version 1 of [`Record`], read only.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+struct RecordV1 {
     magic: [u8; 8],
     /// The relationship name, so a file copied under another name is refused.
     name: Vec<u8>,
@@ -104,6 +132,7 @@ fn encode(name: &str, s: &PersistedState) -> Vec<u8> {
         mclt: s.mclt,
         hba: s.hba.0,
         partner_down_since: s.partner_down_since.0,
+        last_operation: s.last_operation.map_or(0, |t| t.0),
     };
     let mut bytes = rkyv::to_bytes::<rancor::Error>(&r)
         .map(|v| v.to_vec())
@@ -123,10 +152,21 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<PersistedState, DecodeError> {
     }
     let mut a = AlignedVec::<16>::with_capacity(body.len());
     a.extend_from_slice(body);
-    let r = rkyv::from_bytes::<Record, rancor::Error>(&a).map_err(DecodeError::Archive)?;
-    if r.magic != MAGIC {
-        return Err(DecodeError::Magic);
-    }
+    // The current version first; a version 1 archive does not validate as one (or carries
+    // the other magic), and is read as version 1.
+    let r = match rkyv::from_bytes::<Record, rancor::Error>(&a) {
+        Ok(r) if r.magic == MAGIC => r,
+        current => match rkyv::from_bytes::<RecordV1, rancor::Error>(&a) {
+            Ok(v1) if v1.magic == MAGIC_V1 => Record::from(v1),
+            // Neither version: say what the current one found wrong.
+            _ => {
+                return Err(match current {
+                    Ok(_) => DecodeError::Magic,
+                    Err(e) => DecodeError::Archive(e),
+                });
+            }
+        },
+    };
     if r.name != name.as_bytes() {
         return Err(DecodeError::OtherRelationship(
             String::from_utf8_lossy(&r.name).into_owned(),
@@ -150,7 +190,25 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<PersistedState, DecodeError> {
         mclt: r.mclt,
         hba: Hba(r.hba),
         partner_down_since: UnixTime(r.partner_down_since),
+        last_operation: (r.last_operation != 0).then_some(UnixTime(r.last_operation)),
     })
+}
+
+impl From<RecordV1> for Record {
+    fn from(v: RecordV1) -> Record {
+        Record {
+            magic: MAGIC,
+            name: v.name,
+            my_state: v.my_state,
+            my_stos: v.my_stos,
+            partner_state: v.partner_state,
+            partner_stos: v.partner_stos,
+            mclt: v.mclt,
+            hba: v.hba,
+            partner_down_since: v.partner_down_since,
+            last_operation: 0,
+        }
+    }
 }
 
 /// Reads the stored state of `name`: `Ok(None)` when there is none (a new relationship).
@@ -201,6 +259,7 @@ mod tests {
             mclt: 600,
             hba: Hba::split(100),
             partner_down_since: UnixTime(1_763_783_990),
+            last_operation: Some(UnixTime(1_763_784_321)),
         }
     }
 
@@ -224,6 +283,58 @@ mod tests {
             names,
             vec![std::ffi::OsString::from("failover-edge-pair.state")]
         );
+    }
+
+    #[test]
+    fn last_operation_round_trips_known_and_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sample();
+        store(dir.path(), "edge", &s).unwrap();
+        let back = load(dir.path(), "edge").unwrap().unwrap();
+        assert_eq!(back.last_operation, Some(UnixTime(1_763_784_321)));
+        s.last_operation = None;
+        store(dir.path(), "edge", &s).unwrap();
+        assert_eq!(load(dir.path(), "edge").unwrap(), Some(s));
+    }
+
+    /// A file written by version 1 (before the last time of operation was kept), by that
+    /// code: it loads, with the time unknown, and the next store writes version 2.
+    #[test]
+    fn version_1_file_still_loads_without_a_last_operation() {
+        let v1 = include_bytes!("testdata/failover-edge-pair.v1.state");
+        assert_eq!(&v1[12..20], b"TDMFOST\x01", "the golden file is version 1");
+        let expected = PersistedState {
+            my_state: StateKind::Normal,
+            my_stos: UnixTime(1_763_784_000),
+            partner_state: Some(StateKind::Normal),
+            partner_stos: UnixTime(1_763_783_000),
+            mclt: 600,
+            hba: Hba::split(128),
+            partner_down_since: UnixTime(1_763_783_990),
+            last_operation: None,
+        };
+        assert_eq!(decode("edge-pair", v1).unwrap(), expected);
+        assert!(matches!(
+            decode("other", v1),
+            Err(DecodeError::OtherRelationship(n)) if n == "edge-pair"
+        ));
+        // Every single-bit flip of the old format is refused too.
+        for i in 0..v1.len() {
+            for bit in 0..8 {
+                let mut b = v1.to_vec();
+                b[i] ^= 1 << bit;
+                assert!(decode("edge-pair", &b).is_err(), "flip {bit} of byte {i}");
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(state_path(dir.path(), "edge-pair"), v1).unwrap();
+        let mut s = load(dir.path(), "edge-pair").unwrap().unwrap();
+        s.last_operation = Some(UnixTime(1_763_784_500));
+        store(dir.path(), "edge-pair", &s).unwrap();
+        let bytes = std::fs::read(state_path(dir.path(), "edge-pair")).unwrap();
+        assert_ne!(&bytes[..], &v1[..]);
+        assert_eq!(decode("edge-pair", &bytes).unwrap(), s);
+        assert!(bytes.windows(8).any(|w| w == MAGIC), "written as version 2");
     }
 
     #[test]
