@@ -137,7 +137,11 @@ pub fn normal_transition_ok(sender: Role, local: &Lease, to: BindingState, now: 
             B::Free | B::Backup => local.tsfp <= now,
             _ => true,
         },
-        B::Backup => sender == Role::Secondary || to == B::Free,
+        // ISC accepts any move of a BACKUP address (a case fall-through, `failover.c:6215-6233`),
+        // and so must we: the primary's ACTIVE on our BACKUP address is a lease it granted in
+        // PARTNER-DOWN while we waited in RECOVER-WAIT, sent once it reached NORMAL. Refused,
+        // we would give the address to a second client (found by `tests/failover_leases.rs`).
+        B::Backup => true,
     }
 }
 
@@ -370,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn normal_backup_moves_only_from_the_secondary_or_to_free() {
+    fn normal_backup_moves_from_either_side() {
         let backup = lease(BindingState::Backup);
         assert!(normal_transition_ok(
             Role::Secondary,
@@ -378,7 +382,8 @@ mod tests {
             BindingState::Active,
             NOW
         ));
-        assert!(!normal_transition_ok(
+        // A lease the primary granted in PARTNER-DOWN, arriving in NORMAL (ISC accepts it).
+        assert!(normal_transition_ok(
             Role::Primary,
             &backup,
             BindingState::Active,
