@@ -762,7 +762,7 @@ subnet 10.79.0.0 netmask 255.255.255.0 {
     let _dhcpd = Dhcpd(common::net::spawn_logged(cmd, &log));
     let dlog = || std::fs::read_to_string(&log).unwrap_or_default();
     let mut t = Server::start_tandemd_with(&net.b, |d| {
-        config(d, "fb0", "10.79.0.2", "10.79.0.1", true)
+        isc_partner(config(d, "fb0", "10.79.0.2", "10.79.0.1", true))
             .replace("10.79.0.100-10.79.0.200", "10.79.0.100-10.79.0.110")
             .replace(
                 "max_response_delay = \"6s\"",

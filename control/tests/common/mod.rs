@@ -24,6 +24,7 @@ pub mod capture;
 pub mod clients;
 pub mod disk;
 pub mod net;
+pub mod pair;
 pub mod server;
 
 use std::{
