@@ -20,6 +20,13 @@ use control::status::FailoverState;
 /// Dials `port` as a primary would and sends CONNECT; the type and reject reason of the
 /// first message that comes back.
 fn second_connect(port: u16) -> (MessageType, Option<RejectReason>) {
+    let (_, _, m) = dial(port);
+    (m.msg_type, m.options.reject_reason)
+}
+
+/// Dials `port` as a primary would (signed with [`SECRET`]) and sends CONNECT; the stream,
+/// the machine after it took the first message back, and that message.
+fn dial(port: u16) -> (std::net::TcpStream, Fsm, Repr<'static>) {
     use std::io::{Read, Write};
     let now = Now {
         instant: FoInstant::ZERO,
@@ -37,12 +44,15 @@ fn second_connect(port: u16) -> (MessageType, Option<RejectReason>) {
     let mut dec = StreamDecoder::new();
     let mut buf = [0u8; 2048];
     loop {
-        let n = s.read(&mut buf).expect("an answer within 5 s");
+        let n = s.read(&mut buf).expect("an answer within 30 s");
         assert!(n > 0, "closed without an answer");
         dec.feed(&buf[..n]);
         if let Some(f) = dec.next_frame().expect("framing") {
+            // Leaked: a handful of frames per test run, so the answer outlives the decoder.
+            let f: &'static [u8] = Box::leak(f.to_vec().into_boxed_slice());
             let m = Repr::parse_bytes(f).expect("parses");
-            return (m.msg_type, m.options.reject_reason);
+            fsm.handle_frame(now, f);
+            return (s, fsm, m);
         }
     }
 }
@@ -147,7 +157,16 @@ fn two_drivers_over_loopback() {
     let st = a.driver.status();
     assert_eq!(st[0].name, "loop");
     assert_eq!(st[0].role, config::Role::Primary);
-    assert_eq!(st[0].unacked_updates, 0);
+    // Pool balancing on entering NORMAL sends BNDUPDs: every one is acknowledged.
+    let until = Instant::now() + Duration::from_secs(30);
+    while a.driver.status()[0].unacked_updates > 0 {
+        assert!(
+            Instant::now() < until,
+            "updates never acknowledged: {:?}",
+            a.driver.status()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // A second link to B while A's is established: its CONNECT gets CONNECTACK with
     // reject 7 (duplicate connection), and the pair stays NORMAL.
@@ -197,36 +216,11 @@ fn corrupt_state_file_stops_the_start() {
 /// A primary's side of the handshake on a fresh TCP connection to `port`: CONNECT, and the
 /// CONNECTACK read back (accepted). Returns the stream and the machine, connected.
 fn handshake(port: u16) -> (std::net::TcpStream, Fsm) {
-    use std::io::{Read, Write};
-    let now = Now {
-        instant: FoInstant::ZERO,
-        wall: UnixTime::now(),
-    };
-    let mut c = fsm_mod::Config::new("loop", Role::Primary);
-    c.mclt = 30;
-    c.shared_secret = Some(SECRET.to_vec());
-    let mut fsm = Fsm::new(c, None, now);
-    fsm.handle_connected(now);
-    let connect = fsm.poll_transmit().expect("CONNECT");
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(&connect.bytes).unwrap();
-    let mut dec = StreamDecoder::new();
-    let mut buf = [0u8; 2048];
-    loop {
-        let n = s.read(&mut buf).expect("an answer");
-        assert!(n > 0, "closed without an answer");
-        dec.feed(&buf[..n]);
-        while let Some(f) = dec.next_frame().expect("framing") {
-            let m = Repr::parse_bytes(f).expect("parses");
-            if m.msg_type == MessageType::ConnectAck {
-                assert_eq!(m.options.reject_reason, None, "CONNECT refused");
-                assert!(fsm.handle_frame(now, f).is_none());
-                assert!(fsm.is_connected(), "CONNECTACK not taken");
-                return (s, fsm);
-            }
-        }
-    }
+    let (s, fsm, m) = dial(port);
+    assert_eq!(m.msg_type, MessageType::ConnectAck);
+    assert_eq!(m.options.reject_reason, None, "CONNECT refused");
+    assert!(fsm.is_connected(), "CONNECTACK not taken");
+    (s, fsm)
 }
 
 /// A peer that sends BNDUPDs and never reads the BNDACKs is disconnected once the answers
