@@ -351,7 +351,7 @@ fn release_then_rediscover() {
     let ack = h.run(&select(m, SERVER, addr), &direct(SERVER, m));
     assert_eq!(ack.kind, Kind::Ack);
     let s = h.run(&release(m, ip("10.0.0.2"), addr), &direct(SERVER, m));
-    assert_eq!(s.kind, Kind::Silent(SilentReason::NotBound));
+    assert_eq!(s.kind, Kind::Drop(DropReason::OtherServerId));
     assert_eq!(h.record(addr).state, BindingState::Active);
     // RELEASE without ciaddr.
     let mut r = release(m, SERVER, addr);
@@ -359,6 +359,44 @@ fn release_then_rediscover() {
     assert_eq!(
         h.run(&r, &direct(SERVER, m)).kind,
         Kind::Drop(DropReason::MissingCiaddr)
+    );
+}
+
+#[test]
+fn release_and_decline_need_our_server_id() {
+    // RFC 2131 §4.4.4 / §4.4.6: RELEASE and DECLINE carry option 54. Without it, or naming
+    // another server, they are dropped and counted, and the lease stays (review of #13:
+    // anyone who knew a client's chaddr could release its lease).
+    let mut h = lan_harness();
+    let m = mac(19);
+    let addr = dora(&mut h, m).yiaddr();
+    let ing = direct(SERVER, m);
+    let mut r = release(m, SERVER, addr);
+    r.options.server_id = None;
+    assert_eq!(
+        h.run(&r, &ing).kind,
+        Kind::Drop(DropReason::MissingServerId)
+    );
+    assert_eq!(
+        h.run(&release(m, ip("10.0.0.2"), addr), &ing).kind,
+        Kind::Drop(DropReason::OtherServerId)
+    );
+    let mut r = decline(m, SERVER, addr);
+    r.options.server_id = None;
+    assert_eq!(
+        h.run(&r, &ing).kind,
+        Kind::Drop(DropReason::MissingServerId)
+    );
+    assert_eq!(
+        h.run(&decline(m, ip("10.0.0.2"), addr), &ing).kind,
+        Kind::Drop(DropReason::OtherServerId)
+    );
+    assert_eq!(h.record(addr).state, BindingState::Active);
+    assert_eq!(h.journaled, 1);
+    // Naming us, it is released.
+    assert_eq!(
+        h.run(&release(m, SERVER, addr), &ing).kind,
+        Kind::Silent(SilentReason::Released)
     );
 }
 

@@ -130,6 +130,10 @@ reasons! {
         MissingRequestedIp => "missing-requested-ip",
         /// RELEASE without ciaddr.
         MissingCiaddr => "missing-ciaddr",
+        /// RELEASE or DECLINE without option 54 (RFC 2131 §4.4.4, §4.4.6: it MUST carry it).
+        MissingServerId => "missing-server-id",
+        /// RELEASE or DECLINE naming another server's identifier.
+        OtherServerId => "other-server-id",
         /// Nothing left to allocate.
         PoolExhausted => "pool-exhausted",
         /// The client's reserved address is bound to another client or on probation.
@@ -159,7 +163,7 @@ reasons! {
         Released => "released",
         /// DECLINE applied: the address is ABANDONED for the probation period.
         Declined => "declined",
-        /// RELEASE or DECLINE for an address not bound to this client, or for another server.
+        /// RELEASE for an address not bound to this client.
         NotBound => "not-bound",
         /// BOOTREQUEST from a client without a reservation.
         BootpWithoutReservation => "bootp-without-reservation",

@@ -52,8 +52,9 @@
 //! - **RELEASE**: the client's ACTIVE/OFFERED record becomes RELEASED (`ends = now`),
 //!   keeping the client so a later DISCOVER gets the same address back. **DECLINE**: the
 //!   record becomes ABANDONED with `ends = now + decline_probation` and no client.
-//!   Both silent, both journaled; for another server's id or a record that is not the
-//!   client's, nothing changes.
+//!   Both silent, both journaled. Both must name us in option 54 (RFC 2131 §4.4.4, §4.4.6):
+//!   without it, or naming another server, they are dropped (`missing-server-id`,
+//!   `other-server-id`); for a record that is not the client's, nothing changes.
 //! - **INFORM** (§4.3.5): ACK with configuration only: no 51/58/59, `yiaddr` 0.
 //! - **BOOTP** (no option 53, RFC 1534): served only from reservations, with an infinite
 //!   ACTIVE lease; the BOOTREPLY carries only options 1, 3 and 6 (and none at all when the
@@ -648,15 +649,16 @@ impl Engine {
         ends: UnixTime,
         done: SilentReason,
     ) -> Result<Decision<'a>, DropReason> {
-        let for_us = cx
-            .req
-            .options
-            .server_id
-            .is_none_or(|s| s == cx.server_id || s == cx.server_ip);
-        let slot = cx
-            .table
-            .slot(addr)
-            .filter(|_| for_us && cx.scope.cfg.contains(addr));
+        // RFC 2131 §4.4.4 / §4.4.6: both carry option 54, and only the server named there
+        // acts. Without the check anyone who knows a client's chaddr could release its lease.
+        match cx.req.options.server_id {
+            None => return Err(DropReason::MissingServerId),
+            Some(s) if s != cx.server_id && s != cx.server_ip => {
+                return Err(DropReason::OtherServerId);
+            }
+            Some(_) => {}
+        }
+        let slot = cx.table.slot(addr).filter(|_| cx.scope.cfg.contains(addr));
         let Some(slot) = slot else {
             return Ok(silent(SilentReason::NotBound));
         };
