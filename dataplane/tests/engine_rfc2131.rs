@@ -454,8 +454,48 @@ fn decline_abandons_until_probation_ends() {
     );
     assert_eq!(
         h.run(&decline(a, SERVER, addr), &direct(SERVER, a)).kind,
-        Kind::Silent(SilentReason::NotBound)
+        Kind::Drop(DropReason::DeclineNotHeld)
     );
+}
+
+#[test]
+fn decline_needs_the_clients_active_lease() {
+    // #13: DISCOVER then DECLINE from random MACs abandoned a pool two packets an address.
+    // Only the client holding an ACKed, unexpired ACTIVE lease may decline it.
+    let mut h = lan_harness();
+    let a = mac(90);
+    let ing = direct(SERVER, a);
+    let offered = h.run(&discover(a), &ing).yiaddr();
+    assert_eq!(
+        h.run(&decline(a, SERVER, offered), &ing).kind,
+        Kind::Drop(DropReason::DeclineNotHeld)
+    );
+    assert_eq!(h.record(offered).state, BindingState::Offered);
+    // Someone else's lease, a free address, an address outside the scope.
+    let addr = h.run(&select(a, SERVER, offered), &ing).yiaddr();
+    let b = mac(91);
+    for (who, what) in [(b, addr), (a, ip("10.0.0.19")), (a, ip("10.9.0.1"))] {
+        assert_eq!(
+            h.run(&decline(who, SERVER, what), &direct(SERVER, who))
+                .kind,
+            Kind::Drop(DropReason::DeclineNotHeld),
+            "{who:?} declining {what}"
+        );
+    }
+    assert_eq!(h.record(addr).state, BindingState::Active);
+    assert_eq!(h.journaled, 1);
+    // An expired lease is no longer held.
+    h.advance(3600);
+    assert_eq!(
+        h.run(&decline(a, SERVER, addr), &ing).kind,
+        Kind::Drop(DropReason::DeclineNotHeld)
+    );
+    // The holder of a live lease declines it.
+    let c = mac(92);
+    let addr = dora(&mut h, c).yiaddr();
+    let s = h.run(&decline(c, SERVER, addr), &direct(SERVER, c));
+    assert_eq!(s.kind, Kind::Silent(SilentReason::Declined));
+    assert_eq!(h.record(addr).state, BindingState::Abandoned);
 }
 
 #[test]

@@ -134,6 +134,9 @@ reasons! {
         MissingServerId => "missing-server-id",
         /// RELEASE or DECLINE naming another server's identifier.
         OtherServerId => "other-server-id",
+        /// DECLINE of an address the client does not hold (no unexpired ACTIVE lease of its
+        /// own there): an OFFER is not enough, else anyone could abandon a pool.
+        DeclineNotHeld => "decline-not-held",
         /// Nothing left to allocate.
         PoolExhausted => "pool-exhausted",
         /// The client's reserved address is bound to another client or on probation.

@@ -50,7 +50,8 @@
 //!   or its reservation), else NAK; no record of the address for the client but the client
 //!   is known elsewhere in the table → NAK; unknown client → silent.
 //! - **RELEASE**: the client's ACTIVE/OFFERED record becomes RELEASED (`ends = now`),
-//!   keeping the client so a later DISCOVER gets the same address back. **DECLINE**: the
+//!   keeping the client so a later DISCOVER gets the same address back. **DECLINE**: only
+//!   for the client's own unexpired ACTIVE lease (else dropped, `decline-not-held`), the
 //!   record becomes ABANDONED with `ends = now + decline_probation` and no client.
 //!   Both silent, both journaled. Both must name us in option 54 (RFC 2131 §4.4.4, §4.4.6):
 //!   without it, or naming another server, they are dropped (`missing-server-id`,
@@ -659,11 +660,25 @@ impl Engine {
             Some(_) => {}
         }
         let slot = cx.table.slot(addr).filter(|_| cx.scope.cfg.contains(addr));
+        let decline = state == BindingState::Abandoned;
+        let refused = if decline {
+            Err(DropReason::DeclineNotHeld)
+        } else {
+            Ok(silent(SilentReason::NotBound))
+        };
         let Some(slot) = slot else {
-            return Ok(silent(SilentReason::NotBound));
+            return refused;
         };
         let r = self.cas(cx.table, slot, |cur| {
-            let bound = matches!(cur.state, BindingState::Active | BindingState::Offered);
+            // A DECLINE abandons an address for the probation period, so only the client that
+            // holds it may: an ACKed, unexpired ACTIVE lease (an OFFER is not enough, else
+            // DISCOVER + DECLINE from random MACs empties a pool, #13). A RELEASE also drops
+            // the client's OFFERED hold.
+            let bound = if decline {
+                cur.state == BindingState::Active && cur.ends > cx.now
+            } else {
+                matches!(cur.state, BindingState::Active | BindingState::Offered)
+            };
             if !bound || !cur.is_for(&cx.key) {
                 return Err(());
             }
@@ -683,7 +698,7 @@ impl Engine {
                     lease,
                 }),
             },
-            Cas::Unchanged | Cas::Refused(()) => silent(SilentReason::NotBound),
+            Cas::Unchanged | Cas::Refused(()) => return refused,
         })
     }
 
