@@ -14,6 +14,7 @@ durability = "async"
 log_level = "control=debug,info"
 admin = "127.0.0.1:6470"
 dispatch = "off"
+trusted_relays = ["10.78.0.1", "192.0.2.0/24"]
 
 [[subnet]]
 prefix = "10.0.0.0/16"
@@ -84,6 +85,19 @@ fn every_key() {
     assert_eq!(s.data_dir.to_str(), Some("/tmp/tandem-test"));
     assert_eq!(s.datapath, Datapath::Packet);
     assert_eq!(s.dispatch, config::Dispatch::Off);
+    assert_eq!(
+        s.trusted_relays,
+        [
+            config::Ipv4Prefix {
+                addr: Ipv4Addr::new(10, 78, 0, 1),
+                len: 32
+            },
+            config::Ipv4Prefix {
+                addr: Ipv4Addr::new(192, 0, 2, 0),
+                len: 24
+            }
+        ]
+    );
     assert_eq!(s.workers, 4);
     assert_eq!(s.durability, Durability::Async);
     assert_eq!(s.log_level.as_deref(), Some("control=debug,info"));
@@ -207,6 +221,7 @@ fn defaults() {
     assert_eq!(c.server.durability, Durability::Sync);
     assert_eq!(c.server.log_level, None);
     assert_eq!(c.server.admin, None);
+    assert!(c.server.trusted_relays.is_empty());
     assert!(c.subnets.is_empty() && c.failover.is_empty());
 
     let c = config::parse(

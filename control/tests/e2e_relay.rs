@@ -93,3 +93,77 @@ fn relayed_clients_get_leases_from_the_giaddr_subnet_with_option_82_echoed() {
         );
     }
 }
+
+/// Relayed clients through tandemd whose `trusted_relays` lists `trusted` (the relay sends
+/// from [`RELAY_GIADDR`]); option 82 carries link selection (RFC 3527) naming the decoy
+/// subnet 10.80.0.0/24. Returns the leases' addresses and the server's `status --json`.
+fn relay_with_link_selection(trusted: &str) -> (Vec<Ipv4Addr>, serde_json::Value) {
+    common::require_e2e();
+    let net = common::net::TestNet::new(Layout::Relayed, 0);
+    let relay = net.relay.clone().expect("relay layout");
+    let iface = net.server.iface.clone();
+    let server = common::server::Server::start_tandemd_with(&net.server.ns, |dir| {
+        format!(
+            "[server]\ninterfaces = [{iface:?}]\nserver_id = \"{RELAY_LINK_SERVER}\"\n\
+             data_dir = {dir:?}\ndatapath = \"packet\"\nworkers = 1\n\
+             trusted_relays = [\"{trusted}\"]\n\
+             [[subnet]]\nprefix = \"10.80.0.0/24\"\npools = [\"10.80.0.100-10.80.0.200\"]\n\
+             [[subnet]]\nprefix = \"10.78.0.0/24\"\npools = [\"10.78.0.100-10.78.0.200\"]\n"
+        )
+    });
+    // Sub-option 1 circuit-id "port-7", sub-option 5 link selection 10.80.0.0.
+    let option82 = hex(&[1, 6, b'p', b'o', b'r', b't', b'-', b'7', 5, 4, 10, 80, 0, 0]);
+    const CLIENTS: u64 = 4;
+    let report = Perfdhcp::new(
+        &relay.ns,
+        &PerfTarget::Relay {
+            local: RELAY_GIADDR,
+            server: RELAY_LINK_SERVER,
+        },
+    )
+    .arg("-r")
+    .arg("10")
+    .arg("-n")
+    .arg(CLIENTS.to_string())
+    .arg("-R")
+    .arg(CLIENTS.to_string())
+    .arg("-o")
+    .arg(format!("82,{option82}"))
+    .drop_time(10)
+    .run(Duration::from_secs(120))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.acks(), CLIENTS, "{}", report.output);
+    let leases = server.active_leases().iter().map(|l| l.address).collect();
+    let status = server.status_json().expect("tandemctl status --json");
+    (leases, status)
+}
+
+fn ignored_untrusted(status: &serde_json::Value) -> u64 {
+    status["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter_map(|w| w["ignored"]["untrusted-relay-options"].as_u64())
+        .sum()
+}
+
+#[test]
+fn link_selection_is_honoured_from_a_trusted_relay_only() {
+    // Trusted (the relay's source address is listed): the link selection picks 10.80.0.0/24.
+    let (leases, status) = relay_with_link_selection(&RELAY_GIADDR.to_string());
+    assert_eq!(leases.len(), 4, "{leases:?}");
+    assert!(
+        leases.iter().all(|a| a.octets()[..3] == [10, 80, 0]),
+        "a trusted relay's link selection was not honoured: {leases:?}"
+    );
+    assert_eq!(ignored_untrusted(&status), 0, "{status}");
+    // Untrusted (another relay listed): option 82 is ignored, the giaddr's subnet serves,
+    // and the requests are counted.
+    let (leases, status) = relay_with_link_selection("192.0.2.0/24");
+    assert_eq!(leases.len(), 4, "{leases:?}");
+    assert!(
+        leases.iter().all(|a| a.octets()[..3] == [10, 78, 0]),
+        "an untrusted relay steered the subnet: {leases:?}"
+    );
+    assert!(ignored_untrusted(&status) >= 4, "{status}");
+}

@@ -300,6 +300,11 @@ impl DhcpHandler {
             src_mac: f.eth_src,
             src_ip: f.ip_src,
         };
+        if (req.options.relay_agent_info.is_some() || req.options.subnet_selection.is_some())
+            && !self.engine.trusts_relay(&req, &ingress)
+        {
+            self.stats.add_untrusted_relay_options();
+        }
         match self.engine.decide(&mut self.worker, &req, &ingress, now) {
             Decision::Reply(reply) => {
                 if let Some(c) = &reply.commit {

@@ -73,6 +73,8 @@ fn decide_does_not_allocate() {
     }];
     let cfg = EngineConfig {
         scopes: vec![s],
+        // Every relay trusted, so that option 82's sub-options are read.
+        trusted_relays: vec![(ip("0.0.0.0"), 0)],
         ..EngineConfig::default()
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -56,6 +56,14 @@ pub struct ServerConfig {
     pub admin: Option<SocketAddr>,
     /// `dispatch`: software dispatch to sibling workers on the XDP datapath. Default `auto`.
     pub dispatch: Dispatch,
+    /// `trusted_relays`: relay agents, as addresses (`"10.78.0.1"`) or prefixes
+    /// (`"192.0.2.0/24"`), whose option 82 sub-options (link selection, server identifier
+    /// override, circuit-id and remote-id for reservations) and option 118 are honoured. A
+    /// relayed request (giaddr set) is trusted when its IPv4 source is in the list; from
+    /// anyone else those options are ignored as if absent (option 82 is still echoed to the
+    /// relay, never to a client). Default empty: no one is trusted, and a circuit-id or
+    /// remote-id reservation is then an error.
+    pub trusted_relays: Vec<Ipv4Prefix>,
 }
 
 /// `server.dispatch` (DESIGN.md §2, "RSS is degenerate for DHCP").

@@ -293,11 +293,13 @@ pub(super) fn validate(root: &Node, index: &LineIndex<'_>) -> Result<Config, Vec
         .as_ref()
         .map(|s| s.interfaces.clone())
         .unwrap_or_default();
+    // Without a server (errors of its own) the check below would only add noise.
+    let trusts_relays = server.as_ref().is_none_or(|s| !s.trusted_relays.is_empty());
     let mut subnets: Vec<SubnetConfig> = Vec::new();
     let mut prefixes: Vec<(Ipv4Prefix, Span)> = Vec::new();
     if let Some(n) = subnet_node {
         for (i, s) in tables(n, "subnet", &mut ctx).into_iter().enumerate() {
-            let Some((subnet, refs)) = subnet(s, i + 1, &mut ctx) else {
+            let Some((subnet, refs)) = subnet(s, i + 1, trusts_relays, &mut ctx) else {
                 continue;
             };
             if let Some((prefix, span)) = &refs.prefix {
@@ -463,6 +465,27 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         )
     }))
     .unwrap_or(Dispatch::Auto);
+    let trusted_relays = t
+        .get("trusted_relays")
+        .map(|n| {
+            each(n, "trusted_relays", ctx, |item, ctx| {
+                let s = string(item, "trusted_relays", ctx)?;
+                let parsed = if s.contains('/') {
+                    parse_prefix(s).map_err(|e| e.to_string())
+                } else {
+                    s.parse::<Ipv4Addr>()
+                        .map(|addr| Ipv4Prefix { addr, len: 32 })
+                        .map_err(|_| format!("{s:?} is not an IPv4 address or prefix"))
+                };
+                parsed
+                    .map_err(|e| ctx.err(&item.span(), format!("`trusted_relays`: {e}")))
+                    .ok()
+            })
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
+        })
+        .unwrap_or_default();
     t.finish(ctx);
     (ctx.errors.len() == errors_before && !interfaces.is_empty()).then_some(ServerConfig {
         interfaces,
@@ -474,6 +497,7 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         log_level,
         admin,
         dispatch,
+        trusted_relays,
     })
 }
 
@@ -488,6 +512,7 @@ struct SubnetRefs {
 fn subnet(
     node: &Node,
     nth: usize,
+    trusts_relays: bool,
     ctx: &mut Ctx<'_>,
 ) -> Option<(Option<SubnetConfig>, SubnetRefs)> {
     let what = format!("[[subnet]] #{nth}");
@@ -628,6 +653,19 @@ fn subnet(
         let Some((r, addr_span)) = reservation(rn, nth, j + 1, ctx) else {
             continue;
         };
+        if !trusts_relays
+            && matches!(
+                r.key,
+                ReservationKey::CircuitId(_) | ReservationKey::RemoteId(_)
+            )
+        {
+            ctx.err(
+                &rn.span(),
+                "a circuit-id or remote-id reservation matches only requests from \
+                 `server.trusted_relays`, which is empty: list the relay agents that insert \
+                 option 82",
+            );
+        }
         if let Some(p) = prefix {
             if !p.contains(r.address) {
                 ctx.err(

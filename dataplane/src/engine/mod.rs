@@ -21,6 +21,11 @@
 //!
 //! # Decisions
 //!
+//! - **Trusted relays**: option 82's sub-options (link selection, RFC 5107 override,
+//!   circuit-id and remote-id for reservations) and option 118 are read only from a relayed
+//!   request whose IPv4 source is in [`EngineConfig::trusted_relays`]
+//!   ([`Engine::trusts_relay`]); from anyone else they are as if absent, and 118 is not
+//!   echoed. Option 82 is echoed to every relay (it needs it back) and never to a client.
 //! - **Scope**: option 82 link selection (RFC 3527) when `giaddr` is set, else option 118
 //!   (RFC 3011), else `giaddr`, else `ciaddr` when it lies in a scope (a RENEWING client
 //!   unicasts from anywhere, §4.3.2), else the receiving interface's address. A link or
@@ -61,7 +66,8 @@
 //!   ACTIVE lease; the BOOTREPLY carries only options 1, 3 and 6 (and none at all when the
 //!   request had no magic cookie).
 //! - **Options**: 53, 54, 1 always; 51, 58, 59 in OFFER/ACK; 3, 6, 15 when in option 55 (or
-//!   when the client sent no option 55); 28 when in option 55; 61, 82, 118 echoed. NAKs
+//!   when the client sent no option 55); 28 when in option 55; 61 echoed, 82 echoed to
+//!   relays, 118 echoed when honoured. NAKs
 //!   carry 53, 54, 56 and the echoes only (RFC 2131 table 3). A reply that would exceed
 //!   the client's limit (576-byte datagram or its option 57; 300 bytes for BOOTP) sheds 15,
 //!   then 6, then 3, then 28.
@@ -234,6 +240,8 @@ struct Cx<'r, 'a> {
     key: ClientKey<'r>,
     client_id: ClientId,
     reserved: Option<Ipv4Addr>,
+    /// Came through a trusted relay ([`Engine::trusts_relay`]): its option 118 was honoured.
+    trusted: bool,
 }
 
 /// How a record stands relative to the requesting client.
@@ -360,9 +368,14 @@ impl Engine {
         if req.hlen > 16 {
             return Err(DropReason::BadHlen);
         }
+        // Option 82's sub-options and option 118 steer scope, server identifier and
+        // reservations: only a trusted relay's are read (#13); others' are as if absent.
+        let trusted = self.trusts_relay(req, ingress);
         let relay = match req.options.relay_agent_info {
-            Some(p) => RelayAgentInfo::parse(p).map_err(|_| DropReason::BadRelayAgentInfo)?,
-            None => RelayAgentInfo::default(),
+            Some(p) if trusted => {
+                RelayAgentInfo::parse(p).map_err(|_| DropReason::BadRelayAgentInfo)?
+            }
+            _ => RelayAgentInfo::default(),
         };
         let key = match req.options.client_id {
             Some(id) if !id.is_empty() => ClientKey::ClientId(id),
@@ -379,7 +392,7 @@ impl Engine {
             Some(id) => ClientId::new(id).ok_or(DropReason::ClientIdTooLong)?,
             None => ClientId::EMPTY,
         };
-        let scope = self.select_scope(req, &relay, ingress)?;
+        let scope = self.select_scope(req, &relay, trusted, ingress)?;
         let server_ip = self.config.server_id.unwrap_or(ingress.if_addr);
         if server_ip.is_unspecified() {
             return Err(DropReason::NoServerAddress);
@@ -400,6 +413,7 @@ impl Engine {
             key,
             client_id,
             reserved: scope.reservation(req, &relay),
+            trusted,
         };
         let msg = req.options.message_type.filter(|_| req.is_dhcp);
         match msg {
@@ -428,17 +442,30 @@ impl Engine {
         }
     }
 
+    /// Whether `req` came through a trusted relay agent: `giaddr` is set and the packet's
+    /// IPv4 source lies in [`EngineConfig::trusted_relays`]. The source, not `giaddr`: any
+    /// client can write `giaddr`, while the source of a relay's unicast is what the network
+    /// in front of the server (uRPF, ACLs) can vouch for.
+    pub fn trusts_relay(&self, req: &Repr<'_>, ingress: &Ingress) -> bool {
+        !req.giaddr.is_unspecified()
+            && self.config.trusted_relays.iter().any(|&(net, len)| {
+                let m = config::mask_bits(len);
+                u32::from(ingress.src_ip) & m == u32::from(net) & m
+            })
+    }
+
     fn select_scope(
         &self,
         req: &Repr<'_>,
         relay: &RelayAgentInfo<'_>,
+        trusted: bool,
         ingress: &Ingress,
     ) -> Result<&Scope, DropReason> {
         let relayed = !req.giaddr.is_unspecified();
         if relayed && let Some(link) = relay.link_selection {
             return self.lookup(link).ok_or(DropReason::NoSubnet);
         }
-        if let Some(sel) = req.options.subnet_selection {
+        if trusted && let Some(sel) = req.options.subnet_selection {
             return self.lookup(sel).ok_or(DropReason::NoSubnet);
         }
         if relayed {
@@ -958,8 +985,8 @@ impl Engine {
             server_id: Some(cx.server_id),
             message: Some(message),
             client_id: req.options.client_id,
-            relay_agent_info: req.options.relay_agent_info,
-            subnet_selection: req.options.subnet_selection,
+            relay_agent_info: relay_echo(req),
+            subnet_selection: req.options.subnet_selection.filter(|_| cx.trusted),
             ..Options::default()
         };
         self.reply(cx, repr, true, None)
@@ -988,8 +1015,8 @@ impl Engine {
                 .is_some_and(|l| l.contains(&code::BROADCAST_ADDR))
                 .then_some(s.broadcast),
             client_id: req.options.client_id,
-            relay_agent_info: req.options.relay_agent_info,
-            subnet_selection: req.options.subnet_selection,
+            relay_agent_info: relay_echo(req),
+            subnet_selection: req.options.subnet_selection.filter(|_| cx.trusted),
             ..Options::default()
         };
         Repr {
@@ -1105,6 +1132,15 @@ fn base_reply<'a>(req: &Repr<'a>) -> Repr<'a> {
         is_dhcp: req.is_dhcp,
         options: Options::default(),
     }
+}
+
+/// Option 82 to echo: to a relay agent, unchanged (RFC 3046 §2.2), trusted or not, since it
+/// needs its circuit back to deliver the reply; never to a client (`giaddr` 0), which has no
+/// business seeing or steering it.
+fn relay_echo<'a>(req: &Repr<'a>) -> Option<&'a [u8]> {
+    req.options
+        .relay_agent_info
+        .filter(|_| !req.giaddr.is_unspecified())
 }
 
 /// Whether option `code` goes out: listed in option 55, or no option 55 at all.
