@@ -356,7 +356,8 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
                 Arc::clone(&stats),
                 Arc::clone(&fatal),
                 worker_clock(),
-            );
+            )
+            .with_rate_limits(config.server.rate_limits);
             if let Some(sink) = failover
                 .as_ref()
                 .and_then(|f| crate::failover::replicate::WorkerOutbox::new(&f.outbox, id))

@@ -185,6 +185,16 @@ fn server_values() {
         3,
         "must be an array",
     );
+    one(
+        &with("mac_rate = -1\n"),
+        3,
+        "`mac_rate` = -1 is out of range 0..=1000000",
+    );
+    one(
+        &with("relay_burst = 0\n"),
+        3,
+        "`relay_burst` = 0 is out of range 1..=4000000",
+    );
 }
 
 #[test]

@@ -15,6 +15,10 @@ log_level = "control=debug,info"
 admin = "127.0.0.1:6470"
 dispatch = "off"
 trusted_relays = ["10.78.0.1", "192.0.2.0/24"]
+mac_rate = 3
+mac_burst = 9
+circuit_rate = 0
+relay_rate = 100
 
 [[subnet]]
 prefix = "10.0.0.0/16"
@@ -85,6 +89,15 @@ fn every_key() {
     assert_eq!(s.data_dir.to_str(), Some("/tmp/tandem-test"));
     assert_eq!(s.datapath, Datapath::Packet);
     assert_eq!(s.dispatch, config::Dispatch::Off);
+    let rl = |rate, burst| dataplane::limit::RateLimit { rate, burst };
+    assert_eq!(
+        s.rate_limits,
+        dataplane::limit::RateLimits {
+            mac: rl(3, 9),
+            circuit: rl(0, 1),
+            relay: rl(100, 400),
+        }
+    );
     assert_eq!(
         s.trusted_relays,
         [
@@ -222,6 +235,7 @@ fn defaults() {
     assert_eq!(c.server.log_level, None);
     assert_eq!(c.server.admin, None);
     assert!(c.server.trusted_relays.is_empty());
+    assert_eq!(c.server.rate_limits, dataplane::limit::RateLimits::DEFAULT);
     assert!(c.subnets.is_empty() && c.failover.is_empty());
 
     let c = config::parse(

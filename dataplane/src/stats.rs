@@ -54,6 +54,12 @@ reasons! {
         /// The kernel dropped it because the AF_XDP socket's rx ring was full
         /// (`XDP_STATISTICS` `rx_ring_full`).
         XskRxRingFull => "xsk-rx-ring-full",
+        /// Over the per-client-MAC rate limit (`server.mac_rate`).
+        RateMac => "rate-mac",
+        /// Over the per-circuit-id rate limit (`server.circuit_rate`).
+        RateCircuit => "rate-circuit",
+        /// Over the per-relay rate limit (`server.relay_rate`).
+        RateRelay => "rate-relay",
     }
 }
 

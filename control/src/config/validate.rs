@@ -486,6 +486,33 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
             .collect()
         })
         .unwrap_or_default();
+    let mut limit = |rate_key: &'static str,
+                     burst_key: &'static str,
+                     default: dataplane::limit::RateLimit,
+                     ctx: &mut Ctx<'_>| {
+        let rate = t
+            .get(rate_key)
+            .and_then(|n| int_as::<u32>(n, rate_key, 0, 1_000_000, ctx));
+        let burst = t
+            .get(burst_key)
+            .and_then(|n| int_as::<u32>(n, burst_key, 1, 4_000_000, ctx));
+        match (rate, burst) {
+            (None, None) => default,
+            (rate, burst) => {
+                let rate = rate.unwrap_or(default.rate);
+                dataplane::limit::RateLimit {
+                    rate,
+                    burst: burst.unwrap_or(rate.saturating_mul(4).max(1)),
+                }
+            }
+        }
+    };
+    let d = dataplane::limit::RateLimits::DEFAULT;
+    let rate_limits = dataplane::limit::RateLimits {
+        mac: limit("mac_rate", "mac_burst", d.mac, ctx),
+        circuit: limit("circuit_rate", "circuit_burst", d.circuit, ctx),
+        relay: limit("relay_rate", "relay_burst", d.relay, ctx),
+    };
     t.finish(ctx);
     (ctx.errors.len() == errors_before && !interfaces.is_empty()).then_some(ServerConfig {
         interfaces,
@@ -498,6 +525,7 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         admin,
         dispatch,
         trusted_relays,
+        rate_limits,
     })
 }
 
