@@ -539,6 +539,7 @@ pub fn render_status(s: &Status) -> String {
                     w.tx.to_string(),
                     by_reason(&w.dropped),
                     by_reason(&w.silent),
+                    by_reason(&w.ignored),
                 ]
             })
             .collect();
@@ -551,6 +552,7 @@ pub fn render_status(s: &Status) -> String {
                 "TX",
                 "DROPPED",
                 "SILENT",
+                "IGNORED",
             ],
             &rows,
         ));

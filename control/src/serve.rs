@@ -75,6 +75,12 @@ pub fn engine_config(c: &Config) -> EngineConfig {
             .map(|s| s.offer_hold)
             .max()
             .unwrap_or(engine::DEFAULT_OFFER_HOLD),
+        trusted_relays: c
+            .server
+            .trusted_relays
+            .iter()
+            .map(|p| (p.addr, p.len))
+            .collect(),
     }
 }
 
@@ -350,7 +356,8 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
                 Arc::clone(&stats),
                 Arc::clone(&fatal),
                 worker_clock(),
-            );
+            )
+            .with_rate_limits(config.server.rate_limits);
             if let Some(sink) = failover
                 .as_ref()
                 .and_then(|f| crate::failover::replicate::WorkerOutbox::new(&f.outbox, id))
@@ -628,6 +635,11 @@ impl AdminBackend for Backend {
                             .collect(),
                         silent: snap
                             .silent_by_name()
+                            .filter(|&(_, n)| n > 0)
+                            .map(|(name, n)| (name.to_owned(), n))
+                            .collect(),
+                        ignored: [("untrusted-relay-options", snap.untrusted_relay_options)]
+                            .into_iter()
                             .filter(|&(_, n)| n > 0)
                             .map(|(name, n)| (name.to_owned(), n))
                             .collect(),

@@ -149,6 +149,11 @@ pub struct WorkerStatus {
     /// ...). Every frame a worker read (`rx - dispatched`) is sent, dropped or silent.
     #[serde(default)]
     pub silent: BTreeMap<String, u64>,
+    /// Requests served with some of their options ignored, by reason
+    /// (`untrusted-relay-options`: option 82 or 118 not from `server.trusted_relays`). Not
+    /// in the balance: each is also sent, dropped or silent.
+    #[serde(default)]
+    pub ignored: BTreeMap<String, u64>,
 }
 
 /// A lease's binding state (DESIGN.md §4), as named in the admin API.

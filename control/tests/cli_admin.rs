@@ -48,6 +48,7 @@ impl AdminBackend for TestBackend {
                 tx: 988,
                 dropped: BTreeMap::from([("malformed".into(), 4), ("overload".into(), 6)]),
                 silent: BTreeMap::from([("released".into(), 2)]),
+                ignored: BTreeMap::from([("untrusted-relay-options".into(), 3)]),
             }],
             leases: BTreeMap::from([(
                 "10.0.0.0/16".into(),
@@ -186,6 +187,7 @@ fn status_json_through_tandemctl() {
     assert_eq!(w["dropped"]["malformed"], 4);
     assert_eq!(w["dropped"]["overload"], 6);
     assert_eq!(w["silent"]["released"], 2);
+    assert_eq!(w["ignored"]["untrusted-relay-options"], 3);
     assert_eq!(v["leases"]["10.0.0.0/16"]["active"], 12);
     assert_eq!(v["leases"]["10.0.0.0/16"]["free"], 65_000);
     let x = &v["xdp"][0];
@@ -252,7 +254,8 @@ fn status_human_through_tandemctl() {
             "DISPATCHED",
             "TX",
             "DROPPED",
-            "SILENT"
+            "SILENT",
+            "IGNORED"
         ]
     );
     assert_eq!(
@@ -270,7 +273,10 @@ fn status_human_through_tandemctl() {
             "6)",
             "2",
             "(released",
-            "2)"
+            "2)",
+            "3",
+            "(untrusted-relay-options",
+            "3)"
         ]
     );
     assert_eq!(

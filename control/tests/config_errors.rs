@@ -169,6 +169,32 @@ fn server_values() {
     one(&with("admin = \"localhost\"\n"), 3, "`admin`");
     one(&with("log_level = \"info,[\"\n"), 3, "not a log filter");
     one(&with("data_dir = \"\"\n"), 3, "must not be empty");
+    let e = one(
+        &with("trusted_relays = [\"10.0.0.1\", \"10.0.0.1/8\"]\n"),
+        3,
+        "`trusted_relays`: ",
+    );
+    assert_eq!(e.col, 31, "{e:?}");
+    one(
+        &with("trusted_relays = [\"relay-1\"]\n"),
+        3,
+        "\"relay-1\" is not an IPv4 address or prefix",
+    );
+    one(
+        &with("trusted_relays = \"10.0.0.1\"\n"),
+        3,
+        "must be an array",
+    );
+    one(
+        &with("mac_rate = -1\n"),
+        3,
+        "`mac_rate` = -1 is out of range 0..=1000000",
+    );
+    one(
+        &with("relay_burst = 0\n"),
+        3,
+        "`relay_burst` = 0 is out of range 1..=4000000",
+    );
 }
 
 #[test]
@@ -313,11 +339,17 @@ fn reservations() {
         "already has a reservation in this subnet on line 5",
     );
     one(
-        &r(
-            "[[subnet.reservation]]\ncircuit_id = \"a\"\naddress = \"10.0.0.5\"\n[[subnet.reservation]]\ncircuit_id_hex = \"61\"\naddress = \"10.0.0.6\"\n",
+        &format!(
+            "{HEAD}trusted_relays = [\"10.0.0.1\"]\n[[subnet]]\nprefix = \"10.0.0.0/24\"\n[[subnet.reservation]]\ncircuit_id = \"a\"\naddress = \"10.0.0.5\"\n[[subnet.reservation]]\ncircuit_id_hex = \"61\"\naddress = \"10.0.0.6\"\n"
         ),
-        8,
+        9,
         "already has a reservation",
+    );
+    // Option 82 is read only from trusted relays: without any, such a reservation is dead.
+    one(
+        &r("[[subnet.reservation]]\nremote_id = \"cpe\"\naddress = \"10.0.0.5\"\n"),
+        5,
+        "`server.trusted_relays`, which is empty",
     );
     one(
         &r("[[subnet.reservation]]\nmac = \"02:00:00:00:01\"\naddress = \"10.0.0.5\"\n"),

@@ -14,6 +14,11 @@ durability = "async"
 log_level = "control=debug,info"
 admin = "127.0.0.1:6470"
 dispatch = "off"
+trusted_relays = ["10.78.0.1", "192.0.2.0/24"]
+mac_rate = 3
+mac_burst = 9
+circuit_rate = 0
+relay_rate = 100
 
 [[subnet]]
 prefix = "10.0.0.0/16"
@@ -84,6 +89,28 @@ fn every_key() {
     assert_eq!(s.data_dir.to_str(), Some("/tmp/tandem-test"));
     assert_eq!(s.datapath, Datapath::Packet);
     assert_eq!(s.dispatch, config::Dispatch::Off);
+    let rl = |rate, burst| dataplane::limit::RateLimit { rate, burst };
+    assert_eq!(
+        s.rate_limits,
+        dataplane::limit::RateLimits {
+            mac: rl(3, 9),
+            circuit: rl(0, 1),
+            relay: rl(100, 400),
+        }
+    );
+    assert_eq!(
+        s.trusted_relays,
+        [
+            config::Ipv4Prefix {
+                addr: Ipv4Addr::new(10, 78, 0, 1),
+                len: 32
+            },
+            config::Ipv4Prefix {
+                addr: Ipv4Addr::new(192, 0, 2, 0),
+                len: 24
+            }
+        ]
+    );
     assert_eq!(s.workers, 4);
     assert_eq!(s.durability, Durability::Async);
     assert_eq!(s.log_level.as_deref(), Some("control=debug,info"));
@@ -207,6 +234,8 @@ fn defaults() {
     assert_eq!(c.server.durability, Durability::Sync);
     assert_eq!(c.server.log_level, None);
     assert_eq!(c.server.admin, None);
+    assert!(c.server.trusted_relays.is_empty());
+    assert_eq!(c.server.rate_limits, dataplane::limit::RateLimits::DEFAULT);
     assert!(c.subnets.is_empty() && c.failover.is_empty());
 
     let c = config::parse(

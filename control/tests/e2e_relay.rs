@@ -93,3 +93,120 @@ fn relayed_clients_get_leases_from_the_giaddr_subnet_with_option_82_echoed() {
         );
     }
 }
+
+/// Relayed clients through tandemd whose `trusted_relays` lists `trusted` (the relay sends
+/// from [`RELAY_GIADDR`]); option 82 carries link selection (RFC 3527) naming the decoy
+/// subnet 10.80.0.0/24. Returns the leases' addresses and the server's `status --json`.
+fn relay_with_link_selection(trusted: &str) -> (Vec<Ipv4Addr>, serde_json::Value) {
+    let (leases, status, _) = relay_run(trusted, "", 4, 10, 10);
+    (leases, status)
+}
+
+/// Relayed perfdhcp (`clients` clients at `rate` a second, a reply lost after `drop_time` s)
+/// through tandemd trusting `trusted`, with `extra` lines in `[server]`; returns the leases,
+/// `status --json` and perfdhcp's ACK count.
+fn relay_run(
+    trusted: &str,
+    extra: &str,
+    clients: u64,
+    rate: u64,
+    drop_time: u32,
+) -> (Vec<Ipv4Addr>, serde_json::Value, u64) {
+    common::require_e2e();
+    let net = common::net::TestNet::new(Layout::Relayed, 0);
+    let relay = net.relay.clone().expect("relay layout");
+    let iface = net.server.iface.clone();
+    let server = common::server::Server::start_tandemd_with(&net.server.ns, |dir| {
+        format!(
+            "[server]\ninterfaces = [{iface:?}]\nserver_id = \"{RELAY_LINK_SERVER}\"\n\
+             data_dir = {dir:?}\ndatapath = \"packet\"\nworkers = 1\n\
+             trusted_relays = [\"{trusted}\"]\n{extra}\
+             [[subnet]]\nprefix = \"10.80.0.0/24\"\npools = [\"10.80.0.100-10.80.0.200\"]\n\
+             [[subnet]]\nprefix = \"10.78.0.0/24\"\npools = [\"10.78.0.100-10.78.0.200\"]\n"
+        )
+    });
+    // Sub-option 1 circuit-id "port-7", sub-option 5 link selection 10.80.0.0.
+    let option82 = hex(&[1, 6, b'p', b'o', b'r', b't', b'-', b'7', 5, 4, 10, 80, 0, 0]);
+    let report = Perfdhcp::new(
+        &relay.ns,
+        &PerfTarget::Relay {
+            local: RELAY_GIADDR,
+            server: RELAY_LINK_SERVER,
+        },
+    )
+    .arg("-r")
+    .arg(rate.to_string())
+    .arg("-n")
+    .arg(clients.to_string())
+    .arg("-R")
+    .arg(clients.to_string())
+    .arg("-o")
+    .arg(format!("82,{option82}"))
+    .drop_time(drop_time)
+    .run(Duration::from_secs(120))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let leases = server.active_leases().iter().map(|l| l.address).collect();
+    let status = server.status_json().expect("tandemctl status --json");
+    (leases, status, report.acks())
+}
+
+fn ignored_untrusted(status: &serde_json::Value) -> u64 {
+    status["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter_map(|w| w["ignored"]["untrusted-relay-options"].as_u64())
+        .sum()
+}
+
+#[test]
+fn link_selection_is_honoured_from_a_trusted_relay_only() {
+    // Trusted (the relay's source address is listed): the link selection picks 10.80.0.0/24.
+    let (leases, status) = relay_with_link_selection(&RELAY_GIADDR.to_string());
+    assert_eq!(leases.len(), 4, "{leases:?}; {status}");
+    assert!(
+        leases.iter().all(|a| a.octets()[..3] == [10, 80, 0]),
+        "a trusted relay's link selection was not honoured: {leases:?}"
+    );
+    assert_eq!(ignored_untrusted(&status), 0, "{status}");
+    // Untrusted (another relay listed): option 82 is ignored, the giaddr's subnet serves,
+    // and the requests are counted.
+    let (leases, status) = relay_with_link_selection("192.0.2.0/24");
+    assert_eq!(leases.len(), 4, "{leases:?}");
+    assert!(
+        leases.iter().all(|a| a.octets()[..3] == [10, 78, 0]),
+        "an untrusted relay steered the subnet: {leases:?}"
+    );
+    assert!(ignored_untrusted(&status) >= 4, "{status}");
+}
+
+fn dropped(status: &serde_json::Value, reason: &str) -> u64 {
+    status["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter_map(|w| w["dropped"][reason].as_u64())
+        .sum()
+}
+
+#[test]
+fn a_flood_through_one_relay_is_cut_at_its_rate_and_counted() {
+    // 400 clients through one relay at up to 400 a second against `relay_rate = 5`,
+    // `relay_burst = 10`: the relay's excess is dropped before the engine (`rate-relay`) and
+    // only a fraction gets leases. Counts, not timings: every lease must be one the server
+    // answered, and far fewer than were asked for.
+    let (leases, status, acks) = relay_run(
+        &RELAY_GIADDR.to_string(),
+        "relay_rate = 5\nrelay_burst = 10\n",
+        400,
+        400,
+        2,
+    );
+    let cut = dropped(&status, "rate-relay");
+    assert!(cut > 0, "nothing counted as rate-relay: {status}");
+    assert!(
+        acks < 400,
+        "every client got a lease through the limit: {status}"
+    );
+    assert_eq!(leases.len() as u64, acks, "{leases:?}; {status}");
+}

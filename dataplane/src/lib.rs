@@ -14,6 +14,7 @@
 
 pub mod dispatch;
 pub mod engine;
+pub mod limit;
 pub mod packet;
 mod reasons;
 pub mod server;

@@ -1,6 +1,7 @@
 //! The DHCP server's batch handler: joins the wire formats, the engine and the journal.
 //!
 //! For each received frame: [`crate::wire::frame::parse`] → [`crate::wire::dhcpv4::Repr::parse`] →
+//! the rate limits per relay, circuit-id and MAC ([`crate::limit`], drops `rate-*`) →
 //! [`Engine::decide`] → the lease change (if any) is recorded in this worker's journal and
 //! the reply frame is built into the transmit batch. After the whole batch, one group
 //! commit makes every recorded change durable; only then does [`BatchHandler::handle`]
@@ -18,10 +19,12 @@ use lease_mmap::{Slot, TableId, UnixTime, WorkerJournal};
 use crate::engine::{
     Decision, DropReason as EngineDrop, Engine, EngineWorker, Ingress, SERVER_PORT,
 };
+use crate::limit::{self, Buckets, RateLimits};
 use crate::stats::{DropReason, WorkerStats};
 use crate::sys;
 use crate::wire::dhcpv4::{self, Repr};
 use crate::wire::frame::{self, ReplyHeader};
+use crate::wire::relay::RelayAgentInfo;
 use crate::worker::{BatchHandler, RxBatch, TxBatch};
 
 /// IPv4 TTL of replies.
@@ -160,6 +163,56 @@ pub struct DhcpHandler {
     overload: OverloadPolicy,
     /// The DISCOVERs of a backlogged batch (allocated once, batch-sized).
     pending: Vec<PendingDiscover>,
+    /// Rate limits per MAC, circuit-id and relay ([`crate::limit`]).
+    limits: Limiter,
+}
+
+/// A worker's buckets, one table per class.
+#[derive(Debug)]
+struct Limiter {
+    mac: Buckets,
+    circuit: Buckets,
+    relay: Buckets,
+}
+
+impl Limiter {
+    fn new(l: RateLimits) -> Self {
+        Limiter {
+            mac: Buckets::new(l.mac),
+            circuit: Buckets::new(l.circuit),
+            relay: Buckets::new(l.relay),
+        }
+    }
+
+    /// `None` when `req` is within every limit (taking a token of each), else the first
+    /// limit it is over. The relay's first: a flood through one relay is stopped there
+    /// whatever MACs it carries.
+    fn check(&mut self, req: &Repr<'_>, ingress: &Ingress, now: UnixTime) -> Option<DropReason> {
+        if !req.giaddr.is_unspecified() {
+            let src = ingress.src_ip.octets();
+            if !self.relay.allow(limit::hash(&[&src]), now) {
+                return Some(DropReason::RateRelay);
+            }
+            let circuit = req
+                .options
+                .relay_agent_info
+                .and_then(|ri| RelayAgentInfo::parse(ri).ok())
+                .and_then(|ri| ri.circuit_id);
+            if let Some(c) = circuit
+                && !self.circuit.allow(limit::hash(&[&src, c]), now)
+            {
+                return Some(DropReason::RateCircuit);
+            }
+        }
+        let chaddr = req
+            .chaddr
+            .get(..usize::from(req.hlen.min(16)))
+            .unwrap_or(&[]);
+        if !self.mac.allow(limit::hash(&[&[req.htype], chaddr]), now) {
+            return Some(DropReason::RateMac);
+        }
+        None
+    }
 }
 
 impl std::fmt::Debug for DhcpHandler {
@@ -192,7 +245,14 @@ impl DhcpHandler {
             scratch: [0; SCRATCH_LEN],
             overload: OverloadPolicy::DEFAULT,
             pending: Vec::with_capacity(sys::MAX_BATCH),
+            limits: Limiter::new(RateLimits::OFF),
         }
+    }
+
+    /// Applies `limits` ([`RateLimits::OFF`] unless set; `tandemd` sets its config's).
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = Limiter::new(limits);
+        self
     }
 
     /// Reports every committed change to `sink` (failover replication).
@@ -300,6 +360,15 @@ impl DhcpHandler {
             src_mac: f.eth_src,
             src_ip: f.ip_src,
         };
+        if let Some(reason) = self.limits.check(&req, &ingress, now) {
+            self.stats.add_drop(reason);
+            return;
+        }
+        if (req.options.relay_agent_info.is_some() || req.options.subnet_selection.is_some())
+            && !self.engine.trusts_relay(&req, &ingress)
+        {
+            self.stats.add_untrusted_relay_options();
+        }
         match self.engine.decide(&mut self.worker, &req, &ingress, now) {
             Decision::Reply(reply) => {
                 if let Some(c) = &reply.commit {

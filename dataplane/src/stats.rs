@@ -14,7 +14,7 @@ use crate::engine::{DropReason as EngineDrop, SilentReason};
 use crate::reasons::reasons;
 
 /// Counter slots for the engine's drop reasons ([`EngineDrop::index`]).
-const ENGINE_SLOTS: usize = 24;
+const ENGINE_SLOTS: usize = 32;
 /// Counter slots for the engine's no-reply outcomes ([`SilentReason::index`]).
 const SILENT_SLOTS: usize = 12;
 const _: () = assert!(EngineDrop::ALL.len() <= ENGINE_SLOTS);
@@ -54,6 +54,12 @@ reasons! {
         /// The kernel dropped it because the AF_XDP socket's rx ring was full
         /// (`XDP_STATISTICS` `rx_ring_full`).
         XskRxRingFull => "xsk-rx-ring-full",
+        /// Over the per-client-MAC rate limit (`server.mac_rate`).
+        RateMac => "rate-mac",
+        /// Over the per-circuit-id rate limit (`server.circuit_rate`).
+        RateCircuit => "rate-circuit",
+        /// Over the per-relay rate limit (`server.relay_rate`).
+        RateRelay => "rate-relay",
     }
 }
 
@@ -74,6 +80,8 @@ pub struct WorkerStats {
     engine_dropped: [AtomicU64; ENGINE_SLOTS],
     /// Valid requests that got no reply, by [`SilentReason::index`].
     silent: [AtomicU64; SILENT_SLOTS],
+    /// Requests served with their option 82 / option 118 ignored: not from a trusted relay.
+    untrusted_relay_options: AtomicU64,
 }
 
 impl WorkerStats {
@@ -136,6 +144,12 @@ impl WorkerStats {
         }
     }
 
+    /// One request whose option 82 or 118 was ignored (not from a trusted relay); it is
+    /// still answered, sent, dropped or silent, and counted as such.
+    pub fn add_untrusted_relay_options(&self) {
+        self.untrusted_relay_options.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters now, as plain numbers.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -147,6 +161,7 @@ impl WorkerStats {
             dropped: std::array::from_fn(|i| self.dropped[i].load(Ordering::Relaxed)),
             engine_dropped: std::array::from_fn(|i| self.engine_dropped[i].load(Ordering::Relaxed)),
             silent: std::array::from_fn(|i| self.silent[i].load(Ordering::Relaxed)),
+            untrusted_relay_options: self.untrusted_relay_options.load(Ordering::Relaxed),
         }
     }
 }
@@ -166,6 +181,9 @@ pub struct StatsSnapshot {
     pub engine_dropped: [u64; ENGINE_SLOTS],
     /// Indexed by [`SilentReason::index`].
     pub silent: [u64; SILENT_SLOTS],
+    /// Requests whose option 82 / 118 was ignored (not in the counter balance: each is
+    /// also sent, dropped or silent).
+    pub untrusted_relay_options: u64,
 }
 
 impl StatsSnapshot {
@@ -219,6 +237,9 @@ impl std::ops::Add for StatsSnapshot {
                 self.engine_dropped[i].saturating_add(o.engine_dropped[i])
             }),
             silent: std::array::from_fn(|i| self.silent[i].saturating_add(o.silent[i])),
+            untrusted_relay_options: self
+                .untrusted_relay_options
+                .saturating_add(o.untrusted_relay_options),
         }
     }
 }

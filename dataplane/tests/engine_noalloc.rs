@@ -73,6 +73,8 @@ fn decide_does_not_allocate() {
     }];
     let cfg = EngineConfig {
         scopes: vec![s],
+        // Every relay trusted, so that option 82's sub-options are read.
+        trusted_relays: vec![(ip("0.0.0.0"), 0)],
         ..EngineConfig::default()
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -124,9 +126,11 @@ fn decide_does_not_allocate() {
         let _ = engine.decide(&mut w, &r, &ing, now);
         let mut r = req(Some(MessageType::Release), n);
         r.ciaddr = addr;
+        r.options.server_id = Some(server);
         let _ = engine.decide(&mut w, &r, &ing, now);
         let mut r = req(Some(MessageType::Decline), n);
         r.options.requested_ip = Some(addr);
+        r.options.server_id = Some(server);
         let _ = engine.decide(&mut w, &r, &ing, now);
         let _ = engine.decide(&mut w, &req(Some(MessageType::Other(77)), n), &ing, now);
         WATCHING.with(|c| c.set(false));

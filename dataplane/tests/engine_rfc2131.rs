@@ -351,7 +351,7 @@ fn release_then_rediscover() {
     let ack = h.run(&select(m, SERVER, addr), &direct(SERVER, m));
     assert_eq!(ack.kind, Kind::Ack);
     let s = h.run(&release(m, ip("10.0.0.2"), addr), &direct(SERVER, m));
-    assert_eq!(s.kind, Kind::Silent(SilentReason::NotBound));
+    assert_eq!(s.kind, Kind::Drop(DropReason::OtherServerId));
     assert_eq!(h.record(addr).state, BindingState::Active);
     // RELEASE without ciaddr.
     let mut r = release(m, SERVER, addr);
@@ -359,6 +359,44 @@ fn release_then_rediscover() {
     assert_eq!(
         h.run(&r, &direct(SERVER, m)).kind,
         Kind::Drop(DropReason::MissingCiaddr)
+    );
+}
+
+#[test]
+fn release_and_decline_need_our_server_id() {
+    // RFC 2131 §4.4.4 / §4.4.6: RELEASE and DECLINE carry option 54. Without it, or naming
+    // another server, they are dropped and counted, and the lease stays (review of #13:
+    // anyone who knew a client's chaddr could release its lease).
+    let mut h = lan_harness();
+    let m = mac(19);
+    let addr = dora(&mut h, m).yiaddr();
+    let ing = direct(SERVER, m);
+    let mut r = release(m, SERVER, addr);
+    r.options.server_id = None;
+    assert_eq!(
+        h.run(&r, &ing).kind,
+        Kind::Drop(DropReason::MissingServerId)
+    );
+    assert_eq!(
+        h.run(&release(m, ip("10.0.0.2"), addr), &ing).kind,
+        Kind::Drop(DropReason::OtherServerId)
+    );
+    let mut r = decline(m, SERVER, addr);
+    r.options.server_id = None;
+    assert_eq!(
+        h.run(&r, &ing).kind,
+        Kind::Drop(DropReason::MissingServerId)
+    );
+    assert_eq!(
+        h.run(&decline(m, ip("10.0.0.2"), addr), &ing).kind,
+        Kind::Drop(DropReason::OtherServerId)
+    );
+    assert_eq!(h.record(addr).state, BindingState::Active);
+    assert_eq!(h.journaled, 1);
+    // Naming us, it is released.
+    assert_eq!(
+        h.run(&release(m, SERVER, addr), &ing).kind,
+        Kind::Silent(SilentReason::Released)
     );
 }
 
@@ -416,8 +454,48 @@ fn decline_abandons_until_probation_ends() {
     );
     assert_eq!(
         h.run(&decline(a, SERVER, addr), &direct(SERVER, a)).kind,
-        Kind::Silent(SilentReason::NotBound)
+        Kind::Drop(DropReason::DeclineNotHeld)
     );
+}
+
+#[test]
+fn decline_needs_the_clients_active_lease() {
+    // #13: DISCOVER then DECLINE from random MACs abandoned a pool two packets an address.
+    // Only the client holding an ACKed, unexpired ACTIVE lease may decline it.
+    let mut h = lan_harness();
+    let a = mac(90);
+    let ing = direct(SERVER, a);
+    let offered = h.run(&discover(a), &ing).yiaddr();
+    assert_eq!(
+        h.run(&decline(a, SERVER, offered), &ing).kind,
+        Kind::Drop(DropReason::DeclineNotHeld)
+    );
+    assert_eq!(h.record(offered).state, BindingState::Offered);
+    // Someone else's lease, a free address, an address outside the scope.
+    let addr = h.run(&select(a, SERVER, offered), &ing).yiaddr();
+    let b = mac(91);
+    for (who, what) in [(b, addr), (a, ip("10.0.0.19")), (a, ip("10.9.0.1"))] {
+        assert_eq!(
+            h.run(&decline(who, SERVER, what), &direct(SERVER, who))
+                .kind,
+            Kind::Drop(DropReason::DeclineNotHeld),
+            "{who:?} declining {what}"
+        );
+    }
+    assert_eq!(h.record(addr).state, BindingState::Active);
+    assert_eq!(h.journaled, 1);
+    // An expired lease is no longer held.
+    h.advance(3600);
+    assert_eq!(
+        h.run(&decline(a, SERVER, addr), &ing).kind,
+        Kind::Drop(DropReason::DeclineNotHeld)
+    );
+    // The holder of a live lease declines it.
+    let c = mac(92);
+    let addr = dora(&mut h, c).yiaddr();
+    let s = h.run(&decline(c, SERVER, addr), &direct(SERVER, c));
+    assert_eq!(s.kind, Kind::Silent(SilentReason::Declined));
+    assert_eq!(h.record(addr).state, BindingState::Abandoned);
 }
 
 #[test]
@@ -448,9 +526,16 @@ fn inform_gets_configuration_only() {
     assert_eq!(h.journaled, 0);
 }
 
+/// `config(scopes)` trusting the relay at 10.1.0.1.
+fn trusting(scopes: Vec<dataplane::engine::ScopeConfig>) -> dataplane::engine::EngineConfig {
+    let mut c = config(scopes);
+    c.trusted_relays = vec![(ip("10.1.0.1"), 32)];
+    c
+}
+
 #[test]
 fn subnet_selection_order() {
-    let mut h = Harness::new(config(vec![lan(), remote(1), remote(2)]));
+    let mut h = Harness::new(trusting(vec![lan(), remote(1), remote(2)]));
     let in_net = |a: Ipv4Addr, n: u8| a.octets()[..2] == [10, n];
 
     // giaddr.
@@ -484,10 +569,11 @@ fn subnet_selection_order() {
     let offer = h.run(&d, &direct(SERVER, mac(22)));
     assert!(in_net(offer.yiaddr(), 0), "{offer:?}");
 
-    // Option 118 (RFC 3011) beats the interface and giaddr, and is echoed.
+    // Option 118 (RFC 3011) from a trusted relay beats giaddr, and is echoed.
     let mut d = discover(mac(23));
+    d.giaddr = ip("10.1.0.1");
     d.options.subnet_selection = Some(ip("10.2.0.77"));
-    let offer = h.run(&d, &direct(SERVER, mac(23)));
+    let offer = h.run(&d, &via_relay(SERVER, ip("10.1.0.1")));
     assert!(in_net(offer.yiaddr(), 2), "{offer:?}");
     assert_eq!(offer.opts().subnet_selection, Some(ip("10.2.0.77")));
     let mut d = discover(mac(24));
@@ -511,9 +597,10 @@ fn subnet_selection_order() {
         Kind::Drop(DropReason::NoSubnet)
     );
     let mut d = discover(mac(26));
+    d.giaddr = ip("10.1.0.1");
     d.options.subnet_selection = Some(ip("10.7.0.0"));
     assert_eq!(
-        h.run(&d, &direct(SERVER, mac(26))).kind,
+        h.run(&d, &via_relay(SERVER, ip("10.1.0.1"))).kind,
         Kind::Drop(DropReason::NoSubnet)
     );
     assert_eq!(
@@ -564,7 +651,7 @@ fn reserved_lan() -> Harness {
             address: ip("10.1.0.51"),
         },
     ];
-    Harness::new(config(vec![s, r]))
+    Harness::new(trusting(vec![s, r]))
 }
 
 #[test]
@@ -755,10 +842,15 @@ fn malformed_requests_are_dropped() {
         h.run(&r, &ing).kind,
         Kind::Drop(DropReason::NoClientIdentity)
     );
+    // Option 82 is read only from a trusted relay: there, overrun sub-options are dropped;
+    // from a client it is not read at all.
     let mut r = discover(m);
     r.options.relay_agent_info = Some(&[1, 9, 0]);
+    assert_eq!(h.run(&r, &ing).kind, Kind::Offer);
+    let mut h = Harness::new(trusting(vec![lan(), remote(1)]));
+    r.giaddr = ip("10.1.0.1");
     assert_eq!(
-        h.run(&r, &ing).kind,
+        h.run(&r, &via_relay(SERVER, ip("10.1.0.1"))).kind,
         Kind::Drop(DropReason::BadRelayAgentInfo)
     );
     for (mt, why) in [
@@ -974,7 +1066,7 @@ fn addressing_via_relay_for_every_reply_kind() {
 fn server_id_override_from_the_relay() {
     // RFC 5107: option 54 becomes the relay's address; the reply still comes from us, and
     // a REQUEST naming the override is ours.
-    let mut h = Harness::new(config(vec![lan(), remote(1)]));
+    let mut h = Harness::new(trusting(vec![lan(), remote(1)]));
     let g = ip("10.1.0.1");
     let ing = via_relay(SERVER, g);
     let ri: &[u8] = &[11, 4, 10, 1, 0, 1];
@@ -1110,4 +1202,118 @@ fn failover_times_mark_changes_unacknowledged() {
     let l = h.record(addr);
     assert_eq!(l.atsfp, UnixTime(0));
     assert!(l.tstp > l.atsfp);
+}
+
+#[test]
+fn relay_options_only_from_trusted_relays() {
+    // #13: option 82 sub-options, option 118 and circuit-id / remote-id reservations were
+    // honoured from anyone. Now only from a relayed request whose IPv4 source is trusted;
+    // from others they are as if absent (and 118 is not echoed).
+    let mut r1 = remote(1);
+    r1.reservations = vec![
+        Reservation {
+            key: ReservationKey::CircuitId(b"port-7".to_vec()),
+            address: ip("10.1.0.50"),
+        },
+        Reservation {
+            key: ReservationKey::RemoteId(b"cpe-9".to_vec()),
+            address: ip("10.1.0.51"),
+        },
+    ];
+    let mut h = Harness::new(trusting(vec![lan(), r1, remote(2), remote(3)]));
+    let in_net = |a: Ipv4Addr, n: u8| a.octets()[..2] == [10, n];
+    let trusted = via_relay(SERVER, ip("10.1.0.1"));
+    // A relay on 10.3.0.1 is not in the list; neither is a client that writes a trusted
+    // relay's address into giaddr but sends from its own.
+    let untrusted = via_relay(SERVER, ip("10.3.0.1"));
+    let forged = Ingress {
+        src_ip: ip("10.3.0.99"),
+        ..trusted
+    };
+    let circuit: &[u8] = &[1, 6, b'p', b'o', b'r', b't', b'-', b'7'];
+    let remote_id: &[u8] = &[2, 5, b'c', b'p', b'e', b'-', b'9'];
+    let link: &[u8] = &[5, 4, 10, 2, 0, 0];
+    let sid_override: &[u8] = &[11, 4, 10, 3, 0, 1];
+    let mut n = 100;
+    let mut ask = |h: &mut Harness,
+                   giaddr: &str,
+                   ing: &Ingress,
+                   ri: Option<&'static [u8]>,
+                   sel: Option<Ipv4Addr>| {
+        n += 1;
+        let mut d = discover(mac(n));
+        d.giaddr = ip(giaddr);
+        d.options.relay_agent_info = ri;
+        d.options.subnet_selection = sel;
+        h.run(&d, ing)
+    };
+    // Trusted: the reservations, link selection and option 118 are honoured.
+    assert_eq!(
+        ask(&mut h, "10.1.0.1", &trusted, Some(circuit), None).yiaddr(),
+        ip("10.1.0.50")
+    );
+    assert_eq!(
+        ask(&mut h, "10.1.0.1", &trusted, Some(remote_id), None).yiaddr(),
+        ip("10.1.0.51")
+    );
+    assert!(in_net(
+        ask(&mut h, "10.1.0.1", &trusted, Some(link), None).yiaddr(),
+        2
+    ));
+    let o = ask(&mut h, "10.1.0.1", &trusted, None, Some(ip("10.2.0.0")));
+    assert!(in_net(o.yiaddr(), 2));
+    assert_eq!(o.opts().subnet_selection, Some(ip("10.2.0.0")));
+    // Untrusted or forged: giaddr decides, reservations by circuit / remote id do not match,
+    // the RFC 5107 override is not applied, option 118 is neither used nor echoed; option 82
+    // still goes back to the relay unchanged.
+    for (g, ing) in [("10.3.0.1", &untrusted), ("10.1.0.1", &forged)] {
+        let net = ip(g).octets()[1];
+        for ri in [circuit, remote_id, link] {
+            let o = ask(&mut h, g, ing, Some(ri), None);
+            assert_eq!(o.kind, Kind::Offer, "{o:?}");
+            assert!(in_net(o.yiaddr(), net), "{g} {ri:?}: {o:?}");
+            assert!(!(ip("10.1.0.50")..=ip("10.1.0.51")).contains(&o.yiaddr()));
+            assert_eq!(o.relay_agent_info.as_deref(), Some(ri));
+        }
+        let o = ask(&mut h, g, ing, None, Some(ip("10.2.0.0")));
+        assert!(in_net(o.yiaddr(), net), "{o:?}");
+        assert_eq!(o.opts().subnet_selection, None);
+        let o = ask(&mut h, g, ing, Some(sid_override), None);
+        assert_eq!(o.opts().server_id, Some(SERVER));
+    }
+    // A direct client's option 118 is ignored too.
+    let o = ask(
+        &mut h,
+        "0.0.0.0",
+        &direct(SERVER, mac(1)),
+        None,
+        Some(ip("10.2.0.0")),
+    );
+    assert!(in_net(o.yiaddr(), 0), "{o:?}");
+    assert_eq!(o.opts().subnet_selection, None);
+}
+
+#[test]
+fn option_82_is_never_echoed_to_a_direct_client() {
+    // RFC 3046 §2.2 echoes option 82 to the relay agent; a client sending it itself
+    // (giaddr 0) gets no option 82 back, in an OFFER, an ACK or a NAK.
+    let mut h = Harness::new(trusting(vec![lan(), remote(1)]));
+    let m = mac(120);
+    let ing = direct(SERVER, m);
+    let ri: &[u8] = &[1, 2, b'p', b'1'];
+    let mut d = discover(m);
+    d.options.relay_agent_info = Some(ri);
+    let offer = h.run(&d, &ing);
+    assert_eq!(offer.kind, Kind::Offer);
+    assert_eq!(offer.relay_agent_info, None);
+    let mut r = select(m, SERVER, offer.yiaddr());
+    r.options.relay_agent_info = Some(ri);
+    let ack = h.run(&r, &ing);
+    assert_eq!(ack.kind, Kind::Ack);
+    assert_eq!(ack.relay_agent_info, None);
+    let mut r = init_reboot(m, ip("10.0.0.99"));
+    r.options.relay_agent_info = Some(ri);
+    let nak = h.run(&r, &ing);
+    assert_eq!(nak.kind, Kind::Nak);
+    assert_eq!(nak.relay_agent_info, None);
 }

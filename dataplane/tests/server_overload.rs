@@ -5,9 +5,10 @@
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use dataplane::engine::{Engine, EngineConfig, ScopeConfig};
+use dataplane::limit::{RateLimit, RateLimits};
 use dataplane::server::{DhcpHandler, Interface, OverloadPolicy};
 use dataplane::stats::{DropReason, WorkerStats};
 use dataplane::wire::frame;
@@ -59,6 +60,11 @@ fn mac(n: u8) -> [u8; 6] {
 
 /// A broadcast Ethernet/IPv4/UDP 68→67 frame around `msg` (IPv4 checksum set, UDP's 0).
 fn wrap(src: [u8; 6], msg: &Message) -> Vec<u8> {
+    wrap_from(src, Ipv4Addr::UNSPECIFIED, msg)
+}
+
+/// [`wrap`] from IPv4 source `ip`.
+fn wrap_from(src: [u8; 6], ip_src: Ipv4Addr, msg: &Message) -> Vec<u8> {
     let dhcp = msg.to_vec().expect("encode");
     let mut f = vec![0xff; 6];
     f.extend_from_slice(&src);
@@ -66,7 +72,9 @@ fn wrap(src: [u8; 6], msg: &Message) -> Vec<u8> {
     let total = u16::try_from(28 + dhcp.len()).expect("size");
     let mut ip = vec![0x45, 0];
     ip.extend_from_slice(&total.to_be_bytes());
-    ip.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255]);
+    ip.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+    ip.extend_from_slice(&ip_src.octets());
+    ip.extend_from_slice(&[255, 255, 255, 255]);
     let mut sum: u32 = ip
         .chunks(2)
         .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
@@ -239,5 +247,106 @@ fn stale_secs_and_a_smaller_backlog_mark_apply() {
     assert_eq!(
         (s.dropped(DropReason::Stale), s.dropped(DropReason::Shed)),
         (1, 1)
+    );
+}
+
+/// The rate-limit test's clock.
+static LIMIT_NOW: AtomicU32 = AtomicU32::new(1_800_000_000);
+
+fn limit_now() -> UnixTime {
+    UnixTime(LIMIT_NOW.load(Ordering::Relaxed))
+}
+
+/// A DISCOVER from client `n` relayed by the relay at `relay` (giaddr and IPv4 source), with
+/// option 82 circuit-id `circuit` if given.
+fn relayed_discover(n: u8, relay: Ipv4Addr, circuit: Option<&[u8]>) -> Vec<u8> {
+    let z = Ipv4Addr::UNSPECIFIED;
+    let mut m = Message::new_with_id(u32::from(n), z, z, z, relay, &mac(n));
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+    if let Some(c) = circuit {
+        let mut info = v4::relay::RelayAgentInformation::default();
+        info.insert(v4::relay::RelayInfo::AgentCircuitId(c.to_vec()));
+        m.opts_mut().insert(DhcpOption::RelayAgentInformation(info));
+    }
+    wrap_from([2, 0xee, 0, 0, 0, 1], relay, &m)
+}
+
+#[test]
+fn rate_limits_per_mac_circuit_and_relay() {
+    // #13: no rate limit per MAC, circuit or relay. Token buckets per worker drop what is
+    // over (counted rate-mac, rate-circuit, rate-relay) before the engine spends an offer
+    // hold on it; other keys are untouched; a second refills `rate` tokens.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = ScopeConfig::new(Ipv4Addr::new(10, 0, 0, 0), 24);
+    s.pools = vec![(Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 250))];
+    let cfg = EngineConfig {
+        scopes: vec![s],
+        ..EngineConfig::default()
+    };
+    let (store, journals, _) =
+        Store::open(dir.path(), &cfg.table_specs(), 1, Durability::Async).expect("store");
+    let engine = Arc::new(Engine::new(cfg, Arc::new(store)).expect("engine"));
+    let stats = Arc::new(WorkerStats::new());
+    let mut h = DhcpHandler::new(
+        Arc::clone(&engine),
+        engine.worker(0, 1),
+        journals.into_iter().next().expect("journal"),
+        Arc::from(vec![Interface {
+            name: "tdm-lim0".into(),
+            ifindex: IFINDEX,
+            mac: [2, 0, 0, 0, 0, 1],
+            addr: Some(SERVER),
+        }]),
+        Arc::clone(&stats),
+        Arc::new(AtomicBool::new(false)),
+        limit_now,
+    )
+    .with_rate_limits(RateLimits {
+        mac: RateLimit { rate: 1, burst: 3 },
+        circuit: RateLimit { rate: 1, burst: 2 },
+        relay: RateLimit { rate: 2, burst: 5 },
+    });
+    let dropped = |r| stats.snapshot().dropped(r);
+
+    // Per MAC: a burst of 3, then dropped; another client is served.
+    let five: Vec<Vec<u8>> = (0..5).map(|x| discover(1, 10 + x)).collect();
+    assert_eq!(feed(&mut h, &five).len(), 3);
+    assert_eq!(dropped(DropReason::RateMac), 2);
+    assert_eq!(feed(&mut h, &[discover(2, 20)]).len(), 1);
+
+    // Per circuit (within a relay): 2, then dropped, whatever the MACs; another circuit of
+    // the same relay is served.
+    let relay = Ipv4Addr::new(10, 0, 0, 2);
+    let c: Vec<Vec<u8>> = (30..33)
+        .map(|n| relayed_discover(n, relay, Some(b"port-1")))
+        .collect();
+    assert_eq!(feed(&mut h, &c).len(), 2);
+    assert_eq!(dropped(DropReason::RateCircuit), 1);
+    assert_eq!(
+        feed(&mut h, &[relayed_discover(34, relay, Some(b"port-2"))]).len(),
+        1
+    );
+    // That relay has now sent 4 (3 + 1) of its burst of 5: one more, then dropped.
+    let r: Vec<Vec<u8>> = (40..43).map(|n| relayed_discover(n, relay, None)).collect();
+    assert_eq!(feed(&mut h, &r).len(), 1);
+    assert_eq!(dropped(DropReason::RateRelay), 2);
+    // Another relay is not affected.
+    let other = Ipv4Addr::new(10, 0, 0, 3);
+    assert_eq!(feed(&mut h, &[relayed_discover(50, other, None)]).len(), 1);
+
+    // A second later: the relay has 2 more tokens, client 1 one more.
+    LIMIT_NOW.fetch_add(1, Ordering::Relaxed);
+    let r: Vec<Vec<u8>> = (60..63).map(|n| relayed_discover(n, relay, None)).collect();
+    assert_eq!(feed(&mut h, &r).len(), 2);
+    assert_eq!(feed(&mut h, &[discover(1, 70), discover(1, 71)]).len(), 1);
+    let s = stats.snapshot();
+    assert_eq!(
+        (
+            s.dropped(DropReason::RateMac),
+            s.dropped(DropReason::RateCircuit),
+            s.dropped(DropReason::RateRelay)
+        ),
+        (3, 1, 3)
     );
 }

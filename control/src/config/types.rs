@@ -56,6 +56,22 @@ pub struct ServerConfig {
     pub admin: Option<SocketAddr>,
     /// `dispatch`: software dispatch to sibling workers on the XDP datapath. Default `auto`.
     pub dispatch: Dispatch,
+    /// `trusted_relays`: relay agents, as addresses (`"10.78.0.1"`) or prefixes
+    /// (`"192.0.2.0/24"`), whose option 82 sub-options (link selection, server identifier
+    /// override, circuit-id and remote-id for reservations) and option 118 are honoured. A
+    /// relayed request (giaddr set) is trusted when its IPv4 source is in the list; from
+    /// anyone else those options are ignored as if absent (option 82 is still echoed to the
+    /// relay, never to a client). Default empty: no one is trusted, and a circuit-id or
+    /// remote-id reservation is then an error.
+    pub trusted_relays: Vec<Ipv4Prefix>,
+    /// `mac_rate` / `mac_burst`: requests a second per client MAC (`chaddr`), with bursts;
+    /// default 5 and 20. `circuit_rate` / `circuit_burst`: per option 82 circuit-id within
+    /// a relay; default 20 and 100. `relay_rate` / `relay_burst`: per relay agent (the IPv4
+    /// source of relayed requests); default 0 (off). A rate of 0 turns its limit off; a
+    /// burst defaults to four times its rate. Each worker counts on its own, so a client
+    /// spread over several workers gets more, never less. Requests over a limit are dropped
+    /// before the engine sees them and counted (`rate-mac`, `rate-circuit`, `rate-relay`).
+    pub rate_limits: dataplane::limit::RateLimits,
 }
 
 /// `server.dispatch` (DESIGN.md §2, "RSS is degenerate for DHCP").

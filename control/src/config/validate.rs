@@ -293,11 +293,13 @@ pub(super) fn validate(root: &Node, index: &LineIndex<'_>) -> Result<Config, Vec
         .as_ref()
         .map(|s| s.interfaces.clone())
         .unwrap_or_default();
+    // Without a server (errors of its own) the check below would only add noise.
+    let trusts_relays = server.as_ref().is_none_or(|s| !s.trusted_relays.is_empty());
     let mut subnets: Vec<SubnetConfig> = Vec::new();
     let mut prefixes: Vec<(Ipv4Prefix, Span)> = Vec::new();
     if let Some(n) = subnet_node {
         for (i, s) in tables(n, "subnet", &mut ctx).into_iter().enumerate() {
-            let Some((subnet, refs)) = subnet(s, i + 1, &mut ctx) else {
+            let Some((subnet, refs)) = subnet(s, i + 1, trusts_relays, &mut ctx) else {
                 continue;
             };
             if let Some((prefix, span)) = &refs.prefix {
@@ -463,6 +465,54 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         )
     }))
     .unwrap_or(Dispatch::Auto);
+    let trusted_relays = t
+        .get("trusted_relays")
+        .map(|n| {
+            each(n, "trusted_relays", ctx, |item, ctx| {
+                let s = string(item, "trusted_relays", ctx)?;
+                let parsed = if s.contains('/') {
+                    parse_prefix(s).map_err(|e| e.to_string())
+                } else {
+                    s.parse::<Ipv4Addr>()
+                        .map(|addr| Ipv4Prefix { addr, len: 32 })
+                        .map_err(|_| format!("{s:?} is not an IPv4 address or prefix"))
+                };
+                parsed
+                    .map_err(|e| ctx.err(&item.span(), format!("`trusted_relays`: {e}")))
+                    .ok()
+            })
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
+        })
+        .unwrap_or_default();
+    let mut limit = |rate_key: &'static str,
+                     burst_key: &'static str,
+                     default: dataplane::limit::RateLimit,
+                     ctx: &mut Ctx<'_>| {
+        let rate = t
+            .get(rate_key)
+            .and_then(|n| int_as::<u32>(n, rate_key, 0, 1_000_000, ctx));
+        let burst = t
+            .get(burst_key)
+            .and_then(|n| int_as::<u32>(n, burst_key, 1, 4_000_000, ctx));
+        match (rate, burst) {
+            (None, None) => default,
+            (rate, burst) => {
+                let rate = rate.unwrap_or(default.rate);
+                dataplane::limit::RateLimit {
+                    rate,
+                    burst: burst.unwrap_or(rate.saturating_mul(4).max(1)),
+                }
+            }
+        }
+    };
+    let d = dataplane::limit::RateLimits::DEFAULT;
+    let rate_limits = dataplane::limit::RateLimits {
+        mac: limit("mac_rate", "mac_burst", d.mac, ctx),
+        circuit: limit("circuit_rate", "circuit_burst", d.circuit, ctx),
+        relay: limit("relay_rate", "relay_burst", d.relay, ctx),
+    };
     t.finish(ctx);
     (ctx.errors.len() == errors_before && !interfaces.is_empty()).then_some(ServerConfig {
         interfaces,
@@ -474,6 +524,8 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         log_level,
         admin,
         dispatch,
+        trusted_relays,
+        rate_limits,
     })
 }
 
@@ -488,6 +540,7 @@ struct SubnetRefs {
 fn subnet(
     node: &Node,
     nth: usize,
+    trusts_relays: bool,
     ctx: &mut Ctx<'_>,
 ) -> Option<(Option<SubnetConfig>, SubnetRefs)> {
     let what = format!("[[subnet]] #{nth}");
@@ -628,6 +681,19 @@ fn subnet(
         let Some((r, addr_span)) = reservation(rn, nth, j + 1, ctx) else {
             continue;
         };
+        if !trusts_relays
+            && matches!(
+                r.key,
+                ReservationKey::CircuitId(_) | ReservationKey::RemoteId(_)
+            )
+        {
+            ctx.err(
+                &rn.span(),
+                "a circuit-id or remote-id reservation matches only requests from \
+                 `server.trusted_relays`, which is empty: list the relay agents that insert \
+                 option 82",
+            );
+        }
         if let Some(p) = prefix {
             if !p.contains(r.address) {
                 ctx.err(

@@ -25,6 +25,11 @@ pub struct EngineConfig {
     pub scopes: Vec<ScopeConfig>,
     /// Seconds a DHCPOFFER holds its address in OFFERED state.
     pub offer_hold: u32,
+    /// Relay agents whose word is taken, as `(network, prefix length)`: a relayed request
+    /// (`giaddr` set) whose IPv4 source lies in one of them has its option 82 sub-options
+    /// (link selection, server identifier override, circuit-id / remote-id reservations)
+    /// and option 118 honoured. Everyone else's are ignored. Empty: no one's.
+    pub trusted_relays: Vec<(Ipv4Addr, u8)>,
 }
 
 impl Default for EngineConfig {
@@ -33,6 +38,7 @@ impl Default for EngineConfig {
             server_id: None,
             scopes: Vec::new(),
             offer_hold: DEFAULT_OFFER_HOLD,
+            trusted_relays: Vec::new(),
         }
     }
 }

@@ -130,6 +130,13 @@ reasons! {
         MissingRequestedIp => "missing-requested-ip",
         /// RELEASE without ciaddr.
         MissingCiaddr => "missing-ciaddr",
+        /// RELEASE or DECLINE without option 54 (RFC 2131 §4.4.4, §4.4.6: it MUST carry it).
+        MissingServerId => "missing-server-id",
+        /// RELEASE or DECLINE naming another server's identifier.
+        OtherServerId => "other-server-id",
+        /// DECLINE of an address the client does not hold (no unexpired ACTIVE lease of its
+        /// own there): an OFFER is not enough, else anyone could abandon a pool.
+        DeclineNotHeld => "decline-not-held",
         /// Nothing left to allocate.
         PoolExhausted => "pool-exhausted",
         /// The client's reserved address is bound to another client or on probation.
@@ -159,7 +166,7 @@ reasons! {
         Released => "released",
         /// DECLINE applied: the address is ABANDONED for the probation period.
         Declined => "declined",
-        /// RELEASE or DECLINE for an address not bound to this client, or for another server.
+        /// RELEASE for an address not bound to this client.
         NotBound => "not-bound",
         /// BOOTREQUEST from a client without a reservation.
         BootpWithoutReservation => "bootp-without-reservation",

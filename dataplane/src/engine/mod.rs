@@ -21,6 +21,11 @@
 //!
 //! # Decisions
 //!
+//! - **Trusted relays**: option 82's sub-options (link selection, RFC 5107 override,
+//!   circuit-id and remote-id for reservations) and option 118 are read only from a relayed
+//!   request whose IPv4 source is in [`EngineConfig::trusted_relays`]
+//!   ([`Engine::trusts_relay`]); from anyone else they are as if absent, and 118 is not
+//!   echoed. Option 82 is echoed to every relay (it needs it back) and never to a client.
 //! - **Scope**: option 82 link selection (RFC 3527) when `giaddr` is set, else option 118
 //!   (RFC 3011), else `giaddr`, else `ciaddr` when it lies in a scope (a RENEWING client
 //!   unicasts from anywhere, §4.3.2), else the receiving interface's address. A link or
@@ -50,16 +55,19 @@
 //!   or its reservation), else NAK; no record of the address for the client but the client
 //!   is known elsewhere in the table → NAK; unknown client → silent.
 //! - **RELEASE**: the client's ACTIVE/OFFERED record becomes RELEASED (`ends = now`),
-//!   keeping the client so a later DISCOVER gets the same address back. **DECLINE**: the
+//!   keeping the client so a later DISCOVER gets the same address back. **DECLINE**: only
+//!   for the client's own unexpired ACTIVE lease (else dropped, `decline-not-held`), the
 //!   record becomes ABANDONED with `ends = now + decline_probation` and no client.
-//!   Both silent, both journaled; for another server's id or a record that is not the
-//!   client's, nothing changes.
+//!   Both silent, both journaled. Both must name us in option 54 (RFC 2131 §4.4.4, §4.4.6):
+//!   without it, or naming another server, they are dropped (`missing-server-id`,
+//!   `other-server-id`); for a record that is not the client's, nothing changes.
 //! - **INFORM** (§4.3.5): ACK with configuration only: no 51/58/59, `yiaddr` 0.
 //! - **BOOTP** (no option 53, RFC 1534): served only from reservations, with an infinite
 //!   ACTIVE lease; the BOOTREPLY carries only options 1, 3 and 6 (and none at all when the
 //!   request had no magic cookie).
 //! - **Options**: 53, 54, 1 always; 51, 58, 59 in OFFER/ACK; 3, 6, 15 when in option 55 (or
-//!   when the client sent no option 55); 28 when in option 55; 61, 82, 118 echoed. NAKs
+//!   when the client sent no option 55); 28 when in option 55; 61 echoed, 82 echoed to
+//!   relays, 118 echoed when honoured. NAKs
 //!   carry 53, 54, 56 and the echoes only (RFC 2131 table 3). A reply that would exceed
 //!   the client's limit (576-byte datagram or its option 57; 300 bytes for BOOTP) sheds 15,
 //!   then 6, then 3, then 28.
@@ -232,6 +240,8 @@ struct Cx<'r, 'a> {
     key: ClientKey<'r>,
     client_id: ClientId,
     reserved: Option<Ipv4Addr>,
+    /// Came through a trusted relay ([`Engine::trusts_relay`]): its option 118 was honoured.
+    trusted: bool,
 }
 
 /// How a record stands relative to the requesting client.
@@ -358,9 +368,14 @@ impl Engine {
         if req.hlen > 16 {
             return Err(DropReason::BadHlen);
         }
+        // Option 82's sub-options and option 118 steer scope, server identifier and
+        // reservations: only a trusted relay's are read (#13); others' are as if absent.
+        let trusted = self.trusts_relay(req, ingress);
         let relay = match req.options.relay_agent_info {
-            Some(p) => RelayAgentInfo::parse(p).map_err(|_| DropReason::BadRelayAgentInfo)?,
-            None => RelayAgentInfo::default(),
+            Some(p) if trusted => {
+                RelayAgentInfo::parse(p).map_err(|_| DropReason::BadRelayAgentInfo)?
+            }
+            _ => RelayAgentInfo::default(),
         };
         let key = match req.options.client_id {
             Some(id) if !id.is_empty() => ClientKey::ClientId(id),
@@ -377,7 +392,7 @@ impl Engine {
             Some(id) => ClientId::new(id).ok_or(DropReason::ClientIdTooLong)?,
             None => ClientId::EMPTY,
         };
-        let scope = self.select_scope(req, &relay, ingress)?;
+        let scope = self.select_scope(req, &relay, trusted, ingress)?;
         let server_ip = self.config.server_id.unwrap_or(ingress.if_addr);
         if server_ip.is_unspecified() {
             return Err(DropReason::NoServerAddress);
@@ -398,6 +413,7 @@ impl Engine {
             key,
             client_id,
             reserved: scope.reservation(req, &relay),
+            trusted,
         };
         let msg = req.options.message_type.filter(|_| req.is_dhcp);
         match msg {
@@ -426,17 +442,30 @@ impl Engine {
         }
     }
 
+    /// Whether `req` came through a trusted relay agent: `giaddr` is set and the packet's
+    /// IPv4 source lies in [`EngineConfig::trusted_relays`]. The source, not `giaddr`: any
+    /// client can write `giaddr`, while the source of a relay's unicast is what the network
+    /// in front of the server (uRPF, ACLs) can vouch for.
+    pub fn trusts_relay(&self, req: &Repr<'_>, ingress: &Ingress) -> bool {
+        !req.giaddr.is_unspecified()
+            && self.config.trusted_relays.iter().any(|&(net, len)| {
+                let m = config::mask_bits(len);
+                u32::from(ingress.src_ip) & m == u32::from(net) & m
+            })
+    }
+
     fn select_scope(
         &self,
         req: &Repr<'_>,
         relay: &RelayAgentInfo<'_>,
+        trusted: bool,
         ingress: &Ingress,
     ) -> Result<&Scope, DropReason> {
         let relayed = !req.giaddr.is_unspecified();
         if relayed && let Some(link) = relay.link_selection {
             return self.lookup(link).ok_or(DropReason::NoSubnet);
         }
-        if let Some(sel) = req.options.subnet_selection {
+        if trusted && let Some(sel) = req.options.subnet_selection {
             return self.lookup(sel).ok_or(DropReason::NoSubnet);
         }
         if relayed {
@@ -648,20 +677,35 @@ impl Engine {
         ends: UnixTime,
         done: SilentReason,
     ) -> Result<Decision<'a>, DropReason> {
-        let for_us = cx
-            .req
-            .options
-            .server_id
-            .is_none_or(|s| s == cx.server_id || s == cx.server_ip);
-        let slot = cx
-            .table
-            .slot(addr)
-            .filter(|_| for_us && cx.scope.cfg.contains(addr));
+        // RFC 2131 §4.4.4 / §4.4.6: both carry option 54, and only the server named there
+        // acts. Without the check anyone who knows a client's chaddr could release its lease.
+        match cx.req.options.server_id {
+            None => return Err(DropReason::MissingServerId),
+            Some(s) if s != cx.server_id && s != cx.server_ip => {
+                return Err(DropReason::OtherServerId);
+            }
+            Some(_) => {}
+        }
+        let slot = cx.table.slot(addr).filter(|_| cx.scope.cfg.contains(addr));
+        let decline = state == BindingState::Abandoned;
+        let refused = if decline {
+            Err(DropReason::DeclineNotHeld)
+        } else {
+            Ok(silent(SilentReason::NotBound))
+        };
         let Some(slot) = slot else {
-            return Ok(silent(SilentReason::NotBound));
+            return refused;
         };
         let r = self.cas(cx.table, slot, |cur| {
-            let bound = matches!(cur.state, BindingState::Active | BindingState::Offered);
+            // A DECLINE abandons an address for the probation period, so only the client that
+            // holds it may: an ACKed, unexpired ACTIVE lease (an OFFER is not enough, else
+            // DISCOVER + DECLINE from random MACs empties a pool, #13). A RELEASE also drops
+            // the client's OFFERED hold.
+            let bound = if decline {
+                cur.state == BindingState::Active && cur.ends > cx.now
+            } else {
+                matches!(cur.state, BindingState::Active | BindingState::Offered)
+            };
             if !bound || !cur.is_for(&cx.key) {
                 return Err(());
             }
@@ -681,7 +725,7 @@ impl Engine {
                     lease,
                 }),
             },
-            Cas::Unchanged | Cas::Refused(()) => silent(SilentReason::NotBound),
+            Cas::Unchanged | Cas::Refused(()) => return refused,
         })
     }
 
@@ -941,8 +985,8 @@ impl Engine {
             server_id: Some(cx.server_id),
             message: Some(message),
             client_id: req.options.client_id,
-            relay_agent_info: req.options.relay_agent_info,
-            subnet_selection: req.options.subnet_selection,
+            relay_agent_info: relay_echo(req),
+            subnet_selection: req.options.subnet_selection.filter(|_| cx.trusted),
             ..Options::default()
         };
         self.reply(cx, repr, true, None)
@@ -971,8 +1015,8 @@ impl Engine {
                 .is_some_and(|l| l.contains(&code::BROADCAST_ADDR))
                 .then_some(s.broadcast),
             client_id: req.options.client_id,
-            relay_agent_info: req.options.relay_agent_info,
-            subnet_selection: req.options.subnet_selection,
+            relay_agent_info: relay_echo(req),
+            subnet_selection: req.options.subnet_selection.filter(|_| cx.trusted),
             ..Options::default()
         };
         Repr {
@@ -1088,6 +1132,15 @@ fn base_reply<'a>(req: &Repr<'a>) -> Repr<'a> {
         is_dhcp: req.is_dhcp,
         options: Options::default(),
     }
+}
+
+/// Option 82 to echo: to a relay agent, unchanged (RFC 3046 §2.2), trusted or not, since it
+/// needs its circuit back to deliver the reply; never to a client (`giaddr` 0), which has no
+/// business seeing or steering it.
+fn relay_echo<'a>(req: &Repr<'a>) -> Option<&'a [u8]> {
+    req.options
+        .relay_agent_info
+        .filter(|_| !req.giaddr.is_unspecified())
 }
 
 /// Whether option `code` goes out: listed in option 55, or no option 55 at all.
