@@ -87,6 +87,8 @@ pub struct Server {
     config: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// Environment of tandemd's next starts ([`Server::set_env`]).
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -108,6 +110,7 @@ impl Server {
             config,
             child: None,
             starts: 0,
+            env: Vec::new(),
         };
         server.launch();
         server
@@ -151,6 +154,7 @@ impl Server {
             config,
             child: None,
             starts: 0,
+            env: Vec::new(),
         };
         server.launch();
         server
@@ -173,6 +177,7 @@ impl Server {
             ServerKind::Tandemd => {
                 let mut cmd = self.ns.command(env!("CARGO_BIN_EXE_tandemd"));
                 cmd.args(["--config", &config]);
+                cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
                 super::net::spawn_logged(cmd, &log)
             }
         };
@@ -265,6 +270,11 @@ impl Server {
                 self.log()
             );
         }
+    }
+
+    /// The environment tandemd gets from its next start on (for example libfaketime's).
+    pub fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.env = env;
     }
 
     /// Starts the server again on the same config and data directory.
