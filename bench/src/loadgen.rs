@@ -45,17 +45,19 @@ pub fn client_mac(n: u32) -> [u8; 6] {
     [0x02, 0x4c, b[0], b[1], b[2], b[3]]
 }
 
-/// Option 82 of a relayed request: circuit id `lg` + the worker number, remote id the MAC.
-/// Returns the bytes used in `buf`.
-fn option82(worker: u16, mac: &[u8; 6], buf: &mut [u8; 20]) -> usize {
-    let w = worker.to_be_bytes();
+/// Option 82 of a relayed request: circuit id `lg` + the client number (one subscriber line
+/// per client, as an ISP's access relay stamps its port; tandem limits requests per circuit),
+/// remote id the MAC. Returns the bytes used in `buf`.
+fn option82(mac: &[u8; 6], buf: &mut [u8; 20]) -> usize {
     let bytes = [
         relay::CIRCUIT_ID,
-        4,
+        6,
         b'l',
         b'g',
-        w[0],
-        w[1],
+        mac[2],
+        mac[3],
+        mac[4],
+        mac[5],
         relay::REMOTE_ID,
         6,
         mac[0],
@@ -72,7 +74,6 @@ fn option82(worker: u16, mac: &[u8; 6], buf: &mut [u8; 20]) -> usize {
 /// Builds a request frame (Ethernet/IPv4/UDP with its checksum/DHCP) into `buf`.
 fn emit_request(
     addr: &Addressing,
-    worker: u16,
     xid: u32,
     mac: [u8; 6],
     options: Options<'_>,
@@ -90,7 +91,7 @@ fn emit_request(
     let (hdr, giaddr, hops, flags) = match addr.relay {
         Some((giaddr, relay_mac)) => {
             if addr.option82 {
-                let n = option82(worker, &mac, &mut o82);
+                let n = option82(&mac, &mut o82);
                 options.relay_agent_info = Some(&o82[..n]);
             }
             let hdr = ReplyHeader {
@@ -130,29 +131,23 @@ fn emit_request(
 }
 
 /// Builds the DHCPDISCOVER of exchange `xid` from client `mac` into `buf`; its length.
-pub fn discover(
-    addr: &Addressing,
-    worker: u16,
-    xid: u32,
-    mac: [u8; 6],
-    buf: &mut [u8],
-) -> Option<usize> {
+pub fn discover(addr: &Addressing, xid: u32, mac: [u8; 6], buf: &mut [u8]) -> Option<usize> {
     let options = Options {
         message_type: Some(MessageType::Discover),
         ..Options::default()
     };
-    emit_request(addr, worker, xid, mac, options, buf)
+    emit_request(addr, xid, mac, options, buf)
 }
 
 /// Builds the SELECTING DHCPREQUEST answering `offer` into `buf`; its length.
-pub fn request(addr: &Addressing, worker: u16, offer: &Reply, buf: &mut [u8]) -> Option<usize> {
+pub fn request(addr: &Addressing, offer: &Reply, buf: &mut [u8]) -> Option<usize> {
     let options = Options {
         message_type: Some(MessageType::Request),
         requested_ip: Some(offer.yiaddr),
         server_id: Some(offer.server_id),
         ..Options::default()
     };
-    emit_request(addr, worker, offer.xid, offer.mac, options, buf)
+    emit_request(addr, offer.xid, offer.mac, options, buf)
 }
 
 /// What the generator reads of a server's reply.
@@ -467,7 +462,7 @@ mod tests {
     #[test]
     fn discover_is_a_relayed_request_with_option_82_and_a_udp_checksum() {
         let mut buf = [0u8; 2048];
-        let n = discover(&RELAY, 3, 0xabcd, client_mac(7), &mut buf).unwrap();
+        let n = discover(&RELAY, 0xabcd, client_mac(7), &mut buf).unwrap();
         let f = frame::parse(&buf[..n]).unwrap();
         assert_eq!((f.udp_src, f.udp_dst), (67, 67));
         assert_eq!(f.ip_src, Ipv4Addr::new(10, 9, 0, 2));
@@ -480,7 +475,7 @@ mod tests {
         assert_eq!(&r.chaddr[..6], &client_mac(7));
         assert_eq!(r.options.client_id, Some(&[1, 2, 0x4c, 0, 0, 0, 7][..]));
         let o82 = r.relay_agent_info().unwrap().unwrap();
-        assert_eq!(o82.circuit_id, Some(&b"lg\0\x03"[..]));
+        assert_eq!(o82.circuit_id, Some(&b"lg\0\0\0\x07"[..]));
         assert_eq!(o82.remote_id, Some(&client_mac(7)[..]));
         // The UDP checksum is filled in (not zero, not partial): summing the pseudo-header
         // and the datagram gives 0xffff.
@@ -503,7 +498,7 @@ mod tests {
         let ex = Exchanges::new(16);
         let mut d = [0u8; 2048];
         let mut o = [0u8; 2048];
-        let n = discover(&RELAY, 0, 42, client_mac(42), &mut d).unwrap();
+        let n = discover(&RELAY, 42, client_mac(42), &mut d).unwrap();
         ex.start(42, 1_000);
         let on = answer(
             &d[..n],
@@ -523,7 +518,7 @@ mod tests {
         );
         // A duplicate OFFER is not answered twice.
         assert_eq!(ex.on_offer(42, 3_500), Outcome::Stale);
-        let rn = request(&RELAY, 0, &offer, &mut d).unwrap();
+        let rn = request(&RELAY, &offer, &mut d).unwrap();
         let f = frame::parse(&d[..rn]).unwrap();
         let packet = dhcpv4::Packet::new_checked(f.dhcp).unwrap();
         let mut scratch = [0u8; 1024];
@@ -570,7 +565,7 @@ mod tests {
     #[test]
     fn parse_reply_ignores_requests_and_garbage() {
         let mut d = [0u8; 2048];
-        let n = discover(&RELAY, 0, 1, client_mac(1), &mut d).unwrap();
+        let n = discover(&RELAY, 1, client_mac(1), &mut d).unwrap();
         assert_eq!(parse_reply(&d[..n]), None);
         assert_eq!(parse_reply(&d[..40]), None);
         assert_eq!(parse_reply(&[]), None);

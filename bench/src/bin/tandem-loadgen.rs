@@ -12,7 +12,7 @@
 //! ```
 //!
 //! - `--giaddr`: act as a relay agent (as perfdhcp -4 does): requests from giaddr:67 with
-//!   hops 1 and option 82 (circuit id `lg` + worker, remote id the client's MAC); the server
+//!   hops 1 and option 82 (circuit id `lg` + client number, remote id the client's MAC); the server
 //!   answers giaddr:67. Without it, clients speak directly from 0.0.0.0:68 with their own MAC
 //!   and the broadcast flag. `--no-option82` leaves option 82 out, as perfdhcp -4 does.
 //! - `--server`/`--server-mac`: unicast the requests to the server (default: broadcast).
@@ -310,9 +310,8 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
                             match sh.exchanges.on_offer(reply.xid, now) {
                                 Outcome::Offered { discover_to_offer } => {
                                     out.discover_to_offer.record(discover_to_offer);
-                                    let pushed = tx.push_with(|buf| {
-                                        loadgen::request(&sh.addr, w, &reply, buf)
-                                    });
+                                    let pushed =
+                                        tx.push_with(|buf| loadgen::request(&sh.addr, &reply, buf));
                                     if matches!(pushed, Ok(true)) {
                                         add(&c.requests, 1);
                                     } else {
@@ -394,8 +393,7 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
                 add(&c.started, 1);
                 mine += 1;
                 n -= 1;
-                let pushed =
-                    tx.push_with(|buf| loadgen::discover(&sh.addr, w, seq as u32, mac, buf));
+                let pushed = tx.push_with(|buf| loadgen::discover(&sh.addr, seq as u32, mac, buf));
                 if matches!(pushed, Ok(true)) {
                     add(&c.discovers, 1);
                 } else {
