@@ -218,6 +218,17 @@ pub fn judge(
     {
         return Verdict::Outdated;
     }
+    // A live ACTIVE lease we granted and the partner has not acknowledged is news to it: its
+    // FREE or BACKUP of the address is older knowledge (ISC would take a primary's FREE once
+    // the stale `tsfp` passed). Ours is sent instead. Found by the fault campaign: a lease
+    // granted while our clock ran ahead was refused by the partner (CLTT in the future), and
+    // its FREE then freed the address for a second client.
+    if effective(local, now) == BindingState::Active
+        && unacked(local)
+        && matches!(incoming.status, BindingStatus::Free | BindingStatus::Backup)
+    {
+        return Verdict::Outdated;
+    }
     let sender = match us {
         Role::Primary => Role::Secondary,
         Role::Secondary => Role::Primary,
@@ -581,6 +592,29 @@ mod tests {
             assert_eq!(e.reason, RejectReason::Unspecified);
             e.message
         })
+    }
+
+    #[test]
+    fn an_unacknowledged_live_lease_is_not_freed_by_the_partner() {
+        let mut mine = lease(BindingState::Active);
+        mine.tstp = NOW.saturating_add(3600);
+        mine.atsfp = UnixTime(0);
+        mine.tsfp = UnixTime(0);
+        for (us, state) in [
+            (Role::Secondary, StateKind::Normal),
+            (Role::Primary, StateKind::Normal),
+            (Role::Secondary, StateKind::PotentialConflict),
+        ] {
+            for s in [BindingStatus::Free, BindingStatus::Backup] {
+                let v = judge(us, state, &mine, false, &binding(s, NOW), NOW);
+                assert_eq!(v, Verdict::Outdated, "{us:?} {state:?} {s:?}");
+            }
+        }
+        // Once the partner acknowledged it, the usual rules decide (tsfp passed: freed).
+        mine.atsfp = mine.tstp;
+        let free = binding(BindingStatus::Free, NOW);
+        let v = judge(Role::Secondary, StateKind::Normal, &mine, false, &free, NOW);
+        assert_eq!(v, Verdict::Apply);
     }
 
     #[test]
