@@ -267,6 +267,43 @@ fn long_client_ids_use_overflow_blocks() {
     assert_eq!(t.update(Slot(51), 0, &active_with_id(51, 64, NOW)), Ok(1));
 }
 
+/// Found by the `store_recovery` fuzz target: on open, the overflow block owners were rebuilt
+/// from every image without checking it, so a slot's stale old image naming a block another
+/// (lower) slot now uses took the block over as "released", and the next long client id
+/// overwrote the other slot's: its binding was lost (ABANDONED, then FREE after a restart).
+/// Only an image whose block holds that very image's client id claims the block.
+#[test]
+fn a_stale_image_does_not_take_over_a_block_in_use_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = |i: u32| active_with_id(i, 200, NOW);
+    {
+        let (store, j, _) = open(dir.path());
+        let t = store.table(TableId(0));
+        // Every block (16) in use by slots 110..126.
+        for s in 110..126 {
+            assert_eq!(t.update(Slot(s), 0, &long(s)), Ok(1));
+        }
+        // Slot 110 moves to an inline id: its old image still names its block.
+        t.update(Slot(110), 1, &active(110, NOW)).unwrap();
+        store.checkpoint().unwrap();
+        // That block goes to slot 5, the only one free.
+        assert_eq!(t.update(Slot(5), 0, &long(5)), Ok(1));
+        store.close(j).unwrap();
+    }
+    let (store, j, _) = open(dir.path());
+    let t = store.table(TableId(0));
+    assert_eq!(t.read(Slot(5)), (1, long(5)));
+    // No block is free: slot 110's old image must not have handed slot 5's over.
+    assert_eq!(
+        t.update(Slot(110), 2, &long(110)),
+        Err(UpdateError::ClientIdAreaFull)
+    );
+    assert_eq!(t.read(Slot(5)), (1, long(5)));
+    store.close(j).unwrap();
+    let (store, _j, _) = open(dir.path());
+    assert_eq!(store.table(TableId(0)).read(Slot(5)), (1, long(5)));
+}
+
 #[test]
 fn allocate_takes_only_free_allocatable_slots() {
     let dir = tempfile::tempdir().unwrap();
