@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 isc=../tests/data/isc-4.4.3
 seeds=seeds
-rm -rf "$seeds"
+# Inputs that once crashed a target (regress-*) are kept.
+find "$seeds" -type f ! -name 'regress-*' -delete 2>/dev/null || true
 mkdir -p "$seeds"/{failover_stream,failover_session,failover_judge,config_parse,admin_request,failover_persist,store_recovery}
 
 hex() { xxd -r -p; }
