@@ -116,6 +116,7 @@ fn decode_entry(b: &[u8]) -> Option<Entry> {
         || &b[0..4] != ENTRY_MAGIC
         || crc32c::crc32c(&b[..508]) != disk::get32(b, 508)
         || disk::get64(b, 8) >= LSN_LIMIT
+        || disk::get64(b, 32) > disk::MAX_VERSION
     {
         return None;
     }

@@ -304,6 +304,36 @@ fn a_stale_image_does_not_take_over_a_block_in_use_after_a_restart() {
     assert_eq!(store.table(TableId(0)).read(Slot(5)), (1, long(5)));
 }
 
+/// Found by the `store_recovery` fuzz target: an image whose CRC holds with a version past
+/// what a slot's version word holds (`version << 1`) won recovery as the newest, its version
+/// shifted out to 0, and the slot's lease was lost after a restart. Such an image is invalid.
+#[test]
+fn an_image_version_past_the_version_word_is_invalid() {
+    use lease_mmap::record::disk;
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let lease = active(3, NOW);
+    {
+        let (store, j, _) = open(dir.path());
+        assert_eq!(store.table(TableId(0)).update(Slot(3), 0, &lease), Ok(1));
+        store.close(j).unwrap();
+    }
+    // Slot 3's other half (A, even versions): a FREE image of version 2^63.
+    let img = disk::to_bytes(&disk::encode_image(1 << 63, &free(), None));
+    let path = dir
+        .path()
+        .join(lease_mmap::store::table_file_name(&small_spec()));
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&img, RECORDS_AT + 3 * SLOT_LEN + IMAGE_A)
+        .unwrap();
+    drop(f);
+    for _ in 0..2 {
+        let (store, j, _) = open(dir.path());
+        assert_eq!(store.table(TableId(0)).read(Slot(3)), (1, lease));
+        store.close(j).unwrap();
+    }
+}
+
 #[test]
 fn allocate_takes_only_free_allocatable_slots() {
     let dir = tempfile::tempdir().unwrap();
