@@ -29,6 +29,10 @@ const ENTRY_MAGIC: &[u8; 4] = b"TJE1";
 const FORMAT: u32 = 1;
 /// A journal whose entries are all checkpointed is started over once it is this long.
 const DEFAULT_RESET_AT: u64 = 64 << 20;
+/// No LSN reaches this (2^63: 292 years at a billion entries a second), so a header, an
+/// entry or a manifest naming one is damaged, and LSN arithmetic never overflows
+/// (`FORMAT.md` §5.3).
+pub(crate) const LSN_LIMIT: u64 = 1 << 63;
 
 /// What a table is called inside journal entries: its network and prefix length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,6 +115,8 @@ fn decode_entry(b: &[u8]) -> Option<Entry> {
     if b.len() != ENTRY_LEN
         || &b[0..4] != ENTRY_MAGIC
         || crc32c::crc32c(&b[..508]) != disk::get32(b, 508)
+        || disk::get64(b, 8) >= LSN_LIMIT
+        || disk::get64(b, 32) > disk::MAX_VERSION
     {
         return None;
     }
@@ -237,7 +243,8 @@ pub(crate) fn scan(
     let n = storage.read_at(0, &mut h)?;
     let header_ok = n == h.len()
         && &h[0..8] == HEADER_MAGIC
-        && crc32c::crc32c(&h[..508]) == disk::get32(&h, 508);
+        && crc32c::crc32c(&h[..508]) == disk::get32(&h, 508)
+        && disk::get64(&h, 16) < LSN_LIMIT;
     if !header_ok {
         return scan_headerless(
             storage,
@@ -655,5 +662,52 @@ mod tests {
         f[..512].fill(0);
         let (s, _) = scan_bytes(&sim, f, false);
         assert!(matches!(s.end, End::Damaged(_)), "{s:?}");
+    }
+
+    /// Puts a right CRC-32C of bytes 0..508 of each 512-byte piece at 508, as a writer would.
+    fn seal(f: &mut [u8]) {
+        for piece in f.chunks_mut(512) {
+            let crc = crc32c::crc32c(&piece[..508]);
+            piece[508..].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+
+    /// Found by the `store_recovery` fuzz target: a header whose checksum holds but whose
+    /// base LSN is u64::MAX overflowed `base + position` (a panic with overflow checks, LSNs
+    /// wrapped to 0 without). It is a damaged header, like any other.
+    #[test]
+    fn a_header_lsn_past_the_limit_is_a_damaged_header_not_an_overflow() {
+        let sim = SimBackend::new();
+        let mut f = committed(&sim, &[2, 1]);
+        f[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        seal(&mut f[..512]);
+        let (s, seen) = scan_bytes(&sim, f, false);
+        assert!(seen.is_empty());
+        assert!(
+            matches!(s.end, End::Damaged(Damage { lsn: None, .. })),
+            "{s:?}"
+        );
+        assert_eq!(s.last_lsn, Some(9));
+    }
+
+    /// Entries whose checksums hold but whose LSNs run up to u64::MAX (behind a header lost
+    /// in a crash) are bad entries: a scan never reports an LSN that overflows when the
+    /// store continues the journal after it (`last + 1`).
+    #[test]
+    fn entry_lsns_past_the_limit_are_bad_entries() {
+        let sim = SimBackend::new();
+        let mut f = committed(&sim, &[3]);
+        f[..512].fill(0);
+        for (k, lsn) in [u64::MAX - 2, u64::MAX - 1, u64::MAX]
+            .into_iter()
+            .enumerate()
+        {
+            let at = 512 + 512 * k;
+            f[at + 8..at + 16].copy_from_slice(&lsn.to_le_bytes());
+        }
+        seal(&mut f[512..]);
+        let (s, seen) = scan_bytes(&sim, f, false);
+        assert!(seen.is_empty());
+        assert_eq!((s.end, s.last_lsn), (End::Torn { at: 0 }, None));
     }
 }

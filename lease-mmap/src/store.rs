@@ -399,7 +399,9 @@ fn read_manifest(dir: &Path) -> Option<Manifest> {
         bytes.len() == 16 + len && crc32c::crc32c(&bytes[16..]) == get32(&bytes, 12)
     };
     let m = if ok {
-        meta::manifest_from_bytes(&bytes[16..]).ok()
+        meta::manifest_from_bytes(&bytes[16..])
+            .ok()
+            .filter(|m| m.journals.iter().all(|j| j.lsn < journal::LSN_LIMIT))
     } else {
         None
     };
@@ -808,5 +810,64 @@ impl Store {
     /// Bytes mapped for all tables (status).
     pub fn mapped_bytes(&self) -> u64 {
         self.tables.iter().map(|t| t.map_len() as u64).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Lease, Slot};
+
+    fn spec() -> TableSpec {
+        TableSpec {
+            network: Ipv4Addr::new(10, 0, 0, 0),
+            prefix_len: 24,
+            first: Ipv4Addr::new(10, 0, 0, 1),
+            last: Ipv4Addr::new(10, 0, 0, 8),
+            allocatable: vec![(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 8))],
+        }
+    }
+
+    /// Found by the `store_recovery` fuzz target: a manifest whose checksum holds but that
+    /// names LSN u64::MAX overflowed `lsn + 1` on open. It is a damaged manifest: recovery
+    /// goes by the journals alone, which still hold what was committed.
+    #[test]
+    fn a_manifest_lsn_past_the_limit_is_a_damaged_manifest_not_an_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = Lease {
+            state: crate::BindingState::Active,
+            hlen: 6,
+            ..Lease::default()
+        };
+        {
+            let (store, mut journals, _) =
+                Store::open(dir.path(), &[spec()], 1, Durability::Sync).unwrap();
+            let t = store.table(TableId(0));
+            let v = t.update(Slot(2), 0, &lease).unwrap();
+            journals[0].record(TableId(0), Slot(2), v, &lease);
+            journals[0].commit().unwrap();
+            // Crash: no checkpoint; a manifest past the limit.
+        }
+        write_manifest(
+            dir.path(),
+            &Manifest {
+                format: 1,
+                clean: false,
+                journals: vec![JournalMark {
+                    worker: 0,
+                    lsn: u64::MAX,
+                }],
+            },
+        )
+        .unwrap();
+        let (store, mut journals, report) =
+            Store::open(dir.path(), &[spec()], 1, Durability::Sync).unwrap();
+        assert!(!report.clean);
+        assert_eq!(store.table(TableId(0)).read(Slot(2)).1, lease);
+        // The journal goes on with LSNs that still fit.
+        journals[0].record(TableId(0), Slot(3), 1, &lease);
+        journals[0].commit().unwrap();
+        store.close(journals).unwrap();
+        Store::open(dir.path(), &[spec()], 1, Durability::Sync).unwrap();
     }
 }

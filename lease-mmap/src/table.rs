@@ -731,7 +731,10 @@ impl Table {
         best.is_some()
     }
 
-    /// Open-time: rebuild the overflow owners from every image that refers to a block.
+    /// Open-time: rebuild the overflow owners from every image that refers to a block and
+    /// is valid with it: the block holds that image's slot, version and client id. A stale
+    /// image (or garbage) naming a block that another slot took since claims nothing, else
+    /// it would mark that slot's block released and the next long id would overwrite it.
     pub(crate) fn rebuild_block_owners(&self) {
         let mut owners = vec![0u64; self.layout.blocks as usize];
         let mut w = [0u32; IMAGE_WORDS];
@@ -741,7 +744,9 @@ impl Table {
             // Old half first, so the current image's claim (in use) wins.
             for current in [false, true] {
                 r.load_image(v, current, &mut w);
-                if let Some(b) = disk::image_block(&w).filter(|b| *b < self.layout.blocks) {
+                if let Some(b) = disk::image_block(&w).filter(|b| *b < self.layout.blocks)
+                    && self.resolve(s, &w).is_some()
+                {
                     // Released "before msync 0": reusable after open's msync.
                     owners[b as usize] = u64::from(s + 1) | u64::from(!current) << 32;
                 }

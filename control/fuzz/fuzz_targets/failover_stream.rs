@@ -18,8 +18,15 @@ fuzz_target!(|data: &[u8]| {
         _ => return,
     };
     let secret = role & 2 != 0;
-    let role = if role & 1 == 0 { Role::Primary } else { Role::Secondary };
-    let now = Now { instant: Instant::from_millis(0), wall: UnixTime(1_700_000_000) };
+    let role = if role & 1 == 0 {
+        Role::Primary
+    } else {
+        Role::Secondary
+    };
+    let now = Now {
+        instant: Instant::from_millis(0),
+        wall: UnixTime(1_700_000_000),
+    };
     let mut config = Config::new("fuzz", role);
     if secret {
         config.shared_secret = Some(b"fuzz".to_vec());
@@ -30,15 +37,15 @@ fuzz_target!(|data: &[u8]| {
     let mut ms = 0u64;
     for chunk in rest.chunks(cut) {
         decoder.feed(chunk);
-        loop {
-            let frame = match decoder.next_frame() {
-                Ok(Some(f)) => f.to_vec(),
-                Ok(None) | Err(_) => break,
-            };
+        while let Ok(Some(frame)) = decoder.next_frame() {
+            let frame = frame.to_vec();
             assert!((12..=2048).contains(&frame.len()));
             if let Ok(r) = Repr::parse_bytes(&frame) {
                 let again = r.to_vec().expect("a parsed message re-emits");
-                assert_eq!(Repr::parse_bytes(&again).expect("re-emitted message parses"), r);
+                assert_eq!(
+                    Repr::parse_bytes(&again).expect("re-emitted message parses"),
+                    r
+                );
             }
             ms += 500;
             let now = Now {

@@ -222,6 +222,9 @@ pub mod disk {
     pub const IMAGE_WORDS: usize = IMAGE_LEN / 4;
     /// Longest client id stored inside the image; longer ones go to an overflow block.
     pub const INLINE_ID: usize = 64;
+    /// The largest record version: a slot's version word holds `version << 1 | WRITING`. An
+    /// image or journal entry naming a later one was not written by us.
+    pub const MAX_VERSION: u64 = u64::MAX >> 1;
     /// The common part of an image and a journal entry: state byte block, times, chaddr.
     pub const CORE_LEN: usize = 48;
     /// A lease as a journal entry carries it: core and the whole client id.
@@ -372,15 +375,20 @@ pub mod disk {
             lease.client_id = ClientId::new(&b[56..56 + usize::from(id_len)])?;
             None
         };
+        let version = get64(&b, 0);
+        if version > MAX_VERSION {
+            return None;
+        }
         Some(Image {
-            version: get64(&b, 0),
+            version,
             lease,
             overflow,
         })
     }
 
-    /// The overflow block an image in raw words refers to, without checking its CRC (used to
-    /// keep blocks referenced by any image, valid or not, from being reused).
+    /// The overflow block an image in raw words refers to, without checking its CRC (at run
+    /// time, any image of a block's slot keeps the block from being reclaimed; on open, only
+    /// an image valid with its block claims it).
     pub fn image_block(w: &[u32]) -> Option<u32> {
         let flags = w[3] >> 8 & 0xff; // byte 13 = flags
         (flags & u32::from(FLAG_OVERFLOW) != 0).then_some(w[14])

@@ -267,6 +267,73 @@ fn long_client_ids_use_overflow_blocks() {
     assert_eq!(t.update(Slot(51), 0, &active_with_id(51, 64, NOW)), Ok(1));
 }
 
+/// Found by the `store_recovery` fuzz target: on open, the overflow block owners were rebuilt
+/// from every image without checking it, so a slot's stale old image naming a block another
+/// (lower) slot now uses took the block over as "released", and the next long client id
+/// overwrote the other slot's: its binding was lost (ABANDONED, then FREE after a restart).
+/// Only an image whose block holds that very image's client id claims the block.
+#[test]
+fn a_stale_image_does_not_take_over_a_block_in_use_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = |i: u32| active_with_id(i, 200, NOW);
+    {
+        let (store, j, _) = open(dir.path());
+        let t = store.table(TableId(0));
+        // Every block (16) in use by slots 110..126.
+        for s in 110..126 {
+            assert_eq!(t.update(Slot(s), 0, &long(s)), Ok(1));
+        }
+        // Slot 110 moves to an inline id: its old image still names its block.
+        t.update(Slot(110), 1, &active(110, NOW)).unwrap();
+        store.checkpoint().unwrap();
+        // That block goes to slot 5, the only one free.
+        assert_eq!(t.update(Slot(5), 0, &long(5)), Ok(1));
+        store.close(j).unwrap();
+    }
+    let (store, j, _) = open(dir.path());
+    let t = store.table(TableId(0));
+    assert_eq!(t.read(Slot(5)), (1, long(5)));
+    // No block is free: slot 110's old image must not have handed slot 5's over.
+    assert_eq!(
+        t.update(Slot(110), 2, &long(110)),
+        Err(UpdateError::ClientIdAreaFull)
+    );
+    assert_eq!(t.read(Slot(5)), (1, long(5)));
+    store.close(j).unwrap();
+    let (store, _j, _) = open(dir.path());
+    assert_eq!(store.table(TableId(0)).read(Slot(5)), (1, long(5)));
+}
+
+/// Found by the `store_recovery` fuzz target: an image whose CRC holds with a version past
+/// what a slot's version word holds (`version << 1`) won recovery as the newest, its version
+/// shifted out to 0, and the slot's lease was lost after a restart. Such an image is invalid.
+#[test]
+fn an_image_version_past_the_version_word_is_invalid() {
+    use lease_mmap::record::disk;
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let lease = active(3, NOW);
+    {
+        let (store, j, _) = open(dir.path());
+        assert_eq!(store.table(TableId(0)).update(Slot(3), 0, &lease), Ok(1));
+        store.close(j).unwrap();
+    }
+    // Slot 3's other half (A, even versions): a FREE image of version 2^63.
+    let img = disk::to_bytes(&disk::encode_image(1 << 63, &free(), None));
+    let path = dir
+        .path()
+        .join(lease_mmap::store::table_file_name(&small_spec()));
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&img, RECORDS_AT + 3 * SLOT_LEN + IMAGE_A)
+        .unwrap();
+    drop(f);
+    for _ in 0..2 {
+        let (store, j, _) = open(dir.path());
+        assert_eq!(store.table(TableId(0)).read(Slot(3)), (1, lease));
+        store.close(j).unwrap();
+    }
+}
+
 #[test]
 fn allocate_takes_only_free_allocatable_slots() {
     let dir = tempfile::tempdir().unwrap();
