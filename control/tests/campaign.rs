@@ -24,7 +24,9 @@
 //! on): one run in five skews B by up to ±30 s, within the 60 s bound, and serves as any
 //! other; one in five by 90 to 300 s ahead, beyond it: the pair must refuse to connect and
 //! each server serve alone, MCLT-bounded, until B is restarted on the true time at the end
-//! (a step back, which only makes B's leases look longer). A step *forward* of one server's
+//! (a step back, which only makes B's leases look longer). Such runs play no SHUTDOWN and no
+//! operator partner-down (kill -9 instead): with the two unable to talk, either would leave
+//! one in PARTNER-DOWN and the other serving beside it unheard, the hazard draft §10 warns of. A step *forward* of one server's
 //! clock while it holds leases is outside what any DHCP server can keep: it expires them
 //! early by the step (the first campaign found exactly that when the skew was a scenario).
 //!
@@ -195,7 +197,14 @@ impl Run {
     }
 
     fn scenario(&mut self, n: u64) {
-        let nemesis = Nemesis::ALL[usize::try_from(self.rng.below(7)).unwrap_or(0)];
+        let mut nemesis = Nemesis::ALL[usize::try_from(self.rng.below(7)).unwrap_or(0)];
+        // With B's clock beyond the bound the two cannot talk, so nothing may put one of them
+        // in PARTNER-DOWN (a SHUTDOWN, the operator): B, back, would serve beside it unheard.
+        if self.skew.is_some_and(|s| s > BOUND)
+            && matches!(nemesis, Nemesis::Restart | Nemesis::PartnerDown)
+        {
+            nemesis = Nemesis::Kill9;
+        }
         let i = match nemesis {
             // Only A's data directory can fail.
             Nemesis::FsyncError => 0,
@@ -378,6 +387,8 @@ fn run(seed: u64, scenarios: u64) -> BTreeMap<Nemesis, u64> {
     if let Some(secs) = skew {
         eprintln!("campaign seed {seed}: server B's wall clock {secs:+} s for the whole run");
         servers.b.set_env(faketime(secs));
+        // Killed, not stopped: a SHUTDOWN would put A in PARTNER-DOWN.
+        servers.b.kill9();
         servers.b.restart();
         if secs > BOUND {
             // Beyond the bound: CONNECT refused for the time offset, each side alone.
@@ -412,6 +423,7 @@ fn run(seed: u64, scenarios: u64) -> BTreeMap<Nemesis, u64> {
     if r.skew.is_some_and(|s| s > BOUND) {
         // B back on the true time (a step back): the pair connects and settles.
         r.servers.b.set_env(Vec::new());
+        r.servers.b.kill9();
         r.servers.b.restart();
         r.servers.both_normal(4 * u64::from(MCLT) + 90);
     }
