@@ -149,13 +149,18 @@ impl Run {
         eprintln!("campaign seed {}: {what}", self.seed);
     }
 
+    /// A hardware address no client of this run used yet.
+    fn fresh_mac(&mut self) -> [u8; 6] {
+        let [hi, lo] = self.next_mac.to_be_bytes();
+        self.next_mac = self.next_mac.wrapping_add(1);
+        [0x02, 0xca, (self.seed & 0xff) as u8, 0x5e, hi, lo]
+    }
+
     /// Sleeps `ms` while clients come: udhcpc with fresh addresses on client 1.
     fn clients_for(&mut self, ms: u64) {
         let until = Instant::now() + Duration::from_millis(ms);
         loop {
-            let [hi, lo] = self.next_mac.to_be_bytes();
-            self.next_mac = self.next_mac.wrapping_add(1);
-            let mac = [0x02, 0xca, (self.seed & 0xff) as u8, 0x5e, hi, lo];
+            let mac = self.fresh_mac();
             // A client that finds nobody (every server down or cut off) just tries later.
             match self.net.udhcpc(1, mac) {
                 Ok(l) => self.say(format!(
@@ -227,9 +232,9 @@ impl Run {
             Nemesis::ClientPartition => {
                 let port = ["sa", "sb"][i];
                 let br = self.net.br.name.clone();
-                netns_ip(&["-n", &br, "link", "set", port, "down"]);
+                ip(&["-n", &br, "link", "set", port, "down"]);
                 self.clients_for(hold);
-                netns_ip(&["-n", &br, "link", "set", port, "up"]);
+                ip(&["-n", &br, "link", "set", port, "up"]);
             }
             Nemesis::Kill9 => {
                 self.server(i).kill9();
@@ -280,17 +285,13 @@ impl Run {
             }
             Nemesis::FsyncError => {
                 self.fs.fail_fsync(".tdj");
-                let a = &mut self.servers.a;
                 let until = Instant::now() + Duration::from_millis(hold);
                 let mut stopped = None;
                 while stopped.is_none() && Instant::now() < until {
                     // Clients make A commit: it must stop rather than ACK what it cannot keep.
-                    let [hi, lo] = self.next_mac.to_be_bytes();
-                    self.next_mac = self.next_mac.wrapping_add(1);
-                    let _ = self
-                        .net
-                        .udhcpc(1, [0x02, 0xcb, (self.seed & 0xff) as u8, 0x5e, hi, lo]);
-                    stopped = a.wait_exit(Duration::from_millis(100));
+                    let mac = self.fresh_mac();
+                    let _ = self.net.udhcpc(1, mac);
+                    stopped = self.servers.a.wait_exit(Duration::from_millis(100));
                 }
                 self.say(format!("A under fsync errors: {stopped:?}"));
                 if let Some(status) = stopped {
@@ -314,10 +315,6 @@ impl Run {
             self.servers.both_normal(4 * u64::from(MCLT) + 90);
         }
     }
-}
-
-fn netns_ip(args: &[&str]) {
-    testkit::netns::sh(&[&["ip"], args].concat());
 }
 
 /// Every lease an ACK promised that has not ended, nor been given back, by the time the

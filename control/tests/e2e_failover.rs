@@ -387,6 +387,26 @@ fn two_tandemd_replicate_bindings() {
 /// ISC dhcpd (secondary), in the other namespace, over the veth pair.
 struct Dhcpd(Child);
 
+impl Dhcpd {
+    /// ISC dhcpd on `fa0` in `ns`, with `conf` and an empty lease file in `dir`
+    /// (`dhcpd.conf`, `dhcpd.leases`, `dhcpd.log`, `dhcpd.pid`).
+    fn start(ns: &Ns, dir: &Path, conf: &str) -> Self {
+        let conf_path = dir.join("dhcpd.conf");
+        let leases = dir.join("dhcpd.leases");
+        std::fs::write(&conf_path, conf).unwrap();
+        std::fs::write(&leases, "").unwrap();
+        let mut cmd = ns.command("dhcpd");
+        cmd.args(["-f", "-d", "-cf"])
+            .arg(&conf_path)
+            .arg("-lf")
+            .arg(&leases)
+            .arg("-pf")
+            .arg(dir.join("dhcpd.pid"))
+            .arg("fa0");
+        Dhcpd(common::net::spawn_logged(cmd, &dir.join("dhcpd.log")))
+    }
+}
+
 impl Drop for Dhcpd {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -400,11 +420,11 @@ fn tandemd_primary_with_isc_dhcpd_reaches_normal() {
     assert!(common::which("dhcpd").is_some(), "ISC dhcpd not installed");
     let net = Pair::new("i");
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("dhcpd.conf");
     let leases = dir.path().join("dhcpd.leases");
     let log = dir.path().join("dhcpd.log");
-    std::fs::write(
-        &conf,
+    let dhcpd = Dhcpd::start(
+        &net.a,
+        dir.path(),
         r#"failover peer "pair" {
   secondary;
   address 10.79.0.1;
@@ -422,18 +442,7 @@ subnet 10.79.0.0 netmask 255.255.255.0 {
   }
 }
 "#,
-    )
-    .unwrap();
-    std::fs::write(&leases, "").unwrap();
-    let mut cmd = net.a.command("dhcpd");
-    cmd.args(["-f", "-d", "-cf"])
-        .arg(&conf)
-        .arg("-lf")
-        .arg(&leases)
-        .arg("-pf")
-        .arg(dir.path().join("dhcpd.pid"))
-        .arg("fa0");
-    let dhcpd = Dhcpd(common::net::spawn_logged(cmd, &log));
+    );
     let t = Server::start_tandemd_with(&net.b, |d| {
         format!(
             r#"[server]
@@ -598,11 +607,11 @@ fn isc_dhcpd_primary_replicates_with_tandemd_secondary() {
     assert!(common::which("dhcpd").is_some(), "ISC dhcpd not installed");
     let net = Pair::new("j");
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("dhcpd.conf");
     let leases = dir.path().join("dhcpd.leases");
     let log = dir.path().join("dhcpd.log");
-    std::fs::write(
-        &conf,
+    let _dhcpd = Dhcpd::start(
+        &net.a,
+        dir.path(),
         r#"failover peer "pair" {
   primary;
   address 10.79.0.1;
@@ -622,18 +631,7 @@ subnet 10.79.0.0 netmask 255.255.255.0 {
   }
 }
 "#,
-    )
-    .unwrap();
-    std::fs::write(&leases, "").unwrap();
-    let mut cmd = net.a.command("dhcpd");
-    cmd.args(["-f", "-d", "-cf"])
-        .arg(&conf)
-        .arg("-lf")
-        .arg(&leases)
-        .arg("-pf")
-        .arg(dir.path().join("dhcpd.pid"))
-        .arg("fa0");
-    let _dhcpd = Dhcpd(common::net::spawn_logged(cmd, &log));
+    );
     let t = Server::start_tandemd_with(&net.b, |d| {
         isc_partner(config(d, "fb0", "10.79.0.2", "10.79.0.1", false))
             .replace("10.79.0.100-10.79.0.200", "10.79.0.100-10.79.0.110")
@@ -725,11 +723,10 @@ fn tandemd_killed_in_normal_recovers_from_isc_dhcpd_in_partner_down() {
     assert!(common::which("omshell").is_some(), "omshell not installed");
     let net = Pair::new("k");
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("dhcpd.conf");
-    let leases = dir.path().join("dhcpd.leases");
     let log = dir.path().join("dhcpd.log");
-    std::fs::write(
-        &conf,
+    let _dhcpd = Dhcpd::start(
+        &net.a,
+        dir.path(),
         r#"omapi-port 7911;
 failover peer "pair" {
   secondary;
@@ -748,18 +745,7 @@ subnet 10.79.0.0 netmask 255.255.255.0 {
   }
 }
 "#,
-    )
-    .unwrap();
-    std::fs::write(&leases, "").unwrap();
-    let mut cmd = net.a.command("dhcpd");
-    cmd.args(["-f", "-d", "-cf"])
-        .arg(&conf)
-        .arg("-lf")
-        .arg(&leases)
-        .arg("-pf")
-        .arg(dir.path().join("dhcpd.pid"))
-        .arg("fa0");
-    let _dhcpd = Dhcpd(common::net::spawn_logged(cmd, &log));
+    );
     let dlog = || std::fs::read_to_string(&log).unwrap_or_default();
     let mut t = Server::start_tandemd_with(&net.b, |d| {
         isc_partner(config(d, "fb0", "10.79.0.2", "10.79.0.1", true))
