@@ -34,6 +34,9 @@ pub enum UpdateError {
     /// Writing a long client id's overflow block back (msync) failed with this errno.
     #[error("writing back a long client identifier failed (os error {0})")]
     WriteBack(i32),
+    /// [`Table::update_capped`]: the table already holds its limit of ABANDONED records.
+    #[error("the table already holds {0} abandoned addresses")]
+    AbandonedCap(u32),
 }
 
 /// Bytes per slot: version word (8) and two record images (124 each). Two slots per 512-byte
@@ -156,6 +159,9 @@ pub struct Table {
     /// block released while `started` was r may be reused once `completed > r`.
     flushes_started: AtomicU32,
     flushes_completed: AtomicU32,
+    /// Records in state ABANDONED: kept by every write under the slot's claim (so each
+    /// change of state is counted once), rebuilt from the records on open.
+    abandoned: AtomicU32,
 }
 
 type Ref<'a> = SlotRef<'a, AtomicU64, AtomicU32>;
@@ -185,6 +191,7 @@ impl Table {
             block_hint: AtomicU32::new(0),
             flushes_started: AtomicU32::new(0),
             flushes_completed: AtomicU32::new(0),
+            abandoned: AtomicU32::new(0),
         }
     }
 
@@ -384,21 +391,81 @@ impl Table {
     }
 
     /// Replace `slot`'s lease with `new` if its version is still `expected`; returns the new
-    /// version. Keeps the client index in step.
+    /// version. Keeps the client index and the ABANDONED count in step.
     pub fn update(&self, slot: Slot, expected: u64, new: &Lease) -> Result<u64, UpdateError> {
+        self.update_capped(slot, expected, new, u32::MAX)
+    }
+
+    /// [`Table::update`], except that a change that makes the record ABANDONED is refused
+    /// with [`UpdateError::AbandonedCap`] while the table holds `max_abandoned` such records
+    /// already. The count is taken by CAS before the record is written, so concurrent
+    /// writers never pass the cap together.
+    pub fn update_capped(
+        &self,
+        slot: Slot,
+        expected: u64,
+        new: &Lease,
+        max_abandoned: u32,
+    ) -> Result<u64, UpdateError> {
         if slot.0 >= self.len() {
             return Err(UpdateError::NoSuchSlot(slot.0));
         }
         let r = self.slot_ref(slot.0);
         r.claim(expected)
             .map_err(|current| UpdateError::Conflict { current })?;
-        match self.write_claimed(&r, slot.0, expected, expected + 1, new, true) {
+        match self.write_counted(&r, slot.0, expected, expected + 1, new, true, max_abandoned) {
             Ok(()) => Ok(expected + 1),
             Err(e) => {
                 r.release(expected);
                 Err(e)
             }
         }
+    }
+
+    /// The number of records in state ABANDONED, without a scan.
+    pub fn abandoned(&self) -> u32 {
+        self.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// [`Table::write_claimed`], keeping the ABANDONED count: a record that becomes
+    /// ABANDONED takes a place in it first (refused at `max_abandoned`), given back if the
+    /// write fails; one that stops being ABANDONED gives its place back once written.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "write_claimed's arguments and the cap"
+    )]
+    fn write_counted(
+        &self,
+        r: &Ref<'_>,
+        slot: u32,
+        version: u64,
+        new_version: u64,
+        new: &Lease,
+        index: bool,
+        max_abandoned: u32,
+    ) -> Result<(), UpdateError> {
+        use crate::BindingState::Abandoned;
+        // The state the record has now: the image of `version`, under our claim.
+        let mut head = [0u32; 3];
+        r.load_image(version, true, &mut head);
+        let was = disk::image_state(&head) == Some(Abandoned);
+        let becomes = new.state == Abandoned;
+        let count = &self.abandoned;
+        if becomes
+            && !was
+            && let Err(n) = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max_abandoned).then_some(n + 1)
+            })
+        {
+            return Err(UpdateError::AbandonedCap(n));
+        }
+        let res = self.write_claimed(r, slot, version, new_version, new, index);
+        if (res.is_err() && becomes && !was) || (res.is_ok() && was && !becomes) {
+            // Never below zero, even if a damaged image seen during recovery said ABANDONED
+            // (open rebuilds the count afterwards anyway).
+            let _ = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+        res
     }
 
     /// With the claim on `slot` held at `version`: index `new`, store its long client id,
@@ -465,7 +532,7 @@ impl Table {
         let (cur, _) = r.version();
         r.claim(cur)
             .map_err(|current| UpdateError::Conflict { current })?;
-        let res = self.write_claimed(&r, slot, cur, version, lease, false);
+        let res = self.write_counted(&r, slot, cur, version, lease, false, u32::MAX);
         if res.is_err() {
             r.release(cur);
         }
@@ -760,16 +827,18 @@ impl Table {
         }
     }
 
-    /// Open-time: rebuild the client index from the records. Returns bound records indexed.
-    /// The new index is built on the heap and only cells that differ are stored, so an
-    /// unchanged index leaves its pages clean.
+    /// Open-time: rebuild the client index and the ABANDONED count from the records (one
+    /// pass). Returns bound records indexed. The new index is built on the heap and only
+    /// cells that differ are stored, so an unchanged index leaves its pages clean.
     pub(crate) fn rebuild_index(&self) -> Result<u64, UpdateError> {
         let cap = self.layout.index_cap;
         let mask = cap - 1;
         let mut fresh = vec![0u64; cap as usize];
         let mut n = 0;
+        let mut abandoned = 0u32;
         for s in 0..self.len() {
             let (_, l) = self.read(Slot(s));
+            abandoned += u32::from(l.state == crate::BindingState::Abandoned);
             let Some(key) = l.client_key().filter(|_| l.state.is_bound()) else {
                 continue;
             };
@@ -788,6 +857,7 @@ impl Table {
                 Word::store(e, want, Ordering::Relaxed);
             }
         }
+        self.abandoned.store(abandoned, Ordering::Relaxed);
         Ok(n)
     }
 }

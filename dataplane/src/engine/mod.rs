@@ -813,7 +813,10 @@ impl Engine {
                 Err(UpdateError::IndexFull | UpdateError::ClientIdAreaFull) => {
                     return Err(DropReason::ClientIndexFull);
                 }
-                Err(UpdateError::NoSuchSlot(_)) => return Err(DropReason::Internal),
+                // `Table::update` has no cap.
+                Err(UpdateError::NoSuchSlot(_) | UpdateError::AbandonedCap(_)) => {
+                    return Err(DropReason::Internal);
+                }
                 Err(UpdateError::WriteBack(_)) => return Err(DropReason::Storage),
             }
         }

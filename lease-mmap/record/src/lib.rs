@@ -394,6 +394,13 @@ pub mod disk {
         (flags & u32::from(FLAG_OVERFLOW) != 0).then_some(w[14])
     }
 
+    /// The binding state in an image's raw words (at least its first three), without
+    /// checking the CRC: a table reads it under the slot's claim to keep its count of
+    /// ABANDONED records, which open rebuilds from verified records. All zero is FREE.
+    pub fn image_state(w: &[u32]) -> Option<BindingState> {
+        BindingState::from_u8((w[2] & 0xff) as u8) // byte 8 = the core's state
+    }
+
     /// A lease in a journal entry (303 bytes): core, then the client id padded to 255.
     pub fn encode_lease(l: &Lease, b: &mut [u8]) {
         encode_core(l, 0, &mut b[..CORE_LEN]);
@@ -505,6 +512,11 @@ mod tests {
         assert_eq!(image_block(&w), Some(17));
         let zero = decode_image(&[0; IMAGE_WORDS]).unwrap();
         assert_eq!((zero.version, zero.lease), (0, Lease::default()));
+        assert_eq!(image_state(&[0; IMAGE_WORDS]), Some(BindingState::Free));
+        for state in BindingState::ALL {
+            let w = encode_image(5, &Lease { state, ..sample(0) }, None);
+            assert_eq!(image_state(&w), Some(state));
+        }
     }
 
     #[test]

@@ -602,3 +602,82 @@ fn churn_of_released_clients_keeps_the_index_usable() {
         None
     );
 }
+
+#[test]
+fn abandoned_count_follows_updates_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let abandoned = |ends: u32| lease_mmap::Lease {
+        state: BindingState::Abandoned,
+        ends: UnixTime(ends),
+        ..free()
+    };
+    {
+        let (store, mut journals, _) = open(dir.path());
+        let t = store.table(TableId(0));
+        assert_eq!(t.abandoned(), 0);
+        // Every way in and out: update, a second abandonment of the same record, update
+        // back to FREE, allocate over an ABANDONED record.
+        let v3 = t.update(Slot(3), 0, &abandoned(NOW)).unwrap();
+        let v4 = t.update(Slot(4), 0, &abandoned(NOW)).unwrap();
+        assert_eq!(t.abandoned(), 2);
+        let v3 = t.update(Slot(3), v3, &abandoned(NOW + 60)).unwrap();
+        assert_eq!(
+            t.abandoned(),
+            2,
+            "abandoning an ABANDONED record again is no new one"
+        );
+        t.update(Slot(3), v3, &free()).unwrap();
+        assert_eq!(t.abandoned(), 1);
+        let only_abandoned =
+            |_: UnixTime, l: &lease_mmap::Lease| l.state == BindingState::Abandoned;
+        t.update(Slot(20), 0, &abandoned(NOW)).unwrap();
+        assert_eq!(t.abandoned(), 2);
+        let (s, _) = t
+            .allocate(
+                &mut AllocCursor::new(0, 1),
+                UnixTime(NOW),
+                &active(1, NOW),
+                &only_abandoned,
+            )
+            .unwrap();
+        assert_eq!(s, Slot(20), "slot 4 is not allocatable");
+        assert_eq!(t.abandoned(), 1);
+
+        // The cap: refused with nothing written, and only for a record that would become
+        // ABANDONED.
+        assert_eq!(
+            t.update_capped(Slot(5), 0, &abandoned(NOW), 1),
+            Err(UpdateError::AbandonedCap(1))
+        );
+        assert_eq!(t.read(Slot(5)), (0, free()));
+        assert_eq!(t.abandoned(), 1);
+        let v4 = t
+            .update_capped(Slot(4), v4, &abandoned(NOW + 5), 1)
+            .unwrap();
+        t.update_capped(Slot(6), 0, &active(6, NOW), 0).unwrap();
+        assert_eq!(t.update_capped(Slot(5), 0, &abandoned(NOW), 2), Ok(1));
+        assert_eq!(t.abandoned(), 2);
+        assert_eq!(t.counts()[BindingState::Abandoned as usize], 2);
+
+        // One more, only in the journal when the process dies (no checkpoint, no close).
+        let v7 = t.update(Slot(7), 0, &abandoned(NOW)).unwrap();
+        journals[0].record(t.id(), Slot(7), v7, &abandoned(NOW));
+        journals[0].record(t.id(), Slot(4), v4, &abandoned(NOW + 5));
+        journals[0].commit().unwrap();
+        assert_eq!(t.abandoned(), 3);
+        assert_eq!(store.table(TableId(1)).abandoned(), 0);
+    }
+    // Reopen: the table file holds what the mapping held (the kernel's page cache), and
+    // recovery replays the journal; the count comes from the records either way.
+    let (store, journals, _) = open(dir.path());
+    let t = store.table(TableId(0));
+    assert_eq!(t.abandoned(), 3);
+    assert_eq!(t.counts()[BindingState::Abandoned as usize], 3);
+    let (v, _) = t.read(Slot(7));
+    t.update(Slot(7), v, &free()).unwrap();
+    assert_eq!(t.abandoned(), 2);
+    store.close(journals).unwrap();
+    let (store, _j, report) = open(dir.path());
+    assert!(report.clean);
+    assert_eq!(store.table(TableId(0)).abandoned(), 2);
+}
