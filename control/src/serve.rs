@@ -41,6 +41,7 @@ pub fn scope_config(s: &SubnetConfig) -> ScopeConfig {
         renewal_time: s.renewal_time,
         rebinding_time: s.rebinding_time,
         decline_probation: s.decline_probation,
+        max_abandoned_percent: engine::DEFAULT_MAX_ABANDONED_PERCENT,
         reservations: s
             .reservations
             .iter()
@@ -81,6 +82,7 @@ pub fn engine_config(c: &Config) -> EngineConfig {
             .iter()
             .map(|p| (p.addr, p.len))
             .collect(),
+        decline_limits: dataplane::limit::DeclineLimits::DEFAULT,
     }
 }
 

@@ -8,11 +8,18 @@
 //! worker has its own tables, so a client whose frames are spread over `n` workers (packet
 //! fanout) gets up to `n` times the rate; that also errs on the lenient side.
 //!
-//! Time is whole seconds ([`UnixTime`]): a bucket gains `rate` tokens a second up to
-//! `burst`, and each request takes one.
+//! Time is whole seconds ([`UnixTime`]): a bucket gains `rate` tokens a second (a
+//! [`DeclineLimits`] bucket: an hour) up to `burst`, and each request takes one.
+//!
+//! The same buckets limit DHCPDECLINEs ([`DeclineLimits`], #13), per MAC and per relay. Those
+//! are the engine's ([`crate::engine::EngineWorker`]): only a DECLINE that would abandon an
+//! address takes a token, which only the engine knows after reading the record.
 #![forbid(unsafe_code)]
 
 use lease_mmap::UnixTime;
+
+use crate::engine::Ingress;
+use crate::wire::dhcpv4::Repr;
 
 /// Slots per table (a power of two): 8192 × 16 bytes = 128 KiB per class and worker.
 pub const SLOTS: usize = 8192;
@@ -60,6 +67,58 @@ impl RateLimits {
     };
 }
 
+/// The period of a [`DeclineLimits`] rate: an hour.
+pub const DECLINE_PERIOD: u32 = 3600;
+
+/// Limits on the DHCPDECLINEs that abandon an address (#13: each takes an address out of the
+/// pool for the scope's probation, and is replicated to a failover partner). Rates are per
+/// [`DECLINE_PERIOD`] (an hour), not per second; a DECLINE over either is dropped
+/// (`decline-rate-relay`, `decline-rate-mac`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeclineLimits {
+    /// Per client hardware address (`htype`, `chaddr`).
+    pub mac: RateLimit,
+    /// Per relay agent: the IPv4 source of DECLINEs with `giaddr` set, as for
+    /// [`RateLimits::relay`].
+    pub relay: RateLimit,
+}
+
+impl DeclineLimits {
+    /// Nothing limited.
+    pub const OFF: DeclineLimits = DeclineLimits {
+        mac: RateLimit::OFF,
+        relay: RateLimit::OFF,
+    };
+
+    /// The defaults of `tandemd`'s config: 10 an hour per MAC (a client that keeps finding
+    /// its address in use has a network problem, not a need for more addresses), 100 an hour
+    /// per relay; each may be spent at once.
+    pub const DEFAULT: DeclineLimits = DeclineLimits {
+        mac: RateLimit {
+            rate: 10,
+            burst: 10,
+        },
+        relay: RateLimit {
+            rate: 100,
+            burst: 100,
+        },
+    };
+}
+
+/// The key of a request's client hardware address (`htype`, `chaddr`).
+pub fn mac_key(req: &Repr<'_>) -> u64 {
+    let chaddr = req
+        .chaddr
+        .get(..usize::from(req.hlen.min(16)))
+        .unwrap_or(&[]);
+    hash(&[&[req.htype], chaddr])
+}
+
+/// The key of the relay agent a request came through (its IPv4 source), if `giaddr` is set.
+pub fn relay_key(req: &Repr<'_>, ingress: &Ingress) -> Option<u64> {
+    (!req.giaddr.is_unspecified()).then(|| hash(&[&ingress.src_ip.octets()]))
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Bucket {
     /// The key's hash, 0 for an empty slot (a key hashing to 0 is stored as 1).
@@ -73,15 +132,23 @@ struct Bucket {
 #[derive(Debug)]
 pub struct Buckets {
     limit: RateLimit,
+    /// Seconds in which a bucket gains `limit.rate` tokens.
+    period: u32,
     slots: Box<[Bucket]>,
 }
 
 impl Buckets {
-    /// A table for `limit`; no memory when it is off.
+    /// A table for `limit` (a rate per second); no memory when it is off.
     pub fn new(limit: RateLimit) -> Self {
+        Self::per(limit, 1)
+    }
+
+    /// A table for `limit` as a rate per `period` seconds; no memory when it is off.
+    pub fn per(limit: RateLimit, period: u32) -> Self {
         let n = if limit.rate == 0 { 0 } else { SLOTS };
         Buckets {
             limit,
+            period: period.max(1),
             slots: vec![Bucket::default(); n].into_boxed_slice(),
         }
     }
@@ -109,10 +176,19 @@ impl Buckets {
                 tokens: burst,
             };
         } else {
-            let gained = u64::from(now.0.saturating_sub(b.at)) * u64::from(rate);
-            let tokens = (u64::from(b.tokens) + gained).min(u64::from(burst));
-            b.tokens = u32::try_from(tokens).unwrap_or(burst);
-            b.at = b.at.max(now.0);
+            // Whole tokens only; `at` moves on by the time they took, so the remainder of a
+            // period is not lost (a rate per hour gains a token every 360 s of 10).
+            let period = u64::from(self.period);
+            let gained = u64::from(now.0.saturating_sub(b.at)) * u64::from(rate) / period;
+            let tokens = u64::from(b.tokens) + gained;
+            if tokens >= u64::from(burst) {
+                b.tokens = burst;
+                b.at = b.at.max(now.0);
+            } else {
+                b.tokens = u32::try_from(tokens).unwrap_or(burst);
+                let used = gained * period / u64::from(rate);
+                b.at = b.at.saturating_add(u32::try_from(used).unwrap_or(u32::MAX));
+            }
         }
         if b.tokens == 0 {
             return false;
@@ -157,5 +233,23 @@ mod tests {
         // Off allows everything.
         let mut off = Buckets::new(RateLimit::OFF);
         assert!((0..1000).all(|_| off.allow(k, t)));
+    }
+
+    #[test]
+    fn bucket_per_hour_refills_a_token_every_period_over_rate() {
+        let mut b = Buckets::per(RateLimit { rate: 10, burst: 2 }, DECLINE_PERIOD);
+        let k = hash(&[b"a"]);
+        let t = |s: u32| UnixTime(1000 + s);
+        assert!(b.allow(k, t(0)) && b.allow(k, t(0)));
+        assert!(!b.allow(k, t(0)));
+        // Asked every 100 s: the partial periods add up, one token per 360 s.
+        let allowed: Vec<u32> = (1..=8)
+            .map(|i| i * 100)
+            .filter(|&s| b.allow(k, t(s)))
+            .collect();
+        assert_eq!(allowed, vec![400, 800]);
+        // A long pause refills to the burst only.
+        assert!(b.allow(k, t(100_000)) && b.allow(k, t(100_000)));
+        assert!(!b.allow(k, t(100_000)));
     }
 }

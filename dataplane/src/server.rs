@@ -188,9 +188,8 @@ impl Limiter {
     /// limit it is over. The relay's first: a flood through one relay is stopped there
     /// whatever MACs it carries.
     fn check(&mut self, req: &Repr<'_>, ingress: &Ingress, now: UnixTime) -> Option<DropReason> {
-        if !req.giaddr.is_unspecified() {
-            let src = ingress.src_ip.octets();
-            if !self.relay.allow(limit::hash(&[&src]), now) {
+        if let Some(relay) = limit::relay_key(req, ingress) {
+            if !self.relay.allow(relay, now) {
                 return Some(DropReason::RateRelay);
             }
             let circuit = req
@@ -199,16 +198,14 @@ impl Limiter {
                 .and_then(|ri| RelayAgentInfo::parse(ri).ok())
                 .and_then(|ri| ri.circuit_id);
             if let Some(c) = circuit
-                && !self.circuit.allow(limit::hash(&[&src, c]), now)
+                && !self
+                    .circuit
+                    .allow(limit::hash(&[&ingress.src_ip.octets(), c]), now)
             {
                 return Some(DropReason::RateCircuit);
             }
         }
-        let chaddr = req
-            .chaddr
-            .get(..usize::from(req.hlen.min(16)))
-            .unwrap_or(&[]);
-        if !self.mac.allow(limit::hash(&[&[req.htype], chaddr]), now) {
+        if !self.mac.allow(limit::mac_key(req), now) {
             return Some(DropReason::RateMac);
         }
         None

@@ -23,7 +23,7 @@ use dataplane::engine::{
 };
 use dataplane::wire::dhcpv4::{MessageType, Packet, Repr};
 use dataplane::wire::frame::{self, ReplyHeader};
-use lease_mmap::{Durability, Lease, Slot, Store, TableId, UnixTime};
+use lease_mmap::{BindingState, Durability, Lease, Slot, Store, TableId, UnixTime};
 use libfuzzer_sys::fuzz_target;
 
 const T0: u32 = 1_790_000_000;
@@ -164,6 +164,16 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
             Decision::Silent { commit: None, .. } | Decision::Drop(_) => {}
+        }
+        // DECLINEs never abandon past a scope's cap, and the table's count is its records'.
+        for t in e.store().tables() {
+            let cfg = e.scope_config(t.id()).expect("a scope per table");
+            assert!(t.abandoned() <= cfg.max_abandoned(t.spec()), "abandoned past the cap");
+            assert_eq!(
+                u64::from(t.abandoned()),
+                t.counts()[BindingState::Abandoned as usize],
+                "abandoned count"
+            );
         }
     }
 });

@@ -7,12 +7,16 @@ use std::net::Ipv4Addr;
 
 use lease_mmap::TableSpec;
 
+use crate::limit::DeclineLimits;
+
 /// Lease time a scope gets when the config names none (1 h).
 pub const DEFAULT_LEASE_TIME: u32 = 3600;
 /// How long a DHCPOFFER holds its address (RFC 2131 §4.3.1 leaves it to the server).
 pub const DEFAULT_OFFER_HOLD: u32 = 30;
 /// How long a declined address stays ABANDONED before it is reclaimed (Kea's default, 24 h).
 pub const DEFAULT_DECLINE_PROBATION: u32 = 86_400;
+/// The share of a scope's pool that DECLINEs may keep ABANDONED at once (#13).
+pub const DEFAULT_MAX_ABANDONED_PERCENT: u8 = 10;
 /// Option 51's "infinite" (RFC 2132 §9.2), and what BOOTP clients get (RFC 1534 §3).
 pub const INFINITE_LEASE: u32 = u32::MAX;
 
@@ -30,6 +34,9 @@ pub struct EngineConfig {
     /// (link selection, server identifier override, circuit-id / remote-id reservations)
     /// and option 118 honoured. Everyone else's are ignored. Empty: no one's.
     pub trusted_relays: Vec<(Ipv4Addr, u8)>,
+    /// DHCPDECLINEs that abandon an address, per MAC and per relay, counted by each worker
+    /// ([`crate::limit`]).
+    pub decline_limits: DeclineLimits,
 }
 
 impl Default for EngineConfig {
@@ -39,6 +46,7 @@ impl Default for EngineConfig {
             scopes: Vec::new(),
             offer_hold: DEFAULT_OFFER_HOLD,
             trusted_relays: Vec::new(),
+            decline_limits: DeclineLimits::DEFAULT,
         }
     }
 }
@@ -68,6 +76,9 @@ pub struct ScopeConfig {
     pub rebinding_time: Option<u32>,
     /// Seconds a declined address stays ABANDONED.
     pub decline_probation: u32,
+    /// At most this percentage of the pool (its allocatable addresses, rounded down) is
+    /// ABANDONED at once; a DECLINE beyond it leaves the lease as it was. `0..=100`.
+    pub max_abandoned_percent: u8,
     /// Fixed addresses; they need not lie in a pool and are never allocated dynamically.
     pub reservations: Vec<Reservation>,
     /// The interface a directly attached scope lives on. Informational for the control plane
@@ -129,6 +140,8 @@ pub enum ConfigError {
     DuplicateReservationKey { network: Ipv4Addr },
     #[error("subnet {network}: a reservation key is empty or longer than 255 bytes")]
     BadReservationKey { network: Ipv4Addr },
+    #[error("subnet {network}: max_abandoned_percent {percent} is over 100")]
+    BadAbandonedPercent { network: Ipv4Addr, percent: u8 },
     #[error("subnet {network}: lease time is zero")]
     ZeroLeaseTime { network: Ipv4Addr },
     #[error(
@@ -183,7 +196,8 @@ impl EngineConfig {
 }
 
 impl ScopeConfig {
-    /// A scope with no pools and the defaults: 1 h leases, RFC T1/T2, 24 h decline probation.
+    /// A scope with no pools and the defaults: 1 h leases, RFC T1/T2, 24 h decline probation,
+    /// at most 10 % of the pool abandoned.
     pub fn new(network: Ipv4Addr, prefix_len: u8) -> Self {
         Self {
             network,
@@ -197,6 +211,7 @@ impl ScopeConfig {
             renewal_time: None,
             rebinding_time: None,
             decline_probation: DEFAULT_DECLINE_PROBATION,
+            max_abandoned_percent: DEFAULT_MAX_ABANDONED_PERCENT,
             reservations: Vec::new(),
             interface: None,
         }
@@ -292,6 +307,19 @@ impl ScopeConfig {
         }
     }
 
+    /// How many of the scope's records DECLINEs may keep ABANDONED at once:
+    /// `max_abandoned_percent` of the allocatable addresses of `spec` (this scope's
+    /// [`ScopeConfig::table_spec`]), rounded down.
+    pub fn max_abandoned(&self, spec: &TableSpec) -> u32 {
+        let pool: u64 = spec
+            .allocatable
+            .iter()
+            .map(|&(a, b)| u64::from(u32::from(b)) - u64::from(u32::from(a)) + 1)
+            .sum();
+        let cap = pool * u64::from(self.max_abandoned_percent.min(100)) / 100;
+        u32::try_from(cap).unwrap_or(u32::MAX)
+    }
+
     /// Check this scope alone.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let network = self.network;
@@ -355,6 +383,12 @@ impl ScopeConfig {
         }
         if self.lease_time == 0 {
             return Err(ConfigError::ZeroLeaseTime { network });
+        }
+        if self.max_abandoned_percent > 100 {
+            return Err(ConfigError::BadAbandonedPercent {
+                network,
+                percent: self.max_abandoned_percent,
+            });
         }
         let t1 = self.renewal_time.unwrap_or(0);
         let t2 = self.rebinding_time.unwrap_or(self.lease_time);
@@ -461,6 +495,19 @@ mod tests {
             ]
         );
         s.validate().unwrap();
+        // 10 % of the 170 allocatable addresses; rounded down.
+        assert_eq!(s.max_abandoned(&spec), 17);
+        s.max_abandoned_percent = 3;
+        assert_eq!(s.max_abandoned(&spec), 5);
+        s.max_abandoned_percent = 0;
+        assert_eq!(s.max_abandoned(&spec), 0);
+        s.max_abandoned_percent = 100;
+        assert_eq!(s.max_abandoned(&spec), 170);
+        s.max_abandoned_percent = 101;
+        assert!(matches!(
+            s.validate(),
+            Err(ConfigError::BadAbandonedPercent { percent: 101, .. })
+        ));
     }
 
     #[test]

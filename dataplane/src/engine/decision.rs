@@ -137,6 +137,10 @@ reasons! {
         /// DECLINE of an address the client does not hold (no unexpired ACTIVE lease of its
         /// own there): an OFFER is not enough, else anyone could abandon a pool.
         DeclineNotHeld => "decline-not-held",
+        /// DECLINE over its client MAC's limit ([`crate::limit::DeclineLimits::mac`]).
+        DeclineRateMac => "decline-rate-mac",
+        /// DECLINE over its relay's limit ([`crate::limit::DeclineLimits::relay`]).
+        DeclineRateRelay => "decline-rate-relay",
         /// Nothing left to allocate.
         PoolExhausted => "pool-exhausted",
         /// The client's reserved address is bound to another client or on probation.
@@ -166,6 +170,9 @@ reasons! {
         Released => "released",
         /// DECLINE applied: the address is ABANDONED for the probation period.
         Declined => "declined",
+        /// DECLINE of the client's own lease, not applied: the scope already holds its
+        /// `max_abandoned_percent` of ABANDONED addresses, so the lease stays as it was.
+        DeclineOverCap => "decline-over-cap",
         /// RELEASE for an address not bound to this client.
         NotBound => "not-bound",
         /// BOOTREQUEST from a client without a reservation.

@@ -57,7 +57,12 @@
 //! - **RELEASE**: the client's ACTIVE/OFFERED record becomes RELEASED (`ends = now`),
 //!   keeping the client so a later DISCOVER gets the same address back. **DECLINE**: only
 //!   for the client's own unexpired ACTIVE lease (else dropped, `decline-not-held`), the
-//!   record becomes ABANDONED with `ends = now + decline_probation` and no client.
+//!   record becomes ABANDONED with `ends = now + decline_probation` and no client. Against
+//!   clients that starve a pool (#13): such a DECLINE first takes a token of the worker's
+//!   [`DeclineLimits`] buckets, relay then MAC (else dropped, `decline-rate-relay`,
+//!   `decline-rate-mac`), and is not applied while the scope holds its
+//!   [`ScopeConfig::max_abandoned`] ABANDONED records (silent, `decline-over-cap`, logged at
+//!   most once a minute per scope): the lease stays as it was.
 //!   Both silent, both journaled. Both must name us in option 54 (RFC 2131 §4.4.4, §4.4.6):
 //!   without it, or naming another server, they are dropped (`missing-server-id`,
 //!   `other-server-id`); for a record that is not the client's, nothing changes.
@@ -84,8 +89,8 @@
 //!
 //! # Concurrency
 //!
-//! Records change only through [`Table::update`] / [`Table::allocate`] CAS on the version
-//! read just before; a conflict re-reads and re-decides, at most [`MAX_CAS_ATTEMPTS`] times
+//! Records change only through [`Table::update_capped`] / [`Table::allocate`] CAS on the
+//! version read just before; a conflict re-reads and re-decides, at most [`MAX_CAS_ATTEMPTS`] times
 //! ([`DropReason::Contention`]).
 //!
 //! # Failover seam
@@ -101,6 +106,7 @@ mod failover;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use lease_mmap::{
     AllocCursor, BindingState, ClientId, ClientKey, Lease, Owner, Slot, Store, Table, TableId,
@@ -108,8 +114,9 @@ use lease_mmap::{
 };
 
 pub use config::{
-    ConfigError, DEFAULT_DECLINE_PROBATION, DEFAULT_LEASE_TIME, DEFAULT_OFFER_HOLD, EngineConfig,
-    INFINITE_LEASE, MAX_TABLE_LEN, Reservation, ReservationKey, ScopeConfig,
+    ConfigError, DEFAULT_DECLINE_PROBATION, DEFAULT_LEASE_TIME, DEFAULT_MAX_ABANDONED_PERCENT,
+    DEFAULT_OFFER_HOLD, EngineConfig, INFINITE_LEASE, MAX_TABLE_LEN, Reservation, ReservationKey,
+    ScopeConfig,
 };
 pub use decision::{
     BROADCAST_MAC, CLIENT_PORT, Commit, Decision, Destination, DropReason, Ingress, Reply,
@@ -117,11 +124,15 @@ pub use decision::{
 };
 pub use failover::{FailoverView, Standalone};
 
+use crate::limit::{self, Buckets, DECLINE_PERIOD, DeclineLimits};
 use crate::wire::dhcpv4::{FLAG_BROADCAST, MessageType, OpCode, Options, Repr, code};
 use crate::wire::relay::RelayAgentInfo;
 
 /// How often a decision re-reads a record whose CAS lost a race before giving up.
 pub const MAX_CAS_ATTEMPTS: u32 = 8;
+
+/// Seconds between two log lines of one scope about DECLINEs over its cap.
+const CAP_LOG_EVERY: u32 = 60;
 
 /// Option 56 texts for NAKs.
 mod nak {
@@ -144,6 +155,10 @@ struct Scope {
     by_client_id: HashMap<Box<[u8]>, Ipv4Addr>,
     by_circuit_id: HashMap<Box<[u8]>, Ipv4Addr>,
     by_remote_id: HashMap<Box<[u8]>, Ipv4Addr>,
+    /// [`ScopeConfig::max_abandoned`].
+    max_abandoned: u32,
+    /// When a DECLINE over the cap was last logged (Unix seconds; 0: never).
+    cap_logged: AtomicU32,
 }
 
 impl Scope {
@@ -151,6 +166,8 @@ impl Scope {
         let bytes = |v: &[Ipv4Addr]| v.iter().flat_map(|a| a.octets()).collect::<Vec<u8>>();
         let mut s = Scope {
             table,
+            max_abandoned: cfg.max_abandoned(&cfg.table_spec()),
+            cap_logged: AtomicU32::new(0),
             mask: cfg.mask(),
             broadcast: cfg.broadcast(),
             router: bytes(&cfg.router),
@@ -220,10 +237,30 @@ pub struct Engine {
 }
 
 /// One worker's engine state: its allocation cursor (its share of every table's free
-/// ranges, with stealing). Not shared.
+/// ranges, with stealing) and its DECLINE buckets ([`EngineConfig::decline_limits`]). Not
+/// shared.
 #[derive(Debug)]
 pub struct EngineWorker {
     cursor: AllocCursor,
+    decline_mac: Buckets,
+    decline_relay: Buckets,
+}
+
+impl EngineWorker {
+    /// Take a token for a DECLINE of `cx`'s client: the relay's first, as the handler's
+    /// request limits do (a flood through one relay is stopped there whatever MACs it
+    /// carries).
+    fn limit_decline(&mut self, cx: &Cx<'_, '_>) -> Result<(), DropReason> {
+        if let Some(relay) = limit::relay_key(cx.req, cx.ingress)
+            && !self.decline_relay.allow(relay, cx.now)
+        {
+            return Err(DropReason::DeclineRateRelay);
+        }
+        if !self.decline_mac.allow(limit::mac_key(cx.req), cx.now) {
+            return Err(DropReason::DeclineRateMac);
+        }
+        Ok(())
+    }
 }
 
 /// Per-request context, after the checks common to every message type.
@@ -261,9 +298,14 @@ enum Standing {
     reason = "short-lived, on the stack; never boxed"
 )]
 enum Cas<T> {
-    Wrote { version: u64, lease: Lease },
+    Wrote {
+        version: u64,
+        lease: Lease,
+    },
     Unchanged,
     Refused(T),
+    /// The record would have become ABANDONED past the scope's cap; nothing was written.
+    OverCap,
 }
 
 impl Engine {
@@ -311,8 +353,11 @@ impl Engine {
     /// State for worker `index` of `workers` (each worker allocates from its own share of
     /// every table first).
     pub fn worker(&self, index: u16, workers: u16) -> EngineWorker {
+        let DeclineLimits { mac, relay } = self.config.decline_limits;
         EngineWorker {
             cursor: AllocCursor::new(index, workers),
+            decline_mac: Buckets::per(mac, DECLINE_PERIOD),
+            decline_relay: Buckets::per(relay, DECLINE_PERIOD),
         }
     }
 
@@ -433,7 +478,7 @@ impl Engine {
             MessageType::Discover => self.discover(w, &cx),
             MessageType::Request => self.request(&cx),
             MessageType::Release => self.release(&cx),
-            MessageType::Decline => self.decline(&cx),
+            MessageType::Decline => self.decline(w, &cx),
             MessageType::Inform => Ok(self.inform(&cx)),
             MessageType::Offer | MessageType::Ack | MessageType::Nak => {
                 Err(DropReason::ServerMessageType)
@@ -528,7 +573,7 @@ impl Engine {
     /// client's own unexpired ACTIVE binding is left as it is.
     fn hold(&self, cx: &Cx<'_, '_>, slot: Slot) -> Result<Option<Lease>, DropReason> {
         let mut seen = Lease::default();
-        let r = self.cas(cx.table, slot, |cur| {
+        let r = self.cas(cx, slot, |cur| {
             seen = *cur;
             match self.standing(cx, cur) {
                 Standing::Mine if cur.state == BindingState::Active && cur.ends > cx.now => {
@@ -546,7 +591,7 @@ impl Engine {
         Ok(match r {
             Cas::Wrote { lease, .. } => Some(lease),
             Cas::Unchanged => Some(seen),
-            Cas::Refused(()) => None,
+            Cas::Refused(()) | Cas::OverCap => None,
         })
     }
 
@@ -571,13 +616,13 @@ impl Engine {
             if !self.valid_for(cx, slot, addr) {
                 return Ok(self.nak(cx, nak::WRONG_ADDRESS));
             }
-            let r = self.cas(cx.table, slot, |cur| match self.standing(cx, cur) {
+            let r = self.cas(cx, slot, |cur| match self.standing(cx, cur) {
                 Standing::Mine | Standing::Available => Ok(Some(self.activate(cx, cur))),
                 Standing::Taken => Err(()),
             })?;
             return Ok(match r {
                 Cas::Wrote { version, lease } => self.ack(cx, slot, addr, version, lease),
-                Cas::Unchanged | Cas::Refused(()) => self.nak(cx, nak::NOT_YOURS),
+                Cas::Unchanged | Cas::Refused(()) | Cas::OverCap => self.nak(cx, nak::NOT_YOURS),
             });
         }
         // INIT-REBOOT (option 50) or RENEWING / REBINDING (ciaddr).
@@ -594,7 +639,7 @@ impl Engine {
         if let Some(slot) = cx.table.slot(addr) {
             let valid = self.valid_for(cx, slot, addr);
             // Refused(true): NAK; Refused(false): no record of this client at `addr`.
-            let r = self.cas(cx.table, slot, |cur| match self.standing(cx, cur) {
+            let r = self.cas(cx, slot, |cur| match self.standing(cx, cur) {
                 Standing::Mine if valid => Ok(Some(self.activate(cx, cur))),
                 Standing::Mine | Standing::Taken => Err(true),
                 Standing::Available => Err(false),
@@ -604,7 +649,7 @@ impl Engine {
                     return Ok(self.ack(cx, slot, addr, version, lease));
                 }
                 Cas::Refused(true) => return Ok(self.nak(cx, nak::NOT_YOURS)),
-                Cas::Unchanged | Cas::Refused(false) => {}
+                Cas::Unchanged | Cas::Refused(false) | Cas::OverCap => {}
             }
         }
         let known = cx
@@ -623,7 +668,7 @@ impl Engine {
         let Some((slot, _, _)) = cx.table.find_client(&cx.key) else {
             return Ok(());
         };
-        self.cas(cx.table, slot, |cur| {
+        self.cas(cx, slot, |cur| {
             if cur.state == BindingState::Offered && cur.is_for(&cx.key) {
                 Ok(Some(Lease {
                     state: self.failover.free_state(cx.scope.table),
@@ -645,6 +690,7 @@ impl Engine {
         }
         self.unbind(
             cx,
+            None,
             addr,
             BindingState::Released,
             cx.now,
@@ -652,7 +698,11 @@ impl Engine {
         )
     }
 
-    fn decline<'a>(&'a self, cx: &Cx<'_, 'a>) -> Result<Decision<'a>, DropReason> {
+    fn decline<'a>(
+        &'a self,
+        w: &mut EngineWorker,
+        cx: &Cx<'_, 'a>,
+    ) -> Result<Decision<'a>, DropReason> {
         let addr = cx
             .req
             .options
@@ -661,6 +711,7 @@ impl Engine {
         let ends = cx.now.saturating_add(cx.scope.cfg.decline_probation);
         self.unbind(
             cx,
+            Some(w),
             addr,
             BindingState::Abandoned,
             ends,
@@ -669,9 +720,11 @@ impl Engine {
     }
 
     /// RELEASE / DECLINE: move the client's ACTIVE or OFFERED record at `addr` to `state`.
+    /// A DECLINE passes the worker, whose limits it must be within.
     fn unbind<'a>(
         &'a self,
         cx: &Cx<'_, 'a>,
+        limits: Option<&mut EngineWorker>,
         addr: Ipv4Addr,
         state: BindingState,
         ends: UnixTime,
@@ -696,17 +749,28 @@ impl Engine {
         let Some(slot) = slot else {
             return refused;
         };
-        let r = self.cas(cx.table, slot, |cur| {
-            // A DECLINE abandons an address for the probation period, so only the client that
-            // holds it may: an ACKed, unexpired ACTIVE lease (an OFFER is not enough, else
-            // DISCOVER + DECLINE from random MACs empties a pool, #13). A RELEASE also drops
-            // the client's OFFERED hold.
+        // A DECLINE abandons an address for the probation period, so only the client that
+        // holds it may: an ACKed, unexpired ACTIVE lease (an OFFER is not enough, else
+        // DISCOVER + DECLINE from random MACs empties a pool, #13). A RELEASE also drops
+        // the client's OFFERED hold.
+        let holds = |cur: &Lease| {
             let bound = if decline {
                 cur.state == BindingState::Active && cur.ends > cx.now
             } else {
                 matches!(cur.state, BindingState::Active | BindingState::Offered)
             };
-            if !bound || !cur.is_for(&cx.key) {
+            bound && cur.is_for(&cx.key)
+        };
+        if let Some(w) = limits {
+            // Only a DECLINE that would abandon takes a token, so DECLINEs of leases their
+            // senders do not hold spend no one's budget (a relay's least of all).
+            if !holds(&cx.table.read(slot).1) {
+                return refused;
+            }
+            w.limit_decline(cx)?;
+        }
+        let r = self.cas(cx, slot, |cur| {
+            if !holds(cur) {
                 return Err(());
             }
             let mut new = self.bind(cx, cur, state, ends);
@@ -725,8 +789,38 @@ impl Engine {
                     lease,
                 }),
             },
+            // The lease stays the client's ACTIVE one rather than going back to the pool:
+            // DECLINE is not authenticated (anyone who knows a client's chaddr can send it),
+            // and an address freed on a forged DECLINE would be given to a second client
+            // while the first still uses it. Left alone, it ends and is reused as any lease
+            // does (EXPIRED, acknowledged by a failover partner first), and nothing changed
+            // that needs journaling or replicating.
+            Cas::OverCap => {
+                self.log_over_cap(cx);
+                silent(SilentReason::DeclineOverCap)
+            }
             Cas::Unchanged | Cas::Refused(()) => return refused,
         })
+    }
+
+    /// Say (at most once every [`CAP_LOG_EVERY`] per scope) that a DECLINE was not applied.
+    fn log_over_cap(&self, cx: &Cx<'_, '_>) {
+        let last = cx.scope.cap_logged.load(Ordering::Relaxed);
+        if cx.now.0.saturating_sub(last) >= CAP_LOG_EVERY
+            && cx
+                .scope
+                .cap_logged
+                .compare_exchange(last, cx.now.0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                subnet = %cx.scope.cfg.network,
+                abandoned = cx.table.abandoned(),
+                max = cx.scope.max_abandoned,
+                "DECLINE not applied: the subnet holds its max_abandoned_percent of abandoned \
+                 addresses (counted as decline-over-cap)"
+            );
+        }
     }
 
     fn inform<'a>(&'a self, cx: &Cx<'_, 'a>) -> Decision<'a> {
@@ -740,7 +834,7 @@ impl Engine {
             return Ok(silent(SilentReason::BootpWithoutReservation));
         };
         let slot = cx.table.slot(addr).ok_or(DropReason::Internal)?;
-        let r = self.cas(cx.table, slot, |cur| match self.standing(cx, cur) {
+        let r = self.cas(cx, slot, |cur| match self.standing(cx, cur) {
             Standing::Mine
                 if cur.state == BindingState::Active && cur.ends == UnixTime(INFINITE_LEASE) =>
             {
@@ -762,7 +856,7 @@ impl Engine {
                 lease,
             }),
             Cas::Unchanged => None,
-            Cas::Refused(()) => return Err(DropReason::ReservedAddressUnavailable),
+            Cas::Refused(()) | Cas::OverCap => return Err(DropReason::ReservedAddressUnavailable),
         };
         let req = cx.req;
         let prl = req.options.parameter_request_list;
@@ -787,14 +881,16 @@ impl Engine {
 
     // ---- records ------------------------------------------------------------------------
 
-    /// Read-decide-CAS on `slot`, re-deciding after a lost race. `f` returns the record to
-    /// write, `None` to leave it, or `Err` to refuse.
+    /// Read-decide-CAS on `slot` of `cx`'s table, re-deciding after a lost race. `f` returns
+    /// the record to write, `None` to leave it, or `Err` to refuse. A record never becomes
+    /// ABANDONED past the scope's cap ([`Table::update_capped`]).
     fn cas<T>(
         &self,
-        table: &Table,
+        cx: &Cx<'_, '_>,
         slot: Slot,
         mut f: impl FnMut(&Lease) -> Result<Option<Lease>, T>,
     ) -> Result<Cas<T>, DropReason> {
+        let table = cx.table;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let (version, cur) = table.read(slot);
             let new = match f(&cur) {
@@ -802,7 +898,7 @@ impl Engine {
                 Ok(None) => return Ok(Cas::Unchanged),
                 Ok(Some(new)) => new,
             };
-            match table.update(slot, version, &new) {
+            match table.update_capped(slot, version, &new, cx.scope.max_abandoned) {
                 Ok(version) => {
                     return Ok(Cas::Wrote {
                         version,
@@ -813,10 +909,8 @@ impl Engine {
                 Err(UpdateError::IndexFull | UpdateError::ClientIdAreaFull) => {
                     return Err(DropReason::ClientIndexFull);
                 }
-                // `Table::update` has no cap.
-                Err(UpdateError::NoSuchSlot(_) | UpdateError::AbandonedCap(_)) => {
-                    return Err(DropReason::Internal);
-                }
+                Err(UpdateError::AbandonedCap(_)) => return Ok(Cas::OverCap),
+                Err(UpdateError::NoSuchSlot(_)) => return Err(DropReason::Internal),
                 Err(UpdateError::WriteBack(_)) => return Err(DropReason::Storage),
             }
         }

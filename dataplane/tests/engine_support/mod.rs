@@ -101,6 +101,33 @@ impl Harness {
         }
     }
 
+    /// Drops the engine and the store as a crash would (no checkpoint, no close) and opens
+    /// them again on the same directory with `config`: recovery replays the journal. The
+    /// clock stays where it was.
+    pub fn reopen(self, config: EngineConfig) -> Self {
+        let Harness {
+            engine,
+            journal,
+            now,
+            journaled,
+            _dir: dir,
+            ..
+        } = self;
+        drop((engine, journal));
+        let (store, mut journals, _) =
+            Store::open(dir.path(), &config.table_specs(), 1, Durability::Async)
+                .expect("reopen store");
+        let engine = Engine::new(config, Arc::new(store)).expect("engine");
+        Harness {
+            worker: engine.worker(0, 2),
+            engine,
+            journal: journals.pop().expect("one journal"),
+            now,
+            journaled,
+            _dir: dir,
+        }
+    }
+
     pub fn advance(&mut self, secs: u32) {
         self.now = self.now.saturating_add(secs);
     }
