@@ -41,7 +41,7 @@ pub fn scope_config(s: &SubnetConfig) -> ScopeConfig {
         renewal_time: s.renewal_time,
         rebinding_time: s.rebinding_time,
         decline_probation: s.decline_probation,
-        max_abandoned_percent: engine::DEFAULT_MAX_ABANDONED_PERCENT,
+        max_abandoned_percent: s.max_abandoned_percent,
         reservations: s
             .reservations
             .iter()
@@ -82,7 +82,7 @@ pub fn engine_config(c: &Config) -> EngineConfig {
             .iter()
             .map(|p| (p.addr, p.len))
             .collect(),
-        decline_limits: dataplane::limit::DeclineLimits::DEFAULT,
+        decline_limits: c.server.decline_limits,
     }
 }
 

@@ -195,6 +195,26 @@ fn server_values() {
         3,
         "`relay_burst` = 0 is out of range 1..=4000000",
     );
+    one(
+        &with("mac_rate = 5\nmac_decline_rate = -1\n"),
+        4,
+        "`mac_decline_rate` = -1 is out of range 0..=1000000",
+    );
+    one(
+        &with("relay_decline_rate = \"100/h\"\n"),
+        3,
+        "`relay_decline_rate` must be an integer, found a string",
+    );
+    one(
+        &with("relay_decline_rate = 1000001\n"),
+        3,
+        "`relay_decline_rate` = 1000001 is out of range 0..=1000000",
+    );
+    one(
+        &with("mac_decline_burst = 5\n"),
+        3,
+        "unknown key `mac_decline_burst` in [server]",
+    );
 }
 
 #[test]
@@ -295,6 +315,21 @@ fn subnet_values() {
         &s("prefix = \"10.0.0.0/24\"\ndecline_probation = \"soon\"\n"),
         5,
         "`decline_probation`",
+    );
+    one(
+        &s("prefix = \"10.0.0.0/24\"\nmax_abandoned_percent = 101\n"),
+        5,
+        "`max_abandoned_percent` = 101 is out of range 0..=100",
+    );
+    one(
+        &s("prefix = \"10.0.0.0/24\"\nmax_abandoned_percent = -5\n"),
+        5,
+        "`max_abandoned_percent` = -5 is out of range 0..=100",
+    );
+    one(
+        &s("prefix = \"10.0.0.0/24\"\nmax_abandoned_percent = \"10%\"\n"),
+        5,
+        "`max_abandoned_percent` must be an integer, found a string",
     );
     one(
         &s("prefix = \"10.0.0.0/24\"\nfailover = \"nope\"\n"),

@@ -19,6 +19,8 @@ mac_rate = 3
 mac_burst = 9
 circuit_rate = 0
 relay_rate = 100
+mac_decline_rate = 4
+relay_decline_rate = 0
 
 [[subnet]]
 prefix = "10.0.0.0/16"
@@ -32,6 +34,7 @@ lease_time = "1d"
 renewal_time = "6h"
 rebinding_time = "20h30m"
 decline_probation = "90s"
+max_abandoned_percent = 25
 offer_hold = "10s"
 failover = "hs"
 
@@ -99,6 +102,13 @@ fn every_key() {
         }
     );
     assert_eq!(
+        s.decline_limits,
+        dataplane::limit::DeclineLimits {
+            mac: rl(4, 4),
+            relay: rl(0, 1),
+        }
+    );
+    assert_eq!(
         s.trusted_relays,
         [
             config::Ipv4Prefix {
@@ -144,6 +154,7 @@ fn every_key() {
     assert_eq!(n.rebinding_time, Some(73_800));
     assert_eq!((n.t1(), n.t2()), (21_600, 73_800));
     assert_eq!(n.decline_probation, 90);
+    assert_eq!(n.max_abandoned_percent, 25);
     assert_eq!(n.offer_hold, 10);
     assert_eq!(n.failover.as_deref(), Some("hs"));
     let keys: Vec<(ReservationKey, Ipv4Addr)> = n
@@ -190,6 +201,7 @@ fn every_key() {
         (d.lease_time, d.decline_probation, d.offer_hold),
         (3600, 3600, 30)
     );
+    assert_eq!(d.max_abandoned_percent, 10);
     assert_eq!(
         (d.renewal_time, d.rebinding_time, d.t1(), d.t2()),
         (None, None, 1800, 3150)
@@ -236,6 +248,10 @@ fn defaults() {
     assert_eq!(c.server.admin, None);
     assert!(c.server.trusted_relays.is_empty());
     assert_eq!(c.server.rate_limits, dataplane::limit::RateLimits::DEFAULT);
+    assert_eq!(
+        c.server.decline_limits,
+        dataplane::limit::DeclineLimits::DEFAULT
+    );
     assert!(c.subnets.is_empty() && c.failover.is_empty());
 
     let c = config::parse(

@@ -72,6 +72,13 @@ pub struct ServerConfig {
     /// spread over several workers gets more, never less. Requests over a limit are dropped
     /// before the engine sees them and counted (`rate-mac`, `rate-circuit`, `rate-relay`).
     pub rate_limits: dataplane::limit::RateLimits,
+    /// `mac_decline_rate`: DHCPDECLINEs an hour per client MAC that may abandon an address;
+    /// default 10. `relay_decline_rate`: the same per relay agent (the IPv4 source of relayed
+    /// DECLINEs); default 100. Each may be spent at once (the burst is the rate); 0 turns its
+    /// limit off. Counted per worker, like the request limits; only a DECLINE of the
+    /// sender's own live lease takes one. Over a limit the DECLINE is dropped and counted
+    /// (`decline-rate-mac`, `decline-rate-relay`) and the lease stays the client's (#13).
+    pub decline_limits: dataplane::limit::DeclineLimits,
 }
 
 /// `server.dispatch` (DESIGN.md §2, "RSS is degenerate for DHCP").
@@ -269,6 +276,11 @@ pub struct SubnetConfig {
     pub rebinding_time: Option<u32>,
     /// `decline_probation` in seconds: how long a DECLINEd address stays abandoned. Default 3600.
     pub decline_probation: u32,
+    /// `max_abandoned_percent`, 0..=100: at most this share of the pools' addresses (rounded
+    /// down) is abandoned by DECLINEs at once. Default 10. A DECLINE beyond it is counted
+    /// (`decline-over-cap`) and logged, and the lease stays the client's until it ends: a
+    /// forged DECLINE must not free an address its client still uses (#13).
+    pub max_abandoned_percent: u8,
     /// `offer_hold` in seconds: how long an OFFERed address is held for its client. Default 30.
     pub offer_hold: u32,
     /// `failover`: the relationship this scope belongs to (checked to exist).

@@ -513,6 +513,20 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         circuit: limit("circuit_rate", "circuit_burst", d.circuit, ctx),
         relay: limit("relay_rate", "relay_burst", d.relay, ctx),
     };
+    // DECLINEs an hour; the burst is the rate (an hour's worth may come at once).
+    let mut per_hour = |key: &'static str, default: dataplane::limit::RateLimit| {
+        t.get(key)
+            .and_then(|n| int_as::<u32>(n, key, 0, 1_000_000, ctx))
+            .map_or(default, |rate| dataplane::limit::RateLimit {
+                rate,
+                burst: rate.max(1),
+            })
+    };
+    let d = dataplane::limit::DeclineLimits::DEFAULT;
+    let decline_limits = dataplane::limit::DeclineLimits {
+        mac: per_hour("mac_decline_rate", d.mac),
+        relay: per_hour("relay_decline_rate", d.relay),
+    };
     t.finish(ctx);
     (ctx.errors.len() == errors_before && !interfaces.is_empty()).then_some(ServerConfig {
         interfaces,
@@ -526,6 +540,7 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         dispatch,
         trusted_relays,
         rate_limits,
+        decline_limits,
     })
 }
 
@@ -610,6 +625,10 @@ fn subnet(
         .get("offer_hold")
         .and_then(|n| duration(n, "offer_hold", ctx))
         .unwrap_or(30);
+    let max_abandoned_percent = t
+        .get("max_abandoned_percent")
+        .and_then(|n| int_as::<u8>(n, "max_abandoned_percent", 0, 100, ctx))
+        .unwrap_or(dataplane::engine::DEFAULT_MAX_ABANDONED_PERCENT);
     let failover_node = t.get("failover");
     let failover = failover_node.and_then(|n| nonempty_string(n, "failover", ctx));
 
@@ -752,6 +771,7 @@ fn subnet(
             renewal_time,
             rebinding_time,
             decline_probation,
+            max_abandoned_percent,
             offer_hold,
             failover,
             reservations,
