@@ -666,8 +666,14 @@ impl AdminBackend for Backend {
             {
                 continue;
             }
+            // Records without a client are the free pool, except ABANDONED ones: a DECLINE
+            // forgets the client, and the operator asks which addresses are out of service.
+            let clientless = want == LeaseState::Abandoned;
             table.for_each(|slot, _, l| {
-                if out.len() >= limit || shown_state(l, now) != want || l.client_key().is_none() {
+                if out.len() >= limit
+                    || shown_state(l, now) != want
+                    || (l.client_key().is_none() && !clientless)
+                {
                     return;
                 }
                 out.push(LeaseInfo {
