@@ -855,7 +855,26 @@ impl Scapy {
     /// then the REQUEST of the offer, sent once. Returns each REQUEST's reply (`ack`, `nak`,
     /// `none`; `no-offer` when no OFFER came, and then no REQUEST was sent).
     pub fn dora(&self, ep: &Endpoint, macs: &[String]) -> Result<Vec<RebootReply>, ClientError> {
-        let mut args = vec!["dora", &ep.iface];
+        self.exchanges("dora", ep, macs)
+    }
+
+    /// [`Scapy::dora`], and each client whose REQUEST was ACKed then DECLINEs the address
+    /// (reply `declined`): a client that found it in use, or one starving the pool (#13).
+    pub fn dora_decline(
+        &self,
+        ep: &Endpoint,
+        macs: &[String],
+    ) -> Result<Vec<RebootReply>, ClientError> {
+        self.exchanges("decline", ep, macs)
+    }
+
+    fn exchanges(
+        &self,
+        mode: &str,
+        ep: &Endpoint,
+        macs: &[String],
+    ) -> Result<Vec<RebootReply>, ClientError> {
+        let mut args = vec![mode, &ep.iface];
         args.extend(macs.iter().map(String::as_str));
         let out = self.run(ep, &args, Duration::from_secs(60 + 20 * macs.len() as u64))?;
         Ok(out

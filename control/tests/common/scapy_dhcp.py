@@ -3,9 +3,11 @@
   scapy_dhcp.py malformed IFACE MAC BURST   malformed frames toward UDP 67, then BURST garbage
   scapy_dhcp.py init-reboot IFACE MAC/CID/ADDR...   INIT-REBOOT REQUESTs, one reply line each
   scapy_dhcp.py dora IFACE MAC...   DISCOVER, then REQUEST of the offer, one client after another
+  scapy_dhcp.py decline IFACE MAC...   dora, then a DECLINE of the address ACKed
 
 Output lines: "sent KIND XID" (XID absent for the burst) and "reply MAC ack|nak|none YIADDR"
-(dora: "reply MAC no-offer" when no OFFER came).
+(dora: "reply MAC no-offer" when no OFFER came; decline: "reply MAC declined YIADDR" once the
+DECLINE of an ACKed address is sent).
 """
 
 import random
@@ -156,8 +158,10 @@ def message_type(ans):
     return None
 
 
-def dora(iface, macs):
-    """Each client's REQUEST is sent once: the answer (or its absence) is the server's."""
+def dora(iface, macs, decline=False):
+    """Each client's REQUEST is sent once: the answer (or its absence) is the server's. With
+    `decline`, an ACKed client then DECLINEs its address (RFC 2131 section 4.4.1: options 50
+    and 54, ciaddr 0), as one that found it in use by ARP would."""
     rng = random.Random(0xD0DA)
     for mac in macs:
         xid = rng.getrandbits(32)
@@ -186,6 +190,15 @@ def dora(iface, macs):
             print("reply", mac, "none", offer[BOOTP].yiaddr)
         else:
             kind = {5: "ack", 6: "nak"}.get(message_type(ans), "other")
+            if decline and kind == "ack":
+                opts = [
+                    ("message-type", "decline"),
+                    ("requested_addr", ans[BOOTP].yiaddr),
+                    ("server_id", offer[IP].src),
+                    "end",
+                ]
+                sendp(l2(mac) / l3() / udp / bootp / DHCP(options=opts), iface=iface)
+                kind = "declined"
             print("reply", mac, kind, ans[BOOTP].yiaddr)
         sys.stdout.flush()
 
@@ -198,6 +211,8 @@ def main():
         init_reboot(sys.argv[2], sys.argv[3:])
     elif mode == "dora":
         dora(sys.argv[2], sys.argv[3:])
+    elif mode == "decline":
+        dora(sys.argv[2], sys.argv[3:], decline=True)
     else:
         sys.exit("unknown mode " + mode)
 
