@@ -11,6 +11,11 @@
 //! xid: any worker thread may receive any reply (the server picks the rx queue), so the table
 //! is shared and every transition is a single atomic compare-and-swap. A sweeper walks the
 //! ring in start order and times out the exchanges that got no ACK within the timeout.
+//!
+//! Beside them a run can send a **flood** ([`Flood`]): DHCPDISCOVERs of a hostile client that
+//! never answers an OFFER, shaped by [`FloodShape`], counted apart from the exchanges. Its
+//! chaddrs start with [`FLOOD_MAC_OCTET`], so a reply to the flood is told from a reply to a
+//! legitimate client (`02:4c:…`) by its first octet.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -37,6 +42,9 @@ pub struct Addressing {
     pub client_id: bool,
     /// As a relay agent, add option 82 (perfdhcp -4 does not).
     pub option82: bool,
+    /// Option 82's circuit id: `None`, `lg` + the client number (a line per client);
+    /// `Some(id)`, `id` on every request (one subscriber port: the flood's).
+    pub circuit_id: Option<[u8; 6]>,
 }
 
 /// The MAC of client `n`: locally administered, `02:4c:` + `n` big-endian.
@@ -45,19 +53,20 @@ pub fn client_mac(n: u32) -> [u8; 6] {
     [0x02, 0x4c, b[0], b[1], b[2], b[3]]
 }
 
-/// Option 82 of a relayed request: circuit id `lg` + the client number (one subscriber line
-/// per client, as an ISP's access relay stamps its port; tandem limits requests per circuit),
-/// remote id the MAC. Returns the bytes used in `buf`.
-fn option82(mac: &[u8; 6], buf: &mut [u8; 20]) -> usize {
+/// Option 82 of a relayed request (RFC 3046 §2.0): circuit id `circuit`, or else `lg` + the
+/// client number (one subscriber line per client, as an ISP's access relay stamps its port;
+/// tandem limits requests per circuit), remote id the MAC. Returns the bytes used in `buf`.
+fn option82(mac: &[u8; 6], circuit: Option<[u8; 6]>, buf: &mut [u8; 20]) -> usize {
+    let c = circuit.unwrap_or([b'l', b'g', mac[2], mac[3], mac[4], mac[5]]);
     let bytes = [
         relay::CIRCUIT_ID,
         6,
-        b'l',
-        b'g',
-        mac[2],
-        mac[3],
-        mac[4],
-        mac[5],
+        c[0],
+        c[1],
+        c[2],
+        c[3],
+        c[4],
+        c[5],
         relay::REMOTE_ID,
         6,
         mac[0],
@@ -91,7 +100,7 @@ fn emit_request(
     let (hdr, giaddr, hops, flags) = match addr.relay {
         Some((giaddr, relay_mac)) => {
             if addr.option82 {
-                let n = option82(&mac, &mut o82);
+                let n = option82(&mac, addr.circuit_id, &mut o82);
                 options.relay_agent_info = Some(&o82[..n]);
             }
             let hdr = ReplyHeader {
@@ -148,6 +157,111 @@ pub fn request(addr: &Addressing, offer: &Reply, buf: &mut [u8]) -> Option<usize
         ..Options::default()
     };
     emit_request(addr, offer.xid, offer.mac, options, buf)
+}
+
+/// The first octet of every flood chaddr (locally administered, unicast); a legitimate
+/// client's is `02` ([`client_mac`]).
+pub const FLOOD_MAC_OCTET: u8 = 0x06;
+
+/// The one chaddr of [`FloodShape::Mac`].
+pub const FLOOD_MAC: [u8; 6] = [FLOOD_MAC_OCTET, b'f', b'l', b'o', b'o', b'd'];
+
+/// The one option 82 circuit id of [`FloodShape::Circuit`]: the abusive subscriber's port.
+pub const FLOOD_CIRCUIT_ID: [u8; 6] = *b"flood0";
+
+/// Whether a reply's chaddr is the flood's (see [`FLOOD_MAC_OCTET`]).
+pub fn is_flood_mac(mac: &[u8; 6]) -> bool {
+    mac[0] == FLOOD_MAC_OCTET
+}
+
+/// What the flood's DISCOVERs look like (`--flood-shape`), i.e. which of tandem's rate
+/// limits (per MAC, per circuit-id, per relay) can tell them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloodShape {
+    /// A random chaddr per packet, not relayed: no per-key limit catches it.
+    Direct,
+    /// Relayed with one fixed option 82 circuit-id ([`FLOOD_CIRCUIT_ID`]) and a random chaddr
+    /// per packet: one abusive subscriber port behind a relay.
+    Circuit,
+    /// One fixed chaddr ([`FLOOD_MAC`]), not relayed.
+    Mac,
+}
+
+impl FloodShape {
+    /// Every shape, in `--flood-shape` order.
+    pub const ALL: [FloodShape; 3] = [FloodShape::Circuit, FloodShape::Direct, FloodShape::Mac];
+
+    /// The `--flood-shape` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FloodShape::Direct => "direct",
+            FloodShape::Circuit => "circuit",
+            FloodShape::Mac => "mac",
+        }
+    }
+
+    /// Reads a `--flood-shape` value.
+    pub fn parse(s: &str) -> Option<FloodShape> {
+        FloodShape::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+}
+
+/// The next value of a SplitMix64 sequence (Steele, Lea, Flood 2014): the flood's chaddrs
+/// and xids need to be spread, not unpredictable.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A hostile client's DHCPDISCOVERs: sent, never followed by a REQUEST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flood {
+    shape: FloodShape,
+    addr: Addressing,
+}
+
+impl Flood {
+    /// The flood of `shape` toward the same server as `legit`. [`FloodShape::Circuit`] is
+    /// relayed by `relay` (its giaddr and MAC: the IPv4 source the server answers), and is
+    /// `None` without one; the other shapes are direct clients.
+    pub fn new(
+        shape: FloodShape,
+        legit: &Addressing,
+        relay: Option<(Ipv4Addr, [u8; 6])>,
+    ) -> Option<Flood> {
+        let relayed = shape == FloodShape::Circuit;
+        let addr = Addressing {
+            relay: if relayed { Some(relay?) } else { None },
+            dst_ip: legit.dst_ip,
+            dst_mac: legit.dst_mac,
+            client_id: false,
+            option82: relayed,
+            circuit_id: relayed.then_some(FLOOD_CIRCUIT_ID),
+        };
+        Some(Flood { shape, addr })
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> FloodShape {
+        self.shape
+    }
+
+    /// Builds one flood DHCPDISCOVER into `buf`, its xid and (but for [`FloodShape::Mac`])
+    /// its chaddr drawn from `rng`; its length.
+    pub fn discover(&self, rng: &mut u64, buf: &mut [u8]) -> Option<usize> {
+        let r = splitmix64(rng);
+        let mac = match self.shape {
+            FloodShape::Mac => FLOOD_MAC,
+            FloodShape::Direct | FloodShape::Circuit => {
+                let b = r.to_be_bytes();
+                [FLOOD_MAC_OCTET, b[0], b[1], b[2], b[3], b[4]]
+            }
+        };
+        discover(&self.addr, (r >> 32) as u32, mac, buf)
+    }
 }
 
 /// What the generator reads of a server's reply.
@@ -420,6 +534,9 @@ impl Exchanges {
 
 #[cfg(test)]
 mod tests {
+    use dhcproto::Decodable;
+    use dhcproto::v4;
+
     use super::*;
 
     const RELAY: Addressing = Addressing {
@@ -428,6 +545,7 @@ mod tests {
         dst_mac: [0xff; 6],
         client_id: true,
         option82: true,
+        circuit_id: None,
     };
 
     /// Turns a request into the reply a server would send, as a frame.
@@ -569,6 +687,104 @@ mod tests {
         assert_eq!(parse_reply(&d[..n]), None);
         assert_eq!(parse_reply(&d[..40]), None);
         assert_eq!(parse_reply(&[]), None);
+    }
+
+    /// A flood DISCOVER as an independent decoder (dhcproto) reads it, with the frame's
+    /// IPv4 source and UDP source port.
+    fn decode_flood(flood: &Flood, rng: &mut u64) -> (v4::Message, Ipv4Addr, u16) {
+        let mut buf = [0u8; 2048];
+        let n = flood.discover(rng, &mut buf).unwrap();
+        let f = frame::parse(&buf[..n]).unwrap();
+        let msg = v4::Message::from_bytes(f.dhcp).expect("dhcproto decodes the flood DISCOVER");
+        assert_eq!(msg.opcode(), v4::Opcode::BootRequest);
+        assert_eq!(msg.opts().msg_type(), Some(v4::MessageType::Discover));
+        assert_eq!(msg.chaddr()[0], FLOOD_MAC_OCTET);
+        (msg, f.ip_src, f.udp_src)
+    }
+
+    fn circuit_id(msg: &v4::Message) -> Option<Vec<u8>> {
+        match msg.opts().get(v4::OptionCode::RelayAgentInformation)? {
+            v4::DhcpOption::RelayAgentInformation(ri) => {
+                match ri.get(v4::relay::RelayCode::AgentCircuitId)? {
+                    v4::relay::RelayInfo::AgentCircuitId(c) => Some(c.clone()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn flood_circuit_is_relayed_with_one_circuit_id_and_random_chaddrs() {
+        let relay = (Ipv4Addr::new(10, 9, 0, 3), [2, 0, 0, 0, 0, 3]);
+        assert_eq!(Flood::new(FloodShape::Circuit, &RELAY, None), None);
+        let flood = Flood::new(FloodShape::Circuit, &RELAY, Some(relay)).unwrap();
+        let mut rng = 1;
+        let mut macs = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let (msg, ip_src, udp_src) = decode_flood(&flood, &mut rng);
+            assert_eq!((ip_src, udp_src), (relay.0, 67));
+            assert_eq!(msg.giaddr(), relay.0);
+            assert_eq!(msg.hops(), 1);
+            assert_eq!(circuit_id(&msg).as_deref(), Some(&FLOOD_CIRCUIT_ID[..]));
+            // No client id: the legitimate clients' `--client-id` is theirs alone.
+            assert!(msg.opts().get(v4::OptionCode::ClientIdentifier).is_none());
+            macs.insert(msg.chaddr().to_vec());
+        }
+        assert_eq!(macs.len(), 100, "a new chaddr per packet");
+    }
+
+    #[test]
+    fn flood_direct_is_unrelayed_with_random_chaddrs() {
+        let flood = Flood::new(FloodShape::Direct, &RELAY, None).unwrap();
+        let mut rng = 2;
+        let mut macs = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let (msg, ip_src, udp_src) = decode_flood(&flood, &mut rng);
+            assert_eq!((ip_src, udp_src), (Ipv4Addr::UNSPECIFIED, 68));
+            assert_eq!(msg.giaddr(), Ipv4Addr::UNSPECIFIED);
+            assert_eq!(msg.hops(), 0);
+            assert!(msg.flags().broadcast());
+            assert_eq!(circuit_id(&msg), None);
+            assert!(
+                msg.opts()
+                    .get(v4::OptionCode::RelayAgentInformation)
+                    .is_none()
+            );
+            macs.insert(msg.chaddr().to_vec());
+        }
+        assert_eq!(macs.len(), 100, "a new chaddr per packet");
+    }
+
+    #[test]
+    fn flood_mac_is_unrelayed_from_one_chaddr() {
+        let flood = Flood::new(FloodShape::Mac, &RELAY, None).unwrap();
+        let mut rng = 3;
+        let mut xids = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let (msg, ip_src, _) = decode_flood(&flood, &mut rng);
+            assert_eq!(ip_src, Ipv4Addr::UNSPECIFIED);
+            assert_eq!(msg.giaddr(), Ipv4Addr::UNSPECIFIED);
+            assert_eq!(msg.chaddr(), &FLOOD_MAC[..]);
+            assert!(
+                msg.opts()
+                    .get(v4::OptionCode::RelayAgentInformation)
+                    .is_none()
+            );
+            xids.insert(msg.xid());
+        }
+        assert_eq!(xids.len(), 100, "a new xid per packet");
+    }
+
+    #[test]
+    fn replies_to_the_flood_are_told_from_the_legitimate_clients() {
+        assert!(!is_flood_mac(&client_mac(0)));
+        assert!(!is_flood_mac(&client_mac(u32::MAX)));
+        assert!(is_flood_mac(&FLOOD_MAC));
+        for shape in FloodShape::ALL {
+            assert_eq!(FloodShape::parse(shape.as_str()), Some(shape));
+        }
+        assert_eq!(FloodShape::parse("relay"), None);
     }
 
     #[test]

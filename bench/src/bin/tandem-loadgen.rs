@@ -8,6 +8,7 @@
 //!                [--rate N] [--outstanding N] [--exchanges N] [--duration S] [--timeout MS]
 //!                [--clients N] [--first-client N]
 //!                [--queues N] [--cpus 0,1] [--batch N] [--client-id] [--no-option82] [--xdp-mode auto|native|generic]
+//!                [--flood-rate N] [--flood-shape circuit|direct|mac] [--flood-giaddr A.B.C.D]
 //!                [--label NAME] [--json FILE] [--quiet]
 //! ```
 //!
@@ -22,6 +23,13 @@
 //! - `--exchanges N`: start at most N exchanges, and end the run once they are all over.
 //! - `--clients N` (1,000,000) distinct clients, numbered from `--first-client` (0): exchange
 //!   `n` is client `first + n % N`.
+//! - `--flood-rate N`: besides the exchanges, N DHCPDISCOVERs a second of a hostile client
+//!   that never answers an OFFER (for as long as the exchanges start), shaped by
+//!   `--flood-shape` (`direct`, the default: a random chaddr per packet, not relayed;
+//!   `circuit`: relayed from `--flood-giaddr` (default `--giaddr`) with one fixed option 82
+//!   circuit-id and random chaddrs, one abusive subscriber port; `mac`: one fixed chaddr, not
+//!   relayed). The flood is counted apart (`flood_sent`, and `flood_replies`: OFFERs to it);
+//!   every other figure is the legitimate clients' alone.
 //!
 //! One AF_XDP socket (copy mode on veth) per rx queue of the interface, one worker thread per
 //! socket, pinned round robin to `--cpus`. The generator's XDP program
@@ -42,7 +50,7 @@ use std::time::{Duration, Instant};
 use aya::Ebpf;
 use aya::maps::XskMap;
 use aya::programs::{Xdp, XdpMode};
-use bench::loadgen::{self, Addressing, Exchanges, Histogram, Outcome};
+use bench::loadgen::{self, Addressing, Exchanges, Flood, FloodShape, Histogram, Outcome};
 use dataplane::stats::{DropReason, WorkerStats};
 use dataplane::wire::dhcpv4::MessageType;
 use dataplane::worker::{DEFAULT_SLOT_LEN, FrameIo, TxBatch};
@@ -69,6 +77,9 @@ struct Args {
     client_id: bool,
     no_option82: bool,
     xdp_mode: String,
+    flood_rate: u64,
+    flood_shape: FloodShape,
+    flood_giaddr: Option<Ipv4Addr>,
     label: String,
     json: Option<String>,
     quiet: bool,
@@ -77,7 +88,11 @@ struct Args {
 const USAGE: &str = "usage: tandem-loadgen --iface IF [--giaddr IP] [--server IP --server-mac MAC] \
 [--rate N] [--outstanding N] [--exchanges N] [--duration S] [--timeout MS] [--clients N] [--first-client N] \
 [--queues N] [--cpus 0,1] \
-[--batch N] [--client-id] [--no-option82] [--xdp-mode auto|native|generic] [--label NAME] [--json FILE] [--quiet]";
+[--batch N] [--client-id] [--no-option82] [--xdp-mode auto|native|generic] \
+[--flood-rate N] [--flood-shape circuit|direct|mac] [--flood-giaddr IP] [--label NAME] [--json FILE] [--quiet]";
+
+/// The most `--flood-rate` takes: far above what one generator core sends.
+const MAX_FLOOD_RATE: u64 = 10_000_000;
 
 fn parse_mac(s: &str) -> Result<[u8; 6]> {
     let mut mac = [0u8; 6];
@@ -110,6 +125,9 @@ fn parse_args() -> Result<Args> {
         client_id: false,
         no_option82: false,
         xdp_mode: "auto".into(),
+        flood_rate: 0,
+        flood_shape: FloodShape::Direct,
+        flood_giaddr: None,
         label: "loadgen".into(),
         json: None,
         quiet: false,
@@ -143,6 +161,13 @@ fn parse_args() -> Result<Args> {
             "--client-id" => a.client_id = true,
             "--no-option82" => a.no_option82 = true,
             "--xdp-mode" => a.xdp_mode = val()?,
+            "--flood-rate" => a.flood_rate = val()?.parse()?,
+            "--flood-shape" => {
+                let v = val()?;
+                a.flood_shape = FloodShape::parse(&v)
+                    .ok_or_else(|| format!("--flood-shape {v:?}: circuit, direct or mac"))?;
+            }
+            "--flood-giaddr" => a.flood_giaddr = Some(val()?.parse()?),
             "--label" => a.label = val()?,
             "--json" => a.json = Some(val()?),
             "--quiet" => a.quiet = true,
@@ -161,6 +186,15 @@ fn parse_args() -> Result<Args> {
     }
     if a.duration > Duration::from_secs(24 * 3600) {
         return Err("--duration is at most a day".into());
+    }
+    if a.flood_rate > MAX_FLOOD_RATE {
+        return Err(format!("--flood-rate is at most {MAX_FLOOD_RATE}").into());
+    }
+    if a.flood_rate > 0
+        && a.flood_shape == FloodShape::Circuit
+        && a.flood_giaddr.or(a.giaddr).is_none()
+    {
+        return Err("--flood-shape circuit is relayed: it needs --flood-giaddr or --giaddr".into());
     }
     Ok(a)
 }
@@ -182,6 +216,12 @@ struct Counters {
     behind: AtomicU64,
     window_full: AtomicU64,
     dora_ns_sum: AtomicU64,
+    /// Flood DISCOVERs handed to the socket.
+    flood_sent: AtomicU64,
+    /// Replies (OFFERs) to the flood.
+    flood_replies: AtomicU64,
+    flood_behind: AtomicU64,
+    flood_tx_failed: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -204,6 +244,10 @@ struct Totals {
     behind: u64,
     window_full: u64,
     dora_ns_sum: u64,
+    flood_sent: u64,
+    flood_replies: u64,
+    flood_behind: u64,
+    flood_tx_failed: u64,
 }
 
 fn totals(all: &[Arc<Counters>]) -> Totals {
@@ -224,6 +268,10 @@ fn totals(all: &[Arc<Counters>]) -> Totals {
         t.behind += g(&c.behind);
         t.window_full += g(&c.window_full);
         t.dora_ns_sum += g(&c.dora_ns_sum);
+        t.flood_sent += g(&c.flood_sent);
+        t.flood_replies += g(&c.flood_replies);
+        t.flood_behind += g(&c.flood_behind);
+        t.flood_tx_failed += g(&c.flood_tx_failed);
     }
     t
 }
@@ -232,6 +280,8 @@ fn totals(all: &[Arc<Counters>]) -> Totals {
 struct Shared {
     start: Instant,
     addr: Addressing,
+    /// The flood sent beside the exchanges, if `--flood-rate` asks for one.
+    flood: Option<Flood>,
     exchanges: Exchanges,
     /// The next exchange number.
     next: AtomicU64,
@@ -273,6 +323,12 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
     let batch = sh.args.batch;
     // Room for one batch of REQUESTs (one per received OFFER) and one of DISCOVERs.
     let mut tx = TxBatch::new(batch * 2, DEFAULT_SLOT_LEN);
+    // The flood's own batch, so that its send failures are not the exchanges'.
+    let mut flood_tx = TxBatch::new(batch, DEFAULT_SLOT_LEN);
+    let flood_per_ns = sh.args.flood_rate as f64 / sh.threads as f64 / 1e9;
+    let flood_backlog = (flood_per_ns * MAX_BACKLOG.as_nanos() as f64).ceil() as u64 + batch as u64;
+    let mut flood_mine: u64 = 0;
+    let mut rng = u64::from(w) ^ sh.start.elapsed().as_nanos() as u64 ^ 0x666c_6f6f_6400_0000;
     let mut out = WorkerOut {
         xsk_drops: 0,
         discover_to_offer: Histogram::default(),
@@ -303,6 +359,10 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
                         add(&c.other, 1);
                         continue;
                     };
+                    if loadgen::is_flood_mac(&reply.mac) {
+                        add(&c.flood_replies, 1);
+                        continue;
+                    }
                     let now = sh.now();
                     match reply.kind {
                         MessageType::Offer => {
@@ -409,6 +469,36 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
             }
             tx.clear();
         }
+        // The flood, paced like the starts, after them.
+        if let Some(flood) = &sh.flood
+            && now < sh.send_until
+        {
+            let target = (now as f64 * flood_per_ns) as u64;
+            if target > flood_mine + flood_backlog {
+                add(&c.flood_behind, target - flood_mine - flood_backlog);
+                flood_mine = target - flood_backlog;
+            }
+            let n = target
+                .saturating_sub(flood_mine)
+                .min(flood_tx.remaining() as u64);
+            for _ in 0..n {
+                flood_mine += 1;
+                if !matches!(
+                    flood_tx.push_with(|buf| flood.discover(&mut rng, buf)),
+                    Ok(true)
+                ) {
+                    add(&c.flood_tx_failed, 1);
+                }
+            }
+            // Not `busy`: the loop still waits for replies, so the flood leaves in batches
+            // of up to a millisecond's worth rather than a kick per packet.
+            if !flood_tx.is_empty() {
+                let sent = io.send(&flood_tx);
+                add(&c.flood_sent, (flood_tx.len() - sent.failed) as u64);
+                add(&c.flood_tx_failed, sent.failed as u64);
+                flood_tx.clear();
+            }
+        }
         if !busy {
             // Sleep until a reply comes, at most 1 ms (the pacing's granularity: the starts
             // that fell due meanwhile leave in the next batch).
@@ -450,6 +540,16 @@ fn run(args: Args) -> Result<()> {
         dst_mac: args.server_mac.unwrap_or([0xff; 6]),
         client_id: args.client_id,
         option82: !args.no_option82,
+        circuit_id: None,
+    };
+    let flood = if args.flood_rate > 0 {
+        let relay = args.flood_giaddr.or(args.giaddr).map(|g| (g, our_mac));
+        Some(
+            Flood::new(args.flood_shape, &addr, relay)
+                .ok_or("--flood-shape circuit needs a relay")?,
+        )
+    } else {
+        None
     };
 
     // The XDP program and the sockets.
@@ -510,6 +610,7 @@ fn run(args: Args) -> Result<()> {
     let shared = Arc::new(Shared {
         start: Instant::now(),
         addr,
+        flood,
         exchanges: Exchanges::new(in_flight.min(1 << 24)),
         next: AtomicU64::new(0),
         swept: AtomicU64::new(0),
@@ -567,6 +668,17 @@ fn run(args: Args) -> Result<()> {
             args.timeout.as_millis(),
             args.clients
         );
+        if let Some(f) = &flood {
+            eprintln!(
+                "tandem-loadgen: and a {} flood of {} DISCOVERs/s{}",
+                f.shape().as_str(),
+                args.flood_rate,
+                match (f.shape(), args.flood_giaddr.or(args.giaddr)) {
+                    (FloodShape::Circuit, Some(g)) => format!(" relayed from {g}"),
+                    _ => String::new(),
+                }
+            );
+        }
     }
 
     // Main thread: the sweeper, and a progress line per second.
@@ -589,7 +701,7 @@ fn run(args: Args) -> Result<()> {
                 .saturating_sub(shared.ended.load(Ordering::Relaxed));
             let done = t.completed - last.completed;
             eprintln!(
-                "[lg] t={:>4.0}s started {:>8}/s completed {:>8}/s timeouts {:>7}/s naks {:>5} in flight {:>7} mean DORA {:>8.3} ms{}",
+                "[lg] t={:>4.0}s started {:>8}/s completed {:>8}/s timeouts {:>7}/s naks {:>5} in flight {:>7} mean DORA {:>8.3} ms{}{}",
                 now as f64 / 1e9,
                 t.started - last.started,
                 done,
@@ -603,6 +715,15 @@ fn run(args: Args) -> Result<()> {
                 },
                 if t.behind > last.behind {
                     format!(" (generator behind by {})", t.behind - last.behind)
+                } else {
+                    String::new()
+                },
+                if flood.is_some() {
+                    format!(
+                        " flood {}/s ({} answered)",
+                        t.flood_sent - last.flood_sent,
+                        t.flood_replies - last.flood_replies
+                    )
                 } else {
                     String::new()
                 }
@@ -679,6 +800,18 @@ fn run(args: Args) -> Result<()> {
             us(r2a.quantile(0.5)),
             us(r2a.quantile(0.99))
         );
+        if let Some(f) = &flood {
+            eprintln!(
+                "tandem-loadgen: flood ({}): {} DISCOVERs sent ({:.0}/s of {} asked), {} answered with an OFFER; fell behind by {}, tx failed {}",
+                f.shape().as_str(),
+                t.flood_sent,
+                t.flood_sent as f64 / secs,
+                args.flood_rate,
+                t.flood_replies,
+                t.flood_behind,
+                t.flood_tx_failed
+            );
+        }
     }
     let json = format!(
         concat!(
@@ -689,7 +822,9 @@ fn run(args: Args) -> Result<()> {
             "\"timeouts\":{},\"late\":{},\"naks\":{},\"stale\":{},\"other\":{},\"tx_failed\":{},",
             "\"behind\":{},\"window_full\":{},\"generator_rx_dropped\":{},",
             "\"dora_p50_us\":{:.1},\"dora_p99_us\":{:.1},\"dora_p999_us\":{:.1},\"dora_max_us\":{:.1},\"dora_mean_us\":{:.1},",
-            "\"do_p50_us\":{:.1},\"do_p99_us\":{:.1},\"ra_p50_us\":{:.1},\"ra_p99_us\":{:.1}}}"
+            "\"do_p50_us\":{:.1},\"do_p99_us\":{:.1},\"ra_p50_us\":{:.1},\"ra_p99_us\":{:.1},",
+            "\"flood_shape\":\"{}\",\"flood_rate\":{},\"flood_sent\":{},\"flood_sent_per_s\":{:.1},",
+            "\"flood_replies\":{},\"flood_behind\":{},\"flood_tx_failed\":{}}}"
         ),
         args.label.replace(['"', '\\'], "_"),
         args.iface,
@@ -731,6 +866,13 @@ fn run(args: Args) -> Result<()> {
         us(d2o.quantile(0.99)),
         us(r2a.quantile(0.5)),
         us(r2a.quantile(0.99)),
+        flood.map_or("none", |f| f.shape().as_str()),
+        args.flood_rate,
+        t.flood_sent,
+        t.flood_sent as f64 / secs,
+        t.flood_replies,
+        t.flood_behind,
+        t.flood_tx_failed,
     );
     println!("{json}");
     if let Some(path) = &args.json {
