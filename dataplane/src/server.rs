@@ -290,7 +290,9 @@ impl DhcpHandler {
             let Some(f) = f else { continue };
             match discover_of(f.data, i) {
                 Some(d) => self.pending.push(d),
-                None => self.handle_frame(f.data, f.meta.ifindex, now, tx),
+                None => {
+                    self.handle_frame(f.data, f.meta.ifindex, now, tx);
+                }
             }
         }
         let budget = match self.overload.discover_budget {
@@ -312,9 +314,13 @@ impl DhcpHandler {
                 self.stats.add_drop(DropReason::Shed);
                 continue;
             }
-            answered += 1;
-            if let Some(f) = rx.get(d.index) {
-                self.handle_frame(f.data, f.meta.ifindex, now, tx);
+            // Only a DISCOVER that reaches the engine spends the budget: one dropped by a
+            // rate limit costs next to nothing, and a flood from one MAC, circuit or relay
+            // must not use up the budget of everyone else's.
+            if let Some(f) = rx.get(d.index)
+                && self.handle_frame(f.data, f.meta.ifindex, now, tx)
+            {
+                answered += 1;
             }
         }
         self.pending = pending;
@@ -330,27 +336,29 @@ impl DhcpHandler {
     }
 
     /// Handles one frame: drop it (counted), or record its lease change and queue its reply.
-    fn handle_frame(&mut self, data: &[u8], ifindex: u32, now: UnixTime, tx: &mut TxBatch) {
+    /// Whether it reached the engine (was neither malformed, nor not for us, nor over a rate
+    /// limit).
+    fn handle_frame(&mut self, data: &[u8], ifindex: u32, now: UnixTime, tx: &mut TxBatch) -> bool {
         let Ok(f) = frame::parse(data) else {
             self.stats.add_drop(DropReason::Malformed);
-            return;
+            return false;
         };
         if f.udp_dst != SERVER_PORT {
             self.stats.add_drop(DropReason::NotForUs);
-            return;
+            return false;
         }
         let Some(iface) = self.interface(ifindex) else {
             self.stats.add_drop(DropReason::NotForUs);
-            return;
+            return false;
         };
         let (if_mac, if_addr) = (iface.mac, iface.addr.unwrap_or(Ipv4Addr::UNSPECIFIED));
         let Ok(packet) = dhcpv4::Packet::new_checked(f.dhcp) else {
             self.stats.add_drop(DropReason::MalformedDhcp);
-            return;
+            return false;
         };
         let Ok(req) = Repr::parse(&packet, &mut self.scratch) else {
             self.stats.add_drop(DropReason::MalformedDhcp);
-            return;
+            return false;
         };
         let ingress = Ingress {
             if_addr,
@@ -359,7 +367,7 @@ impl DhcpHandler {
         };
         if let Some(reason) = self.limits.check(&req, &ingress, now) {
             self.stats.add_drop(reason);
-            return;
+            return false;
         }
         if (req.options.relay_agent_info.is_some() || req.options.subnet_selection.is_some())
             && !self.engine.trusts_relay(&req, &ingress)
@@ -403,6 +411,7 @@ impl DhcpHandler {
                 }
             }
         }
+        true
     }
 }
 

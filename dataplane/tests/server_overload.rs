@@ -350,3 +350,35 @@ fn rate_limits_per_mac_circuit_and_relay() {
         (3, 1, 3)
     );
 }
+
+#[test]
+fn rate_limited_discovers_do_not_spend_the_shed_budget() {
+    // A backlogged batch: 48 DISCOVERs from distinct clients behind one flooding relay
+    // (arriving first), then 16 direct clients. The relay's burst is 4: its other 44 are
+    // dropped as rate-relay, and the budget (half the batch, 32) is left for the 16 others,
+    // none of whom is shed. Were the limited DISCOVERs to count against the budget, the
+    // relay's 48 would use it all up and every direct client would be shed.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (h, stats) = handler(&dir, OverloadPolicy::DEFAULT);
+    let mut h = h.with_rate_limits(RateLimits {
+        relay: RateLimit { rate: 1, burst: 4 },
+        ..RateLimits::OFF
+    });
+    let relay = Ipv4Addr::new(10, 0, 0, 2);
+    let mut batch: Vec<Vec<u8>> = (0..48).map(|n| relayed_discover(n, relay, None)).collect();
+    batch.extend((0..16).map(|n| discover(100 + n, 5000 + u32::from(n))));
+    assert_eq!(batch.len(), BATCH);
+    let replies = feed(&mut h, &batch);
+    let direct = replies
+        .iter()
+        .filter(|m| m.giaddr().is_unspecified())
+        .count();
+    let s = stats.snapshot();
+    assert_eq!(
+        (direct, replies.len() - direct),
+        (16, 4),
+        "every direct client and the relay's burst are answered"
+    );
+    assert_eq!(s.dropped(DropReason::RateRelay), 44);
+    assert_eq!(s.dropped(DropReason::Shed), 0);
+}
