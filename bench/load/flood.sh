@@ -113,15 +113,7 @@ pools = ["10.100.0.10-10.103.255.250"]
 router = ["10.100.0.1"]
 lease_time = "1h"
 CONF
-  ip netns exec "$NS_S" taskset -c "$SERVER_CPU" "$TANDEMD" --config "$d/tandemd.toml" \
-    >"$d/server.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 300); do
-    [ -S "$d/data/tandemd.sock" ] && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "tandemd did not start:" >&2; cat "$d/server.log" >&2; return 1
+  tb_start_tandemd "$d"
 }
 
 num() { jq -r ".$2 // 0" "$1"; }

@@ -1,5 +1,5 @@
 # The testbed the load scripts share; sourced (`. bench/load/testbed.sh`) by packet-vs-kea.sh,
-# xdp-vs-packet.sh, side-by-side.sh and table-size.sh after they cd to the repository root.
+# xdp-vs-packet.sh, side-by-side.sh, table-size.sh and flood.sh after they cd to the repository root.
 # Not run on its own.
 #
 #   tb_require NAME [TOOL...]    exit 1 (naming NAME) unless root and every TOOL is on PATH
@@ -9,6 +9,8 @@
 #   tb_del_ns NS...              deletes the namespaces; absent ones are fine
 #   tb_stop_pid PID [TENTHS]     SIGTERM, up to TENTHS (50) tenths of a second to exit, SIGKILL,
 #                                reap; nothing for an empty PID
+#   tb_start_tandemd DIR         $TANDEMD in $NS_S on $SERVER_CPU with DIR/tandemd.toml; waits for
+#                                DIR/data/tandemd.sock; sets SERVER_PID
 #   tb_stop_server               tb_stop_pid of $SERVER_PID, saying so if it had already exited
 #                                (a crash during the run), then clears it
 #
@@ -53,6 +55,19 @@ tb_stop_pid() { # $1: pid, $2: tenths of a second it has after SIGTERM (50)
   for _ in $(seq "$tenths"); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$p" 2>/dev/null || true
   wait "$p" 2>/dev/null || true
+}
+
+tb_start_tandemd() { # $1: run dir holding tandemd.toml (data_dir $1/data); sets SERVER_PID
+  # In $NS_S on $SERVER_CPU; ready when the admin socket exists (tables created, workers up).
+  ip netns exec "$NS_S" taskset -c "$SERVER_CPU" "$TANDEMD" --config "$1/tandemd.toml" \
+    >"$1/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 300); do
+    [ -S "$1/data/tandemd.sock" ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "tandemd did not start:" >&2; cat "$1/server.log" >&2; return 1
 }
 
 tb_stop_server() {
