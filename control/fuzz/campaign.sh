@@ -9,6 +9,8 @@
 # inputs found to each workspace's target/corpus-TARGET (kept between campaigns), crashes to
 # its artifacts/TARGET/. Rounds: the time is cut into ROUNDS passes over the targets
 # (default 4), so a campaign stopped early has still given every target a share.
+# EXECS=N (for example 10000000) is a goal per target: a target stops once it has run N
+# inputs in this campaign, and its unused time goes to the targets still short of theirs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 run=$here/../../dataplane/fuzz/run.sh
@@ -30,10 +32,26 @@ share=$((total / rounds / ${#targets[@]}))
 echo "campaign: ${#targets[@]} targets, $rounds rounds of ${share} s each, core $cpu, $(date -u +%FT%TZ)"
 declare -A execs
 for t in "${targets[@]}"; do execs[$t]=0; : > "$logs/$t.log"; done
+goal=${EXECS:-0}
+deadline=$(($(date +%s) + total))
 for r in $(seq 1 "$rounds"); do
-    for t in "${targets[@]}"; do
+    for i in "${!targets[@]}"; do
+        t=${targets[$i]}
+        runs=()
+        if [ "$goal" -gt 0 ]; then
+            [ "${execs[$t]}" -lt "$goal" ] || continue
+            runs=(-runs=$((goal - execs[$t])))
+            # Time left, shared by this target and those after it in the round that are
+            # still short of the goal (with the later rounds' shares).
+            short=0
+            for u in "${targets[@]:$i}"; do [ "${execs[$u]}" -lt "$goal" ] && short=$((short + 1)); done
+            left=$((deadline - $(date +%s)))
+            [ "$left" -gt 0 ] || break 2
+            share=$((left / (short + (rounds - r) * ${#targets[@]})))
+            [ "$share" -ge 1 ] || share=1
+        fi
         one=$logs/$t.round.log
-        taskset -c "$cpu" nice -n 19 bash "$run" "$t" "$share" -print_final_stats=1 \
+        taskset -c "$cpu" nice -n 19 bash "$run" "$t" "$share" -print_final_stats=1 "${runs[@]}" \
             > "$one" 2>&1 || echo "round $r: $t stopped with a crash (see $logs/$t.log)"
         # The final stats, or (after a crash) the last status line.
         n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$one" | tail -n 1)
@@ -41,6 +59,7 @@ for r in $(seq 1 "$rounds"); do
         execs[$t]=$((execs[$t] + ${n:-0}))
         cat "$one" >> "$logs/$t.log"
         rm -f "$one"
+        echo "round $r: $t at ${execs[$t]} execs ($(date -u +%T))"
     done
 done
 # The stores the targets left in /dev/shm (of processes that are gone).
