@@ -10,6 +10,11 @@
 //! code fills. When on, a DHCPDISCOVER whose hash bucket the peer serves is dropped in the
 //! kernel. The bucket is the Pearson hash of the client identifier (option 61) else of `chaddr`
 //! for `hlen` bytes, as `control::failover::hash::client_bucket` computes it.
+//!
+//! [`MAP_RATE_CONFIG`] holds one [`RateConfig`]: request rate limits per client hardware
+//! address, per option 82 circuit-id within its relay and per relay agent (the IPv4 source of
+//! a request with `giaddr` set), as token buckets in per-CPU LRU hashes ([`MAP_RATE_MAC`],
+//! [`MAP_RATE_CIRCUIT`], [`MAP_RATE_RELAY`]). A request over a limit is dropped in the kernel.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -36,6 +41,15 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 /// `BPF_MAP_TYPE_ARRAY` with one [`LbConfig`] at key 0.
 pub const MAP_LB_CONFIG: &str = "LB_CONFIG";
 
+/// `BPF_MAP_TYPE_ARRAY` with one [`RateConfig`] at key 0.
+pub const MAP_RATE_CONFIG: &str = "RATE_CONFIG";
+/// `BPF_MAP_TYPE_LRU_PERCPU_HASH`: a bucket per `htype`, `hlen`, `chaddr` (65,536 entries).
+pub const MAP_RATE_MAC: &str = "RATE_MAC";
+/// `BPF_MAP_TYPE_LRU_PERCPU_HASH`: a bucket per relay and circuit-id hash (65,536 entries).
+pub const MAP_RATE_CIRCUIT: &str = "RATE_CIRCUIT";
+/// `BPF_MAP_TYPE_LRU_PERCPU_HASH`: a bucket per relay's IPv4 source (4,096 entries).
+pub const MAP_RATE_RELAY: &str = "RATE_RELAY";
+
 /// What the program did with a frame: the slots of [`MAP_COUNTERS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
@@ -48,18 +62,27 @@ pub enum Verdict {
     NoXsk = 2,
     /// A DHCPDISCOVER in a bucket the failover peer serves: dropped.
     LbDrop = 3,
+    /// A request over its relay's rate: dropped.
+    RateRelay = 4,
+    /// A request over its circuit-id's rate: dropped.
+    RateCircuit = 5,
+    /// A request over its client hardware address's rate: dropped.
+    RateMac = 6,
 }
 
 impl Verdict {
     /// Every verdict, in slot order.
-    pub const ALL: [Verdict; 4] = [
+    pub const ALL: [Verdict; 7] = [
         Verdict::Pass,
         Verdict::Redirect,
         Verdict::NoXsk,
         Verdict::LbDrop,
+        Verdict::RateRelay,
+        Verdict::RateCircuit,
+        Verdict::RateMac,
     ];
     /// Slots in [`MAP_COUNTERS`].
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 7;
 }
 
 /// [`LbConfig::mode`]: no load-balancing drop.
@@ -93,6 +116,37 @@ impl LbConfig {
         max_secs: 0,
         pad: 0,
         hba: [0; 32],
+    };
+}
+
+/// One class's limit (C `struct rate`): `rate` requests a second with bursts of `burst`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct Rate {
+    /// Requests a second; 0 switches the class off.
+    pub rate: u32,
+    /// The most requests at once (at least 1 when `rate` is not 0).
+    pub burst: u32,
+}
+
+/// The request rate limits (C `struct rate_config`), the one value of [`MAP_RATE_CONFIG`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct RateConfig {
+    /// Per `htype`, `hlen` and `chaddr`.
+    pub mac: Rate,
+    /// Per option 82 circuit-id (sub-option 1), within its relay.
+    pub circuit: Rate,
+    /// Per relay agent: the IPv4 source of requests with `giaddr` set.
+    pub relay: Rate,
+}
+
+impl RateConfig {
+    /// Nothing limited.
+    pub const OFF: RateConfig = RateConfig {
+        mac: Rate { rate: 0, burst: 0 },
+        circuit: Rate { rate: 0, burst: 0 },
+        relay: Rate { rate: 0, burst: 0 },
     };
 }
 
