@@ -65,6 +65,20 @@ impl RateLimits {
         },
         relay: RateLimit::OFF,
     };
+
+    /// The same limits as the XDP program's `RATE_CONFIG` (a class with rate 0 is off; a
+    /// burst under 1 is 1, as here).
+    pub fn to_xdp(&self) -> ebpf::RateConfig {
+        let one = |l: RateLimit| ebpf::Rate {
+            rate: l.rate,
+            burst: if l.rate == 0 { 0 } else { l.burst.max(1) },
+        };
+        ebpf::RateConfig {
+            mac: one(self.mac),
+            circuit: one(self.circuit),
+            relay: one(self.relay),
+        }
+    }
 }
 
 /// The period of a [`DeclineLimits`] rate: an hour.

@@ -1,7 +1,7 @@
 //! The one module through which the packet path makes system calls (aya's `sys` pattern):
 //! the packet sockets, the interface ioctls (`SIOCGIF*`, `SIOCETHTOOL`), the rtnetlink
 //! socket of [`crate::xdp::netlink`], `setns`, and the one kernel-ABI value type aya moves as
-//! raw bytes (`LbMapValue`).
+//! raw bytes (`LbMapValue`, `RateMapValue`).
 //!
 //! Everything above this module is safe code over owned file descriptors; everything here is a
 //! thin wrapper that turns one syscall into an `io::Result`. (The AF_XDP rings and UMEM are
@@ -603,6 +603,15 @@ pub(crate) struct LbMapValue(pub(crate) ebpf::LbConfig);
 // (4 × 4 + 32 bytes), and every bit pattern is a valid value: it may be read from and
 // written to the map as bytes.
 unsafe impl aya::Pod for LbMapValue {}
+
+/// A `RATE_CONFIG` map value as aya reads and writes it: raw bytes of a [`ebpf::RateConfig`].
+#[derive(Clone, Copy, Debug)]
+#[repr(transparent)]
+pub(crate) struct RateMapValue(pub(crate) ebpf::RateConfig);
+
+// SAFETY: `RateConfig` is `#[repr(C)]`, `Copy`, six `u32`s with no padding, and every bit
+// pattern is a valid value: it may be read from and written to the map as bytes.
+unsafe impl aya::Pod for RateMapValue {}
 
 /// Moves the calling thread into the network namespace `ns` refers to (an open
 /// `/run/netns/NAME` or `/proc/PID/ns/net`). Sockets opened afterwards belong to that

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
+use dataplane::limit::{RateLimit, RateLimits};
 use dataplane::sys;
 use dataplane::xdp::{AttachMode, Attached, VerdictCounts, XdpProgram};
 use ebpf::{LB_ON, LbConfig};
@@ -113,6 +114,9 @@ fn delta(after: VerdictCounts, before: VerdictCounts) -> VerdictCounts {
         redirect: after.redirect - before.redirect,
         no_xsk: after.no_xsk - before.no_xsk,
         lb_drop: after.lb_drop - before.lb_drop,
+        rate_relay: after.rate_relay - before.rate_relay,
+        rate_circuit: after.rate_circuit - before.rate_circuit,
+        rate_mac: after.rate_mac - before.rate_mac,
     }
 }
 
@@ -133,6 +137,18 @@ fn expect(prog: &mut XdpProgram, what: &str, frame: &[u8], action: u32, counter:
         },
         "lb_drop" => VerdictCounts {
             lb_drop: 1,
+            ..Default::default()
+        },
+        "rate_relay" => VerdictCounts {
+            rate_relay: 1,
+            ..Default::default()
+        },
+        "rate_circuit" => VerdictCounts {
+            rate_circuit: 1,
+            ..Default::default()
+        },
+        "rate_mac" => VerdictCounts {
+            rate_mac: 1,
             ..Default::default()
         },
         other => panic!("unknown counter {other}"),
@@ -326,6 +342,117 @@ fn lb_filter_drops_only_the_peers_discovers() {
     assert!(got == XDP_PASS || got == XDP_DROP, "runaway option: {got}");
     prog.set_lb(&LbConfig::OFF).expect("set lb");
     expect(&mut prog, "LB off again", &frame, XDP_PASS, "no_xsk");
+}
+
+/// A DISCOVER from `chaddr` relayed through giaddr 10.9.0.1, with option 82 carrying
+/// `circuit` as its circuit-id (sub-option 1) after a remote-id, if given.
+fn relayed(chaddr: [u8; 6], circuit: Option<&[u8]>) -> Vec<u8> {
+    let mut extra = Vec::new();
+    if let Some(c) = circuit {
+        let remote = [2u8, 4, 0xaa, 0xbb, 0xcc, 0xdd];
+        extra.extend_from_slice(&[82, (remote.len() + 2 + c.len()) as u8]);
+        extra.extend_from_slice(&remote);
+        extra.extend_from_slice(&[1, c.len() as u8]);
+        extra.extend_from_slice(c);
+    }
+    let mut b = bootp(1, chaddr, 0, &extra);
+    b[24..28].copy_from_slice(&[10, 9, 0, 1]);
+    b
+}
+
+/// Runs `frame` `n` times, each expected to go on to the (absent) socket.
+fn expect_passes(prog: &mut XdpProgram, what: &str, frame: &[u8], n: usize) {
+    for i in 0..n {
+        expect(
+            prog,
+            &format!("{what} #{}", i + 1),
+            frame,
+            XDP_PASS,
+            "no_xsk",
+        );
+    }
+}
+
+#[test]
+fn rate_limits_drop_requests_over_their_mac_circuit_or_relay_rate() {
+    // The buckets are per CPU and a test run runs on the caller's: stay on one.
+    let core = core_affinity::get_core_ids().expect("cores")[0];
+    assert!(core_affinity::set_for_current(core), "pinned to one core");
+    let mut prog = XdpProgram::load().expect("load");
+    let limit = |rate, burst| RateLimit { rate, burst };
+    let off = RateLimits::OFF;
+
+    // Per MAC: a burst of 3, then dropped; another MAC has its own bucket.
+    let a = Frame::dhcp(discover([2, 0, 0, 0, 1, 1])).build();
+    let b = Frame::dhcp(discover([2, 0, 0, 0, 1, 2])).build();
+    prog.set_rates(&RateLimits {
+        mac: limit(1, 3),
+        ..off
+    })
+    .expect("set rates");
+    expect_passes(&mut prog, "MAC a within its burst", &a, 3);
+    expect(&mut prog, "MAC a over", &a, XDP_DROP, "rate_mac");
+    expect(&mut prog, "MAC b", &b, XDP_PASS, "no_xsk");
+    // A REQUEST counts against the same client.
+    let req_a = Frame::dhcp(bootp(3, [2, 0, 0, 0, 1, 1], 0, &[])).build();
+    expect(&mut prog, "MAC a's REQUEST", &req_a, XDP_DROP, "rate_mac");
+
+    // Tokens come back at the rate: 2 a second, so one after 600 ms (the burst is 1).
+    let c = Frame::dhcp(discover([2, 0, 0, 0, 1, 3])).build();
+    prog.set_rates(&RateLimits {
+        mac: limit(2, 1),
+        ..off
+    })
+    .expect("set rates");
+    expect(&mut prog, "MAC c", &c, XDP_PASS, "no_xsk");
+    expect(&mut prog, "MAC c again", &c, XDP_DROP, "rate_mac");
+    std::thread::sleep(Duration::from_millis(600));
+    expect(&mut prog, "MAC c refilled", &c, XDP_PASS, "no_xsk");
+
+    // Per relay: relayed requests of any MAC share their relay's bucket; direct ones don't.
+    prog.set_rates(&RateLimits {
+        relay: limit(1, 2),
+        ..off
+    })
+    .expect("set rates");
+    for (i, what) in ["relayed #1", "relayed #2"].iter().enumerate() {
+        let f = Frame::dhcp(relayed([2, 0, 0, 0, 2, i as u8], None)).build();
+        expect(&mut prog, what, &f, XDP_PASS, "no_xsk");
+    }
+    let third = Frame::dhcp(relayed([2, 0, 0, 0, 2, 9], None)).build();
+    expect(&mut prog, "relayed #3", &third, XDP_DROP, "rate_relay");
+    let direct = Frame::dhcp(discover([2, 0, 0, 0, 2, 9])).build();
+    expect_passes(&mut prog, "direct", &direct, 3);
+
+    // Per circuit-id within the relay, found after another sub-option.
+    prog.set_rates(&RateLimits {
+        circuit: limit(1, 2),
+        ..off
+    })
+    .expect("set rates");
+    for i in 0..2u8 {
+        let f = Frame::dhcp(relayed([2, 0, 0, 0, 3, i], Some(b"eth0/1/1:100"))).build();
+        expect(&mut prog, "circuit 1 within", &f, XDP_PASS, "no_xsk");
+    }
+    let over = Frame::dhcp(relayed([2, 0, 0, 0, 3, 7], Some(b"eth0/1/1:100"))).build();
+    expect(&mut prog, "circuit 1 over", &over, XDP_DROP, "rate_circuit");
+    let other = Frame::dhcp(relayed([2, 0, 0, 0, 3, 7], Some(b"eth0/1/1:101"))).build();
+    expect_passes(&mut prog, "circuit 2", &other, 2);
+    // No option 82: nothing to count a circuit by.
+    let bare = Frame::dhcp(relayed([2, 0, 0, 0, 3, 8], None)).build();
+    expect_passes(&mut prog, "relayed without option 82", &bare, 3);
+
+    // Off again: nothing is limited, not even the buckets already empty.
+    prog.set_rates(&off).expect("set rates");
+    expect_passes(&mut prog, "limits off", &a, 3);
+    expect_passes(&mut prog, "limits off", &over, 3);
+    // Malformed option lists are neither limited wrongly nor fatal.
+    prog.set_rates(&RateLimits::DEFAULT).expect("set rates");
+    let mut runaway = relayed([2, 0, 0, 0, 4, 1], None);
+    runaway.truncate(243);
+    runaway.extend_from_slice(&[82, 200, 1, 250, 1, 2]);
+    let f = Frame::dhcp(runaway).build();
+    expect(&mut prog, "runaway option 82", &f, XDP_PASS, "no_xsk");
 }
 
 // ---------------------------------------------------------------------------------------

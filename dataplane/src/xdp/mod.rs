@@ -7,7 +7,8 @@
 //! process: dropping the [`XdpProgram`] detaches it, and so does the kernel when the process
 //! dies, so a crashed run leaves no program behind on the interface. [`XdpProgram::set_socket`]
 //! binds an AF_XDP socket to an rx queue's slot of the XSKMAP, [`XdpProgram::counters`] reads
-//! the per-CPU verdict counters, and [`XdpProgram::set_lb`] fills the load-balancing filter.
+//! the per-CPU verdict counters, [`XdpProgram::set_lb`] fills the load-balancing filter and
+//! [`XdpProgram::set_rates`] the request rate limits.
 //! Before attaching, a tandem program left on the interface through netlink (which, unlike a
 //! link, outlives its process) is detached ([`netlink`]).
 
@@ -32,9 +33,10 @@ pub use xsk::{
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError};
-pub use ebpf::{LB_OFF, LB_ON, LbConfig, Verdict};
+pub use ebpf::{LB_OFF, LB_ON, LbConfig, RateConfig, Verdict};
 
-use crate::sys::LbMapValue;
+use crate::limit::RateLimits;
+use crate::sys::{LbMapValue, RateMapValue};
 
 /// What went wrong loading or driving the XDP program.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +125,12 @@ pub struct VerdictCounts {
     pub no_xsk: u64,
     /// Dropped by the load-balancing filter.
     pub lb_drop: u64,
+    /// Dropped over their relay's rate.
+    pub rate_relay: u64,
+    /// Dropped over their circuit-id's rate.
+    pub rate_circuit: u64,
+    /// Dropped over their client hardware address's rate.
+    pub rate_mac: u64,
 }
 
 impl VerdictCounts {
@@ -133,6 +141,9 @@ impl VerdictCounts {
             Verdict::Redirect => self.redirect,
             Verdict::NoXsk => self.no_xsk,
             Verdict::LbDrop => self.lb_drop,
+            Verdict::RateRelay => self.rate_relay,
+            Verdict::RateCircuit => self.rate_circuit,
+            Verdict::RateMac => self.rate_mac,
         }
     }
 
@@ -142,6 +153,9 @@ impl VerdictCounts {
             Verdict::Redirect => &mut self.redirect,
             Verdict::NoXsk => &mut self.no_xsk,
             Verdict::LbDrop => &mut self.lb_drop,
+            Verdict::RateRelay => &mut self.rate_relay,
+            Verdict::RateCircuit => &mut self.rate_circuit,
+            Verdict::RateMac => &mut self.rate_mac,
         }
     }
 }
@@ -267,6 +281,22 @@ impl XdpProgram {
             .ok_or(XdpError::Missing(ebpf::MAP_LB_CONFIG))?;
         let mut arr: Array<&mut MapData, LbMapValue> = Array::try_from(map).map_err(map_err)?;
         arr.set(0, LbMapValue(*cfg), 0).map_err(map_err)
+    }
+
+    /// Replaces the request rate limits ([`RateLimits::OFF`] switches them off). Buckets
+    /// already in the maps keep their tokens.
+    pub fn set_rates(&mut self, limits: &RateLimits) -> Result<(), XdpError> {
+        let map_err = |source| XdpError::Map {
+            name: ebpf::MAP_RATE_CONFIG,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(ebpf::MAP_RATE_CONFIG)
+            .ok_or(XdpError::Missing(ebpf::MAP_RATE_CONFIG))?;
+        let mut arr: Array<&mut MapData, RateMapValue> = Array::try_from(map).map_err(map_err)?;
+        arr.set(0, RateMapValue(limits.to_xdp()), 0)
+            .map_err(map_err)
     }
 
     /// Runs the program once over `frame` in the kernel (`BPF_PROG_TEST_RUN`, rx queue 0) and
