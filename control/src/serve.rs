@@ -199,6 +199,22 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
         },
     };
     let datapath = if xdp_ports.is_some() { "xdp" } else { "packet" };
+    // On XDP the program applies the request rate limits, per CPU in the kernel, before a
+    // frame is copied to user space; the workers' own limiters are then off.
+    if let Some(ports) = &mut xdp_ports {
+        for (port, name) in ports.iter_mut().zip(&config.server.interfaces) {
+            port.program_mut()
+                .set_rates(&config.server.rate_limits)
+                .map_err(|source| StartError::Xdp {
+                    name: name.clone(),
+                    source: Box::new(source),
+                })?;
+        }
+    }
+    let worker_limits = match xdp_ports {
+        Some(_) => dataplane::limit::RateLimits::OFF,
+        None => config.server.rate_limits,
+    };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let per_iface = match config.server.workers {
         0 => cores.len().max(1),
@@ -359,7 +375,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
                 Arc::clone(&fatal),
                 worker_clock(),
             )
-            .with_rate_limits(config.server.rate_limits);
+            .with_rate_limits(worker_limits);
             if let Some(sink) = failover
                 .as_ref()
                 .and_then(|f| crate::failover::replicate::WorkerOutbox::new(&f.outbox, id))

@@ -46,6 +46,15 @@ pub struct XdpStatus {
     pub no_xsk: u64,
     /// DHCPDISCOVERs of the failover partner's hash buckets, dropped (load balancing).
     pub lb_drop: u64,
+    /// Requests over their relay's rate, dropped (`relay_rate`).
+    #[serde(default)]
+    pub rate_relay: u64,
+    /// Requests over their circuit-id's rate, dropped (`circuit_rate`).
+    #[serde(default)]
+    pub rate_circuit: u64,
+    /// Requests over their client MAC's rate, dropped (`mac_rate`).
+    #[serde(default)]
+    pub rate_mac: u64,
     /// Whether the load-balancing filter is on now (a relationship in NORMAL, load balance).
     pub lb_filter: bool,
 }

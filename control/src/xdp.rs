@@ -120,6 +120,9 @@ impl XdpPorts {
                     redirect: c.redirect,
                     no_xsk: c.no_xsk,
                     lb_drop: c.lb_drop,
+                    rate_relay: c.rate_relay,
+                    rate_circuit: c.rate_circuit,
+                    rate_mac: c.rate_mac,
                     lb_filter: lb,
                 }
             })

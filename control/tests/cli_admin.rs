@@ -61,6 +61,9 @@ impl AdminBackend for TestBackend {
                 redirect: 1000,
                 no_xsk: 2,
                 lb_drop: 977,
+                rate_relay: 5,
+                rate_circuit: 6,
+                rate_mac: 7,
                 lb_filter: true,
             }],
         }
@@ -194,8 +197,25 @@ fn status_json_through_tandemctl() {
     assert_eq!(x["interface"], "eth7");
     assert_eq!(x["mode"], "native");
     assert_eq!(
-        ["pass", "redirect", "no_xsk", "lb_drop"].map(|k| x[k].as_u64()),
-        [Some(31), Some(1000), Some(2), Some(977)]
+        [
+            "pass",
+            "redirect",
+            "no_xsk",
+            "lb_drop",
+            "rate_relay",
+            "rate_circuit",
+            "rate_mac"
+        ]
+        .map(|k| x[k].as_u64()),
+        [
+            Some(31),
+            Some(1000),
+            Some(2),
+            Some(977),
+            Some(5),
+            Some(6),
+            Some(7)
+        ]
     );
     assert_eq!(x["lb_filter"], true);
 }
@@ -287,13 +307,18 @@ fn status_human_through_tandemctl() {
             "PASS",
             "REDIRECT",
             "NO-XSK",
+            "RATE-MAC",
+            "RATE-CIRCUIT",
+            "RATE-RELAY",
             "LB-DROP",
             "LB-FILTER"
         ]
     );
     assert_eq!(
         line_with("eth7"),
-        ["eth7", "native", "31", "1000", "2", "977", "on"]
+        [
+            "eth7", "native", "31", "1000", "2", "7", "6", "5", "977", "on"
+        ]
     );
     assert_eq!(line_with("SUBNET")[..3], ["SUBNET", "ACTIVE", "FREE"]);
     assert_eq!(

@@ -373,31 +373,37 @@ impl XdpPair {
         pair
     }
 
-    /// Sends `frames` out of br0 (to both servers), in order, through a raw packet socket.
+    /// Sends `frames` out of br0 (to both servers), in order, 2 ms apart.
     fn send(&self, frames: &[Vec<u8>], dir: &std::path::Path) {
-        let file = dir.join("frames.bin");
-        let mut blob = Vec::new();
-        for f in frames {
-            blob.extend_from_slice(&u16::try_from(f.len()).expect("len").to_be_bytes());
-            blob.extend_from_slice(f);
-        }
-        std::fs::write(&file, blob).expect("write frames");
-        let script = format!(
-            "import socket, time\n\
-             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
-             s.bind(('br0', 0))\n\
-             b = open({:?}, 'rb').read()\n\
-             i = 0\n\
-             while i < len(b):\n\
-             \x20   n = int.from_bytes(b[i:i+2], 'big')\n\
-             \x20   s.send(b[i+2:i+2+n])\n\
-             \x20   i += 2 + n\n\
-             \x20   time.sleep(0.002)\n",
-            file.to_string_lossy()
-        );
-        let out = self.c.exec(&["timeout", "30", "python3", "-c", &script]);
-        assert!(out.status.success(), "send: {out:?}");
+        send_raw(&self.c, "br0", frames, 0.002, dir);
     }
+}
+
+/// Sends `frames` out of `iface` in `ns`, in order, `gap` seconds apart, through a raw
+/// packet socket (`dir` holds the frames' file).
+fn send_raw(ns: &Ns, iface: &str, frames: &[Vec<u8>], gap: f64, dir: &std::path::Path) {
+    let file = dir.join("frames.bin");
+    let mut blob = Vec::new();
+    for f in frames {
+        blob.extend_from_slice(&u16::try_from(f.len()).expect("len").to_be_bytes());
+        blob.extend_from_slice(f);
+    }
+    std::fs::write(&file, blob).expect("write frames");
+    let script = format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.bind(({iface:?}, 0))\n\
+         b = open({:?}, 'rb').read()\n\
+         i = 0\n\
+         while i < len(b):\n\
+         \x20   n = int.from_bytes(b[i:i+2], 'big')\n\
+         \x20   s.send(b[i+2:i+2+n])\n\
+         \x20   i += 2 + n\n\
+         \x20   if {gap} > 0: time.sleep({gap})\n",
+        file.to_string_lossy()
+    );
+    let out = ns.exec(&["timeout", "30", "python3", "-c", &script]);
+    assert!(out.status.success(), "send: {out:?}");
 }
 
 impl Drop for XdpPair {
@@ -661,5 +667,50 @@ fn tandemd_on_xdp_dispatches_a_single_queue_to_sibling_workers() {
         tx.iter().sum::<u64>(),
         2 * report.acks(),
         "one OFFER and one ACK each"
+    );
+}
+
+#[test]
+fn tandemd_on_xdp_drops_a_one_mac_flood_in_the_kernel_and_serves_the_rest() {
+    let (server, net) = start("xdp", 2);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The default limits: 5 requests a second per MAC, bursts of 20, counted per CPU.
+    const FLOOD: u64 = 600;
+    let flood = with_ip_checksum(discover([2, 0x66, 0, 0, 0, 1], None));
+    let frames = vec![flood; FLOOD as usize];
+    let sent = std::time::Instant::now();
+    let ep = &net.clients[1];
+    // 100 a second for 6 s, while dhclient gets its lease next door.
+    let lease = std::thread::scope(|sc| {
+        sc.spawn(|| send_raw(&ep.ns, &ep.iface, &frames, 0.01, tmp.path()));
+        Dhclient::new(&net.clients[0])
+            .obtain()
+            .unwrap_or_else(|e| panic!("dhclient during the flood: {e}\n{}", server.log()))
+    });
+    let secs = sent.elapsed().as_secs() + 1;
+    let xdp = |s: &serde_json::Value, k: &str| s["xdp"][0][k].as_u64().unwrap_or(0);
+    let status = common::wait_until(Duration::from_secs(30), "the flood counted", || {
+        let s = server.status_json()?;
+        (xdp(&s, "redirect") + xdp(&s, "rate_mac") >= FLOOD).then_some(s)
+    });
+    let cpus = u64::try_from(core_affinity::get_core_ids().map_or(1, |c| c.len())).expect("cpus");
+    let allowed = cpus * (20 + 5 * secs);
+    let (redirected, dropped) = (xdp(&status, "redirect"), xdp(&status, "rate_mac"));
+    eprintln!("one-MAC flood of {FLOOD} in {secs} s: {redirected} redirected, {dropped} dropped");
+    assert!(
+        redirected <= allowed && dropped >= FLOOD - allowed,
+        "at most {allowed} of the flood may reach user space: {status}"
+    );
+    // The workers' own limiter is off on XDP: nothing was left for it to drop.
+    for w in status["workers"].as_array().expect("workers") {
+        assert!(w["dropped"].get("rate-mac").is_none(), "{w}");
+    }
+    // Everyone else was served meanwhile.
+    assert!(
+        server
+            .active_leases()
+            .iter()
+            .any(|l| l.address == lease.address && l.chaddr == net.clients[0].mac),
+        "dhclient's lease is active"
     );
 }

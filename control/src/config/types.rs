@@ -68,9 +68,13 @@ pub struct ServerConfig {
     /// default 5 and 20. `circuit_rate` / `circuit_burst`: per option 82 circuit-id within
     /// a relay; default 20 and 100. `relay_rate` / `relay_burst`: per relay agent (the IPv4
     /// source of relayed requests); default 0 (off). A rate of 0 turns its limit off; a
-    /// burst defaults to four times its rate. Each worker counts on its own, so a client
-    /// spread over several workers gets more, never less. Requests over a limit are dropped
-    /// before the engine sees them and counted (`rate-mac`, `rate-circuit`, `rate-relay`).
+    /// burst defaults to four times its rate. On the packet datapath each worker counts on
+    /// its own, so a client spread over several workers gets more, never less; requests over
+    /// a limit are dropped before the engine sees them and counted (`rate-mac`,
+    /// `rate-circuit`, `rate-relay`). On the XDP datapath the XDP program applies the same
+    /// limits in the kernel, per CPU (LRU maps: a flood of new keys evicts the oldest
+    /// buckets), before a frame is copied to user space; its drops are counted in the XDP
+    /// verdicts (`tandemctl status`: RATE-MAC, RATE-CIRCUIT, RATE-RELAY).
     pub rate_limits: dataplane::limit::RateLimits,
     /// `mac_decline_rate`: DHCPDECLINEs an hour per client MAC that may abandon an address;
     /// default 10. `relay_decline_rate`: the same per relay agent (the IPv4 source of relayed
