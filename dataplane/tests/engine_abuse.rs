@@ -1,6 +1,7 @@
 //! Clients that try to starve a pool with DHCPDECLINE (#13, item 2), against the real
 //! lease-mmap store on a virtual clock: the per-scope cap on ABANDONED addresses, the
-//! DECLINE limits per MAC and per relay, and the cap after a restart.
+//! DECLINE limits per MAC and per relay, the cap after a restart, and a dry pool reclaiming
+//! the abandoned addresses oldest first.
 
 #[expect(dead_code, reason = "the harness serves several test binaries")]
 mod engine_support;
@@ -101,17 +102,56 @@ fn decline_flood_from_random_macs_abandons_at_most_the_cap() {
     for n in 0..60u8 {
         dora(&mut h, [0x02, 0xc0, 0, 0, 1, n]);
     }
-    assert_eq!(
-        h.run(&discover(mac(200)), &direct(SERVER, mac(200))).kind,
-        Kind::Drop(DropReason::PoolExhausted)
-    );
-    // With no free address left, the abandoned ones come back after their probation
-    // (RFC 2131 §4.3.1), and the count with them.
-    h.advance(600);
+    // With no free address left, the abandoned ones are reclaimed before their probation
+    // ends, and the count goes down with them; then the pool is exhausted.
     for n in 0..CAP as u8 {
         dora(&mut h, [0x02, 0xc1, 0, 0, 1, n]);
     }
     assert_eq!(abandoned(&h), 0);
+    assert_eq!(
+        h.run(&discover(mac(200)), &direct(SERVER, mac(200))).kind,
+        Kind::Drop(DropReason::PoolExhausted)
+    );
+}
+
+#[test]
+fn a_dry_pool_reclaims_abandoned_addresses_oldest_first() {
+    // 10 addresses, of which DECLINEs may abandon 5.
+    let mut s = lan();
+    s.pools = vec![(ip("10.0.0.100"), ip("10.0.0.109"))];
+    s.max_abandoned_percent = 50;
+    let mut h = Harness::new(config(vec![s]));
+    let mut held = Vec::new();
+    for n in 0..10u8 {
+        held.push(dora(&mut h, mac(n)).yiaddr());
+    }
+    assert_eq!(
+        h.run(&discover(mac(100)), &direct(SERVER, mac(100))).kind,
+        Kind::Drop(DropReason::PoolExhausted),
+        "every address is bound and none is abandoned"
+    );
+    // Three clients decline, a minute apart, in an order unlike the addresses'.
+    let order = [7usize, 2, 5];
+    for &i in &order {
+        let m = mac(u8::try_from(i).expect("small"));
+        let out = h.run(&decline(m, SERVER, held[i]), &direct(SERVER, m));
+        assert_eq!(out.kind, Kind::Silent(SilentReason::Declined));
+        h.advance(60);
+    }
+    assert_eq!(abandoned(&h), 3);
+    // New clients get them back in the order they were abandoned, long before the
+    // probation (24 h) ends.
+    for (k, &i) in order.iter().enumerate() {
+        let m = [0x02, 0xee, 0, 0, 0, u8::try_from(k).expect("small")];
+        let ack = dora(&mut h, m);
+        assert_eq!(ack.yiaddr(), held[i], "reclaim #{k}");
+        assert_eq!(h.record(held[i]).state, BindingState::Active);
+        assert_eq!(abandoned(&h), u32::try_from(2 - k).expect("small"));
+    }
+    assert_eq!(
+        h.run(&discover(mac(101)), &direct(SERVER, mac(101))).kind,
+        Kind::Drop(DropReason::PoolExhausted)
+    );
 }
 
 #[test]

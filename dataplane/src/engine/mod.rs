@@ -44,7 +44,8 @@
 //!   unexpired ACTIVE binding is offered without a write. Reusable records: FREE, EXPIRED,
 //!   RELEASED, RESET, and ACTIVE / OFFERED / ABANDONED whose `ends` has passed (so an
 //!   abandoned address returns after its probation), all subject to
-//!   [`FailoverView::may_allocate`]. The offered lease time is the scope's (the client's
+//!   [`FailoverView::may_allocate`]. When nothing is free, the ABANDONED address whose
+//!   probation ends first is reclaimed early (#13; ISC dhcpd and Kea do the same). The offered lease time is the scope's (the client's
 //!   option 51 is not honoured).
 //! - **REQUEST** (§4.3.2): with option 54 it is SELECTING: another server's id releases our
 //!   hold silently; ours ACKs option 50 if its record is the client's or free (offers are
@@ -563,10 +564,58 @@ impl Engine {
             self.hold_ends(cx),
         );
         let reusable = |now: UnixTime, l: &Lease| self.reusable(cx.scope.table, now, l);
-        match cx.table.allocate(&mut w.cursor, cx.now, &new, &reusable) {
-            Some((slot, _)) => Ok(self.offer(cx, cx.table.addr(slot), &new)),
+        if let Some((slot, _)) = cx.table.allocate(&mut w.cursor, cx.now, &new, &reusable) {
+            return Ok(self.offer(cx, cx.table.addr(slot), &new));
+        }
+        // 5. Nothing free: the address abandoned longest ago, before its probation ends.
+        match self.reclaim_abandoned(cx, &new)? {
+            Some(slot) => Ok(self.offer(cx, cx.table.addr(slot), &new)),
             None => Err(DropReason::PoolExhausted),
         }
+    }
+
+    /// When the pool has run dry: hold the ABANDONED address whose probation ends first (it
+    /// was abandoned longest ago) for the client, as ISC dhcpd and Kea reclaim abandoned
+    /// addresses before refusing a client (#13). Failover must let us give it, as for any
+    /// other address. A scan of the table, paid only by a DISCOVER that found nothing free
+    /// while the table holds ABANDONED records.
+    fn reclaim_abandoned(&self, cx: &Cx<'_, '_>, new: &Lease) -> Result<Option<Slot>, DropReason> {
+        if cx.table.abandoned() == 0 {
+            return Ok(None);
+        }
+        let table = cx.scope.table;
+        let reclaimable = |slot: Slot, l: &Lease| {
+            l.state == BindingState::Abandoned
+                && cx.table.is_allocatable(slot)
+                && self.failover.may_allocate(table, l, cx.now)
+        };
+        let mut oldest: Option<(UnixTime, Slot)> = None;
+        cx.table.for_each(|slot, _, l| {
+            if reclaimable(slot, l) && oldest.is_none_or(|(ends, _)| l.ends < ends) {
+                oldest = Some((l.ends, slot));
+            }
+        });
+        let Some((_, slot)) = oldest else {
+            return Ok(None);
+        };
+        let r = self.cas(cx, slot, |cur| {
+            if reclaimable(slot, cur) {
+                Ok(Some(*new))
+            } else {
+                Err(())
+            }
+        })?;
+        Ok(match r {
+            Cas::Wrote { .. } => {
+                tracing::info!(
+                    address = %cx.table.addr(slot),
+                    "pool exhausted: reclaiming the oldest abandoned address"
+                );
+                Some(slot)
+            }
+            // Another worker took it first: this DISCOVER finds the pool exhausted.
+            Cas::Unchanged | Cas::Refused(()) | Cas::OverCap => None,
+        })
     }
 
     /// Hold `slot` for the client as OFFERED; `None` when it is not available to it. The
