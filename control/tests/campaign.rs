@@ -18,6 +18,10 @@
 //! * `fsync-error`: server A's data directory is a FUSE passthrough
 //!   ([`common::disk::FaultFs`]) whose fsync fails with EIO on demand: A must send no ACK it
 //!   cannot keep and stop; healed, it restarts and recovers.
+//! * `disk-full`: server B's data directory is a size-limited tmpfs
+//!   ([`common::disk::Tmpfs`]), filled up while clients come: B must send no ACK it cannot
+//!   write and stop (or, with nothing to write, go on); the space given back, it restarts
+//!   and recovers.
 //!
 //!
 //! Clock skew is a property of a whole run (server B under libfaketime from its first lease
@@ -35,7 +39,8 @@
 //! ended nor been released is in the table of at least one server (nothing lost across
 //! crashes); both servers are NORMAL.
 //!
-//! Every run prints its seed; `CAMPAIGN_SEED=S` replays one. `CAMPAIGN_RUNS` (default 1) and
+//! Every run prints its seed; `CAMPAIGN_SEED=S` replays one; `CAMPAIGN_NEMESIS=NAME` plays
+//! only that nemesis. `CAMPAIGN_RUNS` (default 1) and
 //! `CAMPAIGN_SCENARIOS` (default 5) size the batch; `control/scripts/campaign` runs a campaign
 //! and prints the counts per nemesis. Run as root.
 
@@ -49,7 +54,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::clients::{Dhclient, Dhcpcd, PerfTarget, Perfdhcp, Udhcpc};
-use common::disk::FaultFs;
+use common::disk::{FaultFs, Tmpfs};
 use common::pair::*;
 use common::server::Server;
 use common::server::unix_now;
@@ -65,10 +70,11 @@ enum Nemesis {
     Restart,
     PartnerDown,
     FsyncError,
+    DiskFull,
 }
 
 impl Nemesis {
-    const ALL: [Nemesis; 7] = [
+    const ALL: [Nemesis; 8] = [
         Nemesis::PeerLinkCut,
         Nemesis::ClientPartition,
         Nemesis::Kill9,
@@ -76,6 +82,7 @@ impl Nemesis {
         Nemesis::Restart,
         Nemesis::PartnerDown,
         Nemesis::FsyncError,
+        Nemesis::DiskFull,
     ];
 
     fn name(self) -> &'static str {
@@ -87,7 +94,16 @@ impl Nemesis {
             Nemesis::Restart => "restart",
             Nemesis::PartnerDown => "partner-down",
             Nemesis::FsyncError => "fsync-error",
+            Nemesis::DiskFull => "disk-full",
         }
+    }
+
+    /// `CAMPAIGN_NEMESIS=NAME`: every scenario plays that one (to work on one fault).
+    fn forced() -> Option<Nemesis> {
+        let name = std::env::var("CAMPAIGN_NEMESIS").ok()?;
+        let n = Nemesis::ALL.into_iter().find(|n| n.name() == name);
+        assert!(n.is_some(), "CAMPAIGN_NEMESIS={name}: not a nemesis");
+        n
     }
 }
 
@@ -107,12 +123,18 @@ struct Run {
     played: BTreeMap<Nemesis, u64>,
     /// Server A's filesystem.
     fs: FaultFs,
+    /// Server B's filesystem.
+    disk: Tmpfs,
     /// B's clock offset for the whole run, seconds.
     skew: Option<i64>,
 }
 
 /// The pair's `max_clock_skew` (the failover default).
 const BOUND: i64 = 60;
+
+/// Server B's data directory: its tables, journals and state file with room to spare, until
+/// the `disk-full` nemesis takes the rest.
+const DISK_SIZE: &str = "64m";
 
 /// libfaketime's environment for a wall clock `secs` off the true one (timers keep the true
 /// monotonic clock).
@@ -202,7 +224,9 @@ impl Run {
     }
 
     fn scenario(&mut self, n: u64) {
-        let mut nemesis = Nemesis::ALL[usize::try_from(self.rng.below(7)).unwrap_or(0)];
+        let drawn = self.rng.below(Nemesis::ALL.len() as u64);
+        let mut nemesis =
+            Nemesis::forced().unwrap_or(Nemesis::ALL[usize::try_from(drawn).unwrap_or(0)]);
         // With B's clock beyond the bound the two cannot talk, so nothing may put one of them
         // in PARTNER-DOWN (a SHUTDOWN, the operator): B, back, would serve beside it unheard.
         if self.skew.is_some_and(|s| s > BOUND)
@@ -211,8 +235,9 @@ impl Run {
             nemesis = Nemesis::Kill9;
         }
         let i = match nemesis {
-            // Only A's data directory can fail.
+            // Only A's data directory can fail fsync, only B's fill up.
             Nemesis::FsyncError => 0,
+            Nemesis::DiskFull => 1,
             _ => usize::try_from(self.rng.below(2)).unwrap_or(0),
         };
         let hold = 2_000 + self.rng.below(3 * MRD * 1000);
@@ -305,6 +330,28 @@ impl Run {
                 self.fs.heal();
                 self.servers.a.restart();
             }
+            Nemesis::DiskFull => {
+                self.disk.fill();
+                let until = Instant::now() + Duration::from_millis(hold);
+                let mut stopped = None;
+                while stopped.is_none() && Instant::now() < until {
+                    // Clients make B write: it must stop rather than ACK what it cannot keep.
+                    let mac = self.fresh_mac();
+                    let _ = self.net.udhcpc(1, mac);
+                    stopped = self.servers.b.wait_exit(Duration::from_millis(100));
+                }
+                self.say(format!("B on a full disk: {stopped:?}"));
+                if let Some(status) = stopped {
+                    assert_eq!(
+                        status.code(),
+                        Some(1),
+                        "seed {}: B's exit on a full disk",
+                        self.seed
+                    );
+                }
+                self.disk.free();
+                self.servers.b.restart();
+            }
         }
         self.burst();
         // Healed: back to NORMAL, whatever it takes within the MCLT's bounds (or, with B's
@@ -369,9 +416,10 @@ fn run(seed: u64, scenarios: u64) -> BTreeMap<Nemesis, u64> {
         Mode::LoadBalance
     };
     let fs = FaultFs::mount();
+    let disk = Tmpfs::mount(DISK_SIZE);
     let mut servers = Servers {
         a: Server::start_tandemd_in(&net.a, &fs.path, |d| config(d, true, mode)),
-        b: Server::start_tandemd_with(&net.b, |d| config(d, false, mode)),
+        b: Server::start_tandemd_in(&net.b, &disk.path, |d| config(d, false, mode)),
     };
     let mut rng = Rng::new(seed);
     let skew = match seed % 5 {
@@ -412,6 +460,7 @@ fn run(seed: u64, scenarios: u64) -> BTreeMap<Nemesis, u64> {
         next_mac: 0,
         played: BTreeMap::new(),
         fs,
+        disk,
         skew,
     };
     for n in 0..scenarios {
