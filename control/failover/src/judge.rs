@@ -229,6 +229,19 @@ pub fn judge(
     {
         return Verdict::Outdated;
     }
+    // The partner's ACTIVE for the same client from a transaction no later than ours but
+    // ending sooner can only be an older copy of the lease: it would cut short a lease the
+    // client holds. Ours is sent instead. Found by the fault campaign with ISC dhcpd: after
+    // dueling updates, dhcpd's record kept our MCLT-short end under its own later renewal
+    // (its CLTT) and sent that back, which took the hour it had granted from both tables.
+    if effective(local, now) == BindingState::Active
+        && incoming.status == BindingStatus::Active
+        && same_client(local, incoming)
+        && incoming.cltt <= local.cltt
+        && incoming.ends < local.ends
+    {
+        return Verdict::Outdated;
+    }
     let sender = match us {
         Role::Primary => Role::Secondary,
         Role::Secondary => Role::Primary,
@@ -592,6 +605,34 @@ mod tests {
             assert_eq!(e.reason, RejectReason::Unspecified);
             e.message
         })
+    }
+
+    #[test]
+    fn an_older_copy_of_a_live_lease_does_not_shorten_it() {
+        let mine = {
+            let mut l = lease(BindingState::Active);
+            l.htype = 1;
+            l.hlen = 6;
+            l.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+            l
+        };
+        let shorter = |cltt: UnixTime| {
+            let mut l = mine;
+            l.cltt = cltt;
+            l.ends = NOW.saturating_add(20);
+            Binding::from_lease(Ipv4Addr::new(10, 0, 0, 9), &l, 0).unwrap()
+        };
+        for us in [Role::Primary, Role::Secondary] {
+            for state in [StateKind::Normal, StateKind::PotentialConflict] {
+                for cltt in [NOW, UnixTime(NOW.0 - 17)] {
+                    let v = judge(us, state, &mine, false, &shorter(cltt), NOW);
+                    assert_eq!(v, Verdict::Outdated, "{us:?} {state:?} cltt {cltt:?}");
+                }
+                // A later transaction may grant less: the client holds that one now.
+                let later = shorter(NOW.saturating_add(5));
+                assert_eq!(judge(us, state, &mine, false, &later, NOW), Verdict::Apply);
+            }
+        }
     }
 
     #[test]
