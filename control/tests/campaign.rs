@@ -24,6 +24,11 @@
 //!   and recovers.
 //!
 //!
+//! One run in five (seed ≡ 4 mod 5, or every run with `CAMPAIGN_PARTNER=isc`) has ISC dhcpd
+//! 4.4 as server B, the load-balance secondary of tandemd, with the same nemeses (A's disk
+//! fails instead of B's; the operator's partner-down on dhcpd goes through omshell); its
+//! state and leases are read from its lease file.
+//!
 //! Clock skew is a property of a whole run (server B under libfaketime from its first lease
 //! on): one run in five skews B by up to ±30 s, within the 60 s bound, and serves as any
 //! other; one in five by 90 to 300 s ahead, beyond it: the pair must refuse to connect and
@@ -56,8 +61,8 @@ use std::time::{Duration, Instant};
 use common::clients::{Dhclient, Dhcpcd, PerfTarget, Perfdhcp, Udhcpc};
 use common::disk::{FaultFs, Tmpfs};
 use common::pair::*;
-use common::server::Server;
 use common::server::unix_now;
+use common::server::{Server, ServerKind};
 use testkit::netns::mac_str;
 use testkit::rng::Rng;
 
@@ -127,6 +132,8 @@ struct Run {
     disk: Tmpfs,
     /// B's clock offset for the whole run, seconds.
     skew: Option<i64>,
+    /// Server B is ISC dhcpd 4.4 (secondary), not tandemd.
+    isc: bool,
 }
 
 /// The pair's `max_clock_skew` (the failover default).
@@ -223,6 +230,28 @@ impl Run {
         }
     }
 
+    /// While server `i`'s disk fails, clients make it write for at most `hold` ms: it must
+    /// stop (exit 1) rather than ACK what it cannot keep, or have nothing to write.
+    fn until_stopped(&mut self, i: usize, hold: u64, what: &str) {
+        let until = Instant::now() + Duration::from_millis(hold);
+        let mut stopped = None;
+        while stopped.is_none() && Instant::now() < until {
+            let mac = self.fresh_mac();
+            let _ = self.net.udhcpc(1, mac);
+            stopped = self.server(i).wait_exit(Duration::from_millis(100));
+        }
+        let name = ["A", "B"][i];
+        self.say(format!("{name} {what}: {stopped:?}"));
+        if let Some(status) = stopped {
+            assert_eq!(
+                status.code(),
+                Some(1),
+                "seed {}: {name}'s exit {what}",
+                self.seed
+            );
+        }
+    }
+
     fn scenario(&mut self, n: u64) {
         let drawn = self.rng.below(Nemesis::ALL.len() as u64);
         let mut nemesis =
@@ -233,6 +262,10 @@ impl Run {
             && matches!(nemesis, Nemesis::Restart | Nemesis::PartnerDown)
         {
             nemesis = Nemesis::Kill9;
+        }
+        // ISC dhcpd's disk is not ours to fail: with it as B, A's disk fails instead.
+        if self.isc && nemesis == Nemesis::DiskFull {
+            nemesis = Nemesis::FsyncError;
         }
         let i = match nemesis {
             // Only A's data directory can fail fsync, only B's fill up.
@@ -290,6 +323,15 @@ impl Run {
                 let s = &*self.server(survivor);
                 let mut last = String::new();
                 let done = common::try_wait_until(Duration::from_secs(3 * MRD + 30), || {
+                    if s.kind == ServerKind::IscDhcpd {
+                        // omshell, until dhcpd has written PARTNER-DOWN to its lease file.
+                        if s.isc_failover_state("pair").0 == "partner-down" {
+                            return Some(());
+                        }
+                        last = s.isc_partner_down("pair");
+                        std::thread::sleep(Duration::from_millis(500));
+                        return None;
+                    }
                     match s.tandemctl(&["partner-down", "pair"]) {
                         Ok(_) => Some(()),
                         Err(e) => {
@@ -310,45 +352,13 @@ impl Run {
             }
             Nemesis::FsyncError => {
                 self.fs.fail_fsync(".tdj");
-                let until = Instant::now() + Duration::from_millis(hold);
-                let mut stopped = None;
-                while stopped.is_none() && Instant::now() < until {
-                    // Clients make A commit: it must stop rather than ACK what it cannot keep.
-                    let mac = self.fresh_mac();
-                    let _ = self.net.udhcpc(1, mac);
-                    stopped = self.servers.a.wait_exit(Duration::from_millis(100));
-                }
-                self.say(format!("A under fsync errors: {stopped:?}"));
-                if let Some(status) = stopped {
-                    assert_eq!(
-                        status.code(),
-                        Some(1),
-                        "seed {}: A's exit after EIO",
-                        self.seed
-                    );
-                }
+                self.until_stopped(0, hold, "under fsync errors");
                 self.fs.heal();
                 self.servers.a.restart();
             }
             Nemesis::DiskFull => {
                 self.disk.fill();
-                let until = Instant::now() + Duration::from_millis(hold);
-                let mut stopped = None;
-                while stopped.is_none() && Instant::now() < until {
-                    // Clients make B write: it must stop rather than ACK what it cannot keep.
-                    let mac = self.fresh_mac();
-                    let _ = self.net.udhcpc(1, mac);
-                    stopped = self.servers.b.wait_exit(Duration::from_millis(100));
-                }
-                self.say(format!("B on a full disk: {stopped:?}"));
-                if let Some(status) = stopped {
-                    assert_eq!(
-                        status.code(),
-                        Some(1),
-                        "seed {}: B's exit on a full disk",
-                        self.seed
-                    );
-                }
+                self.until_stopped(1, hold, "on a full disk");
                 self.disk.free();
                 self.servers.b.restart();
             }
@@ -397,29 +407,63 @@ fn check_nothing_lost(seed: u64, log: &common::acks::AckLog, servers: &Servers) 
                         .strip_prefix("id:")
                         .is_some_and(|id| id.ends_with(&mac_hex)))
         });
-        assert!(
-            held,
-            "seed {seed}: the lease of {addr} ACKed to {client} (ends {}) is in neither table",
-            last.end_us / 1_000_000
-        );
+        if !held {
+            // What each server holds for the address, every state, and the ACKs of it.
+            let of = |s: &Server| -> Vec<common::server::Lease> {
+                s.leases()
+                    .into_iter()
+                    .filter(|l| l.address == addr)
+                    .collect()
+            };
+            let isc = (servers.b.kind == ServerKind::IscDhcpd)
+                .then(|| std::fs::read_to_string(servers.b.isc_leases_path()).unwrap_or_default())
+                .map(|t| {
+                    let head = format!("lease {addr} {{");
+                    t.split("\n}")
+                        .filter(|b| b.contains(&head))
+                        .map(|b| b.trim().to_owned())
+                        .collect::<Vec<_>>()
+                        .join("\n}\n")
+                })
+                .unwrap_or_default();
+            panic!(
+                "seed {seed}: the lease of {addr} ACKed to {client} (ends {}) is in neither table\n\
+                 A: {:?}\nB: {:?}\nACKs: {bindings:?}\nISC lease file entries:\n{isc}",
+                last.end_us / 1_000_000,
+                of(&servers.a),
+                of(&servers.b),
+            );
+        }
     }
     checked
 }
 
 fn run(seed: u64, scenarios: u64) -> BTreeMap<Nemesis, u64> {
-    eprintln!("campaign seed {seed}: {scenarios} scenarios (replay: CAMPAIGN_SEED={seed})");
+    // One run in five pairs tandemd with ISC dhcpd (`CAMPAIGN_PARTNER=isc`: every run).
+    let isc = seed % 5 == 4 || std::env::var("CAMPAIGN_PARTNER").as_deref() == Ok("isc");
+    eprintln!(
+        "campaign seed {seed}: {scenarios} scenarios, B is {} (replay: CAMPAIGN_SEED={seed})",
+        if isc { "ISC dhcpd" } else { "tandemd" }
+    );
     let net = PairNet::new(4);
     let mut cap = net.capture();
-    let mode = if seed % 4 == 3 {
+    let mode = if seed % 4 == 3 && !isc {
         Mode::HotStandby
     } else {
         Mode::LoadBalance
     };
     let fs = FaultFs::mount();
     let disk = Tmpfs::mount(DISK_SIZE);
-    let mut servers = Servers {
-        a: Server::start_tandemd_in(&net.a, &fs.path, |d| config(d, true, mode)),
-        b: Server::start_tandemd_in(&net.b, &disk.path, |d| config(d, false, mode)),
+    let mut servers = if isc {
+        Servers {
+            a: Server::start_tandemd_in(&net.a, &fs.path, |d| isc_partner(config(d, true, mode))),
+            b: Server::start_isc_dhcpd(&net.b, &["lan"], |_| isc_secondary_config()),
+        }
+    } else {
+        Servers {
+            a: Server::start_tandemd_in(&net.a, &fs.path, |d| config(d, true, mode)),
+            b: Server::start_tandemd_in(&net.b, &disk.path, |d| config(d, false, mode)),
+        }
     };
     let mut rng = Rng::new(seed);
     let skew = match seed % 5 {
@@ -462,6 +506,7 @@ fn run(seed: u64, scenarios: u64) -> BTreeMap<Nemesis, u64> {
         fs,
         disk,
         skew,
+        isc,
     };
     for n in 0..scenarios {
         r.scenario(n);

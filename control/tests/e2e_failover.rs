@@ -21,7 +21,8 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::net::Ns;
-use common::server::Server;
+use common::pair::isc_partner;
+use common::server::{Server, isc_partner_down};
 
 /// Three namespaces: the servers' `a` (10.79.0.1 on fa0) and `b` (10.79.0.2 on fb0), and
 /// `c`, whose bridge br0 joins them and is the DHCP client's interface. Deleted on drop.
@@ -148,16 +149,6 @@ max_unacked_updates = 10
         dir = dir.to_string_lossy(),
         secret = common::failover_secret(dir),
     )
-}
-
-/// A [`config`] for a pair with ISC dhcpd: no shared secret (ISC has no message digest).
-fn isc_partner(config: String) -> String {
-    let secret = config
-        .lines()
-        .find(|l| l.starts_with("shared_secret_file"))
-        .map(str::to_owned)
-        .unwrap_or_default();
-    config.replace(&secret, "peer_software = \"isc-dhcpd\"")
 }
 
 /// `(state, partner_state, state_since)` of relationship "pair".
@@ -687,28 +678,6 @@ subnet 10.79.0.0 netmask 255.255.255.0 {
         t.log(),
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-}
-
-/// Runs omshell in `ns` against dhcpd's OMAPI port: the operator's partner-down (local-state
-/// 4, `dhcpd.8`'s numbering; `failover.c:3099-3104` sets the state).
-fn isc_partner_down(ns: &common::net::Ns, name: &str) -> String {
-    use std::io::Write;
-    let mut cmd = ns.command("omshell");
-    cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("run omshell");
-    let script = format!(
-        "server 127.0.0.1\nport 7911\nconnect\nnew failover-state\nset name = \"{name}\"\nopen\nset local-state = 4\nupdate\n"
-    );
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("write to omshell");
-    let out = child.wait_with_output().expect("omshell");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 /// Issue #13 item 6 against a real ISC dhcpd: tandemd (primary) is killed while NORMAL,

@@ -160,11 +160,16 @@ impl DhcpMsg {
         self.op == 2 && self.sport == 67
     }
 
-    /// The client as RFC 2131 §4.2 identifies it: client-id if present, else chaddr.
+    /// The client as RFC 2131 §4.2 identifies it: client-id if present, else chaddr. A
+    /// client-id that is Ethernet's hardware type and `chaddr` (`01` + the MAC, the usual
+    /// form) names the same client as `chaddr` alone: a server that does not echo option 61
+    /// (ISC dhcpd 4.4) and one that does then agree on who got an address.
     pub fn client_key(&self) -> String {
         match &self.client_id {
-            Some(id) => format!("id:{id}"),
-            None => format!("hw:{}", self.chaddr),
+            Some(id) if *id != format!("01{}", self.chaddr.replace(':', "")) => {
+                format!("id:{id}")
+            }
+            _ => format!("hw:{}", self.chaddr),
         }
     }
 }

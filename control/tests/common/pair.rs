@@ -11,7 +11,7 @@ use super::acks::AckLog;
 use super::capture::{Capture, DhcpMsg};
 use super::clients::{ClientLease, Udhcpc};
 use super::net::{Endpoint, Ns};
-use super::server::Server;
+use super::server::{Server, ServerKind};
 use control::failover::hash::client_bucket;
 use testkit::netns::{self, mac_str};
 
@@ -234,6 +234,48 @@ load_balance_max_seconds = {LB_MAX_SECS}
     )
 }
 
+/// A [`config`] for a partner that is ISC dhcpd: no shared secret (ISC has no message
+/// digest), `peer_software = "isc-dhcpd"`.
+pub fn isc_partner(config: String) -> String {
+    let secret = config
+        .lines()
+        .find(|l| l.starts_with("shared_secret_file"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    config.replace(&secret, "peer_software = \"isc-dhcpd\"")
+}
+
+/// ISC dhcpd 4.4's `dhcpd.conf` for server B, the secondary of load-balance relationship
+/// "pair" with tandemd on A: the same subnet, pool, lease time and timers as [`config`].
+pub fn isc_secondary_config() -> String {
+    format!(
+        r#"ddns-update-style none;
+authoritative;
+default-lease-time {LEASE};
+max-lease-time {LEASE};
+server-identifier {B};
+omapi-port 7911;
+failover peer "pair" {{
+  secondary;
+  address {PEER_B};
+  port 647;
+  peer address {PEER_A};
+  peer port 647;
+  max-response-delay {MRD};
+  max-unacked-updates 10;
+  load balance max seconds {LB_MAX_SECS};
+}}
+subnet 10.81.0.0 netmask 255.255.0.0 {{
+  option routers 10.81.0.1;
+  pool {{
+    failover peer "pair";
+    range 10.81.1.0 10.81.3.255;
+  }}
+}}
+"#
+    )
+}
+
 /// The two servers, started on `net` and waited for until both are NORMAL.
 pub struct Servers {
     pub a: Server,
@@ -271,6 +313,9 @@ pub fn tail(log: &str) -> String {
 
 /// `(state, partner_state)` of relationship "pair", from `tandemctl status --json`.
 pub fn rel(s: &Server) -> (String, String) {
+    if s.kind == ServerKind::IscDhcpd {
+        return s.isc_failover_state("pair");
+    }
     let v = s.status_json().expect("status");
     let r = v["relationships"]
         .as_array()

@@ -22,6 +22,9 @@ pub enum ServerKind {
     Kea,
     /// Our `tandemd` with `datapath = "packet"`.
     Tandemd,
+    /// ISC dhcpd 4.4 (`dhcpd -f -d`), a failover partner of tandemd
+    /// ([`Server::start_isc_dhcpd`]): `dhcpd.conf` and `dhcpd.leases` in its data directory.
+    IscDhcpd,
 }
 
 impl ServerKind {
@@ -89,41 +92,102 @@ pub struct Server {
     starts: u32,
     /// Environment of tandemd's next starts ([`Server::set_env`]).
     env: Vec<(String, String)>,
+    /// The interfaces ISC dhcpd listens on (its command line names them).
+    interfaces: Vec<String>,
 }
 
 impl Server {
     /// Writes the config for `kind` and starts the server in `ns`; returns once it serves.
     pub fn start(kind: ServerKind, ns: &Ns, spec: &ServerSpec) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("tdm-e2e-srv-")
-            .tempdir()
-            .expect("create the server's temp dir");
+        let dir = temp_dir();
         let config = match kind {
             ServerKind::Kea => write_kea_config(dir.path(), spec),
             ServerKind::Tandemd => write_tandemd_config(dir.path(), spec),
+            ServerKind::IscDhcpd => panic!("ISC dhcpd takes its own config: start_isc_dhcpd"),
         };
+        let data = dir.path().to_owned();
+        Self::launched(kind, ns, dir, data, config, Vec::new())
+    }
+
+    /// The server of `kind`, started: its temp dir `dir`, data directory, config file and
+    /// (for ISC dhcpd) interfaces.
+    fn launched(
+        kind: ServerKind,
+        ns: &Ns,
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        config: PathBuf,
+        interfaces: Vec<String>,
+    ) -> Self {
         let mut server = Self {
             kind,
             ns: ns.clone(),
-            data: dir.path().to_owned(),
+            data,
             dir,
             config,
             child: None,
             starts: 0,
             env: Vec::new(),
+            interfaces,
         };
         server.launch();
         server
+    }
+
+    /// Starts ISC dhcpd in `ns` on `interfaces` with the `dhcpd.conf` that `conf` returns
+    /// (it gets the data directory) and an empty lease file; returns once it serves.
+    pub fn start_isc_dhcpd(
+        ns: &Ns,
+        interfaces: &[&str],
+        conf: impl FnOnce(&Path) -> String,
+    ) -> Self {
+        let dir = temp_dir();
+        let config = dir.path().join("dhcpd.conf");
+        std::fs::write(&config, conf(dir.path())).expect("write dhcpd.conf");
+        std::fs::write(dir.path().join("dhcpd.leases"), "").expect("create dhcpd.leases");
+        let data = dir.path().to_owned();
+        let interfaces = interfaces.iter().map(|s| (*s).to_owned()).collect();
+        Self::launched(ServerKind::IscDhcpd, ns, dir, data, config, interfaces)
+    }
+
+    /// ISC dhcpd's lease file (its whole database, failover states included).
+    pub fn isc_leases_path(&self) -> PathBuf {
+        self.data.join("dhcpd.leases")
+    }
+
+    /// ISC dhcpd's `(my state, partner state)` of failover peer `name`, as it last wrote them
+    /// to its lease file (`failover peer "NAME" state { my state S at ...; partner state ...}`).
+    pub fn isc_failover_state(&self, name: &str) -> (String, String) {
+        let text = std::fs::read_to_string(self.isc_leases_path()).unwrap_or_default();
+        let head = format!("failover peer \"{name}\" state {{");
+        let Some(at) = text.rfind(&head) else {
+            return (String::new(), String::new());
+        };
+        let block = &text[at..];
+        let block = &block[..block.find('}').unwrap_or(block.len())];
+        let state = |key: &str| {
+            block
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(|s| s.trim_end_matches(';').to_owned())
+                .unwrap_or_default()
+        };
+        (state("my state "), state("partner state "))
+    }
+
+    /// The operator's partner-down on ISC dhcpd, through omshell and its OMAPI port 7911
+    /// (local-state 4, `dhcpd.8`'s numbering; `failover.c:3099-3104` sets the state);
+    /// omshell's output.
+    pub fn isc_partner_down(&self, name: &str) -> String {
+        isc_partner_down(&self.ns, name)
     }
 
     /// Starts `tandemd` in `ns` on a config the test writes itself: `toml` gets the server's
     /// temp dir (use it as `data_dir`) and returns the whole TOML. For what [`ServerSpec`]
     /// cannot say (`[[failover]]` relationships, several servers on one link).
     pub fn start_tandemd_with(ns: &Ns, toml: impl FnOnce(&Path) -> String) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("tdm-e2e-srv-")
-            .tempdir()
-            .expect("create the server's temp dir");
+        let dir = temp_dir();
         let data = dir.path().to_owned();
         Self::start_tandemd_on(ns, dir, &data, toml)
     }
@@ -131,10 +195,7 @@ impl Server {
     /// Like [`Server::start_tandemd_with`], with `data_dir` elsewhere than the server's temp
     /// dir (on a filesystem the test set up): `toml` gets `data_dir`.
     pub fn start_tandemd_in(ns: &Ns, data_dir: &Path, toml: impl FnOnce(&Path) -> String) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("tdm-e2e-srv-")
-            .tempdir()
-            .expect("create the server's temp dir");
+        let dir = temp_dir();
         Self::start_tandemd_on(ns, dir, data_dir, toml)
     }
 
@@ -146,18 +207,14 @@ impl Server {
     ) -> Self {
         let config = dir.path().join("tandemd.toml");
         std::fs::write(&config, toml(data)).expect("write the tandemd config");
-        let mut server = Self {
-            kind: ServerKind::Tandemd,
-            ns: ns.clone(),
-            data: data.to_owned(),
+        Self::launched(
+            ServerKind::Tandemd,
+            ns,
             dir,
+            data.to_owned(),
             config,
-            child: None,
-            starts: 0,
-            env: Vec::new(),
-        };
-        server.launch();
-        server
+            Vec::new(),
+        )
     }
 
     /// Starts the process on the existing config and data and waits until it serves.
@@ -177,6 +234,16 @@ impl Server {
             ServerKind::Tandemd => {
                 let mut cmd = self.ns.command(env!("CARGO_BIN_EXE_tandemd"));
                 cmd.args(["--config", &config]);
+                cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+                super::net::spawn_logged(cmd, &log)
+            }
+            ServerKind::IscDhcpd => {
+                let mut cmd = self.ns.command("dhcpd");
+                cmd.args(["-f", "-d", "-cf", &config, "-lf"])
+                    .arg(self.isc_leases_path())
+                    .arg("-pf")
+                    .arg(self.dir.path().join("dhcpd.pid"))
+                    .args(&self.interfaces);
                 cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
                 super::net::spawn_logged(cmd, &log)
             }
@@ -211,6 +278,7 @@ impl Server {
     fn serving(&self) -> bool {
         match self.kind {
             ServerKind::Kea => self.log().contains("DHCP4_STARTED"),
+            ServerKind::IscDhcpd => self.log().contains("Server starting service."),
             ServerKind::Tandemd => self
                 .tandemctl(&["status", "--json"])
                 .is_ok_and(|s| serde_json::from_str::<serde_json::Value>(&s).is_ok()),
@@ -305,7 +373,7 @@ impl Server {
     /// `tandemctl status --json` for tandemd; `None` for Kea, which has no such thing here.
     pub fn status_json(&self) -> Option<serde_json::Value> {
         match self.kind {
-            ServerKind::Kea => None,
+            ServerKind::Kea | ServerKind::IscDhcpd => None,
             ServerKind::Tandemd => {
                 let out = self
                     .tandemctl(&["status", "--json"])
@@ -324,6 +392,7 @@ impl Server {
     pub fn leases(&self) -> Vec<Lease> {
         match self.kind {
             ServerKind::Kea => read_kea_memfile(&self.dir.path().join("leases4.csv")),
+            ServerKind::IscDhcpd => read_isc_leases(&self.isc_leases_path()),
             ServerKind::Tandemd => {
                 let out = self
                     .tandemctl(&["leases", "--json"])
@@ -566,4 +635,102 @@ impl ServerSpec {
             datapath: "packet",
         }
     }
+}
+
+/// A server's temp dir (config, logs, and its data unless the test puts them elsewhere).
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("tdm-e2e-srv-")
+        .tempdir()
+        .expect("create the server's temp dir")
+}
+
+/// Runs omshell in `ns` against ISC dhcpd's OMAPI port 7911: the operator's partner-down of
+/// failover peer `name`. Returns omshell's output.
+pub fn isc_partner_down(ns: &Ns, name: &str) -> String {
+    use std::io::Write;
+    let mut cmd = ns.command("omshell");
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run omshell");
+    let script = format!(
+        "server 127.0.0.1\nport 7911\nconnect\nnew failover-state\nset name = \"{name}\"\nopen\nset local-state = 4\nupdate\n"
+    );
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("write to omshell");
+    let out = child.wait_with_output().expect("omshell");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Unix seconds of an ISC lease-file time, `W YYYY/MM/DD HH:MM:SS` (UTC) or `epoch N`.
+fn isc_time(v: &str) -> Option<u64> {
+    let parts: Vec<&str> = v.split_whitespace().collect();
+    if let ["epoch", n, ..] = parts.as_slice() {
+        return n.parse().ok();
+    }
+    let [_, date, time, ..] = parts.as_slice() else {
+        return None;
+    };
+    let d: Vec<i64> = date.split('/').filter_map(|x| x.parse().ok()).collect();
+    let t: Vec<i64> = time.split(':').filter_map(|x| x.parse().ok()).collect();
+    let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else {
+        return None;
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if *m <= 2 { y - 1 } else { *y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+/// Every lease in an ISC dhcpd lease file, the last entry of each address winning (as in
+/// dhcpd). `client_id` is not read (the ACK checker matches ISC's leases by hardware address).
+pub fn read_isc_leases(path: &Path) -> Vec<Lease> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut by_addr: std::collections::BTreeMap<Ipv4Addr, Lease> = Default::default();
+    let mut rest = text.as_str();
+    while let Some(at) = rest
+        .find("\nlease ")
+        .or_else(|| rest.starts_with("lease ").then_some(0))
+    {
+        let from = &rest[at..].trim_start_matches('\n');
+        let end = from.find("\n}").map_or(from.len(), |e| e + 2);
+        let block = &from[..end];
+        rest = &from[end..];
+        let Some(addr) = block
+            .strip_prefix("lease ")
+            .and_then(|b| b.split_whitespace().next())
+            .and_then(|a| a.parse::<Ipv4Addr>().ok())
+        else {
+            continue;
+        };
+        let field = |key: &str| {
+            block
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .map(|v| v.trim_end_matches(';').trim().to_owned())
+        };
+        by_addr.insert(
+            addr,
+            Lease {
+                address: addr,
+                state: field("binding state ").unwrap_or_default(),
+                chaddr: field("hardware ethernet ").unwrap_or_default(),
+                client_id: None,
+                ends: field("ends ")
+                    .and_then(|e| isc_time(&e))
+                    .unwrap_or(u64::MAX),
+            },
+        );
+    }
+    by_addr.into_values().collect()
 }

@@ -271,32 +271,21 @@ impl XdpProgram {
 
     /// Replaces the load-balancing filter ([`LbConfig::OFF`] switches it off).
     pub fn set_lb(&mut self, cfg: &LbConfig) -> Result<(), XdpError> {
-        let map_err = |source| XdpError::Map {
-            name: ebpf::MAP_LB_CONFIG,
-            source,
-        };
-        let map = self
-            .ebpf
-            .map_mut(ebpf::MAP_LB_CONFIG)
-            .ok_or(XdpError::Missing(ebpf::MAP_LB_CONFIG))?;
-        let mut arr: Array<&mut MapData, LbMapValue> = Array::try_from(map).map_err(map_err)?;
-        arr.set(0, LbMapValue(*cfg), 0).map_err(map_err)
+        self.set_config(ebpf::MAP_LB_CONFIG, LbMapValue(*cfg))
     }
 
     /// Replaces the request rate limits ([`RateLimits::OFF`] switches them off). Buckets
     /// already in the maps keep their tokens.
     pub fn set_rates(&mut self, limits: &RateLimits) -> Result<(), XdpError> {
-        let map_err = |source| XdpError::Map {
-            name: ebpf::MAP_RATE_CONFIG,
-            source,
-        };
-        let map = self
-            .ebpf
-            .map_mut(ebpf::MAP_RATE_CONFIG)
-            .ok_or(XdpError::Missing(ebpf::MAP_RATE_CONFIG))?;
-        let mut arr: Array<&mut MapData, RateMapValue> = Array::try_from(map).map_err(map_err)?;
-        arr.set(0, RateMapValue(limits.to_xdp()), 0)
-            .map_err(map_err)
+        self.set_config(ebpf::MAP_RATE_CONFIG, RateMapValue(limits.to_xdp()))
+    }
+
+    /// Writes `value` as the one entry of the configuration array `name`.
+    fn set_config<V: aya::Pod>(&mut self, name: &'static str, value: V) -> Result<(), XdpError> {
+        let map_err = |source| XdpError::Map { name, source };
+        let map = self.ebpf.map_mut(name).ok_or(XdpError::Missing(name))?;
+        let mut arr: Array<&mut MapData, V> = Array::try_from(map).map_err(map_err)?;
+        arr.set(0, value, 0).map_err(map_err)
     }
 
     /// Runs the program once over `frame` in the kernel (`BPF_PROG_TEST_RUN`, rx queue 0) and
