@@ -5,18 +5,58 @@ use tracing_subscriber::EnvFilter;
 /// The environment variable that overrides `server.log_level`.
 pub const ENV: &str = "TANDEM_LOG";
 
+/// The longest filter accepted.
+const MAX_FILTER_LEN: usize = 1024;
+
+/// Parses a log filter: comma-separated directives, each a level (`trace`, `debug`, `info`,
+/// `warn`, `error`, `off`) or `target=level` with a module path as the target
+/// (`control::failover=debug,info`). tracing's span and field filters (`[span{field=..}]`)
+/// are refused: their values are compiled as regular expressions, and the fuzzer found a
+/// `log_level` whose compilation ran for minutes.
+pub fn parse(s: &str) -> Result<EnvFilter, String> {
+    if s.trim().is_empty() {
+        return Err("empty".to_owned());
+    }
+    if s.len() > MAX_FILTER_LEN {
+        return Err(format!("longer than {MAX_FILTER_LEN} bytes"));
+    }
+    for d in s.split(',').map(str::trim) {
+        let (target, level) = match d.split_once('=') {
+            Some((t, l)) => (Some(t), l),
+            None => (None, d),
+        };
+        if let Some(t) = target
+            && (t.is_empty()
+                || !t
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.')))
+        {
+            return Err(format!(
+                "{d:?}: a target is a module path (span and field filters are not supported)"
+            ));
+        }
+        let known = ["trace", "debug", "info", "warn", "error", "off"];
+        if !known.iter().any(|k| k.eq_ignore_ascii_case(level)) {
+            return Err(format!(
+                "{d:?}: the level is one of trace, debug, info, warn, error, off"
+            ));
+        }
+    }
+    EnvFilter::builder().parse(s).map_err(|e| e.to_string())
+}
+
 /// The filter in force: `TANDEM_LOG` if set and valid, else `server.log_level`, else `info`.
 pub fn filter(config_level: Option<&str>) -> EnvFilter {
     if let Ok(env) = std::env::var(ENV)
         && !env.trim().is_empty()
     {
-        match EnvFilter::builder().parse(&env) {
+        match parse(&env) {
             Ok(f) => return f,
             Err(e) => eprintln!("tandemd: ignoring {ENV}={env:?}: {e}"),
         }
     }
     config_level
-        .and_then(|l| EnvFilter::builder().parse(l).ok())
+        .and_then(|l| parse(l).ok())
         .unwrap_or_else(|| EnvFilter::new("info"))
 }
 

@@ -168,6 +168,18 @@ fn server_values() {
     one(&with("workers = -1\n"), 3, "out of range");
     one(&with("admin = \"localhost\"\n"), 3, "`admin`");
     one(&with("log_level = \"info,[\"\n"), 3, "not a log filter");
+    // Span and field filters compile regular expressions: refused (the fuzzer found one
+    // that compiled for minutes).
+    one(
+        &with("log_level = \"[x{a=zzzz%zz|zz}]=debug\"\n"),
+        3,
+        "span and field filters are not supported",
+    );
+    one(
+        &with("log_level = \"control=loud\"\n"),
+        3,
+        "the level is one of",
+    );
     one(&with("data_dir = \"\"\n"), 3, "must not be empty");
     let e = one(
         &with("trusted_relays = [\"10.0.0.1\", \"10.0.0.1/8\"]\n"),

@@ -428,12 +428,8 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
     .unwrap_or(Durability::Sync);
     let log_level = flat(t.get("log_level").map(|n| {
         let s = string(n, "log_level", ctx)?;
-        match tracing_subscriber::EnvFilter::builder().parse(s) {
-            Ok(_) if !s.trim().is_empty() => Some(s.to_owned()),
-            Ok(_) => {
-                ctx.err(&n.span(), "`log_level` must not be empty");
-                None
-            }
+        match crate::logging::parse(s) {
+            Ok(_) => Some(s.to_owned()),
             Err(e) => {
                 ctx.err(
                     &n.span(),
