@@ -48,7 +48,8 @@ pub struct ServerConfig {
     pub workers: u16,
     /// `durability`. Default `sync`.
     pub durability: Durability,
-    /// `log_level`: a tracing filter (`info`, `debug`, `control=debug,info`). The failover
+    /// `log_level`: a tracing filter of levels and `target=level` directives (`info`,
+    /// `debug`, `control=debug,info`); span and field filters are refused. The failover
     /// protocol (session, state machine) logs under `failover_core`, the driver under
     /// `control`. `TANDEM_LOG` overrides it.
     pub log_level: Option<String>,
