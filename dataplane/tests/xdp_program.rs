@@ -126,33 +126,16 @@ fn expect(prog: &mut XdpProgram, what: &str, frame: &[u8], action: u32, counter:
     let got = prog.test_run(frame).expect("test run");
     assert_eq!(got, action, "{what}: XDP action");
     let d = delta(prog.counters().expect("counters"), before);
-    let want = match counter {
-        "pass" => VerdictCounts {
-            pass: 1,
-            ..Default::default()
-        },
-        "no_xsk" => VerdictCounts {
-            no_xsk: 1,
-            ..Default::default()
-        },
-        "lb_drop" => VerdictCounts {
-            lb_drop: 1,
-            ..Default::default()
-        },
-        "rate_relay" => VerdictCounts {
-            rate_relay: 1,
-            ..Default::default()
-        },
-        "rate_circuit" => VerdictCounts {
-            rate_circuit: 1,
-            ..Default::default()
-        },
-        "rate_mac" => VerdictCounts {
-            rate_mac: 1,
-            ..Default::default()
-        },
+    let mut want = VerdictCounts::default();
+    *match counter {
+        "pass" => &mut want.pass,
+        "no_xsk" => &mut want.no_xsk,
+        "lb_drop" => &mut want.lb_drop,
+        "rate_relay" => &mut want.rate_relay,
+        "rate_circuit" => &mut want.rate_circuit,
+        "rate_mac" => &mut want.rate_mac,
         other => panic!("unknown counter {other}"),
-    };
+    } = 1;
     assert_eq!(d, want, "{what}: counters");
 }
 
