@@ -152,15 +152,6 @@ EOF
   fi
 }
 
-wait_sock() { # $1: data dir, $2: pid, $3: log
-  for _ in $(seq 300); do
-    [ -S "$1/tandemd.sock" ] && return 0
-    kill -0 "$2" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "tandemd did not start:" >&2; cat "$3" >&2; return 1
-}
-
 # ISC dhcpd as the failover secondary of tandemd, in lg-peer (the failover-isc rows): the same
 # pool under `failover peer`, lease file on disk. In hot standby tandemd sends the HBA of
 # `split 256`, so dhcpd answers no DISCOVER in NORMAL; it stores every BNDUPD.
@@ -207,9 +198,9 @@ start_tandem() { # $1: dir, $2: datapath, $3: failover (0: off, 1: tandem partne
   ip netns exec "$NS_S" taskset -c "$SERVER_CPU" "$TANDEMD" --config "$d/tandemd.toml" \
     >"$d/server.log" 2>&1 &
   SERVER_PID=$!
-  wait_sock "$d/data" "$SERVER_PID" "$d/server.log"
+  tb_wait_sock "$d/data" "$SERVER_PID" "$d/server.log"
   if [ "$fo" != 0 ]; then
-    if [ "$fo" = 1 ]; then wait_sock "$d/peer/data" "$PEER_PID" "$d/peer/server.log"; fi
+    if [ "$fo" = 1 ]; then tb_wait_sock "$d/peer/data" "$PEER_PID" "$d/peer/server.log"; fi
     # The pair should reach NORMAL in a few seconds; the row is labelled by what it reached.
     local st="" tries=100
     [ "$fo" = 2 ] && tries=600 # dhcpd starts a new relationship in RECOVER and asks for everything

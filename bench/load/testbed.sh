@@ -62,12 +62,16 @@ tb_start_tandemd() { # $1: run dir holding tandemd.toml (data_dir $1/data); sets
   ip netns exec "$NS_S" taskset -c "$SERVER_CPU" "$TANDEMD" --config "$1/tandemd.toml" \
     >"$1/server.log" 2>&1 &
   SERVER_PID=$!
+  tb_wait_sock "$1/data" "$SERVER_PID" "$1/server.log"
+}
+
+tb_wait_sock() { # $1: data dir, $2: tandemd's pid, $3: its log; at most 30 s
   for _ in $(seq 300); do
-    [ -S "$1/data/tandemd.sock" ] && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
+    [ -S "$1/tandemd.sock" ] && return 0
+    kill -0 "$2" 2>/dev/null || break
     sleep 0.1
   done
-  echo "tandemd did not start:" >&2; cat "$1/server.log" >&2; return 1
+  echo "tandemd did not start:" >&2; cat "$3" >&2; return 1
 }
 
 tb_stop_server() {
