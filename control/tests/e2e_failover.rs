@@ -561,19 +561,10 @@ peer_software = "isc-dhcpd"
 /// Whether dhcpd's lease file holds `addr` ACTIVE for hardware address `mac` (its last
 /// entry for the address wins, as in dhcpd).
 fn isc_has_lease(leases: &Path, addr: &str, mac: [u8; 6]) -> bool {
-    let text = std::fs::read_to_string(leases).unwrap_or_default();
-    let hw = mac
+    let hw = testkit::netns::mac_str(mac);
+    common::server::read_isc_leases(leases)
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":");
-    let head = format!("lease {addr} {{");
-    let Some(at) = text.rfind(&head) else {
-        return false;
-    };
-    let block = &text[at..];
-    let block = &block[..block.find('}').unwrap_or(block.len())];
-    block.contains("binding state active;") && block.contains(&format!("hardware ethernet {hw};"))
+        .any(|l| l.address.to_string() == addr && l.state == "active" && l.chaddr == hw)
 }
 
 fn wait_isc_lease(leases: &Path, addr: &str, mac: [u8; 6], log: &Path) {
