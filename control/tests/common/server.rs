@@ -419,10 +419,15 @@ impl Drop for Server {
             let _ = child.wait();
         }
         if std::thread::panicking() {
+            // The last start's log here; the dir is kept with the logs of every start (a
+            // restarted server's first life is often where a failure began).
+            self.dir.disable_cleanup(true);
             eprintln!(
-                "--- {:?} log ({}) ---\n{}",
+                "--- {:?} log ({}; {} starts, every log kept in {}) ---\n{}",
                 self.kind,
                 self.log_path().display(),
+                self.starts,
+                self.dir.path().display(),
                 self.log()
             );
         }
