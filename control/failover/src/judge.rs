@@ -97,6 +97,10 @@ pub enum Verdict {
     /// Refuse (the partner's update is older than our binding, reject reason 16) and send
     /// ours, so that the partner neither counts its update as acknowledged nor keeps it.
     Outdated,
+    /// Install the partner's binding with its end put back to the longest the partner can
+    /// have granted ([`repaired`]), acknowledge, and send ours: the partner's renewal came
+    /// back with our older lease's end (see [`judge`]).
+    Repair,
 }
 
 /// Our record's state as the failover rules see it: an ACTIVE lease past its end is
@@ -206,6 +210,25 @@ pub fn judge(
             message: "our update of this binding wins",
         });
     }
+    // The partner's ACTIVE for the same client from a later transaction (its CLTT after
+    // ours) that carries exactly our lease's end, and a start before that transaction: the
+    // partner renewed the lease and then took our older binding over it. ISC dhcpd does
+    // this: a BNDUPD it receives while its own update of the address waits in its queue is
+    // installed whole (`failover.c:5212-5231` checks only the ACK queue) except the CLTT,
+    // which it never takes from a message; the client holds the partner's grant, which
+    // neither record remembers. Found by the fault campaign with ISC dhcpd (tandemd killed
+    // after an MCLT-short grant, the client rebinding at dhcpd for an hour meanwhile, our
+    // unacknowledged update sent on reconnect): both servers freed the address 3 s later.
+    if matches!(local.state, BindingState::Active | BindingState::Expired)
+        && incoming.status == BindingStatus::Active
+        && same_client(local, incoming)
+        && incoming.cltt > local.cltt
+        && incoming.ends == local.ends
+        && incoming.stos.0 != 0
+        && incoming.stos < incoming.cltt
+    {
+        return Verdict::Repair;
+    }
     // The end of an older transaction (its CLTT before ours) never undoes the live ACTIVE
     // binding we hold now: ours is sent instead. ISC would take an EXPIRED up to 65 s early
     // and any RELEASED, losing a lease a client holds (found by `tests/failover_leases.rs`).
@@ -283,6 +306,24 @@ pub fn installed(local: &Lease, incoming: &Binding) -> Lease {
     incoming.apply_to(&mut new);
     new.tstp = UnixTime(0);
     new.atsfp = UnixTime(0);
+    new
+}
+
+/// Our record after a [`Verdict::Repair`]: the partner's binding installed, its end put
+/// back to the longest the partner can have granted at its CLTT (ISC's limit, reference
+/// §1.4: the potential expiry we had told it, or the CLTT, plus the MCLT; and never past
+/// the longest lease plus MCLT that [`check_bounds`] allows), and that end ours to tell
+/// the partner (`tstp`, not acknowledged). A lease kept longer than the client holds it
+/// costs an address for a while; one kept shorter can bind it twice.
+pub fn repaired(local: &Lease, incoming: &Binding, bounds: &Bounds) -> Lease {
+    let mut new = installed(local, incoming);
+    let told = local.tstp.max(local.atsfp).max(incoming.cltt);
+    let granted = u64::from(told.0) + u64::from(bounds.mclt);
+    let longest =
+        u64::from(incoming.cltt.0) + u64::from(bounds.max_lease_time) + u64::from(bounds.mclt);
+    let ends = UnixTime(u32::try_from(granted.min(longest)).unwrap_or(u32::MAX - 1));
+    new.ends = new.ends.max(ends);
+    new.tstp = new.ends.max(new.tsfp);
     new
 }
 
@@ -633,6 +674,81 @@ mod tests {
                 assert_eq!(judge(us, state, &mine, false, &later, NOW), Verdict::Apply);
             }
         }
+    }
+
+    /// The campaign's case: we granted 20 s (the MCLT) at `t`, telling the partner a
+    /// potential expiry an hour and a half on; the client renewed at the partner at `t + 17`
+    /// for an hour; the partner then took our (older) binding over its own and sent it back
+    /// under its CLTT.
+    #[test]
+    fn a_renewal_that_comes_back_with_our_older_end_is_kept_for_the_partners_longest_grant() {
+        let t = UnixTime(NOW.0 - 20);
+        let mut mine = lease(BindingState::Active);
+        mine.htype = 1;
+        mine.hlen = 6;
+        mine.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+        mine.cltt = t;
+        mine.stos = t;
+        mine.ends = t.saturating_add(20);
+        mine.tstp = t.saturating_add(5400);
+        let merged = {
+            let mut b = binding(BindingStatus::Active, t.saturating_add(17));
+            b.stos = t;
+            b.ends = mine.ends;
+            b
+        };
+        for us in [Role::Primary, Role::Secondary] {
+            for state in [
+                StateKind::Normal,
+                StateKind::CommunicationsInterrupted,
+                StateKind::PotentialConflict,
+            ] {
+                for ours in [BindingState::Active, BindingState::Expired] {
+                    let local = Lease {
+                        state: ours,
+                        ..mine
+                    };
+                    for in_flight in [false, true] {
+                        let v = judge(us, state, &local, in_flight, &merged, NOW);
+                        assert_eq!(v, Verdict::Repair, "{us:?} {state:?} {ours:?} {in_flight}");
+                    }
+                }
+            }
+        }
+        let bounds = Bounds { mclt: 20, ..BOUNDS };
+        let kept = repaired(&mine, &merged, &bounds);
+        assert_eq!(kept.state, BindingState::Active);
+        assert_eq!(kept.cltt, merged.cltt);
+        // The partner can have granted up to its CLTT plus the longest lease plus MCLT,
+        // and no further than what we told it plus MCLT: here the first is the limit.
+        assert_eq!(kept.ends, merged.cltt.saturating_add(3600 + 20));
+        assert!(
+            unacked(&kept) && kept.tstp >= kept.ends,
+            "ours to send: {kept:?}"
+        );
+        // Told less, the MCLT past what we told bounds it.
+        let told_less = Lease {
+            tstp: t.saturating_add(100),
+            ..mine
+        };
+        let kept = repaired(&told_less, &merged, &bounds);
+        assert_eq!(kept.ends, t.saturating_add(120));
+        // Not a merge: a renewal that started at its own CLTT, or ended elsewhere.
+        let mut fresh = merged;
+        fresh.stos = merged.cltt;
+        let v = judge(Role::Primary, StateKind::Normal, &mine, false, &fresh, NOW);
+        assert_eq!(v, Verdict::Apply);
+        let mut other_end = merged;
+        other_end.ends = mine.ends.saturating_add(1);
+        let v = judge(
+            Role::Primary,
+            StateKind::Normal,
+            &mine,
+            false,
+            &other_end,
+            NOW,
+        );
+        assert_eq!(v, Verdict::Apply);
     }
 
     #[test]

@@ -43,7 +43,9 @@ use lease_record::{BindingState, Lease, UnixTime};
 
 use super::binding::{Binding, BindingError};
 use super::fsm::{self, CloseReason, Fsm, LocalEventError, PersistedState, StateKind, Transmit};
-use super::judge::{Bounds, Verdict, acknowledged, check_bounds, installed, judge, unacked};
+use super::judge::{
+    Bounds, Verdict, acknowledged, check_bounds, installed, judge, repaired, unacked,
+};
 use super::loglimit::LogLimit;
 use super::msg::{BindingBatch, MessageType, Options, RejectReason, Repr, StreamDecoder};
 use super::pool;
@@ -987,7 +989,11 @@ impl<S: Storage> Session<S> {
         let mut verdict = Verdict::Apply;
         let r = self.storage.update(rec, true, &mut |cur| {
             verdict = judge(us, state, cur, ours_in_flight, &b, now);
-            (verdict == Verdict::Apply).then(|| installed(cur, &b))
+            match verdict {
+                Verdict::Apply => Some(installed(cur, &b)),
+                Verdict::Repair => Some(repaired(cur, &b, &bounds)),
+                _ => None,
+            }
         });
         if let Err(e) = r {
             tracing::warn!(relationship = %self.name, ip = %b.ip, error = %e, "failover: binding update not stored");
@@ -1003,6 +1009,17 @@ impl<S: Storage> Session<S> {
                     flights.retain(|f| f.ip != b.ip);
                 }
                 tracing::debug!(relationship = %self.name, ip = %b.ip, status = ?b.status, "failover: binding update applied");
+                None
+            }
+            Verdict::Repair => {
+                for flights in self.in_flight.values_mut() {
+                    flights.retain(|f| f.ip != b.ip);
+                }
+                if let Some(held) = self.logs.bindings.allow(at.instant) {
+                    tracing::warn!(relationship = %self.name, ip = %b.ip, cltt = b.cltt.0, ends = b.ends.0, held_back = held,
+                        "failover: the partner's renewal came back with our older lease end; kept for the longest it can have granted and sent back");
+                }
+                self.queue.push(rec);
                 None
             }
             Verdict::KeepOurs => {

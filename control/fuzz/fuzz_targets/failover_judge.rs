@@ -9,7 +9,9 @@
 //! Properties: nothing panics; the judge is a function of its inputs; an applied binding
 //! keeps the partner's fields (`installed`), never its `tstp`/`atsfp` (no echo), and an
 //! installed ACTIVE lease ends no later than the bounds allow (now + skew + longest lease +
-//! MCLT; infinite only on a reserved address).
+//! MCLT; infinite only on a reserved address); a repaired one (`repaired`, the partner's
+//! renewal that came back with our older end) is never shorter than it came, keeps the
+//! bound, and is ours to send with a potential expiry that covers it.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -133,6 +135,24 @@ fn run(o: &Options<'_>, u: &mut Unstructured<'_>) -> Result<()> {
     assert_eq!(verdict, judge::judge(us, state, &local, in_flight, &b, now));
     if let Verdict::Reject(e) = verdict {
         assert!(!e.message.is_empty());
+    }
+    if verdict == Verdict::Repair {
+        // The partner's renewal kept, never shorter than it came, within the bounds, and
+        // ours to send with a potential expiry that covers it.
+        let kept = judge::repaired(&local, &b, &bounds);
+        assert_eq!(kept.state, BindingState::Active);
+        assert_eq!(kept.cltt, b.cltt);
+        assert!(kept.ends >= b.ends);
+        assert!(
+            u64::from(kept.ends.0)
+                <= (u64::from(b.cltt.0)
+                    + u64::from(bounds.max_lease_time)
+                    + u64::from(bounds.mclt))
+                .max(u64::from(b.ends.0)),
+            "repaired lease ends past the bounds"
+        );
+        assert!(judge::unacked(&kept) && kept.tstp >= kept.ends);
+        return Ok(());
     }
     if verdict != Verdict::Apply {
         return Ok(());
