@@ -294,6 +294,17 @@ impl Server {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The logs of every start, oldest first.
+    pub fn all_logs(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                let path = self.dir.path().join(format!("server-{n}.log"));
+                std::fs::read_to_string(path).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// The data directory (tandemd's `data_dir`; Kea's memfile lives there too).
     pub fn data_dir(&self) -> &Path {
         &self.data
