@@ -8,6 +8,8 @@
 //! * hot standby: only the primary answers in NORMAL;
 //! * a peer-link cut while clients keep coming: both COMMUNICATIONS-INTERRUPTED, still serving,
 //!   every new lease within the MCLT, no address twice; healed: both NORMAL;
+//! * a peer path that silently drops everything (nftables): both COMMUNICATIONS-INTERRUPTED;
+//!   healed, both NORMAL within seconds (dials are given up after `DIAL_TIMEOUT`);
 //! * `kill -9` of the primary: the secondary goes COMMUNICATIONS-INTERRUPTED; restarted, the
 //!   pair is NORMAL again;
 //! * operator partner-down on the survivor after its partner died: it serves both hash halves;
@@ -214,6 +216,40 @@ fn peer_link_cut_while_clients_keep_coming() {
         .filter(|a| (cut_us..heal_us).contains(&a.time_us))
         .count();
     assert!(during >= 4, "only {during} ACKs during the cut");
+}
+
+/// A peer path that drops everything (a firewall, a dead hop) rather than failing: each
+/// side's dial gets no answer. Without a dial timeout each dial sat in the kernel's SYN
+/// retries (1, 3, 7, 15, 31, 63 s after it began), so a path healed 40 s into them came back
+/// only at the 63 s retry, half a minute later.
+#[test]
+fn peer_path_that_drops_everything_reconnects_soon_after_it_heals() {
+    let _heavy = common::heavy();
+    let net = PairNet::new(1);
+    let s = Servers::start(&net, Mode::LoadBalance);
+    net.peer_drop(true);
+    let comm_int = |st: &str, _: &str| st == "communications-interrupted";
+    wait_state(&s.a, 3 * MRD + 30, "A communications-interrupted", comm_int);
+    wait_state(&s.b, 3 * MRD + 30, "B communications-interrupted", comm_int);
+    std::thread::sleep(Duration::from_secs(45));
+    net.peer_drop(false);
+    let healed = std::time::Instant::now();
+    s.both_normal(90);
+    let took = healed.elapsed();
+    for (name, server) in [("A", &s.a), ("B", &s.b)] {
+        assert!(
+            server.log().contains("failover: connect timed out"),
+            "{name} never gave up a dial\n{}",
+            s.logs()
+        );
+    }
+    // A dial is given up after 5 s and retried 5 s later: NORMAL within about 10 s of the
+    // heal (the half minute of the kernel's retries before).
+    assert!(
+        took < Duration::from_secs(16),
+        "both NORMAL only {took:?} after the path healed\n{}",
+        s.logs()
+    );
 }
 
 #[test]

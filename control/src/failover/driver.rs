@@ -5,8 +5,11 @@
 //!
 //! * it listens on `address:port` of each relationship and hands every accepted connection
 //!   to the session with the peer's address ([`Session::handle_link_up`]); it dials when
-//!   the session asks ([`Event::Dial`]) and closes what it is told to ([`Event::Close`],
-//!   after writing what is queued for that link);
+//!   the session asks ([`Event::Dial`]), gives a dial up after [`DIAL_TIMEOUT`] (a peer
+//!   whose packets are silently dropped would otherwise hold it in the kernel's SYN
+//!   retries for two minutes, and the link would come back up to a minute after the path
+//!   heals), and closes what it is told to ([`Event::Close`], after writing what is queued
+//!   for that link);
 //! * it reads each connection until it would block and hands the read to
 //!   [`Session::handle_bytes`] in batches of at most [`READ_BATCH`] bytes (the BNDUPDs of one
 //!   batch share one group commit), and writes what [`Session::poll_transmit`] returns; an
@@ -63,6 +66,11 @@ use crate::status::{FailoverState, RelationshipStatus};
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(1);
 /// How long an operator command waits for the driver's answer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a dial may wait for the peer's answer before it is given up and retried after
+/// the session's reconnect delay. A peer on a working path answers a SYN in milliseconds;
+/// the kernel's own limit (SYN retries, backing off to 64 s) is for the open Internet.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes read from a link before they are handed to the session: a peer that keeps the
 /// socket full cannot grow the read buffer past it.
@@ -278,6 +286,8 @@ struct Conn {
     out: Vec<u8>,
     /// Our dial, not yet through.
     connecting: bool,
+    /// When the connection was dialled or accepted.
+    since: StdInstant,
 }
 
 struct Rel {
@@ -286,6 +296,8 @@ struct Rel {
     session: Session<Tables>,
     view: Arc<RelationshipView>,
     listener: TcpListener,
+    /// Dials given up since the link was last up (the first is logged at info).
+    dials_timed_out: u64,
 }
 
 struct Loop {
@@ -394,6 +406,7 @@ pub fn start(
             session,
             view,
             listener,
+            dials_timed_out: 0,
         });
     }
     let replicated = replication.table_rel.iter().map(Option::is_some).collect();
@@ -459,9 +472,15 @@ impl Loop {
                 .rels
                 .iter()
                 .filter_map(|r| r.session.poll_timeout())
+                .map(|t| self.origin + Duration::from_millis(t.as_millis()))
+                .chain(
+                    self.conns
+                        .values()
+                        .filter(|c| c.connecting)
+                        .map(|c| c.since + DIAL_TIMEOUT),
+                )
                 .min()
-                .map(|t| {
-                    let at = self.origin + Duration::from_millis(t.as_millis());
+                .map(|at| {
                     at.saturating_duration_since(StdInstant::now())
                         .max(Duration::from_millis(1))
                 });
@@ -478,6 +497,7 @@ impl Loop {
                     t => self.on_conn(LinkId(t as u64)),
                 }
             }
+            self.give_up_dials();
             self.drain_outbox();
             while let Ok(cmd) = self.commands.try_recv() {
                 self.command(cmd);
@@ -543,6 +563,7 @@ impl Loop {
                 stream,
                 out: Vec::new(),
                 connecting,
+                since: StdInstant::now(),
             },
         );
         Some(id)
@@ -572,6 +593,34 @@ impl Loop {
         }
     }
 
+    /// Dials that waited [`DIAL_TIMEOUT`] without an answer: closed, and failed to their
+    /// session (which dials again after its reconnect delay).
+    fn give_up_dials(&mut self) {
+        let late: Vec<LinkId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.connecting && c.since.elapsed() >= DIAL_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            let Some(c) = self.drop_conn(id) else {
+                continue;
+            };
+            let i = c.rel;
+            let rel = &mut self.rels[i];
+            rel.dials_timed_out += 1;
+            if rel.dials_timed_out == 1 {
+                tracing::info!(relationship = %rel.cfg.name, peer = %rel.cfg.peer_address,
+                    timeout_s = DIAL_TIMEOUT.as_secs(), "failover: connect timed out (no answer from the peer); retrying every 10 s");
+            } else {
+                tracing::debug!(relationship = %rel.cfg.name, timed_out = rel.dials_timed_out, "failover: connect timed out");
+            }
+            let now = self.now();
+            self.rels[i].session.handle_dial_failed(now);
+            self.process(i);
+        }
+    }
+
     fn accept(&mut self, i: usize) {
         loop {
             let (s, peer) = match self.rels[i].listener.accept() {
@@ -586,6 +635,7 @@ impl Loop {
             let from = v4(peer.ip());
             if let Some(id) = self.register(i, s, false) {
                 let now = self.now();
+                self.rels[i].dials_timed_out = 0;
                 self.rels[i]
                     .session
                     .handle_link_up(now, id, Origin::Accepted, from);
@@ -610,6 +660,7 @@ impl Loop {
                 (None, Ok(peer)) => {
                     c.connecting = false;
                     let from = v4(peer.ip());
+                    self.rels[i].dials_timed_out = 0;
                     self.rels[i]
                         .session
                         .handle_link_up(now, id, Origin::Dialed, from);

@@ -128,6 +128,29 @@ impl PairNet {
         ip(&["-n", &self.a.name, "link", "set", "peer", state]);
     }
 
+    /// Silently drops (nftables, in A's namespace) everything that crosses the peer link, or
+    /// stops dropping: the link stays up, so neither side sees an error, as with a firewall
+    /// or a dead path in between.
+    pub fn peer_drop(&self, on: bool) {
+        let nft = |args: &[&str]| ip(&[&["netns", "exec", &self.a.name, "nft"], args].concat());
+        if on {
+            nft(&["add", "table", "inet", "tdm_cut"]);
+            for (chain, hook, dir) in [("in", "input", "iifname"), ("out", "output", "oifname")] {
+                nft(&[
+                    "add",
+                    "chain",
+                    "inet",
+                    "tdm_cut",
+                    chain,
+                    &format!("{{ type filter hook {hook} priority 0; }}"),
+                ]);
+                nft(&["add", "rule", "inet", "tdm_cut", chain, dir, "peer", "drop"]);
+            }
+        } else {
+            nft(&["delete", "table", "inet", "tdm_cut"]);
+        }
+    }
+
     /// Starts the capture on both servers' bridge ports.
     pub fn capture(&self) -> Capture {
         Capture::start_ifaces(&self.br, &["sa", "sb"])
