@@ -8,7 +8,8 @@
 //! scenario is one nemesis, chosen by the run's seed, with clients coming (udhcpc with fresh
 //! hardware addresses, a perfdhcp burst) while it lasts, then the heal and the wait for both
 //! servers to be NORMAL again. The nemeses:
-//! * `peer-link-cut`: the peer link's veth down for a while, then up;
+//! * `peer-link-cut`: the peer link's veth down for a while, then up; or (half the time)
+//!   everything crossing it silently dropped by nftables, then let through again;
 //! * `client-partition`: one server's bridge port down (its clients cannot reach it);
 //! * `kill-9`: one server killed, left down, restarted from its data directory;
 //! * `pause`: SIGSTOP, shorter or longer than `max_response_delay`, then SIGCONT;
@@ -286,10 +287,19 @@ impl Run {
         ));
         *self.played.entry(nemesis).or_default() += 1;
         match nemesis {
-            Nemesis::PeerLinkCut => {
+            // The server drawn picks the kind of cut: the link down (both ends see it) for
+            // A, for B everything on it silently dropped (nftables: a firewall or a dead hop
+            // in between; the open connection goes quiet, new dials get no answer).
+            Nemesis::PeerLinkCut if i == 0 => {
                 self.net.peer_link(false);
                 self.clients_for(hold);
                 self.net.peer_link(true);
+            }
+            Nemesis::PeerLinkCut => {
+                self.say("the peer link drops everything silently".into());
+                self.net.peer_drop(true);
+                self.clients_for(hold);
+                self.net.peer_drop(false);
             }
             Nemesis::ClientPartition => {
                 let port = ["sa", "sb"][i];
