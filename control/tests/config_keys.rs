@@ -199,7 +199,7 @@ fn every_key() {
     assert!(d.pools.is_empty() && d.exclude.is_empty() && d.reservations.is_empty());
     assert_eq!(
         (d.lease_time, d.decline_probation, d.offer_hold),
-        (3600, 3600, 30)
+        (3600, 86_400, 30)
     );
     assert_eq!(d.max_abandoned_percent, 10);
     assert_eq!(

@@ -279,7 +279,8 @@ pub struct SubnetConfig {
     pub renewal_time: Option<u32>,
     /// `rebinding_time` T2 in seconds (option 59); `None` = lease_time * 7 / 8.
     pub rebinding_time: Option<u32>,
-    /// `decline_probation` in seconds: how long a DECLINEd address stays abandoned. Default 3600.
+    /// `decline_probation` in seconds: how long a DECLINEd address stays abandoned. Default a
+    /// day (ISC dhcpd's `abandon-lease-time`, Kea's `decline-probation-period`).
     pub decline_probation: u32,
     /// `max_abandoned_percent`, 0..=100: at most this share of the pools' addresses (rounded
     /// down) is abandoned by DECLINEs at once. Default 10. A DECLINE beyond it is counted

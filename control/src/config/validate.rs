@@ -616,7 +616,7 @@ fn subnet(
     let decline_probation = t
         .get("decline_probation")
         .and_then(|n| duration(n, "decline_probation", ctx))
-        .unwrap_or(3600);
+        .unwrap_or(dataplane::engine::DEFAULT_DECLINE_PROBATION);
     let offer_hold = t
         .get("offer_hold")
         .and_then(|n| duration(n, "offer_hold", ctx))
