@@ -1005,16 +1005,12 @@ impl<S: Storage> Session<S> {
         match verdict {
             Verdict::Apply => {
                 // The partner's update beat ours: ours is dropped (ISC `failover.c:5212-5231`).
-                for flights in self.in_flight.values_mut() {
-                    flights.retain(|f| f.ip != b.ip);
-                }
+                self.drop_in_flight(b.ip);
                 tracing::debug!(relationship = %self.name, ip = %b.ip, status = ?b.status, "failover: binding update applied");
                 None
             }
             Verdict::Repair => {
-                for flights in self.in_flight.values_mut() {
-                    flights.retain(|f| f.ip != b.ip);
-                }
+                self.drop_in_flight(b.ip);
                 if let Some(held) = self.logs.bindings.allow(at.instant) {
                     tracing::warn!(relationship = %self.name, ip = %b.ip, cltt = b.cltt.0, ends = b.ends.0, held_back = held,
                         "failover: the partner's renewal came back with our older lease end; kept for the longest it can have granted and sent back");
@@ -1045,6 +1041,14 @@ impl<S: Storage> Session<S> {
                 }
                 Some(e)
             }
+        }
+    }
+
+    /// Forgets our updates of `ip` in flight: the partner's binding of it was installed, so
+    /// their BNDACKs settle nothing.
+    fn drop_in_flight(&mut self, ip: Ipv4Addr) {
+        for flights in self.in_flight.values_mut() {
+            flights.retain(|f| f.ip != ip);
         }
     }
 

@@ -286,7 +286,12 @@ impl Server {
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir.path().join(format!("server-{}.log", self.starts))
+        self.log_path_of(self.starts)
+    }
+
+    /// The log of start `n` (1 is the first).
+    fn log_path_of(&self, n: u32) -> PathBuf {
+        self.dir.path().join(format!("server-{n}.log"))
     }
 
     /// The log of the current (or last) run.
@@ -297,10 +302,7 @@ impl Server {
     /// The logs of every start, oldest first.
     pub fn all_logs(&self) -> String {
         (1..=self.starts)
-            .map(|n| {
-                let path = self.dir.path().join(format!("server-{n}.log"));
-                std::fs::read_to_string(path).unwrap_or_default()
-            })
+            .map(|n| std::fs::read_to_string(self.log_path_of(n)).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\n")
     }
