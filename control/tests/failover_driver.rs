@@ -44,7 +44,7 @@ fn dial(port: u16) -> (std::net::TcpStream, Fsm, Repr<'static>) {
     let mut dec = StreamDecoder::new();
     let mut buf = [0u8; 2048];
     loop {
-        let n = s.read(&mut buf).expect("an answer within 30 s");
+        let n = testkit::io::retrying(|| s.read(&mut buf)).expect("an answer within 30 s");
         assert!(n > 0, "closed without an answer");
         dec.feed(&buf[..n]);
         if let Some(f) = dec.next_frame().expect("framing") {

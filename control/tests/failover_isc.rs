@@ -340,7 +340,7 @@ impl Client {
             return Err(Closed);
         };
         let mut buf = [0u8; 4096];
-        match stream.read(&mut buf) {
+        match testkit::io::retrying(|| stream.read(&mut buf)) {
             Ok(0) => {
                 eprintln!("dhcpd closed the link");
                 self.disconnected();

@@ -21,6 +21,7 @@ use dataplane::packet::{PacketIo, PortGuard, Socket, SocketOptions};
 use dataplane::stats::WorkerStats;
 use dataplane::sys;
 use dataplane::worker::{self, BatchHandler, FrameIo, RxBatch, TxBatch, VlanTag, WorkerConfig};
+use testkit::io::retrying;
 use testkit::netns::{Ns, VethOptions, VethPair, in_ns, mac_str};
 
 const MAC_A: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x0a, 0x01];
@@ -683,7 +684,7 @@ fn packet_port_guard_suppresses_icmp_port_unreachable() {
         let before = icmp_dest_unreachs_sent(&pair);
         probe.send(b"unicast to 67").expect("send");
         let mut buf = [0u8; 64];
-        let refused = match probe.recv(&mut buf) {
+        let refused = match retrying(|| probe.recv(&mut buf)) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => true,
             Err(e)
                 if matches!(

@@ -13,6 +13,7 @@ use dataplane::limit::{RateLimit, RateLimits};
 use dataplane::sys;
 use dataplane::xdp::{AttachMode, Attached, VerdictCounts, XdpProgram};
 use ebpf::{LB_ON, LbConfig};
+use testkit::io::retrying;
 use testkit::netns::{VethOptions, VethPair, in_ns};
 
 const XDP_DROP: u32 = 1;
@@ -448,7 +449,7 @@ fn pair() -> VethPair {
 
 fn recv_len(sock: &UdpSocket) -> Option<usize> {
     let mut buf = [0u8; 4096];
-    sock.recv_from(&mut buf).ok().map(|(n, _)| n)
+    retrying(|| sock.recv_from(&mut buf)).ok().map(|(n, _)| n)
 }
 
 #[test]

@@ -14,6 +14,7 @@ use dataplane::worker::{FrameIo, TxBatch};
 use dataplane::xdp::{
     AttachMode, XdpPort, XdpProgram, XskIo, XskOptions, XskStats, rx_queue_count,
 };
+use testkit::io::retrying;
 use testkit::netns::{VethOptions, VethPair, in_ns};
 
 /// Two namespaces joined by a veth (`va` 10.78.0.1 in `a`, `vb` 10.78.0.2 in `b`) whose ends
@@ -93,7 +94,7 @@ fn dhcp_reaches_the_socket_and_replies_leave_in_big_batches() {
     assert_eq!(got.len(), N, "every datagram reached the AF_XDP socket");
     let mut buf = [0u8; 2048];
     assert!(
-        kernel67.recv_from(&mut buf).is_err(),
+        retrying(|| kernel67.recv_from(&mut buf)).is_err(),
         "the kernel saw none of them"
     );
     let c = prog.counters().expect("counters");
@@ -120,7 +121,7 @@ fn dhcp_reaches_the_socket_and_replies_leave_in_big_batches() {
         assert_eq!(out.failed, 0, "send failed: {out:?}");
         sent += out.sent;
         for _ in 0..chunk.len() {
-            let Ok((n, from)) = client.recv_from(&mut buf) else {
+            let Ok((n, from)) = retrying(|| client.recv_from(&mut buf)) else {
                 break;
             };
             assert_eq!(n, 300);
@@ -140,7 +141,12 @@ fn dhcp_reaches_the_socket_and_replies_leave_in_big_batches() {
     kernel67
         .set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
-    assert_eq!(kernel67.recv_from(&mut buf).map(|(n, _)| n).ok(), Some(300));
+    assert_eq!(
+        retrying(|| kernel67.recv_from(&mut buf))
+            .map(|(n, _)| n)
+            .ok(),
+        Some(300)
+    );
 
     drop(io);
     drop(prog);

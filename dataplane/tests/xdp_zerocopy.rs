@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use dataplane::stats::WorkerStats;
 use dataplane::worker::{RxBatch, TxBatch, run};
 use dataplane::xdp::{AttachMode, XdpProgram, XskFrames, XskIo, XskOptions};
+use testkit::io::retrying;
 use testkit::netns::{VethOptions, VethPair, in_ns};
 
 /// Two namespaces joined by a veth with one queue per side (`va` 10.79.0.1 in `a`, `vb`
@@ -146,7 +147,7 @@ fn received_frames_are_read_in_the_umem_and_replies_are_sent_from_the_frames_the
     let mut got = [false; N];
     let mut buf = [0u8; 2048];
     for _ in 0..N {
-        let Ok((n, from)) = client.recv_from(&mut buf) else {
+        let Ok((n, from)) = retrying(|| client.recv_from(&mut buf)) else {
             break;
         };
         assert_eq!(from.port(), 67);
@@ -223,7 +224,7 @@ fn many_batches_all_replies_right_and_no_frame_lost() {
             }
             rounds_sent += 1;
             for _ in 0..PER_ROUND {
-                let Ok((n, _)) = client.recv_from(&mut buf) else {
+                let Ok((n, _)) = retrying(|| client.recv_from(&mut buf)) else {
                     break;
                 };
                 let seq = check_reply(&buf[..n]);
