@@ -42,9 +42,10 @@ pub trait AdminBackend: Send + Sync {
     fn status(&self) -> Status;
     /// Leases matching `filter` (at most `filter.limit`, which the server has capped).
     fn leases(&self, filter: &LeaseFilter) -> Vec<LeaseInfo>;
-    /// Declares the partner of relationship `name` down, last known up at `since` (Unix seconds).
+    /// Declares the partner of relationship `name` down, last known up at `since` (Unix seconds),
+    /// and returns the time put in force: never earlier than the partner was last heard from.
     /// The error is shown to the operator as it displays (`no such relationship "x"`).
-    fn partner_down(&self, name: &str, since: u64) -> Result<(), PartnerDownError>;
+    fn partner_down(&self, name: &str, since: u64) -> Result<u64, PartnerDownError>;
 }
 
 /// Why an operator's `partner-down` was not carried out; the text is the admin answer's
@@ -156,9 +157,9 @@ pub fn handle_line(line: &[u8], backend: &dyn AdminBackend) -> Response {
         Request::PartnerDown { name, since } => {
             let since = since.unwrap_or_else(unix_now);
             match backend.partner_down(&name, since) {
-                Ok(()) => Response {
+                Ok(in_force) => Response {
                     ok: true,
-                    message: Some(format!("relationship {name:?}: partner declared down")),
+                    message: Some(partner_down_message(&name, since, in_force)),
                     ..Response::default()
                 },
                 Err(e) => Response::error(e.to_string()),
@@ -166,6 +167,26 @@ pub fn handle_line(line: &[u8], backend: &dyn AdminBackend) -> Response {
         }
     }));
     answer.unwrap_or_else(|_| Response::error("internal error while answering (see tandemd's log)"))
+}
+
+/// What `partner-down` tells the operator: the time the MCLT wait runs from, and why it is
+/// not the one asked for when it is not.
+fn partner_down_message(name: &str, asked: u64, in_force: u64) -> String {
+    let at = crate::time::format_rfc3339(in_force);
+    let asked_at = crate::time::format_rfc3339(asked);
+    if in_force > asked {
+        format!(
+            "relationship {name:?}: partner declared down, last known up at {at}, not {asked_at}: \
+             it was heard from after that, and the MCLT is waited out from then"
+        )
+    } else if in_force < asked {
+        format!(
+            "relationship {name:?}: partner declared down, last known up at {at}, not {asked_at}, \
+             which is in the future"
+        )
+    } else {
+        format!("relationship {name:?}: partner declared down, last known up at {at}")
+    }
 }
 
 /// Seconds since the Unix epoch, now.
@@ -706,7 +727,7 @@ mod tests {
         fn leases(&self, _: &LeaseFilter) -> Vec<LeaseInfo> {
             Vec::new()
         }
-        fn partner_down(&self, name: &str, _: u64) -> Result<(), PartnerDownError> {
+        fn partner_down(&self, name: &str, _: u64) -> Result<u64, PartnerDownError> {
             Err(PartnerDownError::NoSuchRelationship(name.to_owned()))
         }
     }

@@ -23,7 +23,8 @@ Verbs:
                                        leases (default: the bound ones, state active)
   partner-down NAME [--since TIME]     the partner of relationship NAME is down, last known up at
                                        TIME (RFC 3339 UTC, e.g. 2026-11-22T04:00:00Z, or Unix
-                                       seconds; default now)
+                                       seconds; default now), but no earlier than it was last
+                                       heard from: the MCLT is waited out from that time
   secret FILE                          writes a new failover shared secret (256 random bits, hex)
                                        to FILE, readable by its owner only; copy it to the
                                        partner and name it in shared_secret_file on both

@@ -284,14 +284,14 @@ impl AdminBackend for ConfigBackend {
         Vec::new()
     }
 
-    fn partner_down(&self, name: &str, _since: u64) -> Result<(), PartnerDownError> {
+    fn partner_down(&self, name: &str, _since: u64) -> Result<u64, PartnerDownError> {
         partner_down_unavailable(&self.config, name)
     }
 }
 
 /// The answer to `partner-down` while failover is not running: "no such relationship" for a name
 /// the config lacks, "failover not active" for one it has.
-pub fn partner_down_unavailable(config: &Config, name: &str) -> Result<(), PartnerDownError> {
+pub fn partner_down_unavailable(config: &Config, name: &str) -> Result<u64, PartnerDownError> {
     if config.relationship(name).is_some() {
         Err(PartnerDownError::NotRunning(name.to_owned()))
     } else {

@@ -704,7 +704,7 @@ impl AdminBackend for Backend {
         out
     }
 
-    fn partner_down(&self, name: &str, since: u64) -> Result<(), PartnerDownError> {
+    fn partner_down(&self, name: &str, since: u64) -> Result<u64, PartnerDownError> {
         match &self.failover {
             Some(driver) => driver.partner_down(name, since),
             None => crate::daemon::partner_down_unavailable(&self.config, name),

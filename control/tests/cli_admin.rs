@@ -16,6 +16,9 @@ use control::status::{
     XdpStatus,
 };
 
+/// When the partner was last heard from, as the fake backend has it: 2025-11-22T04:30:00Z.
+const LAST_HEARD: u64 = 1_763_785_800;
+
 #[derive(Default)]
 struct TestBackend {
     partner_down_calls: Mutex<Vec<(String, u64)>>,
@@ -80,7 +83,8 @@ impl AdminBackend for TestBackend {
         }]
     }
 
-    fn partner_down(&self, name: &str, since: u64) -> Result<(), PartnerDownError> {
+    /// Floors `since` at [`LAST_HEARD`], as the failover state machine does.
+    fn partner_down(&self, name: &str, since: u64) -> Result<u64, PartnerDownError> {
         if name == "panic" {
             panic!("backend bug");
         }
@@ -91,7 +95,7 @@ impl AdminBackend for TestBackend {
             .lock()
             .expect("lock")
             .push((name.into(), since));
-        Ok(())
+        Ok(since.max(LAST_HEARD))
     }
 }
 
@@ -376,6 +380,13 @@ fn leases_and_partner_down_through_tandemctl() {
         "2025-11-22T04:00:00Z",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(
+            "last known up at 2025-11-22T04:30:00Z, not 2025-11-22T04:00:00Z: it was heard from after that"
+        ),
+        "the operator is told the floored time: {}",
+        text(&out.stdout)
+    );
     let before = control::admin::unix_now();
     let out = f.ctl(&["partner-down", "edge-pair"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -272,10 +272,18 @@ fn manual_partner_down_then_potential_conflict_then_normal() {
         p.sim.with(0, |s, now| s.partner_down(now, now.wall)),
         Err(LocalEventError::PartnerDownNotAllowed(S::Normal))
     );
+    let cut = p.wall(1);
     p.partition();
     p.run_for(25);
-    let since = UnixTime(BASE_WALL + u32::try_from(p.now / 1000).unwrap() - 100);
-    p.sim.with(1, |s, now| s.partner_down(now, since)).unwrap();
+    // Backdated to before the partition: floored at the partner's last message, so the
+    // MCLT is never waited out from a time the partner was still talking.
+    let asked = UnixTime(p.wall(1).0 - 100);
+    let since = p.sim.with(1, |s, now| s.partner_down(now, asked)).unwrap();
+    assert_eq!(since, p.sides[1].fsm().last_heard());
+    assert!(
+        since > asked && since <= cut && since.0 + 15 >= cut.0,
+        "in force {since:?}, asked {asked:?}, partitioned at {cut:?}"
+    );
     assert_eq!(p.sides[1].fsm().state(), State::PartnerDown { since });
     assert_eq!(p.persisted(1).unwrap().partner_down_since, since);
     // A future "since" is clamped to now.
@@ -298,9 +306,10 @@ fn both_partner_down_by_hand_resolve_through_potential_conflict() {
     p.partition();
     p.run_for(25);
     for i in 0..2 {
-        p.sim
-            .with(i, |s, now| s.partner_down(now, now.wall))
-            .unwrap();
+        let (asked, since) = p
+            .sim
+            .with(i, |s, now| (now.wall, s.partner_down(now, now.wall)));
+        assert_eq!(since, Ok(asked), "a time after the last message stands");
     }
     assert_eq!(p.states(), (S::PartnerDown, S::PartnerDown));
     p.heal();

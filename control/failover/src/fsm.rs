@@ -354,6 +354,9 @@ pub struct Fsm {
     partner_startup: bool,
     /// Since when the partner is known silent, for PARTNER-DOWN (persisted).
     saved_partner_down_since: UnixTime,
+    /// When a message from the partner last passed the digest check and parsed, this run:
+    /// the floor of an operator's partner-down time.
+    last_heard: Option<UnixTime>,
     /// Our last recorded time of operation ([`PersistedState::last_operation`]); in STARTUP
     /// the stored one, untouched until STARTUP ends.
     last_operation: Option<UnixTime>,
@@ -415,6 +418,7 @@ impl Fsm {
             partner_stos: p.partner_stos,
             partner_startup: false,
             saved_partner_down_since: p.partner_down_since,
+            last_heard: None,
             last_operation: p.last_operation,
             next_record: now.instant + OPERATION_RECORD_INTERVAL,
             mclt,
@@ -779,6 +783,7 @@ impl Fsm {
         }
         match Repr::parse_bytes(frame) {
             Ok(r) => {
+                self.last_heard = Some(now.wall);
                 let handshake_done = self.is_connected();
                 self.handle_message(now, &r);
                 // Lease traffic counts only on a link through CONNECT/CONNECTACK: before it,
@@ -1300,17 +1305,27 @@ impl Fsm {
 
     // ---- local events ----
 
-    /// The operator says the partner is down, last known up at `since` (clamped to now).
-    /// Allowed from COMMUNICATIONS-INTERRUPTED and RESOLUTION-INTERRUPTED (draft §9.5).
-    pub fn partner_down(&mut self, now: Now, since: UnixTime) -> Result<(), LocalEventError> {
+    /// The operator says the partner is down, last known up at `since`. Allowed from
+    /// COMMUNICATIONS-INTERRUPTED and RESOLUTION-INTERRUPTED (draft §9.5). Returns the time
+    /// put in force: `since` clamped to now and floored at [`Fsm::last_heard`], so a
+    /// backdated time cannot cut short the MCLT the partner's leases are waited out for.
+    pub fn partner_down(&mut self, now: Now, since: UnixTime) -> Result<UnixTime, LocalEventError> {
         match self.state.kind() {
             StateKind::CommunicationsInterrupted | StateKind::ResolutionInterrupted => {
-                self.saved_partner_down_since = since.min(now.wall);
+                let since = since.max(self.last_heard()).min(now.wall);
+                self.saved_partner_down_since = since;
                 self.transition(StateKind::PartnerDown, now);
-                Ok(())
+                Ok(since)
             }
             k => Err(LocalEventError::PartnerDownNotAllowed(k)),
         }
+    }
+
+    /// No earlier than the partner was last heard from: the time of its last message this
+    /// run or, when nothing was heard since the start, the start of the current state (an
+    /// interrupted state is entered when the partner falls silent, or after a restart).
+    pub fn last_heard(&self) -> UnixTime {
+        self.last_heard.unwrap_or(self.my_stos)
     }
 
     /// A short, planned stop: PAUSED, told to the peer (draft §9.10), which goes to

@@ -512,8 +512,9 @@ impl<S: Storage> Session<S> {
         self.drive(now);
     }
 
-    /// The operator's partner-down, the partner last known up at `since`.
-    pub fn partner_down(&mut self, now: Now, since: UnixTime) -> Result<(), LocalEventError> {
+    /// The operator's partner-down, the partner last known up at `since`; the time put in
+    /// force ([`Fsm::partner_down`]).
+    pub fn partner_down(&mut self, now: Now, since: UnixTime) -> Result<UnixTime, LocalEventError> {
         let r = self.fsm.partner_down(now, since);
         self.drive(now);
         r

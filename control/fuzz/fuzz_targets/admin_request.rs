@@ -44,9 +44,10 @@ impl AdminBackend for Backend {
             .collect()
     }
 
-    fn partner_down(&self, name: &str, _since: u64) -> Result<(), PartnerDownError> {
+    fn partner_down(&self, name: &str, since: u64) -> Result<u64, PartnerDownError> {
         if name == "edge" {
-            Ok(())
+            // Floored at a last-heard time, as the state machine does.
+            Ok(since.max(1_763_785_800))
         } else {
             Err(PartnerDownError::NoSuchRelationship(name.to_owned()))
         }

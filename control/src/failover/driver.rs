@@ -93,7 +93,7 @@ enum Command {
     PartnerDown {
         name: String,
         since: u64,
-        reply: Sender<Result<(), PartnerDownError>>,
+        reply: Sender<Result<u64, PartnerDownError>>,
     },
 }
 
@@ -126,8 +126,9 @@ impl Driver {
     }
 
     /// The operator's partner-down for relationship `name`, last known up at `since` (Unix
-    /// seconds): the machine's answer, or why it could not be asked.
-    pub fn partner_down(&self, name: &str, since: u64) -> Result<(), PartnerDownError> {
+    /// seconds): the time put in force (no earlier than the partner was last heard from), or
+    /// why it could not be done.
+    pub fn partner_down(&self, name: &str, since: u64) -> Result<u64, PartnerDownError> {
         let (tx, rx) = channel::bounded(1);
         self.shared
             .commands
@@ -810,9 +811,9 @@ impl Loop {
                         let r = self.rels[i].session.partner_down(now, since);
                         self.process(i);
                         match r {
-                            Ok(()) => {
-                                tracing::info!(relationship = %name, since = since.0, "failover: partner down (operator)");
-                                Ok(())
+                            Ok(in_force) => {
+                                tracing::info!(relationship = %name, asked = since.0, since = in_force.0, "failover: partner down (operator)");
+                                Ok(u64::from(in_force.0))
                             }
                             Err(e) => Err(e.into()),
                         }
