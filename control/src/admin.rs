@@ -5,6 +5,8 @@
 //! line, `{"ok":true,"status":{…}}` or `{"ok":false,"error":"…"}`. Requests longer than
 //! [`MAX_REQUEST`] bytes are refused and the connection closed; malformed requests get an error answer.
 //! The data comes from an [`AdminBackend`], the seam through which the rest of the daemon is reached.
+//! Idle clients cannot lock the operator out: each listener has its own [`Limits`], a full one
+//! makes room by closing its longest-idle connection, and idle connections are closed.
 //!
 //! **Architecture Invariant**: nothing a client sends can panic or block the loop: requests are
 //! bounded, sockets are non-blocking, and a panicking backend call becomes an error answer.
@@ -17,7 +19,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -31,8 +33,11 @@ pub const SOCKET_NAME: &str = "tandemd.sock";
 pub const MAX_REQUEST: usize = 64 * 1024;
 /// The most leases one `leases` answer carries.
 pub const MAX_LEASES: u32 = 100_000;
-/// Connections served at once; more are accepted and closed at once.
+/// Connections served at once on each listener (the Unix socket and TCP have a budget each,
+/// so that nothing on the network can take the local root's way in).
 pub const MAX_CONNECTIONS: usize = 64;
+/// A connection that sends nothing and has nothing to receive for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Answers queued for a client beyond this are not added to until it reads.
 const OUT_HIGH_WATER: usize = 1 << 20;
 
@@ -254,13 +259,47 @@ const UNIX_LISTENER: Token = Token(1);
 const TCP_LISTENER: Token = Token(2);
 const FIRST_CONN: usize = 3;
 
+/// How many connections each listener serves and how long an idle one is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections at once per listener. When a listener is full, a new connection takes
+    /// the place of its longest-idle one, so idle clients cannot lock the operator out; when
+    /// none is idle, the new one is refused.
+    pub connections_per_listener: usize,
+    /// A connection on which nothing moved for this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection half through a request or an answer that has not moved for this long
+    /// may give its place to a new one, as an idle one may.
+    pub stalled: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections_per_listener: MAX_CONNECTIONS,
+            idle_timeout: IDLE_TIMEOUT,
+            stalled: Duration::from_secs(1),
+        }
+    }
+}
+
 impl AdminServer {
     /// Binds `socket` (mode 0600; a stale socket left by a dead daemon is replaced) and, if given,
-    /// `tcp`, and starts serving on a thread named `admin`.
+    /// `tcp`, and starts serving on a thread named `admin`, with the default [`Limits`].
     pub fn start(
         socket: &Path,
         tcp: Option<SocketAddr>,
         backend: Arc<dyn AdminBackend>,
+    ) -> Result<Self, AdminError> {
+        Self::start_with(socket, tcp, backend, Limits::default())
+    }
+
+    /// [`AdminServer::start`] with other limits.
+    pub fn start_with(
+        socket: &Path,
+        tcp: Option<SocketAddr>,
+        backend: Arc<dyn AdminBackend>,
+        limits: Limits,
     ) -> Result<Self, AdminError> {
         let unix_err = |source| AdminError::Unix {
             path: socket.to_owned(),
@@ -313,6 +352,7 @@ impl AdminServer {
             conns: HashMap::new(),
             next_token: FIRST_CONN,
             backend,
+            limits,
         };
         let thread = std::thread::Builder::new()
             .name("admin".into())
@@ -387,12 +427,29 @@ impl Stream {
     }
 }
 
+impl Stream {
+    fn is_tcp(&self) -> bool {
+        matches!(self, Stream::Tcp(_))
+    }
+}
+
 struct Conn {
     stream: Stream,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     /// The peer sent EOF (or a request too large): close once `outbuf` is flushed.
     closing: bool,
+    /// When bytes last moved either way.
+    active: Instant,
+}
+
+impl Conn {
+    /// Whether the connection may give its place to a new one: the client is only holding
+    /// it open (nothing half-read, nothing unsent), or it has stalled mid-request.
+    fn may_make_room(&self, now: Instant, stalled: Duration) -> bool {
+        (self.inbuf.is_empty() && self.outbuf.is_empty() && !self.closing)
+            || now.duration_since(self.active) >= stalled
+    }
 }
 
 struct EventLoop {
@@ -402,13 +459,15 @@ struct EventLoop {
     conns: HashMap<Token, Conn>,
     next_token: usize,
     backend: Arc<dyn AdminBackend>,
+    limits: Limits,
 }
 
 impl EventLoop {
     fn run(&mut self) {
         let mut events = Events::with_capacity(128);
         loop {
-            if let Err(e) = self.poll.poll(&mut events, None) {
+            let timeout = self.close_idle();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -459,14 +518,69 @@ impl EventLoop {
         }
     }
 
-    fn add(&mut self, mut stream: Stream) {
-        if self.conns.len() >= MAX_CONNECTIONS {
-            tracing::warn!("admin API: too many connections, refusing one");
-            let mut line = serde_json::to_vec(&Response::error("too many admin connections"))
-                .unwrap_or_default();
+    /// Closes the connections on which nothing moved for the idle limit (one holding a
+    /// half-sent request too); returns how long until the next one is due.
+    fn close_idle(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        let limit = self.limits.idle_timeout;
+        let expired: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| now.duration_since(c.active) >= limit)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in expired {
+            self.close(token, "idle for too long");
+        }
+        self.conns
+            .values()
+            .map(|c| (c.active + limit).saturating_duration_since(now))
+            .min()
+    }
+
+    /// Tells the client why (best effort: one line, no waiting) and drops the connection.
+    fn close(&mut self, token: Token, why: &str) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            let mut line =
+                serde_json::to_vec(&Response::error(format!("admin connection closed: {why}")))
+                    .unwrap_or_default();
             line.push(b'\n');
-            let _ = stream.write(&line);
-            return;
+            let _ = conn.stream.write(&line);
+            let _ = self.poll.registry().deregister(conn.stream.source());
+        }
+    }
+
+    fn add(&mut self, mut stream: Stream) {
+        let tcp = stream.is_tcp();
+        let mut same: Vec<(&Token, &Conn)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.stream.is_tcp() == tcp)
+            .collect();
+        if same.len() >= self.limits.connections_per_listener {
+            let now = Instant::now();
+            same.retain(|(_, c)| c.may_make_room(now, self.limits.stalled));
+            match same.iter().min_by_key(|(_, c)| c.active).map(|(t, _)| **t) {
+                Some(longest_idle) => {
+                    tracing::warn!(
+                        listener = if tcp { "tcp" } else { "unix" },
+                        "admin API: connections at the limit, closing the longest idle"
+                    );
+                    self.close(
+                        longest_idle,
+                        "too many admin connections, this one idle longest",
+                    );
+                }
+                None => {
+                    tracing::warn!("admin API: too many connections, refusing one");
+                    let mut line =
+                        serde_json::to_vec(&Response::error("too many admin connections"))
+                            .unwrap_or_default();
+                    line.push(b'\n');
+                    let _ = stream.write(&line);
+                    return;
+                }
+            }
         }
         let token = Token(self.next_token);
         self.next_token = self.next_token.wrapping_add(1).max(FIRST_CONN);
@@ -485,6 +599,7 @@ impl EventLoop {
                 inbuf: Vec::new(),
                 outbuf: Vec::new(),
                 closing: false,
+                active: Instant::now(),
             },
         );
         self.drive(token);
@@ -524,6 +639,7 @@ fn drive_conn(conn: &mut Conn, backend: &dyn AdminBackend) -> bool {
                 Ok(0) => return false,
                 Ok(n) => {
                     conn.outbuf.drain(..n);
+                    conn.active = Instant::now();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -555,6 +671,7 @@ fn drive_conn(conn: &mut Conn, backend: &dyn AdminBackend) -> bool {
                 }
                 Ok(n) => {
                     conn.inbuf.extend_from_slice(&buf[..n]);
+                    conn.active = Instant::now();
                     progressed = true;
                     if conn.inbuf.contains(&b'\n') {
                         break;

@@ -2,14 +2,14 @@
 //! (malformed, oversized, pipelined and unknown requests) and the real `tandemctl` rendering it.
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use control::admin::{AdminBackend, AdminServer, MAX_REQUEST, PartnerDownError};
+use control::admin::{AdminBackend, AdminServer, Limits, MAX_REQUEST, PartnerDownError};
 use control::config::{FailoverMode, Role};
 use control::status::{
     FailoverState, LeaseFilter, LeaseInfo, LeaseState, RelationshipStatus, Status, WorkerStatus,
@@ -107,12 +107,17 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    fn with_limits(limits: Limits) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let backend = Arc::new(TestBackend::default());
-        let server = AdminServer::start(
+        let server = AdminServer::start_with(
             &dir.path().join("tandemd.sock"),
             Some("127.0.0.1:0".parse().expect("addr")),
             backend.clone(),
+            limits,
         )
         .expect("admin server");
         Fixture {
@@ -502,29 +507,106 @@ fn oversized_request_is_refused_and_closed() {
     assert_eq!(exchange(&mut s2, b"{\"verb\":\"status\"}\n")["ok"], true);
 }
 
-#[test]
-fn many_idle_connections_do_not_block_service() {
-    let f = Fixture::new();
-    let idle: Vec<UnixStream> = (0..100).map(|_| f.connect()).collect();
-    // Past the connection cap, new clients are told so rather than hanging.
-    let mut s = f.connect();
-    s.write_all(b"{\"verb\":\"status\"}\n").expect("write");
+/// A line from `s`, or `None` at EOF.
+fn read_line(s: impl Read) -> Option<String> {
     let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line).expect("read");
-    assert!(line.contains("too many admin connections"), "{line}");
+    let n = BufReader::new(s).read_line(&mut line).expect("read");
+    (n > 0).then_some(line)
+}
+
+fn tcp(f: &Fixture) -> TcpStream {
+    let s = TcpStream::connect(f.server().tcp_addr().expect("tcp")).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s
+}
+
+fn tcp_status(s: &mut TcpStream) -> Option<String> {
+    s.write_all(b"{\"verb\":\"status\"}\n").expect("write");
+    read_line(&*s)
+}
+
+#[test]
+fn idle_clients_cannot_lock_the_operator_out() {
+    let f = Fixture::with_limits(Limits {
+        stalled: Duration::from_secs(3600),
+        ..Limits::default()
+    });
+    // Twice the cap of idle TCP clients: each past the cap takes the longest-idle one's place.
+    let mut idle: Vec<TcpStream> = (0..2 * control::admin::MAX_CONNECTIONS)
+        .map(|_| tcp(&f))
+        .collect();
+    let first = read_line(&idle[0]).expect("told why");
+    assert!(
+        first.contains("too many admin connections, this one idle longest"),
+        "{first}"
+    );
+    assert_eq!(read_line(&idle[0]), None, "and closed");
+    // The newest are served, the Unix socket has a budget of its own.
+    let last = idle.last_mut().expect("one");
+    assert!(tcp_status(last).expect("answer").contains("\"ok\":true"));
+    let mut local = f.connect();
+    assert_eq!(exchange(&mut local, b"{\"verb\":\"status\"}\n")["ok"], true);
     drop(idle);
-    // Once they are gone, service resumes (the server notices the closes).
+
+    // Clients each half through a request (and not yet stalled) are not pushed out: past
+    // the cap a new one is refused, and told so rather than left hanging.
+    let busy: Vec<TcpStream> = (0..control::admin::MAX_CONNECTIONS)
+        .map(|_| {
+            let mut s = tcp(&f);
+            s.write_all(b"{\"verb\":").expect("write");
+            s
+        })
+        .collect();
     let mut ok = false;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        let mut s = f.connect();
-        if exchange(&mut s, b"{\"verb\":\"status\"}\n")["ok"] == true {
-            ok = true;
-            break;
-        }
+    while !ok && std::time::Instant::now() < deadline {
+        // The server may still hold some of the dropped idle ones: wait for it to see them go.
+        let mut s = tcp(&f);
+        ok = tcp_status(&mut s).is_some_and(|l| l.contains("too many admin connections"));
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(ok, "service resumed after idle clients left");
+    assert!(ok, "a client past the cap of busy ones is refused");
+    assert_eq!(exchange(&mut local, b"{\"verb\":\"status\"}\n")["ok"], true);
+    drop(busy);
+}
+
+#[test]
+fn a_connection_idle_past_the_limit_is_closed() {
+    let f = Fixture::with_limits(Limits {
+        idle_timeout: Duration::from_millis(1500),
+        ..Limits::default()
+    });
+    let quiet = tcp(&f);
+    let mut talking = tcp(&f);
+    let half = {
+        let mut s = tcp(&f);
+        s.write_all(b"{\"verb\":").expect("write");
+        s
+    };
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        assert!(
+            tcp_status(&mut talking)
+                .expect("open")
+                .contains("\"ok\":true")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for s in [&quiet, &half] {
+        let line = read_line(s).expect("told why");
+        assert!(
+            line.contains("admin connection closed: idle for too long"),
+            "{line}"
+        );
+        assert_eq!(read_line(s), None, "and closed");
+    }
+    assert!(
+        tcp_status(&mut talking)
+            .expect("still open")
+            .contains("\"ok\":true"),
+        "a client that keeps asking stays connected"
+    );
 }
 
 #[test]
