@@ -310,8 +310,9 @@ Usage:
                                    deleted), every intact entry is kept, a report is printed
   tandemd --version | --help
 
-Logging goes to stderr; the level is server.log_level (default info), overridden by
-the TANDEM_LOG environment variable (a tracing filter such as \"debug\" or \"control=debug,info\").
+Logging goes to stderr, as compact text or (server.log_format = \"json\") one JSON object a
+line; the level is server.log_level (default info), overridden by the TANDEM_LOG environment
+variable (a tracing filter such as \"debug\" or \"control=debug,info\").
 SIGTERM or SIGINT stop the daemon cleanly. Exit status: 0 after a clean stop, 1 on an
 invalid config, a failed start or a durability failure (a journal commit, a checkpoint,
 a failover state write), 2 on bad usage; a panicking thread aborts the process (SIGABRT).";
@@ -515,7 +516,7 @@ pub fn main<E: std::error::Error + 'static>(
             let Some(config) = load_or_report(&path) else {
                 return ExitCode::from(1);
             };
-            crate::logging::init(config.server.log_level.as_deref());
+            crate::logging::init(config.server.log_level.as_deref(), config.server.log_format);
             match crate::serve::repair(&config) {
                 Ok(report) => {
                     print!("{}", repair_report(&config.server.data_dir, &report));
@@ -531,7 +532,7 @@ pub fn main<E: std::error::Error + 'static>(
             let Some(config) = load_or_report(&path) else {
                 return ExitCode::from(1);
             };
-            crate::logging::init(config.server.log_level.as_deref());
+            crate::logging::init(config.server.log_level.as_deref(), config.server.log_format);
             install_panic_hook();
             let shutdown = Shutdown::new();
             if let Err(e) = shutdown.install_signal_handlers() {

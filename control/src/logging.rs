@@ -1,6 +1,9 @@
-//! `tandemd`'s log: tracing to stderr in a compact human format.
+//! `tandemd`'s log: tracing to stderr, in a compact human format or as JSON lines
+//! (`server.log_format`).
 
 use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
 
 /// The environment variable that overrides `server.log_level`.
 pub const ENV: &str = "TANDEM_LOG";
@@ -60,14 +63,23 @@ pub fn filter(config_level: Option<&str>) -> EnvFilter {
         .unwrap_or_else(|| EnvFilter::new("info"))
 }
 
-/// Installs the subscriber; a second call does nothing.
-pub fn init(config_level: Option<&str>) {
-    let _ = tracing_subscriber::fmt()
-        .compact()
+/// Installs the subscriber; a second call does nothing. JSON lines carry `timestamp` (RFC
+/// 3339, UTC), `level`, `target`, `threadName` and `fields` (`message` and the event's own
+/// fields, `relationship`, `peer`, ...), one event a line.
+pub fn init(config_level: Option<&str>, format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(use_color())
-        .with_env_filter(filter(config_level))
-        .try_init();
+        .with_env_filter(filter(config_level));
+    let _ = match format {
+        LogFormat::Text => builder.compact().with_ansi(use_color()).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_ansi(false)
+            .with_thread_names(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// Colour only on a terminal, and never with `NO_COLOR` set (no-color.org).

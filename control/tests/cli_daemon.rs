@@ -486,3 +486,34 @@ fn a_damaged_journal_refuses_to_start_and_repair_sets_it_aside() {
     let _ = child.wait();
     assert!(serving, "tandemd did not serve after the repair");
 }
+
+#[test]
+fn json_logs_are_one_object_a_line() {
+    let mut d = Daemon::start("log_format = \"json\"");
+    d.signal("TERM");
+    let (code, log) = d.wait();
+    assert_eq!(code, Some(0), "log:\n{log}");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l:?}")))
+        .collect();
+    assert!(events.len() > 3, "log:\n{log}");
+    for e in &events {
+        for key in ["timestamp", "level", "target", "threadName"] {
+            assert!(e[key].is_string(), "no {key}: {e}");
+        }
+        assert!(e["fields"]["message"].is_string(), "no message: {e}");
+    }
+    let running = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "tandemd running")
+        .unwrap_or_else(|| panic!("no start line in\n{log}"));
+    assert_eq!(running["level"], "INFO");
+    assert!(
+        events.iter().any(|e| e["fields"]["relationship"] == "pair"
+            && e["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("failover_core"))),
+        "the failover lines name their relationship as a field:\n{log}"
+    );
+}

@@ -168,6 +168,11 @@ fn server_values() {
     one(&with("workers = -1\n"), 3, "out of range");
     one(&with("admin = \"localhost\"\n"), 3, "`admin`");
     one(&with("log_level = \"info,[\"\n"), 3, "not a log filter");
+    one(
+        &with("log_format = \"xml\"\n"),
+        3,
+        "`log_format` = \"xml\" is not one of \"text\", \"json\"",
+    );
     // Span and field filters compile regular expressions: refused (the fuzzer found one
     // that compiled for minutes).
     one(

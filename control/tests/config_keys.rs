@@ -12,6 +12,7 @@ datapath = "packet"
 workers = 4
 durability = "async"
 log_level = "control=debug,info"
+log_format = "json"
 admin = "127.0.0.1:6470"
 dispatch = "off"
 trusted_relays = ["10.78.0.1", "192.0.2.0/24"]
@@ -124,6 +125,7 @@ fn every_key() {
     assert_eq!(s.workers, 4);
     assert_eq!(s.durability, Durability::Async);
     assert_eq!(s.log_level.as_deref(), Some("control=debug,info"));
+    assert_eq!(s.log_format, config::LogFormat::Json);
     assert_eq!(
         s.admin,
         Some("127.0.0.1:6470".parse::<SocketAddr>().unwrap())
@@ -245,6 +247,7 @@ fn defaults() {
     assert_eq!(c.server.workers, 0);
     assert_eq!(c.server.durability, Durability::Sync);
     assert_eq!(c.server.log_level, None);
+    assert_eq!(c.server.log_format, config::LogFormat::Text);
     assert_eq!(c.server.admin, None);
     assert!(c.server.trusted_relays.is_empty());
     assert_eq!(c.server.rate_limits, dataplane::limit::RateLimits::DEFAULT);

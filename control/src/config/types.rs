@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// protocol (session, state machine) logs under `failover_core`, the driver under
     /// `control`. `TANDEM_LOG` overrides it.
     pub log_level: Option<String>,
+    /// `log_format`: `text` (default, compact lines for a person) or `json` (one object a
+    /// line: timestamp, level, target, message and fields, for a log pipeline).
+    pub log_format: LogFormat,
     /// `admin`: an optional TCP address for the admin API, besides the Unix socket.
     pub admin: Option<SocketAddr>,
     /// `dispatch`: software dispatch to sibling workers on the XDP datapath. Default `auto`.
@@ -139,6 +142,16 @@ impl fmt::Display for Datapath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// `server.log_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LogFormat {
+    /// Compact human lines.
+    #[default]
+    Text,
+    /// JSON lines.
+    Json,
 }
 
 /// `server.durability` (DESIGN.md §4).

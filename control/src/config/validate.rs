@@ -426,6 +426,15 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         )
     }))
     .unwrap_or(Durability::Sync);
+    let log_format = flat(t.get("log_format").map(|n| {
+        choice(
+            n,
+            "log_format",
+            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            ctx,
+        )
+    }))
+    .unwrap_or_default();
     let log_level = flat(t.get("log_level").map(|n| {
         let s = string(n, "log_level", ctx)?;
         match crate::logging::parse(s) {
@@ -532,6 +541,7 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         workers,
         durability,
         log_level,
+        log_format,
         admin,
         dispatch,
         trusted_relays,
