@@ -25,6 +25,7 @@ use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{AuditEntry, AuditLog};
 use crate::status::{LeaseFilter, LeaseInfo, Status};
 
 /// The admin socket's file name inside `data_dir`.
@@ -93,6 +94,41 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<u64>,
     },
+    /// `{"verb":"audit","limit":50}`: the last changes asked of the daemon (default 100).
+    Audit {
+        /// How many entries, newest last.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+}
+
+impl Request {
+    /// The verb's name, as sent.
+    fn verb(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Leases(_) => "leases",
+            Request::PartnerDown { .. } => "partner-down",
+            Request::Audit { .. } => "audit",
+        }
+    }
+
+    /// Whether the request changes something (and so goes to the audit log).
+    fn is_change(&self) -> bool {
+        match self {
+            Request::Status | Request::Leases(_) | Request::Audit { .. } => false,
+            Request::PartnerDown { .. } => true,
+        }
+    }
+}
+
+/// Who sent a request, as the audit log names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `uid 0 (pid 1234)` on the Unix socket; `anonymous` on TCP.
+    pub who: String,
+    /// `unix`, or `tcp ADDRESS:PORT`.
+    pub from: String,
 }
 
 /// One answer.
@@ -112,6 +148,9 @@ pub struct Response {
     /// A human sentence for verbs that only act (`partner-down`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The answer to `audit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Vec<AuditEntry>>,
 }
 
 impl Response {
@@ -127,6 +166,27 @@ impl Response {
 
 /// Answers one request line. Never panics, whatever the line or the backend does.
 pub fn handle_line(line: &[u8], backend: &dyn AdminBackend) -> Response {
+    handle(line, backend, None)
+}
+
+/// [`handle_line`] for `caller`: a change is recorded in `audit`, which `audit` reads.
+pub fn handle_line_audited(
+    line: &[u8],
+    backend: &dyn AdminBackend,
+    caller: &Caller,
+    audit: &AuditLog,
+) -> Response {
+    handle(line, backend, Some((caller, audit)))
+}
+
+/// The default number of entries an `audit` answer carries.
+pub const DEFAULT_AUDIT_ENTRIES: usize = 100;
+
+fn handle(
+    line: &[u8],
+    backend: &dyn AdminBackend,
+    audit: Option<(&Caller, &AuditLog)>,
+) -> Response {
     let request: Request = match serde_json::from_slice(line) {
         Ok(r) => r,
         Err(e) => {
@@ -134,13 +194,14 @@ pub fn handle_line(line: &[u8], backend: &dyn AdminBackend) -> Response {
                 .ok()
                 .and_then(|v| v.get("verb").and_then(|v| v.as_str()).map(str::to_owned));
             return Response::error(match verb {
-                Some(v) if !["status", "leases", "partner-down"].contains(&v.as_str()) => {
-                    format!("unknown verb {v:?} (known: status, leases, partner-down)")
+                Some(v) if !["status", "leases", "partner-down", "audit"].contains(&v.as_str()) => {
+                    format!("unknown verb {v:?} (known: status, leases, partner-down, audit)")
                 }
                 _ => format!("malformed request: {e}"),
             });
         }
     };
+    let change = request.is_change().then(|| request.clone());
     let answer = catch_unwind(AssertUnwindSafe(|| match request {
         Request::Status => Response {
             ok: true,
@@ -170,8 +231,36 @@ pub fn handle_line(line: &[u8], backend: &dyn AdminBackend) -> Response {
                 Err(e) => Response::error(e.to_string()),
             }
         }
+        Request::Audit { limit } => match audit {
+            Some((_, log)) => match log.recent(limit.unwrap_or(DEFAULT_AUDIT_ENTRIES)) {
+                Ok(entries) => Response {
+                    ok: true,
+                    audit: Some(entries),
+                    ..Response::default()
+                },
+                Err(e) => Response::error(format!("cannot read {}: {e}", log.path().display())),
+            },
+            None => Response::error("no audit log here"),
+        },
     }));
-    answer.unwrap_or_else(|_| Response::error("internal error while answering (see tandemd's log)"))
+    let answer = answer
+        .unwrap_or_else(|_| Response::error("internal error while answering (see tandemd's log)"));
+    if let (Some(request), Some((caller, log))) = (change, audit) {
+        log.record(&AuditEntry {
+            time: unix_now(),
+            who: caller.who.clone(),
+            from: caller.from.clone(),
+            verb: request.verb().to_owned(),
+            request: serde_json::to_value(&request).unwrap_or_default(),
+            ok: answer.ok,
+            result: answer
+                .message
+                .clone()
+                .or_else(|| answer.error.clone())
+                .unwrap_or_default(),
+        });
+    }
+    answer
 }
 
 /// What `partner-down` tells the operator: the time the MCLT wait runs from, and why it is
@@ -353,6 +442,7 @@ impl AdminServer {
             next_token: FIRST_CONN,
             backend,
             limits,
+            audit: AuditLog::new(socket.parent().unwrap_or(Path::new("."))),
         };
         let thread = std::thread::Builder::new()
             .name("admin".into())
@@ -441,6 +531,8 @@ struct Conn {
     closing: bool,
     /// When bytes last moved either way.
     active: Instant,
+    /// Who is on the other end, for the audit log.
+    caller: Caller,
 }
 
 impl Conn {
@@ -460,6 +552,8 @@ struct EventLoop {
     next_token: usize,
     backend: Arc<dyn AdminBackend>,
     limits: Limits,
+    /// Beside the socket, in `data_dir`.
+    audit: AuditLog,
 }
 
 impl EventLoop {
@@ -488,7 +582,18 @@ impl EventLoop {
     fn accept_unix(&mut self) {
         loop {
             match self.unix.accept() {
-                Ok((s, _)) => self.add(Stream::Unix(s)),
+                Ok((s, _)) => {
+                    use std::os::fd::AsFd;
+                    let who = match dataplane::sys::peer_cred(s.as_fd()) {
+                        Ok((pid, uid, _)) => format!("uid {uid} (pid {pid})"),
+                        Err(_) => "unknown".to_owned(),
+                    };
+                    let caller = Caller {
+                        who,
+                        from: "unix".to_owned(),
+                    };
+                    self.add(Stream::Unix(s), caller);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -504,7 +609,7 @@ impl EventLoop {
         let mut accepted = Vec::new();
         loop {
             match listener.accept() {
-                Ok((s, _)) => accepted.push(s),
+                Ok((s, peer)) => accepted.push((s, peer)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -513,8 +618,12 @@ impl EventLoop {
                 }
             }
         }
-        for s in accepted {
-            self.add(Stream::Tcp(s));
+        for (s, peer) in accepted {
+            let caller = Caller {
+                who: "anonymous".to_owned(),
+                from: format!("tcp {peer}"),
+            };
+            self.add(Stream::Tcp(s), caller);
         }
     }
 
@@ -550,7 +659,7 @@ impl EventLoop {
         }
     }
 
-    fn add(&mut self, mut stream: Stream) {
+    fn add(&mut self, mut stream: Stream, caller: Caller) {
         let tcp = stream.is_tcp();
         let mut same: Vec<(&Token, &Conn)> = self
             .conns
@@ -600,6 +709,7 @@ impl EventLoop {
                 outbuf: Vec::new(),
                 closing: false,
                 active: Instant::now(),
+                caller,
             },
         );
         self.drive(token);
@@ -610,7 +720,7 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        let keep = drive_conn(conn, &*self.backend);
+        let keep = drive_conn(conn, &*self.backend, &self.audit);
         if !keep && let Some(mut conn) = self.conns.remove(&token) {
             let _ = self.poll.registry().deregister(conn.stream.source());
         }
@@ -618,7 +728,7 @@ impl EventLoop {
 }
 
 /// Returns whether the connection stays open.
-fn drive_conn(conn: &mut Conn, backend: &dyn AdminBackend) -> bool {
+fn drive_conn(conn: &mut Conn, backend: &dyn AdminBackend, audit: &AuditLog) -> bool {
     let mut buf = [0u8; 4096];
     loop {
         // Answer complete lines while the client keeps up.
@@ -626,12 +736,12 @@ fn drive_conn(conn: &mut Conn, backend: &dyn AdminBackend) -> bool {
             && let Some(pos) = conn.inbuf.iter().position(|&b| b == b'\n')
         {
             let line: Vec<u8> = conn.inbuf.drain(..=pos).collect();
-            answer(&line[..pos], backend, &mut conn.outbuf);
+            answer(&line[..pos], backend, &conn.caller, audit, &mut conn.outbuf);
         }
         if conn.closing && !conn.inbuf.is_empty() && conn.outbuf.len() < OUT_HIGH_WATER {
             // A last request without its newline.
             let line = std::mem::take(&mut conn.inbuf);
-            answer(&line, backend, &mut conn.outbuf);
+            answer(&line, backend, &conn.caller, audit, &mut conn.outbuf);
         }
         // Flush what is queued.
         while !conn.outbuf.is_empty() {
@@ -699,7 +809,13 @@ fn drive_conn(conn: &mut Conn, backend: &dyn AdminBackend) -> bool {
     }
 }
 
-fn answer(line: &[u8], backend: &dyn AdminBackend, out: &mut Vec<u8>) {
+fn answer(
+    line: &[u8],
+    backend: &dyn AdminBackend,
+    caller: &Caller,
+    audit: &AuditLog,
+    out: &mut Vec<u8>,
+) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         return;
@@ -711,7 +827,7 @@ fn answer(line: &[u8], backend: &dyn AdminBackend, out: &mut Vec<u8>) {
         );
         return;
     }
-    push(out, &handle_line(line, backend));
+    push(out, &handle_line_audited(line, backend, caller, audit));
 }
 
 fn push(out: &mut Vec<u8>, response: &Response) {

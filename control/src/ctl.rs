@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::admin::{self, Request, Response, Target};
+use crate::audit::AuditEntry;
 use crate::config::{self, DEFAULT_DATA_DIR, LoadError};
 use crate::status::{LeaseFilter, LeaseInfo, LeaseState, Status};
 use crate::time::{TimeError, format_duration, format_rfc3339, parse_time};
@@ -25,6 +26,8 @@ Verbs:
                                        TIME (RFC 3339 UTC, e.g. 2026-11-22T04:00:00Z, or Unix
                                        seconds; default now), but no earlier than it was last
                                        heard from: the MCLT is waited out from that time
+  audit [--json] [--limit N]           the last N changes asked of the daemon (default 100):
+                                       when, who (uid, or the TCP peer), what, and the answer
   secret FILE                          writes a new failover shared secret (256 random bits, hex)
                                        to FILE, readable by its owner only; copy it to the
                                        partner and name it in shared_secret_file on both
@@ -73,6 +76,13 @@ pub enum Verb {
         /// Unix seconds; `None` = now (the daemon's clock).
         since: Option<u64>,
     },
+    /// `audit [--json] [--limit N]`.
+    Audit {
+        /// Print the raw list.
+        json: bool,
+        /// How many entries (the daemon's default when `None`).
+        limit: Option<usize>,
+    },
     /// `secret FILE`: a new shared secret, written locally.
     Secret {
         /// Where to write it (a new file).
@@ -98,13 +108,13 @@ pub struct Invocation {
 pub enum UsageError {
     #[error("give only one of --config, --data-dir, --admin")]
     TwoLocators,
-    #[error("a verb is required (status, leases, partner-down, secret)")]
+    #[error("a verb is required (status, leases, partner-down, audit, secret)")]
     NoVerb,
     #[error("{0} needs a value")]
     NeedsValue(&'static str),
     #[error("unknown option {0:?}")]
     UnknownOption(String),
-    #[error("unknown verb {0:?} (known: status, leases, partner-down, secret)")]
+    #[error("unknown verb {0:?} (known: status, leases, partner-down, audit, secret)")]
     UnknownVerb(String),
     #[error("{verb}: unexpected argument {arg:?}")]
     Unexpected { verb: &'static str, arg: String },
@@ -112,8 +122,8 @@ pub enum UsageError {
     Subnet(config::PrefixError),
     #[error("leases: --state {0:?} is not one of {states}", states = LeaseState::ALL.map(LeaseState::as_str).join(", "))]
     State(String),
-    #[error("leases: --limit {0:?} is not a count")]
-    Limit(String),
+    #[error("{0}: --limit {1:?} is not a count")]
+    Limit(&'static str, String),
     #[error("partner-down: --since needs a TIME")]
     SinceNeedsTime,
     #[error("partner-down: --since: {0}")]
@@ -222,7 +232,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                     }
                     "--limit" => {
                         let n = value("leases: --limit")?;
-                        filter.limit = Some(n.parse().map_err(|_| UsageError::Limit(n))?);
+                        filter.limit = Some(n.parse().map_err(|_| UsageError::Limit("leases", n))?);
                     }
                     _ => {
                         return Err(UsageError::Unexpected {
@@ -255,6 +265,33 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 name: name.ok_or(UsageError::NoName)?,
                 since,
             }
+        }
+        "audit" => {
+            let mut json = false;
+            let mut limit = None;
+            let mut it = rest.into_iter();
+            while let Some(a) = it.next() {
+                let (flag, inline) = match a.split_once('=') {
+                    Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+                    None => (a.clone(), None),
+                };
+                match flag.as_str() {
+                    "--json" if inline.is_none() => json = true,
+                    "--limit" => {
+                        let n = inline
+                            .or_else(|| it.next())
+                            .ok_or(UsageError::NeedsValue("audit: --limit"))?;
+                        limit = Some(n.parse().map_err(|_| UsageError::Limit("audit", n))?);
+                    }
+                    _ => {
+                        return Err(UsageError::Unexpected {
+                            verb: "audit",
+                            arg: a,
+                        });
+                    }
+                }
+            }
+            Verb::Audit { json, limit }
         }
         "secret" => match <[String; 1]>::try_from(rest) {
             Ok([path]) if !path.starts_with('-') => Verb::Secret { path: path.into() },
@@ -365,6 +402,7 @@ pub fn run<I: IntoIterator<Item = String>>(
             name: name.clone(),
             since: *since,
         },
+        Verb::Audit { limit, .. } => Request::Audit { limit: *limit },
     };
     let target = match resolve(&inv.locator) {
         Ok(t) => t,
@@ -418,6 +456,12 @@ pub fn run<I: IntoIterator<Item = String>>(
         ) => Ok(write!(out, "{}", render_leases(&l))),
         (Verb::PartnerDown { .. }, r) => {
             Ok(writeln!(out, "{}", r.message.as_deref().unwrap_or("done")))
+        }
+        (Verb::Audit { json: true, .. }, Response { audit: Some(a), .. }) => {
+            serde_json::to_string_pretty(&a).map(|j| writeln!(out, "{j}"))
+        }
+        (Verb::Audit { json: false, .. }, Response { audit: Some(a), .. }) => {
+            Ok(write!(out, "{}", render_audit(&a)))
         }
         _ => {
             let _ = writeln!(
@@ -638,6 +682,27 @@ pub fn render_leases(leases: &[LeaseInfo]) -> String {
         })
         .collect();
     table(&["ADDRESS", "STATE", "CHADDR", "CLIENT-ID", "ENDS"], &rows)
+}
+
+/// The audit log as a table, oldest first.
+pub fn render_audit(entries: &[AuditEntry]) -> String {
+    if entries.is_empty() {
+        return "no changes recorded\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                format_rfc3339(e.time),
+                e.who.clone(),
+                e.from.clone(),
+                e.verb.clone(),
+                if e.ok { "ok" } else { "refused" }.to_owned(),
+                e.result.clone(),
+            ]
+        })
+        .collect();
+    table(&["TIME", "WHO", "FROM", "VERB", "RESULT", "ANSWER"], &rows)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
@@ -421,6 +421,91 @@ fn tcp_admin_address() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["version"], "9.9.9");
+}
+
+#[test]
+fn every_change_is_audited_with_who_and_from_where() {
+    let f = Fixture::new();
+    let addr = f.server().tcp_addr().expect("tcp").to_string();
+    let ok = f.ctl(&[
+        "partner-down",
+        "edge-pair",
+        "--since",
+        "2025-11-22T04:00:00Z",
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert_eq!(f.ctl(&["partner-down", "nope"]).status.code(), Some(1));
+    assert_eq!(f.ctl(&["status"]).status.code(), Some(0));
+    let tcp = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+        .args(["--admin", &addr, "partner-down", "edge-pair"])
+        .output()
+        .expect("run");
+    assert_eq!(tcp.status.code(), Some(0), "{}", text(&tcp.stderr));
+
+    let out = f.ctl(&["audit", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let entries = v.as_array().expect("a list");
+    assert_eq!(entries.len(), 3, "changes only, not reads: {v:#}");
+    let uid = std::fs::metadata("/proc/self").expect("stat").uid();
+    for e in &entries[..2] {
+        assert!(
+            e["who"]
+                .as_str()
+                .is_some_and(|w| w.starts_with(&format!("uid {uid} (pid "))),
+            "{e}"
+        );
+        assert_eq!(e["from"], "unix");
+        assert_eq!(e["verb"], "partner-down");
+    }
+    assert_eq!(entries[0]["ok"], true);
+    assert_eq!(entries[0]["request"]["since"], 1_763_784_000);
+    assert!(
+        entries[0]["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("partner declared down")),
+        "{}",
+        entries[0]
+    );
+    assert_eq!(entries[1]["ok"], false);
+    assert_eq!(entries[1]["result"], "no such relationship \"nope\"");
+    assert_eq!(entries[2]["who"], "anonymous");
+    assert_eq!(
+        entries[2]["from"]
+            .as_str()
+            .map(|f| f.starts_with("tcp 127.0.0.1:")),
+        Some(true),
+        "{}",
+        entries[2]
+    );
+
+    // The table, and a limit.
+    let out = f.ctl(&["audit", "--limit", "1"]);
+    let table = text(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("TIME"), "{table}");
+    assert!(
+        lines[1].contains("anonymous") && lines[1].contains("ok"),
+        "{table}"
+    );
+
+    // In the data directory, private, and still there for the next daemon.
+    let path = f.dir.path().join(control::audit::FILE_NAME);
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mut f = f;
+    f.server.take().expect("running").stop();
+    let next = AdminServer::start(
+        &f.dir.path().join("tandemd.sock"),
+        None,
+        Arc::new(TestBackend::default()),
+    )
+    .expect("restart");
+    let out = f.ctl(&["audit", "--json"]);
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(again, v, "read back from the file");
+    next.stop();
 }
 
 #[test]

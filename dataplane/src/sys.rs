@@ -229,6 +229,28 @@ pub fn get_int_opt(
     Ok(value)
 }
 
+/// The credentials of a Unix socket's peer as of its `connect` (`SO_PEERCRED`): pid, uid, gid.
+pub fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = socklen::<libc::ucred>();
+    // SAFETY: `cred` and `len` are live locals; the kernel writes at most `len` bytes (one
+    // `ucred`) into `cred` and updates `len`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &raw mut len,
+        )
+    })?;
+    Ok((u32::try_from(cred.pid).unwrap_or(0), cred.uid, cred.gid))
+}
+
 /// `SO_BINDTODEVICE`: the socket only sees traffic that arrived on interface `name`.
 pub fn bind_to_device(fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     let bytes = name.as_bytes();

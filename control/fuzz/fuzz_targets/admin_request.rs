@@ -1,17 +1,22 @@
-//! The admin API's request handling (`control::admin::handle_line`) on arbitrary bytes, cut
+//! The admin API's request handling (`control::admin::handle_line_audited`, with an audit
+//! log in a scratch directory of this process) on arbitrary bytes, cut
 //! into lines as the admin server cuts a connection's input (`\n`, an optional `\r`,
 //! whitespace-only lines skipped), against a backend that answers every verb.
 //!
 //! Properties: nothing panics; every answer encodes as one line of JSON (the protocol is
 //! line-delimited) that decodes back to the same answer; `ok` answers carry what their verb
 //! asks for, failures an error text; `leases` never answers more than the limit asked for or
-//! `MAX_LEASES`.
+//! `MAX_LEASES`; `audit` never more than asked for or `MAX_ENTRIES`, and each change asked
+//! is the newest audit entry afterwards.
 #![no_main]
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use control::admin::{self, AdminBackend, PartnerDownError, Request, Response};
+use std::sync::OnceLock;
+
+use control::admin::{self, AdminBackend, Caller, PartnerDownError, Request, Response};
+use control::audit::{self, AuditLog};
 use control::status::{LeaseFilter, LeaseInfo, LeaseState, Status};
 use libfuzzer_sys::fuzz_target;
 
@@ -54,8 +59,23 @@ impl AdminBackend for Backend {
     }
 }
 
+/// The audit log, in a scratch directory removed by a later run once this process is gone.
+fn audit_log() -> &'static AuditLog {
+    static LOG: OnceLock<AuditLog> = OnceLock::new();
+    LOG.get_or_init(|| AuditLog::new(&control_fuzz::scratch_dir("admin")))
+}
+
 fn check(line: &[u8]) {
-    let response = admin::handle_line(line, &Backend);
+    let caller = Caller {
+        who: "fuzz".into(),
+        from: "unix".into(),
+    };
+    let response = admin::handle_line_audited(line, &Backend, &caller, audit_log());
+    if let Ok(Request::PartnerDown { .. }) = serde_json::from_slice::<Request>(line) {
+        let last = audit_log().recent(1).expect("the audit log reads");
+        assert_eq!(last.len(), 1, "a change is audited");
+        assert_eq!(last[0].ok, response.ok);
+    }
     let json = serde_json::to_vec(&response).expect("an answer encodes");
     assert!(!json.contains(&b'\n'), "an answer is one line");
     let back: Response = serde_json::from_slice(&json).expect("an answer decodes");
@@ -81,6 +101,13 @@ fn check(line: &[u8]) {
         Request::PartnerDown { name, .. } => {
             assert_eq!(name, "edge");
             assert!(response.message.is_some());
+        }
+        Request::Audit { limit } => {
+            let got = response.audit.as_ref().expect("audit answered").len();
+            let limit = limit
+                .unwrap_or(admin::DEFAULT_AUDIT_ENTRIES)
+                .min(audit::MAX_ENTRIES);
+            assert!(got <= limit, "{got} entries for a limit of {limit}");
         }
     }
 }
