@@ -612,7 +612,9 @@ impl Loop {
             rel.dials_timed_out += 1;
             if rel.dials_timed_out == 1 {
                 tracing::info!(relationship = %rel.cfg.name, peer = %rel.cfg.peer_address,
-                    timeout_s = DIAL_TIMEOUT.as_secs(), "failover: connect timed out (no answer from the peer); retrying every 10 s");
+                    timeout_s = DIAL_TIMEOUT.as_secs(),
+                    retry_every_s = (DIAL_TIMEOUT + session::RECONNECT_AFTER).as_secs(),
+                    "failover: connect timed out (no answer from the peer); retrying");
             } else {
                 tracing::debug!(relationship = %rel.cfg.name, timed_out = rel.dials_timed_out, "failover: connect timed out");
             }
@@ -636,13 +638,17 @@ impl Loop {
             let from = v4(peer.ip());
             if let Some(id) = self.register(i, s, false) {
                 let now = self.now();
-                self.rels[i].dials_timed_out = 0;
-                self.rels[i]
-                    .session
-                    .handle_link_up(now, id, Origin::Accepted, from);
-                self.process(i);
+                self.link_up(i, now, id, Origin::Accepted, from);
             }
         }
+    }
+
+    /// A link to relationship `i`'s peer is up (accepted, or a dial answered): the session
+    /// takes it, and dial time-outs are counted afresh.
+    fn link_up(&mut self, i: usize, now: Now, id: LinkId, origin: Origin, from: Ipv4Addr) {
+        self.rels[i].dials_timed_out = 0;
+        self.rels[i].session.handle_link_up(now, id, origin, from);
+        self.process(i);
     }
 
     /// Readiness on a connection: a dial that finished, or bytes to read and room to write.
@@ -660,12 +666,7 @@ impl Loop {
             match (failed, c.stream.peer_addr()) {
                 (None, Ok(peer)) => {
                     c.connecting = false;
-                    let from = v4(peer.ip());
-                    self.rels[i].dials_timed_out = 0;
-                    self.rels[i]
-                        .session
-                        .handle_link_up(now, id, Origin::Dialed, from);
-                    self.process(i);
+                    self.link_up(i, now, id, Origin::Dialed, v4(peer.ip()));
                     // Bytes may have come with the same (edge-triggered) wake-up: read on.
                 }
                 // Still connecting (a spurious wake-up).
