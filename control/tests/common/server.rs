@@ -315,8 +315,11 @@ impl Server {
     /// Waits at most `timeout` for the process to exit by itself; its status, or `None` if it
     /// still runs (then it is left running).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let status = super::wait_exit(self.child.as_mut()?, timeout)?;
+        let child = self.child.as_mut()?;
+        let pid = child.id();
+        let status = super::wait_exit(child, timeout)?;
         self.child = None;
+        remove_faketime_shm(pid);
         Some(status)
     }
 
@@ -337,6 +340,7 @@ impl Server {
         let mut child = self.child.take().expect("kill9: server not running");
         super::signal(child.id(), "KILL");
         let _ = child.wait();
+        remove_faketime_shm(child.id());
     }
 
     /// SIGTERM and wait (at most 10 s) for a clean exit; panics if it doesn't exit.
@@ -430,6 +434,7 @@ impl Drop for Server {
         if let Some(mut child) = self.child.take() {
             super::signal(child.id(), "KILL");
             let _ = child.wait();
+            remove_faketime_shm(child.id());
         }
         if std::thread::panicking() {
             // The last start's log here; the dir is kept with the logs of every start (a
@@ -751,4 +756,16 @@ pub fn read_isc_leases(path: &Path) -> Vec<Lease> {
         );
     }
     by_addr.into_values().collect()
+}
+
+/// libfaketime (the campaign's skewed clocks) keeps a shared-memory segment and a semaphore
+/// named after the process, which only a clean exit removes: after a kill, or an abort, they
+/// are removed here (nothing happens for a process that never loaded it).
+fn remove_faketime_shm(pid: u32) {
+    for name in [
+        format!("faketime_shm_{pid}"),
+        format!("sem.faketime_sem_{pid}"),
+    ] {
+        let _ = std::fs::remove_file(Path::new("/dev/shm").join(name));
+    }
 }
