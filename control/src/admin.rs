@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -26,6 +26,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEntry, AuditLog};
+use crate::config;
 use crate::status::{LeaseFilter, LeaseInfo, Status};
 
 /// The admin socket's file name inside `data_dir`.
@@ -145,6 +146,9 @@ pub struct Response {
     /// The answer to `leases`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leases: Option<Vec<LeaseInfo>>,
+    /// When a `leases` answer was cut at its limit: the cursor (`after`) of the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Ipv4Addr>,
     /// A human sentence for verbs that only act (`partner-down`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -209,14 +213,39 @@ fn handle(
             ..Response::default()
         },
         Request::Leases(mut filter) => {
-            filter.limit = Some(filter.limit.unwrap_or(MAX_LEASES).min(MAX_LEASES));
+            if let Some(m) = filter
+                .mac
+                .as_deref()
+                .filter(|m| config::parse_mac(m).is_none())
+            {
+                return Response::error(format!(
+                    "leases: mac {m:?} is not a hardware address (02:00:00:00:00:01)"
+                ));
+            }
+            if let Some(c) = filter
+                .client_id
+                .as_deref()
+                .filter(|c| config::parse_hex(c).is_none_or(|b| b.is_empty()))
+            {
+                return Response::error(format!(
+                    "leases: client_id {c:?} is not hex bytes (01:02:00:00:00:00:01)"
+                ));
+            }
+            // One more than asked, to know whether the answer was cut.
+            let limit = filter.limit.unwrap_or(MAX_LEASES).min(MAX_LEASES);
+            filter.limit = Some(limit.saturating_add(1));
             let mut leases = backend.leases(&filter);
-            leases.truncate(
-                usize::try_from(filter.limit.unwrap_or(MAX_LEASES)).unwrap_or(usize::MAX),
-            );
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            let next = (leases.len() > limit)
+                .then(|| {
+                    leases.truncate(limit);
+                    leases.last().map(|l| l.address)
+                })
+                .flatten();
             Response {
                 ok: true,
                 leases: Some(leases),
+                next,
                 ..Response::default()
             }
         }

@@ -20,8 +20,13 @@ Usage:
 
 Verbs:
   status [--json]                      relationships, workers and their counters, leases by state
-  leases [--json] [--subnet PREFIX] [--state STATE] [--limit N]
-                                       leases (default: the bound ones, state active)
+  leases [--json | --csv] [--all] [--subnet PREFIX] [--state STATE] [--limit N] [--after IP]
+         [--ip IP] [--mac MAC] [--client-id HEX]
+                                       leases in address order (default: the bound ones,
+                                       state active; a lookup by --ip, --mac or --client-id
+                                       shows any state); an answer cut at --limit (default
+                                       100000) says where the next page starts (--after);
+                                       --all follows to the end
   partner-down NAME [--since TIME]     the partner of relationship NAME is down, last known up at
                                        TIME (RFC 3339 UTC, e.g. 2026-11-22T04:00:00Z, or Unix
                                        seconds; default now), but no earlier than it was last
@@ -62,10 +67,15 @@ pub enum Verb {
         /// Print the raw document.
         json: bool,
     },
-    /// `leases [--json] [--subnet P] [--state S] [--limit N]`.
+    /// `leases [--json | --csv] [--all] [--subnet P] [--state S] [--ip A] [--mac M]
+    /// [--client-id C] [--after A] [--limit N]`.
     Leases {
         /// Print the raw list.
         json: bool,
+        /// Print comma-separated values with a header.
+        csv: bool,
+        /// Follow the cursor to the end, a page of `limit` (default the cap) at a time.
+        all: bool,
         /// What to list.
         filter: LeaseFilter,
     },
@@ -122,6 +132,14 @@ pub enum UsageError {
     Subnet(config::PrefixError),
     #[error("leases: --state {0:?} is not one of {states}", states = LeaseState::ALL.map(LeaseState::as_str).join(", "))]
     State(String),
+    #[error("leases: {0:?} is not an IPv4 address")]
+    Address(String),
+    #[error("leases: --mac {0:?} is not a hardware address (02:00:00:00:00:01)")]
+    Mac(String),
+    #[error("leases: --client-id {0:?} is not hex bytes (01:02:00:00:00:00:01)")]
+    ClientId(String),
+    #[error("leases: give one of --json and --csv")]
+    JsonAndCsv,
     #[error("{0}: --limit {1:?} is not a count")]
     Limit(&'static str, String),
     #[error("partner-down: --since needs a TIME")]
@@ -201,7 +219,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             Verb::Status { json }
         }
         "leases" => {
-            let mut json = false;
+            let (mut json, mut csv, mut all) = (false, false, false);
             let mut filter = LeaseFilter::default();
             let mut it = rest.into_iter();
             while let Some(a) = it.next() {
@@ -217,6 +235,28 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 };
                 match flag.as_str() {
                     "--json" => json = true,
+                    "--csv" => csv = true,
+                    "--all" => all = true,
+                    "--ip" => {
+                        let a = value("leases: --ip")?;
+                        filter.address = Some(a.parse().map_err(|_| UsageError::Address(a))?);
+                    }
+                    "--after" => {
+                        let a = value("leases: --after")?;
+                        filter.after = Some(a.parse().map_err(|_| UsageError::Address(a))?);
+                    }
+                    "--mac" => {
+                        let m = value("leases: --mac")?;
+                        config::parse_mac(&m).ok_or_else(|| UsageError::Mac(m.clone()))?;
+                        filter.mac = Some(m);
+                    }
+                    "--client-id" => {
+                        let c = value("leases: --client-id")?;
+                        config::parse_hex(&c)
+                            .filter(|b| !b.is_empty())
+                            .ok_or_else(|| UsageError::ClientId(c.clone()))?;
+                        filter.client_id = Some(c);
+                    }
                     "--subnet" => {
                         let p = value("leases: --subnet")?;
                         config::parse_prefix(&p).map_err(UsageError::Subnet)?;
@@ -242,7 +282,15 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                     }
                 }
             }
-            Verb::Leases { json, filter }
+            if json && csv {
+                return Err(UsageError::JsonAndCsv);
+            }
+            Verb::Leases {
+                json,
+                csv,
+                all,
+                filter,
+            }
         }
         "partner-down" => {
             let mut name = None;
@@ -411,13 +459,25 @@ pub fn run<I: IntoIterator<Item = String>>(
             return 1;
         }
     };
-    let response = match admin::request(&target, &request) {
+    let response = match &inv.verb {
+        Verb::Leases {
+            all: true, filter, ..
+        } => all_leases(&target, filter, err),
+        _ => admin::request(&target, &request),
+    };
+    let response = match response {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "tandemctl: {e}");
             return 1;
         }
     };
+    if let (Verb::Leases { all: false, .. }, Some(next)) = (&inv.verb, response.next) {
+        let _ = writeln!(
+            err,
+            "tandemctl: more leases after {next}: --after {next} for the next page, --all for every one"
+        );
+    }
     if !response.ok {
         let _ = writeln!(
             err,
@@ -449,7 +509,13 @@ pub fn run<I: IntoIterator<Item = String>>(
             },
         ) => serde_json::to_string_pretty(&l).map(|j| writeln!(out, "{j}")),
         (
-            Verb::Leases { json: false, .. },
+            Verb::Leases { csv: true, .. },
+            Response {
+                leases: Some(l), ..
+            },
+        ) => Ok(write!(out, "{}", leases_csv(&l))),
+        (
+            Verb::Leases { .. },
             Response {
                 leases: Some(l), ..
             },
@@ -684,6 +750,52 @@ pub fn render_leases(leases: &[LeaseInfo]) -> String {
     table(&["ADDRESS", "STATE", "CHADDR", "CLIENT-ID", "ENDS"], &rows)
 }
 
+/// Every lease the filter matches, page after page along the `next` cursor; progress on
+/// `err` every ten pages. A refusal ends it with the daemon's answer.
+fn all_leases(
+    target: &Target,
+    filter: &LeaseFilter,
+    err: &mut dyn Write,
+) -> Result<Response, admin::ClientError> {
+    let mut filter = filter.clone();
+    let mut leases = Vec::new();
+    for page in 1u64.. {
+        let r = admin::request(target, &Request::Leases(filter.clone()))?;
+        if !r.ok {
+            return Ok(r);
+        }
+        leases.extend(r.leases.unwrap_or_default());
+        match r.next {
+            Some(next) => filter.after = Some(next),
+            None => break,
+        }
+        if page % 10 == 0 {
+            let _ = writeln!(err, "tandemctl: {} leases so far", leases.len());
+        }
+    }
+    Ok(Response {
+        ok: true,
+        leases: Some(leases),
+        ..Response::default()
+    })
+}
+
+/// Leases as comma-separated values: a header, then one line each (`ends` in RFC 3339).
+pub fn leases_csv(leases: &[LeaseInfo]) -> String {
+    let mut s = String::from("address,state,chaddr,client_id,ends\n");
+    for l in leases {
+        s.push_str(&format!(
+            "{},{},{},{},{}\n",
+            l.address,
+            l.state,
+            l.chaddr,
+            l.client_id.as_deref().unwrap_or(""),
+            format_rfc3339(l.ends)
+        ));
+    }
+    s
+}
+
 /// The audit log as a table, oldest first.
 pub fn render_audit(entries: &[AuditEntry]) -> String {
     if entries.is_empty() {
@@ -707,6 +819,8 @@ pub fn render_audit(entries: &[AuditEntry]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn parse(a: &[&str]) -> Result<Invocation, UsageError> {
@@ -744,10 +858,39 @@ mod tests {
             parse(&["leases", "--state", "expired", "--limit=5"]).map(|i| i.verb),
             Ok(Verb::Leases {
                 json: false,
+                csv: false,
+                all: false,
                 filter: LeaseFilter {
-                    subnet: None,
                     state: Some(LeaseState::Expired),
-                    limit: Some(5)
+                    limit: Some(5),
+                    ..LeaseFilter::default()
+                }
+            })
+        );
+        assert_eq!(
+            parse(&[
+                "leases",
+                "--csv",
+                "--all",
+                "--ip=10.0.0.5",
+                "--mac",
+                "02-00-00-00-00-01",
+                "--client-id",
+                "01:02",
+                "--after",
+                "10.0.0.1"
+            ])
+            .map(|i| i.verb),
+            Ok(Verb::Leases {
+                json: false,
+                csv: true,
+                all: true,
+                filter: LeaseFilter {
+                    address: Some(Ipv4Addr::new(10, 0, 0, 5)),
+                    mac: Some("02-00-00-00-00-01".into()),
+                    client_id: Some("01:02".into()),
+                    after: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                    ..LeaseFilter::default()
                 }
             })
         );
@@ -760,6 +903,11 @@ mod tests {
             &["partner-down", "a", "b"],
             &["partner-down", "a", "--since", "yesterday"],
             &["leases", "--state", "bound"],
+            &["leases", "--json", "--csv"],
+            &["leases", "--mac", "02:00:00:00:01"],
+            &["leases", "--client-id", "xyz"],
+            &["leases", "--ip", "10.0.0"],
+            &["leases", "--after"],
             &["--data-dir"],
             &["--bogus", "status"],
         ] {

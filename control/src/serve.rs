@@ -671,10 +671,31 @@ impl AdminBackend for Backend {
 
     fn leases(&self, filter: &LeaseFilter) -> Vec<LeaseInfo> {
         let now = UnixTime::now();
-        let want = filter.state.unwrap_or(LeaseState::Active);
+        // A lookup shows what it finds in any state; a listing, the bound leases by default.
+        let want = filter
+            .state
+            .or((!filter.is_lookup()).then_some(LeaseState::Active));
+        let mac = match filter.mac.as_deref().map(crate::config::parse_mac) {
+            Some(None) => return Vec::new(),
+            Some(Some(m)) => Some(m),
+            None => None,
+        };
+        let client_id = match filter.client_id.as_deref().map(crate::config::parse_hex) {
+            Some(None) => return Vec::new(),
+            Some(Some(c)) => Some(c),
+            None => None,
+        };
         let limit = usize::try_from(filter.limit.unwrap_or(u32::MAX)).unwrap_or(usize::MAX);
+        // In address order across subnets (they never overlap), for the `after` cursor.
+        let mut tables: Vec<_> = self
+            .config
+            .subnets
+            .iter()
+            .zip(self.store.tables())
+            .collect();
+        tables.sort_by_key(|(subnet, _)| subnet.prefix.addr);
         let mut out = Vec::new();
-        for (subnet, table) in self.config.subnets.iter().zip(self.store.tables()) {
+        for (subnet, table) in tables {
             if filter
                 .subnet
                 .as_ref()
@@ -682,20 +703,32 @@ impl AdminBackend for Backend {
             {
                 continue;
             }
-            // Records without a client are the free pool, except ABANDONED ones: a DECLINE
-            // forgets the client, and the operator asks which addresses are out of service.
-            let clientless = want == LeaseState::Abandoned;
             table.for_each(|slot, _, l| {
+                let address = table.addr(slot);
+                let state = shown_state(l, now);
+                let hw = &l.chaddr[..usize::from(l.hlen.min(16))];
+                // Records without a client are the free pool: shown only when asked for by
+                // address, or as ABANDONED (a DECLINE forgets the client, and the operator
+                // asks which addresses are out of service).
+                let shown = l.client_key().is_some()
+                    || filter.address.is_some()
+                    || state == LeaseState::Abandoned;
                 if out.len() >= limit
-                    || shown_state(l, now) != want
-                    || (l.client_key().is_none() && !clientless)
+                    || !shown
+                    || want.is_some_and(|w| w != state)
+                    || filter.address.is_some_and(|a| a != address)
+                    || filter.after.is_some_and(|a| address <= a)
+                    || mac.is_some_and(|m| hw != m)
+                    || client_id
+                        .as_ref()
+                        .is_some_and(|c| l.client_id.as_bytes() != c.as_slice())
                 {
                     return;
                 }
                 out.push(LeaseInfo {
-                    address: table.addr(slot),
-                    state: want,
-                    chaddr: hex(&l.chaddr[..usize::from(l.hlen.min(16))]),
+                    address,
+                    state,
+                    chaddr: hex(hw),
                     client_id: (!l.client_id.is_empty()).then(|| hex(l.client_id.as_bytes())),
                     ends: u64::from(l.ends.0),
                 });

@@ -220,12 +220,33 @@ pub struct LeaseFilter {
     /// Only this subnet (its prefix as written in the config, `10.0.0.0/16`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet: Option<String>,
-    /// Only this state; `None` = bound leases (`active`).
+    /// Only this state; `None` = bound leases (`active`), or any state in a lookup by
+    /// `address`, `mac` or `client_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<LeaseState>,
     /// At most this many (the server caps it at [`crate::admin::MAX_LEASES`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Only this address (shown whatever its state, free included, unless `state` is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
+    /// Only this client hardware address (`02:00:00:00:00:01`, `-` separators too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Only this client identifier (option 61, hex with or without colons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The cursor: only addresses after this one. Leases come in address order; an answer
+    /// cut at its limit gives the `next` cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Ipv4Addr>,
+}
+
+impl LeaseFilter {
+    /// Whether the filter looks up one address or one client (then any state is shown).
+    pub fn is_lookup(&self) -> bool {
+        self.address.is_some() || self.mac.is_some() || self.client_id.is_some()
+    }
 }
 
 /// One lease in the `leases` answer.

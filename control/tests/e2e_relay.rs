@@ -92,6 +92,63 @@ fn relayed_clients_get_leases_from_the_giaddr_subnet_with_option_82_echoed() {
             "ACKed {ack:?} not bound in the server's store: {active:?}"
         );
     }
+
+    // Looked up by address and by hardware address; listed a page at a time in address order.
+    let server = &env.server;
+    for ack in &acks {
+        let by_ip = server.tandemctl_leases(&["--ip", &ack.yiaddr.to_string()]);
+        let by_mac = server.tandemctl_leases(&["--mac", &ack.chaddr]);
+        for found in [&by_ip, &by_mac] {
+            assert_eq!(found.len(), 1, "{ack:?}: {found:?}");
+            assert_eq!(
+                (
+                    found[0].address,
+                    found[0].chaddr.as_str(),
+                    found[0].state.as_str()
+                ),
+                (ack.yiaddr, ack.chaddr.as_str(), "active")
+            );
+        }
+    }
+    let mut sorted: Vec<Ipv4Addr> = active.iter().map(|l| l.address).collect();
+    sorted.sort();
+    let page = server.tandemctl_leases(&["--limit", "3"]);
+    let page: Vec<Ipv4Addr> = page.iter().map(|l| l.address).collect();
+    assert_eq!(page, sorted[..3], "the first page, in address order");
+    let after = server.tandemctl_leases(&["--limit", "3", "--after", &sorted[2].to_string()]);
+    assert_eq!(
+        after[0].address, sorted[3],
+        "the next page starts after the cursor"
+    );
+    let csv = server
+        .tandemctl(&["leases", "--limit", "3", "--all", "--csv"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "address,state,chaddr,client_id,ends");
+    let listed: Vec<Ipv4Addr> = rows[1..]
+        .iter()
+        .map(|r| {
+            r.split(',')
+                .next()
+                .and_then(|a| a.parse().ok())
+                .expect("address")
+        })
+        .collect();
+    assert_eq!(
+        listed, sorted,
+        "--all follows the cursor through every page"
+    );
+    // An address no client holds is shown as what it is.
+    let unused = (10..250u8)
+        .map(|h| Ipv4Addr::new(10, 78, 0, h))
+        .find(|a| !sorted.contains(a))
+        .expect("a free address");
+    let free = server.tandemctl_leases(&["--ip", &unused.to_string()]);
+    assert!(
+        free.iter()
+            .all(|l| l.address == unused && l.state != "active"),
+        "{free:?}"
+    );
 }
 
 /// Relayed clients through tandemd whose `trusted_relays` lists `trusted` (the relay sends

@@ -406,6 +406,16 @@ impl Server {
 
     /// Every lease the server's store holds: tandemd through `tandemctl leases --json`, Kea by
     /// reading its memfile CSV (works whether or not the server runs).
+    /// tandemd's `tandemctl leases --json ARGS...` (a lookup, a page, a state).
+    pub fn tandemctl_leases(&self, args: &[&str]) -> Vec<Lease> {
+        let mut full = vec!["leases", "--json"];
+        full.extend_from_slice(args);
+        let out = self
+            .tandemctl(&full)
+            .unwrap_or_else(|e| panic!("tandemctl leases: {e}"));
+        parse_tandemctl_leases(&out)
+    }
+
     pub fn leases(&self) -> Vec<Lease> {
         match self.kind {
             ServerKind::Kea => read_kea_memfile(&self.dir.path().join("leases4.csv")),
