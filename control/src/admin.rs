@@ -231,8 +231,9 @@ fn handle(
                     "leases: client_id {c:?} is not hex bytes (01:02:00:00:00:00:01)"
                 ));
             }
-            // One more than asked, to know whether the answer was cut.
-            let limit = filter.limit.unwrap_or(MAX_LEASES).min(MAX_LEASES);
+            // One more than asked, to know whether the answer was cut (and at least one, so
+            // that a cut answer has a last address to be the cursor).
+            let limit = filter.limit.unwrap_or(MAX_LEASES).clamp(1, MAX_LEASES);
             filter.limit = Some(limit.saturating_add(1));
             let mut leases = backend.leases(&filter);
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);

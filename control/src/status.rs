@@ -224,7 +224,7 @@ pub struct LeaseFilter {
     /// `address`, `mac` or `client_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<LeaseState>,
-    /// At most this many (the server caps it at [`crate::admin::MAX_LEASES`]).
+    /// At most this many (the server keeps it within 1..=[`crate::admin::MAX_LEASES`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     /// Only this address (shown whatever its state, free included, unless `state` is given).

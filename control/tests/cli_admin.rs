@@ -369,8 +369,9 @@ fn leases_and_partner_down_through_tandemctl() {
     assert_eq!(filter.state, Some(LeaseState::Active));
     assert_eq!(
         filter.limit,
-        Some(control::admin::MAX_LEASES),
-        "the server caps and fills the limit"
+        Some(control::admin::MAX_LEASES + 1),
+        "the server caps and fills the limit, and asks for one more to know whether the \
+         answer was cut"
     );
 
     let out = f.ctl(&["leases", "--json"]);

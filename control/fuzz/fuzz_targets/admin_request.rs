@@ -1,13 +1,13 @@
 //! The admin API's request handling (`control::admin::handle_line_audited`, with an audit
-//! log in a scratch directory of this process) on arbitrary bytes, cut
-//! into lines as the admin server cuts a connection's input (`\n`, an optional `\r`,
-//! whitespace-only lines skipped), against a backend that answers every verb.
+//! log in a scratch directory of this process) on arbitrary bytes, cut into lines as the
+//! admin server cuts a connection's input (`\n`, an optional `\r`, whitespace-only lines
+//! skipped), against a backend that answers every verb.
 //!
 //! Properties: nothing panics; every answer encodes as one line of JSON (the protocol is
 //! line-delimited) that decodes back to the same answer; `ok` answers carry what their verb
 //! asks for, failures an error text; `leases` never answers more than the limit asked for or
-//! `MAX_LEASES`; `audit` never more than asked for or `MAX_ENTRIES`, and each change asked
-//! is the newest audit entry afterwards.
+//! `MAX_LEASES`, and a cut page names its last address as the next cursor; `audit` never
+//! more than asked for or `MAX_ENTRIES`; each change asked is the newest audit entry after.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -91,12 +91,17 @@ fn check(line: &[u8]) {
             let limit = filter
                 .limit
                 .unwrap_or(admin::MAX_LEASES)
-                .min(admin::MAX_LEASES);
-            let got = response.leases.as_ref().expect("leases answered").len();
+                .clamp(1, admin::MAX_LEASES);
+            let leases = response.leases.as_ref().expect("leases answered");
+            let got = leases.len();
             assert!(
                 got as u64 <= u64::from(limit),
                 "{got} leases for a limit of {limit}"
             );
+            if let Some(next) = response.next {
+                assert_eq!(got as u64, u64::from(limit), "only a full page is cut");
+                assert_eq!(leases.last().map(|l| l.address), Some(next));
+            }
         }
         Request::PartnerDown { name, .. } => {
             assert_eq!(name, "edge");
