@@ -118,9 +118,9 @@ impl AuditLog {
     /// parse (a torn last line after a crash) are skipped.
     pub fn recent(&self, limit: usize) -> io::Result<Vec<AuditEntry>> {
         let limit = limit.min(MAX_ENTRIES);
-        let mut entries = read_entries(&self.path)?;
+        let mut entries = read_entries(&self.path, limit)?;
         if entries.len() < limit {
-            let mut older = read_entries(&roll_path(&self.path))?;
+            let mut older = read_entries(&roll_path(&self.path), limit - entries.len())?;
             older.append(&mut entries);
             entries = older;
         }
@@ -135,24 +135,41 @@ fn roll_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Every entry in `path` (none when it does not exist). Reads at most [`ROLL_BYTES`] from the
-/// end, so a file grown by hand cannot exhaust memory.
-fn read_entries(path: &Path) -> io::Result<Vec<AuditEntry>> {
+/// The last `want` entries in `path` (none when it does not exist), oldest first. Reads from
+/// the end in growing windows until it has them, and never more than [`ROLL_BYTES`], so a
+/// short answer costs little and a file grown by hand cannot exhaust memory.
+fn read_entries(path: &Path, want: usize) -> io::Result<Vec<AuditEntry>> {
     let mut f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     let len = f.metadata()?.len();
-    if len > ROLL_BYTES {
-        f.seek(SeekFrom::Start(len - ROLL_BYTES))?;
+    let mut window: u64 = 64 << 10;
+    loop {
+        let start = len.saturating_sub(window.min(ROLL_BYTES));
+        f.seek(SeekFrom::Start(start))?;
+        let mut text = Vec::new();
+        (&mut f).take(len - start).read_to_end(&mut text)?;
+        let mut lines = text.split(|&b| b == b'\n');
+        if start > 0 {
+            // Most likely the tail of a line that began before the window.
+            lines.next();
+        }
+        // Parsed from the newest back, only as many as wanted.
+        let lines: Vec<&[u8]> = lines.collect();
+        let mut entries: Vec<AuditEntry> = lines
+            .iter()
+            .rev()
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .take(want)
+            .collect();
+        if entries.len() >= want || start == 0 || window >= ROLL_BYTES {
+            entries.reverse();
+            return Ok(entries);
+        }
+        window = window.saturating_mul(4);
     }
-    let mut text = Vec::new();
-    f.take(ROLL_BYTES).read_to_end(&mut text)?;
-    Ok(text
-        .split(|&b| b == b'\n')
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect())
 }
 
 #[cfg(test)]
@@ -198,6 +215,18 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+
+        // More than the first window holds: read back from further.
+        let many = AuditLog::new(&dir.path().join("many"));
+        std::fs::create_dir(dir.path().join("many")).expect("mkdir");
+        for i in 0..2000 {
+            many.record(&entry(i));
+        }
+        assert!(std::fs::metadata(many.path()).expect("stat").len() > 64 << 10);
+        let got = many.recent(1500).expect("read");
+        assert_eq!(got.len(), 1500);
+        assert_eq!(got[0], entry(500));
+        assert_eq!(got[1499], entry(1999));
 
         // Rolled: the old file is read before the new one.
         let again = AuditLog::new(dir.path());
