@@ -680,10 +680,11 @@ impl EventLoop {
     /// Tells the client why (best effort: one line, no waiting) and drops the connection.
     fn close(&mut self, token: Token, why: &str) {
         if let Some(mut conn) = self.conns.remove(&token) {
-            let mut line =
-                serde_json::to_vec(&Response::error(format!("admin connection closed: {why}")))
-                    .unwrap_or_default();
-            line.push(b'\n');
+            let mut line = Vec::new();
+            push(
+                &mut line,
+                &Response::error(format!("admin connection closed: {why}")),
+            );
             let _ = conn.stream.write(&line);
             let _ = self.poll.registry().deregister(conn.stream.source());
         }
@@ -712,10 +713,8 @@ impl EventLoop {
                 }
                 None => {
                     tracing::warn!("admin API: too many connections, refusing one");
-                    let mut line =
-                        serde_json::to_vec(&Response::error("too many admin connections"))
-                            .unwrap_or_default();
-                    line.push(b'\n');
+                    let mut line = Vec::new();
+                    push(&mut line, &Response::error("too many admin connections"));
                     let _ = stream.write(&line);
                     return;
                 }
