@@ -13,6 +13,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use lease_mmap::{Slot, TableId, UnixTime, WorkerJournal};
 
@@ -20,7 +21,7 @@ use crate::engine::{
     Decision, DropReason as EngineDrop, Engine, EngineWorker, Ingress, SERVER_PORT,
 };
 use crate::limit::{self, Buckets, RateLimits};
-use crate::stats::{DropReason, WorkerStats};
+use crate::stats::{DropReason, MESSAGE_KINDS, WorkerStats, message_slot};
 use crate::sys;
 use crate::wire::dhcpv4::{self, Repr};
 use crate::wire::frame::{self, ReplyHeader};
@@ -165,6 +166,8 @@ pub struct DhcpHandler {
     pending: Vec<PendingDiscover>,
     /// Rate limits per MAC, circuit-id and relay ([`crate::limit`]).
     limits: Limiter,
+    /// The batch's replies by [`message_slot`], counted as sent once the batch is durable.
+    sent: [u64; MESSAGE_KINDS.len()],
 }
 
 /// A worker's buckets, one table per class.
@@ -243,6 +246,7 @@ impl DhcpHandler {
             overload: OverloadPolicy::DEFAULT,
             pending: Vec::with_capacity(sys::MAX_BATCH),
             limits: Limiter::new(RateLimits::OFF),
+            sent: [0; MESSAGE_KINDS.len()],
         }
     }
 
@@ -306,11 +310,15 @@ impl DhcpHandler {
             let superseded = pending[j + 1..]
                 .iter()
                 .any(|later| later.client == d.client);
+            // A DISCOVER dropped here was read all the same (`handle_frame` counts the rest).
+            let discover = message_slot(Some(dhcpv4::MessageType::Discover));
             if superseded || (stale_secs != 0 && d.secs >= stale_secs) {
+                self.stats.add_received(discover, 1);
                 self.stats.add_drop(DropReason::Stale);
                 continue;
             }
             if answered >= budget {
+                self.stats.add_received(discover, 1);
                 self.stats.add_drop(DropReason::Shed);
                 continue;
             }
@@ -360,6 +368,8 @@ impl DhcpHandler {
             self.stats.add_drop(DropReason::MalformedDhcp);
             return false;
         };
+        let kind = message_slot(req.options.message_type.filter(|_| req.is_dhcp));
+        self.stats.add_received(kind, 1);
         let ingress = Ingress {
             if_addr,
             src_mac: f.eth_src,
@@ -391,7 +401,14 @@ impl DhcpHandler {
                     ttl: REPLY_TTL,
                 };
                 match tx.push_with(|buf| frame::emit_reply(&hdr, &reply.repr, buf).ok()) {
-                    Ok(true) => {}
+                    Ok(true) => {
+                        let kind = reply
+                            .repr
+                            .options
+                            .message_type
+                            .filter(|_| reply.repr.is_dhcp);
+                        self.sent[message_slot(kind)] += 1;
+                    }
                     Ok(false) => self.stats.add_drop(DropReason::Other),
                     Err(_) => self.stats.add_drop(DropReason::TxFull),
                 }
@@ -415,6 +432,17 @@ impl DhcpHandler {
     }
 }
 
+impl DhcpHandler {
+    /// The batch's replies, counted by type now that nothing stops them leaving.
+    fn count_sent(&mut self) {
+        for (slot, n) in self.sent.iter_mut().enumerate() {
+            if *n > 0 {
+                self.stats.add_sent(slot, std::mem::take(n));
+            }
+        }
+    }
+}
+
 impl BatchHandler for DhcpHandler {
     fn handle(&mut self, rx: &RxBatch<'_>, tx: &mut TxBatch) {
         if self.fatal.load(Ordering::Relaxed) {
@@ -435,18 +463,28 @@ impl BatchHandler for DhcpHandler {
                 self.handle_frame(f.data, f.meta.ifindex, now, tx);
             }
         }
-        if self.journal.pending() == 0 {
+        let entries = self.journal.pending() as u64;
+        if entries == 0 {
+            self.count_sent();
             return;
         }
-        if let Err(e) = self.journal.commit() {
+        let start = Instant::now();
+        let committed = self.journal.commit();
+        self.stats.add_commit(
+            entries,
+            u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        );
+        if let Err(e) = committed {
             tracing::error!(error = %e, "journal commit failed: no reply of this batch is sent; stopping");
             self.stats
                 .add_drops(DropReason::Durability, tx.len() as u64);
             tx.clear();
             self.changes.clear();
+            self.sent = [0; MESSAGE_KINDS.len()];
             self.fatal.store(true, Ordering::Relaxed);
             return;
         }
+        self.count_sent();
         if let Some(sink) = self.sink.as_mut()
             && !self.changes.is_empty()
         {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::{DropReason as EngineDrop, SilentReason};
 use crate::reasons::reasons;
+use crate::wire::dhcpv4::MessageType;
 
 /// Counter slots for the engine's drop reasons ([`EngineDrop::index`]).
 const ENGINE_SLOTS: usize = 32;
@@ -63,9 +64,106 @@ reasons! {
     }
 }
 
+/// The DHCP message kinds counted on receive and on send, by slot: a BOOTP request (no
+/// option 53), the eight RFC 2131 types, and any other type.
+pub const MESSAGE_KINDS: [&str; 10] = [
+    "bootp", "discover", "offer", "request", "decline", "ack", "nak", "release", "inform", "other",
+];
+
+/// The [`MESSAGE_KINDS`] slot of a message of type `t` (`None`: BOOTP).
+pub fn message_slot(t: Option<MessageType>) -> usize {
+    match t.map(u8::from) {
+        None => 0,
+        Some(n @ 1..=8) => usize::from(n),
+        Some(_) => 9,
+    }
+}
+
+/// Buckets of a [`Histogram`]: `BUCKETS - 1` bounded ones and the last, unbounded.
+pub const BUCKETS: usize = 16;
+
+/// A histogram of integer observations, lock-free: bucket `i < BUCKETS - 1` counts the
+/// values in `(base·2^(i-1), base·2^i]` (bucket 0: `[0, base]`), the last bucket the rest.
+/// One writer (a worker) and any number of readers; like the counters, a snapshot is a set
+/// of independent reads.
+#[derive(Debug)]
+pub struct Histogram {
+    base: u64,
+    buckets: [AtomicU64; BUCKETS],
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    /// An empty histogram whose first bucket ends at `base` (at least 1).
+    pub const fn new(base: u64) -> Self {
+        Self {
+            base: if base == 0 { 1 } else { base },
+            buckets: [const { AtomicU64::new(0) }; BUCKETS],
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one observation of `v`.
+    pub fn observe(&self, v: u64) {
+        // `q` is 0 for v ≤ base, 1 for v ≤ 2·base, 2..=3 for v ≤ 4·base, ...: the bucket is
+        // its bit length.
+        let q = v.saturating_sub(1) / self.base;
+        let i = (u64::BITS - q.leading_zeros()) as usize;
+        self.buckets[i.min(BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(v, Ordering::Relaxed);
+    }
+
+    /// The counts now.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            base: self.base,
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            sum: self.sum.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A copy of a [`Histogram`]'s counts (or the sum of several with the same base: `+`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// The first bucket's upper bound; bucket `i` ends at `base·2^i`.
+    pub base: u64,
+    /// Per bucket (not cumulative); the last is unbounded.
+    pub buckets: [u64; BUCKETS],
+    /// The sum of every observation.
+    pub sum: u64,
+}
+
+impl HistogramSnapshot {
+    /// Observations in all.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().fold(0, |a, &b| a.saturating_add(b))
+    }
+
+    /// The upper bound of every bounded bucket, in order.
+    pub fn bounds(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..BUCKETS - 1).map(|i| self.base.saturating_mul(1 << i))
+    }
+}
+
+impl std::ops::Add for HistogramSnapshot {
+    type Output = HistogramSnapshot;
+
+    fn add(self, o: HistogramSnapshot) -> HistogramSnapshot {
+        HistogramSnapshot {
+            base: self.base.max(o.base),
+            buckets: std::array::from_fn(|i| self.buckets[i].saturating_add(o.buckets[i])),
+            sum: self.sum.saturating_add(o.sum),
+        }
+    }
+}
+
+/// The first bucket of [`WorkerStats`]' commit latency histogram: 16 µs (in ns).
+pub const COMMIT_NS_BASE: u64 = 16_000;
+
 /// One worker's counters. Share it as `Arc<WorkerStats>`: the worker (and its handler) add,
 /// the control thread calls [`WorkerStats::snapshot`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(C, align(128))]
 pub struct WorkerStats {
     rx: AtomicU64,
@@ -82,6 +180,40 @@ pub struct WorkerStats {
     silent: [AtomicU64; SILENT_SLOTS],
     /// Requests served with their option 82 / option 118 ignored: not from a trusted relay.
     untrusted_relay_options: AtomicU64,
+    /// Well-formed DHCP/BOOTP requests read, by [`message_slot`].
+    received: [AtomicU64; MESSAGE_KINDS.len()],
+    /// Replies sent (durable where they promise), by [`message_slot`].
+    sent: [AtomicU64; MESSAGE_KINDS.len()],
+    /// Nanoseconds spent handling batches and sending their replies.
+    busy_ns: AtomicU64,
+    /// Frames per received batch.
+    batch_frames: Histogram,
+    /// Journal group commits: how long each took (write + fdatasync), in ns.
+    commit_ns: Histogram,
+    /// Journal group commits: entries made durable by each.
+    commit_entries: Histogram,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        Self {
+            rx: AtomicU64::new(0),
+            tx: AtomicU64::new(0),
+            tx_errors: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            dispatched: AtomicU64::new(0),
+            dropped: Default::default(),
+            engine_dropped: Default::default(),
+            silent: Default::default(),
+            untrusted_relay_options: AtomicU64::new(0),
+            received: Default::default(),
+            sent: Default::default(),
+            busy_ns: AtomicU64::new(0),
+            batch_frames: Histogram::new(1),
+            commit_ns: Histogram::new(COMMIT_NS_BASE),
+            commit_entries: Histogram::new(1),
+        }
+    }
 }
 
 impl WorkerStats {
@@ -109,9 +241,35 @@ impl WorkerStats {
         self.dispatched.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// One non-empty receive batch handled (`rx / batches` is the mean batch size).
-    pub fn add_batch(&self) {
+    /// One non-empty receive batch of `frames` frames handled.
+    pub fn add_batch(&self, frames: u64) {
         self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batch_frames.observe(frames);
+    }
+
+    /// `ns` nanoseconds spent on a batch (handling it and sending its replies).
+    pub fn add_busy(&self, ns: u64) {
+        self.busy_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// `n` well-formed requests of [`message_slot`] `slot` read.
+    pub fn add_received(&self, slot: usize, n: u64) {
+        if let Some(c) = self.received.get(slot) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// `n` replies of [`message_slot`] `slot` on their way out.
+    pub fn add_sent(&self, slot: usize, n: u64) {
+        if let Some(c) = self.sent.get(slot) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// One journal group commit of `entries` entries that took `ns` nanoseconds.
+    pub fn add_commit(&self, entries: u64, ns: u64) {
+        self.commit_entries.observe(entries);
+        self.commit_ns.observe(ns);
     }
 
     /// One frame dropped for `reason`.
@@ -162,6 +320,12 @@ impl WorkerStats {
             engine_dropped: std::array::from_fn(|i| self.engine_dropped[i].load(Ordering::Relaxed)),
             silent: std::array::from_fn(|i| self.silent[i].load(Ordering::Relaxed)),
             untrusted_relay_options: self.untrusted_relay_options.load(Ordering::Relaxed),
+            received: std::array::from_fn(|i| self.received[i].load(Ordering::Relaxed)),
+            sent: std::array::from_fn(|i| self.sent[i].load(Ordering::Relaxed)),
+            busy_ns: self.busy_ns.load(Ordering::Relaxed),
+            batch_frames: self.batch_frames.snapshot(),
+            commit_ns: self.commit_ns.snapshot(),
+            commit_entries: self.commit_entries.snapshot(),
         }
     }
 }
@@ -184,6 +348,18 @@ pub struct StatsSnapshot {
     /// Requests whose option 82 / 118 was ignored (not in the counter balance: each is
     /// also sent, dropped or silent).
     pub untrusted_relay_options: u64,
+    /// Well-formed requests read, by [`message_slot`] (names: [`MESSAGE_KINDS`]).
+    pub received: [u64; MESSAGE_KINDS.len()],
+    /// Replies sent, by [`message_slot`].
+    pub sent: [u64; MESSAGE_KINDS.len()],
+    /// Nanoseconds spent handling batches and sending their replies.
+    pub busy_ns: u64,
+    /// Frames per received batch.
+    pub batch_frames: HistogramSnapshot,
+    /// Journal group commit latency, ns.
+    pub commit_ns: HistogramSnapshot,
+    /// Entries per journal group commit.
+    pub commit_entries: HistogramSnapshot,
 }
 
 impl StatsSnapshot {
@@ -240,6 +416,12 @@ impl std::ops::Add for StatsSnapshot {
             untrusted_relay_options: self
                 .untrusted_relay_options
                 .saturating_add(o.untrusted_relay_options),
+            received: std::array::from_fn(|i| self.received[i].saturating_add(o.received[i])),
+            sent: std::array::from_fn(|i| self.sent[i].saturating_add(o.sent[i])),
+            busy_ns: self.busy_ns.saturating_add(o.busy_ns),
+            batch_frames: self.batch_frames + o.batch_frames,
+            commit_ns: self.commit_ns + o.commit_ns,
+            commit_entries: self.commit_entries + o.commit_entries,
         }
     }
 }
@@ -269,6 +451,43 @@ mod tests {
     }
 
     #[test]
+    fn histogram_buckets_are_powers_of_two_of_the_base() {
+        let h = Histogram::new(10);
+        let values = [0, 10, 11, 20, 21, 40, 41, 10 << 14, (10 << 14) + 1, 1 << 40];
+        for v in values {
+            h.observe(v);
+        }
+        let s = h.snapshot();
+        let bounds: Vec<u64> = s.bounds().collect();
+        assert_eq!(bounds.len(), BUCKETS - 1);
+        assert_eq!(&bounds[..4], &[10, 20, 40, 80]);
+        // 0 and 10 ≤ 10; 11, 20 ≤ 20; 21, 40 ≤ 40; 41 ≤ 80; 10·2^14 in the last bounded;
+        // the rest unbounded.
+        assert_eq!(&s.buckets[..4], &[2, 2, 2, 1]);
+        assert_eq!(s.buckets[BUCKETS - 2], 1);
+        assert_eq!(s.buckets[BUCKETS - 1], 2);
+        assert_eq!(s.count(), 10);
+        assert_eq!(s.sum, values.iter().sum::<u64>());
+    }
+
+    #[test]
+    fn message_slots_name_every_kind() {
+        assert_eq!(MESSAGE_KINDS[message_slot(None)], "bootp");
+        assert_eq!(
+            MESSAGE_KINDS[message_slot(Some(MessageType::Discover))],
+            "discover"
+        );
+        assert_eq!(
+            MESSAGE_KINDS[message_slot(Some(MessageType::Inform))],
+            "inform"
+        );
+        assert_eq!(
+            MESSAGE_KINDS[message_slot(Some(MessageType::Other(42)))],
+            "other"
+        );
+    }
+
+    #[test]
     fn stats_own_their_cache_lines() {
         assert_eq!(std::mem::align_of::<WorkerStats>(), 128);
         assert_eq!(std::mem::size_of::<WorkerStats>() % 128, 0);
@@ -288,7 +507,7 @@ mod tests {
                 stats.add_drop_index(DropReason::Shed.index());
                 stats.add_drop_index(999);
                 stats.add_tx_errors(3);
-                stats.add_batch();
+                stats.add_batch(5);
             })
         };
         writer.join().expect("writer");

@@ -16,7 +16,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::stats::{DropReason, WorkerStats};
 use crate::xdp::umem::{Lender, UmemFrame};
@@ -665,10 +665,12 @@ pub fn run<I, H>(
             }
             continue;
         }
+        let start = Instant::now();
         stats.add_rx(rx.len() as u64);
-        stats.add_batch();
+        stats.add_batch(rx.len() as u64);
         handler.handle(&rx, tx);
         flush(io, tx, stats);
+        stats.add_busy(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
     }
     io.take_back_tx(tx);
 }

@@ -196,6 +196,18 @@ fn a_full_batch_serves_requests_first_and_sheds_stale_then_surplus_discovers() {
     assert_eq!(s.dropped(DropReason::Stale), 4);
     // 44 distinct DISCOVERs + 4 retransmissions - 4 stale - 32 answered.
     assert_eq!(s.dropped(DropReason::Shed), 12);
+    // Counted by type: every well-formed request read (shed ones too), every reply sent.
+    use dataplane::wire::dhcpv4::MessageType as T;
+    let slot = |t| dataplane::stats::message_slot(Some(t));
+    assert_eq!(s.received[slot(T::Discover)], 16 + 48);
+    assert_eq!(s.received[slot(T::Request)], 16);
+    assert_eq!(s.sent[slot(T::Offer)], 16 + 32);
+    assert_eq!(s.sent[slot(T::Ack)], 16);
+    // The batch that ACKs is made durable by one group commit (the OFFERs-only batch
+    // promised nothing and wrote nothing).
+    assert_eq!(s.commit_ns.count(), 1);
+    assert_eq!(s.commit_entries.count(), 1);
+    assert!(s.commit_entries.sum >= 16, "{:?}", s.commit_entries);
 }
 
 #[test]
