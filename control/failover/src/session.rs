@@ -130,6 +130,36 @@ pub struct Counters {
     pub messages: u64,
     /// Bindings the partner refused.
     pub refused: u64,
+    /// How long BNDUPDs waited for their BNDACK.
+    pub round_trip: RoundTrips,
+}
+
+/// Buckets of [`RoundTrips`]: bucket `i < ROUND_TRIP_BUCKETS - 1` ends at `2^i` ms, the last
+/// is unbounded.
+pub const ROUND_TRIP_BUCKETS: usize = 16;
+
+/// A histogram of BNDUPD → BNDACK round trips, in milliseconds (the session's clock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundTrips {
+    /// Per bucket, not cumulative: bucket 0 counts round trips of at most 1 ms, bucket
+    /// `i` those in `(2^(i-1), 2^i]` ms, the last every longer one.
+    pub buckets: [u64; ROUND_TRIP_BUCKETS],
+    /// Their sum, ms.
+    pub sum_ms: u64,
+}
+
+impl RoundTrips {
+    fn observe(&mut self, ms: u64) {
+        let q = ms.saturating_sub(1);
+        let i = (u64::BITS - q.leading_zeros()) as usize;
+        self.buckets[i.min(ROUND_TRIP_BUCKETS - 1)] += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
+
+    /// Round trips in all.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
 }
 
 /// A binding sent in a BNDUPD and not yet acknowledged.
@@ -201,6 +231,8 @@ pub struct Session<S> {
     queue: SendQueue,
     /// BNDUPDs sent and not yet acknowledged, by xid: the bindings each carried.
     in_flight: HashMap<u32, Vec<Flight>>,
+    /// When each BNDUPD in flight left, by xid.
+    sent_at: HashMap<u32, Instant>,
     /// UPDDONE is due once everything queued is sent and acknowledged.
     done_pending: bool,
     /// BNDACKs owed for the BNDUPDs of the read being handled.
@@ -267,6 +299,7 @@ impl<S: Storage> Session<S> {
             refusals: Vec::new(),
             queue: SendQueue::default(),
             in_flight: HashMap::new(),
+            sent_at: HashMap::new(),
             done_pending: false,
             acks: Vec::new(),
             counters: Counters::default(),
@@ -738,6 +771,7 @@ impl<S: Storage> Session<S> {
             self.queue.push(f.rec);
         }
         self.in_flight.clear();
+        self.sent_at.clear();
         self.done_pending = false;
     }
 
@@ -863,6 +897,7 @@ impl<S: Storage> Session<S> {
                     self.counters.sent += flights.len() as u64;
                     self.counters.messages += 1;
                     self.in_flight.insert(xid, flights);
+                    self.sent_at.insert(xid, now.instant);
                     batch.clear();
                 }
                 None => {
@@ -916,6 +951,12 @@ impl<S: Storage> Session<S> {
             tracing::debug!(relationship = %self.name, xid = m.xid, "failover: BNDACK for no update in flight");
             return;
         };
+        if let Some(sent) = self.sent_at.remove(&m.xid) {
+            let rtt = now.instant.saturating_duration_since(sent);
+            self.counters
+                .round_trip
+                .observe(u64::try_from(rtt.as_millis()).unwrap_or(u64::MAX));
+        }
         let answers: Vec<Options<'_>> = m.bindings().collect();
         for f in flights {
             let answer = match answers.iter().find(|o| o.assigned_ip == Some(f.ip)) {
@@ -1166,5 +1207,18 @@ mod tests {
         assert_eq!(q.pop(), Some(r(1)));
         assert_eq!(q.pop(), Some(r(3)));
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn round_trips_fall_in_power_of_two_millisecond_buckets() {
+        let mut h = RoundTrips::default();
+        for ms in [0, 1, 2, 3, 4, 5, 1 << 14, (1 << 14) + 1, u64::MAX] {
+            h.observe(ms);
+        }
+        assert_eq!(&h.buckets[..4], &[2, 1, 2, 1]);
+        assert_eq!(h.buckets[ROUND_TRIP_BUCKETS - 2], 1);
+        assert_eq!(h.buckets[ROUND_TRIP_BUCKETS - 1], 2);
+        assert_eq!(h.count(), 9);
+        assert_eq!(h.sum_ms, u64::MAX, "the sum saturates");
     }
 }
