@@ -600,6 +600,16 @@ fn shown_state(l: &Lease, now: UnixTime) -> LeaseState {
     }
 }
 
+/// Message counts by type name ([`dataplane::stats::MESSAGE_KINDS`]), the nonzero ones.
+fn by_kind(counts: &[u64]) -> BTreeMap<String, u64> {
+    dataplane::stats::MESSAGE_KINDS
+        .iter()
+        .zip(counts)
+        .filter(|&(_, &n)| n > 0)
+        .map(|(name, &n)| ((*name).to_owned(), n))
+        .collect()
+}
+
 fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 3);
     for (i, b) in bytes.iter().enumerate() {
@@ -661,6 +671,13 @@ impl AdminBackend for Backend {
                             .filter(|&(_, n)| n > 0)
                             .map(|(name, n)| (name.to_owned(), n))
                             .collect(),
+                        received: by_kind(&snap.received),
+                        sent: by_kind(&snap.sent),
+                        batches: snap.batches,
+                        busy_ns: snap.busy_ns,
+                        batch_frames: snap.batch_frames.into(),
+                        commit_ns: snap.commit_ns.into(),
+                        commit_entries: snap.commit_entries.into(),
                     }
                 })
                 .collect(),

@@ -87,6 +87,59 @@ pub struct RelationshipStatus {
     /// reason, and sent again after the next reconnection).
     #[serde(default)]
     pub updates_refused: u64,
+    /// Whether the peer link is up (the partner's CONNECT or CONNECTACK received).
+    #[serde(default)]
+    pub link_up: bool,
+    /// When the link last came up or went down, Unix seconds (0: not since start).
+    #[serde(default)]
+    pub link_since: u64,
+    /// When a message from the partner was last received and accepted, Unix seconds (after
+    /// a restart with nothing heard yet: the start of the current state).
+    #[serde(default)]
+    pub last_heard: u64,
+    /// How long BNDUPDs waited for their BNDACK, ms.
+    #[serde(default)]
+    pub bndupd_rtt_ms: HistogramStatus,
+}
+
+/// A histogram in the status document. `counts[i]` is the number of observations at most
+/// `bounds[i]` and above `bounds[i - 1]`; the last count (one more than `bounds`) is of
+/// those above every bound. Units are in the field's name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistogramStatus {
+    /// Upper bounds, ascending.
+    pub bounds: Vec<u64>,
+    /// Per bucket, not cumulative: `bounds.len() + 1` of them.
+    pub counts: Vec<u64>,
+    /// The sum of every observation.
+    pub sum: u64,
+}
+
+impl HistogramStatus {
+    /// Observations in all.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().fold(0, |a, &b| a.saturating_add(b))
+    }
+}
+
+impl From<dataplane::stats::HistogramSnapshot> for HistogramStatus {
+    fn from(h: dataplane::stats::HistogramSnapshot) -> Self {
+        HistogramStatus {
+            bounds: h.bounds().collect(),
+            counts: h.buckets.to_vec(),
+            sum: h.sum,
+        }
+    }
+}
+
+impl From<crate::failover::session::RoundTrips> for HistogramStatus {
+    fn from(h: crate::failover::session::RoundTrips) -> Self {
+        HistogramStatus {
+            bounds: (0..h.buckets.len() - 1).map(|i| 1 << i).collect(),
+            counts: h.buckets.to_vec(),
+            sum: h.sum_ms,
+        }
+    }
 }
 
 /// The failover states (draft-ietf-dhc-failover-12 §9), plus `unknown` for a partner not yet heard from.
@@ -163,6 +216,28 @@ pub struct WorkerStatus {
     /// in the balance: each is also sent, dropped or silent.
     #[serde(default)]
     pub ignored: BTreeMap<String, u64>,
+    /// Well-formed requests read, by DHCP message type (`discover`, ..., `bootp` for a
+    /// request without one, `other`).
+    #[serde(default)]
+    pub received: BTreeMap<String, u64>,
+    /// Replies sent, by type (`offer`, `ack`, `nak`, ...).
+    #[serde(default)]
+    pub sent: BTreeMap<String, u64>,
+    /// Receive batches handled.
+    #[serde(default)]
+    pub batches: u64,
+    /// Time spent handling batches and sending their replies, ns.
+    #[serde(default)]
+    pub busy_ns: u64,
+    /// Frames per receive batch.
+    #[serde(default)]
+    pub batch_frames: HistogramStatus,
+    /// Journal group commit latency (write + fdatasync), ns.
+    #[serde(default)]
+    pub commit_ns: HistogramStatus,
+    /// Journal entries made durable per group commit.
+    #[serde(default)]
+    pub commit_entries: HistogramStatus,
 }
 
 /// A lease's binding state (DESIGN.md §4), as named in the admin API.

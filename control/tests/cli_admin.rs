@@ -12,8 +12,8 @@ use std::time::Duration;
 use control::admin::{AdminBackend, AdminServer, Limits, MAX_REQUEST, PartnerDownError};
 use control::config::{FailoverMode, Role};
 use control::status::{
-    FailoverState, LeaseFilter, LeaseInfo, LeaseState, RelationshipStatus, Status, WorkerStatus,
-    XdpStatus,
+    FailoverState, HistogramStatus, LeaseFilter, LeaseInfo, LeaseState, RelationshipStatus, Status,
+    WorkerStatus, XdpStatus,
 };
 
 /// When the partner was last heard from, as the fake backend has it: 2025-11-22T04:30:00Z.
@@ -42,6 +42,14 @@ impl AdminBackend for TestBackend {
                 updates_sent: 120,
                 update_messages: 9,
                 updates_refused: 2,
+                link_up: false,
+                link_since: 1_763_784_000,
+                last_heard: 1_763_783_990,
+                bndupd_rtt_ms: HistogramStatus {
+                    bounds: vec![1, 2, 4],
+                    counts: vec![100, 15, 4, 1],
+                    sum: 180,
+                },
             }],
             workers: vec![WorkerStatus {
                 id: 0,
@@ -52,6 +60,17 @@ impl AdminBackend for TestBackend {
                 dropped: BTreeMap::from([("malformed".into(), 4), ("overload".into(), 6)]),
                 silent: BTreeMap::from([("released".into(), 2)]),
                 ignored: BTreeMap::from([("untrusted-relay-options".into(), 3)]),
+                received: BTreeMap::from([("discover".into(), 500), ("request".into(), 490)]),
+                sent: BTreeMap::from([("offer".into(), 494), ("ack".into(), 490)]),
+                batches: 50,
+                busy_ns: 250_000_000,
+                batch_frames: HistogramStatus::default(),
+                commit_ns: HistogramStatus {
+                    bounds: vec![1_000_000, 2_000_000],
+                    counts: vec![10, 30, 2],
+                    sum: 70_000_000,
+                },
+                commit_entries: HistogramStatus::default(),
             }],
             leases: BTreeMap::from([(
                 "10.0.0.0/16".into(),

@@ -299,6 +299,8 @@ struct Rel {
     listener: TcpListener,
     /// Dials given up since the link was last up (the first is logged at info).
     dials_timed_out: u64,
+    /// The link as last published: up or not, and since when (Unix seconds; 0: since start).
+    link: (bool, u64),
 }
 
 struct Loop {
@@ -408,6 +410,7 @@ pub fn start(
             view,
             listener,
             dials_timed_out: 0,
+            link: (false, 0),
         });
     }
     let replicated = replication.table_rel.iter().map(Option::is_some).collect();
@@ -427,7 +430,7 @@ pub fn start(
         status: Mutex::new(Vec::new()),
     });
     let next_link = 1 + rels.len() as u64;
-    let lp = Loop {
+    let mut lp = Loop {
         poll,
         rels,
         conns: HashMap::new(),
@@ -825,7 +828,14 @@ impl Loop {
         }
     }
 
-    fn publish_status(&self) {
+    fn publish_status(&mut self) {
+        let wall = UnixTime::now();
+        for r in &mut self.rels {
+            let up = r.session.fsm().is_connected();
+            if up != r.link.0 {
+                r.link = (up, u64::from(wall.0));
+            }
+        }
         let v: Vec<RelationshipStatus> = self
             .rels
             .iter()
@@ -845,6 +855,10 @@ impl Loop {
                     updates_sent: c.sent,
                     update_messages: c.messages,
                     updates_refused: c.refused,
+                    link_up: r.link.0,
+                    link_since: r.link.1,
+                    last_heard: u64::from(fsm.last_heard().0),
+                    bndupd_rtt_ms: c.round_trip.into(),
                 }
             })
             .collect();
