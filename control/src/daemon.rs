@@ -202,6 +202,9 @@ pub enum DaemonError {
     /// The admin API could not start.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// The HTTP server (`server.http`) could not start.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 /// Runs the daemon until shutdown is requested: creates `data_dir` (0750), starts the admin API on
@@ -214,6 +217,11 @@ pub fn run(config: &Config, hooks: Hooks) -> Result<(), DaemonError> {
     let backend = hooks
         .backend
         .unwrap_or_else(|| Arc::new(ConfigBackend::new(config.clone())));
+    let http = config
+        .server
+        .http
+        .map(|addr| crate::http::HttpServer::start(addr, Arc::clone(&backend)))
+        .transpose()?;
     let admin = AdminServer::start(&config.admin_socket(), config.server.admin, backend)?;
     tracing::info!(
         version = VERSION,
@@ -225,6 +233,9 @@ pub fn run(config: &Config, hooks: Hooks) -> Result<(), DaemonError> {
     );
     hooks.shutdown.wait();
     admin.stop();
+    if let Some(http) = http {
+        http.stop();
+    }
     for stop in hooks.on_shutdown.into_iter().rev() {
         stop();
     }

@@ -1,4 +1,5 @@
-//! tandem's control plane: the configuration ([`config`]), the admin API ([`admin`], [`status`]), the
+//! tandem's control plane: the configuration ([`config`]), the admin API ([`admin`], [`status`]),
+//! metrics over HTTP ([`metrics`], [`http`]), the
 //! daemon's front end ([`daemon`], [`logging`]), its wiring of the dataplane ([`serve`]) and the
 //! operator CLI ([`ctl`]); the failover protocol's sans-IO cores ([`failover`]: codec, RFC 3074
 //! hash, MCLT rules, state machine) and the driver that runs them in the daemon.
@@ -10,7 +11,9 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod failover;
+pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod serve;
 pub mod status;
 pub mod time;

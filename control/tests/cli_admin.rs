@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use control::admin::{AdminBackend, AdminServer, Limits, MAX_REQUEST, PartnerDownError};
 use control::config::{FailoverMode, Role};
+use control::http::HttpServer;
 use control::status::{
     FailoverState, HistogramStatus, LeaseFilter, LeaseInfo, LeaseState, RelationshipStatus, Status,
     WorkerStatus, XdpStatus,
@@ -826,4 +827,154 @@ fn secret_writes_a_new_private_file() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// One HTTP/1.1 request over a fresh connection: the status code, the headers (names in lower
+/// case) and the body.
+fn http(addr: std::net::SocketAddr, request: &str) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the answer");
+    let raw = String::from_utf8(raw).expect("utf-8");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
+    let mut lines = head.split("\r\n");
+    let code = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    (code, headers, body.to_owned())
+}
+
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<(String, String)>, String) {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: tandem\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+#[test]
+fn metrics_are_served_over_http_and_pass_promtool() {
+    let server = HttpServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(TestBackend::default()),
+    )
+    .expect("start");
+    let addr = server.local_addr();
+
+    let (code, headers, body) = get(addr, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("text/plain; version=0.0.4")),
+        "{headers:?}"
+    );
+    for line in [
+        r#"tandem_failover_state{relationship="edge-pair",state="communications-interrupted"} 1"#,
+        r#"tandem_failover_state{relationship="edge-pair",state="normal"} 0"#,
+        r#"tandem_failover_partner_state{relationship="edge-pair",state="recover-wait"} 1"#,
+        r#"tandem_failover_link_up{relationship="edge-pair"} 0"#,
+        r#"tandem_failover_unacked_updates{relationship="edge-pair"} 7"#,
+        r#"tandem_failover_bindings_refused_total{relationship="edge-pair"} 2"#,
+        r#"tandem_failover_bndupd_rtt_seconds_count{relationship="edge-pair"} 120"#,
+        r#"tandem_scope_leases{scope="10.0.0.0/16",state="active"} 12"#,
+        r#"tandem_dhcp_sent_total{type="ack",worker="0"} 490"#,
+        r#"tandem_drops_total{reason="malformed",worker="0"} 4"#,
+        r#"tandem_journal_commit_seconds_bucket{worker="0",le="0.002"} 40"#,
+        r#"tandem_xdp_packets_total{interface="eth7",mode="native",verdict="lb-drop"} 977"#,
+    ] {
+        assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
+    }
+
+    // Prometheus' own linter accepts the exposition as it is (names, types, units, help).
+    let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("promtool is needed (apt: prometheus; .ci/setup installs it)");
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    let (code, _, body) = get(addr, "/healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let (code, _, _) = get(addr, "/nothing-here");
+    assert_eq!(code, 404);
+    let (code, headers, _) = http(
+        addr,
+        "POST /metrics HTTP/1.1\r\nHost: tandem\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code, 405);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "allow" && v == "GET, HEAD"),
+        "{headers:?}"
+    );
+    server.stop();
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still listening after stop"
+    );
+}
+
+#[test]
+fn an_http_client_that_sends_nothing_is_closed() {
+    let server = HttpServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(TestBackend::default()),
+    )
+    .expect("start");
+    let addr = server.local_addr();
+    // Silent clients up to the limit and past it: the one past it is closed at once, and
+    // every silent one is closed once the header timeout has passed.
+    let silent: Vec<TcpStream> = (0..=control::http::MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    for s in &silent {
+        s.set_read_timeout(Some(control::http::HEADER_TIMEOUT * 2))
+            .unwrap();
+    }
+    let mut closed = 0;
+    for mut s in silent {
+        let mut buf = [0u8; 256];
+        // Closed: EOF, or an answer (408) and then EOF; never left hanging past the timeout.
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) => panic!("a silent client was not closed: {e}"),
+            }
+        }
+        closed += 1;
+    }
+    assert_eq!(closed, control::http::MAX_CONNECTIONS + 1);
+    // And the server still answers.
+    assert_eq!(get(addr, "/healthz").0, 200);
 }

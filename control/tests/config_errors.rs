@@ -167,6 +167,11 @@ fn server_values() {
     );
     one(&with("workers = -1\n"), 3, "out of range");
     one(&with("admin = \"localhost\"\n"), 3, "`admin`");
+    one(
+        &with("http = \"localhost:80\"\n"),
+        3,
+        "`http` = \"localhost:80\" is not an address:port such as \"127.0.0.1:9167\"",
+    );
     one(&with("log_level = \"info,[\"\n"), 3, "not a log filter");
     one(
         &with("log_format = \"xml\"\n"),

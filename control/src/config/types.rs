@@ -58,6 +58,10 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// `admin`: an optional TCP address for the admin API, besides the Unix socket.
     pub admin: Option<SocketAddr>,
+    /// `http`: an optional TCP address for the HTTP server: Prometheus metrics at
+    /// `/metrics`. Off when absent; give a loopback address unless the network in front of
+    /// it is trusted (nothing on it changes state).
+    pub http: Option<SocketAddr>,
     /// `dispatch`: software dispatch to sibling workers on the XDP datapath. Default `auto`.
     pub dispatch: Dispatch,
     /// `trusted_relays`: relay agents, as addresses (`"10.78.0.1"`) or prefixes

@@ -448,19 +448,14 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
             }
         }
     }));
-    let admin = flat(t.get("admin").map(|n| {
-        let s = string(n, "admin", ctx)?;
-        match s.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                ctx.err(
-                    &n.span(),
-                    format!("`admin` = {s:?} is not an address:port such as \"127.0.0.1:6470\""),
-                );
-                None
-            }
-        }
-    }));
+    let admin = flat(
+        t.get("admin")
+            .map(|n| socket_addr(n, "admin", "127.0.0.1:6470", ctx)),
+    );
+    let http = flat(
+        t.get("http")
+            .map(|n| socket_addr(n, "http", "127.0.0.1:9167", ctx)),
+    );
     let dispatch = flat(t.get("dispatch").map(|n| {
         choice(
             n,
@@ -543,11 +538,27 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         log_level,
         log_format,
         admin,
+        http,
         dispatch,
         trusted_relays,
         rate_limits,
         decline_limits,
     })
+}
+
+/// An `address:port` key; the error gives `example` as the shape expected.
+fn socket_addr(n: &Node, key: &str, example: &str, ctx: &mut Ctx<'_>) -> Option<SocketAddr> {
+    let s = string(n, key, ctx)?;
+    match s.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            ctx.err(
+                &n.span(),
+                format!("`{key}` = {s:?} is not an address:port such as \"{example}\""),
+            );
+            None
+        }
+    }
 }
 
 /// What the cross-subnet checks need, known even when the subnet has errors of its own.
