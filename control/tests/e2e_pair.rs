@@ -429,5 +429,73 @@ fn bindings_replicate_to_the_partner() {
         sent >= 100 && messages > 0 && messages * 4 <= sent,
         "bindings not batched toward the tandem partner: {r}"
     );
+
+    // What Prometheus scrapes from each partner says the same, and promtool accepts it.
+    for (name, server) in [("A", &s.a), ("B", &s.b)] {
+        let m = server.metrics(HTTP);
+        common::promtool_check_metrics(&m);
+        let v = |sample: &str| {
+            common::sample(&m, sample).unwrap_or_else(|| panic!("{name}: no {sample} in\n{m}"))
+        };
+        let rel = r#"{relationship="pair"}"#;
+        assert_eq!(
+            v(r#"tandem_failover_state{relationship="pair",state="normal"}"#),
+            1.0,
+            "{name}"
+        );
+        assert_eq!(
+            v(r#"tandem_failover_partner_state{relationship="pair",state="normal"}"#),
+            1.0,
+            "{name}"
+        );
+        assert_eq!(v(&format!("tandem_failover_link_up{rel}")), 1.0, "{name}");
+        assert!(
+            v(&format!(
+                "tandem_failover_last_contact_timestamp_seconds{rel}"
+            )) >= (unix_now() - 60) as f64,
+            "{name}"
+        );
+        assert!(
+            v(r#"tandem_dhcp_received_total{type="discover",worker="0"}"#) > 0.0,
+            "{name}"
+        );
+        assert_eq!(
+            v(r#"tandem_drops_total{reason="malformed",worker="0"}"#),
+            0.0,
+            "{name}"
+        );
+        assert!(
+            v(r#"tandem_scope_addresses{scope="10.81.0.0/16"}"#) >= 768.0,
+            "{name}"
+        );
+    }
+    // A served the clients (theirs are A's hash buckets) and sent their bindings to B.
+    let ma = s.a.metrics(HTTP);
+    let rel = r#"{relationship="pair"}"#;
+    for sample in [
+        format!("tandem_failover_bindings_sent_total{rel}"),
+        format!("tandem_failover_bndupd_rtt_seconds_count{rel}"),
+    ] {
+        let n = common::sample(&ma, &sample).unwrap_or(0.0);
+        assert!(n > 0.0, "A: {sample} is {n}\n{ma}");
+    }
+    // Between them, an ACK for each client, every ACK made durable by a measured group
+    // commit, and each binding active on both sides.
+    let mb = s.b.metrics(HTTP);
+    let both = |sample: &str| {
+        common::sample(&ma, sample).unwrap_or(0.0) + common::sample(&mb, sample).unwrap_or(0.0)
+    };
+    assert!(
+        both(r#"tandem_dhcp_sent_total{type="ack",worker="0"}"#) >= 3.0,
+        "{ma}\n{mb}"
+    );
+    assert!(
+        both(r#"tandem_journal_commit_seconds_count{worker="0"}"#) >= 3.0,
+        "{ma}\n{mb}"
+    );
+    assert!(
+        both(r#"tandem_scope_leases{scope="10.81.0.0/16",state="active"}"#) >= 6.0,
+        "each binding is active on both sides: {ma}\n{mb}"
+    );
     finish(&mut cap);
 }

@@ -207,6 +207,9 @@ pub fn owner(bucket: u8) -> Ipv4Addr {
     if bucket < 128 { A } else { B }
 }
 
+/// Where each server of the pair serves metrics, on its namespace's loopback.
+pub const HTTP: &str = "127.0.0.1:9167";
+
 /// A tandemd config for one side of relationship "pair".
 pub fn config(dir: &Path, primary: bool, mode: Mode) -> String {
     let (me, peer, sid) = if primary {
@@ -231,6 +234,7 @@ data_dir = {dir:?}
 datapath = "packet"
 workers = 1
 durability = "sync"
+http = "{HTTP}"
 
 [[subnet]]
 prefix = "10.81.0.0/16"

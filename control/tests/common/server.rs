@@ -388,6 +388,18 @@ impl Server {
     }
 
     /// `tandemctl status --json` for tandemd; `None` for Kea, which has no such thing here.
+    /// The Prometheus exposition at `http://ADDR/metrics`, fetched from inside the server's
+    /// namespace (`server.http` must be set to `addr`).
+    pub fn metrics(&self, addr: &str) -> String {
+        let script = format!(
+            "import sys, urllib.request\n\
+             r = urllib.request.urlopen('http://{addr}/metrics', timeout=10)\n\
+             assert r.headers['Content-Type'].startswith('text/plain; version=0.0.4'), r.headers\n\
+             sys.stdout.write(r.read().decode())\n"
+        );
+        self.ns.run(&[super::PYTHON, "-c", &script])
+    }
+
     pub fn status_json(&self) -> Option<serde_json::Value> {
         match self.kind {
             ServerKind::Kea | ServerKind::IscDhcpd => None,
