@@ -983,6 +983,7 @@ mod tests {
                 relationships: Vec::new(),
                 workers: Vec::new(),
                 leases: Default::default(),
+                scope_failover: Default::default(),
                 xdp: Vec::new(),
             }
         }

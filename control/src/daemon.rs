@@ -287,6 +287,7 @@ impl AdminBackend for ConfigBackend {
                 .iter()
                 .map(|s| (s.prefix.to_string(), Default::default()))
                 .collect(),
+            scope_failover: crate::serve::scope_failover(&self.config),
             xdp: Vec::new(),
         }
     }

@@ -98,6 +98,11 @@ pub const CATALOGUE: &[(&str, MetricType, &str)] = &[
         "Time from a BNDUPD to its BNDACK.",
     ),
     (
+        "tandem_scope_failover_info",
+        MetricType::GAUGE,
+        "The failover relationship a scope belongs to (always 1).",
+    ),
+    (
         "tandem_scope_leases",
         MetricType::GAUGE,
         "Addresses of a scope by binding state.",
@@ -407,6 +412,13 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
             active as f64 / total as f64
         };
         f.gauge("tandem_scope_utilisation_ratio", &[("scope", scope)], ratio);
+        if let Some(rel) = status.scope_failover.get(scope) {
+            f.gauge(
+                "tandem_scope_failover_info",
+                &[("scope", scope), ("relationship", rel)],
+                1.0,
+            );
+        }
     }
 
     for w in &status.workers {
@@ -548,6 +560,7 @@ mod tests {
                 "10.0.0.0/24".to_owned(),
                 BTreeMap::from([(LeaseState::Active, 25), (LeaseState::Free, 75)]),
             )]),
+            scope_failover: BTreeMap::from([("10.0.0.0/24".to_owned(), "pair".to_owned())]),
             xdp: vec![XdpStatus {
                 interface: "eth0".into(),
                 mode: "native".into(),

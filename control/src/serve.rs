@@ -600,6 +600,15 @@ fn shown_state(l: &Lease, now: UnixTime) -> LeaseState {
     }
 }
 
+/// Each failover subnet's relationship, by prefix.
+pub fn scope_failover(config: &crate::config::Config) -> BTreeMap<String, String> {
+    config
+        .subnets
+        .iter()
+        .filter_map(|s| Some((s.prefix.to_string(), s.failover.clone()?)))
+        .collect()
+}
+
 /// Message counts by type name ([`dataplane::stats::MESSAGE_KINDS`]), the nonzero ones.
 fn by_kind(counts: &[u64]) -> BTreeMap<String, u64> {
     dataplane::stats::MESSAGE_KINDS
@@ -682,6 +691,7 @@ impl AdminBackend for Backend {
                 })
                 .collect(),
             leases,
+            scope_failover: scope_failover(&self.config),
             xdp: self.xdp.as_ref().map(|x| x.status()).unwrap_or_default(),
         }
     }

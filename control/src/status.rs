@@ -25,6 +25,9 @@ pub struct Status {
     pub workers: Vec<WorkerStatus>,
     /// Per subnet (its prefix, `10.0.0.0/16`): lease count by binding state.
     pub leases: BTreeMap<String, BTreeMap<LeaseState, u64>>,
+    /// Per subnet in a failover relationship: the relationship's name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scope_failover: BTreeMap<String, String>,
     /// Per interface on the XDP datapath: the XDP program's verdicts; empty on `packet`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xdp: Vec<XdpStatus>,

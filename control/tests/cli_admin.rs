@@ -77,6 +77,7 @@ impl AdminBackend for TestBackend {
                 "10.0.0.0/16".into(),
                 BTreeMap::from([(LeaseState::Active, 12), (LeaseState::Free, 65_000)]),
             )]),
+            scope_failover: BTreeMap::from([("10.0.0.0/16".into(), "edge-pair".into())]),
             xdp: vec![XdpStatus {
                 interface: "eth7".into(),
                 mode: "native".into(),
