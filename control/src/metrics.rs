@@ -534,6 +534,7 @@ mod tests {
                     counts: vec![1, 2, 0, 1],
                     sum: 12,
                 },
+                history: Vec::new(),
             }],
             workers: vec![WorkerStatus {
                 id: 0,

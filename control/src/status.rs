@@ -103,6 +103,24 @@ pub struct RelationshipStatus {
     /// How long BNDUPDs waited for their BNDACK, ms.
     #[serde(default)]
     pub bndupd_rtt_ms: HistogramStatus,
+    /// The last state changes since start, ours and the partner's, oldest first (at most
+    /// `failover::driver::HISTORY`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<StateChange>,
+}
+
+/// One state change of a relationship.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// When, Unix seconds (ours: the new state's start time; the partner's: when we heard).
+    pub at: u64,
+    /// The partner's state changed (as it told us), not ours.
+    #[serde(default)]
+    pub partner: bool,
+    /// The state before.
+    pub from: FailoverState,
+    /// The state after.
+    pub to: FailoverState,
 }
 
 /// A histogram in the status document. `counts[i]` is the number of observations at most

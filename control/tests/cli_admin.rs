@@ -51,6 +51,7 @@ impl AdminBackend for TestBackend {
                     counts: vec![100, 15, 4, 1],
                     sum: 180,
                 },
+                history: Vec::new(),
             }],
             workers: vec![WorkerStatus {
                 id: 0,
@@ -978,4 +979,70 @@ fn an_http_client_that_sends_nothing_is_closed() {
     assert_eq!(closed, control::http::MAX_CONNECTIONS + 1);
     // And the server still answers.
     assert_eq!(get(addr, "/healthz").0, 200);
+}
+
+#[test]
+fn the_http_api_answers_status_and_leases_as_the_admin_socket_does() {
+    let backend = Arc::new(TestBackend::default());
+    let server = HttpServer::start("127.0.0.1:0".parse().unwrap(), backend.clone()).expect("start");
+    let addr = server.local_addr();
+
+    let (code, _, body) = get(addr, "/api/v1/status");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["ok"], true);
+    assert_eq!(
+        v["status"]["relationships"][0]["state"],
+        "communications-interrupted"
+    );
+    assert_eq!(v["status"]["scope_failover"]["10.0.0.0/16"], "edge-pair");
+
+    let (code, _, body) = get(
+        addr,
+        "/api/v1/leases?mac=02%3A00%3A00%3A00%3A00%3A01&state=active&limit=1",
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["leases"][0]["address"], "10.0.1.20");
+    let filter = backend.last_filter.lock().unwrap().clone().expect("asked");
+    assert_eq!(filter.mac.as_deref(), Some("02:00:00:00:00:01"));
+    assert_eq!(filter.state, Some(LeaseState::Active));
+    // One more than asked, so the answer knows whether it was cut: the fake backend has only
+    // the one, so it was not.
+    assert_eq!(filter.limit, Some(2));
+    assert!(v.get("next").is_none(), "{v}");
+
+    // Refused with the reason, as the socket refuses them.
+    let (code, _, body) = get(addr, "/api/v1/leases?mac=not-a-mac");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("is not a hardware address"), "{body}");
+    let (code, _, body) = get(addr, "/api/v1/leases?ip=10.0.0.300");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("is not an IPv4 address"), "{body}");
+
+    // The page and its two assets, served with a policy that allows nothing from elsewhere.
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/status.js", "text/javascript"),
+        ("/status.css", "text/css"),
+    ] {
+        let (code, headers, body) = get(addr, path);
+        assert_eq!(code, 200, "{path}");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        assert!(
+            header("content-type").starts_with(kind),
+            "{path}: {headers:?}"
+        );
+        assert!(header("content-security-policy").starts_with("default-src 'self'"));
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{path} loads from elsewhere"
+        );
+    }
 }

@@ -37,7 +37,7 @@
 //! to resume, and the peer's reaction (PARTNER-DOWN) decides the way back at the next start
 //! (NORMAL in STARTUP facing PARTNER-DOWN goes to RECOVER, ISC `failover.c:2126-2131`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ use super::{Instant, Now, Role, UnixTime, persist, pool};
 use crate::admin::PartnerDownError;
 use crate::config::{self, Config, FailoverConfig, FailoverMode};
 use crate::daemon::Shutdown;
-use crate::status::{FailoverState, RelationshipStatus};
+use crate::status::{FailoverState, RelationshipStatus, StateChange};
 
 /// How long shutdown waits for the last words to be written.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(1);
@@ -301,7 +301,12 @@ struct Rel {
     dials_timed_out: u64,
     /// The link as last published: up or not, and since when (Unix seconds; 0: since start).
     link: (bool, u64),
+    /// The last [`HISTORY`] state changes, ours and the partner's, oldest first.
+    history: VecDeque<StateChange>,
 }
+
+/// State changes kept per relationship for the status page's timeline.
+pub const HISTORY: usize = 64;
 
 struct Loop {
     poll: Poll,
@@ -411,6 +416,7 @@ pub fn start(
             listener,
             dials_timed_out: 0,
             link: (false, 0),
+            history: VecDeque::with_capacity(HISTORY),
         });
     }
     let replicated = replication.table_rel.iter().map(Option::is_some).collect();
@@ -800,7 +806,33 @@ impl Loop {
                 // with status 1, without a checkpoint (as after a worker's failed commit).
                 self.shutdown.fail();
             }
-            Event::Fsm(e) => log_event(name, e),
+            Event::Fsm(e) => {
+                let change = match &e {
+                    fsm::Event::StateChanged { from, to, at } => Some(StateChange {
+                        at: u64::from(at.0),
+                        partner: false,
+                        from: failover_state(*from),
+                        to: failover_state(*to),
+                    }),
+                    fsm::Event::PartnerStateChanged { from, to, .. } => Some(StateChange {
+                        at: u64::from(UnixTime::now().0),
+                        partner: true,
+                        from: from.map_or(FailoverState::Unknown, failover_state),
+                        to: failover_state(*to),
+                    }),
+                    _ => None,
+                };
+                log_event(name, e);
+                // (A partner's STATE that repeats its state, with the startup flag changed,
+                // is not a change of state.)
+                if let Some(c) = change.filter(|c| c.from != c.to) {
+                    let h = &mut self.rels[i].history;
+                    if h.len() == HISTORY {
+                        h.pop_front();
+                    }
+                    h.push_back(c);
+                }
+            }
         }
     }
 
@@ -859,6 +891,7 @@ impl Loop {
                     link_since: r.link.1,
                     last_heard: u64::from(fsm.last_heard().0),
                     bndupd_rtt_ms: c.round_trip.into(),
+                    history: r.history.iter().copied().collect(),
                 }
             })
             .collect();
