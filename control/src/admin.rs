@@ -205,6 +205,16 @@ fn handle(
             });
         }
     };
+    handle_request(request, backend, audit)
+}
+
+/// Answers one parsed request (the admin socket's, or the HTTP API's); a change is recorded in
+/// `audit` when one is given. Never panics, whatever the backend does.
+pub fn handle_request(
+    request: Request,
+    backend: &dyn AdminBackend,
+    audit: Option<(&Caller, &AuditLog)>,
+) -> Response {
     let change = request.is_change().then(|| request.clone());
     let answer = catch_unwind(AssertUnwindSafe(|| match request {
         Request::Status => Response {
