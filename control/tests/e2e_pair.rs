@@ -499,3 +499,56 @@ fn bindings_replicate_to_the_partner() {
     );
     finish(&mut cap);
 }
+
+/// The status page (`GET /` on `server.http`), loaded by headless Chromium against a pair in
+/// NORMAL: the rendered DOM shows the relationship and its states, the state timeline, the
+/// pool bar and a lease looked up by address. The screenshot is kept in
+/// `target/test-artifacts/status-page.png`.
+#[test]
+fn status_page_renders_the_pair_in_chromium() {
+    let net = PairNet::new(1);
+    let s = Servers::start(&net, Mode::LoadBalance);
+    s.both_normal(60);
+    let mac = macs(9, true, 1)[0];
+    let lease = net
+        .udhcpc(0, mac)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", mac_str(mac), s.logs()));
+
+    let artefacts =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&artefacts).expect("artefact dir");
+    let shot = artefacts.join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let url = format!("http://{HTTP}/?q={}", lease.address);
+    let dom = s.a.chromium(&url, Some(&shot));
+
+    let has = |needle: &str| assert!(dom.contains(needle), "no {needle:?} in the page:\n{dom}");
+    // The relationship, both states, and the timeline of our state changes ending in NORMAL.
+    has(r#"data-name="pair" data-state="normal" data-partner-state="normal""#);
+    has(r#"<span class="state normal">normal</span>"#);
+    has(r#"data-state="normal" style="width:"#);
+    has("we: recover-done → normal");
+    // The pool: every address of the scope accounted for, the client's among the active.
+    has(r#"data-scope="10.81.0.0/16""#);
+    has(r#"data-total="768""#);
+    assert!(
+        !dom.contains(r#"data-active="0""#),
+        "no active lease drawn:\n{dom}"
+    );
+    // The lease search of `?q=`: the client's address, bound, with its hardware address.
+    has(&format!(
+        "<td>{}</td><td>active</td><td>{}</td>",
+        lease.address,
+        mac_str(mac)
+    ));
+    // Counters, and no error line from the page's fetches.
+    has("<th>acks</th>");
+    assert!(!dom.contains("cannot reach tandemd"), "{dom}");
+
+    let png = std::fs::read(&shot).expect("the screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+}

@@ -37,8 +37,11 @@ use std::{
 pub use testkit::netns::{pid_alive, signal};
 
 /// The tools every end-to-end test needs (Debian packages: kea-dhcp4-server, kea-admin,
-/// isc-dhcp-client, udhcpc, dhcpcd-base, tshark, python3-scapy, iproute2).
+/// isc-dhcp-client, udhcpc, dhcpcd-base, tshark, python3-scapy, iproute2, chromium,
+/// prometheus).
 const TOOLS: &[&str] = &[
+    "chromium",
+    "promtool",
     "ip",
     "kea-dhcp4",
     "perfdhcp",
@@ -73,7 +76,8 @@ pub fn require_e2e() {
     assert!(
         missing.is_empty(),
         "e2e tests need these tools on PATH (apt: kea-dhcp4-server kea-admin isc-dhcp-client \
-         udhcpc dhcpcd-base tshark python3-scapy iproute2 util-linux): missing {missing:?}"
+         udhcpc dhcpcd-base tshark python3-scapy iproute2 util-linux chromium prometheus): \
+         missing {missing:?}"
     );
     let scapy = Command::new(PYTHON)
         .args(["-c", "import scapy.all"])
