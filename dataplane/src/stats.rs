@@ -192,6 +192,9 @@ pub struct WorkerStats {
     commit_ns: Histogram,
     /// Journal group commits: entries made durable by each.
     commit_entries: Histogram,
+    /// Turns of the worker loop: it moves at least every poll timeout while the worker lives
+    /// (the daemon's watchdog reads it).
+    loops: AtomicU64,
 }
 
 impl Default for WorkerStats {
@@ -212,6 +215,7 @@ impl Default for WorkerStats {
             batch_frames: Histogram::new(1),
             commit_ns: Histogram::new(COMMIT_NS_BASE),
             commit_entries: Histogram::new(1),
+            loops: AtomicU64::new(0),
         }
     }
 }
@@ -239,6 +243,16 @@ impl WorkerStats {
     /// `n` received frames handed on to a sibling worker (software dispatch).
     pub fn add_dispatched(&self, n: u64) {
         self.dispatched.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One more turn of the worker loop.
+    pub fn beat(&self) {
+        self.loops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Turns of the worker loop so far.
+    pub fn loops(&self) -> u64 {
+        self.loops.load(Ordering::Relaxed)
     }
 
     /// One non-empty receive batch of `frames` frames handled.

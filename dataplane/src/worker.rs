@@ -639,6 +639,7 @@ pub fn run<I, H>(
 {
     let mut errors = ErrorLog::default();
     while !shutdown.load(Ordering::Acquire) {
+        stats.beat();
         // Replies are built in the datapath's transmit frames where it has them.
         io.lend_tx(tx);
         // Try to receive before waiting: under load the next batch is already there and the
