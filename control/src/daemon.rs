@@ -175,6 +175,8 @@ pub struct Hooks {
     /// Run after shutdown was requested and the admin API stopped, last registered first: join
     /// workers, flush journals, close tables.
     pub on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
+    /// The loops systemd's watchdog is fed for ([`crate::notify`]).
+    pub heartbeats: Vec<crate::notify::Heartbeat>,
 }
 
 impl Hooks {
@@ -184,6 +186,7 @@ impl Hooks {
             shutdown,
             backend: None,
             on_shutdown: Vec::new(),
+            heartbeats: Vec::new(),
         }
     }
 }
@@ -205,12 +208,15 @@ pub enum DaemonError {
     /// The HTTP server (`server.http`) could not start.
     #[error(transparent)]
     Http(#[from] crate::http::HttpError),
+    /// The systemd watchdog thread could not start.
+    #[error("cannot start the watchdog thread: {0}")]
+    Watchdog(io::Error),
 }
 
 /// Runs the daemon until shutdown is requested: creates `data_dir` (0750), starts the admin API on
 /// `DATA_DIR/tandemd.sock` (and `server.admin`), and waits. The dataplane (workers, lease tables) and
 /// failover are started here by the lead's wiring, which also supplies the real backend.
-pub fn run(config: &Config, hooks: Hooks) -> Result<(), DaemonError> {
+pub fn run(config: &Config, mut hooks: Hooks) -> Result<(), DaemonError> {
     let started = Instant::now();
     let data_dir = &config.server.data_dir;
     create_data_dir(data_dir)?;
@@ -231,10 +237,28 @@ pub fn run(config: &Config, hooks: Hooks) -> Result<(), DaemonError> {
         data_dir = %data_dir.display(),
         "tandemd running"
     );
+    let notifier = Arc::new(crate::notify::Notifier::from_env());
+    let watchdog = crate::notify::start_watchdog(
+        Arc::clone(&notifier),
+        std::mem::take(&mut hooks.heartbeats),
+        hooks.shutdown.clone(),
+    )
+    .map_err(DaemonError::Watchdog)?;
+    notifier.notify(&format!(
+        "READY=1\nSTATUS=serving {} subnets, {} failover relationships",
+        config.subnets.len(),
+        config.failover.len()
+    ));
     hooks.shutdown.wait();
+    notifier.notify("STOPPING=1\nSTATUS=stopping");
     admin.stop();
     if let Some(http) = http {
         http.stop();
+    }
+    if let Some(w) = watchdog
+        && w.join().is_err()
+    {
+        tracing::error!("the watchdog thread panicked");
     }
     for stop in hooks.on_shutdown.into_iter().rev() {
         stop();

@@ -14,6 +14,7 @@ pub mod failover;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod serve;
 pub mod status;
 pub mod time;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::num::TryFromIntError;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use lease_mmap::{BindingState, Lease, Store, UnixTime};
 use crate::admin::{AdminBackend, PartnerDownError};
 use crate::config::{self, Config, Datapath, SubnetConfig};
 use crate::daemon::{Chain, Hooks, VERSION};
+use crate::notify::Heartbeat;
 use crate::status::{LeaseFilter, LeaseInfo, LeaseState, Status, WorkerStatus};
 
 /// How often the lease tables are checkpointed (msync) so the journals can be reset.
@@ -416,15 +417,18 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
     );
 
     // Background checkpoints, and the watch on fatal durability errors.
+    let checkpoint_turns = Arc::new(AtomicU64::new(0));
     let checkpointer = {
         let store = Arc::clone(&store);
         let shutdown = hooks.shutdown.clone();
         let fatal = Arc::clone(&fatal);
+        let turns = Arc::clone(&checkpoint_turns);
         std::thread::Builder::new()
             .name("checkpoint".into())
             .spawn(move || {
                 let mut last = Instant::now();
                 while !shutdown.wait_timeout(Duration::from_millis(200)) {
+                    turns.fetch_add(1, Ordering::Relaxed);
                     if fatal.load(Ordering::Relaxed) {
                         tracing::error!(
                             "a journal commit failed: stopping (recovery will replay the journals)"
@@ -450,6 +454,22 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
         Some(r) => (Some(r.driver), Some(r.thread)),
         None => (None, None),
     };
+    // What systemd's watchdog waits on: every worker, the checkpointer, the failover driver.
+    for (i, s) in all_stats.iter().enumerate() {
+        let s = Arc::clone(s);
+        hooks.heartbeats.push(Heartbeat {
+            name: format!("worker-{i}"),
+            read: Box::new(move || s.loops()),
+        });
+    }
+    hooks
+        .heartbeats
+        .push(Heartbeat::counter("checkpoint", checkpoint_turns));
+    if let Some(d) = &failover {
+        hooks
+            .heartbeats
+            .push(Heartbeat::counter("failover", d.turns()));
+    }
     hooks.backend = Some(Arc::new(Backend {
         config: config.clone(),
         started: Instant::now(),
@@ -530,8 +550,20 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
 
 /// The workers' wall clock. Built with the `fault-injection` feature (tests only) and run
 /// with `TANDEM_FAULT=worker-panic`, it panics instead, on a worker's first batch: the test
-/// of the daemon's panic hook (`control/tests/cli_fault.rs`).
+/// of the daemon's panic hook; with `TANDEM_FAULT=worker-stall` it never returns: the test of
+/// the systemd watchdog (both in `control/tests/cli_fault.rs`).
 fn worker_clock() -> dataplane::server::Clock {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var("TANDEM_FAULT").as_deref() == Ok("worker-stall") {
+        // A worker that never comes back from its first batch (a hung disk): the test of the
+        // systemd watchdog (`control/tests/cli_fault.rs`).
+        return || -> UnixTime {
+            tracing::warn!("fault injection: TANDEM_FAULT=worker-stall: this worker stops here");
+            loop {
+                std::thread::park();
+            }
+        };
+    }
     #[cfg(feature = "fault-injection")]
     if std::env::var("TANDEM_FAULT").as_deref() == Ok("worker-panic") {
         tracing::warn!("fault injection: TANDEM_FAULT=worker-panic: a worker will panic");

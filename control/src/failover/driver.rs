@@ -41,6 +41,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant as StdInstant};
 
@@ -101,7 +102,12 @@ struct Shared {
     commands: Sender<Command>,
     waker: Arc<Waker>,
     status: Mutex<Vec<RelationshipStatus>>,
+    /// Turns of the driver's loop (at least one every [`MAX_SLEEP`]): the watchdog's heartbeat.
+    turns: Arc<AtomicU64>,
 }
+
+/// The longest the driver sleeps without a timer or an event, so that its heartbeat moves.
+pub const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// The admin side of the driver thread. Cheap to clone.
 #[derive(Clone)]
@@ -116,6 +122,11 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
+    /// The driver loop's turn counter (the watchdog's heartbeat).
+    pub fn turns(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.shared.turns)
+    }
+
     /// Every relationship as of the driver's last turn, in config order.
     pub fn status(&self) -> Vec<RelationshipStatus> {
         self.shared
@@ -434,6 +445,7 @@ pub fn start(
         commands: tx,
         waker: Arc::clone(&waker),
         status: Mutex::new(Vec::new()),
+        turns: Arc::new(AtomicU64::new(0)),
     });
     let next_link = 1 + rels.len() as u64;
     let mut lp = Loop {
@@ -478,6 +490,7 @@ impl Loop {
                 self.stop();
                 return;
             }
+            self.shared.turns.fetch_add(1, Ordering::Relaxed);
             let timeout = self
                 .rels
                 .iter()
@@ -490,11 +503,11 @@ impl Loop {
                         .map(|c| c.since + DIAL_TIMEOUT),
                 )
                 .min()
-                .map(|at| {
+                .map_or(MAX_SLEEP, |at| {
                     at.saturating_duration_since(StdInstant::now())
-                        .max(Duration::from_millis(1))
+                        .clamp(Duration::from_millis(1), MAX_SLEEP)
                 });
-            if let Err(e) = self.poll.poll(&mut events, timeout)
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
                 tracing::error!(error = %e, "failover: poll failed; driver stops");
