@@ -229,6 +229,12 @@ pub fn get_int_opt(
     Ok(value)
 }
 
+/// Sets the process's file mode creation mask (`umask(2)`), returning the previous one.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask(2) takes no pointers and cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
 /// The credentials of a Unix socket's peer as of its `connect` (`SO_PEERCRED`): pid, uid, gid.
 pub fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
     let mut cred = libc::ucred {

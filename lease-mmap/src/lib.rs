@@ -25,6 +25,13 @@ mod sync;
 pub mod table;
 
 pub use journal::{CommitError, Damage, WorkerJournal};
+
+/// The mode of every file the store creates: the lease tables say who had which address,
+/// so only the daemon's user reads them.
+pub const FILE_MODE: u32 = 0o600;
+
+/// The mode of every directory the store creates.
+pub const DIR_MODE: u32 = 0o750;
 /// The lease record and its on-disk encoding ([`lease_record`]).
 pub use lease_record as record;
 pub use lease_record::{BindingState, ClientId, ClientKey, Lease, Owner, Slot, TableId, UnixTime};

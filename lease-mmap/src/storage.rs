@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -108,6 +108,7 @@ impl Backend for FileBackend {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(crate::FILE_MODE)
             .open(dir.join(journal_name(worker)))?;
         Ok(Box::new(FileJournal { file }))
     }

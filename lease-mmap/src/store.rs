@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -279,7 +279,7 @@ fn create_dir_durably(dir: &Path) -> Result<(), OpenError> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         create_dir_durably(parent)?;
     }
-    match std::fs::create_dir(dir) {
+    match std::fs::DirBuilder::new().mode(crate::DIR_MODE).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(io_err(dir)(e)),
@@ -305,6 +305,7 @@ fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, O
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(crate::FILE_MODE)
             .open(&tmp)
             .map_err(io_err(&tmp))?;
         map::preallocate(&f, file_len).map_err(io_err(&tmp))?;
@@ -419,7 +420,13 @@ fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), OpenError> {
     bytes.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
     bytes.extend_from_slice(&archive);
     let tmp = dir.join("MANIFEST.tmp");
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::FILE_MODE)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
     f.write_all(&bytes).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, dir.join(MANIFEST)).map_err(io_err(dir))?;
@@ -489,6 +496,7 @@ impl Store {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(crate::FILE_MODE)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
         lock.try_lock().map_err(|e| OpenError::Io {
