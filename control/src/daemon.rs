@@ -267,6 +267,49 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// The daemon's file mode creation mask: nothing it creates is writable by others than its
+/// user, or readable by others than its group.
+pub const UMASK: u32 = 0o027;
+
+/// Refuses a `data_dir` or a shared secret that anyone but the daemon's user (and root) can
+/// write: whoever can write them can rewrite the leases or impersonate the partner. A secret
+/// that everyone can read is allowed but warned about.
+pub fn check_private_paths(config: &Config) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let writable_by_others = |path: &Path, what: &str| -> Result<Option<u32>, String> {
+        match std::fs::metadata(path) {
+            Ok(m) => {
+                let mode = m.permissions().mode() & 0o7777;
+                if mode & 0o022 != 0 {
+                    Err(format!(
+                        "{what} {} is writable by its group or by everyone (mode {mode:04o}): \
+                         refusing to start; chmod go-w {}",
+                        path.display(),
+                        path.display()
+                    ))
+                } else {
+                    Ok(Some(mode))
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{what} {}: {e}", path.display())),
+        }
+    };
+    writable_by_others(&config.server.data_dir, "data_dir")?;
+    for f in &config.failover {
+        let Some(path) = &f.shared_secret_file else {
+            continue;
+        };
+        if let Some(mode) = writable_by_others(path, "shared_secret_file")?
+            && mode & 0o004 != 0
+        {
+            tracing::warn!(relationship = %f.name, file = %path.display(), mode = format!("{mode:04o}"),
+                "shared_secret_file is readable by everyone: chmod 0600 it (or 0640 with the daemon's group)");
+        }
+    }
+    Ok(())
+}
+
 fn create_data_dir(path: &Path) -> Result<(), DaemonError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -570,6 +613,12 @@ pub fn main<E: std::error::Error + 'static>(
             };
             crate::logging::init(config.server.log_level.as_deref(), config.server.log_format);
             install_panic_hook();
+            // Whatever the daemon creates is its own: files 0600 or 0640, directories 0750.
+            dataplane::sys::set_umask(UMASK);
+            if let Err(e) = check_private_paths(&config) {
+                tracing::error!("{e}");
+                return ExitCode::from(1);
+            }
             let shutdown = Shutdown::new();
             if let Err(e) = shutdown.install_signal_handlers() {
                 tracing::error!(error = %e, "cannot install signal handlers");

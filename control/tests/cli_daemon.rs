@@ -517,3 +517,69 @@ fn json_logs_are_one_object_a_line() {
         "the failover lines name their relationship as a field:\n{log}"
     );
 }
+
+/// Every mode bit of every file and directory under `dir`, `dir` itself included.
+fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = vec![(
+        dir.to_owned(),
+        std::fs::metadata(dir).expect("stat").permissions().mode() & 0o7777,
+    )];
+    for e in std::fs::read_dir(dir).expect("read_dir") {
+        let e = e.expect("entry");
+        let meta = e.metadata().expect("stat");
+        if meta.is_dir() {
+            out.extend(modes(&e.path()));
+        } else {
+            out.push((e.path(), meta.permissions().mode() & 0o7777));
+        }
+    }
+    out
+}
+
+#[test]
+fn data_files_are_private_and_a_data_dir_or_secret_others_can_write_is_refused() {
+    let mut d = Daemon::start("");
+    // The admin socket answers, the tables, journals, manifest and failover state are there.
+    let out = ctl(&["--data-dir", s(&d.data_dir()), "status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    d.signal("TERM");
+    assert_eq!(d.wait().0, Some(0));
+    let found = modes(&d.data_dir());
+    assert!(found.len() >= 4, "{found:?}");
+    for (path, mode) in &found {
+        let want = if path.is_dir() { 0o750 } else { 0o600 };
+        assert_eq!(
+            *mode,
+            want,
+            "{} is {mode:04o}, not {want:04o}",
+            path.display()
+        );
+    }
+
+    let refused = |what: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tandemd"))
+            .arg("--config")
+            .arg(&d.config)
+            .output()
+            .expect("run tandemd");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains(what)
+                && err.contains("writable by its group or by everyone")
+                && err.contains("refusing to start"),
+            "{err}"
+        );
+    };
+    let chmod = |p: &Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    chmod(&d.data_dir(), 0o770);
+    refused("data_dir");
+    chmod(&d.data_dir(), 0o750);
+    let secret = d.dir.path().join("pair.secret");
+    chmod(&secret, 0o666);
+    refused("shared_secret_file");
+}

@@ -21,6 +21,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rkyv::rancor;
@@ -235,7 +236,13 @@ pub fn store(data_dir: &Path, name: &str, state: &PersistedState) -> Result<(), 
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
         f.write_all(&encode(name, state)).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
     }
