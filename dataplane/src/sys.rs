@@ -235,6 +235,139 @@ pub fn set_umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
+/// The capabilities a tandemd that gave up root keeps (capabilities(7) numbers): the relay and
+/// failover ports below 1024 (`CAP_NET_BIND_SERVICE`), XDP attach and netlink
+/// (`CAP_NET_ADMIN`), AF_PACKET and AF_XDP sockets (`CAP_NET_RAW`), AF_XDP's pinned UMEM
+/// (`CAP_IPC_LOCK`), the XDP program and its maps (`CAP_PERFMON`, `CAP_BPF`). The packaged
+/// systemd unit grants the same set.
+pub const KEPT_CAPABILITIES: [u32; 6] = [10, 12, 13, 14, 38, 39];
+
+/// The calling process's effective uid.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid(2) takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The uid and primary gid of user `name`, `None` if there is no such user.
+pub fn lookup_user(name: &str) -> io::Result<Option<(u32, u32)>> {
+    let cname =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: `passwd` is plain old data; getpwnam_r fills it (its pointers into `buf`).
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to a live local or to `buf`, whose length is passed; the
+    // results are read only after the call returns, and only the plain ids are kept.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &raw mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &raw mut found,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok((!found.is_null()).then_some((pw.pw_uid, pw.pw_gid)))
+}
+
+/// `struct __user_cap_header_struct` (`linux/capability.h`).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`: one of the two 32-bit halves of the sets.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets in two halves.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `prctl(option, arg2, 0, 0, 0)`.
+fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: the options used here take integers only, no pointers.
+    cvt(unsafe {
+        libc::prctl(
+            option,
+            arg2,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    })?;
+    Ok(())
+}
+
+/// Gives up root for `uid`/`gid` (no supplementary groups), keeping `keep` (capability
+/// numbers) in the permitted, effective, inheritable and ambient sets and nothing else in the
+/// bounding set, with no-new-privileges set: what systemd's `User=`, `AmbientCapabilities=`,
+/// `CapabilityBoundingSet=` and `NoNewPrivileges=` do. Call it before any thread is spawned:
+/// capabilities are per thread, and threads copy the caller's.
+pub fn drop_privileges(uid: u32, gid: u32, keep: &[u32]) -> io::Result<()> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    for cap in (0..=last).filter(|c| !keep.contains(c)) {
+        prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap))?;
+    }
+    prctl(libc::PR_SET_KEEPCAPS, 1)?;
+    // SAFETY: a null list of length 0 clears the supplementary groups.
+    cvt(unsafe { libc::setgroups(0, std::ptr::null()) })?;
+    // SAFETY: setresgid/setresuid take integers only.
+    cvt(unsafe { libc::setresgid(gid, gid, gid) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::setresuid(uid, uid, uid) })?;
+    let mut data = [CapData::default(); 2];
+    for &cap in keep {
+        let half = &mut data[(cap / 32) as usize % 2];
+        let bit = 1u32 << (cap % 32);
+        half.effective |= bit;
+        half.permitted |= bit;
+        half.inheritable |= bit;
+    }
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: `header` and `data` are live, correctly laid out (`repr(C)`) for the whole call;
+    // version 3 reads exactly two `CapData`.
+    cvt(unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) } as libc::c_int)?;
+    for &cap in keep {
+        prctl2(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+            cap,
+        )?;
+    }
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1)?;
+    Ok(())
+}
+
+/// `prctl(option, arg2, arg3, 0, 0)`.
+fn prctl2(option: libc::c_int, arg2: libc::c_ulong, arg3: u32) -> io::Result<()> {
+    // SAFETY: PR_CAP_AMBIENT takes integers only, no pointers.
+    cvt(unsafe {
+        libc::prctl(
+            option,
+            arg2,
+            libc::c_ulong::from(arg3),
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    })?;
+    Ok(())
+}
+
 /// The credentials of a Unix socket's peer as of its `connect` (`SO_PEERCRED`): pid, uid, gid.
 pub fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
     let mut cred = libc::ucred {
