@@ -310,6 +310,57 @@ pub fn check_private_paths(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
+/// With `server.user` and started as root: makes `data_dir` (created if missing) and what is
+/// in it the user's, then becomes the user with only the capabilities the datapaths need
+/// (`dataplane::sys::drop_privileges`). Runs before any thread exists, so every thread the
+/// daemon starts has the same reduced credentials. Already that user: nothing to do.
+pub fn become_user(config: &Config) -> Result<(), String> {
+    let Some(name) = config.server.user.as_deref() else {
+        return Ok(());
+    };
+    let (uid, gid) = dataplane::sys::lookup_user(name)
+        .map_err(|e| format!("server.user {name:?}: cannot look it up: {e}"))?
+        .ok_or_else(|| format!("server.user {name:?}: no such user"))?;
+    match dataplane::sys::euid() {
+        0 => {}
+        me if me == uid => return Ok(()),
+        me => {
+            return Err(format!(
+                "server.user {name:?} (uid {uid}), but tandemd runs as uid {me}: only root can \
+                 become another user"
+            ));
+        }
+    }
+    let data_dir = &config.server.data_dir;
+    create_data_dir(data_dir).map_err(|e| e.to_string())?;
+    chown_tree(data_dir, uid, gid).map_err(|e| {
+        format!(
+            "data_dir {}: cannot make it {name}'s: {e}",
+            data_dir.display()
+        )
+    })?;
+    dataplane::sys::drop_privileges(uid, gid, &dataplane::sys::KEPT_CAPABILITIES)
+        .map_err(|e| format!("cannot become user {name:?}: {e}"))?;
+    tracing::info!(
+        user = name,
+        uid,
+        gid,
+        "gave up root: running as the user with CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE, CAP_BPF, CAP_PERFMON and CAP_IPC_LOCK only"
+    );
+    Ok(())
+}
+
+/// `chown -R uid:gid path` (symbolic links themselves, not what they point to).
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 fn create_data_dir(path: &Path) -> Result<(), DaemonError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -615,7 +666,7 @@ pub fn main<E: std::error::Error + 'static>(
             install_panic_hook();
             // Whatever the daemon creates is its own: files 0600 or 0640, directories 0750.
             dataplane::sys::set_umask(UMASK);
-            if let Err(e) = check_private_paths(&config) {
+            if let Err(e) = check_private_paths(&config).and_then(|()| become_user(&config)) {
                 tracing::error!("{e}");
                 return ExitCode::from(1);
             }

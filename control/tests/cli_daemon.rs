@@ -583,3 +583,100 @@ fn data_files_are_private_and_a_data_dir_or_secret_others_can_write_is_refused()
     chmod(&secret, 0o666);
     refused("shared_secret_file");
 }
+
+#[test]
+fn started_as_root_with_a_user_it_runs_as_that_user_with_only_the_datapath_capabilities() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (uid, gid) = dataplane::sys::lookup_user("nobody")
+        .expect("getpwnam")
+        .expect("a nobody user");
+    assert_eq!(
+        dataplane::sys::lookup_user("root").expect("getpwnam"),
+        Some((0, 0))
+    );
+    assert_eq!(
+        dataplane::sys::lookup_user("no-such-user-here").expect("getpwnam"),
+        None
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The user must be able to reach its data_dir.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+interfaces = ["lo"]
+data_dir = "{}"
+datapath = "packet"
+workers = 1
+user = "nobody"
+
+[[subnet]]
+prefix = "10.77.0.0/24"
+pools = ["10.77.0.10-10.77.0.200"]
+"#,
+            data_dir.display()
+        ),
+    )
+    .expect("write config");
+    let mut d = Daemon {
+        child: Some(
+            Command::new(env!("CARGO_BIN_EXE_tandemd"))
+                .arg("--config")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn tandemd"),
+        ),
+        dir,
+        config,
+    };
+    d.wait_for_socket();
+    let out = ctl(&["--data-dir", s(&data_dir), "status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in\n{status}"))
+            .to_owned()
+    };
+    let ids = |name: &str| -> Vec<u32> {
+        field(name)
+            .split_whitespace()
+            .map(|v| v.parse().expect("id"))
+            .collect()
+    };
+    assert_eq!(ids("Uid"), vec![uid; 4]);
+    assert_eq!(ids("Gid"), vec![gid; 4]);
+    assert_eq!(field("Groups"), "");
+    let want: u64 = dataplane::sys::KEPT_CAPABILITIES
+        .iter()
+        .map(|c| 1u64 << c)
+        .sum();
+    for set in ["CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        let v = u64::from_str_radix(&field(set), 16).expect("hex");
+        assert_eq!(v, want, "{set} {v:#x}");
+    }
+    assert_eq!(field("NoNewPrivs"), "1");
+    for e in std::fs::read_dir(&data_dir).expect("data_dir") {
+        let e = e.expect("entry");
+        assert_eq!(
+            e.metadata().expect("stat").uid(),
+            uid,
+            "{}",
+            e.path().display()
+        );
+    }
+    d.signal("TERM");
+    let (code, err) = d.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("gave up root"), "{err}");
+}

@@ -22,10 +22,20 @@ use dataplane::xdp::{LB_ON, LbConfig, XdpProgram};
 
 /// A direct-layout network with `clients` clients and tandemd on `datapath`.
 fn start(datapath: &'static str, clients: usize) -> (Server, TestNet) {
+    start_as(datapath, clients, None)
+}
+
+/// [`start`], tandemd becoming `user` once started (as root).
+fn start_as(
+    datapath: &'static str,
+    clients: usize,
+    user: Option<&'static str>,
+) -> (Server, TestNet) {
     common::require_e2e();
     let net = TestNet::new(Layout::Direct, clients);
     let spec = ServerSpec {
         datapath,
+        user,
         ..ServerSpec::direct(&net, Duration::from_secs(600))
     };
     let server = Server::start(ServerKind::Tandemd, &net.server.ns, &spec);
@@ -45,12 +55,24 @@ fn datapath_and_rx(server: &Server) -> (String, u64) {
     (datapath, rx)
 }
 
+/// Also the proof that the capabilities tandemd keeps when it gives up root (those the
+/// packaged unit grants) are enough for XDP and AF_XDP: it runs as `nobody` here.
 #[test]
 fn tandemd_on_xdp_serves_dhclient_and_udhcpc() {
-    let (server, net) = start("xdp", 2);
+    let (server, net) = start_as("xdp", 2, Some("nobody"));
     let (datapath, rx0) = datapath_and_rx(&server);
     assert_eq!(datapath, "xdp");
     assert_eq!(rx0, 0);
+    let pid = server.pid().expect("running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let (nobody, _) = dataplane::sys::lookup_user("nobody")
+        .expect("getpwnam")
+        .expect("a nobody user");
+    assert!(
+        status.contains("Name:\ttandemd")
+            && status.contains(&format!("Uid:\t{nobody}\t{nobody}\t{nobody}\t{nobody}")),
+        "{status}"
+    );
 
     let mut dhclient = Dhclient::new(&net.clients[0]);
     let a = dhclient

@@ -58,6 +58,11 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// `admin`: an optional TCP address for the admin API, besides the Unix socket.
     pub admin: Option<SocketAddr>,
+    /// `user`: when tandemd is started as root, the user it becomes before it opens anything,
+    /// keeping only the capabilities the datapaths need (`dataplane::sys::KEPT_CAPABILITIES`,
+    /// as the packaged unit grants them); `data_dir` is made this user's. Unset: no change
+    /// (under the packaged unit, systemd has already made tandemd the `tandem` user).
+    pub user: Option<String>,
     /// `http`: an optional TCP address for the HTTP server: Prometheus metrics at
     /// `/metrics`. Off when absent; give a loopback address unless the network in front of
     /// it is trusted (nothing on it changes state).

@@ -456,6 +456,7 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         t.get("http")
             .map(|n| socket_addr(n, "http", "127.0.0.1:9167", ctx)),
     );
+    let user = t.get("user").and_then(|n| nonempty_string(n, "user", ctx));
     let dispatch = flat(t.get("dispatch").map(|n| {
         choice(
             n,
@@ -539,6 +540,7 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         log_format,
         admin,
         http,
+        user,
         dispatch,
         trusted_relays,
         rate_limits,

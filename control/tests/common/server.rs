@@ -62,6 +62,8 @@ pub struct ServerSpec {
     pub lease_time: Duration,
     /// tandemd's `datapath` (`"packet"` unless a test asks for `"xdp"` or `"auto"`).
     pub datapath: &'static str,
+    /// tandemd's `server.user`: the user it becomes after starting as root (none by default).
+    pub user: Option<&'static str>,
 }
 
 /// One lease as the server's own store reports it.
@@ -601,6 +603,9 @@ fn write_tandemd_config(dir: &Path, spec: &ServerSpec) -> PathBuf {
     let _ = writeln!(toml, "datapath = {:?}", spec.datapath);
     let _ = writeln!(toml, "workers = 0");
     let _ = writeln!(toml, "durability = \"sync\"");
+    if let Some(user) = spec.user {
+        let _ = writeln!(toml, "user = {user:?}");
+    }
     for s in &spec.subnets {
         let _ = writeln!(toml, "\n[[subnet]]");
         let _ = writeln!(toml, "prefix = \"{}\"", s.prefix);
@@ -693,6 +698,7 @@ impl ServerSpec {
             }],
             lease_time,
             datapath: "packet",
+            user: None,
         }
     }
 
@@ -717,6 +723,7 @@ impl ServerSpec {
             ],
             lease_time,
             datapath: "packet",
+            user: None,
         }
     }
 }
