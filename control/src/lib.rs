@@ -18,4 +18,5 @@ pub mod notify;
 pub mod serve;
 pub mod status;
 pub mod time;
+pub mod tokens;
 pub mod xdp;
