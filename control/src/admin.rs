@@ -372,6 +372,7 @@ pub struct AdminServer {
     thread: Option<JoinHandle<()>>,
     socket: PathBuf,
     tcp: Option<SocketAddr>,
+    audit: Arc<AuditLog>,
 }
 
 impl std::fmt::Debug for AdminServer {
@@ -474,6 +475,7 @@ impl AdminServer {
                 .register(l, TCP_LISTENER, Interest::READABLE)
                 .map_err(AdminError::Poll)?;
         }
+        let audit = Arc::new(AuditLog::new(socket.parent().unwrap_or(Path::new("."))));
         let mut event_loop = EventLoop {
             poll,
             unix,
@@ -482,7 +484,7 @@ impl AdminServer {
             next_token: FIRST_CONN,
             backend,
             limits,
-            audit: AuditLog::new(socket.parent().unwrap_or(Path::new("."))),
+            audit: Arc::clone(&audit),
         };
         let thread = std::thread::Builder::new()
             .name("admin".into())
@@ -494,7 +496,14 @@ impl AdminServer {
             thread: Some(thread),
             socket: socket.to_owned(),
             tcp: tcp_addr,
+            audit,
         })
+    }
+
+    /// The audit log it writes (`data_dir/audit.log`): other front ends (HTTP) record their
+    /// changes in the same one, through the same writer.
+    pub fn audit_log(&self) -> Arc<AuditLog> {
+        Arc::clone(&self.audit)
     }
 
     /// The Unix socket's path.
@@ -593,7 +602,7 @@ struct EventLoop {
     backend: Arc<dyn AdminBackend>,
     limits: Limits,
     /// Beside the socket, in `data_dir`.
-    audit: AuditLog,
+    audit: Arc<AuditLog>,
 }
 
 impl EventLoop {
