@@ -33,6 +33,10 @@ Verbs:
                                        heard from: the MCLT is waited out from that time
   audit [--json] [--limit N]           the last N changes asked of the daemon (default 100):
                                        when, who (uid, or the TCP peer), what, and the answer
+  token add NAME --role ROLE           makes an HTTP API token (ROLE: read-only, or dhcp-admin for
+                                       partner-down and the audit log), prints it once, keeps
+                                       only its hash in data_dir (needs no daemon)
+  token list | token remove NAME       the tokens by name and role; forget one (at once)
   secret FILE                          writes a new failover shared secret (256 random bits, hex)
                                        to FILE, readable by its owner only; copy it to the
                                        partner and name it in shared_secret_file on both
@@ -98,10 +102,27 @@ pub enum Verb {
         /// Where to write it (a new file).
         path: PathBuf,
     },
+    /// `token add NAME --role ROLE | token list | token remove NAME`: the HTTP API's tokens,
+    /// in `data_dir` (no daemon needed; it rereads the file).
+    Token(TokenVerb),
     /// `--help`.
     Help,
     /// `--version`.
     Version,
+}
+
+/// What `token` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenVerb {
+    /// Make one and print it (the only time it is shown).
+    Add {
+        name: String,
+        role: crate::tokens::Role,
+    },
+    /// Every token's name, role and age (never the token).
+    List,
+    /// Forget one.
+    Remove { name: String },
 }
 
 /// A parsed command line.
@@ -118,13 +139,13 @@ pub struct Invocation {
 pub enum UsageError {
     #[error("give only one of --config, --data-dir, --admin")]
     TwoLocators,
-    #[error("a verb is required (status, leases, partner-down, audit, secret)")]
+    #[error("a verb is required (status, leases, partner-down, audit, token, secret)")]
     NoVerb,
     #[error("{0} needs a value")]
     NeedsValue(&'static str),
     #[error("unknown option {0:?}")]
     UnknownOption(String),
-    #[error("unknown verb {0:?} (known: status, leases, partner-down, audit, secret)")]
+    #[error("unknown verb {0:?} (known: status, leases, partner-down, audit, token, secret)")]
     UnknownVerb(String),
     #[error("{verb}: unexpected argument {arg:?}")]
     Unexpected { verb: &'static str, arg: String },
@@ -154,6 +175,8 @@ pub enum UsageError {
     NoName,
     #[error("secret: give one FILE to write")]
     SecretFile,
+    #[error("token: add NAME --role read-only|dhcp-admin, list, or remove NAME")]
+    Token,
 }
 
 /// Parses `tandemctl`'s arguments (without the program name).
@@ -345,9 +368,101 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             Ok([path]) if !path.starts_with('-') => Verb::Secret { path: path.into() },
             _ => return Err(UsageError::SecretFile),
         },
+        "token" => Verb::Token(parse_token(&rest).ok_or(UsageError::Token)?),
         other => return Err(UsageError::UnknownVerb(other.to_owned())),
     };
     Ok(Invocation { locator, verb })
+}
+
+fn parse_token(args: &[String]) -> Option<TokenVerb> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["list"] => Some(TokenVerb::List),
+        ["remove", name] if !name.starts_with('-') => Some(TokenVerb::Remove {
+            name: (*name).to_owned(),
+        }),
+        ["add", name, "--role", role] | ["add", "--role", role, name] if !name.starts_with('-') => {
+            Some(TokenVerb::Add {
+                name: (*name).to_owned(),
+                role: crate::tokens::Role::parse(role)?,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The data directory a locator names (tokens live there); `None` for `--admin`.
+fn data_dir_of(locator: &Locator) -> Result<Option<PathBuf>, ResolveError> {
+    Ok(match locator {
+        Locator::Default => Some(PathBuf::from(DEFAULT_DATA_DIR)),
+        Locator::DataDir(d) => Some(d.clone()),
+        Locator::Admin(_) => None,
+        Locator::Config(path) => match config::load(path) {
+            Ok(c) => Some(c.server.data_dir),
+            Err(LoadError::Invalid(errors)) => return Err(ResolveError::InvalidConfig(errors)),
+            Err(e) => return Err(ResolveError::ReadConfig(e)),
+        },
+    })
+}
+
+/// `tandemctl token ...`.
+fn run_token(locator: &Locator, verb: &TokenVerb, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let dir = match data_dir_of(locator) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            let _ = writeln!(
+                err,
+                "tandemctl: token: tokens live in data_dir: give --data-dir or --config, not --admin"
+            );
+            return 2;
+        }
+        Err(e) => {
+            let _ = writeln!(err, "tandemctl: {e}");
+            return 1;
+        }
+    };
+    let result = match verb {
+        TokenVerb::Add { name, role } => crate::tokens::add(&dir, name, *role).map(|token| {
+            let _ = writeln!(out, "{token}");
+            let _ = writeln!(
+                err,
+                "token {name:?} ({}) made: give it as \"Authorization: Bearer TOKEN\"; it is not shown again",
+                role.as_str()
+            );
+        }),
+        TokenVerb::List => crate::tokens::list(&dir).map(|entries| {
+            if entries.is_empty() {
+                let _ = writeln!(out, "no tokens");
+            }
+            for e in entries {
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:<10} made {}",
+                    e.name,
+                    e.role.as_str(),
+                    crate::time::format_rfc3339(e.created)
+                );
+            }
+        }),
+        TokenVerb::Remove { name } => match crate::tokens::remove(&dir, name) {
+            Ok(true) => {
+                let _ = writeln!(out, "token {name:?} removed");
+                Ok(())
+            }
+            Ok(false) => {
+                let _ = writeln!(err, "tandemctl: token: no token named {name:?}");
+                return 1;
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(err, "tandemctl: token: {e}");
+            1
+        }
+    }
 }
 
 /// Why the daemon's admin API could not be located ([`resolve`]).
@@ -427,6 +542,7 @@ pub fn run<I: IntoIterator<Item = String>>(
             let _ = writeln!(out, "tandemctl {}", crate::daemon::VERSION);
             return 0;
         }
+        Verb::Token(t) => return run_token(&inv.locator, t, out, err),
         Verb::Secret { path } => {
             return match write_secret(path) {
                 Ok(()) => {

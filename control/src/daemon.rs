@@ -223,12 +223,26 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<(), DaemonError> {
     let backend = hooks
         .backend
         .unwrap_or_else(|| Arc::new(ConfigBackend::new(config.clone())));
+    let admin = AdminServer::start(
+        &config.admin_socket(),
+        config.server.admin,
+        Arc::clone(&backend),
+    )?;
     let http = config
         .server
         .http
-        .map(|addr| crate::http::HttpServer::start(addr, Arc::clone(&backend)))
+        .map(|addr| {
+            let access = crate::http::Access {
+                tokens: Arc::new(crate::tokens::Tokens::new(data_dir)),
+                reads_need_token: match config.server.http_auth {
+                    crate::config::HttpAuth::On => true,
+                    crate::config::HttpAuth::Auto => !addr.ip().is_loopback(),
+                },
+                audit: admin.audit_log(),
+            };
+            crate::http::HttpServer::start(addr, backend, access)
+        })
         .transpose()?;
-    let admin = AdminServer::start(&config.admin_socket(), config.server.admin, backend)?;
     tracing::info!(
         version = VERSION,
         subnets = config.subnets.len(),

@@ -1,21 +1,19 @@
-//! The daemon's HTTP server (`server.http`), read-only:
-//! - `GET /metrics`: Prometheus metrics ([`crate::metrics`]);
+//! The daemon's HTTP server (`server.http`):
 //! - `GET /`: the status page (relationships and their state timeline, pools, a lease search,
 //!   counters; `control/assets/status/`, compiled in), live from
 //! - `GET /api/v1/status` and `GET /api/v1/leases?ip=|mac=|client_id=|subnet=|state=|limit=|after=`:
-//!   the admin API's `status` and `leases` answers as JSON (the same [`Response`] documents);
-//! - `GET /healthz`: `ok`.
+//!   the admin API's `status` and `leases` answers as JSON (the same [`AdminResponse`]
+//!   documents), and `GET /metrics` (Prometheus, [`crate::metrics`]): role `read-only`;
+//! - `POST /api/v1/relationships/NAME/partner-down` (body `{"since": UNIX_SECONDS}`, optional)
+//!   and `GET /api/v1/audit?limit=N`: role `dhcp-admin`, and every change is audited;
+//! - `GET /healthz`: `ok`. `control/api/openapi.yaml` describes them.
 //!
-//! The verbs that change state stay on the admin socket until the HTTP API has authentication
-//! (DESIGN.md §7).
+//! Authentication ([`crate::tokens`]): `Authorization: Bearer TOKEN`. A change always needs a
+//! `dhcp-admin` token; a read needs a token unless [`Access::reads_need_token`] is off (the
+//! default on a loopback listener). No token where one is needed: 401 and nothing done; a
+//! token whose role does not allow it: 403, naming the role needed. The page and its assets
+//! carry no data and are served to anyone (the page asks for a token when the API does).
 //!
-//! hyper on a current-thread tokio runtime in a thread of its own: the HTTP server never
-//! touches the workers' cores or the failover driver's loop. It reads the daemon only
-//! through [`AdminBackend::status`], the same snapshot `tandemctl status` sees. Connection
-//! limits as the admin API's: at most [`MAX_CONNECTIONS`] at once (a new one past that is
-//! closed at once), and a connection that has not sent a whole request head within
-//! [`HEADER_TIMEOUT`] is closed, so idle or slow clients cannot hold the server.
-
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
@@ -32,8 +30,24 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{Semaphore, watch};
 
-use crate::admin::{AdminBackend, Request as AdminRequest, Response as AdminResponse};
+use crate::admin::{AdminBackend, Caller, Request as AdminRequest, Response as AdminResponse};
+use crate::audit::AuditLog;
 use crate::status::LeaseFilter;
+use crate::tokens::{Role, Tokens};
+
+/// The largest request body taken (a partner-down's is a few bytes).
+pub const MAX_BODY: usize = 4096;
+
+/// Who may do what on the HTTP server.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The API tokens.
+    pub tokens: Arc<Tokens>,
+    /// Whether reads (status, leases, metrics) need a token too; changes always do.
+    pub reads_need_token: bool,
+    /// Where changes are recorded (the admin socket's log: one file, one writer).
+    pub audit: Arc<AuditLog>,
+}
 
 const PAGE: &str = include_str!("../assets/status/index.html");
 const PAGE_CSS: &str = include_str!("../assets/status/status.css");
@@ -69,7 +83,11 @@ pub struct HttpServer {
 impl HttpServer {
     /// Listens on `addr` (bound before this returns, so a taken port is an error at start)
     /// and serves from a thread of its own.
-    pub fn start(addr: SocketAddr, backend: Arc<dyn AdminBackend>) -> Result<Self, HttpError> {
+    pub fn start(
+        addr: SocketAddr,
+        backend: Arc<dyn AdminBackend>,
+        access: Access,
+    ) -> Result<Self, HttpError> {
         let listener =
             std::net::TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
         let local = listener
@@ -79,6 +97,7 @@ impl HttpServer {
             .set_nonblocking(true)
             .map_err(|source| HttpError::Bind { addr, source })?;
         let (stop, stopped) = watch::channel(false);
+        let access_reads = access.reads_need_token;
         let thread = std::thread::Builder::new()
             .name("http".into())
             .spawn(move || {
@@ -93,10 +112,10 @@ impl HttpServer {
                         return;
                     }
                 };
-                rt.block_on(serve(listener, backend, stopped));
+                rt.block_on(serve(listener, backend, access, stopped));
             })
             .map_err(HttpError::Thread)?;
-        tracing::info!(listen = %local, "http: serving /metrics");
+        tracing::info!(listen = %local, reads_need_token = access_reads, "http: serving the status page, the API and /metrics");
         Ok(HttpServer {
             addr: local,
             stop,
@@ -133,6 +152,7 @@ impl Drop for HttpServer {
 async fn serve(
     listener: std::net::TcpListener,
     backend: Arc<dyn AdminBackend>,
+    access: Access,
     mut stopped: watch::Receiver<bool>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -166,11 +186,13 @@ async fn serve(
             continue;
         };
         let backend = Arc::clone(&backend);
+        let access = access.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let backend = Arc::clone(&backend);
-                async move { Ok::<_, Infallible>(answer(&req, backend.as_ref())) }
+                let access = access.clone();
+                async move { Ok::<_, Infallible>(answer(req, peer, backend.as_ref(), &access).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -223,33 +245,95 @@ fn json(answer: &AdminResponse) -> Response<Full<Bytes>> {
     r
 }
 
-/// The routes, all read-only.
-const ROUTES: &[&str] = &[
+/// Every route, as `control/api/openapi.yaml` names them (`{name}`: a path parameter).
+pub const ROUTES: [&str; 9] = [
     "/",
     "/status.css",
     "/status.js",
+    "/healthz",
     "/api/v1/status",
     "/api/v1/leases",
     "/metrics",
-    "/healthz",
+    "/api/v1/audit",
+    "/api/v1/relationships/{name}/partner-down",
 ];
 
-/// The answer to one request.
-fn answer(req: &Request<Incoming>, backend: &dyn AdminBackend) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
-    if !ROUTES.contains(&path) {
-        return text(
-            StatusCode::NOT_FOUND,
-            "not found: this server has / (the status page), /api/v1/status, /api/v1/leases, /metrics and /healthz\n",
+/// What a route needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Anyone: carries no data.
+    Nothing,
+    /// A reader (a token of any role, unless reads are open).
+    Read,
+    /// A `dhcp-admin` token.
+    Admin,
+}
+
+const NOT_FOUND: &str = "not found: this server has / (the status page), /api/v1/status, /api/v1/leases, \
+/api/v1/audit, /api/v1/relationships/NAME/partner-down, /metrics and /healthz\n";
+
+/// The answer to one request from `peer`.
+async fn answer(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    backend: &dyn AdminBackend,
+    access: &Access,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let partner_down = path
+        .strip_prefix("/api/v1/relationships/")
+        .and_then(|rest| rest.strip_suffix("/partner-down"))
+        .filter(|name| !name.is_empty() && !name.contains('/'))
+        .and_then(percent_decode);
+    let (need, post) = match path.as_str() {
+        "/" | "/status.css" | "/status.js" | "/healthz" => (Need::Nothing, false),
+        "/api/v1/status" | "/api/v1/leases" | "/metrics" => (Need::Read, false),
+        "/api/v1/audit" => (Need::Admin, false),
+        _ if partner_down.is_some() => (Need::Admin, true),
+        _ => return text(StatusCode::NOT_FOUND, NOT_FOUND),
+    };
+    let allowed = if post {
+        req.method() == Method::POST
+    } else {
+        req.method() == Method::GET || req.method() == Method::HEAD
+    };
+    if !allowed {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            if post {
+                "only POST\n"
+            } else {
+                "only GET and HEAD\n"
+            },
         );
-    }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        r.headers_mut().insert(
+            ALLOW,
+            HeaderValue::from_static(if post { "POST" } else { "GET, HEAD" }),
+        );
         return r;
     }
-    match path {
+    let who = match authorize(&req, need, access, &path) {
+        Ok(who) => who,
+        Err(refusal) => {
+            // A change refused to a known token is a fact the audit log keeps (who tried
+            // what); an anonymous refusal is not, so that strangers cannot fill it.
+            if let (Some(name), StatusCode::FORBIDDEN) = (&partner_down, refusal.status()) {
+                let token = bearer(&req).and_then(|t| access.tokens.authenticate(t));
+                let c = caller(token.as_ref().map(|(n, _)| n.as_str()), peer);
+                access.audit.record(&crate::audit::AuditEntry {
+                    time: crate::admin::unix_now(),
+                    who: c.who,
+                    from: c.from,
+                    verb: "partner-down".to_owned(),
+                    request: serde_json::json!({ "verb": "partner-down", "name": name }),
+                    ok: false,
+                    result: "forbidden: needs role dhcp-admin".to_owned(),
+                });
+            }
+            return refusal;
+        }
+    };
+    match path.as_str() {
         "/" => asset(StatusCode::OK, "text/html; charset=utf-8", PAGE),
         "/status.css" => asset(StatusCode::OK, "text/css; charset=utf-8", PAGE_CSS),
         "/status.js" => asset(StatusCode::OK, "text/javascript; charset=utf-8", PAGE_JS),
@@ -263,7 +347,24 @@ fn answer(req: &Request<Incoming>, backend: &dyn AdminBackend) -> Response<Full<
             Ok(filter) => crate::admin::handle_request(AdminRequest::Leases(filter), backend, None),
             Err(e) => AdminResponse::error(e),
         }),
-        _ => {
+        "/api/v1/audit" => {
+            let limit = match query_param(req.uri().query().unwrap_or(""), "limit") {
+                None => None,
+                Some(v) => match v.parse() {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        return json(&AdminResponse::error(format!("limit={v:?} is not a count")));
+                    }
+                },
+            };
+            let caller = caller(who.as_deref(), peer);
+            json(&crate::admin::handle_request(
+                AdminRequest::Audit { limit },
+                backend,
+                Some((&caller, access.audit.as_ref())),
+            ))
+        }
+        "/metrics" => {
             let body = crate::metrics::render(&backend.status());
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
@@ -272,7 +373,118 @@ fn answer(req: &Request<Incoming>, backend: &dyn AdminBackend) -> Response<Full<
             );
             r
         }
+        _ => {
+            let Some(name) = partner_down else {
+                return text(StatusCode::NOT_FOUND, NOT_FOUND);
+            };
+            let since = match partner_down_since(req).await {
+                Ok(s) => s,
+                Err(e) => return json(&AdminResponse::error(e)),
+            };
+            let caller = caller(who.as_deref(), peer);
+            json(&crate::admin::handle_request(
+                AdminRequest::PartnerDown { name, since },
+                backend,
+                Some((&caller, access.audit.as_ref())),
+            ))
+        }
     }
+}
+
+/// The audit log's caller: the token's name, over HTTP from `peer`.
+fn caller(token: Option<&str>, peer: SocketAddr) -> Caller {
+    Caller {
+        who: token.map_or_else(|| "anonymous".to_owned(), |t| format!("token {t}")),
+        from: format!("http {peer}"),
+    }
+}
+
+/// The token's name when one was given and is needed or offered; the 401 or 403 otherwise.
+fn authorize(
+    req: &Request<Incoming>,
+    need: Need,
+    access: &Access,
+    path: &str,
+) -> Result<Option<String>, Response<Full<Bytes>>> {
+    if need == Need::Nothing {
+        return Ok(None);
+    }
+    let Some(token) = bearer(req) else {
+        if need == Need::Read && !access.reads_need_token {
+            return Ok(None);
+        }
+        return Err(unauthorized(
+            "a token is needed: Authorization: Bearer TOKEN (tandemctl token add NAME --role ROLE)",
+        ));
+    };
+    let Some((name, role)) = access.tokens.authenticate(token) else {
+        return Err(unauthorized(
+            "the token is not valid (removed, or never made here)",
+        ));
+    };
+    let needed = if need == Need::Admin {
+        Role::DhcpAdmin
+    } else {
+        Role::ReadOnly
+    };
+    if !role.allows(needed) {
+        let mut r = json(&AdminResponse::error(format!(
+            "forbidden: {path} needs role {}; token {name:?} has role {}",
+            needed.as_str(),
+            role.as_str()
+        )));
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return Err(r);
+    }
+    Ok(Some(name))
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header.
+fn bearer(req: &Request<Incoming>) -> Option<&str> {
+    req.headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+fn unauthorized(why: &str) -> Response<Full<Bytes>> {
+    let mut r = json(&AdminResponse::error(format!("unauthorized: {why}")));
+    *r.status_mut() = StatusCode::UNAUTHORIZED;
+    r.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"tandem\""),
+    );
+    r
+}
+
+/// A partner-down's optional body: `{"since": UNIX_SECONDS}` (empty: now).
+async fn partner_down_since(req: Request<Incoming>) -> Result<Option<u64>, String> {
+    use http_body_util::BodyExt;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        since: Option<u64>,
+    }
+    let body = http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| format!("cannot read the body: {e}"))?
+        .to_bytes();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice::<Body>(&body)
+        .map(|b| b.since)
+        .map_err(|e| format!("the body is not {{\"since\": UNIX_SECONDS}}: {e}"))
+}
+
+/// The value of `key` in a query string, percent-decoded.
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| percent_decode(v))
 }
 
 /// `/api/v1/leases`' query string as the admin API's filter; the error names the parameter.

@@ -10,12 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use control::admin::{AdminBackend, AdminServer, Limits, MAX_REQUEST, PartnerDownError};
+use control::audit::AuditLog;
 use control::config::{FailoverMode, Role};
-use control::http::HttpServer;
+use control::http::{Access, HttpServer};
 use control::status::{
     FailoverState, HistogramStatus, LeaseFilter, LeaseInfo, LeaseState, RelationshipStatus, Status,
     WorkerStatus, XdpStatus,
 };
+use control::tokens::Tokens;
 
 /// When the partner was last heard from, as the fake backend has it: 2025-11-22T04:30:00Z.
 const LAST_HEARD: u64 = 1_763_785_800;
@@ -831,6 +833,15 @@ fn secret_writes_a_new_private_file() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
+/// The HTTP server's access rules over `data_dir`'s tokens and audit log.
+fn access(data_dir: &std::path::Path, reads_need_token: bool) -> Access {
+    Access {
+        tokens: Arc::new(Tokens::new(data_dir)),
+        reads_need_token,
+        audit: Arc::new(AuditLog::new(data_dir)),
+    }
+}
+
 /// One HTTP/1.1 request over a fresh connection: the status code, the headers (names in lower
 /// case) and the body.
 fn http(addr: std::net::SocketAddr, request: &str) -> (u16, Vec<(String, String)>, String) {
@@ -866,9 +877,11 @@ fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<(String, String)>, S
 
 #[test]
 fn metrics_are_served_over_http_and_pass_promtool() {
+    let dir = tempfile::tempdir().expect("tempdir");
     let server = HttpServer::start(
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(TestBackend::default()),
+        access(dir.path(), false),
     )
     .expect("start");
     let addr = server.local_addr();
@@ -948,9 +961,11 @@ fn metrics_are_served_over_http_and_pass_promtool() {
 
 #[test]
 fn an_http_client_that_sends_nothing_is_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
     let server = HttpServer::start(
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(TestBackend::default()),
+        access(dir.path(), false),
     )
     .expect("start");
     let addr = server.local_addr();
@@ -984,7 +999,13 @@ fn an_http_client_that_sends_nothing_is_closed() {
 #[test]
 fn the_http_api_answers_status_and_leases_as_the_admin_socket_does() {
     let backend = Arc::new(TestBackend::default());
-    let server = HttpServer::start("127.0.0.1:0".parse().unwrap(), backend.clone()).expect("start");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = HttpServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        backend.clone(),
+        access(dir.path(), false),
+    )
+    .expect("start");
     let addr = server.local_addr();
 
     let (code, _, body) = get(addr, "/api/v1/status");
@@ -1045,4 +1066,258 @@ fn the_http_api_answers_status_and_leases_as_the_admin_socket_does() {
             "{path} loads from elsewhere"
         );
     }
+}
+
+/// `tandemctl --data-dir DIR token add NAME --role ROLE`: the token it prints.
+fn make_token(dir: &std::path::Path, name: &str, role: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["token", "add", name, "--role", role])
+        .output()
+        .expect("tandemctl token add");
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stderr).contains("not shown again"), "{out:?}");
+    text(&out.stdout).trim().to_owned()
+}
+
+fn with_token(method: &str, path: &str, token: Option<&str>, body: &str) -> String {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: tandem\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn the_http_api_needs_a_token_and_the_role_for_what_it_asks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let noc = make_token(dir.path(), "noc", "read-only");
+    let ops = make_token(dir.path(), "ops", "dhcp-admin");
+    assert_eq!((noc.len(), ops.len()), (64, 64));
+    let backend = Arc::new(TestBackend::default());
+    let server = HttpServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        backend.clone(),
+        access(dir.path(), true),
+    )
+    .expect("start");
+    let addr = server.local_addr();
+    let ask = |method: &str, path: &str, token: Option<&str>, body: &str| {
+        http(addr, &with_token(method, path, token, body))
+    };
+
+    // No token, or a wrong one: 401, with the scheme to use.
+    let (code, headers, body) = ask("GET", "/api/v1/status", None, "");
+    assert_eq!(code, 401, "{body}");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "www-authenticate" && v.starts_with("Bearer")),
+        "{headers:?}"
+    );
+    assert!(body.contains("a token is needed"), "{body}");
+    let (code, _, body) = ask("GET", "/metrics", Some(&"0".repeat(64)), "");
+    assert_eq!(code, 401, "{body}");
+    // The page carries no data: anyone gets it.
+    assert_eq!(ask("GET", "/", None, "").0, 200);
+    // A reader reads.
+    for path in ["/api/v1/status", "/api/v1/leases?limit=5", "/metrics"] {
+        let (code, _, body) = ask("GET", path, Some(&noc), "");
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+
+    // A change: without a token nothing is done, with a reader's token it is forbidden and
+    // says which role it needs.
+    let pd = "/api/v1/relationships/edge-pair/partner-down";
+    let (code, _, body) = ask("POST", pd, None, "");
+    assert_eq!(code, 401, "{body}");
+    let (code, _, body) = ask("POST", pd, Some(&noc), "");
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains("needs role dhcp-admin")
+            && body.contains(r#"token \"noc\" has role read-only"#),
+        "{body}"
+    );
+    assert!(
+        backend.partner_down_calls.lock().unwrap().is_empty(),
+        "done anyway"
+    );
+    let (code, _, body) = ask("GET", "/api/v1/audit", Some(&noc), "");
+    assert_eq!(code, 403, "{body}");
+
+    // An administrator's: done, floored at the last contact, and audited under its name.
+    let (code, _, body) = ask("POST", pd, Some(&ops), r#"{"since": 1763785000}"#);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        backend.partner_down_calls.lock().unwrap().as_slice(),
+        &[("edge-pair".to_owned(), 1_763_785_000)]
+    );
+    let (code, _, body) = ask("POST", pd, Some(&ops), r#"{"since": "yesterday"}"#);
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(ask("GET", pd, Some(&ops), "").0, 405);
+    let (code, _, body) = ask("GET", "/api/v1/audit?limit=10", Some(&ops), "");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let entries = v["audit"].as_array().expect("entries");
+    let done = entries
+        .iter()
+        .find(|e| e["ok"] == true)
+        .expect("the change");
+    assert_eq!(done["who"], "token ops", "{v}");
+    assert!(
+        done["from"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("http 127.0.0.1:"),
+        "{v}"
+    );
+    assert_eq!(done["verb"], "partner-down", "{v}");
+    let refused = entries
+        .iter()
+        .find(|e| e["ok"] == false)
+        .expect("the forbidden try");
+    assert_eq!(refused["who"], "token noc", "{v}");
+
+    // A removed token stops working without a restart.
+    let out = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["token", "remove", "noc"])
+        .output()
+        .expect("tandemctl token remove");
+    assert!(out.status.success(), "{out:?}");
+    let listed = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["token", "list"])
+        .output()
+        .expect("tandemctl token list");
+    let listed = text(&listed.stdout);
+    assert!(
+        listed.contains("ops") && listed.contains("dhcp-admin") && !listed.contains("noc"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&ops),
+        "a token is shown after it was made: {listed}"
+    );
+    std::thread::sleep(control::tokens::RECHECK + Duration::from_millis(100));
+    assert_eq!(ask("GET", "/api/v1/status", Some(&noc), "").0, 401);
+}
+
+#[test]
+fn on_a_loopback_listener_reads_are_open_by_default_but_changes_are_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backend = Arc::new(TestBackend::default());
+    let server = HttpServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        backend.clone(),
+        access(dir.path(), false),
+    )
+    .expect("start");
+    let addr = server.local_addr();
+    assert_eq!(
+        http(addr, &with_token("GET", "/api/v1/status", None, "")).0,
+        200
+    );
+    let (code, _, body) = http(
+        addr,
+        &with_token(
+            "POST",
+            "/api/v1/relationships/edge-pair/partner-down",
+            None,
+            "",
+        ),
+    );
+    assert_eq!(code, 401, "{body}");
+    assert!(backend.partner_down_calls.lock().unwrap().is_empty());
+}
+
+/// Headless Chromium (Debian's, as the e2e status page test runs it) loads `url` and returns
+/// the DOM once the page's scripts have run.
+fn chromium_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().expect("profile");
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .expect("chromium (apt: chromium)");
+    assert!(out.status.success(), "{out:?}");
+    text(&out.stdout)
+}
+
+#[test]
+fn the_status_page_asks_for_a_token_when_the_api_wants_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = HttpServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(TestBackend::default()),
+        access(dir.path(), true),
+    )
+    .expect("start");
+    let dom = chromium_dom(&format!("http://{}/", server.local_addr()));
+    assert!(
+        dom.contains(r#"<form id="login">"#),
+        "the token form is not shown:\n{dom}"
+    );
+    assert!(dom.contains("a token is needed"), "{dom}");
+    assert!(
+        !dom.contains("edge-pair"),
+        "data shown without a token:\n{dom}"
+    );
+}
+
+#[test]
+fn the_openapi_description_lists_every_route_and_each_is_served() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/api/openapi.yaml"))
+        .expect("openapi.yaml");
+    // The paths: two-space indented keys under `paths:`.
+    let paths: std::collections::BTreeSet<&str> = spec
+        .lines()
+        .skip_while(|l| *l != "paths:")
+        .skip(1)
+        .take_while(|l| l.starts_with(' ') || l.is_empty())
+        .filter_map(|l| {
+            l.strip_prefix("  /")
+                .map(|_| l.trim().trim_end_matches(':'))
+        })
+        .collect();
+    let routes: std::collections::BTreeSet<&str> = control::http::ROUTES.into_iter().collect();
+    assert_eq!(paths, routes);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = make_token(dir.path(), "ops", "dhcp-admin");
+    let server = HttpServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(TestBackend::default()),
+        access(dir.path(), true),
+    )
+    .expect("start");
+    for route in routes {
+        let (method, path) = match route.replace("{name}", "edge-pair") {
+            p if p.ends_with("/partner-down") => ("POST", p),
+            p => ("GET", p),
+        };
+        let (code, _, body) = http(
+            server.local_addr(),
+            &with_token(method, &path, Some(&admin), ""),
+        );
+        assert_eq!(code, 200, "{method} {path}: {body}");
+    }
+    assert_eq!(get(server.local_addr(), "/api/v2/status").0, 404);
 }

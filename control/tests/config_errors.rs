@@ -172,6 +172,11 @@ fn server_values() {
         3,
         "`http` = \"localhost:80\" is not an address:port such as \"127.0.0.1:9167\"",
     );
+    one(
+        &with("http_auth = \"off\"\n"),
+        3,
+        "`http_auth` = \"off\" is not one of \"auto\", \"on\"",
+    );
     one(&with("log_level = \"info,[\"\n"), 3, "not a log filter");
     one(
         &with("log_format = \"xml\"\n"),

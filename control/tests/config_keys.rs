@@ -16,6 +16,7 @@ log_format = "json"
 admin = "127.0.0.1:6470"
 http = "127.0.0.1:9167"
 user = "tandem"
+http_auth = "on"
 dispatch = "off"
 trusted_relays = ["10.78.0.1", "192.0.2.0/24"]
 mac_rate = 3
@@ -133,6 +134,7 @@ fn every_key() {
         Some("127.0.0.1:6470".parse::<SocketAddr>().unwrap())
     );
     assert_eq!(s.user.as_deref(), Some("tandem"));
+    assert_eq!(s.http_auth, config::HttpAuth::On);
     assert_eq!(
         s.http,
         Some("127.0.0.1:9167".parse::<SocketAddr>().unwrap())
@@ -258,6 +260,7 @@ fn defaults() {
     assert_eq!(c.server.admin, None);
     assert_eq!(c.server.http, None);
     assert_eq!(c.server.user, None);
+    assert_eq!(c.server.http_auth, config::HttpAuth::Auto);
     assert!(c.server.trusted_relays.is_empty());
     assert_eq!(c.server.rate_limits, dataplane::limit::RateLimits::DEFAULT);
     assert_eq!(

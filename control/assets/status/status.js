@@ -13,6 +13,23 @@ const OTHER_STATES = ["expired", "released", "abandoned", "reset"];
 
 const $ = (sel) => document.querySelector(sel);
 
+// The API token, when the server wants one: kept for this tab only.
+function authHeaders() {
+  const t = sessionStorage.getItem("tandem-token");
+  return t ? { Authorization: "Bearer " + t } : {};
+}
+
+async function api(path) {
+  const r = await fetch(path, { cache: "no-store", headers: authHeaders() });
+  if (r.status === 401) {
+    $("#login").hidden = false;
+    throw new Error("a token is needed");
+  }
+  const body = await r.json();
+  if (!body.ok) throw new Error(body.error || r.statusText);
+  return body;
+}
+
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -137,10 +154,7 @@ function workers(status) {
 
 async function refresh() {
   try {
-    const r = await fetch("/api/v1/status", { cache: "no-store" });
-    const body = await r.json();
-    if (!body.ok) throw new Error(body.error || r.statusText);
-    const s = body.status;
+    const s = (await api("/api/v1/status")).status;
     const now = Date.now() / 1000;
     $("#server").textContent = "tandemd " + s.version + " · " + s.datapath + " · up " + s.uptime + " s";
     $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
@@ -163,9 +177,7 @@ function leaseQuery(q) {
 async function search(query) {
   const out = $("#lease-results");
   try {
-    const r = await fetch("/api/v1/leases?" + query, { cache: "no-store" });
-    const body = await r.json();
-    if (!body.ok) throw new Error(body.error);
+    const body = await api("/api/v1/leases?" + query);
     const leases = body.leases || [];
     out.replaceChildren(
       el("p", { class: "muted", text: leases.length + (leases.length === 1 ? " lease" : " leases") + (body.next ? " (more after " + body.next + ")" : "") }),
@@ -176,6 +188,12 @@ async function search(query) {
   }
 }
 
+$("#login").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem("tandem-token", $("#token").value.trim());
+  $("#login").hidden = true;
+  refresh();
+});
 $("#search").addEventListener("submit", (ev) => {
   ev.preventDefault();
   search(leaseQuery($("#query").value));

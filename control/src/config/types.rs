@@ -58,6 +58,9 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// `admin`: an optional TCP address for the admin API, besides the Unix socket.
     pub admin: Option<SocketAddr>,
+    /// `http_auth`: `auto` (default: reads without a token only on a loopback listener) or
+    /// `on` (every read needs a token too). A change always needs a `dhcp-admin` token.
+    pub http_auth: HttpAuth,
     /// `user`: when tandemd is started as root, the user it becomes before it opens anything,
     /// keeping only the capabilities the datapaths need (`dataplane::sys::KEPT_CAPABILITIES`,
     /// as the packaged unit grants them); `data_dir` is made this user's. Unset: no change
@@ -134,6 +137,16 @@ pub enum Datapath {
     Packet,
     /// Try `xdp`, fall back to `packet` and say so.
     Auto,
+}
+
+/// `server.http_auth`: who may read over HTTP without a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpAuth {
+    /// Reads are open on a loopback listener; elsewhere they need a token.
+    #[default]
+    Auto,
+    /// Every read needs a token.
+    On,
 }
 
 impl Datapath {

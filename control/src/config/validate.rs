@@ -457,6 +457,15 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
             .map(|n| socket_addr(n, "http", "127.0.0.1:9167", ctx)),
     );
     let user = t.get("user").and_then(|n| nonempty_string(n, "user", ctx));
+    let http_auth = flat(t.get("http_auth").map(|n| {
+        choice(
+            n,
+            "http_auth",
+            &[("auto", HttpAuth::Auto), ("on", HttpAuth::On)],
+            ctx,
+        )
+    }))
+    .unwrap_or_default();
     let dispatch = flat(t.get("dispatch").map(|n| {
         choice(
             n,
@@ -540,6 +549,7 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         log_format,
         admin,
         http,
+        http_auth,
         user,
         dispatch,
         trusted_relays,
