@@ -897,6 +897,13 @@ pub enum Target {
     Unix(PathBuf),
     /// `server.admin`, `HOST:PORT`.
     Tcp(String),
+    /// The HTTP API of `server.http`, `HOST:PORT`, with a bearer token if one was given.
+    Http {
+        /// `HOST:PORT`.
+        addr: String,
+        /// The token, sent as `Authorization: Bearer`.
+        token: Option<String>,
+    },
 }
 
 impl std::fmt::Display for Target {
@@ -904,6 +911,7 @@ impl std::fmt::Display for Target {
         match self {
             Target::Unix(p) => write!(f, "{}", p.display()),
             Target::Tcp(a) => f.write_str(a),
+            Target::Http { addr, .. } => write!(f, "http://{addr}"),
         }
     }
 }
@@ -940,10 +948,23 @@ pub fn request(target: &Target, request: &Request) -> Result<Response, ClientErr
         target: target.clone(),
         reason,
     };
+    if let Target::Http { addr, token } = target {
+        return http_request(addr, token.as_deref(), request, timeout).map_err(|(reached, e)| {
+            if reached {
+                protocol(e)
+            } else {
+                ClientError::Unreachable {
+                    target: target.clone(),
+                    reason: e,
+                }
+            }
+        });
+    }
     let mut line = serde_json::to_vec(request).map_err(|e| protocol(e.to_string()))?;
     line.push(b'\n');
     let mut answer = String::new();
     match target {
+        Target::Http { .. } => unreachable!("answered above"),
         Target::Unix(path) => {
             let s = std::os::unix::net::UnixStream::connect(path).map_err(unreachable)?;
             s.set_read_timeout(timeout)
@@ -973,6 +994,99 @@ pub fn request(target: &Target, request: &Request) -> Result<Response, ClientErr
         ));
     }
     serde_json::from_str(&answer).map_err(|e| protocol(format!("unreadable answer: {e}")))
+}
+
+/// One request through the HTTP API (HTTP/1.1, one connection per request): the route of
+/// `request`, and its answer document (also for 400, 401 and 403, which carry the reason).
+/// The error says whether the server was reached.
+fn http_request(
+    addr: &str,
+    token: Option<&str>,
+    request: &Request,
+    timeout: Option<Duration>,
+) -> Result<Response, (bool, String)> {
+    use std::io::Read;
+    let q = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z'
+                | b'a'..=b'z'
+                | b'0'..=b'9'
+                | b'-'
+                | b'.'
+                | b'_'
+                | b'~'
+                | b':'
+                | b'/' => char::from(b).to_string(),
+                b => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let (method, path, body) = match request {
+        Request::Status => ("GET", "/api/v1/status".to_owned(), String::new()),
+        Request::Leases(f) => {
+            let mut params = Vec::new();
+            let mut add = |k: &str, v: Option<String>| {
+                if let Some(v) = v {
+                    params.push(format!("{k}={}", q(&v)));
+                }
+            };
+            add("ip", f.address.map(|a| a.to_string()));
+            add("mac", f.mac.clone());
+            add("client_id", f.client_id.clone());
+            add("subnet", f.subnet.clone());
+            add("state", f.state.map(|s| s.as_str().to_owned()));
+            add("limit", f.limit.map(|l| l.to_string()));
+            add("after", f.after.map(|a| a.to_string()));
+            (
+                "GET",
+                format!("/api/v1/leases?{}", params.join("&")),
+                String::new(),
+            )
+        }
+        Request::PartnerDown { name, since } => (
+            "POST",
+            format!("/api/v1/relationships/{}/partner-down", q(name)),
+            since.map_or_else(String::new, |s| format!("{{\"since\":{s}}}")),
+        ),
+        Request::Audit { limit } => (
+            "GET",
+            match limit {
+                Some(n) => format!("/api/v1/audit?limit={n}"),
+                None => "/api/v1/audit".to_owned(),
+            },
+            String::new(),
+        ),
+    };
+    let auth = token.map_or_else(String::new, |t| {
+        format!("Authorization: Bearer {}\r\n", t.trim())
+    });
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| (false, io_reason(&e)))?;
+    let reached = |e: io::Error| (true, io_reason(&e));
+    s.set_read_timeout(timeout).map_err(reached)?;
+    s.set_write_timeout(timeout).map_err(reached)?;
+    s.write_all(head.as_bytes()).map_err(reached)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(reached)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or((true, "not an HTTP answer".to_owned()))?;
+    let status = head.split(' ').nth(1).unwrap_or("?");
+    serde_json::from_str(body).map_err(|e| {
+        (
+            true,
+            format!(
+                "HTTP {status}, and the body is not an answer ({e}): {}",
+                body.trim()
+            ),
+        )
+    })
 }
 
 /// `connection refused` rather than `Connection refused (os error 111)`.

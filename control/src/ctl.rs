@@ -45,7 +45,9 @@ Verbs:
 Where the daemon is found:
   --config FILE    the Unix socket in FILE's server.data_dir
   --data-dir DIR   the Unix socket DIR/tandemd.sock
-  --admin ADDR     HOST:PORT (server.admin), or the path of a socket
+  --admin ADDR     HOST:PORT (server.admin), the path of a socket, or http://HOST:PORT, the
+                   HTTP API (server.http), with the token in the file TANDEM_TOKEN_FILE names
+                   or in TANDEM_TOKEN
   (default: /var/lib/tandem/tandemd.sock)
 
 Exit status: 0 success, 1 the daemon is unreachable or refused, 2 bad usage.";
@@ -474,6 +476,25 @@ pub enum ResolveError {
     /// The config file could not be read.
     #[error("cannot read config {0}")]
     ReadConfig(LoadError),
+    /// `TANDEM_TOKEN_FILE` could not be read.
+    #[error("TANDEM_TOKEN_FILE {path}: {source}")]
+    TokenFile {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The HTTP API token: the file `TANDEM_TOKEN_FILE` names, else `TANDEM_TOKEN`, else none.
+fn api_token() -> Result<Option<String>, ResolveError> {
+    if let Some(path) = std::env::var_os("TANDEM_TOKEN_FILE") {
+        let path = path.to_string_lossy().into_owned();
+        return std::fs::read_to_string(&path)
+            .map(|t| Some(t.trim().to_owned()))
+            .map_err(|source| ResolveError::TokenFile { path, source });
+    }
+    Ok(std::env::var("TANDEM_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_owned()))
 }
 
 /// Where the daemon's admin API is, for a locator. Reads the config for [`Locator::Config`].
@@ -481,6 +502,13 @@ pub fn resolve(locator: &Locator) -> Result<Target, ResolveError> {
     Ok(match locator {
         Locator::Default => Target::Unix(PathBuf::from(DEFAULT_DATA_DIR).join(admin::SOCKET_NAME)),
         Locator::DataDir(d) => Target::Unix(d.join(admin::SOCKET_NAME)),
+        Locator::Admin(a) if a.starts_with("http://") => Target::Http {
+            addr: a
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned(),
+            token: api_token()?,
+        },
         Locator::Admin(a) if a.contains('/') => Target::Unix(a.into()),
         Locator::Admin(a) => Target::Tcp(a.clone()),
         Locator::Config(path) => match config::load(path) {

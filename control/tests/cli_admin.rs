@@ -1321,3 +1321,73 @@ fn the_openapi_description_lists_every_route_and_each_is_served() {
     }
     assert_eq!(get(server.local_addr(), "/api/v2/status").0, 404);
 }
+
+#[test]
+fn tandemctl_speaks_the_http_api_with_a_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let noc = make_token(dir.path(), "noc", "read-only");
+    let ops = make_token(dir.path(), "ops", "dhcp-admin");
+    let ops_file = dir.path().join("ops.token");
+    std::fs::write(&ops_file, format!("{ops}\n")).expect("write");
+    let backend = Arc::new(TestBackend::default());
+    let server = HttpServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        backend.clone(),
+        access(dir.path(), true),
+    )
+    .expect("start");
+    let url = format!("http://{}", server.local_addr());
+    let ctl = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandemctl"));
+        cmd.args(["--admin", &url])
+            .args(args)
+            .env_remove("TANDEM_TOKEN")
+            .env_remove("TANDEM_TOKEN_FILE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("tandemctl")
+    };
+
+    let out = ctl(&[], &["status"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("unauthorized"), "{out:?}");
+    let out = ctl(&[("TANDEM_TOKEN", &noc)], &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("edge-pair"), "{out:?}");
+    let out = ctl(
+        &[("TANDEM_TOKEN", &noc)],
+        &["leases", "--mac", "02:00:00:00:00:01", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("10.0.1.20"), "{out:?}");
+    assert_eq!(
+        backend
+            .last_filter
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|f| f.mac.clone())
+            .as_deref(),
+        Some("02:00:00:00:00:01")
+    );
+    let out = ctl(&[("TANDEM_TOKEN", &noc)], &["partner-down", "edge-pair"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("needs role dhcp-admin"),
+        "{out:?}"
+    );
+    let file = ops_file.to_string_lossy().into_owned();
+    let out = ctl(
+        &[("TANDEM_TOKEN_FILE", &file)],
+        &["partner-down", "edge-pair", "--since", "1763785000"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        backend.partner_down_calls.lock().unwrap().last().cloned(),
+        Some(("edge-pair".to_owned(), 1_763_785_000))
+    );
+    let out = ctl(&[("TANDEM_TOKEN_FILE", &file)], &["audit", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("token ops"), "{out:?}");
+}
