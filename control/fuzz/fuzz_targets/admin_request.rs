@@ -31,6 +31,7 @@ impl AdminBackend for Backend {
             relationships: Vec::new(),
             workers: Vec::new(),
             leases: BTreeMap::new(),
+            scope_failover: BTreeMap::new(),
             xdp: Vec::new(),
         }
     }
