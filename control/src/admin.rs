@@ -903,6 +903,9 @@ pub enum Target {
         addr: String,
         /// The token, sent as `Authorization: Bearer`.
         token: Option<String>,
+        /// HTTPS, trusting the certificates of this PEM file (`TANDEM_CA_FILE`), or the
+        /// system's (`/etc/ssl/certs/ca-certificates.crt`) when `None`.
+        tls: Option<Option<PathBuf>>,
     },
 }
 
@@ -911,7 +914,10 @@ impl std::fmt::Display for Target {
         match self {
             Target::Unix(p) => write!(f, "{}", p.display()),
             Target::Tcp(a) => f.write_str(a),
-            Target::Http { addr, .. } => write!(f, "http://{addr}"),
+            Target::Http {
+                addr, tls: None, ..
+            } => write!(f, "http://{addr}"),
+            Target::Http { addr, .. } => write!(f, "https://{addr}"),
         }
     }
 }
@@ -948,17 +954,19 @@ pub fn request(target: &Target, request: &Request) -> Result<Response, ClientErr
         target: target.clone(),
         reason,
     };
-    if let Target::Http { addr, token } = target {
-        return http_request(addr, token.as_deref(), request, timeout).map_err(|(reached, e)| {
-            if reached {
-                protocol(e)
-            } else {
-                ClientError::Unreachable {
-                    target: target.clone(),
-                    reason: e,
+    if let Target::Http { addr, token, tls } = target {
+        return http_request(addr, token.as_deref(), tls.as_ref(), request, timeout).map_err(
+            |(reached, e)| {
+                if reached {
+                    protocol(e)
+                } else {
+                    ClientError::Unreachable {
+                        target: target.clone(),
+                        reason: e,
+                    }
                 }
-            }
-        });
+            },
+        );
     }
     let mut line = serde_json::to_vec(request).map_err(|e| protocol(e.to_string()))?;
     line.push(b'\n');
@@ -1002,6 +1010,7 @@ pub fn request(target: &Target, request: &Request) -> Result<Response, ClientErr
 fn http_request(
     addr: &str,
     token: Option<&str>,
+    tls: Option<&Option<PathBuf>>,
     request: &Request,
     timeout: Option<Duration>,
 ) -> Result<Response, (bool, String)> {
@@ -1066,13 +1075,31 @@ fn http_request(
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let mut s = std::net::TcpStream::connect(addr).map_err(|e| (false, io_reason(&e)))?;
+    let s = std::net::TcpStream::connect(addr).map_err(|e| (false, io_reason(&e)))?;
     let reached = |e: io::Error| (true, io_reason(&e));
     s.set_read_timeout(timeout).map_err(reached)?;
     s.set_write_timeout(timeout).map_err(reached)?;
-    s.write_all(head.as_bytes()).map_err(reached)?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(reached)?;
+    match tls {
+        None => {
+            let mut s = s;
+            s.write_all(head.as_bytes()).map_err(reached)?;
+            s.read_to_end(&mut raw).map_err(reached)?;
+        }
+        Some(ca) => {
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let conn = tls_client(ca.as_deref(), host).map_err(|e| (true, e))?;
+            let mut s = rustls::StreamOwned::new(conn, s);
+            s.write_all(head.as_bytes()).map_err(reached)?;
+            match s.read_to_end(&mut raw) {
+                Ok(_) => {}
+                // The server closed without close_notify after a complete answer.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+                Err(e) => return Err(reached(e)),
+            }
+        }
+    }
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -1087,6 +1114,29 @@ fn http_request(
             ),
         )
     })
+}
+
+/// A TLS client for `host`, trusting the PEM certificates of `ca` (else the system's).
+fn tls_client(ca: Option<&Path>, host: &str) -> Result<rustls::ClientConnection, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let ca = ca.unwrap_or(Path::new("/etc/ssl/certs/ca-certificates.crt"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
+        let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))?;
+    rustls::ClientConnection::new(std::sync::Arc::new(config), name).map_err(|e| e.to_string())
 }
 
 /// `connection refused` rather than `Connection refused (os error 111)`.

@@ -45,9 +45,10 @@ Verbs:
 Where the daemon is found:
   --config FILE    the Unix socket in FILE's server.data_dir
   --data-dir DIR   the Unix socket DIR/tandemd.sock
-  --admin ADDR     HOST:PORT (server.admin), the path of a socket, or http://HOST:PORT, the
-                   HTTP API (server.http), with the token in the file TANDEM_TOKEN_FILE names
-                   or in TANDEM_TOKEN
+  --admin ADDR     HOST:PORT (server.admin), the path of a socket, or http://HOST:PORT or
+                   https://HOST:PORT, the HTTP API (server.http), with the token in the file
+                   TANDEM_TOKEN_FILE names or in TANDEM_TOKEN; HTTPS trusts the certificates in
+                   TANDEM_CA_FILE, else the system's
   (default: /var/lib/tandem/tandemd.sock)
 
 Exit status: 0 success, 1 the daemon is unreachable or refused, 2 bad usage.";
@@ -508,6 +509,15 @@ pub fn resolve(locator: &Locator) -> Result<Target, ResolveError> {
                 .trim_end_matches('/')
                 .to_owned(),
             token: api_token()?,
+            tls: None,
+        },
+        Locator::Admin(a) if a.starts_with("https://") => Target::Http {
+            addr: a
+                .trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_owned(),
+            token: api_token()?,
+            tls: Some(std::env::var_os("TANDEM_CA_FILE").map(PathBuf::from)),
         },
         Locator::Admin(a) if a.contains('/') => Target::Unix(a.into()),
         Locator::Admin(a) => Target::Tcp(a.clone()),

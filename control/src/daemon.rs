@@ -239,6 +239,10 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<(), DaemonError> {
                     crate::config::HttpAuth::Auto => !addr.ip().is_loopback(),
                 },
                 audit: admin.audit_log(),
+                tls: match &config.server.http_tls {
+                    Some((cert, key)) => Some(Arc::new(crate::http::tls_config(cert, key)?)),
+                    None => None,
+                },
             };
             crate::http::HttpServer::start(addr, backend, access)
         })

@@ -47,6 +47,39 @@ pub struct Access {
     pub reads_need_token: bool,
     /// Where changes are recorded (the admin socket's log: one file, one writer).
     pub audit: Arc<AuditLog>,
+    /// HTTPS: the server's certificate and key ([`tls_config`]); `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The TLS configuration of a certificate chain and its private key, both PEM files
+/// (`http_tls_cert`, `http_tls_key`): TLS 1.2 and 1.3 (rustls' safe defaults), HTTP/1.1.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<rustls::ServerConfig, HttpError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |path: &std::path::Path, reason: String| HttpError::Tls {
+        path: path.to_owned(),
+        reason,
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| bad(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(bad(cert, "no certificate in it".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(cert, e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key_der)
+    .map_err(|e| bad(key, format!("does not go with {}: {e}", cert.display())))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 const PAGE: &str = include_str!("../assets/status/index.html");
@@ -70,6 +103,11 @@ pub enum HttpError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error("http: cannot start its thread: {0}")]
     Thread(io::Error),
+    #[error("http TLS: {}: {reason}", path.display())]
+    Tls {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// The running server; [`HttpServer::stop`] (or drop) ends it.
@@ -98,6 +136,11 @@ impl HttpServer {
             .map_err(|source| HttpError::Bind { addr, source })?;
         let (stop, stopped) = watch::channel(false);
         let access_reads = access.reads_need_token;
+        let scheme = if access.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let thread = std::thread::Builder::new()
             .name("http".into())
             .spawn(move || {
@@ -115,7 +158,7 @@ impl HttpServer {
                 rt.block_on(serve(listener, backend, access, stopped));
             })
             .map_err(HttpError::Thread)?;
-        tracing::info!(listen = %local, reads_need_token = access_reads, "http: serving the status page, the API and /metrics");
+        tracing::info!(listen = %local, scheme, reads_need_token = access_reads, "http: serving the status page, the API and /metrics");
         Ok(HttpServer {
             addr: local,
             stop,
@@ -187,6 +230,7 @@ async fn serve(
         };
         let backend = Arc::clone(&backend);
         let access = access.clone();
+        let tls = access.tls.clone().map(tokio_rustls::TlsAcceptor::from);
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
@@ -194,18 +238,47 @@ async fn serve(
                 let access = access.clone();
                 async move { Ok::<_, Infallible>(answer(req, peer, backend.as_ref(), &access).await) }
             });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "http: connection ended");
+            let builder = {
+                let mut b = http1::Builder::new();
+                b.timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT);
+                b
+            };
+            match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        r = conn => {
+                            if let Err(e) = r {
+                                tracing::debug!(%peer, error = %e, "http: connection ended");
+                            }
+                        }
+                        _ = stopped.changed() => {}
                     }
                 }
-                _ = stopped.changed() => {}
+                Some(acceptor) => {
+                    // The handshake has the request head's time limit too.
+                    let stream = tokio::select! {
+                        r = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)) => match r {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "http: TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        },
+                        _ = stopped.changed() => return,
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        r = conn => {
+                            if let Err(e) = r {
+                                tracing::debug!(%peer, error = %e, "http: connection ended");
+                            }
+                        }
+                        _ = stopped.changed() => {}
+                    }
+                }
             }
             drop(slot);
         });

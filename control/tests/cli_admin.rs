@@ -839,6 +839,7 @@ fn access(data_dir: &std::path::Path, reads_need_token: bool) -> Access {
         tokens: Arc::new(Tokens::new(data_dir)),
         reads_need_token,
         audit: Arc::new(AuditLog::new(data_dir)),
+        tls: None,
     }
 }
 
@@ -1390,4 +1391,107 @@ fn tandemctl_speaks_the_http_api_with_a_token() {
     let out = ctl(&[("TANDEM_TOKEN_FILE", &file)], &["audit", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(text(&out.stdout).contains("token ops"), "{out:?}");
+}
+
+#[test]
+fn https_serves_with_the_configured_certificate_and_tandemctl_checks_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An authority, and the server's certificate it signs (for 127.0.0.1), as an operator's
+    // own CA would make them.
+    let (ca, cert, key) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+    );
+    let script = format!(
+        "set -e; cd {dir}; \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+           -keyout ca.key -out ca.pem -days 2 -subj '/CN=tandem test CA'; \
+         openssl req -x509 -CA ca.pem -CAkey ca.key -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+           -nodes -keyout key.pem -out cert.pem -days 2 -subj /CN=tandem \
+           -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+           -addext extendedKeyUsage=serverAuth",
+        dir = dir.path().display()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("openssl (apt: openssl)");
+    assert!(out.status.success(), "{out:?}");
+
+    let tls = control::http::tls_config(&cert, &key).expect("tls config");
+    let server = HttpServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(TestBackend::default()),
+        Access {
+            tls: Some(Arc::new(tls)),
+            ..access(dir.path(), false)
+        },
+    )
+    .expect("start");
+    let port = server.local_addr().port();
+    let ctl = |ca: Option<&std::path::Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandemctl"));
+        cmd.args([
+            "--admin",
+            &format!("https://127.0.0.1:{port}"),
+            "status",
+            "--json",
+        ])
+        .env_remove("TANDEM_CA_FILE");
+        if let Some(ca) = ca {
+            cmd.env("TANDEM_CA_FILE", ca);
+        }
+        cmd.output().expect("tandemctl")
+    };
+    // Trusting the authority: served over TLS.
+    let out = ctl(Some(&ca));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("edge-pair"), "{out:?}");
+    // Trusting only the system's authorities: refused, and says why.
+    let out = ctl(None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).to_lowercase().contains("certificate"),
+        "{out:?}"
+    );
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut s = TcpStream::connect(server.local_addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(
+        !raw.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+
+    // A key that does not go with the certificate, or a missing file: refused at start, named.
+    let other = dir.path().join("other.pem");
+    let out = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-out",
+        ])
+        .arg(&other)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{out:?}");
+    let e = control::http::tls_config(&cert, &other)
+        .expect_err("mismatched key")
+        .to_string();
+    assert!(
+        e.contains("other.pem") && e.contains("does not go with"),
+        "{e}"
+    );
+    let e = control::http::tls_config(&dir.path().join("none.pem"), &key)
+        .expect_err("missing")
+        .to_string();
+    assert!(e.contains("none.pem"), "{e}");
 }

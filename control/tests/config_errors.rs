@@ -173,6 +173,11 @@ fn server_values() {
         "`http` = \"localhost:80\" is not an address:port such as \"127.0.0.1:9167\"",
     );
     one(
+        &with("http_tls_cert = \"/c.pem\"\n"),
+        3,
+        "`http_tls_cert` without `http_tls_key`: give both, or neither",
+    );
+    one(
         &with("http_auth = \"off\"\n"),
         3,
         "`http_auth` = \"off\" is not one of \"auto\", \"on\"",

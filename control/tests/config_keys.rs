@@ -17,6 +17,8 @@ admin = "127.0.0.1:6470"
 http = "127.0.0.1:9167"
 user = "tandem"
 http_auth = "on"
+http_tls_cert = "/etc/tandem/http.crt"
+http_tls_key = "/etc/tandem/http.key"
 dispatch = "off"
 trusted_relays = ["10.78.0.1", "192.0.2.0/24"]
 mac_rate = 3
@@ -135,6 +137,10 @@ fn every_key() {
     );
     assert_eq!(s.user.as_deref(), Some("tandem"));
     assert_eq!(s.http_auth, config::HttpAuth::On);
+    assert_eq!(
+        s.http_tls,
+        Some(("/etc/tandem/http.crt".into(), "/etc/tandem/http.key".into()))
+    );
     assert_eq!(
         s.http,
         Some("127.0.0.1:9167".parse::<SocketAddr>().unwrap())
@@ -261,6 +267,7 @@ fn defaults() {
     assert_eq!(c.server.http, None);
     assert_eq!(c.server.user, None);
     assert_eq!(c.server.http_auth, config::HttpAuth::Auto);
+    assert_eq!(c.server.http_tls, None);
     assert!(c.server.trusted_relays.is_empty());
     assert_eq!(c.server.rate_limits, dataplane::limit::RateLimits::DEFAULT);
     assert_eq!(

@@ -58,6 +58,9 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// `admin`: an optional TCP address for the admin API, besides the Unix socket.
     pub admin: Option<SocketAddr>,
+    /// `http_tls_cert`, `http_tls_key`: PEM files (the certificate chain, and its private key);
+    /// with both, the HTTP server speaks only HTTPS. Neither: plain HTTP.
+    pub http_tls: Option<(PathBuf, PathBuf)>,
     /// `http_auth`: `auto` (default: reads without a token only on a loopback listener) or
     /// `on` (every read needs a token too). A change always needs a `dhcp-admin` token.
     pub http_auth: HttpAuth,

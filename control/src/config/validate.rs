@@ -457,6 +457,30 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
             .map(|n| socket_addr(n, "http", "127.0.0.1:9167", ctx)),
     );
     let user = t.get("user").and_then(|n| nonempty_string(n, "user", ctx));
+    let tls_cert = t
+        .get("http_tls_cert")
+        .map(|n| (n.span(), nonempty_string(n, "http_tls_cert", ctx)));
+    let tls_key = t
+        .get("http_tls_key")
+        .map(|n| (n.span(), nonempty_string(n, "http_tls_key", ctx)));
+    let http_tls = match (tls_cert, tls_key) {
+        (Some((_, Some(c))), Some((_, Some(k)))) => Some((PathBuf::from(c), PathBuf::from(k))),
+        (Some((span, _)), None) => {
+            ctx.err(
+                &span,
+                "`http_tls_cert` without `http_tls_key`: give both, or neither",
+            );
+            None
+        }
+        (None, Some((span, _))) => {
+            ctx.err(
+                &span,
+                "`http_tls_key` without `http_tls_cert`: give both, or neither",
+            );
+            None
+        }
+        _ => None,
+    };
     let http_auth = flat(t.get("http_auth").map(|n| {
         choice(
             n,
@@ -549,6 +573,7 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         log_format,
         admin,
         http,
+        http_tls,
         http_auth,
         user,
         dispatch,
