@@ -244,9 +244,10 @@ async fn serve(
                     .header_read_timeout(HEADER_TIMEOUT);
                 b
             };
-            match tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+            // One connection, plain or TLS, until it ends or the server stops.
+            macro_rules! serve {
+                ($io:expr) => {{
+                    let conn = builder.serve_connection(TokioIo::new($io), service);
                     tokio::select! {
                         r = conn => {
                             if let Err(e) = r {
@@ -255,7 +256,10 @@ async fn serve(
                         }
                         _ = stopped.changed() => {}
                     }
-                }
+                }};
+            }
+            match tls {
+                None => serve!(stream),
                 Some(acceptor) => {
                     // The handshake has the request head's time limit too.
                     let stream = tokio::select! {
@@ -269,15 +273,7 @@ async fn serve(
                         },
                         _ = stopped.changed() => return,
                     };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    tokio::select! {
-                        r = conn => {
-                            if let Err(e) = r {
-                                tracing::debug!(%peer, error = %e, "http: connection ended");
-                            }
-                        }
-                        _ = stopped.changed() => {}
-                    }
+                    serve!(stream);
                 }
             }
             drop(slot);

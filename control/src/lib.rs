@@ -11,6 +11,7 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod failover;
+pub mod files;
 pub mod http;
 pub mod logging;
 pub mod metrics;

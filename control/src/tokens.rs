@@ -10,8 +10,7 @@
 //! `read-only` (status, leases, metrics) and `dhcp-admin` (also partner-down and the audit log).
 //! The scope-level permission bits of the management issue come with the scope verbs.
 
-use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -122,35 +121,22 @@ pub fn list(data_dir: &Path) -> Result<Vec<TokenEntry>, TokenError> {
 
 /// Writes `entries` as the whole file, atomically (a temporary file renamed over it), 0600.
 fn store(data_dir: &Path, entries: &[TokenEntry]) -> Result<(), TokenError> {
-    let path = path_of(data_dir);
-    let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
-    let io_err = |p: &Path| {
-        let p = p.to_owned();
-        move |source| TokenError::Io { path: p, source }
-    };
     let mut text = String::new();
     for e in entries {
         text.push_str(&serde_json::to_string(e).unwrap_or_default());
         text.push('\n');
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    // Made by root for a daemon that runs as its own user: the file is data_dir's owner's.
-    if let Ok(meta) = std::fs::metadata(data_dir) {
+    crate::files::write_private(&path_of(data_dir), text.as_bytes(), |tmp| {
+        // Made by root for a daemon that runs as its own user: the file is data_dir's owner's.
         use std::os::unix::fs::MetadataExt;
-        if dataplane::sys::euid() == 0 && meta.uid() != 0 {
-            std::os::unix::fs::lchown(&tmp, Some(meta.uid()), Some(meta.gid()))
-                .map_err(io_err(&tmp))?;
+        match std::fs::metadata(data_dir) {
+            Ok(meta) if dataplane::sys::euid() == 0 && meta.uid() != 0 => {
+                std::os::unix::fs::lchown(tmp, Some(meta.uid()), Some(meta.gid()))
+            }
+            _ => Ok(()),
         }
-    }
-    std::fs::rename(&tmp, &path).map_err(io_err(&path))
+    })
+    .map_err(|(path, source)| TokenError::Io { path, source })
 }
 
 /// Makes a token for `name` with `role`, stores its hash, and returns the token (the only time

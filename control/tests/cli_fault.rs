@@ -22,24 +22,7 @@ use std::time::{Duration, Instant};
 fn a_panicking_worker_aborts_the_daemon() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
-    let config = dir.path().join("tandem.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[server]
-interfaces = ["lo"]
-data_dir = "{}"
-datapath = "packet"
-workers = 1
-
-[[subnet]]
-prefix = "10.77.0.0/24"
-pools = ["10.77.0.10-10.77.0.200"]
-"#,
-            data_dir.display()
-        ),
-    )
-    .expect("write config");
+    let config = lo_config(dir.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_tandemd"))
         .arg("--config")
         .arg(&config)

@@ -433,7 +433,7 @@ fn bindings_replicate_to_the_partner() {
     // What Prometheus scrapes from each partner says the same, and promtool accepts it.
     for (name, server) in [("A", &s.a), ("B", &s.b)] {
         let m = server.metrics(HTTP);
-        common::promtool_check_metrics(&m);
+        testkit::tools::promtool_check_metrics(&m);
         let v = |sample: &str| {
             common::sample(&m, sample).unwrap_or_else(|| panic!("{name}: no {sample} in\n{m}"))
         };

@@ -19,9 +19,7 @@
 //!
 //! [`Fsm::persisted`]: super::fsm::Fsm::persisted
 
-use std::fs::File;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use rkyv::rancor;
@@ -227,30 +225,12 @@ pub fn load(data_dir: &Path, name: &str) -> Result<Option<PersistedState>, Persi
 
 /// Stores `state` for `name` atomically: temp file, fsync, rename, fsync of `data_dir`.
 pub fn store(data_dir: &Path, name: &str, state: &PersistedState) -> Result<(), PersistError> {
-    let path = state_path(data_dir, name);
-    let io_err = |p: &Path| {
-        let p = p.to_owned();
-        move |source| PersistError::Io { path: p, source }
-    };
-    let mut tmp = path.clone().into_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        f.write_all(&encode(name, state)).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    File::open(data_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(data_dir))?;
-    Ok(())
+    crate::files::write_private(
+        &state_path(data_dir, name),
+        &encode(name, state),
+        |_| Ok(()),
+    )
+    .map_err(|(path, source)| PersistError::Io { path, source })
 }
 
 #[cfg(test)]

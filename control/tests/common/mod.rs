@@ -201,34 +201,6 @@ pub fn failover_secret(dir: &Path) -> String {
     format!("shared_secret_file = {:?}", path.to_string_lossy())
 }
 
-/// Runs Prometheus' `promtool check metrics` on an exposition and panics with what it says
-/// unless it is clean (names, types, units, help). promtool is required: apt `prometheus`.
-pub fn promtool_check_metrics(exposition: &str) {
-    use std::io::Write;
-    let promtool =
-        which("promtool").expect("promtool is needed (apt: prometheus; .ci/setup installs it)");
-    let mut check = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    check
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(exposition.as_bytes())
-        .expect("write to promtool");
-    let out = check.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The value of the sample `line_prefix` (a metric name with its labels, as exposed) in an
 /// exposition, if it is there.
 pub fn sample(exposition: &str, line_prefix: &str) -> Option<f64> {

@@ -403,42 +403,10 @@ impl Server {
     }
 
     /// Loads `url` in headless Chromium inside the server's namespace and returns the DOM
-    /// once the page's scripts and fetches have run (virtual time); with `screenshot`, also
-    /// saves what it drew there as a PNG.
+    /// once the page's scripts and fetches have run; with `screenshot`, also saves what it
+    /// drew there as a PNG ([`testkit::tools::chromium`]).
     pub fn chromium(&self, url: &str, screenshot: Option<&Path>) -> String {
-        let profile = temp_dir();
-        let profile_arg = format!("--user-data-dir={}", profile.path().display());
-        // As the machine notes say: without the background-networking flags Chromium keeps
-        // trying hosts this sandbox cannot reach.
-        let base = [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            profile_arg.as_str(),
-            "--virtual-time-budget=6000",
-            "--window-size=1280,1500",
-        ];
-        let run = |extra: &[&str]| {
-            let args: Vec<&str> = base.iter().chain(extra).copied().chain([url]).collect();
-            let out = self.ns.exec(&args);
-            assert!(
-                out.status.success(),
-                "{args:?}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
-        if let Some(path) = screenshot {
-            run(&[&format!("--screenshot={}", path.display())]);
-        }
-        run(&["--dump-dom"])
+        testkit::tools::chromium(&["ip", "netns", "exec", &self.ns.name], url, screenshot)
     }
 
     pub fn status_json(&self) -> Option<serde_json::Value> {

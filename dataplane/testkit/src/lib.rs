@@ -14,3 +14,4 @@
 pub mod io;
 pub mod netns;
 pub mod rng;
+pub mod tools;
