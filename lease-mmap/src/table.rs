@@ -9,6 +9,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::map::Mapping;
 use crate::record::disk::{self, IMAGE_WORDS, INLINE_ID, OverflowRef};
@@ -150,8 +151,11 @@ pub struct Table {
     path: PathBuf,
     first: u32,
     layout: Layout,
-    /// Allocatable slot ranges, inclusive, sorted.
-    alloc: Vec<(u32, u32)>,
+    /// Allocatable slot ranges, inclusive, sorted: the table's own view, for the control
+    /// plane. A live configuration change replaces it ([`Table::set_allocatable`]); the
+    /// engine decides from the ranges of its own configuration snapshot
+    /// ([`Table::allocate_within`]), so that no request sees half of a change.
+    alloc: RwLock<Arc<[(u32, u32)]>>,
     map: Mapping,
     /// Where the next overflow block search starts.
     block_hint: AtomicU32,
@@ -166,6 +170,12 @@ pub struct Table {
 
 type Ref<'a> = SlotRef<'a, AtomicU64, AtomicU32>;
 
+/// Whether `slot` lies in one of `ranges` (inclusive, sorted, disjoint).
+pub fn in_ranges(ranges: &[(u32, u32)], slot: Slot) -> bool {
+    let i = ranges.partition_point(|(_, last)| *last < slot.0);
+    ranges.get(i).is_some_and(|(first, _)| *first <= slot.0)
+}
+
 impl Table {
     pub(crate) fn new(
         id: TableId,
@@ -175,11 +185,12 @@ impl Table {
         map: Mapping,
     ) -> Self {
         let first = u32::from(spec.first);
-        let alloc = spec
-            .allocatable
-            .iter()
-            .map(|(a, b)| (u32::from(*a) - first, u32::from(*b) - first))
-            .collect();
+        let alloc = RwLock::new(
+            spec.allocatable
+                .iter()
+                .map(|(a, b)| (u32::from(*a) - first, u32::from(*b) - first))
+                .collect(),
+        );
         Self {
             id,
             spec,
@@ -199,7 +210,8 @@ impl Table {
         self.id
     }
 
-    /// The spec the table was opened with.
+    /// The spec the table was opened with (its allocatable ranges may since have been
+    /// replaced: [`Table::set_allocatable`]).
     pub fn spec(&self) -> &TableSpec {
         &self.spec
     }
@@ -250,8 +262,43 @@ impl Table {
 
     /// Whether `slot` may be handed out dynamically (inside a pool, not excluded).
     pub fn is_allocatable(&self, slot: Slot) -> bool {
-        let i = self.alloc.partition_point(|(_, last)| *last < slot.0);
-        self.alloc.get(i).is_some_and(|(first, _)| *first <= slot.0)
+        in_ranges(&self.allocatable(), slot)
+    }
+
+    /// The allocatable slot ranges now in force (inclusive, sorted).
+    pub fn allocatable(&self) -> Arc<[(u32, u32)]> {
+        Arc::clone(&self.alloc.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// `ranges` of addresses (inclusive, sorted, disjoint, inside the table) as slot
+    /// ranges, the form [`Table::allocate_within`] takes; `None` if one is outside the
+    /// table, reversed, unsorted or overlapping.
+    pub fn slot_ranges(&self, ranges: &[(Ipv4Addr, Ipv4Addr)]) -> Option<Vec<(u32, u32)>> {
+        let mut out: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+        for &(a, b) in ranges {
+            let (a, b) = (self.slot(a)?.0, self.slot(b)?.0);
+            if a > b || out.last().is_some_and(|&(_, prev)| prev >= a) {
+                return None;
+            }
+            out.push((a, b));
+        }
+        Some(out)
+    }
+
+    /// Replace the allocatable ranges (a live configuration change: pools or exclusions
+    /// moved inside the table's span). Records are untouched: a bound lease outside the new
+    /// ranges stays until it ends and is not handed out again. The file's description keeps
+    /// the old ranges until the next open, where the configuration is authoritative.
+    pub fn set_allocatable(&self, ranges: &[(Ipv4Addr, Ipv4Addr)]) -> Result<(), String> {
+        let slots = self.slot_ranges(ranges).ok_or_else(|| {
+            format!(
+                "allocatable ranges must be sorted, disjoint and inside {}-{}",
+                self.first(),
+                self.last()
+            )
+        })?;
+        *self.alloc.write().unwrap_or_else(PoisonError::into_inner) = slots.into();
+        Ok(())
     }
 
     pub(crate) fn slot_ref(&self, slot: u32) -> Ref<'_> {
@@ -696,7 +743,20 @@ impl Table {
         new: &Lease,
         reusable: &dyn Fn(UnixTime, &Lease) -> bool,
     ) -> Option<(Slot, u64)> {
-        if self.alloc.is_empty() {
+        self.allocate_within(&self.allocatable(), cursor, now, new, reusable)
+    }
+
+    /// [`Table::allocate`] from the slot ranges `alloc` (the caller's configuration
+    /// snapshot, [`Table::slot_ranges`]) rather than the table's own.
+    pub fn allocate_within(
+        &self,
+        alloc: &[(u32, u32)],
+        cursor: &mut AllocCursor,
+        now: UnixTime,
+        new: &Lease,
+        reusable: &dyn Fn(UnixTime, &Lease) -> bool,
+    ) -> Option<(Slot, u64)> {
+        if alloc.is_empty() {
             return None;
         }
         let (worker, workers) = (u32::from(cursor.worker), u32::from(cursor.workers));
@@ -706,7 +766,7 @@ impl Table {
         let own_total = own_chunks * CHUNK;
         let pos = cursor.pos(self.id);
         let try_slot = |s: u32| -> Result<Option<(Slot, u64)>, ()> {
-            if s >= self.len() || !self.is_allocatable(Slot(s)) {
+            if s >= self.len() || !in_ranges(alloc, Slot(s)) {
                 return Ok(None);
             }
             let (v, cur) = self.read(Slot(s));

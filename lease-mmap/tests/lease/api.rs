@@ -84,6 +84,71 @@ fn slots_addresses_and_allocatable_ranges() {
 }
 
 #[test]
+fn allocatable_ranges_change_live_and_a_caller_may_bring_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _j, _) = open(dir.path());
+    let t = store.table(TableId(0));
+    let alloc = |a: &str| t.is_allocatable(t.slot(ip(a)).unwrap());
+    // Outside the table, reversed, overlapping or unsorted: refused, nothing changes.
+    for bad in [
+        vec![(ip("10.0.0.5"), ip("10.0.0.20"))],
+        vec![(ip("10.0.0.30"), ip("10.0.0.20"))],
+        vec![
+            (ip("10.0.0.10"), ip("10.0.0.30")),
+            (ip("10.0.0.30"), ip("10.0.0.40")),
+        ],
+        vec![
+            (ip("10.0.0.50"), ip("10.0.0.60")),
+            (ip("10.0.0.10"), ip("10.0.0.20")),
+        ],
+    ] {
+        assert!(t.slot_ranges(&bad).is_none(), "{bad:?}");
+        assert!(t.set_allocatable(&bad).is_err(), "{bad:?}");
+    }
+    assert!(alloc("10.0.0.20") && !alloc("10.0.0.19"));
+    // An exclusion lifted and another added, live.
+    t.set_allocatable(&[
+        (ip("10.0.0.10"), ip("10.0.0.15")),
+        (ip("10.0.0.101"), ip("10.0.0.200")),
+    ])
+    .unwrap();
+    assert!(alloc("10.0.0.10") && alloc("10.0.0.15") && !alloc("10.0.0.16"));
+    assert!(!alloc("10.0.0.100") && alloc("10.0.0.101") && alloc("10.0.0.200"));
+    // `allocate` follows the table's ranges; `allocate_within` the caller's.
+    let free_only = lease_mmap::free_only;
+    let mut cursor = AllocCursor::new(0, 1);
+    let (slot, _) = t
+        .allocate(&mut cursor, UnixTime(NOW), &active(0, NOW), &free_only)
+        .unwrap();
+    assert_eq!(t.addr(slot), ip("10.0.0.10"));
+    let own = t
+        .slot_ranges(&[(ip("10.0.0.150"), ip("10.0.0.150"))])
+        .unwrap();
+    let mut cursor = AllocCursor::new(0, 1);
+    let (slot, _) = t
+        .allocate_within(
+            &own,
+            &mut cursor,
+            UnixTime(NOW),
+            &active(1, NOW),
+            &free_only,
+        )
+        .unwrap();
+    assert_eq!(t.addr(slot), ip("10.0.0.150"));
+    assert!(
+        t.allocate_within(
+            &own,
+            &mut cursor,
+            UnixTime(NOW),
+            &active(2, NOW),
+            &free_only
+        )
+        .is_none(),
+        "the caller's one address is taken"
+    );
+}
+
+#[test]
 fn read_update_and_conflicts() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _j, _) = open(dir.path());
