@@ -11,8 +11,8 @@
 #![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use lease_mmap::{Slot, TableId, UnixTime, WorkerJournal};
@@ -145,9 +145,60 @@ fn discover_of(data: &[u8], index: usize) -> Option<PendingDiscover> {
     })
 }
 
+/// What a live configuration change replaces in every worker: the engine (scopes, options,
+/// lease times, pools, exclusions, reservations, relays) and the workers' request limits.
+#[derive(Debug)]
+pub struct Serving {
+    pub engine: Arc<Engine>,
+    pub limits: RateLimits,
+}
+
+/// The configuration the workers serve from, replaceable while they run. A worker looks at
+/// the generation once per batch (one atomic load) and takes the new [`Serving`] when it
+/// moved, so every batch is decided wholly by one configuration, old or new; the lock is
+/// taken only on a change.
+#[derive(Debug)]
+pub struct Live {
+    current: Mutex<Arc<Serving>>,
+    generation: AtomicU64,
+}
+
+impl Live {
+    pub fn new(serving: Serving) -> Arc<Self> {
+        Arc::new(Live {
+            current: Mutex::new(Arc::new(serving)),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// Bumped by every [`Live::replace`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The configuration in force and its generation.
+    pub fn load(&self) -> (u64, Arc<Serving>) {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        (
+            self.generation.load(Ordering::Acquire),
+            Arc::clone(&current),
+        )
+    }
+
+    /// Put `serving` in force: each worker takes it before its next batch. Returns the new
+    /// generation.
+    pub fn replace(&self, serving: Serving) -> u64 {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        *current = Arc::new(serving);
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+}
+
 /// One worker's DHCP handler.
 pub struct DhcpHandler {
     engine: Arc<Engine>,
+    /// Where a live configuration change comes from, and the generation last taken.
+    live: Option<(Arc<Live>, u64)>,
     worker: EngineWorker,
     journal: WorkerJournal,
     interfaces: Arc<[Interface]>,
@@ -173,6 +224,7 @@ pub struct DhcpHandler {
 /// A worker's buckets, one table per class.
 #[derive(Debug)]
 struct Limiter {
+    limits: RateLimits,
     mac: Buckets,
     circuit: Buckets,
     relay: Buckets,
@@ -181,6 +233,7 @@ struct Limiter {
 impl Limiter {
     fn new(l: RateLimits) -> Self {
         Limiter {
+            limits: l,
             mac: Buckets::new(l.mac),
             circuit: Buckets::new(l.circuit),
             relay: Buckets::new(l.relay),
@@ -234,6 +287,7 @@ impl DhcpHandler {
     ) -> Self {
         DhcpHandler {
             engine,
+            live: None,
             worker,
             journal,
             interfaces,
@@ -254,6 +308,38 @@ impl DhcpHandler {
     pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
         self.limits = Limiter::new(limits);
         self
+    }
+
+    /// Serves from `live` from now on: its configuration in force replaces the engine and
+    /// rate limits given so far, and each later change is taken before the next batch.
+    pub fn with_live(mut self, live: Arc<Live>) -> Self {
+        let (generation, serving) = live.load();
+        self.adopt(&serving);
+        self.live = Some((live, generation));
+        self
+    }
+
+    /// Take the live configuration if it changed since the last batch.
+    fn follow_live(&mut self) {
+        let Some((live, seen)) = &self.live else {
+            return;
+        };
+        if live.generation() == *seen {
+            return;
+        }
+        let (generation, serving) = live.load();
+        if let Some((_, seen)) = &mut self.live {
+            *seen = generation;
+        }
+        self.adopt(&serving);
+    }
+
+    fn adopt(&mut self, serving: &Serving) {
+        self.engine = Arc::clone(&serving.engine);
+        self.worker.retune(&self.engine);
+        if self.limits.limits != serving.limits {
+            self.limits = Limiter::new(serving.limits);
+        }
     }
 
     /// Reports every committed change to `sink` (failover replication).
@@ -451,6 +537,7 @@ impl BatchHandler for DhcpHandler {
                 .add_drops(DropReason::Durability, rx.len() as u64);
             return;
         }
+        self.follow_live();
         let now = (self.clock)();
         let backlog = match self.overload.backlog {
             0 => tx.capacity(),

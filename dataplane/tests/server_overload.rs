@@ -1,7 +1,9 @@
-//! Overload shedding at the handler: a backlogged (full) batch is served REQUESTs first, then
-//! DISCOVERs up to the budget; a DISCOVER superseded by the same client's retransmission in
-//! the batch is dropped as stale, the rest over the budget as shed. Deterministic: batches
-//! are built in memory and fed to `DhcpHandler` directly, no timing.
+//! The handler fed batches built in memory (deterministic: no sockets, no timing).
+//!
+//! Overload shedding: a backlogged (full) batch is served REQUESTs first, then DISCOVERs up
+//! to the budget; a DISCOVER superseded by the same client's retransmission in the batch is
+//! dropped as stale, the rest over the budget as shed. Rate limits per MAC, circuit and relay.
+//! And a live configuration change ([`dataplane::server::Live`]), taken between two batches.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use dataplane::engine::{Engine, EngineConfig, ScopeConfig};
 use dataplane::limit::{RateLimit, RateLimits};
-use dataplane::server::{DhcpHandler, Interface, OverloadPolicy};
+use dataplane::server::{DhcpHandler, Interface, Live, OverloadPolicy, Serving};
 use dataplane::stats::{DropReason, WorkerStats};
 use dataplane::wire::frame;
 use dataplane::worker::{BatchHandler, RxBatch, RxDesc, RxMeta, TxBatch};
@@ -25,11 +27,25 @@ fn now() -> UnixTime {
     UnixTime(1_800_000_000)
 }
 
-fn handler(dir: &tempfile::TempDir, policy: OverloadPolicy) -> (DhcpHandler, Arc<WorkerStats>) {
+/// The scope every test serves: 10.0.0.0/24, pool .10-.250.
+fn scope() -> ScopeConfig {
     let mut s = ScopeConfig::new(Ipv4Addr::new(10, 0, 0, 0), 24);
     s.pools = vec![(Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 250))];
+    s
+}
+
+fn handler(dir: &tempfile::TempDir, policy: OverloadPolicy) -> (DhcpHandler, Arc<WorkerStats>) {
+    let (h, stats, _) = handler_and_engine(dir, policy);
+    (h, stats)
+}
+
+/// [`handler`], and the engine it serves from.
+fn handler_and_engine(
+    dir: &tempfile::TempDir,
+    policy: OverloadPolicy,
+) -> (DhcpHandler, Arc<WorkerStats>, Arc<Engine>) {
     let cfg = EngineConfig {
-        scopes: vec![s],
+        scopes: vec![scope()],
         ..EngineConfig::default()
     };
     let (store, journals, _) =
@@ -51,7 +67,7 @@ fn handler(dir: &tempfile::TempDir, policy: OverloadPolicy) -> (DhcpHandler, Arc
         now,
     )
     .with_overload(policy);
-    (h, stats)
+    (h, stats, engine)
 }
 
 fn mac(n: u8) -> [u8; 6] {
@@ -393,4 +409,87 @@ fn rate_limited_discovers_do_not_spend_the_shed_budget() {
     );
     assert_eq!(s.dropped(DropReason::RateRelay), 44);
     assert_eq!(s.dropped(DropReason::Shed), 0);
+}
+
+fn lease_time(m: &Message) -> Option<u32> {
+    match m.opts().get(v4::OptionCode::AddressLeaseTime) {
+        Some(DhcpOption::AddressLeaseTime(t)) => Some(*t),
+        _ => None,
+    }
+}
+
+fn dns(m: &Message) -> Vec<Ipv4Addr> {
+    match m.opts().get(v4::OptionCode::DomainNameServer) {
+        Some(DhcpOption::DomainNameServer(d)) => d.clone(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn a_live_change_is_taken_whole_between_two_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (h, _, engine) = handler_and_engine(&dir, OverloadPolicy::DEFAULT);
+    let live = Live::new(Serving {
+        engine: Arc::clone(&engine),
+        limits: RateLimits::OFF,
+    });
+    let mut h = h.with_live(Arc::clone(&live));
+
+    // Under the first configuration: the pool's first address, an hour, no DNS.
+    let first = feed(&mut h, &[discover(1, 1)]);
+    assert_eq!(first[0].yiaddr(), Ipv4Addr::new(10, 0, 0, 10));
+    assert_eq!(
+        (lease_time(&first[0]), dns(&first[0])),
+        (Some(3600), vec![])
+    );
+
+    // The change: .10-.100 excluded, ten minutes, a DNS server.
+    let mut s = scope();
+    s.exclude = vec![(Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 100))];
+    s.lease_time = 600;
+    s.dns = vec![Ipv4Addr::new(10, 0, 0, 53)];
+    let changed = engine
+        .reconfigured(EngineConfig {
+            scopes: vec![s],
+            ..EngineConfig::default()
+        })
+        .expect("same tables");
+    assert_eq!(
+        live.replace(Serving {
+            engine: Arc::new(changed),
+            limits: RateLimits::OFF,
+        }),
+        1
+    );
+
+    // The next batch is wholly the new configuration: the client offered an address that is
+    // now excluded is refused it, a new client gets one past the exclusion, with the new
+    // options.
+    let replies = feed(
+        &mut h,
+        &[request(1, 1, Ipv4Addr::new(10, 0, 0, 10)), discover(2, 2)],
+    );
+    assert_eq!(kind(&replies[0]), Some(v4::MessageType::Nak), "{replies:?}");
+    assert_eq!(
+        kind(&replies[1]),
+        Some(v4::MessageType::Offer),
+        "{replies:?}"
+    );
+    assert_eq!(replies[1].yiaddr(), Ipv4Addr::new(10, 0, 0, 101));
+    assert_eq!(
+        (lease_time(&replies[1]), dns(&replies[1])),
+        (Some(600), vec![Ipv4Addr::new(10, 0, 0, 53)])
+    );
+
+    // A configuration whose scopes no longer match the tables is refused.
+    let mut wider = scope();
+    wider.pools = vec![(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 250))];
+    assert!(
+        engine
+            .reconfigured(EngineConfig {
+                scopes: vec![wider],
+                ..EngineConfig::default()
+            })
+            .is_err()
+    );
 }

@@ -158,6 +158,9 @@ struct Scope {
     by_remote_id: HashMap<Box<[u8]>, Ipv4Addr>,
     /// [`ScopeConfig::max_abandoned`].
     max_abandoned: u32,
+    /// The pools minus exclusions and reservations, as slot ranges of the table: this
+    /// configuration's, not the table's own, so a request never sees half of a live change.
+    alloc: Vec<(u32, u32)>,
     /// When a DECLINE over the cap was last logged (Unix seconds; 0: never).
     cap_logged: AtomicU32,
 }
@@ -168,6 +171,7 @@ impl Scope {
         let mut s = Scope {
             table,
             max_abandoned: cfg.max_abandoned(&cfg.table_spec()),
+            alloc: Vec::new(),
             cap_logged: AtomicU32::new(0),
             mask: cfg.mask(),
             broadcast: cfg.broadcast(),
@@ -200,6 +204,12 @@ impl Scope {
             }
         }
         s
+    }
+
+    /// Whether `slot` of the scope's table may be handed out dynamically under this
+    /// configuration.
+    fn is_allocatable(&self, slot: Slot) -> bool {
+        lease_mmap::table::in_ranges(&self.alloc, slot)
     }
 
     fn reservation(&self, req: &Repr<'_>, relay: &RelayAgentInfo<'_>) -> Option<Ipv4Addr> {
@@ -243,11 +253,24 @@ pub struct Engine {
 #[derive(Debug)]
 pub struct EngineWorker {
     cursor: AllocCursor,
+    decline: DeclineLimits,
     decline_mac: Buckets,
     decline_relay: Buckets,
 }
 
 impl EngineWorker {
+    /// Follow `engine`, which replaced the one this state was made for (a live
+    /// configuration change): the allocation cursor stays (the tables are the same), the
+    /// DECLINE buckets start afresh if their limits changed.
+    pub fn retune(&mut self, engine: &Engine) {
+        let limits = engine.config.decline_limits;
+        if limits != self.decline {
+            self.decline = limits;
+            self.decline_mac = Buckets::per(limits.mac, DECLINE_PERIOD);
+            self.decline_relay = Buckets::per(limits.relay, DECLINE_PERIOD);
+        }
+    }
+
     /// Take a token for a DECLINE of `cx`'s client: the relay's first, as the handler's
     /// request limits do (a flood through one relay is stopped there whatever MACs it
     /// carries).
@@ -333,7 +356,9 @@ impl Engine {
             }
             let net = u32::from(spec.network);
             index.push((net, u32::from(cfg.broadcast()), i));
-            scopes.push(Scope::new(cfg.clone(), id));
+            let mut scope = Scope::new(cfg.clone(), id);
+            scope.alloc = table.slot_ranges(&spec.allocatable).ok_or_else(mismatch)?;
+            scopes.push(scope);
         }
         index.sort_unstable();
         Ok(Engine {
@@ -345,6 +370,13 @@ impl Engine {
         })
     }
 
+    /// An engine for `config` over the same store and failover view: a live configuration
+    /// change, checked as [`Engine::new`] checks (the scopes must still match the store's
+    /// tables, in order and span).
+    pub fn reconfigured(&self, config: EngineConfig) -> Result<Engine, ConfigError> {
+        Ok(Engine::new(config, Arc::clone(&self.store))?.with_failover(Arc::clone(&self.failover)))
+    }
+
     /// Consult `failover` from now on (default: [`Standalone`]).
     pub fn with_failover(mut self, failover: Arc<dyn FailoverView>) -> Self {
         self.failover = failover;
@@ -354,9 +386,11 @@ impl Engine {
     /// State for worker `index` of `workers` (each worker allocates from its own share of
     /// every table first).
     pub fn worker(&self, index: u16, workers: u16) -> EngineWorker {
-        let DeclineLimits { mac, relay } = self.config.decline_limits;
+        let decline = self.config.decline_limits;
+        let DeclineLimits { mac, relay } = decline;
         EngineWorker {
             cursor: AllocCursor::new(index, workers),
+            decline,
             decline_mac: Buckets::per(mac, DECLINE_PERIOD),
             decline_relay: Buckets::per(relay, DECLINE_PERIOD),
         }
@@ -542,7 +576,7 @@ impl Engine {
         }
         // 2. Its current (or previous) binding, if the address is still in a pool.
         if let Some((slot, _, _)) = cx.table.find_client(&cx.key)
-            && cx.table.is_allocatable(slot)
+            && cx.scope.is_allocatable(slot)
             && let Some(lease) = self.hold(cx, slot)?
         {
             return Ok(self.offer(cx, cx.table.addr(slot), &lease));
@@ -551,7 +585,7 @@ impl Engine {
         if let Some(addr) = cx.req.options.requested_ip
             && cx.scope.cfg.contains(addr)
             && let Some(slot) = cx.table.slot(addr)
-            && cx.table.is_allocatable(slot)
+            && cx.scope.is_allocatable(slot)
             && let Some(lease) = self.hold(cx, slot)?
         {
             return Ok(self.offer(cx, addr, &lease));
@@ -564,7 +598,10 @@ impl Engine {
             self.hold_ends(cx),
         );
         let reusable = |now: UnixTime, l: &Lease| self.reusable(cx.scope.table, now, l);
-        if let Some((slot, _)) = cx.table.allocate(&mut w.cursor, cx.now, &new, &reusable) {
+        if let Some((slot, _)) =
+            cx.table
+                .allocate_within(&cx.scope.alloc, &mut w.cursor, cx.now, &new, &reusable)
+        {
             return Ok(self.offer(cx, cx.table.addr(slot), &new));
         }
         // 5. Nothing free: the address abandoned longest ago, before its probation ends.
@@ -586,7 +623,7 @@ impl Engine {
         let table = cx.scope.table;
         let reclaimable = |slot: Slot, l: &Lease| {
             l.state == BindingState::Abandoned
-                && cx.table.is_allocatable(slot)
+                && cx.scope.is_allocatable(slot)
                 && self.failover.may_allocate(table, l, cx.now)
         };
         let mut oldest: Option<(UnixTime, Slot)> = None;
@@ -1010,7 +1047,7 @@ impl Engine {
     fn valid_for(&self, cx: &Cx<'_, '_>, slot: Slot, addr: Ipv4Addr) -> bool {
         match cx.reserved {
             Some(r) => r == addr,
-            None => cx.table.is_allocatable(slot),
+            None => cx.scope.is_allocatable(slot),
         }
     }
 
