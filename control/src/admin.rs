@@ -53,6 +53,13 @@ pub trait AdminBackend: Send + Sync {
     /// and returns the time put in force: never earlier than the partner was last heard from.
     /// The error is shown to the operator as it displays (`no such relationship "x"`).
     fn partner_down(&self, name: &str, since: u64) -> Result<u64, PartnerDownError>;
+    /// Re-reads the configuration file and applies what changed without a restart
+    /// ([`crate::reload`]); returns the changes, one line each (none: the file is the
+    /// configuration in force). The error, shown to the operator as it is, says why nothing
+    /// was applied.
+    fn reload(&self) -> Result<Vec<String>, String> {
+        Err("reload needs the running daemon (this server only reports its configuration)".into())
+    }
 }
 
 /// Why an operator's `partner-down` was not carried out; the text is the admin answer's
@@ -101,16 +108,22 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
     },
+    /// `{"verb":"reload"}`: re-read the configuration file and apply what changed, live.
+    Reload,
 }
+
+/// Every verb's name, as sent.
+pub const VERBS: [&str; 5] = ["status", "leases", "partner-down", "audit", "reload"];
 
 impl Request {
     /// The verb's name, as sent.
-    fn verb(&self) -> &'static str {
+    pub fn verb(&self) -> &'static str {
         match self {
             Request::Status => "status",
             Request::Leases(_) => "leases",
             Request::PartnerDown { .. } => "partner-down",
             Request::Audit { .. } => "audit",
+            Request::Reload => "reload",
         }
     }
 
@@ -118,7 +131,7 @@ impl Request {
     fn is_change(&self) -> bool {
         match self {
             Request::Status | Request::Leases(_) | Request::Audit { .. } => false,
-            Request::PartnerDown { .. } => true,
+            Request::PartnerDown { .. } | Request::Reload => true,
         }
     }
 }
@@ -155,6 +168,9 @@ pub struct Response {
     /// The answer to `audit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<Vec<AuditEntry>>,
+    /// The answer to `reload`: what was applied, one line per subnet or section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<String>>,
 }
 
 impl Response {
@@ -198,8 +214,8 @@ fn handle(
                 .ok()
                 .and_then(|v| v.get("verb").and_then(|v| v.as_str()).map(str::to_owned));
             return Response::error(match verb {
-                Some(v) if !["status", "leases", "partner-down", "audit"].contains(&v.as_str()) => {
-                    format!("unknown verb {v:?} (known: status, leases, partner-down, audit)")
+                Some(v) if !VERBS.contains(&v.as_str()) => {
+                    format!("unknown verb {v:?} (known: {})", VERBS.join(", "))
                 }
                 _ => format!("malformed request: {e}"),
             });
@@ -282,6 +298,15 @@ pub fn handle_request(
             },
             None => Response::error("no audit log here"),
         },
+        Request::Reload => match backend.reload() {
+            Ok(changes) => Response {
+                ok: true,
+                message: Some(reload_message(&changes)),
+                changes: Some(changes),
+                ..Response::default()
+            },
+            Err(e) => Response::error(e),
+        },
     }));
     let answer = answer
         .unwrap_or_else(|_| Response::error("internal error while answering (see tandemd's log)"));
@@ -301,6 +326,18 @@ pub fn handle_request(
         });
     }
     answer
+}
+
+/// What `reload` tells the operator.
+fn reload_message(changes: &[String]) -> String {
+    match changes.len() {
+        0 => "configuration unchanged: nothing to apply".to_owned(),
+        n => format!(
+            "configuration reloaded, {n} change{} applied: {}",
+            if n == 1 { "" } else { "s" },
+            changes.join("; ")
+        ),
+    }
 }
 
 /// What `partner-down` tells the operator: the time the MCLT wait runs from, and why it is
@@ -1066,6 +1103,7 @@ fn http_request(
             },
             String::new(),
         ),
+        Request::Reload => ("POST", "/api/v1/config/reload".to_owned(), String::new()),
     };
     let auth = token.map_or_else(String::new, |t| {
         format!("Authorization: Bearer {}\r\n", t.trim())

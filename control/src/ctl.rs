@@ -31,6 +31,10 @@ Verbs:
                                        TIME (RFC 3339 UTC, e.g. 2026-11-22T04:00:00Z, or Unix
                                        seconds; default now), but no earlier than it was last
                                        heard from: the MCLT is waited out from that time
+  reload [--json]                      re-reads the daemon's configuration file and applies what
+                                       changed without a restart (options, lease times, pools and
+                                       exclusions, reservations, relays, rate limits), or refuses
+                                       the whole file with every reason (also: SIGHUP)
   audit [--json] [--limit N]           the last N changes asked of the daemon (default 100):
                                        when, who (uid, or the TCP peer), what, and the answer
   token add NAME --role ROLE           makes an HTTP API token (ROLE: read-only, or dhcp-admin for
@@ -100,6 +104,11 @@ pub enum Verb {
         /// How many entries (the daemon's default when `None`).
         limit: Option<usize>,
     },
+    /// `reload [--json]`.
+    Reload {
+        /// Print the raw answer.
+        json: bool,
+    },
     /// `secret FILE`: a new shared secret, written locally.
     Secret {
         /// Where to write it (a new file).
@@ -142,13 +151,15 @@ pub struct Invocation {
 pub enum UsageError {
     #[error("give only one of --config, --data-dir, --admin")]
     TwoLocators,
-    #[error("a verb is required (status, leases, partner-down, audit, token, secret)")]
+    #[error("a verb is required (status, leases, partner-down, reload, audit, token, secret)")]
     NoVerb,
     #[error("{0} needs a value")]
     NeedsValue(&'static str),
     #[error("unknown option {0:?}")]
     UnknownOption(String),
-    #[error("unknown verb {0:?} (known: status, leases, partner-down, audit, token, secret)")]
+    #[error(
+        "unknown verb {0:?} (known: status, leases, partner-down, reload, audit, token, secret)"
+    )]
     UnknownVerb(String),
     #[error("{verb}: unexpected argument {arg:?}")]
     Unexpected { verb: &'static str, arg: String },
@@ -367,6 +378,16 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             }
             Verb::Audit { json, limit }
         }
+        "reload" => match rest.as_slice() {
+            [] => Verb::Reload { json: false },
+            [j] if j == "--json" => Verb::Reload { json: true },
+            [_, ..] => {
+                return Err(UsageError::Unexpected {
+                    verb: "reload",
+                    arg: rest.join(" "),
+                });
+            }
+        },
         "secret" => match <[String; 1]>::try_from(rest) {
             Ok([path]) if !path.starts_with('-') => Verb::Secret { path: path.into() },
             _ => return Err(UsageError::SecretFile),
@@ -605,6 +626,7 @@ pub fn run<I: IntoIterator<Item = String>>(
             since: *since,
         },
         Verb::Audit { limit, .. } => Request::Audit { limit: *limit },
+        Verb::Reload { .. } => Request::Reload,
     };
     let target = match resolve(&inv.locator) {
         Ok(t) => t,
@@ -674,6 +696,10 @@ pub fn run<I: IntoIterator<Item = String>>(
                 leases: Some(l), ..
             },
         ) => Ok(write!(out, "{}", render_leases(&l))),
+        (Verb::Reload { json: true }, r) => {
+            serde_json::to_string_pretty(&r).map(|j| writeln!(out, "{j}"))
+        }
+        (Verb::Reload { json: false }, r) => Ok(write!(out, "{}", render_reload(&r))),
         (Verb::PartnerDown { .. }, r) => {
             Ok(writeln!(out, "{}", r.message.as_deref().unwrap_or("done")))
         }
@@ -702,6 +728,24 @@ pub fn run<I: IntoIterator<Item = String>>(
             1
         }
     }
+}
+
+/// A reload's answer: a line, then each change applied.
+fn render_reload(r: &Response) -> String {
+    let changes = r.changes.as_deref().unwrap_or_default();
+    let mut s = match changes.len() {
+        0 => "configuration unchanged: nothing to apply\n".to_owned(),
+        n => format!(
+            "configuration reloaded: {n} change{} applied\n",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
+    for c in changes {
+        s.push_str("  ");
+        s.push_str(c);
+        s.push('\n');
+    }
+    s
 }
 
 /// Left-aligned columns separated by two spaces.

@@ -30,6 +30,8 @@ struct ShutdownInner {
     failed: AtomicBool,
     wakers: Mutex<Vec<Arc<mio::Waker>>>,
     cond: Condvar,
+    /// What SIGHUP does (a reload), once the daemon serves.
+    hangup: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Shutdown {
@@ -138,16 +140,42 @@ impl Shutdown {
         true
     }
 
+    /// Runs `f` on every SIGHUP from now on (on the `signals` thread).
+    pub fn on_hangup(&self, f: impl Fn() + Send + Sync + 'static) {
+        *self
+            .inner
+            .hangup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(f));
+    }
+
     /// SIGTERM and SIGINT request shutdown; a second one while shutting down exits at once (status 130).
+    /// SIGHUP runs what [`Shutdown::on_hangup`] set (the daemon's reload), and is ignored, logged,
+    /// before that and during shutdown.
     /// Uses signal-hook's self-pipe iterator on a thread named `signals`, so nothing runs in the handler.
     pub fn install_signal_handlers(&self) -> io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         let shutdown = self.clone();
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
                 for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        let hangup = shutdown
+                            .inner
+                            .hangup
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner);
+                        match hangup.as_ref() {
+                            Some(reload) if !shutdown.is_requested() => reload(),
+                            _ => tracing::warn!(
+                                signal = "SIGHUP",
+                                "ignored: tandemd is not serving (starting or stopping)"
+                            ),
+                        }
+                        continue;
+                    }
                     let name = if signal == SIGTERM {
                         "SIGTERM"
                     } else {
@@ -177,6 +205,8 @@ pub struct Hooks {
     pub on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
     /// The loops systemd's watchdog is fed for ([`crate::notify`]).
     pub heartbeats: Vec<crate::notify::Heartbeat>,
+    /// The configuration file the daemon was started from: what a reload re-reads.
+    pub config_path: Option<PathBuf>,
 }
 
 impl Hooks {
@@ -187,6 +217,7 @@ impl Hooks {
             backend: None,
             on_shutdown: Vec::new(),
             heartbeats: Vec::new(),
+            config_path: None,
         }
     }
 }
@@ -228,6 +259,27 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<(), DaemonError> {
         config.server.admin,
         Arc::clone(&backend),
     )?;
+    {
+        // SIGHUP: the same reload as `tandemctl reload`, audited as the signal's.
+        let backend = Arc::clone(&backend);
+        let audit = admin.audit_log();
+        hooks.shutdown.on_hangup(move || {
+            let caller = crate::admin::Caller {
+                who: "signal SIGHUP".to_owned(),
+                from: "signal".to_owned(),
+            };
+            let answer = crate::admin::handle_request(
+                crate::admin::Request::Reload,
+                backend.as_ref(),
+                Some((&caller, audit.as_ref())),
+            );
+            match (answer.ok, answer.message, answer.error) {
+                (true, Some(m), _) => tracing::info!(signal = "SIGHUP", "{m}"),
+                (_, _, Some(e)) => tracing::warn!(signal = "SIGHUP", "reload refused: {e}"),
+                _ => {}
+            }
+        });
+    }
     let http = config
         .server
         .http
@@ -694,6 +746,7 @@ pub fn main<E: std::error::Error + 'static>(
                 return ExitCode::from(1);
             }
             let mut hooks = Hooks::new(shutdown.clone());
+            hooks.config_path = Some(path.clone());
             if let Err(e) = wire(&config, &mut hooks) {
                 tracing::error!(error = %Chain(&e), "cannot start");
                 shutdown.request();

@@ -315,7 +315,7 @@ fn json(answer: &AdminResponse) -> Response<Full<Bytes>> {
 }
 
 /// Every route, as `control/api/openapi.yaml` names them (`{name}`: a path parameter).
-pub const ROUTES: [&str; 9] = [
+pub const ROUTES: [&str; 10] = [
     "/",
     "/status.css",
     "/status.js",
@@ -325,6 +325,7 @@ pub const ROUTES: [&str; 9] = [
     "/metrics",
     "/api/v1/audit",
     "/api/v1/relationships/{name}/partner-down",
+    "/api/v1/config/reload",
 ];
 
 /// What a route needs.
@@ -339,7 +340,7 @@ enum Need {
 }
 
 const NOT_FOUND: &str = "not found: this server has / (the status page), /api/v1/status, /api/v1/leases, \
-/api/v1/audit, /api/v1/relationships/NAME/partner-down, /metrics and /healthz\n";
+/api/v1/audit, /api/v1/relationships/NAME/partner-down, /api/v1/config/reload, /metrics and /healthz\n";
 
 /// The answer to one request from `peer`.
 async fn answer(
@@ -358,6 +359,7 @@ async fn answer(
         "/" | "/status.css" | "/status.js" | "/healthz" => (Need::Nothing, false),
         "/api/v1/status" | "/api/v1/leases" | "/metrics" => (Need::Read, false),
         "/api/v1/audit" => (Need::Admin, false),
+        "/api/v1/config/reload" => (Need::Admin, true),
         _ if partner_down.is_some() => (Need::Admin, true),
         _ => return text(StatusCode::NOT_FOUND, NOT_FOUND),
     };
@@ -386,15 +388,23 @@ async fn answer(
         Err(refusal) => {
             // A change refused to a known token is a fact the audit log keeps (who tried
             // what); an anonymous refusal is not, so that strangers cannot fill it.
-            if let (Some(name), StatusCode::FORBIDDEN) = (&partner_down, refusal.status()) {
+            let change = match (&partner_down, path.as_str()) {
+                (Some(name), _) => Some(AdminRequest::PartnerDown {
+                    name: name.clone(),
+                    since: None,
+                }),
+                (None, "/api/v1/config/reload") => Some(AdminRequest::Reload),
+                _ => None,
+            };
+            if let (Some(change), StatusCode::FORBIDDEN) = (change, refusal.status()) {
                 let token = bearer(&req).and_then(|t| access.tokens.authenticate(t));
                 let c = caller(token.as_ref().map(|(n, _)| n.as_str()), peer);
                 access.audit.record(&crate::audit::AuditEntry {
                     time: crate::admin::unix_now(),
                     who: c.who,
                     from: c.from,
-                    verb: "partner-down".to_owned(),
-                    request: serde_json::json!({ "verb": "partner-down", "name": name }),
+                    verb: change.verb().to_owned(),
+                    request: serde_json::to_value(&change).unwrap_or_default(),
                     ok: false,
                     result: "forbidden: needs role dhcp-admin".to_owned(),
                 });
@@ -429,6 +439,14 @@ async fn answer(
             let caller = caller(who.as_deref(), peer);
             json(&crate::admin::handle_request(
                 AdminRequest::Audit { limit },
+                backend,
+                Some((&caller, access.audit.as_ref())),
+            ))
+        }
+        "/api/v1/config/reload" => {
+            let caller = caller(who.as_deref(), peer);
+            json(&crate::admin::handle_request(
+                AdminRequest::Reload,
                 backend,
                 Some((&caller, access.audit.as_ref())),
             ))

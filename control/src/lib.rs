@@ -16,6 +16,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod reload;
 pub mod serve;
 pub mod status;
 pub mod time;

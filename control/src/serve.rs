@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use dataplane::dispatch::{self, Dispatcher, Lane, SiblingIo};
 use dataplane::engine::{self, Engine, EngineConfig, ScopeConfig};
 use dataplane::packet::{self, GuardError, PacketIo, PortGuard, Socket, SocketOptions};
-use dataplane::server::{DhcpHandler, Interface};
+use dataplane::server::{DhcpHandler, Interface, Live, Serving};
 use dataplane::stats::WorkerStats;
 use dataplane::worker::{self, FrameIo, Worker, WorkerConfig};
 use dataplane::xdp::{AttachMode, XdpError, XdpPort, XskOptions};
@@ -279,6 +279,11 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
             .map_err(StartError::Engine)?
             .with_failover(Arc::new(gate)),
     );
+    // What a live configuration change replaces, every worker at once (`Backend::reload`).
+    let live = Live::new(Serving {
+        engine: Arc::clone(&engine),
+        limits: worker_limits,
+    });
     let lb_view = crate::xdp::lb_plan(config).and_then(|i| views.get(i).cloned());
     let failover = match control_journal {
         Some(journal) => Some(start_failover(
@@ -376,7 +381,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
                 Arc::clone(&fatal),
                 worker_clock(),
             )
-            .with_rate_limits(worker_limits);
+            .with_live(Arc::clone(&live));
             if let Some(sink) = failover
                 .as_ref()
                 .and_then(|f| crate::failover::replicate::WorkerOutbox::new(&f.outbox, id))
@@ -471,7 +476,10 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
             .push(Heartbeat::counter("failover", d.turns()));
     }
     hooks.backend = Some(Arc::new(Backend {
-        config: config.clone(),
+        config: Mutex::new(Arc::new(config.clone())),
+        config_path: hooks.config_path.clone(),
+        live,
+        reloading: Mutex::new(()),
         started: Instant::now(),
         datapath,
         store: Arc::clone(&store),
@@ -606,9 +614,16 @@ fn start_failover(
     crate::failover::driver::start(config, views, replication, shutdown)
 }
 
-/// What `tandemctl` sees of a running server.
+/// What `tandemctl` sees of a running server, and what it changes.
 struct Backend {
-    config: Config,
+    /// The configuration in force: the file's at start, then at each accepted reload.
+    config: Mutex<Arc<Config>>,
+    /// The file it came from (`None`: a test's wiring), re-read by [`Backend::reload`].
+    config_path: Option<PathBuf>,
+    /// The workers' engine and limits.
+    live: Arc<Live>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
     started: Instant,
     datapath: &'static str,
     store: Arc<Store>,
@@ -662,11 +677,18 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+impl Backend {
+    fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 impl AdminBackend for Backend {
     fn status(&self) -> Status {
         let now = UnixTime::now();
+        let config = self.config();
         let mut leases = BTreeMap::new();
-        for (subnet, table) in self.config.subnets.iter().zip(self.store.tables()) {
+        for (subnet, table) in config.subnets.iter().zip(self.store.tables()) {
             let mut counts: BTreeMap<LeaseState, u64> = BTreeMap::new();
             table.for_each(|slot, _, l| {
                 if table.is_allocatable(slot) || l.state != BindingState::Free {
@@ -723,7 +745,7 @@ impl AdminBackend for Backend {
                 })
                 .collect(),
             leases,
-            scope_failover: scope_failover(&self.config),
+            scope_failover: scope_failover(&config),
             xdp: self.xdp.as_ref().map(|x| x.status()).unwrap_or_default(),
         }
     }
@@ -746,12 +768,8 @@ impl AdminBackend for Backend {
         };
         let limit = usize::try_from(filter.limit.unwrap_or(u32::MAX)).unwrap_or(usize::MAX);
         // In address order across subnets (they never overlap), for the `after` cursor.
-        let mut tables: Vec<_> = self
-            .config
-            .subnets
-            .iter()
-            .zip(self.store.tables())
-            .collect();
+        let config = self.config();
+        let mut tables: Vec<_> = config.subnets.iter().zip(self.store.tables()).collect();
         tables.sort_by_key(|(subnet, _)| subnet.prefix.addr);
         let mut out = Vec::new();
         for (subnet, table) in tables {
@@ -799,7 +817,68 @@ impl AdminBackend for Backend {
     fn partner_down(&self, name: &str, since: u64) -> Result<u64, PartnerDownError> {
         match &self.failover {
             Some(driver) => driver.partner_down(name, since),
-            None => crate::daemon::partner_down_unavailable(&self.config, name),
+            None => crate::daemon::partner_down_unavailable(&self.config(), name),
         }
+    }
+
+    fn reload(&self) -> Result<Vec<String>, String> {
+        let _one = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let path = self
+            .config_path
+            .as_deref()
+            .ok_or("tandemd was not started from a configuration file")?;
+        let new = config::load(path)
+            .map_err(|e| format!("not applied: {}", e.to_string().replace('\n', "; ")))?;
+        let old = self.config();
+        let plan = crate::reload::plan(&old, &new).map_err(|e| e.to_string())?;
+        if plan.changes.is_empty() {
+            tracing::info!(file = %path.display(), "configuration reloaded: unchanged");
+            return Ok(plan.changes);
+        }
+        // Everything that can fail comes before anything is put in force.
+        let (_, serving) = self.live.load();
+        let engine_cfg = engine_config(&plan.config);
+        let specs = engine_cfg.table_specs();
+        let engine = serving
+            .engine
+            .reconfigured(engine_cfg)
+            .map_err(|e| format!("not applied: {e}"))?;
+        for (table, spec) in self.store.tables().iter().zip(&specs) {
+            if table.slot_ranges(&spec.allocatable).is_none() {
+                return Err(format!(
+                    "not applied: subnet {}/{}: its pools leave the lease table's span",
+                    spec.network, spec.prefix_len
+                ));
+            }
+        }
+        let limits = plan.config.server.rate_limits;
+        let worker_limits = match &self.xdp {
+            Some(xdp) => {
+                if limits != old.server.rate_limits {
+                    xdp.set_rates(&limits, &old.server.rate_limits)
+                        .map_err(|e| format!("not applied: {e}"))?;
+                }
+                dataplane::limit::RateLimits::OFF
+            }
+            None => limits,
+        };
+        let generation = self.live.replace(Serving {
+            engine: Arc::new(engine),
+            limits: worker_limits,
+        });
+        // The control plane's view of the pools (failover's pool balancing, the status).
+        for (table, spec) in self.store.tables().iter().zip(&specs) {
+            if let Err(e) = table.set_allocatable(&spec.allocatable) {
+                tracing::error!(table = %table.path().display(), error = %e, "updating the pools");
+            }
+        }
+        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(plan.config);
+        for change in &plan.changes {
+            tracing::info!(file = %path.display(), generation, "configuration change applied: {change}");
+        }
+        Ok(plan.changes)
     }
 }

@@ -91,6 +91,28 @@ impl XdpPorts {
         ok
     }
 
+    /// Writes the request rate limits to every port's program (a live configuration
+    /// change). On an error the ports already written are put back to `previous`.
+    pub fn set_rates(
+        &self,
+        limits: &dataplane::limit::RateLimits,
+        previous: &dataplane::limit::RateLimits,
+    ) -> Result<(), String> {
+        let mut ports = self.ports.lock().unwrap_or_else(PoisonError::into_inner);
+        for (i, (name, port)) in self.interfaces.iter().zip(ports.iter_mut()).enumerate() {
+            if let Err(e) = port.program_mut().set_rates(limits) {
+                let undo = ports.iter_mut().take(i);
+                for port in undo {
+                    if let Err(e) = port.program_mut().set_rates(previous) {
+                        tracing::error!(error = %e, "putting the XDP rate limits back");
+                    }
+                }
+                return Err(format!("writing the XDP rate limits on {name}: {e}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Per interface: the attach mode, the verdict counters and the filter.
     pub fn status(&self) -> Vec<XdpStatus> {
         let lb = self

@@ -25,6 +25,7 @@ const LAST_HEARD: u64 = 1_763_785_800;
 #[derive(Default)]
 struct TestBackend {
     partner_down_calls: Mutex<Vec<(String, u64)>>,
+    reloads: Mutex<u32>,
     last_filter: Mutex<Option<LeaseFilter>>,
 }
 
@@ -120,6 +121,11 @@ impl AdminBackend for TestBackend {
             .expect("lock")
             .push((name.into(), since));
         Ok(since.max(LAST_HEARD))
+    }
+
+    fn reload(&self) -> Result<Vec<String>, String> {
+        *self.reloads.lock().expect("lock") += 1;
+        Ok(vec!["subnet 10.77.0.0/16: dns, lease_time".to_owned()])
     }
 }
 
@@ -1185,6 +1191,74 @@ fn the_http_api_needs_a_token_and_the_role_for_what_it_asks() {
 }
 
 #[test]
+fn a_reload_over_http_needs_dhcp_admin_and_is_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let noc = make_token(dir.path(), "noc", "read-only");
+    let ops = make_token(dir.path(), "ops", "dhcp-admin");
+    let backend = Arc::new(TestBackend::default());
+    let server = serve_http(dir.path(), backend.clone(), false);
+    let addr = server.local_addr();
+    let reload = "/api/v1/config/reload";
+    // Even on loopback, where reads are open, a change needs a token, and the right role.
+    assert_eq!(http(addr, &with_token("POST", reload, None, "")).0, 401);
+    let (code, _, body) = http(addr, &with_token("POST", reload, Some(&noc), ""));
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("needs role dhcp-admin"), "{body}");
+    assert_eq!(*backend.reloads.lock().unwrap(), 0, "done anyway");
+    assert_eq!(
+        http(addr, &with_token("GET", reload, Some(&ops), "")).0,
+        405
+    );
+    let (code, _, body) = http(addr, &with_token("POST", reload, Some(&ops), ""));
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        v["changes"][0], "subnet 10.77.0.0/16: dns, lease_time",
+        "{v}"
+    );
+    assert_eq!(*backend.reloads.lock().unwrap(), 1);
+
+    // tandemctl reload over the API prints each change.
+    let token_file = dir.path().join("ops.token");
+    std::fs::write(&token_file, format!("{ops}\n")).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+        .args(["--admin", &format!("http://{addr}"), "reload"])
+        .env_remove("TANDEM_TOKEN")
+        .env("TANDEM_TOKEN_FILE", &token_file)
+        .output()
+        .expect("tandemctl reload");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        text(&out.stdout),
+        "configuration reloaded: 1 change applied\n  subnet 10.77.0.0/16: dns, lease_time\n"
+    );
+
+    // Both the refused and the done are in the audit log, under the tokens' names.
+    let (_, _, body) = http(addr, &with_token("GET", "/api/v1/audit", Some(&ops), ""));
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let seen: Vec<(String, String, bool)> = v["audit"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["who"].as_str().unwrap_or("").to_owned(),
+                e["verb"].as_str().unwrap_or("").to_owned(),
+                e["ok"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("token noc".to_owned(), "reload".to_owned(), false),
+            ("token ops".to_owned(), "reload".to_owned(), true),
+            ("token ops".to_owned(), "reload".to_owned(), true),
+        ]
+    );
+}
+
+#[test]
 fn on_a_loopback_listener_reads_are_open_by_default_but_changes_are_not() {
     let dir = tempfile::tempdir().expect("tempdir");
     let backend = Arc::new(TestBackend::default());
@@ -1246,7 +1320,7 @@ fn the_openapi_description_lists_every_route_and_each_is_served() {
     let server = serve_http(dir.path(), Arc::new(TestBackend::default()), true);
     for route in routes {
         let (method, path) = match route.replace("{name}", "edge-pair") {
-            p if p.ends_with("/partner-down") => ("POST", p),
+            p if p.ends_with("/partner-down") || p.ends_with("/reload") => ("POST", p),
             p => ("GET", p),
         };
         let (code, _, body) = http(

@@ -58,6 +58,10 @@ impl AdminBackend for Backend {
             Err(PartnerDownError::NoSuchRelationship(name.to_owned()))
         }
     }
+
+    fn reload(&self) -> Result<Vec<String>, String> {
+        Ok(vec!["subnet 10.0.0.0/24: dns".to_owned()])
+    }
 }
 
 /// The audit log, in a scratch directory removed by a later run once this process is gone.
@@ -72,7 +76,7 @@ fn check(line: &[u8]) {
         from: "unix".into(),
     };
     let response = admin::handle_line_audited(line, &Backend, &caller, audit_log());
-    if let Ok(Request::PartnerDown { .. }) = serde_json::from_slice::<Request>(line) {
+    if let Ok(Request::PartnerDown { .. } | Request::Reload) = serde_json::from_slice::<Request>(line) {
         let last = audit_log().recent(1).expect("the audit log reads");
         assert_eq!(last.len(), 1, "a change is audited");
         assert_eq!(last[0].ok, response.ok);
@@ -106,6 +110,10 @@ fn check(line: &[u8]) {
         }
         Request::PartnerDown { name, .. } => {
             assert_eq!(name, "edge");
+            assert!(response.message.is_some());
+        }
+        Request::Reload => {
+            assert_eq!(response.changes.as_ref().map(Vec::len), Some(1));
             assert!(response.message.is_some());
         }
         Request::Audit { limit } => {

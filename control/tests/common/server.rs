@@ -325,6 +325,16 @@ impl Server {
         Some(status)
     }
 
+    /// The configuration file the server runs on (a test may edit it and reload).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Sends the running server a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        super::signal(self.pid().expect("signal: server not running"), name);
+    }
+
     /// The server's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
