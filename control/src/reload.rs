@@ -92,56 +92,46 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Refused> {
 
 /// The `[server]` keys that only a restart changes, by their names in the file.
 fn restart_keys(o: &ServerConfig, n: &ServerConfig) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let mut check = |changed: bool, key: &'static str| {
-        if changed {
-            keys.push(key);
-        }
-    };
-    check(o.interfaces != n.interfaces, "interfaces");
-    check(o.data_dir != n.data_dir, "data_dir");
-    check(o.datapath != n.datapath, "datapath");
-    check(o.workers != n.workers, "workers");
-    check(o.dispatch != n.dispatch, "dispatch");
-    check(o.durability != n.durability, "durability");
-    check(o.log_level != n.log_level, "log_level");
-    check(o.log_format != n.log_format, "log_format");
-    check(o.admin != n.admin, "admin");
-    check(o.http != n.http, "http");
-    check(o.http_tls != n.http_tls, "http_tls_cert/http_tls_key");
-    check(o.http_auth != n.http_auth, "http_auth");
-    check(o.user != n.user, "user");
-    keys
+    differing([
+        (o.interfaces != n.interfaces, "interfaces"),
+        (o.data_dir != n.data_dir, "data_dir"),
+        (o.datapath != n.datapath, "datapath"),
+        (o.workers != n.workers, "workers"),
+        (o.dispatch != n.dispatch, "dispatch"),
+        (o.durability != n.durability, "durability"),
+        (o.log_level != n.log_level, "log_level"),
+        (o.log_format != n.log_format, "log_format"),
+        (o.admin != n.admin, "admin"),
+        (o.http != n.http, "http"),
+        (o.http_tls != n.http_tls, "http_tls_cert/http_tls_key"),
+        (o.http_auth != n.http_auth, "http_auth"),
+        (o.user != n.user, "user"),
+    ])
 }
 
 /// The `[server]` keys applied live that changed.
 fn live_server_keys(o: &ServerConfig, n: &ServerConfig) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let mut check = |changed: bool, key: &'static str| {
-        if changed {
-            keys.push(key);
-        }
-    };
-    check(o.server_id != n.server_id, "server_id");
-    check(o.trusted_relays != n.trusted_relays, "trusted_relays");
-    check(o.rate_limits.mac != n.rate_limits.mac, "mac_rate/mac_burst");
-    check(
-        o.rate_limits.circuit != n.rate_limits.circuit,
-        "circuit_rate/circuit_burst",
-    );
-    check(
-        o.rate_limits.relay != n.rate_limits.relay,
-        "relay_rate/relay_burst",
-    );
-    check(
-        o.decline_limits.mac != n.decline_limits.mac,
-        "mac_decline_rate",
-    );
-    check(
-        o.decline_limits.relay != n.decline_limits.relay,
-        "relay_decline_rate",
-    );
-    keys
+    differing([
+        (o.server_id != n.server_id, "server_id"),
+        (o.trusted_relays != n.trusted_relays, "trusted_relays"),
+        (o.rate_limits.mac != n.rate_limits.mac, "mac_rate/mac_burst"),
+        (
+            o.rate_limits.circuit != n.rate_limits.circuit,
+            "circuit_rate/circuit_burst",
+        ),
+        (
+            o.rate_limits.relay != n.rate_limits.relay,
+            "relay_rate/relay_burst",
+        ),
+        (
+            o.decline_limits.mac != n.decline_limits.mac,
+            "mac_decline_rate",
+        ),
+        (
+            o.decline_limits.relay != n.decline_limits.relay,
+            "relay_decline_rate",
+        ),
+    ])
 }
 
 fn subnet_changes(
@@ -177,29 +167,28 @@ fn subnet_changes(
         ));
     }
 
-    let mut keys: Vec<String> = Vec::new();
-    let mut check = |changed: bool, key: &str| {
-        if changed {
-            keys.push(key.to_owned());
-        }
-    };
-    check(o.pools != n.pools, "pools");
-    check(o.exclude != n.exclude, "exclude");
-    check(o.router != n.router, "router");
-    check(o.dns != n.dns, "dns");
-    check(o.domain_name != n.domain_name, "domain_name");
-    check(o.lease_time != n.lease_time, "lease_time");
-    check(o.renewal_time != n.renewal_time, "renewal_time");
-    check(o.rebinding_time != n.rebinding_time, "rebinding_time");
-    check(
-        o.decline_probation != n.decline_probation,
-        "decline_probation",
-    );
-    check(
-        o.max_abandoned_percent != n.max_abandoned_percent,
-        "max_abandoned_percent",
-    );
-    check(o.offer_hold != n.offer_hold, "offer_hold");
+    let mut keys: Vec<String> = differing([
+        (o.pools != n.pools, "pools"),
+        (o.exclude != n.exclude, "exclude"),
+        (o.router != n.router, "router"),
+        (o.dns != n.dns, "dns"),
+        (o.domain_name != n.domain_name, "domain_name"),
+        (o.lease_time != n.lease_time, "lease_time"),
+        (o.renewal_time != n.renewal_time, "renewal_time"),
+        (o.rebinding_time != n.rebinding_time, "rebinding_time"),
+        (
+            o.decline_probation != n.decline_probation,
+            "decline_probation",
+        ),
+        (
+            o.max_abandoned_percent != n.max_abandoned_percent,
+            "max_abandoned_percent",
+        ),
+        (o.offer_hold != n.offer_hold, "offer_hold"),
+    ])
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
     if o.reservations != n.reservations {
         let (added, removed) = reservation_diff(&o.reservations, &n.reservations);
         let mut k = String::from("reservations");
@@ -213,6 +202,13 @@ fn subnet_changes(
     if !keys.is_empty() {
         changes.push(format!("subnet {p}: {}", keys.join(", ")));
     }
+}
+
+/// The keys whose values changed, in the order given.
+fn differing<const N: usize>(keys: [(bool, &'static str); N]) -> Vec<&'static str> {
+    keys.into_iter()
+        .filter_map(|(changed, key)| changed.then_some(key))
+        .collect()
 }
 
 /// How many reservations `new` has that `old` lacks, and the other way round.
@@ -279,44 +275,39 @@ fn longest_lease(config: &Config, relationship: &str) -> u32 {
 }
 
 fn relationship_keys(o: &FailoverConfig, n: &FailoverConfig) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let mut check = |changed: bool, key: &'static str| {
-        if changed {
-            keys.push(key);
-        }
-    };
-    check(o.role != n.role, "role");
-    check(o.mode != n.mode, "mode");
-    check(o.address != n.address, "address");
-    check(o.peer_address != n.peer_address, "peer_address");
-    check(o.port != n.port, "port");
-    check(o.peer_port != n.peer_port, "peer_port");
-    check(o.mclt != n.mclt, "mclt");
-    check(o.split != n.split, "split");
-    check(o.reserve_percent != n.reserve_percent, "reserve_percent");
-    check(
-        o.load_balance_max_seconds != n.load_balance_max_seconds,
-        "load_balance_max_seconds",
-    );
-    check(
-        o.max_response_delay != n.max_response_delay,
-        "max_response_delay",
-    );
-    check(
-        o.max_unacked_updates != n.max_unacked_updates,
-        "max_unacked_updates",
-    );
-    check(
-        o.auto_partner_down != n.auto_partner_down,
-        "auto_partner_down",
-    );
-    check(o.peer_software != n.peer_software, "peer_software");
-    check(
-        o.shared_secret_file != n.shared_secret_file,
-        "shared_secret_file",
-    );
-    check(o.max_lease_time != n.max_lease_time, "max_lease_time");
-    keys
+    differing([
+        (o.role != n.role, "role"),
+        (o.mode != n.mode, "mode"),
+        (o.address != n.address, "address"),
+        (o.peer_address != n.peer_address, "peer_address"),
+        (o.port != n.port, "port"),
+        (o.peer_port != n.peer_port, "peer_port"),
+        (o.mclt != n.mclt, "mclt"),
+        (o.split != n.split, "split"),
+        (o.reserve_percent != n.reserve_percent, "reserve_percent"),
+        (
+            o.load_balance_max_seconds != n.load_balance_max_seconds,
+            "load_balance_max_seconds",
+        ),
+        (
+            o.max_response_delay != n.max_response_delay,
+            "max_response_delay",
+        ),
+        (
+            o.max_unacked_updates != n.max_unacked_updates,
+            "max_unacked_updates",
+        ),
+        (
+            o.auto_partner_down != n.auto_partner_down,
+            "auto_partner_down",
+        ),
+        (o.peer_software != n.peer_software, "peer_software"),
+        (
+            o.shared_secret_file != n.shared_secret_file,
+            "shared_secret_file",
+        ),
+        (o.max_lease_time != n.max_lease_time, "max_lease_time"),
+    ])
 }
 
 #[cfg(test)]

@@ -335,6 +335,31 @@ impl Server {
         super::signal(self.pid().expect("signal: server not running"), name);
     }
 
+    /// No lease lost: the latest ACK of every address among `acks` (seen on the wire) is
+    /// bound to that client in the table. A capture may miss frames under load; it never
+    /// invents them.
+    pub fn assert_acks_in_table(&self, acks: &[&super::capture::DhcpMsg]) {
+        let table: std::collections::BTreeMap<_, _> = self
+            .leases()
+            .into_iter()
+            .filter(|l| l.state == "active")
+            .map(|l| (l.address, l.chaddr))
+            .collect();
+        let mut latest = std::collections::BTreeMap::new();
+        for ack in acks {
+            latest.insert(ack.yiaddr, ack.chaddr.clone());
+        }
+        let missing: Vec<_> = latest
+            .iter()
+            .filter(|&(addr, chaddr)| table.get(addr) != Some(chaddr))
+            .take(10)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "ACKed on the wire but not bound to that client in the table (first 10): {missing:?}"
+        );
+    }
+
     /// The server's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
