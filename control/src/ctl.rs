@@ -33,7 +33,8 @@ Verbs:
                                        heard from: the MCLT is waited out from that time
   reload [--json]                      re-reads the daemon's configuration file and applies what
                                        changed without a restart (options, lease times, pools and
-                                       exclusions, reservations, relays, rate limits), or refuses
+                                       exclusions, reservations, relays, rate limits, log
+                                       level), or refuses
                                        the whole file with every reason (also: SIGHUP)
   audit [--json] [--limit N]           the last N changes asked of the daemon (default 100):
                                        when, who (uid, or the TCP peer), what, and the answer

@@ -1,6 +1,8 @@
 //! `tandemd`'s log: tracing to stderr, in a compact human format or as JSON lines
 //! (`server.log_format`).
 
+use std::sync::OnceLock;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -63,23 +65,50 @@ pub fn filter(config_level: Option<&str>) -> EnvFilter {
         .unwrap_or_else(|| EnvFilter::new("info"))
 }
 
+/// Replaces the installed subscriber's filter ([`init`] sets it once).
+type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+static SET_FILTER: OnceLock<SetFilter> = OnceLock::new();
+
 /// Installs the subscriber; a second call does nothing. JSON lines carry `timestamp` (RFC
 /// 3339, UTC), `level`, `target`, `threadName` and `fields` (`message` and the event's own
-/// fields, `relationship`, `peer`, ...), one event a line.
+/// fields, `relationship`, `peer`, ...), one event a line. The filter can be replaced later
+/// ([`set_level`]).
 pub fn init(config_level: Option<&str>, format: LogFormat) {
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter(config_level));
-    let _ = match format {
-        LogFormat::Text => builder.compact().with_ansi(use_color()).try_init(),
-        LogFormat::Json => builder
-            .json()
-            .with_ansi(false)
-            .with_thread_names(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
-    };
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    macro_rules! install {
+        ($builder:expr) => {{
+            let builder = $builder
+                .with_env_filter(filter(config_level))
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            if builder.try_init().is_ok() {
+                let _ = SET_FILTER.set(Box::new(move |f| {
+                    handle.reload(f).map_err(|e| e.to_string())
+                }));
+            }
+        }};
+    }
+    match format {
+        LogFormat::Text => install!(builder.compact().with_ansi(use_color())),
+        LogFormat::Json => install!(
+            builder
+                .json()
+                .with_ansi(false)
+                .with_thread_names(true)
+                .with_current_span(false)
+                .with_span_list(false)
+        ),
+    }
+}
+
+/// Puts `server.log_level` in force while the daemon runs (a live reload), unless
+/// `TANDEM_LOG` overrides it: then nothing changes and the answer says so.
+pub fn set_level(config_level: Option<&str>) -> Result<(), String> {
+    if std::env::var(ENV).is_ok_and(|e| !e.trim().is_empty()) {
+        return Err(format!("{ENV} is set and overrides log_level"));
+    }
+    let set = SET_FILTER.get().ok_or("no log subscriber installed")?;
+    set(filter(config_level))
 }
 
 /// Colour only on a terminal, and never with `NO_COLOR` set (no-color.org).

@@ -3,11 +3,11 @@
 //! SIGHUP). [`plan`] is pure: it names every change, or refuses the whole file with every
 //! reason, and the caller ([`crate::serve`]) applies an accepted plan at once.
 //!
-//! Applied live: a subnet's options, lease times, pools and exclusions inside its lease
+//! Applied live: `log_level`, a subnet's options, lease times, pools and exclusions inside its lease
 //! table's span, reservations, decline probation and cap, offer hold; `server_id`,
 //! `trusted_relays`, the request and DECLINE rate limits. Refused with the reason, the running
 //! configuration staying as it was: anything the daemon opened at start (interfaces,
-//! `data_dir`, datapath, workers, listeners, user, logging), a subnet added or removed or
+//! `data_dir`, datapath, workers, listeners, user, the log format), a subnet added or removed or
 //! moved to another interface, a pool change that moves the lease table's first or last
 //! address (the table would have to be resized), and any change to a failover relationship or
 //! to which subnets belong to one.
@@ -99,7 +99,6 @@ fn restart_keys(o: &ServerConfig, n: &ServerConfig) -> Vec<&'static str> {
         (o.workers != n.workers, "workers"),
         (o.dispatch != n.dispatch, "dispatch"),
         (o.durability != n.durability, "durability"),
-        (o.log_level != n.log_level, "log_level"),
         (o.log_format != n.log_format, "log_format"),
         (o.admin != n.admin, "admin"),
         (o.http != n.http, "http"),
@@ -113,6 +112,7 @@ fn restart_keys(o: &ServerConfig, n: &ServerConfig) -> Vec<&'static str> {
 fn live_server_keys(o: &ServerConfig, n: &ServerConfig) -> Vec<&'static str> {
     differing([
         (o.server_id != n.server_id, "server_id"),
+        (o.log_level != n.log_level, "log_level"),
         (o.trusted_relays != n.trusted_relays, "trusted_relays"),
         (o.rate_limits.mac != n.rate_limits.mac, "mac_rate/mac_burst"),
         (

@@ -875,6 +875,11 @@ impl AdminBackend for Backend {
                 tracing::error!(table = %table.path().display(), error = %e, "updating the pools");
             }
         }
+        if plan.config.server.log_level != old.server.log_level
+            && let Err(e) = crate::logging::set_level(plan.config.server.log_level.as_deref())
+        {
+            tracing::warn!("log_level not changed: {e}");
+        }
         *self.config.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(plan.config);
         for change in &plan.changes {
             tracing::info!(file = %path.display(), generation, "configuration change applied: {change}");

@@ -1,7 +1,8 @@
 //! Live configuration (#10, item 1) against the real `tandemd`: the test edits the running
 //! server's configuration file by hand and applies it with `tandemctl reload` and with SIGHUP.
 //!
-//! * A lease time, a new reservation and a new exclusion are served at once. A reserved client
+//! * A lease time, a new reservation and a new exclusion are served at once, and a new log
+//!   level is in force. A reserved client
 //!   gets its address, fresh clients get nothing excluded, and an ACK carries the new lease time.
 //!   The lease a client held before the change stays bound.
 //! * A change only a restart can make (an interface, a new subnet) is refused with every
@@ -95,6 +96,7 @@ fn a_hand_edited_file_is_applied_live_or_refused_whole() {
     edit(&server, |t| {
         let t = t
             .replace(r#"lease_time = "600s""#, r#"lease_time = "900s""#)
+            .replace("workers = 1", "workers = 1\nlog_level = \"warn\"")
             .replace(
                 &format!("pools = [\"{POOL}\"]"),
                 &format!("pools = [\"{POOL}\"]\nexclude = [\"10.77.1.30-10.77.1.59\"]"),
@@ -105,9 +107,16 @@ fn a_hand_edited_file_is_applied_live_or_refused_whole() {
         .tandemctl(&["reload"])
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        out.contains("configuration reloaded: 1 change applied")
+        out.contains("configuration reloaded: 2 changes applied")
+            && out.contains("server: log_level")
             && out.contains("exclude, lease_time, reservations (+1 −0)"),
         "{out}"
+    );
+    // The new log level is in force before the reload reports itself: nothing at info.
+    assert!(
+        !server.log().contains("configuration change applied"),
+        "{}",
+        server.log()
     );
 
     // The reserved client gets its address; fresh clients never an excluded one.
@@ -176,6 +185,13 @@ fn a_hand_edited_file_is_applied_live_or_refused_whole() {
         audit(&server)
             .iter()
             .any(|e| e["who"] == "signal SIGHUP")
+            .then_some(())
+    });
+    // Back at info (the file sets no log_level): the changes are logged.
+    common::wait_until(Duration::from_secs(10), "the changes logged", || {
+        server
+            .log()
+            .contains("configuration change applied: server: log_level")
             .then_some(())
     });
     let fresh = scapy
