@@ -149,6 +149,15 @@ impl Shutdown {
             .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(f));
     }
 
+    /// Forgets what SIGHUP does, once a reload in progress has finished.
+    pub fn clear_hangup(&self) {
+        *self
+            .inner
+            .hangup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
     /// SIGTERM and SIGINT request shutdown; a second one while shutting down exits at once (status 130).
     /// SIGHUP runs what [`Shutdown::on_hangup`] set (the daemon's reload), and is ignored, logged,
     /// before that and during shutdown.
@@ -320,6 +329,9 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<(), DaemonError> {
         config.failover.len()
     ));
     hooks.shutdown.wait();
+    // SIGHUP's reload holds the backend (and so the store): let it go, after any reload in
+    // progress, so that the teardown can close the store clean.
+    hooks.shutdown.clear_hangup();
     notifier.notify("STOPPING=1\nSTATUS=stopping");
     admin.stop();
     if let Some(http) = http {

@@ -573,6 +573,7 @@ mod tests {
                 rate_circuit: 0,
                 rate_mac: 0,
                 lb_filter: true,
+                rate_limits: BTreeMap::new(),
             }],
         }
     }

@@ -7,10 +7,12 @@
 //! table's span, reservations, decline probation and cap, offer hold; `server_id`,
 //! `trusted_relays`, the request and DECLINE rate limits. Refused with the reason, the running
 //! configuration staying as it was: anything the daemon opened at start (interfaces,
-//! `data_dir`, datapath, workers, listeners, user, the log format), a subnet added or removed or
+//! `data_dir`, datapath, workers, dispatch, durability, the admin and HTTP listeners, TLS,
+//! `http_auth`, user, the log format), a subnet added or removed or
 //! moved to another interface, a pool change that moves the lease table's first or last
 //! address (the table would have to be resized), and any change to a failover relationship or
-//! to which subnets belong to one.
+//! to which subnets belong to one. The file is compared with the configuration in force (the
+//! last one accepted), not the one at start.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;

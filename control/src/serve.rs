@@ -690,8 +690,9 @@ impl AdminBackend for Backend {
         let mut leases = BTreeMap::new();
         for (subnet, table) in config.subnets.iter().zip(self.store.tables()) {
             let mut counts: BTreeMap<LeaseState, u64> = BTreeMap::new();
+            let alloc = table.allocatable();
             table.for_each(|slot, _, l| {
-                if table.is_allocatable(slot) || l.state != BindingState::Free {
+                if lease_mmap::table::in_ranges(&alloc, slot) || l.state != BindingState::Free {
                     *counts.entry(shown_state(l, now)).or_default() += 1;
                 }
             });
@@ -847,6 +848,13 @@ impl AdminBackend for Backend {
             .reconfigured(engine_cfg)
             .map_err(|e| format!("not applied: {e}"))?;
         for (table, spec) in self.store.tables().iter().zip(&specs) {
+            if !lease_mmap::store::description_fits(spec) {
+                return Err(format!(
+                    "not applied: subnet {}/{}: too many allocatable ranges (exclusions and \
+                     reservations inside the pools) for its lease table's header",
+                    spec.network, spec.prefix_len
+                ));
+            }
             if table.slot_ranges(&spec.allocatable).is_none() {
                 return Err(format!(
                     "not applied: subnet {}/{}: its pools leave the lease table's span",
@@ -875,15 +883,17 @@ impl AdminBackend for Backend {
                 tracing::error!(table = %table.path().display(), error = %e, "updating the pools");
             }
         }
+        let mut changes = plan.changes;
         if plan.config.server.log_level != old.server.log_level
             && let Err(e) = crate::logging::set_level(plan.config.server.log_level.as_deref())
         {
-            tracing::warn!("log_level not changed: {e}");
+            tracing::warn!("log_level not in force: {e}");
+            changes.push(format!("log_level not in force: {e}"));
         }
         *self.config.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(plan.config);
-        for change in &plan.changes {
+        for change in &changes {
             tracing::info!(file = %path.display(), generation, "configuration change applied: {change}");
         }
-        Ok(plan.changes)
+        Ok(changes)
     }
 }

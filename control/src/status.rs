@@ -60,6 +60,10 @@ pub struct XdpStatus {
     pub rate_mac: u64,
     /// Whether the load-balancing filter is on now (a relationship in NORMAL, load balance).
     pub lb_filter: bool,
+    /// The request rate limits the program applies now, read back from the kernel: `mac`,
+    /// `circuit` and `relay`, each `[rate a second, burst]` (`[0, 0]`: off).
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, [u32; 2]>,
 }
 
 /// One failover relationship.

@@ -146,6 +146,18 @@ impl XdpPorts {
                     rate_circuit: c.rate_circuit,
                     rate_mac: c.rate_mac,
                     lb_filter: lb,
+                    rate_limits: prog
+                        .rates()
+                        .map(|r| {
+                            [("mac", r.mac), ("circuit", r.circuit), ("relay", r.relay)]
+                                .into_iter()
+                                .map(|(k, v)| (k.to_owned(), [v.rate, v.burst]))
+                                .collect()
+                        })
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(interface = %name, error = %e, "reading the XDP rate limits");
+                            Default::default()
+                        }),
                 }
             })
             .collect()

@@ -93,6 +93,7 @@ impl AdminBackend for TestBackend {
                 rate_circuit: 6,
                 rate_mac: 7,
                 lb_filter: true,
+                rate_limits: BTreeMap::from([("mac".to_owned(), [5, 20])]),
             }],
         }
     }

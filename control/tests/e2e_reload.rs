@@ -85,7 +85,7 @@ fn a_hand_edited_file_is_applied_live_or_refused_whole() {
     let net = TestNet::new(Layout::Direct, 1);
     let ep = net.clients[0].clone();
     let mut cap = Capture::start(&net.server.ns, &net.server.iface);
-    let server = Server::start_tandemd_with(&net.server.ns, |d| config(&net, d, 1, POOL));
+    let mut server = Server::start_tandemd_with(&net.server.ns, |d| config(&net, d, 1, POOL));
 
     // Before: a real client holds a lease of the first configuration.
     let mut dhclient = Dhclient::new(&ep);
@@ -206,6 +206,13 @@ fn a_hand_edited_file_is_applied_live_or_refused_whole() {
     assert_eq!(oks, [true, false, false, true], "{reloads:?}");
 
     dhclient.stop();
+    // SIGHUP's handler let the store go: it closes clean.
+    server.terminate();
+    assert!(
+        server.log().contains("store closed clean"),
+        "{}",
+        server.log()
+    );
     let msgs = cap.stop();
     capture::check_no_double_binding(&msgs);
     let lease_of = |mac: &str| {
@@ -232,6 +239,11 @@ fn on_xdp_a_reload_rewrites_the_kernel_rate_limits_and_serves_on() {
         "{}",
         server.log()
     );
+    let kernel_mac_limit = || -> serde_json::Value {
+        server.status_json().expect("status")["xdp"][0]["rate_limits"]["mac"].clone()
+    };
+    // The defaults (5 a second, bursts of 20), as the kernel holds them.
+    assert_eq!(kernel_mac_limit(), serde_json::json!([5, 20]));
     edit(&server, |t| {
         t.replace("workers = 1", "workers = 1\nmac_rate = 50\nmac_burst = 100")
             .replace(r#"lease_time = "600s""#, r#"lease_time = "700s""#)
@@ -247,6 +259,7 @@ fn on_xdp_a_reload_rewrites_the_kernel_rate_limits_and_serves_on() {
         .obtain()
         .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
     assert_eq!(lease.lease_time, Some(700), "{lease:?}");
+    assert_eq!(kernel_mac_limit(), serde_json::json!([50, 100]));
     let redirected: u64 = server.status_json().expect("status")["xdp"]
         .as_array()
         .expect("xdp")

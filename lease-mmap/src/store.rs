@@ -232,10 +232,18 @@ fn get32(h: &[u8], at: usize) -> u32 {
     crate::record::disk::get32(h, at)
 }
 
+/// Whether the table file's header has room for `spec`'s description (its allocatable ranges:
+/// every exclusion or reservation inside a pool adds one). A live configuration change must
+/// check it: the next open writes the description.
+pub fn description_fits(spec: &TableSpec) -> bool {
+    let len = meta::to_bytes_desc(&desc_of(spec)).len() as u64;
+    len > 0 && len <= HEADER_LEN - DESC_AT
+}
+
 /// Description block: length u32, CRC32C u32 at 512; the archive at 1024.
 fn write_desc(file: &File, path: &Path, spec: &TableSpec) -> Result<(), OpenError> {
     let bytes = meta::to_bytes_desc(&desc_of(spec));
-    if bytes.is_empty() || bytes.len() as u64 > HEADER_LEN - DESC_AT {
+    if !description_fits(spec) {
         return Err(spec_err(
             path,
             "too many allocatable ranges for the table header",

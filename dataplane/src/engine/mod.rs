@@ -37,7 +37,8 @@
 //! - **Client**: option 61 if present, else `htype` + `chaddr` (§4.2). Reservations match by
 //!   client-id, then MAC, then circuit-id, then remote-id.
 //! - **DISCOVER → OFFER** (§4.3.1): the client's reservation, else its current binding (if
-//!   still allocatable), else option 50 if free and allocatable, else [`Table::allocate`].
+//!   still allocatable), else option 50 if free and allocatable, else [`Table::allocate_within`]
+//!   (the scope's allocatable ranges under this engine's configuration).
 //!   A reservation goes first, unlike the RFC's order, so a reservation added for a client
 //!   with a dynamic lease takes effect at its next DISCOVER. The address is held OFFERED
 //!   until `now + offer_hold` (not journaled: offers are not durable); a client's own

@@ -269,6 +269,15 @@ impl XdpProgram {
         Ok(out)
     }
 
+    /// The request rate limits in the kernel now, as [`XdpProgram::set_rates`] wrote them.
+    pub fn rates(&self) -> Result<RateConfig, XdpError> {
+        let name = ebpf::MAP_RATE_CONFIG;
+        let map_err = |source| XdpError::Map { name, source };
+        let map = self.ebpf.map(name).ok_or(XdpError::Missing(name))?;
+        let arr: Array<&MapData, RateMapValue> = Array::try_from(map).map_err(map_err)?;
+        arr.get(&0, 0).map(|v| v.0).map_err(map_err)
+    }
+
     /// Replaces the load-balancing filter ([`LbConfig::OFF`] switches it off).
     pub fn set_lb(&mut self, cfg: &LbConfig) -> Result<(), XdpError> {
         self.set_config(ebpf::MAP_LB_CONFIG, LbMapValue(*cfg))
