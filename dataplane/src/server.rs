@@ -321,16 +321,14 @@ impl DhcpHandler {
 
     /// Take the live configuration if it changed since the last batch.
     fn follow_live(&mut self) {
-        let Some((live, seen)) = &self.live else {
+        let Some((live, seen)) = &mut self.live else {
             return;
         };
         if live.generation() == *seen {
             return;
         }
         let (generation, serving) = live.load();
-        if let Some((_, seen)) = &mut self.live {
-            *seen = generation;
-        }
+        *seen = generation;
         self.adopt(&serving);
     }
 

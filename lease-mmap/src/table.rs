@@ -262,7 +262,11 @@ impl Table {
 
     /// Whether `slot` may be handed out dynamically (inside a pool, not excluded).
     pub fn is_allocatable(&self, slot: Slot) -> bool {
-        in_ranges(&self.allocatable(), slot)
+        // Under the read lock, without cloning the `Arc`: the failover scans ask per slot.
+        in_ranges(
+            &self.alloc.read().unwrap_or_else(PoisonError::into_inner),
+            slot,
+        )
     }
 
     /// The allocatable slot ranges now in force (inclusive, sorted).
