@@ -585,6 +585,77 @@ fn connect_checks_as_isc() {
 }
 
 #[test]
+fn each_side_learns_the_settings_the_other_shows() {
+    // The secondary is configured with another MCLT and split than the primary: it serves by
+    // the primary's (draft §7.2), but both sides can tell the operator they differ.
+    let mut primary = config("edge", Role::Primary, 60);
+    primary.hba = Hba::split(128);
+    primary.max_unacked_updates = 40;
+    let mut secondary = config("edge", Role::Secondary, 1800);
+    secondary.hba = Hba::split(64);
+    secondary.max_response_delay = 30;
+    let mut p = Pair::new(primary, secondary, None, None);
+    assert!(p.drive_bounded(120, both(S::Normal)), "{:?}", p.states());
+
+    let seen_by_primary = p.sides[0].fsm().partner_settings().expect("a CONNECTACK");
+    assert_eq!(seen_by_primary.mclt, Some(1800));
+    assert_eq!(seen_by_primary.hba.map(|h| h.primary_buckets()), Some(64));
+    assert_eq!(seen_by_primary.receive_timer, 30);
+    assert!(
+        seen_by_primary
+            .vendor_class
+            .as_deref()
+            .is_some_and(|v| v.starts_with("tandem-"))
+    );
+
+    let seen_by_secondary = p.sides[1].fsm().partner_settings().expect("a CONNECT");
+    assert_eq!(seen_by_secondary.mclt, Some(60));
+    assert_eq!(
+        seen_by_secondary.hba.map(|h| h.primary_buckets()),
+        Some(128)
+    );
+    assert_eq!(seen_by_secondary.max_unacked, 40);
+    // What is in force is the primary's.
+    assert_eq!(p.sides[1].fsm().mclt(), 60);
+    assert_eq!(p.sides[1].fsm().hba().primary_buckets(), 128);
+}
+
+#[test]
+fn a_secondary_without_its_own_mclt_shows_none_and_an_isc_primary_gets_no_settings() {
+    let mut secondary = config("edge", Role::Secondary, 3600);
+    secondary.mclt_configured = false;
+    let mut p = Pair::new(config("edge", Role::Primary, 60), secondary, None, None);
+    assert!(p.drive_bounded(120, both(S::Normal)), "{:?}", p.states());
+    let seen = p.sides[0].fsm().partner_settings().expect("a CONNECTACK");
+    assert_eq!(seen.mclt, None);
+    assert_eq!(seen.hba.map(|h| h.primary_buckets()), Some(128));
+
+    // A CONNECT without a tandem vendor class (ISC's) gets a CONNECTACK without them.
+    let now = Now {
+        instant: Instant::from_millis(0),
+        wall: UnixTime(BASE_WALL),
+    };
+    let mut f = Fsm::new(config("edge", Role::Secondary, 600), None, now);
+    while f.poll_event().is_some() {}
+    f.handle_connected(now);
+    while f.poll_transmit().is_some() {}
+    let hba = [0xffu8; 32];
+    let mut c = connect_msg(b"edge", Some(&hba), Some(600), now.wall);
+    c.options.vendor_class = Some(b"isc-dhcpd");
+    let bytes = c.to_vec().unwrap();
+    f.handle_message(now, &Repr::parse_bytes(&bytes).unwrap());
+    let ack = std::iter::from_fn(|| f.poll_transmit())
+        .find(|t| t.msg_type == MessageType::ConnectAck)
+        .expect("a CONNECTACK");
+    let ack = Repr::parse_bytes(&ack.bytes).unwrap();
+    assert_eq!(ack.options.reject_reason, None);
+    assert_eq!((ack.options.mclt, ack.options.hba), (None, None));
+    let seen = f.partner_settings().expect("the CONNECT");
+    assert_eq!(seen.vendor_class.as_deref(), Some("isc-dhcpd"));
+    assert_eq!(seen.mclt, Some(600));
+}
+
+#[test]
 fn mismatched_names_never_connect() {
     let mut p = Pair::new(
         config("edge", Role::Primary, 60),

@@ -62,6 +62,10 @@ pub struct Config {
     /// Seconds. The primary's value is sent in CONNECT; a secondary uses it until it learns
     /// the primary's.
     pub mclt: u32,
+    /// Whether `mclt` is the operator's own setting (a secondary may leave it to the
+    /// primary). A tandem secondary shows its `mclt` to a tandem primary only then
+    /// ([`PartnerSettings`]).
+    pub mclt_configured: bool,
     /// The primary's bucket assignment, sent in CONNECT. A secondary learns it.
     pub hba: Hba,
     /// Seconds; sent as receive-timer, and our own timeout for hearing from the peer.
@@ -94,6 +98,7 @@ impl Config {
             name: name.as_bytes().to_vec(),
             role,
             mclt: 3600,
+            mclt_configured: true,
             hba: Hba::split(128),
             max_response_delay: 20,
             max_unacked_updates: 100,
@@ -196,6 +201,42 @@ impl State {
             Self::RecoverDone => StateKind::RecoverDone,
             Self::Paused => StateKind::Paused,
             Self::Shutdown => StateKind::Shutdown,
+        }
+    }
+}
+
+/// The settings the partner showed in its last CONNECT or CONNECTACK, for the
+/// operator's check that both servers are configured alike. A primary sends its MCLT and
+/// bucket assignment in CONNECT (draft §7.2, and the secondary takes them); a tandem
+/// secondary answers a tandem primary's CONNECT with its own in the CONNECTACK (ISC's
+/// never does, so against an ISC secondary the primary learns none of them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartnerSettings {
+    /// When they were received.
+    pub at: UnixTime,
+    /// The partner's MCLT, seconds.
+    pub mclt: Option<u32>,
+    /// The partner's bucket assignment (the buckets the primary serves).
+    pub hba: Option<Hba>,
+    /// Its max-unacked-bndupd.
+    pub max_unacked: u32,
+    /// Its receive-timer (`max_response_delay`), seconds.
+    pub receive_timer: u32,
+    /// Its vendor class (`tandem-0.1.0`; ISC dhcpd sends none).
+    pub vendor_class: Option<String>,
+}
+
+impl PartnerSettings {
+    fn of(at: UnixTime, o: &msg::Options<'_>) -> Self {
+        PartnerSettings {
+            at,
+            mclt: o.mclt,
+            hba: o.hba.and_then(Hba::from_bytes),
+            max_unacked: o.max_unacked.unwrap_or(0),
+            receive_timer: o.receive_timer.unwrap_or(0),
+            vendor_class: o
+                .vendor_class
+                .map(|v| String::from_utf8_lossy(v).into_owned()),
         }
     }
 }
@@ -367,6 +408,8 @@ pub struct Fsm {
     link: Link,
     partner_max_unacked: u32,
     partner_receive_timer: u32,
+    /// What the partner last showed of its settings (kept over link losses).
+    partner_settings: Option<PartnerSettings>,
     /// The peer's vendor class says tandem: it takes batched BNDUPDs ([`msg::BindingBatch`]).
     partner_batches: bool,
     next_xid: u32,
@@ -426,6 +469,7 @@ impl Fsm {
             link: Link::Down,
             partner_max_unacked: 0,
             partner_receive_timer: 0,
+            partner_settings: None,
             partner_batches: false,
             next_xid: 1,
             upd_xid: None,
@@ -481,6 +525,12 @@ impl Fsm {
     pub fn partner_max_unacked(&self) -> u32 {
         self.partner_max_unacked
             .clamp(1, self.config.max_unacked_updates.max(1))
+    }
+
+    /// The settings the partner showed when the link last came up; `None` before it first
+    /// did.
+    pub fn partner_settings(&self) -> Option<&PartnerSettings> {
+        self.partner_settings.as_ref()
     }
 
     /// Whether the peer takes several bindings per BNDUPD and BNDACK ([`msg::BindingBatch`]):
@@ -932,6 +982,7 @@ impl Fsm {
         self.partner_max_unacked = o.max_unacked.unwrap_or(0);
         self.partner_receive_timer = o.receive_timer.unwrap_or(0);
         self.partner_batches = is_tandem(o.vendor_class);
+        self.partner_settings = Some(PartnerSettings::of(now.wall, o));
         // The secondary takes the primary's MCLT and HBA (`failover.c:592-599`, `:1362`).
         self.mclt = o.mclt.unwrap_or(self.mclt);
         if let Some(h) = o.hba.and_then(Hba::from_bytes) {
@@ -977,6 +1028,13 @@ impl Fsm {
         o.protocol_version = Some(msg::PROTOCOL_VERSION);
         if m.options.tls_request.is_some() {
             o.tls_reply = Some(0);
+        }
+        // A tandem primary compares these with its own (`PartnerSettings`); ISC's would not
+        // expect them, so only a tandem CONNECT gets them, and only with an acceptance.
+        let configured_hba = self.config.hba;
+        if reject.is_none() && is_tandem(m.options.vendor_class) {
+            o.mclt = self.config.mclt_configured.then_some(self.config.mclt);
+            o.hba = Some(configured_hba.as_bytes());
         }
         if let Some((reason, text)) = reject {
             o.reject_reason = Some(reason);
@@ -1044,6 +1102,7 @@ impl Fsm {
         self.partner_max_unacked = o.max_unacked.unwrap_or(0);
         self.partner_receive_timer = o.receive_timer.unwrap_or(0);
         self.partner_batches = is_tandem(o.vendor_class);
+        self.partner_settings = Some(PartnerSettings::of(now.wall, o));
         self.link_up(now);
         // STARTUP ends on the partner's STATE, not here (draft §9.3.2 step 5: "including the
         // receipt of a STATE message"): its state decides where we go, and the saved state

@@ -85,6 +85,11 @@ impl Hba {
         &self.0
     }
 
+    /// How many of the 256 buckets the primary serves (`split N` gives N).
+    pub fn primary_buckets(&self) -> u16 {
+        self.0.iter().map(|b| b.count_ones() as u16).sum()
+    }
+
     /// Whether the primary serves `bucket`.
     pub fn is_set(&self, bucket: u8) -> bool {
         self.0[usize::from(bucket >> 3)] & (1 << (bucket & 7)) != 0

@@ -76,7 +76,9 @@ impl MessageType {
     /// Options ISC stores for this type (`fto_allowed[]`, `stables.c:108-131`); any other
     /// known option is read and dropped. The digest is allowed everywhere, and the
     /// vendor-specific options in CONNECT and CONNECTACK (tandem's connection nonce,
-    /// [`crate::digest::nonce_option`]).
+    /// [`crate::digest::nonce_option`]), and MCLT and the bucket assignment in CONNECTACK (a
+    /// tandem secondary shows a tandem primary its settings, [`crate::fsm::PartnerSettings`];
+    /// ISC reads and drops them there).
     pub fn allows(self, code: u16) -> bool {
         use opt::*;
         if code == MESSAGE_DIGEST {
@@ -122,6 +124,8 @@ impl MessageType {
                 TLS_REPLY,
                 REJECT_REASON,
                 MESSAGE,
+                MCLT,
+                HASH_BUCKET_ASSIGNMENT,
                 VENDOR_SPECIFIC_OPTIONS,
             ]
             .contains(&code),
