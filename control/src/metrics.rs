@@ -15,7 +15,7 @@ use prometheus::proto::{
 };
 use prometheus::{Encoder, TextEncoder};
 
-use crate::status::{FailoverState, HistogramStatus, LeaseState, Status};
+use crate::status::{ConfigCheck, FailoverState, HistogramStatus, LeaseState, Status};
 
 /// The exposition format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -96,6 +96,16 @@ pub const CATALOGUE: &[(&str, MetricType, &str)] = &[
         "tandem_failover_bndupd_rtt_seconds",
         MetricType::HISTOGRAM,
         "Time from a BNDUPD to its BNDACK.",
+    ),
+    (
+        "tandem_failover_config_check",
+        MetricType::GAUGE,
+        "Whether the partner is configured as we are, as far as the protocol shows it (MCLT, split): 1 for the outcome (in-step, differs, unknown), 0 for the others.",
+    ),
+    (
+        "tandem_failover_config_mismatches_total",
+        MetricType::COUNTER,
+        "Times the partner came up configured otherwise than we are.",
     ),
     (
         "tandem_scope_failover_info",
@@ -392,6 +402,22 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
             &r.bndupd_rtt_ms,
             1e3,
         );
+        for c in [
+            ConfigCheck::InStep,
+            ConfigCheck::Differs,
+            ConfigCheck::Unknown,
+        ] {
+            f.gauge(
+                "tandem_failover_config_check",
+                &[("relationship", rel), ("check", c.as_str())],
+                flag(r.config_check == c),
+            );
+        }
+        f.counter(
+            "tandem_failover_config_mismatches_total",
+            l,
+            r.config_mismatches,
+        );
     }
 
     for (scope, counts) in &status.leases {
@@ -535,6 +561,12 @@ mod tests {
                     sum: 12,
                 },
                 history: Vec::new(),
+                mclt: 3600,
+                primary_buckets: 128,
+                partner_settings: None,
+                config_check: ConfigCheck::Differs,
+                config_differences: vec!["mclt: ours 3600 s, the partner's 1800 s".into()],
+                config_mismatches: 1,
             }],
             workers: vec![WorkerStatus {
                 id: 0,
@@ -605,6 +637,18 @@ mod tests {
             r#"tandem_failover_partner_state{relationship="pair",state="unknown"} 0"#,
         );
         has(&t, r#"tandem_failover_link_up{relationship="pair"} 1"#);
+        has(
+            &t,
+            r#"tandem_failover_config_check{check="differs",relationship="pair"} 1"#,
+        );
+        has(
+            &t,
+            r#"tandem_failover_config_check{check="in-step",relationship="pair"} 0"#,
+        );
+        has(
+            &t,
+            r#"tandem_failover_config_mismatches_total{relationship="pair"} 1"#,
+        );
         has(
             &t,
             r#"tandem_failover_last_contact_timestamp_seconds{relationship="pair"} 1700000100"#,

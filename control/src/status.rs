@@ -111,6 +111,71 @@ pub struct RelationshipStatus {
     /// `failover::driver::HISTORY`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<StateChange>,
+    /// The MCLT in force, seconds (a secondary's is the primary's, once it has heard it).
+    #[serde(default)]
+    pub mclt: u32,
+    /// Of the 256 hash buckets, how many the primary serves now (a secondary's is the
+    /// primary's, once it has heard it).
+    #[serde(default)]
+    pub primary_buckets: u16,
+    /// What the partner showed of its settings when the link last came up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_settings: Option<PartnerSettingsStatus>,
+    /// Whether the partner is configured as we are, as far as the protocol shows it.
+    #[serde(default)]
+    pub config_check: ConfigCheck,
+    /// With `differs`: each differing key, ours and the partner's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_differences: Vec<String>,
+    /// How many times since start the partner came up configured otherwise than we are (each
+    /// new difference is logged once as a warning).
+    #[serde(default)]
+    pub config_mismatches: u64,
+}
+
+/// What the partner showed of its settings in its last CONNECT or CONNECTACK.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerSettingsStatus {
+    /// When, Unix seconds.
+    pub at: u64,
+    /// Its MCLT, seconds (a primary's, or a tandem secondary's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mclt: Option<u32>,
+    /// Of the 256 hash buckets, how many the primary serves by its settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_buckets: Option<u16>,
+    /// Its max-unacked-bndupd.
+    pub max_unacked_updates: u32,
+    /// Its receive timer (`max_response_delay`), seconds.
+    pub max_response_delay: u32,
+    /// Its vendor class (`tandem-0.1.0`); ISC dhcpd sends none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software: Option<String>,
+}
+
+/// The outcome of comparing the partner's settings with ours ([`crate::failover::consistency`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfigCheck {
+    /// Nothing to compare yet (the link never came up), or the partner shows nothing (an ISC
+    /// secondary).
+    #[default]
+    Unknown,
+    /// Everything the partner showed matches.
+    InStep,
+    /// At least one key differs (`config_differences`).
+    Differs,
+}
+
+impl ConfigCheck {
+    /// The name shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigCheck::Unknown => "unknown",
+            ConfigCheck::InStep => "in-step",
+            ConfigCheck::Differs => "differs",
+        }
+    }
 }
 
 /// One state change of a relationship.
@@ -363,4 +428,241 @@ pub struct LeaseInfo {
     pub client_id: Option<String>,
     /// When the lease ends, Unix seconds.
     pub ends: u64,
+}
+
+/// One failover relationship as `tandemctl failover list` and `failover show` give it: its
+/// settings as configured here, its state and link, and its scopes' leases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelationshipDetail {
+    /// `failover.name`.
+    pub name: String,
+    /// What this server's configuration says.
+    pub settings: RelationshipSettings,
+    /// Its state, link and replication; `None` while failover is not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RelationshipStatus>,
+    /// No scope belongs to it (a relationship is activated by its first scope).
+    pub empty: bool,
+    /// Its scopes, in configuration order, each with its leases by binding state.
+    pub scopes: Vec<ScopeLeases>,
+}
+
+/// A relationship's settings in the operator's units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationshipSettings {
+    /// Our role.
+    pub role: Role,
+    /// The mode.
+    pub mode: FailoverMode,
+    /// Where our end of the peer link listens, `ADDRESS:PORT`.
+    pub address: String,
+    /// The partner's end, `ADDRESS:PORT`.
+    pub partner: String,
+    /// What runs at the other end: `tandem` or `isc-dhcpd`.
+    pub partner_software: String,
+    /// Maximum client lead time, seconds.
+    pub mclt: u32,
+    /// The safe period (`auto_partner_down`), seconds; 0: off (partner-down by hand only).
+    pub safe_period: u32,
+    /// Load balance: the share of clients the primary answers, percent (of the 256 hash
+    /// buckets, `split`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balance_percent: Option<u8>,
+    /// Load balance: the hash buckets the primary answers, of 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<u16>,
+    /// Hot standby: the share of free addresses the standby holds, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_percent: Option<u8>,
+    /// Hot standby: which server is the standby, `local` or `partner` (the secondary is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_is: Option<String>,
+    /// A client whose `secs` exceeds this is answered whatever its hash bucket, seconds.
+    pub load_balance_max_seconds: u16,
+    /// Seconds without a word from the partner before the link is given up.
+    pub max_response_delay: u32,
+    /// Binding updates we take before acknowledging.
+    pub max_unacked_updates: u32,
+    /// The longest lease the partner may grant, seconds (default: our longest lease time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lease_time: Option<u32>,
+    /// Whether the peer link is signed with a shared secret (never shown).
+    pub shared_secret: bool,
+}
+
+/// One scope's leases by binding state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeLeases {
+    /// The subnet, `10.0.0.0/24`.
+    pub subnet: String,
+    /// Leases by state (a state with none is absent).
+    pub leases: BTreeMap<LeaseState, u64>,
+}
+
+impl RelationshipSettings {
+    /// The settings of a `[[failover]]` section.
+    pub fn of(f: &crate::config::FailoverConfig) -> Self {
+        let load_balance = f.mode == FailoverMode::LoadBalance;
+        RelationshipSettings {
+            role: f.role,
+            mode: f.mode,
+            address: format!("{}:{}", f.address, f.port),
+            partner: format!("{}:{}", f.peer_address, f.peer_port),
+            partner_software: match f.peer_software {
+                crate::config::PeerSoftware::Tandem => "tandem",
+                crate::config::PeerSoftware::IscDhcpd => "isc-dhcpd",
+            }
+            .to_owned(),
+            mclt: f.mclt,
+            safe_period: f.auto_partner_down,
+            load_balance_percent: load_balance
+                .then(|| u8::try_from(u32::from(f.split.min(256)) * 100 / 256).unwrap_or(100)),
+            split: load_balance.then_some(f.split),
+            reserve_percent: (!load_balance).then_some(f.reserve_percent),
+            standby_is: (!load_balance).then(|| {
+                match f.role {
+                    Role::Primary => "partner",
+                    Role::Secondary => "local",
+                }
+                .to_owned()
+            }),
+            load_balance_max_seconds: f.load_balance_max_seconds,
+            max_response_delay: f.max_response_delay,
+            max_unacked_updates: f.max_unacked_updates,
+            max_lease_time: f.max_lease_time,
+            shared_secret: f.shared_secret_file.is_some(),
+        }
+    }
+}
+
+/// Every relationship of `config`, in configuration order, with its state from `status`.
+pub fn relationship_details(
+    config: &crate::config::Config,
+    status: &Status,
+) -> Vec<RelationshipDetail> {
+    config
+        .failover
+        .iter()
+        .map(|f| {
+            let scopes: Vec<ScopeLeases> = config
+                .subnets
+                .iter()
+                .filter(|s| s.failover.as_deref() == Some(f.name.as_str()))
+                .map(|s| {
+                    let subnet = s.prefix.to_string();
+                    ScopeLeases {
+                        leases: status.leases.get(&subnet).cloned().unwrap_or_default(),
+                        subnet,
+                    }
+                })
+                .collect();
+            RelationshipDetail {
+                name: f.name.clone(),
+                settings: RelationshipSettings::of(f),
+                status: status
+                    .relationships
+                    .iter()
+                    .find(|r| r.name == f.name)
+                    .cloned(),
+                empty: scopes.is_empty(),
+                scopes,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod details_tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[server]
+interfaces = ["eth0"]
+
+[[subnet]]
+prefix = "10.0.0.0/24"
+pools = ["10.0.0.10-10.0.0.99"]
+failover = "edge"
+
+[[subnet]]
+prefix = "10.0.1.0/24"
+pools = ["10.0.1.10-10.0.1.99"]
+
+[[failover]]
+name = "edge"
+role = "primary"
+address = "192.0.2.1"
+peer_address = "192.0.2.2"
+mclt = "30m"
+split = 64
+auto_partner_down = "2h"
+shared_secret_file = "/s"
+
+[[failover]]
+name = "standby"
+role = "secondary"
+mode = "hot-standby"
+reserve_percent = 5
+address = "192.0.2.1"
+port = 648
+peer_address = "192.0.2.3"
+shared_secret_file = "/s"
+"#;
+
+    #[test]
+    fn relationships_carry_settings_in_operator_units_and_their_scopes() {
+        let config = crate::config::parse(CONFIG).expect("valid");
+        let status = Status {
+            version: "t".into(),
+            uptime: 0,
+            datapath: "packet".into(),
+            relationships: Vec::new(),
+            workers: Vec::new(),
+            leases: BTreeMap::from([
+                (
+                    "10.0.0.0/24".to_owned(),
+                    BTreeMap::from([(LeaseState::Free, 45), (LeaseState::Backup, 45)]),
+                ),
+                (
+                    "10.0.1.0/24".to_owned(),
+                    BTreeMap::from([(LeaseState::Free, 90)]),
+                ),
+            ]),
+            scope_failover: BTreeMap::new(),
+            xdp: Vec::new(),
+        };
+        let d = relationship_details(&config, &status);
+        assert_eq!(d.len(), 2);
+        let edge = &d[0];
+        assert_eq!(edge.name, "edge");
+        assert_eq!(edge.settings.mclt, 1800);
+        assert_eq!(edge.settings.safe_period, 7200);
+        assert_eq!(edge.settings.split, Some(64));
+        assert_eq!(edge.settings.load_balance_percent, Some(25));
+        assert_eq!(
+            (
+                edge.settings.reserve_percent,
+                edge.settings.standby_is.as_deref()
+            ),
+            (None, None)
+        );
+        assert_eq!(edge.settings.partner, "192.0.2.2:647");
+        assert!(edge.settings.shared_secret);
+        assert!(!edge.empty);
+        assert_eq!(
+            edge.scopes.len(),
+            1,
+            "the plain subnet is not the relationship's"
+        );
+        assert_eq!(edge.scopes[0].subnet, "10.0.0.0/24");
+        assert_eq!(edge.scopes[0].leases.get(&LeaseState::Backup), Some(&45));
+        assert!(edge.status.is_none(), "failover not running");
+
+        let standby = &d[1];
+        assert!(standby.empty && standby.scopes.is_empty());
+        assert_eq!(standby.settings.address, "192.0.2.1:648");
+        assert_eq!(standby.settings.reserve_percent, Some(5));
+        assert_eq!(standby.settings.standby_is.as_deref(), Some("local"));
+        assert_eq!(standby.settings.load_balance_percent, None);
+    }
 }

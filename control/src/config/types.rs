@@ -389,6 +389,9 @@ pub struct FailoverConfig {
     pub peer_port: u16,
     /// `mclt` in seconds, > 0. Required of a primary; a secondary learns it (default 3600 until then).
     pub mclt: u32,
+    /// Whether the file sets `mclt` (always on a primary). A secondary that leaves it to the
+    /// primary has no MCLT of its own to compare with the primary's.
+    pub mclt_set: bool,
     /// `split`: hash buckets the primary owns, 0..=256. Default 128.
     pub split: u16,
     /// `reserve_percent`: hot standby's share of free addresses, 0..=100. Default 10.

@@ -1093,6 +1093,7 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
         port,
         peer_port,
         mclt,
+        mclt_set: mclt_node.is_some(),
         split,
         reserve_percent,
         load_balance_max_seconds,

@@ -53,7 +53,6 @@ use lease_mmap::{Store, TableId, WorkerJournal};
 
 use super::fsm::{self, StateKind};
 use super::gate::RelationshipView;
-use super::hash::Hba;
 use super::replicate::{Outbox, Tables, Wake};
 use super::session::{self, Event, LinkId, Origin, Session};
 use super::storage::{RecordId, StorageError};
@@ -61,7 +60,9 @@ use super::{Instant, Now, Role, UnixTime, persist, pool};
 use crate::admin::PartnerDownError;
 use crate::config::{self, Config, FailoverConfig, FailoverMode};
 use crate::daemon::Shutdown;
-use crate::status::{FailoverState, RelationshipStatus, StateChange};
+use crate::status::{
+    ConfigCheck, FailoverState, PartnerSettingsStatus, RelationshipStatus, StateChange,
+};
 
 /// How long shutdown waits for the last words to be written.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(1);
@@ -234,11 +235,9 @@ pub fn fsm_config(f: &FailoverConfig) -> Result<fsm::Config, FsmConfigError> {
     };
     let mut c = fsm::Config::new(&f.name, role);
     c.mclt = f.mclt;
-    c.hba = match f.mode {
-        FailoverMode::LoadBalance => Hba::split(f.split),
-        // The primary is the active server (ISC `split 256`).
-        FailoverMode::HotStandby => Hba::ALL,
-    };
+    c.mclt_configured = f.mclt_set;
+    // In hot standby the primary is the active server (ISC `split 256`).
+    c.hba = super::consistency::configured_hba(f);
     c.max_response_delay = f.max_response_delay;
     c.max_unacked_updates = f.max_unacked_updates;
     c.auto_partner_down = (f.auto_partner_down > 0).then_some(f.auto_partner_down);
@@ -314,6 +313,47 @@ struct Rel {
     link: (bool, u64),
     /// The last [`HISTORY`] state changes, ours and the partner's, oldest first.
     history: VecDeque<StateChange>,
+    /// The partner's settings compared with ours.
+    check: SettingsCheck,
+}
+
+/// The last comparison of the partner's settings with ours
+/// ([`super::consistency::differences`]), redone when it shows them again.
+#[derive(Default)]
+struct SettingsCheck {
+    /// When the settings compared were received (`None`: never).
+    at: Option<UnixTime>,
+    /// `None`: nothing comparable; `Some(empty)`: in step.
+    differences: Option<Vec<String>>,
+    /// New differences found since start.
+    mismatches: u64,
+}
+
+impl SettingsCheck {
+    /// Compares what the partner showed last, if it is new; a new difference is logged once.
+    fn update(&mut self, cfg: &FailoverConfig, shown: Option<&fsm::PartnerSettings>) {
+        let Some(p) = shown else { return };
+        if self.at == Some(p.at) {
+            return;
+        }
+        self.at = Some(p.at);
+        let found = super::consistency::differences(cfg, p);
+        if let Some(d) = found.as_ref().filter(|d| !d.is_empty())
+            && self.differences.as_ref() != Some(d)
+        {
+            self.mismatches += 1;
+            tracing::warn!(relationship = %cfg.name, differences = %d.join("; "), "failover: the partner is configured otherwise (the primary's MCLT and split are in force)");
+        }
+        self.differences = found;
+    }
+
+    fn status(&self) -> ConfigCheck {
+        match &self.differences {
+            None => ConfigCheck::Unknown,
+            Some(d) if d.is_empty() => ConfigCheck::InStep,
+            Some(_) => ConfigCheck::Differs,
+        }
+    }
 }
 
 /// State changes kept per relationship for the status page's timeline.
@@ -428,6 +468,7 @@ pub fn start(
             dials_timed_out: 0,
             link: (false, 0),
             history: VecDeque::with_capacity(HISTORY),
+            check: SettingsCheck::default(),
         });
     }
     let replicated = replication.table_rel.iter().map(Option::is_some).collect();
@@ -880,6 +921,7 @@ impl Loop {
             if up != r.link.0 {
                 r.link = (up, u64::from(wall.0));
             }
+            r.check.update(&r.cfg, r.session.fsm().partner_settings());
         }
         let v: Vec<RelationshipStatus> = self
             .rels
@@ -905,6 +947,19 @@ impl Loop {
                     last_heard: u64::from(fsm.last_heard().0),
                     bndupd_rtt_ms: c.round_trip.into(),
                     history: r.history.iter().copied().collect(),
+                    mclt: fsm.mclt(),
+                    primary_buckets: fsm.hba().primary_buckets(),
+                    partner_settings: fsm.partner_settings().map(|p| PartnerSettingsStatus {
+                        at: u64::from(p.at.0),
+                        mclt: p.mclt,
+                        primary_buckets: p.hba.map(|h| h.primary_buckets()),
+                        max_unacked_updates: p.max_unacked,
+                        max_response_delay: p.receive_timer,
+                        software: p.vendor_class.clone(),
+                    }),
+                    config_check: r.check.status(),
+                    config_differences: r.check.differences.clone().unwrap_or_default(),
+                    config_mismatches: r.check.mismatches,
                 }
             })
             .collect();

@@ -12,12 +12,14 @@
 //!   plane's journal ([`replicate::Tables`]), and the workers' outbound change queues.
 //! * [`persist`]: each relationship's state in `data_dir`, stored atomically.
 //! * [`gate`]: the engine's [`dataplane::engine::FailoverView`], published by the driver.
+//! * [`consistency`]: whether the partner's settings, as the protocol shows them, match ours.
 
 pub use failover_core::{
     Instant, Now, Role, UnixTime, binding, digest, fsm, hash, judge, loglimit, mclt, msg, pool,
     session, storage,
 };
 
+pub mod consistency;
 pub mod driver;
 pub mod gate;
 pub mod persist;
