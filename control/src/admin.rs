@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEntry, AuditLog};
 use crate::config;
-use crate::status::{LeaseFilter, LeaseInfo, Status};
+use crate::status::{LeaseFilter, LeaseInfo, RelationshipDetail, Status};
 
 /// The admin socket's file name inside `data_dir`.
 pub const SOCKET_NAME: &str = "tandemd.sock";
@@ -59,6 +59,12 @@ pub trait AdminBackend: Send + Sync {
     /// was applied.
     fn reload(&self) -> Result<Vec<String>, String> {
         Err("reload needs the running daemon (this server only reports its configuration)".into())
+    }
+    /// Every failover relationship in configuration order: its settings, its state (when
+    /// failover runs) and its scopes' leases ([`crate::status::relationship_details`]). A
+    /// backend without a configuration knows none.
+    fn relationships(&self) -> Vec<RelationshipDetail> {
+        Vec::new()
     }
 }
 
@@ -110,10 +116,24 @@ pub enum Request {
     },
     /// `{"verb":"reload"}`: re-read the configuration file and apply what changed, live.
     Reload,
+    /// `{"verb":"relationships","name":"edge-pair"}`: every failover relationship (`failover
+    /// list`), or the one named (`failover show`), with its settings, state and scopes.
+    Relationships {
+        /// Only this relationship.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
 }
 
 /// Every verb's name, as sent.
-pub const VERBS: [&str; 5] = ["status", "leases", "partner-down", "audit", "reload"];
+pub const VERBS: [&str; 6] = [
+    "status",
+    "leases",
+    "partner-down",
+    "audit",
+    "reload",
+    "relationships",
+];
 
 impl Request {
     /// The verb's name, as sent.
@@ -124,13 +144,17 @@ impl Request {
             Request::PartnerDown { .. } => "partner-down",
             Request::Audit { .. } => "audit",
             Request::Reload => "reload",
+            Request::Relationships { .. } => "relationships",
         }
     }
 
     /// Whether the request changes something (and so goes to the audit log).
     fn is_change(&self) -> bool {
         match self {
-            Request::Status | Request::Leases(_) | Request::Audit { .. } => false,
+            Request::Status
+            | Request::Leases(_)
+            | Request::Audit { .. }
+            | Request::Relationships { .. } => false,
             Request::PartnerDown { .. } | Request::Reload => true,
         }
     }
@@ -171,6 +195,9 @@ pub struct Response {
     /// The answer to `reload`: what was applied, one line per subnet or section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<Vec<String>>,
+    /// The answer to `relationships`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relationships: Option<Vec<RelationshipDetail>>,
 }
 
 impl Response {
@@ -307,6 +334,20 @@ pub fn handle_request(
             },
             Err(e) => Response::error(e),
         },
+        Request::Relationships { name } => {
+            let mut all = backend.relationships();
+            if let Some(name) = name {
+                all.retain(|r| r.name == name);
+                if all.is_empty() {
+                    return Response::error(format!("no such relationship {name:?}"));
+                }
+            }
+            Response {
+                ok: true,
+                relationships: Some(all),
+                ..Response::default()
+            }
+        }
     }));
     let answer = answer
         .unwrap_or_else(|_| Response::error("internal error while answering (see tandemd's log)"));
@@ -1104,6 +1145,14 @@ fn http_request(
             String::new(),
         ),
         Request::Reload => ("POST", "/api/v1/config/reload".to_owned(), String::new()),
+        Request::Relationships { name } => (
+            "GET",
+            match name {
+                Some(n) => format!("/api/v1/relationships/{}", q(n)),
+                None => "/api/v1/relationships".to_owned(),
+            },
+            String::new(),
+        ),
     };
     let auth = token.map_or_else(String::new, |t| {
         format!("Authorization: Bearer {}\r\n", t.trim())

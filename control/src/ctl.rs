@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use crate::admin::{self, Request, Response, Target};
 use crate::audit::AuditEntry;
 use crate::config::{self, DEFAULT_DATA_DIR, LoadError};
-use crate::status::{LeaseFilter, LeaseInfo, LeaseState, Status};
+use crate::status::{
+    ConfigCheck, LeaseFilter, LeaseInfo, LeaseState, RelationshipDetail, RelationshipStatus, Status,
+};
 use crate::time::{TimeError, format_duration, format_rfc3339, parse_time};
 
 const HELP: &str = "\
@@ -36,6 +38,12 @@ Verbs:
                                        exclusions, reservations, relays, rate limits, log
                                        level), or refuses
                                        the whole file with every reason (also: SIGHUP)
+  failover list [--json]               every failover relationship: roles, mode, states, link,
+                                       scopes, and whether the partner is configured alike
+  failover show NAME [--json]          one relationship: every setting, own and partner state,
+                                       the link and since when, unacknowledged updates, the
+                                       partner's settings as it showed them and how they differ
+                                       from ours, and each scope's leases by state
   audit [--json] [--limit N]           the last N changes asked of the daemon (default 100):
                                        when, who (uid, or the TCP peer), what, and the answer
   token add NAME --role ROLE           makes an HTTP API token (ROLE: read-only, or dhcp-admin for
@@ -108,6 +116,13 @@ pub enum Verb {
     /// `reload [--json]`.
     Reload {
         /// Print the raw answer.
+        json: bool,
+    },
+    /// `failover list [--json]` (`name: None`) or `failover show NAME [--json]`.
+    Failover {
+        /// `show`'s relationship.
+        name: Option<String>,
+        /// Print the raw documents.
         json: bool,
     },
     /// `secret FILE`: a new shared secret, written locally.
@@ -389,6 +404,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 });
             }
         },
+        "failover" => parse_failover(&rest)?,
         "secret" => match <[String; 1]>::try_from(rest) {
             Ok([path]) if !path.starts_with('-') => Verb::Secret { path: path.into() },
             _ => return Err(UsageError::SecretFile),
@@ -397,6 +413,30 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
         other => return Err(UsageError::UnknownVerb(other.to_owned())),
     };
     Ok(Invocation { locator, verb })
+}
+
+fn parse_failover(args: &[String]) -> Result<Verb, UsageError> {
+    let json = args.iter().any(|a| a == "--json");
+    let rest: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--json")
+        .collect();
+    match rest.as_slice() {
+        ["list"] => Ok(Verb::Failover { name: None, json }),
+        ["show", name] if !name.starts_with('-') => Ok(Verb::Failover {
+            name: Some((*name).to_owned()),
+            json,
+        }),
+        _ => Err(UsageError::Unexpected {
+            verb: "failover",
+            arg: if args.is_empty() {
+                "(nothing: list or show NAME)".to_owned()
+            } else {
+                args.join(" ")
+            },
+        }),
+    }
 }
 
 fn parse_token(args: &[String]) -> Option<TokenVerb> {
@@ -628,6 +668,7 @@ pub fn run<I: IntoIterator<Item = String>>(
         },
         Verb::Audit { limit, .. } => Request::Audit { limit: *limit },
         Verb::Reload { .. } => Request::Reload,
+        Verb::Failover { name, .. } => Request::Relationships { name: name.clone() },
     };
     let target = match resolve(&inv.locator) {
         Ok(t) => t,
@@ -701,6 +742,35 @@ pub fn run<I: IntoIterator<Item = String>>(
             serde_json::to_string_pretty(&r).map(|j| writeln!(out, "{j}"))
         }
         (Verb::Reload { json: false }, r) => Ok(write!(out, "{}", render_reload(&r))),
+        (
+            Verb::Failover { name, json: true },
+            Response {
+                relationships: Some(r),
+                ..
+            },
+        ) => match (name, r.as_slice()) {
+            (Some(_), [one]) => serde_json::to_string_pretty(one),
+            _ => serde_json::to_string_pretty(&r),
+        }
+        .map(|j| writeln!(out, "{j}")),
+        (
+            Verb::Failover { name: None, .. },
+            Response {
+                relationships: Some(r),
+                ..
+            },
+        ) => Ok(write!(out, "{}", render_failover_list(&r))),
+        (
+            Verb::Failover { name: Some(_), .. },
+            Response {
+                relationships: Some(r),
+                ..
+            },
+        ) => Ok(write!(
+            out,
+            "{}",
+            r.iter().map(render_failover_show).collect::<String>()
+        )),
         (Verb::PartnerDown { .. }, r) => {
             Ok(writeln!(out, "{}", r.message.as_deref().unwrap_or("done")))
         }
@@ -745,6 +815,241 @@ fn render_reload(r: &Response) -> String {
         s.push_str("  ");
         s.push_str(c);
         s.push('\n');
+    }
+    s
+}
+
+/// A relationship's configuration check in a word or two: `in step`, `DIFFERS`, `unknown`.
+fn config_word(r: &RelationshipDetail) -> &'static str {
+    match r.status.as_ref().map(|s| s.config_check) {
+        Some(ConfigCheck::InStep) => "in step",
+        Some(ConfigCheck::Differs) => "DIFFERS",
+        Some(ConfigCheck::Unknown) | None => "unknown",
+    }
+}
+
+/// The link as `up since TIME` or `down since TIME` (`down` alone: not up since start).
+fn link_words(s: &RelationshipStatus) -> String {
+    match (s.link_up, s.link_since) {
+        (up, 0) => (if up { "up" } else { "down" }).to_owned(),
+        (up, t) => format!(
+            "{} since {}",
+            if up { "up" } else { "down" },
+            format_rfc3339(t)
+        ),
+    }
+}
+
+/// `failover list`: one line per relationship.
+pub fn render_failover_list(rels: &[RelationshipDetail]) -> String {
+    if rels.is_empty() {
+        return "no failover relationships configured\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = rels
+        .iter()
+        .map(|r| {
+            let (state, partner, link) = match &r.status {
+                Some(s) => (
+                    s.state.to_string(),
+                    s.partner_state.to_string(),
+                    (if s.link_up { "up" } else { "down" }).to_owned(),
+                ),
+                None => ("not running".to_owned(), "-".to_owned(), "-".to_owned()),
+            };
+            vec![
+                r.name.clone(),
+                r.settings.role.as_str().to_owned(),
+                r.settings.mode.as_str().to_owned(),
+                r.settings.partner.clone(),
+                state,
+                partner,
+                link,
+                if r.empty {
+                    "empty".to_owned()
+                } else {
+                    r.scopes.len().to_string()
+                },
+                config_word(r).to_owned(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "RELATIONSHIP",
+            "ROLE",
+            "MODE",
+            "PARTNER",
+            "STATE",
+            "PARTNER-STATE",
+            "LINK",
+            "SCOPES",
+            "CONFIG",
+        ],
+        &rows,
+    )
+}
+
+/// `failover show NAME`: every setting, the state, the partner's settings, the scopes.
+pub fn render_failover_show(r: &RelationshipDetail) -> String {
+    use std::fmt::Write as _;
+    let c = &r.settings;
+    let mut s = String::new();
+    let _ = writeln!(s, "relationship {}", r.name);
+    let _ = writeln!(s, "  role                      {}", c.role.as_str());
+    let mode = match (
+        c.load_balance_percent,
+        c.split,
+        c.reserve_percent,
+        &c.standby_is,
+    ) {
+        (Some(p), Some(split), _, _) => format!(
+            "load-balance, the primary answers {p} % of clients ({split} of 256 hash buckets)"
+        ),
+        (_, _, Some(reserve), Some(standby)) => format!(
+            "hot-standby, the standby is the {standby} server and holds {reserve} % of free addresses"
+        ),
+        _ => c.mode.as_str().to_owned(),
+    };
+    let _ = writeln!(s, "  mode                      {mode}");
+    let _ = writeln!(s, "  address                   {}", c.address);
+    let _ = writeln!(
+        s,
+        "  partner                   {} ({})",
+        c.partner, c.partner_software
+    );
+    let _ = writeln!(
+        s,
+        "  mclt                      {} ({} s)",
+        format_duration(u64::from(c.mclt)),
+        c.mclt
+    );
+    let _ = writeln!(
+        s,
+        "  safe period               {}",
+        match c.safe_period {
+            0 => "off (partner-down by hand)".to_owned(),
+            p => format!("{} ({p} s)", format_duration(u64::from(p))),
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  load balance max seconds  {}",
+        c.load_balance_max_seconds
+    );
+    let _ = writeln!(s, "  max response delay        {} s", c.max_response_delay);
+    let _ = writeln!(s, "  max unacked updates       {}", c.max_unacked_updates);
+    if let Some(m) = c.max_lease_time {
+        let _ = writeln!(s, "  max lease time            {m} s");
+    }
+    let _ = writeln!(
+        s,
+        "  shared secret             {}",
+        if c.shared_secret { "set" } else { "none" }
+    );
+    match &r.status {
+        None => s.push_str("  state                     not running\n"),
+        Some(st) => {
+            let _ = writeln!(
+                s,
+                "  state                     {} since {}",
+                st.state,
+                format_rfc3339(st.state_since)
+            );
+            let _ = writeln!(s, "  partner state             {}", st.partner_state);
+            let _ = writeln!(s, "  link                      {}", link_words(st));
+            if st.last_heard > 0 {
+                let _ = writeln!(
+                    s,
+                    "  last heard                {}",
+                    format_rfc3339(st.last_heard)
+                );
+            }
+            let _ = writeln!(
+                s,
+                "  updates                   {} unacknowledged, {} sent, {} refused",
+                st.unacked_updates, st.updates_sent, st.updates_refused
+            );
+            let _ = writeln!(
+                s,
+                "  in force                  mclt {} s, the primary on {}",
+                st.mclt,
+                crate::failover::consistency::buckets(st.primary_buckets)
+            );
+            match &st.partner_settings {
+                None => s.push_str("  partner's settings        not heard yet\n"),
+                Some(p) => {
+                    let mut parts = Vec::new();
+                    if let Some(m) = p.mclt {
+                        parts.push(format!("mclt {m} s"));
+                    }
+                    if let Some(b) = p.primary_buckets {
+                        parts.push(format!(
+                            "the primary on {}",
+                            crate::failover::consistency::buckets(b)
+                        ));
+                    }
+                    parts.push(format!("max unacked {}", p.max_unacked_updates));
+                    parts.push(format!("max response delay {} s", p.max_response_delay));
+                    let _ = writeln!(
+                        s,
+                        "  partner's settings        {} ({}, {})",
+                        parts.join(", "),
+                        p.software
+                            .as_deref()
+                            .unwrap_or("no vendor class: ISC dhcpd"),
+                        format_rfc3339(p.at)
+                    );
+                }
+            }
+            let _ = writeln!(
+                s,
+                "  configuration             {}",
+                match st.config_check {
+                    ConfigCheck::InStep => "in step with the partner".to_owned(),
+                    ConfigCheck::Differs => "DIFFERS from the partner's:".to_owned(),
+                    ConfigCheck::Unknown =>
+                        "unknown (the partner has shown nothing to compare)".to_owned(),
+                }
+            );
+            for d in &st.config_differences {
+                let _ = writeln!(s, "    {d}");
+            }
+        }
+    }
+    if r.empty {
+        s.push_str(
+            "  scopes                    none: the relationship is empty until a scope joins\n",
+        );
+    } else {
+        s.push_str("  scopes\n");
+        let rows: Vec<Vec<String>> = r
+            .scopes
+            .iter()
+            .map(|sc| {
+                let n = |st: LeaseState| sc.leases.get(&st).copied().unwrap_or(0).to_string();
+                vec![
+                    format!("    {}", sc.subnet),
+                    n(LeaseState::Free),
+                    n(LeaseState::Backup),
+                    n(LeaseState::Active),
+                    n(LeaseState::Expired),
+                    n(LeaseState::Released),
+                    n(LeaseState::Abandoned),
+                ]
+            })
+            .collect();
+        s.push_str(&table(
+            &[
+                "    SUBNET",
+                "FREE",
+                "BACKUP",
+                "ACTIVE",
+                "EXPIRED",
+                "RELEASED",
+                "ABANDONED",
+            ],
+            &rows,
+        ));
     }
     s
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::admin::{AdminBackend, AdminError, AdminServer, PartnerDownError};
 use crate::config::{self, Config, LoadError};
-use crate::status::{LeaseFilter, LeaseInfo, Status};
+use crate::status::{LeaseFilter, LeaseInfo, RelationshipDetail, Status};
 
 /// `tandemd`'s version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -498,6 +498,10 @@ impl AdminBackend for ConfigBackend {
 
     fn partner_down(&self, name: &str, _since: u64) -> Result<u64, PartnerDownError> {
         partner_down_unavailable(&self.config, name)
+    }
+
+    fn relationships(&self) -> Vec<RelationshipDetail> {
+        crate::status::relationship_details(&self.config, &self.status())
     }
 }
 

@@ -4,6 +4,9 @@
 //! - `GET /api/v1/status` and `GET /api/v1/leases?ip=|mac=|client_id=|subnet=|state=|limit=|after=`:
 //!   the admin API's `status` and `leases` answers as JSON (the same [`AdminResponse`]
 //!   documents), and `GET /metrics` (Prometheus, [`crate::metrics`]): role `read-only`;
+//! - `GET /api/v1/relationships` and `GET /api/v1/relationships/NAME`: every failover
+//!   relationship, or one, with its settings, state and scopes (`failover list`, `failover
+//!   show`): role `read-only`;
 //! - `POST /api/v1/relationships/NAME/partner-down` (body `{"since": UNIX_SECONDS}`, optional)
 //!   and `GET /api/v1/audit?limit=N`: role `dhcp-admin`, and every change is audited;
 //! - `GET /healthz`: `ok`. `control/api/openapi.yaml` describes them.
@@ -315,7 +318,7 @@ fn json(answer: &AdminResponse) -> Response<Full<Bytes>> {
 }
 
 /// Every route, as `control/api/openapi.yaml` names them (`{name}`: a path parameter).
-pub const ROUTES: [&str; 10] = [
+pub const ROUTES: [&str; 12] = [
     "/",
     "/status.css",
     "/status.js",
@@ -324,6 +327,8 @@ pub const ROUTES: [&str; 10] = [
     "/api/v1/leases",
     "/metrics",
     "/api/v1/audit",
+    "/api/v1/relationships",
+    "/api/v1/relationships/{name}",
     "/api/v1/relationships/{name}/partner-down",
     "/api/v1/config/reload",
 ];
@@ -340,7 +345,7 @@ enum Need {
 }
 
 const NOT_FOUND: &str = "not found: this server has / (the status page), /api/v1/status, /api/v1/leases, \
-/api/v1/audit, /api/v1/relationships/NAME/partner-down, /api/v1/config/reload, /metrics and /healthz\n";
+/api/v1/audit, /api/v1/relationships, /api/v1/relationships/NAME, /api/v1/relationships/NAME/partner-down, /api/v1/config/reload, /metrics and /healthz\n";
 
 /// The answer to one request from `peer`.
 async fn answer(
@@ -355,9 +360,16 @@ async fn answer(
         .and_then(|rest| rest.strip_suffix("/partner-down"))
         .filter(|name| !name.is_empty() && !name.contains('/'))
         .and_then(percent_decode);
+    let relationship = path
+        .strip_prefix("/api/v1/relationships/")
+        .filter(|name| !name.is_empty() && !name.contains('/'))
+        .and_then(percent_decode);
     let (need, post) = match path.as_str() {
         "/" | "/status.css" | "/status.js" | "/healthz" => (Need::Nothing, false),
-        "/api/v1/status" | "/api/v1/leases" | "/metrics" => (Need::Read, false),
+        "/api/v1/status" | "/api/v1/leases" | "/metrics" | "/api/v1/relationships" => {
+            (Need::Read, false)
+        }
+        _ if relationship.is_some() => (Need::Read, false),
         "/api/v1/audit" => (Need::Admin, false),
         "/api/v1/config/reload" => (Need::Admin, true),
         _ if partner_down.is_some() => (Need::Admin, true),
@@ -422,6 +434,11 @@ async fn answer(
             backend,
             None,
         )),
+        "/api/v1/relationships" => json(&crate::admin::handle_request(
+            AdminRequest::Relationships { name: None },
+            backend,
+            None,
+        )),
         "/api/v1/leases" => json(&match lease_filter(req.uri().query().unwrap_or("")) {
             Ok(filter) => crate::admin::handle_request(AdminRequest::Leases(filter), backend, None),
             Err(e) => AdminResponse::error(e),
@@ -458,6 +475,18 @@ async fn answer(
                 CONTENT_TYPE,
                 HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
+            r
+        }
+        _ if relationship.is_some() => {
+            let answer = crate::admin::handle_request(
+                AdminRequest::Relationships { name: relationship },
+                backend,
+                None,
+            );
+            let mut r = json(&answer);
+            if !answer.ok {
+                *r.status_mut() = StatusCode::NOT_FOUND;
+            }
             r
         }
         _ => {

@@ -822,6 +822,10 @@ impl AdminBackend for Backend {
         }
     }
 
+    fn relationships(&self) -> Vec<crate::status::RelationshipDetail> {
+        crate::status::relationship_details(&self.config(), &self.status())
+    }
+
     fn reload(&self) -> Result<Vec<String>, String> {
         let _one = self
             .reloading

@@ -14,8 +14,9 @@ use control::audit::AuditLog;
 use control::config::{FailoverMode, Role};
 use control::http::{Access, HttpServer};
 use control::status::{
-    FailoverState, HistogramStatus, LeaseFilter, LeaseInfo, LeaseState, RelationshipStatus, Status,
-    WorkerStatus, XdpStatus,
+    ConfigCheck, FailoverState, HistogramStatus, LeaseFilter, LeaseInfo, LeaseState,
+    PartnerSettingsStatus, RelationshipDetail, RelationshipSettings, RelationshipStatus,
+    ScopeLeases, Status, WorkerStatus, XdpStatus,
 };
 use control::tokens::Tokens;
 
@@ -55,6 +56,19 @@ impl AdminBackend for TestBackend {
                     sum: 180,
                 },
                 history: Vec::new(),
+                mclt: 3600,
+                primary_buckets: 128,
+                partner_settings: Some(PartnerSettingsStatus {
+                    at: 1_763_783_000,
+                    mclt: Some(1800),
+                    primary_buckets: Some(128),
+                    max_unacked_updates: 10,
+                    max_response_delay: 60,
+                    software: Some("tandem-0.1.0".into()),
+                }),
+                config_check: ConfigCheck::Differs,
+                config_differences: vec!["mclt: ours 3600 s, the partner's 1800 s".into()],
+                config_mismatches: 1,
             }],
             workers: vec![WorkerStatus {
                 id: 0,
@@ -127,6 +141,59 @@ impl AdminBackend for TestBackend {
     fn reload(&self) -> Result<Vec<String>, String> {
         *self.reloads.lock().expect("lock") += 1;
         Ok(vec!["subnet 10.77.0.0/16: dns, lease_time".to_owned()])
+    }
+
+    /// `edge-pair` with one scope, and `spare`, configured without scopes or a running session.
+    fn relationships(&self) -> Vec<RelationshipDetail> {
+        let settings = RelationshipSettings {
+            role: Role::Primary,
+            mode: FailoverMode::LoadBalance,
+            address: "10.0.0.1:647".into(),
+            partner: "10.0.0.2:647".into(),
+            partner_software: "tandem".into(),
+            mclt: 3600,
+            safe_period: 0,
+            load_balance_percent: Some(50),
+            split: Some(128),
+            reserve_percent: None,
+            standby_is: None,
+            load_balance_max_seconds: 3,
+            max_response_delay: 60,
+            max_unacked_updates: 10,
+            max_lease_time: None,
+            shared_secret: true,
+        };
+        vec![
+            RelationshipDetail {
+                name: "edge-pair".into(),
+                settings: settings.clone(),
+                status: self.status().relationships.into_iter().next(),
+                empty: false,
+                scopes: vec![ScopeLeases {
+                    subnet: "10.0.0.0/16".into(),
+                    leases: BTreeMap::from([
+                        (LeaseState::Free, 100),
+                        (LeaseState::Backup, 20),
+                        (LeaseState::Active, 7),
+                    ]),
+                }],
+            },
+            RelationshipDetail {
+                name: "spare".into(),
+                settings: RelationshipSettings {
+                    mode: FailoverMode::HotStandby,
+                    role: Role::Secondary,
+                    load_balance_percent: None,
+                    split: None,
+                    reserve_percent: Some(5),
+                    standby_is: Some("local".into()),
+                    ..settings
+                },
+                status: None,
+                empty: true,
+                scopes: Vec::new(),
+            },
+        ]
     }
 }
 
@@ -1056,6 +1123,101 @@ fn the_http_api_answers_status_and_leases_as_the_admin_socket_does() {
     }
 }
 
+#[test]
+fn failover_list_and_show_through_tandemctl_and_http() {
+    let f = Fixture::new();
+    let out = f.ctl(&["failover", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = text(&out.stdout);
+    let lines: Vec<&str> = list.lines().collect();
+    assert!(lines[0].starts_with("RELATIONSHIP  ROLE"), "{list}");
+    assert!(
+        lines[1].contains("edge-pair")
+            && lines[1].contains("communications-interrupted")
+            && lines[1].contains("recover-wait")
+            && lines[1].contains("down")
+            && lines[1].ends_with("DIFFERS"),
+        "{list}"
+    );
+    assert!(
+        lines[2].contains("spare")
+            && lines[2].contains("hot-standby")
+            && lines[2].contains("not running")
+            && lines[2].contains("empty"),
+        "{list}"
+    );
+
+    let out = f.ctl(&["failover", "show", "edge-pair"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let show = text(&out.stdout);
+    for want in [
+        "relationship edge-pair",
+        "mode                      load-balance, the primary answers 50 % of clients (128 of 256 hash buckets)",
+        "partner                   10.0.0.2:647 (tandem)",
+        "mclt                      1h00m00s (3600 s)",
+        "safe period               off (partner-down by hand)",
+        "shared secret             set",
+        "state                     communications-interrupted since 2025-11-22T04:00:00Z",
+        "link                      down since 2025-11-22T04:00:00Z",
+        "updates                   7 unacknowledged, 120 sent, 2 refused",
+        "partner's settings        mclt 1800 s, the primary on 128 of 256 buckets (50 %)",
+        "configuration             DIFFERS from the partner's:",
+        "    mclt: ours 3600 s, the partner's 1800 s",
+    ] {
+        assert!(show.contains(want), "no {want:?} in\n{show}");
+    }
+    let scope = show
+        .lines()
+        .find(|l| l.trim_start().starts_with("10.0.0.0/16"))
+        .unwrap_or_else(|| panic!("no scope line in\n{show}"));
+    let cells: Vec<&str> = scope.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["10.0.0.0/16", "100", "20", "7", "0", "0", "0"],
+        "{show}"
+    );
+
+    let out = f.ctl(&["failover", "show", "spare"]);
+    let show = text(&out.stdout);
+    assert!(
+        show.contains(
+            "hot-standby, the standby is the local server and holds 5 % of free addresses"
+        ) && show.contains("state                     not running")
+            && show.contains("none: the relationship is empty until a scope joins"),
+        "{show}"
+    );
+
+    let out = f.ctl(&["failover", "show", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(r#"no such relationship "nope""#),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = f.ctl(&["failover", "show", "edge-pair", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["settings"]["load_balance_percent"], 50);
+    assert_eq!(v["status"]["config_check"], "differs");
+    assert_eq!(v["scopes"][0]["leases"]["backup"], 20);
+    assert_eq!(f.ctl(&["failover"]).status.code(), Some(2));
+    assert_eq!(f.ctl(&["failover", "show"]).status.code(), Some(2));
+
+    // The same documents over HTTP; an unknown name is 404.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve_http(dir.path(), Arc::new(TestBackend::default()), false);
+    let (code, _, body) = get(server.local_addr(), "/api/v1/relationships");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["relationships"][1]["empty"], true);
+    let (code, _, body) = get(server.local_addr(), "/api/v1/relationships/spare");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["relationships"].as_array().map(Vec::len), Some(1));
+    assert_eq!(v["relationships"][0]["settings"]["standby_is"], "local");
+    let (code, _, body) = get(server.local_addr(), "/api/v1/relationships/nope");
+    assert_eq!(code, 404, "{body}");
+}
+
 /// `tandemctl --data-dir DIR token add NAME --role ROLE`: the token it prints.
 fn make_token(dir: &std::path::Path, name: &str, role: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
@@ -1105,9 +1267,17 @@ fn the_http_api_needs_a_token_and_the_role_for_what_it_asks() {
     // The page carries no data: anyone gets it.
     assert_eq!(ask("GET", "/", None, "").0, 200);
     // A reader reads.
-    for path in ["/api/v1/status", "/api/v1/leases?limit=5", "/metrics"] {
+    for path in [
+        "/api/v1/status",
+        "/api/v1/leases?limit=5",
+        "/metrics",
+        "/api/v1/relationships",
+        "/api/v1/relationships/edge-pair",
+    ] {
         let (code, _, body) = ask("GET", path, Some(&noc), "");
         assert_eq!(code, 200, "{path}: {body}");
+        let (code, _, body) = ask("GET", path, None, "");
+        assert_eq!(code, 401, "{path}: {body}");
     }
 
     // A change: without a token nothing is done, with a reader's token it is forbidden and

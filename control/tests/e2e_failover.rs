@@ -664,6 +664,18 @@ subnet 10.79.0.0 netmask 255.255.255.0 {
     });
     assert_eq!(server, "10.79.0.1", "{addr}");
     assert_eq!(wait_lease(&t, mp, 15, "tandemd learns dhcpd's lease"), addr);
+    // dhcpd's CONNECT shows its MCLT and split; the secondary's file sets neither, so the two
+    // are in step, and `failover show` says what dhcpd showed.
+    let show = t
+        .tandemctl(&["failover", "show", "pair"])
+        .expect("failover show");
+    assert!(
+        show.contains(
+            "partner's settings        mclt 600 s, the primary on 128 of 256 buckets (50 %)"
+        ) && show.contains("in force                  mclt 600 s")
+            && show.contains("configuration             in step with the partner"),
+        "{show}"
+    );
     eprintln!(
         "--- tandemd ---\n{}\n--- dhcpd ---\n{}",
         t.log(),
@@ -718,6 +730,16 @@ subnet 10.79.0.0 netmask 255.255.255.0 {
     wait_state(&t, 90, "tandemd normal/normal", |s, p| {
         s == "normal" && p == "normal"
     });
+    // An ISC secondary's CONNECTACK shows nothing of its settings to compare.
+    let show = t
+        .tandemctl(&["failover", "show", "pair"])
+        .expect("failover show");
+    assert!(
+        show.contains(
+            "configuration             unknown (the partner has shown nothing to compare)"
+        ),
+        "{show}"
+    );
     let isc_log_has = |t: &Server, what: &str, secs: u64| {
         let ok = common::try_wait_until(Duration::from_secs(secs), || {
             dlog().contains(what).then_some(())

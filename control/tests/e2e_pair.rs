@@ -15,6 +15,11 @@
 //! * operator partner-down on the survivor after its partner died: it serves both hash halves;
 //!   the dead one restarted comes back through RECOVER to NORMAL.
 //!
+//! * `tandemctl failover list` and `failover show` on both servers of a pair whose files
+//!   disagree on the MCLT and the split: each names the differing keys, the secondary serves by
+//!   the primary's, the difference is logged once and counted, and the scope's leases are
+//!   counted by state on both sides as a client binds.
+//!
 //! Two tests need what is not on main yet, and say so in their names:
 //! `secondary_serves_its_half_from_backup_pool` (pool balancing: the secondary has BACKUP
 //! addresses) and `bindings_replicate_to_the_partner` (BNDUPD send and apply).
@@ -35,7 +40,7 @@ use common::acks::discovers;
 use common::capture::DhcpMsg;
 use common::clients::{PerfTarget, Perfdhcp};
 use common::pair::*;
-use common::server::unix_now;
+use common::server::{Server, unix_now};
 use testkit::netns::mac_str;
 
 /// Every DISCOVER inside `load_balance_max_seconds` was OFFERed by nobody but its hash owner.
@@ -117,6 +122,107 @@ fn load_balance_pair_splits_discovers_by_hash() {
             .all(|a| a.server == Some(A) || a.server == Some(B)),
         "an ACK from a stranger"
     );
+}
+
+#[test]
+fn failover_show_names_a_partner_configured_otherwise() {
+    let net = PairNet::new(1);
+    let a = Server::start_tandemd_with(&net.a, |d| config(d, true, Mode::LoadBalance));
+    // The secondary's file says another MCLT and split than the primary's.
+    let b = Server::start_tandemd_with(&net.b, |d| {
+        config(d, false, Mode::LoadBalance).replace(
+            "role = \"secondary\"",
+            &format!("role = \"secondary\"\nmclt = \"{}s\"\nsplit = 64", 2 * MCLT),
+        )
+    });
+    let s = Servers { a, b };
+    s.both_normal(60);
+
+    let list = s.a.tandemctl(&["failover", "list"]).expect("failover list");
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("pair "))
+        .unwrap_or_else(|| panic!("{list}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        [
+            "pair",
+            "primary",
+            "load-balance",
+            "10.82.0.2:647",
+            "normal",
+            "normal",
+            "up",
+            "1",
+            "DIFFERS"
+        ],
+        "{list}"
+    );
+    let mclt_line =
+        |ours: u32, theirs: u32| format!("    mclt: ours {ours} s, the partner's {theirs} s");
+    let show_a =
+        s.a.tandemctl(&["failover", "show", "pair"])
+            .expect("show on A");
+    for want in [
+        "configuration             DIFFERS from the partner's:".to_owned(),
+        mclt_line(MCLT, 2 * MCLT),
+        "    split: the primary on 128 of 256 buckets (50 %) by ours, on 64 of 256 buckets (25 %) by the partner's".to_owned(),
+        "link                      up since ".to_owned(),
+    ] {
+        assert!(show_a.contains(&want), "no {want:?} in\n{show_a}");
+    }
+    let show_b =
+        s.b.tandemctl(&["failover", "show", "pair"])
+            .expect("show on B");
+    for want in [
+        mclt_line(2 * MCLT, MCLT),
+        "    split: the primary on 64 of 256 buckets (25 %) by ours, on 128 of 256 buckets (50 %) by the partner's".to_owned(),
+        // The secondary serves by the primary's.
+        format!("in force                  mclt {MCLT} s, the primary on 128 of 256 buckets (50 %)"),
+    ] {
+        assert!(show_b.contains(&want), "no {want:?} in\n{show_b}");
+    }
+    for server in [&s.a, &s.b] {
+        let log = server.log();
+        assert_eq!(
+            log.matches("the partner is configured otherwise").count(),
+            1,
+            "logged once\n{log}"
+        );
+        let m = server.metrics(HTTP);
+        assert!(
+            m.contains("tandem_failover_config_mismatches_total{relationship=\"pair\"} 1")
+                && m.contains(
+                    "tandem_failover_config_check{check=\"differs\",relationship=\"pair\"} 1"
+                ),
+            "{m}"
+        );
+    }
+
+    // The scope's leases by state, on both sides: 768 addresses, split between FREE and
+    // BACKUP by pool balancing, and a client bound on one shows ACTIVE on both.
+    let scope = |srv: &Server| -> BTreeMap<String, u64> {
+        let out = srv
+            .tandemctl(&["failover", "show", "pair", "--json"])
+            .expect("show --json");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(v["scopes"][0]["subnet"], "10.81.0.0/16", "{v}");
+        serde_json::from_value(v["scopes"][0]["leases"].clone()).expect("counts")
+    };
+    for srv in [&s.a, &s.b] {
+        let c = scope(srv);
+        assert_eq!(c.values().sum::<u64>(), 768, "{c:?}");
+    }
+    let mac = macs(3, true, 1)[0];
+    net.udhcpc(0, mac)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", mac_str(mac), s.logs()));
+    for srv in [&s.a, &s.b] {
+        let bound = common::try_wait_until(Duration::from_secs(15), || {
+            (scope(srv).get("active") == Some(&1)).then_some(())
+        });
+        assert!(bound.is_some(), "{:?}\n{}", scope(srv), s.logs());
+    }
 }
 
 #[test]

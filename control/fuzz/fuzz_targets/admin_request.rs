@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use control::admin::{self, AdminBackend, Caller, PartnerDownError, Request, Response};
 use control::audit::{self, AuditLog};
-use control::status::{LeaseFilter, LeaseInfo, LeaseState, Status};
+use control::status::{LeaseFilter, LeaseInfo, LeaseState, RelationshipDetail, Status};
 use libfuzzer_sys::fuzz_target;
 
 struct Backend;
@@ -61,6 +61,20 @@ impl AdminBackend for Backend {
 
     fn reload(&self) -> Result<Vec<String>, String> {
         Ok(vec!["subnet 10.0.0.0/24: dns".to_owned()])
+    }
+
+    fn relationships(&self) -> Vec<RelationshipDetail> {
+        static CONFIG: OnceLock<control::config::Config> = OnceLock::new();
+        let config = CONFIG.get_or_init(|| {
+            control::config::parse(
+                "[server]\ninterfaces = [\"eth0\"]\n[[subnet]]\nprefix = \"10.0.0.0/24\"\n\
+                 failover = \"edge\"\n[[failover]]\nname = \"edge\"\nrole = \"primary\"\n\
+                 address = \"192.0.2.1\"\npeer_address = \"192.0.2.2\"\nmclt = \"1h\"\n\
+                 shared_secret_file = \"/s\"\n",
+            )
+            .expect("the fuzz backend's configuration is valid")
+        });
+        control::status::relationship_details(config, &self.status())
     }
 }
 
@@ -115,6 +129,13 @@ fn check(line: &[u8]) {
         Request::Reload => {
             assert_eq!(response.changes.as_ref().map(Vec::len), Some(1));
             assert!(response.message.is_some());
+        }
+        Request::Relationships { name } => {
+            let all = response.relationships.as_ref().expect("relationships answered");
+            assert_eq!(all.len(), 1);
+            if let Some(name) = name {
+                assert_eq!(all[0].name, name);
+            }
         }
         Request::Audit { limit } => {
             let got = response.audit.as_ref().expect("audit answered").len();
