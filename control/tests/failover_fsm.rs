@@ -16,7 +16,7 @@ use control::failover::fsm::{
 use control::failover::hash::Hba;
 use control::failover::msg::{BindingStatus, MessageType, RejectReason, Repr};
 use control::failover::pool::Share;
-use control::failover::session::{self, Cause, Session};
+use control::failover::session::{self, Cause, ResyncProgress, Session};
 use control::failover::{Instant, Now, Role, UnixTime};
 use sim::{BASE_WALL, NoTables};
 use testkit::rng::Rng;
@@ -251,6 +251,40 @@ fn link_cut_gives_communications_interrupted_and_heal_gives_normal() {
         p.sides
             .iter()
             .all(|s| s.events.contains(&Event::SendUpdates))
+    );
+}
+
+#[test]
+fn an_operators_resync_runs_to_the_partners_upddone_or_is_interrupted() {
+    let mut p = normal_pair();
+    // Not before NORMAL's link is up, and not in another state.
+    assert_eq!(p.sides[1].session().resync_progress(), None);
+    p.sim.with(1, |s, now| s.resync(now)).expect("in NORMAL");
+    let r = p.sides[1].session().resync_progress().expect("recorded");
+    assert_eq!(r.progress, ResyncProgress::Running);
+    p.run_for(5);
+    let r = p.sides[1].session().resync_progress().expect("recorded");
+    assert!(
+        matches!(r.progress, ResyncProgress::Done(t) if t >= r.asked),
+        "{r:?}"
+    );
+    // The partner answered an UPDREQALL; nothing moved out of NORMAL.
+    assert_eq!(p.states(), (S::Normal, S::Normal));
+
+    // Asked again and cut before the UPDDONE: interrupted, and refused while the link is down.
+    p.partition();
+    p.sim.with(0, |s, now| s.resync(now)).expect("still NORMAL");
+    p.run_for(25);
+    let r = p.sides[0].session().resync_progress().expect("recorded");
+    assert!(
+        matches!(r.progress, ResyncProgress::Interrupted(_)),
+        "{r:?}"
+    );
+    assert_eq!(
+        p.sim.with(0, |s, now| s.resync(now)),
+        Err(LocalEventError::ResyncNotAllowed(
+            S::CommunicationsInterrupted
+        ))
     );
 }
 

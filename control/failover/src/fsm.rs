@@ -359,6 +359,12 @@ pub enum LocalEventError {
         "partner-down is only allowed from communications-interrupted or resolution-interrupted, not {0:?}"
     )]
     PartnerDownNotAllowed(StateKind),
+    #[error(
+        "a resync is asked in normal only, not {0:?} (recovery asks for every binding by itself)"
+    )]
+    ResyncNotAllowed(StateKind),
+    #[error("the peer link is down: there is no partner to ask")]
+    NotConnected,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1363,6 +1369,22 @@ impl Fsm {
     }
 
     // ---- local events ----
+
+    /// The operator's resync: ask the partner for every binding it has (UPDREQALL, as a
+    /// server in RECOVER does); it answers with BNDUPDs, then UPDDONE
+    /// ([`Event::UpdatesReceived`]). In NORMAL only, where an UPDDONE moves no state; an
+    /// update request already outstanding is replaced by this one (the partner restarts its
+    /// run, `failover.c:5739-5743`).
+    pub fn request_all_updates(&mut self, now: Now) -> Result<(), LocalEventError> {
+        match self.state.kind() {
+            StateKind::Normal if self.is_connected() => {
+                self.send_update_request_all(now);
+                Ok(())
+            }
+            StateKind::Normal => Err(LocalEventError::NotConnected),
+            k => Err(LocalEventError::ResyncNotAllowed(k)),
+        }
+    }
 
     /// The operator says the partner is down, last known up at `since`. Allowed from
     /// COMMUNICATIONS-INTERRUPTED and RESOLUTION-INTERRUPTED (draft §9.5). Returns the time

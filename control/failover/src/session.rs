@@ -130,8 +130,33 @@ pub struct Counters {
     pub messages: u64,
     /// Bindings the partner refused.
     pub refused: u64,
+    /// Bindings received in the partner's BNDUPDs.
+    pub received: u64,
     /// How long BNDUPDs waited for their BNDACK.
     pub round_trip: RoundTrips,
+}
+
+/// The operator's resync of a relationship: every binding asked of the partner
+/// (UPDREQALL), and how far its answer has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resync {
+    /// When it was asked.
+    pub asked: UnixTime,
+    /// Bindings received in the partner's BNDUPDs since.
+    pub received: u64,
+    /// Where it is.
+    pub progress: ResyncProgress,
+}
+
+/// Where a [`Resync`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResyncProgress {
+    /// The partner is sending its bindings.
+    Running,
+    /// Its UPDDONE came at this time: every binding it has was received.
+    Done(UnixTime),
+    /// The link was lost at this time before the UPDDONE; ask again.
+    Interrupted(UnixTime),
 }
 
 /// Buckets of [`RoundTrips`]: bucket `i < ROUND_TRIP_BUCKETS - 1` ends at `2^i` ms, the last
@@ -238,6 +263,8 @@ pub struct Session<S> {
     /// BNDACKs owed for the BNDUPDs of the read being handled.
     acks: Vec<Acks>,
     counters: Counters,
+    /// The operator's last resync ([`Session::resync`]).
+    resync: Option<Resync>,
     pool: pool::Policy,
     balance: pool::Schedule,
     next_sweep: Instant,
@@ -303,6 +330,7 @@ impl<S: Storage> Session<S> {
             done_pending: false,
             acks: Vec::new(),
             counters: Counters::default(),
+            resync: None,
             pool: pool::Policy::new(role, config.share),
             balance: pool::Schedule::default(),
             next_sweep: now.instant,
@@ -545,6 +573,25 @@ impl<S: Storage> Session<S> {
         self.drive(now);
     }
 
+    /// The operator's resync: every binding the partner has is asked for and installed as
+    /// any BNDUPD is ([`Fsm::request_all_updates`]); [`Session::resync_progress`] follows it.
+    pub fn resync(&mut self, now: Now) -> Result<(), LocalEventError> {
+        self.fsm.request_all_updates(now)?;
+        tracing::info!(relationship = %self.name, "failover: resync asked (UPDREQALL)");
+        self.resync = Some(Resync {
+            asked: now.wall,
+            received: 0,
+            progress: ResyncProgress::Running,
+        });
+        self.drive(now);
+        Ok(())
+    }
+
+    /// The last resync asked since start, and how far it has come.
+    pub fn resync_progress(&self) -> Option<Resync> {
+        self.resync
+    }
+
     /// The operator's partner-down, the partner last known up at `since`; the time put in
     /// force ([`Fsm::partner_down`]).
     pub fn partner_down(&mut self, now: Now, since: UnixTime) -> Result<UnixTime, LocalEventError> {
@@ -641,6 +688,14 @@ impl<S: Storage> Session<S> {
     /// [`RECONNECT_AFTER`] away, and what was in flight is queued again.
     fn forget_link(&mut self, now: Now) -> Option<Link> {
         self.next_dial = now.instant + RECONNECT_AFTER;
+        if let Some(r) = self
+            .resync
+            .as_mut()
+            .filter(|r| r.progress == ResyncProgress::Running)
+        {
+            r.progress = ResyncProgress::Interrupted(now.wall);
+            tracing::warn!(relationship = %self.name, received = r.received, "failover: resync interrupted by the link's loss; ask again once it is up");
+        }
         self.reset_updates();
         self.link.take()
     }
@@ -731,6 +786,16 @@ impl<S: Storage> Session<S> {
                 tracing::info!(relationship = %self.name, all, bindings = n, "failover: update request");
                 self.done_pending = true;
             }
+            E::UpdatesReceived => {
+                if let Some(r) = self
+                    .resync
+                    .as_mut()
+                    .filter(|r| r.progress == ResyncProgress::Running)
+                {
+                    r.progress = ResyncProgress::Done(now.wall);
+                    tracing::info!(relationship = %self.name, bindings = r.received, "failover: resync done (UPDDONE)");
+                }
+            }
             E::PoolRequest { xid } => {
                 let moved = self.rebalance(now);
                 tracing::info!(relationship = %self.name, moved, "failover: pool request answered");
@@ -813,6 +878,15 @@ impl<S: Storage> Session<S> {
                     if let Some(ip) = o.assigned_ip {
                         answers.push((ip, self.on_bndupd(&o, now)));
                     }
+                }
+                let n = answers.len() as u64;
+                self.counters.received += n;
+                if let Some(r) = self
+                    .resync
+                    .as_mut()
+                    .filter(|r| r.progress == ResyncProgress::Running)
+                {
+                    r.received += n;
                 }
                 if !answers.is_empty() {
                     self.acks.push((m.xid, answers));
