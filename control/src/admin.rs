@@ -52,7 +52,12 @@ pub trait AdminBackend: Send + Sync {
     /// Declares the partner of relationship `name` down, last known up at `since` (Unix seconds),
     /// and returns the time put in force: never earlier than the partner was last heard from.
     /// The error is shown to the operator as it displays (`no such relationship "x"`).
-    fn partner_down(&self, name: &str, since: u64) -> Result<u64, PartnerDownError>;
+    fn partner_down(&self, name: &str, since: u64) -> Result<u64, CommandError>;
+    /// Asks the partner of relationship `name` for every binding it has (UPDREQALL);
+    /// `failover show` follows the progress. The error is shown as it displays.
+    fn resync(&self, name: &str) -> Result<(), CommandError> {
+        Err(CommandError::NotRunning(name.to_owned()))
+    }
     /// Re-reads the configuration file and applies what changed without a restart
     /// ([`crate::reload`]); returns the changes, one line each (none: the file is the
     /// configuration in force). The error, shown to the operator as it is, says why nothing
@@ -68,10 +73,10 @@ pub trait AdminBackend: Send + Sync {
     }
 }
 
-/// Why an operator's `partner-down` was not carried out; the text is the admin answer's
-/// `error`.
+/// Why an operator's command to a relationship (`partner-down`, `resync`) was not carried
+/// out; the text is the admin answer's `error`.
 #[derive(Debug, thiserror::Error)]
-pub enum PartnerDownError {
+pub enum CommandError {
     /// The config has no relationship of that name.
     #[error("no such relationship {0:?}")]
     NoSuchRelationship(String),
@@ -116,6 +121,12 @@ pub enum Request {
     },
     /// `{"verb":"reload"}`: re-read the configuration file and apply what changed, live.
     Reload,
+    /// `{"verb":"resync","name":"edge-pair"}`: ask the partner for every binding it has
+    /// (UPDREQALL); `relationships` shows the progress.
+    Resync {
+        /// The relationship.
+        name: String,
+    },
     /// `{"verb":"relationships","name":"edge-pair"}`: every failover relationship (`failover
     /// list`), or the one named (`failover show`), with its settings, state and scopes.
     Relationships {
@@ -126,13 +137,14 @@ pub enum Request {
 }
 
 /// Every verb's name, as sent.
-pub const VERBS: [&str; 6] = [
+pub const VERBS: [&str; 7] = [
     "status",
     "leases",
     "partner-down",
     "audit",
     "reload",
     "relationships",
+    "resync",
 ];
 
 impl Request {
@@ -145,6 +157,7 @@ impl Request {
             Request::Audit { .. } => "audit",
             Request::Reload => "reload",
             Request::Relationships { .. } => "relationships",
+            Request::Resync { .. } => "resync",
         }
     }
 
@@ -155,7 +168,7 @@ impl Request {
             | Request::Leases(_)
             | Request::Audit { .. }
             | Request::Relationships { .. } => false,
-            Request::PartnerDown { .. } | Request::Reload => true,
+            Request::PartnerDown { .. } | Request::Reload | Request::Resync { .. } => true,
         }
     }
 }
@@ -333,6 +346,17 @@ pub fn handle_request(
                 ..Response::default()
             },
             Err(e) => Response::error(e),
+        },
+        Request::Resync { name } => match backend.resync(&name) {
+            Ok(()) => Response {
+                ok: true,
+                message: Some(format!(
+                    "resync of {name} asked: the partner sends every binding it has, then \
+                     UPDDONE (`tandemctl failover show {name}` follows it)"
+                )),
+                ..Response::default()
+            },
+            Err(e) => Response::error(e.to_string()),
         },
         Request::Relationships { name } => {
             let mut all = backend.relationships();
@@ -1145,6 +1169,11 @@ fn http_request(
             String::new(),
         ),
         Request::Reload => ("POST", "/api/v1/config/reload".to_owned(), String::new()),
+        Request::Resync { name } => (
+            "POST",
+            format!("/api/v1/relationships/{}/resync", q(name)),
+            String::new(),
+        ),
         Request::Relationships { name } => (
             "GET",
             match name {
@@ -1260,8 +1289,8 @@ mod tests {
         fn leases(&self, _: &LeaseFilter) -> Vec<LeaseInfo> {
             Vec::new()
         }
-        fn partner_down(&self, name: &str, _: u64) -> Result<u64, PartnerDownError> {
-            Err(PartnerDownError::NoSuchRelationship(name.to_owned()))
+        fn partner_down(&self, name: &str, _: u64) -> Result<u64, CommandError> {
+            Err(CommandError::NoSuchRelationship(name.to_owned()))
         }
     }
 

@@ -44,6 +44,9 @@ Verbs:
                                        the link and since when, unacknowledged updates, the
                                        partner's settings as it showed them and how they differ
                                        from ours, and each scope's leases by state
+  failover resync NAME [--wait]        asks the partner for every binding it has (UPDREQALL, in
+                                       normal); --wait shows the bindings as they arrive until
+                                       the partner's UPDDONE (at most 10 minutes)
   audit [--json] [--limit N]           the last N changes asked of the daemon (default 100):
                                        when, who (uid, or the TCP peer), what, and the answer
   token add NAME --role ROLE           makes an HTTP API token (ROLE: read-only, or dhcp-admin for
@@ -117,6 +120,13 @@ pub enum Verb {
     Reload {
         /// Print the raw answer.
         json: bool,
+    },
+    /// `failover resync NAME [--wait]`.
+    Resync {
+        /// The relationship.
+        name: String,
+        /// Follow the progress until the partner's UPDDONE.
+        wait: bool,
     },
     /// `failover list [--json]` (`name: None`) or `failover show NAME [--json]`.
     Failover {
@@ -428,6 +438,12 @@ fn parse_failover(args: &[String]) -> Result<Verb, UsageError> {
             name: Some((*name).to_owned()),
             json,
         }),
+        ["resync", name] | ["resync", name, "--wait"] if !json && !name.starts_with('-') => {
+            Ok(Verb::Resync {
+                name: (*name).to_owned(),
+                wait: rest.len() == 3,
+            })
+        }
         _ => Err(UsageError::Unexpected {
             verb: "failover",
             arg: if args.is_empty() {
@@ -669,6 +685,7 @@ pub fn run<I: IntoIterator<Item = String>>(
         Verb::Audit { limit, .. } => Request::Audit { limit: *limit },
         Verb::Reload { .. } => Request::Reload,
         Verb::Failover { name, .. } => Request::Relationships { name: name.clone() },
+        Verb::Resync { name, .. } => Request::Resync { name: name.clone() },
     };
     let target = match resolve(&inv.locator) {
         Ok(t) => t,
@@ -774,6 +791,13 @@ pub fn run<I: IntoIterator<Item = String>>(
         (Verb::PartnerDown { .. }, r) => {
             Ok(writeln!(out, "{}", r.message.as_deref().unwrap_or("done")))
         }
+        (Verb::Resync { name, wait }, r) => {
+            let _ = writeln!(out, "{}", r.message.as_deref().unwrap_or("asked"));
+            if !*wait {
+                return 0;
+            }
+            return follow_resync(&target, name, out, err);
+        }
         (Verb::Audit { json: true, .. }, Response { audit: Some(a), .. }) => {
             serde_json::to_string_pretty(&a).map(|j| writeln!(out, "{j}"))
         }
@@ -817,6 +841,77 @@ fn render_reload(r: &Response) -> String {
         s.push('\n');
     }
     s
+}
+
+/// How long `failover resync --wait` follows a resync.
+const RESYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `failover resync NAME --wait`: the bindings received, a line each time the count moves
+/// (at most one a second), until the partner's UPDDONE, the link's loss, or [`RESYNC_WAIT`].
+fn follow_resync(target: &Target, name: &str, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let start = std::time::Instant::now();
+    let mut shown = None;
+    loop {
+        let request = Request::Relationships {
+            name: Some(name.to_owned()),
+        };
+        let resync = match admin::request(target, &request) {
+            Ok(r) if r.ok => r
+                .relationships
+                .and_then(|mut v| v.pop())
+                .and_then(|d| d.status)
+                .and_then(|s| s.resync),
+            Ok(r) => {
+                let _ = writeln!(err, "tandemctl: {}", r.error.unwrap_or_default());
+                return 1;
+            }
+            Err(e) => {
+                let _ = writeln!(err, "tandemctl: {e}");
+                return 1;
+            }
+        };
+        let Some(r) = resync else {
+            let _ = writeln!(err, "tandemctl: the daemon shows no resync of {name}");
+            return 1;
+        };
+        if shown != Some(r.bindings) && r.progress == "running" {
+            let _ = writeln!(out, "resync of {name}: {} bindings received", r.bindings);
+            shown = Some(r.bindings);
+        }
+        match r.progress.as_str() {
+            "done" => {
+                let secs = r.ended.unwrap_or(r.asked).saturating_sub(r.asked);
+                let _ = writeln!(
+                    out,
+                    "resync of {name} done: {} bindings received in {}",
+                    r.bindings,
+                    format_duration(secs)
+                );
+                return 0;
+            }
+            "interrupted" => {
+                let _ = writeln!(
+                    err,
+                    "tandemctl: resync of {name} interrupted by the peer link's loss after {} \
+                     bindings; ask again once it is up",
+                    r.bindings
+                );
+                return 1;
+            }
+            _ => {}
+        }
+        if start.elapsed() > RESYNC_WAIT {
+            let _ = writeln!(
+                err,
+                "tandemctl: resync of {name} still running after {}: {} bindings so far \
+                 (`tandemctl failover show {name}` follows it)",
+                format_duration(RESYNC_WAIT.as_secs()),
+                r.bindings
+            );
+            return 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 /// A relationship's configuration check in a word or two: `in step`, `DIFFERS`, `unknown`.
@@ -966,9 +1061,21 @@ pub fn render_failover_show(r: &RelationshipDetail) -> String {
             }
             let _ = writeln!(
                 s,
-                "  updates                   {} unacknowledged, {} sent, {} refused",
-                st.unacked_updates, st.updates_sent, st.updates_refused
+                "  updates                   {} unacknowledged, {} sent, {} refused, {} received",
+                st.unacked_updates, st.updates_sent, st.updates_refused, st.updates_received
             );
+            if let Some(r) = &st.resync {
+                let _ = writeln!(
+                    s,
+                    "  resync                    {}: {} bindings received since {}{}",
+                    r.progress,
+                    r.bindings,
+                    format_rfc3339(r.asked),
+                    r.ended
+                        .map(|t| format!(", ended {}", format_rfc3339(t)))
+                        .unwrap_or_default()
+                );
+            }
             let _ = writeln!(
                 s,
                 "  in force                  mclt {} s, the primary on {}",

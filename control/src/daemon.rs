@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::admin::{AdminBackend, AdminError, AdminServer, PartnerDownError};
+use crate::admin::{AdminBackend, AdminError, AdminServer, CommandError};
 use crate::config::{self, Config, LoadError};
 use crate::status::{LeaseFilter, LeaseInfo, RelationshipDetail, Status};
 
@@ -496,8 +496,12 @@ impl AdminBackend for ConfigBackend {
         Vec::new()
     }
 
-    fn partner_down(&self, name: &str, _since: u64) -> Result<u64, PartnerDownError> {
+    fn partner_down(&self, name: &str, _since: u64) -> Result<u64, CommandError> {
         partner_down_unavailable(&self.config, name)
+    }
+
+    fn resync(&self, name: &str) -> Result<(), CommandError> {
+        partner_down_unavailable(&self.config, name).map(drop)
     }
 
     fn relationships(&self) -> Vec<RelationshipDetail> {
@@ -505,13 +509,14 @@ impl AdminBackend for ConfigBackend {
     }
 }
 
-/// The answer to `partner-down` while failover is not running: "no such relationship" for a name
-/// the config lacks, "failover not active" for one it has.
-pub fn partner_down_unavailable(config: &Config, name: &str) -> Result<u64, PartnerDownError> {
+/// The answer to a relationship's command (`partner-down`, `resync`) while failover is not
+/// running: "no such relationship" for a name the config lacks, "failover not active" for one
+/// it has.
+pub fn partner_down_unavailable(config: &Config, name: &str) -> Result<u64, CommandError> {
     if config.relationship(name).is_some() {
-        Err(PartnerDownError::NotRunning(name.to_owned()))
+        Err(CommandError::NotRunning(name.to_owned()))
     } else {
-        Err(PartnerDownError::NoSuchRelationship(name.to_owned()))
+        Err(CommandError::NoSuchRelationship(name.to_owned()))
     }
 }
 

@@ -7,8 +7,9 @@
 //! - `GET /api/v1/relationships` and `GET /api/v1/relationships/NAME`: every failover
 //!   relationship, or one, with its settings, state and scopes (`failover list`, `failover
 //!   show`): role `read-only`;
-//! - `POST /api/v1/relationships/NAME/partner-down` (body `{"since": UNIX_SECONDS}`, optional)
-//!   and `GET /api/v1/audit?limit=N`: role `dhcp-admin`, and every change is audited;
+//! - `POST /api/v1/relationships/NAME/partner-down` (body `{"since": UNIX_SECONDS}`, optional),
+//!   `POST /api/v1/relationships/NAME/resync` and `GET /api/v1/audit?limit=N`: role
+//!   `dhcp-admin`, and every change is audited;
 //! - `GET /healthz`: `ok`. `control/api/openapi.yaml` describes them.
 //!
 //! Authentication ([`crate::tokens`]): `Authorization: Bearer TOKEN`. A change always needs a
@@ -318,7 +319,7 @@ fn json(answer: &AdminResponse) -> Response<Full<Bytes>> {
 }
 
 /// Every route, as `control/api/openapi.yaml` names them (`{name}`: a path parameter).
-pub const ROUTES: [&str; 12] = [
+pub const ROUTES: [&str; 13] = [
     "/",
     "/status.css",
     "/status.js",
@@ -330,6 +331,7 @@ pub const ROUTES: [&str; 12] = [
     "/api/v1/relationships",
     "/api/v1/relationships/{name}",
     "/api/v1/relationships/{name}/partner-down",
+    "/api/v1/relationships/{name}/resync",
     "/api/v1/config/reload",
 ];
 
@@ -345,7 +347,7 @@ enum Need {
 }
 
 const NOT_FOUND: &str = "not found: this server has / (the status page), /api/v1/status, /api/v1/leases, \
-/api/v1/audit, /api/v1/relationships, /api/v1/relationships/NAME, /api/v1/relationships/NAME/partner-down, /api/v1/config/reload, /metrics and /healthz\n";
+/api/v1/audit, /api/v1/relationships, /api/v1/relationships/NAME, /api/v1/relationships/NAME/partner-down, /api/v1/relationships/NAME/resync, /api/v1/config/reload, /metrics and /healthz\n";
 
 /// The answer to one request from `peer`.
 async fn answer(
@@ -355,11 +357,14 @@ async fn answer(
     access: &Access,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
-    let partner_down = path
-        .strip_prefix("/api/v1/relationships/")
-        .and_then(|rest| rest.strip_suffix("/partner-down"))
-        .filter(|name| !name.is_empty() && !name.contains('/'))
-        .and_then(percent_decode);
+    let action = |suffix: &str| {
+        path.strip_prefix("/api/v1/relationships/")
+            .and_then(|rest| rest.strip_suffix(suffix))
+            .filter(|name| !name.is_empty() && !name.contains('/'))
+            .and_then(percent_decode)
+    };
+    let partner_down = action("/partner-down");
+    let resync = action("/resync");
     let relationship = path
         .strip_prefix("/api/v1/relationships/")
         .filter(|name| !name.is_empty() && !name.contains('/'))
@@ -372,7 +377,7 @@ async fn answer(
         _ if relationship.is_some() => (Need::Read, false),
         "/api/v1/audit" => (Need::Admin, false),
         "/api/v1/config/reload" => (Need::Admin, true),
-        _ if partner_down.is_some() => (Need::Admin, true),
+        _ if partner_down.is_some() || resync.is_some() => (Need::Admin, true),
         _ => return text(StatusCode::NOT_FOUND, NOT_FOUND),
     };
     let allowed = if post {
@@ -400,12 +405,13 @@ async fn answer(
         Err(refusal) => {
             // A change refused to a known token is a fact the audit log keeps (who tried
             // what); an anonymous refusal is not, so that strangers cannot fill it.
-            let change = match (&partner_down, path.as_str()) {
-                (Some(name), _) => Some(AdminRequest::PartnerDown {
+            let change = match (&partner_down, &resync, path.as_str()) {
+                (Some(name), _, _) => Some(AdminRequest::PartnerDown {
                     name: name.clone(),
                     since: None,
                 }),
-                (None, "/api/v1/config/reload") => Some(AdminRequest::Reload),
+                (None, Some(name), _) => Some(AdminRequest::Resync { name: name.clone() }),
+                (None, None, "/api/v1/config/reload") => Some(AdminRequest::Reload),
                 _ => None,
             };
             if let (Some(change), StatusCode::FORBIDDEN) = (change, refusal.status()) {
@@ -488,6 +494,16 @@ async fn answer(
                 *r.status_mut() = StatusCode::NOT_FOUND;
             }
             r
+        }
+        _ if resync.is_some() => {
+            let caller = caller(who.as_deref(), peer);
+            json(&crate::admin::handle_request(
+                AdminRequest::Resync {
+                    name: resync.unwrap_or_default(),
+                },
+                backend,
+                Some((&caller, access.audit.as_ref())),
+            ))
         }
         _ => {
             let Some(name) = partner_down else {

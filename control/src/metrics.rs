@@ -88,6 +88,11 @@ pub const CATALOGUE: &[(&str, MetricType, &str)] = &[
         "BNDUPD messages sent to the partner.",
     ),
     (
+        "tandem_failover_bindings_received_total",
+        MetricType::COUNTER,
+        "Bindings received in the partner's BNDUPDs.",
+    ),
+    (
         "tandem_failover_bindings_refused_total",
         MetricType::COUNTER,
         "Bindings the partner refused in its BNDACKs.",
@@ -396,6 +401,11 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
             l,
             r.updates_refused,
         );
+        f.counter(
+            "tandem_failover_bindings_received_total",
+            l,
+            r.updates_received,
+        );
         f.histogram(
             "tandem_failover_bndupd_rtt_seconds",
             l,
@@ -552,6 +562,8 @@ mod tests {
                 updates_sent: 10,
                 update_messages: 4,
                 updates_refused: 1,
+                updates_received: 0,
+                resync: None,
                 link_up: true,
                 link_since: 1_700_000_001,
                 last_heard: 1_700_000_100,

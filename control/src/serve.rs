@@ -18,7 +18,7 @@ use dataplane::worker::{self, FrameIo, Worker, WorkerConfig};
 use dataplane::xdp::{AttachMode, XdpError, XdpPort, XskOptions};
 use lease_mmap::{BindingState, Lease, Store, UnixTime};
 
-use crate::admin::{AdminBackend, PartnerDownError};
+use crate::admin::{AdminBackend, CommandError};
 use crate::config::{self, Config, Datapath, SubnetConfig};
 use crate::daemon::{Chain, Hooks, VERSION};
 use crate::notify::Heartbeat;
@@ -815,10 +815,17 @@ impl AdminBackend for Backend {
         out
     }
 
-    fn partner_down(&self, name: &str, since: u64) -> Result<u64, PartnerDownError> {
+    fn partner_down(&self, name: &str, since: u64) -> Result<u64, CommandError> {
         match &self.failover {
             Some(driver) => driver.partner_down(name, since),
             None => crate::daemon::partner_down_unavailable(&self.config(), name),
+        }
+    }
+
+    fn resync(&self, name: &str) -> Result<(), CommandError> {
+        match &self.failover {
+            Some(driver) => driver.resync(name),
+            None => crate::daemon::partner_down_unavailable(&self.config(), name).map(drop),
         }
     }
 

@@ -94,6 +94,12 @@ pub struct RelationshipStatus {
     /// reason, and sent again after the next reconnection).
     #[serde(default)]
     pub updates_refused: u64,
+    /// Bindings received in the partner's BNDUPDs since start.
+    #[serde(default)]
+    pub updates_received: u64,
+    /// The operator's last resync since start (`tandemctl failover resync`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync: Option<ResyncStatus>,
     /// Whether the peer link is up (the partner's CONNECT or CONNECTACK received).
     #[serde(default)]
     pub link_up: bool,
@@ -131,6 +137,21 @@ pub struct RelationshipStatus {
     /// new difference is logged once as a warning).
     #[serde(default)]
     pub config_mismatches: u64,
+}
+
+/// The operator's resync: every binding asked of the partner (UPDREQALL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncStatus {
+    /// When it was asked, Unix seconds.
+    pub asked: u64,
+    /// Bindings received since.
+    pub bindings: u64,
+    /// `running`, `done` (the partner's UPDDONE came: it has sent every binding) or
+    /// `interrupted` (the link was lost first; ask again).
+    pub progress: String,
+    /// When it was done or interrupted, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<u64>,
 }
 
 /// What the partner showed of its settings in its last CONNECT or CONNECTACK.

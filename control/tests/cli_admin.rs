@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use control::admin::{AdminBackend, AdminServer, Limits, MAX_REQUEST, PartnerDownError};
+use control::admin::{AdminBackend, AdminServer, CommandError, Limits, MAX_REQUEST};
 use control::audit::AuditLog;
 use control::config::{FailoverMode, Role};
 use control::http::{Access, HttpServer};
@@ -26,6 +26,7 @@ const LAST_HEARD: u64 = 1_763_785_800;
 #[derive(Default)]
 struct TestBackend {
     partner_down_calls: Mutex<Vec<(String, u64)>>,
+    resyncs: Mutex<Vec<String>>,
     reloads: Mutex<u32>,
     last_filter: Mutex<Option<LeaseFilter>>,
 }
@@ -47,6 +48,8 @@ impl AdminBackend for TestBackend {
                 updates_sent: 120,
                 update_messages: 9,
                 updates_refused: 2,
+                updates_received: 0,
+                resync: None,
                 link_up: false,
                 link_since: 1_763_784_000,
                 last_heard: 1_763_783_990,
@@ -124,18 +127,26 @@ impl AdminBackend for TestBackend {
     }
 
     /// Floors `since` at [`LAST_HEARD`], as the failover state machine does.
-    fn partner_down(&self, name: &str, since: u64) -> Result<u64, PartnerDownError> {
+    fn partner_down(&self, name: &str, since: u64) -> Result<u64, CommandError> {
         if name == "panic" {
             panic!("backend bug");
         }
         if name != "edge-pair" {
-            return Err(PartnerDownError::NoSuchRelationship(name.to_owned()));
+            return Err(CommandError::NoSuchRelationship(name.to_owned()));
         }
         self.partner_down_calls
             .lock()
             .expect("lock")
             .push((name.into(), since));
         Ok(since.max(LAST_HEARD))
+    }
+
+    fn resync(&self, name: &str) -> Result<(), CommandError> {
+        if name != "edge-pair" {
+            return Err(CommandError::NoSuchRelationship(name.to_owned()));
+        }
+        self.resyncs.lock().expect("lock").push(name.to_owned());
+        Ok(())
     }
 
     fn reload(&self) -> Result<Vec<String>, String> {
@@ -1159,7 +1170,7 @@ fn failover_list_and_show_through_tandemctl_and_http() {
         "shared secret             set",
         "state                     communications-interrupted since 2025-11-22T04:00:00Z",
         "link                      down since 2025-11-22T04:00:00Z",
-        "updates                   7 unacknowledged, 120 sent, 2 refused",
+        "updates                   7 unacknowledged, 120 sent, 2 refused, 0 received",
         "partner's settings        mclt 1800 s, the primary on 128 of 256 buckets (50 %)",
         "configuration             DIFFERS from the partner's:",
         "    mclt: ours 3600 s, the partner's 1800 s",
@@ -1200,6 +1211,16 @@ fn failover_list_and_show_through_tandemctl_and_http() {
     assert_eq!(v["status"]["config_check"], "differs");
     assert_eq!(v["scopes"][0]["leases"]["backup"], 20);
     assert_eq!(f.ctl(&["failover"]).status.code(), Some(2));
+    let out = f.ctl(&["failover", "resync", "edge-pair"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("resync of edge-pair asked"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(f.backend.resyncs.lock().unwrap().as_slice(), ["edge-pair"]);
+    let out = f.ctl(&["failover", "resync", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(f.ctl(&["failover", "show"]).status.code(), Some(2));
 
     // The same documents over HTTP; an unknown name is 404.
@@ -1298,6 +1319,14 @@ fn the_http_api_needs_a_token_and_the_role_for_what_it_asks() {
     );
     let (code, _, body) = ask("GET", "/api/v1/audit", Some(&noc), "");
     assert_eq!(code, 403, "{body}");
+    let rs = "/api/v1/relationships/edge-pair/resync";
+    assert_eq!(ask("POST", rs, None, "").0, 401);
+    let (code, _, body) = ask("POST", rs, Some(&noc), "");
+    assert_eq!(code, 403, "{body}");
+    assert!(backend.resyncs.lock().unwrap().is_empty(), "done anyway");
+    let (code, _, body) = ask("POST", rs, Some(&ops), "");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(backend.resyncs.lock().unwrap().as_slice(), ["edge-pair"]);
 
     // An administrator's: done, floored at the last contact, and audited under its name.
     let (code, _, body) = ask("POST", pd, Some(&ops), r#"{"since": 1763785000}"#);
@@ -1317,7 +1346,7 @@ fn the_http_api_needs_a_token_and_the_role_for_what_it_asks() {
     let entries = v["audit"].as_array().expect("entries");
     let done = entries
         .iter()
-        .find(|e| e["ok"] == true)
+        .find(|e| e["ok"] == true && e["verb"] == "partner-down")
         .expect("the change");
     assert_eq!(done["who"], "token ops", "{v}");
     assert!(
@@ -1328,6 +1357,12 @@ fn the_http_api_needs_a_token_and_the_role_for_what_it_asks() {
         "{v}"
     );
     assert_eq!(done["verb"], "partner-down", "{v}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["verb"] == "resync" && e["ok"] == true && e["who"] == "token ops"),
+        "{v}"
+    );
     let refused = entries
         .iter()
         .find(|e| e["ok"] == false)
@@ -1491,7 +1526,12 @@ fn the_openapi_description_lists_every_route_and_each_is_served() {
     let server = serve_http(dir.path(), Arc::new(TestBackend::default()), true);
     for route in routes {
         let (method, path) = match route.replace("{name}", "edge-pair") {
-            p if p.ends_with("/partner-down") || p.ends_with("/reload") => ("POST", p),
+            p if p.ends_with("/partner-down")
+                || p.ends_with("/reload")
+                || p.ends_with("/resync") =>
+            {
+                ("POST", p)
+            }
             p => ("GET", p),
         };
         let (code, _, body) = http(

@@ -18,7 +18,8 @@
 //! * `tandemctl failover list` and `failover show` on both servers of a pair whose files
 //!   disagree on the MCLT and the split: each names the differing keys, the secondary serves by
 //!   the primary's, the difference is logged once and counted, and the scope's leases are
-//!   counted by state on both sides as a client binds.
+//!   counted by state on both sides as a client binds; `failover resync` on the secondary
+//!   receives every binding the primary has and follows it to the UPDDONE.
 //!
 //! Two tests need what is not on main yet, and say so in their names:
 //! `secondary_serves_its_half_from_backup_pool` (pool balancing: the secondary has BACKUP
@@ -125,7 +126,7 @@ fn load_balance_pair_splits_discovers_by_hash() {
 }
 
 #[test]
-fn failover_show_names_a_partner_configured_otherwise() {
+fn failover_show_names_a_partner_configured_otherwise_and_resync_fetches_every_binding() {
     let net = PairNet::new(1);
     let a = Server::start_tandemd_with(&net.a, |d| config(d, true, Mode::LoadBalance));
     // The secondary's file says another MCLT and split than the primary's.
@@ -223,6 +224,40 @@ fn failover_show_names_a_partner_configured_otherwise() {
         });
         assert!(bound.is_some(), "{:?}\n{}", scope(srv), s.logs());
     }
+
+    // The operator's resync on B: A sends every binding it has but FREE ones (the bound
+    // client, and the BACKUP addresses it gave B), B shows them as they come, then A's UPDDONE.
+    let out =
+        s.b.tandemctl(&["failover", "resync", "pair", "--wait"])
+            .unwrap_or_else(|e| panic!("{e}\n{}", s.logs()));
+    let a = scope(&s.a);
+    let sent = a.values().sum::<u64>() - a.get("free").copied().unwrap_or(0);
+    assert!(
+        out.lines()
+            .next()
+            .is_some_and(|l| l.starts_with("resync of pair asked"))
+            && out.contains(&format!(
+                "resync of pair done: {sent} bindings received in "
+            )),
+        "{sent} bindings expected:\n{out}\n{}",
+        s.logs()
+    );
+    let show =
+        s.b.tandemctl(&["failover", "show", "pair"])
+            .expect("show on B");
+    assert!(
+        show.contains(&format!(
+            "resync                    done: {sent} bindings received since "
+        )),
+        "{show}"
+    );
+    assert_eq!(rel(&s.a), ("normal".into(), "normal".into()));
+    assert_eq!(rel(&s.b), ("normal".into(), "normal".into()));
+    // Refused where it cannot be asked, with the reason.
+    let e =
+        s.b.tandemctl(&["failover", "resync", "nope"])
+            .expect_err("no such relationship");
+    assert!(e.contains(r#"no such relationship "nope""#), "{e}");
 }
 
 #[test]

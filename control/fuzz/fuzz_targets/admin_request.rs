@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use std::sync::OnceLock;
 
-use control::admin::{self, AdminBackend, Caller, PartnerDownError, Request, Response};
+use control::admin::{self, AdminBackend, Caller, CommandError, Request, Response};
 use control::audit::{self, AuditLog};
 use control::status::{LeaseFilter, LeaseInfo, LeaseState, RelationshipDetail, Status};
 use libfuzzer_sys::fuzz_target;
@@ -50,17 +50,25 @@ impl AdminBackend for Backend {
             .collect()
     }
 
-    fn partner_down(&self, name: &str, since: u64) -> Result<u64, PartnerDownError> {
+    fn partner_down(&self, name: &str, since: u64) -> Result<u64, CommandError> {
         if name == "edge" {
             // Floored at a last-heard time, as the state machine does.
             Ok(since.max(1_763_785_800))
         } else {
-            Err(PartnerDownError::NoSuchRelationship(name.to_owned()))
+            Err(CommandError::NoSuchRelationship(name.to_owned()))
         }
     }
 
     fn reload(&self) -> Result<Vec<String>, String> {
         Ok(vec!["subnet 10.0.0.0/24: dns".to_owned()])
+    }
+
+    fn resync(&self, name: &str) -> Result<(), CommandError> {
+        if name == "edge" {
+            Ok(())
+        } else {
+            Err(CommandError::NoSuchRelationship(name.to_owned()))
+        }
     }
 
     fn relationships(&self) -> Vec<RelationshipDetail> {
@@ -90,7 +98,9 @@ fn check(line: &[u8]) {
         from: "unix".into(),
     };
     let response = admin::handle_line_audited(line, &Backend, &caller, audit_log());
-    if let Ok(Request::PartnerDown { .. } | Request::Reload) = serde_json::from_slice::<Request>(line) {
+    if let Ok(Request::PartnerDown { .. } | Request::Reload | Request::Resync { .. }) =
+        serde_json::from_slice::<Request>(line)
+    {
         let last = audit_log().recent(1).expect("the audit log reads");
         assert_eq!(last.len(), 1, "a change is audited");
         assert_eq!(last[0].ok, response.ok);
@@ -128,6 +138,10 @@ fn check(line: &[u8]) {
         }
         Request::Reload => {
             assert_eq!(response.changes.as_ref().map(Vec::len), Some(1));
+            assert!(response.message.is_some());
+        }
+        Request::Resync { name } => {
+            assert_eq!(name, "edge");
             assert!(response.message.is_some());
         }
         Request::Relationships { name } => {

@@ -57,11 +57,12 @@ use super::replicate::{Outbox, Tables, Wake};
 use super::session::{self, Event, LinkId, Origin, Session};
 use super::storage::{RecordId, StorageError};
 use super::{Instant, Now, Role, UnixTime, persist, pool};
-use crate::admin::PartnerDownError;
+use crate::admin::CommandError;
 use crate::config::{self, Config, FailoverConfig, FailoverMode};
 use crate::daemon::Shutdown;
 use crate::status::{
-    ConfigCheck, FailoverState, PartnerSettingsStatus, RelationshipStatus, StateChange,
+    ConfigCheck, FailoverState, PartnerSettingsStatus, RelationshipStatus, ResyncStatus,
+    StateChange,
 };
 
 /// How long shutdown waits for the last words to be written.
@@ -95,7 +96,11 @@ enum Command {
     PartnerDown {
         name: String,
         since: u64,
-        reply: Sender<Result<u64, PartnerDownError>>,
+        reply: Sender<Result<u64, CommandError>>,
+    },
+    Resync {
+        name: String,
+        reply: Sender<Result<(), CommandError>>,
     },
 }
 
@@ -140,7 +145,7 @@ impl Driver {
     /// The operator's partner-down for relationship `name`, last known up at `since` (Unix
     /// seconds): the time put in force (no earlier than the partner was last heard from), or
     /// why it could not be done.
-    pub fn partner_down(&self, name: &str, since: u64) -> Result<u64, PartnerDownError> {
+    pub fn partner_down(&self, name: &str, since: u64) -> Result<u64, CommandError> {
         let (tx, rx) = channel::bounded(1);
         self.shared
             .commands
@@ -149,10 +154,26 @@ impl Driver {
                 since,
                 reply: tx,
             })
-            .map_err(|_| PartnerDownError::DriverStopped)?;
-        self.shared.waker.wake().map_err(PartnerDownError::Wake)?;
+            .map_err(|_| CommandError::DriverStopped)?;
+        self.shared.waker.wake().map_err(CommandError::Wake)?;
         rx.recv_timeout(COMMAND_TIMEOUT)
-            .map_err(|_| PartnerDownError::NoAnswer)?
+            .map_err(|_| CommandError::NoAnswer)?
+    }
+
+    /// The operator's resync of relationship `name`: every binding the partner has is asked
+    /// for ([`Session::resync`]); the status follows its progress.
+    pub fn resync(&self, name: &str) -> Result<(), CommandError> {
+        let (tx, rx) = channel::bounded(1);
+        self.shared
+            .commands
+            .send(Command::Resync {
+                name: name.to_owned(),
+                reply: tx,
+            })
+            .map_err(|_| CommandError::DriverStopped)?;
+        self.shared.waker.wake().map_err(CommandError::Wake)?;
+        rx.recv_timeout(COMMAND_TIMEOUT)
+            .map_err(|_| CommandError::NoAnswer)?
     }
 }
 
@@ -894,7 +915,7 @@ impl Loop {
         match cmd {
             Command::PartnerDown { name, since, reply } => {
                 let answer = match self.rels.iter().position(|r| r.cfg.name == name) {
-                    None => Err(PartnerDownError::NoSuchRelationship(name.clone())),
+                    None => Err(CommandError::NoSuchRelationship(name.clone())),
                     Some(i) => {
                         let now = self.now();
                         let since = UnixTime(u32::try_from(since).unwrap_or(u32::MAX));
@@ -907,6 +928,18 @@ impl Loop {
                             }
                             Err(e) => Err(e.into()),
                         }
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            Command::Resync { name, reply } => {
+                let answer = match self.rels.iter().position(|r| r.cfg.name == name) {
+                    None => Err(CommandError::NoSuchRelationship(name.clone())),
+                    Some(i) => {
+                        let now = self.now();
+                        let r = self.rels[i].session.resync(now);
+                        self.process(i);
+                        r.map_err(CommandError::from)
                     }
                 };
                 let _ = reply.send(answer);
@@ -942,6 +975,22 @@ impl Loop {
                     updates_sent: c.sent,
                     update_messages: c.messages,
                     updates_refused: c.refused,
+                    updates_received: c.received,
+                    resync: r.session.resync_progress().map(|p| ResyncStatus {
+                        asked: u64::from(p.asked.0),
+                        bindings: p.received,
+                        progress: match p.progress {
+                            session::ResyncProgress::Running => "running",
+                            session::ResyncProgress::Done(_) => "done",
+                            session::ResyncProgress::Interrupted(_) => "interrupted",
+                        }
+                        .to_owned(),
+                        ended: match p.progress {
+                            session::ResyncProgress::Running => None,
+                            session::ResyncProgress::Done(t)
+                            | session::ResyncProgress::Interrupted(t) => Some(u64::from(t.0)),
+                        },
+                    }),
                     link_up: r.link.0,
                     link_since: r.link.1,
                     last_heard: u64::from(fsm.last_heard().0),
