@@ -915,11 +915,24 @@ fn follow_resync(target: &Target, name: &str, out: &mut dyn Write, err: &mut dyn
 }
 
 /// A relationship's configuration check in a word or two: `in step`, `DIFFERS`, `unknown`.
+///
+/// Against a tandem partner both comparisons count (the protocol's, and the scopes' over the
+/// management channel); an ISC partner has only the protocol's.
 fn config_word(r: &RelationshipDetail) -> &'static str {
-    match r.status.as_ref().map(|s| s.config_check) {
-        Some(ConfigCheck::InStep) => "in step",
-        Some(ConfigCheck::Differs) => "DIFFERS",
-        Some(ConfigCheck::Unknown) | None => "unknown",
+    let Some(st) = &r.status else {
+        return "unknown";
+    };
+    let checks: &[ConfigCheck] = if r.settings.partner_software == "isc-dhcpd" {
+        &[st.config_check]
+    } else {
+        &[st.config_check, st.scopes_check]
+    };
+    if checks.contains(&ConfigCheck::Differs) {
+        "DIFFERS"
+    } else if checks.iter().all(|c| *c == ConfigCheck::InStep) {
+        "in step"
+    } else {
+        "unknown"
     }
 }
 
@@ -1120,6 +1133,27 @@ pub fn render_failover_show(r: &RelationshipDetail) -> String {
             );
             for d in &st.config_differences {
                 let _ = writeln!(s, "    {d}");
+            }
+            if c.partner_software != "isc-dhcpd" {
+                let when = if st.scopes_checked > 0 {
+                    format!(" (compared {})", format_rfc3339(st.scopes_checked))
+                } else {
+                    String::new()
+                };
+                let line = match st.scopes_check {
+                    ConfigCheck::InStep => format!("in step with the partner's{when}"),
+                    ConfigCheck::Differs => format!("DIFFER from the partner's{when}:"),
+                    ConfigCheck::Unknown => format!(
+                        "unknown{when}: {}",
+                        st.scopes_check_error
+                            .as_deref()
+                            .unwrap_or("not compared yet")
+                    ),
+                };
+                let _ = writeln!(s, "  scope definitions         {line}");
+                for d in &st.scope_differences {
+                    let _ = writeln!(s, "    {d}");
+                }
             }
         }
     }

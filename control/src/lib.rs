@@ -14,6 +14,7 @@ pub mod failover;
 pub mod files;
 pub mod http;
 pub mod logging;
+pub mod manage;
 pub mod metrics;
 pub mod notify;
 pub mod reload;

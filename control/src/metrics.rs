@@ -113,6 +113,16 @@ pub const CATALOGUE: &[(&str, MetricType, &str)] = &[
         "Times the partner came up configured otherwise than we are.",
     ),
     (
+        "tandem_failover_scopes_check",
+        MetricType::GAUGE,
+        "Whether the partner's scope definitions and settings match ours, compared over the management channel: 1 for the outcome (in-step, differs, unknown), 0 for the others.",
+    ),
+    (
+        "tandem_failover_scope_mismatches_total",
+        MetricType::COUNTER,
+        "Times a new difference between our scope definitions and the partner's was found.",
+    ),
+    (
         "tandem_scope_failover_info",
         MetricType::GAUGE,
         "The failover relationship a scope belongs to (always 1).",
@@ -428,6 +438,22 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
             l,
             r.config_mismatches,
         );
+        for c in [
+            ConfigCheck::InStep,
+            ConfigCheck::Differs,
+            ConfigCheck::Unknown,
+        ] {
+            f.gauge(
+                "tandem_failover_scopes_check",
+                &[("relationship", rel), ("check", c.as_str())],
+                flag(r.scopes_check == c),
+            );
+        }
+        f.counter(
+            "tandem_failover_scope_mismatches_total",
+            l,
+            r.scope_mismatches,
+        );
     }
 
     for (scope, counts) in &status.leases {
@@ -579,6 +605,11 @@ mod tests {
                 config_check: ConfigCheck::Differs,
                 config_differences: vec!["mclt: ours 3600 s, the partner's 1800 s".into()],
                 config_mismatches: 1,
+                scopes_check: ConfigCheck::Unknown,
+                scope_differences: Vec::new(),
+                scopes_checked: 0,
+                scopes_check_error: None,
+                scope_mismatches: 0,
             }],
             workers: vec![WorkerStatus {
                 id: 0,

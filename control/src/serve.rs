@@ -129,6 +129,10 @@ pub enum StartError {
     Engine(#[source] engine::ConfigError),
     #[error(transparent)]
     Failover(#[from] crate::failover::driver::StartError),
+    #[error("management channel")]
+    Manage(#[source] io::Error),
+    #[error(transparent)]
+    Secret(#[from] crate::failover::driver::FsmConfigError),
     #[error("interface {name:?}")]
     Interface {
         name: String,
@@ -475,8 +479,33 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
             .heartbeats
             .push(Heartbeat::counter("failover", d.turns()));
     }
+    // The management channel between tandem partners: listeners and the consistency check.
+    let config_in_force = Arc::new(Mutex::new(Arc::new(config.clone())));
+    let (manage, manage_threads) = if config
+        .failover
+        .iter()
+        .any(|f| f.peer_software == crate::config::PeerSoftware::Tandem)
+    {
+        let mut secrets = BTreeMap::new();
+        for f in &config.failover {
+            if let Some(path) = &f.shared_secret_file {
+                secrets.insert(f.name.clone(), crate::failover::driver::read_secret(path)?);
+            }
+        }
+        let source = Arc::clone(&config_in_force);
+        let (m, threads) = crate::manage::Manage::start(
+            Arc::new(move || Arc::clone(&source.lock().unwrap_or_else(PoisonError::into_inner))),
+            secrets,
+            &hooks.shutdown,
+        )
+        .map_err(StartError::Manage)?;
+        (Some(m), threads)
+    } else {
+        (None, Vec::new())
+    };
     hooks.backend = Some(Arc::new(Backend {
-        config: Mutex::new(Arc::new(config.clone())),
+        config: config_in_force,
+        manage,
         config_path: hooks.config_path.clone(),
         live,
         reloading: Mutex::new(()),
@@ -493,6 +522,11 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
     hooks.on_shutdown.push(Box::new(move || {
         stop.store(true, Ordering::Relaxed);
         let _ = checkpointer.join();
+        for t in manage_threads {
+            if t.join().is_err() {
+                tracing::error!("a management channel thread panicked");
+            }
+        }
         if let Some(t) = lb_updater
             && t.join().is_err()
         {
@@ -616,8 +650,11 @@ fn start_failover(
 
 /// What `tandemctl` sees of a running server, and what it changes.
 struct Backend {
-    /// The configuration in force: the file's at start, then at each accepted reload.
-    config: Mutex<Arc<Config>>,
+    /// The configuration in force: the file's at start, then at each accepted reload (the
+    /// management channel reads it too).
+    config: Arc<Mutex<Arc<Config>>>,
+    /// The management channel between tandem partners, when there is one.
+    manage: Option<crate::manage::Manage>,
     /// The file it came from (`None`: a test's wiring), re-read by [`Backend::reload`].
     config_path: Option<PathBuf>,
     /// The workers' engine and limits.
@@ -681,6 +718,27 @@ impl Backend {
     fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config.lock().unwrap_or_else(PoisonError::into_inner))
     }
+
+    /// The driver's view of each relationship, with the management channel's comparison.
+    fn relationship_status(&self) -> Vec<crate::status::RelationshipStatus> {
+        let mut all = self
+            .failover
+            .as_ref()
+            .map(crate::failover::driver::Driver::status)
+            .unwrap_or_default();
+        if let Some(m) = &self.manage {
+            for r in &mut all {
+                if let Some(c) = m.checks.get(&r.name) {
+                    r.scopes_check = c.outcome();
+                    r.scopes_checked = c.at;
+                    r.scope_differences = c.differences.clone().unwrap_or_default();
+                    r.scopes_check_error = c.error.clone();
+                    r.scope_mismatches = c.mismatches;
+                }
+            }
+        }
+        all
+    }
 }
 
 impl AdminBackend for Backend {
@@ -702,11 +760,7 @@ impl AdminBackend for Backend {
             version: VERSION.to_owned(),
             uptime: self.started.elapsed().as_secs(),
             datapath: self.datapath.to_owned(),
-            relationships: self
-                .failover
-                .as_ref()
-                .map(crate::failover::driver::Driver::status)
-                .unwrap_or_default(),
+            relationships: self.relationship_status(),
             workers: self
                 .stats
                 .iter()
@@ -904,6 +958,10 @@ impl AdminBackend for Backend {
         *self.config.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(plan.config);
         for change in &changes {
             tracing::info!(file = %path.display(), generation, "configuration change applied: {change}");
+        }
+        // Each partner compares with what is in force now (one exchange updates both).
+        if let (Some(m), false) = (&self.manage, changes.is_empty()) {
+            m.recheck();
         }
         Ok(changes)
     }

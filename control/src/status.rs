@@ -137,6 +137,24 @@ pub struct RelationshipStatus {
     /// new difference is logged once as a warning).
     #[serde(default)]
     pub config_mismatches: u64,
+    /// Whether the partner's scope definitions and settings match ours, compared over the
+    /// management channel (`unknown` against ISC dhcpd, or while the partner cannot be
+    /// reached).
+    #[serde(default)]
+    pub scopes_check: ConfigCheck,
+    /// With `differs`: each scope whose definitions differ, naming the keys (options,
+    /// lease_times, pools, exclusions, reservations), and each differing setting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope_differences: Vec<String>,
+    /// When the scopes were last compared (or tried), Unix seconds; 0: never.
+    #[serde(default)]
+    pub scopes_checked: u64,
+    /// Why the last comparison could not be made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes_check_error: Option<String>,
+    /// How many times since start a new scope difference was found (each logged once).
+    #[serde(default)]
+    pub scope_mismatches: u64,
 }
 
 /// The operator's resync: every binding asked of the partner (UPDREQALL).

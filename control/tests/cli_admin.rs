@@ -72,6 +72,11 @@ impl AdminBackend for TestBackend {
                 config_check: ConfigCheck::Differs,
                 config_differences: vec!["mclt: ours 3600 s, the partner's 1800 s".into()],
                 config_mismatches: 1,
+                scopes_check: ConfigCheck::Unknown,
+                scope_differences: Vec::new(),
+                scopes_checked: 0,
+                scopes_check_error: None,
+                scope_mismatches: 0,
             }],
             workers: vec![WorkerStatus {
                 id: 0,

@@ -39,11 +39,14 @@ role = "primary"
 address = "127.0.0.1"
 peer_address = "127.0.0.2"
 port = {port}
+manage_port = {manage_port}
 mclt = "1h"
 shared_secret_file = "{secret}"
 "#,
                 data_dir.display(),
                 port = PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                // Tests run side by side on the host's loopback: a management port each.
+                manage_port = PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 secret = {
                     let p = dir.path().join("pair.secret");
                     std::fs::write(&p, "cli daemon test secret").expect("write the secret");

@@ -476,6 +476,16 @@ fn failover_values() {
         "`mode` = \"active-active\" is not one of \"load-balance\", \"hot-standby\"",
     );
     one(
+        &f("split = 128", "manage_port = 647"),
+        9,
+        "`manage_port` is the failover `port`",
+    );
+    one(
+        &f("split = 128", "peer_manage_port = 0"),
+        9,
+        "`peer_manage_port` = 0 is out of range 1..=65535",
+    );
+    one(
         &f("split = 128", "reserve_percent = 101"),
         9,
         "`reserve_percent` = 101 is out of range 0..=100",

@@ -80,6 +80,8 @@ address = "192.0.2.1"
 peer_address = "192.0.2.2"
 port = 6470
 peer_port = 6471
+manage_port = 6472
+peer_manage_port = 6473
 reserve_percent = 20
 load_balance_max_seconds = 5
 max_response_delay = "1m"
@@ -237,6 +239,7 @@ fn every_key() {
     assert_eq!(f.role, Role::Secondary);
     assert_eq!(f.mode, FailoverMode::HotStandby);
     assert_eq!((f.port, f.peer_port), (6470, 6471));
+    assert_eq!((f.manage_port, f.peer_manage_port), (6472, 6473));
     assert_eq!(
         f.mclt, 3600,
         "a secondary without mclt gets the default until it learns the primary's"
@@ -286,6 +289,7 @@ fn defaults() {
         (f.port, f.peer_port, f.mclt, f.split),
         (647, 647, 1800, 128)
     );
+    assert_eq!((f.manage_port, f.peer_manage_port), (8647, 8647));
     assert_eq!(
         (
             f.reserve_percent,

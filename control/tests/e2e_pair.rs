@@ -21,6 +21,11 @@
 //!   counted by state on both sides as a client binds; `failover resync` on the secondary
 //!   receives every binding the primary has and follows it to the UPDDONE.
 //!
+//! * the management channel: a scope whose exclusions differ between the two files is named
+//!   on both servers and logged once; after the secondary's file is mended and reloaded both
+//!   are in step at once; a request without the shared secret, or for a relationship the
+//!   server does not have, is refused.
+//!
 //! Two tests need what is not on main yet, and say so in their names:
 //! `secondary_serves_its_half_from_backup_pool` (pool balancing: the secondary has BACKUP
 //! addresses) and `bindings_replicate_to_the_partner` (BNDUPD send and apply).
@@ -258,6 +263,107 @@ fn failover_show_names_a_partner_configured_otherwise_and_resync_fetches_every_b
         s.b.tandemctl(&["failover", "resync", "nope"])
             .expect_err("no such relationship");
     assert!(e.contains(r#"no such relationship "nope""#), "{e}");
+}
+
+#[test]
+fn the_management_channel_compares_scopes_and_refuses_strangers() {
+    use control::manage::{self, Answer, Op};
+    let net = PairNet::new(1);
+    let a = Server::start_tandemd_with(&net.a, |d| config(d, true, Mode::LoadBalance));
+    // The secondary's scope excludes ten addresses the primary's does not.
+    let exclusion = "failover = \"pair\"\nexclude = [\"10.81.1.0-10.81.1.9\"]";
+    let b = Server::start_tandemd_with(&net.b, |d| {
+        config(d, false, Mode::LoadBalance).replace("failover = \"pair\"", exclusion)
+    });
+    let s = Servers { a, b };
+    s.both_normal(60);
+
+    let scope_line = "    scope 10.81.0.0/16: exclusions differ";
+    for srv in [&s.a, &s.b] {
+        // Each side compares at start (and every 30 s): the second to start updates both.
+        let shown = common::try_wait_until(Duration::from_secs(40), || {
+            let show = srv.tandemctl(&["failover", "show", "pair"]).ok()?;
+            (show.contains("scope definitions         DIFFER from the partner's")
+                && show.contains(scope_line))
+            .then_some(show)
+        });
+        assert!(shown.is_some(), "{}", s.logs());
+        let list = srv.tandemctl(&["failover", "list"]).expect("list");
+        assert!(
+            list.lines().nth(1).is_some_and(|l| l.ends_with("DIFFERS")),
+            "{list}"
+        );
+        assert_eq!(
+            srv.log()
+                .matches("management: the partner's configuration differs")
+                .count(),
+            1,
+            "logged once\n{}",
+            srv.log()
+        );
+    }
+
+    // Mended on B and reloaded: B compares at once, and the one exchange puts both in step.
+    let text = std::fs::read_to_string(s.b.config_path()).expect("B's file");
+    std::fs::write(
+        s.b.config_path(),
+        text.replace(exclusion, "failover = \"pair\""),
+    )
+    .expect("write");
+    s.b.tandemctl(&["reload"]).expect("reload");
+    for srv in [&s.a, &s.b] {
+        let in_step = common::try_wait_until(Duration::from_secs(10), || {
+            let show = srv.tandemctl(&["failover", "show", "pair"]).ok()?;
+            show.contains("scope definitions         in step with the partner's")
+                .then_some(())
+        });
+        assert!(in_step.is_some(), "{}", s.logs());
+        let list = srv.tandemctl(&["failover", "list"]).expect("list");
+        assert!(
+            list.lines().nth(1).is_some_and(|l| l.ends_with("in step")),
+            "{list}"
+        );
+    }
+
+    // From B's namespace, as the partner would: A answers the right secret only.
+    let cfg = control::config::load(s.b.config_path()).expect("B's config");
+    let ours = manage::describe(&cfg, "pair").expect("described");
+    let a_addr = std::net::SocketAddr::new(std::net::IpAddr::V4(PEER_A), 8647);
+    let secret = b"tandem end-to-end test secret".to_vec();
+    let ask = |name: &str, secret: Vec<u8>| {
+        let op = Op::Compare {
+            description: ours.clone(),
+        };
+        let name = name.to_owned();
+        testkit::netns::in_ns(&net.b, move || manage::call(a_addr, &name, &secret, &op))
+    };
+    match ask("pair", secret.clone()) {
+        Ok(Answer::Compared { description }) => {
+            assert_eq!(description.relationship, "pair");
+            assert_eq!(
+                manage::differences(&ours, &description),
+                Vec::<String>::new()
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let wrong = ask("pair", b"a guess".to_vec()).expect_err("refused");
+    assert!(
+        wrong.to_string().contains("authentication failed"),
+        "{wrong}"
+    );
+    let unknown = ask("other", secret).expect_err("refused");
+    assert!(
+        unknown
+            .to_string()
+            .contains("no tandem relationship \"other\" here"),
+        "{unknown}"
+    );
+    assert!(
+        s.a.log().contains("management: request refused"),
+        "{}",
+        s.a.log()
+    );
 }
 
 #[test]

@@ -387,6 +387,12 @@ pub struct FailoverConfig {
     pub port: u16,
     /// `peer_port`. Default 647.
     pub peer_port: u16,
+    /// `manage_port`: where this server's end of the management channel listens (on
+    /// `address`), between tandem partners only ([`crate::manage`]). Default
+    /// [`DEFAULT_MANAGE_PORT`].
+    pub manage_port: u16,
+    /// `peer_manage_port`: the partner's. Default [`DEFAULT_MANAGE_PORT`].
+    pub peer_manage_port: u16,
     /// `mclt` in seconds, > 0. Required of a primary; a secondary learns it (default 3600 until then).
     pub mclt: u32,
     /// Whether the file sets `mclt` (always on a primary). A secondary that leaves it to the
@@ -416,6 +422,9 @@ pub struct FailoverConfig {
     /// `max-lease-time` when the partner is ISC dhcpd).
     pub max_lease_time: Option<u32>,
 }
+
+/// The management channel's port unless `manage_port` says otherwise.
+pub const DEFAULT_MANAGE_PORT: u16 = 8647;
 
 /// `failover.peer_software`: the partner's implementation, which decides authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

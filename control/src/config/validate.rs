@@ -985,6 +985,22 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
         .get("peer_port")
         .and_then(|n| int_as::<u16>(n, "peer_port", 1, 65535, ctx))
         .unwrap_or(647);
+    let manage_port_node = t.get("manage_port");
+    let manage_port = manage_port_node
+        .and_then(|n| int_as::<u16>(n, "manage_port", 1, 65535, ctx))
+        .unwrap_or(DEFAULT_MANAGE_PORT);
+    if let Some(n) = manage_port_node
+        && manage_port == port
+    {
+        ctx.err(
+            &n.span(),
+            "`manage_port` is the failover `port`: the management channel needs a port of its own",
+        );
+    }
+    let peer_manage_port = t
+        .get("peer_manage_port")
+        .and_then(|n| int_as::<u16>(n, "peer_manage_port", 1, 65535, ctx))
+        .unwrap_or(DEFAULT_MANAGE_PORT);
     let mclt_node = if role == Some(Role::Primary) {
         t.require("mclt", ctx)
     } else {
@@ -1092,6 +1108,8 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
         peer_address: peer_address?,
         port,
         peer_port,
+        manage_port,
+        peer_manage_port,
         mclt,
         mclt_set: mclt_node.is_some(),
         split,

@@ -83,6 +83,8 @@ mod tests {
             peer_address: Ipv4Addr::new(10, 0, 0, 2),
             port: 647,
             peer_port: 647,
+            manage_port: 8647,
+            peer_manage_port: 8647,
             mclt,
             mclt_set: true,
             split,

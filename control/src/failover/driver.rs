@@ -282,7 +282,8 @@ fn random_seed() -> Result<[u8; 32], FsmConfigError> {
     Ok(seed)
 }
 
-fn read_secret(path: &Path) -> Result<Vec<u8>, FsmConfigError> {
+/// A shared secret file's bytes, without a trailing newline.
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, FsmConfigError> {
     let mut s = std::fs::read(path).map_err(|source| FsmConfigError::Secret {
         path: path.to_owned(),
         source,
@@ -1009,6 +1010,11 @@ impl Loop {
                     config_check: r.check.status(),
                     config_differences: r.check.differences.clone().unwrap_or_default(),
                     config_mismatches: r.check.mismatches,
+                    scopes_check: ConfigCheck::Unknown,
+                    scope_differences: Vec::new(),
+                    scopes_checked: 0,
+                    scopes_check_error: None,
+                    scope_mismatches: 0,
                 }
             })
             .collect();
