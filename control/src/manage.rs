@@ -473,6 +473,14 @@ impl Checks {
 /// Where this server's configuration comes from: the one in force (a reload replaces it).
 pub type ConfigSource = Arc<dyn Fn() -> Arc<Config> + Send + Sync>;
 
+/// What the channel's threads share: the configuration in force, the secrets, the
+/// comparisons.
+struct Ctx {
+    config: ConfigSource,
+    secrets: BTreeMap<String, Vec<u8>>,
+    checks: Arc<Checks>,
+}
+
 /// The running channel, as the admin backend holds it: the comparisons and the checker's
 /// bell.
 pub struct Manage {
@@ -506,48 +514,39 @@ impl Manage {
         secrets: BTreeMap<String, Vec<u8>>,
         shutdown: &Shutdown,
     ) -> io::Result<(Self, Vec<JoinHandle<()>>)> {
-        let secrets = Arc::new(secrets);
         let checks = Arc::new(Checks::default());
+        let ctx = Arc::new(Ctx {
+            config,
+            secrets,
+            checks: Arc::clone(&checks),
+        });
         let mut threads = Vec::new();
-        let first = config();
+        let first = (ctx.config)();
         let mut addrs: Vec<SocketAddr> = tandem(&first)
             .map(|f| SocketAddr::new(IpAddr::V4(f.address), f.manage_port))
             .collect();
         addrs.sort_unstable();
         addrs.dedup();
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name.into()).spawn(f)
+        };
         for addr in addrs {
             let listener = TcpListener::bind(addr)
                 .map_err(|e| io::Error::new(e.kind(), format!("management channel {addr}: {e}")))?;
             listener.set_nonblocking(true)?;
             tracing::info!(listen = %addr, "management channel listening");
-            let (config, secrets, checks, shutdown) = (
-                Arc::clone(&config),
-                Arc::clone(&secrets),
-                Arc::clone(&checks),
-                shutdown.clone(),
-            );
-            threads.push(
-                std::thread::Builder::new()
-                    .name("manage-listen".into())
-                    .spawn(move || {
-                        listen(&listener, addr, &config, &secrets, &checks, &shutdown)
-                    })?,
-            );
+            let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
+            threads.push(spawn(
+                "manage-listen",
+                Box::new(move || listen(&listener, addr, &ctx, &shutdown)),
+            )?);
         }
         let (poke, poked) = crossbeam::channel::bounded(1);
-        {
-            let (config, secrets, checks, shutdown) = (
-                Arc::clone(&config),
-                Arc::clone(&secrets),
-                Arc::clone(&checks),
-                shutdown.clone(),
-            );
-            threads.push(
-                std::thread::Builder::new()
-                    .name("manage-check".into())
-                    .spawn(move || check_loop(&config, &secrets, &checks, &poked, &shutdown))?,
-            );
-        }
+        let shutdown = shutdown.clone();
+        threads.push(spawn(
+            "manage-check",
+            Box::new(move || check_loop(&ctx, &poked, &shutdown)),
+        )?);
         Ok((Manage { checks, poke }, threads))
     }
 
@@ -578,24 +577,18 @@ fn compare(config: &Config, f: &FailoverConfig, secret: &[u8], checks: &Checks) 
     checks.record(&f.name, found);
 }
 
-fn check_loop(
-    config: &ConfigSource,
-    secrets: &BTreeMap<String, Vec<u8>>,
-    checks: &Checks,
-    poked: &crossbeam::channel::Receiver<()>,
-    shutdown: &Shutdown,
-) {
+fn check_loop(ctx: &Ctx, poked: &crossbeam::channel::Receiver<()>, shutdown: &Shutdown) {
     let mut next = Instant::now();
     let mut due = true;
     while !shutdown.is_requested() {
         if due || Instant::now() >= next {
-            let c = config();
+            let c = (ctx.config)();
             for f in tandem(&c) {
                 if shutdown.is_requested() {
                     return;
                 }
-                if let Some(secret) = secrets.get(&f.name) {
-                    compare(&c, f, secret, checks);
+                if let Some(secret) = ctx.secrets.get(&f.name) {
+                    compare(&c, f, secret, &ctx.checks);
                 }
             }
             next = Instant::now() + CHECK_EVERY;
@@ -604,36 +597,25 @@ fn check_loop(
     }
 }
 
-fn listen(
-    listener: &TcpListener,
-    addr: SocketAddr,
-    config: &ConfigSource,
-    secrets: &Arc<BTreeMap<String, Vec<u8>>>,
-    checks: &Arc<Checks>,
-    shutdown: &Shutdown,
-) {
+fn listen(listener: &TcpListener, addr: SocketAddr, ctx: &Arc<Ctx>, shutdown: &Shutdown) {
     let active = Arc::new(AtomicUsize::new(0));
     while !shutdown.is_requested() {
         match listener.accept() {
             Ok((stream, peer)) => {
                 if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                    checks.refused(peer, "too many connections");
+                    ctx.checks.refused(peer, "too many connections");
                     continue;
                 }
                 active.fetch_add(1, Ordering::Relaxed);
-                let (config, secrets, checks, active) = (
-                    Arc::clone(config),
-                    Arc::clone(secrets),
-                    Arc::clone(checks),
-                    Arc::clone(&active),
-                );
+                let (ctx, done) = (Arc::clone(ctx), Arc::clone(&active));
                 let spawned = std::thread::Builder::new()
                     .name("manage-conn".into())
                     .spawn(move || {
-                        serve(&stream, peer, addr, &config, &secrets, &checks);
-                        active.fetch_sub(1, Ordering::Relaxed);
+                        serve(&stream, peer, addr, &ctx);
+                        done.fetch_sub(1, Ordering::Relaxed);
                     });
                 if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::Relaxed);
                     tracing::warn!("management channel: cannot start a connection's thread");
                 }
             }
@@ -649,14 +631,8 @@ fn listen(
 }
 
 /// One connection: the handshake, one request, one answer.
-fn serve(
-    stream: &TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
-    config: &ConfigSource,
-    secrets: &BTreeMap<String, Vec<u8>>,
-    checks: &Checks,
-) {
+fn serve(stream: &TcpStream, peer: SocketAddr, local: SocketAddr, ctx: &Ctx) {
+    let checks = &ctx.checks;
     if stream.set_nonblocking(false).is_err()
         || stream.set_read_timeout(Some(IO_TIMEOUT)).is_err()
         || stream.set_write_timeout(Some(IO_TIMEOUT)).is_err()
@@ -692,12 +668,12 @@ fn serve(
             &challenge_error,
         );
     }
-    let c = config();
+    let c = (ctx.config)();
     let known = tandem(&c).any(|f| {
         f.name == hello.relationship
             && SocketAddr::new(IpAddr::V4(f.address), f.manage_port) == local
     });
-    let Some(secret) = secrets.get(&hello.relationship).filter(|_| known) else {
+    let Some(secret) = ctx.secrets.get(&hello.relationship).filter(|_| known) else {
         return refuse(
             &format!("no tandem relationship {:?} here", hello.relationship),
             &challenge_error,
