@@ -53,6 +53,16 @@ pub trait AdminBackend: Send + Sync {
     /// and returns the time put in force: never earlier than the partner was last heard from.
     /// The error is shown to the operator as it displays (`no such relationship "x"`).
     fn partner_down(&self, name: &str, since: u64) -> Result<u64, CommandError>;
+    /// Replicates scope definitions to the tandem partner(s): one scope, every scope of a
+    /// relationship, or (both `None`) every scope of every tandem relationship; returns what
+    /// the partners applied, one line each.
+    fn replicate(
+        &self,
+        _relationship: Option<&str>,
+        _scope: Option<&str>,
+    ) -> Result<Vec<String>, String> {
+        Err("replicate needs the running daemon".into())
+    }
     /// Asks the partner of relationship `name` for every binding it has (UPDREQALL);
     /// `failover show` follows the progress. The error is shown as it displays.
     fn resync(&self, name: &str) -> Result<(), CommandError> {
@@ -121,6 +131,18 @@ pub enum Request {
     },
     /// `{"verb":"reload"}`: re-read the configuration file and apply what changed, live.
     Reload,
+    /// `{"verb":"replicate","scope":"10.0.0.0/24"}`, `{"verb":"replicate","relationship":
+    /// "edge-pair"}` or `{"verb":"replicate"}` (every tandem relationship): the scopes'
+    /// definitions (options, lease times, pools, exclusions, reservations) replace the
+    /// partner's, which applies them live.
+    Replicate {
+        /// Every scope of this relationship.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        relationship: Option<String>,
+        /// Only this scope.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+    },
     /// `{"verb":"resync","name":"edge-pair"}`: ask the partner for every binding it has
     /// (UPDREQALL); `relationships` shows the progress.
     Resync {
@@ -137,7 +159,7 @@ pub enum Request {
 }
 
 /// Every verb's name, as sent.
-pub const VERBS: [&str; 7] = [
+pub const VERBS: [&str; 8] = [
     "status",
     "leases",
     "partner-down",
@@ -145,6 +167,7 @@ pub const VERBS: [&str; 7] = [
     "reload",
     "relationships",
     "resync",
+    "replicate",
 ];
 
 impl Request {
@@ -158,6 +181,7 @@ impl Request {
             Request::Reload => "reload",
             Request::Relationships { .. } => "relationships",
             Request::Resync { .. } => "resync",
+            Request::Replicate { .. } => "replicate",
         }
     }
 
@@ -168,7 +192,10 @@ impl Request {
             | Request::Leases(_)
             | Request::Audit { .. }
             | Request::Relationships { .. } => false,
-            Request::PartnerDown { .. } | Request::Reload | Request::Resync { .. } => true,
+            Request::PartnerDown { .. }
+            | Request::Reload
+            | Request::Resync { .. }
+            | Request::Replicate { .. } => true,
         }
     }
 }
@@ -342,6 +369,22 @@ pub fn handle_request(
             Ok(changes) => Response {
                 ok: true,
                 message: Some(reload_message(&changes)),
+                changes: Some(changes),
+                ..Response::default()
+            },
+            Err(e) => Response::error(e),
+        },
+        Request::Replicate {
+            relationship,
+            scope,
+        } => match backend.replicate(relationship.as_deref(), scope.as_deref()) {
+            Ok(changes) => Response {
+                ok: true,
+                message: Some(format!(
+                    "replicated: {} change{} applied by the partner",
+                    changes.len(),
+                    if changes.len() == 1 { "" } else { "s" }
+                )),
                 changes: Some(changes),
                 ..Response::default()
             },
@@ -1169,6 +1212,14 @@ fn http_request(
             String::new(),
         ),
         Request::Reload => ("POST", "/api/v1/config/reload".to_owned(), String::new()),
+        Request::Replicate {
+            relationship,
+            scope,
+        } => (
+            "POST",
+            "/api/v1/replicate".to_owned(),
+            serde_json::json!({"relationship": relationship, "scope": scope}).to_string(),
+        ),
         Request::Resync { name } => (
             "POST",
             format!("/api/v1/relationships/{}/resync", q(name)),

@@ -47,6 +47,12 @@ Verbs:
   failover resync NAME [--wait]        asks the partner for every binding it has (UPDREQALL, in
                                        normal); --wait shows the bindings as they arrive until
                                        the partner's UPDDONE (at most 10 minutes)
+  replicate scope PREFIX | relationship NAME | server [--json]
+                                       the scope's (or every scope's of the relationship, or
+                                       of every tandem relationship) options, lease times,
+                                       pools, exclusions and reservations replace the tandem
+                                       partner's: written into its file and applied live, or
+                                       refused whole (leases travel by failover, not here)
   audit [--json] [--limit N]           the last N changes asked of the daemon (default 100):
                                        when, who (uid, or the TCP peer), what, and the answer
   token add NAME --role ROLE           makes an HTTP API token (ROLE: read-only, or dhcp-admin for
@@ -118,6 +124,15 @@ pub enum Verb {
     },
     /// `reload [--json]`.
     Reload {
+        /// Print the raw answer.
+        json: bool,
+    },
+    /// `replicate scope PREFIX | relationship NAME | server [--json]`.
+    Replicate {
+        /// Every scope of this relationship.
+        relationship: Option<String>,
+        /// Only this scope.
+        scope: Option<String>,
         /// Print the raw answer.
         json: bool,
     },
@@ -415,6 +430,34 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             }
         },
         "failover" => parse_failover(&rest)?,
+        "replicate" => {
+            let json = rest.iter().any(|a| a == "--json");
+            let args: Vec<&str> = rest
+                .iter()
+                .map(String::as_str)
+                .filter(|a| *a != "--json")
+                .collect();
+            let (relationship, scope) = match args.as_slice() {
+                ["scope", p] if !p.starts_with('-') => (None, Some((*p).to_owned())),
+                ["relationship", n] if !n.starts_with('-') => (Some((*n).to_owned()), None),
+                ["server"] => (None, None),
+                _ => {
+                    return Err(UsageError::Unexpected {
+                        verb: "replicate",
+                        arg: if rest.is_empty() {
+                            "(nothing: scope PREFIX, relationship NAME or server)".to_owned()
+                        } else {
+                            rest.join(" ")
+                        },
+                    });
+                }
+            };
+            Verb::Replicate {
+                relationship,
+                scope,
+                json,
+            }
+        }
         "secret" => match <[String; 1]>::try_from(rest) {
             Ok([path]) if !path.starts_with('-') => Verb::Secret { path: path.into() },
             _ => return Err(UsageError::SecretFile),
@@ -686,6 +729,14 @@ pub fn run<I: IntoIterator<Item = String>>(
         Verb::Reload { .. } => Request::Reload,
         Verb::Failover { name, .. } => Request::Relationships { name: name.clone() },
         Verb::Resync { name, .. } => Request::Resync { name: name.clone() },
+        Verb::Replicate {
+            relationship,
+            scope,
+            ..
+        } => Request::Replicate {
+            relationship: relationship.clone(),
+            scope: scope.clone(),
+        },
     };
     let target = match resolve(&inv.locator) {
         Ok(t) => t,
@@ -759,6 +810,18 @@ pub fn run<I: IntoIterator<Item = String>>(
             serde_json::to_string_pretty(&r).map(|j| writeln!(out, "{j}"))
         }
         (Verb::Reload { json: false }, r) => Ok(write!(out, "{}", render_reload(&r))),
+        (Verb::Replicate { json: true, .. }, r) => {
+            serde_json::to_string_pretty(&r).map(|j| writeln!(out, "{j}"))
+        }
+        (Verb::Replicate { json: false, .. }, r) => {
+            let mut text = format!("{}\n", r.message.as_deref().unwrap_or("replicated"));
+            for c in r.changes.iter().flatten() {
+                text.push_str("  ");
+                text.push_str(c);
+                text.push('\n');
+            }
+            Ok(write!(out, "{text}"))
+        }
         (
             Verb::Failover { name, json: true },
             Response {

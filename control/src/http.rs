@@ -8,8 +8,9 @@
 //!   relationship, or one, with its settings, state and scopes (`failover list`, `failover
 //!   show`): role `read-only`;
 //! - `POST /api/v1/relationships/NAME/partner-down` (body `{"since": UNIX_SECONDS}`, optional),
-//!   `POST /api/v1/relationships/NAME/resync` and `GET /api/v1/audit?limit=N`: role
-//!   `dhcp-admin`, and every change is audited;
+//!   `POST /api/v1/relationships/NAME/resync`, `POST /api/v1/replicate` (body
+//!   `{"relationship": NAME}` or `{"scope": PREFIX}`, optional) and `GET
+//!   /api/v1/audit?limit=N`: role `dhcp-admin`, and every change is audited;
 //! - `GET /healthz`: `ok`. `control/api/openapi.yaml` describes them.
 //!
 //! Authentication ([`crate::tokens`]): `Authorization: Bearer TOKEN`. A change always needs a
@@ -319,7 +320,7 @@ fn json(answer: &AdminResponse) -> Response<Full<Bytes>> {
 }
 
 /// Every route, as `control/api/openapi.yaml` names them (`{name}`: a path parameter).
-pub const ROUTES: [&str; 13] = [
+pub const ROUTES: [&str; 14] = [
     "/",
     "/status.css",
     "/status.js",
@@ -332,6 +333,7 @@ pub const ROUTES: [&str; 13] = [
     "/api/v1/relationships/{name}",
     "/api/v1/relationships/{name}/partner-down",
     "/api/v1/relationships/{name}/resync",
+    "/api/v1/replicate",
     "/api/v1/config/reload",
 ];
 
@@ -347,7 +349,7 @@ enum Need {
 }
 
 const NOT_FOUND: &str = "not found: this server has / (the status page), /api/v1/status, /api/v1/leases, \
-/api/v1/audit, /api/v1/relationships, /api/v1/relationships/NAME, /api/v1/relationships/NAME/partner-down, /api/v1/relationships/NAME/resync, /api/v1/config/reload, /metrics and /healthz\n";
+/api/v1/audit, /api/v1/relationships, /api/v1/relationships/NAME, /api/v1/relationships/NAME/partner-down, /api/v1/relationships/NAME/resync, /api/v1/replicate, /api/v1/config/reload, /metrics and /healthz\n";
 
 /// The answer to one request from `peer`.
 async fn answer(
@@ -376,7 +378,7 @@ async fn answer(
         }
         _ if relationship.is_some() => (Need::Read, false),
         "/api/v1/audit" => (Need::Admin, false),
-        "/api/v1/config/reload" => (Need::Admin, true),
+        "/api/v1/config/reload" | "/api/v1/replicate" => (Need::Admin, true),
         _ if partner_down.is_some() || resync.is_some() => (Need::Admin, true),
         _ => return text(StatusCode::NOT_FOUND, NOT_FOUND),
     };
@@ -412,6 +414,10 @@ async fn answer(
                 }),
                 (None, Some(name), _) => Some(AdminRequest::Resync { name: name.clone() }),
                 (None, None, "/api/v1/config/reload") => Some(AdminRequest::Reload),
+                (None, None, "/api/v1/replicate") => Some(AdminRequest::Replicate {
+                    relationship: None,
+                    scope: None,
+                }),
                 _ => None,
             };
             if let (Some(change), StatusCode::FORBIDDEN) = (change, refusal.status()) {
@@ -465,6 +471,17 @@ async fn answer(
                 backend,
                 Some((&caller, access.audit.as_ref())),
             ))
+        }
+        "/api/v1/replicate" => {
+            let caller = caller(who.as_deref(), peer);
+            match replicate_request(req).await {
+                Ok(r) => json(&crate::admin::handle_request(
+                    r,
+                    backend,
+                    Some((&caller, access.audit.as_ref())),
+                )),
+                Err(e) => json(&AdminResponse::error(e)),
+            }
         }
         "/api/v1/config/reload" => {
             let caller = caller(who.as_deref(), peer);
@@ -591,12 +608,23 @@ fn unauthorized(why: &str) -> Response<Full<Bytes>> {
 
 /// A partner-down's optional body: `{"since": UNIX_SECONDS}` (empty: now).
 async fn partner_down_since(req: Request<Incoming>) -> Result<Option<u64>, String> {
-    use http_body_util::BodyExt;
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
         since: Option<u64>,
     }
+    json_body::<Body>(req, "{\"since\": UNIX_SECONDS}")
+        .await
+        .map(|b| b.and_then(|b| b.since))
+}
+
+/// A request's optional JSON body (`None`: empty), at most [`MAX_BODY`] bytes; the error
+/// names the `shape` expected.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    shape: &str,
+) -> Result<Option<T>, String> {
+    use http_body_util::BodyExt;
     let body = http_body_util::Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
@@ -605,9 +633,27 @@ async fn partner_down_since(req: Request<Incoming>) -> Result<Option<u64>, Strin
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice::<Body>(&body)
-        .map(|b| b.since)
-        .map_err(|e| format!("the body is not {{\"since\": UNIX_SECONDS}}: {e}"))
+    serde_json::from_slice::<T>(&body)
+        .map(Some)
+        .map_err(|e| format!("the body is not {shape}: {e}"))
+}
+
+/// A replication's body: `{"relationship": NAME}`, `{"scope": PREFIX}`, or neither (every
+/// tandem relationship).
+async fn replicate_request(req: Request<Incoming>) -> Result<AdminRequest, String> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        relationship: Option<String>,
+        scope: Option<String>,
+    }
+    let b = json_body::<Body>(req, "{\"relationship\": NAME, \"scope\": PREFIX}")
+        .await?
+        .unwrap_or_default();
+    Ok(AdminRequest::Replicate {
+        relationship: b.relationship,
+        scope: b.scope,
+    })
 }
 
 /// The value of `key` in a query string, percent-decoded.

@@ -38,6 +38,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::edit::ScopeDefinition;
 use crate::config::{Config, FailoverConfig, PeerSoftware, Role, SubnetConfig};
 use crate::daemon::Shutdown;
 use crate::status::ConfigCheck;
@@ -225,6 +226,12 @@ pub enum Op {
         /// The sender's.
         description: Description,
     },
+    /// These scopes' definitions replace the receiver's (Micetro's and Windows' replicate
+    /// scope): written into its configuration file and applied live, or refused whole.
+    Replicate {
+        /// The sender's definitions, each of a scope of the relationship.
+        scopes: Vec<ScopeDefinition>,
+    },
 }
 
 /// An answer on the channel.
@@ -235,6 +242,11 @@ pub enum Answer {
     Compared {
         /// The answerer's.
         description: Description,
+    },
+    /// The scopes were replicated: what the receiver's reload applied, one line each.
+    Replicated {
+        /// The changes (none: the definitions were already the same).
+        changes: Vec<String>,
     },
     /// The request was authenticated but not carried out.
     Refused {
@@ -473,12 +485,18 @@ impl Checks {
 /// Where this server's configuration comes from: the one in force (a reload replaces it).
 pub type ConfigSource = Arc<dyn Fn() -> Arc<Config> + Send + Sync>;
 
+/// What puts a partner's scope definitions in force here: they are written into the
+/// configuration file and applied live as a reload applies them, or refused whole with the
+/// reason (the file as it was). Set by the daemon once its backend exists.
+pub type Applier = Box<dyn Fn(&[ScopeDefinition]) -> Result<Vec<String>, String> + Send + Sync>;
+
 /// What the channel's threads share: the configuration in force, the secrets, the
 /// comparisons.
 struct Ctx {
     config: ConfigSource,
     secrets: BTreeMap<String, Vec<u8>>,
     checks: Arc<Checks>,
+    applier: std::sync::OnceLock<Applier>,
 }
 
 /// The running channel, as the admin backend holds it: the comparisons and the checker's
@@ -487,6 +505,7 @@ pub struct Manage {
     /// The comparisons.
     pub checks: Arc<Checks>,
     poke: crossbeam::channel::Sender<()>,
+    ctx: Arc<Ctx>,
 }
 
 impl std::fmt::Debug for Manage {
@@ -507,7 +526,7 @@ impl Manage {
     /// Listens on each tandem relationship's `address`:`manage_port` and starts comparing
     /// with each partner. `secrets` are the relationships' shared secrets, by name (read at
     /// start, as the failover link's).
-    /// The threads (listeners, checker) stop by themselves once shutdown is requested; the
+    /// The listeners' threads stop by themselves within 100 ms of the shutdown request; the
     /// caller joins them.
     pub fn start(
         config: ConfigSource,
@@ -519,6 +538,7 @@ impl Manage {
             config,
             secrets,
             checks: Arc::clone(&checks),
+            applier: std::sync::OnceLock::new(),
         });
         let mut threads = Vec::new();
         let first = (ctx.config)();
@@ -541,18 +561,78 @@ impl Manage {
                 Box::new(move || listen(&listener, addr, &ctx, &shutdown)),
             )?);
         }
+        // The checker is not joined: a comparison in flight may wait out its time limits,
+        // and it holds nothing a shutdown must close (it stops at its next turn).
         let (poke, poked) = crossbeam::channel::bounded(1);
         let shutdown = shutdown.clone();
-        threads.push(spawn(
+        let checker = Arc::clone(&ctx);
+        spawn(
             "manage-check",
-            Box::new(move || check_loop(&ctx, &poked, &shutdown)),
-        )?);
-        Ok((Manage { checks, poke }, threads))
+            Box::new(move || check_loop(&checker, &poked, &shutdown)),
+        )?;
+        Ok((Manage { checks, poke, ctx }, threads))
     }
 
     /// Compares again now (after a reload).
     pub fn recheck(&self) {
         let _ = self.poke.try_send(());
+    }
+
+    /// How a partner's replicated scopes are put in force here (once).
+    pub fn set_applier(&self, applier: Applier) {
+        let _ = self.ctx.applier.set(applier);
+    }
+
+    /// Replicates to the partner of relationship `name` the definitions of `scopes` (all of
+    /// the relationship's when empty) as configured here: the partner's replace them, and
+    /// its reload applies them live. Returns what the partner applied.
+    pub fn replicate(&self, name: &str, scopes: &[String]) -> Result<Vec<String>, String> {
+        let config = (self.ctx.config)();
+        let f = config
+            .failover
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| format!("no such relationship {name:?}"))?;
+        if f.peer_software == PeerSoftware::IscDhcpd {
+            return Err(format!(
+                "relationship {name:?} pairs with ISC dhcpd: its configuration is not tandem's \
+                 to write (edit dhcpd.conf; the MCLT and split are still compared)"
+            ));
+        }
+        let members: Vec<&SubnetConfig> = config
+            .subnets
+            .iter()
+            .filter(|s| s.failover.as_deref() == Some(name))
+            .collect();
+        let mut defs = Vec::new();
+        if scopes.is_empty() {
+            defs.extend(members.iter().map(|s| ScopeDefinition::of(s)));
+        }
+        for p in scopes {
+            let wanted = crate::config::parse_prefix(p).map_err(|e| format!("scope {p:?}: {e}"))?;
+            let s = members
+                .iter()
+                .find(|s| s.prefix == wanted)
+                .ok_or_else(|| format!("scope {p} is not in relationship {name:?} here"))?;
+            defs.push(ScopeDefinition::of(s));
+        }
+        if defs.is_empty() {
+            return Err(format!("relationship {name:?} has no scopes to replicate"));
+        }
+        let secret = self
+            .ctx
+            .secrets
+            .get(name)
+            .ok_or_else(|| format!("relationship {name:?} has no shared secret"))?;
+        let addr = SocketAddr::new(IpAddr::V4(f.peer_address), f.peer_manage_port);
+        let answer = call(addr, name, secret, &Op::Replicate { scopes: defs });
+        self.recheck();
+        match answer {
+            Ok(Answer::Replicated { changes }) => Ok(changes),
+            Ok(Answer::Refused { reason }) => Err(format!("the partner refused: {reason}")),
+            Ok(Answer::Compared { .. }) => Err("the partner answered another question".into()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
@@ -572,6 +652,7 @@ fn compare(config: &Config, f: &FailoverConfig, secret: &[u8], checks: &Checks) 
     ) {
         Ok(Answer::Compared { description }) => Ok(differences(&ours, &description)),
         Ok(Answer::Refused { reason }) => Err(format!("refused by the partner: {reason}")),
+        Ok(Answer::Replicated { .. }) => Err("the partner answered another question".into()),
         Err(e) => Err(e.to_string()),
     };
     checks.record(&f.name, found);
@@ -627,6 +708,41 @@ fn listen(listener: &TcpListener, addr: SocketAddr, ctx: &Arc<Ctx>, shutdown: &S
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+    }
+}
+
+/// The partner's scope definitions, put in force here: only scopes of the relationship
+/// here, all or none.
+fn replicated(ctx: &Ctx, config: &Config, name: &str, scopes: &[ScopeDefinition]) -> Answer {
+    let refuse = |reason: String| {
+        tracing::warn!(relationship = %name, %reason, "management: replication refused");
+        Answer::Refused { reason }
+    };
+    for d in scopes {
+        let member = crate::config::parse_prefix(&d.prefix)
+            .ok()
+            .is_some_and(|p| {
+                config
+                    .subnets
+                    .iter()
+                    .any(|s| s.prefix == p && s.failover.as_deref() == Some(name))
+            });
+        if !member {
+            return refuse(format!(
+                "scope {} is not in relationship {name:?} here (add it to the relationship first)",
+                d.prefix
+            ));
+        }
+    }
+    let Some(apply) = ctx.applier.get() else {
+        return refuse("this server is not ready to apply changes".into());
+    };
+    match apply(scopes) {
+        Ok(changes) => {
+            tracing::info!(relationship = %name, scopes = scopes.len(), changes = changes.len(), "management: the partner's scope definitions applied");
+            Answer::Replicated { changes }
+        }
+        Err(e) => refuse(e),
     }
 }
 
@@ -718,6 +834,7 @@ fn serve(stream: &TcpStream, peer: SocketAddr, local: SocketAddr, ctx: &Ctx) {
         Err(e) => Answer::Refused {
             reason: format!("not a request: {e}"),
         },
+        Ok(Op::Replicate { scopes }) => replicated(ctx, &c, name, &scopes),
         Ok(Op::Compare { description }) => match describe(&c, name) {
             None => Answer::Refused {
                 reason: format!("no relationship {name:?} here"),

@@ -503,7 +503,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
     } else {
         (None, Vec::new())
     };
-    hooks.backend = Some(Arc::new(Backend {
+    let backend = Arc::new(Backend {
         config: config_in_force,
         manage,
         config_path: hooks.config_path.clone(),
@@ -515,7 +515,16 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
         stats: all_stats,
         failover,
         xdp: xdp.clone(),
-    }));
+    });
+    if let Some(m) = &backend.manage {
+        // Weak: the backend holds the channel, which must not keep the backend alive.
+        let weak = Arc::downgrade(&backend);
+        m.set_applier(Box::new(move |scopes| match weak.upgrade() {
+            Some(b) => b.apply_scopes(scopes),
+            None => Err("tandemd is stopping".into()),
+        }));
+    }
+    hooks.backend = Some(backend);
 
     let workers = Mutex::new(Some(workers));
     let shutdown = hooks.shutdown.clone();
@@ -892,6 +901,123 @@ impl AdminBackend for Backend {
             .reloading
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.reload_locked()
+    }
+
+    fn replicate(
+        &self,
+        relationship: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<Vec<String>, String> {
+        let Some(m) = &self.manage else {
+            return Err("no relationship with a tandem partner: nothing to replicate to".into());
+        };
+        let config = self.config();
+        let mut work: Vec<(String, Vec<String>)> = Vec::new();
+        match (relationship, scope) {
+            (_, Some(p)) => {
+                let wanted = config::parse_prefix(p).map_err(|e| format!("scope {p:?}: {e}"))?;
+                let s = config
+                    .subnets
+                    .iter()
+                    .find(|s| s.prefix == wanted)
+                    .ok_or_else(|| format!("no scope {p} here"))?;
+                let name = s
+                    .failover
+                    .clone()
+                    .ok_or_else(|| format!("scope {p} is in no failover relationship"))?;
+                if relationship.is_some_and(|r| r != name) {
+                    return Err(format!("scope {p} is in relationship {name:?}"));
+                }
+                work.push((name, vec![p.to_owned()]));
+            }
+            (Some(r), None) => work.push((r.to_owned(), Vec::new())),
+            (None, None) => work.extend(
+                config
+                    .failover
+                    .iter()
+                    .filter(|f| f.peer_software == config::PeerSoftware::Tandem)
+                    .filter(|f| {
+                        config
+                            .subnets
+                            .iter()
+                            .any(|s| s.failover.as_deref() == Some(f.name.as_str()))
+                    })
+                    .map(|f| (f.name.clone(), Vec::new())),
+            ),
+        }
+        let mut changes = Vec::new();
+        for (name, scopes) in work {
+            let done = m
+                .replicate(&name, &scopes)
+                .map_err(|e| format!("relationship {name}: {e}"))?;
+            if done.is_empty() {
+                changes.push(format!(
+                    "relationship {name}: the partner's scopes were already the same"
+                ));
+            }
+            changes.extend(
+                done.into_iter()
+                    .map(|c| format!("relationship {name}: partner: {c}")),
+            );
+        }
+        Ok(changes)
+    }
+}
+
+impl Backend {
+    /// A partner's scope definitions put in force here: written into the configuration file
+    /// (its comments and layout kept), then applied as a reload applies a hand edit; if the
+    /// reload refuses, the file is put back as it was and nothing changes.
+    fn apply_scopes(
+        &self,
+        scopes: &[config::edit::ScopeDefinition],
+    ) -> Result<Vec<String>, String> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let _one = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let path = self
+            .config_path
+            .clone()
+            .ok_or("tandemd was not started from a configuration file")?;
+        let old = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut new = old.clone();
+        for d in scopes {
+            new = config::edit::replace_scope(&new, d).map_err(|e| e.to_string())?;
+        }
+        if new == old {
+            return Ok(Vec::new());
+        }
+        let meta =
+            std::fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let write = |text: &str| {
+            crate::files::write_private(&path, text.as_bytes(), |tmp| {
+                std::fs::set_permissions(
+                    tmp,
+                    std::fs::Permissions::from_mode(meta.mode() & 0o7777),
+                )?;
+                std::os::unix::fs::chown(tmp, Some(meta.uid()), Some(meta.gid()))
+            })
+            .map_err(|(p, e)| format!("cannot write {}: {e}", p.display()))
+        };
+        write(&new)?;
+        match self.reload_locked() {
+            Ok(changes) => Ok(changes),
+            Err(e) => {
+                write(&old)?;
+                Err(format!(
+                    "not applied, {} left as it was: {e}",
+                    path.display()
+                ))
+            }
+        }
+    }
+
+    /// [`AdminBackend::reload`], with the reload lock held.
+    fn reload_locked(&self) -> Result<Vec<String>, String> {
         let path = self
             .config_path
             .as_deref()

@@ -146,6 +146,19 @@ impl AdminBackend for TestBackend {
         Ok(since.max(LAST_HEARD))
     }
 
+    fn replicate(
+        &self,
+        relationship: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<Vec<String>, String> {
+        match (relationship, scope) {
+            (None | Some("edge-pair"), None | Some("10.0.0.0/16")) => Ok(vec![
+                "relationship edge-pair: partner: subnet 10.0.0.0/16: dns".into(),
+            ]),
+            _ => Err("no such scope".into()),
+        }
+    }
+
     fn resync(&self, name: &str) -> Result<(), CommandError> {
         if name != "edge-pair" {
             return Err(CommandError::NoSuchRelationship(name.to_owned()));
@@ -1226,6 +1239,17 @@ fn failover_list_and_show_through_tandemctl_and_http() {
     assert_eq!(f.backend.resyncs.lock().unwrap().as_slice(), ["edge-pair"]);
     let out = f.ctl(&["failover", "resync", "nope"]);
     assert_eq!(out.status.code(), Some(1));
+    let out = f.ctl(&["replicate", "scope", "10.0.0.0/16"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "replicated: 1 change applied by the partner\n  relationship edge-pair: partner: subnet 10.0.0.0/16: dns\n"
+    );
+    assert_eq!(
+        f.ctl(&["replicate", "scope", "10.9.0.0/16"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(f.ctl(&["replicate"]).status.code(), Some(2));
     assert_eq!(f.ctl(&["failover", "show"]).status.code(), Some(2));
 
     // The same documents over HTTP; an unknown name is 404.
@@ -1324,6 +1348,22 @@ fn the_http_api_needs_a_token_and_the_role_for_what_it_asks() {
     );
     let (code, _, body) = ask("GET", "/api/v1/audit", Some(&noc), "");
     assert_eq!(code, 403, "{body}");
+    let (code, _, body) = ask(
+        "POST",
+        "/api/v1/replicate",
+        Some(&noc),
+        r#"{"scope":"10.0.0.0/16"}"#,
+    );
+    assert_eq!(code, 403, "{body}");
+    let (code, _, body) = ask(
+        "POST",
+        "/api/v1/replicate",
+        Some(&ops),
+        r#"{"scope":"10.0.0.0/16"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = ask("POST", "/api/v1/replicate", Some(&ops), r#"{"scopes":1}"#);
+    assert_eq!(code, 400, "{body}");
     let rs = "/api/v1/relationships/edge-pair/resync";
     assert_eq!(ask("POST", rs, None, "").0, 401);
     let (code, _, body) = ask("POST", rs, Some(&noc), "");
@@ -1531,9 +1571,9 @@ fn the_openapi_description_lists_every_route_and_each_is_served() {
     let server = serve_http(dir.path(), Arc::new(TestBackend::default()), true);
     for route in routes {
         let (method, path) = match route.replace("{name}", "edge-pair") {
-            p if p.ends_with("/partner-down")
-                || p.ends_with("/reload")
-                || p.ends_with("/resync") =>
+            p if ["/partner-down", "/reload", "/resync", "/replicate"]
+                .iter()
+                .any(|s| p.ends_with(s)) =>
             {
                 ("POST", p)
             }

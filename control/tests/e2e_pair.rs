@@ -26,6 +26,10 @@
 //!   are in step at once; a request without the shared secret, or for a relationship the
 //!   server does not have, is refused.
 //!
+//! * `tandemctl replicate scope`: the primary's reservation and options replace the
+//!   secondary's scope in its file (its own comments kept) and are applied live: the reserved
+//!   client of the secondary's buckets gets the reserved address from it.
+//!
 //! Two tests need what is not on main yet, and say so in their names:
 //! `secondary_serves_its_half_from_backup_pool` (pool balancing: the secondary has BACKUP
 //! addresses) and `bindings_replicate_to_the_partner` (BNDUPD send and apply).
@@ -364,6 +368,88 @@ fn the_management_channel_compares_scopes_and_refuses_strangers() {
         "{}",
         s.a.log()
     );
+}
+
+#[test]
+fn replicate_scope_replaces_the_partners_definitions_live() {
+    let net = PairNet::new(1);
+    let a = Server::start_tandemd_with(&net.a, |d| config(d, true, Mode::LoadBalance));
+    // B has a comment of its own that must survive the write.
+    let b = Server::start_tandemd_with(&net.b, |d| {
+        config(d, false, Mode::LoadBalance).replace(
+            "[[subnet]]",
+            "# B's own note: kept across replication\n[[subnet]]",
+        )
+    });
+    let s = Servers { a, b };
+    s.both_normal(60);
+
+    // On A, by hand: a reservation for a client of B's hash buckets, of an address B holds
+    // (BACKUP: the one B may give), and a DNS server; reloaded live on A only.
+    let mac = macs(5, false, 1)[0];
+    // (A listing shows bindings only: free and BACKUP records are looked up by address.)
+    let backup = (0u32..768).step_by(7).find_map(|i| {
+        let a = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 81, 1, 0)) + i);
+        let l = s.b.tandemctl_leases(&["--ip", &a.to_string()]);
+        l.first().filter(|l| l.state == "backup").map(|l| l.address)
+    });
+    let reserved = backup.unwrap_or_else(|| panic!("no BACKUP address on B\n{}", s.logs()));
+    let reservation = format!(
+        "failover = \"pair\"\ndns = [\"10.81.0.53\"]\n\n[[subnet.reservation]]\nmac = \"{}\"\naddress = \"{reserved}\"\n",
+        mac_str(mac)
+    );
+    let text = std::fs::read_to_string(s.a.config_path()).expect("A's file");
+    std::fs::write(
+        s.a.config_path(),
+        text.replace("failover = \"pair\"\n", &reservation),
+    )
+    .expect("write");
+    s.a.tandemctl(&["reload"]).expect("reload on A");
+
+    let out =
+        s.a.tandemctl(&["replicate", "scope", "10.81.0.0/16"])
+            .unwrap_or_else(|e| panic!("{e}\n{}", s.logs()));
+    assert!(
+        out.starts_with("replicated: ")
+            && out.contains("relationship pair: partner: subnet 10.81.0.0/16"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(s.b.config_path()).expect("B's file");
+    assert!(
+        text.contains("# B's own note: kept across replication")
+            && text.contains(&mac_str(mac))
+            && text.contains("10.81.0.53"),
+        "{text}"
+    );
+    // Applied live: B answers the reserved client of its buckets with the reserved address.
+    let l = net
+        .udhcpc(0, mac)
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.logs()));
+    assert_eq!((l.address, l.server_id), (reserved, Some(B)), "{l:?}");
+    // Both sides compare again at once and are in step.
+    for srv in [&s.a, &s.b] {
+        let in_step = common::try_wait_until(Duration::from_secs(10), || {
+            let show = srv.tandemctl(&["failover", "show", "pair"]).ok()?;
+            show.contains("scope definitions         in step with the partner's")
+                .then_some(())
+        });
+        assert!(in_step.is_some(), "{}", s.logs());
+    }
+    // Audited on A; replicating again changes nothing; a scope outside the relationship is
+    // refused with the reason.
+    let audit = s.a.tandemctl(&["audit"]).expect("audit");
+    assert!(audit.contains("replicate"), "{audit}");
+    let again =
+        s.a.tandemctl(&["replicate", "relationship", "pair"])
+            .expect("again");
+    assert!(
+        again.contains("the partner's scopes were already the same"),
+        "{again}"
+    );
+    let e =
+        s.a.tandemctl(&["replicate", "scope", "10.99.0.0/16"])
+            .expect_err("no scope");
+    assert!(e.contains("no scope 10.99.0.0/16 here"), "{e}");
 }
 
 #[test]

@@ -63,6 +63,17 @@ impl AdminBackend for Backend {
         Ok(vec!["subnet 10.0.0.0/24: dns".to_owned()])
     }
 
+    fn replicate(
+        &self,
+        relationship: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<Vec<String>, String> {
+        match (relationship, scope) {
+            (None | Some("edge"), None | Some("10.0.0.0/24")) => Ok(vec!["subnet 10.0.0.0/24: dns".into()]),
+            _ => Err("no such scope".into()),
+        }
+    }
+
     fn resync(&self, name: &str) -> Result<(), CommandError> {
         if name == "edge" {
             Ok(())
@@ -98,7 +109,12 @@ fn check(line: &[u8]) {
         from: "unix".into(),
     };
     let response = admin::handle_line_audited(line, &Backend, &caller, audit_log());
-    if let Ok(Request::PartnerDown { .. } | Request::Reload | Request::Resync { .. }) =
+    if let Ok(
+        Request::PartnerDown { .. }
+        | Request::Reload
+        | Request::Resync { .. }
+        | Request::Replicate { .. },
+    ) =
         serde_json::from_slice::<Request>(line)
     {
         let last = audit_log().recent(1).expect("the audit log reads");
@@ -137,6 +153,10 @@ fn check(line: &[u8]) {
             assert!(response.message.is_some());
         }
         Request::Reload => {
+            assert_eq!(response.changes.as_ref().map(Vec::len), Some(1));
+            assert!(response.message.is_some());
+        }
+        Request::Replicate { .. } => {
             assert_eq!(response.changes.as_ref().map(Vec::len), Some(1));
             assert!(response.message.is_some());
         }

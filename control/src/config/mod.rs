@@ -4,6 +4,7 @@
 //! validator then walks it once, collecting every error it finds (syntax aside, where the TOML parser
 //! stops at the first) as `FILE:LINE:COL: reason`. Unknown keys are errors.
 
+pub mod edit;
 mod raw;
 mod types;
 mod validate;
