@@ -897,11 +897,19 @@ impl AdminBackend for Backend {
     }
 
     fn reload(&self) -> Result<Vec<String>, String> {
-        let _one = self
-            .reloading
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.reload_locked()
+        let before = self.config();
+        let mut changes = {
+            let _one = self
+                .reloading
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.reload_locked()?
+        };
+        if !changes.is_empty() {
+            let after = self.config();
+            changes.extend(self.replicate_changed(&before, &after));
+        }
+        Ok(changes)
     }
 
     fn replicate(
@@ -966,6 +974,51 @@ impl AdminBackend for Backend {
 }
 
 impl Backend {
+    /// `replicate = "auto"`: on a primary, the scopes a reload changed go to the partner at
+    /// once. One line per relationship: what the partner applied, or why it did not (the
+    /// local reload stands either way; `tandemctl replicate` tries again).
+    fn replicate_changed(&self, before: &Config, after: &Config) -> Vec<String> {
+        let Some(m) = &self.manage else {
+            return Vec::new();
+        };
+        let mut lines = Vec::new();
+        for f in after.failover.iter().filter(|f| {
+            f.replicate_auto
+                && f.role == config::Role::Primary
+                && f.peer_software == config::PeerSoftware::Tandem
+        }) {
+            let changed: Vec<String> = after
+                .subnets
+                .iter()
+                .filter(|s| s.failover.as_deref() == Some(f.name.as_str()))
+                .filter(|s| {
+                    let def = config::edit::ScopeDefinition::of(s);
+                    !before.subnets.iter().any(|b| {
+                        b.prefix == s.prefix && config::edit::ScopeDefinition::of(b) == def
+                    })
+                })
+                .map(|s| s.prefix.to_string())
+                .collect();
+            if changed.is_empty() {
+                continue;
+            }
+            match m.replicate(&f.name, &changed) {
+                Ok(done) => lines.extend(
+                    done.into_iter()
+                        .map(|c| format!("relationship {}: replicated, partner: {c}", f.name)),
+                ),
+                Err(e) => {
+                    tracing::warn!(relationship = %f.name, error = %e, "replicate = auto: the partner did not take the change");
+                    lines.push(format!(
+                        "relationship {}: not replicated to the partner ({e}); `tandemctl replicate relationship {}` tries again",
+                        f.name, f.name
+                    ));
+                }
+            }
+        }
+        lines
+    }
+
     /// A partner's scope definitions put in force here: written into the configuration file
     /// (its comments and layout kept), then applied as a reload applies a hand edit; if the
     /// reload refuses, the file is put back as it was and nothing changes.

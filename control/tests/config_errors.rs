@@ -481,6 +481,14 @@ fn failover_values() {
         "`manage_port` is the failover `port`",
     );
     one(
+        &f(
+            "shared_secret_file = \"/s\"",
+            "peer_software = \"isc-dhcpd\"\nreplicate = \"auto\"",
+        ),
+        11,
+        "`replicate = \"auto\"` needs a tandem partner",
+    );
+    one(
         &f("split = 128", "peer_manage_port = 0"),
         9,
         "`peer_manage_port` = 0 is out of range 1..=65535",

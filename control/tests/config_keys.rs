@@ -82,6 +82,7 @@ port = 6470
 peer_port = 6471
 manage_port = 6472
 peer_manage_port = 6473
+replicate = "manual"
 reserve_percent = 20
 load_balance_max_seconds = 5
 max_response_delay = "1m"
@@ -240,6 +241,7 @@ fn every_key() {
     assert_eq!(f.mode, FailoverMode::HotStandby);
     assert_eq!((f.port, f.peer_port), (6470, 6471));
     assert_eq!((f.manage_port, f.peer_manage_port), (6472, 6473));
+    assert!(!f.replicate_auto);
     assert_eq!(
         f.mclt, 3600,
         "a secondary without mclt gets the default until it learns the primary's"
@@ -290,6 +292,10 @@ fn defaults() {
         (647, 647, 1800, 128)
     );
     assert_eq!((f.manage_port, f.peer_manage_port), (8647, 8647));
+    assert!(
+        !f.replicate_auto,
+        "replication is asked for unless replicate = \"auto\""
+    );
     assert_eq!(
         (
             f.reserve_percent,

@@ -28,7 +28,8 @@
 //!
 //! * `tandemctl replicate scope`: the primary's reservation and options replace the
 //!   secondary's scope in its file (its own comments kept) and are applied live: the reserved
-//!   client of the secondary's buckets gets the reserved address from it.
+//!   client of the secondary's buckets gets the reserved address from it; with `replicate =
+//!   "auto"` the primary's reload pushes each changed scope to the secondary at once.
 //!
 //! Two tests need what is not on main yet, and say so in their names:
 //! `secondary_serves_its_half_from_backup_pool` (pool balancing: the secondary has BACKUP
@@ -450,6 +451,54 @@ fn replicate_scope_replaces_the_partners_definitions_live() {
         s.a.tandemctl(&["replicate", "scope", "10.99.0.0/16"])
             .expect_err("no scope");
     assert!(e.contains("no scope 10.99.0.0/16 here"), "{e}");
+}
+
+#[test]
+fn replicate_auto_pushes_each_reloaded_scope_change_to_the_partner() {
+    let net = PairNet::new(1);
+    let a = Server::start_tandemd_with(&net.a, |d| {
+        config(d, true, Mode::LoadBalance)
+            .replace("name = \"pair\"", "name = \"pair\"\nreplicate = \"auto\"")
+    });
+    let b = Server::start_tandemd_with(&net.b, |d| config(d, false, Mode::LoadBalance));
+    let s = Servers { a, b };
+    s.both_normal(60);
+
+    // A hand edit on the primary, reloaded: applied here, and at once on the partner.
+    let text = std::fs::read_to_string(s.a.config_path()).expect("A's file");
+    std::fs::write(
+        s.a.config_path(),
+        text.replace(
+            "router = [\"10.81.0.1\"]",
+            "router = [\"10.81.0.1\"]\ndns = [\"10.81.0.54\"]",
+        ),
+    )
+    .expect("write");
+    let out =
+        s.a.tandemctl(&["reload"])
+            .unwrap_or_else(|e| panic!("{e}\n{}", s.logs()));
+    assert!(
+        out.contains("subnet 10.81.0.0/16: dns")
+            && out.contains("relationship pair: replicated, partner: subnet 10.81.0.0/16: dns"),
+        "{out}"
+    );
+    let b_text = std::fs::read_to_string(s.b.config_path()).expect("B's file");
+    assert!(b_text.contains("10.81.0.54"), "{b_text}");
+    // A client of B's buckets is told the new DNS server by B.
+    let mac = macs(6, false, 1)[0];
+    let l = net
+        .udhcpc(0, mac)
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.logs()));
+    assert_eq!(l.server_id, Some(B), "{l:?}");
+    let in_step = common::try_wait_until(Duration::from_secs(10), || {
+        let show = s.b.tandemctl(&["failover", "show", "pair"]).ok()?;
+        show.contains("scope definitions         in step")
+            .then_some(())
+    });
+    assert!(in_step.is_some(), "{}", s.logs());
+    // The secondary's own reload pushes nothing (only the primary replicates).
+    let out = s.b.tandemctl(&["reload"]).expect("reload on B");
+    assert!(!out.contains("replicated"), "{out}");
 }
 
 #[test]

@@ -393,6 +393,10 @@ pub struct FailoverConfig {
     pub manage_port: u16,
     /// `peer_manage_port`: the partner's. Default [`DEFAULT_MANAGE_PORT`].
     pub peer_manage_port: u16,
+    /// `replicate = "auto"`: on the primary, every change a reload applies to a scope of the
+    /// relationship is replicated to the partner at once (`tandemctl replicate`); `"manual"`
+    /// (the default): only when asked. Tandem partners only.
+    pub replicate_auto: bool,
     /// `mclt` in seconds, > 0. Required of a primary; a secondary learns it (default 3600 until then).
     pub mclt: u32,
     /// Whether the file sets `mclt` (always on a primary). A secondary that leaves it to the

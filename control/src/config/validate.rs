@@ -1082,6 +1082,17 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
         ),
         _ => {}
     }
+    let replicate_node = t.get("replicate");
+    let replicate_auto = replicate_node
+        .and_then(|n| choice(n, "replicate", &[("auto", true), ("manual", false)], ctx))
+        .unwrap_or(false);
+    if let (Some(n), true, PeerSoftware::IscDhcpd) = (replicate_node, replicate_auto, peer_software)
+    {
+        ctx.err(
+            &n.span(),
+            "`replicate = \"auto\"` needs a tandem partner: ISC dhcpd's configuration is not ours to write",
+        );
+    }
     let mlt_node = t.get("max_lease_time");
     let max_lease_time = mlt_node.and_then(|n| duration(n, "max_lease_time", ctx));
     if let (Some(n), Some(0)) = (mlt_node, max_lease_time) {
@@ -1110,6 +1121,7 @@ fn failover(node: &Node, nth: usize, ctx: &mut Ctx<'_>) -> Option<FailoverConfig
         peer_port,
         manage_port,
         peer_manage_port,
+        replicate_auto,
         mclt,
         mclt_set: mclt_node.is_some(),
         split,

@@ -85,6 +85,7 @@ mod tests {
             peer_port: 647,
             manage_port: 8647,
             peer_manage_port: 8647,
+            replicate_auto: false,
             mclt,
             mclt_set: true,
             split,
