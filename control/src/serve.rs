@@ -1037,6 +1037,20 @@ impl Backend {
             .ok_or("tandemd was not started from a configuration file")?;
         let old = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        // The file must be the configuration in force: a reload would otherwise put the
+        // operator's pending edits in force along with the partner's scopes.
+        let on_disk = config::parse(&old)
+            .map_err(|_| format!("{} does not pass `tandemd --check` now", path.display()))?;
+        let pending = crate::reload::plan(&self.config(), &on_disk)
+            .map(|p| p.changes)
+            .unwrap_or_else(|e| vec![e.to_string()]);
+        if !pending.is_empty() {
+            return Err(format!(
+                "{} has edits not in force ({}): reload or revert them first",
+                path.display(),
+                pending.join("; ")
+            ));
+        }
         let mut new = old.clone();
         for d in scopes {
             new = config::edit::replace_scope(&new, d).map_err(|e| e.to_string())?;

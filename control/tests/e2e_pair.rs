@@ -407,6 +407,26 @@ fn replicate_scope_replaces_the_partners_definitions_live() {
     .expect("write");
     s.a.tandemctl(&["reload"]).expect("reload on A");
 
+    // B's file has an edit of its own not yet in force: B refuses rather than apply it too.
+    let b_text = std::fs::read_to_string(s.b.config_path()).expect("B's file");
+    let pending = b_text.replace(
+        "failover = \"pair\"\n",
+        "failover = \"pair\"\noffer_hold = \"20s\"\n",
+    );
+    std::fs::write(s.b.config_path(), &pending).expect("write");
+    let e =
+        s.a.tandemctl(&["replicate", "scope", "10.81.0.0/16"])
+            .expect_err("refused by B");
+    assert!(
+        e.contains("has edits not in force") && e.contains("offer_hold"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.b.config_path()).expect("B's file"),
+        pending
+    );
+    std::fs::write(s.b.config_path(), &b_text).expect("revert");
+
     let out =
         s.a.tandemctl(&["replicate", "scope", "10.81.0.0/16"])
             .unwrap_or_else(|e| panic!("{e}\n{}", s.logs()));
