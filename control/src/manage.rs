@@ -14,9 +14,9 @@
 //! ```
 //!
 //! One request per connection, JSON lines of at most [`MAX_LINE`] bytes, [`IO_TIMEOUT`] for
-//! each step, at most [`MAX_CONNECTIONS`] served at once. A request whose MAC fails is refused
-//! with `authentication failed`, logged (at most one line per [`REFUSAL_LOG_EVERY`]) and
-//! counted; ISC dhcpd partners have no such channel.
+//! each step ([`ANSWER_TIMEOUT`] for the answer), at most [`MAX_CONNECTIONS`] served at
+//! once. A request whose MAC fails is refused with `authentication failed`, logged (at most
+//! one line per [`REFUSAL_LOG_EVERY`]) and counted; ISC dhcpd partners have no such channel.
 //!
 //! **The consistency check** (#10 item 4). Each side describes each relationship
 //! ([`describe`]): its role and the settings the failover protocol does not carry, and per
@@ -47,6 +47,8 @@ use crate::status::ConfigCheck;
 pub const VERSION: u32 = 1;
 /// Each step's time limit (connect, each line each way).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request's answer may take (a replication waits for the partner's reload).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest line taken.
 pub const MAX_LINE: usize = 1 << 20;
 /// Connections served at once; one more is closed at accept.
@@ -374,6 +376,9 @@ pub fn call(addr: SocketAddr, name: &str, secret: &[u8], op: &Op) -> Result<Answ
         .nonce
         .ok_or(ManageError::BadAnswer("has no nonce"))?;
     let body = serde_json::to_string(op).map_err(|e| io(io::Error::other(e)))?;
+    // The answer may wait for the partner to apply a change (a reload: a new engine, its
+    // tables checked), which can take longer than a step.
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
     write_json(
         &stream,
         &Signed {
