@@ -138,16 +138,18 @@ fn load_balance_pair_splits_discovers_by_hash() {
 #[test]
 fn failover_show_names_a_partner_configured_otherwise_and_resync_fetches_every_binding() {
     let net = PairNet::new(1);
-    let a = Server::start_tandemd_with(&net.a, |d| config(d, true, Mode::LoadBalance));
     // The secondary's file says another MCLT and split than the primary's.
-    let b = Server::start_tandemd_with(&net.b, |d| {
-        config(d, false, Mode::LoadBalance).replace(
-            "role = \"secondary\"",
-            &format!("role = \"secondary\"\nmclt = \"{}s\"\nsplit = 64", 2 * MCLT),
-        )
-    });
-    let s = Servers { a, b };
-    s.both_normal(60);
+    let s = Servers::start_edited(
+        &net,
+        Mode::LoadBalance,
+        |a| a,
+        |b| {
+            b.replace(
+                "role = \"secondary\"",
+                &format!("role = \"secondary\"\nmclt = \"{}s\"\nsplit = 64", 2 * MCLT),
+            )
+        },
+    );
 
     let list = s.a.tandemctl(&["failover", "list"]).expect("failover list");
     let row = list
@@ -274,14 +276,14 @@ fn failover_show_names_a_partner_configured_otherwise_and_resync_fetches_every_b
 fn the_management_channel_compares_scopes_and_refuses_strangers() {
     use control::manage::{self, Answer, Op};
     let net = PairNet::new(1);
-    let a = Server::start_tandemd_with(&net.a, |d| config(d, true, Mode::LoadBalance));
     // The secondary's scope excludes ten addresses the primary's does not.
     let exclusion = "failover = \"pair\"\nexclude = [\"10.81.1.0-10.81.1.9\"]";
-    let b = Server::start_tandemd_with(&net.b, |d| {
-        config(d, false, Mode::LoadBalance).replace("failover = \"pair\"", exclusion)
-    });
-    let s = Servers { a, b };
-    s.both_normal(60);
+    let s = Servers::start_edited(
+        &net,
+        Mode::LoadBalance,
+        |a| a,
+        |b| b.replace("failover = \"pair\"", exclusion),
+    );
 
     let scope_line = "    scope 10.81.0.0/16: exclusions differ";
     for srv in [&s.a, &s.b] {
@@ -374,16 +376,18 @@ fn the_management_channel_compares_scopes_and_refuses_strangers() {
 #[test]
 fn replicate_scope_replaces_the_partners_definitions_live() {
     let net = PairNet::new(1);
-    let a = Server::start_tandemd_with(&net.a, |d| config(d, true, Mode::LoadBalance));
     // B has a comment of its own that must survive the write.
-    let b = Server::start_tandemd_with(&net.b, |d| {
-        config(d, false, Mode::LoadBalance).replace(
-            "[[subnet]]",
-            "# B's own note: kept across replication\n[[subnet]]",
-        )
-    });
-    let s = Servers { a, b };
-    s.both_normal(60);
+    let s = Servers::start_edited(
+        &net,
+        Mode::LoadBalance,
+        |a| a,
+        |b| {
+            b.replace(
+                "[[subnet]]",
+                "# B's own note: kept across replication\n[[subnet]]",
+            )
+        },
+    );
 
     // On A, by hand: a reservation for a client of B's hash buckets, of an address B holds
     // (BACKUP: the one B may give), and a DNS server; reloaded live on A only.
@@ -476,13 +480,12 @@ fn replicate_scope_replaces_the_partners_definitions_live() {
 #[test]
 fn replicate_auto_pushes_each_reloaded_scope_change_to_the_partner() {
     let net = PairNet::new(1);
-    let a = Server::start_tandemd_with(&net.a, |d| {
-        config(d, true, Mode::LoadBalance)
-            .replace("name = \"pair\"", "name = \"pair\"\nreplicate = \"auto\"")
-    });
-    let b = Server::start_tandemd_with(&net.b, |d| config(d, false, Mode::LoadBalance));
-    let s = Servers { a, b };
-    s.both_normal(60);
+    let s = Servers::start_edited(
+        &net,
+        Mode::LoadBalance,
+        |a| a.replace("name = \"pair\"", "name = \"pair\"\nreplicate = \"auto\""),
+        |b| b,
+    );
 
     // A hand edit on the primary, reloaded: applied here, and at once on the partner.
     let text = std::fs::read_to_string(s.a.config_path()).expect("A's file");

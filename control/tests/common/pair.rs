@@ -318,6 +318,21 @@ impl Servers {
         s
     }
 
+    /// [`Servers::start`] with each side's config edited first (`a` the primary's, `b` the
+    /// secondary's).
+    pub fn start_edited(
+        net: &PairNet,
+        mode: Mode,
+        a: impl FnOnce(String) -> String,
+        b: impl FnOnce(String) -> String,
+    ) -> Self {
+        let a = Server::start_tandemd_with(&net.a, |d| a(config(d, true, mode)));
+        let b = Server::start_tandemd_with(&net.b, |d| b(config(d, false, mode)));
+        let s = Servers { a, b };
+        s.both_normal(60);
+        s
+    }
+
     pub fn both_normal(&self, secs: u64) {
         let normal = |s: &str, p: &str| s == "normal" && p == "normal";
         wait_state(&self.a, secs, "A normal/normal", normal);
