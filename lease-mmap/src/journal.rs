@@ -421,24 +421,47 @@ impl WorkerJournal {
     /// # Panics
     /// If `table` is not a table of the store this journal came from.
     pub fn record(&mut self, table: TableId, slot: Slot, version: u64, lease: &Lease) {
-        let key = *self
-            .tables
-            .get(usize::from(table.0))
-            .expect("TableId of another store");
-        let at = self.buf.len();
-        self.buf.resize(at + ENTRY_LEN, 0);
-        let e = Entry {
-            lsn: self.next_lsn,
-            table: key,
-            slot: slot.0,
+        encode_record(
+            &self.tables,
+            &mut self.buf,
+            &mut self.next_lsn,
+            table,
+            slot,
             version,
-            lease: *lease,
-            in_batch: u32::try_from(at / ENTRY_LEN).unwrap_or(u32::MAX),
-        };
-        encode_entry(&e, &mut self.buf[at..]);
-        self.next_lsn += 1;
+            lease,
+        );
     }
 
+    /// A recorder that buffers this journal's next entries on another thread than the one
+    /// that commits them ([`JournalRecorder`]): from now on entries are recorded there and
+    /// committed here with [`WorkerJournal::commit_group`]. Entries buffered here and not
+    /// committed yet go with it.
+    pub fn recorder(&mut self) -> JournalRecorder {
+        let pending = self.pending() as u64;
+        let recorder = JournalRecorder {
+            tables: Arc::clone(&self.tables),
+            buf: std::mem::take(&mut self.buf),
+            next_lsn: self.next_lsn,
+        };
+        // The LSN the next committed group starts at.
+        self.next_lsn -= pending;
+        recorder
+    }
+
+    /// Takes recording back from `recorder` (the inverse of [`WorkerJournal::recorder`]):
+    /// what it buffered and no group took is buffered here again, for
+    /// [`WorkerJournal::commit`].
+    ///
+    /// # Panics
+    /// If `recorder` is not this journal's, or a group it gave was not committed here.
+    pub fn resume(&mut self, recorder: JournalRecorder) {
+        assert!(
+            self.buf.is_empty() && self.next_lsn + recorder.pending() as u64 == recorder.next_lsn,
+            "a recorder resumed by a journal it does not continue"
+        );
+        self.buf = recorder.buf;
+        self.next_lsn = recorder.next_lsn;
+    }
     /// Whether an earlier write or fdatasync failed (every commit now fails).
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
@@ -452,13 +475,44 @@ impl WorkerJournal {
     /// Write every buffered entry and make it durable with one fdatasync (group commit).
     /// Replies that promise these bindings may leave only after this returns `Ok`.
     pub fn commit(&mut self) -> Result<(), CommitError> {
+        let buf = std::mem::take(&mut self.buf);
+        let first_lsn = self.next_lsn - (buf.len() / ENTRY_LEN) as u64;
+        let res = self.write_group(&buf, first_lsn);
+        self.buf = buf;
+        if res.is_ok() {
+            self.buf.clear();
+        }
+        res
+    }
+
+    /// Commit `group`, the next entries of a [`JournalRecorder`] of this journal, like
+    /// [`WorkerJournal::commit`]: one write and one fdatasync.
+    ///
+    /// # Errors
+    /// As [`WorkerJournal::commit`]; and [`CommitError::Write`] if `group` is not the
+    /// entries that follow the last committed ones (a group lost or committed twice).
+    pub fn commit_group(&mut self, group: &JournalGroup) -> Result<(), CommitError> {
+        if group.first_lsn != self.next_lsn || !self.buf.is_empty() {
+            self.poisoned = true;
+            return Err(CommitError::Write(std::io::Error::other(format!(
+                "journal group starts at LSN {}, the journal at {}",
+                group.first_lsn, self.next_lsn
+            ))));
+        }
+        self.next_lsn += group.entries() as u64;
+        self.write_group(&group.buf, group.first_lsn)
+    }
+
+    /// Write the encoded entries `buf` (LSNs from `first_lsn`) at the end of the file, or
+    /// start the file over with them, and fdatasync.
+    fn write_group(&mut self, buf: &[u8], first_lsn: u64) -> Result<(), CommitError> {
         if self.poisoned {
             return Err(CommitError::Poisoned);
         }
-        if self.buf.is_empty() {
+        if buf.is_empty() {
             return Ok(());
         }
-        let first_lsn = self.next_lsn - self.pending() as u64;
+        let last_lsn = first_lsn + (buf.len() / ENTRY_LEN) as u64 - 1;
         let committed = self.shared.committed.load(Ordering::Acquire);
         let checkpointed = self.shared.checkpointed.load(Ordering::Acquire);
         let reset = self.end >= self.reset_at && checkpointed >= committed;
@@ -469,11 +523,11 @@ impl WorkerJournal {
                 // which holds nothing that is not checkpointed and nothing acknowledged.
                 self.storage.set_len(0).map_err(CommitError::Write)?;
                 let mut all = header(self.worker, first_lsn).to_vec();
-                all.extend_from_slice(&self.buf);
+                all.extend_from_slice(buf);
                 self.storage.write_at(0, &all).map_err(CommitError::Write)?;
             } else {
                 self.storage
-                    .write_at(self.end, &self.buf)
+                    .write_at(self.end, buf)
                     .map_err(CommitError::Write)?;
             }
             if self.durability == Durability::Sync {
@@ -490,12 +544,105 @@ impl WorkerJournal {
         if reset {
             self.end = HEADER_LEN;
         }
-        self.end += self.buf.len() as u64;
-        self.buf.clear();
-        self.shared
-            .committed
-            .store(self.next_lsn - 1, Ordering::Release);
+        self.end += buf.len() as u64;
+        self.shared.committed.store(last_lsn, Ordering::Release);
         Ok(())
+    }
+}
+
+/// Encode the change of `slot` in `table` into `buf` as the entry with LSN `*next_lsn`
+/// (its place in the group is its place in `buf`), and count the LSN.
+///
+/// # Panics
+/// If `table` is not one of `tables`.
+fn encode_record(
+    tables: &[TableKey],
+    buf: &mut Vec<u8>,
+    next_lsn: &mut u64,
+    table: TableId,
+    slot: Slot,
+    version: u64,
+    lease: &Lease,
+) {
+    let key = *tables
+        .get(usize::from(table.0))
+        .expect("TableId of another store");
+    let at = buf.len();
+    buf.resize(at + ENTRY_LEN, 0);
+    let e = Entry {
+        lsn: *next_lsn,
+        table: key,
+        slot: slot.0,
+        version,
+        lease: *lease,
+        in_batch: u32::try_from(at / ENTRY_LEN).unwrap_or(u32::MAX),
+    };
+    encode_entry(&e, &mut buf[at..]);
+    *next_lsn += 1;
+}
+
+/// The recording half of a [`WorkerJournal`] ([`WorkerJournal::recorder`]): buffers entries
+/// with their LSNs while the journal, on another thread, commits the previous group. So a
+/// worker decides the next batch while the last one's fdatasync runs, and LSNs and the
+/// one-commit-at-a-time order of the file stay as they were.
+#[derive(Debug)]
+pub struct JournalRecorder {
+    tables: Arc<[TableKey]>,
+    buf: Vec<u8>,
+    next_lsn: u64,
+}
+
+impl JournalRecorder {
+    /// Buffer a change, as [`WorkerJournal::record`].
+    ///
+    /// # Panics
+    /// If `table` is not a table of the store the journal came from.
+    pub fn record(&mut self, table: TableId, slot: Slot, version: u64, lease: &Lease) {
+        encode_record(
+            &self.tables,
+            &mut self.buf,
+            &mut self.next_lsn,
+            table,
+            slot,
+            version,
+            lease,
+        );
+    }
+
+    /// Entries buffered since the last [`JournalRecorder::take`].
+    pub fn pending(&self) -> usize {
+        self.buf.len() / ENTRY_LEN
+    }
+
+    /// The buffered entries as one group to commit, in LSN order after the group taken
+    /// before. Recording goes on into `spare` (cleared; a group's buffer back from
+    /// [`JournalGroup::into_buffer`], so that nothing is allocated once warm).
+    pub fn take(&mut self, mut spare: Vec<u8>) -> JournalGroup {
+        spare.clear();
+        let buf = std::mem::replace(&mut self.buf, spare);
+        JournalGroup {
+            first_lsn: self.next_lsn - (buf.len() / ENTRY_LEN) as u64,
+            buf,
+        }
+    }
+}
+
+/// The entries of one group commit, taken from a [`JournalRecorder`].
+#[derive(Debug)]
+pub struct JournalGroup {
+    first_lsn: u64,
+    buf: Vec<u8>,
+}
+
+impl JournalGroup {
+    /// How many entries it holds.
+    pub fn entries(&self) -> usize {
+        self.buf.len() / ENTRY_LEN
+    }
+
+    /// Its buffer, for [`JournalRecorder::take`] to record into again.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 }
 
@@ -527,6 +674,60 @@ mod tests {
             j.commit().unwrap();
         }
         sim.file(Path::new("/j"), 3).unwrap().live
+    }
+
+    #[test]
+    fn groups_of_a_recorder_commit_as_the_journal_would() {
+        // The same entries committed in the same groups, once by the journal itself and
+        // once recorded elsewhere (one pending entry handed over with the recorder), give
+        // the same bytes; and recording goes back to the journal after.
+        let direct = committed(&SimBackend::new(), &[3, 2]);
+        let sim = SimBackend::new();
+        let mut j = journal(&sim);
+        j.record(TableId(0), Slot(0), 1, &Lease::default());
+        let mut rec = j.recorder();
+        assert_eq!(rec.pending(), 1);
+        for slot in 1..3 {
+            rec.record(TableId(0), Slot(slot), 1, &Lease::default());
+        }
+        let first = rec.take(Vec::new());
+        assert_eq!((first.entries(), rec.pending()), (3, 0));
+        for slot in 3..5 {
+            rec.record(TableId(0), Slot(slot), 1, &Lease::default());
+        }
+        j.commit_group(&first).unwrap();
+        let second = rec.take(first.into_buffer());
+        j.commit_group(&second).unwrap();
+        assert_eq!(sim.file(Path::new("/j"), 3).unwrap().live, direct);
+        // A group out of order is refused, and the journal takes no more.
+        rec.record(TableId(0), Slot(5), 1, &Lease::default());
+        let third = rec.take(second.into_buffer());
+        rec.record(TableId(0), Slot(6), 1, &Lease::default());
+        let fourth = rec.take(Vec::new());
+        assert!(matches!(
+            j.commit_group(&fourth),
+            Err(CommitError::Write(_))
+        ));
+        assert!(j.is_poisoned());
+        assert!(matches!(j.commit_group(&third), Err(CommitError::Poisoned)));
+    }
+
+    #[test]
+    fn a_recorder_resumed_gives_its_pending_entries_back() {
+        let sim = SimBackend::new();
+        let mut j = journal(&sim);
+        let mut rec = j.recorder();
+        rec.record(TableId(0), Slot(0), 1, &Lease::default());
+        let g = rec.take(Vec::new());
+        j.commit_group(&g).unwrap();
+        rec.record(TableId(0), Slot(1), 1, &Lease::default());
+        j.resume(rec);
+        assert_eq!(j.pending(), 1);
+        j.commit().unwrap();
+        let storage = sim.open_journal(Path::new("/j"), 3).unwrap();
+        let mut lsns = Vec::new();
+        scan(storage.as_ref(), false, |e| lsns.push(e.lsn)).unwrap();
+        assert_eq!(lsns, [7, 8]);
     }
 
     fn scan_bytes(sim: &SimBackend, bytes: Vec<u8>, past_damage: bool) -> (Scan, Vec<u64>) {

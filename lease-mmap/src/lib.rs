@@ -3,7 +3,8 @@
 //! One table file per subnet holds a fixed-size [`record`] per address, indexed by
 //! `address - first address`, and a client index in the same mapping. Every change a
 //! DHCPACK promises is appended to a per-worker [`journal`] that is fdatasync'ed once per
-//! batch (group commit) before the ACK leaves; the mapped table is a checkpoint written back
+//! group of batches (group commit; a [`JournalRecorder`] records the next group while the
+//! journal commits one) before the ACK leaves; the mapped table is a checkpoint written back
 //! in the background, and recovery replays the journals past it. `FORMAT.md` specifies the
 //! bytes and the crash argument.
 //!
@@ -24,7 +25,7 @@ pub mod store;
 mod sync;
 pub mod table;
 
-pub use journal::{CommitError, Damage, WorkerJournal};
+pub use journal::{CommitError, Damage, JournalGroup, JournalRecorder, WorkerJournal};
 
 /// The mode of every file the store creates: the lease tables say who had which address,
 /// so only the daemon's user reads them.

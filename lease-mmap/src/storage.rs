@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 /// One journal file.
 pub trait JournalStorage: Send + fmt::Debug {
@@ -155,6 +155,49 @@ struct SimState {
     syncs_left: Option<u64>,
     /// `write_at` calls left before they start failing with ENOSPC (`None`: never).
     writes_left: Option<u64>,
+    /// While set, `sync_data` blocks until the gate opens ([`SimBackend::hold_syncs`]).
+    gate: Option<Arc<GateState>>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    open: Mutex<bool>,
+    opened: Condvar,
+    /// `sync_data` calls blocked on the gate now.
+    waiting: Mutex<usize>,
+    arrived: Condvar,
+}
+
+/// Holds every journal `sync_data` of a [`SimBackend`] until it is opened or dropped: a
+/// test keeps a group commit in its fdatasync for as long as it likes.
+#[derive(Debug)]
+pub struct SyncGate {
+    state: Arc<GateState>,
+    backend: SimBackend,
+}
+
+impl SyncGate {
+    /// Waits until `n` `sync_data` calls are held (or `timeout` passed): whether they are.
+    pub fn wait_held(&self, n: usize, timeout: std::time::Duration) -> bool {
+        let waiting = lock(&self.state.waiting);
+        let (w, _) = self
+            .state
+            .arrived
+            .wait_timeout_while(waiting, timeout, |w| *w < n)
+            .unwrap_or_else(PoisonError::into_inner);
+        *w >= n
+    }
+
+    /// Lets every held and later `sync_data` through.
+    pub fn open(self) {}
+}
+
+impl Drop for SyncGate {
+    fn drop(&mut self) {
+        lock(&self.backend.state).gate = None;
+        *lock(&self.state.open) = true;
+        self.state.opened.notify_all();
+    }
 }
 
 /// In-memory journals with a live and a durable image each, and fault knobs.
@@ -180,6 +223,16 @@ impl SimBackend {
     /// After `n` more successful writes, every further one fails with ENOSPC.
     pub fn fail_write_after(&self, n: u64) {
         lock(&self.state).writes_left = Some(n);
+    }
+
+    /// Holds every journal `sync_data` from now until the gate is opened or dropped.
+    pub fn hold_syncs(&self) -> SyncGate {
+        let state = Arc::new(GateState::default());
+        lock(&self.state).gate = Some(Arc::clone(&state));
+        SyncGate {
+            state,
+            backend: self.clone(),
+        }
     }
 
     /// Stop injecting failures.
@@ -276,6 +329,18 @@ impl JournalStorage for SimJournal {
         Ok(())
     }
     fn sync_data(&mut self) -> io::Result<()> {
+        let gate = lock(&self.state).gate.clone();
+        if let Some(gate) = gate {
+            *lock(&gate.waiting) += 1;
+            gate.arrived.notify_all();
+            let open = lock(&gate.open);
+            drop(
+                gate.opened
+                    .wait_while(open, |open| !*open)
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            *lock(&gate.waiting) -= 1;
+        }
         if !countdown(&mut lock(&self.state).syncs_left) {
             // fsyncgate: the kernel may drop the dirty pages it failed to write.
             let mut f = lock(&self.file);
