@@ -385,6 +385,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
                 Arc::clone(&fatal),
                 worker_clock(),
             )
+            .map_err(StartError::SpawnWorker)?
             .with_live(Arc::clone(&live));
             if let Some(sink) = failover
                 .as_ref()
@@ -549,7 +550,10 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
         for w in workers.into_iter().flatten() {
             let name = w.name().to_owned();
             match w.join() {
-                Ok(h) => journals.push(h.into_inner().into_journal()),
+                Ok(h) => match h.into_inner().into_journal() {
+                    Some(j) => journals.push(j),
+                    None => tracing::error!(worker = %name, "the worker's commit thread panicked"),
+                },
                 Err(e) => tracing::error!(worker = %name, error = %e, "worker failed"),
             }
         }

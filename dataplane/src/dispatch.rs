@@ -20,13 +20,14 @@
 //!   ([`crate::packet::Socket::open_tx_only`]), so replies never queue behind the rx worker.
 //!
 //! Each worker, siblings included, has its own [`crate::engine::EngineWorker`] (its own
-//! `AllocCursor`) and its own journal, and commits its own batches before sending them: the
-//! durability rule of the worker loop holds unchanged. A frame handed to a sibling counts in
+//! `AllocCursor`) and its own journal and commit thread, and sends an ACK only once its own
+//! commit is durable: the durability rule of the worker loop holds unchanged. A frame handed to a sibling counts in
 //! the rx worker's `rx` (received from the wire) and again in the sibling's (received from
 //! the lane).
 #![forbid(unsafe_code)]
 
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, Thread};
 use std::time::Duration;
@@ -234,6 +235,14 @@ impl<H: BatchHandler> BatchHandler for Dispatcher<H> {
     fn idle(&mut self, tx: &mut TxBatch) {
         self.inner.idle(tx);
     }
+
+    fn durable(&mut self, wait: bool) -> Option<&mut TxBatch> {
+        self.inner.durable(wait)
+    }
+
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.wake_fd()
+    }
 }
 
 /// A sibling worker's datapath: frames from its [`Lane`], replies out of a send-only packet
@@ -285,7 +294,14 @@ impl FrameIo for SiblingIo {
         Ok(RxBatch::new(&self.arena, &self.descs))
     }
 
-    fn wait(&mut self, timeout: Duration, _stats: &WorkerStats) -> io::Result<bool> {
+    /// Parks: the dispatcher unparks the sibling when it queues a job, and whoever
+    /// signals `also` unparks its worker too.
+    fn wait(
+        &mut self,
+        timeout: Duration,
+        _also: Option<BorrowedFd<'_>>,
+        _stats: &WorkerStats,
+    ) -> io::Result<bool> {
         let me = self.lane.sibling.get_or_init(thread::current);
         if me.id() != thread::current().id() {
             return Err(io::Error::other("a lane serves one sibling thread"));

@@ -3,8 +3,8 @@
 //! - [`wire`]: zero-copy views and validated reprs for Ethernet, IPv4, UDP and DHCPv4.
 //! - [`engine`]: the RFC 2131 decision engine, sans-IO (time passed in).
 //! - [`packet`]: the AF_PACKET datapath; [`xdp`]: the XDP steering program's loader; [`worker`]: pinned worker threads; [`stats`]: their
-//!   counters; [`server`]: the batch handler joining wire, engine and journal; [`sys`]: every
-//!   syscall.
+//!   counters; [`server`]: the batch handler joining wire, engine and journal; [`commit`]:
+//!   its commit pipeline (the fdatasync off the worker's thread); [`sys`]: every syscall.
 //!
 //! `unsafe` is denied crate-wide and allowed, by an `#[expect]` that names why, in three
 //! modules only: [`sys`] (the syscalls), `xdp::umem` (the view of one UMEM frame) and
@@ -12,6 +12,7 @@
 //! accounting as their precondition). Each opens with the invariants it keeps.
 #![deny(unsafe_code)]
 
+pub mod commit;
 pub mod dispatch;
 pub mod engine;
 pub mod limit;

@@ -3,20 +3,26 @@
 //! For each received frame: [`crate::wire::frame::parse`] → [`crate::wire::dhcpv4::Repr::parse`] →
 //! the rate limits per relay, circuit-id and MAC ([`crate::limit`], drops `rate-*`) →
 //! [`Engine::decide`] → the lease change (if any) is recorded in this worker's journal and
-//! the reply frame is built into the transmit batch. After the whole batch, one group
-//! commit makes every recorded change durable; only then does [`BatchHandler::handle`]
-//! return and the worker loop send the replies. If the commit fails, the batch's replies
-//! are discarded and the process is told to stop (DESIGN.md §4: an fsync error is not
-//! retried; recovery replays the journal).
+//! the reply frame is built. A reply that promises nothing durable (an OFFER, a NAK) goes
+//! into the transmit batch and leaves as soon as the batch is handled. One that promises a
+//! change (an ACK) is held with its group commit ([`crate::commit`]): after the batch, the
+//! changes recorded so far are committed on the commit thread (one write and one
+//! fdatasync for every batch since the last commit), and the held replies leave through
+//! [`BatchHandler::durable`] once that is done, while the worker goes on with the next
+//! batches. If a commit fails, the replies it held are discarded and the process is told
+//! to stop (DESIGN.md §4: an fsync error is not retried; recovery replays the journal).
 #![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+
+use std::io;
+use std::os::fd::BorrowedFd;
 
 use lease_mmap::{Slot, TableId, UnixTime, WorkerJournal};
 
+use crate::commit::Committer;
 use crate::engine::{
     Decision, DropReason as EngineDrop, Engine, EngineWorker, Ingress, SERVER_PORT,
 };
@@ -26,12 +32,16 @@ use crate::sys;
 use crate::wire::dhcpv4::{self, Repr};
 use crate::wire::frame::{self, ReplyHeader};
 use crate::wire::relay::RelayAgentInfo;
-use crate::worker::{BatchHandler, RxBatch, TxBatch};
+use crate::worker::{BatchHandler, DEFAULT_SLOT_LEN, RxBatch, TxBatch};
 
 /// IPv4 TTL of replies.
 const REPLY_TTL: u8 = 64;
 /// Scratch for RFC 3396 / option-overload concatenation: never more than the message.
 const SCRATCH_LEN: usize = 1536;
+/// Replies one group commit holds at most. A group grows while the one before it syncs;
+/// when the next batch might not fit, the worker waits for that sync first (at 1,024 ACKs
+/// per ≈2 ms fdatasync, ≈500,000 ACKs a second: past what one core receives).
+const HELD_SLOTS: usize = 1024;
 
 /// An interface DHCP is served on, as the handler needs it to address replies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,15 +210,21 @@ pub struct DhcpHandler {
     /// Where a live configuration change comes from, and the generation last taken.
     live: Option<(Arc<Live>, u64)>,
     worker: EngineWorker,
-    journal: WorkerJournal,
+    commits: Committer,
     interfaces: Arc<[Interface]>,
     stats: Arc<WorkerStats>,
     /// Set when a group commit failed: the daemon stops and exits non-zero.
     fatal: Arc<AtomicBool>,
     clock: Clock,
-    /// Failover's outbound queue, if any; `changes` holds the batch's changes until the commit.
+    /// Failover's outbound queue, if any: told of each change once it is durable.
     sink: Option<Box<dyn ChangeSink>>,
-    changes: Vec<(TableId, Slot)>,
+    /// The replies held for the group being recorded, for the group in flight, and for the
+    /// finished group the worker sends next; `free` is the fourth's room, taken by the
+    /// next group (exactly one of `flight` and `free` is set).
+    held: Held,
+    flight: Option<Held>,
+    out: Held,
+    free: Option<Held>,
     /// Reused for every frame: `Repr::parse` writes each concatenation before reading it,
     /// so the buffer need not be cleared (no 1.5 KiB memset per packet).
     scratch: [u8; SCRATCH_LEN],
@@ -217,10 +233,38 @@ pub struct DhcpHandler {
     pending: Vec<PendingDiscover>,
     /// Rate limits per MAC, circuit-id and relay ([`crate::limit`]).
     limits: Limiter,
-    /// The batch's replies by [`message_slot`], counted as sent once the batch is durable.
+    /// The batch's replies that promise nothing, by [`message_slot`], counted as sent
+    /// after the batch.
     sent: [u64; MESSAGE_KINDS.len()],
 }
 
+/// The replies of one group commit, held until its entries are durable, and what the
+/// failover sink and the counters learn of it then.
+#[derive(Debug)]
+struct Held {
+    tx: TxBatch,
+    /// The group's changes, for the failover sink.
+    changes: Vec<(TableId, Slot)>,
+    /// Its replies by [`message_slot`].
+    sent: [u64; MESSAGE_KINDS.len()],
+}
+
+impl Held {
+    fn new() -> Self {
+        Held {
+            tx: TxBatch::new(HELD_SLOTS, DEFAULT_SLOT_LEN),
+            changes: Vec::new(),
+            sent: [0; MESSAGE_KINDS.len()],
+        }
+    }
+
+    /// Forgets everything it held.
+    fn clear(&mut self) {
+        self.tx.clear();
+        self.changes.clear();
+        self.sent = [0; MESSAGE_KINDS.len()];
+    }
+}
 /// A worker's buckets, one table per class.
 #[derive(Debug)]
 struct Limiter {
@@ -275,7 +319,11 @@ impl std::fmt::Debug for DhcpHandler {
 }
 
 impl DhcpHandler {
-    /// `worker` is this worker's engine state ([`Engine::worker`]).
+    /// `worker` is this worker's engine state ([`Engine::worker`]); `journal` is committed
+    /// on a commit thread of its own, started here.
+    ///
+    /// # Errors
+    /// If the commit thread or its eventfd cannot be created.
     pub fn new(
         engine: Arc<Engine>,
         worker: EngineWorker,
@@ -284,24 +332,27 @@ impl DhcpHandler {
         stats: Arc<WorkerStats>,
         fatal: Arc<AtomicBool>,
         clock: Clock,
-    ) -> Self {
-        DhcpHandler {
+    ) -> io::Result<Self> {
+        Ok(DhcpHandler {
             engine,
             live: None,
             worker,
-            journal,
+            commits: Committer::new(journal)?,
             interfaces,
             stats,
             fatal,
             clock,
             sink: None,
-            changes: Vec::new(),
+            held: Held::new(),
+            flight: None,
+            out: Held::new(),
+            free: Some(Held::new()),
             scratch: [0; SCRATCH_LEN],
             overload: OverloadPolicy::DEFAULT,
             pending: Vec::with_capacity(sys::MAX_BATCH),
             limits: Limiter::new(RateLimits::OFF),
             sent: [0; MESSAGE_KINDS.len()],
-        }
+        })
     }
 
     /// Applies `limits` ([`RateLimits::OFF`] unless set; `tandemd` sets its config's).
@@ -346,13 +397,14 @@ impl DhcpHandler {
         self
     }
 
-    /// Buffers the journal entry of `c` (and remembers the change for the sink).
+    /// Buffers the journal entry of `c` into the next group (and remembers the change for
+    /// the sink).
     fn record(
-        journal: &mut WorkerJournal,
+        commits: &mut Committer,
         changes: Option<&mut Vec<(TableId, Slot)>>,
         c: &crate::engine::Commit,
     ) {
-        journal.record(c.table, c.slot, c.version, &c.lease);
+        commits.record(c.table, c.slot, c.version, &c.lease);
         if let Some(changes) = changes {
             changes.push((c.table, c.slot));
         }
@@ -418,9 +470,10 @@ impl DhcpHandler {
         self.pending = pending;
     }
 
-    /// Give back the journal (at shutdown, to commit what is pending).
-    pub fn into_journal(self) -> WorkerJournal {
-        self.journal
+    /// Give back the journal (at shutdown, to commit what is pending), once the group in
+    /// flight is done. `None` if the commit thread panicked.
+    pub fn into_journal(self) -> Option<WorkerJournal> {
+        self.commits.into_journal()
     }
 
     fn interface(&self, ifindex: u32) -> Option<&Interface> {
@@ -471,8 +524,8 @@ impl DhcpHandler {
         match self.engine.decide(&mut self.worker, &req, &ingress, now) {
             Decision::Reply(reply) => {
                 if let Some(c) = &reply.commit {
-                    let changes = self.sink.is_some().then_some(&mut self.changes);
-                    Self::record(&mut self.journal, changes, c);
+                    let changes = self.sink.is_some().then_some(&mut self.held.changes);
+                    Self::record(&mut self.commits, changes, c);
                 }
                 let hdr = ReplyHeader {
                     eth_src: if_mac,
@@ -484,6 +537,12 @@ impl DhcpHandler {
                     udp_dst: reply.dest.port,
                     ttl: REPLY_TTL,
                 };
+                // A reply that promises a change waits for its group commit.
+                let (tx, sent) = if reply.commit.is_some() {
+                    (&mut self.held.tx, &mut self.held.sent)
+                } else {
+                    (tx, &mut self.sent)
+                };
                 match tx.push_with(|buf| frame::emit_reply(&hdr, &reply.repr, buf).ok()) {
                     Ok(true) => {
                         let kind = reply
@@ -491,7 +550,7 @@ impl DhcpHandler {
                             .options
                             .message_type
                             .filter(|_| reply.repr.is_dhcp);
-                        self.sent[message_slot(kind)] += 1;
+                        sent[message_slot(kind)] += 1;
                     }
                     Ok(false) => self.stats.add_drop(DropReason::Other),
                     Err(_) => self.stats.add_drop(DropReason::TxFull),
@@ -499,8 +558,8 @@ impl DhcpHandler {
             }
             Decision::Silent { reason, commit } => {
                 if let Some(c) = &commit {
-                    let changes = self.sink.is_some().then_some(&mut self.changes);
-                    Self::record(&mut self.journal, changes, c);
+                    let changes = self.sink.is_some().then_some(&mut self.held.changes);
+                    Self::record(&mut self.commits, changes, c);
                 }
                 self.stats.add_silent(reason);
             }
@@ -527,6 +586,63 @@ impl DhcpHandler {
     }
 }
 
+impl DhcpHandler {
+    /// Hands what was recorded since the last commit to the commit thread, with the replies
+    /// it holds, unless a commit is in flight: whether it did.
+    fn start_commit(&mut self) -> bool {
+        if self.fatal.load(Ordering::Relaxed) || !self.commits.start() {
+            return false;
+        }
+        let next = self.free.take().unwrap_or_else(Held::new);
+        self.flight = Some(std::mem::replace(&mut self.held, next));
+        true
+    }
+
+    /// Takes the outcome of the commit in flight once it is done (`wait`: blocks until it
+    /// is): its replies become the ones to send, the failover sink learns its changes, and
+    /// the next group starts. A failed commit discards every held reply and stops the
+    /// daemon. Call only when the last replies to send were sent.
+    fn harvest(&mut self, wait: bool) {
+        let Some(f) = self.commits.finished(wait) else {
+            return;
+        };
+        let mut done = self.flight.take().unwrap_or_else(Held::new);
+        self.stats.add_commit(f.entries as u64, f.nanos);
+        match f.result {
+            Ok(()) => {
+                for (slot, n) in done.sent.iter().enumerate() {
+                    if *n > 0 {
+                        self.stats.add_sent(slot, *n);
+                    }
+                }
+                if let Some(sink) = self.sink.as_mut()
+                    && !done.changes.is_empty()
+                {
+                    for &(table, slot) in &done.changes {
+                        sink.changed(table, slot);
+                    }
+                    sink.batch_done();
+                }
+                done.changes.clear();
+                done.sent = [0; MESSAGE_KINDS.len()];
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal commit failed: no reply waiting for it is sent; stopping");
+                for held in [&mut done, &mut self.held] {
+                    self.stats
+                        .add_drops(DropReason::Durability, held.tx.len() as u64);
+                    held.clear();
+                }
+                self.fatal.store(true, Ordering::Relaxed);
+            }
+        }
+        let mut sent = std::mem::replace(&mut self.out, done);
+        sent.clear();
+        self.free = Some(sent);
+        self.start_commit();
+    }
+}
+
 impl BatchHandler for DhcpHandler {
     fn handle(&mut self, rx: &RxBatch<'_>, tx: &mut TxBatch) {
         if self.fatal.load(Ordering::Relaxed) {
@@ -541,6 +657,11 @@ impl BatchHandler for DhcpHandler {
             0 => tx.capacity(),
             n => n,
         };
+        if self.held.tx.remaining() < rx.len() && self.out.tx.is_empty() {
+            // This batch's ACKs might not fit beside those waiting for the next commit:
+            // wait for the one in flight, which starts the next.
+            self.harvest(true);
+        }
         if rx.len() >= backlog {
             self.handle_backlog(rx, backlog, now, tx);
         } else {
@@ -548,35 +669,25 @@ impl BatchHandler for DhcpHandler {
                 self.handle_frame(f.data, f.meta.ifindex, now, tx);
             }
         }
-        let entries = self.journal.pending() as u64;
-        if entries == 0 {
-            self.count_sent();
-            return;
-        }
-        let start = Instant::now();
-        let committed = self.journal.commit();
-        self.stats.add_commit(
-            entries,
-            u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
-        );
-        if let Err(e) = committed {
-            tracing::error!(error = %e, "journal commit failed: no reply of this batch is sent; stopping");
-            self.stats
-                .add_drops(DropReason::Durability, tx.len() as u64);
-            tx.clear();
-            self.changes.clear();
-            self.sent = [0; MESSAGE_KINDS.len()];
-            self.fatal.store(true, Ordering::Relaxed);
-            return;
-        }
         self.count_sent();
-        if let Some(sink) = self.sink.as_mut()
-            && !self.changes.is_empty()
-        {
-            for (table, slot) in self.changes.drain(..) {
-                sink.changed(table, slot);
+        self.start_commit();
+    }
+
+    fn durable(&mut self, wait: bool) -> Option<&mut TxBatch> {
+        if self.out.tx.is_empty() {
+            self.harvest(false);
+            while wait && self.out.tx.is_empty() {
+                if self.commits.in_flight() {
+                    self.harvest(true);
+                } else if !self.start_commit() {
+                    break;
+                }
             }
-            sink.batch_done();
         }
+        (!self.out.tx.is_empty()).then_some(&mut self.out.tx)
+    }
+
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.commits.wake_fd())
     }
 }

@@ -516,6 +516,69 @@ pub fn poll_one(fd: BorrowedFd<'_>, ready: Ready, timeout: Duration) -> io::Resu
     }
 }
 
+/// Waits up to `timeout` for `fd` to become readable, or `also` if given: whether either
+/// is. `Ok(false)` on timeout or `EINTR`.
+pub fn poll_readable(
+    fd: BorrowedFd<'_>,
+    also: Option<BorrowedFd<'_>>,
+    timeout: Duration,
+) -> io::Result<bool> {
+    let Some(also) = also else {
+        return poll_one(fd, Ready::Readable, timeout);
+    };
+    let mut pfds = [fd, also].map(|fd| libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let ms = timeout.as_micros().div_ceil(1000);
+    let ms = libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `pfds` is an array of two live pollfds and we pass nfds = 2.
+    match cvt(unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) }) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A non-blocking `eventfd`: one thread [`signal`](EventFd::signal)s, another polls it
+/// readable and [`drain`](EventFd::drain)s it.
+#[derive(Debug)]
+pub struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: eventfd takes no pointers; the result is checked by `owned`.
+        let fd = owned(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        Ok(EventFd { fd })
+    }
+
+    /// Adds one to the counter: the fd polls readable.
+    pub fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes the 8 bytes of a live local. It fails only when the counter would
+        // overflow (2^64 - 2 unread signals): then it is readable already, which is all a
+        // signal is for.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+
+    /// Reads and resets the counter: the signals since the last drain (0 if none).
+    pub fn drain(&self) -> u64 {
+        let mut n: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live local.
+        let got = unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut n).cast(), 8) };
+        if got == 8 { n } else { 0 }
+    }
+}
+
+impl AsFd for EventFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// `struct tpacket_auxdata`, the fields the packet path reads (`PACKET_AUXDATA`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AuxData {

@@ -4,7 +4,10 @@
 //! The loop is datapath-agnostic: the kernel packet path ([`crate::packet::PacketIo`]) and the
 //! AF_XDP path both implement [`FrameIo`], and the DHCP engine is one [`BatchHandler`] for
 //! both. The handler sees a whole batch at once so it can make every lease change of the batch
-//! durable with one fdatasync (group commit) before returning the replies.
+//! durable with one fdatasync (group commit). It does so off the loop's thread: replies that
+//! promise nothing leave with the batch, those that wait for a commit leave through
+//! [`BatchHandler::durable`] at a later turn of the loop, which polls the handler's
+//! [`BatchHandler::wake_fd`] beside the datapath's socket.
 //!
 //! Architecture invariant: the loop allocates nothing per frame or per batch. Receive buffers
 //! belong to the [`FrameIo`], transmit buffers to the worker's [`TxBatch`] (or, on AF_XDP, to
@@ -13,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
@@ -409,15 +413,35 @@ impl TxBatch {
 }
 
 /// The seam between a worker and what it serves (the DHCP engine, or a test's echo).
+///
+/// A reply that promises something durable (a DHCPACK) need not hold up the rest: the
+/// handler keeps it until its group commit is done and hands it over through
+/// [`BatchHandler::durable`], while the worker goes on receiving. The worker asks at every
+/// turn of its loop, and sleeps in [`FrameIo::wait`] on [`BatchHandler::wake_fd`] too.
 pub trait BatchHandler: Send {
     /// Handles every frame of `rx` and queues replies in `tx`. When it returns, the replies
-    /// may leave: any durability they promise must be done (one fdatasync for the batch).
+    /// in `tx` may leave; those it holds for durability leave through
+    /// [`BatchHandler::durable`].
     fn handle(&mut self, rx: &RxBatch<'_>, tx: &mut TxBatch);
 
     /// Called when no frame arrived for a poll timeout, so deferred work (timers, delayed
     /// replies) can run; anything queued in `tx` is sent.
     fn idle(&mut self, tx: &mut TxBatch) {
         let _ = tx;
+    }
+
+    /// Held replies that may leave now (their commit is durable), if any. The worker sends
+    /// them and clears the batch before it asks again. With `wait`, blocks until the
+    /// handler's oldest held replies are durable, and `None` means none are held (the
+    /// worker drains them so when it stops).
+    fn durable(&mut self, wait: bool) -> Option<&mut TxBatch> {
+        let _ = wait;
+        None
+    }
+
+    /// A descriptor that polls readable when [`BatchHandler::durable`] may have replies.
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
     }
 }
 
@@ -448,8 +472,15 @@ pub trait FrameIo: Send {
     /// blocks). Frames the datapath drops itself are counted in `stats`.
     fn recv(&mut self, stats: &WorkerStats) -> io::Result<RxBatch<'_>>;
 
-    /// Blocks until frames may be waiting (`Ok(true)`) or `timeout` passed (`Ok(false)`).
-    fn wait(&mut self, timeout: Duration, stats: &WorkerStats) -> io::Result<bool>;
+    /// Blocks until frames may be waiting or `also` polls readable (`Ok(true)`), or
+    /// `timeout` passed (`Ok(false)`). A datapath that cannot poll a descriptor wakes when
+    /// the thread is unparked instead (who signals `also` unparks the worker too).
+    fn wait(
+        &mut self,
+        timeout: Duration,
+        also: Option<BorrowedFd<'_>>,
+        stats: &WorkerStats,
+    ) -> io::Result<bool>;
 
     /// Sends the frames of `tx`, in order, without blocking for long.
     fn send(&mut self, tx: &TxBatch) -> TxOutcome;
@@ -485,8 +516,13 @@ impl<T: FrameIo + ?Sized> FrameIo for Box<T> {
         (**self).recv(stats)
     }
 
-    fn wait(&mut self, timeout: Duration, stats: &WorkerStats) -> io::Result<bool> {
-        (**self).wait(timeout, stats)
+    fn wait(
+        &mut self,
+        timeout: Duration,
+        also: Option<BorrowedFd<'_>>,
+        stats: &WorkerStats,
+    ) -> io::Result<bool> {
+        (**self).wait(timeout, also, stats)
     }
 
     fn send(&mut self, tx: &TxBatch) -> TxOutcome {
@@ -640,6 +676,7 @@ pub fn run<I, H>(
     let mut errors = ErrorLog::default();
     while !shutdown.load(Ordering::Acquire) {
         stats.beat();
+        send_durable(io, handler, stats, false);
         // Replies are built in the datapath's transmit frames where it has them.
         io.lend_tx(tx);
         // Try to receive before waiting: under load the next batch is already there and the
@@ -653,7 +690,7 @@ pub fn run<I, H>(
             }
         };
         if rx.is_empty() {
-            match io.wait(poll_timeout, stats) {
+            match io.wait(poll_timeout, handler.wake_fd(), stats) {
                 Ok(true) => {}
                 Ok(false) => {
                     handler.idle(tx);
@@ -673,9 +710,30 @@ pub fn run<I, H>(
         flush(io, tx, stats);
         stats.add_busy(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
     }
+    // What was promised leaves once it is durable, even now.
+    send_durable(io, handler, stats, true);
     io.take_back_tx(tx);
 }
 
+/// Sends the handler's held replies that are durable now (`wait`: every held reply, as it
+/// becomes durable).
+fn send_durable<I, H>(io: &mut I, handler: &mut H, stats: &WorkerStats, wait: bool)
+where
+    I: FrameIo + ?Sized,
+    H: BatchHandler + ?Sized,
+{
+    while let Some(ready) = handler.durable(wait) {
+        if !ready.is_empty() {
+            let out = io.send(ready);
+            stats.add_tx(out.sent as u64);
+            stats.add_tx_errors(out.failed as u64);
+        }
+        ready.clear();
+        if !wait {
+            return;
+        }
+    }
+}
 /// Sends what the handler queued and counts the outcome.
 fn flush<I: FrameIo + ?Sized>(io: &mut I, tx: &mut TxBatch, stats: &WorkerStats) {
     let refused = tx.take_refused();
@@ -746,7 +804,12 @@ mod tests {
             Ok(RxBatch::new(&self.buf, &self.descs))
         }
 
-        fn wait(&mut self, timeout: Duration, _stats: &WorkerStats) -> io::Result<bool> {
+        fn wait(
+            &mut self,
+            timeout: Duration,
+            _also: Option<BorrowedFd<'_>>,
+            _stats: &WorkerStats,
+        ) -> io::Result<bool> {
             thread::sleep(timeout);
             Ok(!self.incoming.is_empty())
         }

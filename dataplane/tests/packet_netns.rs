@@ -451,7 +451,7 @@ impl Client {
             let rx = self.io.recv(&self.stats).expect("recv");
             if rx.is_empty() {
                 self.io
-                    .wait(Duration::from_millis(10), &self.stats)
+                    .wait(Duration::from_millis(10), None, &self.stats)
                     .expect("wait");
                 continue;
             }
@@ -761,7 +761,7 @@ fn packet_measure_echo_rate_one_worker() {
         if rx.is_empty() {
             let woke = client
                 .io
-                .wait(Duration::from_millis(20), &client.stats)
+                .wait(Duration::from_millis(20), None, &client.stats)
                 .expect("wait");
             if !woke {
                 // Lost frames (queue overflow) would stall the window: forget them.

@@ -4,6 +4,8 @@
 //! to the budget; a DISCOVER superseded by the same client's retransmission in the batch is
 //! dropped as stale, the rest over the budget as shed. Rate limits per MAC, circuit and relay.
 //! And a live configuration change ([`dataplane::server::Live`]), taken between two batches.
+//! And the commit pipeline: an fdatasync held open by the test's journal backend holds
+//! back the ACKs it covers and nothing else.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use dataplane::wire::frame;
 use dataplane::worker::{BatchHandler, RxBatch, RxDesc, RxMeta, TxBatch};
 use dhcproto::v4::{self, DhcpOption, Message};
 use dhcproto::{Decodable, Encodable};
+use lease_mmap::storage::SimBackend;
 use lease_mmap::{Durability, Store, UnixTime};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -66,6 +69,7 @@ fn handler_and_engine(
         Arc::new(AtomicBool::new(false)),
         now,
     )
+    .expect("handler")
     .with_overload(policy);
     (h, stats, engine)
 }
@@ -127,8 +131,31 @@ fn request(n: u8, xid: u32, addr: Ipv4Addr) -> Vec<u8> {
     wrap(mac(n), &m)
 }
 
-/// Feeds `frames` as one batch; returns the replies (decoded), in transmit order.
+/// Feeds `frames` as one batch; returns the replies (decoded), in transmit order: those
+/// that leave at once, then those held for their group commit.
 fn feed(h: &mut DhcpHandler, frames: &[Vec<u8>]) -> Vec<Message> {
+    let mut tx = TxBatch::new(BATCH, 2048);
+    handle(h, frames, &mut tx);
+    let mut replies = decode(&tx);
+    while let Some(held) = h.durable(true) {
+        replies.extend(decode(held));
+        held.clear();
+    }
+    replies
+}
+
+/// The replies queued in `tx`, decoded.
+fn decode(tx: &TxBatch) -> Vec<Message> {
+    tx.frames()
+        .map(|f| {
+            let f = frame::parse(f).expect("reply frame");
+            Message::from_bytes(f.dhcp).expect("reply decodes")
+        })
+        .collect()
+}
+
+/// Hands `frames` to the handler as one batch; the replies that leave at once are in `tx`.
+fn handle(h: &mut DhcpHandler, frames: &[Vec<u8>], tx: &mut TxBatch) {
     let mut buf = Vec::new();
     let mut descs = Vec::new();
     for f in frames {
@@ -142,14 +169,7 @@ fn feed(h: &mut DhcpHandler, frames: &[Vec<u8>]) -> Vec<Message> {
         });
         buf.extend_from_slice(f);
     }
-    let mut tx = TxBatch::new(BATCH, 2048);
-    h.handle(&RxBatch::new(&buf, &descs), &mut tx);
-    tx.frames()
-        .map(|f| {
-            let f = frame::parse(f).expect("reply frame");
-            Message::from_bytes(f.dhcp).expect("reply decodes")
-        })
-        .collect()
+    h.handle(&RxBatch::new(&buf, &descs), tx);
 }
 
 fn kind(m: &Message) -> Option<v4::MessageType> {
@@ -195,9 +215,10 @@ fn a_full_batch_serves_requests_first_and_sheds_stale_then_surplus_discovers() {
     let (offers, batch) = scenario(&mut h);
     let replies = feed(&mut h, &batch);
 
-    // The 16 REQUESTs, last in, are answered first: one ACK each, for the offered address.
-    let (first, rest) = replies.split_at(16);
-    for (o, a) in offers.iter().zip(first) {
+    // The 16 REQUESTs, last in, are served first: one ACK each, for the offered address.
+    // The ACKs leave after the OFFERs, once their group commit is done.
+    let (rest, acks) = replies.split_at(replies.len() - 16);
+    for (o, a) in offers.iter().zip(acks) {
         assert_eq!(kind(a), Some(v4::MessageType::Ack), "{a:?}");
         assert_eq!((a.xid(), a.yiaddr()), (o.xid(), o.yiaddr()));
     }
@@ -330,6 +351,7 @@ fn rate_limits_per_mac_circuit_and_relay() {
         Arc::new(AtomicBool::new(false)),
         limit_now,
     )
+    .expect("handler")
     .with_rate_limits(RateLimits {
         mac: RateLimit { rate: 1, burst: 3 },
         circuit: RateLimit { rate: 1, burst: 2 },
@@ -492,4 +514,130 @@ fn a_live_change_is_taken_whole_between_two_batches() {
             })
             .is_err()
     );
+}
+
+/// A handler over a journal on `sim` (durability `sync`), and its fatal flag.
+fn sim_handler(
+    dir: &tempfile::TempDir,
+    sim: &SimBackend,
+) -> (DhcpHandler, Arc<WorkerStats>, Arc<AtomicBool>) {
+    let cfg = EngineConfig {
+        scopes: vec![scope()],
+        ..EngineConfig::default()
+    };
+    let (store, journals, _) = Store::open_with(
+        dir.path(),
+        &cfg.table_specs(),
+        1,
+        Durability::Sync,
+        Arc::new(sim.clone()),
+    )
+    .expect("store");
+    let engine = Arc::new(Engine::new(cfg, Arc::new(store)).expect("engine"));
+    let stats = Arc::new(WorkerStats::new());
+    let fatal = Arc::new(AtomicBool::new(false));
+    let h = DhcpHandler::new(
+        Arc::clone(&engine),
+        engine.worker(0, 1),
+        journals.into_iter().next().expect("journal"),
+        Arc::from(vec![Interface {
+            name: "tdm-cmt0".into(),
+            ifindex: IFINDEX,
+            mac: [2, 0, 0, 0, 0, 1],
+            addr: Some(SERVER),
+        }]),
+        Arc::clone(&stats),
+        Arc::clone(&fatal),
+        now,
+    )
+    .expect("handler");
+    (h, stats, fatal)
+}
+
+/// The one reply `frames` get at once (handled as one batch), decoded.
+fn at_once(h: &mut DhcpHandler, frames: &[Vec<u8>]) -> Vec<Message> {
+    let mut tx = TxBatch::new(BATCH, 2048);
+    handle(h, frames, &mut tx);
+    decode(&tx)
+}
+
+#[test]
+fn offers_leave_while_a_commit_is_held_open_and_acks_wait_for_theirs() {
+    // #14 item 3: the worker never waits on fdatasync. OFFERs (not durable) leave at once;
+    // an ACK leaves only when the commit of its own group is done, and the batches received
+    // meanwhile are decided and recorded into the next group.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = SimBackend::new();
+    let (mut h, stats, _) = sim_handler(&dir, &sim);
+    let offers = at_once(&mut h, &[discover(1, 1), discover(2, 2)]);
+    assert_eq!(offers.len(), 2);
+    assert!(
+        h.durable(false).is_none(),
+        "OFFERs promise nothing: no commit"
+    );
+
+    let gate = sim.hold_syncs();
+    let req = |o: &Message| request(o.chaddr()[5], o.xid(), o.yiaddr());
+    // Client 1's REQUEST: its ACK is held, and its group goes to the commit thread.
+    assert!(at_once(&mut h, &[req(&offers[0])]).is_empty());
+    assert!(
+        gate.wait_held(1, std::time::Duration::from_secs(10)),
+        "the commit thread is in its fdatasync"
+    );
+    // While that fdatasync is held: a new client is offered at once, and client 2's
+    // REQUEST is decided and held for the next group.
+    let now_offered = at_once(&mut h, &[discover(3, 3), req(&offers[1])]);
+    assert_eq!(now_offered.len(), 1, "{now_offered:?}");
+    assert_eq!(kind(&now_offered[0]), Some(v4::MessageType::Offer));
+    assert_eq!(now_offered[0].xid(), 3);
+    assert!(
+        h.durable(false).is_none(),
+        "no ACK leaves before its commit"
+    );
+    assert_eq!(stats.snapshot().commit_ns.count(), 0);
+
+    gate.open();
+    // The first group's ACK, then the second's (its commit starts when the first is done).
+    let mut acks = Vec::new();
+    while let Some(held) = h.durable(true) {
+        acks.push(decode(held));
+        held.clear();
+    }
+    let xids: Vec<Vec<u32>> = acks
+        .iter()
+        .map(|g| g.iter().map(Message::xid).collect())
+        .collect();
+    assert_eq!(xids, [vec![1], vec![2]]);
+    assert!(
+        acks.iter()
+            .flatten()
+            .all(|m| kind(m) == Some(v4::MessageType::Ack))
+    );
+    let s = stats.snapshot();
+    assert_eq!(s.commit_entries.count(), 2, "two group commits");
+    use dataplane::wire::dhcpv4::MessageType as T;
+    assert_eq!(s.sent[dataplane::stats::message_slot(Some(T::Ack))], 2);
+    // Both are durable: the journal's durable image holds them.
+    let file = sim.file(dir.path(), 0).expect("journal");
+    assert_eq!(file.durable, file.live);
+    assert!(file.durable.len() >= 512 * 3, "header and two entries");
+}
+
+#[test]
+fn an_ack_whose_commit_fails_never_leaves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = SimBackend::new();
+    let (mut h, stats, fatal) = sim_handler(&dir, &sim);
+    let offers = at_once(&mut h, &[discover(1, 1)]);
+    sim.fail_sync_after(0);
+    let req = request(1, offers[0].xid(), offers[0].yiaddr());
+    assert!(at_once(&mut h, &[req]).is_empty());
+    assert!(h.durable(true).is_none(), "the ACK is discarded");
+    assert!(fatal.load(Ordering::Relaxed), "the daemon is told to stop");
+    let s = stats.snapshot();
+    assert_eq!(s.dropped(DropReason::Durability), 1);
+    use dataplane::wire::dhcpv4::MessageType as T;
+    assert_eq!(s.sent[dataplane::stats::message_slot(Some(T::Ack))], 0);
+    // And nothing more is answered.
+    assert!(at_once(&mut h, &[discover(2, 2)]).is_empty());
 }

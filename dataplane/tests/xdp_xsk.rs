@@ -83,7 +83,8 @@ fn dhcp_reaches_the_socket_and_replies_leave_in_big_batches() {
     while got.len() < N && Instant::now() < deadline {
         let rx = io.recv(&stats).expect("recv");
         if rx.is_empty() {
-            io.wait(Duration::from_millis(50), &stats).expect("wait");
+            io.wait(Duration::from_millis(50), None, &stats)
+                .expect("wait");
             continue;
         }
         for f in rx.frames() {
@@ -239,7 +240,10 @@ fn frames_the_kernel_drops_before_the_socket_are_counted_as_xsk_drops() {
     while Instant::now() < deadline {
         let rx = io.recv(&stats).expect("recv");
         if rx.is_empty() {
-            if !io.wait(Duration::from_millis(50), &stats).expect("wait") {
+            if !io
+                .wait(Duration::from_millis(50), None, &stats)
+                .expect("wait")
+            {
                 break;
             }
             continue;

@@ -502,11 +502,11 @@ fn worker(sh: &Shared, mut io: XskIo, w: u16, c: &Counters) -> WorkerOut {
         if !busy {
             // Sleep until a reply comes, at most 1 ms (the pacing's granularity: the starts
             // that fell due meanwhile leave in the next batch).
-            let _ = io.wait(Duration::from_millis(1), &stats);
+            let _ = io.wait(Duration::from_millis(1), None, &stats);
         }
     }
     // `wait` adds the kernel's drop counters to `stats`; once more for the last ones.
-    let _ = io.wait(Duration::ZERO, &stats);
+    let _ = io.wait(Duration::ZERO, None, &stats);
     let snap = stats.snapshot();
     out.xsk_drops =
         snap.dropped(DropReason::XskRxDropped) + snap.dropped(DropReason::XskRxRingFull);

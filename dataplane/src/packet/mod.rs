@@ -375,8 +375,13 @@ impl FrameIo for PacketIo {
         Ok(RxBatch::new(&self.arena, &self.descs))
     }
 
-    fn wait(&mut self, timeout: Duration, stats: &WorkerStats) -> io::Result<bool> {
-        let ready = sys::poll_one(self.socket.fd.as_fd(), sys::Ready::Readable, timeout)?;
+    fn wait(
+        &mut self,
+        timeout: Duration,
+        also: Option<BorrowedFd<'_>>,
+        stats: &WorkerStats,
+    ) -> io::Result<bool> {
+        let ready = sys::poll_readable(self.socket.fd.as_fd(), also, timeout)?;
         if !ready {
             // Idle: a good moment to pick up the kernel's drop count.
             self.collect_kernel_drops(stats);

@@ -43,7 +43,7 @@
 use std::ffi::CString;
 use std::io::{self, Write};
 use std::num::NonZeroU32;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use xsk_rs::config::{
@@ -637,12 +637,22 @@ impl FrameIo for XskIo {
         Ok(RxBatch::from_umem(&self.rx_views, &self.descs))
     }
 
-    fn wait(&mut self, timeout: Duration, stats: &WorkerStats) -> io::Result<bool> {
+    fn wait(
+        &mut self,
+        timeout: Duration,
+        also: Option<BorrowedFd<'_>>,
+        stats: &WorkerStats,
+    ) -> io::Result<bool> {
         self.release_rx();
         self.top_up_fill();
         self.count_kernel_drops(stats);
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        self.rx.poll(ms)
+        if also.is_none() {
+            let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+            return self.rx.poll(ms);
+        }
+        // SAFETY: the descriptor is the socket's, which `self` owns for the whole call.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.rx.fd().as_raw_fd()) };
+        crate::sys::poll_readable(fd, also, timeout)
     }
 
     fn send(&mut self, tx: &TxBatch) -> TxOutcome {
