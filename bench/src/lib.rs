@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod loadgen;
+pub mod xsk;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

@@ -47,14 +47,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aya::Ebpf;
-use aya::maps::XskMap;
-use aya::programs::{Xdp, XdpMode};
 use bench::loadgen::{self, Addressing, Exchanges, Flood, FloodShape, Histogram, Outcome};
+use bench::xsk;
 use dataplane::stats::{DropReason, WorkerStats};
 use dataplane::wire::dhcpv4::MessageType;
 use dataplane::worker::{DEFAULT_SLOT_LEN, FrameIo, TxBatch};
-use dataplane::xdp::{XskIo, XskOptions, ZeroCopy, rx_queue_count};
+use dataplane::xdp::{XskIo, rx_queue_count};
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -553,46 +551,9 @@ fn run(args: Args) -> Result<()> {
     };
 
     // The XDP program and the sockets.
-    let mut bpf = Ebpf::load(ebpf::XDP_LG_CLIENT)?;
-    let prog: &mut Xdp = bpf
-        .program_mut(ebpf::LG_PROGRAM_NAME)
-        .ok_or("the XDP object has no xdp_lg_client")?
-        .try_into()?;
-    prog.load()?;
-    let mode = match args.xdp_mode.as_str() {
-        "native" => {
-            prog.attach(&args.iface, XdpMode::Driver)?;
-            "native"
-        }
-        "generic" => {
-            prog.attach(&args.iface, XdpMode::Skb)?;
-            "generic"
-        }
-        _ => match prog.attach(&args.iface, XdpMode::Driver) {
-            Ok(_) => "native",
-            Err(_) => {
-                prog.attach(&args.iface, XdpMode::Skb)?;
-                "generic"
-            }
-        },
-    };
-    let opts = XskOptions {
-        ring_size: 2048,
-        batch: args.batch,
-        zero_copy: ZeroCopy::Auto,
-    };
-    let sockets = XskIo::open_all(&args.iface, 0..queues, &opts)?;
-    {
-        let map = bpf
-            .map_mut(ebpf::LG_MAP_XSKS)
-            .ok_or("the XDP object has no LG_XSKS")?;
-        let mut xsks: XskMap<_> = XskMap::try_from(map)?;
-        for s in &sockets {
-            xsks.set(s.queue(), s.fd(), 0)?;
-        }
-    }
-    let zero_copy = sockets.iter().all(XskIo::zero_copy);
-
+    let steering = xsk::Steering::attach(&args.iface, queues, &args.xdp_mode, args.batch)?;
+    let (mode, zero_copy) = (steering.mode, steering.zero_copy());
+    let (_bpf, sockets) = (steering.bpf, steering.sockets);
     let rate = args.rate as f64;
     let timeout_s = args.timeout.as_secs_f64();
     // The ring holds every exchange that can be in flight: a timeout's worth at the offered
