@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Side by side: tandem (XDP and AF_PACKET datapaths; failover off, and on with a tandem
-# partner), kea-dhcp4 and ISC dhcpd, each under perfdhcp and under tandem-loadgen, at a ladder
-# of offered DORA rates, REPEATS times; then the summary (highest rate with <= 2.5 % drops,
-# goodput at saturation, latency, ratios to Kea of the same run) and the plots.
+# partner), kea-dhcp4 (single- and multi-threaded) and ISC dhcpd, each under perfdhcp and under
+# tandem-loadgen, at a ladder of offered DORA rates, REPEATS times, with the ceiling of the
+# testbed (tandem-responder: a stateless AF_XDP responder, canned OFFER/ACK, no tables) as a
+# row; then the summary (highest rate with <= 2.5 % drops, goodput at saturation, latency,
+# server CPU per DORA, ratios to Kea and to the ceiling of the same run) and the plots.
 #
 # Run as root from the repository root:
 #   bash bench/load/side-by-side.sh            # the full ladder, 3 repeats (~25 min)
-#   bash bench/load/side-by-side.sh --quick    # < 2 minutes: tandem-xdp and kea, 2 rates, 1 repeat
+#   bash bench/load/side-by-side.sh --quick    # < 3 minutes: the responder, tandem-xdp and kea, 2 rates, 1 repeat
 #
 # Testbed (torn down on exit, even on failure): namespaces lg-srv-PID (the server, 10.100.0.1/14
 # on veth lg-s) and lg-cli-PID (the generator, 10.100.0.2/14 on lg-c); for the failover rows a
@@ -21,13 +23,17 @@
 #
 # Environment: RATES ("2000 5000 10000 20000 40000"), PERIOD (5 s per cell), REPEATS (3),
 # SERVERS ("tandem-xdp tandem-packet tandem-xdp-failover tandem-xdp-failover-isc kea dhcpd"), GENERATORS
-# ("perfdhcp loadgen"), SERVER_CPU (1), CLIENT_CPU (0), OUT (bench/results/side-by-side),
+# ("perfdhcp loadgen"; servers also: tandem-packet-failover, kea-mt, responder), SERVER_CPU (1),
+# CLIENT_CPU (0), OUT (bench/results/side-by-side),
 # WORK (a new directory under /var/tmp: every raw output), PYTHON (python3), LOADGEN_ARGS
 # (extra tandem-loadgen flags, e.g. --no-option82 to send what perfdhcp sends), DHCPD_RANGE
 # (e.g. "10.100.1.0 10.100.255.255": a deviation from the common pool, for dhcpd's allocator
 # that collapses on large ranges; say so next to its numbers), TANDEMD /
-# TANDEMCTL / LOADGEN (built binaries; by default cargo build --release in
-# $CARGO_TARGET_DIR or target/).
+# TANDEMCTL / LOADGEN / RESPONDER (built binaries; by default cargo build --release in
+# $CARGO_TARGET_DIR or target/). Server CPU per DORA: the server process's user + system time
+# (/proc/PID/stat) while the generator ran, divided by the exchanges completed; on veth the
+# kernel charges part of each frame's receive to the sending side, so compare it between rows
+# of one run (the responder's is the floor), never as an absolute.
 # Every wait is bounded; servers are ended by pid. Each cell's lease store is deleted after
 # the cell (its logs and the generator's output are kept in WORK).
 set -euo pipefail
@@ -46,7 +52,7 @@ if [ "$QUICK" = 1 ]; then
   RATES=${RATES:-"2000 8000"}
   PERIOD=${PERIOD:-2}
   REPEATS=${REPEATS:-1}
-  SERVERS=${SERVERS:-"tandem-xdp kea"}
+  SERVERS=${SERVERS:-"responder tandem-xdp kea"}
   OUT=${OUT:-${WORK:-/var/tmp}/side-by-side-quick-$$}
 fi
 RATES=${RATES:-"2000 5000 10000 20000 40000"}
@@ -79,14 +85,16 @@ for r in $RATES; do
 done
 
 T="${CARGO_TARGET_DIR:-target}/release"
-if [ -z "${TANDEMD:-}" ] || [ -z "${LOADGEN:-}" ] || [ -z "${TANDEMCTL:-}" ]; then
-  echo "[sbs] building tandemd, tandemctl, tandem-loadgen (release)" >&2
+if [ -z "${TANDEMD:-}" ] || [ -z "${LOADGEN:-}" ] || [ -z "${TANDEMCTL:-}" ] || [ -z "${RESPONDER:-}" ]; then
+  echo "[sbs] building tandemd, tandemctl, tandem-loadgen, tandem-responder (release)" >&2
   cargo build --release --locked -p control --bin tandemd --bin tandemctl >&2
-  cargo build --release --locked -p bench --bin tandem-loadgen >&2
+  cargo build --release --locked -p bench --bin tandem-loadgen --bin tandem-responder >&2
 fi
 TANDEMD=$(realpath "${TANDEMD:-$T/tandemd}")
 TANDEMCTL=$(realpath "${TANDEMCTL:-$T/tandemctl}")
 LOADGEN=$(realpath "${LOADGEN:-$T/tandem-loadgen}")
+RESPONDER=$(realpath "${RESPONDER:-$T/tandem-responder}")
+CLK_TCK=$(getconf CLK_TCK)
 WORK=${WORK:-$(mktemp -d /var/tmp/lg-sbs.XXXXXX)}
 mkdir -p "$WORK" "$OUT"
 WORK=$(realpath "$WORK")
@@ -214,13 +222,14 @@ start_tandem() { # $1: dir, $2: datapath, $3: failover (0: off, 1: tandem partne
   fi
 }
 
-start_kea() {
-  local d=$1
+start_kea() { # $1: dir, $2: threads (0: multi-threading off)
+  local d=$1 mt=false threads=${2:-0}
+  [ "$threads" -gt 0 ] && mt=true
   cat >"$d/kea.json" <<EOF
 { "Dhcp4": {
   "interfaces-config": { "interfaces": [ "$IF_S" ], "dhcp-socket-type": "raw" },
   "lease-database": { "type": "memfile", "persist": true, "name": "$d/kea-leases.csv", "lfc-interval": 0 },
-  "multi-threading": { "enable-multi-threading": false },
+  "multi-threading": { "enable-multi-threading": $mt, "thread-pool-size": $threads, "packet-queue-size": 64 },
   "valid-lifetime": 3600, "renew-timer": 1800, "rebind-timer": 3150, "authoritative": true,
   "subnet4": [ { "id": 1, "subnet": "10.100.0.0/14",
                  "pools": [ { "pool": "$POOL_FIRST - $POOL_LAST" } ],
@@ -251,6 +260,24 @@ EOF
   kill -0 "$SERVER_PID" 2>/dev/null || { echo "dhcpd did not start:" >&2; cat "$d/server.log" >&2; return 1; }
 }
 
+start_responder() {
+  local d=$1
+  ip netns exec "$NS_S" taskset -c "$SERVER_CPU" "$RESPONDER" --iface "$IF_S" --cpus "$SERVER_CPU" \
+    >"$d/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 50); do
+    grep -q "canned OFFER/ACK" "$d/server.log" 2>/dev/null && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "tandem-responder did not start:" >&2; cat "$d/server.log" >&2; return 1
+}
+
+# The user + system CPU time of process $1 so far, in clock ticks.
+cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 start_server() { # $1: server name, $2: dir
   case "$1" in
     tandem-xdp) start_tandem "$2" xdp 0 ;;
@@ -258,8 +285,10 @@ start_server() { # $1: server name, $2: dir
     tandem-xdp-failover) start_tandem "$2" xdp 1 ;;
     tandem-packet-failover) start_tandem "$2" packet 1 ;;
     tandem-xdp-failover-isc) start_tandem "$2" xdp 2 ;;
-    kea) start_kea "$2" ;;
+    kea) start_kea "$2" 0 ;;
+    kea-mt) start_kea "$2" 2 ;;
     dhcpd) start_dhcpd "$2" ;;
+    responder) start_responder "$2" ;;
     *) echo "side-by-side.sh: unknown server $1" >&2; return 1 ;;
   esac
 }
@@ -279,7 +308,7 @@ json_num() { # $1: file, $2: key
 }
 
 RESULTS="$OUT/runs.tsv"
-printf 'server\tgenerator\trepeat\toffered\tstarted\tcompleted\tcompleted_per_s\tdrop_pct\tlat_avg_ms\tlat_p50_ms\tlat_p99_ms\tlat_p999_ms\tnote\n' >"$RESULTS"
+printf 'server\tgenerator\trepeat\toffered\tstarted\tcompleted\tcompleted_per_s\tdrop_pct\tlat_avg_ms\tlat_p50_ms\tlat_p99_ms\tlat_p999_ms\tcpu_us_per_dora\tnote\n' >"$RESULTS"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 cells=0
 total=$(( $(echo $SERVERS | wc -w) * $(echo $GENERATORS | wc -w) * $(echo $RATES | wc -w) * REPEATS ))
@@ -293,13 +322,14 @@ for rep in $(seq "$REPEATS"); do
         rm -rf "$d"; mkdir -p "$d"
         if ! start_server "$server" "$d"; then
           stop_servers
-          printf '%s\t%s\t%s\t%s\t0\t0\t0\t100.00\t-\t-\t-\t-\tstart-failed\n' "$server" "$gen" "$rep" "$rate" >>"$RESULTS"
+          printf '%s\t%s\t%s\t%s\t0\t0\t0\t100.00\t-\t-\t-\t-\t-\tstart-failed\n' "$server" "$gen" "$rep" "$rate" >>"$RESULTS"
           echo "[sbs] $server did not start (see $d/server.log); row recorded as start-failed" >&2
           continue
         fi
         note=""
         [ -f "$d/failover-state" ] && note="failover:$(cat "$d/failover-state")"
         out="$d/$gen.txt"
+        cpu0=$(cpu_ticks "$SERVER_PID")
         if [ "$gen" = perfdhcp ]; then
           timeout $((PERIOD + 30)) ip netns exec "$NS_C" taskset -c "$CLIENT_CPU" \
             perfdhcp -4 -l "$IF_C" -r "$rate" -p "$PERIOD" -R 1000000 -W 1000000 >"$out" 2>&1 &
@@ -327,7 +357,10 @@ for rep in $(seq "$REPEATS"); do
           p999=$(ms "$(json_num "$out" dora_p999_us)")
           if [ "$completed" -eq 0 ]; then lat_avg=-; p50=-; p99=-; p999=-; fi
         fi
+        cpu1=$(cpu_ticks "$SERVER_PID")
         stop_servers
+        cpu_us=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" -v n="$completed" \
+          'BEGIN { if (n > 0 && b >= a) printf "%.1f", (b - a) * 1e6 / hz / n; else print "-" }')
         # The lease tables are big (67 MB for this pool): keep the logs, not the stores.
         rm -rf "$d/data" "$d/peer/data" "$d/kea-leases.csv" "$d/dhcpd.leases" "$d/peer/dhcpd.leases"
         per_s=$((completed / PERIOD))
@@ -336,10 +369,10 @@ for rep in $(seq "$REPEATS"); do
         else
           drop=100.00
         fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$gen" "$rep" "$rate" \
-          "$started" "$completed" "$per_s" "$drop" "$lat_avg" "$p50" "$p99" "$p999" "${note:--}" >>"$RESULTS"
-        printf '[sbs] %3d/%d %4ds  %-20s %-8s rep %d offered %6s/s: %7s DORA/s, %6s %% dropped, latency avg %s ms p99 %s ms %s\n' \
-          "$cells" "$total" $(( $(date +%s) - T0 )) "$server" "$gen" "$rep" "$rate" "$per_s" "$drop" "$lat_avg" "$p99" "$note" >&2
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$gen" "$rep" "$rate" \
+          "$started" "$completed" "$per_s" "$drop" "$lat_avg" "$p50" "$p99" "$p999" "$cpu_us" "${note:--}" >>"$RESULTS"
+        printf '[sbs] %3d/%d %4ds  %-20s %-8s rep %d offered %6s/s: %7s DORA/s, %6s %% dropped, latency avg %s ms p99 %s ms, server CPU %s us/DORA %s\n' \
+          "$cells" "$total" $(( $(date +%s) - T0 )) "$server" "$gen" "$rep" "$rate" "$per_s" "$drop" "$lat_avg" "$p99" "$cpu_us" "$note" >&2
       done
     done
   done

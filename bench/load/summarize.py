@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Summarise side-by-side.sh's runs.tsv: medians over repeats, the highest offered rate with
-<= 2.5 % drops, goodput at saturation, latency, ratios to Kea; write the plots.
+<= 2.5 % drops, goodput at saturation, latency, server CPU per DORA, ratios to Kea and to the
+ceiling (the `responder` row: a stateless responder on the same testbed); write the plots.
 
     python3 bench/load/summarize.py RUNS.tsv OUTDIR
 
@@ -57,6 +58,7 @@ def summarize(cells, order):
             "p50": median([num(r["lat_p50_ms"]) for r in rows]),
             "p99": median([num(r["lat_p99_ms"]) for r in rows]),
             "p999": median([num(r["lat_p999_ms"]) for r in rows]),
+            "cpu": median([num(r.get("cpu_us_per_dora")) for r in rows]),
             "n": len(rows),
             "note": ",".join(sorted({r["note"] for r in rows if r["note"] not in ("", "-")})),
         }
@@ -81,12 +83,14 @@ def markdown(med, per, order):
     for gen in gens:
         servers = [s for s, g in order if g == gen]
         kea = per.get(("kea", gen))
+        ceiling = per.get(("responder", gen))
         out.append(f"### Under {gen}\n")
         out.append(
             "| server | max offered at <= 2.5 % drops | goodput at saturation (DORA/s) | "
-            "latency at that rate: avg / p50 / p99 / p99.9 (ms) | max rate / Kea | goodput / Kea |"
+            "latency at that rate: avg / p50 / p99 / p99.9 (ms) | max rate / Kea | goodput / Kea"
+            " | goodput / ceiling |"
         )
-        out.append("|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|")
         for s in servers:
             p = per[(s, gen)]
             at = p["at"] or {}
@@ -100,7 +104,10 @@ def markdown(med, per, order):
                 r2 = f"{p['goodput'] / kea['goodput']:.2f}"
             name = s + (f" ({p['note']})" if p["note"] else "")
             best = fmt(p["best"]) if p["best"] is not None else f"none (< {min(p['rates']):,})"
-            out.append(f"| {name} | {best} | {fmt(p['goodput'])} | {lat} | {r1} | {r2} |")
+            r3 = "-"
+            if ceiling and ceiling["goodput"] and p["goodput"] is not None:
+                r3 = f"{p['goodput'] / ceiling['goodput']:.2f}"
+            out.append(f"| {name} | {best} | {fmt(p['goodput'])} | {lat} | {r1} | {r2} | {r3} |")
         out.append("")
         rates = sorted({r for (s, g, r) in med if g == gen})
         out.append("| offered DORA/s | " + " | ".join(servers) + " |")
@@ -112,9 +119,25 @@ def markdown(med, per, order):
                 row.append(f"{fmt(m['per_s'])} ({fmt(m['drop'], 2)} %)" if m else "-")
             out.append("| " + " | ".join(row) + " |")
         out.append("")
+        if any(m.get("cpu") is not None for (s, g, r), m in med.items() if g == gen):
+            out.append("Server CPU per completed DORA (µs, median; the server process's user + system time):\n")
+            out.append("| offered DORA/s | " + " | ".join(servers) + " |")
+            out.append("|---|" + "---|" * len(servers))
+            for r in rates:
+                row = [f"{r:,}"]
+                for s in servers:
+                    m = med.get((s, gen, r))
+                    cell = fmt(m["cpu"], 1) if m and m.get("cpu") is not None else "-"
+                    c = med.get(("responder", gen, r))
+                    if s != "responder" and m and m.get("cpu") and c and c.get("cpu"):
+                        cell += f" ({m['cpu'] / c['cpu']:.2f}×)"
+                    row.append(cell)
+                out.append("| " + " | ".join(row) + " |")
+            out.append("")
     out.append(
         "Cells: median completed DORA/s over the repeats (median drop %). Ratios divide by Kea's "
-        "figure under the same generator in the same run."
+        "figure, or the ceiling's (the responder's: CPU ratios in parentheses), under the same "
+        "generator in the same run."
     )
     return "\n".join(out)
 
