@@ -34,6 +34,11 @@
 # (/proc/PID/stat) while the generator ran, divided by the exchanges completed; on veth the
 # kernel charges part of each frame's receive to the sending side, so compare it between rows
 # of one run (the responder's is the floor), never as an absolute.
+# PROFILE=1 also profiles the server while the generator runs (perf, which slows it: keep
+# profiled runs apart from measured ones): OUT/profile-SERVER-GEN-RATE-cpu.svg, the on-CPU
+# flame graph (DWARF stacks at 999 Hz, every thread); -switch.svg, where its threads leave the
+# CPU (every context switch, kernel and user stack: poll, futex, fdatasync...); -top.md, the
+# hottest frames and threads; -syscalls.csv, system calls by thread (perf stat, tracepoints).
 # Every wait is bounded; servers are ended by pid. Each cell's lease store is deleted after
 # the cell (its logs and the generator's output are kept in WORK).
 set -euo pipefail
@@ -102,12 +107,14 @@ WORK=$(realpath "$WORK")
 SERVER_PID=
 PEER_PID=
 GEN_PID=
+PERF_PIDS=
 stop_servers() {
   tb_stop_pid "$SERVER_PID"; SERVER_PID=
   tb_stop_pid "$PEER_PID"; PEER_PID=
 }
 cleanup() {
   tb_stop_pid "$GEN_PID"
+  for p in $PERF_PIDS; do kill -INT "$p" 2>/dev/null || true; done
   stop_servers
   tb_del_ns "$NS_S" "$NS_C" "$NS_P"
 }
@@ -273,6 +280,36 @@ start_responder() {
   echo "tandem-responder did not start:" >&2; cat "$d/server.log" >&2; return 1
 }
 
+PROFILE_SYSCALLS=recvfrom,sendto,sendmsg,recvmsg,sendmmsg,recvmmsg,poll,ppoll,epoll_wait,futex,fdatasync,pwrite64,write,read,msync,clock_nanosleep
+profile_start() { # $1: dir
+  perf record -q -F 999 --call-graph dwarf,16384 -p "$SERVER_PID" -o "$1/perf-cpu.data" \
+    >/dev/null 2>&1 &
+  PERF_PIDS="$!"
+  perf record -q -e sched:sched_switch -g -p "$SERVER_PID" -o "$1/perf-switch.data" \
+    >/dev/null 2>&1 &
+  PERF_PIDS="$PERF_PIDS $!"
+  local ev
+  ev=$(echo "$PROFILE_SYSCALLS" | tr ',' '\n' | sed 's/^/syscalls:sys_enter_/' | paste -sd,)
+  perf stat -x, --per-thread -e "$ev" -p "$SERVER_PID" -o "$1/syscalls.csv" >/dev/null 2>&1 &
+  PERF_PIDS="$PERF_PIDS $!"
+  sleep 0.5
+}
+profile_stop() { # $1: dir, $2: name for the outputs, $3: title
+  local p
+  for p in $PERF_PIDS; do kill -INT "$p" 2>/dev/null || true; done
+  for p in $PERF_PIDS; do timeout 60 tail --pid="$p" -f /dev/null || true; done
+  PERF_PIDS=
+  echo "[sbs] profile $2: folding the stacks (perf script; a minute or two)" >&2
+  perf script -i "$1/perf-cpu.data" 2>/dev/null |
+    "$PYTHON" bench/load/flamegraph.py --title "$3: on-CPU" --top 25 \
+      --folded "$1/cpu.folded" "$OUT/profile-$2-cpu.svg" >"$OUT/profile-$2-top.md" || true
+  perf script -i "$1/perf-switch.data" 2>/dev/null |
+    "$PYTHON" bench/load/flamegraph.py --title "$3: context switches (where threads leave the CPU)" \
+      --folded "$1/switch.folded" "$OUT/profile-$2-switch.svg" || true
+  cp "$1/syscalls.csv" "$OUT/profile-$2-syscalls.csv" 2>/dev/null || true
+  rm -f "$1/perf-cpu.data" "$1/perf-switch.data"
+}
+
 # The user + system CPU time of process $1 so far, in clock ticks.
 cpu_ticks() {
   awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
@@ -329,6 +366,7 @@ for rep in $(seq "$REPEATS"); do
         note=""
         [ -f "$d/failover-state" ] && note="failover:$(cat "$d/failover-state")"
         out="$d/$gen.txt"
+        [ -n "${PROFILE:-}" ] && profile_start "$d"
         cpu0=$(cpu_ticks "$SERVER_PID")
         if [ "$gen" = perfdhcp ]; then
           timeout $((PERIOD + 30)) ip netns exec "$NS_C" taskset -c "$CLIENT_CPU" \
@@ -358,6 +396,9 @@ for rep in $(seq "$REPEATS"); do
           if [ "$completed" -eq 0 ]; then lat_avg=-; p50=-; p99=-; p999=-; fi
         fi
         cpu1=$(cpu_ticks "$SERVER_PID")
+        if [ -n "${PROFILE:-}" ]; then
+          profile_stop "$d" "$server-$gen-$rate" "$server, $gen at $rate/s offered"
+        fi
         stop_servers
         cpu_us=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" -v n="$completed" \
           'BEGIN { if (n > 0 && b >= a) printf "%.1f", (b - a) * 1e6 / hz / n; else print "-" }')
