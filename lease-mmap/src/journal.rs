@@ -29,6 +29,11 @@ const ENTRY_MAGIC: &[u8; 4] = b"TJE1";
 const FORMAT: u32 = 1;
 /// A journal whose entries are all checkpointed is started over once it is this long.
 const DEFAULT_RESET_AT: u64 = 64 << 20;
+/// With durability `sync`, the file is zero-filled this far ahead of the entries, so that a
+/// commit's fdatasync need not also commit a new file size (ext4: a jbd2 transaction) but
+/// once every 256 KiB (512 entries). A bigger step makes that one commit slow enough to show
+/// in the p99 (4 MiB: 2.4 → 5.5 ms at 50k DORA/s here).
+const PREALLOCATE: u64 = 256 << 10;
 /// No LSN reaches this (2^63: 292 years at a billion entries a second), so a header, an
 /// entry or a manifest naming one is damaged, and LSN arithmetic never overflows
 /// (`FORMAT.md` §5.3).
@@ -61,6 +66,8 @@ pub struct WorkerJournal {
     next_lsn: u64,
     /// File offset the next commit writes at.
     end: u64,
+    /// The file is zero-filled up to here ([`PREALLOCATE`]).
+    allocated: u64,
     poisoned: bool,
     reset_at: u64,
     shared: Arc<JournalShared>,
@@ -282,7 +289,12 @@ pub(crate) fn scan(
     // Phase 2: what follows the first bad entry.
     let bad_lsn = base + position(bad_at);
     let (mut intact, mut later_commit, mut last_pos, mut applied_after) = (0u64, false, 0u64, 0u64);
-    for_each_piece(storage, bad_at + ENTRY_LEN as u64, len, |off, piece| {
+    let mut zeros = true;
+    for_each_piece(storage, bad_at, len, |off, piece| {
+        zeros &= piece.iter().all(|b| *b == 0);
+        if off == bad_at {
+            return;
+        }
         let pos = position(off);
         if let Some(e) = decode_entry(piece).filter(|e| e.lsn == base + pos) {
             intact += 1;
@@ -303,6 +315,9 @@ pub(crate) fn scan(
             intact_after: intact,
             last_lsn: base + last_pos,
         })
+    } else if zeros {
+        // The zero-filled room ahead of the entries (`PREALLOCATE`): the file ends here.
+        End::Clean
     } else {
         End::Torn { at: bad_at }
     };
@@ -394,6 +409,7 @@ impl WorkerJournal {
             buf: Vec::new(),
             next_lsn,
             end: HEADER_LEN,
+            allocated: 0,
             poisoned: false,
             reset_at: DEFAULT_RESET_AT,
             shared,
@@ -526,6 +542,19 @@ impl WorkerJournal {
                 all.extend_from_slice(buf);
                 self.storage.write_at(0, &all).map_err(CommitError::Write)?;
             } else {
+                let end = self.end + buf.len() as u64;
+                if self.durability == Durability::Sync && end > self.allocated {
+                    let to = end.div_ceil(PREALLOCATE) * PREALLOCATE;
+                    match self.storage.preallocate(to) {
+                        Ok(()) => {}
+                        // No room to fill ahead: the entries may still fit where the file
+                        // already has blocks; append them (and try again a step later).
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+                        }
+                        Err(e) => return Err(CommitError::Write(e)),
+                    }
+                    self.allocated = to;
+                }
                 self.storage
                     .write_at(self.end, buf)
                     .map_err(CommitError::Write)?;
@@ -543,6 +572,7 @@ impl WorkerJournal {
         }
         if reset {
             self.end = HEADER_LEN;
+            self.allocated = 0;
         }
         self.end += buf.len() as u64;
         self.shared.committed.store(last_lsn, Ordering::Release);
@@ -710,6 +740,57 @@ mod tests {
         ));
         assert!(j.is_poisoned());
         assert!(matches!(j.commit_group(&third), Err(CommitError::Poisoned)));
+    }
+
+    #[test]
+    fn a_file_journal_is_zero_filled_ahead_and_its_zero_tail_reads_as_a_clean_end() {
+        use crate::storage::FileBackend;
+        let dir = tempfile::tempdir().unwrap();
+        let tables: Arc<[TableKey]> = vec![TableKey {
+            network: 0x0a00_0000,
+            prefix_len: 8,
+        }]
+        .into();
+        let storage = FileBackend.open_journal(dir.path(), 1).unwrap();
+        let mut j =
+            WorkerJournal::create(1, storage, Durability::Sync, tables, 1, Arc::default()).unwrap();
+        let file = dir.path().join(crate::storage::journal_name(1));
+        let len = || std::fs::metadata(&file).unwrap().len();
+        j.record(TableId(0), Slot(0), 1, &Lease::default());
+        j.commit().unwrap();
+        assert_eq!(len(), PREALLOCATE, "zero-filled ahead");
+        // Many steps on, the file ends at the first step boundary past the entries.
+        let per_batch = 1000;
+        for b in 0..9u32 {
+            for k in 0..per_batch {
+                j.record(
+                    TableId(0),
+                    Slot(1 + b * per_batch + k),
+                    1,
+                    &Lease::default(),
+                );
+            }
+            j.commit().unwrap();
+        }
+        let used = HEADER_LEN + 9001 * ENTRY_LEN as u64;
+        assert_eq!(len(), used.div_ceil(PREALLOCATE) * PREALLOCATE);
+        assert!(len() > used);
+        let storage = FileBackend.open_journal(dir.path(), 1).unwrap();
+        let mut n = 0;
+        let s = scan(storage.as_ref(), false, |_| n += 1).unwrap();
+        assert_eq!((s.entries, n, s.end), (9001, 9001, End::Clean));
+        // A torn write in the zero-filled room is still a torn tail.
+        let mut storage = FileBackend.open_journal(dir.path(), 1).unwrap();
+        storage
+            .write_at(HEADER_LEN + 9001 * ENTRY_LEN as u64, &[0xab; 100])
+            .unwrap();
+        let s = scan(storage.as_ref(), false, |_| {}).unwrap();
+        assert_eq!(
+            s.end,
+            End::Torn {
+                at: HEADER_LEN + 9001 * ENTRY_LEN as u64
+            }
+        );
     }
 
     #[test]

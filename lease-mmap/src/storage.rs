@@ -24,6 +24,14 @@ pub trait JournalStorage: Send + fmt::Debug {
     /// `fdatasync`.
     fn sync_data(&mut self) -> io::Result<()>;
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Makes the file at least `len` bytes long, the new bytes zero and written (not a hole,
+    /// not an unwritten extent), so that writes below `len` change no metadata and the
+    /// fdatasync after them writes data only. Takes effect at the next `sync_data`. The
+    /// default does nothing (the simulated backend models appends).
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        let _ = len;
+        Ok(())
+    }
 }
 
 /// A directory of journals.
@@ -98,6 +106,18 @@ impl JournalStorage for FileJournal {
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
+    }
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let mut at = self.size()?;
+        while at < len {
+            let n = usize::try_from(len - at)
+                .unwrap_or(usize::MAX)
+                .min(ZEROS.len());
+            self.file.write_all_at(&ZEROS[..n], at)?;
+            at += n as u64;
+        }
+        Ok(())
     }
 }
 
