@@ -61,9 +61,12 @@ pub struct WorkerJournal {
     worker: u16,
     storage: Box<dyn JournalStorage>,
     durability: Durability,
-    tables: Arc<[TableKey]>,
-    buf: Vec<u8>,
-    next_lsn: u64,
+    /// Its own recording; a recorder handed out ([`WorkerJournal::recorder`]) records instead.
+    rec: JournalRecorder,
+    /// The LSN the next committed group starts at.
+    next_commit: u64,
+    /// A committed group's buffer, recorded into again.
+    spare: Vec<u8>,
     /// File offset the next commit writes at.
     end: u64,
     /// The file is zero-filled up to here ([`PREALLOCATE`]).
@@ -405,9 +408,13 @@ impl WorkerJournal {
             worker,
             storage,
             durability,
-            tables,
-            buf: Vec::new(),
-            next_lsn,
+            rec: JournalRecorder {
+                tables,
+                buf: Vec::new(),
+                next_lsn,
+            },
+            next_commit: next_lsn,
+            spare: Vec::new(),
             end: HEADER_LEN,
             allocated: 0,
             poisoned: false,
@@ -437,15 +444,7 @@ impl WorkerJournal {
     /// # Panics
     /// If `table` is not a table of the store this journal came from.
     pub fn record(&mut self, table: TableId, slot: Slot, version: u64, lease: &Lease) {
-        encode_record(
-            &self.tables,
-            &mut self.buf,
-            &mut self.next_lsn,
-            table,
-            slot,
-            version,
-            lease,
-        );
+        self.rec.record(table, slot, version, lease);
     }
 
     /// A recorder that buffers this journal's next entries on another thread than the one
@@ -453,15 +452,12 @@ impl WorkerJournal {
     /// committed here with [`WorkerJournal::commit_group`]. Entries buffered here and not
     /// committed yet go with it.
     pub fn recorder(&mut self) -> JournalRecorder {
-        let pending = self.pending() as u64;
-        let recorder = JournalRecorder {
-            tables: Arc::clone(&self.tables),
-            buf: std::mem::take(&mut self.buf),
-            next_lsn: self.next_lsn,
+        let idle = JournalRecorder {
+            tables: Arc::clone(&self.rec.tables),
+            buf: Vec::new(),
+            next_lsn: self.rec.next_lsn,
         };
-        // The LSN the next committed group starts at.
-        self.next_lsn -= pending;
-        recorder
+        std::mem::replace(&mut self.rec, idle)
     }
 
     /// Takes recording back from `recorder` (the inverse of [`WorkerJournal::recorder`]):
@@ -472,11 +468,11 @@ impl WorkerJournal {
     /// If `recorder` is not this journal's, or a group it gave was not committed here.
     pub fn resume(&mut self, recorder: JournalRecorder) {
         assert!(
-            self.buf.is_empty() && self.next_lsn + recorder.pending() as u64 == recorder.next_lsn,
+            self.rec.pending() == 0
+                && self.next_commit + recorder.pending() as u64 == recorder.next_lsn,
             "a recorder resumed by a journal it does not continue"
         );
-        self.buf = recorder.buf;
-        self.next_lsn = recorder.next_lsn;
+        self.rec = recorder;
     }
     /// Whether an earlier write or fdatasync failed (every commit now fails).
     pub fn is_poisoned(&self) -> bool {
@@ -485,19 +481,15 @@ impl WorkerJournal {
 
     /// Entries buffered since the last commit.
     pub fn pending(&self) -> usize {
-        self.buf.len() / ENTRY_LEN
+        self.rec.pending()
     }
 
     /// Write every buffered entry and make it durable with one fdatasync (group commit).
     /// Replies that promise these bindings may leave only after this returns `Ok`.
     pub fn commit(&mut self) -> Result<(), CommitError> {
-        let buf = std::mem::take(&mut self.buf);
-        let first_lsn = self.next_lsn - (buf.len() / ENTRY_LEN) as u64;
-        let res = self.write_group(&buf, first_lsn);
-        self.buf = buf;
-        if res.is_ok() {
-            self.buf.clear();
-        }
+        let group = self.rec.take(std::mem::take(&mut self.spare));
+        let res = self.commit_group(&group);
+        self.spare = group.into_buffer();
         res
     }
 
@@ -508,14 +500,14 @@ impl WorkerJournal {
     /// As [`WorkerJournal::commit`]; and [`CommitError::Write`] if `group` is not the
     /// entries that follow the last committed ones (a group lost or committed twice).
     pub fn commit_group(&mut self, group: &JournalGroup) -> Result<(), CommitError> {
-        if group.first_lsn != self.next_lsn || !self.buf.is_empty() {
+        if group.first_lsn != self.next_commit || self.rec.pending() != 0 {
             self.poisoned = true;
             return Err(CommitError::Write(std::io::Error::other(format!(
                 "journal group starts at LSN {}, the journal at {}",
-                group.first_lsn, self.next_lsn
+                group.first_lsn, self.next_commit
             ))));
         }
-        self.next_lsn += group.entries() as u64;
+        self.next_commit += group.entries() as u64;
         self.write_group(&group.buf, group.first_lsn)
     }
 
