@@ -47,15 +47,41 @@ fn handler_and_engine(
     dir: &tempfile::TempDir,
     policy: OverloadPolicy,
 ) -> (DhcpHandler, Arc<WorkerStats>, Arc<Engine>) {
+    let b = build(dir, None, now);
+    (b.handler.with_overload(policy), b.stats, b.engine)
+}
+
+/// A handler of the test scope, and what the tests look at beside it.
+struct Built {
+    handler: DhcpHandler,
+    stats: Arc<WorkerStats>,
+    engine: Arc<Engine>,
+    fatal: Arc<AtomicBool>,
+}
+
+/// Serves [`scope`] from a store in `dir`: its journal on `sim` with durability `sync`, or
+/// on the real file system with durability `async`.
+fn build(dir: &tempfile::TempDir, sim: Option<&SimBackend>, clock: fn() -> UnixTime) -> Built {
     let cfg = EngineConfig {
         scopes: vec![scope()],
         ..EngineConfig::default()
     };
-    let (store, journals, _) =
-        Store::open(dir.path(), &cfg.table_specs(), 1, Durability::Async).expect("store");
+    let specs = cfg.table_specs();
+    let (store, journals, _) = match sim {
+        Some(sim) => Store::open_with(
+            dir.path(),
+            &specs,
+            1,
+            Durability::Sync,
+            Arc::new(sim.clone()),
+        ),
+        None => Store::open(dir.path(), &specs, 1, Durability::Async),
+    }
+    .expect("store");
     let engine = Arc::new(Engine::new(cfg, Arc::new(store)).expect("engine"));
     let stats = Arc::new(WorkerStats::new());
-    let h = DhcpHandler::new(
+    let fatal = Arc::new(AtomicBool::new(false));
+    let handler = DhcpHandler::new(
         Arc::clone(&engine),
         engine.worker(0, 1),
         journals.into_iter().next().expect("journal"),
@@ -66,12 +92,16 @@ fn handler_and_engine(
             addr: Some(SERVER),
         }]),
         Arc::clone(&stats),
-        Arc::new(AtomicBool::new(false)),
-        now,
+        Arc::clone(&fatal),
+        clock,
     )
-    .expect("handler")
-    .with_overload(policy);
-    (h, stats, engine)
+    .expect("handler");
+    Built {
+        handler,
+        stats,
+        engine,
+        fatal,
+    }
 }
 
 fn mac(n: u8) -> [u8; 6] {
@@ -327,32 +357,8 @@ fn rate_limits_per_mac_circuit_and_relay() {
     // over (counted rate-mac, rate-circuit, rate-relay) before the engine spends an offer
     // hold on it; other keys are untouched; a second refills `rate` tokens.
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut s = ScopeConfig::new(Ipv4Addr::new(10, 0, 0, 0), 24);
-    s.pools = vec![(Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 250))];
-    let cfg = EngineConfig {
-        scopes: vec![s],
-        ..EngineConfig::default()
-    };
-    let (store, journals, _) =
-        Store::open(dir.path(), &cfg.table_specs(), 1, Durability::Async).expect("store");
-    let engine = Arc::new(Engine::new(cfg, Arc::new(store)).expect("engine"));
-    let stats = Arc::new(WorkerStats::new());
-    let mut h = DhcpHandler::new(
-        Arc::clone(&engine),
-        engine.worker(0, 1),
-        journals.into_iter().next().expect("journal"),
-        Arc::from(vec![Interface {
-            name: "tdm-lim0".into(),
-            ifindex: IFINDEX,
-            mac: [2, 0, 0, 0, 0, 1],
-            addr: Some(SERVER),
-        }]),
-        Arc::clone(&stats),
-        Arc::new(AtomicBool::new(false)),
-        limit_now,
-    )
-    .expect("handler")
-    .with_rate_limits(RateLimits {
+    let Built { handler, stats, .. } = build(&dir, None, limit_now);
+    let mut h = handler.with_rate_limits(RateLimits {
         mac: RateLimit { rate: 1, burst: 3 },
         circuit: RateLimit { rate: 1, burst: 2 },
         relay: RateLimit { rate: 2, burst: 5 },
@@ -521,37 +527,8 @@ fn sim_handler(
     dir: &tempfile::TempDir,
     sim: &SimBackend,
 ) -> (DhcpHandler, Arc<WorkerStats>, Arc<AtomicBool>) {
-    let cfg = EngineConfig {
-        scopes: vec![scope()],
-        ..EngineConfig::default()
-    };
-    let (store, journals, _) = Store::open_with(
-        dir.path(),
-        &cfg.table_specs(),
-        1,
-        Durability::Sync,
-        Arc::new(sim.clone()),
-    )
-    .expect("store");
-    let engine = Arc::new(Engine::new(cfg, Arc::new(store)).expect("engine"));
-    let stats = Arc::new(WorkerStats::new());
-    let fatal = Arc::new(AtomicBool::new(false));
-    let h = DhcpHandler::new(
-        Arc::clone(&engine),
-        engine.worker(0, 1),
-        journals.into_iter().next().expect("journal"),
-        Arc::from(vec![Interface {
-            name: "tdm-cmt0".into(),
-            ifindex: IFINDEX,
-            mac: [2, 0, 0, 0, 0, 1],
-            addr: Some(SERVER),
-        }]),
-        Arc::clone(&stats),
-        Arc::clone(&fatal),
-        now,
-    )
-    .expect("handler");
-    (h, stats, fatal)
+    let b = build(dir, Some(sim), now);
+    (b.handler, b.stats, b.fatal)
 }
 
 /// The one reply `frames` get at once (handled as one batch), decoded.
