@@ -110,30 +110,30 @@ def markdown(med, per, order):
             out.append(f"| {name} | {best} | {fmt(p['goodput'])} | {lat} | {r1} | {r2} | {r3} |")
         out.append("")
         rates = sorted({r for (s, g, r) in med if g == gen})
-        out.append("| offered DORA/s | " + " | ".join(servers) + " |")
-        out.append("|---|" + "---|" * len(servers))
-        for r in rates:
-            row = [f"{r:,}"]
-            for s in servers:
-                m = med.get((s, gen, r))
-                row.append(f"{fmt(m['per_s'])} ({fmt(m['drop'], 2)} %)" if m else "-")
-            out.append("| " + " | ".join(row) + " |")
-        out.append("")
-        if any(m.get("cpu") is not None for (s, g, r), m in med.items() if g == gen):
-            out.append("Server CPU per completed DORA (µs, median; the server process's user + system time):\n")
+
+        def by_rate(cell):
             out.append("| offered DORA/s | " + " | ".join(servers) + " |")
             out.append("|---|" + "---|" * len(servers))
             for r in rates:
-                row = [f"{r:,}"]
-                for s in servers:
-                    m = med.get((s, gen, r))
-                    cell = fmt(m["cpu"], 1) if m and m.get("cpu") is not None else "-"
-                    c = med.get(("responder", gen, r))
-                    if s != "responder" and m and m.get("cpu") and c and c.get("cpu"):
-                        cell += f" ({m['cpu'] / c['cpu']:.2f}×)"
-                    row.append(cell)
-                out.append("| " + " | ".join(row) + " |")
+                out.append("| " + " | ".join([f"{r:,}"] + [cell(s, r) for s in servers]) + " |")
             out.append("")
+
+        def dora(s, r):
+            m = med.get((s, gen, r))
+            return f"{fmt(m['per_s'])} ({fmt(m['drop'], 2)} %)" if m else "-"
+
+        def cpu(s, r):
+            m, c = med.get((s, gen, r)), med.get(("responder", gen, r))
+            if not m or m.get("cpu") is None:
+                return "-"
+            if s != "responder" and c and c.get("cpu"):
+                return f"{fmt(m['cpu'], 1)} ({m['cpu'] / c['cpu']:.2f}×)"
+            return fmt(m["cpu"], 1)
+
+        by_rate(dora)
+        if any(m.get("cpu") is not None for (s, g, r), m in med.items() if g == gen):
+            out.append("Server CPU per completed DORA (µs, median; the server process's user + system time):\n")
+            by_rate(cpu)
     out.append(
         "Cells: median completed DORA/s over the repeats (median drop %). Ratios divide by Kea's "
         "figure, or the ceiling's (the responder's: CPU ratios in parentheses), under the same "

@@ -36,6 +36,11 @@ pub const POOL: (Ipv4Addr, Ipv4Addr) = (
 /// What a client asks for, as the Parameter Request List of perfdhcp's requests.
 const PRL: &[u8] = &[1, 3, 6, 15, 28];
 
+/// A comma-separated list of CPU numbers (`--cpus 0,1`).
+pub fn cpu_list(s: &str) -> Result<Vec<usize>, std::num::ParseIntError> {
+    s.split(',').map(|c| c.trim().parse::<usize>()).collect()
+}
+
 /// `dataplane/tests/vectors/`.
 pub fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../dataplane/tests/vectors")

@@ -149,12 +149,7 @@ fn parse_args() -> Result<Args> {
             "--first-client" => a.first_client = val()?.parse()?,
             "--exchanges" => a.exchanges = val()?.parse()?,
             "--queues" => a.queues = Some(val()?.parse()?),
-            "--cpus" => {
-                a.cpus = val()?
-                    .split(',')
-                    .map(|c| c.trim().parse::<usize>())
-                    .collect::<std::result::Result<_, _>>()?
-            }
+            "--cpus" => a.cpus = bench::cpu_list(&val()?)?,
             "--batch" => a.batch = val()?.parse::<usize>()?.clamp(1, 1024),
             "--client-id" => a.client_id = true,
             "--no-option82" => a.no_option82 = true,

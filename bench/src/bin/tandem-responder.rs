@@ -68,12 +68,7 @@ fn parse_args() -> Result<Args> {
         match flag.as_str() {
             "--iface" => a.iface = val()?,
             "--server-id" => a.server_id = Some(val()?.parse()?),
-            "--cpus" => {
-                a.cpus = val()?
-                    .split(',')
-                    .map(|c| c.trim().parse::<usize>())
-                    .collect::<std::result::Result<_, _>>()?
-            }
+            "--cpus" => a.cpus = bench::cpu_list(&val()?)?,
             "--queues" => a.queues = Some(val()?.parse()?),
             "--batch" => a.batch = val()?.parse::<usize>()?.clamp(1, 1024),
             "--pool-first" => a.pool_first = val()?.parse()?,
