@@ -497,11 +497,11 @@ impl AdminBackend for ConfigBackend {
     }
 
     fn partner_down(&self, name: &str, _since: u64) -> Result<u64, CommandError> {
-        partner_down_unavailable(&self.config, name)
+        relationship_unavailable(&self.config, name)
     }
 
     fn resync(&self, name: &str) -> Result<(), CommandError> {
-        partner_down_unavailable(&self.config, name).map(drop)
+        relationship_unavailable(&self.config, name)
     }
 
     fn relationships(&self) -> Vec<RelationshipDetail> {
@@ -512,7 +512,7 @@ impl AdminBackend for ConfigBackend {
 /// The answer to a relationship's command (`partner-down`, `resync`) while failover is not
 /// running: "no such relationship" for a name the config lacks, "failover not active" for one
 /// it has.
-pub fn partner_down_unavailable(config: &Config, name: &str) -> Result<u64, CommandError> {
+pub fn relationship_unavailable<T>(config: &Config, name: &str) -> Result<T, CommandError> {
     if config.relationship(name).is_some() {
         Err(CommandError::NotRunning(name.to_owned()))
     } else {

@@ -145,9 +145,8 @@ fn scope_digests(s: &SubnetConfig) -> BTreeMap<String, String> {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::config::format_hex(b, "")
 }
-
 /// This server's description of relationship `name` (`None`: no such relationship).
 pub fn describe(config: &Config, name: &str) -> Option<Description> {
     let f = config.failover.iter().find(|f| f.name == name)?;

@@ -717,16 +717,8 @@ fn by_kind(counts: &[u64]) -> BTreeMap<String, u64> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 3);
-    for (i, b) in bytes.iter().enumerate() {
-        if i > 0 {
-            s.push(':');
-        }
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    crate::config::format_hex(bytes, ":")
 }
-
 impl Backend {
     fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config.lock().unwrap_or_else(PoisonError::into_inner))
@@ -885,14 +877,14 @@ impl AdminBackend for Backend {
     fn partner_down(&self, name: &str, since: u64) -> Result<u64, CommandError> {
         match &self.failover {
             Some(driver) => driver.partner_down(name, since),
-            None => crate::daemon::partner_down_unavailable(&self.config(), name),
+            None => crate::daemon::relationship_unavailable(&self.config(), name),
         }
     }
 
     fn resync(&self, name: &str) -> Result<(), CommandError> {
         match &self.failover {
             Some(driver) => driver.resync(name),
-            None => crate::daemon::partner_down_unavailable(&self.config(), name).map(drop),
+            None => crate::daemon::relationship_unavailable(&self.config(), name),
         }
     }
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 
-use super::{ReservationKey, SubnetConfig};
+use super::{ReservationKey, SubnetConfig, format_hex as hex};
 
 /// What of a scope replication carries (Micetro's and Windows' "replicate scope": the
 /// source's definition replaces the destination's): options, lease times, pools, exclusions,
@@ -33,13 +33,6 @@ pub struct ScopeDefinition {
     /// `[[subnet.reservation]]`, each as its keys and string values (`mac`, `client_id`,
     /// `circuit_id_hex`, `remote_id_hex`, `address`, `hostname`).
     pub reservations: Vec<Vec<(String, String)>>,
-}
-
-fn hex(b: &[u8], sep: &str) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(sep)
 }
 
 impl ScopeDefinition {

@@ -165,6 +165,18 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(out)
 }
 
+/// `bytes` as lowercase hex, two digits a byte, `sep` between bytes (`":"`: `01:02:0a`).
+pub fn format_hex(bytes: &[u8], sep: &str) -> String {
+    let mut s = String::with_capacity(bytes.len() * (2 + sep.len()));
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            s.push_str(sep);
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
 /// Parses hex bytes, `01:02:0a`, `01-02-0a`, `01020a` or `0x01020a`; at least one byte.
 pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.strip_prefix("0x").unwrap_or(text);
@@ -323,6 +335,9 @@ mod tests {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
         assert_eq!(parse_hex("01:02:0a"), Some(vec![1, 2, 10]));
+        assert_eq!(format_hex(&[1, 2, 10], ":"), "01:02:0a");
+        assert_eq!(format_hex(&[1, 2, 10], ""), "01020a");
+        assert_eq!(format_hex(&[], ":"), "");
         assert_eq!(parse_hex("0x01020a"), Some(vec![1, 2, 10]));
         assert_eq!(parse_hex("1:2"), Some(vec![1, 2]));
         assert_eq!(parse_hex("abc"), None);
