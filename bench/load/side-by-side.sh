@@ -34,6 +34,8 @@
 # (/proc/PID/stat) while the generator ran, divided by the exchanges completed; on veth the
 # kernel charges part of each frame's receive to the sending side, so compare it between rows
 # of one run (the responder's is the floor), never as an absolute.
+# HOG=1 runs a busy loop pinned to the server's CPU while the generator runs (the server
+# shares its core with a CPU-bound process at the same priority; rows noted "hog").
 # PROFILE=1 also profiles the server while the generator runs (perf, which slows it: keep
 # profiled runs apart from measured ones): OUT/profile-SERVER-GEN-RATE-cpu.svg, the on-CPU
 # flame graph (DWARF stacks at 999 Hz, every thread); -switch.svg, where its threads leave the
@@ -83,6 +85,7 @@ POOL_LAST=10.103.255.250
 POOL_SIZE=262129
 
 tb_require side-by-side.sh ip taskset timeout perfdhcp kea-dhcp4 dhcpd awk
+if [ -n "${PROFILE:-}" ]; then tb_require side-by-side.sh perf; fi
 for r in $RATES; do
   if [ $((r * PERIOD)) -gt $POOL_SIZE ]; then
     echo "side-by-side.sh: rate $r x ${PERIOD}s exceeds the pool ($POOL_SIZE addresses)" >&2; exit 2
@@ -108,12 +111,14 @@ SERVER_PID=
 PEER_PID=
 GEN_PID=
 PERF_PIDS=
+HOG_PID=
 stop_servers() {
   tb_stop_pid "$SERVER_PID"; SERVER_PID=
   tb_stop_pid "$PEER_PID"; PEER_PID=
 }
 cleanup() {
   tb_stop_pid "$GEN_PID"
+  tb_stop_pid "$HOG_PID"
   for p in $PERF_PIDS; do kill -INT "$p" 2>/dev/null || true; done
   stop_servers
   tb_del_ns "$NS_S" "$NS_C" "$NS_P"
@@ -365,6 +370,11 @@ for rep in $(seq "$REPEATS"); do
         fi
         note=""
         [ -f "$d/failover-state" ] && note="failover:$(cat "$d/failover-state")"
+        if [ -n "${HOG:-}" ]; then
+          taskset -c "$SERVER_CPU" sh -c 'while :; do :; done' &
+          HOG_PID=$!
+          note="${note:+$note,}hog"
+        fi
         out="$d/$gen.txt"
         [ -n "${PROFILE:-}" ] && profile_start "$d"
         cpu0=$(cpu_ticks "$SERVER_PID")
@@ -396,6 +406,7 @@ for rep in $(seq "$REPEATS"); do
           if [ "$completed" -eq 0 ]; then lat_avg=-; p50=-; p99=-; p999=-; fi
         fi
         cpu1=$(cpu_ticks "$SERVER_PID")
+        tb_stop_pid "$HOG_PID" 0; HOG_PID=
         if [ -n "${PROFILE:-}" ]; then
           profile_stop "$d" "$server-$gen-$rate" "$server, $gen at $rate/s offered"
         fi
