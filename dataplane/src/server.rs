@@ -219,8 +219,8 @@ pub struct DhcpHandler {
     /// Failover's outbound queue, if any: told of each change once it is durable.
     sink: Option<Box<dyn ChangeSink>>,
     /// The replies held for the group being recorded, for the group in flight, and for the
-    /// finished group the worker sends next; `free` is the fourth's room, taken by the
-    /// next group (exactly one of `flight` and `free` is set).
+    /// finished group the worker sends next. Three `Held`s in all: while no group is in
+    /// flight, the spare waits in `free` (exactly one of `flight` and `free` is set).
     held: Held,
     flight: Option<Held>,
     out: Held,
