@@ -55,6 +55,17 @@ Verbs:
                                        refused whole (leases travel by failover, not here)
   audit [--json] [--limit N]           the last N changes asked of the daemon (default 100):
                                        when, who (uid, or the TCP peer), what, and the answer
+  import isc|kea --conf FILE [--leases FILE] --output FILE [--interface IF]...
+         [--shared-secret-file FILE] [--dry-run]
+                                       migration: reads ISC dhcpd's dhcpd.conf and dhcpd.leases
+                                       (or Kea's kea-dhcp4.conf and kea-leases4.csv), reports
+                                       every statement with its line (translated,
+                                       approximated, unsupported), writes the tandem
+                                       configuration to --output and the leases, with their
+                                       states and the failover state, into --data-dir (a new
+                                       one; default /var/lib/tandem); the partner is ISC
+                                       dhcpd unless --shared-secret-file names tandem's
+                                       secret (needs no daemon)
   token add NAME --role ROLE           makes an HTTP API token (ROLE: read-only, or dhcp-admin for
                                        partner-down and the audit log), prints it once, keeps
                                        only its hash in data_dir (needs no daemon)
@@ -155,6 +166,9 @@ pub enum Verb {
         /// Where to write it (a new file).
         path: PathBuf,
     },
+    /// `import isc|kea --conf FILE ...`: another server's files into a tandem configuration
+    /// and lease tables (no daemon; the data directory must be new).
+    Import(crate::import::Args),
     /// `token add NAME --role ROLE | token list | token remove NAME`: the HTTP API's tokens,
     /// in `data_dir` (no daemon needed; it rereads the file).
     Token(TokenVerb),
@@ -196,6 +210,8 @@ pub enum UsageError {
     NoVerb,
     #[error("{0} needs a value")]
     NeedsValue(&'static str),
+    #[error("{0}")]
+    Import(String),
     #[error("unknown option {0:?}")]
     UnknownOption(String),
     #[error(
@@ -463,6 +479,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             _ => return Err(UsageError::SecretFile),
         },
         "token" => Verb::Token(parse_token(&rest).ok_or(UsageError::Token)?),
+        "import" => Verb::Import(crate::import::parse_args(&rest).map_err(UsageError::Import)?),
         other => return Err(UsageError::UnknownVerb(other.to_owned())),
     };
     Ok(Invocation { locator, verb })
@@ -702,6 +719,20 @@ pub fn run<I: IntoIterator<Item = String>>(
             return 0;
         }
         Verb::Token(t) => return run_token(&inv.locator, t, out, err),
+        Verb::Import(args) => {
+            let data_dir = match &inv.locator {
+                Locator::DataDir(d) => d.clone(),
+                Locator::Default => PathBuf::from(DEFAULT_DATA_DIR),
+                Locator::Config(_) | Locator::Admin(_) => {
+                    let _ = writeln!(
+                        err,
+                        "tandemctl: import writes a new data directory: give it with --data-dir DIR"
+                    );
+                    return 2;
+                }
+            };
+            return crate::import::run(args, &data_dir, out, err);
+        }
         Verb::Secret { path } => {
             return match write_secret(path) {
                 Ok(()) => {

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod failover;
 pub mod files;
 pub mod http;
+pub mod import;
 pub mod logging;
 pub mod manage;
 pub mod metrics;
