@@ -275,18 +275,35 @@ pub fn isc_partner(config: String) -> String {
 /// ISC dhcpd 4.4's `dhcpd.conf` for server B, the secondary of load-balance relationship
 /// "pair" with tandemd on A: the same subnet, pool, lease time and timers as [`config`].
 pub fn isc_secondary_config() -> String {
+    isc_config(false)
+}
+
+/// ISC dhcpd 4.4's `dhcpd.conf` for either side of load-balance relationship "pair" (the
+/// primary: A, `split 128`, MCLT [`MCLT`]), with the same subnet, pool, lease time and timers
+/// as [`config`].
+pub fn isc_config(primary: bool) -> String {
+    let (sid, me, peer, role) = if primary {
+        (
+            A,
+            PEER_A,
+            PEER_B,
+            format!("primary;\n  mclt {MCLT};\n  split 128;"),
+        )
+    } else {
+        (B, PEER_B, PEER_A, "secondary;".to_owned())
+    };
     format!(
         r#"ddns-update-style none;
 authoritative;
 default-lease-time {LEASE};
 max-lease-time {LEASE};
-server-identifier {B};
+server-identifier {sid};
 omapi-port 7911;
 failover peer "pair" {{
-  secondary;
-  address {PEER_B};
+  {role}
+  address {me};
   port 647;
-  peer address {PEER_A};
+  peer address {peer};
   peer port 647;
   max-response-delay {MRD};
   max-unacked-updates 10;

@@ -85,7 +85,7 @@ pub struct Lease {
 pub struct Server {
     /// Which server this is.
     pub kind: ServerKind,
-    ns: Ns,
+    pub ns: Ns,
     dir: tempfile::TempDir,
     /// tandemd's `data_dir` (the temp dir unless the test put it elsewhere).
     data: PathBuf,
