@@ -171,8 +171,14 @@ fn a_secondarys_leases_land_in_the_tables_with_their_states() {
     assert_eq!(l.cltt.0, at(21, 19, 41));
     // The pool's halves as dhcpd balanced them: BACKUP for the secondary (the low end),
     // FREE for the primary.
-    assert_eq!(lease(Ipv4Addr::new(10, 81, 1, 0)).state, BindingState::Backup);
-    assert_eq!(lease(Ipv4Addr::new(10, 81, 3, 255)).state, BindingState::Free);
+    assert_eq!(
+        lease(Ipv4Addr::new(10, 81, 1, 0)).state,
+        BindingState::Backup
+    );
+    assert_eq!(
+        lease(Ipv4Addr::new(10, 81, 3, 255)).state,
+        BindingState::Free
+    );
     store.close(journals).expect("close");
     // The relationship's state file is there for tandemd to resume from.
     let st = control::failover::persist::load(&data, "pair")
