@@ -1,5 +1,6 @@
-//! lease-mmap on a 1,000,000-record table: open, read, allocate, find a client, and journal
-//! group commits (fdatasync per batch, and async).
+//! lease-mmap on a 1,000,000-record table: open, read, allocate, find a client, journal
+//! group commits (fdatasync per batch, and async), and the failover expiry sweep (a walk
+//! against the expiry index).
 //!
 //! `cargo bench -p bench --bench lease_table` (add `-- --test` for a one-shot smoke run).
 
@@ -174,6 +175,61 @@ fn benches(c: &mut Criterion) {
     {
         client += 1;
     }
+    // The failover expiry sweep with every address bound and 1,000 leases ended: by a walk
+    // of the table (before the expiry index) and from the index (`Table::due`).
+    let now = UnixTime(1_700_000_000);
+    let end_some = || {
+        for i in 0..1_000u32 {
+            let slot = Slot(1 + i * 997);
+            let (v, l) = t.read(slot);
+            let ended = Lease {
+                ends: UnixTime(now.0 - 1),
+                ..l
+            };
+            t.update(slot, v, &ended).expect("update");
+        }
+    };
+    let ran_out = |l: &Lease| l.state == BindingState::Active && l.ends <= now;
+    end_some();
+    let mut g = c.benchmark_group("lease_table");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.bench_function("expiry_sweep_walk_1m", |b| {
+        b.iter(|| {
+            let mut due = 0u32;
+            t.for_each(|_, _, l| due += u32::from(ran_out(l)));
+            assert_eq!(due, 1_000);
+        })
+    });
+    // What the index costs a writer: one ACTIVE rewrite, before and after it starts.
+    let rewrite = |b: &mut criterion::Bencher<'_>| {
+        b.iter(|| {
+            let (v, l) = t.read(Slot(5));
+            t.update(Slot(5), v, &l).expect("update")
+        })
+    };
+    g.bench_function("update_active_untracked", rewrite);
+    t.track_expiry();
+    g.bench_function("update_active_tracked", rewrite);
+    eprintln!(
+        "lease_table: expiry index of {RECORDS} bound records: {} entries",
+        t.expiry_entries()
+    );
+    g.bench_function("expiry_sweep_index_1m", |b| {
+        b.iter_batched(
+            end_some,
+            |()| {
+                let mut due = 0u32;
+                t.due(now, |_, _, l| {
+                    due += u32::from(ran_out(l));
+                    true
+                });
+                assert_eq!(due, 1_000);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+
     store.close(journals).expect("close");
     let mut g = c.benchmark_group("lease_table");
     g.sample_size(10).measurement_time(Duration::from_secs(15));

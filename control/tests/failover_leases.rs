@@ -548,6 +548,30 @@ impl World {
     }
 
     /// No address held by two clients at once.
+    /// The expiry sweep (from each table's expiry index) moved every lease of ours that ran
+    /// out a sweep ago or more to EXPIRED, those written before a restart too.
+    fn check_expired_swept(&self) {
+        let wall = self.wall();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some(live) = &node.live else { continue };
+            let t = live.engine.store().table(TableId(0));
+            t.for_each(|slot, _, l| {
+                assert!(
+                    !(l.state == BindingState::Active
+                        && l.owner == lease_mmap::Owner::Us
+                        && l.ends.0 + 10 < wall.0),
+                    "seed {}: {} still holds {} ACTIVE, ended at {} (now {})\n{}",
+                    self.seed,
+                    name(i),
+                    t.addr(slot),
+                    l.ends.0,
+                    wall.0,
+                    self.history()
+                );
+            });
+        }
+    }
+
     fn check_no_double_binding(&self) {
         let wall = self.wall().0;
         let mut by_ip: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
@@ -687,6 +711,7 @@ fn run_seed(seed: u64, verbose: bool) -> u64 {
         "seed {seed}: the pair did not return to NORMAL\n{}",
         w.history()
     );
+    w.check_expired_swept();
     w.acks
 }
 

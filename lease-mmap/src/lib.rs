@@ -16,6 +16,7 @@
 //! `unsafe` lives only in the private `map` module (the file mapping); every other module
 //! is `#![forbid(unsafe_code)]`.
 
+mod expiry;
 pub mod journal;
 mod map;
 mod meta;

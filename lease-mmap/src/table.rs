@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::expiry::Expiry;
 use crate::map::Mapping;
 use crate::record::disk::{self, IMAGE_WORDS, INLINE_ID, OverflowRef};
 use crate::record::key_hash;
@@ -166,6 +167,8 @@ pub struct Table {
     /// Records in state ABANDONED: kept by every write under the slot's claim (so each
     /// change of state is counted once), rebuilt from the records on open.
     abandoned: AtomicU32,
+    /// Which ACTIVE leases end when, once [`Table::track_expiry`] started it.
+    expiry: Expiry,
 }
 
 type Ref<'a> = SlotRef<'a, AtomicU64, AtomicU32>;
@@ -203,6 +206,7 @@ impl Table {
             flushes_started: AtomicU32::new(0),
             flushes_completed: AtomicU32::new(0),
             abandoned: AtomicU32::new(0),
+            expiry: Expiry::default(),
         }
     }
 
@@ -400,6 +404,55 @@ impl Table {
         (v, lease)
     }
 
+    /// Starts the table's expiry index, for [`Table::due`]: from now on every ACTIVE lease
+    /// written is entered, and this call enters the ACTIVE leases there are (one walk of
+    /// the table, the only one). Idempotent. A table nobody sweeps never starts it, and so
+    /// keeps nothing.
+    pub fn track_expiry(&self) {
+        if !self.expiry.start() {
+            return;
+        }
+        // Started before the walk: a lease written meanwhile is entered by its writer (an
+        // entry twice is harmless: it is offered once).
+        self.enter_active();
+    }
+
+    /// Enters every ACTIVE lease in the expiry index (one walk).
+    fn enter_active(&self) {
+        self.for_each(|slot, _, l| {
+            if l.state == crate::BindingState::Active {
+                self.expiry.push(l.ends.0, slot.0);
+            }
+        });
+    }
+
+    /// Calls `f` with every lease that is ACTIVE and ended by `now` (`ends <= now`), each
+    /// once, in order of `ends`, without walking the table ([`Table::track_expiry`] must
+    /// have started the index; before, nothing is due). `f` returns whether it settled the
+    /// lease (moved it out of ACTIVE, or decided to leave it): an unsettled one (a failed
+    /// write) is offered again by the next call. A lease renewed or released since its entry
+    /// was made is not offered.
+    pub fn due(&self, now: UnixTime, mut f: impl FnMut(Slot, u64, &Lease) -> bool) {
+        if self.expiry.len() > 2 * self.len() as usize + 4096 {
+            // Mostly stale entries of leases rewritten again and again: start over.
+            self.expiry.clear();
+            self.enter_active();
+        }
+        self.expiry.pop_due(now.0, |slot| {
+            let (v, l) = self.read(Slot(slot));
+            if l.state != crate::BindingState::Active || l.ends > now {
+                return true;
+            }
+            f(Slot(slot), v, &l)
+        });
+    }
+
+    /// Entries the expiry index holds (bench and tests).
+    #[doc(hidden)]
+    pub fn expiry_entries(&self) -> usize {
+        self.expiry.len()
+    }
+
     /// Calls `f` with every slot's snapshot, in slot order (status and lease listings).
     pub fn for_each(&self, mut f: impl FnMut(Slot, u64, &Lease)) {
         for s in 0..self.len() {
@@ -511,6 +564,9 @@ impl Table {
             return Err(UpdateError::AbandonedCap(n));
         }
         let res = self.write_claimed(r, slot, version, new_version, new, index);
+        if res.is_ok() && new.state == crate::BindingState::Active {
+            self.expiry.push(new.ends.0, slot);
+        }
         if (res.is_err() && becomes && !was) || (res.is_ok() && was && !becomes) {
             // Never below zero, even if a damaged image seen during recovery said ABANDONED
             // (open rebuilds the count afterwards anyway).

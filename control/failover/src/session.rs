@@ -268,6 +268,9 @@ pub struct Session<S> {
     pool: pool::Policy,
     balance: pool::Schedule,
     next_sweep: Instant,
+    /// Leases that ran out whose move to EXPIRED failed: the next sweep tries them again
+    /// (the tables offer a lease that ran out only once).
+    expire_retry: Vec<RecordId>,
 
     transmits: VecDeque<(LinkId, Transmit)>,
     events: VecDeque<Event>,
@@ -333,6 +336,7 @@ impl<S: Storage> Session<S> {
             resync: None,
             pool: pool::Policy::new(role, config.share),
             balance: pool::Schedule::default(),
+            expire_retry: Vec::new(),
             next_sweep: now.instant,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -1178,10 +1182,12 @@ impl<S: Storage> Session<S> {
                 && l.owner == lease_record::Owner::Us
                 && l.ends <= now.wall
         };
-        let mut due = Vec::new();
+        // The tables offer each lease that ran out once (their expiry index): one whose
+        // write fails is kept here and tried again by the next sweep.
+        let mut due = std::mem::take(&mut self.expire_retry);
         self.storage.tables(&mut |t| {
             let id = t.id();
-            t.for_each(&mut |slot, l| {
+            t.due(now.wall, &mut |slot, l| {
                 if ran_out(l) {
                     due.push((id, slot));
                 }
@@ -1200,6 +1206,7 @@ impl<S: Storage> Session<S> {
                 Ok(Some(_)) => moved += 1,
                 Ok(None) => {}
                 Err(e) => {
+                    self.expire_retry.push(rec);
                     tracing::warn!(relationship = %self.name, error = %e, "failover: an expired binding could not be moved to EXPIRED");
                 }
             }

@@ -9,7 +9,7 @@
 
 use std::net::Ipv4Addr;
 
-use lease_record::{Lease, Slot, TableId};
+use lease_record::{BindingState, Lease, Slot, TableId, UnixTime};
 
 use crate::fsm::PersistedState;
 
@@ -38,6 +38,17 @@ pub trait Records {
     fn is_allocatable(&self, slot: Slot) -> bool;
     fn read(&self, slot: Slot) -> Lease;
     fn for_each(&self, f: &mut dyn FnMut(Slot, &Lease));
+    /// Every lease that is ACTIVE and ended by `now`, as a walk would find them. The
+    /// daemon's tables answer from their expiry index without walking
+    /// (`lease_mmap::Table::due`: each such lease is offered once, and again after a later
+    /// ACTIVE write); this default walks.
+    fn due(&self, now: UnixTime, f: &mut dyn FnMut(Slot, &Lease)) {
+        self.for_each(&mut |slot, l| {
+            if l.state == BindingState::Active && l.ends <= now {
+                f(slot, l);
+            }
+        });
+    }
 }
 
 /// One relationship's records and its durable state.

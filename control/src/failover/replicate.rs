@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crossbeam::queue::ArrayQueue;
 use dataplane::server::ChangeSink;
-use lease_mmap::{Lease, Slot, Store, Table, TableId, UpdateError, WorkerJournal};
+use lease_mmap::{Lease, Slot, Store, Table, TableId, UnixTime, UpdateError, WorkerJournal};
 
 use super::fsm::PersistedState;
 use super::persist;
@@ -170,6 +170,12 @@ impl Records for View<'_> {
     fn for_each(&self, f: &mut dyn FnMut(Slot, &Lease)) {
         self.0.for_each(|slot, _, l| f(slot, l));
     }
+    fn due(&self, now: UnixTime, f: &mut dyn FnMut(Slot, &Lease)) {
+        self.0.due(now, |slot, _, l| {
+            f(slot, l);
+            true
+        });
+    }
 }
 
 impl Tables {
@@ -183,6 +189,12 @@ impl Tables {
         data_dir: PathBuf,
         name: &str,
     ) -> Self {
+        // The expiry sweep of the relationship reads its tables' expiry index.
+        for t in store.tables() {
+            if ids.contains(&t.id()) {
+                t.track_expiry();
+            }
+        }
         Tables {
             store,
             journal,

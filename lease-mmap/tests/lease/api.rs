@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use lease_mmap::storage::SimBackend;
 use lease_mmap::{
-    AllocCursor, BindingState, ClientKey, CommitError, Durability, OpenError, Slot, Store, TableId,
-    UnixTime, UpdateError,
+    AllocCursor, BindingState, ClientKey, CommitError, Durability, Lease, OpenError, Slot, Store,
+    TableId, UnixTime, UpdateError,
 };
 
 use crate::common::*;
@@ -745,4 +745,86 @@ fn abandoned_count_follows_updates_and_survives_reopen() {
     let (store, _j, report) = open(dir.path());
     assert!(report.clean);
     assert_eq!(store.table(TableId(0)).abandoned(), 2);
+}
+
+/// The expiry index: once started, a table offers exactly its ACTIVE leases that ended, each
+/// once, in order of their end, without a walk; a renewed or released lease is not offered;
+/// leases written before it started are found by its one walk; an unsettled one comes back.
+#[test]
+fn the_expiry_index_offers_each_lease_that_ran_out_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _j, _) = open(dir.path());
+    let t = store.table_by_network(ip("10.1.0.0"), 20).unwrap();
+    let write = |slot: u32, l: &Lease| {
+        let (v, _) = t.read(Slot(slot));
+        t.update(Slot(slot), v, l).unwrap();
+    };
+    let ending = |i: u32, ends: u32| Lease {
+        ends: UnixTime(ends),
+        ..active(i, NOW)
+    };
+    let due = |now: u32, settle: bool| {
+        let mut seen = Vec::new();
+        t.due(UnixTime(now), |slot, _, l| {
+            assert_eq!(l.state, BindingState::Active);
+            assert!(l.ends.0 <= now);
+            seen.push(slot.0);
+            settle
+        });
+        seen
+    };
+    // Before the index starts nothing is kept or offered.
+    write(1, &ending(1, NOW + 10));
+    assert_eq!(due(NOW + 100, true), Vec::<u32>::new());
+    assert_eq!(t.expiry_entries(), 0);
+    // Starting it walks once: slot 1 is entered.
+    t.track_expiry();
+    write(2, &ending(2, NOW + 30));
+    write(3, &ending(3, NOW + 20));
+    write(4, &ending(4, NOW + 40));
+    // Slot 4 renewed: its first entry is stale. Slot 2 released.
+    write(4, &ending(4, NOW + 90));
+    write(
+        2,
+        &Lease {
+            state: BindingState::Released,
+            ..ending(2, NOW + 30)
+        },
+    );
+    assert_eq!(due(NOW + 5, true), Vec::<u32>::new(), "nothing ended yet");
+    // A consumer that cannot settle slot 3 sees it again next time.
+    assert_eq!(due(NOW + 50, false), [1, 3]);
+    assert_eq!(due(NOW + 50, true), [1, 3]);
+    assert_eq!(due(NOW + 50, true), Vec::<u32>::new(), "each once");
+    assert_eq!(due(NOW + 100, true), [4]);
+    // A lease left ACTIVE after it was offered is offered again only after another write.
+    write(1, &ending(1, NOW + 200));
+    assert_eq!(due(NOW + 300, true), [1]);
+    assert_eq!(t.expiry_entries(), 0);
+}
+
+/// A lease rewritten far more often than a table's worth of records does not grow the
+/// expiry index without bound: the next sweep starts it over, and still finds what ran out.
+#[test]
+fn the_expiry_index_stays_bounded_under_a_flood_of_rewrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _j, _) = open(dir.path());
+    let t = store.table_by_network(ip("10.0.0.0"), 24).unwrap();
+    t.track_expiry();
+    let mut l = active(1, NOW);
+    for k in 0..20_000u32 {
+        l.ends = UnixTime(NOW + 100 + k);
+        let (v, _) = t.read(Slot(3));
+        t.update(Slot(3), v, &l).unwrap();
+    }
+    let (v, _) = t.read(Slot(4));
+    t.update(Slot(4), v, &active(2, NOW - 7200)).unwrap();
+    assert!(t.expiry_entries() > 20_000);
+    let mut seen = Vec::new();
+    t.due(UnixTime(NOW), |slot, _, _| {
+        seen.push(slot.0);
+        true
+    });
+    assert_eq!(seen, [4]);
+    assert!(t.expiry_entries() <= 2, "{}", t.expiry_entries());
 }
