@@ -281,12 +281,76 @@ pub fn read(conf: &Path, leases: Option<&Path>) -> Result<Imported, ImportError>
             source,
         })?;
         let statements = parse(&src).map_err(syntax(path))?;
-        let (l, s) = read_leases(path, &statements, &mut imported.report)?;
+        let draft = &imported.draft;
+        let role = |a: Ipv4Addr| -> Option<bool> {
+            let name = draft
+                .subnets
+                .iter()
+                .find(|s| s.prefix.contains(a))?
+                .failover
+                .as_ref()?;
+            draft
+                .failover
+                .iter()
+                .find(|f| &f.name == name)
+                .map(|f| f.primary)
+        };
+        let (l, s) = read_leases(
+            path,
+            &statements,
+            role,
+            UnixTime::now(),
+            &mut imported.report,
+        )?;
         imported.leases = l;
         imported.states = s;
+        for st in &imported.states {
+            if !imported.draft.failover.iter().any(|f| f.name == st.name) {
+                imported.report.add(
+                    path,
+                    1,
+                    Outcome::Unsupported,
+                    format!("failover peer \"{}\" state", st.name),
+                    "no such failover peer in the configuration: its state is not kept",
+                );
+            }
+        }
     }
     Ok(imported)
 }
+
+/// Who may give the address of `l` again, as dhcpd decides it (`lease_mine_to_reallocate`):
+/// the server that wrote a binding's end, when the end is its own to rewind to its free
+/// state. `primary` is the role of the relationship the address belongs to (`None`: no
+/// failover, always ours).
+fn owner(l: &Lease, rewind: Option<BindingState>, primary: Option<bool>) -> Owner {
+    let Some(primary) = primary else {
+        return Owner::Us;
+    };
+    let own_free = if primary {
+        BindingState::Free
+    } else {
+        BindingState::Backup
+    };
+    match l.state {
+        BindingState::Expired | BindingState::Released | BindingState::Reset => {
+            if rewind == Some(own_free) {
+                Owner::Us
+            } else {
+                Owner::Partner
+            }
+        }
+        BindingState::Abandoned if primary => Owner::Us,
+        BindingState::Abandoned => Owner::Partner,
+        // We sent it (a potential expiration to the partner): ours.
+        BindingState::Active if l.tstp.0 != 0 => Owner::Us,
+        BindingState::Active => Owner::Partner,
+        _ => Owner::Us,
+    }
+}
+
+/// dhcpd's `default-lease-time` when the file sets none (`dhcpd.conf(5)`).
+const DHCPD_DEFAULT_LEASE_TIME: u32 = 43_200;
 
 /// Parameters a scope hands to the scopes inside it.
 #[derive(Debug, Clone, Default)]
@@ -298,6 +362,30 @@ struct Params {
     router: Option<Vec<Ipv4Addr>>,
     dns: Option<Vec<Ipv4Addr>>,
     domain_name: Option<String>,
+}
+
+impl Params {
+    /// Sets in `sub` what these parameters set (a pool's, over its subnet's).
+    fn apply(&self, sub: &mut DraftSubnet) {
+        sub.lease_time = self.lease_time.or(sub.lease_time);
+        sub.renewal_time = self.renewal_time.or(sub.renewal_time);
+        sub.rebinding_time = self.rebinding_time.or(sub.rebinding_time);
+        sub.decline_probation = self.decline_probation.or(sub.decline_probation);
+        if let Some(r) = &self.router {
+            sub.router.clone_from(r);
+        }
+        if let Some(d) = &self.dns {
+            sub.dns.clone_from(d);
+        }
+        if self.domain_name.is_some() {
+            sub.domain_name.clone_from(&self.domain_name);
+        }
+    }
+}
+
+/// `deny dynamic bootp clients;`: dhcpd's default for a pool, and tandem's behaviour.
+fn is_bootp_default(x: &Statement) -> bool {
+    x.starts(&["deny", "dynamic", "bootp", "clients"])
 }
 
 /// A host declaration, placed in a subnet once every subnet is known.
@@ -313,6 +401,8 @@ struct Conf<'a> {
     file: PathBuf,
     report: &'a mut Report,
     hosts: Vec<Host>,
+    /// Reading a pool's statements: its parameters apply to the whole subnet.
+    in_pool: bool,
 }
 
 fn addrs(words: &[Token]) -> Option<Vec<Ipv4Addr>> {
@@ -362,10 +452,24 @@ impl<'a> Conf<'a> {
             file: file.to_owned(),
             report,
             hosts: Vec::new(),
+            in_pool: false,
         }
     }
 
     fn note(&mut self, s: &Statement, outcome: Outcome, note: impl Into<String>) {
+        let mut note = note.into();
+        let mut outcome = outcome;
+        if self.in_pool
+            && outcome == Outcome::Translated
+            && !s.starts(&["range"])
+            && !s.starts(&["failover"])
+            && !is_bootp_default(s)
+        {
+            outcome = Outcome::Approximated;
+            note.push_str(
+                " of the whole subnet (tandem's parameters are per subnet, not per pool)",
+            );
+        }
         self.report.add(&self.file, s.line, outcome, s.text(), note);
     }
 
@@ -380,6 +484,28 @@ impl<'a> Conf<'a> {
             self.declaration(s, &global, None, draft);
         }
         self.place_hosts(draft);
+        // dhcpd's defaults where the file sets nothing, so that clients see no change.
+        if draft.subnets.iter().any(|s| s.lease_time.is_none()) {
+            for sub in draft.subnets.iter_mut().filter(|s| s.lease_time.is_none()) {
+                sub.lease_time = Some(DHCPD_DEFAULT_LEASE_TIME);
+            }
+            self.report.add(
+                &self.file,
+                1,
+                Outcome::Translated,
+                "(no default-lease-time)",
+                "lease_time = \"43200s\": dhcpd's default of 12 hours (tandem's own is 1 hour)",
+            );
+        }
+        if !body.iter().any(|s| s.starts(&["authoritative"])) {
+            self.report.add(
+                &self.file,
+                1,
+                Outcome::Approximated,
+                "(no authoritative)",
+                "dhcpd was not authoritative; tandem is: it NAKs a request for an address not on the client's subnet",
+            );
+        }
         let relayed = draft.subnets.iter().flat_map(|s| &s.reservations).any(|r| {
             matches!(
                 r.key,
@@ -572,6 +698,13 @@ impl<'a> Conf<'a> {
                 "tandem does no DNS updates"
             }
             "zone" => "tandem does no DNS updates",
+            "ping-check" if s.word(1) == Some("false") => {
+                return self.note(
+                    s,
+                    Outcome::Translated,
+                    "tandem does not ping before offering",
+                );
+            }
             "ping-check" | "ping-timeout" => {
                 "tandem does not ping before offering; DECLINEs abandon an address in use"
             }
@@ -844,7 +977,7 @@ impl<'a> Conf<'a> {
         let mut one = [sub];
         for x in body {
             if x.starts(&["range"]) {
-                self.range(x, &mut one[0]);
+                self.range(x, &mut one);
             }
         }
         for x in body.iter().filter(|x| x.block.is_some()) {
@@ -873,34 +1006,56 @@ impl<'a> Conf<'a> {
         }
     }
 
-    /// `range [dynamic-bootp] A [B]` into the subnet of `subs` that holds it.
-    fn range(&mut self, x: &Statement, sub: &mut DraftSubnet) {
-        let mut i = 1;
-        if x.starts(&["range", "dynamic-bootp"]) {
-            i = 2;
-        }
-        let first: Option<Ipv4Addr> = x.word(i).and_then(|a| a.parse().ok());
-        let last: Option<Ipv4Addr> = x.word(i + 1).and_then(|a| a.parse().ok()).or(first);
-        match (first, last) {
-            (Some(a), Some(b)) if a <= b && sub.prefix.contains(a) && sub.prefix.contains(b) => {
-                sub.pools.push(AddrRange { first: a, last: b });
-                let outcome = if i == 2 {
-                    Outcome::Approximated
-                } else {
-                    Outcome::Translated
-                };
-                self.note(
-                    x,
-                    outcome,
-                    format!("pools += \"{}\"", AddrRange { first: a, last: b }),
-                );
-            }
-            _ => self.note(x, Outcome::Unsupported, "not a range inside its subnet"),
-        }
+    /// The addresses of `range [dynamic-bootp] A [B]` (dhcpd swaps a reversed pair), and
+    /// whether it says `dynamic-bootp`.
+    fn range_of(x: &Statement) -> Option<(AddrRange, bool)> {
+        let bootp = x.starts(&["range", "dynamic-bootp"]);
+        let i = if bootp { 2 } else { 1 };
+        let a: Ipv4Addr = x.word(i)?.parse().ok()?;
+        let b: Ipv4Addr = match x.word(i + 1) {
+            Some(w) => w.parse().ok()?,
+            None => a,
+        };
+        Some((
+            AddrRange {
+                first: a.min(b),
+                last: a.max(b),
+            },
+            bootp,
+        ))
     }
 
-    /// A pool: its ranges join the subnet that holds them; `failover peer` names the
-    /// subnet's relationship.
+    /// A `range` into whichever of `subs` holds it; returns that subnet's index.
+    fn range(&mut self, x: &Statement, subs: &mut [DraftSubnet]) -> Option<usize> {
+        let Some((r, bootp)) = Self::range_of(x) else {
+            self.note(x, Outcome::Unsupported, "not a range of IPv4 addresses");
+            return None;
+        };
+        let Some(i) = subs
+            .iter()
+            .position(|s| s.prefix.contains(r.first) && s.prefix.contains(r.last))
+        else {
+            self.note(x, Outcome::Unsupported, "not inside its subnet");
+            return None;
+        };
+        subs[i].pools.push(r);
+        let outcome = if bootp {
+            Outcome::Approximated
+        } else {
+            Outcome::Translated
+        };
+        let note = if bootp {
+            format!("pools += \"{r}\" (BOOTP clients get leases, not permanent addresses)")
+        } else {
+            format!("pools += \"{r}\"")
+        };
+        self.note(x, outcome, note);
+        Some(i)
+    }
+
+    /// A pool: its ranges join the subnet that holds them, `failover peer` names that
+    /// subnet's relationship, and its parameters become the subnet's (tandem's parameters
+    /// are per subnet: approximated).
     fn pool(
         &mut self,
         s: &Statement,
@@ -908,24 +1063,36 @@ impl<'a> Conf<'a> {
         subs: &mut [DraftSubnet],
         p: Option<&Params>,
     ) {
-        self.note(s, Outcome::Translated, "its ranges join the subnet's pools");
-        let mut params = p.cloned().unwrap_or_default();
-        let mut peer = None;
+        let filtered = body
+            .iter()
+            .any(|x| (x.starts(&["allow"]) || x.starts(&["deny"])) && !is_bootp_default(x));
+        if filtered {
+            self.note(
+                s,
+                Outcome::Approximated,
+                "its ranges join the subnet's pools, which serve every client (its allow/deny lists are left out)",
+            );
+        } else {
+            self.note(s, Outcome::Translated, "its ranges join the subnet's pools");
+        }
+        let mut params = Params::default();
+        let peer = body
+            .iter()
+            .find(|x| x.starts(&["failover", "peer"]))
+            .and_then(|x| x.name(2));
+        let mut held = Vec::new();
+        self.in_pool = true;
         for x in body {
             if x.starts(&["failover", "peer"]) {
-                peer = x.name(2);
                 self.note(x, Outcome::Translated, "the subnet's failover");
             } else if x.starts(&["range"]) {
-                let first: Option<Ipv4Addr> = x.word(1).and_then(|a| a.parse().ok());
-                match first.and_then(|a| subs.iter_mut().position(|s| s.prefix.contains(a))) {
-                    Some(i) => {
-                        self.range(x, &mut subs[i]);
-                        if let Some(n) = &peer {
-                            subs[i].failover = Some(n.clone());
-                        }
-                    }
-                    None => self.note(x, Outcome::Unsupported, "in no subnet"),
-                }
+                held.extend(self.range(x, subs));
+            } else if is_bootp_default(x) {
+                self.note(
+                    x,
+                    Outcome::Translated,
+                    "tandem does not serve BOOTP from pools either",
+                );
             } else if x.starts(&["allow"]) || x.starts(&["deny"]) {
                 self.note(
                     x,
@@ -933,21 +1100,18 @@ impl<'a> Conf<'a> {
                     "tandem's pools serve every client of the subnet; no allow/deny lists",
                 );
             } else if x.block.is_none() && self.parameter(x, &mut params) {
-                // Noted; tandem's parameters are per subnet, so the pool's apply only if it
-                // is the subnet's one pool (approximated otherwise).
             } else {
                 self.other(x);
             }
         }
-        // A peer named before the ranges applies to every range of the pool.
-        if let Some(n) = peer {
-            for x in body.iter().filter(|x| x.starts(&["range"])) {
-                let first: Option<Ipv4Addr> = x.word(1).and_then(|a| a.parse().ok());
-                if let Some(s) = first.and_then(|a| subs.iter_mut().find(|s| s.prefix.contains(a)))
-                {
-                    s.failover = Some(n.clone());
-                }
+        self.in_pool = false;
+        let _ = p;
+        for i in held {
+            let sub = &mut subs[i];
+            if let Some(n) = &peer {
+                sub.failover = Some(n.clone());
             }
+            params.apply(sub);
         }
     }
 
@@ -1077,6 +1241,8 @@ fn binding_state(name: &str) -> Option<BindingState> {
 fn read_leases(
     file: &Path,
     body: &[Statement],
+    role: impl Fn(Ipv4Addr) -> Option<bool>,
+    now: UnixTime,
     report: &mut Report,
 ) -> Result<(Vec<ImportedLease>, Vec<ImportedState>), ImportError> {
     let bad = |line, reason: String| ImportError::Syntax {
@@ -1096,10 +1262,9 @@ fn read_leases(
                 .word(1)
                 .and_then(|a| a.parse().ok())
                 .ok_or_else(|| bad(s.line, format!("{:?} is not an IPv4 address", s.text())))?;
-            let mut l = Lease {
-                owner: Owner::Us,
-                ..Lease::default()
-            };
+            let mut l = Lease::default();
+            let mut stated = false;
+            let mut rewind = None;
             for x in b {
                 let time = |slot: &mut UnixTime| -> Result<(), ImportError> {
                     *slot = UnixTime(
@@ -1115,7 +1280,11 @@ fn read_leases(
                     "tsfp" => time(&mut l.tsfp)?,
                     "atsfp" => time(&mut l.atsfp)?,
                     "cltt" => time(&mut l.cltt)?,
+                    "rewind" if x.starts(&["rewind", "binding", "state"]) => {
+                        rewind = x.word(3).and_then(binding_state);
+                    }
                     "binding" if x.starts(&["binding", "state"]) => {
+                        stated = true;
                         let name = x.word(2).unwrap_or("");
                         l.state = match (binding_state(name), name) {
                             (Some(st), _) => st,
@@ -1161,6 +1330,20 @@ fn read_leases(
                     _ => {}
                 }
             }
+            let primary = role(addr);
+            if !stated {
+                // dhcpd's rule for a lease without a binding state (confpars.c): bound while
+                // it lasts, then EXPIRED under failover, FREE without.
+                l.state = if l.ends > now && (l.hlen > 0 || !l.client_id.is_empty()) {
+                    BindingState::Active
+                } else if primary.is_some() {
+                    BindingState::Expired
+                } else {
+                    BindingState::Free
+                };
+            }
+            // Without a rewind state, dhcpd rewinds to the binding state itself.
+            l.owner = owner(&l, rewind.or(Some(l.state)), primary);
             leases.push(ImportedLease {
                 file: file.to_owned(),
                 line: s.line,
@@ -1183,21 +1366,29 @@ fn read_leases(
                     (x.word(3) == Some("at"))
                         .then(|| lease_time(x, 4))
                         .flatten()
-                        .unwrap_or(0)
+                        .ok_or_else(|| bad(x.line, format!("{:?}: no time `at`", x.text())))
                 };
                 if x.starts(&["my", "state"]) {
                     st.my_state = x
                         .word(2)
                         .and_then(state_named)
-                        .ok_or_else(|| bad(x.line, format!("{:?}: unknown state", x.text())))?;
-                    st.my_stos = at(x);
+                        .filter(|s| s.name() != "startup")
+                        .ok_or_else(|| {
+                            bad(x.line, format!("{:?}: not a state to resume in", x.text()))
+                        })?;
+                    st.my_stos = at(x)?;
                     mine = true;
                 } else if x.starts(&["partner", "state"]) {
                     // `unknown-state` until the partner is first heard from.
                     st.partner_state = x.word(2).and_then(state_named);
-                    st.partner_stos = at(x);
+                    st.partner_stos = if st.partner_state.is_some() {
+                        at(x)?
+                    } else {
+                        0
+                    };
                 } else if x.starts(&["mclt"]) {
-                    st.mclt = number(x.word(1));
+                    // 0 until a secondary has heard the primary's.
+                    st.mclt = number(x.word(1)).filter(|m| *m > 0);
                 }
             }
             if mine {
@@ -1233,15 +1424,10 @@ fn read_leases(
     let states = states.into_iter().map(|(_, s)| s).collect();
     let entries = leases.len();
     let leases = last_per_address(leases);
-    let mut by_state = [0usize; 8];
+    let mut by_state = [0u64; 8];
     for l in &leases {
         by_state[l.lease.state as usize] += 1;
     }
-    let counts: Vec<String> = BindingState::ALL
-        .iter()
-        .filter(|s| by_state[**s as usize] > 0)
-        .map(|s| format!("{} {}", by_state[*s as usize], s.name()))
-        .collect();
     report.add(
         file,
         1,
@@ -1250,7 +1436,7 @@ fn read_leases(
         format!(
             "{} addresses (the last entry of each): {}; host names, DNS and vendor data are not kept",
             leases.len(),
-            counts.join(", ")
+            super::state_counts(&by_state)
         ),
     );
     if bootp > 0 {

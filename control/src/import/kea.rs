@@ -77,10 +77,30 @@ pub fn read_at(conf: &Path, leases: Option<&Path>, now: UnixTime) -> Result<Impo
     // The findings were made block by block; the report lists them in source order.
     r.report.findings.sort_by_key(|f| f.line);
     let mut report = r.report;
-    let leases = match leases {
+    let mut leases = match leases {
         Some(path) => read_leases(path, &r.ids, now, &mut report)?,
         None => Vec::new(),
     };
+    // Both servers of a Kea HA pair hold every lease: the imported primary owns the bound
+    // ones, the other server leaves their end to it (tandem gives an ended binding's address
+    // again only from the side that wrote the end, once the partner has acknowledged it).
+    if let Some(f) = r.draft.failover.first() {
+        let owner = if f.primary {
+            lease_mmap::Owner::Us
+        } else {
+            lease_mmap::Owner::Partner
+        };
+        for l in &mut leases {
+            let in_relationship = r
+                .draft
+                .subnets
+                .iter()
+                .any(|s| s.failover.is_some() && s.prefix.contains(l.addr));
+            if in_relationship && l.lease.state.is_bound() {
+                l.lease.owner = owner;
+            }
+        }
+    }
     Ok(Imported {
         draft: r.draft,
         leases,
@@ -1718,16 +1738,12 @@ impl Columns {
     }
 }
 
-/// A row of a lease file, read.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "returned once a row and moved into the lease list, never kept"
-)]
-enum Row {
-    /// The address's lease (FREE: deleted).
-    Lease(Ipv4Addr, lease_mmap::Lease),
-    /// Left out, and why.
-    Skipped(String),
+/// A row of a lease file, read: the address's lease (FREE: deleted), and how it was
+/// approximated, if it was.
+struct Row {
+    addr: Ipv4Addr,
+    lease: lease_mmap::Lease,
+    approximated: Option<String>,
 }
 
 /// Reads a row; an error is a malformed row.
@@ -1760,7 +1776,11 @@ fn lease_row(row: &[&str], cols: &Columns, now: UnixTime) -> Result<Row, String>
             .map_err(|_| format!("state {s:?} is not a number"))?,
     };
     if valid == 0 {
-        return Ok(Row::Lease(addr, lease_with(BindingState::Free)));
+        return Ok(Row {
+            addr,
+            lease: lease_with(BindingState::Free),
+            approximated: None,
+        });
     }
     let time = |t: u64| UnixTime(u32::try_from(t).unwrap_or(u32::MAX));
     // An infinite lease (valid_lifetime 0xffffffff) never ends.
@@ -1770,17 +1790,21 @@ fn lease_row(row: &[&str], cols: &Columns, now: UnixTime) -> Result<Row, String>
         time(expire)
     };
     let cltt = time(expire.saturating_sub(u64::from(valid)));
+    let state_code = state;
     let state = match state {
         0 if ends > now => BindingState::Active,
         0 | 2 => BindingState::Expired,
         1 => BindingState::Abandoned,
-        s => {
-            return Ok(Row::Skipped(format!(
-                "state {s} is none of Kea 2.2's (0 default, 1 declined, 2 expired-reclaimed): \
-                 row skipped"
-            )));
-        }
+        // A later Kea's state: the address was held once, so it must not be free; EXPIRED
+        // and unacknowledged, it goes to a client again only once the partner agrees.
+        _ => BindingState::Expired,
     };
+    let approximated = (state_code > 2).then(|| {
+        format!(
+            "state {state_code} is none of Kea 2.2's (0 default, 1 declined, 2 \
+             expired-reclaimed): imported as expired, so the address is not free"
+        )
+    });
     let mut lease = lease_with(state);
     lease.ends = ends;
     // Kea HA sent every lease to the partner, which may have known it until `ends` (and the
@@ -1798,7 +1822,11 @@ fn lease_row(row: &[&str], cols: &Columns, now: UnixTime) -> Result<Row, String>
         .ok_or("hwaddr is longer than 16 bytes")?;
     lease.chaddr[..hw.len()].copy_from_slice(&hw);
     lease.client_id = ClientId::new(&id).ok_or("client_id is longer than 255 bytes")?;
-    Ok(Row::Lease(addr, lease))
+    Ok(Row {
+        addr,
+        lease,
+        approximated,
+    })
 }
 
 /// Reads the lease file at `path` (and the older files kea-dhcp4 reads first), one lease per
@@ -1841,24 +1869,27 @@ fn read_leases(
                 ));
             }
             count += 1;
-            match lease_row(&row, &cols, now).map_err(|r| syntax(n, r))? {
-                Row::Lease(addr, lease) => {
-                    let subnet = cols
-                        .subnet_id
-                        .and_then(|i| row.get(i))
-                        .and_then(|s| s.trim().parse::<u32>().ok());
-                    if let Some(id) = subnet.filter(|id| !ids.contains_key(id)) {
-                        unknown.entry(id).or_insert((line_no, 0)).1 += 1;
-                    }
-                    all.push(ImportedLease {
-                        file: file.clone(),
-                        line: line_no,
-                        addr,
-                        lease,
-                    });
-                }
-                Row::Skipped(why) => report.add(file, line_no, Unsupported, line, why),
+            let Row {
+                addr,
+                lease,
+                approximated,
+            } = lease_row(&row, &cols, now).map_err(|r| syntax(n, r))?;
+            if let Some(why) = approximated {
+                report.add(file, line_no, Approximated, line, why);
             }
+            let subnet = cols
+                .subnet_id
+                .and_then(|i| row.get(i))
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            if let Some(id) = subnet.filter(|id| !ids.contains_key(id)) {
+                unknown.entry(id).or_insert((line_no, 0)).1 += 1;
+            }
+            all.push(ImportedLease {
+                file: file.clone(),
+                line: line_no,
+                addr,
+                lease,
+            });
         }
         rows.insert(
             file.clone(),
@@ -2255,7 +2286,11 @@ mod tests {
         );
         assert_eq!(get(13).map(|x| x.state), Some(BindingState::Expired));
         assert_eq!(get(14), None, "deleted");
-        assert_eq!(get(15), None, "unknown state skipped");
+        assert_eq!(
+            get(15).map(|x| x.state),
+            Some(BindingState::Expired),
+            "an unknown state is imported as expired: the address is not free"
+        );
         let e = get(16).expect("unknown subnet id: kept");
         assert_eq!(
             (e.state, e.ends, e.cltt),
@@ -2268,7 +2303,7 @@ mod tests {
         assert!(
             summary
                 .note
-                .starts_with("5 leases (2 active, 2 expired, 1 abandoned); 1 addresses deleted"),
+                .starts_with("6 leases (2 active, 3 expired, 1 abandoned); 1 addresses deleted"),
             "{}",
             summary.note
         );

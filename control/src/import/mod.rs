@@ -300,12 +300,21 @@ pub enum ImportError {
     Invalid(String),
     /// The data directory is not empty.
     #[error(
-        "{}: already holds lease tables; import into a new, empty data directory",
+        "{}: not empty; import into a new, empty data directory",
         .0.display()
     )]
     NotEmpty(PathBuf),
     #[error("{}: {reason}", path.display())]
     Store { path: PathBuf, reason: String },
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Leases still bound lie outside the configuration made: importing would forget them.
+    #[error("{0}")]
+    Outside(String),
 }
 
 /// Writes `s` as a TOML basic string.
@@ -474,17 +483,18 @@ impl Draft {
 pub struct Stored {
     /// Leases written, by state (indexed by [`BindingState`] as u8).
     pub by_state: [u64; 8],
-    /// Leases left out: outside every subnet of the configuration (file, line, address).
+    /// Leases left out: outside every table of the configuration (file, line, address).
     pub outside: Vec<(PathBuf, u32, Ipv4Addr)>,
     /// Relationships whose state was stored.
     pub states: Vec<String>,
 }
 
-/// Stores `leases` and `states` into `config`'s data directory, which must hold no lease
-/// tables yet: the tables are created, every lease written into its address's record, the
-/// tables checkpointed and closed clean, and each relationship's state file written. A lease
-/// outside every subnet is left out (and listed). `progress` hears the count written so far
-/// every 65,536 leases.
+/// Stores `leases` and `states` into `config`'s data directory, which must not exist yet or
+/// be empty: everything is written into a directory beside it first (the tables created,
+/// every lease written into its address's record, the tables checkpointed and closed clean,
+/// each relationship's state file written), which is then renamed into place, so a failure
+/// leaves nothing behind. A lease outside every table is left out (and listed: check with
+/// [`outside`] first). `progress` hears the count written so far every 65,536 leases.
 pub fn store(
     config: &Config,
     leases: &[ImportedLease],
@@ -492,23 +502,50 @@ pub fn store(
     mut progress: impl FnMut(usize),
 ) -> Result<Stored, ImportError> {
     let dir = &config.server.data_dir;
-    let store_err = |reason: String| ImportError::Store {
-        path: dir.clone(),
-        reason,
-    };
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name == "MANIFEST" || name.ends_with(".tdt") || name.ends_with(".tdj") {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
                 return Err(ImportError::NotEmpty(dir.clone()));
             }
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ImportError::Read {
+                path: dir.clone(),
+                source,
+            });
+        }
     }
-    std::fs::create_dir_all(dir).map_err(|source| ImportError::Read {
-        path: dir.clone(),
-        source,
-    })?;
+    let mut tmp = dir.as_os_str().to_owned();
+    tmp.push(format!(".import-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let written = store_into(&tmp, config, leases, states, &mut progress).and_then(|stored| {
+        std::fs::rename(&tmp, dir).map_err(|source| ImportError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
+        }
+        Ok(stored)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written
+}
+
+fn store_into(
+    dir: &Path,
+    config: &Config,
+    leases: &[ImportedLease],
+    states: &[ImportedState],
+    progress: &mut dyn FnMut(usize),
+) -> Result<Stored, ImportError> {
+    let store_err = |reason: String| ImportError::Store {
+        path: dir.to_owned(),
+        reason,
+    };
     let specs = crate::serve::engine_config(config).table_specs();
     let (store, journals, _) = Store::open(dir, &specs, 1, lease_mmap::Durability::Sync)
         .map_err(|e| store_err(e.to_string()))?;
@@ -517,11 +554,10 @@ pub fn store(
         if n % 65_536 == 0 && n > 0 {
             progress(n);
         }
-        let Some(table) = store.table_for_addr(l.addr) else {
-            stored.outside.push((l.file.clone(), l.line, l.addr));
-            continue;
-        };
-        let Some(slot) = table.slot(l.addr) else {
+        let Some((table, slot)) = store
+            .table_for_addr(l.addr)
+            .and_then(|t| Some((t, t.slot(l.addr)?)))
+        else {
             stored.outside.push((l.file.clone(), l.line, l.addr));
             continue;
         };
@@ -546,7 +582,11 @@ pub fn store(
             partner_stos: UnixTime(s.partner_stos),
             mclt: s.mclt.unwrap_or(rel.mclt),
             hba: Hba::split(rel.split),
-            partner_down_since: UnixTime(0),
+            // In PARTNER-DOWN since it entered it, as far as the source knows: the MCLT is
+            // waited out from there (dhcpd: `me.stos + MCLT`), never from 1970.
+            partner_down_since: UnixTime(s.my_stos),
+            // Unknown: STARTUP then takes a partner found in PARTNER-DOWN as possibly
+            // entered after we stopped, and goes to POTENTIAL-CONFLICT (the safe side).
             last_operation: None,
         };
         crate::failover::persist::store(dir, &s.name, &state)
@@ -554,6 +594,24 @@ pub fn store(
         stored.states.push(s.name.clone());
     }
     Ok(stored)
+}
+
+/// The leases no table of `config` holds (their address is in no subnet's pools or
+/// reservations), with whether each is still bound at `now`.
+pub fn outside<'a>(
+    config: &Config,
+    leases: &'a [ImportedLease],
+    now: UnixTime,
+) -> Vec<(&'a ImportedLease, bool)> {
+    let specs = crate::serve::engine_config(config).table_specs();
+    leases
+        .iter()
+        .filter(|l| !specs.iter().any(|s| s.first <= l.addr && l.addr <= s.last))
+        .map(|l| {
+            let bound = l.lease.state == BindingState::Active && l.lease.ends > now;
+            (l, bound)
+        })
+        .collect()
 }
 
 /// Validates the TOML an import made, as `tandemd --check` would.
@@ -620,6 +678,9 @@ pub struct Args {
     pub shared_secret_file: Option<PathBuf>,
     /// Print the report and the configuration; write nothing.
     pub dry_run: bool,
+    /// Import no leases (said on purpose: without them the new server would hand out
+    /// addresses clients still hold).
+    pub no_leases: bool,
 }
 
 /// Parses the words after `import`; `Err` says what is wrong.
@@ -637,6 +698,7 @@ pub fn parse_args(words: &[String]) -> Result<Args, String> {
         interfaces: Vec::new(),
         shared_secret_file: None,
         dry_run: false,
+        no_leases: false,
     };
     let mut it = words[1..].iter();
     while let Some(w) = it.next() {
@@ -657,11 +719,22 @@ pub fn parse_args(words: &[String]) -> Result<Args, String> {
             "--interface" | "-i" => args.interfaces.push(value()?),
             "--shared-secret-file" => args.shared_secret_file = Some(value()?.into()),
             "--dry-run" => args.dry_run = true,
+            "--no-leases" => args.no_leases = true,
             other => return Err(format!("import: unexpected {other:?}")),
         }
     }
     if args.conf.as_os_str().is_empty() {
         return Err("import needs --conf FILE".into());
+    }
+    if args.leases.is_none() && !args.no_leases {
+        return Err(
+            "import needs --leases FILE (the leases clients hold; without them the new \
+                    server would hand out addresses in use), or --no-leases to import none"
+                .into(),
+        );
+    }
+    if args.leases.is_some() && args.no_leases {
+        return Err("import: --leases and --no-leases contradict each other".into());
     }
     if args.output.is_none() && !args.dry_run {
         return Err(
@@ -693,13 +766,21 @@ fn run_inner(
     out: &mut dyn std::io::Write,
     err: &mut dyn std::io::Write,
 ) -> Result<(), ImportError> {
+    let absolute = |p: &Path| {
+        std::path::absolute(p).map_err(|source| ImportError::Read {
+            path: p.to_owned(),
+            source,
+        })
+    };
+    // The daemon runs elsewhere (systemd: in /): every path it reads is absolute.
+    let data_dir = absolute(data_dir)?;
     let imported = match args.source {
         Source::Isc => isc::read(&args.conf, args.leases.as_deref())?,
         Source::Kea => kea::read(&args.conf, args.leases.as_deref())?,
     };
     let partner = match &args.shared_secret_file {
         Some(f) => Partner::Tandem {
-            shared_secret_file: f.clone(),
+            shared_secret_file: absolute(f)?,
         },
         None if args.source == Source::Kea && !imported.draft.failover.is_empty() => {
             return Err(ImportError::Invalid(
@@ -711,7 +792,7 @@ fn run_inner(
         None => Partner::Isc,
     };
     let opts = Options {
-        data_dir: data_dir.to_owned(),
+        data_dir: data_dir.clone(),
         interfaces: args.interfaces.clone(),
         partner,
     };
@@ -723,15 +804,19 @@ fn run_inner(
         .draft
         .to_toml(&opts, &format!("{source}: {}", args.conf.display()));
     let _ = write!(out, "{}", imported.report);
-    if imported.draft.interfaces.is_empty() && args.interfaces.is_empty() {
-        return Err(ImportError::Invalid(format!(
+    let no_interface = imported.draft.interfaces.is_empty() && args.interfaces.is_empty();
+    let checked = if no_interface {
+        Err(ImportError::Invalid(format!(
             "  {} names no interface to serve on: give --interface IF (once per interface)\n",
             args.conf.display()
-        )));
-    }
-    let config = validate(&toml)?;
+        )))
+    } else {
+        validate(&toml)
+    };
     if args.dry_run {
         let _ = write!(out, "\n{toml}");
+        let config = checked?;
+        report_outside(&config, &imported.leases, out)?;
         let _ = writeln!(
             out,
             "\n(dry run: {} leases and {} relationship states would be stored in {})",
@@ -741,44 +826,52 @@ fn run_inner(
         );
         return Ok(());
     }
+    let config = checked?;
+    report_outside(&config, &imported.leases, out)?;
     let output = args.output.as_deref().unwrap_or(Path::new("tandem.toml"));
     if output.exists() {
-        return Err(ImportError::Store {
+        return Err(ImportError::Write {
             path: output.to_owned(),
-            reason: "exists already; name a new file with --output".into(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists already; name a new file with --output",
+            ),
         });
     }
+    // The configuration first, under a temporary name: if the leases cannot be stored, it
+    // goes; if they are, it takes its name.
+    let mut staged = output.as_os_str().to_owned();
+    staged.push(".import-tmp");
+    let staged = PathBuf::from(staged);
+    write_new(&staged, toml.as_bytes()).map_err(|source| ImportError::Write {
+        path: staged.clone(),
+        source,
+    })?;
     let total = imported.leases.len();
     let stored = store(&config, &imported.leases, &imported.states, |n| {
         let _ = writeln!(err, "stored {n} of {total} leases");
-    })?;
-    write_new(output, toml.as_bytes()).map_err(|source| ImportError::Read {
-        path: output.to_owned(),
-        source,
-    })?;
-    for (file, line, addr) in &stored.outside {
-        let _ = writeln!(
-            out,
-            "{}:{line}: left out       lease of {addr}  -> in no subnet of the configuration",
-            file.display()
-        );
-    }
-    let counts: Vec<String> = BindingState::ALL
-        .iter()
-        .filter(|s| stored.by_state[**s as usize] > 0)
-        .map(|s| format!("{} {}", stored.by_state[*s as usize], s.name()))
-        .collect();
+    })
+    .and_then(|stored| {
+        std::fs::rename(&staged, output).map_err(|source| ImportError::Write {
+            path: output.to_owned(),
+            source,
+        })?;
+        Ok(stored)
+    });
+    let stored = match stored {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&staged);
+            return Err(e);
+        }
+    };
     let _ = writeln!(
         out,
         "\nwrote {}; stored {} leases in {} ({}){}",
         output.display(),
         stored.by_state.iter().sum::<u64>(),
         data_dir.display(),
-        if counts.is_empty() {
-            "none".to_owned()
-        } else {
-            counts.join(", ")
-        },
+        state_counts(&stored.by_state),
         if stored.states.is_empty() {
             String::new()
         } else {
@@ -794,6 +887,50 @@ fn run_inner(
         output.display()
     );
     Ok(())
+}
+
+/// Lists the leases `config` has no table for; refuses if any is still bound (its client
+/// holds it: importing would forget it).
+fn report_outside(
+    config: &Config,
+    leases: &[ImportedLease],
+    out: &mut dyn std::io::Write,
+) -> Result<(), ImportError> {
+    let left = outside(config, leases, UnixTime::now());
+    for (l, bound) in &left {
+        let _ = writeln!(
+            out,
+            "{}:{}: left out     lease of {} ({}{})  -> in no subnet's pools or reservations",
+            l.file.display(),
+            l.line,
+            l.addr,
+            l.lease.state.name(),
+            if *bound { ", still bound" } else { "" }
+        );
+    }
+    let bound = left.iter().filter(|(_, b)| *b).count();
+    if bound > 0 {
+        return Err(ImportError::Outside(format!(
+            "{bound} leases still bound lie outside the configuration made (listed above): \
+             their clients hold them, and an import must not forget them. Add their ranges \
+             to the source's configuration (or wait until they end) and import again"
+        )));
+    }
+    Ok(())
+}
+
+/// `3 active, 5 free`: the non-zero counts of `by_state` (indexed by [`BindingState`]).
+pub fn state_counts(by_state: &[u64; 8]) -> String {
+    let v: Vec<String> = BindingState::ALL
+        .iter()
+        .filter(|s| by_state[**s as usize] > 0)
+        .map(|s| format!("{} {}", by_state[*s as usize], s.name()))
+        .collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// Writes a new file durably (it must not exist).
