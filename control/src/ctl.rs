@@ -56,7 +56,7 @@ Verbs:
   audit [--json] [--limit N]           the last N changes asked of the daemon (default 100):
                                        when, who (uid, or the TCP peer), what, and the answer
   import isc|kea --conf FILE [--leases FILE] --output FILE [--interface IF]...
-         [--shared-secret-file FILE] [--dry-run]
+         [--shared-secret-file FILE] [--no-leases] [--dry-run]
                                        migration: reads ISC dhcpd's dhcpd.conf and dhcpd.leases
                                        (or Kea's kea-dhcp4.conf and kea-leases4.csv), reports
                                        every statement with its line (translated,
@@ -65,7 +65,9 @@ Verbs:
                                        states and the failover state, into --data-dir (a new
                                        one; default /var/lib/tandem); the partner is ISC
                                        dhcpd unless --shared-secret-file names tandem's
-                                       secret (needs no daemon)
+                                       secret; --no-leases imports none on purpose; a lease
+                                       still bound outside the new subnets refuses it all
+                                       (needs no daemon)
   token add NAME --role ROLE           makes an HTTP API token (ROLE: read-only, or dhcp-admin for
                                        partner-down and the audit log), prints it once, keeps
                                        only its hash in data_dir (needs no daemon)
