@@ -37,6 +37,26 @@ fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// `--conf CONF (--leases L | --no-leases) --interface eth0 --output OUT` and `extra`.
+fn import_files(
+    data: &Path,
+    conf: &Path,
+    leases: Option<&Path>,
+    out: &Path,
+    extra: &[&str],
+) -> (Output, String) {
+    let (conf, out) = (s(conf), s(out));
+    let leases = leases.map(s);
+    let mut args = vec!["--conf", &conf];
+    match &leases {
+        Some(l) => args.extend(["--leases", l.as_str()]),
+        None => args.push("--no-leases"),
+    }
+    args.extend(["--interface", "eth0", "--output", &out]);
+    args.extend_from_slice(extra);
+    import(data, &args)
+}
+
 /// The corpus is what dhcpd itself accepts (`dhcpd -t`), where dhcpd is installed.
 #[test]
 fn corpus_configs_pass_dhcpds_own_check() {
@@ -59,18 +79,7 @@ fn an_isp_config_is_translated_line_by_line_and_checks() {
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = corpus("isp-primary.conf");
     let out = dir.path().join("tandem.toml");
-    let (o, report) = import(
-        &dir.path().join("data"),
-        &[
-            "--conf",
-            &s(&conf),
-            "--no-leases",
-            "--interface",
-            "eth0",
-            "--output",
-            &s(&out),
-        ],
-    );
+    let (o, report) = import_files(&dir.path().join("data"), &conf, None, &out, &[]);
     assert!(o.status.success(), "{report}");
     let at = |line: u32, outcome: &str, statement: &str| {
         let head = format!("{}:{line}: {outcome:<12} {statement}", conf.display());
@@ -128,19 +137,7 @@ fn a_secondarys_leases_land_in_the_tables_with_their_states() {
     let data = dir.path().join("data");
     let out = dir.path().join("tandem.toml");
     let leases = corpus("secondary.leases");
-    let (o, report) = import(
-        &data,
-        &[
-            "--conf",
-            &s(&corpus("secondary.conf")),
-            "--leases",
-            &s(&leases),
-            "--interface",
-            "lan",
-            "--output",
-            &s(&out),
-        ],
-    );
+    let (o, report) = import_files(&data, &corpus("secondary.conf"), Some(&leases), &out, &[]);
     assert!(o.status.success(), "{report}");
     assert!(
         report.contains("the relationship resumes in normal (partner normal), as dhcpd left it"),
@@ -196,19 +193,7 @@ fn a_secondarys_leases_land_in_the_tables_with_their_states() {
 
     // A second import into the same data directory is refused, and writes nothing.
     let again = dir.path().join("again.toml");
-    let (o, text) = import(
-        &data,
-        &[
-            "--conf",
-            &s(&corpus("secondary.conf")),
-            "--leases",
-            &s(&leases),
-            "--interface",
-            "lan",
-            "--output",
-            &s(&again),
-        ],
-    );
+    let (o, text) = import_files(&data, &corpus("secondary.conf"), Some(&leases), &again, &[]);
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(text.contains("not empty"), "{text}");
     assert!(!again.exists());
@@ -224,18 +209,7 @@ fn bad_input_is_refused_with_file_and_line() {
     )
     .expect("write");
     let out = dir.path().join("tandem.toml");
-    let (o, text) = import(
-        &dir.path().join("data"),
-        &[
-            "--conf",
-            &s(&conf),
-            "--no-leases",
-            "--interface",
-            "eth0",
-            "--output",
-            &s(&out),
-        ],
-    );
+    let (o, text) = import_files(&dir.path().join("data"), &conf, None, &out, &[]);
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(
         text.contains(&format!("{}:2: a `{{` block is not closed", conf.display())),
@@ -254,19 +228,7 @@ fn bad_input_is_refused_with_file_and_line() {
         "lease 10.0.0.5 {\n  starts 1 2026/12/07 21:19:41;\n  binding state sideways;\n}\n",
     )
     .expect("write");
-    let (o, text) = import(
-        &dir.path().join("data"),
-        &[
-            "--conf",
-            &s(&conf),
-            "--leases",
-            &s(&leases),
-            "--interface",
-            "eth0",
-            "--output",
-            &s(&out),
-        ],
-    );
+    let (o, text) = import_files(&dir.path().join("data"), &conf, Some(&leases), &out, &[]);
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(
         text.contains(&format!(
@@ -333,19 +295,7 @@ fn owners_states_and_pools_follow_dhcpds_rules() {
     .expect("write");
     let data = dir.path().join("data");
     let out = dir.path().join("tandem.toml");
-    let (o, report) = import(
-        &data,
-        &[
-            "--conf",
-            &s(&conf),
-            "--leases",
-            &s(&leases),
-            "--interface",
-            "eth0",
-            "--output",
-            &s(&out),
-        ],
-    );
+    let (o, report) = import_files(&data, &conf, Some(&leases), &out, &[]);
     assert!(o.status.success(), "{report}");
     assert!(
         report.contains("approximated default-lease-time 900"),

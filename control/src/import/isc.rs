@@ -13,7 +13,7 @@ use lease_mmap::{BindingState, ClientId, Lease, Owner, UnixTime};
 
 use super::{
     Draft, DraftFailover, DraftReservation, DraftSubnet, ImportError, Imported, ImportedLease,
-    ImportedState, Outcome, Report, last_per_address, state_named,
+    ImportedState, Inherited as Params, Outcome, Report, last_per_address, state_named,
 };
 use crate::config::{AddrRange, Ipv4Prefix, ReservationKey};
 
@@ -352,37 +352,6 @@ fn owner(l: &Lease, rewind: Option<BindingState>, primary: Option<bool>) -> Owne
 /// dhcpd's `default-lease-time` when the file sets none (`dhcpd.conf(5)`).
 const DHCPD_DEFAULT_LEASE_TIME: u32 = 43_200;
 
-/// Parameters a scope hands to the scopes inside it.
-#[derive(Debug, Clone, Default)]
-struct Params {
-    lease_time: Option<u32>,
-    renewal_time: Option<u32>,
-    rebinding_time: Option<u32>,
-    decline_probation: Option<u32>,
-    router: Option<Vec<Ipv4Addr>>,
-    dns: Option<Vec<Ipv4Addr>>,
-    domain_name: Option<String>,
-}
-
-impl Params {
-    /// Sets in `sub` what these parameters set (a pool's, over its subnet's).
-    fn apply(&self, sub: &mut DraftSubnet) {
-        sub.lease_time = self.lease_time.or(sub.lease_time);
-        sub.renewal_time = self.renewal_time.or(sub.renewal_time);
-        sub.rebinding_time = self.rebinding_time.or(sub.rebinding_time);
-        sub.decline_probation = self.decline_probation.or(sub.decline_probation);
-        if let Some(r) = &self.router {
-            sub.router.clone_from(r);
-        }
-        if let Some(d) = &self.dns {
-            sub.dns.clone_from(d);
-        }
-        if self.domain_name.is_some() {
-            sub.domain_name.clone_from(&self.domain_name);
-        }
-    }
-}
-
 /// `deny dynamic bootp clients;`: dhcpd's default for a pool, and tandem's behaviour.
 fn is_bootp_default(x: &Statement) -> bool {
     x.starts(&["deny", "dynamic", "bootp", "clients"])
@@ -506,25 +475,7 @@ impl<'a> Conf<'a> {
                 "dhcpd was not authoritative; tandem is: it NAKs a request for an address not on the client's subnet",
             );
         }
-        let relayed = draft.subnets.iter().flat_map(|s| &s.reservations).any(|r| {
-            matches!(
-                r.key,
-                ReservationKey::CircuitId(_) | ReservationKey::RemoteId(_)
-            )
-        });
-        if relayed {
-            draft.trusted_relays.push(Ipv4Prefix {
-                addr: Ipv4Addr::UNSPECIFIED,
-                len: 0,
-            });
-            self.report.add(
-                &self.file,
-                1,
-                Outcome::Approximated,
-                "(reservations by relay agent option)",
-                "trusted_relays = [\"0.0.0.0/0\"]: dhcpd honours every relay's option 82; narrow it to your relay agents",
-            );
-        }
+        draft.trust_relays_as("dhcpd", self.report, &self.file);
         self.report.sort();
     }
 
@@ -967,13 +918,7 @@ impl<'a> Conf<'a> {
             }
         }
         let mut sub = DraftSubnet::new(prefix, origin);
-        sub.lease_time = p.lease_time;
-        sub.renewal_time = p.renewal_time;
-        sub.rebinding_time = p.rebinding_time;
-        sub.decline_probation = p.decline_probation;
-        sub.router = p.router.clone().unwrap_or_default();
-        sub.dns = p.dns.clone().unwrap_or_default();
-        sub.domain_name = p.domain_name.clone();
+        p.apply(&mut sub);
         let mut one = [sub];
         for x in body {
             if x.starts(&["range"]) {

@@ -25,7 +25,7 @@ use lease_mmap::{BindingState, ClientId, UnixTime};
 use super::Outcome::{self, Approximated, Translated, Unsupported};
 use super::{
     Draft, DraftFailover, DraftReservation, DraftSubnet, ImportError, Imported, ImportedLease,
-    Report, last_per_address, lease_with,
+    Inherited as Scope, Report, last_per_address, lease_with,
 };
 use crate::config::{self, Ipv4Prefix, ReservationKey};
 
@@ -49,31 +49,7 @@ pub fn read_at(conf: &Path, leases: Option<&Path>, now: UnixTime) -> Result<Impo
     };
     r.root(&root).map_err(|e| e.at(conf))?;
     // Kea honours every relay's option 82; tandem only that of `server.trusted_relays`.
-    let relayed = r
-        .draft
-        .subnets
-        .iter()
-        .flat_map(|s| &s.reservations)
-        .any(|x| {
-            matches!(
-                x.key,
-                ReservationKey::CircuitId(_) | ReservationKey::RemoteId(_)
-            )
-        });
-    if relayed {
-        r.draft.trusted_relays.push(Ipv4Prefix {
-            addr: Ipv4Addr::UNSPECIFIED,
-            len: 0,
-        });
-        r.report.add(
-            conf,
-            1,
-            Approximated,
-            "(reservations by relay agent option)",
-            "trusted_relays = [\"0.0.0.0/0\"]: Kea honours every relay's option 82; narrow it \
-             to your relay agents",
-        );
-    }
+    r.draft.trust_relays_as("Kea", &mut r.report, conf);
     // The findings were made block by block; the report lists them in source order.
     r.report.findings.sort_by_key(|f| f.line);
     let mut report = r.report;
@@ -495,19 +471,6 @@ impl<'a> Parser<'a> {
 
 // ---------------------------------------------------------------------------------------------
 // The configuration
-
-/// What a subnet inherits: Kea's parameters and options cascade from the global level through
-/// a shared network to the subnet, the innermost winning.
-#[derive(Debug, Clone, Default)]
-struct Scope {
-    lease_time: Option<u32>,
-    renewal_time: Option<u32>,
-    rebinding_time: Option<u32>,
-    router: Option<Vec<Ipv4Addr>>,
-    dns: Option<Vec<Ipv4Addr>>,
-    domain_name: Option<String>,
-    decline_probation: Option<u32>,
-}
 
 /// Where a key is met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1199,13 +1162,7 @@ impl Reader<'_> {
             }
         }
         sub.origin = origin;
-        sub.lease_time = scope.lease_time;
-        sub.renewal_time = scope.renewal_time;
-        sub.rebinding_time = scope.rebinding_time;
-        sub.router = scope.router.unwrap_or_default();
-        sub.dns = scope.dns.unwrap_or_default();
-        sub.domain_name = scope.domain_name;
-        sub.decline_probation = scope.decline_probation;
+        scope.apply(&mut sub);
         self.timers(&mut sub, line);
         self.draft.subnets.push(sub);
     }

@@ -196,6 +196,39 @@ impl DraftSubnet {
     }
 }
 
+/// What a subnet inherits from the scopes around it (ISC: global → shared network or group
+/// → subnet → pool; Kea: global → shared network → subnet), the innermost winning. Either
+/// reader fills one per scope and [`Inherited::apply`]s it to the subnets it holds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Inherited {
+    pub(crate) lease_time: Option<u32>,
+    pub(crate) renewal_time: Option<u32>,
+    pub(crate) rebinding_time: Option<u32>,
+    pub(crate) decline_probation: Option<u32>,
+    pub(crate) router: Option<Vec<Ipv4Addr>>,
+    pub(crate) dns: Option<Vec<Ipv4Addr>>,
+    pub(crate) domain_name: Option<String>,
+}
+
+impl Inherited {
+    /// Sets in `sub` what these parameters set, over what it had.
+    pub(crate) fn apply(&self, sub: &mut DraftSubnet) {
+        sub.lease_time = self.lease_time.or(sub.lease_time);
+        sub.renewal_time = self.renewal_time.or(sub.renewal_time);
+        sub.rebinding_time = self.rebinding_time.or(sub.rebinding_time);
+        sub.decline_probation = self.decline_probation.or(sub.decline_probation);
+        if let Some(r) = &self.router {
+            sub.router.clone_from(r);
+        }
+        if let Some(d) = &self.dns {
+            sub.dns.clone_from(d);
+        }
+        if self.domain_name.is_some() {
+            sub.domain_name.clone_from(&self.domain_name);
+        }
+    }
+}
+
 /// One `[[subnet.reservation]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DraftReservation {
@@ -350,6 +383,34 @@ fn secs(s: u32) -> String {
 }
 
 impl Draft {
+    /// ISC dhcpd and Kea honour every relay agent's option 82; tandem only that of
+    /// `server.trusted_relays`. With reservations by circuit-id or remote-id, trust every
+    /// relay as the source did, and say so (`source` names it in the report).
+    pub(crate) fn trust_relays_as(&mut self, source: &str, report: &mut Report, file: &Path) {
+        let relayed = self.subnets.iter().flat_map(|s| &s.reservations).any(|r| {
+            matches!(
+                r.key,
+                ReservationKey::CircuitId(_) | ReservationKey::RemoteId(_)
+            )
+        });
+        if relayed {
+            self.trusted_relays.push(Ipv4Prefix {
+                addr: Ipv4Addr::UNSPECIFIED,
+                len: 0,
+            });
+            report.add(
+                file,
+                1,
+                Outcome::Approximated,
+                "(reservations by relay agent option)",
+                format!(
+                    "trusted_relays = [\"0.0.0.0/0\"]: {source} honours every relay's option 82; \
+                     narrow it to your relay agents"
+                ),
+            );
+        }
+    }
+
     /// The configuration file: `[server]` from `opts` and the source, then every subnet and
     /// relationship, each under a comment naming where it came from.
     pub fn to_toml(&self, opts: &Options, source: &str) -> String {
