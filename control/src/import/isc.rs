@@ -362,6 +362,9 @@ struct Host {
     line: u32,
     text: String,
     key: ReservationKey,
+    /// A second key dhcpd would also match the host by (`hardware ethernet` beside a
+    /// client identifier), which a tandem reservation cannot hold.
+    unused_key: Option<&'static str>,
     addresses: Vec<Ipv4Addr>,
     hostname: Option<String>,
 }
@@ -696,7 +699,7 @@ impl<'a> Conf<'a> {
                 self.note(
                     s,
                     Outcome::Approximated,
-                    "tandem has no shared networks: each subnet in it is imported on its own (a client gets an address of the subnet its relay or interface names)",
+                    "tandem has no shared networks: each subnet is imported on its own, and a client gets an address of the subnet its relay's giaddr (or trusted link selection) names, so a relayed client holding an address of another subnet of the network is NAKed at renewal and renumbered: give each subnet its own relay address, or have the relay send link selection",
                 );
                 let mut p = outer.clone();
                 for x in body {
@@ -724,17 +727,16 @@ impl<'a> Conf<'a> {
                 self.note(
                     s,
                     Outcome::Approximated,
-                    "the group's hosts become reservations in their subnets; its parameters are not applied to them",
+                    "its subnets get its parameters; its hosts become reservations, which carry no parameters",
                 );
+                let mut p = outer.clone();
                 for x in body.iter().filter(|x| x.block.is_none()) {
-                    self.note(
-                        x,
-                        Outcome::Unsupported,
-                        "a group's parameters do not carry over to its hosts' reservations",
-                    );
+                    if !self.parameter(x, &mut p) {
+                        self.other(x);
+                    }
                 }
                 for x in body.iter().filter(|x| x.block.is_some()) {
-                    self.declaration(x, outer, shared, draft);
+                    self.declaration(x, &p, shared, draft);
                 }
             }
             ("host", Some(body)) => self.host(s, body),
@@ -1103,6 +1105,13 @@ impl<'a> Conf<'a> {
                 );
             }
         }
+        let unused_key = match (&keyed, &id, &mac) {
+            (Some(_) | None, Some(_), Some(_)) | (Some(_), None, Some(_)) => {
+                Some("hardware ethernet")
+            }
+            (Some(_), Some(_), None) => Some("dhcp-client-identifier"),
+            _ => None,
+        };
         let key = keyed
             .or_else(|| id.map(ReservationKey::ClientId))
             .or_else(|| mac.map(ReservationKey::Mac));
@@ -1111,6 +1120,7 @@ impl<'a> Conf<'a> {
                 line: s.line,
                 text: s.text(),
                 key,
+                unused_key,
                 addresses,
                 hostname,
             }),
@@ -1123,34 +1133,59 @@ impl<'a> Conf<'a> {
         }
     }
 
+    /// Each host's fixed addresses as reservations in the subnets that hold them (dhcpd
+    /// gives the client the one on its network).
     fn place_hosts(&mut self, draft: &mut Draft) {
         for h in std::mem::take(&mut self.hosts) {
-            let addr = h.addresses[0];
-            let report = |outcome, note: String| (outcome, note);
-            let (outcome, note) = match draft.subnets.iter_mut().find(|s| s.prefix.contains(addr)) {
-                Some(sub) => {
-                    sub.reservations.push(DraftReservation {
-                        key: h.key,
-                        address: addr,
-                        hostname: h.hostname,
-                    });
-                    if h.addresses.len() > 1 {
-                        report(
-                            Outcome::Approximated,
-                            format!(
-                                "a reservation of {addr} in {} (the other addresses are left out)",
-                                sub.prefix
-                            ),
-                        )
-                    } else {
-                        report(
-                            Outcome::Translated,
-                            format!("a reservation in {}", sub.prefix),
-                        )
+            let mut placed = Vec::new();
+            let mut missing = Vec::new();
+            for &addr in &h.addresses {
+                match draft.subnets.iter_mut().find(|s| s.prefix.contains(addr)) {
+                    Some(sub) => {
+                        sub.reservations.push(DraftReservation {
+                            key: h.key.clone(),
+                            address: addr,
+                            hostname: h.hostname.clone(),
+                        });
+                        placed.push(format!("{addr} in {}", sub.prefix));
                     }
+                    None => missing.push(addr.to_string()),
                 }
-                None => report(Outcome::Unsupported, format!("{addr} is in no subnet")),
+            }
+            let (mut outcome, mut note) = if placed.is_empty() {
+                (
+                    Outcome::Unsupported,
+                    format!("{} in no subnet", missing.join(", ")),
+                )
+            } else if missing.is_empty() {
+                (
+                    Outcome::Translated,
+                    format!("reserved: {}", placed.join("; ")),
+                )
+            } else {
+                (
+                    Outcome::Approximated,
+                    format!(
+                        "reserved: {} ({} in no subnet, left out)",
+                        placed.join("; "),
+                        missing.join(", ")
+                    ),
+                )
             };
+            if let Some(other) = h.unused_key {
+                if outcome == Outcome::Translated {
+                    outcome = Outcome::Approximated;
+                }
+                note.push_str(&format!(
+                    "; matched by {} only (tandem reserves by one key; dhcpd also by {other})",
+                    match h.key {
+                        ReservationKey::Mac(_) => "MAC",
+                        ReservationKey::ClientId(_) => "client id",
+                        ReservationKey::CircuitId(_) => "circuit id",
+                        ReservationKey::RemoteId(_) => "remote id",
+                    }
+                ));
+            }
             self.report.add(&self.file, h.line, outcome, h.text, note);
         }
     }
