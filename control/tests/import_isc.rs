@@ -290,6 +290,7 @@ fn owners_states_and_pools_follow_dhcpds_rules() {
          lease 10.9.0.12 {\n  ends 4 2037/01/01 00:00:00;\n  tstp 4 2037/01/01 00:00:00;\n  binding state active;\n  hardware ethernet 02:00:00:00:00:12;\n}\n\
          lease 10.9.0.13 {\n  ends 4 2037/01/01 00:00:00;\n  binding state active;\n  hardware ethernet 02:00:00:00:00:13;\n}\n\
          lease 10.9.0.14 {\n  ends 4 2037/01/01 00:00:00;\n  hardware ethernet 02:00:00:00:00:14;\n}\n\
+         lease 10.9.0.15 {\n  binding state backup;\n  reserved;\n}\n\
          failover peer \"p\" state {\n  my state partner-down at 1 2026/12/07 20:00:00;\n  partner state communications-interrupted at 1 2026/12/07 19:00:00;\n  mclt 0;\n}\n",
     )
     .expect("write");
@@ -304,6 +305,8 @@ fn owners_states_and_pools_follow_dhcpds_rules() {
     let toml = std::fs::read_to_string(&out).expect("config");
     assert!(toml.contains("pools = [\"10.9.0.10-10.9.0.90\"]"), "{toml}");
     assert!(toml.contains("lease_time = \"900s\""), "{toml}");
+    // dhcpd keeps .15 `reserved;`: never for a dynamic client.
+    assert!(toml.contains("exclude = [\"10.9.0.15\"]"), "{toml}");
 
     let config = control::config::load(&out).expect("config");
     let specs = control::serve::engine_config(&config).table_specs();

@@ -295,7 +295,7 @@ pub fn read(conf: &Path, leases: Option<&Path>) -> Result<Imported, ImportError>
                 .find(|f| &f.name == name)
                 .map(|f| f.primary)
         };
-        let (l, s) = read_leases(
+        let (l, s, reserved) = read_leases(
             path,
             &statements,
             role,
@@ -304,6 +304,31 @@ pub fn read(conf: &Path, leases: Option<&Path>) -> Result<Imported, ImportError>
         )?;
         imported.leases = l;
         imported.states = s;
+        // dhcpd's `reserved;` leases are never given to a dynamic client: excluded.
+        for (line, addr) in reserved {
+            let sub = imported
+                .draft
+                .subnets
+                .iter_mut()
+                .find(|s| s.pools.iter().any(|p| p.contains(addr)));
+            let note = match sub {
+                Some(sub) => {
+                    sub.exclude.push(AddrRange {
+                        first: addr,
+                        last: addr,
+                    });
+                    format!("exclude += \"{addr}\" in {}", sub.prefix)
+                }
+                None => "in no pool: nothing to exclude".to_owned(),
+            };
+            imported.report.add(
+                path,
+                line,
+                Outcome::Translated,
+                format!("lease {addr} {{ reserved; }}"),
+                note,
+            );
+        }
         for st in &imported.states {
             if !imported.draft.failover.iter().any(|f| f.name == st.name) {
                 imported.report.add(
@@ -1218,13 +1243,17 @@ fn binding_state(name: &str) -> Option<BindingState> {
     })
 }
 
+/// What a lease file holds: the leases, the relationships' states, and the addresses dhcpd
+/// keeps `reserved;` (with the line of their last entry).
+type LeaseFile = (Vec<ImportedLease>, Vec<ImportedState>, Vec<(u32, Ipv4Addr)>);
+
 fn read_leases(
     file: &Path,
     body: &[Statement],
     role: impl Fn(Ipv4Addr) -> Option<bool>,
     now: UnixTime,
     report: &mut Report,
-) -> Result<(Vec<ImportedLease>, Vec<ImportedState>), ImportError> {
+) -> Result<LeaseFile, ImportError> {
     let bad = |line, reason: String| ImportError::Syntax {
         path: file.to_owned(),
         line,
@@ -1232,6 +1261,7 @@ fn read_leases(
     };
     let mut leases = Vec::new();
     let mut states = Vec::new();
+    let mut reserved: Vec<(u32, Ipv4Addr)> = Vec::new();
     let mut bootp = 0;
     for s in body {
         if s.starts(&["lease"]) {
@@ -1245,6 +1275,7 @@ fn read_leases(
             let mut l = Lease::default();
             let mut stated = false;
             let mut rewind = None;
+            let mut is_reserved = false;
             for x in b {
                 let time = |slot: &mut UnixTime| -> Result<(), ImportError> {
                     *slot = UnixTime(
@@ -1260,6 +1291,7 @@ fn read_leases(
                     "tsfp" => time(&mut l.tsfp)?,
                     "atsfp" => time(&mut l.atsfp)?,
                     "cltt" => time(&mut l.cltt)?,
+                    "reserved" => is_reserved = true,
                     "rewind" if x.starts(&["rewind", "binding", "state"]) => {
                         rewind = x.word(3).and_then(binding_state);
                     }
@@ -1324,6 +1356,11 @@ fn read_leases(
             }
             // Without a rewind state, dhcpd rewinds to the binding state itself.
             l.owner = owner(&l, rewind.or(Some(l.state)), primary);
+            // The last entry for an address decides, as for the lease itself.
+            reserved.retain(|(_, a)| *a != addr);
+            if is_reserved {
+                reserved.push((s.line, addr));
+            }
             leases.push(ImportedLease {
                 file: file.to_owned(),
                 line: s.line,
@@ -1428,7 +1465,7 @@ fn read_leases(
             "imported as active",
         );
     }
-    Ok((leases, states))
+    Ok((leases, states, reserved))
 }
 
 #[cfg(test)]

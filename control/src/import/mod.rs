@@ -163,6 +163,8 @@ pub struct DraftSubnet {
     pub origin: String,
     pub prefix: Ipv4Prefix,
     pub pools: Vec<AddrRange>,
+    /// Addresses of the pools never handed out.
+    pub exclude: Vec<AddrRange>,
     pub router: Vec<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
     pub domain_name: Option<String>,
@@ -183,6 +185,7 @@ impl DraftSubnet {
             origin: origin.into(),
             prefix,
             pools: Vec::new(),
+            exclude: Vec::new(),
             router: Vec::new(),
             dns: Vec::new(),
             domain_name: None,
@@ -439,6 +442,9 @@ impl Draft {
             t.push_str("[[subnet]]\n");
             let _ = writeln!(t, "prefix = {}", quoted(&s.prefix.to_string()));
             let _ = writeln!(t, "pools = {}", list(&s.pools));
+            if !s.exclude.is_empty() {
+                let _ = writeln!(t, "exclude = {}", list(&s.exclude));
+            }
             if !s.router.is_empty() {
                 let _ = writeln!(t, "router = {}", list(&s.router));
             }
