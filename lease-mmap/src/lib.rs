@@ -36,6 +36,9 @@ pub const FILE_MODE: u32 = 0o600;
 pub const DIR_MODE: u32 = 0o750;
 /// The lease record and its on-disk encoding ([`lease_record`]).
 pub use lease_record as record;
-pub use lease_record::{BindingState, ClientId, ClientKey, Lease, Owner, Slot, TableId, UnixTime};
+pub use lease_record::{
+    BindingState, ClientId, ClientKey, Lease, MAX_RELAY_INFO, Owner, RelayInfo, Slot, TableId,
+    UnixTime,
+};
 pub use store::{Durability, OpenError, RecoveryReport, SetAside, Store, TableSpec};
 pub use table::{AllocCursor, Table, UpdateError, free_only};

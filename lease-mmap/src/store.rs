@@ -101,6 +101,10 @@ const TABLE_FORMAT: u32 = 1;
 /// Bytes before the records: the fixed header sector, then the description archive.
 const HEADER_LEN: u64 = 16384;
 const DESC_AT: u64 = 1024;
+const RELAY_MAGIC: &[u8; 8] = b"TDMRLY01";
+const RELAY_FORMAT: u32 = 1;
+/// Bytes before the first relay cell: the header sector, padded to a page.
+const RELAY_HEADER_LEN: u64 = 4096;
 const MANIFEST: &str = "MANIFEST";
 const MANIFEST_MAGIC: &[u8; 8] = b"TDMMANI1";
 
@@ -138,6 +142,86 @@ fn spec_err(path: &Path, reason: impl Into<String>) -> OpenError {
 /// The file name of a subnet's table: `10.0.0.0_24.tdt`.
 pub fn table_file_name(spec: &TableSpec) -> String {
     format!("{}_{}.tdt", spec.network, spec.prefix_len)
+}
+
+/// The file name of a subnet's relay info (`FORMAT.md` §3.5): `10.0.0.0_24.tdr`.
+pub fn relay_file_name(spec: &TableSpec) -> String {
+    format!("{}_{}.tdr", spec.network, spec.prefix_len)
+}
+
+/// Relay file header: magic, format, records, zero, CRC32C of bytes 0..124 at 124.
+fn encode_relay_header(records: u32) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[0..8].copy_from_slice(RELAY_MAGIC);
+    h[8..12].copy_from_slice(&RELAY_FORMAT.to_le_bytes());
+    h[12..16].copy_from_slice(&records.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..124]);
+    h[124..128].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Create a table's relay file anew (every cell empty): under a temporary name, preallocated,
+/// synced, renamed, directory synced.
+fn create_relay_file(dir: &Path, spec: &TableSpec, records: u32) -> Result<(), OpenError> {
+    let name = relay_file_name(spec);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::FILE_MODE)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    map::preallocate(&f, RELAY_HEADER_LEN + relay_map_len(records) as u64)
+        .map_err(io_err(&tmp))?;
+    f.write_all_at(&encode_relay_header(records), 0)
+        .map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    let path = dir.join(name);
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    sync_dir(dir)
+}
+
+fn relay_map_len(records: u32) -> usize {
+    (records as usize * crate::table::RELAY_SLOT_LEN).div_ceil(4096) * 4096
+}
+
+/// Open a table's relay file, creating it when missing or when its table was just created
+/// (`fresh`: cells of an earlier table's life must never describe the new one's records).
+/// A relay file that is not one (bad magic, checksum, format or size) is started over with a
+/// warning: relay info helps leasequery answer, and no binding depends on it.
+fn open_relay_file(
+    dir: &Path,
+    spec: &TableSpec,
+    records: u32,
+    fresh: bool,
+) -> Result<Mapping, OpenError> {
+    let path = dir.join(relay_file_name(spec));
+    let len = relay_map_len(records);
+    let usable = |f: &File| -> bool {
+        let mut h = [0u8; 512];
+        f.read_exact_at(&mut h, 0).is_ok()
+            && h == encode_relay_header(records)
+            && f.metadata()
+                .is_ok_and(|m| m.len() >= RELAY_HEADER_LEN + len as u64)
+    };
+    if fresh || !path.exists() {
+        create_relay_file(dir, spec, records)?;
+    } else {
+        let f = File::open(&path).map_err(io_err(&path))?;
+        if !usable(&f) {
+            tracing::warn!(file = %path.display(),
+                "relay info file unreadable; starting it over (leases keep their bindings, not their option 82)");
+            create_relay_file(dir, spec, records)?;
+        }
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    Mapping::new(&file, RELAY_HEADER_LEN, len).map_err(io_err(&path))
 }
 
 fn desc_of(spec: &TableSpec) -> TableDesc {
@@ -304,7 +388,8 @@ fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, O
     let records = check_spec(spec, &path)?;
     let layout = Layout::for_records(records);
     let file_len = HEADER_LEN + layout.map_len as u64;
-    if !path.exists() {
+    let fresh = !path.exists();
+    if fresh {
         // Build the whole file under a temporary name, make it durable, then rename: a
         // crash leaves either no table or a complete empty one.
         let tmp = dir.join(format!("{}.tmp", table_file_name(spec)));
@@ -390,7 +475,8 @@ fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, O
         }
     }
     let map = Mapping::new(&file, HEADER_LEN, layout.map_len).map_err(io_err(&path))?;
-    Ok(Table::new(id, spec.clone(), path, layout, map))
+    let relay = open_relay_file(dir, spec, records, fresh)?;
+    Ok(Table::new(id, spec.clone(), path, layout, map, relay))
 }
 
 fn read_manifest(dir: &Path) -> Option<Manifest> {
@@ -585,7 +671,10 @@ impl Store {
                     return;
                 }
                 let (cur, _) = t.slot_ref(e.slot).version();
-                if e.version > cur || broken[ti].contains(&e.slot) {
+                if e.version == cur && !broken[ti].contains(&e.slot) {
+                    // The record made it to the table; its relay cell may not have.
+                    t.restore_relay(e.slot, e.version, &e.lease.relay);
+                } else if e.version > cur || broken[ti].contains(&e.slot) {
                     match t.install(e.slot, e.version, &e.lease) {
                         Ok(()) => {
                             broken[ti].remove(&e.slot);

@@ -13,12 +13,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::expiry::Expiry;
 use crate::map::Mapping;
-use crate::record::disk::{self, IMAGE_WORDS, INLINE_ID, OverflowRef};
+use crate::record::disk::{self, IMAGE_WORDS, INLINE_ID, OverflowRef, RELAY_CELL_LEN, RELAY_CELL_WORDS};
 use crate::record::key_hash;
 use crate::seqlock::SlotRef;
 use crate::store::TableSpec;
 use crate::sync::{Ordering, Word};
-use crate::{ClientId, ClientKey, Lease, Slot, TableId, UnixTime};
+use crate::{ClientId, ClientKey, Lease, RelayInfo, Slot, TableId, UnixTime};
 
 /// Why a CAS update did not apply.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -44,6 +44,8 @@ pub enum UpdateError {
 /// Bytes per slot: version word (8) and two record images (124 each). Two slots per 512-byte
 /// sector, never straddling one.
 pub(crate) const SLOT_LEN: usize = 256;
+/// Bytes per slot in the relay file: one relay cell per image half (`FORMAT.md` §3.5).
+pub(crate) const RELAY_SLOT_LEN: usize = 2 * RELAY_CELL_LEN;
 const IMAGE_A: usize = 8;
 const IMAGE_B: usize = 8 + disk::IMAGE_LEN;
 /// Bytes per overflow block (one sector): owner word (8) and 126 cells.
@@ -158,6 +160,9 @@ pub struct Table {
     /// ([`Table::allocate_within`]), so that no request sees half of a change.
     alloc: RwLock<Arc<[(u32, u32)]>>,
     map: Mapping,
+    /// The relay file's cells: the relay info of version `v` of slot `s` in cell `v % 2` of
+    /// `s`, written under the slot's claim before the image that refers to it is published.
+    relay: Mapping,
     /// Where the next overflow block search starts.
     block_hint: AtomicU32,
     /// msyncs of the mapping started / completed (serialised by the store): an overflow
@@ -186,6 +191,7 @@ impl Table {
         path: PathBuf,
         layout: Layout,
         map: Mapping,
+        relay: Mapping,
     ) -> Self {
         let first = u32::from(spec.first);
         let alloc = RwLock::new(
@@ -202,6 +208,7 @@ impl Table {
             layout,
             alloc,
             map,
+            relay,
             block_hint: AtomicU32::new(0),
             flushes_started: AtomicU32::new(0),
             flushes_completed: AtomicU32::new(0),
@@ -366,12 +373,48 @@ impl Table {
         }
     }
 
-    /// Decode image words of `slot` into a lease, resolving an overflow client id.
+    fn relay_cell(&self, slot: u32, version: u64) -> &[AtomicU32] {
+        let at = slot as usize * RELAY_SLOT_LEN + (version & 1) as usize * RELAY_CELL_LEN;
+        self.relay.cells(at, RELAY_CELL_WORDS)
+    }
+
+    /// The relay info of `slot` at `version`, if its cell holds it. A cell that does not (a
+    /// crash before it reached the disk, and no journal entry left to restore it from) loses
+    /// the relay info, never the binding.
+    fn read_relay(&self, slot: u32, version: u64, len: u8) -> RelayInfo {
+        let mut w = [0u32; RELAY_CELL_WORDS];
+        for (o, c) in w.iter_mut().zip(self.relay_cell(slot, version)) {
+            *o = c.load(Ordering::Acquire);
+        }
+        disk::decode_relay_cell(&w, version, len).unwrap_or_default()
+    }
+
+    fn write_relay(&self, slot: u32, version: u64, relay: &RelayInfo) {
+        let w = disk::encode_relay_cell(version, relay);
+        for (c, x) in self.relay_cell(slot, version).iter().zip(w) {
+            c.store(x, Ordering::Release);
+        }
+    }
+
+    /// Recovery only: rewrite the relay cell of `slot`'s current `version` from a journal
+    /// entry of that same version, when the cell did not reach the disk.
+    pub(crate) fn restore_relay(&self, slot: u32, version: u64, relay: &RelayInfo) {
+        if relay.is_empty() || self.read(Slot(slot)).1.relay == *relay {
+            return;
+        }
+        self.write_relay(slot, version, relay);
+    }
+
+    /// Decode image words of `slot` into a lease, resolving an overflow client id and the
+    /// relay info.
     fn resolve(&self, slot: u32, words: &[u32]) -> Option<(u64, Lease)> {
         let img = disk::decode_image(words)?;
         let mut lease = img.lease;
         if let Some((r, len)) = img.overflow {
             lease.client_id = self.read_block(slot, img.version, r, len)?;
+        }
+        if img.relay_len > 0 {
+            lease.relay = self.read_relay(slot, img.version, img.relay_len);
         }
         Some((img.version, lease))
     }
@@ -612,6 +655,10 @@ impl Table {
         };
         if let Some(key) = new.client_key().filter(|_| index && new.state.is_bound()) {
             self.index_insert(slot, key_hash(&key))?;
+        }
+        if !new.relay.is_empty() {
+            // Cell `new_version % 2`: readers of the current version read the other one.
+            self.write_relay(slot, new_version, &new.relay);
         }
         r.publish(new_version, &disk::encode_image(new_version, new, overflow));
         // The block the previous version used is now only in the old half: released, and
@@ -881,13 +928,14 @@ impl Table {
     /// Callers serialise flushes (the store's checkpoint lock, or open).
     pub(crate) fn flush(&self) -> std::io::Result<()> {
         let k = self.flushes_started.fetch_add(1, Ordering::SeqCst);
+        self.relay.flush()?;
         self.map.flush()?;
         self.flushes_completed.fetch_max(k + 1, Ordering::SeqCst);
         Ok(())
     }
 
     pub(crate) fn map_len(&self) -> usize {
-        self.map.len()
+        self.map.len() + self.relay.len()
     }
 
     /// Open-time check of one slot: pick the newest valid image, clear a stale WRITING bit.

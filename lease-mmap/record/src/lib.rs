@@ -136,6 +136,129 @@ impl std::fmt::Debug for ClientId {
     }
 }
 
+/// The most relay agent information (option 82 payload) a record keeps; a longer option is
+/// kept as its circuit-id, remote-id and relay-id sub-options when those fit ([`RelayInfo::keep`]).
+pub const MAX_RELAY_INFO: usize = 115;
+
+/// Sub-options a leasequery asks by (RFC 3046 §3, RFC 6925): what [`RelayInfo::keep`] keeps.
+const QUERIED_SUBOPTIONS: [u8; 3] = [1, 2, 12];
+
+/// The relay agent information option (82) a lease was last obtained or renewed with, as
+/// the relay sent it (its whole payload: sub-options with their codes and lengths), for
+/// leasequery (RFC 4388 §6.4.2 returns it) and lease lookups by circuit-id or remote-id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RelayInfo {
+    len: u8,
+    bytes: [u8; MAX_RELAY_INFO],
+}
+
+impl RelayInfo {
+    pub const EMPTY: RelayInfo = RelayInfo {
+        len: 0,
+        bytes: [0; MAX_RELAY_INFO],
+    };
+
+    /// `payload` stored whole; `None` when longer than [`MAX_RELAY_INFO`].
+    pub fn new(payload: &[u8]) -> Option<Self> {
+        if payload.len() > MAX_RELAY_INFO {
+            return None;
+        }
+        let mut bytes = [0; MAX_RELAY_INFO];
+        bytes[..payload.len()].copy_from_slice(payload);
+        Some(Self {
+            len: payload.len() as u8,
+            bytes,
+        })
+    }
+
+    /// What a record keeps of an option 82 payload: all of it if it fits, else the
+    /// sub-options a leasequery asks by (circuit-id, remote-id, relay-id) that fit, in their
+    /// order. A payload whose sub-options overrun it keeps nothing.
+    pub fn keep(payload: &[u8]) -> Self {
+        if let Some(whole) = Self::new(payload) {
+            return whole;
+        }
+        let mut out = Self::EMPTY;
+        let mut n = 0;
+        for (code, value) in SubOptions(payload) {
+            let Some(value) = value else { return Self::EMPTY };
+            let need = 2 + value.len();
+            if QUERIED_SUBOPTIONS.contains(&code) && n + need <= MAX_RELAY_INFO {
+                out.bytes[n] = code;
+                out.bytes[n + 1] = value.len() as u8;
+                out.bytes[n + 2..n + need].copy_from_slice(value);
+                n += need;
+            }
+        }
+        out.len = n as u8;
+        out
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The value of sub-option `code`, if present (the first one).
+    pub fn sub_option(&self, code: u8) -> Option<&[u8]> {
+        SubOptions(self.as_bytes()).find_map(|(c, v)| if c == code { v } else { None })
+    }
+
+    /// Sub-option 1, the agent circuit id (RFC 3046 §3.1).
+    pub fn circuit_id(&self) -> Option<&[u8]> {
+        self.sub_option(1)
+    }
+
+    /// Sub-option 2, the agent remote id (RFC 3046 §3.2).
+    pub fn remote_id(&self) -> Option<&[u8]> {
+        self.sub_option(2)
+    }
+
+    /// Sub-option 12, the relay id (RFC 6925).
+    pub fn relay_id(&self) -> Option<&[u8]> {
+        self.sub_option(12)
+    }
+}
+
+/// Walks option 82 sub-options: `(code, Some(value))`, then `(code, None)` once if one
+/// overruns the payload, and stops.
+struct SubOptions<'a>(&'a [u8]);
+
+impl<'a> Iterator for SubOptions<'a> {
+    type Item = (u8, Option<&'a [u8]>);
+    fn next(&mut self) -> Option<Self::Item> {
+        let (&code, rest) = self.0.split_first()?;
+        let Some((&len, rest)) = rest.split_first() else {
+            self.0 = &[];
+            return Some((code, None));
+        };
+        let Some((value, rest)) = rest.split_at_checked(usize::from(len)) else {
+            self.0 = &[];
+            return Some((code, None));
+        };
+        self.0 = rest;
+        Some((code, Some(value)))
+    }
+}
+
+impl Default for RelayInfo {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl std::fmt::Debug for RelayInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.as_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A consistent snapshot of one address's binding.
 ///
 /// Times follow draft-ietf-dhc-failover-12 §5: `ends` is the lease expiration given to the
@@ -156,6 +279,9 @@ pub struct Lease {
     pub chaddr: [u8; 16],
     pub client_id: ClientId,
     pub owner: Owner,
+    /// The relay agent information the lease was last granted through (empty when the
+    /// client reached the server directly, or for a record written before it was kept).
+    pub relay: RelayInfo,
 }
 
 impl Lease {
@@ -214,7 +340,7 @@ pub fn key_hash(key: &ClientKey<'_>) -> u32 {
 /// The on-disk encodings (`lease-mmap/FORMAT.md` §3.2 and §5.2), for the store.
 #[doc(hidden)]
 pub mod disk {
-    use super::{BindingState, ClientId, Lease, MAX_CLIENT_ID, Owner};
+    use super::{BindingState, ClientId, Lease, MAX_CLIENT_ID, MAX_RELAY_INFO, Owner, RelayInfo};
     use crate::UnixTime;
 
     /// Bytes of one record image; a slot holds a version word and two images.
@@ -227,8 +353,11 @@ pub mod disk {
     pub const MAX_VERSION: u64 = u64::MAX >> 1;
     /// The common part of an image and a journal entry: state byte block, times, chaddr.
     pub const CORE_LEN: usize = 48;
-    /// A lease as a journal entry carries it: core and the whole client id.
-    pub const LEASE_LEN: usize = CORE_LEN + MAX_CLIENT_ID;
+    /// A lease as a journal entry carries it: core, the whole client id, the relay info.
+    pub const LEASE_LEN: usize = CORE_LEN + MAX_CLIENT_ID + MAX_RELAY_INFO;
+    /// Bytes of one relay cell: a table's relay file holds two per slot, one per image half.
+    pub const RELAY_CELL_LEN: usize = 128;
+    pub const RELAY_CELL_WORDS: usize = RELAY_CELL_LEN / 4;
 
     const FLAG_OVERFLOW: u8 = 1;
 
@@ -248,7 +377,8 @@ pub mod disk {
         u64::from_le_bytes(x)
     }
 
-    /// Core (48 bytes): state, owner, htype, hlen, client-id length, flags, 2 zero; ends,
+    /// Core (48 bytes): state, owner, htype, hlen, client-id length, flags, relay info
+    /// length, zero; ends,
     /// tstp, tsfp, atsfp, cltt, stos (u32 LE each); chaddr (16).
     fn encode_core(l: &Lease, flags: u8, b: &mut [u8]) {
         b[0] = l.state as u8;
@@ -257,7 +387,7 @@ pub mod disk {
         b[3] = l.hlen;
         b[4] = l.client_id.len;
         b[5] = flags;
-        b[6] = 0;
+        b[6] = l.relay.len;
         b[7] = 0;
         for (i, t) in [l.ends, l.tstp, l.tsfp, l.atsfp, l.cltt, l.stos]
             .iter()
@@ -268,9 +398,13 @@ pub mod disk {
         b[32..48].copy_from_slice(&l.chaddr);
     }
 
-    /// Decode a core; `None` if a state or owner byte is out of range. Returns the lease
-    /// (client id still empty), the client id length and the flags.
-    fn decode_core(b: &[u8]) -> Option<(Lease, u8, u8)> {
+    /// Decode a core; `None` if a state or owner byte or the relay length is out of range.
+    /// Returns the lease (client id and relay info still empty), the client id length, the
+    /// flags and the relay info length.
+    fn decode_core(b: &[u8]) -> Option<(Lease, u8, u8, u8)> {
+        if usize::from(b[6]) > MAX_RELAY_INFO {
+            return None;
+        }
         let t = |i: usize| UnixTime(get32(b, 8 + 4 * i));
         let mut chaddr = [0; 16];
         chaddr.copy_from_slice(&b[32..48]);
@@ -287,8 +421,9 @@ pub mod disk {
             stos: t(5),
             chaddr,
             client_id: ClientId::EMPTY,
+            relay: RelayInfo::EMPTY,
         };
-        Some((lease, b[4], b[5]))
+        Some((lease, b[4], b[5], b[6]))
     }
 
     /// Where a long client id lives: overflow block index and the id's CRC32C.
@@ -336,11 +471,13 @@ pub mod disk {
         b
     }
 
-    /// A decoded image: version, lease (client id filled in only if inline), overflow ref.
+    /// A decoded image: version, lease (client id filled in only if inline; relay info
+    /// never: it lives in the relay cell), overflow ref, the relay info's length.
     pub struct Image {
         pub version: u64,
         pub lease: Lease,
         pub overflow: Option<(OverflowRef, u8)>,
+        pub relay_len: u8,
     }
 
     /// Decode and check an image. An all-zero image is the initial FREE record, version 0.
@@ -350,13 +487,14 @@ pub mod disk {
                 version: 0,
                 lease: Lease::default(),
                 overflow: None,
+                relay_len: 0,
             });
         }
         let b = to_bytes(w);
         if crc32c::crc32c(&b[..120]) != get32(&b, 120) {
             return None;
         }
-        let (mut lease, id_len, flags) = decode_core(&b[8..56])?;
+        let (mut lease, id_len, flags, relay_len) = decode_core(&b[8..56])?;
         let overflow = if flags & FLAG_OVERFLOW != 0 {
             if usize::from(id_len) <= INLINE_ID {
                 return None;
@@ -383,7 +521,35 @@ pub mod disk {
             version,
             lease,
             overflow,
+            relay_len,
         })
+    }
+
+    /// Relay cell (128 bytes): version u64 LE (0..8), length (8), the relay info (9..124,
+    /// zero padded), CRC32C of 0..124 (124..128). Version `v`'s cell lives in half `v % 2`.
+    pub fn encode_relay_cell(version: u64, r: &RelayInfo) -> [u32; RELAY_CELL_WORDS] {
+        let mut b = [0u8; RELAY_CELL_LEN];
+        b[0..8].copy_from_slice(&version.to_le_bytes());
+        b[8] = r.len;
+        b[9..9 + r.as_bytes().len()].copy_from_slice(r.as_bytes());
+        let crc = crc32c::crc32c(&b[..124]);
+        put32(&mut b, 124, crc);
+        let mut w = [0u32; RELAY_CELL_WORDS];
+        for (i, x) in w.iter_mut().enumerate() {
+            *x = get32(&b, 4 * i);
+        }
+        w
+    }
+
+    /// The relay info in a cell, if the cell is intact and holds `len` bytes for `version`.
+    pub fn decode_relay_cell(w: &[u32], version: u64, len: u8) -> Option<RelayInfo> {
+        let mut b = [0u8; RELAY_CELL_LEN];
+        for (i, x) in w.iter().take(RELAY_CELL_WORDS).enumerate() {
+            put32(&mut b, 4 * i, *x);
+        }
+        (crc32c::crc32c(&b[..124]) == get32(&b, 124) && get64(&b, 0) == version && b[8] == len)
+            .then(|| RelayInfo::new(&b[9..9 + usize::from(len)]))
+            .flatten()
     }
 
     /// The overflow block an image in raw words refers to, without checking its CRC (at run
@@ -401,17 +567,25 @@ pub mod disk {
         BindingState::from_u8((w[2] & 0xff) as u8) // byte 8 = the core's state
     }
 
-    /// A lease in a journal entry (303 bytes): core, then the client id padded to 255.
+    /// A lease in a journal entry (418 bytes): core, the client id padded to 255, the relay
+    /// info padded to 115 (an entry written before relay info was kept has zeros there and a
+    /// zero relay length in its core).
     pub fn encode_lease(l: &Lease, b: &mut [u8]) {
         encode_core(l, 0, &mut b[..CORE_LEN]);
         let id = l.client_id.as_bytes();
         b[CORE_LEN..CORE_LEN + id.len()].copy_from_slice(id);
-        b[CORE_LEN + id.len()..LEASE_LEN].fill(0);
+        b[CORE_LEN + id.len()..CORE_LEN + MAX_CLIENT_ID].fill(0);
+        let relay = l.relay.as_bytes();
+        let at = CORE_LEN + MAX_CLIENT_ID;
+        b[at..at + relay.len()].copy_from_slice(relay);
+        b[at + relay.len()..LEASE_LEN].fill(0);
     }
 
     pub fn decode_lease(b: &[u8]) -> Option<Lease> {
-        let (mut lease, id_len, _) = decode_core(b.get(..CORE_LEN)?)?;
+        let (mut lease, id_len, _, relay_len) = decode_core(b.get(..CORE_LEN)?)?;
         lease.client_id = ClientId::new(b.get(CORE_LEN..CORE_LEN + usize::from(id_len))?)?;
+        let at = CORE_LEN + MAX_CLIENT_ID;
+        lease.relay = RelayInfo::new(b.get(at..at + usize::from(relay_len))?)?;
         Some(lease)
     }
 }
@@ -436,7 +610,48 @@ mod tests {
             chaddr: [7; 16],
             client_id: ClientId::new(&id).unwrap(),
             owner: Owner::Partner,
+            relay: RelayInfo::EMPTY,
         }
+    }
+
+    #[test]
+    fn relay_info_keeps_what_a_leasequery_asks_by() {
+        // circuit-id "ge-0/0/1", remote-id 6 bytes, link selection.
+        let opt = [
+            1, 8, b'g', b'e', b'-', b'0', b'/', b'0', b'/', b'1', 2, 6, 0, 1, 2, 3, 4, 5, 5, 4,
+            10, 0, 0, 0,
+        ];
+        let r = RelayInfo::keep(&opt);
+        assert_eq!(r.as_bytes(), &opt);
+        assert_eq!(r.circuit_id(), Some(&b"ge-0/0/1"[..]));
+        assert_eq!(r.remote_id(), Some(&[0, 1, 2, 3, 4, 5][..]));
+        assert_eq!((r.relay_id(), r.sub_option(5)), (None, Some(&[10, 0, 0, 0][..])));
+        // Too long as a whole: a 120-byte vendor sub-option is dropped, the rest kept.
+        let mut long = vec![9, 120];
+        long.extend([7; 120]);
+        long.extend([1, 2, b'c', b'1', 12, 4, 192, 0, 2, 1]);
+        let r = RelayInfo::keep(&long);
+        assert_eq!(r.as_bytes(), &[1, 2, b'c', b'1', 12, 4, 192, 0, 2, 1]);
+        assert_eq!(r.relay_id(), Some(&[192, 0, 2, 1][..]));
+        // Malformed (a sub-option overruns): nothing kept, never a panic.
+        let mut bad = vec![1, 200];
+        bad.extend([0; 130]);
+        assert!(RelayInfo::keep(&bad).is_empty());
+        assert_eq!(RelayInfo::new(&[1, 5, 1]).unwrap().circuit_id(), None);
+        assert!(RelayInfo::new(&[0; 116]).is_none());
+    }
+
+    #[test]
+    fn relay_cells_round_trip_and_check_version_and_length() {
+        let r = RelayInfo::new(&[1, 2, 3, 4]).unwrap();
+        let w = encode_relay_cell(7, &r);
+        assert_eq!(decode_relay_cell(&w, 7, 4), Some(r));
+        assert_eq!(decode_relay_cell(&w, 8, 4), None);
+        assert_eq!(decode_relay_cell(&w, 7, 3), None);
+        let mut bad = w;
+        bad[3] ^= 1;
+        assert_eq!(decode_relay_cell(&bad, 7, 4), None);
+        assert_eq!(decode_relay_cell(&[0; RELAY_CELL_WORDS], 0, 0), None);
     }
 
     #[test]
@@ -522,7 +737,10 @@ mod tests {
     #[test]
     fn journal_lease_encoding_round_trips() {
         for len in [0, 65, 255] {
-            let l = sample(len);
+            let l = Lease {
+                relay: RelayInfo::new(&[2, 3, 1, 2, 3][..len.min(5)]).unwrap(),
+                ..sample(len)
+            };
             let mut b = [0xffu8; LEASE_LEN];
             encode_lease(&l, &mut b);
             assert_eq!(decode_lease(&b), Some(l));
@@ -537,7 +755,7 @@ mod tests {
         #[test]
         fn decoders_never_panic(words in proptest::collection::vec(proptest::num::u32::ANY, IMAGE_WORDS),
                                 bytes in proptest::collection::vec(proptest::num::u8::ANY, LEASE_LEN)) {
-            if let Some(img) = decode_image(&words).filter(|i| i.overflow.is_none() && i.version != 0) {
+            if let Some(img) = decode_image(&words).filter(|i| i.overflow.is_none() && i.version != 0 && i.relay_len == 0) {
                 proptest::prop_assert_eq!(encode_image(img.version, &img.lease, None).to_vec(), words.clone());
             }
             if let Some(l) = decode_lease(&bytes) {

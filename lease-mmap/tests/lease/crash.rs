@@ -400,3 +400,109 @@ fn journals_created_at_open_survive_a_power_loss() {
     assert_eq!(report.replayed, 5);
     assert_present(&store, &committed);
 }
+
+fn relay_path(dir: &Path) -> PathBuf {
+    dir.join("10.1.0.0_20.tdr")
+}
+
+/// Relay info `i`: circuit-id "port-i", remote-id 6 bytes.
+fn relay(i: u32) -> lease_mmap::RelayInfo {
+    let mut opt = vec![1, 0];
+    opt.extend(format!("port-{i}").bytes());
+    opt[1] = (opt.len() - 2) as u8;
+    opt.extend([2, 6, 0, 0x5e, 0, 0, (i >> 8) as u8, i as u8]);
+    lease_mmap::RelayInfo::new(&opt).unwrap()
+}
+
+/// Like `allocate_committed`, with relay info on every lease.
+fn allocate_relayed(store: &Store, j: &mut WorkerJournal, n: u32) -> Vec<(Slot, u64, Lease)> {
+    let t = store.table(TableId(0));
+    let mut cursor = AllocCursor::new(j.worker(), 1);
+    let mut out = Vec::new();
+    for i in 0..n {
+        let l = Lease {
+            relay: relay(i),
+            ..active(i, NOW)
+        };
+        let (s, v) = t.allocate(&mut cursor, UnixTime(NOW), &l, NEVER).unwrap();
+        assert_eq!(t.read(s), (v, l));
+        j.record(t.id(), s, v, &l);
+        out.push((s, v, l));
+    }
+    j.commit().unwrap();
+    out
+}
+
+#[test]
+fn relay_info_survives_kill_9_and_a_power_loss_of_either_file() {
+    for lost in ["none", "table", "relay", "both"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut j, _) =
+            Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+        let pristine_table = std::fs::read(table_path(dir.path())).unwrap();
+        let pristine_relay = std::fs::read(relay_path(dir.path())).unwrap();
+        let leases = allocate_relayed(&store, &mut j[0], 50);
+        drop((j, store)); // kill -9: no checkpoint
+        // A power loss before writeback loses whichever mapping it names.
+        if matches!(lost, "table" | "both") {
+            std::fs::write(table_path(dir.path()), &pristine_table).unwrap();
+        }
+        if matches!(lost, "relay" | "both") {
+            std::fs::write(relay_path(dir.path()), &pristine_relay).unwrap();
+        }
+        let (store, _j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+        assert_present(&store, &leases);
+        assert_eq!(
+            store.table(TableId(0)).read(leases[7].0).1.relay.circuit_id(),
+            Some(&b"port-7"[..]),
+            "lost {lost}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_or_damaged_relay_file_is_rebuilt_from_the_journal_and_costs_no_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    let leases = allocate_relayed(&store, &mut j[0], 20);
+    store.close(j).unwrap(); // the journal still holds the entries (it is short)
+    for damage in ["remove", "scribble"] {
+        if damage == "remove" {
+            std::fs::remove_file(relay_path(dir.path())).unwrap();
+        } else {
+            scribble(&relay_path(dir.path()), 0, 8, 0xee);
+        }
+        let (store, j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+        let t = store.table(TableId(0));
+        for (s, v, l) in &leases {
+            let (v2, l2) = t.read(*s);
+            assert_eq!((v2, l2.state, l2.chaddr), (*v, l.state, l.chaddr));
+            // The first reopen started the journal over: the second has nothing to
+            // restore from, and loses the relay info but not the binding.
+            let want = if damage == "remove" { l.relay } else { Default::default() };
+            assert_eq!(l2.relay, want, "{damage}");
+        }
+        store.close(j).unwrap();
+    }
+}
+
+#[test]
+fn a_table_created_anew_never_inherits_an_old_relay_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    let leases = allocate_relayed(&store, &mut j[0], 5);
+    store.close(j).unwrap();
+    // The operator starts the subnet empty: table and journals go, the relay file stays.
+    std::fs::remove_file(table_path(dir.path())).unwrap();
+    std::fs::remove_file(dir.path().join("journal-00000.tdj")).unwrap();
+    let (store, mut j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
+    let t = store.table(TableId(0));
+    // The same versions are written again, without relay info this time.
+    for (s, v, _) in &leases {
+        assert_eq!(t.read(*s).0, 0);
+        let l = active(s.0 + 100, NOW);
+        assert_eq!(t.update(*s, 0, &l), Ok(*v));
+        assert_eq!(t.read(*s), (*v, l), "an old relay cell of version {v} showed through");
+    }
+    j[0].commit().unwrap();
+}
