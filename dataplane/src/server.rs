@@ -66,6 +66,19 @@ impl Interface {
     }
 }
 
+/// Where a worker hands the leasequeries it receives (RFC 4388 DHCPLEASEQUERY, message type
+/// 10): the control plane answers them from the lease tables, off the fast path (a query by
+/// remote-id walks whole tables). Called on the fast path: implementations copy the frame
+/// into a bounded queue and never block.
+pub trait QuerySink: Send {
+    /// Take a copy of `frame`, received on interface `ifindex`; `false` when the queue is
+    /// full (the worker drops the frame and counts [`DropReason::LeasequeryBacklog`]).
+    fn forward(&mut self, frame: &[u8], ifindex: u32) -> bool;
+}
+
+/// Option 53's DHCPLEASEQUERY (RFC 4388 §6.1).
+pub const DHCPLEASEQUERY: u8 = 10;
+
 /// Where the wall clock comes from (tests pass a virtual one).
 pub type Clock = fn() -> UnixTime;
 
@@ -218,6 +231,8 @@ pub struct DhcpHandler {
     clock: Clock,
     /// Failover's outbound queue, if any: told of each change once it is durable.
     sink: Option<Box<dyn ChangeSink>>,
+    /// Where leasequeries go; without one they are dropped (`leasequery-backlog`).
+    queries: Option<Box<dyn QuerySink>>,
     /// The replies held for the group being recorded, for the group in flight, and for the
     /// finished group the worker sends next. Three `Held`s in all: while no group is in
     /// flight, the spare waits in `free` (exactly one of `flight` and `free` is set).
@@ -343,6 +358,7 @@ impl DhcpHandler {
             fatal,
             clock,
             sink: None,
+            queries: None,
             held: Held::new(),
             flight: None,
             out: Held::new(),
@@ -394,6 +410,12 @@ impl DhcpHandler {
     /// Reports every committed change to `sink` (failover replication).
     pub fn with_change_sink(mut self, sink: Box<dyn ChangeSink>) -> Self {
         self.sink = Some(sink);
+        self
+    }
+
+    /// Hands every leasequery to `sink` (the control plane's responder).
+    pub fn with_query_sink(mut self, sink: Box<dyn QuerySink>) -> Self {
+        self.queries = Some(sink);
         self
     }
 
@@ -514,6 +536,18 @@ impl DhcpHandler {
         };
         if let Some(reason) = self.limits.check(&req, &ingress, now) {
             self.stats.add_drop(reason);
+            return false;
+        }
+        if req.is_dhcp
+            && req.options.message_type == Some(dhcpv4::MessageType::Other(DHCPLEASEQUERY))
+        {
+            if !self
+                .queries
+                .as_mut()
+                .is_some_and(|q| q.forward(data, ifindex))
+            {
+                self.stats.add_drop(DropReason::LeasequeryBacklog);
+            }
             return false;
         }
         if (req.options.relay_agent_info.is_some() || req.options.subnet_selection.is_some())

@@ -61,6 +61,9 @@ reasons! {
         RateCircuit => "rate-circuit",
         /// Over the per-relay rate limit (`server.relay_rate`).
         RateRelay => "rate-relay",
+        /// A leasequery the control plane's responder could not take (its queue was full,
+        /// or leasequery is not served).
+        LeasequeryBacklog => "leasequery-backlog",
     }
 }
 

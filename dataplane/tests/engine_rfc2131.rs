@@ -1325,3 +1325,42 @@ fn option_82_is_never_echoed_to_a_direct_client() {
     assert_eq!(nak.kind, Kind::Nak);
     assert_eq!(nak.relay_agent_info, None);
 }
+
+#[test]
+fn a_lease_keeps_the_trusted_relays_option_82_for_leasequery() {
+    let mut h = Harness::new(trusting(vec![lan(), remote(1), remote(3)]));
+    let opt82: &'static [u8] = &[
+        1, 6, b'p', b'o', b'r', b't', b'-', b'7', 2, 3, b'c', b'p', b'e',
+    ];
+    let relayed = |h: &mut Harness, m: [u8; 6], giaddr: &str, ri: Option<&'static [u8]>| {
+        let ing = via_relay(SERVER, ip(giaddr));
+        let mut d = discover(m);
+        d.giaddr = ip(giaddr);
+        d.options.relay_agent_info = ri;
+        let offer = h.run(&d, &ing);
+        let mut r = select(m, SERVER, offer.yiaddr());
+        r.giaddr = ip(giaddr);
+        r.options.relay_agent_info = ri;
+        let ack = h.run(&r, &ing);
+        assert_eq!(ack.kind, Kind::Ack, "{ack:?}");
+        ack.yiaddr()
+    };
+    // Through a trusted relay: kept whole.
+    let a = relayed(&mut h, mac(1), "10.1.0.1", Some(opt82));
+    let l = h.record(a);
+    assert_eq!(l.relay.as_bytes(), opt82);
+    assert_eq!(l.relay.circuit_id(), Some(&b"port-7"[..]));
+    // A renewal unicast by the client itself (no relay, no option 82) keeps it.
+    h.advance(60);
+    let ack = h.run(&renew(mac(1), a), &direct(SERVER, mac(1)));
+    assert_eq!(ack.kind, Kind::Ack, "{ack:?}");
+    assert_eq!(h.record(a).relay.as_bytes(), opt82);
+    assert!(h.record(a).cltt > l.cltt);
+    // Through an untrusted relay: its option 82 is echoed, never kept (a forged one must
+    // not poison what a relay rebuilds its anti-spoofing table from).
+    let b = relayed(&mut h, mac(2), "10.3.0.1", Some(opt82));
+    assert!(h.record(b).relay.is_empty());
+    // A directly attached client has none.
+    let c = dora(&mut h, mac(3)).yiaddr();
+    assert!(h.record(c).relay.is_empty());
+}

@@ -618,3 +618,72 @@ fn an_ack_whose_commit_fails_never_leaves() {
     // And nothing more is answered.
     assert!(at_once(&mut h, &[discover(2, 2)]).is_empty());
 }
+
+/// A [`dataplane::server::QuerySink`] that keeps what it is given, up to `room`.
+struct Keep {
+    got: Arc<std::sync::Mutex<Vec<(Vec<u8>, u32)>>>,
+    room: usize,
+}
+
+impl dataplane::server::QuerySink for Keep {
+    fn forward(&mut self, frame: &[u8], ifindex: u32) -> bool {
+        let mut got = self.got.lock().unwrap();
+        if got.len() == self.room {
+            return false;
+        }
+        got.push((frame.to_vec(), ifindex));
+        true
+    }
+}
+
+fn leasequery(n: u8, ciaddr: Ipv4Addr) -> Vec<u8> {
+    let z = Ipv4Addr::UNSPECIFIED;
+    let mut m = Message::new_with_id(u32::from(n), ciaddr, z, z, ip_relay(), &[0; 6]);
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(v4::MessageType::LeaseQuery));
+    wrap_from(mac(n), ip_relay(), &m)
+}
+
+fn ip_relay() -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, 2)
+}
+
+#[test]
+fn leasequeries_go_to_the_control_plane_untouched_and_never_to_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, stats) = handler(&dir, OverloadPolicy::DEFAULT);
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut h = h.with_query_sink(Box::new(Keep {
+        got: Arc::clone(&got),
+        room: 2,
+    }));
+    let frames = vec![
+        leasequery(1, SERVER),
+        discover(2, 2),
+        leasequery(3, SERVER),
+        leasequery(4, SERVER),
+    ];
+    let replies = feed(&mut h, &frames);
+    // Only the DISCOVER is answered by the worker.
+    assert_eq!(replies.len(), 1);
+    assert_eq!(kind(&replies[0]), Some(v4::MessageType::Offer));
+    let got = got.lock().unwrap();
+    assert_eq!(
+        *got,
+        vec![(frames[0].clone(), IFINDEX), (frames[2].clone(), IFINDEX)]
+    );
+    // The third found the queue full: dropped and counted.
+    assert_eq!(
+        stats.snapshot().dropped[DropReason::LeasequeryBacklog.index()],
+        1
+    );
+
+    // Without a sink every leasequery is dropped the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, stats) = handler(&dir, OverloadPolicy::DEFAULT);
+    assert!(feed(&mut h, &[leasequery(5, SERVER)]).is_empty());
+    assert_eq!(
+        stats.snapshot().dropped[DropReason::LeasequeryBacklog.index()],
+        1
+    );
+}

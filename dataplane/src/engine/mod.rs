@@ -111,8 +111,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use lease_mmap::{
-    AllocCursor, BindingState, ClientId, ClientKey, Lease, Owner, Slot, Store, Table, TableId,
-    UnixTime, UpdateError,
+    AllocCursor, BindingState, ClientId, ClientKey, Lease, Owner, RelayInfo, Slot, Store, Table,
+    TableId, UnixTime, UpdateError,
 };
 
 pub use config::{
@@ -304,6 +304,8 @@ struct Cx<'r, 'a> {
     reserved: Option<Ipv4Addr>,
     /// Came through a trusted relay ([`Engine::trusts_relay`]): its option 118 was honoured.
     trusted: bool,
+    /// What a lease granted now keeps of the trusted relay's option 82 (empty otherwise).
+    relay_info: RelayInfo,
 }
 
 /// How a record stands relative to the requesting client.
@@ -495,6 +497,10 @@ impl Engine {
             client_id,
             reserved: scope.reservation(req, &relay),
             trusted,
+            relay_info: match req.options.relay_agent_info {
+                Some(p) if trusted => RelayInfo::keep(p),
+                _ => RelayInfo::EMPTY,
+            },
         };
         let msg = req.options.message_type.filter(|_| req.is_dhcp);
         match msg {
@@ -1108,6 +1114,15 @@ impl Engine {
             chaddr,
             client_id: cx.client_id,
             owner: Owner::Us,
+            // For leasequery (RFC 4388 §6.4.2): the trusted relay's option 82; a renewal
+            // unicast straight from the client keeps what its lease was granted through.
+            relay: if !cx.relay_info.is_empty() {
+                cx.relay_info
+            } else if cur.is_for(&cx.key) {
+                cur.relay
+            } else {
+                RelayInfo::EMPTY
+            },
             atsfp: if cur.state == state || state == BindingState::Offered {
                 cur.atsfp
             } else {

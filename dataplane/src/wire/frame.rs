@@ -97,9 +97,28 @@ const fn eth_repr(hdr: &ReplyHeader) -> ethernet::Repr {
 /// (checksum computed over the pseudo-header, never partial) / DHCP into the start of `buf`
 /// and returns the frame length. Errors when `buf` is too short or `dhcp` cannot be emitted.
 pub fn emit_reply(hdr: &ReplyHeader, dhcp: &Repr<'_>, buf: &mut [u8]) -> Result<usize> {
+    emit_with(hdr, dhcp.buffer_len(), buf, |b| {
+        dhcp.emit(&mut dhcpv4::Packet::new_unchecked(b))
+    })
+}
+
+/// [`emit_reply`] with a UDP payload the caller built (the control plane's leasequery
+/// replies, whose options `Repr` does not carry).
+pub fn emit_payload(hdr: &ReplyHeader, payload: &[u8], buf: &mut [u8]) -> Result<usize> {
+    emit_with(hdr, payload.len(), buf, |b| {
+        b.copy_from_slice(payload);
+        Ok(())
+    })
+}
+
+fn emit_with(
+    hdr: &ReplyHeader,
+    dhcp_len: usize,
+    buf: &mut [u8],
+    dhcp: impl FnOnce(&mut [u8]) -> Result<()>,
+) -> Result<usize> {
     let eth_repr = eth_repr(hdr);
-    let dhcp_len = dhcp.buffer_len();
-    let total = reply_len(hdr, dhcp);
+    let total = eth_repr.buffer_len() + ipv4::HEADER_LEN + udp::HEADER_LEN + dhcp_len;
     let frame = buf.get_mut(..total).ok_or(Error)?;
     let (eth_hdr, ip_buf) = frame.split_at_mut(eth_repr.buffer_len());
     eth_repr.emit(&mut ethernet::Packet::new_unchecked(eth_hdr))?;
@@ -118,9 +137,7 @@ pub fn emit_reply(hdr: &ReplyHeader, dhcp: &Repr<'_>, buf: &mut [u8]) -> Result<
     };
     // Inside out: the DHCP message, then the UDP header and checksum over it, then IPv4.
     let udp_buf = &mut ip_buf[ipv4::HEADER_LEN..];
-    dhcp.emit(&mut dhcpv4::Packet::new_unchecked(
-        &mut udp_buf[udp::HEADER_LEN..],
-    ))?;
+    dhcp(&mut udp_buf[udp::HEADER_LEN..])?;
     udp_repr.emit(
         &mut udp::Packet::new_unchecked(udp_buf),
         hdr.ip_src,
