@@ -23,10 +23,11 @@ Usage:
 Verbs:
   status [--json]                      relationships, workers and their counters, leases by state
   leases [--json | --csv] [--all] [--subnet PREFIX] [--state STATE] [--limit N] [--after IP]
-         [--ip IP] [--mac MAC] [--client-id HEX]
+         [--ip IP] [--mac MAC] [--client-id HEX] [--circuit-id ID] [--remote-id ID]
                                        leases in address order (default: the bound ones,
-                                       state active; a lookup by --ip, --mac or --client-id
-                                       shows any state); an answer cut at --limit (default
+                                       state active; a lookup by --ip, --mac, --client-id or
+                                       the option 82 --circuit-id / --remote-id they were
+                                       granted through (text, or 0x and hex) shows any state); an answer cut at --limit (default
                                        100000) says where the next page starts (--after);
                                        --all follows to the end
   partner-down NAME [--since TIME]     the partner of relationship NAME is down, last known up at
@@ -232,6 +233,8 @@ pub enum UsageError {
     Mac(String),
     #[error("leases: --client-id {0:?} is not hex bytes (01:02:00:00:00:00:01)")]
     ClientId(String),
+    #[error("leases: {0:?} is not a relay id (text, or 0x and hex digits)")]
+    RelayId(String),
     #[error("leases: give one of --json and --csv")]
     JsonAndCsv,
     #[error("{0}: --limit {1:?} is not a count")]
@@ -352,6 +355,20 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                             .filter(|b| !b.is_empty())
                             .ok_or_else(|| UsageError::ClientId(c.clone()))?;
                         filter.client_id = Some(c);
+                    }
+                    "--circuit-id" | "--remote-id" => {
+                        let v = value(if flag == "--circuit-id" {
+                            "leases: --circuit-id"
+                        } else {
+                            "leases: --remote-id"
+                        })?;
+                        crate::status::relay_id_bytes(&v)
+                            .ok_or_else(|| UsageError::RelayId(v.clone()))?;
+                        if flag == "--circuit-id" {
+                            filter.circuit_id = Some(v);
+                        } else {
+                            filter.remote_id = Some(v);
+                        }
                     }
                     "--subnet" => {
                         let p = value("leases: --subnet")?;
@@ -1484,11 +1501,24 @@ pub fn render_leases(leases: &[LeaseInfo]) -> String {
                 l.state.to_string(),
                 l.chaddr.clone(),
                 l.client_id.clone().unwrap_or_else(|| "-".into()),
+                l.circuit_id.clone().unwrap_or_else(|| "-".into()),
+                l.remote_id.clone().unwrap_or_else(|| "-".into()),
                 format_rfc3339(l.ends),
             ]
         })
         .collect();
-    table(&["ADDRESS", "STATE", "CHADDR", "CLIENT-ID", "ENDS"], &rows)
+    table(
+        &[
+            "ADDRESS",
+            "STATE",
+            "CHADDR",
+            "CLIENT-ID",
+            "CIRCUIT-ID",
+            "REMOTE-ID",
+            "ENDS",
+        ],
+        &rows,
+    )
 }
 
 /// Every lease the filter matches, page after page along the `next` cursor; progress on
@@ -1523,18 +1553,29 @@ fn all_leases(
 
 /// Leases as comma-separated values: a header, then one line each (`ends` in RFC 3339).
 pub fn leases_csv(leases: &[LeaseInfo]) -> String {
-    let mut s = String::from("address,state,chaddr,client_id,ends\n");
+    let mut s = String::from("address,state,chaddr,client_id,circuit_id,remote_id,ends\n");
     for l in leases {
         s.push_str(&format!(
-            "{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{}\n",
             l.address,
             l.state,
             l.chaddr,
             l.client_id.as_deref().unwrap_or(""),
+            csv_field(l.circuit_id.as_deref().unwrap_or("")),
+            csv_field(l.remote_id.as_deref().unwrap_or("")),
             format_rfc3339(l.ends)
         ));
     }
     s
+}
+
+/// A CSV field: quoted (RFC 4180) when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
 }
 
 /// The audit log as a table, oldest first.

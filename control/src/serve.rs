@@ -826,6 +826,11 @@ impl AdminBackend for Backend {
             Some(Some(c)) => Some(c),
             None => None,
         };
+        let relay_key = |v: &Option<String>| v.as_deref().map(crate::status::relay_id_bytes);
+        let (circuit, remote) = (relay_key(&filter.circuit_id), relay_key(&filter.remote_id));
+        if matches!(circuit, Some(None)) || matches!(remote, Some(None)) {
+            return Vec::new();
+        }
         let limit = usize::try_from(filter.limit.unwrap_or(u32::MAX)).unwrap_or(usize::MAX);
         // In address order across subnets (they never overlap), for the `after` cursor.
         let config = self.config();
@@ -859,6 +864,12 @@ impl AdminBackend for Backend {
                     || client_id
                         .as_ref()
                         .is_some_and(|c| l.client_id.as_bytes() != c.as_slice())
+                    || circuit
+                        .as_ref()
+                        .is_some_and(|c| l.relay.circuit_id() != c.as_deref())
+                    || remote
+                        .as_ref()
+                        .is_some_and(|r| l.relay.remote_id() != r.as_deref())
                 {
                     return;
                 }
@@ -867,6 +878,8 @@ impl AdminBackend for Backend {
                     state,
                     chaddr: hex(hw),
                     client_id: (!l.client_id.is_empty()).then(|| hex(l.client_id.as_bytes())),
+                    circuit_id: l.relay.circuit_id().map(crate::status::relay_id_text),
+                    remote_id: l.relay.remote_id().map(crate::status::relay_id_text),
                     ends: u64::from(l.ends.0),
                 });
             });

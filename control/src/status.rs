@@ -440,6 +440,13 @@ pub struct LeaseFilter {
     /// Only this client identifier (option 61, hex with or without colons).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Only leases granted through this relay agent circuit-id (option 82 sub-option 1), as
+    /// text, or as `0x` and hex digits ([`relay_id_bytes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_id: Option<String>,
+    /// Only leases granted with this remote-id (option 82 sub-option 2), as `circuit_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_id: Option<String>,
     /// The cursor: only addresses after this one. Leases come in address order; an answer
     /// cut at its limit gives the `next` cursor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -449,7 +456,37 @@ pub struct LeaseFilter {
 impl LeaseFilter {
     /// Whether the filter looks up one address or one client (then any state is shown).
     pub fn is_lookup(&self) -> bool {
-        self.address.is_some() || self.mac.is_some() || self.client_id.is_some()
+        self.address.is_some()
+            || self.mac.is_some()
+            || self.client_id.is_some()
+            || self.circuit_id.is_some()
+            || self.remote_id.is_some()
+    }
+}
+
+/// The bytes an operator means by a circuit-id or remote-id: `0x` and hex digits (colons
+/// allowed), else the text itself. `None`: `0x` followed by something not hex.
+pub fn relay_id_bytes(s: &str) -> Option<Vec<u8>> {
+    match s.strip_prefix("0x") {
+        Some(h) => crate::config::parse_hex(h).filter(|b| !b.is_empty()),
+        None => Some(s.as_bytes().to_vec()),
+    }
+}
+
+/// A circuit-id or remote-id as shown: printable ASCII as text, anything else as `0x` and
+/// hex ([`relay_id_bytes`] reads both back).
+pub fn relay_id_text(b: &[u8]) -> String {
+    if !b.is_empty()
+        && !b.starts_with(b"0x")
+        && b.iter().all(|c| c.is_ascii_graphic() || *c == b' ')
+    {
+        String::from_utf8_lossy(b).into_owned()
+    } else {
+        let mut s = String::from("0x");
+        for x in b {
+            s.push_str(&format!("{x:02x}"));
+        }
+        s
     }
 }
 
@@ -465,6 +502,12 @@ pub struct LeaseInfo {
     /// The client identifier (option 61) in hex with colons, if the client sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// The circuit-id of the relay agent it was granted through ([`relay_id_text`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_id: Option<String>,
+    /// The remote-id of the relay agent it was granted through ([`relay_id_text`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_id: Option<String>,
     /// When the lease ends, Unix seconds.
     pub ends: u64,
 }

@@ -127,6 +127,8 @@ impl AdminBackend for TestBackend {
             state: LeaseState::Active,
             chaddr: "02:00:00:00:00:01".into(),
             client_id: Some("01:02:00:00:00:00:01".into()),
+            circuit_id: Some("ge-0/0/1".into()),
+            remote_id: None,
             ends: 1_763_787_600,
         }]
     }
@@ -482,6 +484,8 @@ fn leases_and_partner_down_through_tandemctl() {
             "active",
             "02:00:00:00:00:01",
             "01:02:00:00:00:00:01",
+            "ge-0/0/1",
+            "-",
             "2025-11-22T05:00:00Z"
         ]
     );
@@ -505,6 +509,21 @@ fn leases_and_partner_down_through_tandemctl() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v[0]["address"], "10.0.1.20");
     assert_eq!(v[0]["ends"], 1_763_787_600);
+    assert_eq!(v[0]["circuit_id"], "ge-0/0/1");
+    assert!(v[0].get("remote_id").is_none(), "{v}");
+    f.ctl(&[
+        "leases",
+        "--circuit-id",
+        "ge-0/0/1",
+        "--remote-id",
+        "0x01:02",
+    ]);
+    let filter = f.backend.last_filter.lock().expect("lock").clone();
+    let filter = filter.expect("called");
+    assert_eq!(
+        (filter.circuit_id.as_deref(), filter.remote_id.as_deref()),
+        (Some("ge-0/0/1"), Some("0x01:02"))
+    );
 
     let out = f.ctl(&[
         "partner-down",

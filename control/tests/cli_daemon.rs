@@ -16,6 +16,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(extra_server: &str) -> Self {
+        Self::start_with(extra_server, |_| {})
+    }
+
+    /// [`Daemon::start`], calling `before` with the config's path first.
+    fn start_with(extra_server: &str, before: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         let config = dir.path().join("tandem.toml");
@@ -55,6 +60,7 @@ shared_secret_file = "{secret}"
             ),
         )
         .expect("write config");
+        before(&config);
         let child = Command::new(env!("CARGO_BIN_EXE_tandemd"))
             .arg("--config")
             .arg(&config)
@@ -682,4 +688,79 @@ pools = ["10.77.0.10-10.77.0.200"]
     let (code, err) = d.wait();
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("gave up root"), "{err}");
+}
+
+#[test]
+fn leases_are_found_by_the_circuit_id_and_remote_id_they_were_granted_through() {
+    use lease_mmap::{BindingState, Durability, Lease, RelayInfo, Slot, Store, TableId, UnixTime};
+    // Three leases as a worker writes them through a relay: option 82 with circuit-id and
+    // remote-id (one binary, one with a comma), and one without option 82.
+    let relays: [&[u8]; 3] = [
+        b"\x01\x08ge-0/0/1\x02\x06\x00\x1a\x2b\x3c\x4d\x5e",
+        b"\x01\x08ge-0/0/2\x02\x05cpe,1",
+        b"",
+    ];
+    let d = Daemon::start_with("", |config| {
+        let specs = control::serve::engine_config(&control::config::load(config).expect("config"))
+            .table_specs();
+        let text = std::fs::read_to_string(config).expect("config");
+        let data_dir = text
+            .lines()
+            .find_map(|l| l.strip_prefix("data_dir = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .expect("data_dir");
+        let (store, mut j, _) =
+            Store::open(Path::new(data_dir), &specs, 1, Durability::Sync).expect("open store");
+        let t = store.table(TableId(0));
+        for (i, r) in relays.iter().enumerate() {
+            let mut l = Lease {
+                state: BindingState::Active,
+                ends: UnixTime(UnixTime::now().0 + 3600),
+                htype: 1,
+                hlen: 6,
+                relay: RelayInfo::new(r).expect("fits"),
+                ..Lease::default()
+            };
+            l.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, i as u8]);
+            let slot = Slot(20 + i as u32);
+            let v = t.update(slot, 0, &l).expect("update");
+            j[0].record(t.id(), slot, v, &l);
+        }
+        j[0].commit().expect("commit");
+        store.close(j).expect("close");
+    });
+    let leases = |args: &[&str]| {
+        let out = ctl(&[&["--config", s(&d.config), "leases"], args].concat());
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let human = leases(&[]);
+    assert!(human.contains("CIRCUIT-ID"), "{human}");
+    assert!(
+        human.contains("ge-0/0/1") && human.contains("0x001a2b3c4d5e"),
+        "{human}"
+    );
+    let one = leases(&["--circuit-id", "ge-0/0/1"]);
+    assert!(
+        one.contains("10.77.0.30") && !one.contains("10.77.0.31"),
+        "{one}"
+    );
+    let one = leases(&["--remote-id", "0x00:1a:2b:3c:4d:5e", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&one).expect("json");
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v[0]["address"], "10.77.0.30");
+    assert_eq!(v[0]["circuit_id"], "ge-0/0/1");
+    assert_eq!(v[0]["remote_id"], "0x001a2b3c4d5e");
+    let csv = leases(&["--remote-id", "cpe,1", "--csv"]);
+    assert_eq!(
+        csv.lines().next(),
+        Some("address,state,chaddr,client_id,circuit_id,remote_id,ends")
+    );
+    assert!(
+        csv.contains("10.77.0.31,active,02:00:00:00:00:01,,ge-0/0/2,\"cpe,1\","),
+        "{csv}"
+    );
+    assert_eq!(leases(&["--circuit-id", "nowhere"]), "no leases\n");
+    let out = ctl(&["--config", s(&d.config), "leases", "--circuit-id", "0xzz"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

@@ -166,12 +166,16 @@ async function refresh() {
   }
 }
 
-// An address, a MAC or a client id: which one the text is.
+// An address, a MAC, a client id (hex), "remote:" and a remote-id, or else a circuit-id:
+// which one the text is.
 function leaseQuery(q) {
   q = q.trim();
   if (/^\d+\.\d+\.\d+\.\d+$/.test(q)) return "ip=" + encodeURIComponent(q);
   if (/^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$/i.test(q)) return "mac=" + encodeURIComponent(q);
-  return "client_id=" + encodeURIComponent(q);
+  if (q.startsWith("remote:")) return "remote_id=" + encodeURIComponent(q.slice(7));
+  if (q.startsWith("circuit:")) return "circuit_id=" + encodeURIComponent(q.slice(8));
+  if (/^([0-9a-f]{2}:?)+$/i.test(q)) return "client_id=" + encodeURIComponent(q);
+  return "circuit_id=" + encodeURIComponent(q);
 }
 
 async function search(query) {
@@ -181,8 +185,9 @@ async function search(query) {
     const leases = body.leases || [];
     out.replaceChildren(
       el("p", { class: "muted", text: leases.length + (leases.length === 1 ? " lease" : " leases") + (body.next ? " (more after " + body.next + ")" : "") }),
-      table(["address", "state", "hardware address", "client id", "ends"],
-        leases.map((l) => [l.address, l.state, l.chaddr, l.client_id || "", when(l.ends)])));
+      table(["address", "state", "hardware address", "client id", "circuit-id", "remote-id", "ends"],
+        leases.map((l) => [l.address, l.state, l.chaddr, l.client_id || "", l.circuit_id || "",
+          l.remote_id || "", when(l.ends)])));
   } catch (e) {
     out.replaceChildren(el("p", { class: "error", text: e.message }));
   }

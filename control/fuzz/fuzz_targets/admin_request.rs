@@ -45,6 +45,8 @@ impl AdminBackend for Backend {
                 state: filter.state.unwrap_or(LeaseState::Active),
                 chaddr: "02:00:00:00:00:01".into(),
                 client_id: None,
+                circuit_id: None,
+                remote_id: None,
                 ends: u64::from(i),
             })
             .collect()
