@@ -24,10 +24,12 @@ Verbs:
   status [--json]                      relationships, workers and their counters, leases by state
   leases [--json | --csv] [--all] [--subnet PREFIX] [--state STATE] [--limit N] [--after IP]
          [--ip IP] [--mac MAC] [--client-id HEX] [--circuit-id ID] [--remote-id ID]
+         [--hostname NAME]
                                        leases in address order (default: the bound ones,
-                                       state active; a lookup by --ip, --mac, --client-id or
+                                       state active; a lookup by --ip, --mac, --client-id,
                                        the option 82 --circuit-id / --remote-id they were
-                                       granted through (text, or 0x and hex) shows any state); an answer cut at --limit (default
+                                       granted through (text, or 0x and hex) or the client's
+                                       --hostname shows any state); an answer cut at --limit (default
                                        100000) says where the next page starts (--after);
                                        --all follows to the end
   partner-down NAME [--since TIME]     the partner of relationship NAME is down, last known up at
@@ -370,6 +372,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                             filter.remote_id = Some(v);
                         }
                     }
+                    "--hostname" => filter.hostname = Some(value("leases: --hostname")?),
                     "--subnet" => {
                         let p = value("leases: --subnet")?;
                         config::parse_prefix(&p).map_err(UsageError::Subnet)?;
@@ -1503,6 +1506,7 @@ pub fn render_leases(leases: &[LeaseInfo]) -> String {
                 l.client_id.clone().unwrap_or_else(|| "-".into()),
                 l.circuit_id.clone().unwrap_or_else(|| "-".into()),
                 l.remote_id.clone().unwrap_or_else(|| "-".into()),
+                l.hostname.clone().unwrap_or_else(|| "-".into()),
                 format_rfc3339(l.ends),
             ]
         })
@@ -1515,6 +1519,7 @@ pub fn render_leases(leases: &[LeaseInfo]) -> String {
             "CLIENT-ID",
             "CIRCUIT-ID",
             "REMOTE-ID",
+            "HOSTNAME",
             "ENDS",
         ],
         &rows,
@@ -1553,16 +1558,17 @@ fn all_leases(
 
 /// Leases as comma-separated values: a header, then one line each (`ends` in RFC 3339).
 pub fn leases_csv(leases: &[LeaseInfo]) -> String {
-    let mut s = String::from("address,state,chaddr,client_id,circuit_id,remote_id,ends\n");
+    let mut s = String::from("address,state,chaddr,client_id,circuit_id,remote_id,hostname,ends\n");
     for l in leases {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{}\n",
             l.address,
             l.state,
             l.chaddr,
             l.client_id.as_deref().unwrap_or(""),
             csv_field(l.circuit_id.as_deref().unwrap_or("")),
             csv_field(l.remote_id.as_deref().unwrap_or("")),
+            csv_field(l.hostname.as_deref().unwrap_or("")),
             format_rfc3339(l.ends)
         ));
     }

@@ -1,7 +1,7 @@
 //! The daemon's HTTP server (`server.http`):
 //! - `GET /`: the status page (relationships and their state timeline, pools, a lease search,
 //!   counters; `control/assets/status/`, compiled in), live from
-//! - `GET /api/v1/status` and `GET /api/v1/leases?ip=|mac=|client_id=|circuit_id=|remote_id=|subnet=|state=|limit=|after=`:
+//! - `GET /api/v1/status` and `GET /api/v1/leases?ip=|mac=|client_id=|circuit_id=|remote_id=|hostname=|subnet=|state=|limit=|after=`:
 //!   the admin API's `status` and `leases` answers as JSON (the same [`AdminResponse`]
 //!   documents), and `GET /metrics` (Prometheus, [`crate::metrics`]): role `read-only`;
 //! - `GET /api/v1/relationships` and `GET /api/v1/relationships/NAME`: every failover
@@ -679,6 +679,7 @@ fn lease_filter(query: &str) -> Result<LeaseFilter, String> {
             "client_id" => f.client_id = Some(value),
             "circuit_id" => f.circuit_id = Some(value),
             "remote_id" => f.remote_id = Some(value),
+            "hostname" => f.hostname = Some(value),
             "subnet" => f.subnet = Some(value),
             "limit" => f.limit = Some(value.parse().map_err(|_| bad("a count"))?),
             "state" => f.state = Some(
@@ -688,7 +689,7 @@ fn lease_filter(query: &str) -> Result<LeaseFilter, String> {
             ),
             other => {
                 return Err(format!(
-                    "unknown parameter {other:?} (known: ip, mac, client_id, circuit_id, remote_id, subnet, state, limit, after)"
+                    "unknown parameter {other:?} (known: ip, mac, client_id, circuit_id, remote_id, hostname, subnet, state, limit, after)"
                 ));
             }
         }

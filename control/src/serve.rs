@@ -157,6 +157,12 @@ pub enum StartError {
         #[source]
         source: packet::OpenError,
     },
+    #[error("bulk leasequery listener on {addr} (server.bulk_leasequery)")]
+    BulkLeasequery {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
     #[error("journal count")]
     JournalCount,
     #[error(transparent)]
@@ -870,6 +876,10 @@ impl AdminBackend for Backend {
                     || remote
                         .as_ref()
                         .is_some_and(|r| l.relay.remote_id() != r.as_deref())
+                    || filter
+                        .hostname
+                        .as_ref()
+                        .is_some_and(|h| !l.hostname.as_bytes().eq_ignore_ascii_case(h.as_bytes()))
                 {
                     return;
                 }
@@ -880,6 +890,8 @@ impl AdminBackend for Backend {
                     client_id: (!l.client_id.is_empty()).then(|| hex(l.client_id.as_bytes())),
                     circuit_id: l.relay.circuit_id().map(crate::status::relay_id_text),
                     remote_id: l.relay.remote_id().map(crate::status::relay_id_text),
+                    hostname: (!l.hostname.is_empty())
+                        .then(|| String::from_utf8_lossy(l.hostname.as_bytes()).into_owned()),
                     ends: u64::from(l.ends.0),
                 });
             });

@@ -447,6 +447,10 @@ pub struct LeaseFilter {
     /// Only leases granted with this remote-id (option 82 sub-option 2), as `circuit_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_id: Option<String>,
+    /// Only leases whose client last sent this host name (option 12), compared without
+    /// regard to case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// The cursor: only addresses after this one. Leases come in address order; an answer
     /// cut at its limit gives the `next` cursor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -461,6 +465,7 @@ impl LeaseFilter {
             || self.client_id.is_some()
             || self.circuit_id.is_some()
             || self.remote_id.is_some()
+            || self.hostname.is_some()
     }
 }
 
@@ -508,6 +513,9 @@ pub struct LeaseInfo {
     /// The remote-id of the relay agent it was granted through ([`relay_id_text`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_id: Option<String>,
+    /// The host name the client last sent (option 12; bytes that are not UTF-8 replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// When the lease ends, Unix seconds.
     pub ends: u64,
 }

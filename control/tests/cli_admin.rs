@@ -129,6 +129,7 @@ impl AdminBackend for TestBackend {
             client_id: Some("01:02:00:00:00:00:01".into()),
             circuit_id: Some("ge-0/0/1".into()),
             remote_id: None,
+            hostname: None,
             ends: 1_763_787_600,
         }]
     }
@@ -485,6 +486,7 @@ fn leases_and_partner_down_through_tandemctl() {
             "02:00:00:00:00:01",
             "01:02:00:00:00:00:01",
             "ge-0/0/1",
+            "-",
             "-",
             "2025-11-22T05:00:00Z"
         ]

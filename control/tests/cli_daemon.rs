@@ -691,8 +691,10 @@ pools = ["10.77.0.10-10.77.0.200"]
 }
 
 #[test]
-fn leases_are_found_by_the_circuit_id_and_remote_id_they_were_granted_through() {
-    use lease_mmap::{BindingState, Durability, Lease, RelayInfo, Slot, Store, TableId, UnixTime};
+fn leases_are_found_by_the_circuit_id_remote_id_or_host_name_they_were_granted_with() {
+    use lease_mmap::{
+        BindingState, Durability, Hostname, Lease, RelayInfo, Slot, Store, TableId, UnixTime,
+    };
     // Three leases as a worker writes them through a relay: option 82 with circuit-id and
     // remote-id (one binary, one with a comma), and one without option 82.
     let relays: [&[u8]; 3] = [
@@ -713,12 +715,14 @@ fn leases_are_found_by_the_circuit_id_and_remote_id_they_were_granted_through() 
             Store::open(Path::new(data_dir), &specs, 1, Durability::Sync).expect("open store");
         let t = store.table(TableId(0));
         for (i, r) in relays.iter().enumerate() {
+            let relay = RelayInfo::new(r).expect("fits");
             let mut l = Lease {
                 state: BindingState::Active,
                 ends: UnixTime(UnixTime::now().0 + 3600),
                 htype: 1,
                 hlen: 6,
-                relay: RelayInfo::new(r).expect("fits"),
+                relay,
+                hostname: Hostname::keep(format!("Host-{i}").as_bytes(), &relay),
                 ..Lease::default()
             };
             l.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, i as u8]);
@@ -754,11 +758,16 @@ fn leases_are_found_by_the_circuit_id_and_remote_id_they_were_granted_through() 
     let csv = leases(&["--remote-id", "cpe,1", "--csv"]);
     assert_eq!(
         csv.lines().next(),
-        Some("address,state,chaddr,client_id,circuit_id,remote_id,ends")
+        Some("address,state,chaddr,client_id,circuit_id,remote_id,hostname,ends")
     );
     assert!(
-        csv.contains("10.77.0.31,active,02:00:00:00:00:01,,ge-0/0/2,\"cpe,1\","),
+        csv.contains("10.77.0.31,active,02:00:00:00:00:01,,ge-0/0/2,\"cpe,1\",Host-1,"),
         "{csv}"
+    );
+    let one = leases(&["--hostname", "host-2"]);
+    assert!(
+        one.contains("10.77.0.32") && one.contains("Host-2") && !one.contains("10.77.0.31"),
+        "{one}"
     );
     assert_eq!(leases(&["--circuit-id", "nowhere"]), "no leases\n");
     let out = ctl(&["--config", s(&d.config), "leases", "--circuit-id", "0xzz"]);

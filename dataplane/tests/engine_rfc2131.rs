@@ -1363,4 +1363,15 @@ fn a_lease_keeps_the_trusted_relays_option_82_for_leasequery() {
     // A directly attached client has none.
     let c = dora(&mut h, mac(3)).yiaddr();
     assert!(h.record(c).relay.is_empty());
+    // The host name a client sends is kept, and kept when its renewal leaves it out.
+    assert!(h.record(c).hostname.is_empty());
+    let mut r = renew(mac(3), c);
+    r.options.hostname = Some(b"laptop-3");
+    assert_eq!(h.run(&r, &direct(SERVER, mac(3))).kind, Kind::Ack);
+    assert_eq!(h.record(c).hostname.as_bytes(), b"laptop-3");
+    assert_eq!(
+        h.run(&renew(mac(3), c), &direct(SERVER, mac(3))).kind,
+        Kind::Ack
+    );
+    assert_eq!(h.record(c).hostname.as_bytes(), b"laptop-3");
 }

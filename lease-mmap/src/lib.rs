@@ -37,8 +37,8 @@ pub const DIR_MODE: u32 = 0o750;
 /// The lease record and its on-disk encoding ([`lease_record`]).
 pub use lease_record as record;
 pub use lease_record::{
-    BindingState, ClientId, ClientKey, Lease, MAX_RELAY_INFO, Owner, RelayInfo, Slot, TableId,
-    UnixTime,
+    BindingState, ClientId, ClientKey, Hostname, Lease, MAX_HOSTNAME, MAX_RELAY_INFO, Owner,
+    RelayInfo, Slot, TableId, UnixTime,
 };
 pub use store::{Durability, OpenError, RecoveryReport, SetAside, Store, TableSpec};
 pub use table::{AllocCursor, Table, UpdateError, free_only};

@@ -173,8 +173,7 @@ fn create_relay_file(dir: &Path, spec: &TableSpec, records: u32) -> Result<(), O
         .mode(crate::FILE_MODE)
         .open(&tmp)
         .map_err(io_err(&tmp))?;
-    map::preallocate(&f, RELAY_HEADER_LEN + relay_map_len(records) as u64)
-        .map_err(io_err(&tmp))?;
+    map::preallocate(&f, RELAY_HEADER_LEN + relay_map_len(records) as u64).map_err(io_err(&tmp))?;
     f.write_all_at(&encode_relay_header(records), 0)
         .map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
@@ -673,7 +672,7 @@ impl Store {
                 let (cur, _) = t.slot_ref(e.slot).version();
                 if e.version == cur && !broken[ti].contains(&e.slot) {
                     // The record made it to the table; its relay cell may not have.
-                    t.restore_relay(e.slot, e.version, &e.lease.relay);
+                    t.restore_relay(e.slot, e.version, &e.lease);
                 } else if e.version > cur || broken[ti].contains(&e.slot) {
                     match t.install(e.slot, e.version, &e.lease) {
                         Ok(()) => {

@@ -13,12 +13,14 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::expiry::Expiry;
 use crate::map::Mapping;
-use crate::record::disk::{self, IMAGE_WORDS, INLINE_ID, OverflowRef, RELAY_CELL_LEN, RELAY_CELL_WORDS};
+use crate::record::disk::{
+    self, IMAGE_WORDS, INLINE_ID, OverflowRef, RELAY_CELL_LEN, RELAY_CELL_WORDS,
+};
 use crate::record::key_hash;
 use crate::seqlock::SlotRef;
 use crate::store::TableSpec;
 use crate::sync::{Ordering, Word};
-use crate::{ClientId, ClientKey, Lease, RelayInfo, Slot, TableId, UnixTime};
+use crate::{ClientId, ClientKey, Hostname, Lease, RelayInfo, Slot, TableId, UnixTime};
 
 /// Why a CAS update did not apply.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -378,10 +380,10 @@ impl Table {
         self.relay.cells(at, RELAY_CELL_WORDS)
     }
 
-    /// The relay info of `slot` at `version`, if its cell holds it. A cell that does not (a
-    /// crash before it reached the disk, and no journal entry left to restore it from) loses
-    /// the relay info, never the binding.
-    fn read_relay(&self, slot: u32, version: u64, len: u8) -> RelayInfo {
+    /// The relay info and host name of `slot` at `version`, if its cell holds them. A cell
+    /// that does not (a crash before it reached the disk, and no journal entry left to
+    /// restore it from) loses them, never the binding.
+    fn read_relay(&self, slot: u32, version: u64, len: [u8; 2]) -> (RelayInfo, Hostname) {
         let mut w = [0u32; RELAY_CELL_WORDS];
         for (o, c) in w.iter_mut().zip(self.relay_cell(slot, version)) {
             *o = c.load(Ordering::Acquire);
@@ -389,20 +391,23 @@ impl Table {
         disk::decode_relay_cell(&w, version, len).unwrap_or_default()
     }
 
-    fn write_relay(&self, slot: u32, version: u64, relay: &RelayInfo) {
-        let w = disk::encode_relay_cell(version, relay);
+    fn write_relay(&self, slot: u32, version: u64, l: &Lease) {
+        let w = disk::encode_relay_cell(version, &l.relay, &l.hostname);
         for (c, x) in self.relay_cell(slot, version).iter().zip(w) {
             c.store(x, Ordering::Release);
         }
     }
 
     /// Recovery only: rewrite the relay cell of `slot`'s current `version` from a journal
-    /// entry of that same version, when the cell did not reach the disk.
-    pub(crate) fn restore_relay(&self, slot: u32, version: u64, relay: &RelayInfo) {
-        if relay.is_empty() || self.read(Slot(slot)).1.relay == *relay {
+    /// entry of that same version (`l`), when the cell did not reach the disk.
+    pub(crate) fn restore_relay(&self, slot: u32, version: u64, l: &Lease) {
+        let (_, now) = self.read(Slot(slot));
+        if (l.relay.is_empty() && l.hostname.is_empty())
+            || (now.relay, now.hostname) == (l.relay, l.hostname)
+        {
             return;
         }
-        self.write_relay(slot, version, relay);
+        self.write_relay(slot, version, l);
     }
 
     /// Decode image words of `slot` into a lease, resolving an overflow client id and the
@@ -413,8 +418,8 @@ impl Table {
         if let Some((r, len)) = img.overflow {
             lease.client_id = self.read_block(slot, img.version, r, len)?;
         }
-        if img.relay_len > 0 {
-            lease.relay = self.read_relay(slot, img.version, img.relay_len);
+        if img.extra_len != [0, 0] {
+            (lease.relay, lease.hostname) = self.read_relay(slot, img.version, img.extra_len);
         }
         Some((img.version, lease))
     }
@@ -656,9 +661,9 @@ impl Table {
         if let Some(key) = new.client_key().filter(|_| index && new.state.is_bound()) {
             self.index_insert(slot, key_hash(&key))?;
         }
-        if !new.relay.is_empty() {
+        if !new.relay.is_empty() || !new.hostname.is_empty() {
             // Cell `new_version % 2`: readers of the current version read the other one.
-            self.write_relay(slot, new_version, &new.relay);
+            self.write_relay(slot, new_version, new);
         }
         r.publish(new_version, &disk::encode_image(new_version, new, overflow));
         // The block the previous version used is now only in the old half: released, and

@@ -174,6 +174,7 @@ function leaseQuery(q) {
   if (/^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$/i.test(q)) return "mac=" + encodeURIComponent(q);
   if (q.startsWith("remote:")) return "remote_id=" + encodeURIComponent(q.slice(7));
   if (q.startsWith("circuit:")) return "circuit_id=" + encodeURIComponent(q.slice(8));
+  if (q.startsWith("host:")) return "hostname=" + encodeURIComponent(q.slice(5));
   if (/^([0-9a-f]{2}:?)+$/i.test(q)) return "client_id=" + encodeURIComponent(q);
   return "circuit_id=" + encodeURIComponent(q);
 }
@@ -185,9 +186,9 @@ async function search(query) {
     const leases = body.leases || [];
     out.replaceChildren(
       el("p", { class: "muted", text: leases.length + (leases.length === 1 ? " lease" : " leases") + (body.next ? " (more after " + body.next + ")" : "") }),
-      table(["address", "state", "hardware address", "client id", "circuit-id", "remote-id", "ends"],
+      table(["address", "state", "hardware address", "client id", "circuit-id", "remote-id", "host name", "ends"],
         leases.map((l) => [l.address, l.state, l.chaddr, l.client_id || "", l.circuit_id || "",
-          l.remote_id || "", when(l.ends)])));
+          l.remote_id || "", l.hostname || "", when(l.ends)])));
   } catch (e) {
     out.replaceChildren(el("p", { class: "error", text: e.message }));
   }

@@ -47,6 +47,7 @@ impl AdminBackend for Backend {
                 client_id: None,
                 circuit_id: None,
                 remote_id: None,
+                hostname: None,
                 ends: u64::from(i),
             })
             .collect()

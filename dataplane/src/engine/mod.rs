@@ -111,8 +111,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use lease_mmap::{
-    AllocCursor, BindingState, ClientId, ClientKey, Lease, Owner, RelayInfo, Slot, Store, Table,
-    TableId, UnixTime, UpdateError,
+    AllocCursor, BindingState, ClientId, ClientKey, Hostname, Lease, Owner, RelayInfo, Slot, Store,
+    Table, TableId, UnixTime, UpdateError,
 };
 
 pub use config::{
@@ -1104,6 +1104,22 @@ impl Engine {
         if let (Some(dst), Some(src)) = (chaddr.get_mut(..n), req.chaddr.get(..n)) {
             dst.copy_from_slice(src);
         }
+        let same_client = cur.is_for(&cx.key);
+        // For leasequery (RFC 4388 §6.4.2): the trusted relay's option 82; a renewal unicast
+        // straight from the client keeps what its lease was granted through.
+        let relay = if !cx.relay_info.is_empty() {
+            cx.relay_info
+        } else if same_client {
+            cur.relay
+        } else {
+            RelayInfo::EMPTY
+        };
+        // For lookups by name: the host name the client sends, else the one it sent before.
+        let hostname = match req.options.hostname {
+            Some(name) => Hostname::keep(name, &relay),
+            None if same_client => Hostname::keep(cur.hostname.as_bytes(), &relay),
+            None => Hostname::EMPTY,
+        };
         Lease {
             state,
             ends,
@@ -1114,15 +1130,8 @@ impl Engine {
             chaddr,
             client_id: cx.client_id,
             owner: Owner::Us,
-            // For leasequery (RFC 4388 §6.4.2): the trusted relay's option 82; a renewal
-            // unicast straight from the client keeps what its lease was granted through.
-            relay: if !cx.relay_info.is_empty() {
-                cx.relay_info
-            } else if cur.is_for(&cx.key) {
-                cur.relay
-            } else {
-                RelayInfo::EMPTY
-            },
+            relay,
+            hostname,
             atsfp: if cur.state == state || state == BindingState::Offered {
                 cur.atsfp
             } else {

@@ -181,7 +181,9 @@ impl RelayInfo {
         let mut out = Self::EMPTY;
         let mut n = 0;
         for (code, value) in SubOptions(payload) {
-            let Some(value) = value else { return Self::EMPTY };
+            let Some(value) = value else {
+                return Self::EMPTY;
+            };
             let need = 2 + value.len();
             if QUERIED_SUBOPTIONS.contains(&code) && n + need <= MAX_RELAY_INFO {
                 out.bytes[n] = code;
@@ -220,6 +222,59 @@ impl RelayInfo {
     /// Sub-option 12, the relay id (RFC 6925).
     pub fn relay_id(&self) -> Option<&[u8]> {
         self.sub_option(12)
+    }
+}
+
+/// The longest host name (option 12) a record keeps; a longer one is cut.
+pub const MAX_HOSTNAME: usize = 48;
+
+/// The host name (option 12, RFC 2132 §3.14) the client sent when it last got or renewed the
+/// lease, for lookups by name: at most [`MAX_HOSTNAME`] bytes, and beside the relay info no
+/// more than the [`MAX_RELAY_INFO`] bytes they share in the store ([`Hostname::keep`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Hostname {
+    len: u8,
+    bytes: [u8; MAX_HOSTNAME],
+}
+
+impl Hostname {
+    pub const EMPTY: Hostname = Hostname {
+        len: 0,
+        bytes: [0; MAX_HOSTNAME],
+    };
+
+    /// `name` as far as it fits in [`MAX_HOSTNAME`] bytes and beside `relay` (the store keeps
+    /// both in [`MAX_RELAY_INFO`] bytes); trailing NULs (some clients send them) dropped.
+    pub fn keep(name: &[u8], relay: &RelayInfo) -> Self {
+        let name = name.strip_suffix(&[0]).unwrap_or(name);
+        let room = MAX_HOSTNAME.min(MAX_RELAY_INFO - relay.as_bytes().len());
+        let name = &name[..name.len().min(room)];
+        let mut bytes = [0; MAX_HOSTNAME];
+        bytes[..name.len()].copy_from_slice(name);
+        Self {
+            len: name.len() as u8,
+            bytes,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Default for Hostname {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl std::fmt::Debug for Hostname {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
     }
 }
 
@@ -282,6 +337,8 @@ pub struct Lease {
     /// The relay agent information the lease was last granted through (empty when the
     /// client reached the server directly, or for a record written before it was kept).
     pub relay: RelayInfo,
+    /// The host name the client last sent (empty if none).
+    pub hostname: Hostname,
 }
 
 impl Lease {
@@ -340,7 +397,10 @@ pub fn key_hash(key: &ClientKey<'_>) -> u32 {
 /// The on-disk encodings (`lease-mmap/FORMAT.md` §3.2 and §5.2), for the store.
 #[doc(hidden)]
 pub mod disk {
-    use super::{BindingState, ClientId, Lease, MAX_CLIENT_ID, MAX_RELAY_INFO, Owner, RelayInfo};
+    use super::{
+        BindingState, ClientId, Hostname, Lease, MAX_CLIENT_ID, MAX_HOSTNAME, MAX_RELAY_INFO,
+        Owner, RelayInfo,
+    };
     use crate::UnixTime;
 
     /// Bytes of one record image; a slot holds a version word and two images.
@@ -353,8 +413,9 @@ pub mod disk {
     pub const MAX_VERSION: u64 = u64::MAX >> 1;
     /// The common part of an image and a journal entry: state byte block, times, chaddr.
     pub const CORE_LEN: usize = 48;
-    /// A lease as a journal entry carries it: core, the whole client id, the relay info.
-    pub const LEASE_LEN: usize = CORE_LEN + MAX_CLIENT_ID + MAX_RELAY_INFO;
+    /// A lease as a journal entry carries it: core, the whole client id, the relay info, the
+    /// host name.
+    pub const LEASE_LEN: usize = CORE_LEN + MAX_CLIENT_ID + MAX_RELAY_INFO + MAX_HOSTNAME;
     /// Bytes of one relay cell: a table's relay file holds two per slot, one per image half.
     pub const RELAY_CELL_LEN: usize = 128;
     pub const RELAY_CELL_WORDS: usize = RELAY_CELL_LEN / 4;
@@ -378,7 +439,7 @@ pub mod disk {
     }
 
     /// Core (48 bytes): state, owner, htype, hlen, client-id length, flags, relay info
-    /// length, zero; ends,
+    /// length, host name length; ends,
     /// tstp, tsfp, atsfp, cltt, stos (u32 LE each); chaddr (16).
     fn encode_core(l: &Lease, flags: u8, b: &mut [u8]) {
         b[0] = l.state as u8;
@@ -388,7 +449,11 @@ pub mod disk {
         b[4] = l.client_id.len;
         b[5] = flags;
         b[6] = l.relay.len;
-        b[7] = 0;
+        // As much of the host name as the store keeps beside the relay info.
+        b[7] = l
+            .hostname
+            .len
+            .min((MAX_RELAY_INFO - usize::from(l.relay.len)) as u8);
         for (i, t) in [l.ends, l.tstp, l.tsfp, l.atsfp, l.cltt, l.stos]
             .iter()
             .enumerate()
@@ -398,11 +463,14 @@ pub mod disk {
         b[32..48].copy_from_slice(&l.chaddr);
     }
 
-    /// Decode a core; `None` if a state or owner byte or the relay length is out of range.
-    /// Returns the lease (client id and relay info still empty), the client id length, the
-    /// flags and the relay info length.
-    fn decode_core(b: &[u8]) -> Option<(Lease, u8, u8, u8)> {
-        if usize::from(b[6]) > MAX_RELAY_INFO {
+    /// Decode a core; `None` if a state or owner byte or a length is out of range. Returns
+    /// the lease (client id, relay info and host name still empty), the client id length,
+    /// the flags and the relay info and host name lengths.
+    fn decode_core(b: &[u8]) -> Option<(Lease, u8, u8, [u8; 2])> {
+        if usize::from(b[6]) > MAX_RELAY_INFO
+            || usize::from(b[7]) > MAX_HOSTNAME
+            || usize::from(b[6]) + usize::from(b[7]) > MAX_RELAY_INFO
+        {
             return None;
         }
         let t = |i: usize| UnixTime(get32(b, 8 + 4 * i));
@@ -422,8 +490,9 @@ pub mod disk {
             chaddr,
             client_id: ClientId::EMPTY,
             relay: RelayInfo::EMPTY,
+            hostname: Hostname::EMPTY,
         };
-        Some((lease, b[4], b[5], b[6]))
+        Some((lease, b[4], b[5], [b[6], b[7]]))
     }
 
     /// Where a long client id lives: overflow block index and the id's CRC32C.
@@ -471,13 +540,14 @@ pub mod disk {
         b
     }
 
-    /// A decoded image: version, lease (client id filled in only if inline; relay info
-    /// never: it lives in the relay cell), overflow ref, the relay info's length.
+    /// A decoded image: version, lease (client id filled in only if inline; relay info and
+    /// host name never: they live in the relay cell), overflow ref, the lengths of the relay
+    /// info and the host name.
     pub struct Image {
         pub version: u64,
         pub lease: Lease,
         pub overflow: Option<(OverflowRef, u8)>,
-        pub relay_len: u8,
+        pub extra_len: [u8; 2],
     }
 
     /// Decode and check an image. An all-zero image is the initial FREE record, version 0.
@@ -487,14 +557,14 @@ pub mod disk {
                 version: 0,
                 lease: Lease::default(),
                 overflow: None,
-                relay_len: 0,
+                extra_len: [0, 0],
             });
         }
         let b = to_bytes(w);
         if crc32c::crc32c(&b[..120]) != get32(&b, 120) {
             return None;
         }
-        let (mut lease, id_len, flags, relay_len) = decode_core(&b[8..56])?;
+        let (mut lease, id_len, flags, extra_len) = decode_core(&b[8..56])?;
         let overflow = if flags & FLAG_OVERFLOW != 0 {
             if usize::from(id_len) <= INLINE_ID {
                 return None;
@@ -521,17 +591,21 @@ pub mod disk {
             version,
             lease,
             overflow,
-            relay_len,
+            extra_len,
         })
     }
 
-    /// Relay cell (128 bytes): version u64 LE (0..8), length (8), the relay info (9..124,
-    /// zero padded), CRC32C of 0..124 (124..128). Version `v`'s cell lives in half `v % 2`.
-    pub fn encode_relay_cell(version: u64, r: &RelayInfo) -> [u32; RELAY_CELL_WORDS] {
+    /// Relay cell (128 bytes): version u64 LE (0..8), length (8), the relay info then the
+    /// host name (9..124, zero padded), CRC32C of 0..124 (124..128). Version `v`'s cell lives
+    /// in half `v % 2`. A host name that does not fit beside the relay info is cut.
+    pub fn encode_relay_cell(version: u64, r: &RelayInfo, h: &Hostname) -> [u32; RELAY_CELL_WORDS] {
         let mut b = [0u8; RELAY_CELL_LEN];
         b[0..8].copy_from_slice(&version.to_le_bytes());
-        b[8] = r.len;
-        b[9..9 + r.as_bytes().len()].copy_from_slice(r.as_bytes());
+        let (r, h) = (r.as_bytes(), h.as_bytes());
+        let h = &h[..h.len().min(MAX_RELAY_INFO - r.len())];
+        b[8] = (r.len() + h.len()) as u8;
+        b[9..9 + r.len()].copy_from_slice(r);
+        b[9 + r.len()..9 + r.len() + h.len()].copy_from_slice(h);
         let crc = crc32c::crc32c(&b[..124]);
         put32(&mut b, 124, crc);
         let mut w = [0u32; RELAY_CELL_WORDS];
@@ -541,15 +615,28 @@ pub mod disk {
         w
     }
 
-    /// The relay info in a cell, if the cell is intact and holds `len` bytes for `version`.
-    pub fn decode_relay_cell(w: &[u32], version: u64, len: u8) -> Option<RelayInfo> {
+    /// The relay info and host name in a cell, if the cell is intact and holds them for
+    /// `version` with the lengths `len` (an image's [`Image::extra_len`]).
+    pub fn decode_relay_cell(
+        w: &[u32],
+        version: u64,
+        len: [u8; 2],
+    ) -> Option<(RelayInfo, Hostname)> {
         let mut b = [0u8; RELAY_CELL_LEN];
         for (i, x) in w.iter().take(RELAY_CELL_WORDS).enumerate() {
             put32(&mut b, 4 * i, *x);
         }
-        (crc32c::crc32c(&b[..124]) == get32(&b, 124) && get64(&b, 0) == version && b[8] == len)
-            .then(|| RelayInfo::new(&b[9..9 + usize::from(len)]))
-            .flatten()
+        let (r, h) = (usize::from(len[0]), usize::from(len[1]));
+        if crc32c::crc32c(&b[..124]) != get32(&b, 124)
+            || get64(&b, 0) != version
+            || usize::from(b[8]) != r + h
+            || r + h > MAX_RELAY_INFO
+        {
+            return None;
+        }
+        let relay = RelayInfo::new(&b[9..9 + r])?;
+        let name = &b[9 + r..9 + r + h];
+        (h <= MAX_HOSTNAME).then(|| (relay, Hostname::keep(name, &relay)))
     }
 
     /// The overflow block an image in raw words refers to, without checking its CRC (at run
@@ -567,9 +654,9 @@ pub mod disk {
         BindingState::from_u8((w[2] & 0xff) as u8) // byte 8 = the core's state
     }
 
-    /// A lease in a journal entry (418 bytes): core, the client id padded to 255, the relay
-    /// info padded to 115 (an entry written before relay info was kept has zeros there and a
-    /// zero relay length in its core).
+    /// A lease in a journal entry (466 bytes): core, the client id padded to 255, the relay
+    /// info padded to 115, the host name padded to 48 (an entry written before they were kept
+    /// has zeros there and zero lengths in its core).
     pub fn encode_lease(l: &Lease, b: &mut [u8]) {
         encode_core(l, 0, &mut b[..CORE_LEN]);
         let id = l.client_id.as_bytes();
@@ -578,14 +665,20 @@ pub mod disk {
         let relay = l.relay.as_bytes();
         let at = CORE_LEN + MAX_CLIENT_ID;
         b[at..at + relay.len()].copy_from_slice(relay);
-        b[at + relay.len()..LEASE_LEN].fill(0);
+        b[at + relay.len()..at + MAX_RELAY_INFO].fill(0);
+        let name = &l.hostname.as_bytes()[..usize::from(b[7])];
+        let at = at + MAX_RELAY_INFO;
+        b[at..at + name.len()].copy_from_slice(name);
+        b[at + name.len()..LEASE_LEN].fill(0);
     }
 
     pub fn decode_lease(b: &[u8]) -> Option<Lease> {
-        let (mut lease, id_len, _, relay_len) = decode_core(b.get(..CORE_LEN)?)?;
+        let (mut lease, id_len, _, [relay_len, name_len]) = decode_core(b.get(..CORE_LEN)?)?;
         lease.client_id = ClientId::new(b.get(CORE_LEN..CORE_LEN + usize::from(id_len))?)?;
         let at = CORE_LEN + MAX_CLIENT_ID;
         lease.relay = RelayInfo::new(b.get(at..at + usize::from(relay_len))?)?;
+        let at = at + MAX_RELAY_INFO;
+        lease.hostname = Hostname::keep(b.get(at..at + usize::from(name_len))?, &lease.relay);
         Some(lease)
     }
 }
@@ -611,6 +704,7 @@ mod tests {
             client_id: ClientId::new(&id).unwrap(),
             owner: Owner::Partner,
             relay: RelayInfo::EMPTY,
+            hostname: Hostname::EMPTY,
         }
     }
 
@@ -618,14 +712,17 @@ mod tests {
     fn relay_info_keeps_what_a_leasequery_asks_by() {
         // circuit-id "ge-0/0/1", remote-id 6 bytes, link selection.
         let opt = [
-            1, 8, b'g', b'e', b'-', b'0', b'/', b'0', b'/', b'1', 2, 6, 0, 1, 2, 3, 4, 5, 5, 4,
-            10, 0, 0, 0,
+            1, 8, b'g', b'e', b'-', b'0', b'/', b'0', b'/', b'1', 2, 6, 0, 1, 2, 3, 4, 5, 5, 4, 10,
+            0, 0, 0,
         ];
         let r = RelayInfo::keep(&opt);
         assert_eq!(r.as_bytes(), &opt);
         assert_eq!(r.circuit_id(), Some(&b"ge-0/0/1"[..]));
         assert_eq!(r.remote_id(), Some(&[0, 1, 2, 3, 4, 5][..]));
-        assert_eq!((r.relay_id(), r.sub_option(5)), (None, Some(&[10, 0, 0, 0][..])));
+        assert_eq!(
+            (r.relay_id(), r.sub_option(5)),
+            (None, Some(&[10, 0, 0, 0][..]))
+        );
         // Too long as a whole: a 120-byte vendor sub-option is dropped, the rest kept.
         let mut long = vec![9, 120];
         long.extend([7; 120]);
@@ -644,14 +741,26 @@ mod tests {
     #[test]
     fn relay_cells_round_trip_and_check_version_and_length() {
         let r = RelayInfo::new(&[1, 2, 3, 4]).unwrap();
-        let w = encode_relay_cell(7, &r);
-        assert_eq!(decode_relay_cell(&w, 7, 4), Some(r));
-        assert_eq!(decode_relay_cell(&w, 8, 4), None);
-        assert_eq!(decode_relay_cell(&w, 7, 3), None);
+        let h = Hostname::keep(b"laptop-7\0", &r);
+        assert_eq!(h.as_bytes(), b"laptop-7");
+        let w = encode_relay_cell(7, &r, &h);
+        assert_eq!(decode_relay_cell(&w, 7, [4, 8]), Some((r, h)));
+        assert_eq!(decode_relay_cell(&w, 8, [4, 8]), None);
+        assert_eq!(decode_relay_cell(&w, 7, [3, 8]), None);
+        assert_eq!(decode_relay_cell(&w, 7, [4, 7]), None);
         let mut bad = w;
         bad[3] ^= 1;
-        assert_eq!(decode_relay_cell(&bad, 7, 4), None);
-        assert_eq!(decode_relay_cell(&[0; RELAY_CELL_WORDS], 0, 0), None);
+        assert_eq!(decode_relay_cell(&bad, 7, [4, 8]), None);
+        assert_eq!(decode_relay_cell(&[0; RELAY_CELL_WORDS], 0, [0, 0]), None);
+        // A host name is cut to what fits beside the relay info, and to MAX_HOSTNAME.
+        let full = RelayInfo::new(&[9; 100]).unwrap();
+        assert_eq!(Hostname::keep(&[b'a'; 60], &full).as_bytes().len(), 15);
+        assert_eq!(
+            Hostname::keep(&[b'a'; 60], &RelayInfo::EMPTY)
+                .as_bytes()
+                .len(),
+            48
+        );
     }
 
     #[test]
@@ -737,8 +846,10 @@ mod tests {
     #[test]
     fn journal_lease_encoding_round_trips() {
         for len in [0, 65, 255] {
+            let relay = RelayInfo::new(&[2, 3, 1, 2, 3][..len.min(5)]).unwrap();
             let l = Lease {
-                relay: RelayInfo::new(&[2, 3, 1, 2, 3][..len.min(5)]).unwrap(),
+                relay,
+                hostname: Hostname::keep(&b"host-name"[..len.min(9)], &relay),
                 ..sample(len)
             };
             let mut b = [0xffu8; LEASE_LEN];
@@ -755,7 +866,7 @@ mod tests {
         #[test]
         fn decoders_never_panic(words in proptest::collection::vec(proptest::num::u32::ANY, IMAGE_WORDS),
                                 bytes in proptest::collection::vec(proptest::num::u8::ANY, LEASE_LEN)) {
-            if let Some(img) = decode_image(&words).filter(|i| i.overflow.is_none() && i.version != 0 && i.relay_len == 0) {
+            if let Some(img) = decode_image(&words).filter(|i| i.overflow.is_none() && i.version != 0 && i.extra_len == [0, 0]) {
                 proptest::prop_assert_eq!(encode_image(img.version, &img.lease, None).to_vec(), words.clone());
             }
             if let Some(l) = decode_lease(&bytes) {

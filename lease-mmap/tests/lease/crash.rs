@@ -422,6 +422,7 @@ fn allocate_relayed(store: &Store, j: &mut WorkerJournal, n: u32) -> Vec<(Slot, 
     for i in 0..n {
         let l = Lease {
             relay: relay(i),
+            hostname: lease_mmap::Hostname::keep(format!("host-{i}").as_bytes(), &relay(i)),
             ..active(i, NOW)
         };
         let (s, v) = t.allocate(&mut cursor, UnixTime(NOW), &l, NEVER).unwrap();
@@ -452,11 +453,9 @@ fn relay_info_survives_kill_9_and_a_power_loss_of_either_file() {
         }
         let (store, _j, _) = Store::open(dir.path(), &[big_spec()], 1, Durability::Sync).unwrap();
         assert_present(&store, &leases);
-        assert_eq!(
-            store.table(TableId(0)).read(leases[7].0).1.relay.circuit_id(),
-            Some(&b"port-7"[..]),
-            "lost {lost}"
-        );
+        let l = store.table(TableId(0)).read(leases[7].0).1;
+        assert_eq!(l.relay.circuit_id(), Some(&b"port-7"[..]), "lost {lost}");
+        assert_eq!(l.hostname.as_bytes(), b"host-7", "lost {lost}");
     }
 }
 
@@ -479,7 +478,11 @@ fn a_missing_or_damaged_relay_file_is_rebuilt_from_the_journal_and_costs_no_bind
             assert_eq!((v2, l2.state, l2.chaddr), (*v, l.state, l.chaddr));
             // The first reopen started the journal over: the second has nothing to
             // restore from, and loses the relay info but not the binding.
-            let want = if damage == "remove" { l.relay } else { Default::default() };
+            let want = if damage == "remove" {
+                l.relay
+            } else {
+                Default::default()
+            };
             assert_eq!(l2.relay, want, "{damage}");
         }
         store.close(j).unwrap();
@@ -502,7 +505,11 @@ fn a_table_created_anew_never_inherits_an_old_relay_file() {
         assert_eq!(t.read(*s).0, 0);
         let l = active(s.0 + 100, NOW);
         assert_eq!(t.update(*s, 0, &l), Ok(*v));
-        assert_eq!(t.read(*s), (*v, l), "an old relay cell of version {v} showed through");
+        assert_eq!(
+            t.read(*s),
+            (*v, l),
+            "an old relay cell of version {v} showed through"
+        );
     }
     j[0].commit().unwrap();
 }
