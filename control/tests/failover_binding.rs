@@ -4,9 +4,11 @@ use std::net::Ipv4Addr;
 
 use control::failover::UnixTime;
 use control::failover::binding::{Binding, lease_state};
-use control::failover::msg::{self, BindingStatus, MessageType, RejectReason, Repr};
+use control::failover::msg::{
+    self, BindingBatch, BindingStatus, MessageType, ParseError, RejectReason, Repr, opt,
+};
 use lease_mmap::record::ClientId;
-use lease_mmap::{BindingState, Lease, Owner};
+use lease_mmap::{BindingState, Lease, Owner, RelayInfo};
 
 const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 5);
 
@@ -200,4 +202,147 @@ fn bndack_as_isc_sends_it() {
         Some(RejectReason::LessCriticalBindingInformation)
     );
     assert_eq!(nak.options.message, Some(&b"outdated"[..]));
+}
+
+/// Option 82 as a relay sends it: circuit-id "eth0/1", remote-id 02:00:00:00:00:01.
+const RELAY: [u8; 16] = [
+    1, 6, b'e', b't', b'h', b'0', b'/', b'1', 2, 6, 2, 0, 0, 0, 0, 1,
+];
+
+fn relayed_lease() -> Lease {
+    Lease {
+        relay: RelayInfo::new(&RELAY).unwrap(),
+        ..active_lease()
+    }
+}
+
+/// Writes a message's own length into its header.
+fn set_length(m: &mut [u8]) {
+    let len = u16::try_from(m.len()).unwrap();
+    m[..2].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Option 8 as we send it: one DHCP option 82 TLV holding the relay's payload.
+fn option_8() -> Vec<u8> {
+    [&[0, 8, 0, 18, 82, 16][..], &RELAY].concat()
+}
+
+#[test]
+fn relay_info_travels_in_client_request_options() {
+    // ISC's BNDUPD vector, then option 8 (codes ISC does not send follow in code order).
+    let b = Binding::from_lease(IP, &relayed_lease(), msg::IP_FLAG_BOOTP).unwrap();
+    assert_eq!(b.relay().as_bytes(), RELAY);
+    let mut r = b.to_repr();
+    r.time = UnixTime(0x6553_f100);
+    r.xid = 5;
+    let bytes = r.to_vec().unwrap();
+    let isc = Binding::from_lease(IP, &active_lease(), msg::IP_FLAG_BOOTP).unwrap();
+    let mut isc = isc.to_repr();
+    (isc.time, isc.xid) = (r.time, r.xid);
+    let mut want = isc.to_vec().unwrap();
+    want.extend_from_slice(&option_8());
+    set_length(&mut want);
+    assert_eq!(bytes, want);
+    // And back, into the partner's record.
+    let parsed = Repr::parse_bytes(&bytes).unwrap();
+    let got = Binding::from_repr(&parsed).unwrap();
+    assert_eq!(got, b);
+    let mut lease = Lease::default();
+    got.apply_to(&mut lease);
+    assert_eq!(lease.relay.as_bytes(), RELAY);
+
+    // In a batch toward a tandem peer, each binding carries its own.
+    let mut batch = BindingBatch::new(MessageType::BndUpd);
+    let other = Ipv4Addr::new(10, 0, 1, 6);
+    assert!(batch.push(&b.to_repr().options));
+    assert!(
+        batch.push(
+            &Binding::from_lease(other, &active_lease(), 0)
+                .unwrap()
+                .to_repr()
+                .options
+        )
+    );
+    assert!(batch.push(&b.to_repr().options));
+    let bytes = batch.repr(UnixTime(1), 7).to_vec().unwrap();
+    let parsed = Repr::parse_bytes(&bytes).unwrap();
+    let relays: Vec<RelayInfo> = parsed
+        .bindings()
+        .map(|o| Binding::from_options(&o).unwrap().relay())
+        .collect();
+    assert_eq!(relays, [b.relay(), RelayInfo::EMPTY, b.relay()]);
+}
+
+#[test]
+fn an_update_without_option_8_clears_the_relay_info() {
+    // What the partner knows: no relay info (ISC never sends option 8).
+    let b = Binding::from_lease(IP, &active_lease(), 0).unwrap();
+    let r = b.to_repr();
+    assert_eq!(r.options.client_request_options, None);
+    let mut lease = relayed_lease();
+    Binding::from_repr(&r).unwrap().apply_to(&mut lease);
+    assert!(lease.relay.is_empty());
+    // A captured ISC BNDUPD too.
+    let isc = include_bytes!("data/isc-4.4.3/bndupd-free.bin");
+    let mut lease = relayed_lease();
+    Binding::from_repr(&Repr::parse_bytes(isc).unwrap())
+        .unwrap()
+        .apply_to(&mut lease);
+    assert!(lease.relay.is_empty());
+}
+
+#[test]
+fn malformed_option_8_is_ignored() {
+    let plain = Binding::from_lease(IP, &active_lease(), 0).unwrap();
+    for contents in [
+        // Option 82 longer than what follows it.
+        &[82, 30, 1, 6, b'e'][..],
+        // A length byte missing.
+        &[82][..],
+        // Other options only, and nothing at all.
+        &[12, 3, b'p', b'c', b'1', 255][..],
+        &[][..],
+    ] {
+        let mut r = plain.to_repr();
+        r.options.client_request_options = Some(contents);
+        let bytes = r.to_vec().unwrap();
+        let b = Binding::from_repr(&Repr::parse_bytes(&bytes).unwrap())
+            .expect("the binding is not refused for its option 8");
+        assert_eq!(b, plain, "{contents:?}");
+        let mut lease = relayed_lease();
+        b.apply_to(&mut lease);
+        assert!(lease.relay.is_empty(), "{contents:?}");
+    }
+}
+
+#[test]
+fn option_8_keeps_to_iscs_parser_rules() {
+    // ISC 4.4 allows client-request-options in BNDUPD, stores it as bytes of any length and
+    // never reads it (stables.c:58-59, :112-115; failover.c:796-818), so every peer gets
+    // it. What ISC does not survive is a repeated option (failover.c:715-720): one
+    // binding's BNDUPD, ISC's kind, holds option 8 once.
+    assert!(MessageType::BndUpd.allows(opt::CLIENT_REQUEST_OPTIONS));
+    let b = Binding::from_lease(IP, &relayed_lease(), 0).unwrap();
+    let bytes = b.to_repr().to_vec().unwrap();
+    let eights = msg::OptionIter::new(&bytes[usize::from(msg::HEADER_LEN)..])
+        .filter(|o| o.unwrap().code == opt::CLIENT_REQUEST_OPTIONS)
+        .count();
+    assert_eq!(eights, 1);
+    // The same update with option 8 twice is the protocol error ISC would drop the link for.
+    let mut twice = bytes.clone();
+    twice.extend_from_slice(&option_8());
+    set_length(&mut twice);
+    assert_eq!(
+        Repr::parse_bytes(&twice).unwrap_err(),
+        ParseError::DuplicateOption(opt::CLIENT_REQUEST_OPTIONS)
+    );
+    // The longest relay info still leaves a BNDUPD far under 2048 bytes with the longest
+    // client id and hardware address.
+    let mut l = relayed_lease();
+    l.relay = RelayInfo::new(&[0xab; lease_mmap::MAX_RELAY_INFO]).unwrap();
+    l.client_id = ClientId::new(&[7; lease_mmap::record::MAX_CLIENT_ID]).unwrap();
+    l.hlen = 16;
+    let b = Binding::from_lease(IP, &l, msg::IP_FLAG_BOOTP).unwrap();
+    let len = b.to_repr().buffer_len();
+    assert!(len < 500, "{len}");
 }

@@ -108,6 +108,11 @@ shared_secret_file = {secret:?}
 
 /// The relationship's lease store (the config's one subnet, no worker) for the driver.
 fn replication(cfg: &Config) -> Replication {
+    replication_for(cfg, 0)
+}
+
+/// The same with `workers` outbound queues (a test writes records as a worker would).
+fn replication_for(cfg: &Config, workers: usize) -> Replication {
     let specs = control::serve::engine_config(cfg).table_specs();
     let (store, mut journals, _) = lease_mmap::Store::open(
         &cfg.server.data_dir,
@@ -119,7 +124,7 @@ fn replication(cfg: &Config) -> Replication {
     Replication {
         store: Arc::new(store),
         journal: journals.pop().expect("the control plane's journal"),
-        workers: 0,
+        workers,
         table_rel: vec![Some(0)],
     }
 }
@@ -198,6 +203,109 @@ fn two_drivers_over_loopback() {
     assert!(b.driver.partner_down("loop", 0).is_err());
     sb.request();
     b.thread.join().expect("driver B joins");
+}
+
+/// A lease written on A with the relay info (option 82) it was granted through reaches B's
+/// table with the same relay info (BNDUPD option 8), durably: B's store reopened still has
+/// it. A's renewal without relay info clears it at B.
+#[test]
+fn relay_info_reaches_the_partners_table() {
+    use control::failover::replicate::WorkerOutbox;
+    use dataplane::server::ChangeSink;
+    use lease_mmap::{BindingState, Lease, RelayInfo, Slot, TableId};
+
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, pb) = (free_port(), free_port());
+    let (ca, cb) = (
+        config(da.path(), true, pa, pb),
+        config(db.path(), false, pb, pa),
+    );
+    let (ra, rb) = (replication_for(&ca, 1), replication(&cb));
+    let (store_a, store_b) = (Arc::clone(&ra.store), Arc::clone(&rb.store));
+    let (sa, sb) = (Shutdown::new(), Shutdown::new());
+    let a = driver::start(&ca, Gate::new(&ca).1, ra, &sa).expect("driver A starts");
+    let b = driver::start(&cb, Gate::new(&cb).1, rb, &sb).expect("driver B starts");
+    let normal = |s, p| s == FailoverState::Normal && p == FailoverState::Normal;
+    wait(&a.driver, 90, "A normal", normal);
+    wait(&b.driver, 90, "B normal", normal);
+    let settled = |d: &Driver| d.status()[0].unacked_updates == 0;
+    let until = Instant::now() + Duration::from_secs(30);
+    while !settled(&a.driver) || !settled(&b.driver) {
+        assert!(Instant::now() < until, "pool balancing never acknowledged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A primary's FREE address, ACTIVE at A through a relay, as a worker writes it.
+    let (ta, tb) = (&store_a.tables()[0], &store_b.tables()[0]);
+    let slot = (0..ta.len())
+        .map(Slot)
+        .find(|&s| ta.is_allocatable(s) && ta.read(s).1.state == BindingState::Free)
+        .expect("a FREE address at the primary");
+    let relay = RelayInfo::new(&[
+        1, 6, b'e', b't', b'h', b'0', b'/', b'7', 2, 6, 2, 0, 0, 0, 0, 7, 12, 4, 10, 0, 0, 1,
+    ])
+    .unwrap();
+    let mut outbox = WorkerOutbox::new(&a.outbox, 0).expect("worker 0's queue");
+    let mut write_at_a = |relay: RelayInfo, secs: u32| {
+        let now = UnixTime::now();
+        let (v, cur) = ta.read(slot);
+        let mut l = Lease {
+            state: BindingState::Active,
+            ends: now.saturating_add(secs),
+            tstp: now.saturating_add(secs),
+            cltt: now,
+            stos: now,
+            htype: 1,
+            hlen: 6,
+            relay,
+            ..cur
+        };
+        l.atsfp = UnixTime(0);
+        l.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, 7]);
+        ta.update(slot, v, &l).expect("write at A");
+        outbox.changed(TableId(0), slot);
+        outbox.batch_done();
+    };
+    let at_b = |what: &str, ok: &dyn Fn(&Lease) -> bool| {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let l = tb.read(slot).1;
+            if ok(&l) {
+                return l;
+            }
+            assert!(Instant::now() < until, "{what}: B has {l:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    write_at_a(relay, 600);
+    let l = at_b("ACTIVE with the relay info", &|l| {
+        l.state == BindingState::Active && !l.relay.is_empty()
+    });
+    assert_eq!(l.relay, relay);
+    assert_eq!(l.relay.circuit_id(), Some(&b"eth0/7"[..]));
+    assert_eq!(&l.chaddr[..6], &[2, 0, 0, 0, 0, 7]);
+
+    // A renewal that came without a relay: the partner's record says so too.
+    let ends = l.ends;
+    write_at_a(RelayInfo::EMPTY, 900);
+    let l = at_b("the renewal", &|l| l.ends > ends);
+    assert_eq!(l.state, BindingState::Active);
+    assert!(l.relay.is_empty(), "{:?}", l.relay);
+
+    // And once more with it, then B's store reopened from its files and journal.
+    write_at_a(relay, 1200);
+    at_b("the relay info again", &|l| l.relay == relay);
+    sa.request();
+    sb.request();
+    a.thread.join().expect("driver A joins");
+    b.thread.join().expect("driver B joins");
+    drop(store_b);
+    let specs = control::serve::engine_config(&cb).table_specs();
+    let (store, _, _) =
+        lease_mmap::Store::open(db.path(), &specs, 1, lease_mmap::Durability::Async)
+            .expect("B's store reopens");
+    let l = store.tables()[0].read(slot).1;
+    assert_eq!((l.state, l.relay), (BindingState::Active, relay));
 }
 
 #[test]

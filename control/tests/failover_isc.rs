@@ -7,7 +7,8 @@
 //! same bytes, and every BNDUPD must pass ISC's own receive checks (`Binding::from_repr`).
 //!
 //! * `s`: dhcpd secondary, we primary: CONNECT, STATE, UPDREQALL both ways, BNDUPD/BNDACK
-//!   for the 11 leases, UPDDONE, both NORMAL.
+//!   for the 11 leases, UPDDONE, both NORMAL; then our BNDUPD of an ACTIVE lease with its
+//!   relay info in client-request-options (option 8) is acknowledged and stored by dhcpd.
 //! * `p`: dhcpd primary, we secondary: we learn its MCLT and `split 128` HBA; its pool
 //!   rebalance sends us 5 addresses as BACKUP.
 //! * `r`: dhcpd secondary killed with SIGKILL in NORMAL: we go COMMUNICATIONS-INTERRUPTED,
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant as StdInstant};
 use control::failover::binding::Binding;
 use control::failover::fsm::{Config, Event, Fsm, StateKind};
 use control::failover::hash::Hba;
-use control::failover::msg::{BindingStatus, MessageType, Repr, StreamDecoder};
+use control::failover::msg::{BindingStatus, MessageType, RejectReason, Repr, StreamDecoder};
 use control::failover::{Instant, Now, Role, UnixTime};
 
 const PORT: u16 = 6470;
@@ -254,6 +255,8 @@ struct Client {
     partner_states: Vec<StateKind>,
     bndupds: u32,
     to_backup: u32,
+    /// Every BNDACK dhcpd sent: xid and reject reason.
+    bndacks: Vec<(u32, Option<RejectReason>)>,
 }
 
 impl Client {
@@ -379,6 +382,9 @@ impl Client {
                 std::fs::write(std::path::Path::new(&dir).join(name), &frame).unwrap();
             }
             self.seen.push(r.msg_type);
+            if r.msg_type == MessageType::BndAck {
+                self.bndacks.push((r.xid, r.options.reject_reason));
+            }
             let now = self.now();
             if r.msg_type == MessageType::BndUpd {
                 self.bndupds += 1;
@@ -457,6 +463,7 @@ fn isc_client() {
         partner_states: Vec::new(),
         bndupds: 0,
         to_backup: 0,
+        bndacks: Vec::new(),
     };
     c.connect();
     c.drive(60, "both NORMAL", Client::both_normal);
@@ -495,6 +502,7 @@ fn isc_client() {
             m[..2].copy_from_slice(&len);
             c.stream.as_mut().unwrap().write_all(&m).unwrap();
             c.hold_normal(4);
+            relayed_bndupd(&mut c);
         }
         "p" => {
             // The pool (11 FREE) for our UPDREQALL, then ISC's rebalance on entering NORMAL
@@ -509,6 +517,48 @@ fn isc_client() {
         t => panic!("unknown scenario {t}"),
     }
     eprintln!("NORMAL with ISC dhcpd");
+}
+
+/// Our BNDUPD of an ACTIVE lease granted through a relay, its option 82 in
+/// client-request-options (option 8), as every peer gets it: dhcpd 4.4 allows option 8 in a
+/// BNDUPD and never reads it (`stables.c:58-59`, `:112-115`), so it acknowledges the binding
+/// without a reject reason, keeps the link NORMAL and writes the lease to its lease file.
+fn relayed_bndupd(c: &mut Client) {
+    use lease_mmap::{BindingState, Lease, RelayInfo};
+    let ip = std::net::Ipv4Addr::new(10, 77, 0, 105);
+    let now = c.now().wall;
+    let mut lease = Lease {
+        state: BindingState::Active,
+        ends: now.saturating_add(600),
+        tstp: now.saturating_add(900),
+        cltt: now,
+        stos: now,
+        htype: 1,
+        hlen: 6,
+        relay: RelayInfo::new(&[1, 4, b'p', b'o', b'r', b't', 2, 6, 2, 0, 0, 0, 0x77, 5]).unwrap(),
+        ..Lease::default()
+    };
+    lease.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0x77, 5]);
+    let b = Binding::from_lease(ip, &lease, 0).unwrap();
+    let r = b.to_repr();
+    assert!(r.options.client_request_options.is_some());
+    let xid = c.fsm.send(c.now(), &r, None).expect("connected");
+    c.drive(20, "BNDACK for the relayed binding", |c| {
+        c.bndacks.iter().any(|(x, _)| *x == xid)
+    });
+    let reject = c.bndacks.iter().find(|(x, _)| *x == xid).unwrap().1;
+    assert_eq!(reject, None, "dhcpd refused the binding");
+    c.hold_normal(4);
+    let leases = std::fs::read_to_string(Files::from_env().leases).unwrap();
+    let at = leases
+        .rfind("lease 10.77.0.105 {")
+        .unwrap_or_else(|| panic!("not in dhcpd's lease file:\n{leases}"));
+    let block = &leases[at..];
+    let block = &block[..block.find('}').unwrap_or(block.len())];
+    assert!(
+        block.contains("binding state active") && block.contains("02:00:00:00:77:05"),
+        "{block}"
+    );
 }
 
 fn restart_scenario(c: &mut Client) {

@@ -2,13 +2,20 @@
 //! ISC's rules for what a BNDUPD must hold (`failover.c:4659-4785` sending,
 //! `:5170-5360` receiving; reference §1.3 and §6 item 5).
 //!
+//! The relay agent information (option 82) a lease was granted through travels in
+//! client-request-options (option 8, draft §12.8: the DHCP options of the client's request,
+//! here one option 82 TLV), so either partner can answer a leasequery with it. ISC dhcpd 4.4
+//! allows option 8 in a BNDUPD, stores it and never reads it (`stables.c:58-59`, `:112-115`;
+//! `failover.c:796-818`), so it goes to every peer. A binding without option 8, or with one
+//! whose contents do not parse, carries no relay info.
+//!
 //! The conflict and state-transition checks of a received update (which binding wins) and
 //! the `tstp`/`tsfp`/`atsfp` bookkeeping after BNDACK are in [`super::judge`].
 
 use std::net::Ipv4Addr;
 
-use lease_record::ClientId;
 use lease_record::{BindingState, Lease, UnixTime};
+use lease_record::{ClientId, MAX_RELAY_INFO, RelayInfo};
 
 use super::msg::{BindingStatus, MessageType, Options, RejectReason, Repr};
 
@@ -35,6 +42,84 @@ pub struct Binding {
     pub cltt: UnixTime,
     /// Option 12; zero = not sent.
     pub ip_flags: u16,
+    /// Option 82 the lease was granted through, as option 8 carries it ([`Binding::relay`]).
+    relay: RelayOption,
+}
+
+/// DHCP option 82 (relay agent information).
+const DHCP_RELAY_AGENT_INFO: u8 = 82;
+/// DHCP pad and end options, in option 8's contents.
+const DHCP_PAD: u8 = 0;
+const DHCP_END: u8 = 255;
+
+/// The contents of client-request-options for a relay info: one DHCP option 82 TLV (code,
+/// length, the payload); all zeros when there is none.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct RelayOption([u8; 2 + MAX_RELAY_INFO]);
+
+impl RelayOption {
+    const NONE: RelayOption = RelayOption([0; 2 + MAX_RELAY_INFO]);
+
+    fn new(relay: &RelayInfo) -> Self {
+        let payload = relay.as_bytes();
+        let mut o = Self::NONE;
+        if let Ok(len) = u8::try_from(payload.len())
+            && len > 0
+        {
+            o.0[0] = DHCP_RELAY_AGENT_INFO;
+            o.0[1] = len;
+            o.0[2..2 + payload.len()].copy_from_slice(payload);
+        }
+        o
+    }
+
+    /// Option 8's contents; `None` when there is no relay info.
+    fn contents(&self) -> Option<&[u8]> {
+        if self.0[0] != DHCP_RELAY_AGENT_INFO {
+            return None;
+        }
+        self.0.get(..2 + usize::from(self.0[1]))
+    }
+
+    fn relay(&self) -> RelayInfo {
+        self.contents()
+            .and_then(|c| RelayInfo::new(&c[2..]))
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for RelayOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.relay())
+    }
+}
+
+/// The relay info in client-request-options (option 8): its contents read as DHCP options
+/// (code, length, value; 0 pads, 255 ends), the value of option 82 kept as a record keeps it
+/// ([`RelayInfo::keep`]); several option 82s are one, concatenated (RFC 3396). Contents that
+/// overrun, or hold no option 82, give none.
+pub fn relay_from_request_options(contents: &[u8]) -> RelayInfo {
+    let mut value: Vec<u8> = Vec::new();
+    let mut rest = contents;
+    while let Some((&code, tail)) = rest.split_first() {
+        match code {
+            DHCP_PAD => rest = tail,
+            DHCP_END => break,
+            _ => {
+                let Some((&len, tail)) = tail.split_first() else {
+                    return RelayInfo::EMPTY;
+                };
+                let Some((v, tail)) = tail.split_at_checked(usize::from(len)) else {
+                    return RelayInfo::EMPTY;
+                };
+                if code == DHCP_RELAY_AGENT_INFO {
+                    value.extend_from_slice(v);
+                }
+                rest = tail;
+            }
+        }
+    }
+    RelayInfo::keep(&value)
 }
 
 /// A received BNDUPD ISC would refuse, with the BNDACK reject reason and message it sends.
@@ -69,6 +154,7 @@ impl Binding {
             stos: lease.stos,
             cltt: lease.cltt,
             ip_flags,
+            relay: RelayOption::new(&lease.relay),
         })
     }
 
@@ -77,8 +163,20 @@ impl Binding {
         (self.hw_len > 0).then(|| &self.hw[..usize::from(self.hw_len)])
     }
 
+    /// The option 82 payload the lease was granted through; empty when none travels.
+    pub fn relay(&self) -> RelayInfo {
+        self.relay.relay()
+    }
+
+    /// The client-request-options value (option 8): one DHCP option 82 TLV, if any.
+    pub fn request_options(&self) -> Option<&[u8]> {
+        self.relay.contents()
+    }
+
     /// A BNDUPD as ISC builds one: client-id and chaddr only when known, CLTT and IP-flags
-    /// only when nonzero; one binding per message. Time and xid are set by [`super::fsm::Fsm::send`].
+    /// only when nonzero; one binding per message. Client-request-options (the relay info)
+    /// only when there is some; ISC sends none, but reads and drops it. Time and xid are set
+    /// by [`super::fsm::Fsm::send`].
     pub fn to_repr(&self) -> Repr<'_> {
         let mut r = Repr::new(MessageType::BndUpd, UnixTime(0), 0);
         let o = &mut r.options;
@@ -91,6 +189,7 @@ impl Binding {
         o.stos = Some(self.stos);
         o.cltt = (self.cltt.0 != 0).then_some(self.cltt);
         o.ip_flags = (self.ip_flags != 0).then_some(self.ip_flags);
+        o.client_request_options = self.request_options();
         r
     }
 
@@ -100,7 +199,8 @@ impl Binding {
     }
 
     /// One binding of a received BNDUPD (an element of [`Repr::bindings`]), refused as ISC
-    /// refuses it.
+    /// refuses it. Client-request-options never refuses it: contents that do not parse
+    /// carry no relay info ([`relay_from_request_options`]).
     pub fn from_options(o: &Options<'_>) -> Result<Binding, BindingError> {
         let missing = |message| BindingError {
             reason: RejectReason::MissingBindingInformation,
@@ -154,13 +254,19 @@ impl Binding {
             stos: o.stos.unwrap_or(zero),
             cltt: o.cltt.unwrap_or(zero),
             ip_flags: o.ip_flags.unwrap_or(0),
+            relay: RelayOption::new(
+                &o.client_request_options
+                    .map(relay_from_request_options)
+                    .unwrap_or_default(),
+            ),
         })
     }
 
     /// Writes a received binding into our record, as ISC installs it (`failover.c:5240-5360`):
     /// the partner's potential expiry becomes our `tsfp`; a missing client-id erases ours
-    /// except in RESET, FREE and BACKUP; ABANDONED clears the hardware address. Whether the
-    /// update may win at all (conflict rules) is decided before.
+    /// except in RESET, FREE and BACKUP; ABANDONED clears the hardware address. The relay
+    /// info becomes the binding's, none when it carried none (the update says what the
+    /// partner knows). Whether the update may win at all (conflict rules) is decided before.
     pub fn apply_to(&self, lease: &mut Lease) {
         lease.state = self.status.to_lease();
         if let Some(c) = self.chaddr() {
@@ -188,6 +294,7 @@ impl Binding {
         if self.cltt.0 != 0 {
             lease.cltt = self.cltt;
         }
+        lease.relay = self.relay();
         lease.owner = lease_record::Owner::Partner;
     }
 
@@ -207,4 +314,77 @@ impl Binding {
 /// The lease state a binding status means, for callers holding raw wire values.
 pub fn lease_state(status: u8) -> Option<BindingState> {
     BindingStatus::from_u8(status).map(BindingStatus::to_lease)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CIRCUIT: [u8; 6] = [1, 4, 0xc0, 0xff, 0xee, 0x01];
+
+    #[test]
+    fn request_options_read_as_dhcp_options() {
+        let relay = RelayInfo::new(&CIRCUIT).unwrap();
+        // One option 82, with pads before, other options around it and an end after.
+        let mut c = vec![0, 0, 12, 3, b'p', b'c', b'1', 82, 6];
+        c.extend_from_slice(&CIRCUIT);
+        c.extend_from_slice(&[55, 2, 1, 3, 255, 82, 9]);
+        assert_eq!(relay_from_request_options(&c), relay);
+        // Split over two option 82s (RFC 3396): one payload.
+        let c = [82, 2, 1, 4, 82, 4, 0xc0, 0xff, 0xee, 0x01];
+        assert_eq!(relay_from_request_options(&c), relay);
+        // A payload longer than a record holds: only the sub-options leasequery asks by.
+        let mut long = vec![9, 120];
+        long.extend_from_slice(&[7; 120]);
+        long.extend_from_slice(&CIRCUIT);
+        let mut c = vec![82, 128];
+        c.extend_from_slice(&long);
+        assert_eq!(relay_from_request_options(&c), relay);
+    }
+
+    #[test]
+    fn malformed_request_options_carry_no_relay() {
+        for c in [
+            &[][..],
+            &[0, 0, 255][..],
+            // No option 82.
+            &[12, 1, b'x'][..],
+            // Code without a length, then a length running past the end.
+            &[82][..],
+            &[82, 7, 1, 4, 0xc0, 0xff, 0xee, 0x01][..],
+            // A good option 82, then an overrun.
+            &[82, 6, 1, 4, 0xc0, 0xff, 0xee, 0x01, 12, 200, 0][..],
+            // Empty option 82.
+            &[82, 0][..],
+        ] {
+            assert!(relay_from_request_options(c).is_empty(), "{c:?}");
+        }
+        // Every prefix of a valid list, every byte value: never a panic.
+        let mut c = vec![0, 82, 6];
+        c.extend_from_slice(&CIRCUIT);
+        for n in 0..c.len() {
+            for b in 0..=255u8 {
+                let mut x = c[..n].to_vec();
+                x.push(b);
+                let _ = relay_from_request_options(&x);
+            }
+        }
+    }
+
+    #[test]
+    fn relay_option_holds_one_option_82() {
+        let relay = RelayInfo::new(&CIRCUIT).unwrap();
+        let o = RelayOption::new(&relay);
+        let mut want = vec![82, 6];
+        want.extend_from_slice(&CIRCUIT);
+        assert_eq!(o.contents(), Some(&want[..]));
+        assert_eq!(o.relay(), relay);
+        assert_eq!(format!("{o:?}"), format!("{relay:?}"));
+        assert_eq!(RelayOption::new(&RelayInfo::EMPTY), RelayOption::NONE);
+        assert_eq!(RelayOption::NONE.contents(), None);
+        let full = RelayInfo::new(&[0xab; MAX_RELAY_INFO]).unwrap();
+        let o = RelayOption::new(&full);
+        assert_eq!(o.contents().map(<[u8]>::len), Some(2 + MAX_RELAY_INFO));
+        assert_eq!(relay_from_request_options(o.contents().unwrap()), full);
+    }
 }

@@ -12,7 +12,8 @@
 //!   ISC quirks that interoperability needs (`reference/failover-protocol.md` §1, §6).
 //! * [`judge`]: which binding wins (dueling updates, ISC's transition checks) and the
 //!   acknowledgement bookkeeping.
-//! * [`binding`]: one binding between a lease record and BNDUPD/BNDACK, with ISC's checks.
+//! * [`binding`]: one binding between a lease record and BNDUPD/BNDACK, with ISC's checks;
+//!   the record's relay info (option 82) travels in client-request-options (option 8).
 //! * [`pool`]: pool balancing, which addresses each server may allocate (FREE/BACKUP moves).
 //! * [`mclt`]: the MCLT rule for lease times and the PARTNER-DOWN reclaim rule.
 //! * [`hash`]: the RFC 3074 load-balancing hash and the hash bucket assignment (HBA).

@@ -960,7 +960,7 @@ impl<S: Storage> Session<S> {
                         tstp,
                     });
                 } else if flights.is_empty() {
-                    // Cannot happen for a valid record (a binding is at most ~330 bytes).
+                    // Cannot happen for a valid record (a binding is at most ~450 bytes).
                     tracing::warn!(relationship = %self.name, ip = %b.ip, "failover: binding too long for a BNDUPD; not sent");
                 } else {
                     carry = Some((b, rec, tstp));

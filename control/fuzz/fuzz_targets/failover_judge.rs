@@ -7,11 +7,12 @@
 //! whose every binding is judged. The rest is the local record and the judge's setting.
 //!
 //! Properties: nothing panics; the judge is a function of its inputs; an applied binding
-//! keeps the partner's fields (`installed`), never its `tstp`/`atsfp` (no echo), and an
-//! installed ACTIVE lease ends no later than the bounds allow (now + skew + longest lease +
-//! MCLT; infinite only on a reserved address); a repaired one (`repaired`, the partner's
-//! renewal that came back with our older end) is never shorter than it came, keeps the
-//! bound, and is ours to send with a potential expiry that covers it.
+//! keeps the partner's fields (`installed`, its relay info from option 8 too, none without
+//! it), never its `tstp`/`atsfp` (no echo), and an installed ACTIVE lease ends no later than
+//! the bounds allow (now + skew + longest lease + MCLT; infinite only on a reserved address);
+//! a repaired one (`repaired`, the partner's renewal that came back with our older end) is
+//! never shorter than it came, keeps the bound, and is ours to send with a potential expiry
+//! that covers it.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -21,7 +22,7 @@ use control::failover::fsm::StateKind;
 use control::failover::judge::{self, Bounds, Verdict};
 use control::failover::msg::{BindingStatus, Options, Repr};
 use control::failover::{Role, UnixTime};
-use lease_mmap::{BindingState, ClientId, Lease, Owner};
+use lease_mmap::{BindingState, ClientId, Lease, Owner, RelayInfo};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -67,6 +68,11 @@ fn options<'a>(u: &mut Unstructured<'a>) -> Result<Options<'a>> {
         stos: opt(u, time)?,
         cltt: opt(u, time)?,
         ip_flags: opt(u, |u| u.arbitrary())?,
+        // DHCP options around an option 82, or anything.
+        client_request_options: opt(u, |u| {
+            let n = u.int_in_range(0..=140usize)?;
+            u.bytes(n)
+        })?,
         ..Options::default()
     })
 }
@@ -89,6 +95,10 @@ fn lease(u: &mut Unstructured<'_>) -> Result<Lease> {
             Owner::Partner
         } else {
             Owner::Us
+        },
+        relay: {
+            let n = u.int_in_range(0..=120usize)?;
+            RelayInfo::keep(u.bytes(n)?)
         },
     })
 }
@@ -176,6 +186,7 @@ fn run(o: &Options<'_>, u: &mut Unstructured<'_>) -> Result<()> {
     if !b.client_id.is_empty() {
         assert_eq!(new.client_id, b.client_id);
     }
+    assert_eq!(new.relay, b.relay());
     // Not echoed back to the partner.
     assert_eq!((new.tstp, new.atsfp), (UnixTime(0), UnixTime(0)));
     assert!(!judge::unacked(&new));
@@ -196,7 +207,10 @@ fn run(o: &Options<'_>, u: &mut Unstructured<'_>) -> Result<()> {
     }
     // The installed record travels as the same binding.
     let out = Binding::from_lease(b.ip, &new, b.ip_flags).expect("an installed record travels");
-    assert_eq!((out.status, out.ends), (b.status, b.ends));
+    assert_eq!(
+        (out.status, out.ends, out.relay()),
+        (b.status, b.ends, b.relay())
+    );
     if b.status != BindingStatus::Abandoned
         && let Some(c) = b.chaddr().filter(|c| c.len() > 1)
     {
