@@ -4,10 +4,11 @@
 //!
 //! The relay agent information (option 82) a lease was granted through travels in
 //! client-request-options (option 8, draft §12.8: the DHCP options of the client's request,
-//! here one option 82 TLV), so either partner can answer a leasequery with it. ISC dhcpd 4.4
+//! here an option 82 TLV, and an option 12 TLV with the client's host name), so either partner
+//! can answer a leasequery with it and find the lease by name. ISC dhcpd 4.4
 //! allows option 8 in a BNDUPD, stores it and never reads it (`stables.c:58-59`, `:112-115`;
 //! `failover.c:796-818`), so it goes to every peer. A binding without option 8, or with one
-//! whose contents do not parse, carries no relay info.
+//! whose contents do not parse, carries no relay info and no host name.
 //!
 //! The conflict and state-transition checks of a received update (which binding wins) and
 //! the `tstp`/`tsfp`/`atsfp` bookkeeping after BNDACK are in [`super::judge`].
@@ -15,7 +16,7 @@
 use std::net::Ipv4Addr;
 
 use lease_record::{BindingState, Lease, UnixTime};
-use lease_record::{ClientId, MAX_RELAY_INFO, RelayInfo};
+use lease_record::{ClientId, Hostname, MAX_HOSTNAME, MAX_RELAY_INFO, RelayInfo};
 
 use super::msg::{BindingStatus, MessageType, Options, RejectReason, Repr};
 
@@ -42,56 +43,107 @@ pub struct Binding {
     pub cltt: UnixTime,
     /// Option 12; zero = not sent.
     pub ip_flags: u16,
-    /// Option 82 the lease was granted through, as option 8 carries it ([`Binding::relay`]).
+    /// Option 82 the lease was granted through and the client's host name, as option 8
+    /// carries them ([`Binding::relay`], [`Binding::hostname`]).
     relay: RelayOption,
 }
 
 /// DHCP option 82 (relay agent information).
 const DHCP_RELAY_AGENT_INFO: u8 = 82;
+/// DHCP option 12 (host name).
+const DHCP_HOST_NAME: u8 = 12;
 /// DHCP pad and end options, in option 8's contents.
 const DHCP_PAD: u8 = 0;
 const DHCP_END: u8 = 255;
 
-/// The contents of client-request-options for a relay info: one DHCP option 82 TLV (code,
-/// length, the payload); all zeros when there is none.
+/// The contents of client-request-options: a DHCP option 82 TLV (code, length, the relay
+/// info) when there is relay info, then an option 12 TLV when there is a host name; `len` 0
+/// when there is neither.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct RelayOption([u8; 2 + MAX_RELAY_INFO]);
+struct RelayOption {
+    buf: [u8; 4 + MAX_RELAY_INFO + MAX_HOSTNAME],
+    len: u8,
+}
 
 impl RelayOption {
-    const NONE: RelayOption = RelayOption([0; 2 + MAX_RELAY_INFO]);
+    const NONE: RelayOption = RelayOption {
+        buf: [0; 4 + MAX_RELAY_INFO + MAX_HOSTNAME],
+        len: 0,
+    };
 
-    fn new(relay: &RelayInfo) -> Self {
-        let payload = relay.as_bytes();
+    fn new(relay: &RelayInfo, hostname: &Hostname) -> Self {
         let mut o = Self::NONE;
-        if let Ok(len) = u8::try_from(payload.len())
-            && len > 0
-        {
-            o.0[0] = DHCP_RELAY_AGENT_INFO;
-            o.0[1] = len;
-            o.0[2..2 + payload.len()].copy_from_slice(payload);
+        let mut n = 0;
+        for (code, value) in [
+            (DHCP_RELAY_AGENT_INFO, relay.as_bytes()),
+            (DHCP_HOST_NAME, hostname.as_bytes()),
+        ] {
+            // Both bounded far below 255 by the record ([`MAX_RELAY_INFO`], [`MAX_HOSTNAME`]).
+            if let Ok(len) = u8::try_from(value.len())
+                && len > 0
+            {
+                o.buf[n] = code;
+                o.buf[n + 1] = len;
+                o.buf[n + 2..n + 2 + value.len()].copy_from_slice(value);
+                n += 2 + value.len();
+            }
         }
+        o.len = n as u8;
         o
     }
 
-    /// Option 8's contents; `None` when there is no relay info.
+    /// Option 8's contents; `None` when there is neither relay info nor a host name.
     fn contents(&self) -> Option<&[u8]> {
-        if self.0[0] != DHCP_RELAY_AGENT_INFO {
-            return None;
-        }
-        self.0.get(..2 + usize::from(self.0[1]))
+        (self.len > 0).then(|| &self.buf[..usize::from(self.len)])
     }
 
     fn relay(&self) -> RelayInfo {
         self.contents()
-            .and_then(|c| RelayInfo::new(&c[2..]))
+            .map(relay_from_request_options)
+            .unwrap_or_default()
+    }
+
+    fn hostname(&self) -> Hostname {
+        self.contents()
+            .map(|c| hostname_from_request_options(c, &self.relay()))
             .unwrap_or_default()
     }
 }
 
 impl std::fmt::Debug for RelayOption {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.relay())
+        write!(f, "{:?} {:?}", self.relay(), self.hostname())
     }
+}
+
+/// The value of DHCP option `code` in client-request-options contents (several instances
+/// concatenated, RFC 3396); `None` when the contents overrun or hold no such option.
+fn request_option(contents: &[u8], code: u8) -> Option<Vec<u8>> {
+    let mut value: Option<Vec<u8>> = None;
+    let mut rest = contents;
+    while let Some((&c, tail)) = rest.split_first() {
+        match c {
+            DHCP_PAD => rest = tail,
+            DHCP_END => break,
+            _ => {
+                let (&len, tail) = tail.split_first()?;
+                let (v, tail) = tail.split_at_checked(usize::from(len))?;
+                if c == code {
+                    value.get_or_insert_with(Vec::new).extend_from_slice(v);
+                }
+                rest = tail;
+            }
+        }
+    }
+    value
+}
+
+/// The host name (option 12) in client-request-options, cut as a record keeps it beside
+/// `relay` ([`Hostname::keep`]); none when the contents overrun or hold none.
+pub fn hostname_from_request_options(contents: &[u8], relay: &RelayInfo) -> Hostname {
+    request_option(contents, DHCP_HOST_NAME)
+        .map(|h| Hostname::keep(&h, relay))
+        .unwrap_or_default()
 }
 
 /// The relay info in client-request-options (option 8): its contents read as DHCP options
@@ -99,27 +151,9 @@ impl std::fmt::Debug for RelayOption {
 /// ([`RelayInfo::keep`]); several option 82s are one, concatenated (RFC 3396). Contents that
 /// overrun, or hold no option 82, give none.
 pub fn relay_from_request_options(contents: &[u8]) -> RelayInfo {
-    let mut value: Vec<u8> = Vec::new();
-    let mut rest = contents;
-    while let Some((&code, tail)) = rest.split_first() {
-        match code {
-            DHCP_PAD => rest = tail,
-            DHCP_END => break,
-            _ => {
-                let Some((&len, tail)) = tail.split_first() else {
-                    return RelayInfo::EMPTY;
-                };
-                let Some((v, tail)) = tail.split_at_checked(usize::from(len)) else {
-                    return RelayInfo::EMPTY;
-                };
-                if code == DHCP_RELAY_AGENT_INFO {
-                    value.extend_from_slice(v);
-                }
-                rest = tail;
-            }
-        }
-    }
-    RelayInfo::keep(&value)
+    request_option(contents, DHCP_RELAY_AGENT_INFO)
+        .map(|v| RelayInfo::keep(&v))
+        .unwrap_or_default()
 }
 
 /// A received BNDUPD ISC would refuse, with the BNDACK reject reason and message it sends.
@@ -154,7 +188,7 @@ impl Binding {
             stos: lease.stos,
             cltt: lease.cltt,
             ip_flags,
-            relay: RelayOption::new(&lease.relay),
+            relay: RelayOption::new(&lease.relay, &lease.hostname),
         })
     }
 
@@ -168,7 +202,12 @@ impl Binding {
         self.relay.relay()
     }
 
-    /// The client-request-options value (option 8): one DHCP option 82 TLV, if any.
+    /// The client's host name; empty when none travels.
+    pub fn hostname(&self) -> Hostname {
+        self.relay.hostname()
+    }
+
+    /// The client-request-options value (option 8): DHCP option 82 and 12 TLVs, if any.
     pub fn request_options(&self) -> Option<&[u8]> {
         self.relay.contents()
     }
@@ -254,18 +293,20 @@ impl Binding {
             stos: o.stos.unwrap_or(zero),
             cltt: o.cltt.unwrap_or(zero),
             ip_flags: o.ip_flags.unwrap_or(0),
-            relay: RelayOption::new(
-                &o.client_request_options
-                    .map(relay_from_request_options)
-                    .unwrap_or_default(),
-            ),
+            relay: o
+                .client_request_options
+                .map(|c| {
+                    let relay = relay_from_request_options(c);
+                    RelayOption::new(&relay, &hostname_from_request_options(c, &relay))
+                })
+                .unwrap_or(RelayOption::NONE),
         })
     }
 
     /// Writes a received binding into our record, as ISC installs it (`failover.c:5240-5360`):
     /// the partner's potential expiry becomes our `tsfp`; a missing client-id erases ours
     /// except in RESET, FREE and BACKUP; ABANDONED clears the hardware address. The relay
-    /// info becomes the binding's, none when it carried none (the update says what the
+    /// info and host name become the binding's, none when it carried none (the update says what the
     /// partner knows). Whether the update may win at all (conflict rules) is decided before.
     pub fn apply_to(&self, lease: &mut Lease) {
         lease.state = self.status.to_lease();
@@ -295,6 +336,7 @@ impl Binding {
             lease.cltt = self.cltt;
         }
         lease.relay = self.relay();
+        lease.hostname = self.hostname();
         lease.owner = lease_record::Owner::Partner;
     }
 
@@ -374,17 +416,32 @@ mod tests {
     #[test]
     fn relay_option_holds_one_option_82() {
         let relay = RelayInfo::new(&CIRCUIT).unwrap();
-        let o = RelayOption::new(&relay);
+        let none = Hostname::EMPTY;
+        let o = RelayOption::new(&relay, &none);
         let mut want = vec![82, 6];
         want.extend_from_slice(&CIRCUIT);
         assert_eq!(o.contents(), Some(&want[..]));
-        assert_eq!(o.relay(), relay);
-        assert_eq!(format!("{o:?}"), format!("{relay:?}"));
-        assert_eq!(RelayOption::new(&RelayInfo::EMPTY), RelayOption::NONE);
+        assert_eq!((o.relay(), o.hostname()), (relay, none));
+        assert_eq!(
+            RelayOption::new(&RelayInfo::EMPTY, &none),
+            RelayOption::NONE
+        );
         assert_eq!(RelayOption::NONE.contents(), None);
         let full = RelayInfo::new(&[0xab; MAX_RELAY_INFO]).unwrap();
-        let o = RelayOption::new(&full);
+        let o = RelayOption::new(&full, &none);
         assert_eq!(o.contents().map(<[u8]>::len), Some(2 + MAX_RELAY_INFO));
         assert_eq!(relay_from_request_options(o.contents().unwrap()), full);
+        // With a host name: an option 12 after the 82; alone, just the 12.
+        let name = Hostname::keep(b"pc1", &relay);
+        let o = RelayOption::new(&relay, &name);
+        want.extend_from_slice(&[12, 3, b'p', b'c', b'1']);
+        assert_eq!(o.contents(), Some(&want[..]));
+        assert_eq!((o.relay(), o.hostname()), (relay, name));
+        let o = RelayOption::new(&RelayInfo::EMPTY, &name);
+        assert_eq!(o.contents(), Some(&[12, 3, b'p', b'c', b'1'][..]));
+        assert_eq!((o.relay(), o.hostname()), (RelayInfo::EMPTY, name));
+        let c = [12, 2, b'p', b'c', 12, 1, b'1'];
+        assert_eq!(hostname_from_request_options(&c, &relay), name);
+        assert!(hostname_from_request_options(&[12, 5, b'x'], &relay).is_empty());
     }
 }

@@ -100,6 +100,10 @@ fn lease(u: &mut Unstructured<'_>) -> Result<Lease> {
             let n = u.int_in_range(0..=120usize)?;
             RelayInfo::keep(u.bytes(n)?)
         },
+        hostname: {
+            let n = u.int_in_range(0..=60usize)?;
+            lease_mmap::Hostname::keep(u.bytes(n)?, &RelayInfo::EMPTY)
+        },
     })
 }
 
@@ -187,6 +191,7 @@ fn run(o: &Options<'_>, u: &mut Unstructured<'_>) -> Result<()> {
         assert_eq!(new.client_id, b.client_id);
     }
     assert_eq!(new.relay, b.relay());
+    assert_eq!(new.hostname, b.hostname());
     // Not echoed back to the partner.
     assert_eq!((new.tstp, new.atsfp), (UnixTime(0), UnixTime(0)));
     assert!(!judge::unacked(&new));
