@@ -258,6 +258,7 @@ fn relay_info_reaches_the_partners_table() {
             htype: 1,
             hlen: 6,
             relay,
+            hostname: lease_mmap::Hostname::keep(b"cpe-7", &relay),
             ..cur
         };
         l.atsfp = UnixTime(0);
@@ -283,6 +284,7 @@ fn relay_info_reaches_the_partners_table() {
     });
     assert_eq!(l.relay, relay);
     assert_eq!(l.relay.circuit_id(), Some(&b"eth0/7"[..]));
+    assert_eq!(l.hostname.as_bytes(), b"cpe-7");
     assert_eq!(&l.chaddr[..6], &[2, 0, 0, 0, 0, 7]);
 
     // A renewal that came without a relay: the partner's record says so too.
@@ -306,6 +308,7 @@ fn relay_info_reaches_the_partners_table() {
             .expect("B's store reopens");
     let l = store.tables()[0].read(slot).1;
     assert_eq!((l.state, l.relay), (BindingState::Active, relay));
+    assert_eq!(l.hostname.as_bytes(), b"cpe-7");
 }
 
 #[test]

@@ -619,9 +619,12 @@ fn an_ack_whose_commit_fails_never_leaves() {
     assert!(at_once(&mut h, &[discover(2, 2)]).is_empty());
 }
 
+/// Frames a [`Keep`] was given, with their interface.
+type Kept = Arc<std::sync::Mutex<Vec<(Vec<u8>, u32)>>>;
+
 /// A [`dataplane::server::QuerySink`] that keeps what it is given, up to `room`.
 struct Keep {
-    got: Arc<std::sync::Mutex<Vec<(Vec<u8>, u32)>>>,
+    got: Kept,
     room: usize,
 }
 
