@@ -1335,6 +1335,7 @@ mod tests {
                 leases: Default::default(),
                 scope_failover: Default::default(),
                 xdp: Vec::new(),
+                leasequery: Default::default(),
             }
         }
         fn leases(&self, _: &LeaseFilter) -> Vec<LeaseInfo> {

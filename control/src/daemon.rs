@@ -489,6 +489,7 @@ impl AdminBackend for ConfigBackend {
                 .collect(),
             scope_failover: crate::serve::scope_failover(&self.config),
             xdp: Vec::new(),
+            leasequery: Default::default(),
         }
     }
 

@@ -212,6 +212,31 @@ pub const CATALOGUE: &[(&str, MetricType, &str)] = &[
         MetricType::GAUGE,
         "Whether the XDP load-balancing filter is on (1) or not (0).",
     ),
+    (
+        "tandem_leasequery_queries_total",
+        MetricType::COUNTER,
+        "Leasequeries taken, by transport (udp: RFC 4388/6148, bulk: RFC 6926) and kind.",
+    ),
+    (
+        "tandem_leasequery_replies_total",
+        MetricType::COUNTER,
+        "Leasequery replies sent, by transport and type (active, unassigned, unknown, done).",
+    ),
+    (
+        "tandem_leasequery_refused_total",
+        MetricType::COUNTER,
+        "UDP leasequeries not answered, by reason.",
+    ),
+    (
+        "tandem_bulk_leasequery_done_total",
+        MetricType::COUNTER,
+        "Bulk leasequeries ended, by the status of their DHCPLEASEQUERYDONE.",
+    ),
+    (
+        "tandem_bulk_leasequery_connections_total",
+        MetricType::COUNTER,
+        "Bulk leasequery connections, by what happened to them.",
+    ),
 ];
 
 /// The families being built, in [`CATALOGUE`] order.
@@ -552,6 +577,34 @@ pub fn families(status: &Status) -> Vec<MetricFamily> {
             flag(x.lb_filter),
         );
     }
+    let lq = &status.leasequery;
+    for c in &lq.queries {
+        let l = [
+            ("transport", c.transport.as_str()),
+            ("kind", c.kind.as_str()),
+        ];
+        f.counter("tandem_leasequery_queries_total", &l, c.count);
+    }
+    for c in &lq.replies {
+        let l = [
+            ("transport", c.transport.as_str()),
+            ("type", c.kind.as_str()),
+        ];
+        f.counter("tandem_leasequery_replies_total", &l, c.count);
+    }
+    for (name, label, counts) in [
+        ("tandem_leasequery_refused_total", "reason", &lq.refused),
+        ("tandem_bulk_leasequery_done_total", "status", &lq.bulk_done),
+        (
+            "tandem_bulk_leasequery_connections_total",
+            "event",
+            &lq.bulk_connections,
+        ),
+    ] {
+        for c in counts {
+            f.counter(name, &[(label, c.kind.as_str())], c.count);
+        }
+    }
     f.into_vec()
 }
 
@@ -650,6 +703,14 @@ mod tests {
                 lb_filter: true,
                 rate_limits: BTreeMap::new(),
             }],
+            leasequery: {
+                let stats = crate::leasequery::Stats::default();
+                stats.count_query(
+                    crate::leasequery::Transport::Udp,
+                    crate::leasequery::QueryKind::Address,
+                );
+                stats.status()
+            },
         }
     }
 

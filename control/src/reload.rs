@@ -107,6 +107,8 @@ fn restart_keys(o: &ServerConfig, n: &ServerConfig) -> Vec<&'static str> {
         (o.http_tls != n.http_tls, "http_tls_cert/http_tls_key"),
         (o.http_auth != n.http_auth, "http_auth"),
         (o.user != n.user, "user"),
+        (o.leasequery_from != n.leasequery_from, "leasequery_from"),
+        (o.bulk_leasequery != n.bulk_leasequery, "bulk_leasequery"),
     ])
 }
 

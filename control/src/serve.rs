@@ -329,6 +329,8 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let fatal = Arc::new(AtomicBool::new(false));
+    // Leasequeries: every worker forwards them to one responder thread (started below).
+    let (lq_forwarder, lq_queue) = crate::leasequery::responder::queue();
     let mut workers: Vec<Worker<Dispatcher<DhcpHandler>>> = Vec::with_capacity(n_workers);
     let mut all_stats = Vec::with_capacity(n_workers);
     let mut journals = journals.into_iter();
@@ -399,6 +401,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
             {
                 handler = handler.with_change_sink(Box::new(sink));
             }
+            let handler = handler.with_query_sink(Box::new(lq_forwarder.clone()));
             let handler = Dispatcher::new(handler, lanes).counting(Arc::clone(&stats));
             let mut wc = WorkerConfig::new(format!("worker-{id}"));
             wc.core = cores.get(id % cores.len().max(1)).map(|c| c.id);
@@ -424,6 +427,73 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
         ),
         _ => None,
     };
+    drop(lq_forwarder);
+    let leasequery = Arc::new(crate::leasequery::Stats::default());
+    let lq_allowed: Vec<(std::net::Ipv4Addr, u8)> = config
+        .server
+        .leasequery_from
+        .iter()
+        .map(|p| (p.addr, p.len))
+        .collect();
+    let mut lq_threads = vec![
+        crate::leasequery::responder::Responder {
+            store: Arc::clone(&store),
+            interfaces: Arc::clone(&interfaces),
+            server_id: config.server.server_id,
+            allowed: lq_allowed.clone(),
+            stats: Arc::clone(&leasequery),
+        }
+        .spawn(lq_queue, Arc::clone(&stop))
+        .map_err(StartError::Thread)?,
+    ];
+    if let Some(addr) = config.server.bulk_leasequery {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|source| StartError::BulkLeasequery { addr, source })?;
+        let server_id = config
+            .server
+            .server_id
+            .or_else(|| interfaces.iter().find_map(|i| i.addr))
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        // A secondary allocates from BACKUP: those are its AVAILABLE addresses (§6.2.7).
+        let local_free: Vec<lease_mmap::BindingState> = config
+            .subnets
+            .iter()
+            .map(|s| {
+                let secondary = s.failover.as_ref().is_some_and(|name| {
+                    config
+                        .failover
+                        .iter()
+                        .any(|f| &f.name == name && f.role == crate::config::Role::Secondary)
+                });
+                if secondary {
+                    lease_mmap::BindingState::Backup
+                } else {
+                    lease_mmap::BindingState::Free
+                }
+            })
+            .collect();
+        lq_threads.push(
+            crate::leasequery::spawn_bulk_with(
+                listener,
+                Arc::clone(&store),
+                server_id,
+                lq_allowed,
+                Arc::clone(&leasequery),
+                Arc::clone(&stop),
+                crate::leasequery::BulkConfig {
+                    local_free: Arc::new(move |t: lease_mmap::TableId| {
+                        local_free
+                            .get(usize::from(t.0))
+                            .copied()
+                            .unwrap_or(lease_mmap::BindingState::Free)
+                    }),
+                    ..crate::leasequery::BulkConfig::default()
+                },
+            )
+            .map_err(StartError::Thread)?,
+        );
+        tracing::info!(%addr, "bulk leasequery (RFC 6926) listening");
+    }
     tracing::info!(
         interfaces = %config.server.interfaces.join(","),
         workers = workers.len(),
@@ -522,6 +592,7 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
         stats: all_stats,
         failover,
         xdp: xdp.clone(),
+        leasequery,
     });
     if let Some(m) = &backend.manage {
         // Weak: the backend holds the channel, which must not keep the backend alive.
@@ -538,6 +609,11 @@ pub fn start(config: &Config, hooks: &mut Hooks) -> Result<(), StartError> {
     hooks.on_shutdown.push(Box::new(move || {
         stop.store(true, Ordering::Relaxed);
         let _ = checkpointer.join();
+        for t in lq_threads {
+            if t.join().is_err() {
+                tracing::error!("a leasequery thread panicked");
+            }
+        }
         for t in manage_threads {
             if t.join().is_err() {
                 tracing::error!("a management channel thread panicked");
@@ -686,6 +762,8 @@ struct Backend {
     stats: Vec<Arc<WorkerStats>>,
     failover: Option<crate::failover::driver::Driver>,
     xdp: Option<Arc<crate::xdp::XdpPorts>>,
+    /// Leasequery counters ([`crate::leasequery::Stats`]).
+    leasequery: Arc<crate::leasequery::Stats>,
 }
 
 /// A record's state as operators see it: an ACTIVE lease past its end is EXPIRED, an
@@ -813,6 +891,7 @@ impl AdminBackend for Backend {
             leases,
             scope_failover: scope_failover(&config),
             xdp: self.xdp.as_ref().map(|x| x.status()).unwrap_or_default(),
+            leasequery: self.leasequery.status(),
         }
     }
 

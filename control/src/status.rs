@@ -31,6 +31,34 @@ pub struct Status {
     /// Per interface on the XDP datapath: the XDP program's verdicts; empty on `packet`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xdp: Vec<XdpStatus>,
+    /// Leasequery (RFC 4388, RFC 6148, RFC 6926) counters.
+    #[serde(default)]
+    pub leasequery: LeasequeryStatus,
+}
+
+/// What leasequery was asked and answered (`control::leasequery::Stats`), as counts with
+/// their labels; every combination is listed, zeros included.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasequeryStatus {
+    /// Queries by transport (`udp`, `bulk`) and kind (`address`, `mac`, `client-id`,
+    /// `remote-id`, `relay-id`, `all-configured`).
+    pub queries: Vec<LabelledCount>,
+    /// Reply messages by transport and type (`unassigned`, `unknown`, `active`, `done`).
+    pub replies: Vec<LabelledCount>,
+    /// UDP queries not answered, by reason (`kind`; transport `udp`).
+    pub refused: Vec<LabelledCount>,
+    /// Bulk queries ended, by the status of their DONE (`kind`).
+    pub bulk_done: Vec<LabelledCount>,
+    /// Bulk connections by what happened to them (`kind`: accepted, refused-source, ...).
+    pub bulk_connections: Vec<LabelledCount>,
+}
+
+/// A counter and its two labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelledCount {
+    pub transport: String,
+    pub kind: String,
+    pub count: u64,
 }
 
 /// What the XDP program on one interface did with the frames it saw (counted in the kernel,
@@ -720,6 +748,7 @@ shared_secret_file = "/s"
             ]),
             scope_failover: BTreeMap::new(),
             xdp: Vec::new(),
+            leasequery: Default::default(),
         };
         let d = relationship_details(&config, &status);
         assert_eq!(d.len(), 2);

@@ -117,6 +117,7 @@ impl AdminBackend for TestBackend {
                 lb_filter: true,
                 rate_limits: BTreeMap::from([("mac".to_owned(), [5, 20])]),
             }],
+            leasequery: control::leasequery::Stats::default().status(),
         }
     }
 

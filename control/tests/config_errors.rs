@@ -173,6 +173,16 @@ fn server_values() {
         "`http` = \"localhost:80\" is not an address:port such as \"127.0.0.1:9167\"",
     );
     one(
+        &with("bulk_leasequery = \"67\"\n"),
+        3,
+        "`bulk_leasequery` = \"67\" is not an address:port such as \"0.0.0.0:67\"",
+    );
+    one(
+        &with("leasequery_from = [\"10.0.0.0/33\"]\n"),
+        3,
+        "`leasequery_from`",
+    );
+    one(
         &with("http_tls_cert = \"/c.pem\"\n"),
         3,
         "`http_tls_cert` without `http_tls_key`: give both, or neither",

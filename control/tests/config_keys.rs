@@ -21,6 +21,8 @@ http_tls_cert = "/etc/tandem/http.crt"
 http_tls_key = "/etc/tandem/http.key"
 dispatch = "off"
 trusted_relays = ["10.78.0.1", "192.0.2.0/24"]
+leasequery_from = ["10.0.0.0/8"]
+bulk_leasequery = "0.0.0.0:67"
 mac_rate = 3
 mac_burst = 9
 circuit_rate = 0
@@ -130,6 +132,14 @@ fn every_key() {
             }
         ]
     );
+    assert_eq!(
+        s.leasequery_from,
+        [config::Ipv4Prefix {
+            addr: Ipv4Addr::new(10, 0, 0, 0),
+            len: 8
+        }]
+    );
+    assert_eq!(s.bulk_leasequery, "0.0.0.0:67".parse::<SocketAddr>().ok());
     assert_eq!(s.workers, 4);
     assert_eq!(s.durability, Durability::Async);
     assert_eq!(s.log_level.as_deref(), Some("control=debug,info"));
@@ -274,6 +284,9 @@ fn defaults() {
     assert_eq!(c.server.http_auth, config::HttpAuth::Auto);
     assert_eq!(c.server.http_tls, None);
     assert!(c.server.trusted_relays.is_empty());
+    // leasequery_from defaults to trusted_relays (here: nobody); no bulk listener.
+    assert!(c.server.leasequery_from.is_empty());
+    assert_eq!(c.server.bulk_leasequery, None);
     assert_eq!(c.server.rate_limits, dataplane::limit::RateLimits::DEFAULT);
     assert_eq!(
         c.server.decline_limits,

@@ -33,6 +33,7 @@ impl AdminBackend for Backend {
             leases: BTreeMap::new(),
             scope_failover: BTreeMap::new(),
             xdp: Vec::new(),
+            leasequery: Default::default(),
         }
     }
 

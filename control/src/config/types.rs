@@ -83,6 +83,14 @@ pub struct ServerConfig {
     /// relay, never to a client). Default empty: no one is trusted, and a circuit-id or
     /// remote-id reservation is then an error.
     pub trusted_relays: Vec<Ipv4Prefix>,
+    /// `leasequery_from`: who may ask about leases (RFC 4388 leasequery over UDP, RFC 6926
+    /// bulk leasequery over TCP), as addresses or prefixes of the requestors' IPv4 sources.
+    /// Default: `trusted_relays` (the relay agents that rebuild their tables by asking).
+    /// Others get no answer over UDP and NotAllowed over TCP, counted.
+    pub leasequery_from: Vec<Ipv4Prefix>,
+    /// `bulk_leasequery`: the TCP address to serve RFC 6926 bulk leasequery on, normally
+    /// `"0.0.0.0:67"`. Absent: no TCP listener (UDP leasequery is always served).
+    pub bulk_leasequery: Option<SocketAddr>,
     /// `mac_rate` / `mac_burst`: requests a second per client MAC (`chaddr`), with bursts;
     /// default 5 and 20. `circuit_rate` / `circuit_burst`: per option 82 circuit-id within
     /// a relay; default 20 and 100. `relay_rate` / `relay_burst`: per relay agent (the IPv4

@@ -499,11 +499,10 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         )
     }))
     .unwrap_or(Dispatch::Auto);
-    let trusted_relays = t
-        .get("trusted_relays")
-        .map(|n| {
-            each(n, "trusted_relays", ctx, |item, ctx| {
-                let s = string(item, "trusted_relays", ctx)?;
+    let mut prefixes = |key: &'static str, ctx: &mut Ctx<'_>| {
+        t.get(key).map(|n| {
+            each(n, key, ctx, |item, ctx| {
+                let s = string(item, key, ctx)?;
                 let parsed = if s.contains('/') {
                     parse_prefix(s).map_err(|e| e.to_string())
                 } else {
@@ -512,14 +511,20 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
                         .map_err(|_| format!("{s:?} is not an IPv4 address or prefix"))
                 };
                 parsed
-                    .map_err(|e| ctx.err(&item.span(), format!("`trusted_relays`: {e}")))
+                    .map_err(|e| ctx.err(&item.span(), format!("`{key}`: {e}")))
                     .ok()
             })
             .into_iter()
             .map(|(p, _)| p)
-            .collect()
+            .collect::<Vec<_>>()
         })
-        .unwrap_or_default();
+    };
+    let trusted_relays = prefixes("trusted_relays", ctx).unwrap_or_default();
+    let leasequery_from =
+        prefixes("leasequery_from", ctx).unwrap_or_else(|| trusted_relays.clone());
+    let bulk_leasequery = t
+        .get("bulk_leasequery")
+        .and_then(|n| socket_addr(n, "bulk_leasequery", "0.0.0.0:67", ctx));
     let mut limit = |rate_key: &'static str,
                      burst_key: &'static str,
                      default: dataplane::limit::RateLimit,
@@ -578,6 +583,8 @@ fn server(node: &Node, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
         user,
         dispatch,
         trusted_relays,
+        leasequery_from,
+        bulk_leasequery,
         rate_limits,
         decline_limits,
     })

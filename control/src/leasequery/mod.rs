@@ -113,6 +113,7 @@
 
 mod bulk;
 mod msg;
+pub mod responder;
 mod server;
 mod udp;
 
@@ -155,16 +156,25 @@ pub enum Refused {
     /// None of them, and no remote-id either (RFC 4388 §6.3, RFC 6148).
     #[error("nothing to query by")]
     NoQuery,
+    /// The requestor's IPv4 source is outside `server.leasequery_from` ([`responder`]).
+    #[error("requestor not in server.leasequery_from")]
+    NotAllowed,
+    /// Answered, but the reply could not be sent (the send socket's buffer was full, or it
+    /// failed) ([`responder`]).
+    #[error("the reply could not be sent")]
+    Unsent,
 }
 
 impl Refused {
     /// Every reason, in counter order.
-    pub const ALL: [Refused; 5] = [
+    pub const ALL: [Refused; 7] = [
         Self::Malformed,
         Self::NotLeasequery,
         Self::NoGiaddr,
         Self::Ambiguous,
         Self::NoQuery,
+        Self::NotAllowed,
+        Self::Unsent,
     ];
 
     /// Kebab-case name, for metrics labels.
@@ -175,6 +185,8 @@ impl Refused {
             Self::NoGiaddr => "no-giaddr",
             Self::Ambiguous => "ambiguous",
             Self::NoQuery => "no-query",
+            Self::NotAllowed => "not-allowed",
+            Self::Unsent => "unsent",
         }
     }
 }
@@ -435,6 +447,45 @@ impl Stats {
 
     pub(crate) fn count_truncated(&self) {
         Self::add(&self.associated_truncated);
+    }
+
+    /// Every counter, labelled, for `tandemctl status --json` and the metrics.
+    pub fn status(&self) -> crate::status::LeasequeryStatus {
+        use crate::status::LabelledCount;
+        let count = |transport: &str, kind: &str, count: u64| LabelledCount {
+            transport: transport.to_owned(),
+            kind: kind.to_owned(),
+            count,
+        };
+        let per = |f: &dyn Fn(Transport) -> Vec<LabelledCount>| {
+            Transport::ALL.iter().flat_map(|t| f(*t)).collect()
+        };
+        crate::status::LeasequeryStatus {
+            queries: per(&|t| {
+                QueryKind::ALL
+                    .iter()
+                    .map(|k| count(t.as_str(), k.as_str(), self.queries(t, *k)))
+                    .collect()
+            }),
+            replies: per(&|t| {
+                ReplyKind::ALL
+                    .iter()
+                    .map(|k| count(t.as_str(), k.as_str(), self.replies(t, *k)))
+                    .collect()
+            }),
+            refused: Refused::ALL
+                .iter()
+                .map(|r| count("udp", r.as_str(), self.refused(*r)))
+                .collect(),
+            bulk_done: Status::ALL
+                .iter()
+                .map(|s| count("bulk", s.as_str(), self.done(*s)))
+                .collect(),
+            bulk_connections: ConnEvent::ALL
+                .iter()
+                .map(|e| count("bulk", e.as_str(), self.connections(*e)))
+                .collect(),
+        }
     }
 }
 
