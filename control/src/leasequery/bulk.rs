@@ -51,6 +51,8 @@ enum Select {
 #[derive(Clone, Debug)]
 struct Ask {
     select: Select,
+    /// Only the subnet holding this address (option 82 link selection): the query by link.
+    link: Option<std::net::Ipv4Addr>,
     start: Option<UnixTime>,
     end: Option<UnixTime>,
     prl: Option<Vec<u8>>,
@@ -138,7 +140,7 @@ impl Bulk {
                 self.finish(Status::Success, "", server_id, out, stats);
                 return;
             };
-            if self.slot >= table.len() {
+            if self.slot >= table.len() || ask.link.is_some_and(|l| table.slot(l).is_none()) {
                 self.table += 1;
                 self.slot = 0;
                 self.alloc = None;
@@ -358,6 +360,11 @@ fn parse(bytes: &[u8]) -> Result<Ask, (Status, &'static str)> {
     }
     let bad_82 = |_| malformed("malformed relay agent information");
     let remote = q.relay_sub_option(sub::REMOTE_ID).map_err(bad_82)?;
+    let link = match q.relay_sub_option(sub::LINK_SELECTION).map_err(bad_82)? {
+        None => None,
+        Some(&[a, b, c, d]) => Some(std::net::Ipv4Addr::new(a, b, c, d)),
+        Some(_) => return Err(malformed("link selection is not 4 bytes")),
+    };
     let relay = q.relay_sub_option(sub::RELAY_ID).map_err(bad_82)?;
     if remote.is_some_and(<[u8]>::is_empty) || relay.is_some_and(<[u8]>::is_empty) {
         return Err(malformed("empty remote-id or relay-id"));
@@ -405,6 +412,7 @@ fn parse(bytes: &[u8]) -> Result<Ask, (Status, &'static str)> {
     }
     Ok(Ask {
         select,
+        link,
         start,
         end,
         prl: q.prl,
@@ -437,6 +445,14 @@ mod tests {
     #[test]
     fn primary_queries_and_their_errors() {
         assert_eq!(status(&query(&[], |_| {})), Ok(QueryKind::AllConfigured));
+        assert_eq!(
+            status(&query(&[82, 5, 5, 3, 10, 0, 0], |_| {})).map_err(|e| e.0),
+            Err(Status::MalformedQuery)
+        );
+        assert_eq!(
+            status(&query(&[82, 6, 5, 4, 10, 0, 0, 1], |_| {})),
+            Ok(QueryKind::AllConfigured)
+        );
         let mac = |b: &mut [u8]| {
             b[1] = 1;
             b[2] = 6;
@@ -490,6 +506,7 @@ mod tests {
     fn windows_take_either_time() {
         let ask = Ask {
             select: Select::All,
+            link: None,
             start: Some(UnixTime(100)),
             end: Some(UnixTime(200)),
             prl: None,

@@ -70,7 +70,10 @@
 //!
 //! Query types (§7.2, §8.2): by MAC address, by client-identifier, by remote-id (sub-option
 //! 2 of option 82), by Relay-ID (sub-option 12, RFC 6925), and for all configured
-//! addresses (no primary query). Each is a scan of every table, so that every binding is
+//! addresses (no primary query). A query whose option 82 carries a link-selection
+//! sub-option (RFC 3527) is answered from the subnet holding that address only: the query by
+//! link (tandem's qualifier; RFC 6926 has none for DHCPv4, RFC 5460 has it for DHCPv6), a
+//! 4-byte value or MalformedQuery. Each is a scan of every table, so that every binding is
 //! found, whatever the client identified itself with. The first four answer
 //! DHCPLEASEACTIVE for each current binding (ACTIVE, not past its end) that matches;
 //! all-configured answers every address that is allocatable or whose record was ever

@@ -54,6 +54,8 @@ pub(crate) mod sub {
     pub const REMOTE_ID: u8 = dataplane::wire::relay::REMOTE_ID;
     /// Relay-ID (RFC 6925 §3).
     pub const RELAY_ID: u8 = 12;
+    /// Link selection (RFC 3527 §3): a bulk query's link (tandem's qualifier).
+    pub const LINK_SELECTION: u8 = 5;
 }
 
 /// The message is not a DHCP message we can read.
