@@ -160,10 +160,15 @@ fn encode_relay_header(records: u32) -> [u8; 512] {
     h
 }
 
-/// Create a table's relay file anew (every cell empty): under a temporary name, preallocated,
-/// synced, renamed, directory synced.
-fn create_relay_file(dir: &Path, spec: &TableSpec, records: u32) -> Result<(), OpenError> {
-    let name = relay_file_name(spec);
+/// Create file `name` in `dir` whole, or not at all: built under `name.tmp` (preallocated to
+/// `len` bytes, then `write` fills in its header), synced, renamed, the directory synced. A
+/// crash leaves no file, or a complete one.
+fn create_durably(
+    dir: &Path,
+    name: &str,
+    len: u64,
+    write: impl FnOnce(&File, &Path) -> Result<(), OpenError>,
+) -> Result<(), OpenError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let f = OpenOptions::new()
         .read(true)
@@ -173,13 +178,21 @@ fn create_relay_file(dir: &Path, spec: &TableSpec, records: u32) -> Result<(), O
         .mode(crate::FILE_MODE)
         .open(&tmp)
         .map_err(io_err(&tmp))?;
-    map::preallocate(&f, RELAY_HEADER_LEN + relay_map_len(records) as u64).map_err(io_err(&tmp))?;
-    f.write_all_at(&encode_relay_header(records), 0)
-        .map_err(io_err(&tmp))?;
+    map::preallocate(&f, len).map_err(io_err(&tmp))?;
+    write(&f, &tmp)?;
     f.sync_all().map_err(io_err(&tmp))?;
     let path = dir.join(name);
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     sync_dir(dir)
+}
+
+/// Create a table's relay file anew, every cell empty.
+fn create_relay_file(dir: &Path, spec: &TableSpec, records: u32) -> Result<(), OpenError> {
+    let len = RELAY_HEADER_LEN + relay_map_len(records) as u64;
+    create_durably(dir, &relay_file_name(spec), len, |f, tmp| {
+        f.write_all_at(&encode_relay_header(records), 0)
+            .map_err(io_err(tmp))
+    })
 }
 
 fn relay_map_len(records: u32) -> usize {
@@ -389,24 +402,12 @@ fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, O
     let file_len = HEADER_LEN + layout.map_len as u64;
     let fresh = !path.exists();
     if fresh {
-        // Build the whole file under a temporary name, make it durable, then rename: a
-        // crash leaves either no table or a complete empty one.
-        let tmp = dir.join(format!("{}.tmp", table_file_name(spec)));
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(crate::FILE_MODE)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        map::preallocate(&f, file_len).map_err(io_err(&tmp))?;
-        f.write_all_at(&encode_header(spec, &layout), 0)
-            .map_err(io_err(&tmp))?;
-        write_desc(&f, &tmp, spec)?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        sync_dir(dir)?;
+        // A crash leaves either no table or a complete empty one.
+        create_durably(dir, &table_file_name(spec), file_len, |f, tmp| {
+            f.write_all_at(&encode_header(spec, &layout), 0)
+                .map_err(io_err(tmp))?;
+            write_desc(f, tmp, spec)
+        })?;
     }
     let file = OpenOptions::new()
         .read(true)
