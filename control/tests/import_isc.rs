@@ -288,7 +288,7 @@ fn owners_states_and_pools_follow_dhcpds_rules() {
         "lease 10.9.0.10 {\n  ends 1 2020/01/01 00:00:00;\n  binding state expired;\n  rewind binding state backup;\n  hardware ethernet 02:00:00:00:00:10;\n}\n\
          lease 10.9.0.11 {\n  ends 1 2020/01/01 00:00:00;\n  binding state expired;\n  rewind binding state free;\n  hardware ethernet 02:00:00:00:00:11;\n}\n\
          lease 10.9.0.12 {\n  ends 4 2037/01/01 00:00:00;\n  tstp 4 2037/01/01 00:00:00;\n  binding state active;\n  hardware ethernet 02:00:00:00:00:12;\n}\n\
-         lease 10.9.0.13 {\n  ends 4 2037/01/01 00:00:00;\n  binding state active;\n  hardware ethernet 02:00:00:00:00:13;\n}\n\
+         lease 10.9.0.13 {\n  ends 4 2037/01/01 00:00:00;\n  binding state active;\n  hardware ethernet 02:00:00:00:00:13;\n  client-hostname \"printer-13\";\n}\n\
          lease 10.9.0.14 {\n  ends 4 2037/01/01 00:00:00;\n  hardware ethernet 02:00:00:00:00:14;\n}\n\
          lease 10.9.0.15 {\n  binding state backup;\n  reserved;\n}\n\
          failover peer \"p\" state {\n  my state partner-down at 1 2026/12/07 20:00:00;\n  partner state communications-interrupted at 1 2026/12/07 19:00:00;\n  mclt 0;\n}\n",
@@ -331,6 +331,9 @@ fn owners_states_and_pools_follow_dhcpds_rules() {
     // ACTIVE: ours if we sent it to the partner (tstp), else the partner's.
     assert_eq!(lease(12).owner, Owner::Us);
     assert_eq!(lease(13).owner, Owner::Partner);
+    // The host name dhcpd kept comes along, for `tandemctl leases --hostname`.
+    assert_eq!(lease(13).hostname.as_bytes(), b"printer-13");
+    assert!(lease(12).hostname.is_empty());
     // No binding state, ends in 2037, a client: ACTIVE, as dhcpd reads it.
     assert_eq!(lease(14).state, BindingState::Active);
     store.close(journals).expect("close");

@@ -1338,6 +1338,10 @@ fn read_leases(
                             })?;
                         l.client_id = id;
                     }
+                    "client-hostname" => {
+                        let name = x.name(1).unwrap_or_default();
+                        l.hostname = lease_mmap::Hostname::keep(name.as_bytes(), &l.relay);
+                    }
                     // Kept by dhcpd for its own bookkeeping or for DNS; not in tandem's records.
                     _ => {}
                 }

@@ -1668,6 +1668,7 @@ struct Columns {
     expire: usize,
     subnet_id: Option<usize>,
     state: Option<usize>,
+    hostname: Option<usize>,
 }
 
 impl Columns {
@@ -1691,6 +1692,7 @@ impl Columns {
             expire: need("expire")?,
             subnet_id: find("subnet_id"),
             state: find("state"),
+            hostname: find("hostname"),
         })
     }
 }
@@ -1779,6 +1781,9 @@ fn lease_row(row: &[&str], cols: &Columns, now: UnixTime) -> Result<Row, String>
         .ok_or("hwaddr is longer than 16 bytes")?;
     lease.chaddr[..hw.len()].copy_from_slice(&hw);
     lease.client_id = ClientId::new(&id).ok_or("client_id is longer than 255 bytes")?;
+    // kea-dhcp4 writes a comma in a host name as `&#x2c` (CSVLeaseFile4).
+    let name = field(cols.hostname).replace("&#x2c", ",");
+    lease.hostname = lease_mmap::Hostname::keep(name.as_bytes(), &lease.relay);
     Ok(Row {
         addr,
         lease,
@@ -1875,8 +1880,8 @@ fn read_leases(
             .map(|s| format!("{} {}", by_state[*s as usize], s.name()))
             .collect();
         let mut note = format!(
-            "{} leases ({}); {deleted} addresses deleted (valid_lifetime 0) left free; hostnames \
-             and DNS update flags are not kept",
+            "{} leases ({}); {deleted} addresses deleted (valid_lifetime 0) left free; DNS update \
+             flags are not kept",
             by_state.iter().sum::<usize>() - deleted,
             if kept.is_empty() {
                 "none".to_owned()
@@ -2193,7 +2198,10 @@ mod tests {
                 "192.0.2.10,1a:1b:1c:1d:1e:1f,01:1a:1b:1c:1d:1e:1f,3600,{},7,0,0,a.example.,0,",
                 t(2)
             ),
-            format!("192.0.2.11,1a:1b:1c:1d:1e:20,,3600,{},7,0,0,,0,", t(1)),
+            format!(
+                "192.0.2.11,1a:1b:1c:1d:1e:20,,3600,{},7,0,0,x&#x2cy,0,",
+                t(1)
+            ),
             format!("192.0.2.12,,,86400,{},7,0,0,,1,", t(24)),
             format!("192.0.2.13,1a:1b:1c:1d:1e:21,,3600,{},7,0,0,,2,", t(1)),
             format!("192.0.2.14,1a:1b:1c:1d:1e:22,,3600,{},7,0,0,,0,", t(2)),
@@ -2230,7 +2238,13 @@ mod tests {
             a.client_id.as_bytes(),
             [1, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f]
         );
+        assert_eq!(
+            a.hostname.as_bytes(),
+            b"a.example.",
+            "the host name is kept"
+        );
         let b = get(11).expect("11");
+        assert_eq!(b.hostname.as_bytes(), b"x,y", "Kea's escaped comma");
         assert_eq!(
             (b.state, b.client_id.is_empty()),
             (BindingState::Expired, true),
