@@ -418,14 +418,14 @@ fn by_client_id_names_the_newest_and_lists_every_address() {
 }
 
 #[test]
-fn by_mac_looks_in_both_indexes() {
+fn by_mac_looks_in_both_indexes_then_scans() {
     let (_d, store) = open_store();
     // Client 5 without option 61 in table A, with the client-id 01‖MAC in table B.
     put(&store, ip("10.0.0.50"), &active(5, NOW, 300));
     let mut typed = vec![1];
     typed.extend_from_slice(&mac(5)[..6]);
     put(&store, ip("10.1.0.5"), &with_id(active(5, NOW, 10), &typed));
-    // Client 6 sends some other client-id: indexed by it alone, not found by MAC over UDP.
+    // Client 6 sends some other client-id: indexed by it alone, found by MAC by a scan.
     put(
         &store,
         ip("10.0.0.60"),
@@ -437,14 +437,18 @@ fn by_mac_looks_in_both_indexes() {
     assert_eq!((m.ciaddr, m.chaddr), (ip("10.1.0.5"), mac(5)));
     assert_eq!(m.addrs(92), [ip("10.0.0.50"), ip("10.1.0.5")]);
     let m = udp(&store, NOW, &Q::leasequery().mac(6), &stats);
+    assert_eq!(m.message_type(), 13);
+    assert_eq!((m.ciaddr, m.chaddr), (ip("10.0.0.60"), mac(6)));
+    // A MAC nobody has: UNKNOWN, the query's MAC echoed, nothing else.
+    let m = udp(&store, NOW, &Q::leasequery().mac(7), &stats);
     assert_eq!(m.message_type(), 12);
     assert_eq!(
         (m.htype, m.hlen, m.chaddr),
-        (1, 6, mac(6)),
+        (1, 6, mac(7)),
         "the query's MAC echoed"
     );
     assert_eq!(m.codes(), [53]);
-    assert_eq!(stats.queries(Transport::Udp, QueryKind::Mac), 2);
+    assert_eq!(stats.queries(Transport::Udp, QueryKind::Mac), 3);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -29,8 +29,11 @@
 //! - **By MAC address** (`htype`/`hlen`/`chaddr`): every table's client index with
 //!   `ClientKey::HwAddr`, and with the client-identifier `htype ‖ chaddr` (RFC 2132 §9.14:
 //!   what most clients that send option 61 send). A client whose option 61 is anything else
-//!   is indexed by that option only and **is not found by MAC over UDP**: finding it would
-//!   take a scan of every table per query. A bulk query by MAC scans, and finds it.
+//!   is indexed by that option only: when the indexes find nothing, every table is scanned
+//!   for the hardware address (§6.4.1 matches a MAC whatever the client called itself), as
+//!   a bulk query by MAC always does. The responder runs off the fast path, on one thread
+//!   behind a bounded queue, so a flood of such queries from an allowed requestor costs
+//!   leasequery answers, never DHCP service.
 //!
 //!   For both client queries the reply is DHCPLEASEACTIVE for the binding with the latest
 //!   client-last-transaction-time (§6.4.1), with option 92 listing every address bound to

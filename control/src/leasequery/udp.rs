@@ -86,7 +86,12 @@ fn respond(
             },
             ClientKey::ClientId(&typed),
         ];
-        (QueryKind::Mac, client(store, now, &keys))
+        let mut found = client(store, now, &keys);
+        if found.is_empty() {
+            // A client that sent some other client-identifier is indexed by it only.
+            found = by_hardware(store, now, q.htype, q.mac());
+        }
+        (QueryKind::Mac, found)
     } else {
         match q.relay_sub_option(sub::REMOTE_ID) {
             Err(_) => return Err(Refused::Malformed),
@@ -172,6 +177,28 @@ fn client(store: &Store, now: UnixTime, keys: &[ClientKey<'_>]) -> Vec<Found> {
                 lease,
             });
         }
+    }
+    found
+}
+
+/// The active bindings of the hardware address `htype`/`mac`, whatever client-identifier
+/// they were granted under (a scan).
+fn by_hardware(store: &Store, now: UnixTime, htype: u8, mac: &[u8]) -> Vec<Found> {
+    let mut found = Vec::new();
+    for table in store.tables() {
+        table.for_each(|slot, _, lease| {
+            if is_current(lease, now)
+                && lease.htype == htype
+                && usize::from(lease.hlen) == mac.len()
+                && lease.chaddr.get(..mac.len()) == Some(mac)
+            {
+                found.push(Found {
+                    table: table.id(),
+                    addr: table.addr(slot),
+                    lease: *lease,
+                });
+            }
+        });
     }
     found
 }
