@@ -690,22 +690,7 @@ fn partner_down_survivor_serves_both_halves_and_partner_recovers() {
     let mut cap = net.capture();
     let mut s = Servers::start(&net, Mode::LoadBalance);
 
-    s.b.kill9();
-    let killed = unix_now();
-    wait_state(
-        &s.a,
-        3 * MRD + 30,
-        "A communications-interrupted",
-        |st, _| st == "communications-interrupted",
-    );
-    // Partner-down clearly after B's last recorded operation (`fsm::PARTNER_DOWN_MARGIN`,
-    // 10 s), so that B, back, knows A served alone since it stopped: RECOVER.
-    while unix_now() < killed + 12 {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    s.a.tandemctl(&["partner-down", "pair"])
-        .unwrap_or_else(|e| panic!("partner-down: {e}"));
-    wait_state(&s.a, 30, "A partner-down", |st, _| st == "partner-down");
+    kill_and_partner_down(&mut s.b, &s.a);
     let status = s.a.tandemctl(&["status"]).expect("tandemctl status");
     assert!(status.contains("partner-down"), "{status}");
 

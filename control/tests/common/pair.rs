@@ -434,3 +434,27 @@ pub fn finish(cap: &mut Capture) -> (Vec<DhcpMsg>, AckLog) {
     eprintln!("ACK checker: {n} ACKs, per server {:?}", log.per_server());
     (msgs, log)
 }
+
+/// Kills `dead` (`kill -9`), waits for `survivor` to be COMMUNICATIONS-INTERRUPTED and until
+/// clearly after the dead one's last recorded operation (`fsm::PARTNER_DOWN_MARGIN`, 10 s,
+/// so that the dead one, back, knows its partner served alone: RECOVER), then declares
+/// partner-down on `survivor` as an operator does and waits for PARTNER-DOWN.
+pub fn kill_and_partner_down(dead: &mut Server, survivor: &Server) {
+    dead.kill9();
+    let killed = super::server::unix_now();
+    wait_state(
+        survivor,
+        3 * MRD + 30,
+        "the survivor communications-interrupted",
+        |st, _| st == "communications-interrupted",
+    );
+    while super::server::unix_now() < killed + 12 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    survivor
+        .tandemctl(&["partner-down", "pair"])
+        .unwrap_or_else(|e| panic!("partner-down: {e}"));
+    wait_state(survivor, 30, "the survivor partner-down", |st, _| {
+        st == "partner-down"
+    });
+}
