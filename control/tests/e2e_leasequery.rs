@@ -22,8 +22,10 @@
 //!   leases as DHCPLEASEACTIVE with the query's xid (base time, start time of state,
 //!   dhcp-state ACTIVE, and the data-source flag REMOTE for the partner's bindings), then
 //!   DHCPLEASEQUERYDONE; an unknown relay-id only the DONE; the query for all configured
-//!   addresses every pool address, the leases ACTIVE and the rest UNASSIGNED; a query by IP
-//!   address, which RFC 6926 does not have, a DONE with status MalformedQuery.
+//!   addresses every pool address, the leases ACTIVE and the rest UNASSIGNED, and so does
+//!   the query by link (option 82 link selection) for the pair's subnet, while another link
+//!   has nothing; a query by IP address, which RFC 6926 does not have, a DONE with status
+//!   MalformedQuery.
 //! * A requestor outside `leasequery_from` (a second address of the relay's interface) gets
 //!   no answer over UDP, and no lease over TCP.
 //! * After `kill -9` of the secondary and the operator's partner-down on the primary, the
@@ -897,6 +899,18 @@ fn bulk_queries(leases: &[Lease], all: bool) -> Vec<BulkQuery> {
             id: "all configured addresses".into(),
             spec: json!({}),
             expect: Bulk::AllConfigured,
+        },
+        // By link (option 82 link selection): the pair's subnet is all of it; a link the
+        // servers do not serve has nothing.
+        BulkQuery {
+            id: "link 10.81.0.0".into(),
+            spec: json!({"link": "10.81.0.0"}),
+            expect: Bulk::AllConfigured,
+        },
+        BulkQuery {
+            id: "link 192.0.2.0 (not served)".into(),
+            spec: json!({"link": "192.0.2.0"}),
+            expect: Bulk::Active(BTreeSet::new()),
         },
     ];
     if all {

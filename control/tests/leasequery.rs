@@ -975,8 +975,9 @@ fn bulk_all_configured_addresses() {
     let r = c.replies(79);
     let addrs: Vec<Ipv4Addr> = r[..r.len() - 1].iter().map(|m| m.ciaddr).collect();
     assert_eq!(addrs, [ip("10.1.0.7")]);
-    // By link: option 82's link selection (RFC 3527) names one subnet, table B's.
-    c.send(&Q::bulk().xid(80).opt(82, &[5, 4, 10, 1, 0, 1]));
+    // By link: option 82's link selection (RFC 3527) names one subnet (its network
+    // address here, outside the addresses table B covers), table B's.
+    c.send(&Q::bulk().xid(80).opt(82, &[5, 4, 10, 1, 0, 0]));
     let r = c.replies(80);
     assert_eq!(status(&r[r.len() - 1]), None);
     let addrs: Vec<Ipv4Addr> = r[..r.len() - 1].iter().map(|m| m.ciaddr).collect();

@@ -140,7 +140,7 @@ impl Bulk {
                 self.finish(Status::Success, "", server_id, out, stats);
                 return;
             };
-            if self.slot >= table.len() || ask.link.is_some_and(|l| table.slot(l).is_none()) {
+            if self.slot >= table.len() || ask.link.is_some_and(|l| !on_link(table.spec(), l)) {
                 self.table += 1;
                 self.slot = 0;
                 self.alloc = None;
@@ -324,6 +324,15 @@ impl Ask {
         };
         (self.start.is_none() && self.end.is_none()) || inside(l.cltt) || inside(l.stos)
     }
+}
+
+/// Whether `link` lies in the subnet `spec` belongs to (the subnet, not just the addresses
+/// its table covers: a link selection names the relay's link, often its network address).
+fn on_link(spec: &lease_mmap::TableSpec, link: std::net::Ipv4Addr) -> bool {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(spec.prefix_len.min(32)))
+        .unwrap_or(0);
+    u32::from(link) & mask == u32::from(spec.network) & mask
 }
 
 /// §6.2.7, from the record's state; FREE and BACKUP are AVAILABLE when this server

@@ -37,8 +37,9 @@ COOKIE = b"\x63\x82\x53\x63"
 BOOTREQUEST = 1
 DISCOVER, OFFER, REQUEST, ACK, NAK = 1, 2, 3, 5, 6
 LEASEQUERY, BULKLEASEQUERY, LEASEQUERYDONE = 10, 14, 15
-# Remote-ID (RFC 3046) and Relay-ID (RFC 6925) sub-options of option 82.
-REMOTE_ID, RELAY_ID = 2, 12
+# Remote-ID (RFC 3046), link selection (RFC 3527) and Relay-ID (RFC 6925) sub-options of
+# option 82.
+REMOTE_ID, LINK_SELECTION, RELAY_ID = 2, 5, 12
 
 
 def log(*args):
@@ -286,6 +287,8 @@ def query_options(q):
         sub += option(REMOTE_ID, bytes.fromhex(q["remote_id"]))
     if q.get("relay_id"):
         sub += option(RELAY_ID, bytes.fromhex(q["relay_id"]))
+    if q.get("link"):
+        sub += option(LINK_SELECTION, bytes(int(x) for x in q["link"].split(".")))
     if sub:
         opts.append((82, sub))
     opts.append((55, bytes(q.get("prl", []))))
