@@ -109,7 +109,9 @@ impl AuditLog {
             *file = Some(f);
         }
         match file.as_mut() {
-            Some(f) => f.write_all(&line),
+            // Durable before the change is answered: an audit trail that a power loss can
+            // shorten is no trail (changes are rare; one fdatasync each is nothing).
+            Some(f) => f.write_all(&line).and_then(|()| f.sync_data()),
             None => Ok(()),
         }
     }
