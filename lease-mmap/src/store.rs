@@ -199,16 +199,11 @@ fn relay_map_len(records: u32) -> usize {
     (records as usize * crate::table::RELAY_SLOT_LEN).div_ceil(4096) * 4096
 }
 
-/// Open a table's relay file, creating it when missing or when its table was just created
-/// (`fresh`: cells of an earlier table's life must never describe the new one's records).
-/// A relay file that is not one (bad magic, checksum, format or size) is started over with a
-/// warning: relay info helps leasequery answer, and no binding depends on it.
-fn open_relay_file(
-    dir: &Path,
-    spec: &TableSpec,
-    records: u32,
-    fresh: bool,
-) -> Result<Mapping, OpenError> {
+/// Open a table's relay file, creating it when missing (a table created by this open has a
+/// new one already: cells of an earlier table's life must never describe the new one's
+/// records). A relay file that is not one (bad magic, checksum, format or size) is started
+/// over with a warning: relay info helps leasequery answer, and no binding depends on it.
+fn open_relay_file(dir: &Path, spec: &TableSpec, records: u32) -> Result<Mapping, OpenError> {
     let path = dir.join(relay_file_name(spec));
     let len = relay_map_len(records);
     let usable = |f: &File| -> bool {
@@ -218,7 +213,7 @@ fn open_relay_file(
             && f.metadata()
                 .is_ok_and(|m| m.len() >= RELAY_HEADER_LEN + len as u64)
     };
-    if fresh || !path.exists() {
+    if !path.exists() {
         create_relay_file(dir, spec, records)?;
     } else {
         let f = File::open(&path).map_err(io_err(&path))?;
@@ -402,6 +397,10 @@ fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, O
     let file_len = HEADER_LEN + layout.map_len as u64;
     let fresh = !path.exists();
     if fresh {
+        // The relay file first: a crash before the table is in place leaves no table, and
+        // the next open starts the relay file over again, so a new table never finds the
+        // cells of an old one beside it.
+        create_relay_file(dir, spec, records)?;
         // A crash leaves either no table or a complete empty one.
         create_durably(dir, &table_file_name(spec), file_len, |f, tmp| {
             f.write_all_at(&encode_header(spec, &layout), 0)
@@ -475,7 +474,7 @@ fn open_table_file(dir: &Path, id: TableId, spec: &TableSpec) -> Result<Table, O
         }
     }
     let map = Mapping::new(&file, HEADER_LEN, layout.map_len).map_err(io_err(&path))?;
-    let relay = open_relay_file(dir, spec, records, fresh)?;
+    let relay = open_relay_file(dir, spec, records)?;
     Ok(Table::new(id, spec.clone(), path, layout, map, relay))
 }
 

@@ -541,6 +541,11 @@ impl<S: Storage> Session<S> {
             l.decoder = decoder;
         }
         self.flush_acks(now);
+        // Acknowledgements written back this read that the store journals (a record with
+        // relay info, whose cell is durable only through an entry of its own version).
+        if !self.failed {
+            self.commit();
+        }
         self.drive(now);
     }
 

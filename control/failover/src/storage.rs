@@ -72,7 +72,8 @@ pub trait Storage {
     /// Changes a record against concurrent writers (compare-and-swap, retried): `change`
     /// gets the current record and returns the new one, or `None` to leave it. With
     /// `journal` the write is durable after the next [`Storage::commit`]; without, a crash
-    /// may lose it (only acknowledgements are written so). Returns the record written.
+    /// may lose it (only acknowledgements are written so; a store may journal them anyway,
+    /// as `control`'s does for records with relay info). Returns the record written.
     fn update(
         &mut self,
         rec: RecordId,

@@ -270,7 +270,12 @@ impl Storage for Tables {
     ) -> Result<Option<Lease>, StorageError> {
         let written = self.cas(rec, change).map_err(StorageError::new)?;
         Ok(written.map(|(v, l)| {
-            if journal {
+            // A record with relay info or a host name is always journaled: its relay cell
+            // reaches the disk only by a checkpoint's msync, so a new version of it (an
+            // acknowledgement written back) whose image is written back first would lose
+            // them after a power loss, unless an entry of that version restores the cell
+            // (lease-mmap FORMAT.md §3.5).
+            if journal || !l.relay.is_empty() || !l.hostname.is_empty() {
                 self.journal().record(rec.0, rec.1, v, &l);
             }
             l

@@ -246,15 +246,25 @@ impl Hostname {
     /// `name` as far as it fits in [`MAX_HOSTNAME`] bytes and beside `relay` (the store keeps
     /// both in [`MAX_RELAY_INFO`] bytes); trailing NULs (some clients send them) dropped.
     pub fn keep(name: &[u8], relay: &RelayInfo) -> Self {
-        let name = name.strip_suffix(&[0]).unwrap_or(name);
         let room = MAX_HOSTNAME.min(MAX_RELAY_INFO - relay.as_bytes().len());
-        let name = &name[..name.len().min(room)];
+        let mut name = &name[..name.len().min(room)];
+        while let Some(n) = name.strip_suffix(&[0]) {
+            name = n;
+        }
+        Self::exact(name).unwrap_or_default()
+    }
+
+    /// `name` as it is (a stored one); `None` when longer than [`MAX_HOSTNAME`].
+    pub fn exact(name: &[u8]) -> Option<Self> {
+        if name.len() > MAX_HOSTNAME {
+            return None;
+        }
         let mut bytes = [0; MAX_HOSTNAME];
         bytes[..name.len()].copy_from_slice(name);
-        Self {
+        Some(Self {
             len: name.len() as u8,
             bytes,
-        }
+        })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -635,8 +645,7 @@ pub mod disk {
             return None;
         }
         let relay = RelayInfo::new(&b[9..9 + r])?;
-        let name = &b[9 + r..9 + r + h];
-        (h <= MAX_HOSTNAME).then(|| (relay, Hostname::keep(name, &relay)))
+        Some((relay, Hostname::exact(&b[9 + r..9 + r + h])?))
     }
 
     /// The overflow block an image in raw words refers to, without checking its CRC (at run
@@ -678,7 +687,7 @@ pub mod disk {
         let at = CORE_LEN + MAX_CLIENT_ID;
         lease.relay = RelayInfo::new(b.get(at..at + usize::from(relay_len))?)?;
         let at = at + MAX_RELAY_INFO;
-        lease.hostname = Hostname::keep(b.get(at..at + usize::from(name_len))?, &lease.relay);
+        lease.hostname = Hostname::exact(b.get(at..at + usize::from(name_len))?)?;
         Some(lease)
     }
 }
@@ -761,6 +770,21 @@ mod tests {
                 .len(),
             48
         );
+        // Every trailing NUL goes; a stored name comes back exactly as stored, NULs and all
+        // (its length is the image's), never cut again.
+        assert_eq!(Hostname::keep(b"a\0\0", &r).as_bytes(), b"a");
+        let odd = Hostname::exact(b"ab\0").unwrap();
+        let w = encode_relay_cell(9, &r, &odd);
+        assert_eq!(decode_relay_cell(&w, 9, [4, 3]), Some((r, odd)));
+        let l = Lease {
+            relay: r,
+            hostname: odd,
+            ..sample(0)
+        };
+        let mut b = [0u8; LEASE_LEN];
+        encode_lease(&l, &mut b);
+        assert_eq!(decode_lease(&b), Some(l));
+        assert!(Hostname::exact(&[1; 49]).is_none());
     }
 
     #[test]
