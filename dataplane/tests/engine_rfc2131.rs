@@ -1356,6 +1356,16 @@ fn a_lease_keeps_the_trusted_relays_option_82_for_leasequery() {
     assert_eq!(ack.kind, Kind::Ack, "{ack:?}");
     assert_eq!(h.record(a).relay.as_bytes(), opt82);
     assert!(h.record(a).cltt > l.cltt);
+    // Through the trusted relay again, without option 82 this time (the client moved to a
+    // port that inserts none): what it was granted through before no longer holds.
+    h.advance(60);
+    let mut r = renew(mac(1), a);
+    r.giaddr = ip("10.1.0.1");
+    assert_eq!(
+        h.run(&r, &via_relay(SERVER, ip("10.1.0.1"))).kind,
+        Kind::Ack
+    );
+    assert!(h.record(a).relay.is_empty());
     // Through an untrusted relay: its option 82 is echoed, never kept (a forged one must
     // not poison what a relay rebuilds its anti-spoofing table from).
     let b = relayed(&mut h, mac(2), "10.3.0.1", Some(opt82));

@@ -1106,10 +1106,10 @@ impl Engine {
         }
         let same_client = cur.is_for(&cx.key);
         // For leasequery (RFC 4388 §6.4.2): the trusted relay's option 82; a renewal unicast
-        // straight from the client keeps what its lease was granted through.
+        // straight from the client (no giaddr) keeps what its lease was granted through.
         let relay = if !cx.relay_info.is_empty() {
             cx.relay_info
-        } else if same_client {
+        } else if same_client && cx.req.giaddr.is_unspecified() {
             cur.relay
         } else {
             RelayInfo::EMPTY
@@ -1367,6 +1367,8 @@ fn forget_client(l: &Lease) -> Lease {
         hlen: 0,
         chaddr: [0; 16],
         client_id: ClientId::EMPTY,
+        relay: RelayInfo::EMPTY,
+        hostname: Hostname::EMPTY,
         ..*l
     }
 }
