@@ -235,7 +235,7 @@ pub enum UsageError {
     Mac(String),
     #[error("leases: --client-id {0:?} is not hex bytes (01:02:00:00:00:00:01)")]
     ClientId(String),
-    #[error("leases: {0:?} is not a relay id (text, or 0x and hex digits)")]
+    #[error("leases: {0:?} is not a relay id or host name (text, or 0x and hex digits)")]
     RelayId(String),
     #[error("leases: give one of --json and --csv")]
     JsonAndCsv,
@@ -372,7 +372,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                             filter.remote_id = Some(v);
                         }
                     }
-                    "--hostname" => filter.hostname = Some(value("leases: --hostname")?),
+                    "--hostname" => {
+                        let h = value("leases: --hostname")?;
+                        if h.is_empty() {
+                            return Err(UsageError::RelayId(h));
+                        }
+                        filter.hostname = Some(h);
+                    }
                     "--subnet" => {
                         let p = value("leases: --subnet")?;
                         config::parse_prefix(&p).map_err(UsageError::Subnet)?;
@@ -1506,7 +1512,7 @@ pub fn render_leases(leases: &[LeaseInfo]) -> String {
                 l.client_id.clone().unwrap_or_else(|| "-".into()),
                 l.circuit_id.clone().unwrap_or_else(|| "-".into()),
                 l.remote_id.clone().unwrap_or_else(|| "-".into()),
-                l.hostname.clone().unwrap_or_else(|| "-".into()),
+                l.hostname.as_deref().map_or_else(|| "-".into(), printable),
                 format_rfc3339(l.ends),
             ]
         })
@@ -1575,6 +1581,19 @@ pub fn leases_csv(leases: &[LeaseInfo]) -> String {
     s
 }
 
+/// `s` safe for a terminal: control characters (a client chose a host name) as `\xNN`.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\x{:02x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// A CSV field: quoted (RFC 4180) when it holds a comma, a quote or a line break.
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -1613,6 +1632,12 @@ mod tests {
 
     fn parse(a: &[&str]) -> Result<Invocation, UsageError> {
         parse_args(a.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn host_names_never_reach_the_terminal_raw() {
+        assert_eq!(printable("pc-7"), "pc-7");
+        assert_eq!(printable("x\u{1b}[2Jy\r\n"), "x\\x1b[2Jy\\x0d\\x0a");
     }
 
     #[test]

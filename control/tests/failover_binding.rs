@@ -300,7 +300,7 @@ fn malformed_option_8_is_ignored() {
         // A length byte missing.
         &[82][..],
         // Other options only, and nothing at all.
-        &[12, 3, b'p', b'c', b'1', 255][..],
+        &[55, 2, 1, 3, 255][..],
         &[][..],
     ] {
         let mut r = plain.to_repr();
@@ -313,6 +313,15 @@ fn malformed_option_8_is_ignored() {
         b.apply_to(&mut lease);
         assert!(lease.relay.is_empty(), "{contents:?}");
     }
+    // Option 12 alone: the host name, and no relay info.
+    let mut r = plain.to_repr();
+    r.options.client_request_options = Some(&[12, 3, b'p', b'c', b'1', 255]);
+    let bytes = r.to_vec().unwrap();
+    let b = Binding::from_repr(&Repr::parse_bytes(&bytes).unwrap()).expect("accepted");
+    let mut lease = relayed_lease();
+    b.apply_to(&mut lease);
+    assert!(lease.relay.is_empty());
+    assert_eq!(lease.hostname.as_bytes(), b"pc1");
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! source when it left it empty), at the server port 67.
 //!
 //! A leasequery never touches the fast path beyond the copy: a query by remote-id walks whole
-//! tables, which a worker must never do. A requestor whose IPv4 source is outside
+//! tables, which a worker must never do. A requestor whose IPv4 source or `giaddr` is outside
 //! `leasequery_from` gets no answer (counted [`Refused::NotAllowed`], logged at most once a
 //! minute); a reply the socket would not take is counted [`Refused::Unsent`].
 
@@ -112,7 +112,17 @@ impl Responder {
         let Ok(f) = frame::parse(&q.frame) else {
             return;
         };
-        if !super::permitted(&self.allowed, f.ip_src.into()) {
+        let giaddr = f
+            .dhcp
+            .get(24..28)
+            .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+            .filter(|a| !a.is_unspecified())
+            .unwrap_or(f.ip_src);
+        // Both the source and giaddr, where the reply goes: a spoofed allowed source must
+        // not have the answer delivered to an address of its choosing.
+        if !super::permitted(&self.allowed, f.ip_src.into())
+            || !super::permitted(&self.allowed, giaddr.into())
+        {
             self.stats.count_refused(Refused::NotAllowed);
             if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                 *warned = Some(Instant::now());
@@ -130,12 +140,6 @@ impl Responder {
         else {
             return;
         };
-        let giaddr = f
-            .dhcp
-            .get(24..28)
-            .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-            .filter(|a| !a.is_unspecified())
-            .unwrap_or(f.ip_src);
         let hdr = ReplyHeader {
             eth_src: iface.mac,
             eth_dst: f.eth_src,

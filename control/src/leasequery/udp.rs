@@ -12,6 +12,8 @@ use super::{QueryKind, Refused, ReplyKind, Stats, Transport, is_current, time_le
 /// headers inside it: replies are bounded as the dataplane bounds its own.
 const MIN_DATAGRAM: usize = 576;
 const IP_UDP_HEADERS: usize = 28;
+/// The largest datagram a reply may be: an Ethernet MTU.
+const ETHERNET_MTU: usize = 1500;
 
 /// Answers one DHCPLEASEQUERY: `query_payload` is the UDP payload received, the `Ok` value
 /// the UDP payload of the reply, to be sent to the query's `giaddr`, port 67 (RFC 4388
@@ -64,7 +66,9 @@ fn respond(
     if [by_addr, by_mac, by_id].iter().filter(|b| **b).count() > 1 {
         return Err(Refused::Ambiguous);
     }
-    let limit = usize::from(q.max_message_size.unwrap_or(0)).max(MIN_DATAGRAM) - IP_UDP_HEADERS;
+    // Within the requestor's option 57, and an Ethernet MTU: no reply needs fragments.
+    let limit = usize::from(q.max_message_size.unwrap_or(0)).clamp(MIN_DATAGRAM, ETHERNET_MTU)
+        - IP_UDP_HEADERS;
     if by_addr {
         let (reply, bytes) = by_address(store, server_id, now, &q, limit, stats);
         return Ok((QueryKind::Address, reply, bytes));
