@@ -422,6 +422,29 @@ mod tests {
             })
             .unwrap();
         assert!(stale.is_none());
+        // A record with relay info is journaled even so: its relay cell is durable only
+        // through an entry of its own version (lease-mmap FORMAT.md §3.5).
+        let relayed = r.locate(Ipv4Addr::new(10, 0, 0, 4)).unwrap();
+        r.update(relayed, true, &mut |cur| {
+            Some(Lease {
+                state: BindingState::Active,
+                tstp: NOW,
+                relay: lease_mmap::RelayInfo::new(&[1, 2, b'p', b'1']).unwrap(),
+                ..*cur
+            })
+        })
+        .unwrap();
+        r.commit().unwrap();
+        r.update(relayed, false, &mut |cur| {
+            acknowledged(cur, BindingState::Active, NOW)
+        })
+        .unwrap()
+        .expect("acknowledged");
+        assert!(
+            r.pending(),
+            "an acknowledgement of a relayed lease is journaled"
+        );
+        r.commit().unwrap();
         // A record of a table not the relationship's is none of its business.
         assert!(r.read((TableId(1), Slot(0))).is_none());
     }
