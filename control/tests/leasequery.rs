@@ -749,6 +749,12 @@ impl Conn {
     }
 
     /// Every reply to one query, DONE included (last), each checked for the query's xid.
+    /// The addresses of query `xid`'s data replies, in order (its DONE left out).
+    fn addresses(&mut self, xid: u32) -> Vec<Ipv4Addr> {
+        let r = self.replies(xid);
+        r[..r.len() - 1].iter().map(|m| m.ciaddr).collect()
+    }
+
     fn replies(&mut self, xid: u32) -> Vec<Msg> {
         let mut v = Vec::new();
         loop {
@@ -876,8 +882,7 @@ fn bulk_queries_on_one_connection() {
             .xid(3)
             .opt(82, &[2, 7, b'm', b'o', b'd', b'e', b'm', b'-', b'1']),
     );
-    let r = c.replies(3);
-    let addrs: Vec<Ipv4Addr> = r[..r.len() - 1].iter().map(|m| m.ciaddr).collect();
+    let addrs = c.addresses(3);
     assert_eq!(addrs, [ip("10.0.0.20"), ip("10.1.0.7")]);
 
     // By relay-id (sub-option 12, RFC 6925), with option 55 asking for 82 and 156 only.
@@ -962,8 +967,7 @@ fn bulk_all_configured_addresses() {
     // query-start-time: only what changed since (client 1's bindings moved 100 and 50 s ago,
     // the partner's 200 s ago, the released one 900 s ago).
     c.send(&Q::bulk().xid(78).opt(154, &(now.0 - 120).to_be_bytes()));
-    let r = c.replies(78);
-    let addrs: Vec<Ipv4Addr> = r[..r.len() - 1].iter().map(|m| m.ciaddr).collect();
+    let addrs = c.addresses(78);
     assert_eq!(addrs, [ip("10.0.0.20"), ip("10.0.0.21")]);
     // And a window that ends before them: the partner's binding only (cltt 200 s ago).
     c.send(
@@ -972,8 +976,7 @@ fn bulk_all_configured_addresses() {
             .opt(154, &(now.0 - 260).to_be_bytes())
             .opt(155, &(now.0 - 190).to_be_bytes()),
     );
-    let r = c.replies(79);
-    let addrs: Vec<Ipv4Addr> = r[..r.len() - 1].iter().map(|m| m.ciaddr).collect();
+    let addrs = c.addresses(79);
     assert_eq!(addrs, [ip("10.1.0.7")]);
     // By link: option 82's link selection (RFC 3527) names one subnet (its network
     // address here, outside the addresses table B covers), table B's.
