@@ -124,7 +124,10 @@ fn relayed_clients_get_leases_from_the_giaddr_subnet_with_option_82_echoed() {
         .tandemctl(&["leases", "--limit", "3", "--all", "--csv"])
         .unwrap_or_else(|e| panic!("{e}"));
     let rows: Vec<&str> = csv.lines().collect();
-    assert_eq!(rows[0], "address,state,chaddr,client_id,circuit_id,remote_id,hostname,ends");
+    assert_eq!(
+        rows[0],
+        "address,state,chaddr,client_id,circuit_id,remote_id,hostname,ends"
+    );
     let listed: Vec<Ipv4Addr> = rows[1..]
         .iter()
         .map(|r| {
